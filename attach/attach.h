@@ -1,0 +1,225 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * attach: the only code in memspy that speaks ptrace. A process object
+ * (seize every thread, stop, resume, one waitpid(__WALL) event loop, detach
+ * on every path), memory reads clamped to the mapping table, writes to text,
+ * the mapping and module tables, and the remote-syscall helper.
+ */
+#ifndef MEMSPY_ATTACH_H
+#define MEMSPY_ATTACH_H
+
+#include "common/common.h"
+
+#include <sys/user.h>
+
+/* ======================= mapping table (/proc/PID/maps) ======================= */
+
+struct ms_map {
+	ms_raddr_t start, end; /* [start, end) */
+	uint64_t offset;       /* file offset of start */
+	bool r, w, x, shared;
+	uint32_t dev_major, dev_minor;
+	uint64_t inode;
+	char *path; /* as printed by the kernel ("[heap]", "/usr/lib/..."); NULL when anonymous */
+};
+
+struct ms_maps {
+	struct ms_map *v; /* sorted by start, non-overlapping */
+	size_t n;
+};
+
+/* Parses maps text (unit-testable). 0 or -EINVAL. out owns its strings. */
+int ms_maps_parse(const char *text, struct ms_maps *out);
+/* Reads /proc/PID/maps. 0 or -errno. */
+int ms_maps_read(pid_t pid, struct ms_maps *out);
+/* The mapping containing addr, or NULL. Borrowed from maps. */
+const struct ms_map *ms_maps_find(const struct ms_maps *maps, ms_raddr_t addr);
+/* Frees what maps owns (not maps itself); leaves it empty. */
+void ms_maps_free(struct ms_maps *maps);
+
+/* ================================ memory ================================ */
+
+/*
+ * Reads len bytes at addr from pid with process_vm_readv, continuing after
+ * short reads. Returns the bytes read from the start (may be short at an
+ * unreadable page) or -errno when nothing could be read (-EFAULT,
+ * -ESRCH, -EPERM). Needs only ptrace access permission, not a stop.
+ */
+ssize_t ms_mem_read_pid(pid_t pid, ms_raddr_t addr, void *buf, size_t len);
+
+/*
+ * A reader for pid whose reads are clamped to the readable mappings in maps
+ * (borrowed; must outlive the reader). ctx is owned by the caller:
+ *   struct ms_pid_reader pr; struct ms_reader r; ms_pid_reader_init(&pr, &r, pid, &maps);
+ */
+struct ms_pid_reader {
+	pid_t pid;
+	const struct ms_maps *maps;
+	uint64_t nreads, nbytes; /* statistics */
+};
+void ms_pid_reader_init(struct ms_pid_reader *pr, struct ms_reader *r, pid_t pid,
+			const struct ms_maps *maps);
+
+/* =============================== modules =============================== */
+
+struct ms_module {
+	char *path;      /* path as in maps */
+	char *open_path; /* a path memspy can open: /proc/PID/map_files/START-END, or
+			    /proc/PID/root + path as the fallback */
+	ms_raddr_t start, end; /* lowest start, highest end of its file mappings */
+	ms_raddr_t bias;       /* load bias: runtime address = bias + ELF p_vaddr/st_value */
+	uint8_t build_id[64];
+	size_t build_id_len; /* 0 when the file has no NT_GNU_BUILD_ID note */
+	bool is_exec;        /* the main executable (ET_EXEC or the PIE at /proc/PID/exe) */
+};
+
+struct ms_modules {
+	struct ms_module *v; /* sorted by start */
+	size_t n;
+};
+
+/*
+ * Builds the module table of ELF files mapped by pid. The bias comes from
+ * each mapping's file offset and the ELF program headers (not from the
+ * first mapping's start). 0 or -errno.
+ */
+int ms_modules_load(pid_t pid, const struct ms_maps *maps, struct ms_modules *out);
+void ms_modules_free(struct ms_modules *mods);
+/* The module whose mappings contain addr, or NULL. Borrowed. */
+const struct ms_module *ms_modules_find(const struct ms_modules *mods, ms_raddr_t addr);
+/* The first module whose file name (basename) starts with prefix ("libc.so.6",
+ * "libstdc++.so"), or NULL. Borrowed. */
+const struct ms_module *ms_modules_find_name(const struct ms_modules *mods, const char *prefix);
+/* Build id as lower-case hex into buf (>= 2*len+1 bytes); "" when none. */
+const char *ms_module_build_id_hex(const struct ms_module *m, char *buf, size_t size);
+
+/*
+ * Looks up a symbol's runtime address (bias applied) and size in m's
+ * .dynsym, then .symtab, of the mapped file. Only defined FUNC, IFUNC and
+ * OBJECT symbols count. 0, or -MS_E_NOT_FOUND.
+ */
+int ms_module_symbol(const struct ms_module *m, const char *name, ms_raddr_t *addr,
+		     uint64_t *size);
+
+/* =============================== process =============================== */
+
+struct ms_proc; /* opaque */
+
+/* Why ms_proc_wait returned. */
+enum ms_event_kind {
+	MS_EV_TIMEOUT,     /* nothing happened within timeout_ms */
+	MS_EV_STOP_REQUEST, /* memspy received SIGINT/SIGTERM/SIGHUP (ms_signals_stop_requested) */
+	MS_EV_TRAP,        /* a thread stopped with SIGTRAP (breakpoint): it stays stopped until
+			      ms_proc_cont_thread(); regs are in ev->regs */
+	MS_EV_THREAD_NEW,  /* a new thread was seized (already resumed unless all are stopped) */
+	MS_EV_THREAD_EXIT, /* a thread exited */
+	MS_EV_FORK,        /* the target forked; ev->child is the new pid, stopped and detached
+			      from memspy's thread set: see ms_proc_fork_child_* below */
+	MS_EV_EXITED,      /* the whole target is gone; ev->status is its wait status */
+};
+
+struct ms_event {
+	enum ms_event_kind kind;
+	pid_t tid;
+	pid_t child;                  /* MS_EV_FORK */
+	int status;                   /* MS_EV_EXITED: wait status of the thread-group leader */
+	struct user_regs_struct regs; /* MS_EV_TRAP */
+};
+
+struct ms_attach_opts {
+	bool trace_fork; /* PTRACE_O_TRACEFORK|VFORK: report forks (needed while text is patched) */
+};
+
+/*
+ * Seizes every thread of pid (rescanning /proc/PID/task until stable;
+ * PTRACE_O_TRACECLONE for threads created later). Threads keep running.
+ * On failure fills err with what failed and a diagnosis (no such process,
+ * kernel thread, zombie, memspy itself, already traced by TracerPid,
+ * another user, yama ptrace_scope, missing CAP_SYS_PTRACE, container) and
+ * leaves nothing attached. Returns 0 or a negative code.
+ */
+int ms_proc_seize(pid_t pid, const struct ms_attach_opts *opts, struct ms_proc **out,
+		  struct ms_error *err);
+
+/*
+ * Checks, without attaching, that pid exists and could be traced, with the
+ * same diagnoses as ms_proc_seize. For commands that only read memory.
+ */
+int ms_proc_check(pid_t pid, struct ms_error *err);
+
+pid_t ms_proc_pid(const struct ms_proc *p);
+size_t ms_proc_nthreads(const struct ms_proc *p);
+pid_t ms_proc_thread(const struct ms_proc *p, size_t i); /* tid of the i-th live thread */
+
+/*
+ * Stops every thread (PTRACE_INTERRUPT, then waits for each stop, seizing
+ * threads born meanwhile). Events other than stops that arrive meanwhile
+ * are queued for ms_proc_wait. 0, -MS_E_TARGET_EXITED, or -errno.
+ */
+int ms_proc_stop_all(struct ms_proc *p);
+/* Resumes every thread stopped by memspy (group-stopped ones stay in LISTEN). */
+int ms_proc_resume_all(struct ms_proc *p);
+bool ms_proc_all_stopped(const struct ms_proc *p);
+
+/* Registers of a stopped thread. 0 or -errno. */
+int ms_proc_get_regs(struct ms_proc *p, pid_t tid, struct user_regs_struct *regs);
+int ms_proc_set_regs(struct ms_proc *p, pid_t tid, const struct user_regs_struct *regs);
+/* Resumes one thread stopped at MS_EV_TRAP (or by stop_all). */
+int ms_proc_cont_thread(struct ms_proc *p, pid_t tid);
+
+/*
+ * Waits for the next event, at most timeout_ms (-1 = forever). Group-stops
+ * (PTRACE_LISTEN), signals meant for the target (re-injected), clone
+ * events and interrupt stops are handled inside; only the kinds above are
+ * reported. Also returns MS_EV_STOP_REQUEST as soon as memspy is asked to
+ * stop. 0 or -errno.
+ */
+int ms_proc_wait(struct ms_proc *p, int timeout_ms, struct ms_event *ev);
+
+/* Reads through the process's maps snapshot (refreshed by ms_proc_refresh_maps). */
+const struct ms_maps *ms_proc_maps(struct ms_proc *p);
+int ms_proc_refresh_maps(struct ms_proc *p);
+void ms_proc_reader(struct ms_proc *p, struct ms_reader *r);
+
+/*
+ * Writes len bytes into the target's memory through /proc/PID/mem (works
+ * on read-only text), then reads them back and compares. 0, -EIO on a
+ * mismatch, or -errno.
+ */
+int ms_proc_write_mem(struct ms_proc *p, ms_raddr_t addr, const void *buf, size_t len);
+
+/*
+ * Runs one system call in the target on thread tid, which must be stopped
+ * (by stop_all or at a trap): saves its registers, executes a `syscall`
+ * instruction found in libc's text with orig_rax = -1, restores them.
+ * 0 and *ret = the syscall's return value, or -errno.
+ */
+int ms_proc_remote_syscall(struct ms_proc *p, pid_t tid, long nr, const long args[6], long *ret);
+
+/*
+ * Detaches from every thread, leaving them all running (threads in a
+ * group-stop stay stopped, as they would without memspy). Idempotent; safe
+ * on any path, including after the target exited. Callers that patched
+ * memory restore it before this.
+ */
+int ms_proc_detach(struct ms_proc *p);
+/* Detaches if needed and frees. NULL is a no-op. */
+void ms_proc_free(struct ms_proc *p);
+
+/* True once the whole target has exited; *status its wait status. */
+bool ms_proc_exited(const struct ms_proc *p, int *status);
+
+/* A forked child reported by MS_EV_FORK: stopped and traced by memspy. */
+int ms_proc_fork_child_detach(pid_t child);
+
+/* ============================ process facts ============================ */
+
+/* Resident and anonymous memory from /proc/PID/status, in bytes. */
+struct ms_proc_mem_summary {
+	uint64_t vm_rss, rss_anon, rss_file, vm_size, vm_data;
+};
+int ms_proc_mem_summary(pid_t pid, struct ms_proc_mem_summary *out);
+/* The command name (/proc/PID/comm) into buf; "" on failure. */
+const char *ms_proc_comm(pid_t pid, char *buf, size_t size);
+
+#endif

@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: MIT
+/* Helpers shared by the subcommands: argument parsing and error reports. */
+#include "cmd/cmd.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "memspy %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'memspy %s --help'.\n", cmd);
+	return MS_EXIT_USAGE;
+}
+
+int cli_parse_pid(const char *s, pid_t *out)
+{
+	char *end;
+	long v;
+
+	if (!s || !*s)
+		return -EINVAL;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || *end || v <= 0 || v > 0x3fffffff)
+		return -EINVAL;
+	*out = (pid_t)v;
+	return 0;
+}
+
+int cli_parse_duration(const char *s, uint64_t *ns)
+{
+	char *end;
+	double v;
+
+	if (!s || !*s)
+		return -EINVAL;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || v < 0 || v > 1e7)
+		return -EINVAL;
+	if (!*end || !strcmp(end, "s"))
+		v *= 1e9;
+	else if (!strcmp(end, "ms"))
+		v *= 1e6;
+	else if (!strcmp(end, "m") || !strcmp(end, "min"))
+		v *= 60e9;
+	else if (!strcmp(end, "h"))
+		v *= 3600e9;
+	else
+		return -EINVAL;
+	*ns = (uint64_t)v;
+	return 0;
+}
+
+int cli_parse_bytes(const char *s, uint64_t *bytes)
+{
+	char *end;
+	double v, mul = 1;
+
+	if (!s || !*s)
+		return -EINVAL;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || v < 0)
+		return -EINVAL;
+	switch (tolower((unsigned char)*end)) {
+	case '\0': break;
+	case 'k': mul = 1024.0; break;
+	case 'm': mul = 1024.0 * 1024; break;
+	case 'g': mul = 1024.0 * 1024 * 1024; break;
+	default: return -EINVAL;
+	}
+	if (*end && end[1] && strcasecmp(end + 1, "b") && strcasecmp(end + 1, "ib"))
+		return -EINVAL;
+	if (v * mul > 1e18)
+		return -EINVAL;
+	*bytes = (uint64_t)(v * mul);
+	return 0;
+}
+
+void cli_report(const struct ms_error *err)
+{
+	fprintf(stderr, "memspy: %s\n", err->msg[0] ? err->msg : ms_strerror(err->code));
+	if (err->hint[0])
+		fprintf(stderr, "hint: %s\n", err->hint);
+}
+
+const char *cli_command_line(void)
+{
+	static char buf[4096];
+	FILE *f;
+	size_t n;
+
+	if (buf[0])
+		return buf;
+	f = fopen("/proc/self/cmdline", "r");
+	if (!f)
+		return "memspy";
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	for (size_t i = 0; i + 1 < n; i++)
+		if (buf[i] == '\0')
+			buf[i] = ' ';
+	/* Show "memspy", not the build path of the binary. */
+	{
+		char *space = strchr(buf, ' ');
+		char *slash = memrchr(buf, '/', space ? (size_t)(space - buf) : strlen(buf));
+
+		if (slash)
+			memmove(buf, slash + 1, strlen(slash + 1) + 1);
+	}
+	return buf;
+}

@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: MIT */
+/* cmd: subcommands and the helpers they share. The only code that exits. */
+#ifndef MEMSPY_CMD_H
+#define MEMSPY_CMD_H
+
+#include "common/common.h"
+
+/* Each subcommand gets argv with argv[0] = its own name; returns an exit code. */
+int cmd_record(int argc, char **argv);
+int cmd_dump(int argc, char **argv);
+
+/* Usage error: "memspy <cmd>: <message>" + "Try 'memspy <cmd> --help'." Returns 64. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) MS_PRINTF(2, 3);
+/* Parses a positive pid; 0 on success. */
+int cli_parse_pid(const char *s, pid_t *out);
+/* Parses a duration such as "10", "10s", "500ms", "2m" into nanoseconds; 0 on success. */
+int cli_parse_duration(const char *s, uint64_t *ns);
+/* Parses a byte count such as "512k", "4M", "65536"; 0 on success. */
+int cli_parse_bytes(const char *s, uint64_t *bytes);
+/* Prints err as "memspy: <msg>" and "hint: <hint>" (when there is one). */
+void cli_report(const struct ms_error *err);
+/* The command line as one string (for titles); static storage. */
+const char *cli_command_line(void);
+
+#endif

@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Atomically written output files: write to a temporary file in the same
+ * directory, rename over the final name when complete. Opening the
+ * temporary file early is also how memspy finds an unwritable output path
+ * before it attaches to anything.
+ */
+#include "common/common.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int ms_afile_open(struct ms_afile *af, const char *path, struct ms_error *err)
+{
+	struct stat st;
+	int fd, e;
+
+	memset(af, 0, sizeof(*af));
+	if (!path || !*path)
+		return ms_error_set(err, -EINVAL, "output: empty file name");
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+		ms_error_set(err, -EISDIR, "output: %s is a directory", path);
+		ms_error_hint(err, "name a file, e.g. -o %s/memspy.svg", path);
+		return -EISDIR;
+	}
+	af->tmp_path = ms_xasprintf("%s.tmp.XXXXXX", path);
+	fd = mkstemp(af->tmp_path);
+	if (fd < 0) {
+		e = errno;
+		ms_error_set(err, -e, "output: cannot create %s: %s", path, strerror(e));
+		if (e == ENOENT)
+			ms_error_hint(err, "the directory of %s does not exist; create it or choose "
+					   "another -o path", path);
+		else if (e == EACCES || e == EPERM || e == EROFS)
+			ms_error_hint(err, "the directory of %s is not writable by memspy; choose "
+					   "another -o path (e.g. under /tmp)", path);
+		free(af->tmp_path);
+		af->tmp_path = NULL;
+		return -e;
+	}
+	/* mkstemp creates 0600; output files are ordinary, readable ones. */
+	fchmod(fd, 0644);
+	af->fp = fdopen(fd, "w");
+	af->path = ms_xstrdup(path);
+	return 0;
+}
+
+int ms_afile_commit(struct ms_afile *af, struct ms_error *err)
+{
+	int e = 0;
+
+	if (!af->fp)
+		return ms_error_set(err, -EBADF, "output: %s was not open", af->path ? af->path : "?");
+	if (fflush(af->fp) != 0 || ferror(af->fp) || fsync(fileno(af->fp)) != 0)
+		e = errno ? errno : EIO;
+	if (fclose(af->fp) != 0 && !e)
+		e = errno;
+	af->fp = NULL;
+	if (!e && rename(af->tmp_path, af->path) != 0)
+		e = errno;
+	if (e) {
+		ms_error_set(err, -e, "output: writing %s failed: %s", af->path, strerror(e));
+		if (e == ENOSPC)
+			ms_error_hint(err, "the file system is full; free space or write elsewhere");
+		unlink(af->tmp_path);
+	}
+	free(af->tmp_path);
+	free(af->path);
+	af->tmp_path = af->path = NULL;
+	return e ? -e : 0;
+}
+
+void ms_afile_abort(struct ms_afile *af)
+{
+	if (af->fp)
+		fclose(af->fp);
+	if (af->tmp_path)
+		unlink(af->tmp_path);
+	free(af->tmp_path);
+	free(af->path);
+	memset(af, 0, sizeof(*af));
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Installs dependencies, builds memspy, starts the bundled demo service, and
+# runs memspy's two jobs on it: an allocation flame graph and a heap dump.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$(nproc)" >/dev/null
+out=demo-out
+mkdir -p "$out"
+
+fifo=$(mktemp -u)
+mkfifo "$fifo"
+./build/tests/targets/memspy-demo 120 >"$fifo" &
+demo=$!
+trap 'kill $demo 2>/dev/null; rm -f "$fifo"' EXIT
+read -r ready <"$fifo"   # "memspy-demo: pid N ready": no sleep, a handshake
+echo "$ready"
+
+./build/cmd/memspy record --pid "$demo" --duration 5s -o "$out/flame.svg"
+./build/cmd/memspy dump --pid "$demo" --json -o "$out/heap.json"
+./build/cmd/memspy dump --pid "$demo"
+
+echo
+echo "flame graph: $PWD/$out/flame.svg   (open it in a browser: click to zoom, Ctrl-F to search)"
+echo "heap dump:   $PWD/$out/heap.json"

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Installs what memspy needs to build and test on Debian 12, only what is
+# missing. Uses sudo when not root.
+set -euo pipefail
+
+pkgs=(build-essential cmake pkg-config
+      libdw-dev libelf-dev libunwind-dev libjansson-dev libzydis-dev zlib1g-dev
+      libc6-dbg     # glibc's DWARF: dump reads malloc's structures from it
+      gdb           # the cross-check some tests and benchmarks compare with
+      chromium      # renders the flame graph SVG in a test
+      debootstrap)  # other glibc versions for the heap-walk tests
+if [ "${MEMSPY_BENCH:-0}" = 1 ]; then pkgs+=(heaptrack); fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+SUDO=
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+echo "memspy: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -22,4 +22,14 @@ void cli_report(const struct ms_error *err);
 /* The command line as one string (for titles); static storage. */
 const char *cli_command_line(void);
 
+struct ms_proc;
+struct ms_attach_opts;
+/*
+ * Seizes pid for subcommand cmd. On failure prints what failed and the
+ * diagnosis ("memspy: ...", "hint: ...") and returns the exit code to use
+ * (MS_EXIT_FAILED); 0 on success with *out set.
+ */
+int cli_attach(const char *cmd, pid_t pid, const struct ms_attach_opts *opts,
+	       struct ms_proc **out);
+
 #endif

@@ -1,0 +1,116 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * attach/probe: allocator entry probes. Each probed function's first >= 5
+ * bytes become a jmp to a stub in pages injected near the module; the stub
+ * counts bytes down (Poisson sampling by bytes, decided in the target) and
+ * only sampled calls reach memspy. See ../shared/DESIGN.md (Probes) and
+ * ../shared/notes/stubs.md.
+ *
+ * Contract between the probe engine (attach/probe*.c) and `memspy record`
+ * (cmd/record.c): record installs, feeds every MS_EV_TRAP from
+ * ms_proc_wait() (and, in ring mode, regular polls) to the engine, receives
+ * allocation events through a callback, and removes the probes on every
+ * path before detaching.
+ */
+#ifndef MEMSPY_PROBE_H
+#define MEMSPY_PROBE_H
+
+#include "attach/attach.h"
+
+enum ms_alloc_fn {
+	MS_FN_MALLOC,
+	MS_FN_CALLOC,
+	MS_FN_REALLOC,
+	MS_FN_FREE,
+	MS_FN_POSIX_MEMALIGN,
+	MS_FN_ALIGNED_ALLOC,
+	MS_FN_MEMALIGN,
+	MS_FN_VALLOC,
+	MS_FN_PVALLOC,
+	MS_FN_OPERATOR_NEW,    /* operator new / new[] (all variants that do not just call malloc) */
+	MS_FN_OPERATOR_DELETE, /* operator delete / delete[] (idem) */
+	MS_FN_CUSTOM,          /* --probe SYMBOL: treated as malloc(size_t) */
+	MS_FN_COUNT
+};
+const char *ms_alloc_fn_name(enum ms_alloc_fn fn);
+
+struct ms_probe_opts {
+	uint64_t sample_bytes; /* mean bytes between samples; 0 = exact (every call is an event) */
+	size_t stack_bytes;    /* bytes of the caller's stack copied per sample (default 16 KiB) */
+	bool track_frees;      /* report frees of sampled pointers (needed for --live) */
+	const char *const *custom_symbols; /* --probe SYMBOL ... */
+	size_t n_custom;
+	uint64_t seed;         /* for the exponential draws; 0 = from the clock */
+};
+
+enum ms_alloc_event_type { MS_AE_ALLOC, MS_AE_FREE };
+
+/* One sampled allocation or one free of a sampled pointer. Borrowed by the callback. */
+struct ms_alloc_event {
+	enum ms_alloc_event_type type;
+	enum ms_alloc_fn fn;
+	pid_t tid;
+	uint64_t size;       /* MS_AE_ALLOC: bytes requested */
+	uint64_t weight;     /* MS_AE_ALLOC: bytes this sample stands for (== size when exact) */
+	ms_raddr_t ptr;      /* ALLOC: returned pointer (0 if it failed); FREE: freed pointer */
+	uint64_t time_ns;    /* CLOCK_MONOTONIC, when memspy saw it */
+	/* ALLOC only: registers at the allocator's entry (rip = the entry, rsp -> return
+	 * address) and a copy of the stack from regs.rsp upwards, for unwinding. */
+	struct user_regs_struct regs;
+	const uint8_t *stack;
+	size_t stack_len;
+};
+typedef void (*ms_alloc_event_cb)(const struct ms_alloc_event *ev, void *ctx);
+
+struct ms_probe_stats {
+	uint64_t stops;          /* ptrace stops caused by probes */
+	uint64_t stopped_ns;     /* time target threads spent stopped by probes (sum) */
+	uint64_t samples;        /* allocation events delivered */
+	uint64_t frees;          /* free events delivered */
+	uint64_t dropped;        /* samples lost (ring full, table full) */
+	size_t n_installed;      /* entry points patched */
+};
+
+struct ms_probes; /* opaque */
+
+/*
+ * Stops all threads, injects the stub pages, patches every allocator entry
+ * found in mods (libc, the executable, preloaded allocators, libstdc++'s
+ * operator new/delete where they do not just call malloc, custom symbols),
+ * verifies each written byte, and resumes. Sites that cannot be patched
+ * safely are skipped with a warning. Fails (and leaves nothing patched)
+ * when no entry at all could be probed. 0 or a negative code; err filled.
+ */
+int ms_probes_install(struct ms_proc *p, const struct ms_modules *mods,
+		      const struct ms_probe_opts *opts, struct ms_probes **out,
+		      struct ms_error *err);
+
+/*
+ * Offers an event from ms_proc_wait(). If it is a probe trap, emits the
+ * allocation/free events through cb, resumes the thread and returns 1;
+ * returns 0 if the event is not the engine's (the caller handles it).
+ * MS_EV_FORK is the engine's too: the child's patched text is restored and
+ * the child detached.
+ */
+int ms_probes_handle_event(struct ms_probes *pr, const struct ms_event *ev,
+			   ms_alloc_event_cb cb, void *ctx);
+
+/* Drains in-target buffers (ring mode), emitting events through cb. 0 or -errno. */
+int ms_probes_poll(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx);
+
+/*
+ * Removes every probe: stops all threads, disarms, restores every patched
+ * byte and reads it back, moves threads parked on a trap site past it,
+ * consumes SIGTRAPs already pending, and resumes. Safe after the target
+ * exited. 0, or a negative code with err filled (a byte that could not be
+ * restored is named in err).
+ */
+int ms_probes_remove(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx,
+		     struct ms_error *err);
+
+void ms_probes_stats(const struct ms_probes *pr, struct ms_probe_stats *out);
+/* Names of the patched entry points ("malloc@libc.so.6", ...), for the summary. */
+size_t ms_probes_sites(const struct ms_probes *pr, const char ***names);
+void ms_probes_free(struct ms_probes *pr);
+
+#endif

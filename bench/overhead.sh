@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Profiler overhead, side by side in one run: each workload unprofiled, under
+# `memspy record` (default settings, or $MEMSPY_ARGS), and under
+# `heaptrack -p` (attached to the running process, as memspy is). Prints
+# throughput ratios (median of $ROUNDS interleaved rounds). Not a test: the
+# machine is shared and noisy, so read ratios, not absolute numbers.
+#
+#   bash bench/overhead.sh [build-dir]      ROUNDS=3 SECONDS_PER_RUN=5 THREADS=4
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build}
+ROUNDS=${ROUNDS:-3}
+SECS=${SECONDS_PER_RUN:-5}
+THREADS=${THREADS:-4}
+MEMSPY_ARGS=${MEMSPY_ARGS:-}
+bench=$build/bench/targets/alloc_bench
+memspy=$build/cmd/memspy
+work=$(mktemp -d)
+trap 'rm -rf "$work"; jobs -p | xargs -r kill 2>/dev/null || true' EXIT
+have_heaptrack=1
+command -v heaptrack >/dev/null || { have_heaptrack=0; echo "heaptrack not installed (apt-get install heaptrack): its column is skipped" >&2; }
+
+# Waits until $1 (a pid) shows a tracer or an injected library, i.e. the profiler is in.
+wait_attached() {
+	local pid=$1 what=$2 i
+	for i in $(seq 1 300); do
+		case $what in
+		memspy) grep -q '^TracerPid:[[:space:]]*[1-9]' /proc/$pid/status 2>/dev/null && { sleep 0.5; return 0; } ;;
+		heaptrack) grep -q libheaptrack_inject /proc/$pid/maps 2>/dev/null && { sleep 0.5; return 0; } ;;
+		esac
+		sleep 0.1
+	done
+	echo "profiler $what did not attach to $pid" >&2
+	return 1
+}
+
+# run_one WORKLOAD MODE -> prints "rate samples_per_s"
+run_one() {
+	local workload=$1 mode=$2 prof_pid="" samples=""
+	local in=$work/in.$$ out=$work/out.$$
+	rm -f "$in" "$out"; mkfifo "$in"
+	"$bench" "$workload" "$THREADS" "$SECS" <"$in" >"$out" &
+	local pid=$!
+	exec 9>"$in"
+	while ! grep -q '^ready' "$out" 2>/dev/null; do sleep 0.05; done
+	case $mode in
+	none) ;;
+	memspy)
+		"$memspy" record --pid "$pid" -q $MEMSPY_ARGS -o "$work/m.folded" 2>"$work/m.err" &
+		prof_pid=$!
+		wait_attached "$pid" memspy ;;
+	heaptrack)
+		heaptrack -o "$work/ht" -p "$pid" >"$work/ht.log" 2>&1 &
+		prof_pid=$!
+		wait_attached "$pid" heaptrack ;;
+	esac
+	echo go >&9
+	exec 9>&-
+	wait "$pid" || true
+	if [ -n "$prof_pid" ]; then
+		kill -INT "$prof_pid" 2>/dev/null || true
+		wait "$prof_pid" 2>/dev/null || true
+	fi
+	if [ "$mode" = memspy ]; then
+		samples=$(grep -oE '[0-9,]+ samples' "$work/m.err" | head -1 | tr -d ', samples' || true)
+	fi
+	awk -v s="${samples:-}" -v secs="$SECS" '/^ops/ {printf "%s %s\n", $4, (s == "" ? "-" : s / secs)}' "$out"
+	rm -f "$in" "$out" "$work"/ht*
+}
+
+median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+
+for workload in service tight; do
+	declare -A rates=()
+	sps=""
+	for r in $(seq 1 "$ROUNDS"); do
+		for mode in none memspy heaptrack; do
+			[ "$mode" = heaptrack ] && [ $have_heaptrack = 0 ] && continue
+			read -r rate s < <(run_one "$workload" "$mode")
+			rates[$mode]+="$rate "
+			[ "$mode" = memspy ] && sps+="$s "
+		done
+	done
+	base=$(echo ${rates[none]} | tr ' ' '\n' | median)
+	printf '\n%s (%s threads, %ss runs, %s rounds): ops/s median, slowdown vs unprofiled\n' "$workload" "$THREADS" "$SECS" "$ROUNDS"
+	printf '  %-10s %14.0f ops/s   1.00x\n' none "$base"
+	for mode in memspy heaptrack; do
+		[ -z "${rates[$mode]:-}" ] && continue
+		m=$(echo ${rates[$mode]} | tr ' ' '\n' | median)
+		printf '  %-10s %14.0f ops/s   %.2fx slower   (runs: %s)\n' "$mode" "$m" "$(echo "$base / $m" | bc -l)" "${rates[$mode]}"
+	done
+	[ -n "$sps" ] && printf '  memspy samples/s: %s\n' "$sps"
+	unset rates
+done

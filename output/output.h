@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * output: profile sinks for `memspy record`. Stacks are aggregated into a tree
+ * (struct ms_profile) and written as an SVG flame graph, folded stacks,
+ * speedscope JSON or pprof. The heap report writers live in output/heap*.
+ */
+#ifndef MEMSPY_OUTPUT_H
+#define MEMSPY_OUTPUT_H
+
+#include "common/common.h"
+
+/*
+ * One frame of a stack. All strings are borrowed for the duration of the
+ * ms_profile_add() call (the profile copies what it keeps). When function is
+ * NULL the frame is shown as "module+0xOFFSET" (module basename), or
+ * "[unknown]" when module is NULL too. file may be NULL (no line info).
+ */
+struct ms_out_frame {
+	const char *function; /* demangled name, or NULL */
+	const char *file;     /* source file, or NULL */
+	int line;             /* source line, 0 if unknown */
+	const char *module;   /* path of the ELF module (libc.so.6, /usr/bin/x), or NULL */
+	uint64_t offset;      /* address relative to the module's load bias (for NULL function) */
+	bool inlined;         /* inlined into the frame below it (its caller) */
+};
+
+struct ms_profile; /* opaque aggregated stack tree */
+
+/* A new empty profile; never NULL (allocation aborts on OOM). */
+struct ms_profile *ms_profile_new(void);
+/* Frees p and everything it owns; NULL is a no-op. */
+void ms_profile_free(struct ms_profile *p);
+
+/*
+ * Adds one stack (frames[0] = root, e.g. main; frames[n-1] = leaf, the
+ * allocator's caller) with the bytes and allocation count it stands for.
+ * Identical stacks merge. n == 0 adds to an "[unknown]" frame so totals stay
+ * right. Values saturate at UINT64_MAX rather than wrap.
+ */
+void ms_profile_add(struct ms_profile *p, const struct ms_out_frame *frames, size_t n,
+		    uint64_t bytes, uint64_t count);
+/* Totals over all stacks added so far (either pointer may be NULL). */
+void ms_profile_totals(const struct ms_profile *p, uint64_t *bytes, uint64_t *count);
+
+enum ms_out_format {
+	MS_OUT_SVG,        /* interactive flame graph, self-contained */
+	MS_OUT_FOLDED,     /* "a;b;c 1234" lines (flamegraph.pl / inferno input) */
+	MS_OUT_SPEEDSCOPE, /* speedscope.app JSON, one sampled profile per value */
+	MS_OUT_PPROF,      /* gzip'd profile.proto, Go heap sample types */
+};
+
+/*
+ * Maps a format name or a file name/extension to a format: "svg",
+ * "folded"/"collapsed"/"txt", "speedscope"/"json", "pprof"/"pb.gz"/"pb", or
+ * a path ending in one of those (".svg", ".folded", ".speedscope.json",
+ * ".pb.gz", ...). Returns 0, or -EINVAL for an unknown name.
+ */
+int ms_out_format_from_name(const char *name_or_path, enum ms_out_format *out);
+/* Canonical name of a format ("svg", "folded", "speedscope", "pprof"). */
+const char *ms_out_format_name(enum ms_out_format fmt);
+
+enum ms_out_value {
+	MS_VALUE_BYTES, /* frame widths (and folded values) are bytes */
+	MS_VALUE_COUNT, /* frame widths (and folded values) are allocation counts */
+};
+
+/* Writer options; a zeroed struct (or NULL) gives sensible defaults. */
+struct ms_out_opts {
+	const char *title;    /* e.g. the memspy command line; NULL: "memspy" */
+	const char *subtitle; /* e.g. "Total: 1.2 GiB allocated in 3,456 allocations, ..." */
+	enum ms_out_value value;
+	bool lines;           /* show "function (file.c:42)" instead of "function" */
+	bool live;            /* leak/live view: values are bytes still live, worded so */
+	bool no_script;       /* SVG without JavaScript (golden tests) */
+	int width;            /* SVG width in pixels; 0 = 1200 */
+	uint64_t sample_period; /* mean bytes between samples (pprof period); 0 = exact */
+	uint64_t time_ns;     /* pprof time_nanos / duration base; 0 = omitted */
+	uint64_t duration_ns; /* pprof duration_nanos; 0 = omitted */
+};
+
+/*
+ * Writes p to out in fmt. Returns 0, or a negative code with err filled
+ * (write errors: -EIO and the file's errno in msg). out is not closed.
+ * Output is deterministic: same profile and options, same bytes.
+ */
+int ms_profile_write(const struct ms_profile *p, enum ms_out_format fmt,
+		     const struct ms_out_opts *o, FILE *out, struct ms_error *err);
+
+/*
+ * Reads folded stacks ("frame;frame;frame VALUE" or "... BYTES COUNT" per
+ * line, as written by MS_OUT_FOLDED) from in and adds them to p. A single
+ * value is taken as bytes with a count of 1 per line. Frame text is kept
+ * verbatim as the function name. Returns 0, or -EINVAL with err naming the
+ * line when a line is malformed (nothing after it is added).
+ */
+int ms_folded_parse(FILE *in, struct ms_profile *p, struct ms_error *err);
+
+#endif

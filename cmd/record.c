@@ -1,13 +1,723 @@
 // SPDX-License-Identifier: MIT
-/* memspy record: not written yet (see the open issue). */
+/*
+ * memspy record: attach, probe the allocator, keep the raw PCs of sampled
+ * allocations until --duration, Ctrl-C or the target's exit, remove every
+ * probe, detach, then symbolise once per PC and write the flame graph.
+ */
 #include "cmd/cmd.h"
+#include "cmd/record_int.h"
+#include "attach/attach.h"
+#include "attach/probe.h"
+#include "output/output.h"
+#include "unwind/unwind.h"
 
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define CMD "record"
+#define MAX_PCS 256
+#define WAIT_MS 5
+#define PROGRESS_NS 200000000ull /* progress line refresh: 5 per second */
+
+struct rec_opts {
+	pid_t pid;
+	const char *out_path;
+	char *out_default;
+	enum ms_out_format fmt;
+	bool fmt_given;
+	uint64_t duration_ns; /* 0: until Ctrl-C or the target exits */
+	bool live, count, lines, quiet;
+	uint64_t sample_bytes;
+	uint64_t stack_bytes;
+	enum ms_unwind_backend unwinder;
+	const char **probes;
+	size_t nprobes, probes_cap;
+};
+
+/* What the allocation callback needs: borrowed pointers, owned by cmd_record(). */
+struct recorder {
+	struct ms_unwinder *unwinder;
+	struct ms_rec_table *table;
+	uint64_t alloc_events, free_events, unwind_failures, short_stacks;
+	ms_raddr_t pcs[MAX_PCS];
+};
+
+static void help(FILE *f)
+{
+	fprintf(f,
+		"Usage: memspy record --pid PID [-o FILE] [options]\n"
+		"\n"
+		"Attaches to a running process, probes its allocator (malloc, calloc, realloc,\n"
+		"free, posix_memalign, aligned_alloc, memalign, valloc, pvalloc, operator\n"
+		"new/delete), records the call stacks of sampled allocations, removes every\n"
+		"probe, detaches, and writes a flame graph of where memory is allocated.\n"
+		"\n"
+		"Options:\n"
+		"  -p, --pid PID          process to record (required)\n"
+		"  -o, --output FILE      output file (default: memspy-PID.svg); written\n"
+		"                         atomically, also when the recording ends early\n"
+		"  -f, --format FMT       svg, folded, speedscope or pprof (default: from the\n"
+		"                         extension of FILE: .svg .folded .txt .json .pb.gz)\n"
+		"  -d, --duration D       stop after D (\"30\", \"30s\", \"500ms\", \"2m\"); default:\n"
+		"                         until Ctrl-C (SIGINT/SIGTERM/SIGHUP) or the target exits\n"
+		"      --live             bytes allocated during the recording and still not\n"
+		"                         freed at the end (the leak view)\n"
+		"      --count            allocation counts instead of bytes\n"
+		"  -s, --sample-bytes N   mean bytes between samples (default 512k; k/M/G\n"
+		"                         suffixes); 0 = every call (same as --exact)\n"
+		"      --exact            record every call: exact counts, one stop per call,\n"
+		"                         for tests and low-rate programs\n"
+		"      --stack-bytes N    bytes of stack copied per sample (default 16k)\n"
+		"      --unwinder U       elfutils (default), libunwind, or fp (frame pointers)\n"
+		"      --lines            show file:line in frame names\n"
+		"      --probe SYMBOL     also probe SYMBOL as a malloc-like allocator taking the\n"
+		"                         size as first argument (repeatable)\n"
+		"      --subprocesses     follow forked children (not supported yet: forked\n"
+		"                         children are restored and let go)\n"
+		"  -q, --quiet            no progress line and no summary; errors only\n"
+		"  -h, --help             this help\n"
+		"\n"
+		"Examples:\n"
+		"  memspy record --pid 4242 -o alloc.svg --duration 30s\n"
+		"  memspy record --pid 4242 --live -o leaks.svg            (Ctrl-C to stop)\n"
+		"  memspy record --pid 4242 --count -o calls.folded\n"
+		"  memspy record --pid 4242 --exact --duration 5s -o all.speedscope.json\n"
+		"  memspy record --pid 4242 --probe my_pool_alloc -o pool.svg\n"
+		"\n"
+		"Exit status:\n"
+		"  0   complete: the file holds the whole recording\n"
+		"  1   partial: the file was written but the recording is incomplete (the\n"
+		"      target exited, samples were lost); the reason is printed\n"
+		"  2   failed: nothing written (cannot attach, no allocator found, output\n"
+		"      not writable), or a probe could not be removed cleanly\n"
+		"  64  usage error\n"
+		"\n"
+		"A progress line is shown on stderr when it is a terminal; a summary of what\n"
+		"was seen and what it cost the target is always printed at the end (but -q).\n");
+}
+
+enum {
+	OPT_LIVE = 256,
+	OPT_COUNT,
+	OPT_EXACT,
+	OPT_STACK_BYTES,
+	OPT_UNWINDER,
+	OPT_LINES,
+	OPT_PROBE,
+	OPT_SUBPROCESSES,
+};
+
+static const struct option long_opts[] = {
+	{"pid", required_argument, NULL, 'p'},
+	{"output", required_argument, NULL, 'o'},
+	{"format", required_argument, NULL, 'f'},
+	{"duration", required_argument, NULL, 'd'},
+	{"live", no_argument, NULL, OPT_LIVE},
+	{"count", no_argument, NULL, OPT_COUNT},
+	{"sample-bytes", required_argument, NULL, 's'},
+	{"exact", no_argument, NULL, OPT_EXACT},
+	{"stack-bytes", required_argument, NULL, OPT_STACK_BYTES},
+	{"unwinder", required_argument, NULL, OPT_UNWINDER},
+	{"lines", no_argument, NULL, OPT_LINES},
+	{"probe", required_argument, NULL, OPT_PROBE},
+	{"subprocesses", no_argument, NULL, OPT_SUBPROCESSES},
+	{"quiet", no_argument, NULL, 'q'},
+	{"help", no_argument, NULL, 'h'},
+	{NULL, 0, NULL, 0},
+};
+
+static void opts_free(struct rec_opts *o)
+{
+	free(o->out_default);
+	free(o->probes);
+}
+
+static bool valid_symbol(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if (*s <= ' ' || *s == '@' || *s == ';')
+			return false;
+	return true;
+}
+
+/* Returns 0, or the exit code to return (64 usage error, or 0 after --help with *done). */
+static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done)
+{
+	bool exact = false, sample_given = false;
+	int c;
+
+	*o = (struct rec_opts){.sample_bytes = 512 * 1024, .stack_bytes = 16 * 1024,
+			       .unwinder = MS_UNWIND_DWFL};
+	*done = false;
+	optind = 1;
+	opterr = 0; /* our own one-line messages, through cli_usage_error */
+	while ((c = getopt_long(argc, argv, ":p:o:f:d:s:qh", long_opts, NULL)) != -1) {
+		switch (c) {
+		case 'p':
+			if (cli_parse_pid(optarg, &o->pid))
+				return cli_usage_error(CMD, "--pid: '%s' is not a process id "
+							    "(a positive number, see pgrep/pidof)", optarg);
+			break;
+		case 'o':
+			if (!*optarg)
+				return cli_usage_error(CMD, "-o: empty file name");
+			o->out_path = optarg;
+			break;
+		case 'f':
+			if (ms_out_format_from_name(optarg, &o->fmt))
+				return cli_usage_error(CMD, "--format: unknown format '%s' (use svg, "
+							    "folded, speedscope or pprof)", optarg);
+			o->fmt_given = true;
+			break;
+		case 'd':
+			if (cli_parse_duration(optarg, &o->duration_ns) || !o->duration_ns)
+				return cli_usage_error(CMD, "--duration: '%s' is not a positive duration "
+							    "(e.g. 30, 30s, 500ms, 2m)", optarg);
+			break;
+		case OPT_LIVE: o->live = true; break;
+		case OPT_COUNT: o->count = true; break;
+		case 's':
+			if (cli_parse_bytes(optarg, &o->sample_bytes))
+				return cli_usage_error(CMD, "--sample-bytes: '%s' is not a byte count "
+							    "(e.g. 512k, 4M, 0 for every call)", optarg);
+			sample_given = true;
+			break;
+		case OPT_EXACT: exact = true; break;
+		case OPT_STACK_BYTES:
+			if (cli_parse_bytes(optarg, &o->stack_bytes) || o->stack_bytes < 256 ||
+			    o->stack_bytes > 1024 * 1024)
+				return cli_usage_error(CMD, "--stack-bytes: '%s' is not between 256 and "
+							    "1M (default 16k)", optarg);
+			break;
+		case OPT_UNWINDER:
+			if (ms_unwind_backend_from_name(optarg, &o->unwinder))
+				return cli_usage_error(CMD, "--unwinder: unknown unwinder '%s' (use "
+							    "elfutils, libunwind or fp)", optarg);
+			break;
+		case OPT_LINES: o->lines = true; break;
+		case OPT_PROBE:
+			if (!valid_symbol(optarg))
+				return cli_usage_error(CMD, "--probe: '%s' is not a symbol name", optarg);
+			ms_xgrow((void **)&o->probes, &o->probes_cap, o->nprobes + 1,
+				 sizeof(*o->probes));
+			o->probes[o->nprobes++] = optarg;
+			break;
+		case OPT_SUBPROCESSES:
+			return cli_usage_error(CMD, "--subprocesses: following forked children is not "
+						    "supported yet (without it, a forked child is "
+						    "restored and let go; record it with its own --pid)");
+		case 'q': o->quiet = true; break;
+		case 'h':
+			help(stdout);
+			*done = true;
+			return MS_EXIT_OK;
+		case ':':
+			return cli_usage_error(CMD, "%s needs a value", argv[optind - 1]);
+		default:
+			if (optopt)
+				return cli_usage_error(CMD, "unknown option '-%c'", optopt);
+			return cli_usage_error(CMD, "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return cli_usage_error(CMD, "unexpected argument '%s' (the process is given with "
+					    "--pid)", argv[optind]);
+	if (!o->pid)
+		return cli_usage_error(CMD, "--pid is required (e.g. memspy record --pid "
+					    "$(pidof myservice) -o alloc.svg)");
+	if (exact && sample_given && o->sample_bytes)
+		return cli_usage_error(CMD, "--exact and --sample-bytes %s contradict each other",
+				       "N > 0");
+	if (exact)
+		o->sample_bytes = 0;
+	if (!o->out_path) {
+		o->out_default = ms_xasprintf("memspy-%d.%s", (int)o->pid,
+					      o->fmt_given ? (o->fmt == MS_OUT_PPROF ? "pb.gz"
+							      : o->fmt == MS_OUT_SPEEDSCOPE
+								      ? "speedscope.json"
+								      : ms_out_format_name(o->fmt))
+							   : "svg");
+		o->out_path = o->out_default;
+		if (!o->fmt_given)
+			o->fmt = MS_OUT_SVG;
+	} else if (!o->fmt_given && ms_out_format_from_name(o->out_path, &o->fmt)) {
+		return cli_usage_error(CMD, "cannot tell the format from the name '%s': use "
+					    "--format svg|folded|speedscope|pprof", o->out_path);
+	}
+	return 0;
+}
+
+/* ---------------------------- formatting ---------------------------- */
+
+static const char *fmt_bytes(char *buf, size_t size, double b)
+{
+	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+	size_t u = 0;
+
+	while (b >= 1024 && u + 1 < MS_ARRAY_SIZE(units)) {
+		b /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, size, "%.0f B", b);
+	else
+		snprintf(buf, size, "%.*f %s", b < 10 ? 2 : b < 100 ? 1 : 0, b, units[u]);
+	return buf;
+}
+
+/* 1234567 -> "1,234,567". */
+static const char *fmt_count(char *buf, size_t size, uint64_t v)
+{
+	char tmp[32];
+	int n = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)v), j = 0;
+
+	for (int i = 0; i < n && (size_t)j + 2 < size; i++) {
+		if (i && (n - i) % 3 == 0)
+			buf[j++] = ',';
+		buf[j++] = tmp[i];
+	}
+	buf[j] = '\0';
+	return buf;
+}
+
+static const char *fmt_time(char *buf, size_t size, double ns)
+{
+	if (ns >= 1e9)
+		snprintf(buf, size, "%.2f s", ns / 1e9);
+	else if (ns >= 1e6)
+		snprintf(buf, size, "%.1f ms", ns / 1e6);
+	else
+		snprintf(buf, size, "%.0f us", ns / 1e3);
+	return buf;
+}
+
+/* ------------------------------ recording ------------------------------ */
+
+static void on_alloc_event(const struct ms_alloc_event *ev, void *ctx)
+{
+	struct recorder *r = ctx;
+	struct ms_stack_copy sc;
+	size_t n = 0;
+
+	if (ev->type == MS_AE_FREE) {
+		r->free_events++;
+		ms_rec_table_free_ptr(r->table, ev->ptr);
+		return;
+	}
+	r->alloc_events++;
+	/* The stack copy is borrowed for this call only: unwind now, symbolise at the end. */
+	sc = (struct ms_stack_copy){.regs = &ev->regs, .data = ev->stack, .len = ev->stack_len,
+				    .addr = ev->regs.rsp, .at_entry = true};
+	if (!ev->stack || ms_unwind(r->unwinder, &sc, r->pcs, MAX_PCS, &n) || n == 0) {
+		r->unwind_failures++;
+		n = 0;
+	} else if (n == 1) {
+		r->short_stacks++;
+	}
+	/* pcs[0] is the allocator's own entry: the leaf shown is its caller. */
+	ms_rec_table_add(r->table, n > 1 ? r->pcs + 1 : r->pcs, n > 1 ? n - 1 : 0, ev->fn,
+			 ev->weight, ev->size, ev->ptr, ev->tid);
+}
+
+struct progress {
+	bool tty;
+	uint64_t start_ns, last_ns;
+	bool shown;
+};
+
+static void progress_update(struct progress *pg, struct ms_probes *pr, uint64_t now)
+{
+	struct ms_probe_stats st;
+	char a[32], b[32], c[32];
+
+	if (!pg->tty || now - pg->last_ns < PROGRESS_NS)
+		return;
+	pg->last_ns = now;
+	ms_probes_stats(pr, &st);
+	fprintf(stderr, "\rmemspy: %.1f s, %s samples, %s stops, target stopped %s\033[K",
+		(double)(now - pg->start_ns) / 1e9, fmt_count(a, sizeof(a), st.samples),
+		fmt_count(b, sizeof(b), st.stops), fmt_time(c, sizeof(c), (double)st.stopped_ns));
+	pg->shown = true;
+}
+
+static void progress_clear(struct progress *pg)
+{
+	if (pg->shown)
+		fprintf(stderr, "\r\033[K");
+	pg->shown = false;
+}
+
+/* ------------------------------ the profile ------------------------------ */
+
+/*
+ * Builds the profile from the table: each distinct PC symbolised once (the
+ * symboliser caches), frames root first, the values of the chosen view.
+ */
+static void build_profile(struct ms_profile *prof, const struct ms_rec_table *t,
+			  struct ms_symbolizer *sym, const struct rec_opts *o)
+{
+	struct ms_out_frame *frames = NULL;
+	size_t cap = 0;
+
+	for (size_t i = 0; i < ms_rec_table_nstacks(t); i++) {
+		struct ms_rec_stack s;
+		size_t n = 0;
+		uint64_t bytes, count;
+
+		ms_rec_table_stack(t, i, &s);
+		bytes = o->live ? s.live_bytes : s.bytes;
+		count = (uint64_t)llround(o->live ? s.live_count : s.count);
+		if (o->live && !bytes && !count)
+			continue;
+		/* pcs are innermost first; frames must be outermost first. */
+		for (size_t k = s.npcs; k-- > 0;) {
+			const struct ms_sym_frame *sf = NULL;
+			size_t nsf = 0;
+
+			if (sym && ms_symbolize(sym, s.pcs[k], true, &sf, &nsf) == 0 && nsf) {
+				/* sf is innermost first: the containing function comes last. */
+				for (size_t j = nsf; j-- > 0;) {
+					ms_xgrow((void **)&frames, &cap, n + 1, sizeof(*frames));
+					frames[n++] = (struct ms_out_frame){
+						.function = strcmp(sf[j].function, "??")
+								    ? sf[j].function
+								    : NULL,
+						.file = o->lines ? sf[j].file : NULL,
+						.line = o->lines ? sf[j].line : 0,
+						.module = strcmp(sf[j].module, "??") ? sf[j].module
+										     : NULL,
+						.offset = sf[j].module_offset,
+						.inlined = sf[j].inlined,
+					};
+				}
+			} else {
+				ms_xgrow((void **)&frames, &cap, n + 1, sizeof(*frames));
+				frames[n++] = (struct ms_out_frame){.offset = s.pcs[k]};
+			}
+		}
+		ms_profile_add(prof, frames, n, bytes, count);
+	}
+	free(frames);
+}
+
+/* ------------------------------ the command ------------------------------ */
+
+struct outcome {
+	bool target_exited;
+	int exit_status;
+	int wait_error;
+	int stop_signal;
+	bool duration_elapsed;
+	uint64_t wall_ns;
+	double thread_sum; /* sum over loop iterations of the thread count, for the average */
+	uint64_t thread_samples;
+};
+
+static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t,
+			  struct ms_probes *pr, const struct recorder *rec,
+			  const struct outcome *oc, const char *verify_note, int verified_ok)
+{
+	struct ms_probe_stats st = {0};
+	struct ms_rec_totals tot;
+	const char **names = NULL;
+	size_t nnames = 0;
+	char a[32], b[32], c[32], d[32];
+	double threads, slowdown;
+
+	ms_rec_table_totals(t, &tot);
+	if (pr) {
+		ms_probes_stats(pr, &st);
+		nnames = ms_probes_sites(pr, &names);
+	}
+	fprintf(stderr, "memspy: wrote %s (%s", o->out_path, ms_out_format_name(o->fmt));
+	fprintf(stderr, ", %s): ", o->live ? (o->count ? "live allocations" : "live bytes")
+					   : (o->count ? "allocation counts" : "bytes allocated"));
+	fprintf(stderr, "%s allocated in %s allocations", fmt_bytes(a, sizeof(a), (double)tot.bytes),
+		fmt_count(b, sizeof(b), (uint64_t)llround(tot.count)));
+	fprintf(stderr, " over %s, from %s samples%s\n", fmt_time(c, sizeof(c), (double)oc->wall_ns),
+		fmt_count(d, sizeof(d), tot.samples),
+		o->sample_bytes ? " (estimated)" : " (exact: every call)");
+	if (o->live)
+		fprintf(stderr, "  still live at the end: %s in %s allocations (allocated during "
+				"the recording and not freed)\n",
+			fmt_bytes(a, sizeof(a), (double)tot.live_bytes),
+			fmt_count(b, sizeof(b), (uint64_t)llround(tot.live_count)));
+	threads = oc->thread_samples ? oc->thread_sum / (double)oc->thread_samples : 1;
+	if (threads < 1)
+		threads = 1;
+	slowdown = oc->wall_ns ? (double)st.stopped_ns / ((double)oc->wall_ns * threads) : 0;
+	fprintf(stderr, "  cost to the target: %s stops, stopped %s in total (%s per stop), "
+			"estimated slowdown %.1f%% (stopped time / (wall time x %.1f threads))\n",
+		fmt_count(a, sizeof(a), st.stops), fmt_time(b, sizeof(b), (double)st.stopped_ns),
+		fmt_time(c, sizeof(c), st.stops ? (double)st.stopped_ns / (double)st.stops : 0),
+		slowdown * 100, threads);
+	if (st.dropped)
+		fprintf(stderr, "  %s samples were lost (in-target buffers full): totals are low\n",
+			fmt_count(a, sizeof(a), st.dropped));
+	if (rec->unwind_failures)
+		fprintf(stderr, "  %s samples could not be unwound (shown as [unknown])\n",
+			fmt_count(a, sizeof(a), rec->unwind_failures));
+	if (nnames) {
+		fprintf(stderr, "  probed %zu entry points:", nnames);
+		for (size_t i = 0; i < nnames; i++)
+			fprintf(stderr, "%s %s", i ? "," : "", names[i]);
+		fprintf(stderr, "\n");
+	}
+	if (verify_note)
+		fprintf(stderr, "  %s%s\n", verified_ok ? "" : "WARNING: ", verify_note);
+}
 
 int cmd_record(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	fprintf(stderr, "memspy record: not implemented yet\n");
-	return MS_EXIT_FAILED;
+	struct rec_opts o;
+	struct ms_afile af = {0};
+	struct ms_error err = {0};
+	struct ms_proc *p = NULL;
+	struct ms_modules mods = {0};
+	struct ms_probes *pr = NULL;
+	struct ms_symbolizer *sym = NULL;
+	struct ms_profile *prof = NULL;
+	struct recorder rec = {0};
+	struct outcome oc = {0};
+	struct progress pg = {0};
+	struct ms_attach_opts aopts = {.trace_fork = true};
+	struct ms_probe_opts popts;
+	char *verify_note = NULL;
+	int verified_ok = 1;
+	bool done, afile_open = false, removed_ok = true;
+	uint64_t start_ns, deadline = 0, now;
+	int rc, ret = MS_EXIT_FAILED;
+
+	rc = parse_opts(argc, argv, &o, &done);
+	if (rc || done) {
+		opts_free(&o);
+		return rc;
+	}
+	/* An unwritable output is found before anything is attached. */
+	if (ms_afile_open(&af, o.out_path, &err)) {
+		cli_report(&err);
+		goto out;
+	}
+	afile_open = true;
+	ms_signals_init();
+	if (cli_attach(CMD, o.pid, &aopts, &p))
+		goto out;
+	rc = ms_modules_load(o.pid, ms_proc_maps(p), &mods);
+	if (rc) {
+		ms_error_set(&err, rc, "record: reading the modules of pid %d: %s", (int)o.pid,
+			     ms_strerror(rc));
+		cli_report(&err);
+		goto out;
+	}
+	rec.table = ms_rec_table_new();
+	rec.unwinder = ms_unwinder_new(o.pid, o.unwinder, &err);
+	if (!rec.unwinder) {
+		cli_report(&err);
+		goto out;
+	}
+	/* Opens every module file now: symbolising still works after the target exits. */
+	sym = ms_symbolizer_new(o.pid, &err);
+	if (!sym) {
+		cli_report(&err);
+		goto out;
+	}
+	popts = (struct ms_probe_opts){
+		.sample_bytes = o.sample_bytes,
+		.stack_bytes = o.stack_bytes,
+		.track_frees = true, /* cheap in the target, and keeps the live view right */
+		.custom_symbols = o.probes,
+		.n_custom = o.nprobes,
+	};
+	rc = ms_probes_install(p, &mods, &popts, &pr, &err);
+	if (rc) {
+		pr = NULL;
+		if (!err.msg[0])
+			ms_error_set(&err, rc, "record: probing the allocator of pid %d: %s",
+				     (int)o.pid, ms_strerror(rc));
+		cli_report(&err);
+		goto out;
+	}
+
+	start_ns = ms_now_ns();
+	if (o.duration_ns)
+		deadline = start_ns + o.duration_ns;
+	pg = (struct progress){.tty = !o.quiet && isatty(STDERR_FILENO), .start_ns = start_ns,
+			       .last_ns = start_ns};
+	if (!o.quiet) {
+		const char **names;
+		char comm[64], d[32];
+
+		fprintf(stderr, "memspy: recording pid %d (%s, %zu threads, %zu entry points "
+				"probed) %s%s\n",
+			(int)o.pid, ms_proc_comm(o.pid, comm, sizeof(comm)), ms_proc_nthreads(p),
+			ms_probes_sites(pr, &names),
+			o.duration_ns ? "for " : "until Ctrl-C or its exit",
+			o.duration_ns ? fmt_time(d, sizeof(d), (double)o.duration_ns) : "");
+	}
+	for (;;) {
+		struct ms_event ev;
+		int timeout = WAIT_MS;
+
+		now = ms_now_ns();
+		if (deadline) {
+			if (now >= deadline) {
+				oc.duration_elapsed = true;
+				break;
+			}
+			if (deadline - now < (uint64_t)WAIT_MS * 1000000)
+				timeout = (int)((deadline - now) / 1000000) + 1;
+		}
+		if ((oc.stop_signal = ms_signals_stop_requested()))
+			break;
+		oc.thread_sum += (double)ms_proc_nthreads(p);
+		oc.thread_samples++;
+		rc = ms_proc_wait(p, timeout, &ev);
+		if (rc) {
+			oc.wait_error = rc;
+			break;
+		}
+		switch (ev.kind) {
+		case MS_EV_TRAP:
+			if (ms_probes_handle_event(pr, &ev, on_alloc_event, &rec) == 0) {
+				/* Not a probe's trap: let the thread go as it was. */
+				ms_debug("record: SIGTRAP at 0x%llx in thread %d is not a probe's",
+					 (unsigned long long)ev.regs.rip, (int)ev.tid);
+				ms_proc_cont_thread(p, ev.tid);
+			}
+			break;
+		case MS_EV_FORK:
+			/* The child inherited the patched text: the engine restores it. */
+			if (ms_probes_handle_event(pr, &ev, on_alloc_event, &rec) == 0) {
+				ms_warn("record: forked child %d was not restored by the probe engine",
+					(int)ev.child);
+				ms_proc_fork_child_detach(ev.child);
+			}
+			break;
+		case MS_EV_STOP_REQUEST:
+			oc.stop_signal = ms_signals_stop_requested();
+			break;
+		case MS_EV_EXITED:
+			oc.target_exited = true;
+			oc.exit_status = ev.status;
+			break;
+		default:
+			break;
+		}
+		if (oc.target_exited || ev.kind == MS_EV_STOP_REQUEST)
+			break;
+		rc = ms_probes_poll(pr, on_alloc_event, &rec);
+		if (rc && rc != -EAGAIN) {
+			oc.wait_error = rc;
+			break;
+		}
+		progress_update(&pg, pr, ms_now_ns());
+	}
+	oc.wall_ns = ms_now_ns() - start_ns;
+	progress_clear(&pg);
+	if (!oc.target_exited && ms_proc_exited(p, &oc.exit_status))
+		oc.target_exited = true;
+
+	/* The target first: every byte back, verified, before anything else. */
+	rc = ms_probes_remove(pr, on_alloc_event, &rec, &err);
+	if (rc) {
+		removed_ok = false;
+		cli_report(&err);
+	}
+	ms_proc_detach(p);
+	if (!oc.target_exited && removed_ok) {
+		verified_ok = ms_rec_verify_text(o.pid, &mods, pr, &verify_note) == 0;
+		if (!verified_ok)
+			removed_ok = false;
+	}
+
+	if (oc.wait_error)
+		fprintf(stderr, "memspy: record: waiting for pid %d: %s; writing what was "
+				"collected\n",
+			(int)o.pid, ms_strerror(oc.wait_error));
+	if (oc.target_exited) {
+		int s = oc.exit_status;
+
+		if (WIFSIGNALED(s))
+			fprintf(stderr, "memspy: the target (pid %d) was killed by signal %d (%s) "
+					"during the recording; writing what was collected\n",
+				(int)o.pid, WTERMSIG(s), strsignal(WTERMSIG(s)));
+		else
+			fprintf(stderr, "memspy: the target (pid %d) exited with status %d during "
+					"the recording; writing what was collected\n",
+				(int)o.pid, WEXITSTATUS(s));
+	}
+
+	prof = ms_profile_new();
+	build_profile(prof, rec.table, sym, &o);
+	{
+		struct ms_rec_totals tot;
+		char a[32], b[32], c[32];
+		char *subtitle;
+		struct ms_out_opts wo;
+
+		ms_rec_table_totals(rec.table, &tot);
+		if (o.live)
+			subtitle = ms_xasprintf("%s still live in %s allocations (of %s allocated) "
+						"after %.1f s%s",
+						fmt_bytes(a, sizeof(a), (double)tot.live_bytes),
+						fmt_count(b, sizeof(b), (uint64_t)llround(tot.live_count)),
+						fmt_bytes(c, sizeof(c), (double)tot.bytes),
+						(double)oc.wall_ns / 1e9,
+						o.sample_bytes ? ", sampled" : ", exact");
+		else
+			subtitle = ms_xasprintf("%s allocated in %s allocations over %.1f s%s",
+						fmt_bytes(a, sizeof(a), (double)tot.bytes),
+						fmt_count(b, sizeof(b), (uint64_t)llround(tot.count)),
+						(double)oc.wall_ns / 1e9,
+						o.sample_bytes ? ", sampled" : ", exact");
+		wo = (struct ms_out_opts){
+			.title = cli_command_line(),
+			.subtitle = subtitle,
+			.value = o.count ? MS_VALUE_COUNT : MS_VALUE_BYTES,
+			.lines = o.lines,
+			.live = o.live,
+			.sample_period = o.sample_bytes,
+			.duration_ns = oc.wall_ns,
+		};
+		rc = ms_profile_write(prof, o.fmt, &wo, af.fp, &err);
+		free(subtitle);
+	}
+	if (rc || ms_afile_commit(&af, &err)) {
+		cli_report(&err);
+		goto out;
+	}
+	afile_open = false;
+	if (!o.quiet)
+		print_summary(&o, rec.table, pr, &rec, &oc, verify_note, verified_ok);
+	if (!removed_ok)
+		ret = MS_EXIT_FAILED;
+	else if (oc.target_exited || oc.wait_error)
+		ret = MS_EXIT_PARTIAL;
+	else {
+		struct ms_probe_stats st;
+
+		ms_probes_stats(pr, &st);
+		ret = st.dropped ? MS_EXIT_PARTIAL : MS_EXIT_OK;
+	}
+out:
+	if (afile_open)
+		ms_afile_abort(&af);
+	ms_probes_free(pr);
+	ms_proc_free(p);
+	ms_profile_free(prof);
+	ms_symbolizer_free(sym);
+	ms_unwinder_free(rec.unwinder);
+	ms_rec_table_free(rec.table);
+	ms_modules_free(&mods);
+	free(verify_note);
+	opts_free(&o);
+	return ret;
 }

@@ -1,0 +1,269 @@
+// SPDX-License-Identifier: MIT
+/*
+ * memspy record: the sample table. Stacks are interned (one copy of the PCs
+ * per distinct stack), and sampled pointers are kept in a multiset so that a
+ * free marks the right sample even when an address is reused.
+ */
+#include "cmd/record_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct stack {
+	size_t pc_off; /* into t->pcs */
+	uint32_t npcs;
+	int fn;
+	uint64_t hash;
+	uint64_t samples, bytes, live_bytes;
+	double count, live_count;
+};
+
+struct sample {
+	ms_raddr_t ptr;
+	uint64_t weight;
+	double count;
+	uint32_t stack;
+	uint32_t prev; /* 1 + index of the previous live sample at the same ptr; 0 = none */
+	bool freed;
+};
+
+/* ptr -> 1 + index of the newest live sample at ptr (0 = slot free). */
+struct ptr_slot {
+	ms_raddr_t ptr;
+	uint32_t head;
+};
+
+struct ms_rec_table {
+	ms_raddr_t *pcs;
+	size_t npcs, pcs_cap;
+	struct stack *stacks;
+	size_t nstacks, stacks_cap;
+	uint32_t *stack_index; /* 1 + stack id; 0 = empty */
+	size_t stack_index_cap; /* power of two */
+	struct sample *samples;
+	size_t nsamples, samples_cap;
+	struct ptr_slot *live;
+	size_t live_cap, live_used; /* slots whose ptr was ever set (never emptied but on rehash) */
+	uint64_t frees_matched;
+};
+
+static uint64_t hash_pcs(const ms_raddr_t *pcs, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ull ^ n;
+
+	for (size_t i = 0; i < n; i++) {
+		h ^= pcs[i];
+		h *= 0x100000001b3ull;
+		h ^= h >> 29;
+	}
+	return h;
+}
+
+static uint64_t hash_ptr(ms_raddr_t p)
+{
+	p ^= p >> 33;
+	p *= 0xff51afd7ed558ccdull;
+	p ^= p >> 33;
+	return p;
+}
+
+struct ms_rec_table *ms_rec_table_new(void)
+{
+	struct ms_rec_table *t = ms_xcalloc(1, sizeof(*t));
+
+	t->stack_index_cap = 1024;
+	t->stack_index = ms_xcalloc(t->stack_index_cap, sizeof(*t->stack_index));
+	t->live_cap = 1024;
+	t->live = ms_xcalloc(t->live_cap, sizeof(*t->live));
+	return t;
+}
+
+void ms_rec_table_free(struct ms_rec_table *t)
+{
+	if (!t)
+		return;
+	free(t->pcs);
+	free(t->stacks);
+	free(t->stack_index);
+	free(t->samples);
+	free(t->live);
+	free(t);
+}
+
+static void stack_index_insert(uint32_t *index, size_t cap, uint64_t hash, uint32_t id)
+{
+	for (size_t i = hash & (cap - 1);; i = (i + 1) & (cap - 1)) {
+		if (!index[i]) {
+			index[i] = id + 1;
+			return;
+		}
+	}
+}
+
+static uint32_t intern_stack(struct ms_rec_table *t, const ms_raddr_t *pcs, size_t npcs, int fn)
+{
+	uint64_t h = hash_pcs(pcs, npcs);
+	size_t mask = t->stack_index_cap - 1;
+	struct stack *s;
+
+	for (size_t i = h & mask; t->stack_index[i]; i = (i + 1) & mask) {
+		s = &t->stacks[t->stack_index[i] - 1];
+		if (s->hash == h && s->npcs == npcs && s->fn == fn &&
+		    !memcmp(t->pcs + s->pc_off, pcs, npcs * sizeof(*pcs)))
+			return t->stack_index[i] - 1;
+	}
+	if ((t->nstacks + 1) * 2 > t->stack_index_cap) {
+		size_t cap = t->stack_index_cap * 2;
+		uint32_t *index = ms_xcalloc(cap, sizeof(*index));
+
+		for (size_t k = 0; k < t->nstacks; k++)
+			stack_index_insert(index, cap, t->stacks[k].hash, (uint32_t)k);
+		free(t->stack_index);
+		t->stack_index = index;
+		t->stack_index_cap = cap;
+	}
+	ms_xgrow((void **)&t->stacks, &t->stacks_cap, t->nstacks + 1, sizeof(*t->stacks));
+	ms_xgrow((void **)&t->pcs, &t->pcs_cap, t->npcs + npcs + 1, sizeof(*t->pcs));
+	memcpy(t->pcs + t->npcs, pcs, npcs * sizeof(*pcs));
+	s = &t->stacks[t->nstacks];
+	memset(s, 0, sizeof(*s));
+	s->pc_off = t->npcs;
+	s->npcs = (uint32_t)npcs;
+	s->fn = fn;
+	s->hash = h;
+	t->npcs += npcs;
+	stack_index_insert(t->stack_index, t->stack_index_cap, h, (uint32_t)t->nstacks);
+	return (uint32_t)t->nstacks++;
+}
+
+static struct ptr_slot *live_slot(struct ptr_slot *tab, size_t cap, ms_raddr_t ptr, bool *found)
+{
+	for (size_t i = hash_ptr(ptr) & (cap - 1);; i = (i + 1) & (cap - 1)) {
+		if (tab[i].ptr == ptr) {
+			*found = true;
+			return &tab[i];
+		}
+		if (!tab[i].ptr) {
+			*found = false;
+			return &tab[i];
+		}
+	}
+}
+
+/* Rebuilds the pointer table, dropping pointers with no live sample left. */
+static void live_rehash(struct ms_rec_table *t)
+{
+	size_t n = 0, cap;
+	struct ptr_slot *tab;
+	bool found;
+
+	for (size_t i = 0; i < t->live_cap; i++)
+		n += t->live[i].ptr && t->live[i].head;
+	cap = t->live_cap;
+	while ((n + 1) * 4 > cap)
+		cap *= 2;
+	tab = ms_xcalloc(cap, sizeof(*tab));
+	for (size_t i = 0; i < t->live_cap; i++) {
+		if (t->live[i].ptr && t->live[i].head)
+			*live_slot(tab, cap, t->live[i].ptr, &found) = t->live[i];
+	}
+	free(t->live);
+	t->live = tab;
+	t->live_cap = cap;
+	t->live_used = n;
+}
+
+void ms_rec_table_add(struct ms_rec_table *t, const ms_raddr_t *pcs, size_t npcs, int fn,
+		      uint64_t weight, uint64_t size, ms_raddr_t ptr, pid_t tid)
+{
+	uint32_t id = intern_stack(t, pcs, npcs, fn);
+	struct stack *s = &t->stacks[id];
+	/* Poisson sampling by bytes: a sample of size s weighted w stands for w/s calls. */
+	double count = size && weight != size ? (double)weight / (double)size : 1.0;
+	struct sample *smp;
+	struct ptr_slot *slot;
+	bool found;
+
+	(void)tid;
+	s->samples++;
+	s->bytes += weight;
+	s->count += count;
+	s->live_bytes += weight;
+	s->live_count += count;
+	if (!ptr)
+		return; /* failed allocation: nothing can free it, nothing stays live */
+	ms_xgrow((void **)&t->samples, &t->samples_cap, t->nsamples + 1, sizeof(*t->samples));
+	smp = &t->samples[t->nsamples];
+	*smp = (struct sample){.ptr = ptr, .weight = weight, .count = count, .stack = id};
+	if ((t->live_used + 1) * 2 > t->live_cap)
+		live_rehash(t);
+	slot = live_slot(t->live, t->live_cap, ptr, &found);
+	if (!found) {
+		slot->ptr = ptr;
+		slot->head = 0;
+		t->live_used++;
+	}
+	smp->prev = slot->head;
+	slot->head = (uint32_t)(t->nsamples + 1);
+	t->nsamples++;
+}
+
+int ms_rec_table_free_ptr(struct ms_rec_table *t, ms_raddr_t ptr)
+{
+	struct ptr_slot *slot;
+	struct sample *smp;
+	struct stack *s;
+	bool found;
+
+	if (!ptr)
+		return 0;
+	slot = live_slot(t->live, t->live_cap, ptr, &found);
+	if (!found || !slot->head)
+		return 0;
+	smp = &t->samples[slot->head - 1];
+	slot->head = smp->prev;
+	smp->freed = true;
+	s = &t->stacks[smp->stack];
+	s->live_bytes -= smp->weight;
+	s->live_count -= smp->count;
+	t->frees_matched++;
+	return 1;
+}
+
+size_t ms_rec_table_nstacks(const struct ms_rec_table *t)
+{
+	return t->nstacks;
+}
+
+void ms_rec_table_stack(const struct ms_rec_table *t, size_t i, struct ms_rec_stack *out)
+{
+	const struct stack *s = &t->stacks[i];
+
+	*out = (struct ms_rec_stack){
+		.pcs = t->pcs + s->pc_off,
+		.npcs = s->npcs,
+		.fn = s->fn,
+		.samples = s->samples,
+		.bytes = s->bytes,
+		.count = s->count,
+		.live_bytes = s->live_bytes,
+		/* Rounding: sums of doubles can leave -1e-12 behind after frees. */
+		.live_count = s->live_count < 1e-9 ? 0 : s->live_count,
+	};
+}
+
+void ms_rec_table_totals(const struct ms_rec_table *t, struct ms_rec_totals *out)
+{
+	struct ms_rec_totals r = {.frees_matched = t->frees_matched, .distinct_pcs_hint = t->npcs};
+
+	for (size_t i = 0; i < t->nstacks; i++) {
+		const struct stack *s = &t->stacks[i];
+
+		r.samples += s->samples;
+		r.bytes += s->bytes;
+		r.count += s->count;
+		r.live_bytes += s->live_bytes;
+		r.live_count += s->live_count < 1e-9 ? 0 : s->live_count;
+	}
+	*out = r;
+}

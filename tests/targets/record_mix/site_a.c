@@ -1,0 +1,18 @@
+// SPDX-License-Identifier: MIT
+/* memspy-rec-target: call site A (60% of the mix's bytes), malloc. */
+#include "sites.h"
+
+#include <stdlib.h>
+
+NOINLINE unsigned long rec_site_a(unsigned seed)
+{
+	unsigned char *p = malloc(SITE_A_BYTES);
+	unsigned long sum;
+
+	if (!p)
+		return 0;
+	rec_escape(p);
+	sum = rec_fill_check(p, SITE_A_BYTES, seed);
+	free(p);
+	return sum;
+}

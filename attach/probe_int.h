@@ -7,7 +7,50 @@
 #ifndef MEMSPY_PROBE_INT_H
 #define MEMSPY_PROBE_INT_H
 
+/*
+ * Layout of one injected region (offsets from its start). Shared with
+ * probe_stubs.S, which refers to the data pages RIP-relatively.
+ */
+#define MS_STUB_CODE_SIZE 0x3000  /* code pages (RX): stubs, then the orig slots */
+#define MS_STUB_ORIG_OFF 0x2000   /* orig slot i at ORIG_OFF + i * ORIG_SIZE */
+#define MS_STUB_ORIG_SIZE 64
+#define MS_STUB_NSLOTS 32
+#define MS_STUB_CTRL_OFF 0x3000   /* control page (RW, wiped on fork) */
+#define MS_CTRL_ARMED 0           /* u8: stubs may sample */
+#define MS_CTRL_FREE_ALL 1        /* u8: every free/realloc of a non-NULL pointer traps */
+#define MS_CTRL_TRACK 2           /* u8: stubs insert sampled pointers into the table */
+#define MS_CTRL_TABFULL 8         /* u64: inserts that found their bucket full */
+#define MS_CTRL_SIGACT_NEW 0x40   /* struct kernel_sigaction passed to rt_sigaction */
+#define MS_CTRL_SIGACT_OLD 0x80   /* the target's previous SIGTRAP action */
+#define MS_STUB_CNT_OFF 0x4000    /* 64 countdown slots, one cache line each */
+#define MS_STUB_NCNT 64
+#define MS_STUB_TAB_OFF 0x5000    /* sampled-pointer table: 1024 buckets x 8 ways */
+#define MS_STUB_TAB_BUCKETS 1024
+#define MS_STUB_REGION_SIZE 0x15000
+
+/* Stub kinds, by slot: what the size argument is and what the trap frame holds. */
+#define MS_SK_RDI 0     /* size in rdi (malloc, valloc, pvalloc, custom) */
+#define MS_SK_CALLOC 1  /* rdi * rsi */
+#define MS_SK_REALLOC 2 /* old pointer rdi, size rsi */
+#define MS_SK_RSI 3     /* size in rsi (aligned_alloc, memalign) */
+#define MS_SK_PMEMALIGN 4 /* posix_memalign(memptr rdi, align rsi, size rdx) */
+#define MS_SK_FREE 5    /* pointer in rdi */
+
+#ifndef __ASSEMBLER__
 #include "attach/attach.h"
+
+/* One slot of the stub image (offsets from the region start). */
+struct ms_stub_desc {
+	uint32_t stub;  /* where the entry's jmp goes */
+	uint32_t orig;  /* relocated entry bytes + jmp back */
+	uint32_t guard; /* [guard, trap]: a thread here would still trap after disarming */
+	uint32_t trap;  /* the int3 */
+	uint32_t kind;  /* MS_SK_* */
+};
+extern const uint8_t ms_stub_image[];    /* MS_STUB_CODE_SIZE bytes */
+extern const struct ms_stub_desc ms_stub_desc[MS_STUB_NSLOTS];
+extern const uint32_t ms_stub_sig_handler; /* offset of the SIGTRAP handler (`ret`) */
+extern const uint32_t ms_stub_sig_restorer; /* offset of `mov eax,15; syscall` */
 
 /* ============================ relocation (decode.c) ============================ */
 
@@ -50,5 +93,7 @@ size_t ms_decode_sweep(const uint8_t *text, size_t len, ms_raddr_t addr, struct 
 
 /* Length of the instruction at bytes, or 0 if it does not decode. */
 size_t ms_decode_length(const uint8_t *bytes, size_t avail);
+
+#endif /* __ASSEMBLER__ */
 
 #endif

@@ -1,0 +1,291 @@
+// SPDX-License-Identifier: MIT
+/*
+ * unwind/symbolize: PC -> frames (inlined chain, function, file:line, module)
+ * with libdwfl. An uncached lookup costs 50-110 us (notes/breakpoints.md
+ * 2.5), so each distinct PC is symbolised once and cached.
+ */
+#include "unwind/unwind_int.h"
+
+#include <dwarf.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* libstdc++'s demangler (C ABI). */
+extern char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *status);
+
+struct mod_info {
+	Dwfl_Module *mod;
+	char *name;     /* basename */
+	char *build_id; /* hex */
+	Dwarf_Addr bias;
+};
+
+struct sym_entry {
+	uint64_t key; /* pc * 2 + is_return_address; 0 = empty slot (pc 0 is never cached) */
+	struct ms_sym_frame *frames;
+	size_t n;
+};
+
+struct ms_symbolizer {
+	pid_t pid;
+	Dwfl *dwfl;
+	struct mod_info *mods;
+	size_t nmods, cap_mods;
+	struct sym_entry *tab; /* open addressing, power-of-two size */
+	size_t tab_size, tab_used;
+	struct ms_sym_frame unknown_pc0; /* for pc 0 */
+};
+
+struct ms_symbolizer *ms_symbolizer_new(pid_t pid, struct ms_error *err)
+{
+	struct ms_symbolizer *s;
+	Dwfl *dwfl = ms_unwind_dwfl_open(pid, false, NULL, err);
+
+	if (!dwfl)
+		return NULL;
+	s = ms_xcalloc(1, sizeof(*s));
+	s->pid = pid;
+	s->dwfl = dwfl;
+	s->tab_size = 1024;
+	s->tab = ms_xcalloc(s->tab_size, sizeof(*s->tab));
+	s->unknown_pc0 = (struct ms_sym_frame){.function = "??", .module = "??", .build_id = ""};
+	return s;
+}
+
+int ms_symbolizer_refresh(struct ms_symbolizer *s)
+{
+	/* Keep modules unmapped since: samples taken before may point there. */
+	return ms_unwind_dwfl_open(s->pid, true, s->dwfl, NULL) ? 0 : -EIO;
+}
+
+void ms_symbolizer_free(struct ms_symbolizer *s)
+{
+	size_t i, j;
+
+	if (!s)
+		return;
+	for (i = 0; i < s->tab_size; i++) {
+		struct sym_entry *e = &s->tab[i];
+
+		if (!e->key)
+			continue;
+		for (j = 0; j < e->n; j++) {
+			free((char *)e->frames[j].function);
+			free((char *)e->frames[j].file);
+		}
+		free(e->frames);
+	}
+	for (i = 0; i < s->nmods; i++) {
+		free(s->mods[i].name);
+		free(s->mods[i].build_id);
+	}
+	free(s->mods);
+	free(s->tab);
+	dwfl_end(s->dwfl);
+	free(s);
+}
+
+static const struct mod_info *mod_info(struct ms_symbolizer *s, Dwfl_Module *mod)
+{
+	const unsigned char *bits;
+	const char *name, *slash;
+	GElf_Addr vaddr;
+	struct mod_info *m;
+	size_t i;
+	int len;
+
+	for (i = 0; i < s->nmods; i++)
+		if (s->mods[i].mod == mod)
+			return &s->mods[i];
+	ms_xgrow((void **)&s->mods, &s->cap_mods, s->nmods + 1, sizeof(*s->mods));
+	m = &s->mods[s->nmods++];
+	memset(m, 0, sizeof(*m));
+	m->mod = mod;
+	name = dwfl_module_info(mod, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+	name = name ? name : "??";
+	slash = strrchr(name, '/');
+	m->name = ms_xstrdup(slash ? slash + 1 : name);
+	dwfl_module_getelf(mod, &m->bias);
+	len = dwfl_module_build_id(mod, &bits, &vaddr);
+	m->build_id = ms_xcalloc(1, len > 0 ? 2 * (size_t)len + 1 : 1);
+	for (i = 0; len > 0 && i < (size_t)len; i++)
+		sprintf(m->build_id + 2 * i, "%02x", bits[i]);
+	return m;
+}
+
+static char *demangle(const char *name)
+{
+	char *d;
+	int status;
+
+	if (!name)
+		return NULL;
+	if (name[0] == '_' && name[1] == 'Z') {
+		d = __cxa_demangle(name, NULL, NULL, &status);
+		if (d && status == 0) {
+			char *r = ms_xstrdup(d); /* keep one allocator for our strings */
+
+			free(d);
+			return r;
+		}
+		free(d);
+	}
+	return ms_xstrdup(name);
+}
+
+/* A DIE's name, qualified through its linkage name when it has one. */
+static char *die_name(Dwarf_Die *die)
+{
+	Dwarf_Attribute attr;
+	const char *n = NULL;
+
+	if (dwarf_attr_integrate(die, DW_AT_linkage_name, &attr) ||
+	    dwarf_attr_integrate(die, DW_AT_MIPS_linkage_name, &attr))
+		n = dwarf_formstring(&attr);
+	if (!n && dwarf_attr_integrate(die, DW_AT_name, &attr))
+		n = dwarf_formstring(&attr);
+	return n ? demangle(n) : NULL;
+}
+
+struct frame_buf {
+	struct ms_sym_frame *v;
+	size_t n, cap;
+};
+
+static void push_frame(struct frame_buf *b, const struct mod_info *m, ms_raddr_t pc, char *function,
+		       const char *file, int line, bool inlined)
+{
+	struct ms_sym_frame *f;
+
+	ms_xgrow((void **)&b->v, &b->cap, b->n + 1, sizeof(*b->v));
+	f = &b->v[b->n++];
+	f->function = function ? function : ms_xstrdup("??");
+	f->file = file ? ms_xstrdup(file) : NULL;
+	f->line = file ? line : 0;
+	f->module = m ? m->name : "??";
+	f->build_id = m ? m->build_id : "";
+	f->inlined = inlined;
+	f->module_offset = m ? pc - m->bias : pc;
+}
+
+static void lookup(struct ms_symbolizer *s, ms_raddr_t pc, bool is_ra, struct frame_buf *b)
+{
+	Dwarf_Addr addr = is_ra && pc ? pc - 1 : pc, dwbias = 0;
+	Dwfl_Module *mod = dwfl_addrmodule(s->dwfl, addr);
+	const struct mod_info *m;
+	const char *file = NULL, *symname;
+	Dwarf_Die *cudie, *scopes = NULL;
+	Dwarf_Files *files = NULL;
+	Dwfl_Line *dline;
+	GElf_Off off;
+	GElf_Sym sym;
+	int line = 0, nscopes = 0, i;
+	bool have_sub = false;
+
+	if (!mod) {
+		push_frame(b, NULL, pc, NULL, NULL, 0, false);
+		return;
+	}
+	m = mod_info(s, mod);
+	symname = dwfl_module_addrinfo(mod, addr, &off, &sym, NULL, NULL, NULL);
+	dline = dwfl_module_getsrc(mod, addr);
+	if (dline)
+		file = dwfl_lineinfo(dline, NULL, &line, NULL, NULL, NULL);
+	cudie = dwfl_module_addrdie(mod, addr, &dwbias);
+	if (cudie) {
+		nscopes = dwarf_getscopes(cudie, addr - dwbias, &scopes);
+		if (dwarf_getsrcfiles(cudie, &files, NULL) != 0)
+			files = NULL;
+	}
+	/* Innermost first: each inlined_subroutine is a frame whose caller's
+	 * position is its DW_AT_call_file:DW_AT_call_line. */
+	for (i = 0; i < nscopes && !have_sub; i++) {
+		Dwarf_Die *die = &scopes[i];
+		Dwarf_Attribute attr;
+		Dwarf_Word cf = 0, cl = 0;
+
+		switch (dwarf_tag(die)) {
+		case DW_TAG_inlined_subroutine:
+			push_frame(b, m, pc, die_name(die), file, line, true);
+			file = NULL;
+			line = 0;
+			if (dwarf_attr(die, DW_AT_call_file, &attr) && dwarf_formudata(&attr, &cf) == 0 &&
+			    files)
+				file = dwarf_filesrc(files, cf, NULL, NULL);
+			if (dwarf_attr(die, DW_AT_call_line, &attr) && dwarf_formudata(&attr, &cl) == 0)
+				line = (int)cl;
+			break;
+		case DW_TAG_subprogram: {
+			char *n = die_name(die);
+
+			if (!n && symname)
+				n = demangle(symname);
+			push_frame(b, m, pc, n, file, line, false);
+			have_sub = true;
+			break;
+		}
+		default:
+			break;
+		}
+	}
+	free(scopes);
+	if (!have_sub)
+		push_frame(b, m, pc, symname ? demangle(symname) : NULL, file, line, false);
+}
+
+static void tab_grow(struct ms_symbolizer *s)
+{
+	struct sym_entry *old = s->tab;
+	size_t old_size = s->tab_size, i;
+
+	s->tab_size *= 2;
+	s->tab = ms_xcalloc(s->tab_size, sizeof(*s->tab));
+	for (i = 0; i < old_size; i++) {
+		size_t h;
+
+		if (!old[i].key)
+			continue;
+		h = (size_t)(old[i].key * 0x9e3779b97f4a7c15ull) & (s->tab_size - 1);
+		while (s->tab[h].key)
+			h = (h + 1) & (s->tab_size - 1);
+		s->tab[h] = old[i];
+	}
+	free(old);
+}
+
+int ms_symbolize(struct ms_symbolizer *s, ms_raddr_t pc, bool is_return_address,
+		 const struct ms_sym_frame **frames, size_t *n)
+{
+	uint64_t key;
+	struct frame_buf b = {0};
+	size_t h;
+
+	if (!s || !frames || !n || pc > UINT64_MAX / 2)
+		return -EINVAL;
+	if (pc == 0) {
+		*frames = &s->unknown_pc0;
+		*n = 1;
+		return 0;
+	}
+	key = pc * 2 + (is_return_address ? 1 : 0);
+	h = (size_t)(key * 0x9e3779b97f4a7c15ull) & (s->tab_size - 1);
+	while (s->tab[h].key && s->tab[h].key != key)
+		h = (h + 1) & (s->tab_size - 1);
+	if (!s->tab[h].key) {
+		lookup(s, pc, is_return_address, &b);
+		if (2 * (s->tab_used + 1) > s->tab_size) {
+			tab_grow(s);
+			h = (size_t)(key * 0x9e3779b97f4a7c15ull) & (s->tab_size - 1);
+			while (s->tab[h].key)
+				h = (h + 1) & (s->tab_size - 1);
+		}
+		s->tab[h].key = key;
+		s->tab[h].frames = b.v;
+		s->tab[h].n = b.n;
+		s->tab_used++;
+	}
+	*frames = s->tab[h].frames;
+	*n = s->tab[h].n;
+	return 0;
+}

@@ -1,0 +1,131 @@
+// SPDX-License-Identifier: MIT
+/*
+ * unwind: backend selection and the checks every backend shares (pcs[0] is
+ * always rip; a partial stack is a result, not an error).
+ */
+#include "unwind/unwind_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct {
+	const char *name;
+	enum ms_unwind_backend b;
+} backend_names[] = {
+	{"elfutils", MS_UNWIND_DWFL},
+	{"dwfl", MS_UNWIND_DWFL},
+	{"libunwind", MS_UNWIND_LIBUNWIND},
+	{"fp", MS_UNWIND_FP},
+};
+
+int ms_unwind_backend_from_name(const char *name, enum ms_unwind_backend *out)
+{
+	size_t i;
+
+	if (!name)
+		return -EINVAL;
+	for (i = 0; i < MS_ARRAY_SIZE(backend_names); i++) {
+		if (strcmp(name, backend_names[i].name) == 0) {
+			*out = backend_names[i].b;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+const char *ms_unwind_backend_name(enum ms_unwind_backend b)
+{
+	switch (b) {
+	case MS_UNWIND_DWFL:
+		return "elfutils";
+	case MS_UNWIND_LIBUNWIND:
+		return "libunwind";
+	case MS_UNWIND_FP:
+		return "fp";
+	}
+	return "?";
+}
+
+static const struct ms_unwind_ops *ops_for(enum ms_unwind_backend b)
+{
+	switch (b) {
+	case MS_UNWIND_DWFL:
+		return &ms_unwind_dwfl_ops;
+	case MS_UNWIND_LIBUNWIND:
+		return &ms_unwind_libunwind_ops;
+	case MS_UNWIND_FP:
+		return &ms_unwind_fp_ops;
+	}
+	return NULL;
+}
+
+struct ms_unwinder *ms_unwinder_new(pid_t pid, enum ms_unwind_backend b, struct ms_error *err)
+{
+	const struct ms_unwind_ops *ops = ops_for(b);
+	struct ms_unwinder *u;
+
+	if (!ops || pid <= 0) {
+		ms_error_set(err, -EINVAL, "unwind: bad backend %d or pid %d", (int)b, (int)pid);
+		return NULL;
+	}
+	u = ms_xcalloc(1, sizeof(*u));
+	u->pid = pid;
+	u->backend = b;
+	u->ops = ops;
+	if (ops->init(u, err) < 0) {
+		free(u);
+		return NULL;
+	}
+	return u;
+}
+
+int ms_unwinder_refresh(struct ms_unwinder *u)
+{
+	return u->ops->refresh ? u->ops->refresh(u) : 0;
+}
+
+enum ms_unwind_backend ms_unwinder_backend(const struct ms_unwinder *u)
+{
+	return u->backend;
+}
+
+void ms_unwinder_free(struct ms_unwinder *u)
+{
+	if (!u)
+		return;
+	if (u->ops->fini)
+		u->ops->fini(u);
+	free(u);
+}
+
+int ms_unwind_read_word(const struct ms_stack_copy *s, ms_raddr_t addr, uint64_t *out)
+{
+	/* Written so that addr + 8 cannot overflow past the checks. */
+	if (s->data && addr >= s->addr && s->len >= 8 && addr - s->addr <= s->len - 8) {
+		memcpy(out, s->data + (addr - s->addr), 8);
+		return 0;
+	}
+	if (s->fallback && addr <= UINT64_MAX - 8)
+		return ms_read_exact(s->fallback, addr, out, 8) < 0 ? -EFAULT : 0;
+	return -EFAULT;
+}
+
+int ms_unwind(struct ms_unwinder *u, const struct ms_stack_copy *s, ms_raddr_t *pcs, size_t max,
+	      size_t *n)
+{
+	*n = 0;
+	if (!u || !s || !s->regs || !pcs || max == 0 || (s->len && !s->data))
+		return -EINVAL;
+	pcs[0] = s->regs->rip;
+	*n = 1;
+	if (max == 1)
+		return 0;
+	/* The backend's own failure still leaves the frames it found. */
+	u->ops->unwind(u, s, pcs, max, n);
+	if (*n == 0) {
+		pcs[0] = s->regs->rip;
+		*n = 1;
+	}
+	return 0;
+}

@@ -1,0 +1,297 @@
+// SPDX-License-Identifier: MIT
+/*
+ * unwind/dwfl: elfutils over the copied stack, as perf does: dwfl_attach_state
+ * with a memory_read that serves the copy (and the optional fallback reader)
+ * and initial registers from user_regs_struct in DWARF order. Also the module
+ * reporting that the symbolizer shares.
+ */
+#include "unwind/unwind_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ============================ module reporting ============================ */
+
+/*
+ * libdwfl's find_elf callback has no user argument, so the mapping table it
+ * needs is handed over here, only for the duration of the report and the
+ * eager opening that follows (every file is opened inside that window).
+ */
+struct open_ctx {
+	pid_t pid;
+	struct ms_maps maps;
+};
+static __thread struct open_ctx *cur_open;
+
+static int open_module_file(const struct open_ctx *c, const char *name)
+{
+	char path[PATH_MAX + 64];
+	size_t i;
+	int fd;
+
+	/* map_files finds the mapped file itself, across chroots and mount
+	 * namespaces, and even after it was deleted or replaced on disk. */
+	for (i = 0; i < c->maps.n; i++) {
+		const struct ms_map *m = &c->maps.v[i];
+
+		if (!m->path || strcmp(m->path, name) != 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/map_files/%llx-%llx", (int)c->pid,
+			 (unsigned long long)m->start, (unsigned long long)m->end);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0)
+			return fd;
+		break;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/root%s", (int)c->pid, name);
+	return open(path, O_RDONLY | O_CLOEXEC);
+}
+
+static int find_elf(Dwfl_Module *mod, void **userdata, const char *name, Dwarf_Addr base,
+		    char **file_name, Elf **elfp)
+{
+	const struct open_ctx *c = cur_open;
+
+	if (c && name && name[0] == '/') {
+		int fd = open_module_file(c, name);
+
+		if (fd >= 0) {
+			/* The name as the target sees it: libdwfl looks for
+			 * .gnu_debuglink files next to it. */
+			*file_name = strdup(name);
+			*elfp = NULL;
+			return fd;
+		}
+	}
+	/* The vDSO ("[vdso: PID]") is read from memory by libdwfl itself. */
+	return dwfl_linux_proc_find_elf(mod, userdata, name, base, file_name, elfp);
+}
+
+static char *debuginfo_path;
+
+static const Dwfl_Callbacks proc_callbacks = {
+	.find_elf = find_elf,
+	.find_debuginfo = dwfl_standard_find_debuginfo,
+	.debuginfo_path = &debuginfo_path,
+};
+
+static int open_elf_cb(Dwfl_Module *mod, void **userdata, const char *name, Dwarf_Addr start,
+		       void *arg)
+{
+	Dwarf_Addr bias;
+
+	dwfl_module_getelf(mod, &bias);
+	return DWARF_CB_OK;
+}
+
+Dwfl *ms_unwind_dwfl_open(pid_t pid, bool add, Dwfl *existing, struct ms_error *err)
+{
+	struct open_ctx ctx = {.pid = pid};
+	Dwfl *dwfl = existing;
+	int r;
+
+	/* An on-call engineer's tracer must not block on the network. */
+	unsetenv("DEBUGINFOD_URLS");
+	r = ms_maps_read(pid, &ctx.maps);
+	if (r < 0) {
+		ms_error_set(err, r, "unwind: reading /proc/%d/maps: %s", (int)pid, ms_strerror(r));
+		if (r == -ENOENT || r == -ESRCH)
+			ms_error_hint(err, "process %d no longer exists", (int)pid);
+		return NULL;
+	}
+	if (!dwfl)
+		dwfl = dwfl_begin(&proc_callbacks);
+	if (!dwfl) {
+		ms_error_set(err, -ENOMEM, "unwind: dwfl_begin: %s", dwfl_errmsg(-1));
+		goto out;
+	}
+	if (add)
+		dwfl_report_begin_add(dwfl);
+	else
+		dwfl_report_begin(dwfl);
+	cur_open = &ctx;
+	r = dwfl_linux_proc_report(dwfl, pid);
+	dwfl_report_end(dwfl, NULL, NULL);
+	if (r != 0) {
+		cur_open = NULL;
+		ms_error_set(err, r > 0 ? -r : -EIO, "unwind: reporting the modules of %d: %s",
+			     (int)pid, r > 0 ? strerror(r) : dwfl_errmsg(-1));
+		if (!existing)
+			dwfl_end(dwfl);
+		dwfl = NULL;
+		goto out;
+	}
+	/* Open every file now, while /proc/PID/map_files still exists. */
+	dwfl_getmodules(dwfl, open_elf_cb, NULL, 0);
+	cur_open = NULL;
+out:
+	ms_maps_free(&ctx.maps);
+	return dwfl;
+}
+
+/* ================================ backend ================================ */
+
+struct dwfl_priv {
+	Dwfl *dwfl;
+	/* The walk in progress. */
+	const struct ms_stack_copy *cur;
+	ms_raddr_t *pcs;
+	size_t max, n, frames;
+	uint64_t last_sp;
+};
+
+static pid_t next_thread(Dwfl *dwfl, void *arg, void **thread_argp)
+{
+	return 0; /* threads are only ever named by ms_unwind */
+}
+
+static bool get_thread(Dwfl *dwfl, pid_t tid, void *arg, void **thread_argp)
+{
+	*thread_argp = arg;
+	return true;
+}
+
+static bool memory_read(Dwfl *dwfl, Dwarf_Addr addr, Dwarf_Word *result, void *arg)
+{
+	struct dwfl_priv *p = arg;
+	uint64_t v;
+
+	if (!p->cur || ms_unwind_read_word(p->cur, addr, &v) < 0)
+		return false;
+	*result = v;
+	return true;
+}
+
+static bool set_initial_registers(Dwfl_Thread *thread, void *arg)
+{
+	const struct dwfl_priv *p = arg;
+	const struct user_regs_struct *r = p->cur->regs;
+	/* DWARF register numbers for x86-64 (psABI 3.6.2); 16 is the
+	 * return-address column, which holds rip in the first frame. */
+	Dwarf_Word regs[17] = {
+		r->rax, r->rdx, r->rcx, r->rbx, r->rsi, r->rdi, r->rbp, r->rsp, r->r8,
+		r->r9,	r->r10, r->r11, r->r12, r->r13, r->r14, r->r15, r->rip,
+	};
+
+	return dwfl_thread_state_registers(thread, 0, 17, regs);
+}
+
+static const Dwfl_Thread_Callbacks thread_callbacks = {
+	.next_thread = next_thread,
+	.get_thread = get_thread,
+	.memory_read = memory_read,
+	.set_initial_registers = set_initial_registers,
+};
+
+static int frame_cb(Dwfl_Frame *state, void *arg)
+{
+	struct dwfl_priv *p = arg;
+	Dwarf_Addr pc;
+	Dwarf_Word sp;
+	bool activation;
+
+	if (!dwfl_frame_pc(state, &pc, &activation))
+		return DWARF_CB_ABORT;
+	if (p->frames++ == 0) { /* the initial frame: pcs[0] = rip already */
+		p->last_sp = p->cur->regs->rsp;
+		return DWARF_CB_OK;
+	}
+	if (pc == 0)
+		return DWARF_CB_ABORT;
+	/* Hostile or corrupt stacks: every caller's frame lies above its
+	 * callee's. A stack pointer that does not move up ends the walk. */
+	if (dwfl_frame_reg(state, 7, &sp) == 0) {
+		if (sp <= p->last_sp)
+			return DWARF_CB_ABORT;
+		p->last_sp = sp;
+	}
+	p->pcs[p->n++] = pc;
+	return p->n < p->max ? DWARF_CB_OK : DWARF_CB_ABORT;
+}
+
+static int attach_new(struct ms_unwinder *u, struct dwfl_priv *p, struct ms_error *err)
+{
+	p->dwfl = ms_unwind_dwfl_open(u->pid, false, NULL, err);
+	if (!p->dwfl)
+		return err ? err->code : -EIO;
+	if (!dwfl_attach_state(p->dwfl, NULL, u->pid, &thread_callbacks, p)) {
+		int r = ms_error_set(err, -EIO, "unwind: dwfl_attach_state(%d): %s", (int)u->pid,
+				     dwfl_errmsg(-1));
+
+		dwfl_end(p->dwfl);
+		p->dwfl = NULL;
+		return r;
+	}
+	return 0;
+}
+
+static int dw_init(struct ms_unwinder *u, struct ms_error *err)
+{
+	struct dwfl_priv *p = ms_xcalloc(1, sizeof(*p));
+	int r = attach_new(u, p, err);
+
+	if (r < 0) {
+		free(p);
+		return r;
+	}
+	u->priv = p;
+	return 0;
+}
+
+static int dw_refresh(struct ms_unwinder *u)
+{
+	struct dwfl_priv *p = u->priv;
+	struct ms_error err;
+	Dwfl *old = p->dwfl;
+	int r;
+
+	/* A Dwfl is attached to a process state once: start a new one, and
+	 * keep the old one if the new one cannot be made. */
+	p->dwfl = NULL;
+	r = attach_new(u, p, &err);
+	if (r < 0) {
+		p->dwfl = old;
+		return r;
+	}
+	dwfl_end(old);
+	return 0;
+}
+
+static void dw_fini(struct ms_unwinder *u)
+{
+	struct dwfl_priv *p = u->priv;
+
+	if (p->dwfl)
+		dwfl_end(p->dwfl);
+	free(p);
+}
+
+static int dw_unwind(struct ms_unwinder *u, const struct ms_stack_copy *s, ms_raddr_t *pcs,
+		     size_t max, size_t *n)
+{
+	struct dwfl_priv *p = u->priv;
+
+	p->cur = s;
+	p->pcs = pcs;
+	p->max = max;
+	p->n = *n;
+	p->frames = 0;
+	/* -1 at the end of the CFI or of the copy is normal: keep what was found. */
+	dwfl_getthread_frames(p->dwfl, u->pid, frame_cb, p);
+	*n = p->n;
+	p->cur = NULL;
+	return 0;
+}
+
+const struct ms_unwind_ops ms_unwind_dwfl_ops = {
+	.name = "elfutils",
+	.init = dw_init,
+	.refresh = dw_refresh,
+	.fini = dw_fini,
+	.unwind = dw_unwind,
+};

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+/* unwind: private structures shared by the backends, the dispatcher and the symbolizer. */
+#ifndef MEMSPY_UNWIND_INT_H
+#define MEMSPY_UNWIND_INT_H
+
+#include "unwind/unwind.h"
+#include "attach/attach.h"
+
+#include <elfutils/libdwfl.h>
+
+struct ms_unwinder;
+
+/* One backend. priv is the backend's own state, owned by it. */
+struct ms_unwind_ops {
+	const char *name;
+	int (*init)(struct ms_unwinder *u, struct ms_error *err);
+	int (*refresh)(struct ms_unwinder *u);
+	void (*fini)(struct ms_unwinder *u);
+	/* Called with max >= 2 and pcs[0] already set to regs->rip (*n == 1). */
+	int (*unwind)(struct ms_unwinder *u, const struct ms_stack_copy *s, ms_raddr_t *pcs,
+		      size_t max, size_t *n);
+};
+
+struct ms_unwinder {
+	pid_t pid;
+	enum ms_unwind_backend backend;
+	const struct ms_unwind_ops *ops;
+	void *priv;
+};
+
+extern const struct ms_unwind_ops ms_unwind_dwfl_ops;
+extern const struct ms_unwind_ops ms_unwind_libunwind_ops;
+extern const struct ms_unwind_ops ms_unwind_fp_ops;
+
+/*
+ * Reads the 8-byte word at addr from the copy, else from s->fallback.
+ * 0, or -EFAULT when neither has it (never touches the live stack otherwise).
+ */
+int ms_unwind_read_word(const struct ms_stack_copy *s, ms_raddr_t addr, uint64_t *out);
+
+/*
+ * A Dwfl with pid's modules reported (files opened through
+ * /proc/PID/map_files, then /proc/PID/root) and every main ELF opened now,
+ * so it outlives the process. NULL and err filled on failure.
+ */
+Dwfl *ms_unwind_dwfl_open(pid_t pid, bool add, Dwfl *existing, struct ms_error *err);
+
+#endif

@@ -29,8 +29,9 @@ void ms_rec_table_free(struct ms_rec_table *t);
 
 /*
  * Stores one sampled allocation: its stack (copied), the bytes it stands for
- * (weight), the bytes asked for (size), the returned pointer (0 if none:
- * never matched by a free) and the function called.
+ * (weight), the bytes asked for (size), the returned pointer and the
+ * function called. A call that returned 0 allocated nothing: it is only
+ * counted in ms_rec_totals.failed.
  */
 void ms_rec_table_add(struct ms_rec_table *t, const ms_raddr_t *pcs, size_t npcs, int fn,
 		      uint64_t weight, uint64_t size, ms_raddr_t ptr, pid_t tid);
@@ -49,7 +50,7 @@ void ms_rec_table_stack(const struct ms_rec_table *t, size_t i, struct ms_rec_st
 
 /* Totals over every sample. Any pointer may be NULL. */
 struct ms_rec_totals {
-	uint64_t samples, frees_matched;
+	uint64_t samples, frees_matched, failed;
 	uint64_t bytes, live_bytes;
 	double count, live_count;
 	size_t distinct_pcs_hint; /* total PCs stored over distinct stacks */

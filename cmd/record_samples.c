@@ -44,7 +44,7 @@ struct ms_rec_table {
 	size_t nsamples, samples_cap;
 	struct ptr_slot *live;
 	size_t live_cap, live_used; /* slots whose ptr was ever set (never emptied but on rehash) */
-	uint64_t frees_matched;
+	uint64_t frees_matched, failed;
 };
 
 static uint64_t hash_pcs(const ms_raddr_t *pcs, size_t n)
@@ -176,22 +176,27 @@ static void live_rehash(struct ms_rec_table *t)
 void ms_rec_table_add(struct ms_rec_table *t, const ms_raddr_t *pcs, size_t npcs, int fn,
 		      uint64_t weight, uint64_t size, ms_raddr_t ptr, pid_t tid)
 {
-	uint32_t id = intern_stack(t, pcs, npcs, fn);
-	struct stack *s = &t->stacks[id];
 	/* Poisson sampling by bytes: a sample of size s weighted w stands for w/s calls. */
 	double count = size && weight != size ? (double)weight / (double)size : 1.0;
 	struct sample *smp;
 	struct ptr_slot *slot;
+	struct stack *s;
+	uint32_t id;
 	bool found;
 
 	(void)tid;
+	if (!ptr) {
+		/* A failed call allocated nothing (realloc(p, 0) returns NULL and frees). */
+		t->failed++;
+		return;
+	}
+	id = intern_stack(t, pcs, npcs, fn);
+	s = &t->stacks[id];
 	s->samples++;
 	s->bytes += weight;
 	s->count += count;
 	s->live_bytes += weight;
 	s->live_count += count;
-	if (!ptr)
-		return; /* failed allocation: nothing can free it, nothing stays live */
 	ms_xgrow((void **)&t->samples, &t->samples_cap, t->nsamples + 1, sizeof(*t->samples));
 	smp = &t->samples[t->nsamples];
 	*smp = (struct sample){.ptr = ptr, .weight = weight, .count = count, .stack = id};
@@ -254,7 +259,7 @@ void ms_rec_table_stack(const struct ms_rec_table *t, size_t i, struct ms_rec_st
 
 void ms_rec_table_totals(const struct ms_rec_table *t, struct ms_rec_totals *out)
 {
-	struct ms_rec_totals r = {.frees_matched = t->frees_matched, .distinct_pcs_hint = t->npcs};
+	struct ms_rec_totals r = {.frees_matched = t->frees_matched, .failed = t->failed, .distinct_pcs_hint = t->npcs};
 
 	for (size_t i = 0; i < t->nstacks; i++) {
 		const struct stack *s = &t->stacks[i];

@@ -1,0 +1,22 @@
+# End-to-end tests of `memspy record` (tests/e2e/record_e2e.py drives
+# memspy-rec-target, a self-checking child; see the scenarios there).
+find_package(Python3 COMPONENTS Interpreter)
+if(Python3_FOUND)
+  set(_rec_drv ${CMAKE_CURRENT_LIST_DIR}/e2e/record_e2e.py)
+  foreach(_s usage unwritable mix-exact mix-sampled leak sigint sigterm sighup kill-target
+             fork-threads)
+    ms_add_test(NAME record_${_s} TIMEOUT 300 LABELS e2e record
+                COMMAND ${Python3_EXECUTABLE} ${_rec_drv} --memspy $<TARGET_FILE:memspy>
+                        --target $<TARGET_FILE:memspy-rec-target> --scenario ${_s}
+                        --workdir ${CMAKE_CURRENT_BINARY_DIR}/record-e2e)
+  endforeach()
+else()
+  message(WARNING "python3 not found: the record end-to-end tests are not built")
+endif()
+
+# The sample table (no ptrace).
+add_executable(record_table_test ${CMAKE_CURRENT_LIST_DIR}/e2e/record_table_test.c
+                                 ${PROJECT_SOURCE_DIR}/cmd/record_samples.c)
+target_include_directories(record_table_test PRIVATE ${PROJECT_SOURCE_DIR})
+target_link_libraries(record_table_test PRIVATE ms_common)
+ms_add_test(NAME record_table TIMEOUT 60 LABELS unit record COMMAND record_table_test)

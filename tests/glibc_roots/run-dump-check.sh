@@ -1,0 +1,248 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# The heap-walk exactness check on another glibc: builds heap_target against
+# a Debian root's glibc, runs it inside that root (own mount namespace, as in
+# a container), and compares `memspy dump --json` from the host with the
+# target's own mallinfo, with libc's debug info and with --no-debuginfo.
+#
+# usage: run-dump-check.sh [--memspy PATH] [--blocks N] [--chroot] [--target-only] SUITE
+#   --memspy PATH   memspy binary (default: $MEMSPY, else ../../build*/memspy)
+#   --blocks N      blocks per thread in the target (default 3000)
+#   --chroot        plain chroot instead of a private mount namespace
+#   --target-only   build, run and check the target, skip memspy (development)
+# Exit: 0 all fields equal, 1 a mismatch or failure, 77 mirror unreachable.
+set -uo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+me=run-dump-check
+memspy=${MEMSPY:-}
+blocks=3000
+mode=pivot
+target_only=0
+while [ $# -gt 1 ]; do
+	case $1 in
+	--memspy) memspy=$2; shift 2 ;;
+	--blocks) blocks=$2; shift 2 ;;
+	--chroot) mode=chroot; shift ;;
+	--target-only) target_only=1; shift ;;
+	*) break ;;
+	esac
+done
+[ $# -eq 1 ] || {
+	sed -n '8,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+	exit 64
+}
+suite=$1
+
+log() { printf '%s[%s]: %s\n' "$me" "$suite" "$*" >&2; }
+fail() {
+	log "FAIL: $1"
+	[ $# -gt 1 ] && printf '%s[%s]: hint: %s\n' "$me" "$suite" "$2" >&2
+	exit 1
+}
+
+pid=
+work=
+cleanup() {
+	exec 3>&- 4<&- 2>/dev/null
+	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+		kill -KILL "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+	fi
+	[ -n "$work" ] && rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 1' INT TERM HUP
+
+t_start=$(date +%s)
+
+# ---- 1. the root (cached) -------------------------------------------------
+root=$("$here/make-root.sh" "$suite" | tail -n 1)
+rc=${PIPESTATUS[0]}
+[ "$rc" = 77 ] && exit 77
+[ "$rc" = 0 ] && [ -d "$root" ] || fail "make-root.sh $suite exited $rc"
+root_glibc=$(sed -n 's/^glibc=//p' "$root/.memspy-root-stamp")
+
+if [ "$target_only" = 0 ]; then
+	if [ -z "$memspy" ]; then
+		for b in "$here"/../../build*/memspy; do
+			[ -x "$b" ] && memspy=$b && break
+		done
+	fi
+	[ -n "$memspy" ] && [ -x "$memspy" ] ||
+		fail "no memspy binary (looked at \$MEMSPY and $here/../../build*/memspy)" \
+			"pass --memspy PATH or build memspy first"
+fi
+
+# The work dir lives inside the root so the target can be exec'd from there.
+work=$(mktemp -d "$root/tmp/memspy-check.XXXXXX") || fail "mktemp in $root/tmp"
+inside=${work#"$root"}
+
+# ---- 2. build -------------------------------------------------------------
+# Host compiler, the root's glibc. --sysroot alone is not enough with
+# Debian's gcc: its GCC-relative library dirs (/usr/lib/x86_64-linux-gnu) are
+# not prefixed with the sysroot, so crt1.o and libc.so would come from the
+# host (-B and -L fix that), and the root's absolute symlinks (bullseye's
+# libpthread.so -> /lib/...) would resolve on the host: those are replaced
+# by links resolved inside the root.
+cc=${CC:-cc}
+mkdir -p "$work/ld"
+in_root() { # PATH inside the root, all symlinks resolved inside the root
+	printf '%s%s' "$root" "$(chroot "$root" readlink -f "$1")"
+}
+for lib in libc.so libpthread.so libdl.so librt.so libm.so; do
+	f=$root/usr/lib/x86_64-linux-gnu/$lib
+	if [ -L "$f" ]; then
+		ln -s "$(in_root "/usr/lib/x86_64-linux-gnu/$lib")" "$work/ld/$lib"
+	elif [ -f "$f" ] && ! head -c 4 "$f" | grep -q ELF; then
+		# A linker script: resolve each absolute path inside the root. ld
+		# prefixes them with the sysroot again (the script lives inside it).
+		# Its comments hold no directives: keep the directive lines only.
+		out=
+		for tok in $(grep -E '^[[:space:]]*(GROUP|INPUT|OUTPUT_FORMAT)' "$f"); do
+			case $tok in
+			/*) out+=" $(chroot "$root" readlink -f "$tok")" ;;
+			*) out+=" $tok" ;;
+			esac
+		done
+		printf '%s\n' "$out" >"$work/ld/$lib"
+	fi
+done
+multi=$root/usr/lib/x86_64-linux-gnu
+t0=$(date +%s)
+if ! env -u LIBRARY_PATH -u CPATH -u C_INCLUDE_PATH -u GCC_EXEC_PREFIX \
+	"$cc" --sysroot="$root" -B"$multi/" -L"$work/ld" -L"$multi" \
+	-O2 -g -pthread -Wall -o "$work/heap_target" "$here/heap_target.c" \
+	-Wl,--trace >"$work/link.trace" 2>"$work/build.err"; then
+	cat "$work/build.err" >&2
+	fail "building heap_target against the $suite root failed" \
+		"the doc (doc/TESTING-glibc-versions.md) describes the fallback: gcc in the root and a chroot build"
+fi
+# Every glibc piece must have come from the root, not from the host.
+bad=$(grep -E '(crt1|crti|crtn)\.o$|/lib(c|pthread|dl|rt|m)(\.so[.0-9]*|_nonshared\.a|\.a)$|ld-linux|/ld-[0-9.]*\.so' \
+	"$work/link.trace" | grep -v -e "^$root/" -e "^$work/ld/" || true)
+[ -z "$bad" ] || fail "heap_target linked host glibc files: $(echo $bad)"
+need=$(objdump -T "$work/heap_target" | grep -o 'GLIBC_[0-9.]*[0-9]' | sort -uV | tail -n 1)
+[ "$(printf '%s\n%s\n' "${need#GLIBC_}" "$root_glibc" | sort -V | tail -n 1)" = "$root_glibc" ] ||
+	fail "heap_target needs $need but the root has glibc $root_glibc"
+if ! "$cc" -O2 -Wall -o "$work/enter_root" "$here/enter_root.c" 2>"$work/build.err"; then
+	cat "$work/build.err" >&2
+	fail "building enter_root failed"
+fi
+log "built heap_target with host $("$cc" -dumpfullversion 2>/dev/null || echo cc) against glibc $root_glibc (needs up to $need) in $(($(date +%s) - t0)) s"
+
+# ---- 3. run inside the root ----------------------------------------------
+mkfifo "$work/in" "$work/out" || fail "mkfifo in $work"
+run_flag=
+[ "$mode" = chroot ] && run_flag=--chroot
+"$work/enter_root" $run_flag "$root" "$inside/heap_target" "$blocks" <"$work/in" >"$work/out" \
+	2>"$work/target.err" &
+pid=$!
+exec 3>"$work/in" 4<"$work/out"
+declare -A want
+hdr=
+got_ready=0
+in_mi=0
+# The handshake: the target prints its figures and READY, then waits on stdin.
+while IFS= read -r -t 300 -u 4 line; do
+	case $line in
+	memspy-heap-target*) hdr=$line ;;
+	MALLINFO) in_mi=1 ;;
+	READY) got_ready=1; break ;;
+	*) [ "$in_mi" = 1 ] && want[${line%% *}]=${line#* } ;;
+	esac
+done
+if [ "$got_ready" != 1 ]; then
+	cat "$work/target.err" >&2
+	fail "heap_target (pid $pid) did not get ready (exited or 300 s without READY)"
+fi
+log "target: $hdr"
+tgt_glibc=$(printf '%s\n' "$hdr" | sed -n 's/.* glibc=\([^ ]*\).*/\1/p')
+[ "$tgt_glibc" = "$root_glibc" ] ||
+	fail "the target runs glibc $tgt_glibc, not the root's $root_glibc"
+
+# The target's libc must be the root's, named as the target's namespace names it.
+libc_line=$(grep -m1 -E '/libc(\.so\.6|-[0-9.]+\.so)$' "/proc/$pid/maps") ||
+	fail "no libc mapping in /proc/$pid/maps"
+libc_path=/${libc_line#*/}
+libc_range=${libc_line%% *}
+id_root=$(stat -L -c '%d:%i' "$root$libc_path" 2>/dev/null)
+id_proc=$(stat -L -c '%d:%i' "/proc/$pid/root$libc_path" 2>/dev/null)
+id_mapf=$(stat -L -c '%d:%i' "/proc/$pid/map_files/$libc_range" 2>/dev/null)
+id_host=$(stat -L -c '%d:%i' "$libc_path" 2>/dev/null || echo none)
+[ -n "$id_proc" ] && [ "$id_proc" = "$id_root" ] && [ "$id_mapf" = "$id_root" ] ||
+	fail "libc $libc_path of pid $pid: /proc/PID/root gives ${id_proc:-nothing}, map_files ${id_mapf:-nothing}, the root's file is ${id_root:-missing}"
+if [ "$mode" = pivot ]; then
+	case $libc_path in
+	"$root"/*) fail "maps shows the host path $libc_path: the target is not in its own mount namespace" ;;
+	esac
+	[ "$id_host" != "$id_root" ] || fail "host $libc_path is the root's file: nothing container-like tested"
+fi
+build_id=$(readelf -n "$root$libc_path" | sed -n 's/.*Build ID: //p')
+dbg=$root/usr/lib/debug/.build-id/${build_id:0:2}/${build_id:2}.debug
+[ -f "$dbg" ] || fail "no debug file $dbg for libc build-id $build_id" "libc6-dbg missing from the root? rm the cache and rerun make-root.sh"
+host_note="the host's $libc_path is another file"
+[ "$id_host" = none ] && host_note="$libc_path does not exist on the host"
+log "libc in maps: $libc_path ($host_note); /proc/$pid/root$libc_path and map_files are the root's; build-id $build_id, debug file in the root: ${dbg#"$root"}"
+
+# ---- 4. memspy dump, with and without debug info --------------------------
+fields=(arena ordblks smblks hblks hblkhd fsmblks uordblks fordblks keepcost)
+for f in "${fields[@]}"; do
+	[ -n "${want[$f]:-}" ] || fail "the target did not print mallinfo field $f"
+done
+status=0
+if [ "$target_only" = 1 ]; then
+	printf '%-10s %14s\n' field target
+	for f in "${fields[@]}"; do printf '%-10s %14s\n' "$f" "${want[$f]}"; done
+else
+	declare -A got_dbg got_nodbg
+	for variant in debuginfo no-debuginfo; do
+		args=(dump --pid "$pid" --json -o "$work/dump-$variant.json")
+		[ "$variant" = no-debuginfo ] && args+=(--no-debuginfo)
+		t0=$(date +%s%N)
+		"$memspy" "${args[@]}" 2>"$work/dump-$variant.err"
+		rc=$?
+		ms=$((($(date +%s%N) - t0) / 1000000))
+		if [ "$rc" != 0 ] || ! jq -e . "$work/dump-$variant.json" >/dev/null 2>&1; then
+			sed 's/^/    /' "$work/dump-$variant.err" >&2
+			log "memspy ${args[*]} exited $rc"
+			status=1
+			continue
+		fi
+		src=$(jq -r '[.layout_source // .glibc.layout_source // "?", .symbol_source // .glibc.symbol_source // "?"] | join("/")' \
+			"$work/dump-$variant.json")
+		log "memspy dump ($variant): exit $rc, ${ms} ms, layout/symbols from $src"
+		case $variant/$src in
+		debuginfo/dwarf/dwarf) ;;
+		debuginfo/*) log "with debug info present in the root memspy did not use it ($src)"; status=1 ;;
+		no-debuginfo/dwarf/* | no-debuginfo/*/dwarf) log "--no-debuginfo still used DWARF ($src)"; status=1 ;;
+		esac
+		# The nine mallinfo2 fields, wherever the schema keeps the totals.
+		while read -r k v; do
+			if [ "$variant" = debuginfo ]; then got_dbg[$k]=$v; else got_nodbg[$k]=$v; fi
+		done < <(jq -r '(.mallinfo // .totals.mallinfo // .total.mallinfo // {}) | to_entries[] | "\(.key) \(.value)"' \
+			"$work/dump-$variant.json")
+	done
+	printf '\n%-10s %14s %14s %14s   (glibc %s, %s)\n' field target "dump" "dump --no-dbg" "$root_glibc" "$suite"
+	for f in "${fields[@]}"; do
+		a=${got_dbg[$f]:-missing}
+		b=${got_nodbg[$f]:-missing}
+		mark=
+		[ "$a" = "${want[$f]}" ] && [ "$b" = "${want[$f]}" ] || { mark="  <-- MISMATCH"; status=1; }
+		printf '%-10s %14s %14s %14s%s\n' "$f" "${want[$f]}" "$a" "$b" "$mark"
+	done
+	echo
+fi
+
+# ---- 5. the target must come out unharmed ---------------------------------
+exec 3>&-
+wait "$pid"
+trc=$?
+pid=
+[ "$trc" = 0 ] || { log "heap_target exited $trc after memspy (want 0)"; status=1; }
+if [ "$status" = 0 ]; then
+	log "PASS in $(($(date +%s) - t_start)) s"
+else
+	log "FAIL in $(($(date +%s) - t_start)) s"
+fi
+exit "$status"

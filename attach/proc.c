@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/ptrace.h>
 #include <sys/uio.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -210,6 +211,8 @@ static void handle_status(struct ms_proc *p, pid_t tid, int status)
 			fk->stopped = false;
 			return;
 		}
+		if (!t && tid != p->pid)
+			return; /* exited before its clone event: never reported as new */
 		remove_thread(p, tid);
 		if (tid == p->pid || p->nt == 0) {
 			struct ms_event ev;
@@ -266,7 +269,12 @@ static void handle_status(struct ms_proc *p, pid_t tid, int status)
 		if (child > 0 && event == PTRACE_EVENT_CLONE && (tgid == p->pid || tgid == -1)) {
 			struct thread *c = find_thread(p, child);
 
-			if (!c) {
+			/*
+			 * The child may have run, exited and been reaped before this
+			 * event was collected: adding it now would wait forever for
+			 * a stop from a dead thread.
+			 */
+			if (!c && (syscall(SYS_tgkill, p->pid, child, 0) == 0 || errno != ESRCH)) {
 				c = add_thread(p, child, T_NEW);
 				queue_simple(p, MS_EV_THREAD_NEW, child);
 			}
@@ -351,7 +359,7 @@ static bool ours(struct ms_proc *p, pid_t pid)
 	if (pid == p->pid || find_thread(p, pid) || find_fork(p, pid))
 		return true;
 	task_ids(pid, &tgid, &tracer);
-	return tracer == getpid();
+	return tracer == getpid() || tgid == p->pid;
 }
 
 /*
@@ -652,6 +660,10 @@ static int stop_all(struct ms_proc *p, int timeout_ms)
 			ms_warn("attach: %zu thread(s) of %d did not stop within %d ms "
 				"(uninterruptible sleep?)",
 				waiting, (int)p->pid, timeout_ms);
+			for (size_t i = 0; i < p->nt; i++)
+				if (!held(&p->t[i]))
+					ms_debug("attach: thread %d state %d", (int)p->t[i].tid,
+						 (int)p->t[i].state);
 			return -ETIMEDOUT;
 		}
 		nap(1);

@@ -1,0 +1,7 @@
+# Tests of attach/: unit tests (no ptrace) and end-to-end tests against real targets.
+add_executable(attach_driver ${CMAKE_CURRENT_LIST_DIR}/e2e/attach_driver.c)
+target_link_libraries(attach_driver PRIVATE ms_attach ms_common)
+foreach(_mode stress signal-int signal-term exit groupstop modules)
+  ms_add_test(NAME attach_${_mode} TIMEOUT 120
+              COMMAND attach_driver ${_mode} $<TARGET_FILE:attach_threads> LABELS attach e2e)
+endforeach()

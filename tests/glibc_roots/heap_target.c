@@ -6,7 +6,8 @@
  *
  * usage: heap_target [BLOCKS_PER_THREAD [SEED]]
  * stdout: "memspy-heap-target pid=P glibc=V threads=T blocks=B source=S",
- *         "MALLINFO", one "name value" line per field, then "READY".
+ *         "MALLINFO", one "name value" line per field, the same figures as
+ *         one JSON line (as tests/targets/heap_mallinfo prints), "READY".
  * Then it blocks until stdin reaches EOF (or a byte arrives) and exits 0.
  */
 #define _GNU_SOURCE
@@ -107,7 +108,7 @@ static void *worker(void *arg)
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...)
 {
-	char buf[256];
+	char buf[512];
 	va_list ap;
 	int n;
 	ssize_t k;
@@ -173,6 +174,15 @@ int main(int argc, char **argv)
 	F(fordblks);
 	F(keepcost);
 #undef F
+	/* The same line, as one JSON object, in the format of tests/targets/heap_mallinfo. */
+	say("{\"pid\": %d, \"arena\": %llu, \"ordblks\": %llu, \"smblks\": %llu, \"hblks\": %llu, "
+	    "\"hblkhd\": %llu, \"fsmblks\": %llu, \"uordblks\": %llu, \"fordblks\": %llu, "
+	    "\"keepcost\": %llu}\n",
+	    (int)getpid(), (unsigned long long)mi.arena, (unsigned long long)mi.ordblks,
+	    (unsigned long long)mi.smblks, (unsigned long long)mi.hblks,
+	    (unsigned long long)mi.hblkhd, (unsigned long long)mi.fsmblks,
+	    (unsigned long long)mi.uordblks, (unsigned long long)mi.fordblks,
+	    (unsigned long long)mi.keepcost);
 	say("READY\n");
 
 	/* The handshake: memspy works while we sit here; EOF or a byte ends it. */

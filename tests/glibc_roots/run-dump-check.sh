@@ -141,6 +141,7 @@ pid=$!
 exec 3>"$work/in" 4<"$work/out"
 declare -A want
 hdr=
+mi_json=
 got_ready=0
 in_mi=0
 # The handshake: the target prints its figures and READY, then waits on stdin.
@@ -148,6 +149,7 @@ while IFS= read -r -t 300 -u 4 line; do
 	case $line in
 	memspy-heap-target*) hdr=$line ;;
 	MALLINFO) in_mi=1 ;;
+	'{'*) mi_json=$line ;;
 	READY) got_ready=1; break ;;
 	*) [ "$in_mi" = 1 ] && want[${line%% *}]=${line#* } ;;
 	esac
@@ -166,6 +168,9 @@ libc_line=$(grep -m1 -E '/libc(\.so\.6|-[0-9.]+\.so)$' "/proc/$pid/maps") ||
 	fail "no libc mapping in /proc/$pid/maps"
 libc_path=/${libc_line#*/}
 libc_range=${libc_line%% *}
+maps_path=$libc_path
+# Under plain chroot the kernel prints the path from the reader's root (ours).
+[ "$mode" = chroot ] && libc_path=${libc_path#"$root"}
 id_root=$(stat -L -c '%d:%i' "$root$libc_path" 2>/dev/null)
 id_proc=$(stat -L -c '%d:%i' "/proc/$pid/root$libc_path" 2>/dev/null)
 id_mapf=$(stat -L -c '%d:%i' "/proc/$pid/map_files/$libc_range" 2>/dev/null)
@@ -173,8 +178,8 @@ id_host=$(stat -L -c '%d:%i' "$libc_path" 2>/dev/null || echo none)
 [ -n "$id_proc" ] && [ "$id_proc" = "$id_root" ] && [ "$id_mapf" = "$id_root" ] ||
 	fail "libc $libc_path of pid $pid: /proc/PID/root gives ${id_proc:-nothing}, map_files ${id_mapf:-nothing}, the root's file is ${id_root:-missing}"
 if [ "$mode" = pivot ]; then
-	case $libc_path in
-	"$root"/*) fail "maps shows the host path $libc_path: the target is not in its own mount namespace" ;;
+	case $maps_path in
+	"$root"/*) fail "maps shows the host path $maps_path: the target is not in its own mount namespace" ;;
 	esac
 	[ "$id_host" != "$id_root" ] || fail "host $libc_path is the root's file: nothing container-like tested"
 fi
@@ -183,12 +188,15 @@ dbg=$root/usr/lib/debug/.build-id/${build_id:0:2}/${build_id:2}.debug
 [ -f "$dbg" ] || fail "no debug file $dbg for libc build-id $build_id" "libc6-dbg missing from the root? rm the cache and rerun make-root.sh"
 host_note="the host's $libc_path is another file"
 [ "$id_host" = none ] && host_note="$libc_path does not exist on the host"
-log "libc in maps: $libc_path ($host_note); /proc/$pid/root$libc_path and map_files are the root's; build-id $build_id, debug file in the root: ${dbg#"$root"}"
+[ "$mode" = chroot ] && host_note="chroot: maps shows the host path $maps_path"
+log "libc in maps: $maps_path ($host_note); /proc/$pid/root$libc_path and map_files are the root's; build-id $build_id, debug file in the root: ${dbg#"$root"}"
 
 # ---- 4. memspy dump, with and without debug info --------------------------
 fields=(arena ordblks smblks hblks hblkhd fsmblks uordblks fordblks keepcost)
 for f in "${fields[@]}"; do
 	[ -n "${want[$f]:-}" ] || fail "the target did not print mallinfo field $f"
+	[ "$(jq -r ".$f" <<<"$mi_json" 2>/dev/null)" = "${want[$f]}" ] ||
+		fail "the target's JSON line disagrees with its $f line: $mi_json"
 done
 status=0
 if [ "$target_only" = 1 ]; then

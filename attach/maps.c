@@ -18,9 +18,14 @@ static int parse_line(const char *line, struct ms_map *m)
 	int pathpos = 0;
 
 	memset(m, 0, sizeof(*m));
-	if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu %n", &start, &end, perms, &off, &maj,
-		   &min, &inode, &pathpos) < 7)
+	/* %n right after the inode: a " %n" would skip the newline into the next line. */
+	if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu%n", &start, &end, perms, &off, &maj,
+		   &min, &inode, &pathpos) < 7 || pathpos <= 0)
 		return -EINVAL;
+	if (memchr(line, '\n', (size_t)pathpos))
+		return -EINVAL; /* the fields ran over a line break */
+	while (line[pathpos] == ' ' || line[pathpos] == '\t')
+		pathpos++;
 	if (end < start || strlen(perms) < 4)
 		return -EINVAL;
 	m->start = start;

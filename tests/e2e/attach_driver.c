@@ -533,6 +533,169 @@ static int mode_modules(void)
 	return failures ? 1 : 0;
 }
 
+/* Seizes pid expecting failure code want; checks that msg and hint contain the given words. */
+static void expect_error(const char *what, pid_t pid, int want, const char *in_msg,
+			 const char *in_hint)
+{
+	struct ms_error err = {0};
+	struct ms_proc *p = NULL;
+	int r = ms_proc_seize(pid, NULL, &p, &err);
+
+	fprintf(stderr, "%s: seize(%d) = %s\n  memspy: %s\n  hint: %s\n", what, (int)pid,
+		ms_strerror(r), err.msg, err.hint);
+	CHECK(r == want, "%s: got %s, want %s", what, ms_strerror(r), ms_strerror(want));
+	CHECK(p == NULL, "%s: a proc was returned", what);
+	CHECK(err.code == r, "%s: err.code %d", what, err.code);
+	CHECK(!in_msg || strstr(err.msg, in_msg), "%s: message lacks \"%s\"", what, in_msg);
+	CHECK(!in_hint || strstr(err.hint, in_hint), "%s: hint lacks \"%s\"", what, in_hint);
+	if (p)
+		ms_proc_free(p);
+	/* ms_proc_check diagnoses the same cases without attaching. */
+	memset(&err, 0, sizeof(err));
+	r = ms_proc_check(pid, &err);
+	CHECK(r == want, "%s: check got %s, want %s", what, ms_strerror(r), ms_strerror(want));
+}
+
+static pid_t find_kthread(void)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *de;
+	pid_t found = 0;
+
+	while (d && (de = readdir(d)) && !found) {
+		char path[300], buf[1024], *p;
+		unsigned long flags;
+		int fd;
+		ssize_t n;
+
+		if (atoi(de->d_name) <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
+		fd = open(path, O_RDONLY);
+		if (fd < 0)
+			continue;
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n <= 0)
+			continue;
+		buf[n] = '\0';
+		p = strrchr(buf, ')');
+		if (p && sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %lu", &flags) == 1 &&
+		    (flags & 0x00200000ul))
+			found = atoi(de->d_name);
+	}
+	if (d)
+		closedir(d);
+	return found;
+}
+
+static int mode_errors(void)
+{
+	int sync[2], status;
+	pid_t c, tracer, kt;
+	char b;
+
+	/* No such process: a pid that just exited and was reaped. */
+	c = fork();
+	if (c == 0)
+		_exit(0);
+	waitpid(c, NULL, 0);
+	expect_error("no such process", c, -ESRCH, "no such process", "pgrep");
+
+	expect_error("memspy itself", getpid(), -MS_E_SELF, "memspy itself", NULL);
+
+	kt = find_kthread();
+	if (kt)
+		expect_error("kernel thread", kt, -MS_E_KERNEL_THREAD, "kernel thread",
+			     "user-space process");
+	else
+		fprintf(stderr, "kernel thread: none visible in this pid namespace; case skipped\n");
+
+	/* A zombie: exited, not reaped (waitid WNOWAIT waits for that without reaping). */
+	c = fork();
+	if (c == 0)
+		_exit(0);
+	{
+		siginfo_t si;
+
+		waitid(P_PID, (id_t)c, &si, WEXITED | WNOWAIT);
+	}
+	expect_error("zombie", c, -MS_E_ZOMBIE, "zombie", "its parent has not reaped it");
+	waitpid(c, NULL, 0);
+
+	/* A thread id that is not a process id. */
+	{
+		char path[64];
+		struct dirent *de;
+		DIR *d;
+		pid_t tid = 0;
+
+		snprintf(path, sizeof(path), "/proc/%d/task", (int)target.pid);
+		d = opendir(path);
+		while (d && (de = readdir(d)))
+			if (atoi(de->d_name) > 0 && atoi(de->d_name) != target.pid)
+				tid = atoi(de->d_name);
+		if (d)
+			closedir(d);
+		/* Short-lived threads come and go: a worker's tid stays. */
+		if (tid)
+			expect_error("thread id", tid, -EINVAL, "thread id", "--pid");
+	}
+
+	/* Already traced: another tracer holds the target. */
+	if (pipe(sync))
+		return 1;
+	tracer = fork();
+	if (tracer == 0) {
+		prctl(PR_SET_NAME, "fake-gdb");
+		if (ptrace(PTRACE_SEIZE, target.pid, 0L, 0L) < 0) {
+			perror("fake-gdb: PTRACE_SEIZE");
+			_exit(3);
+		}
+		if (write(sync[1], "s", 1) != 1)
+			_exit(4);
+		/* Hold it until the driver kills us (a tracer's death detaches). */
+		for (;;)
+			pause();
+	}
+	close(sync[1]);
+	if (read(sync[0], &b, 1) != 1) {
+		CHECK(0, "the fake tracer could not seize the target");
+	} else {
+		char want[64];
+
+		snprintf(want, sizeof(want), "fake-gdb (pid %d)", (int)tracer);
+		expect_error("already traced", target.pid, -MS_E_ALREADY_TRACED, want,
+			     "detach fake-gdb");
+	}
+	kill(tracer, SIGKILL);
+	waitpid(tracer, NULL, 0);
+	close(sync[0]);
+
+	/* Another user: run the seize as nobody against the root-owned target. */
+	if (geteuid() == 0) {
+		c = fork();
+		if (c == 0) {
+			failures = 0;
+			if (setresgid(65534, 65534, 65534) || setresuid(65534, 65534, 65534))
+				_exit(77);
+			expect_error("another user", target.pid, -EPERM,
+				     "Operation not permitted", "belongs to uid 0");
+			_exit(failures ? 1 : 0);
+		}
+		waitpid(c, &status, 0);
+		if (WIFEXITED(status) && WEXITSTATUS(status) == 77)
+			fprintf(stderr, "another user: cannot switch to uid 65534; case skipped\n");
+		else
+			CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+			      "another-user case failed (status %#x)", status);
+	}
+
+	/* After all that, the target is unharmed. */
+	finish_target(-1);
+	return failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode;
@@ -560,6 +723,8 @@ int main(int argc, char **argv)
 		r = mode_groupstop();
 	else if (!strcmp(mode, "modules"))
 		r = mode_modules();
+	else if (!strcmp(mode, "errors"))
+		r = mode_errors();
 	else {
 		fprintf(stderr, "unknown mode %s\n", mode);
 		r = 2;

@@ -24,6 +24,7 @@
 #define MAX_PCS 256
 #define WAIT_MS 5
 #define PROGRESS_NS 200000000ull /* progress line refresh: 5 per second */
+#define REFRESH_NS 2000000000ull /* module list refresh for the unwinder */
 
 struct rec_opts {
 	pid_t pid;
@@ -440,16 +441,18 @@ static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t
 	fprintf(stderr, "memspy: wrote %s (%s", o->out_path, ms_out_format_name(o->fmt));
 	fprintf(stderr, ", %s): ", o->live ? (o->count ? "live allocations" : "live bytes")
 					   : (o->count ? "allocation counts" : "bytes allocated"));
+	if (o->live)
+		fprintf(stderr, "%s still live in %s allocations, of ",
+			fmt_bytes(a, sizeof(a), (double)tot.live_bytes),
+			fmt_count(b, sizeof(b), (uint64_t)llround(tot.live_count)));
 	fprintf(stderr, "%s allocated in %s allocations", fmt_bytes(a, sizeof(a), (double)tot.bytes),
 		fmt_count(b, sizeof(b), (uint64_t)llround(tot.count)));
 	fprintf(stderr, " over %s, from %s samples%s\n", fmt_time(c, sizeof(c), (double)oc->wall_ns),
 		fmt_count(d, sizeof(d), tot.samples),
 		o->sample_bytes ? " (estimated)" : " (exact: every call)");
-	if (o->live)
-		fprintf(stderr, "  still live at the end: %s in %s allocations (allocated during "
-				"the recording and not freed)\n",
-			fmt_bytes(a, sizeof(a), (double)tot.live_bytes),
-			fmt_count(b, sizeof(b), (uint64_t)llround(tot.live_count)));
+	if (tot.failed)
+		fprintf(stderr, "  %s sampled calls failed (returned NULL) and are not counted\n",
+			fmt_count(a, sizeof(a), tot.failed));
 	threads = oc->thread_samples ? oc->thread_sum / (double)oc->thread_samples : 1;
 	if (threads < 1)
 		threads = 1;
@@ -493,7 +496,7 @@ int cmd_record(int argc, char **argv)
 	char *verify_note = NULL;
 	int verified_ok = 1;
 	bool done, afile_open = false, removed_ok = true;
-	uint64_t start_ns, deadline = 0, now;
+	uint64_t start_ns, deadline = 0, now, last_refresh;
 	int rc, ret = MS_EXIT_FAILED;
 
 	rc = parse_opts(argc, argv, &o, &done);
@@ -546,7 +549,7 @@ int cmd_record(int argc, char **argv)
 		goto out;
 	}
 
-	start_ns = ms_now_ns();
+	start_ns = last_refresh = ms_now_ns();
 	if (o.duration_ns)
 		deadline = start_ns + o.duration_ns;
 	pg = (struct progress){.tty = !o.quiet && isatty(STDERR_FILENO), .start_ns = start_ns,
@@ -618,12 +621,20 @@ int cmd_record(int argc, char **argv)
 			oc.wait_error = rc;
 			break;
 		}
-		progress_update(&pg, pr, ms_now_ns());
+		now = ms_now_ns();
+		progress_update(&pg, pr, now);
+		/* Libraries dlopen'ed meanwhile: their CFI is needed to unwind through them. */
+		if (now - last_refresh > REFRESH_NS) {
+			ms_unwinder_refresh(rec.unwinder);
+			last_refresh = now;
+		}
 	}
 	oc.wall_ns = ms_now_ns() - start_ns;
 	progress_clear(&pg);
 	if (!oc.target_exited && ms_proc_exited(p, &oc.exit_status))
 		oc.target_exited = true;
+	if (!oc.target_exited)
+		ms_symbolizer_refresh(sym); /* modules mapped during the recording */
 
 	/* The target first: every byte back, verified, before anything else. */
 	rc = ms_probes_remove(pr, on_alloc_event, &rec, &err);

@@ -300,7 +300,7 @@ def scen_sigterm(args, wd):
 
 def scen_sighup(args, wd):
     out = os.path.join(wd, "hup.folded")
-    run(args, "mix", args.iters or 3000, ["--exact", "--live"], out,
+    run(args, "mix", args.iters or 3000, ["--exact"], out,
         on_half=interrupt_at_half(signal.SIGHUP), stop_after_done=None)
     check_output_valid(out, "folded")
 

@@ -69,6 +69,8 @@ struct ms_probe_stats {
 	uint64_t frees;          /* free events delivered */
 	uint64_t dropped;        /* samples lost (ring full, table full) */
 	size_t n_installed;      /* entry points patched */
+	uint64_t attach_pause_ns; /* install: all threads stopped for this long */
+	uint64_t remove_pause_ns; /* remove: idem */
 };
 
 struct ms_probes; /* opaque */

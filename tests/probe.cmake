@@ -3,3 +3,18 @@
 add_executable(test_probe_decode ${CMAKE_CURRENT_LIST_DIR}/unit/test_probe_decode.c)
 target_link_libraries(test_probe_decode PRIVATE ms_attach)
 ms_add_test(NAME probe_decode TIMEOUT 30 COMMAND test_probe_decode LABELS unit)
+
+add_executable(probe_driver ${CMAKE_CURRENT_LIST_DIR}/e2e/probe_driver.c)
+target_link_libraries(probe_driver PRIVATE ms_attach)
+# Exact mode: every call is an event; counts and bytes must equal the target's.
+ms_add_test(NAME probe_exact_counts TIMEOUT 120
+            COMMAND probe_driver count 0 $<TARGET_FILE:probe_alloc> 300 LABELS e2e)
+# Sampled (64 KiB mean): the weighted total must estimate the true bytes.
+ms_add_test(NAME probe_sampled_estimate TIMEOUT 120
+            COMMAND probe_driver count 65536 $<TARGET_FILE:probe_alloc> 20000 LABELS e2e)
+# fork() mid-run in the target: parent and child finish and exit 0.
+ms_add_test(NAME probe_fork TIMEOUT 120
+            COMMAND probe_driver count 0 $<TARGET_FILE:probe_alloc> 300 fork LABELS e2e)
+# SIGKILL of the probing process mid-run, 20 times: the target survives, checksum right.
+ms_add_test(NAME probe_tracer_killed TIMEOUT 300
+            COMMAND probe_driver killtest $<TARGET_FILE:probe_alloc> 3000 20 LABELS e2e)

@@ -1,0 +1,1384 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The probe engine: plans the allocator entry points, injects the stub
+ * region next to each module, patches the entries with a jmp while every
+ * thread is stopped, turns each stub trap into allocation/free events, and
+ * takes it all back out on every path. Design: ../shared/notes/stubs.md.
+ */
+#include "attach/probe.h"
+#include "attach/probe_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+#ifndef MADV_WIPEONFORK
+#define MADV_WIPEONFORK 18
+#endif
+#define KSA_RESTORER 0x04000000ul
+#define KSA_RESTART 0x10000000ul
+#define KCMP_VM_TYPE 1
+
+#define PAGE 4096ull
+#define REACH ((int64_t)2 << 30)
+#define REACH_MARGIN ((int64_t)64 << 20)
+#define PATCH_LEN 5
+#define PATCH_RETRIES 50
+#define DEFAULT_STACK_BYTES (16u << 10)
+
+/* The kernel's struct sigaction on x86-64 (what rt_sigaction reads). */
+struct ksigaction {
+	uint64_t handler;
+	uint64_t flags;
+	uint64_t restorer;
+	uint64_t mask;
+};
+
+struct region {
+	ms_raddr_t base;
+	bool used[MS_STUB_NSLOTS];
+};
+
+struct site {
+	enum ms_alloc_fn fn;
+	char *name;            /* "malloc@libc.so.6" */
+	const char *sym;       /* symbol name (static or from opts) */
+	ms_raddr_t entry;
+	uint8_t orig[32];      /* the entry's bytes before patching */
+	struct ms_reloc reloc; /* displaced = bytes relocated into the stub */
+	size_t mod;            /* index in the module table */
+	char *open_path;       /* the module file, for the final comparison */
+	size_t region;
+	int slot;
+	bool patched;
+};
+
+struct ms_probes {
+	struct ms_proc *p;
+	pid_t pid;
+	struct ms_probe_opts opts;
+	bool exact;
+	struct site *s;
+	size_t ns, cap_s;
+	struct region *rg;
+	size_t nrg, cap_rg;
+	const char **names;
+	uint64_t rng;
+	struct ms_probe_stats st;
+	uint8_t *buf; /* trap frame + stack copy */
+	size_t buf_len;
+	int wd_fd;   /* write end of the watchdog's pipe, -1 when none */
+	pid_t wd_pid;
+	bool sigact_installed;
+	bool removed;
+};
+
+const char *ms_alloc_fn_name(enum ms_alloc_fn fn)
+{
+	static const char *const names[MS_FN_COUNT] = {
+		[MS_FN_MALLOC] = "malloc",
+		[MS_FN_CALLOC] = "calloc",
+		[MS_FN_REALLOC] = "realloc",
+		[MS_FN_FREE] = "free",
+		[MS_FN_POSIX_MEMALIGN] = "posix_memalign",
+		[MS_FN_ALIGNED_ALLOC] = "aligned_alloc",
+		[MS_FN_MEMALIGN] = "memalign",
+		[MS_FN_VALLOC] = "valloc",
+		[MS_FN_PVALLOC] = "pvalloc",
+		[MS_FN_OPERATOR_NEW] = "operator new",
+		[MS_FN_OPERATOR_DELETE] = "operator delete",
+		[MS_FN_CUSTOM] = "custom",
+	};
+
+	return (unsigned)fn < MS_FN_COUNT ? names[fn] : "?";
+}
+
+static int fn_kind(enum ms_alloc_fn fn)
+{
+	switch (fn) {
+	case MS_FN_CALLOC:
+		return MS_SK_CALLOC;
+	case MS_FN_REALLOC:
+		return MS_SK_REALLOC;
+	case MS_FN_FREE:
+	case MS_FN_OPERATOR_DELETE:
+		return MS_SK_FREE;
+	case MS_FN_POSIX_MEMALIGN:
+		return MS_SK_PMEMALIGN;
+	case MS_FN_ALIGNED_ALLOC:
+	case MS_FN_MEMALIGN:
+		return MS_SK_RSI;
+	default:
+		return MS_SK_RDI;
+	}
+}
+
+/* ------------------------------ sampling ------------------------------ */
+
+static uint64_t rng_next(struct ms_probes *pr)
+{
+	/* xorshift64*: the draws need independence, not cryptography. */
+	pr->rng ^= pr->rng >> 12;
+	pr->rng ^= pr->rng << 25;
+	pr->rng ^= pr->rng >> 27;
+	return pr->rng * 0x2545F4914F6CDD1Dull;
+}
+
+/*
+ * Natural log and exp without libm (ms_attach does not link it): the draws
+ * need ~1e-12 relative accuracy, which these series give.
+ */
+static double ln_pos(double x)
+{
+	uint64_t bits;
+	int e;
+	double m, z, z2, term, sum = 0;
+
+	memcpy(&bits, &x, sizeof(bits));
+	e = (int)((bits >> 52) & 0x7ff) - 1023;
+	bits = (bits & ~(0x7ffull << 52)) | (1023ull << 52);
+	memcpy(&m, &bits, sizeof(m)); /* x = m * 2^e, m in [1, 2) */
+	if (m > 1.4142135623730951) {
+		m /= 2;
+		e++;
+	}
+	z = (m - 1) / (m + 1);
+	z2 = z * z;
+	term = z;
+	for (int k = 1; k < 60; k += 2) {
+		sum += term / k;
+		term *= z2;
+	}
+	return 2 * sum + e * 0.6931471805599453;
+}
+
+/* 1 - exp(-x) for x >= 0. */
+static double one_minus_exp_neg(double x)
+{
+	double r, term = 1, sum = 1;
+	int n = 0;
+
+	if (x < 1e-4)
+		return x - x * x / 2 + x * x * x / 6;
+	if (x > 40)
+		return 1;
+	r = x;
+	while (r > 0.25) {
+		r /= 2;
+		n++;
+	}
+	for (int k = 1; k < 25; k++) {
+		term *= -r / k;
+		sum += term;
+	}
+	while (n--)
+		sum *= sum;
+	return 1 - sum;
+}
+
+/* Next countdown: exponential with mean sample_bytes (Poisson sampling by bytes). */
+static int64_t draw_countdown(struct ms_probes *pr)
+{
+	/* u in (0, 1]: -ln(u) is exponential with mean 1. */
+	double u = (double)((rng_next(pr) >> 11) + 1) * (1.0 / 9007199254740992.0);
+	double v = -ln_pos(u) * (double)pr->opts.sample_bytes;
+
+	if (v < 1)
+		v = 1;
+	if (v > 4e18)
+		v = 4e18;
+	return (int64_t)v;
+}
+
+/*
+ * A sample of s bytes under Poisson byte sampling with mean M was taken with
+ * probability 1 - exp(-s/M); weighting it by the inverse keeps totals unbiased.
+ */
+static uint64_t sample_weight(const struct ms_probes *pr, uint64_t size)
+{
+	double m = (double)pr->opts.sample_bytes, s = (double)size;
+
+	if (pr->exact || size == 0)
+		return size;
+	return (uint64_t)(s / one_minus_exp_neg(s / m) + 0.5);
+}
+
+/* ------------------------------ helpers ------------------------------ */
+
+static int write_remote(struct ms_probes *pr, ms_raddr_t addr, const void *buf, size_t len)
+{
+	struct iovec l = {(void *)buf, len}, r = {(void *)(uintptr_t)addr, len};
+	ssize_t n = process_vm_writev(pr->pid, &l, 1, &r, 1, 0);
+
+	if (n < 0)
+		return -errno;
+	return (size_t)n == len ? 0 : -EIO;
+}
+
+static ms_raddr_t rg_ctrl(const struct region *rg, unsigned off)
+{
+	return rg->base + MS_STUB_CTRL_OFF + off;
+}
+
+static const char *base_name(const char *path)
+{
+	const char *s = path ? strrchr(path, '/') : NULL;
+
+	return s ? s + 1 : (path ? path : "?");
+}
+
+/* A thread (any) of the target to run remote system calls on. */
+static pid_t any_thread(struct ms_probes *pr)
+{
+	for (size_t i = 0; i < ms_proc_nthreads(pr->p); i++) {
+		pid_t t = ms_proc_thread(pr->p, i);
+
+		if (t == pr->pid)
+			return t;
+	}
+	return ms_proc_nthreads(pr->p) ? ms_proc_thread(pr->p, 0) : -1;
+}
+
+static int rsyscall(struct ms_probes *pr, long nr, long a0, long a1, long a2, long a3, long a4,
+		    long a5, long *ret)
+{
+	const long args[6] = {a0, a1, a2, a3, a4, a5};
+	pid_t tid = any_thread(pr);
+
+	if (tid < 0)
+		return -MS_E_TARGET_EXITED;
+	return ms_proc_remote_syscall(pr->p, tid, nr, args, ret);
+}
+
+/* Parses a hex signal mask field of a /proc status file; 0 if absent. */
+static uint64_t status_mask(const char *path, const char *key)
+{
+	char buf[4096];
+	const char *v;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	v = strstr(buf, key);
+	if (!v)
+		return 0;
+	v += strlen(key);
+	while (*v == ':' || *v == ' ' || *v == '\t')
+		v++;
+	return strtoull(v, NULL, 16);
+}
+
+#define SIGBIT(s) (1ull << ((s) - 1))
+
+/*
+ * The stubs rely on a SIGTRAP handler that is just `ret`: refuse when the
+ * target handles SIGTRAP itself, or when a thread blocks it (force_sig then
+ * resets the disposition to SIG_DFL for the whole process, even traced).
+ */
+static int check_sigtrap(struct ms_probes *pr, struct ms_error *err)
+{
+	char path[96];
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pr->pid);
+	if (status_mask(path, "SigCgt") & SIGBIT(SIGTRAP)) {
+		ms_error_set(err, -MS_E_UNSUPPORTED,
+			     "probe: process %d handles SIGTRAP itself; memspy's probes need "
+			     "their own SIGTRAP handler",
+			     (int)pr->pid);
+		ms_error_hint(err, "the target may run under a debugger-like runtime; use "
+				   "`memspy record --mode walk` (no probes) instead");
+		return err ? err->code : -MS_E_UNSUPPORTED;
+	}
+	for (size_t i = 0; i < ms_proc_nthreads(pr->p); i++) {
+		pid_t tid = ms_proc_thread(pr->p, i);
+
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pr->pid, (int)tid);
+		if (status_mask(path, "SigBlk") & SIGBIT(SIGTRAP)) {
+			ms_error_set(err, -MS_E_UNSUPPORTED,
+				     "probe: thread %d of process %d blocks SIGTRAP; a probe trap "
+				     "would reset its disposition and could kill the process",
+				     (int)tid, (int)pr->pid);
+			ms_error_hint(err, "use `memspy record --mode walk` (no probes) instead");
+			return err ? err->code : -MS_E_UNSUPPORTED;
+		}
+	}
+	return 0;
+}
+
+/* ------------------------------ planning ------------------------------ */
+
+static const struct {
+	const char *sym;
+	enum ms_alloc_fn fn;
+} entry_points[] = {
+	{"malloc", MS_FN_MALLOC},
+	{"calloc", MS_FN_CALLOC},
+	{"realloc", MS_FN_REALLOC},
+	{"free", MS_FN_FREE},
+	{"posix_memalign", MS_FN_POSIX_MEMALIGN},
+	{"aligned_alloc", MS_FN_ALIGNED_ALLOC},
+	{"memalign", MS_FN_MEMALIGN},
+	{"valloc", MS_FN_VALLOC},
+	{"pvalloc", MS_FN_PVALLOC},
+};
+
+static bool have_entry(const struct ms_probes *pr, ms_raddr_t a)
+{
+	for (size_t i = 0; i < pr->ns; i++)
+		if (pr->s[i].entry == a)
+			return true;
+	return false;
+}
+
+static void add_site(struct ms_probes *pr, const struct ms_modules *mods, size_t mi,
+		     const char *sym, enum ms_alloc_fn fn)
+{
+	const struct ms_module *m = &mods->v[mi];
+	ms_raddr_t a;
+	uint64_t size;
+	struct site *s;
+
+	if (ms_module_symbol(m, sym, &a, &size) || a < m->start || a >= m->end ||
+	    have_entry(pr, a))
+		return;
+	if (fn_kind(fn) == MS_SK_FREE && !pr->opts.track_frees)
+		return; /* nothing to report: leave free untouched */
+	ms_xgrow((void **)&pr->s, &pr->cap_s, pr->ns + 1, sizeof(*pr->s));
+	s = &pr->s[pr->ns++];
+	memset(s, 0, sizeof(*s));
+	s->fn = fn;
+	s->sym = sym;
+	s->entry = a;
+	s->mod = mi;
+	s->slot = -1;
+	s->name = ms_xasprintf("%s@%s", sym, base_name(m->path));
+	s->open_path = ms_xstrdup(m->open_path ? m->open_path : m->path);
+}
+
+static void drop_site(struct ms_probes *pr, size_t i)
+{
+	free(pr->s[i].name);
+	free(pr->s[i].open_path);
+	pr->s[i] = pr->s[--pr->ns];
+}
+
+static bool is_loader(const struct ms_module *m)
+{
+	const char *b = base_name(m->path);
+
+	return !strncmp(b, "ld-linux", 8) || !strncmp(b, "ld64.so", 7);
+}
+
+/*
+ * libc, the executable, and any other module (a preloaded allocator) that
+ * defines malloc itself. libstdc++'s operator new/delete are not probed:
+ * in GCC's libstdc++ they call malloc/free through the PLT, so the libc
+ * probes already see them (with operator new on the stack).
+ */
+static void plan_sites(struct ms_probes *pr, const struct ms_modules *mods)
+{
+	for (size_t mi = 0; mi < mods->n; mi++) {
+		const struct ms_module *m = &mods->v[mi];
+		bool libc = !strncmp(base_name(m->path), "libc.so", 7);
+		ms_raddr_t a;
+		uint64_t sz;
+
+		if (is_loader(m))
+			continue;
+		if (!libc && !m->is_exec && ms_module_symbol(m, "malloc", &a, &sz))
+			continue;
+		for (size_t k = 0; k < MS_ARRAY_SIZE(entry_points); k++)
+			add_site(pr, mods, mi, entry_points[k].sym, entry_points[k].fn);
+	}
+	for (size_t c = 0; c < pr->opts.n_custom; c++) {
+		size_t before = pr->ns;
+
+		for (size_t mi = 0; mi < mods->n && pr->ns == before; mi++)
+			add_site(pr, mods, mi, pr->opts.custom_symbols[c], MS_FN_CUSTOM);
+		if (pr->ns == before)
+			ms_warn("probe: --probe %s: no module of process %d defines it",
+				pr->opts.custom_symbols[c], (int)pr->pid);
+	}
+}
+
+/* Reads each entry and checks that it can be relocated (dest = a nearby dummy). */
+static void check_sites(struct ms_probes *pr)
+{
+	for (size_t i = 0; i < pr->ns;) {
+		struct site *s = &pr->s[i];
+		ssize_t n = ms_mem_read_pid(pr->pid, s->entry, s->orig, sizeof(s->orig));
+		int rc = -EFAULT;
+
+		if (n == (ssize_t)sizeof(s->orig))
+			rc = ms_decode_relocate(s->orig, sizeof(s->orig), s->entry,
+						s->entry - (1 << 20), PATCH_LEN, &s->reloc);
+		if (rc) {
+			ms_warn("probe: not probing %s at %#llx: %s", s->name,
+				(unsigned long long)s->entry,
+				rc == -MS_E_UNSUPPORTED ? s->reloc.why : ms_strerror(rc));
+			drop_site(pr, i);
+			continue;
+		}
+		i++;
+	}
+}
+
+/*
+ * One linear sweep of each module's executable mappings for relative
+ * branches that land inside a patched range (entry+1 .. entry+N-1): such a
+ * branch would jump into the middle of the jmp. Done before stopping.
+ */
+static void sweep_sites(struct ms_probes *pr, const struct ms_modules *mods,
+			const struct ms_maps *maps)
+{
+	for (size_t mi = 0; mi < mods->n; mi++) {
+		struct ms_range *rgs = NULL;
+		size_t *idx = NULL, nr = 0;
+
+		for (size_t i = 0; i < pr->ns; i++) {
+			if (pr->s[i].mod != mi)
+				continue;
+			rgs = ms_xrealloc(rgs, (nr + 1) * sizeof(*rgs));
+			idx = ms_xrealloc(idx, (nr + 1) * sizeof(*idx));
+			rgs[nr] = (struct ms_range){.lo = pr->s[i].entry + 1,
+						    .hi = pr->s[i].entry + pr->s[i].reloc.displaced};
+			idx[nr++] = i;
+		}
+		if (!nr)
+			continue;
+		for (size_t k = 0; k < maps->n; k++) {
+			const struct ms_map *mp = &maps->v[k];
+			uint8_t *text;
+			ssize_t n;
+
+			if (!mp->x || mp->start < mods->v[mi].start || mp->end > mods->v[mi].end)
+				continue;
+			text = ms_xmalloc(mp->end - mp->start);
+			n = ms_mem_read_pid(pr->pid, mp->start, text, mp->end - mp->start);
+			if (n > 0)
+				ms_decode_sweep(text, (size_t)n, mp->start, rgs, nr);
+			free(text);
+		}
+		/* Drop from the highest index so the others stay valid. */
+		for (size_t j = nr; j-- > 0;) {
+			if (!rgs[j].hit_from)
+				continue;
+			ms_warn("probe: not probing %s: the branch at %#llx lands inside its "
+				"first %zu bytes (%#llx)",
+				pr->s[idx[j]].name, (unsigned long long)rgs[j].hit_from,
+				pr->s[idx[j]].reloc.displaced, (unsigned long long)rgs[j].hit_to);
+			pr->s[idx[j]].entry = 0; /* marked; removed below */
+		}
+		free(rgs);
+		free(idx);
+	}
+	for (size_t i = 0; i < pr->ns;) {
+		if (!pr->s[i].entry)
+			drop_site(pr, i);
+		else
+			i++;
+	}
+}
+
+/* ------------------------------ regions ------------------------------ */
+
+static bool in_reach(ms_raddr_t base, const struct ms_module *m)
+{
+	int64_t d1 = (int64_t)(base - m->start), d2 = (int64_t)(base + MS_STUB_REGION_SIZE - m->end);
+
+	return llabs(d1) < REACH - REACH_MARGIN && llabs(d2) < REACH - REACH_MARGIN;
+}
+
+/* Candidate addresses in the free gaps of maps, nearest to m first. */
+static size_t region_candidates(const struct ms_maps *maps, const struct ms_module *m,
+				ms_raddr_t *out, size_t max)
+{
+	size_t n = 0;
+	uint64_t need = MS_STUB_REGION_SIZE + 2 * PAGE;
+
+	for (size_t i = 0; i + 1 <= maps->n; i++) {
+		ms_raddr_t lo = i ? maps->v[i - 1].end : 0x10000, hi = maps->v[i].start;
+		const char *below = i ? maps->v[i - 1].path : NULL;
+		const char *above = maps->v[i].path;
+		ms_raddr_t c;
+
+		if (hi <= lo || hi - lo < need)
+			continue;
+		/* Keep out of brk's way above [heap] and of [stack]'s growth below it. */
+		if (above && !strcmp(above, "[stack]"))
+			c = lo + PAGE;
+		else if (below && !strcmp(below, "[heap]"))
+			c = hi - MS_STUB_REGION_SIZE - PAGE;
+		else if (hi <= m->start)
+			c = hi - MS_STUB_REGION_SIZE - PAGE;
+		else
+			c = lo + PAGE;
+		if (above && !strcmp(above, "[stack]") && below && !strcmp(below, "[heap]"))
+			c = lo + (hi - lo) / 2;
+		c &= ~(PAGE - 1);
+		if (!in_reach(c, m) || n >= max)
+			continue;
+		out[n++] = c;
+	}
+	/* Nearest first. */
+	for (size_t i = 1; i < n; i++) {
+		for (size_t j = i; j > 0; j--) {
+			int64_t a = llabs((int64_t)(out[j] - m->start));
+			int64_t b = llabs((int64_t)(out[j - 1] - m->start));
+
+			if (a >= b)
+				break;
+			ms_raddr_t t = out[j];
+
+			out[j] = out[j - 1];
+			out[j - 1] = t;
+		}
+	}
+	return n;
+}
+
+static int map_region(struct ms_probes *pr, const struct ms_module *m, struct ms_error *err)
+{
+	ms_raddr_t cand[64];
+	size_t n;
+	long ret = 0;
+	int rc;
+
+	rc = ms_proc_refresh_maps(pr->p);
+	if (rc)
+		return ms_error_set(err, rc, "probe: reading /proc/%d/maps: %s", (int)pr->pid,
+				    ms_strerror(rc));
+	n = region_candidates(ms_proc_maps(pr->p), m, cand, MS_ARRAY_SIZE(cand));
+	for (size_t i = 0; i < n; i++) {
+		rc = rsyscall(pr, SYS_mmap, (long)cand[i], MS_STUB_REGION_SIZE,
+			      PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+			      -1, 0, &ret);
+		if (rc)
+			return ms_error_set(err, rc, "probe: remote mmap in process %d: %s",
+					    (int)pr->pid, ms_strerror(rc));
+		if (ret == -EEXIST)
+			continue;
+		if (ret < 0 && ret > -4096)
+			return ms_error_set(err, (int)ret,
+					    "probe: remote mmap(%#llx, %#x) in process %d: %s",
+					    (unsigned long long)cand[i], MS_STUB_REGION_SIZE,
+					    (int)pr->pid, strerror((int)-ret));
+		if ((ms_raddr_t)ret != cand[i]) {
+			/* A kernel older than 4.17 took the flag as a hint. */
+			long r2;
+
+			rsyscall(pr, SYS_munmap, ret, MS_STUB_REGION_SIZE, 0, 0, 0, 0, &r2);
+			continue;
+		}
+		ms_xgrow((void **)&pr->rg, &pr->cap_rg, pr->nrg + 1, sizeof(*pr->rg));
+		memset(&pr->rg[pr->nrg], 0, sizeof(pr->rg[0]));
+		pr->rg[pr->nrg++].base = cand[i];
+		ms_debug("probe: region %#llx (+%#x) for %s", (unsigned long long)cand[i],
+			 MS_STUB_REGION_SIZE, m->path);
+		return 0;
+	}
+	return ms_error_set(err, -ENOMEM,
+			    "probe: no free address range within +-2 GiB of %s in process %d",
+			    m->path, (int)pr->pid);
+}
+
+/* A free slot of kind in region r, or -1. */
+static int take_slot(struct region *r, int kind)
+{
+	for (int i = 0; i < MS_STUB_NSLOTS; i++) {
+		if (!r->used[i] && (int)ms_stub_desc[i].kind == kind) {
+			r->used[i] = true;
+			return i;
+		}
+	}
+	return -1;
+}
+
+/* Fills the regions' code pages, control pages and countdowns; maps code RX. */
+static int build_regions(struct ms_probes *pr, struct ms_error *err)
+{
+	uint8_t *img = ms_xmalloc(MS_STUB_CODE_SIZE);
+	int rc = 0;
+
+	for (size_t r = 0; r < pr->nrg && !rc; r++) {
+		struct region *rg = &pr->rg[r];
+		struct ksigaction ks = {
+			.handler = rg->base + ms_stub_sig_handler,
+			.flags = KSA_RESTORER | KSA_RESTART,
+			.restorer = rg->base + ms_stub_sig_restorer,
+			.mask = 0,
+		};
+		int64_t cnt[MS_STUB_NCNT * 8];
+		uint8_t ctl[3];
+		long ret;
+
+		memcpy(img, ms_stub_image, MS_STUB_CODE_SIZE);
+		for (size_t i = 0; i < pr->ns; i++) {
+			struct site *s = &pr->s[i];
+			const struct ms_stub_desc *d;
+
+			if (s->region != r || s->slot < 0)
+				continue;
+			d = &ms_stub_desc[s->slot];
+			rc = ms_decode_relocate(s->orig, sizeof(s->orig), s->entry, rg->base + d->orig,
+						PATCH_LEN, &s->reloc);
+			if (rc) {
+				ms_warn("probe: not probing %s: %s", s->name, s->reloc.why);
+				s->slot = -1;
+				rc = 0;
+				continue;
+			}
+			memcpy(img + d->orig, s->reloc.code, s->reloc.len);
+		}
+		rc = write_remote(pr, rg->base, img, MS_STUB_CODE_SIZE);
+		if (rc) {
+			ms_error_set(err, rc, "probe: writing the stub code at %#llx: %s",
+				     (unsigned long long)rg->base, ms_strerror(rc));
+			break;
+		}
+		memset(cnt, 0, sizeof(cnt));
+		for (int k = 0; k < MS_STUB_NCNT; k++)
+			cnt[k * 8] = pr->exact ? INT64_MIN / 2 : draw_countdown(pr);
+		ctl[MS_CTRL_ARMED] = 0;
+		ctl[MS_CTRL_FREE_ALL] = pr->exact && pr->opts.track_frees;
+		ctl[MS_CTRL_TRACK] = !pr->exact && pr->opts.track_frees;
+		if ((rc = write_remote(pr, rg->base + MS_STUB_CNT_OFF, cnt, sizeof(cnt))) ||
+		    (rc = write_remote(pr, rg_ctrl(rg, 0), ctl, sizeof(ctl))) ||
+		    (rc = write_remote(pr, rg_ctrl(rg, MS_CTRL_SIGACT_NEW), &ks, sizeof(ks)))) {
+			ms_error_set(err, rc, "probe: writing the stub data at %#llx: %s",
+				     (unsigned long long)rg->base, ms_strerror(rc));
+			break;
+		}
+		rc = rsyscall(pr, SYS_mprotect, (long)rg->base, MS_STUB_CODE_SIZE,
+			      PROT_READ | PROT_EXEC, 0, 0, 0, &ret);
+		if (!rc && ret)
+			rc = (int)ret;
+		if (rc) {
+			ms_error_set(err, rc, "probe: remote mprotect(%#llx, RX): %s",
+				     (unsigned long long)rg->base, ms_strerror(rc));
+			break;
+		}
+		/* A forked child must see armed = 0, zero counters and an empty table. */
+		rc = rsyscall(pr, SYS_madvise, (long)(rg->base + MS_STUB_CTRL_OFF),
+			      MS_STUB_REGION_SIZE - MS_STUB_CTRL_OFF, MADV_WIPEONFORK, 0, 0, 0, &ret);
+		if (!rc && ret)
+			ms_warn("probe: madvise(MADV_WIPEONFORK) failed in process %d (%s): "
+				"forked children keep armed stubs until memspy restores them",
+				(int)pr->pid, strerror((int)-ret));
+		rc = 0;
+	}
+	free(img);
+	return rc;
+}
+
+static int install_sigtrap(struct ms_probes *pr, struct ms_error *err)
+{
+	struct region *rg = &pr->rg[0];
+	long ret;
+	int rc = rsyscall(pr, SYS_rt_sigaction, SIGTRAP, (long)rg_ctrl(rg, MS_CTRL_SIGACT_NEW),
+			  (long)rg_ctrl(rg, MS_CTRL_SIGACT_OLD), 8, 0, 0, &ret);
+
+	if (!rc && ret)
+		rc = (int)ret;
+	if (rc)
+		return ms_error_set(err, rc, "probe: remote rt_sigaction(SIGTRAP) in process %d: %s",
+				    (int)pr->pid, ms_strerror(rc));
+	pr->sigact_installed = true;
+	return 0;
+}
+
+static int restore_sigtrap(struct ms_probes *pr)
+{
+	long ret;
+	int rc;
+
+	if (!pr->sigact_installed)
+		return 0;
+	rc = rsyscall(pr, SYS_rt_sigaction, SIGTRAP, (long)rg_ctrl(&pr->rg[0], MS_CTRL_SIGACT_OLD), 0,
+		      8, 0, 0, &ret);
+	if (!rc && ret)
+		rc = (int)ret;
+	if (!rc)
+		pr->sigact_installed = false;
+	return rc;
+}
+
+/* ------------------------------ watchdog ------------------------------ */
+
+/*
+ * A grandchild of memspy (so memspy's wait loop never sees it), holding
+ * /proc/PID/mem and a pipe. When the pipe reports EOF (memspy is gone, even
+ * by SIGKILL) it clears `armed` in every region: the stubs then behave as
+ * the original functions. It leaves the jmps: rewriting live text while
+ * threads run can tear (notes/stubs.md).
+ */
+static int start_watchdog(struct ms_probes *pr)
+{
+	char path[64];
+	int pfd[2], mfd;
+	pid_t mid;
+
+	snprintf(path, sizeof(path), "/proc/%d/mem", (int)pr->pid);
+	mfd = open(path, O_RDWR | O_CLOEXEC);
+	if (mfd < 0)
+		return -errno;
+	if (pipe2(pfd, O_CLOEXEC) < 0) {
+		close(mfd);
+		return -errno;
+	}
+	mid = fork();
+	if (mid < 0) {
+		int e = errno;
+
+		close(mfd);
+		close(pfd[0]);
+		close(pfd[1]);
+		return -e;
+	}
+	if (mid == 0) {
+		pid_t wd;
+
+		setsid();
+		wd = fork();
+		if (wd != 0)
+			_exit(wd < 0);
+		close(pfd[1]);
+		for (int fd = 3; fd < 1024; fd++)
+			if (fd != pfd[0] && fd != mfd)
+				close(fd);
+		for (;;) {
+			char c;
+			ssize_t n = read(pfd[0], &c, 1);
+
+			if (n < 0 && errno == EINTR)
+				continue;
+			break;
+		}
+		for (size_t r = 0; r < pr->nrg; r++) {
+			uint8_t zero = 0;
+
+			if (pwrite(mfd, &zero, 1, (off_t)rg_ctrl(&pr->rg[r], MS_CTRL_ARMED)) < 0)
+				break;
+		}
+		_exit(0);
+	}
+	close(pfd[0]);
+	close(mfd);
+	while (waitpid(mid, NULL, 0) < 0 && errno == EINTR)
+		;
+	pr->wd_fd = pfd[1];
+	return 0;
+}
+
+static void stop_watchdog(struct ms_probes *pr)
+{
+	if (pr->wd_fd >= 0)
+		close(pr->wd_fd);
+	pr->wd_fd = -1;
+}
+
+/* ------------------------------ patching ------------------------------ */
+
+/* Is any stopped thread strictly inside [lo+1, hi)? */
+static bool thread_inside(struct ms_probes *pr, ms_raddr_t lo, ms_raddr_t hi)
+{
+	for (size_t i = 0; i < ms_proc_nthreads(pr->p); i++) {
+		struct user_regs_struct regs;
+
+		if (ms_proc_get_regs(pr->p, ms_proc_thread(pr->p, i), &regs))
+			continue;
+		if (regs.rip > lo && regs.rip < hi)
+			return true;
+	}
+	return false;
+}
+
+static int set_armed(struct ms_probes *pr, bool on)
+{
+	int rc = 0;
+
+	for (size_t r = 0; r < pr->nrg; r++) {
+		uint8_t v = on;
+		int e = write_remote(pr, rg_ctrl(&pr->rg[r], MS_CTRL_ARMED), &v, 1);
+
+		if (e && !rc)
+			rc = e;
+		if (!on) {
+			uint8_t z[2] = {0, 0};
+
+			write_remote(pr, rg_ctrl(&pr->rg[r], MS_CTRL_FREE_ALL), z, 2);
+		}
+	}
+	return rc;
+}
+
+static int patch_sites(struct ms_probes *pr)
+{
+	size_t done = 0;
+
+	for (size_t i = 0; i < pr->ns; i++) {
+		struct site *s = &pr->s[i];
+		uint8_t jmp[PATCH_LEN] = {0xe9};
+		ms_raddr_t stub;
+		int32_t rel;
+		int tries = 0, rc;
+
+		if (s->slot < 0)
+			continue;
+		stub = pr->rg[s->region].base + ms_stub_desc[s->slot].stub;
+		rel = (int32_t)(int64_t)(stub - (s->entry + PATCH_LEN));
+		memcpy(jmp + 1, &rel, 4);
+		while (thread_inside(pr, s->entry, s->entry + s->reloc.displaced)) {
+			/* Let it run out of the range, then stop again. */
+			if (++tries > PATCH_RETRIES)
+				break;
+			ms_proc_resume_all(pr->p);
+			usleep(100);
+			rc = ms_proc_stop_all(pr->p);
+			if (rc)
+				return rc;
+		}
+		if (tries > PATCH_RETRIES) {
+			ms_warn("probe: not probing %s: a thread stays inside its first %zu bytes",
+				s->name, s->reloc.displaced);
+			continue;
+		}
+		rc = ms_proc_write_mem(pr->p, s->entry, jmp, PATCH_LEN);
+		if (rc) {
+			ms_warn("probe: writing the jmp at %s (%#llx): %s", s->name,
+				(unsigned long long)s->entry, ms_strerror(rc));
+			continue;
+		}
+		s->patched = true;
+		done++;
+	}
+	return done ? 0 : -MS_E_NOT_FOUND;
+}
+
+/* ------------------------------ install ------------------------------ */
+
+int ms_probes_install(struct ms_proc *p, const struct ms_modules *mods,
+		      const struct ms_probe_opts *opts, struct ms_probes **out,
+		      struct ms_error *err)
+{
+	struct ms_probes *pr = ms_xcalloc(1, sizeof(*pr));
+	uint64_t t0;
+	int rc;
+
+	*out = NULL;
+	pr->p = p;
+	pr->pid = ms_proc_pid(p);
+	pr->opts = *opts;
+	pr->exact = opts->sample_bytes == 0;
+	pr->wd_fd = -1;
+	if (!pr->opts.stack_bytes)
+		pr->opts.stack_bytes = DEFAULT_STACK_BYTES;
+	pr->rng = opts->seed ? opts->seed : ms_now_ns() ^ ((uint64_t)getpid() << 32);
+	if (!pr->rng)
+		pr->rng = 0x9E3779B97F4A7C15ull;
+	pr->buf_len = pr->opts.stack_bytes + 64;
+	pr->buf = ms_xmalloc(pr->buf_len);
+
+	/* Everything that needs no stop comes first: the plan and the text sweep. */
+	plan_sites(pr, mods);
+	check_sites(pr);
+	sweep_sites(pr, mods, ms_proc_maps(p));
+	if (!pr->ns) {
+		ms_error_set(err, -MS_E_NOT_FOUND,
+			     "probe: no allocator entry point of process %d can be probed",
+			     (int)pr->pid);
+		ms_error_hint(err, "is it linked against glibc? statically linked programs and "
+				   "other allocators need --probe SYMBOL");
+		ms_probes_free(pr);
+		return -MS_E_NOT_FOUND;
+	}
+
+	rc = ms_proc_stop_all(p);
+	if (rc) {
+		ms_error_set(err, rc, "probe: stopping the threads of process %d: %s",
+			     (int)pr->pid, ms_strerror(rc));
+		ms_probes_free(pr);
+		return rc;
+	}
+	t0 = ms_now_ns();
+	rc = check_sigtrap(pr, err);
+	if (rc)
+		goto fail;
+
+	/* One region per group of modules within rel32 reach. */
+	for (size_t i = 0; i < pr->ns; i++) {
+		struct site *s = &pr->s[i];
+		const struct ms_module *m = &mods->v[s->mod];
+		int kind = fn_kind(s->fn);
+
+		s->slot = -1;
+		for (size_t r = 0; r < pr->nrg && s->slot < 0; r++) {
+			if (!in_reach(pr->rg[r].base, m))
+				continue;
+			s->slot = take_slot(&pr->rg[r], kind);
+			s->region = r;
+		}
+		if (s->slot >= 0)
+			continue;
+		rc = map_region(pr, m, err);
+		if (rc) {
+			if (!pr->nrg)
+				goto fail;
+			ms_warn("%s; not probing %s", err ? err->msg : "probe: no region", s->name);
+			continue;
+		}
+		s->region = pr->nrg - 1;
+		s->slot = take_slot(&pr->rg[s->region], kind);
+		if (s->slot < 0)
+			ms_warn("probe: not probing %s: no free stub slot", s->name);
+	}
+	rc = build_regions(pr, err);
+	if (rc)
+		goto fail;
+	rc = install_sigtrap(pr, err);
+	if (rc)
+		goto fail;
+	rc = start_watchdog(pr);
+	if (rc)
+		ms_warn("probe: no watchdog (%s): if memspy dies, sampling stubs stay armed "
+			"(harmless, a few ns per call)",
+			ms_strerror(rc));
+	rc = set_armed(pr, true);
+	if (!rc)
+		rc = patch_sites(pr);
+	if (rc) {
+		ms_error_set(err, rc, "probe: no allocator entry point of process %d could be patched",
+			     (int)pr->pid);
+		goto fail;
+	}
+	for (size_t i = 0; i < pr->ns; i++)
+		if (pr->s[i].patched)
+			pr->st.n_installed++;
+	pr->st.attach_pause_ns = ms_now_ns() - t0;
+	ms_proc_resume_all(p);
+	*out = pr;
+	return 0;
+fail:
+	{
+		struct ms_error e2;
+
+		/* Undo whatever was done, with the threads still stopped. */
+		ms_probes_remove(pr, NULL, NULL, &e2);
+		ms_proc_resume_all(p);
+		ms_probes_free(pr);
+	}
+	return rc;
+}
+
+/* ------------------------------ traps ------------------------------ */
+
+static const struct site *site_for(const struct ms_probes *pr, size_t region, int slot)
+{
+	for (size_t i = 0; i < pr->ns; i++)
+		if (pr->s[i].region == region && pr->s[i].slot == slot)
+			return &pr->s[i];
+	return NULL;
+}
+
+/* The region and slot whose int3 is at addr; false if none. */
+static bool find_trap(const struct ms_probes *pr, ms_raddr_t addr, size_t *region, int *slot)
+{
+	for (size_t r = 0; r < pr->nrg; r++) {
+		ms_raddr_t b = pr->rg[r].base;
+
+		if (addr < b || addr >= b + MS_STUB_CODE_SIZE)
+			continue;
+		*region = r;
+		*slot = -1;
+		for (int i = 0; i < MS_STUB_NSLOTS; i++)
+			if (b + ms_stub_desc[i].trap == addr)
+				*slot = i;
+		return true;
+	}
+	return false;
+}
+
+/* The stack mapping's end above sp (to clamp the copy), or sp + want. */
+static size_t stack_room(struct ms_probes *pr, ms_raddr_t sp, size_t want)
+{
+	const struct ms_map *m = ms_maps_find(ms_proc_maps(pr->p), sp);
+
+	if (!m) {
+		ms_proc_refresh_maps(pr->p);
+		m = ms_maps_find(ms_proc_maps(pr->p), sp);
+	}
+	if (!m)
+		return want;
+	return (size_t)MS_MIN((uint64_t)want, m->end - sp);
+}
+
+static void refill(struct ms_probes *pr, const struct region *rg, ms_raddr_t entry_sp)
+{
+	int64_t v;
+
+	if (pr->exact)
+		return;
+	v = draw_countdown(pr);
+	write_remote(pr, rg->base + MS_STUB_CNT_OFF + ((entry_sp >> 23) & 63) * 64, &v, sizeof(v));
+}
+
+/* Emits the events of one trap. The thread stays stopped. */
+static void on_trap(struct ms_probes *pr, pid_t tid, const struct user_regs_struct *regs,
+		    size_t region, int slot, ms_alloc_event_cb cb, void *ctx)
+{
+	const struct site *s = site_for(pr, region, slot);
+	int kind = (int)ms_stub_desc[slot].kind;
+	struct ms_alloc_event ev;
+	size_t frame = kind == MS_SK_PMEMALIGN ? 32 : 24, len;
+	uint64_t w[4], flags, size;
+	ms_raddr_t entry_sp;
+	ssize_t n;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.fn = s ? s->fn : MS_FN_CUSTOM;
+	ev.tid = tid;
+	ev.time_ns = ms_now_ns();
+	if (kind == MS_SK_FREE) {
+		ev.type = MS_AE_FREE;
+		ev.ptr = regs->rdi;
+		pr->st.frees++;
+		if (cb)
+			cb(&ev, ctx);
+		return;
+	}
+	/* Trap frame {size, aux, flags} (posix_memalign: {rc, size, memptr, flags}), then the stack. */
+	entry_sp = regs->rsp + frame;
+	len = frame + stack_room(pr, entry_sp, pr->opts.stack_bytes);
+	n = ms_mem_read_pid(pr->pid, regs->rsp, pr->buf, len);
+	if (n < (ssize_t)frame) {
+		pr->st.dropped++;
+		return;
+	}
+	memcpy(w, pr->buf + (kind == MS_SK_PMEMALIGN ? 8 : 0), sizeof(uint64_t) * 3);
+	size = w[0];
+	flags = w[2];
+	if (kind == MS_SK_REALLOC && (flags & 1) && !(regs->rax == 0 && size != 0)) {
+		ev.type = MS_AE_FREE;
+		ev.ptr = w[1];
+		pr->st.frees++;
+		if (cb)
+			cb(&ev, ctx);
+	}
+	if (!(flags & 2))
+		return;
+	refill(pr, &pr->rg[region], entry_sp);
+	ev.type = MS_AE_ALLOC;
+	ev.size = size;
+	ev.weight = sample_weight(pr, size);
+	ev.ptr = regs->rax;
+	ev.regs = *regs;
+	ev.regs.rip = s ? s->entry : regs->rip;
+	ev.regs.rsp = entry_sp;
+	ev.stack = pr->buf + frame;
+	ev.stack_len = (size_t)n - frame;
+	pr->st.samples++;
+	if (cb)
+		cb(&ev, ctx);
+}
+
+/* Restores the original entry bytes in a forked child (its own copy of the text). */
+static void restore_child(struct ms_probes *pr, pid_t child)
+{
+	char path[64];
+	int fd;
+
+	/* A vfork/CLONE_VM child shares our text: leave it (the handler covers a stray trap). */
+	if (syscall(SYS_kcmp, pr->pid, child, KCMP_VM_TYPE, 0, 0) == 0)
+		return;
+	snprintf(path, sizeof(path), "/proc/%d/mem", (int)child);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	for (size_t i = 0; i < pr->ns; i++) {
+		const struct site *s = &pr->s[i];
+
+		if (s->patched && pwrite(fd, s->orig, PATCH_LEN, (off_t)s->entry) != PATCH_LEN)
+			ms_warn("probe: restoring %s in forked child %d: %s", s->name, (int)child,
+				strerror(errno));
+	}
+	close(fd);
+}
+
+int ms_probes_handle_event(struct ms_probes *pr, const struct ms_event *ev,
+			   ms_alloc_event_cb cb, void *ctx)
+{
+	size_t region;
+	int slot;
+	uint64_t t0;
+
+	if (!pr)
+		return 0;
+	if (ev->kind == MS_EV_FORK) {
+		if (!pr->removed)
+			restore_child(pr, ev->child);
+		ms_proc_fork_child_detach(ev->child);
+		return 1;
+	}
+	if (ev->kind != MS_EV_TRAP || !find_trap(pr, ev->regs.rip - 1, &region, &slot))
+		return 0;
+	t0 = ms_now_ns();
+	if (slot >= 0)
+		on_trap(pr, ev->tid, &ev->regs, region, slot, cb, ctx);
+	pr->st.stops++;
+	ms_proc_cont_thread(pr->p, ev->tid);
+	pr->st.stopped_ns += ms_now_ns() - t0;
+	return 1;
+}
+
+int ms_probes_poll(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx)
+{
+	(void)pr;
+	(void)cb;
+	(void)ctx;
+	return 0; /* stop-based probes deliver everything through traps */
+}
+
+/* ------------------------------ removal ------------------------------ */
+
+static bool sigtrap_pending(pid_t pid, pid_t tid)
+{
+	char path[96];
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid, (int)tid);
+	return status_mask(path, "SigPnd") & SIGBIT(SIGTRAP);
+}
+
+/*
+ * Handles events that arrived while stopping: traps are turned into events
+ * and their threads stay held (tids appended to *held). Returns false when
+ * the target exited.
+ */
+static bool drain_events(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx, pid_t **held,
+			 size_t *nheld, size_t *cap, int timeout_ms, pid_t want)
+{
+	for (;;) {
+		struct ms_event ev;
+		size_t region;
+		int slot;
+
+		if (ms_proc_wait(pr->p, timeout_ms, &ev))
+			return false;
+		switch (ev.kind) {
+		case MS_EV_TRAP:
+			if (find_trap(pr, ev.regs.rip - 1, &region, &slot) && slot >= 0) {
+				on_trap(pr, ev.tid, &ev.regs, region, slot, cb, ctx);
+				pr->st.stops++;
+			}
+			ms_xgrow((void **)held, cap, *nheld + 1, sizeof(**held));
+			(*held)[(*nheld)++] = ev.tid;
+			if (ev.tid == want)
+				return true;
+			break;
+		case MS_EV_FORK:
+			restore_child(pr, ev.child);
+			ms_proc_fork_child_detach(ev.child);
+			break;
+		case MS_EV_EXITED:
+			return false;
+		case MS_EV_TIMEOUT:
+		case MS_EV_STOP_REQUEST:
+			return true;
+		default:
+			break; /* thread births and deaths: nothing patched depends on them */
+		}
+	}
+}
+
+/* Compares the restored bytes with the module file's own bytes. */
+static int compare_with_file(struct ms_probes *pr, const struct site *s, struct ms_error *err)
+{
+	const struct ms_map *m = ms_maps_find(ms_proc_maps(pr->p), s->entry);
+	uint8_t fb[PATCH_LEN];
+	int fd;
+	ssize_t n;
+
+	if (!m || !m->path)
+		return 0;
+	fd = open(s->open_path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0; /* the file may be gone (upgraded); the read-back still held */
+	n = pread(fd, fb, sizeof(fb), (off_t)(m->offset + (s->entry - m->start)));
+	close(fd);
+	if (n == (ssize_t)sizeof(fb) && memcmp(fb, s->orig, sizeof(fb)))
+		return ms_error_set(err, -EIO,
+				    "probe: %s at %#llx differs from its file %s after restore",
+				    s->name, (unsigned long long)s->entry, s->open_path);
+	return 0;
+}
+
+int ms_probes_remove(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx,
+		     struct ms_error *err)
+{
+	pid_t *held = NULL;
+	size_t nheld = 0, cap = 0;
+	uint64_t t0;
+	int rc = 0, ret = 0;
+	bool was_stopped;
+
+	if (!pr || pr->removed)
+		return 0;
+	pr->removed = true;
+	/* Disarm first, without a stop: from here no new sample starts. */
+	set_armed(pr, false);
+	if (ms_proc_exited(pr->p, NULL)) {
+		stop_watchdog(pr);
+		return 0;
+	}
+	was_stopped = ms_proc_all_stopped(pr->p);
+	if (!was_stopped) {
+		rc = ms_proc_stop_all(pr->p);
+		if (rc == -MS_E_TARGET_EXITED) {
+			stop_watchdog(pr);
+			return 0;
+		}
+		if (rc) {
+			ret = ms_error_set(err, rc,
+					   "probe: stopping process %d to remove the probes: %s",
+					   (int)pr->pid, ms_strerror(rc));
+			goto out;
+		}
+	}
+	t0 = ms_now_ns();
+	if (!drain_events(pr, cb, ctx, &held, &nheld, &cap, 0, 0))
+		goto gone;
+
+	/* A SIGTRAP already queued would reach the target after the handler is gone. */
+	for (size_t i = 0; i < ms_proc_nthreads(pr->p); i++) {
+		pid_t tid = ms_proc_thread(pr->p, i);
+		bool is_held = false;
+
+		for (size_t k = 0; k < nheld; k++)
+			is_held |= held[k] == tid;
+		if (is_held || !sigtrap_pending(pr->pid, tid))
+			continue;
+		if (ms_proc_cont_thread(pr->p, tid))
+			continue;
+		if (!drain_events(pr, cb, ctx, &held, &nheld, &cap, 1000, tid))
+			goto gone;
+	}
+
+	/* A thread between the armed check and its int3 would still trap: move it past. */
+	for (size_t i = 0; i < ms_proc_nthreads(pr->p); i++) {
+		pid_t tid = ms_proc_thread(pr->p, i);
+		struct user_regs_struct regs;
+
+		if (ms_proc_get_regs(pr->p, tid, &regs))
+			continue;
+		for (size_t r = 0; r < pr->nrg; r++) {
+			for (int k = 0; k < MS_STUB_NSLOTS; k++) {
+				ms_raddr_t g = pr->rg[r].base + ms_stub_desc[k].guard;
+				ms_raddr_t t = pr->rg[r].base + ms_stub_desc[k].trap;
+
+				if (regs.rip >= g && regs.rip <= t) {
+					regs.rip = t + 1;
+					ms_proc_set_regs(pr->p, tid, &regs);
+				}
+			}
+		}
+	}
+
+	for (size_t i = 0; i < pr->ns; i++) {
+		struct site *s = &pr->s[i];
+
+		if (!s->patched)
+			continue;
+		rc = ms_proc_write_mem(pr->p, s->entry, s->orig, PATCH_LEN);
+		if (rc) {
+			if (!ret)
+				ret = ms_error_set(err, rc,
+						   "probe: restoring %s at %#llx in process %d: %s",
+						   s->name, (unsigned long long)s->entry,
+						   (int)pr->pid, ms_strerror(rc));
+			continue;
+		}
+		s->patched = false;
+		rc = compare_with_file(pr, s, ret ? NULL : err);
+		if (rc && !ret)
+			ret = rc;
+	}
+	rc = restore_sigtrap(pr);
+	if (rc && !ret)
+		ret = ms_error_set(err, rc,
+				   "probe: restoring the SIGTRAP action of process %d: %s (the stub "
+				   "region's `ret` handler stays installed)",
+				   (int)pr->pid, ms_strerror(rc));
+	pr->st.remove_pause_ns = ms_now_ns() - t0;
+	if (!was_stopped)
+		ms_proc_resume_all(pr->p);
+	for (size_t k = 0; k < nheld; k++)
+		ms_proc_cont_thread(pr->p, held[k]);
+	goto out;
+gone:
+	/* The target exited while we removed: nothing left to restore. */
+	ret = 0;
+out:
+	free(held);
+	stop_watchdog(pr);
+	return ret;
+}
+
+void ms_probes_stats(const struct ms_probes *pr, struct ms_probe_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (pr)
+		*out = pr->st;
+}
+
+size_t ms_probes_sites(const struct ms_probes *pr, const char ***names)
+{
+	size_t n = 0;
+
+	*names = NULL;
+	if (!pr)
+		return 0;
+	free(((struct ms_probes *)pr)->names);
+	((struct ms_probes *)pr)->names = ms_xcalloc(pr->ns + 1, sizeof(char *));
+	for (size_t i = 0; i < pr->ns; i++)
+		if (pr->s[i].patched || (pr->removed && pr->s[i].slot >= 0))
+			pr->names[n++] = pr->s[i].name;
+	*names = pr->names;
+	return n;
+}
+
+void ms_probes_free(struct ms_probes *pr)
+{
+	if (!pr)
+		return;
+	if (!pr->removed) {
+		struct ms_error e;
+
+		if (ms_probes_remove(pr, NULL, NULL, &e))
+			ms_warn("%s", e.msg);
+	}
+	stop_watchdog(pr);
+	for (size_t i = 0; i < pr->ns; i++) {
+		free(pr->s[i].name);
+		free(pr->s[i].open_path);
+	}
+	free(pr->s);
+	free(pr->rg);
+	free(pr->names);
+	free(pr->buf);
+	free(pr);
+}

@@ -1,0 +1,489 @@
+// SPDX-License-Identifier: MIT
+/*
+ * End-to-end driver for the probe engine against tests/targets/probe_alloc:
+ *   count MEAN TARGET ITERS [fork]  install (MEAN 0 = exact), count events until the
+ *                                   target is done, remove, compare with its counts
+ *                                   and the entry bytes with the libc file
+ *   killtest TARGET ITERS ROUNDS    SIGKILL a probing driver mid-run, ROUNDS times:
+ *                                   the target must finish with the reference checksum
+ *   hold PID MEAN                   (for killtest) probe PID until killed
+ * Exit 0 pass, 1 fail, 77 when ptrace is not permitted here.
+ */
+#include "attach/attach.h"
+#include "attach/probe.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+struct target {
+	pid_t pid;
+	int in, out; /* its stdin (we write), its stdout (we read) */
+	char text[4096];
+	size_t len;
+};
+
+static void die(const char *what)
+{
+	fprintf(stderr, "probe_driver: %s\n", what);
+	exit(1);
+}
+
+static void spawn(struct target *t, char **argv)
+{
+	int a[2], b[2];
+
+	memset(t, 0, sizeof(*t));
+	if (pipe2(a, O_CLOEXEC) || pipe2(b, O_CLOEXEC))
+		die("pipe");
+	t->pid = fork();
+	if (t->pid < 0)
+		die("fork");
+	if (t->pid == 0) {
+		ms_signals_reset_for_child();
+		dup2(a[0], 0);
+		dup2(b[1], 1);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(a[0]);
+	close(b[1]);
+	t->in = a[1];
+	t->out = b[0];
+}
+
+/* Reads what the target printed, waiting at most timeout_ms. True once `word` was seen. */
+static bool pump(struct target *t, const char *word, int timeout_ms)
+{
+	struct pollfd pf = {.fd = t->out, .events = POLLIN};
+
+	if (strstr(t->text, word))
+		return true;
+	if (poll(&pf, 1, timeout_ms) > 0) {
+		ssize_t n = read(t->out, t->text + t->len, sizeof(t->text) - 1 - t->len);
+
+		if (n > 0) {
+			t->len += (size_t)n;
+			t->text[t->len] = 0;
+		}
+	}
+	return strstr(t->text, word) != NULL;
+}
+
+static void say(struct target *t, const char *s)
+{
+	if (write(t->in, s, strlen(s)) != (ssize_t)strlen(s))
+		die("write to target");
+}
+
+static void kill_target(struct target *t)
+{
+	if (t->pid > 0) {
+		kill(t->pid, SIGKILL);
+		waitpid(t->pid, NULL, 0);
+		t->pid = 0;
+	}
+}
+
+static int finish_target(struct target *t)
+{
+	int st;
+
+	say(t, "exit\n");
+	if (waitpid(t->pid, &st, 0) != t->pid)
+		return -1;
+	t->pid = 0;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static unsigned long long field(const char *text, const char *key)
+{
+	const char *v = strstr(text, key);
+
+	return v ? strtoull(v + strlen(key), NULL, 0) : ~0ull;
+}
+
+static const char *checksum_of(const char *text, char *buf, size_t size)
+{
+	const char *v = strstr(text, "checksum=");
+	size_t n = 0;
+
+	buf[0] = 0;
+	if (!v)
+		return buf;
+	v += 9;
+	while (v[n] && v[n] != ' ' && v[n] != '\n' && n + 1 < size) {
+		buf[n] = v[n];
+		n++;
+	}
+	buf[n] = 0;
+	return buf;
+}
+
+/* ------------------------------ counting ------------------------------ */
+
+struct counts {
+	uint64_t alloc[MS_FN_COUNT], freed[MS_FN_COUNT];
+	uint64_t bytes, weighted;
+	uint64_t bad_ptr, bad_ret, unmatched_free;
+	ms_raddr_t exe_lo, exe_hi;
+	ms_raddr_t *live;
+	size_t nlive, cap;
+};
+
+static void on_event(const struct ms_alloc_event *ev, void *ctx)
+{
+	struct counts *c = ctx;
+
+	if (ev->type == MS_AE_ALLOC) {
+		uint64_t ret = 0;
+
+		c->alloc[ev->fn]++;
+		c->bytes += ev->size;
+		c->weighted += ev->weight;
+		if (!ev->ptr)
+			c->bad_ptr++;
+		/* regs.rsp -> the caller's return address: it must be in the target's code. */
+		if (ev->stack_len >= 8)
+			memcpy(&ret, ev->stack, 8);
+		if (ret < c->exe_lo || ret >= c->exe_hi)
+			c->bad_ret++;
+		ms_xgrow((void **)&c->live, &c->cap, c->nlive + 1, sizeof(*c->live));
+		c->live[c->nlive++] = ev->ptr;
+	} else {
+		c->freed[ev->fn]++;
+		for (size_t i = c->nlive; i-- > 0;) {
+			if (c->live[i] == ev->ptr) {
+				c->live[i] = c->live[--c->nlive];
+				return;
+			}
+		}
+		c->unmatched_free++;
+	}
+}
+
+/* Compares 16 bytes at each libc entry in the live target with the libc file. */
+static int compare_libc(pid_t pid, int *compared)
+{
+	static const char *const syms[] = {"malloc", "calloc", "realloc", "free",
+					   "posix_memalign", "aligned_alloc", "memalign",
+					   "valloc", "pvalloc"};
+	struct ms_maps maps;
+	struct ms_modules mods;
+	const struct ms_module *libc;
+	int bad = 0, fd;
+
+	*compared = 0;
+	if (ms_maps_read(pid, &maps) || ms_modules_load(pid, &maps, &mods))
+		die("maps/modules");
+	libc = ms_modules_find_name(&mods, "libc.so");
+	if (!libc)
+		die("no libc in the target");
+	fd = open(libc->open_path, O_RDONLY);
+	if (fd < 0)
+		die("open libc file");
+	for (size_t i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
+		ms_raddr_t a;
+		uint64_t sz;
+		uint8_t live[16], file[16];
+		const struct ms_map *m;
+
+		if (ms_module_symbol(libc, syms[i], &a, &sz))
+			continue;
+		m = ms_maps_find(&maps, a);
+		if (!m || ms_mem_read_pid(pid, a, live, 16) != 16 ||
+		    pread(fd, file, 16, (off_t)(m->offset + (a - m->start))) != 16)
+			die("reading entry bytes");
+		(*compared)++;
+		if (memcmp(live, file, 16)) {
+			fprintf(stderr, "FAIL: %s at %#llx differs from the libc file\n", syms[i],
+				(unsigned long long)a);
+			bad++;
+		}
+	}
+	close(fd);
+	ms_modules_free(&mods);
+	ms_maps_free(&maps);
+	return bad;
+}
+
+static int attach_and_install(pid_t pid, uint64_t mean, struct ms_proc **pp,
+			      struct ms_probes **prp, struct counts *c)
+{
+	struct ms_attach_opts ao = {.trace_fork = true};
+	struct ms_probe_opts po = {.sample_bytes = mean, .stack_bytes = 16384,
+				   .track_frees = true, .seed = 42};
+	struct ms_error err = {0};
+	struct ms_maps maps;
+	struct ms_modules mods;
+	int rc;
+
+	rc = ms_proc_seize(pid, &ao, pp, &err);
+	if (rc) {
+		fprintf(stderr, "probe_driver: %s\n%s\n", err.msg, err.hint);
+		return rc == -EPERM ? 77 : 1;
+	}
+	if (ms_maps_read(pid, &maps) || ms_modules_load(pid, &maps, &mods))
+		die("maps/modules");
+	for (size_t i = 0; i < mods.n; i++) {
+		if (mods.v[i].is_exec) {
+			c->exe_lo = mods.v[i].start;
+			c->exe_hi = mods.v[i].end;
+		}
+	}
+	rc = ms_probes_install(*pp, &mods, &po, prp, &err);
+	ms_modules_free(&mods);
+	ms_maps_free(&maps);
+	if (rc) {
+		fprintf(stderr, "probe_driver: install: %s\nhint: %s\n", err.msg, err.hint);
+		return 1;
+	}
+	return 0;
+}
+
+static int run_count(uint64_t mean, char *target, char *iters, bool fork_mode)
+{
+	char *argv[] = {target, iters, fork_mode ? "fork" : NULL, NULL};
+	struct target t;
+	struct ms_proc *p = NULL;
+	struct ms_probes *pr = NULL;
+	struct ms_probe_stats st;
+	struct ms_error err = {0};
+	struct counts c;
+	uint64_t t_go, t_done;
+	int rc, fails = 0, compared, status;
+	const char **names;
+	size_t nn;
+
+	memset(&c, 0, sizeof(c));
+	spawn(&t, argv);
+	if (!pump(&t, "ready", 10000))
+		die("target not ready");
+	rc = attach_and_install(t.pid, mean, &p, &pr, &c);
+	if (rc) {
+		ms_proc_free(p);
+		kill_target(&t);
+		return rc;
+	}
+	ms_probes_stats(pr, &st);
+	nn = ms_probes_sites(pr, &names);
+	printf("installed %zu probes, attach pause %.3f ms:", nn, st.attach_pause_ns / 1e6);
+	for (size_t i = 0; i < nn; i++)
+		printf(" %s", names[i]);
+	printf("\n");
+	say(&t, "go\n");
+	t_go = ms_now_ns();
+	while (!pump(&t, "done", 0)) {
+		struct ms_event ev;
+
+		if (ms_proc_wait(p, 20, &ev))
+			die("wait");
+		if (ev.kind == MS_EV_EXITED)
+			die("target exited while probed");
+		if (ev.kind == MS_EV_TRAP || ev.kind == MS_EV_FORK) {
+			if (!ms_probes_handle_event(pr, &ev, on_event, &c)) {
+				fprintf(stderr, "FAIL: a trap at %#llx that is not a probe's\n",
+					(unsigned long long)ev.regs.rip);
+				ms_proc_cont_thread(p, ev.tid);
+				fails++;
+			}
+		}
+	}
+	t_done = ms_now_ns();
+	rc = ms_probes_remove(pr, on_event, &c, &err);
+	if (rc) {
+		fprintf(stderr, "FAIL: remove: %s\n", err.msg);
+		fails++;
+	}
+	ms_probes_stats(pr, &st);
+	ms_proc_detach(p);
+	if (compare_libc(t.pid, &compared))
+		fails++;
+	printf("entry bytes equal to the libc file after detach: %d functions compared\n",
+	       compared);
+	status = finish_target(&t);
+	printf("target said: %s", t.text);
+	printf("events: malloc=%llu calloc=%llu realloc=%llu free=%llu realloc-free=%llu "
+	       "bytes=%llu weighted=%llu\n",
+	       (unsigned long long)c.alloc[MS_FN_MALLOC], (unsigned long long)c.alloc[MS_FN_CALLOC],
+	       (unsigned long long)c.alloc[MS_FN_REALLOC], (unsigned long long)c.freed[MS_FN_FREE],
+	       (unsigned long long)c.freed[MS_FN_REALLOC], (unsigned long long)c.bytes,
+	       (unsigned long long)c.weighted);
+	printf("stops=%llu handler=%.2f us/stop run=%.1f ms remove pause %.3f ms\n",
+	       (unsigned long long)st.stops,
+	       st.stops ? st.stopped_ns / 1e3 / (double)st.stops : 0.0, (t_done - t_go) / 1e6,
+	       st.remove_pause_ns / 1e6);
+	if (status != 0) {
+		fprintf(stderr, "FAIL: target exit status %d\n", status);
+		fails++;
+	}
+	if (fork_mode && field(t.text, "child=") != 0) {
+		fprintf(stderr, "FAIL: forked child status %lld\n", (long long)field(t.text, "child="));
+		fails++;
+	}
+	if (c.bad_ptr || c.bad_ret || c.unmatched_free) {
+		fprintf(stderr, "FAIL: %llu NULL pointers, %llu bad return addresses, %llu frees "
+				"of unknown pointers\n",
+			(unsigned long long)c.bad_ptr, (unsigned long long)c.bad_ret,
+			(unsigned long long)c.unmatched_free);
+		fails++;
+	}
+	if (mean == 0) {
+		unsigned long long r = field(t.text, "realloc=");
+
+		if (c.alloc[MS_FN_MALLOC] != field(t.text, "malloc=") ||
+		    c.alloc[MS_FN_CALLOC] != field(t.text, "calloc=") ||
+		    c.alloc[MS_FN_REALLOC] != r || c.freed[MS_FN_REALLOC] != r ||
+		    c.freed[MS_FN_FREE] != field(t.text, "free=") ||
+		    c.bytes != field(t.text, "bytes=") || c.nlive != 0) {
+			fprintf(stderr, "FAIL: exact counts differ from the target's (%zu live)\n",
+				c.nlive);
+			fails++;
+		}
+	} else {
+		double want = (double)field(t.text, "bytes=");
+		double got = (double)c.weighted;
+
+		printf("weighted estimate / true bytes = %.3f\n", got / want);
+		if (got < 0.8 * want || got > 1.2 * want) {
+			fprintf(stderr, "FAIL: weighted bytes %.0f vs true %.0f\n", got, want);
+			fails++;
+		}
+	}
+	ms_probes_free(pr);
+	ms_proc_free(p);
+	free(c.live);
+	printf("%s\n", fails ? "FAILED" : "PASSED");
+	return fails ? 1 : 0;
+}
+
+/* ------------------------------ kill test ------------------------------ */
+
+static int run_hold(pid_t pid, uint64_t mean)
+{
+	struct ms_proc *p = NULL;
+	struct ms_probes *pr = NULL;
+	struct counts c;
+	int rc;
+
+	memset(&c, 0, sizeof(c));
+	rc = attach_and_install(pid, mean, &p, &pr, &c);
+	if (rc)
+		return rc;
+	printf("installed\n");
+	fflush(stdout);
+	for (;;) {
+		struct ms_event ev;
+
+		if (ms_proc_wait(p, 100, &ev))
+			break;
+		if (ev.kind == MS_EV_EXITED)
+			break;
+		if (ev.kind == MS_EV_TRAP || ev.kind == MS_EV_FORK)
+			if (!ms_probes_handle_event(pr, &ev, NULL, NULL))
+				ms_proc_cont_thread(p, ev.tid);
+		c.nlive = 0;
+	}
+	return 0;
+}
+
+static int run_killtest(char *self, char *target, char *iters, int rounds)
+{
+	char *argv[] = {target, iters, NULL};
+	char ref[64], got[64];
+	struct target t;
+	int survived = 0, midrun = 0;
+
+	/* Reference: the same work with nobody attached. */
+	spawn(&t, argv);
+	if (!pump(&t, "ready", 10000))
+		die("target not ready");
+	say(&t, "go\n");
+	while (!pump(&t, "done", 10000))
+		;
+	checksum_of(t.text, ref, sizeof(ref));
+	if (finish_target(&t) != 0 || !ref[0])
+		die("reference run failed");
+	srand((unsigned)time(NULL));
+
+	for (int r = 0; r < rounds; r++) {
+		const char *mean = r % 2 ? "65536" : "0";
+		char pidbuf[32];
+		struct target d;
+		char *dargv[] = {self, "hold", pidbuf, (char *)mean, NULL};
+		int st, delay_ms = 5 + rand() % 60;
+		bool done_before;
+
+		spawn(&t, argv);
+		if (!pump(&t, "ready", 10000))
+			die("target not ready");
+		snprintf(pidbuf, sizeof(pidbuf), "%d", (int)t.pid);
+		spawn(&d, dargv);
+		if (!pump(&d, "installed", 20000)) {
+			int ds;
+
+			kill(d.pid, SIGKILL);
+			waitpid(d.pid, &ds, 0);
+			kill_target(&t);
+			if (WIFEXITED(ds) && WEXITSTATUS(ds) == 77)
+				return 77;
+			die("driver did not install");
+		}
+		say(&t, "go\n");
+		pump(&t, "done", delay_ms);
+		done_before = strstr(t.text, "done") != NULL;
+		kill(d.pid, SIGKILL);
+		waitpid(d.pid, NULL, 0);
+		close(d.in);
+		close(d.out);
+		for (int k = 0; k < 600 && !pump(&t, "done", 100); k++) {
+			if (waitpid(t.pid, &st, WNOHANG) == t.pid) {
+				fprintf(stderr, "FAIL round %d: target died (%s %d) after the driver's "
+						"SIGKILL\n",
+					r, WIFSIGNALED(st) ? "signal" : "exit",
+					WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+				t.pid = 0;
+				break;
+			}
+		}
+		if (!t.pid)
+			continue;
+		checksum_of(t.text, got, sizeof(got));
+		st = finish_target(&t);
+		if (st == 0 && !strcmp(got, ref)) {
+			survived++;
+			midrun += !done_before;
+		} else {
+			fprintf(stderr, "FAIL round %d (%s): status %d checksum %s (want %s)\n", r,
+				mean, st, got, ref);
+		}
+		close(t.in);
+		close(t.out);
+	}
+	printf("killtest: %d/%d survived with the reference checksum (%d killed mid-run)\n",
+	       survived, rounds, midrun);
+	return survived == rounds ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+	signal(SIGPIPE, SIG_IGN);
+	ms_signals_init();
+	if (argc >= 5 && !strcmp(argv[1], "count"))
+		return run_count(strtoull(argv[2], NULL, 0), argv[3], argv[4],
+				 argc > 5 && !strcmp(argv[5], "fork"));
+	if (argc >= 5 && !strcmp(argv[1], "killtest"))
+		return run_killtest(argv[0], argv[2], argv[3], atoi(argv[4]));
+	if (argc >= 4 && !strcmp(argv[1], "hold"))
+		return run_hold((pid_t)atoi(argv[2]), strtoull(argv[3], NULL, 0));
+	fprintf(stderr, "usage: probe_driver count MEAN TARGET ITERS [fork] | killtest TARGET "
+			"ITERS ROUNDS | hold PID MEAN\n");
+	return 64;
+}

@@ -1,0 +1,188 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Target for the probe tests: 4 threads doing a known number of malloc,
+ * calloc, realloc and free calls, checking their data as they go. It prints
+ * what memspy should count, a data checksum (independent of addresses), and
+ * waits to be told to exit, so the driver can inspect its text first.
+ *
+ * Protocol (stdin/stdout, no stdio on the counted path: stdio allocates):
+ *   -> "ready PID"      threads created, waiting
+ *   <- "go"             start
+ *   -> "counts malloc=M calloc=C realloc=R free=F bytes=B"
+ *   -> "checksum=X child=S"  then "done"
+ *   <- "exit"           exit 0
+ * Usage: probe_alloc ITERS [fork]
+ */
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define NTHREADS 4
+
+static long iters;
+static int do_fork;
+static sem_t go_sem, done_sem;
+static uint64_t sums[NTHREADS];
+static uint64_t n_malloc[NTHREADS], n_calloc[NTHREADS], n_realloc[NTHREADS], n_free[NTHREADS];
+static uint64_t n_bytes[NTHREADS];
+static int child_status = -1;
+
+static void say(const char *s)
+{
+	size_t n = strlen(s);
+
+	while (n) {
+		ssize_t w = write(1, s, n);
+
+		if (w <= 0)
+			_exit(3);
+		s += w;
+		n -= (size_t)w;
+	}
+}
+
+/* Reads one line from stdin without stdio. */
+static void expect(const char *word)
+{
+	char buf[64];
+	size_t n = 0;
+
+	for (;;) {
+		char c;
+
+		if (read(0, &c, 1) != 1)
+			_exit(4);
+		if (c == '\n')
+			break;
+		if (n + 1 < sizeof(buf))
+			buf[n++] = c;
+	}
+	buf[n] = 0;
+	if (strcmp(buf, word)) {
+		fprintf(stderr, "probe_alloc: expected '%s', got '%s'\n", word, buf);
+		_exit(5);
+	}
+}
+
+static uint64_t mix(uint64_t h, uint64_t v)
+{
+	h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+	return h;
+}
+
+static void fork_child(void)
+{
+	pid_t c = fork();
+
+	if (c == 0) {
+		/* Runs with the parent's patched text (restored by memspy) and wiped stubs. */
+		uint64_t s = 0;
+
+		for (int i = 0; i < 20000; i++) {
+			volatile unsigned char *p = malloc(16 + i % 300);
+
+			p[0] = (unsigned char)i;
+			s += p[0];
+			free((void *)p);
+		}
+		_exit(s == 0 ? 9 : 0);
+	}
+	if (c > 0) {
+		int st;
+
+		if (waitpid(c, &st, 0) == c)
+			child_status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	}
+}
+
+static void *worker(void *arg)
+{
+	int id = (int)(intptr_t)arg;
+	uint64_t h = (uint64_t)id;
+
+	sem_wait(&go_sem);
+	for (long i = 0; i < iters; i++) {
+		size_t a = 24 + (size_t)((i * 7 + id * 13) % 1000);
+		size_t nm = 1 + (size_t)(i % 17), sz = 8 + (size_t)(id * 3);
+		size_t b = a + 100 + (size_t)(i % 3000);
+		unsigned char *p = malloc(a), *q = calloc(nm, sz), *r;
+
+		if (!p || !q)
+			abort();
+		n_malloc[id]++;
+		n_calloc[id]++;
+		n_bytes[id] += a + nm * sz;
+		for (size_t k = 0; k < nm * sz; k++)
+			if (q[k])
+				abort();
+		for (size_t k = 0; k < a; k++)
+			p[k] = (unsigned char)(k + (size_t)i);
+		r = realloc(p, b);
+		if (!r)
+			abort();
+		n_realloc[id]++;
+		n_bytes[id] += b;
+		for (size_t k = 0; k < a; k++)
+			if (r[k] != (unsigned char)(k + (size_t)i))
+				abort();
+		h = mix(h, r[a - 1]);
+		h = mix(h, a * 31 + b);
+		q[nm * sz - 1] = (unsigned char)i;
+		h = mix(h, q[nm * sz - 1]);
+		free(q);
+		free(r);
+		n_free[id] += 2;
+		if (do_fork && id == 1 && i == iters / 2)
+			fork_child();
+	}
+	sums[id] = h;
+	sem_post(&done_sem);
+	/* Stay alive: a thread's exit frees its tcache through free(), which would count. */
+	for (;;)
+		pause();
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	pthread_t t[NTHREADS];
+	uint64_t m = 0, c = 0, r = 0, f = 0, bytes = 0, sum = 0;
+	char line[256];
+
+	iters = argc > 1 ? atol(argv[1]) : 1000;
+	do_fork = argc > 2 && !strcmp(argv[2], "fork");
+	sem_init(&go_sem, 0, 0);
+	sem_init(&done_sem, 0, 0);
+	for (int i = 0; i < NTHREADS; i++)
+		if (pthread_create(&t[i], NULL, worker, (void *)(intptr_t)i))
+			return 2;
+	snprintf(line, sizeof(line), "ready %d\n", (int)getpid());
+	say(line);
+	expect("go");
+	for (int i = 0; i < NTHREADS; i++)
+		sem_post(&go_sem);
+	for (int i = 0; i < NTHREADS; i++)
+		sem_wait(&done_sem);
+	for (int i = 0; i < NTHREADS; i++) {
+		m += n_malloc[i];
+		c += n_calloc[i];
+		r += n_realloc[i];
+		f += n_free[i];
+		bytes += n_bytes[i];
+		sum = mix(sum, sums[i]);
+	}
+	snprintf(line, sizeof(line),
+		 "counts malloc=%llu calloc=%llu realloc=%llu free=%llu bytes=%llu\n"
+		 "checksum=%016llx child=%d\ndone\n",
+		 (unsigned long long)m, (unsigned long long)c, (unsigned long long)r,
+		 (unsigned long long)f, (unsigned long long)bytes, (unsigned long long)sum,
+		 child_status);
+	say(line);
+	expect("exit");
+	_exit(0);
+}

@@ -131,126 +131,145 @@ if ! "$cc" -O2 -Wall -o "$work/enter_root" "$here/enter_root.c" 2>"$work/build.e
 fi
 log "built heap_target with host $("$cc" -dumpfullversion 2>/dev/null || echo cc) against glibc $root_glibc (needs up to $need) in $(($(date +%s) - t0)) s"
 
-# ---- 3. run inside the root ----------------------------------------------
-mkfifo "$work/in" "$work/out" || fail "mkfifo in $work"
-run_flag=
-[ "$mode" = chroot ] && run_flag=--chroot
-"$work/enter_root" $run_flag "$root" "$inside/heap_target" "$blocks" <"$work/in" >"$work/out" \
-	2>"$work/target.err" &
-pid=$!
-exec 3>"$work/in" 4<"$work/out"
-declare -A want
-hdr=
-mi_json=
-got_ready=0
-in_mi=0
-# The handshake: the target prints its figures and READY, then waits on stdin.
-while IFS= read -r -t 300 -u 4 line; do
-	case $line in
-	memspy-heap-target*) hdr=$line ;;
-	MALLINFO) in_mi=1 ;;
-	'{'*) mi_json=$line ;;
-	READY) got_ready=1; break ;;
-	*) [ "$in_mi" = 1 ] && want[${line%% *}]=${line#* } ;;
-	esac
-done
-if [ "$got_ready" != 1 ]; then
-	cat "$work/target.err" >&2
-	fail "heap_target (pid $pid) did not get ready (exited or 300 s without READY)"
-fi
-log "target: $hdr"
-tgt_glibc=$(printf '%s\n' "$hdr" | sed -n 's/.* glibc=\([^ ]*\).*/\1/p')
-[ "$tgt_glibc" = "$root_glibc" ] ||
-	fail "the target runs glibc $tgt_glibc, not the root's $root_glibc"
-
-# The target's libc must be the root's, named as the target's namespace names it.
-libc_line=$(grep -m1 -E '/libc(\.so\.6|-[0-9.]+\.so)$' "/proc/$pid/maps") ||
-	fail "no libc mapping in /proc/$pid/maps"
-libc_path=/${libc_line#*/}
-libc_range=${libc_line%% *}
-maps_path=$libc_path
-# Under plain chroot the kernel prints the path from the reader's root (ours).
-[ "$mode" = chroot ] && libc_path=${libc_path#"$root"}
-id_root=$(stat -L -c '%d:%i' "$root$libc_path" 2>/dev/null)
-id_proc=$(stat -L -c '%d:%i' "/proc/$pid/root$libc_path" 2>/dev/null)
-id_mapf=$(stat -L -c '%d:%i' "/proc/$pid/map_files/$libc_range" 2>/dev/null)
-id_host=$(stat -L -c '%d:%i' "$libc_path" 2>/dev/null || echo none)
-[ -n "$id_proc" ] && [ "$id_proc" = "$id_root" ] && [ "$id_mapf" = "$id_root" ] ||
-	fail "libc $libc_path of pid $pid: /proc/PID/root gives ${id_proc:-nothing}, map_files ${id_mapf:-nothing}, the root's file is ${id_root:-missing}"
-if [ "$mode" = pivot ]; then
-	case $maps_path in
-	"$root"/*) fail "maps shows the host path $maps_path: the target is not in its own mount namespace" ;;
-	esac
-	[ "$id_host" != "$id_root" ] || fail "host $libc_path is the root's file: nothing container-like tested"
-fi
-build_id=$(readelf -n "$root$libc_path" | sed -n 's/.*Build ID: //p')
-dbg=$root/usr/lib/debug/.build-id/${build_id:0:2}/${build_id:2}.debug
-[ -f "$dbg" ] || fail "no debug file $dbg for libc build-id $build_id" "libc6-dbg missing from the root? rm the cache and rerun make-root.sh"
-host_note="the host's $libc_path is another file"
-[ "$id_host" = none ] && host_note="$libc_path does not exist on the host"
-[ "$mode" = chroot ] && host_note="chroot: maps shows the host path $maps_path"
-log "libc in maps: $maps_path ($host_note); /proc/$pid/root$libc_path and map_files are the root's; build-id $build_id, debug file in the root: ${dbg#"$root"}"
-
-# ---- 4. memspy dump, with and without debug info --------------------------
+# ---- 3-5. one target per malloc setting ------------------------------------
+# The issue's exactness test: default settings, tcache off, and a low mmap
+# threshold (tunables exist in every glibc since 2.26).
+variants=("default|" "tcache_count=0|glibc.malloc.tcache_count=0"
+	"mmap_threshold=4096|glibc.malloc.mmap_threshold=4096")
+[ -n "${MEMSPY_GLIBC_VARIANTS:-}" ] && read -r -a variants <<<"$MEMSPY_GLIBC_VARIANTS"
 fields=(arena ordblks smblks hblks hblkhd fsmblks uordblks fordblks keepcost)
-for f in "${fields[@]}"; do
-	[ -n "${want[$f]:-}" ] || fail "the target did not print mallinfo field $f"
-	[ "$(jq -r ".$f" <<<"$mi_json" 2>/dev/null)" = "${want[$f]}" ] ||
-		fail "the target's JSON line disagrees with its $f line: $mi_json"
-done
 status=0
-if [ "$target_only" = 1 ]; then
-	printf '%-10s %14s\n' field target
-	for f in "${fields[@]}"; do printf '%-10s %14s\n' "$f" "${want[$f]}"; done
-else
-	declare -A got_dbg got_nodbg
-	for variant in debuginfo no-debuginfo; do
-		args=(dump --pid "$pid" --json -o "$work/dump-$variant.json")
-		[ "$variant" = no-debuginfo ] && args+=(--no-debuginfo)
-		t0=$(date +%s%N)
-		"$memspy" "${args[@]}" 2>"$work/dump-$variant.err"
-		rc=$?
-		ms=$((($(date +%s%N) - t0) / 1000000))
-		if [ "$rc" != 0 ] || ! jq -e . "$work/dump-$variant.json" >/dev/null 2>&1; then
-			sed 's/^/    /' "$work/dump-$variant.err" >&2
-			log "memspy ${args[*]} exited $rc"
-			status=1
-			continue
-		fi
-		src=$(jq -r '[.layout_source // .glibc.layout_source // "?", .symbol_source // .glibc.symbol_source // "?"] | join("/")' \
-			"$work/dump-$variant.json")
-		log "memspy dump ($variant): exit $rc, ${ms} ms, layout/symbols from $src"
-		case $variant/$src in
-		debuginfo/dwarf/dwarf) ;;
-		debuginfo/*) log "with debug info present in the root memspy did not use it ($src)"; status=1 ;;
-		no-debuginfo/dwarf/* | no-debuginfo/*/dwarf) log "--no-debuginfo still used DWARF ($src)"; status=1 ;;
-		esac
-		# The nine mallinfo2 fields, wherever the schema keeps the totals.
-		while read -r k v; do
-			if [ "$variant" = debuginfo ]; then got_dbg[$k]=$v; else got_nodbg[$k]=$v; fi
-		done < <(jq -r '(.mallinfo // .totals.mallinfo // .total.mallinfo // {}) | to_entries[] | "\(.key) \(.value)"' \
-			"$work/dump-$variant.json")
-	done
-	printf '\n%-10s %14s %14s %14s   (glibc %s, %s)\n' field target "dump" "dump --no-dbg" "$root_glibc" "$suite"
-	for f in "${fields[@]}"; do
-		a=${got_dbg[$f]:-missing}
-		b=${got_nodbg[$f]:-missing}
-		mark=
-		[ "$a" = "${want[$f]}" ] && [ "$b" = "${want[$f]}" ] || { mark="  <-- MISMATCH"; status=1; }
-		printf '%-10s %14s %14s %14s%s\n' "$f" "${want[$f]}" "$a" "$b" "$mark"
-	done
-	echo
-fi
+summary=()
 
-# ---- 5. the target must come out unharmed ---------------------------------
-exec 3>&-
-wait "$pid"
-trc=$?
-pid=
-[ "$trc" = 0 ] || { log "heap_target exited $trc after memspy (want 0)"; status=1; }
+# run_variant NAME TUNABLES: start the target, check where its libc comes
+# from, dump it twice, compare, end it. Sets status=1 on any failure.
+run_variant() {
+	local vname=$1 tunables=$2 line hdr= mi_json= got_ready=0 in_mi=0 f a b mark
+	local run_flag= libc_line libc_path libc_range maps_path id_root id_proc id_mapf id_host
+	local build_id dbg host_note tgt_glibc variant rc ms src k v trc vstatus=0
+	local -A want=() got_dbg=() got_nodbg=()
+
+	rm -f "$work/in" "$work/out"
+	mkfifo "$work/in" "$work/out" || fail "mkfifo in $work"
+	[ "$mode" = chroot ] && run_flag=--chroot
+	GLIBC_TUNABLES=$tunables "$work/enter_root" $run_flag "$root" "$inside/heap_target" \
+		"$blocks" <"$work/in" >"$work/out" 2>"$work/target.err" &
+	pid=$!
+	exec 3>"$work/in" 4<"$work/out"
+	# The handshake: the target prints its figures and READY, then waits on stdin.
+	while IFS= read -r -t 300 -u 4 line; do
+		case $line in
+		memspy-heap-target*) hdr=$line ;;
+		MALLINFO) in_mi=1 ;;
+		'{'*) mi_json=$line ;;
+		READY) got_ready=1; break ;;
+		*) [ "$in_mi" = 1 ] && want[${line%% *}]=${line#* } ;;
+		esac
+	done
+	if [ "$got_ready" != 1 ]; then
+		cat "$work/target.err" >&2
+		fail "heap_target (pid $pid, $vname) did not get ready (exited or 300 s without READY)"
+	fi
+	log "[$vname] target: $hdr${tunables:+ GLIBC_TUNABLES=$tunables}"
+	tgt_glibc=$(printf '%s\n' "$hdr" | sed -n 's/.* glibc=\([^ ]*\).*/\1/p')
+	[ "$tgt_glibc" = "$root_glibc" ] ||
+		fail "the target runs glibc $tgt_glibc, not the root's $root_glibc"
+	for f in "${fields[@]}"; do
+		[ -n "${want[$f]:-}" ] || fail "the target did not print mallinfo field $f"
+		[ "$(jq -r ".$f" <<<"$mi_json" 2>/dev/null)" = "${want[$f]}" ] ||
+			fail "the target's JSON line disagrees with its $f line: $mi_json"
+	done
+
+	# Its libc must be the root's, named as the target's namespace names it.
+	libc_line=$(grep -m1 -E '/libc(\.so\.6|-[0-9.]+\.so)$' "/proc/$pid/maps") ||
+		fail "no libc mapping in /proc/$pid/maps"
+	libc_path=/${libc_line#*/}
+	libc_range=${libc_line%% *}
+	maps_path=$libc_path
+	# Under plain chroot the kernel prints the path from the reader's root (ours).
+	[ "$mode" = chroot ] && libc_path=${libc_path#"$root"}
+	id_root=$(stat -L -c '%d:%i' "$root$libc_path" 2>/dev/null)
+	id_proc=$(stat -L -c '%d:%i' "/proc/$pid/root$libc_path" 2>/dev/null)
+	id_mapf=$(stat -L -c '%d:%i' "/proc/$pid/map_files/$libc_range" 2>/dev/null)
+	id_host=$(stat -L -c '%d:%i' "$libc_path" 2>/dev/null || echo none)
+	[ -n "$id_proc" ] && [ "$id_proc" = "$id_root" ] && [ "$id_mapf" = "$id_root" ] ||
+		fail "libc $libc_path of pid $pid: /proc/PID/root gives ${id_proc:-nothing}, map_files ${id_mapf:-nothing}, the root's file is ${id_root:-missing}"
+	if [ "$mode" = pivot ]; then
+		case $maps_path in
+		"$root"/*) fail "maps shows the host path $maps_path: the target is not in its own mount namespace" ;;
+		esac
+		[ "$id_host" != "$id_root" ] || fail "host $libc_path is the root's file: nothing container-like tested"
+	fi
+	build_id=$(readelf -n "$root$libc_path" | sed -n 's/.*Build ID: //p')
+	dbg=$root/usr/lib/debug/.build-id/${build_id:0:2}/${build_id:2}.debug
+	[ -f "$dbg" ] || fail "no debug file $dbg for libc build-id $build_id" \
+		"libc6-dbg missing from the root? rm the cache and rerun make-root.sh"
+	host_note="the host's $libc_path is another file"
+	[ "$id_host" = none ] && host_note="$libc_path does not exist on the host"
+	[ "$mode" = chroot ] && host_note="chroot: maps shows the host path $maps_path"
+	if [ "$vname" = "${variants[0]%%|*}" ]; then
+		log "libc in maps: $maps_path ($host_note); /proc/$pid/root$libc_path and map_files are the root's; build-id $build_id, debug file in the root: ${dbg#"$root"}"
+	fi
+
+	if [ "$target_only" = 1 ]; then
+		printf '%-10s %14s   (glibc %s, %s, %s)\n' field target "$root_glibc" "$suite" "$vname"
+		for f in "${fields[@]}"; do printf '%-10s %14s\n' "$f" "${want[$f]}"; done
+	else
+		for variant in debuginfo no-debuginfo; do
+			local out=$work/dump-$vname-$variant.json err=$work/dump-$vname-$variant.err
+			local -a args=(dump --pid "$pid" --json -o "$out")
+			[ "$variant" = no-debuginfo ] && args+=(--no-debuginfo)
+			t0=$(date +%s%N)
+			"$memspy" "${args[@]}" 2>"$err"
+			rc=$?
+			ms=$((($(date +%s%N) - t0) / 1000000))
+			if [ "$rc" != 0 ] || ! jq -e . "$out" >/dev/null 2>&1; then
+				sed 's/^/    /' "$err" >&2
+				log "[$vname] memspy ${args[*]} exited $rc"
+				vstatus=1
+				[ "$rc" = 0 ] || continue
+			fi
+			src=$(jq -r '[.layout_source // .glibc.layout_source // "?", .symbol_source // .glibc.symbol_source // "?"] | join("/")' "$out")
+			log "[$vname] memspy dump ($variant): exit $rc, ${ms} ms, layout/symbols from $src"
+			case $variant/$src in
+			debuginfo/dwarf/dwarf) ;;
+			debuginfo/*) log "[$vname] debug info is in the root, but memspy did not use it ($src)"; vstatus=1 ;;
+			no-debuginfo/dwarf/* | no-debuginfo/*/dwarf) log "[$vname] --no-debuginfo still used DWARF ($src)"; vstatus=1 ;;
+			esac
+			# The nine mallinfo2 fields, wherever the schema keeps the totals.
+			while read -r k v; do
+				if [ "$variant" = debuginfo ]; then got_dbg[$k]=$v; else got_nodbg[$k]=$v; fi
+			done < <(jq -r '(.mallinfo // .totals.mallinfo // .total.mallinfo // {}) | to_entries[] | "\(.key) \(.value)"' "$out")
+		done
+		printf '\n%-10s %14s %14s %14s   (glibc %s, %s, %s)\n' field target "dump" "dump --no-dbg" \
+			"$root_glibc" "$suite" "$vname"
+		for f in "${fields[@]}"; do
+			a=${got_dbg[$f]:-missing}
+			b=${got_nodbg[$f]:-missing}
+			mark=
+			[ "$a" = "${want[$f]}" ] && [ "$b" = "${want[$f]}" ] || { mark="  <-- MISMATCH"; vstatus=1; }
+			printf '%-10s %14s %14s %14s%s\n' "$f" "${want[$f]}" "$a" "$b" "$mark"
+		done
+		echo
+	fi
+
+	# The target must come out unharmed.
+	exec 3>&-
+	wait "$pid"
+	trc=$?
+	exec 4<&-
+	pid=
+	[ "$trc" = 0 ] || { log "[$vname] heap_target exited $trc after memspy (want 0)"; vstatus=1; }
+	summary+=("$vname:$([ "$vstatus" = 0 ] && echo ok || echo FAIL)")
+	[ "$vstatus" = 0 ] || status=1
+}
+
+for v in "${variants[@]}"; do
+	run_variant "${v%%|*}" "${v#*|}"
+done
 if [ "$status" = 0 ]; then
-	log "PASS in $(($(date +%s) - t_start)) s"
+	log "PASS (${summary[*]}) in $(($(date +%s) - t_start)) s"
 else
-	log "FAIL in $(($(date +%s) - t_start)) s"
+	log "FAIL (${summary[*]}) in $(($(date +%s) - t_start)) s"
 fi
 exit "$status"

@@ -1,0 +1,227 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * heapwalk: glibc malloc's heap read from outside. Locate main_arena, mp_
+ * and every thread's tcache (DWARF or version tables + heuristics), then
+ * walk every arena, heap, bin and cache list through a struct ms_reader.
+ */
+#ifndef MEMSPY_HEAPWALK_H
+#define MEMSPY_HEAPWALK_H
+
+#include "common/common.h"
+#include "attach/attach.h"
+
+/*
+ * Byte offsets of the glibc malloc structures memspy reads. Filled from
+ * libc's DWARF when present, else from the table for the glibc version.
+ * Plain data so unit tests and the fuzzer can build synthetic heaps.
+ */
+struct ms_heap_layout {
+	unsigned ver_major, ver_minor; /* glibc version, 0.0 when unknown */
+	/* struct malloc_state */
+	uint32_t ar_mutex, ar_flags, ar_fastbins, ar_top, ar_bins, ar_next, ar_next_free,
+		ar_attached_threads, ar_system_mem, ar_size;
+	uint32_t nfastbins; /* NFASTBINS: 10 on x86_64 */
+	/* struct malloc_par (mp_) */
+	uint32_t mp_mmap_threshold, mp_n_mmaps, mp_mmapped_mem, mp_sbrk_base, mp_tcache_bins,
+		mp_tcache_max_bytes, mp_tcache_count, mp_hp_pagesize, mp_size;
+	bool mp_has_hp_pagesize; /* 2.35+ */
+	/* heap_info */
+	uint32_t hi_ar_ptr, hi_prev, hi_size, hi_mprotect_size, hi_sizeof;
+	/* tcache_perthread_struct; tc_sizeof == 0 means no tcache (< 2.26) */
+	uint32_t tc_counts, tc_count_size, tc_entries, tc_sizeof, tc_nbins;
+	bool safe_linking; /* 2.32+: singly linked next pointers are mangled */
+};
+
+/*
+ * The built-in layout for glibc major.minor (2.26 and newer). 0, or
+ * -MS_E_UNSUPPORTED for an older or unknown version.
+ */
+int ms_heap_layout_for_version(unsigned major, unsigned minor, struct ms_heap_layout *out);
+
+/* One thread of the target and where its tcache pointer lives. */
+struct ms_heap_thread {
+	pid_t tid;
+	ms_raddr_t fs_base;    /* thread pointer (user_regs_struct.fs_base) */
+	ms_raddr_t tcache_var; /* &tcache in this thread's static TLS; 0 unknown */
+	ms_raddr_t tcache;     /* value of tcache (tcache_perthread_struct *); 0 none */
+};
+
+/* Where glibc malloc's state is in the target. */
+struct ms_heap_loc {
+	struct ms_heap_layout layout;
+	const char *layout_source; /* "dwarf" or "table" (static string) */
+	const char *symbol_source; /* "dwarf" (debug symbols) or "heuristic" */
+	char glibc_version[32];     /* "2.36", "" when unknown */
+	char libc_path[512];        /* as in the target's maps */
+	char build_id[130];         /* hex, "" when none */
+	ms_raddr_t main_arena, mp;
+	ms_raddr_t global_max_fast; /* address of the variable, 0 when unknown */
+	bool have_tpoff;            /* &tcache = fs_base + tcache_tpoff */
+	int64_t tcache_tpoff;
+	/* Candidate thread-pointer offsets when there is no debug info (validated per thread). */
+	int64_t *tpoff_cand;
+	size_t ntpoff_cand;
+	struct ms_heap_thread *threads;
+	size_t nthreads;
+	double locate_ms; /* time spent locating (target running) */
+};
+
+struct ms_heap_locate_opts {
+	bool no_debuginfo; /* ignore libc's DWARF: version tables and heuristics only */
+};
+
+/*
+ * The static part of locating: finds libc in maps, reads its version,
+ * layout and the addresses of main_arena, mp_ and global_max_fast, and how
+ * to find each thread's tcache. Needs no stop (the target may run), so
+ * the expensive DWARF work stays out of the pause. Fills err on failure:
+ * -MS_E_NO_GLIBC when no glibc malloc is found (see ms_heap_detect_allocator).
+ */
+int ms_heap_locate(pid_t pid, const struct ms_maps *maps, const struct ms_reader *r,
+		   const struct ms_heap_locate_opts *opts, struct ms_heap_loc *loc,
+		   struct ms_error *err);
+
+/*
+ * Per-thread part, while the target is stopped: records each thread's
+ * tcache pointer from its thread pointer. tids/fs_base have n entries.
+ * 0 or a negative code (only when nothing could be read).
+ */
+int ms_heap_locate_threads(struct ms_heap_loc *loc, const struct ms_reader *r,
+			   const struct ms_maps *maps, const pid_t *tids, const ms_raddr_t *fs_base,
+			   size_t n);
+void ms_heap_loc_free(struct ms_heap_loc *loc);
+
+/*
+ * Which allocator the process calls, from its mapped objects and the
+ * executable's symbols: "glibc" or a name such as "jemalloc", "tcmalloc",
+ * "mimalloc", "musl", "static" (statically linked, no libc.so), written to
+ * buf. Returns true when it is glibc's malloc.
+ */
+bool ms_heap_detect_allocator(pid_t pid, const struct ms_maps *maps, char *buf, size_t size);
+
+/* ---------------------------------- walk ---------------------------------- */
+
+/* What a chunk is. The free kinds are TCACHE..TOP. */
+enum ms_heap_kind {
+	MS_HK_INUSE,
+	MS_HK_TCACHE,
+	MS_HK_FAST,
+	MS_HK_UNSORTED,
+	MS_HK_SMALL,
+	MS_HK_LARGE,
+	MS_HK_TOP,
+	MS_HK_MMAPPED,
+	MS_HK_N
+};
+/* "in_use", "tcache", "fastbin", "unsorted", "smallbin", "largebin", "top", "mmapped". */
+const char *ms_heap_kind_name(enum ms_heap_kind k);
+
+struct ms_heap_counts {
+	uint64_t chunks[MS_HK_N];
+	uint64_t bytes[MS_HK_N];
+};
+
+/* The nine fields of glibc's struct mallinfo2, computed from the walk. */
+struct ms_heap_mallinfo {
+	uint64_t arena, ordblks, smblks, hblks, hblkhd, usmblks, fsmblks, uordblks, fordblks,
+		keepcost;
+};
+
+struct ms_heap_arena {
+	ms_raddr_t addr;
+	bool is_main;
+	int mutex;          /* value read: non-zero = a thread held the lock */
+	bool inconsistent;  /* locked while walked, or lists off by one */
+	bool partial;       /* a segment could not be walked to its end */
+	bool on_free_list;  /* attached_threads == 0: its threads exited */
+	uint64_t attached_threads;
+	uint64_t system_mem;
+	uint64_t nheaps;    /* heap segments walked */
+	uint64_t overhead;  /* heap_info/malloc_state headers and fenceposts, bytes */
+	struct ms_heap_counts c;
+	uint64_t largest_free; /* largest free chunk, top excluded */
+	struct ms_heap_mallinfo mi; /* this arena's share of mallinfo2 */
+};
+
+/* A memory range malloc owns, with resident figures from smaps. */
+struct ms_heap_segment {
+	ms_raddr_t start, end;
+	int arena; /* index into arenas, -1 for mmapped chunks */
+	const char *kind; /* "brk", "heap", "mmap" (static string) */
+};
+
+/* Size classes: 16-byte classes up to 1 KiB, then powers of two. */
+struct ms_heap_hist {
+	uint64_t lo, hi; /* chunk sizes in [lo, hi) */
+	uint64_t inuse_chunks, inuse_bytes, free_chunks, free_bytes;
+};
+
+struct ms_heap_error {
+	char kind[32];   /* short machine-readable kind: "bad_size", "fastbin_cycle", ... */
+	ms_raddr_t addr; /* where, in the target */
+	int arena;       /* arena index, -1 when not tied to one */
+	char msg[200];
+};
+
+struct ms_heap_thread_rep {
+	pid_t tid;
+	ms_raddr_t tcache;
+	uint64_t chunks, bytes;
+	bool count_mismatch;
+};
+
+struct ms_heap_report {
+	struct ms_heap_arena *arenas;
+	size_t narenas;
+	struct ms_heap_thread_rep *threads;
+	size_t nthreads;
+	struct ms_heap_segment *segs;
+	size_t nsegs;
+	struct ms_heap_hist *hist;
+	size_t nhist;
+	struct ms_heap_error *errors;
+	size_t nerrors, errors_dropped;
+
+	struct ms_heap_counts total;
+	struct ms_heap_mallinfo mi;       /* what the target's mallinfo2() would say */
+	uint64_t mp_n_mmaps, mp_mmapped_mem; /* glibc's own count of mmapped chunks */
+	uint64_t mmap_threshold, global_max_fast, tcache_count;
+	uint64_t largest_free;
+	uint64_t in_use_bytes; /* application view: in-use chunks (tcache excluded) + mmapped */
+	uint64_t free_bytes;   /* all free kinds including tcache and top */
+	bool partial;          /* some totals are incomplete (see errors) */
+	bool inconsistent;     /* some arena was locked while walked */
+	uint64_t bytes_read, chunks_walked;
+	double walk_ms;
+};
+
+/*
+ * Walks glibc malloc's state at loc through r. maps bounds every read:
+ * nothing outside a readable mapping is ever read. The target must be
+ * stopped. Anomalies go to rep->errors and never stop the walk. Returns 0
+ * (complete), -MS_E_CORRUPT (rep filled, with errors), or a negative code
+ * when nothing could be read (rep->errors says why). rep is owned by the
+ * caller: ms_heap_report_free.
+ */
+int ms_heap_walk(const struct ms_heap_loc *loc, const struct ms_reader *r,
+		 const struct ms_maps *maps, struct ms_heap_report *rep);
+void ms_heap_report_free(struct ms_heap_report *rep);
+
+/*
+ * Whether any arena's mutex is held right now (a thread stopped inside
+ * malloc). Reads only the arena headers. Returns the number of locked
+ * arenas, or a negative code.
+ */
+int ms_heap_locked_arenas(const struct ms_heap_loc *loc, const struct ms_reader *r);
+
+/* Resident memory of malloc-owned and of all anonymous mappings, from smaps. */
+struct ms_heap_rss {
+	uint64_t heap_rss, heap_anon, heap_swap, heap_size; /* malloc-owned segments */
+	uint64_t anon_rss, anon_size; /* every anonymous mapping */
+	uint64_t total_rss;
+	bool valid;
+};
+/* Reads /proc/PID/smaps and sums over rep's segments (rep may be NULL). 0 or -errno. */
+int ms_heap_smaps(pid_t pid, const struct ms_heap_report *rep, struct ms_heap_rss *out);
+
+#endif

@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+/* heapwalk internals shared by layout.c, locate.c and walk.c. */
+#ifndef MEMSPY_HEAPWALK_INT_H
+#define MEMSPY_HEAPWALK_INT_H
+
+#include "heapwalk/heapwalk.h"
+
+#include <dwarf.h>
+#include <elfutils/libdw.h>
+
+/* x86_64 glibc constants that no version changed. */
+#define HW_SIZE_SZ 8u
+#define HW_ALIGN 16u
+#define HW_MINSIZE 0x20u
+#define HW_PREV_INUSE 0x1u
+#define HW_IS_MMAPPED 0x2u
+#define HW_NON_MAIN 0x4u
+#define HW_FLAGS 0x7u
+#define HW_NBINS 128u
+#define HW_NONCONTIG_BIT 0x2u
+#define HW_NSMALLBINS 64u
+/* Arena ring length is bounded by 8 x cores in glibc; this caps a corrupt ring. */
+#define HW_MAX_ARENAS 1024u
+
+/*
+ * Fills out from libc's DWARF (the malloc.c compile unit): member offsets
+ * of malloc_state, malloc_par, heap_info and tcache_perthread_struct.
+ * Fields missing from DWARF keep the values already in out (the version
+ * table). 0, or -MS_E_NOT_FOUND when the structures are not there.
+ */
+int hw_layout_from_dwarf(Dwarf *dw, struct ms_heap_layout *out);
+
+/* Parses "2.36" style versions. 0 or -EINVAL. */
+int hw_parse_version(const char *s, unsigned *major, unsigned *minor);
+
+#endif

@@ -1,0 +1,69 @@
+// SPDX-License-Identifier: MIT
+/* Resident memory of the heap mappings and of all anonymous memory, from /proc/PID/smaps. */
+#include "heapwalk/heapwalk.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool heap_vma(const struct ms_heap_report *rep, uint64_t lo, uint64_t hi)
+{
+	for (size_t i = 0; rep && i < rep->nsegs; i++)
+		if (rep->segs[i].start < hi && rep->segs[i].end > lo)
+			return true;
+	return false;
+}
+
+int ms_heap_smaps(pid_t pid, const struct ms_heap_report *rep, struct ms_heap_rss *out)
+{
+	char path[64], line[4200];
+	FILE *f;
+	uint64_t lo = 0, hi = 0;
+	bool is_heap = false, is_anon = false;
+
+	memset(out, 0, sizeof(*out));
+	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long a, b, kb;
+		char name[64];
+		int pathpos = 0;
+
+		if (sscanf(line, "%llx-%llx %*s %*s %*s %*s %n", &a, &b, &pathpos) == 2 &&
+		    pathpos > 0) {
+			const char *p = line + pathpos;
+
+			lo = a;
+			hi = b;
+			is_heap = heap_vma(rep, lo, hi);
+			is_anon = *p == '\n' || *p == '\0' || !strncmp(p, "[heap]", 6) ||
+				  !strncmp(p, "[stack", 6) || !strncmp(p, "[anon", 5);
+			if (is_heap)
+				out->heap_size += hi - lo;
+			if (is_anon)
+				out->anon_size += hi - lo;
+			continue;
+		}
+		if (sscanf(line, "%63[^:]: %llu kB", name, &kb) != 2)
+			continue;
+		kb *= 1024;
+		if (!strcmp(name, "Rss")) {
+			out->total_rss += kb;
+			if (is_heap)
+				out->heap_rss += kb;
+			if (is_anon)
+				out->anon_rss += kb;
+		} else if (!strcmp(name, "Anonymous") && is_heap) {
+			out->heap_anon += kb;
+		} else if (!strcmp(name, "Swap") && is_heap) {
+			out->heap_swap += kb;
+		}
+	}
+	fclose(f);
+	out->valid = true;
+	return 0;
+}

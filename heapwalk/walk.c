@@ -1,0 +1,1015 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The walk: every arena, every heap segment streamed through one reused
+ * window, chunks classified, cache lists and bins resolved in local tables
+ * built during the sequential walk (no remote read per list hop), mmapped
+ * chunks found by a page-header scan. Every value read is hostile.
+ */
+#include "heapwalk/heapwalk_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define WIN_SIZE (1u << 20)
+#define MAX_ERRORS 1000u
+#define RESYNC_SCAN (1u << 20)
+#define HIST_N 104u
+
+/* A chunk that looks in use and is small enough to be a tcache or fastbin member. */
+struct cent {
+	uint64_t addr, fd;
+	uint32_t size;
+	uint16_t arena;
+	uint8_t kind;
+	uint8_t seen;
+};
+
+/* A chunk free by its successor's P bit: it must be in a bin. */
+struct fent {
+	uint64_t addr, fd, bk, size;
+	uint16_t arena;
+	uint8_t kind;
+	uint8_t seen;
+};
+
+struct seg {
+	ms_raddr_t start; /* first chunk */
+	ms_raddr_t end;
+	ms_raddr_t heap;  /* heap_info address, 0 for the main arena */
+	size_t arena;
+};
+
+struct arena_buf {
+	unsigned char *b; /* the malloc_state as read */
+};
+
+struct walker {
+	const struct ms_heap_loc *loc;
+	const struct ms_heap_layout *l;
+	const struct ms_reader *r;
+	const struct ms_maps *maps;
+	struct ms_heap_report *rep;
+	struct arena_buf *ab;
+	struct seg *segs;
+	size_t nsegs, segcap;
+	struct cent *small;
+	size_t nsmall, smallcap;
+	struct fent *freev;
+	size_t nfree, freecap;
+	uint64_t small_max;
+	unsigned char *win;
+	ms_raddr_t win_base;
+	size_t win_len;
+	size_t errcap;
+};
+
+const char *ms_heap_kind_name(enum ms_heap_kind k)
+{
+	static const char *const names[MS_HK_N] = {
+		[MS_HK_INUSE] = "in_use",      [MS_HK_TCACHE] = "tcache", [MS_HK_FAST] = "fastbin",
+		[MS_HK_UNSORTED] = "unsorted", [MS_HK_SMALL] = "smallbin", [MS_HK_LARGE] = "largebin",
+		[MS_HK_TOP] = "top",           [MS_HK_MMAPPED] = "mmapped",
+	};
+
+	return (unsigned)k < MS_HK_N ? names[k] : "?";
+}
+
+MS_PRINTF(5, 6)
+static void err_add(struct walker *w, const char *kind, ms_raddr_t addr, int arena,
+		    const char *fmt, ...)
+{
+	struct ms_heap_report *rep = w->rep;
+	struct ms_heap_error *e;
+	va_list ap;
+
+	if (rep->nerrors >= MAX_ERRORS) {
+		rep->errors_dropped++;
+		return;
+	}
+	ms_xgrow((void **)&rep->errors, &w->errcap, rep->nerrors + 1, sizeof(*rep->errors));
+	e = &rep->errors[rep->nerrors++];
+	memset(e, 0, sizeof(*e));
+	snprintf(e->kind, sizeof(e->kind), "%s", kind);
+	e->addr = addr;
+	e->arena = arena;
+	va_start(ap, fmt);
+	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	va_end(ap);
+}
+
+static uint64_t rd64(const unsigned char *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+	return v;
+}
+
+static int32_t rd32(const unsigned char *p)
+{
+	int32_t v;
+
+	memcpy(&v, p, 4);
+	return v;
+}
+
+static bool readable(const struct ms_maps *maps, ms_raddr_t a, uint64_t len)
+{
+	const struct ms_map *m = ms_maps_find(maps, a);
+
+	/* Heaps never span mappings with different permissions; a range must fit one. */
+	return m && m->r && len <= m->end - a;
+}
+
+/*
+ * The window: [addr, addr+len) from one read of up to WIN_SIZE bytes
+ * ending at or before limit. NULL when the target cannot supply it.
+ */
+static const unsigned char *win_get(struct walker *w, ms_raddr_t addr, size_t len,
+				    ms_raddr_t limit)
+{
+	ssize_t n;
+	size_t want;
+
+	if (addr >= w->win_base && addr - w->win_base + len <= w->win_len)
+		return w->win + (addr - w->win_base);
+	if (limit <= addr || limit - addr < len)
+		return NULL;
+	want = (size_t)MS_MIN((uint64_t)WIN_SIZE, limit - addr);
+	w->win_len = 0; /* invalid before refilling: a short read must not leave stale data */
+	w->win_base = addr;
+	n = w->r->read(w->r->ctx, addr, w->win, want);
+	if (n <= 0)
+		return NULL;
+	w->win_len = (size_t)n;
+	w->rep->bytes_read += (uint64_t)n;
+	return w->win_len >= len ? w->win : NULL;
+}
+
+static unsigned hist_index(uint64_t sz)
+{
+	unsigned b = 0;
+
+	if (sz < 1024)
+		return (unsigned)(sz >> 4);
+	while (b < 63 && (sz >> (b + 1)))
+		b++;
+	return MS_MIN(64u + (b - 10), HIST_N - 1);
+}
+
+static void hist_add(struct walker *w, uint64_t sz, bool in_use)
+{
+	struct ms_heap_hist *h = &w->rep->hist[hist_index(sz)];
+
+	if (in_use) {
+		h->inuse_chunks++;
+		h->inuse_bytes += sz;
+	} else {
+		h->free_chunks++;
+		h->free_bytes += sz;
+	}
+}
+
+static void count(struct walker *w, size_t arena, enum ms_heap_kind k, uint64_t sz)
+{
+	struct ms_heap_arena *a = &w->rep->arenas[arena];
+
+	a->c.chunks[k]++;
+	a->c.bytes[k] += sz;
+	if (k != MS_HK_TOP)
+		hist_add(w, sz, k == MS_HK_INUSE || k == MS_HK_MMAPPED);
+	if (k != MS_HK_INUSE && k != MS_HK_TOP && k != MS_HK_MMAPPED && sz > a->largest_free)
+		a->largest_free = sz;
+}
+
+/* -------------------------------------------------------------- arenas */
+
+static ms_raddr_t ar_u64(struct walker *w, size_t i, uint32_t off)
+{
+	return rd64(w->ab[i].b + off);
+}
+
+static ms_raddr_t bin_at(struct walker *w, size_t i, unsigned bin)
+{
+	return w->rep->arenas[i].addr + w->l->ar_bins + (bin - 1) * 16 - 16;
+}
+
+static int read_arenas(struct walker *w)
+{
+	const struct ms_heap_layout *l = w->l;
+	ms_raddr_t a = w->loc->main_arena;
+	size_t cap = 0, abcap = 0;
+
+	for (unsigned n = 0; n < HW_MAX_ARENAS; n++) {
+		struct ms_heap_arena *ar;
+		unsigned char *b;
+		ms_raddr_t next;
+
+		for (size_t k = 0; k < w->rep->narenas; k++)
+			if (w->rep->arenas[k].addr == a) {
+				err_add(w, "arena_ring_cycle", a, (int)k,
+					"arena ring returns to 0x%" PRIx64 " without passing main_arena",
+					a);
+				return 0;
+			}
+		if ((a & 7) || !readable(w->maps, a, l->ar_size)) {
+			err_add(w, "bad_arena", a, -1, "arena pointer 0x%" PRIx64 " is not readable",
+				a);
+			w->rep->partial = true;
+			return w->rep->narenas ? 0 : -MS_E_CORRUPT;
+		}
+		b = ms_xmalloc(l->ar_size);
+		if (ms_read_exact(w->r, a, b, l->ar_size) != 0) {
+			free(b);
+			err_add(w, "bad_arena", a, -1, "cannot read the arena at 0x%" PRIx64, a);
+			w->rep->partial = true;
+			return w->rep->narenas ? 0 : -EFAULT;
+		}
+		ms_xgrow((void **)&w->rep->arenas, &cap, w->rep->narenas + 1, sizeof(*w->rep->arenas));
+		ms_xgrow((void **)&w->ab, &abcap, w->rep->narenas + 1, sizeof(*w->ab));
+		ar = &w->rep->arenas[w->rep->narenas];
+		memset(ar, 0, sizeof(*ar));
+		w->ab[w->rep->narenas].b = b;
+		ar->addr = a;
+		ar->is_main = a == w->loc->main_arena;
+		ar->mutex = rd32(b + l->ar_mutex);
+		ar->attached_threads = rd64(b + l->ar_attached_threads);
+		ar->on_free_list = !ar->is_main && ar->attached_threads == 0;
+		ar->system_mem = rd64(b + l->ar_system_mem);
+		if (ar->mutex) {
+			ar->inconsistent = true;
+			w->rep->inconsistent = true;
+		}
+		w->rep->narenas++;
+		next = rd64(b + l->ar_next);
+		if (next == w->loc->main_arena)
+			return 0;
+		a = next;
+	}
+	err_add(w, "arena_ring_too_long", a, -1, "more than %u arenas: ring is corrupt",
+		HW_MAX_ARENAS);
+	w->rep->partial = true;
+	return 0;
+}
+
+int ms_heap_locked_arenas(const struct ms_heap_loc *loc, const struct ms_reader *r)
+{
+	const struct ms_heap_layout *l = &loc->layout;
+	ms_raddr_t a = loc->main_arena;
+	int locked = 0;
+
+	for (unsigned n = 0; n < HW_MAX_ARENAS; n++) {
+		int32_t mutex;
+		uint64_t next;
+
+		if (ms_read_exact(r, a + l->ar_mutex, &mutex, 4) != 0 ||
+		    ms_read_exact(r, a + l->ar_next, &next, 8) != 0)
+			return locked ? locked : -EFAULT;
+		if (mutex)
+			locked++;
+		if (next == loc->main_arena)
+			break;
+		a = next;
+	}
+	return locked;
+}
+
+/* ------------------------------------------------------------ segments */
+
+static void seg_add(struct walker *w, ms_raddr_t start, ms_raddr_t end, ms_raddr_t heap,
+		    size_t arena)
+{
+	ms_xgrow((void **)&w->segs, &w->segcap, w->nsegs + 1, sizeof(*w->segs));
+	w->segs[w->nsegs++] = (struct seg){.start = start, .end = end, .heap = heap, .arena = arena};
+}
+
+static uint64_t heap_max_size(struct walker *w, uint64_t hp_pagesize)
+{
+	/* 2.35+: heap_max_size() is 4 x the hugetlb page size when hugetlb is on. */
+	return hp_pagesize ? 4 * hp_pagesize : 64ull << 20;
+}
+
+static void arena_segments(struct walker *w, size_t i, uint64_t sbrk_base, uint64_t hp_pagesize)
+{
+	const struct ms_heap_layout *l = w->l;
+	struct ms_heap_arena *ar = &w->rep->arenas[i];
+	ms_raddr_t top = ar_u64(w, i, l->ar_top);
+	uint64_t topsz = 0;
+	uint64_t hmax = heap_max_size(w, hp_pagesize);
+	ms_raddr_t h;
+
+	if (top == bin_at(w, i, 1))
+		return; /* never used: top still points at the unsorted bin */
+	if ((top & 15) || !readable(w->maps, top, 16) ||
+	    ms_read_exact(w->r, top + 8, &topsz, 8) != 0) {
+		err_add(w, "bad_top", top, (int)i, "top chunk 0x%" PRIx64 " is not readable", top);
+		ar->partial = w->rep->partial = true;
+		return;
+	}
+	topsz &= ~(uint64_t)HW_FLAGS;
+	if (ar->is_main) {
+		ms_raddr_t start = (sbrk_base + 15) & ~15ull;
+		const struct ms_map *m = ms_maps_find(w->maps, top);
+
+		if (!(rd32(w->ab[i].b + l->ar_flags) & HW_NONCONTIG_BIT) && sbrk_base &&
+		    sbrk_base <= top && top - sbrk_base < (1ull << 46)) {
+			seg_add(w, start, top + topsz, 0, i);
+			return;
+		}
+		/*
+		 * Non-contiguous main arena (brk failed or was moved): no list of
+		 * its segments exists. Walk the brk part and the mapping that
+		 * holds top; anything else is reported as partial.
+		 */
+		if (sbrk_base) {
+			const struct ms_map *hm = ms_maps_find(w->maps, sbrk_base);
+
+			if (hm && !(top >= hm->start && top < hm->end))
+				seg_add(w, start, hm->end, 0, i);
+		}
+		if (m)
+			seg_add(w, m->start > start || !sbrk_base ? m->start : start, top + topsz, 0, i);
+		ar->partial = true;
+		err_add(w, "noncontiguous_main", top, (int)i,
+			"main arena is non-contiguous: segments other than [heap] and top's may "
+			"be missed");
+		return;
+	}
+	h = top & ~(hmax - 1);
+	for (unsigned n = 0; h && n < 65536; n++) {
+		unsigned char hi[64];
+		ms_raddr_t ar_ptr, prev, start;
+		uint64_t size;
+
+		if (!readable(w->maps, h, l->hi_sizeof) ||
+		    ms_read_exact(w->r, h, hi, MS_MIN(sizeof(hi), (size_t)l->hi_sizeof)) != 0) {
+			err_add(w, "bad_heap_info", h, (int)i, "heap_info at 0x%" PRIx64
+				" is not readable", h);
+			ar->partial = w->rep->partial = true;
+			return;
+		}
+		ar_ptr = rd64(hi + l->hi_ar_ptr);
+		prev = rd64(hi + l->hi_prev);
+		size = rd64(hi + l->hi_size);
+		if (ar_ptr != ar->addr || size > hmax || size < l->hi_sizeof || (prev & (hmax - 1))) {
+			err_add(w, "bad_heap_info", h, (int)i,
+				"heap_info at 0x%" PRIx64 ": ar_ptr 0x%" PRIx64 " size 0x%" PRIx64
+				" prev 0x%" PRIx64 " do not describe a heap of arena 0x%" PRIx64,
+				h, ar_ptr, size, prev, ar->addr);
+			ar->partial = w->rep->partial = true;
+			return;
+		}
+		if (ar->addr == h + l->hi_sizeof)
+			start = (ar->addr + l->ar_size + 15) & ~15ull;
+		else
+			start = h + l->hi_sizeof;
+		seg_add(w, start, h + size, h, i);
+		h = prev;
+	}
+}
+
+/* -------------------------------------------------------- chunk walk */
+
+static void small_add(struct walker *w, ms_raddr_t c, uint64_t sz, uint64_t fd, size_t arena)
+{
+	ms_xgrow((void **)&w->small, &w->smallcap, w->nsmall + 1, sizeof(*w->small));
+	w->small[w->nsmall++] = (struct cent){
+		.addr = c, .fd = fd, .size = (uint32_t)sz, .arena = (uint16_t)arena};
+}
+
+static void free_add(struct walker *w, ms_raddr_t c, uint64_t sz, uint64_t fd, uint64_t bk,
+		     size_t arena)
+{
+	ms_xgrow((void **)&w->freev, &w->freecap, w->nfree + 1, sizeof(*w->freev));
+	w->freev[w->nfree++] = (struct fent){
+		.addr = c, .fd = fd, .bk = bk, .size = sz, .arena = (uint16_t)arena};
+}
+
+/* The previous chunk's status is known once its successor's P bit is read. */
+struct pending {
+	ms_raddr_t c;
+	uint64_t sz, fd, bk;
+	bool valid;
+};
+
+static void settle(struct walker *w, struct pending *p, bool next_pinuse, size_t arena)
+{
+	if (!p->valid)
+		return;
+	if (!next_pinuse)
+		free_add(w, p->c, p->sz, p->fd, p->bk, arena);
+	else if (p->sz <= w->small_max)
+		small_add(w, p->c, p->sz, p->fd, arena);
+	else
+		count(w, arena, MS_HK_INUSE, p->sz);
+	p->valid = false;
+}
+
+static bool header_ok(uint64_t raw, ms_raddr_t c, ms_raddr_t hi, bool is_main)
+{
+	uint64_t sz = raw & ~(uint64_t)HW_FLAGS;
+
+	if (sz < HW_MINSIZE || (sz & 15) || sz > hi - c || (raw & HW_IS_MMAPPED))
+		return false;
+	/* Free chunks of thread arenas lose NON_MAIN_ARENA; main arena chunks never have it. */
+	return !is_main || !(raw & HW_NON_MAIN);
+}
+
+/* After a bad header: the next 16-byte boundary whose header and successor's look right. */
+static ms_raddr_t resync(struct walker *w, ms_raddr_t c, ms_raddr_t hi, bool is_main)
+{
+	ms_raddr_t end = MS_MIN(hi, c + RESYNC_SCAN);
+
+	for (ms_raddr_t x = c + 16; x + 16 <= end; x += 16) {
+		const unsigned char *h = win_get(w, x, 16, hi);
+		uint64_t raw, sz, raw2;
+
+		if (!h)
+			return 0;
+		raw = rd64(h + 8);
+		if (!header_ok(raw, x, hi, is_main))
+			continue;
+		sz = raw & ~(uint64_t)HW_FLAGS;
+		if (x + sz + 16 > hi)
+			continue;
+		h = win_get(w, x + sz, 16, hi);
+		if (!h)
+			continue;
+		raw2 = rd64(h + 8);
+		if (header_ok(raw2, x + sz, hi, is_main) || (raw2 & ~(uint64_t)HW_FLAGS) == 0x10)
+			return x;
+	}
+	return 0;
+}
+
+static void walk_segment(struct walker *w, const struct seg *s)
+{
+	struct ms_heap_arena *ar = &w->rep->arenas[s->arena];
+	const struct ms_heap_layout *l = w->l;
+	ms_raddr_t top = ar_u64(w, s->arena, l->ar_top);
+	ms_raddr_t c = s->start, hi = s->end;
+	struct pending p = {0};
+	uint64_t walked = 0;
+	int ai = (int)s->arena;
+
+	ar->nheaps++;
+	if (!readable(w->maps, s->start, s->end > s->start ? s->end - s->start : 0) ||
+	    s->end <= s->start || (s->start & 15)) {
+		err_add(w, "bad_segment", s->start, ai,
+			"heap segment 0x%" PRIx64 "-0x%" PRIx64 " is not a readable mapping",
+			s->start, s->end);
+		ar->partial = w->rep->partial = true;
+		return;
+	}
+	w->win_len = 0;
+	while (c < hi) {
+		const unsigned char *h = win_get(w, c, 16, hi);
+		uint64_t raw, sz;
+
+		if (!h) {
+			err_add(w, "read_failed", c, ai, "cannot read chunk header at 0x%" PRIx64, c);
+			ar->partial = w->rep->partial = true;
+			break;
+		}
+		raw = rd64(h + 8);
+		sz = raw & ~(uint64_t)HW_FLAGS;
+		w->rep->chunks_walked++;
+		if (c == top) {
+			settle(w, &p, raw & HW_PREV_INUSE, s->arena);
+			if (sz < HW_MINSIZE || sz != hi - c)
+				err_add(w, "bad_top", c, ai,
+					"top chunk 0x%" PRIx64 " has size 0x%" PRIx64
+					" but its segment ends at 0x%" PRIx64,
+					c, sz, hi);
+			count(w, s->arena, MS_HK_TOP, sz);
+			walked += sz;
+			c = hi;
+			break;
+		}
+		/* Fenceposts: 0x10|P chunks at an abandoned top, then 0|P ending a thread heap. */
+		if (sz == 0 && !ar->is_main) {
+			settle(w, &p, raw & HW_PREV_INUSE, s->arena);
+			break;
+		}
+		if (sz == 0x10 && c + 0x10 <= hi) {
+			settle(w, &p, raw & HW_PREV_INUSE, s->arena);
+			ar->overhead += 0x10;
+			walked += 0x10;
+			c += 0x10;
+			continue;
+		}
+		if (!header_ok(raw, c, hi, ar->is_main) || (top > c && top < c + sz)) {
+			ms_raddr_t nc;
+
+			err_add(w, "bad_chunk", c, ai,
+				"chunk 0x%" PRIx64 " has an impossible size field 0x%" PRIx64
+				" (segment 0x%" PRIx64 "-0x%" PRIx64 ")",
+				c, raw, s->start, hi);
+			ar->partial = w->rep->partial = true;
+			p.valid = false;
+			nc = resync(w, c, hi, ar->is_main);
+			if (!nc)
+				break;
+			c = nc;
+			continue;
+		}
+		settle(w, &p, raw & HW_PREV_INUSE, s->arena);
+		p.c = c;
+		p.sz = sz;
+		p.valid = true;
+		p.fd = p.bk = 0;
+		h = win_get(w, c + 16, 16, hi);
+		if (h) {
+			p.fd = rd64(h);
+			p.bk = rd64(h + 8);
+		}
+		walked += sz;
+		c += sz;
+	}
+	if (p.valid) {
+		err_add(w, "truncated_segment", p.c, ai,
+			"walk of segment 0x%" PRIx64 "-0x%" PRIx64 " ended without top or a fencepost",
+			s->start, s->end);
+		ar->partial = w->rep->partial = true;
+	}
+	ar->overhead += (s->end - s->start) - MS_MIN(walked, s->end - s->start);
+}
+
+/* ------------------------------------------------------------ lists */
+
+static struct cent *small_find(struct walker *w, ms_raddr_t c)
+{
+	size_t lo = 0, hi = w->nsmall;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (w->small[mid].addr < c)
+			lo = mid + 1;
+		else if (w->small[mid].addr > c)
+			hi = mid;
+		else
+			return &w->small[mid];
+	}
+	return NULL;
+}
+
+static struct fent *free_find(struct walker *w, ms_raddr_t c)
+{
+	size_t lo = 0, hi = w->nfree;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (w->freev[mid].addr < c)
+			lo = mid + 1;
+		else if (w->freev[mid].addr > c)
+			hi = mid;
+		else
+			return &w->freev[mid];
+	}
+	return NULL;
+}
+
+static void walk_fastbins(struct walker *w, size_t i)
+{
+	const struct ms_heap_layout *l = w->l;
+
+	for (unsigned b = 0; b < l->nfastbins; b++) {
+		ms_raddr_t p = ar_u64(w, i, l->ar_fastbins + 8 * b);
+
+		for (size_t hops = 0; p; hops++) {
+			struct cent *e = small_find(w, p);
+			uint64_t next;
+
+			if (!e) {
+				err_add(w, "bad_fastbin_entry", p, (int)i,
+					"fastbin %u entry 0x%" PRIx64 " is not an in-use-looking "
+					"chunk of this heap",
+					b, p);
+				break;
+			}
+			if (e->seen || hops > w->nsmall) {
+				err_add(w, "fastbin_cycle", p, (int)i,
+					"fastbin %u revisits chunk 0x%" PRIx64 " (cycle or shared tail)",
+					b, p);
+				break;
+			}
+			e->seen = 1;
+			if ((e->size >> 4) - 2 != b || e->arena != i)
+				err_add(w, "fastbin_wrong_size", p, (int)i,
+					"fastbin %u holds chunk 0x%" PRIx64 " of size 0x%x", b, p,
+					e->size);
+			e->kind = MS_HK_FAST;
+			next = l->safe_linking ? ((p + 16) >> 12) ^ e->fd : e->fd;
+			if (next & 15) {
+				err_add(w, "bad_fastbin_next", p, (int)i,
+					"fastbin %u: chunk 0x%" PRIx64 " has a misaligned next pointer "
+					"0x%" PRIx64,
+					b, p, next);
+				break;
+			}
+			p = next;
+		}
+	}
+}
+
+static void walk_tcache(struct walker *w, size_t t)
+{
+	const struct ms_heap_layout *l = w->l;
+	const struct ms_heap_thread *th = &w->loc->threads[t];
+	struct ms_heap_thread_rep *tr = &w->rep->threads[t];
+	unsigned char *tc;
+
+	tr->tid = th->tid;
+	tr->tcache = th->tcache;
+	if (!th->tcache || !l->tc_sizeof)
+		return;
+	if ((th->tcache & 15) || !readable(w->maps, th->tcache, l->tc_sizeof)) {
+		err_add(w, "bad_tcache", th->tcache, -1,
+			"thread %d: tcache pointer 0x%" PRIx64 " is not readable", (int)th->tid,
+			th->tcache);
+		return;
+	}
+	tc = ms_xmalloc(l->tc_sizeof);
+	if (ms_read_exact(w->r, th->tcache, tc, l->tc_sizeof) != 0) {
+		err_add(w, "bad_tcache", th->tcache, -1, "thread %d: cannot read its tcache",
+			(int)th->tid);
+		free(tc);
+		return;
+	}
+	for (unsigned b = 0; b < l->tc_nbins; b++) {
+		uint64_t cnt = l->tc_count_size == 2 ? *(uint16_t *)(tc + l->tc_counts + 2 * b) :
+						       tc[l->tc_counts + b];
+		ms_raddr_t mem = rd64(tc + l->tc_entries + 8 * b);
+		uint64_t n = 0;
+
+		while (mem) {
+			struct cent *e = (mem & 15) ? NULL : small_find(w, mem - 16);
+			uint64_t next;
+
+			if (!e) {
+				err_add(w, "bad_tcache_entry", mem, -1,
+					"thread %d: tcache bin %u entry 0x%" PRIx64
+					" is not an in-use-looking chunk",
+					(int)th->tid, b, mem);
+				break;
+			}
+			if (e->seen || n > cnt + 1) {
+				err_add(w, "tcache_cycle", mem, -1,
+					"thread %d: tcache bin %u revisits 0x%" PRIx64
+					" or is longer than its count %" PRIu64,
+					(int)th->tid, b, mem, cnt);
+				break;
+			}
+			e->seen = 1;
+			if ((e->size - 0x20) / 16 != b)
+				err_add(w, "tcache_wrong_size", mem, e->arena,
+					"thread %d: tcache bin %u holds a chunk of size 0x%x",
+					(int)th->tid, b, e->size);
+			e->kind = MS_HK_TCACHE;
+			tr->chunks++;
+			tr->bytes += e->size;
+			n++;
+			next = l->safe_linking ? (mem >> 12) ^ e->fd : e->fd;
+			mem = next;
+		}
+		if (n != cnt) {
+			tr->count_mismatch = true;
+			if (n + 1 != cnt && n != cnt + 1)
+				err_add(w, "tcache_count", th->tcache, -1,
+					"thread %d: tcache bin %u counts %" PRIu64 " entries, list has "
+					"%" PRIu64,
+					(int)th->tid, b, cnt, n);
+			else
+				w->rep->inconsistent = true; /* mid-update by a stopped thread */
+		}
+	}
+	free(tc);
+}
+
+static void walk_bins(struct walker *w, size_t i)
+{
+	const struct ms_heap_layout *l = w->l;
+
+	for (unsigned b = 1; b < HW_NBINS; b++) {
+		ms_raddr_t head = bin_at(w, i, b);
+		ms_raddr_t p = ar_u64(w, i, l->ar_bins + (b - 1) * 16);
+		ms_raddr_t last = ar_u64(w, i, l->ar_bins + (b - 1) * 16 + 8);
+		ms_raddr_t prev = head;
+		enum ms_heap_kind k = b == 1 ? MS_HK_UNSORTED : b < HW_NSMALLBINS ? MS_HK_SMALL :
+								       MS_HK_LARGE;
+
+		for (size_t hops = 0; p != head; hops++) {
+			struct fent *e = free_find(w, p);
+
+			if (!e) {
+				err_add(w, "bad_bin_entry", p, (int)i,
+					"bin %u entry 0x%" PRIx64 " is not a free chunk of this heap", b,
+					p);
+				break;
+			}
+			if (e->seen || hops > w->nfree) {
+				err_add(w, "bin_cycle", p, (int)i, "bin %u revisits chunk 0x%" PRIx64,
+					b, p);
+				break;
+			}
+			e->seen = 1;
+			e->kind = (uint8_t)k;
+			if (e->bk != prev)
+				err_add(w, "bin_bk_mismatch", p, (int)i,
+					"bin %u: chunk 0x%" PRIx64 "->bk is 0x%" PRIx64 ", expected 0x%" PRIx64,
+					b, p, e->bk, prev);
+			if (k == MS_HK_SMALL && e->size != 16u * b)
+				err_add(w, "smallbin_wrong_size", p, (int)i,
+					"small bin %u holds a chunk of size 0x%" PRIx64, b, e->size);
+			if (e->arena != i)
+				err_add(w, "bin_wrong_arena", p, (int)i,
+					"bin %u holds chunk 0x%" PRIx64 " of another arena", b, p);
+			prev = p;
+			p = e->fd;
+		}
+		if (p == head && last != prev)
+			err_add(w, "bin_bk_mismatch", head, (int)i,
+				"bin %u: head bk 0x%" PRIx64 " is not the last chunk 0x%" PRIx64, b, last,
+				prev);
+	}
+}
+
+/* ------------------------------------------------------ mmapped chunks */
+
+static bool in_segments(struct walker *w, ms_raddr_t lo, ms_raddr_t hi)
+{
+	for (size_t i = 0; i < w->nsegs; i++) {
+		ms_raddr_t s = w->segs[i].heap ? w->segs[i].heap : w->segs[i].start;
+
+		if (s < hi && w->segs[i].end > lo)
+			return true;
+	}
+	return false;
+}
+
+static void scan_mmapped(struct walker *w, uint64_t want_n, uint64_t want_bytes)
+{
+	struct ms_heap_report *rep = w->rep;
+	uint64_t n = 0, bytes = 0;
+
+	for (size_t i = 0; i < w->maps->n; i++) {
+		const struct ms_map *m = &w->maps->v[i];
+
+		if (!m->r || !m->w || m->shared)
+			continue;
+		if (m->path && strcmp(m->path, "/anon_hugepage") && strncmp(m->path, "[anon", 5))
+			continue; /* files, [heap], [stack], [vvar] ... */
+		if (in_segments(w, m->start, m->end))
+			continue;
+		for (ms_raddr_t pg = m->start; pg + 16 <= m->end;) {
+			uint64_t hdr[2], sz;
+
+			/* glibc's count matches: nothing left to find; spare the syscalls. */
+			if (n == want_n && bytes == want_bytes && n)
+				goto done;
+			if (ms_read_exact(w->r, pg, hdr, 16) != 0) {
+				pg += 4096;
+				continue;
+			}
+			sz = hdr[1] & ~(uint64_t)HW_FLAGS;
+			if ((hdr[1] & (HW_IS_MMAPPED | HW_NON_MAIN)) == HW_IS_MMAPPED &&
+			    !(hdr[0] & 15) && hdr[0] < 4096 && sz >= 4096 &&
+			    !((hdr[0] + sz) & 4095) && hdr[0] + sz <= m->end - pg) {
+				n++;
+				bytes += hdr[0] + sz;
+				rep->total.chunks[MS_HK_MMAPPED]++;
+				rep->total.bytes[MS_HK_MMAPPED] += hdr[0] + sz;
+				hist_add(w, hdr[0] + sz, true);
+				seg_add(w, pg, pg + hdr[0] + sz, 0, SIZE_MAX);
+				pg += hdr[0] + sz;
+			} else {
+				pg += 4096;
+			}
+		}
+	}
+done:
+	if (n != want_n || bytes != want_bytes)
+		err_add(w, "mmapped_mismatch", 0, -1,
+			"found %" PRIu64 " mmapped chunks (%" PRIu64 " bytes); glibc counts %" PRIu64
+			" (%" PRIu64 " bytes)",
+			n, bytes, want_n, want_bytes);
+}
+
+/* --------------------------------------------------------------- totals */
+
+static void tally(struct walker *w)
+{
+	struct ms_heap_report *rep = w->rep;
+
+	for (size_t i = 0; i < w->nsmall; i++) {
+		struct cent *e = &w->small[i];
+
+		count(w, e->arena, e->kind ? (enum ms_heap_kind)e->kind : MS_HK_INUSE, e->size);
+	}
+	for (size_t i = 0; i < w->nfree; i++) {
+		struct fent *e = &w->freev[i];
+
+		if (!e->seen) {
+			err_add(w, "free_not_in_bin", e->addr, e->arena,
+				"chunk 0x%" PRIx64 " (size 0x%" PRIx64 ") is free but in no bin",
+				e->addr, e->size);
+			e->kind = e->size < 0x400 ? MS_HK_SMALL : MS_HK_LARGE;
+		}
+		count(w, e->arena, (enum ms_heap_kind)e->kind, e->size);
+	}
+	for (size_t i = 0; i < rep->narenas; i++) {
+		struct ms_heap_arena *a = &rep->arenas[i];
+		struct ms_heap_mallinfo *mi = &a->mi;
+		uint64_t fast = a->c.bytes[MS_HK_FAST];
+		uint64_t bins = a->c.bytes[MS_HK_UNSORTED] + a->c.bytes[MS_HK_SMALL] +
+				a->c.bytes[MS_HK_LARGE];
+		uint64_t topsz = a->c.bytes[MS_HK_TOP];
+
+		/* glibc's int_mallinfo: tcache chunks count as in use, fastbins as free. */
+		mi->arena = a->system_mem;
+		mi->ordblks = a->c.chunks[MS_HK_UNSORTED] + a->c.chunks[MS_HK_SMALL] +
+			      a->c.chunks[MS_HK_LARGE] + 1;
+		mi->smblks = a->c.chunks[MS_HK_FAST];
+		mi->fsmblks = fast;
+		mi->fordblks = topsz + bins + fast;
+		mi->uordblks = a->system_mem - mi->fordblks;
+		if (a->is_main) {
+			mi->keepcost = topsz;
+			mi->hblks = rep->mp_n_mmaps;
+			mi->hblkhd = rep->mp_mmapped_mem;
+		}
+		rep->mi.arena += mi->arena;
+		rep->mi.ordblks += mi->ordblks;
+		rep->mi.smblks += mi->smblks;
+		rep->mi.fsmblks += mi->fsmblks;
+		rep->mi.fordblks += mi->fordblks;
+		rep->mi.uordblks += mi->uordblks;
+		rep->mi.keepcost += mi->keepcost;
+		rep->mi.hblks += mi->hblks;
+		rep->mi.hblkhd += mi->hblkhd;
+		for (unsigned k = 0; k < MS_HK_N; k++) {
+			rep->total.chunks[k] += a->c.chunks[k];
+			rep->total.bytes[k] += a->c.bytes[k];
+		}
+		if (a->largest_free > rep->largest_free)
+			rep->largest_free = a->largest_free;
+		if (a->system_mem < a->c.bytes[MS_HK_INUSE])
+			err_add(w, "system_mem_short", a->addr, (int)i,
+				"arena system_mem %" PRIu64 " is below the bytes walked", a->system_mem);
+	}
+	rep->in_use_bytes = rep->total.bytes[MS_HK_INUSE] + rep->total.bytes[MS_HK_MMAPPED];
+	rep->free_bytes = 0;
+	for (unsigned k = MS_HK_TCACHE; k <= MS_HK_TOP; k++)
+		rep->free_bytes += rep->total.bytes[k];
+}
+
+static int cmp_seg(const void *a, const void *b)
+{
+	const struct seg *x = a, *y = b;
+
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+static int cmp_cent(const void *a, const void *b)
+{
+	const struct cent *x = a, *y = b;
+
+	return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+static int cmp_fent(const void *a, const void *b)
+{
+	const struct fent *x = a, *y = b;
+
+	return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+int ms_heap_walk(const struct ms_heap_loc *loc, const struct ms_reader *r,
+		 const struct ms_maps *maps, struct ms_heap_report *rep)
+{
+	struct walker w = {.loc = loc, .l = &loc->layout, .r = r, .maps = maps, .rep = rep};
+	const struct ms_heap_layout *l = &loc->layout;
+	unsigned char *mp = NULL;
+	uint64_t t0 = ms_now_ns(), sbrk_base, hp_pagesize = 0, tmax;
+	size_t nheapsegs;
+	int ret = 0;
+
+	memset(rep, 0, sizeof(*rep));
+	rep->hist = ms_xcalloc(HIST_N, sizeof(*rep->hist));
+	rep->nhist = HIST_N;
+	for (unsigned i = 0; i < HIST_N; i++) {
+		if (i < 64) {
+			rep->hist[i].lo = 16ull * i;
+			rep->hist[i].hi = 16ull * i + 16;
+		} else {
+			rep->hist[i].lo = 1ull << (i - 64 + 10);
+			rep->hist[i].hi = i + 1 < HIST_N ? 1ull << (i - 64 + 11) : UINT64_MAX;
+		}
+	}
+	rep->threads = ms_xcalloc(loc->nthreads ? loc->nthreads : 1, sizeof(*rep->threads));
+	rep->nthreads = loc->nthreads;
+	if (!l->ar_size || !l->mp_size || l->ar_size > 0x10000 || l->mp_size > 0x1000 ||
+	    l->tc_sizeof > 0x10000 || l->ar_bins + HW_NBINS * 16 > l->ar_size + 16) {
+		err_add(&w, "bad_layout", 0, -1, "no usable layout of glibc's structures");
+		return -MS_E_UNSUPPORTED;
+	}
+	mp = ms_xmalloc(l->mp_size);
+	if (!readable(maps, loc->mp, l->mp_size) || ms_read_exact(r, loc->mp, mp, l->mp_size) != 0) {
+		err_add(&w, "bad_mp", loc->mp, -1, "cannot read mp_ at 0x%" PRIx64, loc->mp);
+		ret = -EFAULT;
+		goto out;
+	}
+	sbrk_base = rd64(mp + l->mp_sbrk_base);
+	if (l->mp_has_hp_pagesize)
+		hp_pagesize = rd64(mp + l->mp_hp_pagesize);
+	if (hp_pagesize & (hp_pagesize - 1) || hp_pagesize > (1ull << 30)) {
+		err_add(&w, "bad_mp", loc->mp, -1, "mp_.hp_pagesize %" PRIu64 " is not a page size",
+			hp_pagesize);
+		hp_pagesize = 0;
+	}
+	rep->mp_n_mmaps = (uint64_t)(int64_t)rd32(mp + l->mp_n_mmaps);
+	rep->mp_mmapped_mem = rd64(mp + l->mp_mmapped_mem);
+	rep->mmap_threshold = rd64(mp + l->mp_mmap_threshold);
+	rep->tcache_count = l->tc_sizeof ? rd64(mp + l->mp_tcache_count) : 0;
+	tmax = l->tc_sizeof ? rd64(mp + l->mp_tcache_max_bytes) : 0;
+	if (loc->global_max_fast)
+		ms_read_exact(r, loc->global_max_fast, &rep->global_max_fast, 8);
+	/* Whatever the variables say, no fastbin or tcache chunk can be larger than this. */
+	w.small_max = MS_MAX(MS_MAX(rep->global_max_fast, 0xb0u),
+			     MS_MIN((tmax + 8 + 15) & ~15ull, 0x10000u));
+	if (l->tc_sizeof)
+		w.small_max = MS_MAX(w.small_max, 0x410u);
+
+	ret = read_arenas(&w);
+	if (ret)
+		goto out;
+	for (size_t i = 0; i < rep->narenas; i++)
+		arena_segments(&w, i, sbrk_base, hp_pagesize);
+	qsort(w.segs, w.nsegs, sizeof(*w.segs), cmp_seg);
+	for (size_t i = 0; i + 1 < w.nsegs; i++)
+		if (w.segs[i].end > w.segs[i + 1].start) {
+			err_add(&w, "overlapping_heaps", w.segs[i + 1].start, (int)w.segs[i + 1].arena,
+				"heap segments overlap at 0x%" PRIx64, w.segs[i + 1].start);
+			w.segs[i + 1].start = w.segs[i].end;
+			rep->partial = true;
+		}
+	w.win = ms_xmalloc(WIN_SIZE);
+	nheapsegs = w.nsegs;
+	for (size_t i = 0; i < nheapsegs; i++)
+		if (w.segs[i].start < w.segs[i].end)
+			walk_segment(&w, &w.segs[i]);
+	/* Segments are sorted and disjoint, so the tables are too, unless resyncs interleaved. */
+	qsort(w.small, w.nsmall, sizeof(*w.small), cmp_cent);
+	qsort(w.freev, w.nfree, sizeof(*w.freev), cmp_fent);
+	for (size_t t = 0; t < loc->nthreads; t++)
+		walk_tcache(&w, t);
+	for (size_t i = 0; i < rep->narenas; i++) {
+		walk_fastbins(&w, i);
+		walk_bins(&w, i);
+	}
+	scan_mmapped(&w, rep->mp_n_mmaps, rep->mp_mmapped_mem);
+	tally(&w);
+
+	/* What the report shows: heap segments (heap_info included) and mmapped chunks. */
+	rep->segs = ms_xcalloc(w.nsegs ? w.nsegs : 1, sizeof(*rep->segs));
+	for (size_t i = 0; i < w.nsegs; i++) {
+		struct ms_heap_segment *s = &rep->segs[rep->nsegs++];
+
+		s->start = w.segs[i].heap ? w.segs[i].heap : w.segs[i].start;
+		s->end = w.segs[i].end;
+		s->arena = w.segs[i].arena == SIZE_MAX ? -1 : (int)w.segs[i].arena;
+		s->kind = w.segs[i].arena == SIZE_MAX ? "mmap" : w.segs[i].heap ? "heap" : "brk";
+	}
+	if (rep->nerrors)
+		ret = -MS_E_CORRUPT;
+out:
+	if (w.ab)
+		for (size_t i = 0; i < rep->narenas; i++)
+			free(w.ab[i].b);
+	free(w.ab);
+	free(w.segs);
+	free(w.small);
+	free(w.freev);
+	free(w.win);
+	free(mp);
+	rep->walk_ms = (double)(ms_now_ns() - t0) / 1e6;
+	return ret;
+}
+
+void ms_heap_report_free(struct ms_heap_report *rep)
+{
+	if (!rep)
+		return;
+	free(rep->arenas);
+	free(rep->threads);
+	free(rep->segs);
+	free(rep->hist);
+	free(rep->errors);
+	memset(rep, 0, sizeof(*rep));
+}

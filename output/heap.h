@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: MIT */
+/* output: renderings of a heap report (memspy dump): JSON (doc/dump-json.md) and text. */
+#ifndef MEMSPY_OUTPUT_HEAP_H
+#define MEMSPY_OUTPUT_HEAP_H
+
+#include "heapwalk/heapwalk.h"
+
+#include <stdio.h>
+
+/* What the renderers need besides the walk itself. All borrowed. */
+struct ms_heap_meta {
+	pid_t pid;
+	const char *comm;
+	const char *allocator;   /* "glibc" or what was found instead */
+	const char *fatal;       /* why there is no walk (foreign allocator ...), or NULL */
+	const struct ms_heap_loc *loc; /* NULL when locating failed */
+	const struct ms_heap_report *rep; /* NULL when there was no walk */
+	const struct ms_heap_rss *rss;
+	const struct ms_proc_mem_summary *mem; /* NULL when unavailable */
+	double pause_ms, total_ms;
+	unsigned lock_retries;
+	int exit_code;
+};
+
+/* Writes the JSON report. 0 or -EIO. */
+int ms_heap_write_json(FILE *f, const struct ms_heap_meta *m);
+/* Writes the report for a person: the answer first, units on every number. 0 or -EIO. */
+int ms_heap_write_text(FILE *f, const struct ms_heap_meta *m);
+
+#endif

@@ -1,0 +1,34 @@
+# memspy dump / heapwalk tests: e2e against real targets, unit tests on synthetic heaps, fuzzer.
+add_executable(dump_e2e ${CMAKE_CURRENT_LIST_DIR}/e2e/dump_e2e.c)
+target_link_libraries(dump_e2e PRIVATE PkgConfig::JANSSON)
+
+set(_d $<TARGET_FILE:dump_e2e>)
+set(_m $<TARGET_FILE:memspy>)
+set(_t $<TARGET_FILE:heap_mallinfo>)
+# Exactness: all nine mallinfo2() fields, with DWARF and without, under tunables.
+ms_add_test(NAME dump_mallinfo_dwarf TIMEOUT 120
+  COMMAND ${_d} mallinfo ${_m} --expect layout_source=dwarf -- ${_t} 4 4000)
+ms_add_test(NAME dump_mallinfo_nodebug TIMEOUT 120
+  COMMAND ${_d} mallinfo ${_m} --arg --no-debuginfo --expect layout_source=table
+          --expect symbol_source=heuristic -- ${_t} 4 4000)
+ms_add_test(NAME dump_mallinfo_notcache TIMEOUT 120
+  COMMAND ${_d} mallinfo ${_m} --env GLIBC_TUNABLES=glibc.malloc.tcache_count=0 -- ${_t} 4 4000)
+ms_add_test(NAME dump_mallinfo_notcache_nodebug TIMEOUT 120
+  COMMAND ${_d} mallinfo ${_m} --arg --no-debuginfo
+          --env GLIBC_TUNABLES=glibc.malloc.tcache_count=0 -- ${_t} 4 4000)
+ms_add_test(NAME dump_mallinfo_mmap4k TIMEOUT 120
+  COMMAND ${_d} mallinfo ${_m} --env GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4096
+          -- ${_t} 4 4000)
+ms_add_test(NAME dump_mallinfo_mmap4k_nodebug TIMEOUT 120
+  COMMAND ${_d} mallinfo ${_m} --arg --no-debuginfo
+          --env GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4096 -- ${_t} 4 4000)
+ms_add_test(NAME dump_mallinfo_8threads TIMEOUT 120
+  COMMAND ${_d} mallinfo ${_m} -- ${_t} 8 2000)
+# Corruption, in a forked copy of the target: exit 1, errors[] with addresses, totals,
+# and the copy still exits 0.
+ms_add_test(NAME dump_corrupt_size TIMEOUT 120
+  COMMAND ${_d} corrupt ${_m} --expect bad_chunk -- ${_t} 4 2000 size)
+ms_add_test(NAME dump_corrupt_fastcycle TIMEOUT 120
+  COMMAND ${_d} corrupt ${_m} --expect fastbin_cycle -- ${_t} 4 2000 fastcycle)
+ms_add_test(NAME dump_corrupt_tcachenext TIMEOUT 120
+  COMMAND ${_d} corrupt ${_m} --expect bad_tcache_entry -- ${_t} 4 2000 tcachenext)

@@ -312,6 +312,9 @@ enum ms_frame_kind ms_frame_kind_of(const struct ms_pframe *f)
 	}
 	if (!f->function || strcmp(f->function, "[unknown]") == 0)
 		return MS_KIND_UNKNOWN;
+	/* "libfoo.so+0x1234" as written for code without symbols */
+	if (strstr(f->function, "+0x") && !strpbrk(f->function, " ():<"))
+		return MS_KIND_UNKNOWN;
 	for (size_t i = 0; i < MS_ARRAY_SIZE(sys_functions); i++) {
 		size_t l = strlen(sys_functions[i]);
 

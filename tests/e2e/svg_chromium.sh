@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# The flame graph in a real browser: render a golden folded profile to an SVG
+# with its JavaScript, open it in headless Chromium with ?s=PATTERN, and check
+# from the dumped DOM that the search ran, highlighted exactly the frames it
+# should and reported the right share; also save a screenshot for people.
+#   svg_chromium.sh RENDER IN.folded WORK_DIR
+set -euo pipefail
+render=$1 in=$2 work=$3
+pattern=parse_
+
+chromium=$(command -v chromium || command -v chromium-browser || true)
+if [ -z "$chromium" ]; then
+	echo "SKIP: chromium is not installed (scripts/install-deps.sh installs it)"
+	exit 77
+fi
+mkdir -p "$work"
+rm -f "$work/dom.xml" "$work/svg_chromium.png"
+profile_dir=$(mktemp -d)
+pgid=
+cleanup() {
+	if [ -n "$pgid" ]; then kill -KILL -- "-$pgid" 2>/dev/null || true; fi
+	rm -rf "$profile_dir"
+}
+trap cleanup EXIT
+
+"$render" -f svg -t "memspy record --pid 4242 -o service.svg" \
+	-s "Total: 12.2 MiB allocated in 52,138 allocations, sampled every ~512 KiB" \
+	"$in" "$work/service.svg"
+
+# What the page must show, computed from the folded input independently of
+# output/: frames are tree nodes (stack prefixes); nodes below 0.1% of the
+# total are not drawn; the matched share counts each stack once.
+read -r expect_pct expect_n < <(awk -v pat="$pattern" '
+	/^#/ || NF < 2 { next }
+	{
+		v = $(NF - 1); stack = $0
+		sub(/ [0-9]+ [0-9]+$/, "", stack)
+		n = split(stack, f, ";"); p = ""
+		lines++; lv[lines] = v; ln[lines] = n
+		for (i = 1; i <= n; i++) {
+			p = (i == 1) ? f[i] : p ";" f[i]
+			node[p] += v; last[p] = f[i]; lp[lines, i] = p
+		}
+		total += v
+	}
+	END {
+		min = int(total * 0.001)
+		for (p in node) if (last[p] ~ pat && node[p] >= min) nm++
+		for (l = 1; l <= lines; l++)
+			for (i = 1; i <= ln[l]; i++) {
+				p = lp[l, i]
+				if (last[p] ~ pat && node[p] >= min) { matched += lv[l]; break }
+			}
+		printf "%.2f %d\n", matched * 100 / total, nm
+	}' "$in")
+echo "expect: $expect_n frames matching /$pattern/ covering $expect_pct% of the total"
+
+run_chromium() {
+	setsid timeout -k 5 120 "$chromium" --headless --no-sandbox --disable-gpu \
+		--disable-background-networking --disable-component-update --disable-sync \
+		--no-first-run --user-data-dir="$profile_dir" "$@" &
+	pgid=$!
+	wait "$pgid"
+	pgid=
+}
+
+url="file://$work/service.svg?s=$pattern"
+run_chromium --dump-dom "$url" >"$work/dom.xml" 2>"$work/chromium.log"
+run_chromium --screenshot="$work/svg_chromium.png" --window-size=1200,800 "$url" \
+	>>"$work/chromium.log" 2>&1
+
+fail=0
+if ! grep -q 'data-ready="1"' "$work/dom.xml"; then
+	echo "FAIL: the flame graph's script did not finish initialising (no data-ready); DOM in $work/dom.xml" >&2
+	fail=1
+fi
+if ! grep -q "data-matched=\"$expect_pct\"" "$work/dom.xml"; then
+	echo "FAIL: the search did not report $expect_pct% (data-matched: $(grep -o 'data-matched="[^"]*"' "$work/dom.xml" || echo none))" >&2
+	fail=1
+fi
+if ! grep -q "Matched: $expect_pct% of total ($expect_n frames)" "$work/dom.xml"; then
+	echo "FAIL: no 'Matched: $expect_pct% of total ($expect_n frames)' in the page; found: $(grep -o 'Matched: [^<]*' "$work/dom.xml" | tail -1)" >&2
+	fail=1
+fi
+got_n=$(grep -c '<g class="f m"' "$work/dom.xml" || true)
+bad=$(grep '<g class="f m"' "$work/dom.xml" | sed 's/.*<title>//' | grep -vc "$pattern" || true)
+unmarked=$(grep '<g class="f"' "$work/dom.xml" | sed 's/.*<title>//' | grep -c "^[^ ]*$pattern" || true)
+if [ "$got_n" != "$expect_n" ] || [ "$bad" != 0 ] || [ "$unmarked" != 0 ]; then
+	echo "FAIL: $got_n frames highlighted (expected $expect_n), $bad of them not matching, $unmarked matching frames not highlighted" >&2
+	fail=1
+fi
+if [ "$(grep -c 'fill="rgb(230,0,230)"' "$work/dom.xml" || true)" != "$expect_n" ]; then
+	echo "FAIL: the highlighted frames are not drawn in the search colour" >&2
+	fail=1
+fi
+if [ ! -s "$work/svg_chromium.png" ]; then
+	echo "FAIL: no screenshot at $work/svg_chromium.png" >&2
+	fail=1
+fi
+[ $fail = 0 ] && echo "ok: search for /$pattern/ highlighted $got_n frames, $expect_pct% of total; screenshot: $work/svg_chromium.png"
+exit $fail

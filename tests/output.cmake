@@ -1,0 +1,21 @@
+# Tests of output/ (the profile writers): unit tests, goldens, headless browser.
+add_executable(test_output_tree ${CMAKE_CURRENT_LIST_DIR}/unit/test_output_tree.c)
+target_link_libraries(test_output_tree PRIVATE ms_output ms_common)
+ms_add_test(NAME output_tree TIMEOUT 60 COMMAND test_output_tree LABELS unit output)
+
+# folded in -> any format out; the golden and browser tests drive it
+add_executable(test_output_render ${CMAKE_CURRENT_LIST_DIR}/unit/test_output_render.c)
+target_link_libraries(test_output_render PRIVATE ms_output ms_common)
+
+# MEMSPY_BLESS=1 ctest -R output_golden rewrites tests/golden/output/*
+ms_add_test(NAME output_golden TIMEOUT 60
+  COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/unit/test_output_golden.sh
+          $<TARGET_FILE:test_output_render> ${CMAKE_CURRENT_LIST_DIR}/golden/output
+          ${CMAKE_CURRENT_BINARY_DIR}/output_golden
+  LABELS unit output)
+
+ms_add_test(NAME output_svg_chromium TIMEOUT 180
+  COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/e2e/svg_chromium.sh
+          $<TARGET_FILE:test_output_render> ${CMAKE_CURRENT_LIST_DIR}/golden/output/service.folded
+          ${CMAKE_CURRENT_BINARY_DIR}/output_svg_chromium
+  LABELS e2e output)

@@ -2,8 +2,8 @@
 /*
  * attach_driver: end-to-end tests of attach/ against the real
  * attach_threads target (tests/targets/attach_threads). One mode per test:
- *   attach_driver MODE TARGET      MODE: stress signal-int signal-term exit
- *                                        groupstop modules errors
+ *   attach_driver MODE TARGET [MEMSPY]  MODE: stress signal-int signal-term exit
+ *                                        groupstop modules errors cli
  * Exit 0 pass, 1 fail, 77 when ptrace is not permitted here.
  */
 #include "attach/attach.h"
@@ -696,6 +696,138 @@ static int mode_errors(void)
 	return failures ? 1 : 0;
 }
 
+/* Runs memspy with args as uid (or -1 for ours); returns its exit status, stderr into err. */
+static int run_memspy(const char *memspy, const char *const *args, int uid, char *err,
+		      size_t size)
+{
+	const char *argv[16];
+	int pfd[2], status = 0;
+	size_t n = 0, len = 0;
+	pid_t c;
+
+	argv[n++] = memspy;
+	for (; *args && n < 15; args++)
+		argv[n++] = *args;
+	argv[n] = NULL;
+	if (pipe(pfd))
+		return -1;
+	c = fork();
+	if (c == 0) {
+		dup2(pfd[1], 2);
+		close(pfd[0]);
+		if (uid >= 0 && (setresgid(uid, uid, uid) || setresuid(uid, uid, uid)))
+			_exit(99);
+		execv(memspy, (char *const *)argv);
+		_exit(127);
+	}
+	close(pfd[1]);
+	for (;;) {
+		ssize_t r = read(pfd[0], err + len, size - 1 - len);
+
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+		if (len + 1 >= size)
+			break;
+	}
+	err[len] = '\0';
+	close(pfd[0]);
+	waitpid(c, &status, 0);
+	fprintf(stderr, "$ memspy");
+	for (size_t i = 1; argv[i]; i++)
+		fprintf(stderr, " %s", argv[i]);
+	fprintf(stderr, "\n%s", err);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void expect_cli(const char *memspy, const char *const *args, int uid, int want_rc,
+		       const char *want1, const char *want2)
+{
+	char err[8192];
+	int rc = run_memspy(memspy, args, uid, err, sizeof(err));
+
+	CHECK(rc == want_rc, "exit %d, want %d", rc, want_rc);
+	CHECK(!want1 || strstr(err, want1), "stderr lacks \"%s\"", want1);
+	CHECK(!want2 || strstr(err, want2), "stderr lacks \"%s\"", want2);
+}
+
+/* The same diagnoses through the real binary: `memspy record/dump --pid N`. */
+static int mode_cli(const char *memspy)
+{
+	char pid[32], gone[32], zpid[32], kpid[32];
+	pid_t c, tracer, kt;
+	int sync[2];
+	char b;
+
+	snprintf(pid, sizeof(pid), "%d", (int)target.pid);
+	c = fork();
+	if (c == 0)
+		_exit(0);
+	waitpid(c, NULL, 0);
+	snprintf(gone, sizeof(gone), "%d", (int)c);
+	expect_cli(memspy, (const char *const[]){"record", "--pid", gone, "-d", "1", "-o",
+						  "/tmp/memspy-attach-cli.svg", NULL},
+		   -1, 2, "no such process", "hint: check the pid with `pgrep");
+	expect_cli(memspy, (const char *const[]){"dump", "--pid", gone, NULL}, -1, 2,
+		   "no such process", "pgrep");
+
+	kt = find_kthread();
+	if (kt) {
+		snprintf(kpid, sizeof(kpid), "%d", (int)kt);
+		expect_cli(memspy, (const char *const[]){"dump", "--pid", kpid, NULL}, -1, 2,
+			   "is a kernel thread", "hint: kernel threads");
+	}
+
+	c = fork();
+	if (c == 0)
+		_exit(0);
+	{
+		siginfo_t si;
+
+		waitid(P_PID, (id_t)c, &si, WEXITED | WNOWAIT);
+	}
+	snprintf(zpid, sizeof(zpid), "%d", (int)c);
+	expect_cli(memspy, (const char *const[]){"dump", "--pid", zpid, NULL}, -1, 2,
+		   "is a zombie", "its parent has not reaped it");
+	waitpid(c, NULL, 0);
+
+	/* An unwritable output fails before attaching: a traced target would say so otherwise. */
+	if (pipe(sync))
+		return 1;
+	tracer = fork();
+	if (tracer == 0) {
+		prctl(PR_SET_NAME, "fake-gdb");
+		if (ptrace(PTRACE_SEIZE, target.pid, 0L, 0L) < 0 || write(sync[1], "s", 1) != 1)
+			_exit(3);
+		for (;;)
+			pause();
+	}
+	if (read(sync[0], &b, 1) == 1) {
+		char want[64];
+
+		snprintf(want, sizeof(want), "already traced by fake-gdb (pid %d)", (int)tracer);
+		expect_cli(memspy, (const char *const[]){"record", "--pid", pid, "-d", "1", "-o",
+							  "/nonexistent/dir/x.svg", NULL},
+			   -1, 2, "/nonexistent/dir/x.svg", NULL);
+		CHECK(access("/nonexistent/dir/x.svg", F_OK) != 0, "a file was left");
+		expect_cli(memspy, (const char *const[]){"dump", "--pid", pid, NULL}, -1, 2, want,
+			   "detach fake-gdb");
+	} else {
+		CHECK(0, "the fake tracer could not seize the target");
+	}
+	kill(tracer, SIGKILL);
+	waitpid(tracer, NULL, 0);
+	close(sync[0]);
+	close(sync[1]);
+
+	if (geteuid() == 0)
+		expect_cli(memspy, (const char *const[]){"dump", "--pid", pid, NULL}, 65534, 2,
+			   "Operation not permitted", "belongs to uid 0");
+
+	finish_target(-1);
+	return failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode;
@@ -725,6 +857,8 @@ int main(int argc, char **argv)
 		r = mode_modules();
 	else if (!strcmp(mode, "errors"))
 		r = mode_errors();
+	else if (!strcmp(mode, "cli") && argc > 3)
+		r = mode_cli(argv[3]);
 	else {
 		fprintf(stderr, "unknown mode %s\n", mode);
 		r = 2;

@@ -134,7 +134,11 @@ static char *demangle(const char *name)
 	return ms_xstrdup(name);
 }
 
-/* A DIE's name, qualified through its linkage name when it has one. */
+/*
+ * A DIE's name, qualified through its linkage name when that is a mangled
+ * C++ one. A C linkage name is an asm alias (glibc's "__GI___libc_read" for
+ * __libc_read): DW_AT_name reads better there.
+ */
 static char *die_name(Dwarf_Die *die)
 {
 	Dwarf_Attribute attr;
@@ -143,6 +147,8 @@ static char *die_name(Dwarf_Die *die)
 	if (dwarf_attr_integrate(die, DW_AT_linkage_name, &attr) ||
 	    dwarf_attr_integrate(die, DW_AT_MIPS_linkage_name, &attr))
 		n = dwarf_formstring(&attr);
+	if (n && strncmp(n, "_Z", 2) != 0)
+		n = NULL;
 	if (!n && dwarf_attr_integrate(die, DW_AT_name, &attr))
 		n = dwarf_formstring(&attr);
 	return n ? demangle(n) : NULL;

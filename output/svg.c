@@ -249,7 +249,7 @@ int ms_svg_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE *
 		o->value == MS_VALUE_COUNT ? "allocations" : "bytes",
 		o->no_script ? "" : " onload=\"ms_init(evt)\"");
 	fputs("<!-- Flame graph by memspy. Click a frame to zoom, Ctrl-F to search; "
-	      "?s=REGEX in the URL searches on load. -->\n",
+	      "?s=REGEX in the URL searches on load, ?z=NAME zooms. -->\n",
 	      out);
 	fputs("<defs><linearGradient id=\"background\" y1=\"0\" y2=\"1\" x1=\"0\" x2=\"0\">"
 	      "<stop stop-color=\"#eeeeee\" offset=\"5%\"/>"

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // memspy flame graph: zoom, search, details line. Embedded in every SVG by
-// output/svg.c; works from file:// with no network. Each frame is
+// output/svg.c; works from file:// with no network. URL parameters: ?s=REGEX
+// searches on load, ?z=NAME zooms into a frame. Each frame is
 // <g class="f" data-s=START data-v=VALUE data-d=DEPTH><title>NAME\nstats</title>
 // <rect/><text/></g>, START and VALUE in the graph's unit (bytes or counts).
 "use strict";
@@ -57,6 +58,15 @@ function ms_init(evt) {
 			ms_zoom(null);
 		}
 	});
+	var z = ms_url_param("z"), best = null;
+	if (z !== null) {
+		// ?z=NAME zooms into the widest frame of that name (links to a subtree)
+		for (i = 0; i < ms.frames.length; i++) {
+			g = ms.frames[i];
+			if (g.ms_d > 0 && g.ms_name === z && (!best || g.ms_v > best.ms_v)) best = g;
+		}
+		if (best) ms_zoom(best);
+	}
 	var p = ms_url_param("s");
 	if (p !== null && p !== "") ms_search(p);
 	svg.setAttribute("data-ready", "1");
@@ -132,8 +142,13 @@ function ms_zoom(f) {
 		t.setAttribute("x", (x + 3).toFixed(2));
 		t.textContent = ms_fit(g.ms_name, w);
 	}
-	if (f && zd > 0) ms.unzoom.classList.remove("hide");
-	else ms.unzoom.classList.add("hide");
+	if (f && zd > 0) {
+		ms.unzoom.classList.remove("hide");
+		ms.svg.setAttribute("data-zoom", f.ms_name);
+	} else {
+		ms.unzoom.classList.add("hide");
+		ms.svg.removeAttribute("data-zoom");
+	}
 }
 
 function ms_search_prompt() {

@@ -3,7 +3,8 @@
 # The flame graph in a real browser: render a golden folded profile to an SVG
 # with its JavaScript, open it in headless Chromium with ?s=PATTERN, and check
 # from the dumped DOM that the search ran, highlighted exactly the frames it
-# should and reported the right share; also save a screenshot for people.
+# should and reported the right share, and that ?z= zooms; also save a
+# screenshot for people.
 #   svg_chromium.sh RENDER IN.folded WORK_DIR
 set -euo pipefail
 render=$1 in=$2 work=$3
@@ -93,6 +94,35 @@ fi
 if [ "$(grep -c 'fill="rgb(230,0,230)"' "$work/dom.xml" || true)" != "$expect_n" ]; then
 	echo "FAIL: the highlighted frames are not drawn in the search colour" >&2
 	fail=1
+fi
+# zoom from the URL: the subtree of parse_json across the full width, its
+# ancestors dimmed at full width, everything else hidden
+zoom=parse_json
+expect_sub=$(awk -v z="$zoom" '
+	/^#/ || NF < 2 { next }
+	{
+		v = $(NF - 1); stack = $0
+		sub(/ [0-9]+ [0-9]+$/, "", stack)
+		n = split(stack, f, ";"); p = ""; under = 0
+		for (i = 1; i <= n; i++) {
+			p = (i == 1) ? f[i] : p ";" f[i]
+			if (f[i] == z) under = 1
+			node[p] += v
+			if (under) sub_[p] = 1
+		}
+		total += v
+	}
+	END { min = int(total * 0.001); for (p in sub_) if (node[p] >= min) c++; print c }' "$in")
+run_chromium --dump-dom "file://$work/service.svg?z=$zoom" >"$work/dom-zoom.xml" 2>>"$work/chromium.log"
+shown=$(grep -c '<g class="f" data-s="[0-9]' "$work/dom-zoom.xml" || true)
+parents=$(grep -c '<g class="f parent"' "$work/dom-zoom.xml" || true)
+full=$(grep '<g class="f" [^>]*><title>'"$zoom"'$' -A1 "$work/dom-zoom.xml" | grep -c 'width="1180.00"' || true)
+if ! grep -q "data-zoom=\"$zoom\"" "$work/dom-zoom.xml" || [ "$shown" != "$expect_sub" ] ||
+	[ "$parents" != 4 ] || [ "$full" != 1 ]; then
+	echo "FAIL: zoom to $zoom: $shown frames shown (expected $expect_sub), $parents dimmed ancestors (expected 4: all, main, serve_forever, handle_request), zoomed frame at full width: $full; DOM in $work/dom-zoom.xml" >&2
+	fail=1
+else
+	echo "ok: ?z=$zoom shows its $shown frames at full width under 4 dimmed ancestors"
 fi
 if [ ! -s "$work/svg_chromium.png" ]; then
 	echo "FAIL: no screenshot at $work/svg_chromium.png" >&2

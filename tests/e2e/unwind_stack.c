@@ -11,11 +11,11 @@
 #include "unwind/unwind.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ptrace.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -215,14 +215,13 @@ int main(int argc, char **argv)
 	size_t nfull[MAXB], nshrt[MAXB], nfb[MAXB], nb = 0, i, k;
 	struct user_regs_struct regs;
 	struct ms_symbolizer *sym;
-	struct ms_pid_reader pr;
+	struct ms_proc *proc = NULL;
 	struct ms_reader reader;
-	struct ms_maps maps = {0};
 	struct ms_error err = {0};
 	struct expect e;
 	uint8_t *copy = malloc(COPY);
 	ssize_t got;
-	int ctl, st;
+	int ctl, st, r;
 	FILE *out;
 
 	if (argc < 4) {
@@ -236,45 +235,33 @@ int main(int argc, char **argv)
 
 	out = spawn(argv[1], strcmp(argv[2], "-") ? argv[2] : NULL, &ctl);
 	read_expect(out, &e);
-	/* The target prints READY just before it calls down the chain; the
-	 * stop below may catch it on the way: wait until it sleeps in read. */
-	for (i = 0; i < 5000; i++) {
-		char path[64], buf[512], state = 0;
-		FILE *f;
-
-		snprintf(path, sizeof(path), "/proc/%d/stat", (int)child);
-		f = fopen(path, "r");
-		if (f && fgets(buf, sizeof(buf), f) && strrchr(buf, ')'))
-			state = strrchr(buf, ')')[2];
-		if (f)
-			fclose(f);
-		if (state == 'S')
-			break;
-		usleep(1000);
-	}
-	if (ptrace(PTRACE_SEIZE, child, 0, 0) < 0) {
-		int en = errno;
-
+	r = ms_proc_seize(child, NULL, &proc, &err);
+	if (r == -EPERM) {
+		fprintf(stderr, "SKIP: %s\n", err.msg);
 		kill_child();
-		if (en == EPERM) {
-			fprintf(stderr, "SKIP: ptrace not permitted\n");
-			return 77;
-		}
-		die("PTRACE_SEIZE");
+		return 77;
 	}
-	if (ptrace(PTRACE_INTERRUPT, child, 0, 0) < 0 || waitpid(child, &st, __WALL) != child ||
-	    !WIFSTOPPED(st))
-		die("PTRACE_INTERRUPT");
-	if (ptrace(PTRACE_GETREGS, child, 0, &regs) < 0)
-		die("PTRACE_GETREGS");
-	if (regs.orig_rax != 0 /* SYS_read */)
-		die("the target is not blocked in read(2)");
+	if (r < 0) {
+		fprintf(stderr, "ms_proc_seize: %s\n", err.msg);
+		die("seize");
+	}
+	/* READY comes just before the target calls down the chain: a stop may
+	 * catch it on the way, so stop until it is caught inside read(2). */
+	for (i = 0;; i++) {
+		if (ms_proc_stop_all(proc) < 0 || ms_proc_get_regs(proc, child, &regs) < 0)
+			die("stopping the target");
+		if (regs.orig_rax == 0 /* SYS_read */)
+			break;
+		if (i == 10000)
+			die("the target never blocked in read(2)");
+		if (ms_proc_resume_all(proc) < 0)
+			die("resuming the target");
+		sched_yield();
+	}
 	got = ms_mem_read_pid(child, regs.rsp, copy, COPY);
 	if (got <= 0)
 		die("reading the stack");
-	if (ms_maps_read(child, &maps) < 0)
-		die("maps");
-	ms_pid_reader_init(&pr, &reader, child, &maps);
+	ms_proc_reader(proc, &reader);
 
 	sym = ms_symbolizer_new(child, &err);
 	if (!sym) {
@@ -298,9 +285,15 @@ int main(int argc, char **argv)
 		s.fallback = &reader;
 		CHECK(ms_unwind(uw[k], &s, fb[k], MAXF, &nfb[k]) == 0, "unwind fallback");
 	}
-	/* Symbolise after the target is gone: the symbolizer kept its files. */
+	/* Let the target finish (it must come out unharmed), then symbolise
+	 * after it is gone: the symbolizer kept its files. */
+	ms_proc_free(proc);
 	close(ctl);
-	kill_child();
+	while ((r = waitpid(child, &st, 0)) < 0 && errno == EINTR)
+		;
+	CHECK(r == child && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	      "the target did not exit cleanly (status 0x%x)", st);
+	child = -1;
 
 	for (k = 0; k < nb; k++) {
 		struct flat fl;
@@ -330,7 +323,6 @@ int main(int argc, char **argv)
 		ms_unwinder_free(uw[k]);
 	}
 	ms_symbolizer_free(sym);
-	ms_maps_free(&maps);
 	for (i = 0; i < e.n; i++)
 		free(e.names[i]);
 	fclose(out);

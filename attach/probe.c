@@ -722,12 +722,43 @@ static int restore_sigtrap(struct ms_probes *pr)
 /* ------------------------------ watchdog ------------------------------ */
 
 /*
- * A grandchild of memspy (so memspy's wait loop never sees it), holding
- * /proc/PID/mem and a pipe. When the pipe reports EOF (memspy is gone, even
- * by SIGKILL) it clears `armed` in every region: the stubs then behave as
- * the original functions. It leaves the jmps: rewriting live text while
- * threads run can tear (notes/stubs.md).
+ * A grandchild of memspy (so memspy's wait loop never sees it), forked
+ * before the target is stopped (a fork of an ASan build costs tens of ms),
+ * holding /proc/PID/mem and a pipe. memspy sends it the address of each
+ * region's `armed` byte before patching; when the pipe reports EOF (memspy
+ * is gone, even by SIGKILL) it writes 0 to each. It leaves the jmps:
+ * rewriting live text while threads run can tear (notes/stubs.md), and with
+ * armed = 0 a stub is the original function.
  */
+static void watchdog_main(int rfd, int mfd)
+{
+	uint64_t addr[64];
+	size_t n = 0, have = 0;
+	uint8_t buf[8];
+
+	for (;;) {
+		ssize_t r = read(rfd, buf + have, sizeof(buf) - have);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		have += (size_t)r;
+		if (have == sizeof(buf)) {
+			if (n < MS_ARRAY_SIZE(addr))
+				memcpy(&addr[n++], buf, sizeof(buf));
+			have = 0;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		uint8_t zero = 0;
+
+		if (pwrite(mfd, &zero, 1, (off_t)addr[i]) < 0)
+			break;
+	}
+	_exit(0);
+}
+
 static int start_watchdog(struct ms_probes *pr)
 {
 	char path[64];
@@ -755,6 +786,7 @@ static int start_watchdog(struct ms_probes *pr)
 		pid_t wd;
 
 		setsid();
+		signal(SIGINT, SIG_IGN);
 		wd = fork();
 		if (wd != 0)
 			_exit(wd < 0);
@@ -762,21 +794,7 @@ static int start_watchdog(struct ms_probes *pr)
 		for (int fd = 3; fd < 1024; fd++)
 			if (fd != pfd[0] && fd != mfd)
 				close(fd);
-		for (;;) {
-			char c;
-			ssize_t n = read(pfd[0], &c, 1);
-
-			if (n < 0 && errno == EINTR)
-				continue;
-			break;
-		}
-		for (size_t r = 0; r < pr->nrg; r++) {
-			uint8_t zero = 0;
-
-			if (pwrite(mfd, &zero, 1, (off_t)rg_ctrl(&pr->rg[r], MS_CTRL_ARMED)) < 0)
-				break;
-		}
-		_exit(0);
+		watchdog_main(pfd[0], mfd);
 	}
 	close(pfd[0]);
 	close(mfd);
@@ -784,6 +802,14 @@ static int start_watchdog(struct ms_probes *pr)
 		;
 	pr->wd_fd = pfd[1];
 	return 0;
+}
+
+/* Tells the watchdog which `armed` bytes to clear. */
+static void watchdog_add(struct ms_probes *pr, ms_raddr_t armed)
+{
+	if (pr->wd_fd >= 0 && write(pr->wd_fd, &armed, sizeof(armed)) != sizeof(armed))
+		ms_warn("probe: the watchdog did not take region %#llx: %s",
+			(unsigned long long)armed, strerror(errno));
 }
 
 static void stop_watchdog(struct ms_probes *pr)
@@ -909,6 +935,13 @@ int ms_probes_install(struct ms_proc *p, const struct ms_modules *mods,
 		return -MS_E_NOT_FOUND;
 	}
 
+	rc = start_watchdog(pr);
+	if (rc)
+		ms_warn("probe: no watchdog (%s): if memspy dies, the stubs stay armed (the target "
+			"survives: an untraced trap runs the stubs' `ret` SIGTRAP handler)",
+			ms_strerror(rc));
+	/* Finding libc's `syscall` instruction reads its text: do it while the target runs. */
+	ms_remote_prepare(p);
 	rc = ms_proc_stop_all(p);
 	if (rc) {
 		ms_error_set(err, rc, "probe: stopping the threads of process %d: %s",
@@ -951,14 +984,12 @@ int ms_probes_install(struct ms_proc *p, const struct ms_modules *mods,
 	rc = build_regions(pr, err);
 	if (rc)
 		goto fail;
+
 	rc = install_sigtrap(pr, err);
 	if (rc)
 		goto fail;
-	rc = start_watchdog(pr);
-	if (rc)
-		ms_warn("probe: no watchdog (%s): if memspy dies, sampling stubs stay armed "
-			"(harmless, a few ns per call)",
-			ms_strerror(rc));
+	for (size_t r = 0; r < pr->nrg; r++)
+		watchdog_add(pr, rg_ctrl(&pr->rg[r], MS_CTRL_ARMED));
 	rc = set_armed(pr, true);
 	if (!rc)
 		rc = patch_sites(pr);

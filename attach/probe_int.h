@@ -94,6 +94,13 @@ size_t ms_decode_sweep(const uint8_t *text, size_t len, ms_raddr_t addr, struct 
 /* Length of the instruction at bytes, or 0 if it does not decode. */
 size_t ms_decode_length(const uint8_t *bytes, size_t avail);
 
+/*
+ * Finds (and remembers for this target) the `syscall` instruction that
+ * ms_proc_remote_syscall steps over; call it before stopping the target.
+ * 0 or -MS_E_NOT_FOUND.
+ */
+int ms_remote_prepare(struct ms_proc *p);
+
 #endif /* __ASSEMBLER__ */
 
 #endif

@@ -4,7 +4,7 @@
  * madvise, rt_sigaction): a stopped thread is pointed at a `syscall`
  * instruction in libc's text, single-stepped over it, and put back.
  */
-#include "attach/attach.h"
+#include "attach/probe_int.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -47,10 +47,27 @@ static int find_syscall_insn(struct ms_proc *p, ms_raddr_t *out)
 	return -MS_E_NOT_FOUND;
 }
 
+/* Remembered per target: libc's text does not move while it is mapped. */
+static pid_t cached_pid;
+static ms_raddr_t cached_insn;
+
+int ms_remote_prepare(struct ms_proc *p)
+{
+	ms_raddr_t insn;
+	int rc;
+
+	if (cached_pid == ms_proc_pid(p) && cached_insn)
+		return 0;
+	rc = find_syscall_insn(p, &insn);
+	if (rc)
+		return rc;
+	cached_pid = ms_proc_pid(p);
+	cached_insn = insn;
+	return 0;
+}
+
 int ms_proc_remote_syscall(struct ms_proc *p, pid_t tid, long nr, const long args[6], long *ret)
 {
-	static pid_t cached_pid;
-	static ms_raddr_t cached_insn;
 	struct user_regs_struct saved, regs;
 	int requeue[8], n_requeue = 0, rc, status;
 	ms_raddr_t insn;
@@ -58,15 +75,10 @@ int ms_proc_remote_syscall(struct ms_proc *p, pid_t tid, long nr, const long arg
 	rc = ms_proc_get_regs(p, tid, &saved);
 	if (rc)
 		return rc;
-	if (cached_pid == ms_proc_pid(p) && cached_insn) {
-		insn = cached_insn;
-	} else {
-		rc = find_syscall_insn(p, &insn);
-		if (rc)
-			return rc;
-		cached_pid = ms_proc_pid(p);
-		cached_insn = insn;
-	}
+	rc = ms_remote_prepare(p);
+	if (rc)
+		return rc;
+	insn = cached_insn;
 
 	regs = saved;
 	/* orig_rax = -1: an interrupted system call is not restarted into ours. */

@@ -11,6 +11,7 @@
  */
 #include "attach/attach.h"
 #include "attach/probe.h"
+#include "attach/probe_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -394,12 +395,47 @@ static int run_hold(pid_t pid, uint64_t mean)
 	return 0;
 }
 
+/*
+ * The `armed` byte of every stub region left in pid (found by its code),
+ * polled until all are 0: the watchdog's job once the driver died.
+ * Returns the number of regions found, or -1 if one stayed armed.
+ */
+static int regions_disarmed(pid_t pid)
+{
+	for (int tries = 0; tries < 200; tries++) {
+		struct ms_maps maps;
+		int found = 0, armed = 0;
+
+		if (ms_maps_read(pid, &maps))
+			return 0;
+		for (size_t i = 0; i < maps.n; i++) {
+			const struct ms_map *m = &maps.v[i];
+			uint8_t code[64], a = 1;
+
+			if (!m->x || m->w || m->path || m->end - m->start != MS_STUB_CODE_SIZE)
+				continue;
+			if (ms_mem_read_pid(pid, m->start, code, sizeof(code)) != sizeof(code) ||
+			    memcmp(code, ms_stub_image, sizeof(code)))
+				continue;
+			found++;
+			if (ms_mem_read_pid(pid, m->start + MS_STUB_CTRL_OFF + MS_CTRL_ARMED, &a, 1) != 1 ||
+			    a)
+				armed++;
+		}
+		ms_maps_free(&maps);
+		if (!armed)
+			return found;
+		poll(NULL, 0, 10);
+	}
+	return -1;
+}
+
 static int run_killtest(char *self, char *target, char *iters, int rounds)
 {
 	char *argv[] = {target, iters, NULL};
 	char ref[64], got[64];
 	struct target t;
-	int survived = 0, midrun = 0;
+	int survived = 0, midrun = 0, disarmed = 0;
 
 	/* Reference: the same work with nobody attached. */
 	spawn(&t, argv);
@@ -455,6 +491,18 @@ static int run_killtest(char *self, char *target, char *iters, int rounds)
 		}
 		if (!t.pid)
 			continue;
+		switch (regions_disarmed(t.pid)) {
+		case -1:
+			fprintf(stderr, "FAIL round %d: a stub region stayed armed after the driver "
+					"died (watchdog)\n",
+				r);
+			break;
+		case 0:
+			fprintf(stderr, "FAIL round %d: no stub region found in the target\n", r);
+			break;
+		default:
+			disarmed++;
+		}
 		checksum_of(t.text, got, sizeof(got));
 		st = finish_target(&t);
 		if (st == 0 && !strcmp(got, ref)) {
@@ -467,14 +515,17 @@ static int run_killtest(char *self, char *target, char *iters, int rounds)
 		close(t.in);
 		close(t.out);
 	}
-	printf("killtest: %d/%d survived with the reference checksum (%d killed mid-run)\n",
-	       survived, rounds, midrun);
-	return survived == rounds ? 0 : 1;
+	printf("killtest: %d/%d survived with the reference checksum (%d killed mid-run); "
+	       "watchdog disarmed the stubs in %d/%d\n",
+	       survived, rounds, midrun, disarmed, rounds);
+	return survived == rounds && disarmed == rounds ? 0 : 1;
 }
 
 int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
+	if (getenv("MEMSPY_DEBUG"))
+		ms_log_verbosity = MS_LOG_DEBUG;
 	ms_signals_init();
 	if (argc >= 5 && !strcmp(argv[1], "count"))
 		return run_count(strtoull(argv[2], NULL, 0), argv[3], argv[4],

@@ -69,8 +69,16 @@ struct ms_stack_copy {
  * to ms_symbolize). At most max entries. Returns 0 whenever at least one
  * PC was produced, even when the walk stopped early (copy too short,
  * missing CFI, hostile data): a partial stack is a normal result. -EINVAL
- * for a bad argument. Never reads the target except through s->fallback
- * and the module files (CFI).
+ * for a bad argument. The target's stack is never read except through
+ * s->fallback. Unwind tables come from the module files (elfutils) or from
+ * the target's read-only file mappings (libunwind, which looks them up in
+ * memory). Backends: elfutils is the default (~6 us for 22 frames here);
+ * libunwind ~46 us (Debian's libunwind makes ~2 rt_sigprocmask calls per
+ * frame); fp ~0.1 us, but only correct where every frame keeps rbp. When
+ * a thread is stopped mid-function in code without frame pointers (a libc
+ * syscall wrapper), fp misses that function's caller; CFI does not.
+ * Not thread-safe: one unwinder per thread, and the libunwind backend
+ * from one thread only.
  */
 int ms_unwind(struct ms_unwinder *u, const struct ms_stack_copy *s, ms_raddr_t *pcs, size_t max,
 	      size_t *n);

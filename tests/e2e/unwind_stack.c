@@ -284,7 +284,20 @@ int main(int argc, char **argv)
 		/* The same short copy with the stopped thread as fallback. */
 		s.fallback = &reader;
 		CHECK(ms_unwind(uw[k], &s, fb[k], MAXF, &nfb[k]) == 0, "unwind fallback");
+		/* After a refresh (as after dlopen) the same copy gives the same stack. */
+		{
+			ms_raddr_t again[MAXF];
+			size_t nagain;
+
+			s.fallback = NULL;
+			s.len = (size_t)got;
+			CHECK(ms_unwinder_refresh(uw[k]) == 0, "refresh");
+			CHECK(ms_unwind(uw[k], &s, again, MAXF, &nagain) == 0 && nagain == nfull[k] &&
+				      memcmp(again, full[k], nagain * sizeof(*again)) == 0,
+			      "%s: a different stack after refresh", argv[3 + k]);
+		}
 	}
+	CHECK(ms_symbolizer_refresh(sym) == 0, "symbolizer refresh");
 	/* Let the target finish (it must come out unharmed), then symbolise
 	 * after it is gone: the symbolizer kept its files. */
 	ms_proc_free(proc);

@@ -238,6 +238,29 @@ def scen_mix_exact(args, wd):
                        f"lines: {[(';'.join(f[-4:]), v) for f, v in folded]}")
 
 
+def scen_unwinders(args, wd):
+    # Every backend must find the same stacks, exactly, and --lines names the sources.
+    for uw in ("elfutils", "libunwind", "fp"):
+        out = os.path.join(wd, f"{uw}.folded")
+        extra = ["--lines"] if uw == "elfutils" else []
+        expect, _ = run(args, "mix", args.iters or 50,
+                        ["--exact", "--count", "--unwinder", uw] + extra, out)
+        folded = parse_folded(out)
+        if extra:
+            # "rec_site_a (site_a.c:12)" -> "rec_site_a", after checking the file name.
+            for fr, _ in folded:
+                for f in fr:
+                    if f.startswith("rec_site_") and f"(site_{f[9]}.c:" not in f:
+                        raise Fail(f"--lines: frame {f!r} does not name site_{f[9]}.c")
+            folded = [([f.split(" (")[0] for f in fr], v) for fr, v in folded]
+        for stack, (_, count) in expect_lines(expect, "expect-folded").items():
+            got = sum_matching(folded, stack)
+            print(f"{uw}: {stack}: memspy {got}, target {count}", flush=True)
+            if got != count:
+                raise Fail(f"--unwinder {uw}: {stack}: memspy counted {got}, the target "
+                           f"made {count}")
+
+
 def scen_mix_sampled(args, wd):
     out = os.path.join(wd, "sampled.folded")
     expect, _ = run(args, "mix", args.iters or 4000, ["--sample-bytes", "16k"], out)
@@ -398,6 +421,7 @@ def scen_unwritable(args, wd):
 SCENARIOS = {
     "mix-exact": scen_mix_exact,
     "mix-sampled": scen_mix_sampled,
+    "unwinders": scen_unwinders,
     "leak": scen_leak,
     "sigint": scen_sigint,
     "sigterm": scen_sigterm,

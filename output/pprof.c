@@ -261,7 +261,8 @@ int ms_pprof_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE
 	uint64_t *fn_ids, *map_ids, *locs = NULL, values[2];
 	uint32_t *path = NULL, *group = NULL;
 	size_t cap_locs = 0, cap_path = 0, cap_group = 0, n_maps = 0;
-	const char *objects = o->live ? "inuse_objects" : "alloc_objects";
+	char *count_type = o->count_name ? ms_xasprintf("%ss", o->count_name) : NULL;
+	const char *objects = count_type ? count_type : o->live ? "inuse_objects" : "alloc_objects";
 	const char *space = o->live ? "inuse_space" : "alloc_space";
 	int ret;
 
@@ -398,5 +399,6 @@ int ms_pprof_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE
 	free(locs);
 	free(path);
 	free(group);
+	free(count_type);
 	return ret;
 }

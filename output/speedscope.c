@@ -129,7 +129,8 @@ int ms_speedscope_write(const struct ms_profile *p, const struct ms_out_opts *o,
 	name = ms_xasprintf("%s: %s", o->live ? "live bytes" : "allocated bytes", title);
 	json_array_append_new(profiles, sampled_profile(&v, frame_of_sym, false, name));
 	free(name);
-	name = ms_xasprintf("%s: %s", o->live ? "live allocations" : "allocations", title);
+	name = ms_xasprintf("%s%ss: %s", o->live ? "live " : "",
+			    o->count_name ? o->count_name : "allocation", title);
 	json_array_append_new(profiles, sampled_profile(&v, frame_of_sym, true, name));
 	free(name);
 	json_object_set_new(root, "profiles", profiles);

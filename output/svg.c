@@ -172,19 +172,27 @@ struct walk {
 	uint64_t start; /* where the next child starts */
 };
 
+/*
+ * "name\n(1.2 MiB = 1,234,567 bytes in 42 allocations, 12.34% of total)". A
+ * profile without bytes (stacks from periodic walks) shows only the count.
+ */
 static void put_tooltip(FILE *out, const char *name, bool inlined, const struct ms_tnode *nd,
-			uint64_t value, uint64_t total, const struct ms_out_opts *o)
+			uint64_t value, uint64_t total, bool has_bytes, const struct ms_out_opts *o)
 {
+	const char *noun = o->count_name ? o->count_name : "allocation";
 	char human[32], exact[32], count[32];
 
 	ms_fmt_bytes(human, sizeof(human), nd->total_bytes);
 	ms_fmt_thousands(exact, sizeof(exact), nd->total_bytes);
 	ms_fmt_thousands(count, sizeof(count), nd->total_count);
 	xml_put(out, name, -1);
-	fprintf(out, "\n(%s%s = %s bytes %sin %s allocation%s, %.2f%% of %s)",
-		inlined ? "inlined; " : "", human, exact, o->live ? "still live " : "", count,
-		nd->total_count == 1 ? "" : "s", total ? (double)value * 100.0 / (double)total : 0.0,
-		o->live ? "live" : "total");
+	fprintf(out, "\n(%s", inlined ? "inlined; " : "");
+	if (has_bytes)
+		fprintf(out, "%s = %s bytes %sin ", human, exact, o->live ? "still live " : "");
+	fprintf(out, "%s ", count);
+	xml_put(out, noun, -1);
+	fprintf(out, "%s, %.2f%% of %s)", nd->total_count == 1 ? "" : "s",
+		total ? (double)value * 100.0 / (double)total : 0.0, o->live ? "live" : "total");
 }
 
 int ms_svg_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE *out,
@@ -301,7 +309,8 @@ int ms_svg_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE *
 		fprintf(out, "<g class=\"f\" data-s=\"%" PRIu64 "\" data-v=\"%" PRIu64
 			     "\" data-d=\"%u\"><title>",
 			pl[i].start, val, pl[i].depth);
-		put_tooltip(out, name, pf && pf->inlined, nd, val, total, o);
+		put_tooltip(out, name, pf && pf->inlined, nd, val, total,
+			    v.tree.nodes[0].total_bytes > 0, o);
 		fprintf(out, "</title><rect x=\"%.2f\" y=\"%.1f\" width=\"%.2f\" height=\"%d\" "
 			     "fill=\"%s\" rx=\"2\" ry=\"2\"/><text x=\"%.2f\" y=\"%.1f\">",
 			x, y, w, FRAME_H - 1, colour, x + 3, y + 10.5);

@@ -143,6 +143,28 @@ static void test_frame_names(void)
 	ms_profile_free(p);
 }
 
+/* Stacks from periodic walks: counts of samples and no bytes. */
+static void test_count_only(void)
+{
+	struct ms_profile *p = ms_profile_new();
+	const char *a[] = { "main", "malloc" };
+	struct ms_out_opts o = { .no_script = true, .value = MS_VALUE_COUNT, .count_name = "sample" };
+	struct mem m;
+
+	add_names(p, a, 2, 0, 3);
+	m = render(p, MS_OUT_SVG, &o);
+	CHECK(count_str(m.d, "<title>malloc\n(3 samples, 100.00% of total)</title>") == 1);
+	CHECK(count_str(m.d, " B = ") == 0);
+	free(m.d);
+	m = render(p, MS_OUT_SPEEDSCOPE, &o);
+	CHECK(count_str(m.d, "\"name\":\"samples: memspy\"") == 1);
+	free(m.d);
+	m = render(p, MS_OUT_FOLDED, &o);
+	CHECK(strcmp(m.d, "main;malloc 3\n") == 0);
+	free(m.d);
+	ms_profile_free(p);
+}
+
 static void test_escaping(void)
 {
 	struct ms_profile *p = ms_profile_new();
@@ -572,6 +594,7 @@ int main(void)
 	test_merge();
 	test_saturation_and_empty_stack();
 	test_frame_names();
+	test_count_only();
 	test_escaping();
 	test_long_and_deep();
 	test_empty();

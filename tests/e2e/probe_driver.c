@@ -147,6 +147,8 @@ static void on_event(const struct ms_alloc_event *ev, void *ctx)
 		uint64_t ret = 0;
 
 		c->alloc[ev->fn]++;
+		if (ev->fn == MS_FN_CUSTOM)
+			return; /* pool_alloc wraps malloc: its block is counted there */
 		c->bytes += ev->size;
 		c->weighted += ev->weight;
 		if (!ev->ptr)
@@ -219,8 +221,10 @@ static int attach_and_install(pid_t pid, uint64_t mean, struct ms_proc **pp,
 			      struct ms_probes **prp, struct counts *c)
 {
 	struct ms_attach_opts ao = {.trace_fork = true};
+	static const char *const custom[] = {"pool_alloc"};
 	struct ms_probe_opts po = {.sample_bytes = mean, .stack_bytes = 16384,
-				   .track_frees = true, .seed = 42};
+				   .track_frees = true, .seed = 42,
+				   .custom_symbols = custom, .n_custom = 1};
 	struct ms_error err = {0};
 	struct ms_maps maps;
 	struct ms_modules mods;
@@ -260,6 +264,7 @@ static int run_count(uint64_t mean, char *target, char *iters, bool fork_mode)
 	struct counts c;
 	uint64_t t_go, t_done;
 	int rc, fails = 0, compared, status;
+	uint64_t aligned;
 	const char **names;
 	size_t nn;
 
@@ -311,12 +316,15 @@ static int run_count(uint64_t mean, char *target, char *iters, bool fork_mode)
 	       compared);
 	status = finish_target(&t);
 	printf("target said: %s", t.text);
+	aligned = c.alloc[MS_FN_POSIX_MEMALIGN] + c.alloc[MS_FN_ALIGNED_ALLOC] +
+		  c.alloc[MS_FN_MEMALIGN] + c.alloc[MS_FN_VALLOC];
 	printf("events: malloc=%llu calloc=%llu realloc=%llu free=%llu realloc-free=%llu "
-	       "bytes=%llu weighted=%llu\n",
+	       "bytes=%llu weighted=%llu memalign=%llu pool=%llu\n",
 	       (unsigned long long)c.alloc[MS_FN_MALLOC], (unsigned long long)c.alloc[MS_FN_CALLOC],
 	       (unsigned long long)c.alloc[MS_FN_REALLOC], (unsigned long long)c.freed[MS_FN_FREE],
 	       (unsigned long long)c.freed[MS_FN_REALLOC], (unsigned long long)c.bytes,
-	       (unsigned long long)c.weighted);
+	       (unsigned long long)c.weighted, (unsigned long long)aligned,
+	       (unsigned long long)c.alloc[MS_FN_CUSTOM]);
 	printf("stops=%llu handler=%.2f us/stop run=%.1f ms remove pause %.3f ms\n",
 	       (unsigned long long)st.stops,
 	       st.stops ? st.stopped_ns / 1e3 / (double)st.stops : 0.0, (t_done - t_go) / 1e6,
@@ -343,6 +351,8 @@ static int run_count(uint64_t mean, char *target, char *iters, bool fork_mode)
 		    c.alloc[MS_FN_CALLOC] != field(t.text, "calloc=") ||
 		    c.alloc[MS_FN_REALLOC] != r || c.freed[MS_FN_REALLOC] != r ||
 		    c.freed[MS_FN_FREE] != field(t.text, "free=") ||
+		    aligned != field(t.text, "memalign=") ||
+		    c.alloc[MS_FN_CUSTOM] != field(t.text, "pool=") ||
 		    c.bytes != field(t.text, "bytes=") || c.nlive != 0) {
 			fprintf(stderr, "FAIL: exact counts differ from the target's (%zu live)\n",
 				c.nlive);

@@ -8,14 +8,17 @@
  * Protocol (stdin/stdout, no stdio on the counted path: stdio allocates):
  *   -> "ready PID"      threads created, waiting
  *   <- "go"             start
- *   -> "counts malloc=M calloc=C realloc=R free=F bytes=B"
+ *   -> "counts malloc=M calloc=C realloc=R free=F bytes=B memalign=A pool=P"
  *   -> "checksum=X child=S"  then "done"
  *   <- "exit"           exit 0
  * Usage: probe_alloc ITERS [fork]
+ * memalign counts posix_memalign + aligned_alloc + memalign + valloc calls;
+ * pool counts calls of pool_alloc (for --probe pool_alloc).
  */
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdint.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +32,7 @@ static int do_fork;
 static sem_t go_sem, done_sem;
 static uint64_t sums[NTHREADS];
 static uint64_t n_malloc[NTHREADS], n_calloc[NTHREADS], n_realloc[NTHREADS], n_free[NTHREADS];
-static uint64_t n_bytes[NTHREADS];
+static uint64_t n_bytes[NTHREADS], n_align[NTHREADS], n_pool[NTHREADS];
 static int child_status = -1;
 
 static void say(const char *s)
@@ -100,6 +103,42 @@ static void fork_child(void)
 	}
 }
 
+/* An allocator of the program's own, probed with --probe pool_alloc. */
+__attribute__((noinline)) void *pool_alloc(size_t n);
+__attribute__((noinline)) void *pool_alloc(size_t n)
+{
+	unsigned char *p = malloc(n + 16);
+
+	if (p)
+		memset(p, 0x5a, 16);
+	return p ? p + 16 : NULL;
+}
+
+static uint64_t aligned_round(int id, long i, uint64_t h)
+{
+	void *a = NULL, *b, *c, *d;
+	size_t sz = 40 + (size_t)((i + id) % 200);
+
+	if (posix_memalign(&a, 64, sz) || !a)
+		abort();
+	b = aligned_alloc(128, 256);
+	c = memalign(32, sz);
+	d = valloc(sz);
+	if (!b || !c || !d || ((uintptr_t)a & 63) || ((uintptr_t)b & 127))
+		abort();
+	memset(a, 1, sz);
+	memset(d, 2, sz);
+	h = mix(h, ((unsigned char *)a)[sz - 1] + ((unsigned char *)d)[0]);
+	n_align[id] += 4;
+	n_bytes[id] += sz + 256 + sz + sz;
+	free(a);
+	free(b);
+	free(c);
+	free(d);
+	n_free[id] += 4;
+	return h;
+}
+
 static void *worker(void *arg)
 {
 	int id = (int)(intptr_t)arg;
@@ -137,6 +176,17 @@ static void *worker(void *arg)
 		free(q);
 		free(r);
 		n_free[id] += 2;
+		if (i % 8 == 0) {
+			unsigned char *pp = pool_alloc(100 + (size_t)id);
+
+			n_pool[id]++;
+			n_malloc[id]++;
+			n_bytes[id] += 116 + (size_t)id;
+			h = mix(h, pp[-1]);
+			free(pp - 16);
+			n_free[id]++;
+			h = aligned_round(id, i, h);
+		}
 		if (do_fork && id == 1 && i == iters / 2)
 			fork_child();
 	}
@@ -151,7 +201,7 @@ static void *worker(void *arg)
 int main(int argc, char **argv)
 {
 	pthread_t t[NTHREADS];
-	uint64_t m = 0, c = 0, r = 0, f = 0, bytes = 0, sum = 0;
+	uint64_t m = 0, c = 0, r = 0, f = 0, bytes = 0, sum = 0, al = 0, pl = 0;
 	char line[256];
 
 	iters = argc > 1 ? atol(argv[1]) : 1000;
@@ -174,13 +224,17 @@ int main(int argc, char **argv)
 		r += n_realloc[i];
 		f += n_free[i];
 		bytes += n_bytes[i];
+		al += n_align[i];
+		pl += n_pool[i];
 		sum = mix(sum, sums[i]);
 	}
 	snprintf(line, sizeof(line),
-		 "counts malloc=%llu calloc=%llu realloc=%llu free=%llu bytes=%llu\n"
+		 "counts malloc=%llu calloc=%llu realloc=%llu free=%llu bytes=%llu memalign=%llu "
+		 "pool=%llu\n"
 		 "checksum=%016llx child=%d\ndone\n",
 		 (unsigned long long)m, (unsigned long long)c, (unsigned long long)r,
-		 (unsigned long long)f, (unsigned long long)bytes, (unsigned long long)sum,
+		 (unsigned long long)f, (unsigned long long)bytes, (unsigned long long)al,
+		 (unsigned long long)pl, (unsigned long long)sum,
 		 child_status);
 	say(line);
 	expect("exit");

@@ -81,7 +81,8 @@ static int start_stopped(const char *path, struct user_regs_struct *regs, int *c
 	for (;;) { /* interrupt until it is caught inside read(2) */
 		if (ptrace(PTRACE_SEIZE, child, 0, 0) < 0)
 			return -errno;
-		if (ptrace(PTRACE_INTERRUPT, child, 0, 0) < 0 || waitpid(child, &st, __WALL) != child)
+		if (ptrace(PTRACE_INTERRUPT, child, 0, 0) < 0 ||
+		    waitpid(child, &st, __WALL) != child)
 			die("interrupt");
 		if (ptrace(PTRACE_GETREGS, child, 0, regs) < 0)
 			die("getregs");
@@ -114,8 +115,8 @@ static void bench_target(const char *path, const char *label, bool fp, size_t it
 	if (got <= 0)
 		die("copy");
 	for (k = 0; k < MS_ARRAY_SIZE(bs); k++) {
-		struct ms_stack_copy s = {.regs = &regs, .data = copy, .len = (size_t)got,
-					  .addr = regs.rsp};
+		struct ms_stack_copy s = {
+		    .regs = &regs, .data = copy, .len = (size_t)got, .addr = regs.rsp};
 		struct ms_unwinder *u;
 		uint64_t t0 = ms_now_ns(), first;
 
@@ -136,10 +137,11 @@ static void bench_target(const char *path, const char *label, bool fp, size_t it
 			ms_unwind(u, &s, pcs, MAXF, &n);
 			t[i] = ms_now_ns() - a;
 		}
-		printf("%-10s %-9s %2zu frames: median %6.2f us/stack (%.2f us/frame), first %.1f us, "
-		       "setup %.1f ms\n",
-		       label, ms_unwind_backend_name(bs[k]), n, median(t, iters) / 1000.0,
-		       median(t, iters) / 1000.0 / (double)n, first / 1000.0, t0 / 1e6);
+		printf(
+		    "%-10s %-9s %2zu frames: median %6.2f us/stack (%.2f us/frame), first %.1f us, "
+		    "setup %.1f ms\n",
+		    label, ms_unwind_backend_name(bs[k]), n, median(t, iters) / 1000.0,
+		    median(t, iters) / 1000.0 / (double)n, first / 1000.0, t0 / 1e6);
 		ms_unwinder_free(u);
 	}
 	sym = ms_symbolizer_new(child, &err);

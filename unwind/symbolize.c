@@ -16,7 +16,7 @@ extern char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *st
 
 struct mod_info {
 	Dwfl_Module *mod;
-	char *name;     /* basename */
+	char *name;	/* basename */
 	char *build_id; /* hex */
 	Dwarf_Addr bias;
 };
@@ -216,10 +216,11 @@ static void lookup(struct ms_symbolizer *s, ms_raddr_t pc, bool is_ra, struct fr
 			push_frame(b, m, pc, die_name(die), file, line, true);
 			file = NULL;
 			line = 0;
-			if (dwarf_attr(die, DW_AT_call_file, &attr) && dwarf_formudata(&attr, &cf) == 0 &&
-			    files)
+			if (dwarf_attr(die, DW_AT_call_file, &attr) &&
+			    dwarf_formudata(&attr, &cf) == 0 && files)
 				file = dwarf_filesrc(files, cf, NULL, NULL);
-			if (dwarf_attr(die, DW_AT_call_line, &attr) && dwarf_formudata(&attr, &cl) == 0)
+			if (dwarf_attr(die, DW_AT_call_line, &attr) &&
+			    dwarf_formudata(&attr, &cl) == 0)
 				line = (int)cl;
 			break;
 		case DW_TAG_subprogram: {

@@ -13,10 +13,10 @@ static const struct {
 	const char *name;
 	enum ms_unwind_backend b;
 } backend_names[] = {
-	{"elfutils", MS_UNWIND_DWFL},
-	{"dwfl", MS_UNWIND_DWFL},
-	{"libunwind", MS_UNWIND_LIBUNWIND},
-	{"fp", MS_UNWIND_FP},
+    {"elfutils", MS_UNWIND_DWFL},
+    {"dwfl", MS_UNWIND_DWFL},
+    {"libunwind", MS_UNWIND_LIBUNWIND},
+    {"fp", MS_UNWIND_FP},
 };
 
 int ms_unwind_backend_from_name(const char *name, enum ms_unwind_backend *out)
@@ -97,6 +97,16 @@ void ms_unwinder_free(struct ms_unwinder *u)
 	if (u->ops->fini)
 		u->ops->fini(u);
 	free(u);
+}
+
+void ms_unwind_regs_dwarf(const struct user_regs_struct *r, uint64_t out[MS_UNWIND_NREGS])
+{
+	const uint64_t v[MS_UNWIND_NREGS] = {
+	    r->rax, r->rdx, r->rcx, r->rbx, r->rsi, r->rdi, r->rbp, r->rsp, r->r8,
+	    r->r9,  r->r10, r->r11, r->r12, r->r13, r->r14, r->r15, r->rip,
+	};
+
+	memcpy(out, v, sizeof(v));
 }
 
 int ms_unwind_read_word(const struct ms_stack_copy *s, ms_raddr_t addr, uint64_t *out)

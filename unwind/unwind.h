@@ -14,9 +14,9 @@
 /* ============================== unwinding ============================== */
 
 enum ms_unwind_backend {
-	MS_UNWIND_DWFL,      /* elfutils dwfl_attach_state over the copy (default, CFI) */
+	MS_UNWIND_DWFL,	     /* elfutils dwfl_attach_state over the copy (default, CFI) */
 	MS_UNWIND_LIBUNWIND, /* libunwind remote, accessors served from the copy (CFI) */
-	MS_UNWIND_FP,        /* frame-pointer walk on the copy (fast; needs -fno-omit-frame-pointer) */
+	MS_UNWIND_FP, /* frame-pointer walk on the copy (fast; needs -fno-omit-frame-pointer) */
 };
 
 /* "elfutils" or "dwfl", "libunwind", "fp" -> *out. 0 or -EINVAL. */
@@ -101,12 +101,12 @@ int ms_symbolizer_refresh(struct ms_symbolizer *s);
 void ms_symbolizer_free(struct ms_symbolizer *s);
 
 struct ms_sym_frame {
-	const char *function; /* demangled; "??" when unknown */
-	const char *file;     /* source file, or NULL when there is no line info */
-	int line;             /* 0 when unknown */
-	const char *module;   /* basename of the module ("libc.so.6"), or "??" */
-	const char *build_id; /* module's build id, lower-case hex; "" when none */
-	bool inlined;         /* an inlined call: its caller is the next frame */
+	const char *function;	  /* demangled; "??" when unknown */
+	const char *file;	  /* source file, or NULL when there is no line info */
+	int line;		  /* 0 when unknown */
+	const char *module;	  /* basename of the module ("libc.so.6"), or "??" */
+	const char *build_id;	  /* module's build id, lower-case hex; "" when none */
+	bool inlined;		  /* an inlined call: its caller is the next frame */
 	ms_raddr_t module_offset; /* pc as an ELF address of the module (pc - load bias) */
 };
 

@@ -75,9 +75,9 @@ static int find_elf(Dwfl_Module *mod, void **userdata, const char *name, Dwarf_A
 static char *debuginfo_path;
 
 static const Dwfl_Callbacks proc_callbacks = {
-	.find_elf = find_elf,
-	.find_debuginfo = dwfl_standard_find_debuginfo,
-	.debuginfo_path = &debuginfo_path,
+    .find_elf = find_elf,
+    .find_debuginfo = dwfl_standard_find_debuginfo,
+    .debuginfo_path = &debuginfo_path,
 };
 
 static int open_elf_cb(Dwfl_Module *mod, void **userdata, const char *name, Dwarf_Addr start,
@@ -170,22 +170,17 @@ static bool memory_read(Dwfl *dwfl, Dwarf_Addr addr, Dwarf_Word *result, void *a
 static bool set_initial_registers(Dwfl_Thread *thread, void *arg)
 {
 	const struct dwfl_priv *p = arg;
-	const struct user_regs_struct *r = p->cur->regs;
-	/* DWARF register numbers for x86-64 (psABI 3.6.2); 16 is the
-	 * return-address column, which holds rip in the first frame. */
-	Dwarf_Word regs[17] = {
-		r->rax, r->rdx, r->rcx, r->rbx, r->rsi, r->rdi, r->rbp, r->rsp, r->r8,
-		r->r9,	r->r10, r->r11, r->r12, r->r13, r->r14, r->r15, r->rip,
-	};
+	Dwarf_Word regs[MS_UNWIND_NREGS];
 
-	return dwfl_thread_state_registers(thread, 0, 17, regs);
+	ms_unwind_regs_dwarf(p->cur->regs, regs);
+	return dwfl_thread_state_registers(thread, 0, MS_UNWIND_NREGS, regs);
 }
 
 static const Dwfl_Thread_Callbacks thread_callbacks = {
-	.next_thread = next_thread,
-	.get_thread = get_thread,
-	.memory_read = memory_read,
-	.set_initial_registers = set_initial_registers,
+    .next_thread = next_thread,
+    .get_thread = get_thread,
+    .memory_read = memory_read,
+    .set_initial_registers = set_initial_registers,
 };
 
 static int frame_cb(Dwfl_Frame *state, void *arg)
@@ -289,9 +284,9 @@ static int dw_unwind(struct ms_unwinder *u, const struct ms_stack_copy *s, ms_ra
 }
 
 const struct ms_unwind_ops ms_unwind_dwfl_ops = {
-	.name = "elfutils",
-	.init = dw_init,
-	.refresh = dw_refresh,
-	.fini = dw_fini,
-	.unwind = dw_unwind,
+    .name = "elfutils",
+    .init = dw_init,
+    .refresh = dw_refresh,
+    .fini = dw_fini,
+    .unwind = dw_unwind,
 };

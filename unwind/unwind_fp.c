@@ -35,7 +35,8 @@ static int fp_unwind(struct ms_unwinder *u, const struct ms_stack_copy *s, ms_ra
 		 * not a frame chain (rbp used as a general register, garbage). */
 		if (fp < lower || (fp & 7) || fp > UINT64_MAX - 16)
 			break;
-		if (ms_unwind_read_word(s, fp, &next) < 0 || ms_unwind_read_word(s, fp + 8, &ra) < 0)
+		if (ms_unwind_read_word(s, fp, &next) < 0 ||
+		    ms_unwind_read_word(s, fp + 8, &ra) < 0)
 			break;
 		if (ra == 0)
 			break;
@@ -49,7 +50,7 @@ static int fp_unwind(struct ms_unwinder *u, const struct ms_stack_copy *s, ms_ra
 }
 
 const struct ms_unwind_ops ms_unwind_fp_ops = {
-	.name = "fp",
-	.init = fp_init,
-	.unwind = fp_unwind,
+    .name = "fp",
+    .init = fp_init,
+    .unwind = fp_unwind,
 };

@@ -33,6 +33,14 @@ extern const struct ms_unwind_ops ms_unwind_libunwind_ops;
 extern const struct ms_unwind_ops ms_unwind_fp_ops;
 
 /*
+ * The registers in DWARF order for x86-64 (psABI 3.6.2: rax, rdx, rcx, rbx,
+ * rsi, rdi, rbp, rsp, r8-r15), then the return-address column 16, which
+ * holds rip in the first frame. libunwind numbers them the same way.
+ */
+#define MS_UNWIND_NREGS 17
+void ms_unwind_regs_dwarf(const struct user_regs_struct *r, uint64_t out[MS_UNWIND_NREGS]);
+
+/*
  * Reads the 8-byte word at addr from the copy, else from s->fallback.
  * 0, or -EFAULT when neither has it (never touches the live stack otherwise).
  */

@@ -13,12 +13,12 @@
 #include <string.h>
 
 #define CTX_MAGIC 0x6d73756e77637478ull /* "mswunctx" */
-#define PAGE 4096ull
-#define NPAGES 256 /* read-only page cache: 1 MiB, direct-mapped */
+#define PAGE	  4096ull
+#define NPAGES	  256 /* read-only page cache: 1 MiB, direct-mapped */
 
 struct text_page {
 	ms_raddr_t addr; /* page address + 1 when valid (0 = empty slot) */
-	bool ok;         /* false: the page could not be read */
+	bool ok;	 /* false: the page could not be read */
 	uint8_t data[PAGE];
 };
 
@@ -152,32 +152,13 @@ static int access_mem(unw_addr_space_t as, unw_word_t addr, unw_word_t *valp, in
 static int access_reg(unw_addr_space_t as, unw_regnum_t reg, unw_word_t *valp, int write, void *arg)
 {
 	const struct unw_ctx *c = arg;
-	const struct user_regs_struct *r;
+	uint64_t regs[MS_UNWIND_NREGS];
 
-	if (!c || c->magic != CTX_MAGIC || write)
+	/* libunwind's x86-64 register numbers are the DWARF ones (RIP = 16). */
+	if (!c || c->magic != CTX_MAGIC || write || reg < 0 || reg >= MS_UNWIND_NREGS)
 		return -UNW_EBADREG;
-	r = c->s->regs;
-	switch (reg) {
-	case UNW_X86_64_RAX: *valp = r->rax; break;
-	case UNW_X86_64_RDX: *valp = r->rdx; break;
-	case UNW_X86_64_RCX: *valp = r->rcx; break;
-	case UNW_X86_64_RBX: *valp = r->rbx; break;
-	case UNW_X86_64_RSI: *valp = r->rsi; break;
-	case UNW_X86_64_RDI: *valp = r->rdi; break;
-	case UNW_X86_64_RBP: *valp = r->rbp; break;
-	case UNW_X86_64_RSP: *valp = r->rsp; break;
-	case UNW_X86_64_R8: *valp = r->r8; break;
-	case UNW_X86_64_R9: *valp = r->r9; break;
-	case UNW_X86_64_R10: *valp = r->r10; break;
-	case UNW_X86_64_R11: *valp = r->r11; break;
-	case UNW_X86_64_R12: *valp = r->r12; break;
-	case UNW_X86_64_R13: *valp = r->r13; break;
-	case UNW_X86_64_R14: *valp = r->r14; break;
-	case UNW_X86_64_R15: *valp = r->r15; break;
-	case UNW_X86_64_RIP: *valp = r->rip; break;
-	default:
-		return -UNW_EBADREG;
-	}
+	ms_unwind_regs_dwarf(c->s->regs, regs);
+	*valp = regs[reg];
 	return 0;
 }
 
@@ -219,14 +200,14 @@ static int get_proc_name(unw_addr_space_t as, unw_word_t ip, char *buf, size_t l
 }
 
 static unw_accessors_t accessors = {
-	.find_proc_info = find_proc_info,
-	.put_unwind_info = put_unwind_info,
-	.get_dyn_info_list_addr = get_dyn_info_list_addr,
-	.access_mem = access_mem,
-	.access_reg = access_reg,
-	.access_fpreg = access_fpreg,
-	.resume = resume,
-	.get_proc_name = get_proc_name,
+    .find_proc_info = find_proc_info,
+    .put_unwind_info = put_unwind_info,
+    .get_dyn_info_list_addr = get_dyn_info_list_addr,
+    .access_mem = access_mem,
+    .access_reg = access_reg,
+    .access_fpreg = access_fpreg,
+    .resume = resume,
+    .get_proc_name = get_proc_name,
 };
 
 static int lu_init(struct ms_unwinder *u, struct ms_error *err)
@@ -325,9 +306,9 @@ static int lu_unwind(struct ms_unwinder *u, const struct ms_stack_copy *s, ms_ra
 }
 
 const struct ms_unwind_ops ms_unwind_libunwind_ops = {
-	.name = "libunwind",
-	.init = lu_init,
-	.refresh = lu_refresh,
-	.fini = lu_fini,
-	.unwind = lu_unwind,
+    .name = "libunwind",
+    .init = lu_init,
+    .refresh = lu_refresh,
+    .fini = lu_fini,
+    .unwind = lu_unwind,
 };

@@ -26,14 +26,14 @@
 static pid_t child = -1;
 static int failures;
 
-#define CHECK(cond, ...)                                                                    \
-	do {                                                                                 \
-		if (!(cond)) {                                                               \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                  \
-			fprintf(stderr, __VA_ARGS__);                                         \
-			fputc('\n', stderr);                                                  \
-			failures++;                                                           \
-		}                                                                            \
+#define CHECK(cond, ...)                                                                           \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                       \
+			fprintf(stderr, __VA_ARGS__);                                              \
+			fputc('\n', stderr);                                                       \
+			failures++;                                                                \
+		}                                                                                  \
 	} while (0)
 
 static void kill_child(void)
@@ -114,7 +114,8 @@ static void read_expect(FILE *f, struct expect *e)
 				e->names[e->n++] = strdup(t);
 			}
 		} else if (strncmp(line, "LINE ", 5) == 0) {
-			if (sscanf(line + 5, "%127s %127s %d", e->line_fn, e->line_file, &e->line) != 3)
+			if (sscanf(line + 5, "%127s %127s %d", e->line_fn, e->line_file,
+				   &e->line) != 3)
 				die("bad LINE");
 		} else if (strcmp(line, "READY") == 0) {
 			return;
@@ -164,8 +165,9 @@ static void print_flat(const char *label, const struct flat *fl)
 	fprintf(stderr, "  %s:", label);
 	for (i = 0; i < fl->n; i++)
 		fprintf(stderr, " %s%s[%s:%d %s]", fl->f[i]->function, fl->f[i]->inlined ? "*" : "",
-			fl->f[i]->file ? strrchr(fl->f[i]->file, '/') ? strrchr(fl->f[i]->file, '/') + 1
-							      : fl->f[i]->file
+			fl->f[i]->file ? strrchr(fl->f[i]->file, '/')
+					     ? strrchr(fl->f[i]->file, '/') + 1
+					     : fl->f[i]->file
 				       : "-",
 			fl->f[i]->line, fl->f[i]->module);
 	fputc('\n', stderr);
@@ -269,8 +271,11 @@ int main(int argc, char **argv)
 		die("symbolizer");
 	}
 	for (k = 0; k < nb; k++) {
-		struct ms_stack_copy s = {.regs = &regs, .data = copy, .len = (size_t)got,
-					  .addr = regs.rsp, .at_entry = be[k] == MS_UNWIND_FP};
+		struct ms_stack_copy s = {.regs = &regs,
+					  .data = copy,
+					  .len = (size_t)got,
+					  .addr = regs.rsp,
+					  .at_entry = be[k] == MS_UNWIND_FP};
 
 		uw[k] = ms_unwinder_new(child, be[k], &err);
 		if (!uw[k]) {
@@ -292,8 +297,9 @@ int main(int argc, char **argv)
 			s.fallback = NULL;
 			s.len = (size_t)got;
 			CHECK(ms_unwinder_refresh(uw[k]) == 0, "refresh");
-			CHECK(ms_unwind(uw[k], &s, again, MAXF, &nagain) == 0 && nagain == nfull[k] &&
-				      memcmp(again, full[k], nagain * sizeof(*again)) == 0,
+			CHECK(ms_unwind(uw[k], &s, again, MAXF, &nagain) == 0 &&
+				  nagain == nfull[k] &&
+				  memcmp(again, full[k], nagain * sizeof(*again)) == 0,
 			      "%s: a different stack after refresh", argv[3 + k]);
 		}
 	}
@@ -322,7 +328,8 @@ int main(int argc, char **argv)
 		for (i = 0; i < nshrt[k] && i < nfull[k]; i++)
 			CHECK(shrt[k][i] == full[k][i], "%s: short copy pc %zu differs", name, i);
 		fprintf(stderr, "  short: %zu pcs, fallback: %zu pcs\n", nshrt[k], nfb[k]);
-		CHECK(nfb[k] == nfull[k], "%s: fallback gave %zu, full %zu", name, nfb[k], nfull[k]);
+		CHECK(nfb[k] == nfull[k], "%s: fallback gave %zu, full %zu", name, nfb[k],
+		      nfull[k]);
 		for (i = 0; i < nfb[k] && i < nfull[k]; i++)
 			CHECK(fb[k][i] == full[k][i], "%s: fallback pc %zu differs", name, i);
 		if (k > 0 && be[k] != MS_UNWIND_FP && be[0] != MS_UNWIND_FP) {

@@ -12,20 +12,20 @@
 #include <string.h>
 #include <unistd.h>
 
-#define COPY 4096
-#define MAXF 32
+#define COPY   4096
+#define MAXF   32
 #define ROUNDS 3000
 
 static int failures;
 
-#define CHECK(cond, ...)                                                                    \
-	do {                                                                                 \
-		if (!(cond)) {                                                               \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                  \
-			fprintf(stderr, __VA_ARGS__);                                         \
-			fputc('\n', stderr);                                                  \
-			failures++;                                                           \
-		}                                                                            \
+#define CHECK(cond, ...)                                                                           \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                       \
+			fprintf(stderr, __VA_ARGS__);                                              \
+			fputc('\n', stderr);                                                       \
+			failures++;                                                                \
+		}                                                                                  \
 	} while (0)
 
 static uint64_t rng = 0x243f6a8885a308d3ull;
@@ -55,8 +55,11 @@ static void test_fp_chain(void)
 	uint64_t st[64] = {0};
 	const ms_raddr_t base = 0x7ffd00000000ull;
 	struct user_regs_struct regs = {0};
-	struct ms_stack_copy s = {.regs = &regs, .data = (const uint8_t *)st, .len = sizeof(st),
-				  .addr = base, .at_entry = true};
+	struct ms_stack_copy s = {.regs = &regs,
+				  .data = (const uint8_t *)st,
+				  .len = sizeof(st),
+				  .addr = base,
+				  .at_entry = true};
 	struct ms_error err;
 	struct ms_unwinder *u = ms_unwinder_new(getpid(), MS_UNWIND_FP, &err);
 	ms_raddr_t pcs[MAXF];
@@ -68,17 +71,17 @@ static void test_fp_chain(void)
 	}
 	regs.rip = 0x1000;
 	regs.rsp = base;
-	st[0] = 0x2000;                /* [rsp]: return address into the caller */
-	regs.rbp = base + 8 * 4;       /* the caller's frame record */
-	st[4] = base + 8 * 10;         /* saved rbp */
-	st[5] = 0x3000;                /* return address */
+	st[0] = 0x2000;		 /* [rsp]: return address into the caller */
+	regs.rbp = base + 8 * 4; /* the caller's frame record */
+	st[4] = base + 8 * 10;	 /* saved rbp */
+	st[5] = 0x3000;		 /* return address */
 	st[10] = base + 8 * 20;
 	st[11] = 0x4000;
-	st[20] = 0;                    /* outermost: saved rbp 0 */
+	st[20] = 0; /* outermost: saved rbp 0 */
 	st[21] = 0x5000;
 	CHECK(ms_unwind(u, &s, pcs, MAXF, &n) == 0, "fp chain");
 	CHECK(n == 5 && pcs[0] == 0x1000 && pcs[1] == 0x2000 && pcs[2] == 0x3000 &&
-		      pcs[3] == 0x4000 && pcs[4] == 0x5000,
+		  pcs[3] == 0x4000 && pcs[4] == 0x5000,
 	      "fp chain: n=%zu", n);
 	/* max is honoured */
 	CHECK(ms_unwind(u, &s, pcs, 3, &n) == 0 && n == 3, "fp max: n=%zu", n);
@@ -103,9 +106,9 @@ static void test_random(enum ms_unwind_backend b)
 	static uint8_t copy[COPY];
 	/* Real code addresses, so CFI is looked up and followed. */
 	const ms_raddr_t code[] = {
-		(ms_raddr_t)(uintptr_t)test_random, (ms_raddr_t)(uintptr_t)test_fp_chain,
-		(ms_raddr_t)(uintptr_t)memcpy,      (ms_raddr_t)(uintptr_t)printf,
-		(ms_raddr_t)(uintptr_t)getpid,
+	    (ms_raddr_t)(uintptr_t)test_random, (ms_raddr_t)(uintptr_t)test_fp_chain,
+	    (ms_raddr_t)(uintptr_t)memcpy,	(ms_raddr_t)(uintptr_t)printf,
+	    (ms_raddr_t)(uintptr_t)getpid,
 	};
 	struct ms_error err;
 	struct ms_unwinder *u = ms_unwinder_new(getpid(), b, &err);
@@ -118,8 +121,8 @@ static void test_random(enum ms_unwind_backend b)
 	for (r = 0; r < ROUNDS; r++) {
 		struct user_regs_struct regs;
 		const ms_raddr_t base = 0x7ffe00000000ull + (next_rand() & 0xfff0);
-		struct ms_stack_copy s = {.regs = &regs, .data = copy, .len = COPY, .addr = base,
-					  .at_entry = r & 1};
+		struct ms_stack_copy s = {
+		    .regs = &regs, .data = copy, .len = COPY, .addr = base, .at_entry = r & 1};
 		ms_raddr_t pcs[MAXF];
 		size_t n = 0;
 
@@ -140,8 +143,8 @@ static void test_random(enum ms_unwind_backend b)
 			memcpy(copy + i, &v, 8);
 		}
 		memset(&regs, 0, sizeof(regs));
-		regs.rip = (r % 3) ? code[r % MS_ARRAY_SIZE(code)] + (next_rand() & 0x3f)
-				   : next_rand();
+		regs.rip =
+		    (r % 3) ? code[r % MS_ARRAY_SIZE(code)] + (next_rand() & 0x3f) : next_rand();
 		regs.rsp = base;
 		regs.rbp = (r & 2) ? base + (next_rand() % COPY) : next_rand();
 		regs.rbx = next_rand();

@@ -261,6 +261,21 @@ def scen_unwinders(args, wd):
                            f"made {count}")
 
 
+def scen_custom_probe(args, wd):
+    # --probe SYMBOL: a custom allocator in the executable, counted exactly.
+    out = os.path.join(wd, "pool.folded")
+    expect, err = run(args, "pool", args.iters or 100,
+                      ["--exact", "--count", "--probe", "rec_pool_alloc"], out)
+    folded = parse_folded(out)
+    for stack, (_, count) in expect_lines(expect, "expect-folded").items():
+        got = sum_matching(folded, stack)
+        print(f"{stack}: memspy {got}, target {count}", flush=True)
+        if got != count:
+            raise Fail(f"{stack}: memspy counted {got}, the target made {count}")
+    if not any("rec_pool_alloc@" in l for l in err):
+        raise Fail("the summary does not list rec_pool_alloc among the probed entry points")
+
+
 def scen_mix_sampled(args, wd):
     out = os.path.join(wd, "sampled.folded")
     expect, _ = run(args, "mix", args.iters or 4000, ["--sample-bytes", "16k"], out)
@@ -422,6 +437,7 @@ SCENARIOS = {
     "mix-exact": scen_mix_exact,
     "mix-sampled": scen_mix_sampled,
     "unwinders": scen_unwinders,
+    "custom-probe": scen_custom_probe,
     "leak": scen_leak,
     "sigint": scen_sigint,
     "sigterm": scen_sigterm,

@@ -4,7 +4,7 @@
  * makes a known mix of allocations from 4 threads, prints the folded stacks
  * and totals memspy should find, and checks its own data afterwards.
  *
- *   memspy-rec-target mix|leak|forkthreads ITERS
+ *   memspy-rec-target mix|leak|forkthreads|pool ITERS
  *
  * stdout: "ready PID"; waits for "go" on stdin; "half" when worker 0 is
  * halfway; "expect-* ..." lines; "done"; waits for a line (or EOF) on stdin,
@@ -23,7 +23,7 @@
 #define NWORKERS 4
 #define LEAK_EVERY 8
 
-enum mode { MIX, LEAK, FORKTHREADS };
+enum mode { MIX, LEAK, FORKTHREADS, POOL };
 
 static enum mode mode;
 static long iters;
@@ -64,6 +64,8 @@ NOINLINE static int rec_round(unsigned seed, int leak)
 	ok &= rec_site_c(seed + 2) == pattern_sum(SITE_C_BYTES, seed + 2);
 	if (leak && seed % LEAK_EVERY == 0)
 		ok &= rec_leak_keep(seed) != 0;
+	if (mode == POOL)
+		ok &= rec_site_pool(seed + 3) == pattern_sum(POOL_BYTES, seed + 3);
 	return ok;
 }
 
@@ -165,11 +167,14 @@ int main(int argc, char **argv)
 	char line[64];
 
 	if (argc != 3 || (strcmp(argv[1], "mix") && strcmp(argv[1], "leak") &&
-			  strcmp(argv[1], "forkthreads"))) {
-		fprintf(stderr, "usage: %s mix|leak|forkthreads ITERS\n", argv[0]);
+			  strcmp(argv[1], "forkthreads") && strcmp(argv[1], "pool"))) {
+		fprintf(stderr, "usage: %s mix|leak|forkthreads|pool ITERS\n", argv[0]);
 		return 2;
 	}
-	mode = !strcmp(argv[1], "mix") ? MIX : !strcmp(argv[1], "leak") ? LEAK : FORKTHREADS;
+	mode = !strcmp(argv[1], "mix")	   ? MIX
+	       : !strcmp(argv[1], "leak") ? LEAK
+	       : !strcmp(argv[1], "pool") ? POOL
+					  : FORKTHREADS;
 	iters = atol(argv[2]);
 	if (iters < 2)
 		return 2;
@@ -201,6 +206,9 @@ int main(int argc, char **argv)
 		printf("expect-live rec_worker;rec_round;rec_leak_keep %llu %llu\n",
 		       (unsigned long long)leaks * LEAK_BYTES, (unsigned long long)leaks);
 	}
+	if (mode == POOL)
+		printf("expect-folded rec_worker;rec_round;rec_site_pool %llu %llu\n",
+		       rounds * POOL_BYTES, rounds);
 	if (mode == FORKTHREADS)
 		printf("expect-child-status %d extra-threads-ok %d\n", child_status,
 		       extra_threads_ok);

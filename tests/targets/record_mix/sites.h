@@ -15,6 +15,7 @@
 #define SITE_B_BYTES 3001
 #define SITE_C_BYTES 997
 #define LEAK_BYTES 4099
+#define POOL_BYTES 1531
 
 /* Each allocates, fills, checks and frees; returns a checksum (0 = corrupt). */
 NOINLINE unsigned long rec_site_a(unsigned seed);
@@ -24,6 +25,10 @@ NOINLINE unsigned long rec_site_c(unsigned seed);
 NOINLINE unsigned long rec_leak_keep(unsigned seed);
 /* Counts the kept blocks and checks their contents; returns the number kept or -1. */
 long rec_leak_check(void);
+
+/* The custom allocator (never calls malloc) and its call site. */
+NOINLINE void *rec_pool_alloc(size_t n);
+NOINLINE unsigned long rec_site_pool(unsigned seed);
 
 /* Keeps the compiler from dropping an allocation. */
 void rec_escape(void *p);

@@ -9,6 +9,7 @@ pkgs=(build-essential cmake pkg-config
       libc6-dbg     # glibc's DWARF: dump reads malloc's structures from it
       gdb           # the cross-check some tests and benchmarks compare with
       chromium      # renders the flame graph SVG in a test
+      protobuf-compiler  # protoc --decode_raw checks the pprof writer in a test
       debootstrap)  # other glibc versions for the heap-walk tests
 if [ "${MEMSPY_BENCH:-0}" = 1 ]; then pkgs+=(heaptrack); fi
 

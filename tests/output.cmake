@@ -19,3 +19,9 @@ ms_add_test(NAME output_svg_chromium TIMEOUT 180
           $<TARGET_FILE:test_output_render> ${CMAKE_CURRENT_LIST_DIR}/golden/output/service.folded
           ${CMAKE_CURRENT_BINARY_DIR}/output_svg_chromium
   LABELS e2e output)
+
+ms_add_test(NAME output_pprof_protoc TIMEOUT 60
+  COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/unit/test_output_pprof_protoc.sh
+          $<TARGET_FILE:test_output_render> ${CMAKE_CURRENT_LIST_DIR}/golden/output/service.folded
+          ${CMAKE_CURRENT_BINARY_DIR}/output_pprof_protoc
+  LABELS unit output)

@@ -10,3 +10,10 @@ foreach(_suite bullseye trixie)
                       --memspy $<TARGET_FILE:memspy> ${_suite}
               LABELS glibc_versions)
 endforeach()
+# Plain chroot: maps then shows host paths, so /proc/PID/root + path does not
+# exist and only map_files finds libc. Default settings only (cheap).
+ms_add_test(NAME glibc_versions_dump_bullseye_chroot TIMEOUT 1200
+            COMMAND env "MEMSPY_GLIBC_VARIANTS=default|"
+                    ${CMAKE_CURRENT_LIST_DIR}/glibc_roots/run-dump-check.sh
+                    --memspy $<TARGET_FILE:memspy> --chroot bullseye
+            LABELS glibc_versions)

@@ -6,10 +6,12 @@
 # target's own mallinfo, with libc's debug info and with --no-debuginfo.
 #
 # usage: run-dump-check.sh [--memspy PATH] [--blocks N] [--chroot] [--target-only] SUITE
-#   --memspy PATH   memspy binary (default: $MEMSPY, else ../../build*/memspy)
+#   --memspy PATH   memspy binary (default: $MEMSPY, else ../../build*/cmd/memspy)
 #   --blocks N      blocks per thread in the target (default 3000)
 #   --chroot        plain chroot instead of a private mount namespace
 #   --target-only   build, run and check the target, skip memspy (development)
+# env:   MEMSPY_GLIBC_VARIANTS="name|tunables ..." replaces the three settings;
+#        MEMSPY_CHECK_KEEP=1 keeps the work dir (binaries, dumps) for debugging.
 # Exit: 0 all fields equal, 1 a mismatch or failure, 77 mirror unreachable.
 set -uo pipefail
 
@@ -29,7 +31,7 @@ while [ $# -gt 1 ]; do
 	esac
 done
 [ $# -eq 1 ] || {
-	sed -n '8,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '8,15p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 64
 }
 suite=$1
@@ -44,12 +46,16 @@ fail() {
 pid=
 work=
 cleanup() {
-	exec 3>&- 4<&- 2>/dev/null
+	{ exec 3>&- 4<&-; } 2>/dev/null
 	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
 		kill -KILL "$pid" 2>/dev/null
 		wait "$pid" 2>/dev/null
 	fi
-	[ -n "$work" ] && rm -rf "$work"
+	if [ -n "$work" ] && [ -n "${MEMSPY_CHECK_KEEP:-}" ]; then
+		log "kept $work (MEMSPY_CHECK_KEEP)"
+	elif [ -n "$work" ]; then
+		rm -rf "$work"
+	fi
 }
 trap cleanup EXIT
 trap 'log "interrupted"; exit 1' INT TERM HUP
@@ -65,7 +71,7 @@ root_glibc=$(sed -n 's/^glibc=//p' "$root/.memspy-root-stamp")
 
 if [ "$target_only" = 0 ]; then
 	if [ -z "$memspy" ]; then
-		for b in "$here"/../../build*/memspy; do
+		for b in "$here"/../../build*/cmd/memspy "$here"/../../build*/memspy; do
 			[ -x "$b" ] && memspy=$b && break
 		done
 	fi
@@ -152,7 +158,11 @@ run_variant() {
 	rm -f "$work/in" "$work/out"
 	mkfifo "$work/in" "$work/out" || fail "mkfifo in $work"
 	[ "$mode" = chroot ] && run_flag=--chroot
-	GLIBC_TUNABLES=$tunables "$work/enter_root" $run_flag "$root" "$inside/heap_target" \
+	# Default means GLIBC_TUNABLES unset: even an empty one changes the heap
+	# on glibc <= 2.32 (ld.so sbrk()s a copy, so sbrk_base is not [heap]'s start).
+	local -a tenv=(env -u GLIBC_TUNABLES)
+	[ -n "$tunables" ] && tenv=(env "GLIBC_TUNABLES=$tunables")
+	"${tenv[@]}" "$work/enter_root" $run_flag "$root" "$inside/heap_target" \
 		"$blocks" <"$work/in" >"$work/out" 2>"$work/target.err" &
 	pid=$!
 	exec 3>"$work/in" 4<"$work/out"
@@ -227,7 +237,9 @@ run_variant() {
 				sed 's/^/    /' "$err" >&2
 				log "[$vname] memspy ${args[*]} exited $rc"
 				vstatus=1
-				[ "$rc" = 0 ] || continue
+				# A partial report (exit 1) still has totals and errors: show them.
+				jq -e . "$out" >/dev/null 2>&1 || continue
+				jq -c '.errors[:5][]?' "$out" | sed 's/^/    error: /' >&2
 			fi
 			src=$(jq -r '[.layout_source // .glibc.layout_source // "?", .symbol_source // .glibc.symbol_source // "?"] | join("/")' "$out")
 			log "[$vname] memspy dump ($variant): exit $rc, ${ms} ms, layout/symbols from $src"
@@ -239,7 +251,7 @@ run_variant() {
 			# The nine mallinfo2 fields, wherever the schema keeps the totals.
 			while read -r k v; do
 				if [ "$variant" = debuginfo ]; then got_dbg[$k]=$v; else got_nodbg[$k]=$v; fi
-			done < <(jq -r '(.mallinfo // .totals.mallinfo // .total.mallinfo // {}) | to_entries[] | "\(.key) \(.value)"' "$out")
+			done < <(jq -r '(.mallinfo2 // .mallinfo // .totals.mallinfo // .total.mallinfo // {}) | to_entries[] | "\(.key) \(.value)"' "$out")
 		done
 		printf '\n%-10s %14s %14s %14s   (glibc %s, %s, %s)\n' field target "dump" "dump --no-dbg" \
 			"$root_glibc" "$suite" "$vname"

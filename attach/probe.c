@@ -1293,6 +1293,8 @@ int ms_probes_remove(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx,
 	t0 = ms_now_ns();
 	if (!drain_events(pr, cb, ctx, &held, &nheld, &cap, 0, 0))
 		goto gone;
+	if (nheld)
+		ms_debug("probe: %zu trap(s) arrived while stopping for removal", nheld);
 
 	/* A SIGTRAP already queued would reach the target after the handler is gone. */
 	for (size_t i = 0; i < ms_proc_nthreads(pr->p); i++) {
@@ -1303,6 +1305,8 @@ int ms_probes_remove(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx,
 			is_held |= held[k] == tid;
 		if (is_held || !sigtrap_pending(pr->pid, tid))
 			continue;
+		ms_debug("probe: thread %d has a SIGTRAP queued: letting it trap while traced",
+			 (int)tid);
 		if (ms_proc_cont_thread(pr->p, tid))
 			continue;
 		if (!drain_events(pr, cb, ctx, &held, &nheld, &cap, 1000, tid))
@@ -1322,6 +1326,9 @@ int ms_probes_remove(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx,
 				ms_raddr_t t = pr->rg[r].base + ms_stub_desc[k].trap;
 
 				if (regs.rip >= g && regs.rip <= t) {
+					ms_debug("probe: thread %d at %#llx before a stub's int3: moved "
+						 "past it",
+						 (int)tid, (unsigned long long)regs.rip);
 					regs.rip = t + 1;
 					ms_proc_set_regs(pr->p, tid, &regs);
 				}

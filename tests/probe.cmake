@@ -18,3 +18,6 @@ ms_add_test(NAME probe_fork TIMEOUT 120
 # SIGKILL of the probing process mid-run, 20 times: the target survives, checksum right.
 ms_add_test(NAME probe_tracer_killed TIMEOUT 300
             COMMAND probe_driver killtest $<TARGET_FILE:probe_alloc> 3000 20 LABELS e2e)
+# Removal and detach while 4 threads allocate: target finishes, bytes restored.
+ms_add_test(NAME probe_remove_midrun TIMEOUT 300
+            COMMAND probe_driver midremove $<TARGET_FILE:probe_alloc> 3000 10 LABELS e2e)

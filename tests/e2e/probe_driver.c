@@ -6,6 +6,7 @@
  *                                   and the entry bytes with the libc file
  *   killtest TARGET ITERS ROUNDS    SIGKILL a probing driver mid-run, ROUNDS times:
  *                                   the target must finish with the reference checksum
+ *   midremove TARGET ITERS ROUNDS   remove the probes and detach mid-run, ROUNDS times
  *   hold PID MEAN                   (for killtest) probe PID until killed
  * Exit 0 pass, 1 fail, 77 when ptrace is not permitted here.
  */
@@ -531,6 +532,87 @@ static int run_killtest(char *self, char *target, char *iters, int rounds)
 	return survived == rounds && disarmed == rounds ? 0 : 1;
 }
 
+/*
+ * Removes the probes and detaches while the target's 4 threads are still
+ * allocating (traps in flight, threads between the armed check and int3),
+ * ROUNDS times: the target must finish with the reference checksum and the
+ * entry bytes must equal the libc file.
+ */
+static int run_midremove(char *target, char *iters, int rounds)
+{
+	char *argv[] = {target, iters, NULL};
+	char ref[64], got[64];
+	struct target t;
+	int ok = 0;
+
+	spawn(&t, argv);
+	if (!pump(&t, "ready", 10000))
+		die("target not ready");
+	say(&t, "go\n");
+	while (!pump(&t, "done", 10000))
+		;
+	checksum_of(t.text, ref, sizeof(ref));
+	if (finish_target(&t) != 0 || !ref[0])
+		die("reference run failed");
+
+	for (int r = 0; r < rounds; r++) {
+		uint64_t mean = r % 2 ? 65536 : 0, want = 50 + (uint64_t)r * 40;
+		struct ms_proc *p = NULL;
+		struct ms_probes *pr = NULL;
+		struct ms_error err = {0};
+		struct counts c;
+		int rc, compared, st;
+		bool done_early;
+
+		memset(&c, 0, sizeof(c));
+		spawn(&t, argv);
+		if (!pump(&t, "ready", 10000))
+			die("target not ready");
+		rc = attach_and_install(t.pid, mean, &p, &pr, &c);
+		if (rc) {
+			ms_proc_free(p);
+			kill_target(&t);
+			return rc;
+		}
+		say(&t, "go\n");
+		while (c.alloc[MS_FN_MALLOC] + c.freed[MS_FN_FREE] < want && !pump(&t, "done", 0)) {
+			struct ms_event ev;
+
+			if (ms_proc_wait(p, 20, &ev) || ev.kind == MS_EV_EXITED)
+				die("target exited while probed");
+			if (ev.kind == MS_EV_TRAP || ev.kind == MS_EV_FORK)
+				if (!ms_probes_handle_event(pr, &ev, on_event, &c))
+					ms_proc_cont_thread(p, ev.tid);
+		}
+		done_early = strstr(t.text, "done") != NULL;
+		rc = ms_probes_remove(pr, on_event, &c, &err);
+		if (rc)
+			fprintf(stderr, "FAIL round %d: remove: %s\n", r, err.msg);
+		ms_proc_detach(p);
+		if (compare_libc(t.pid, &compared))
+			rc = -1;
+		ms_probes_free(pr);
+		ms_proc_free(p);
+		free(c.live);
+		while (!pump(&t, "done", 30000))
+			if (waitpid(t.pid, &st, WNOHANG) == t.pid)
+				break;
+		checksum_of(t.text, got, sizeof(got));
+		st = finish_target(&t);
+		if (!rc && st == 0 && !strcmp(got, ref) && !done_early)
+			ok++;
+		else
+			fprintf(stderr, "FAIL round %d: remove rc %d, status %d, checksum %s (want %s)%s\n",
+				r, rc, st, got, ref, done_early ? ", target finished too early" : "");
+		close(t.in);
+		close(t.out);
+	}
+	printf("midremove: %d/%d rounds removed mid-run, target finished with the reference "
+	       "checksum, entry bytes equal to the file\n",
+	       ok, rounds);
+	return ok == rounds ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -542,6 +624,8 @@ int main(int argc, char **argv)
 				 argc > 5 && !strcmp(argv[5], "fork"));
 	if (argc >= 5 && !strcmp(argv[1], "killtest"))
 		return run_killtest(argv[0], argv[2], argv[3], atoi(argv[4]));
+	if (argc >= 5 && !strcmp(argv[1], "midremove"))
+		return run_midremove(argv[2], argv[3], atoi(argv[4]));
 	if (argc >= 4 && !strcmp(argv[1], "hold"))
 		return run_hold((pid_t)atoi(argv[2]), strtoull(argv[3], NULL, 0));
 	fprintf(stderr, "usage: probe_driver count MEAN TARGET ITERS [fork] | killtest TARGET "

@@ -20,11 +20,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define CMD "record"
-#define MAX_PCS 256
-#define WAIT_MS 5
-#define PROGRESS_NS 200000000ull /* progress line refresh: 5 per second */
-#define REFRESH_NS 2000000000ull /* module list refresh for the unwinder */
+#define CMD	    "record"
+#define MAX_PCS	    256
+#define WAIT_MS	    5
+#define PROGRESS_NS 200000000ull  /* progress line refresh: 5 per second */
+#define REFRESH_NS  2000000000ull /* module list refresh for the unwinder */
 
 struct rec_opts {
 	pid_t pid;
@@ -51,56 +51,58 @@ struct recorder {
 
 static void help(FILE *f)
 {
-	fprintf(f,
-		"Usage: memspy record --pid PID [-o FILE] [options]\n"
-		"\n"
-		"Attaches to a running process, probes its allocator (malloc, calloc, realloc,\n"
-		"free, posix_memalign, aligned_alloc, memalign, valloc, pvalloc, operator\n"
-		"new/delete), records the call stacks of sampled allocations, removes every\n"
-		"probe, detaches, and writes a flame graph of where memory is allocated.\n"
-		"\n"
-		"Options:\n"
-		"  -p, --pid PID          process to record (required)\n"
-		"  -o, --output FILE      output file (default: memspy-PID.svg); written\n"
-		"                         atomically, also when the recording ends early\n"
-		"  -f, --format FMT       svg, folded, speedscope or pprof (default: from the\n"
-		"                         extension of FILE: .svg .folded .txt .json .pb.gz)\n"
-		"  -d, --duration D       stop after D (\"30\", \"30s\", \"500ms\", \"2m\"); default:\n"
-		"                         until Ctrl-C (SIGINT/SIGTERM/SIGHUP) or the target exits\n"
-		"      --live             bytes allocated during the recording and still not\n"
-		"                         freed at the end (the leak view)\n"
-		"      --count            allocation counts instead of bytes\n"
-		"  -s, --sample-bytes N   mean bytes between samples (default 512k; k/M/G\n"
-		"                         suffixes); 0 = every call (same as --exact)\n"
-		"      --exact            record every call: exact counts, one stop per call,\n"
-		"                         for tests and low-rate programs\n"
-		"      --stack-bytes N    bytes of stack copied per sample (default 16k)\n"
-		"      --unwinder U       elfutils (default), libunwind, or fp (frame pointers)\n"
-		"      --lines            show file:line in frame names\n"
-		"      --probe SYMBOL     also probe SYMBOL as a malloc-like allocator taking the\n"
-		"                         size as first argument (repeatable)\n"
-		"      --subprocesses     follow forked children (not supported yet: forked\n"
-		"                         children are restored and let go)\n"
-		"  -q, --quiet            no progress line and no summary; errors only\n"
-		"  -h, --help             this help\n"
-		"\n"
-		"Examples:\n"
-		"  memspy record --pid 4242 -o alloc.svg --duration 30s\n"
-		"  memspy record --pid 4242 --live -o leaks.svg            (Ctrl-C to stop)\n"
-		"  memspy record --pid 4242 --count -o calls.folded\n"
-		"  memspy record --pid 4242 --exact --duration 5s -o all.speedscope.json\n"
-		"  memspy record --pid 4242 --probe my_pool_alloc -o pool.svg\n"
-		"\n"
-		"Exit status:\n"
-		"  0   complete: the file holds the whole recording\n"
-		"  1   partial: the file was written but the recording is incomplete (the\n"
-		"      target exited, samples were lost); the reason is printed\n"
-		"  2   failed: nothing written (cannot attach, no allocator found, output\n"
-		"      not writable), or a probe could not be removed cleanly\n"
-		"  64  usage error\n"
-		"\n"
-		"A progress line is shown on stderr when it is a terminal; a summary of what\n"
-		"was seen and what it cost the target is always printed at the end (but -q).\n");
+	fprintf(
+	    f,
+	    "Usage: memspy record --pid PID [-o FILE] [options]\n"
+	    "\n"
+	    "Attaches to a running process, probes its allocator (malloc, calloc, realloc,\n"
+	    "free, posix_memalign, aligned_alloc, memalign, valloc, pvalloc, operator\n"
+	    "new/delete), records the call stacks of sampled allocations, removes every\n"
+	    "probe, detaches, and writes a flame graph of where memory is allocated.\n"
+	    "\n"
+	    "Options:\n"
+	    "  -p, --pid PID          process to record (required)\n"
+	    "  -o, --output FILE      output file (default: memspy-PID.svg); written\n"
+	    "                         atomically, also when the recording ends early\n"
+	    "  -f, --format FMT       svg, folded, speedscope or pprof (default: from the\n"
+	    "                         extension of FILE: .svg .folded .txt .json .pb.gz)\n"
+	    "  -d, --duration D       stop after D (\"30\", \"30s\", \"500ms\", \"2m\"); default:\n"
+	    "                         until Ctrl-C (SIGINT/SIGTERM/SIGHUP) or the target exits\n"
+	    "      --live             bytes allocated during the recording and still not\n"
+	    "                         freed at the end (the leak view)\n"
+	    "      --count            allocation counts instead of bytes\n"
+	    "  -s, --sample-bytes N   mean bytes between samples (default 512k; k/M/G\n"
+	    "                         suffixes); 0 = every call (same as --exact)\n"
+	    "      --exact            record every call: exact counts, one stop per call,\n"
+	    "                         for tests and low-rate programs\n"
+	    "      --stack-bytes N    bytes of stack copied per sample (default 16k)\n"
+	    "      --unwinder U       elfutils (default), libunwind, or fp (frame pointers)\n"
+	    "      --lines            show file:line in frame names\n"
+	    "      --probe SYMBOL     also probe SYMBOL as a malloc-like allocator taking the\n"
+	    "                         size as first argument (repeatable)\n"
+	    "      --subprocesses     follow forked children (not supported yet: forked\n"
+	    "                         children are restored and let go)\n"
+	    "  -q, --quiet            no progress line and no summary; errors only\n"
+	    "  -h, --help             this help\n"
+	    "\n"
+	    "Examples:\n"
+	    "  memspy record --pid 4242 -o alloc.svg --duration 30s\n"
+	    "  memspy record --pid 4242 --live -o leaks.svg            (Ctrl-C to stop)\n"
+	    "  memspy record --pid 4242 --count -o calls.folded\n"
+	    "  memspy record --pid 4242 --exact --duration 5s -o all.speedscope.json\n"
+	    "  memspy record --pid 4242 --probe my_pool_alloc -o pool.svg\n"
+	    "\n"
+	    "Exit status:\n"
+	    "  0   complete: the file holds the whole recording\n"
+	    "  1   partial: the file was written but the recording is incomplete (the\n"
+	    "      target exited, samples were lost); the reason is printed\n"
+	    "  2   failed: nothing written (cannot attach, no allocator found, output\n"
+	    "      not writable); also when a probe could not be removed and verified\n"
+	    "      (the file is still written then, and the byte at fault is named)\n"
+	    "  64  usage error\n"
+	    "\n"
+	    "A progress line is shown on stderr when it is a terminal; a summary of what\n"
+	    "was seen and what it cost the target is always printed at the end (but -q).\n");
 }
 
 enum {
@@ -115,22 +117,22 @@ enum {
 };
 
 static const struct option long_opts[] = {
-	{"pid", required_argument, NULL, 'p'},
-	{"output", required_argument, NULL, 'o'},
-	{"format", required_argument, NULL, 'f'},
-	{"duration", required_argument, NULL, 'd'},
-	{"live", no_argument, NULL, OPT_LIVE},
-	{"count", no_argument, NULL, OPT_COUNT},
-	{"sample-bytes", required_argument, NULL, 's'},
-	{"exact", no_argument, NULL, OPT_EXACT},
-	{"stack-bytes", required_argument, NULL, OPT_STACK_BYTES},
-	{"unwinder", required_argument, NULL, OPT_UNWINDER},
-	{"lines", no_argument, NULL, OPT_LINES},
-	{"probe", required_argument, NULL, OPT_PROBE},
-	{"subprocesses", no_argument, NULL, OPT_SUBPROCESSES},
-	{"quiet", no_argument, NULL, 'q'},
-	{"help", no_argument, NULL, 'h'},
-	{NULL, 0, NULL, 0},
+    {"pid", required_argument, NULL, 'p'},
+    {"output", required_argument, NULL, 'o'},
+    {"format", required_argument, NULL, 'f'},
+    {"duration", required_argument, NULL, 'd'},
+    {"live", no_argument, NULL, OPT_LIVE},
+    {"count", no_argument, NULL, OPT_COUNT},
+    {"sample-bytes", required_argument, NULL, 's'},
+    {"exact", no_argument, NULL, OPT_EXACT},
+    {"stack-bytes", required_argument, NULL, OPT_STACK_BYTES},
+    {"unwinder", required_argument, NULL, OPT_UNWINDER},
+    {"lines", no_argument, NULL, OPT_LINES},
+    {"probe", required_argument, NULL, OPT_PROBE},
+    {"subprocesses", no_argument, NULL, OPT_SUBPROCESSES},
+    {"quiet", no_argument, NULL, 'q'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
 };
 
 static void opts_free(struct rec_opts *o)
@@ -155,8 +157,8 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done)
 	bool exact = false, sample_given = false;
 	int c;
 
-	*o = (struct rec_opts){.sample_bytes = 512 * 1024, .stack_bytes = 16 * 1024,
-			       .unwinder = MS_UNWIND_DWFL};
+	*o = (struct rec_opts){
+	    .sample_bytes = 512 * 1024, .stack_bytes = 16 * 1024, .unwinder = MS_UNWIND_DWFL};
 	*done = false;
 	optind = 1;
 	opterr = 0; /* our own one-line messages, through cli_usage_error */
@@ -164,8 +166,10 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done)
 		switch (c) {
 		case 'p':
 			if (cli_parse_pid(optarg, &o->pid))
-				return cli_usage_error(CMD, "--pid: '%s' is not a process id "
-							    "(a positive number, see pgrep/pidof)", optarg);
+				return cli_usage_error(CMD,
+						       "--pid: '%s' is not a process id "
+						       "(a positive number, see pgrep/pidof)",
+						       optarg);
 			break;
 		case 'o':
 			if (!*optarg)
@@ -174,48 +178,71 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done)
 			break;
 		case 'f':
 			if (ms_out_format_from_name(optarg, &o->fmt))
-				return cli_usage_error(CMD, "--format: unknown format '%s' (use svg, "
-							    "folded, speedscope or pprof)", optarg);
+				return cli_usage_error(CMD,
+						       "--format: unknown format '%s' (use svg, "
+						       "folded, speedscope or pprof)",
+						       optarg);
 			o->fmt_given = true;
 			break;
 		case 'd':
 			if (cli_parse_duration(optarg, &o->duration_ns) || !o->duration_ns)
-				return cli_usage_error(CMD, "--duration: '%s' is not a positive duration "
-							    "(e.g. 30, 30s, 500ms, 2m)", optarg);
+				return cli_usage_error(
+				    CMD,
+				    "--duration: '%s' is not a positive duration "
+				    "(e.g. 30, 30s, 500ms, 2m)",
+				    optarg);
 			break;
-		case OPT_LIVE: o->live = true; break;
-		case OPT_COUNT: o->count = true; break;
+		case OPT_LIVE:
+			o->live = true;
+			break;
+		case OPT_COUNT:
+			o->count = true;
+			break;
 		case 's':
 			if (cli_parse_bytes(optarg, &o->sample_bytes))
-				return cli_usage_error(CMD, "--sample-bytes: '%s' is not a byte count "
-							    "(e.g. 512k, 4M, 0 for every call)", optarg);
+				return cli_usage_error(CMD,
+						       "--sample-bytes: '%s' is not a byte count "
+						       "(e.g. 512k, 4M, 0 for every call)",
+						       optarg);
 			sample_given = true;
 			break;
-		case OPT_EXACT: exact = true; break;
+		case OPT_EXACT:
+			exact = true;
+			break;
 		case OPT_STACK_BYTES:
 			if (cli_parse_bytes(optarg, &o->stack_bytes) || o->stack_bytes < 256 ||
 			    o->stack_bytes > 1024 * 1024)
-				return cli_usage_error(CMD, "--stack-bytes: '%s' is not between 256 and "
-							    "1M (default 16k)", optarg);
+				return cli_usage_error(CMD,
+						       "--stack-bytes: '%s' is not between 256 and "
+						       "1M (default 16k)",
+						       optarg);
 			break;
 		case OPT_UNWINDER:
 			if (ms_unwind_backend_from_name(optarg, &o->unwinder))
-				return cli_usage_error(CMD, "--unwinder: unknown unwinder '%s' (use "
-							    "elfutils, libunwind or fp)", optarg);
+				return cli_usage_error(CMD,
+						       "--unwinder: unknown unwinder '%s' (use "
+						       "elfutils, libunwind or fp)",
+						       optarg);
 			break;
-		case OPT_LINES: o->lines = true; break;
+		case OPT_LINES:
+			o->lines = true;
+			break;
 		case OPT_PROBE:
 			if (!valid_symbol(optarg))
-				return cli_usage_error(CMD, "--probe: '%s' is not a symbol name", optarg);
+				return cli_usage_error(CMD, "--probe: '%s' is not a symbol name",
+						       optarg);
 			ms_xgrow((void **)&o->probes, &o->probes_cap, o->nprobes + 1,
 				 sizeof(*o->probes));
 			o->probes[o->nprobes++] = optarg;
 			break;
 		case OPT_SUBPROCESSES:
-			return cli_usage_error(CMD, "--subprocesses: following forked children is not "
-						    "supported yet (without it, a forked child is "
-						    "restored and let go; record it with its own --pid)");
-		case 'q': o->quiet = true; break;
+			return cli_usage_error(
+			    CMD, "--subprocesses: following forked children is not "
+				 "supported yet (without it, a forked child is "
+				 "restored and let go; record it with its own --pid)");
+		case 'q':
+			o->quiet = true;
+			break;
 		case 'h':
 			help(stdout);
 			*done = true;
@@ -229,8 +256,10 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done)
 		}
 	}
 	if (optind < argc)
-		return cli_usage_error(CMD, "unexpected argument '%s' (the process is given with "
-					    "--pid)", argv[optind]);
+		return cli_usage_error(CMD,
+				       "unexpected argument '%s' (the process is given with "
+				       "--pid)",
+				       argv[optind]);
 	if (!o->pid)
 		return cli_usage_error(CMD, "--pid is required (e.g. memspy record --pid "
 					    "$(pidof myservice) -o alloc.svg)");
@@ -243,15 +272,17 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done)
 		o->out_default = ms_xasprintf("memspy-%d.%s", (int)o->pid,
 					      o->fmt_given ? (o->fmt == MS_OUT_PPROF ? "pb.gz"
 							      : o->fmt == MS_OUT_SPEEDSCOPE
-								      ? "speedscope.json"
-								      : ms_out_format_name(o->fmt))
+								  ? "speedscope.json"
+								  : ms_out_format_name(o->fmt))
 							   : "svg");
 		o->out_path = o->out_default;
 		if (!o->fmt_given)
 			o->fmt = MS_OUT_SVG;
 	} else if (!o->fmt_given && ms_out_format_from_name(o->out_path, &o->fmt)) {
-		return cli_usage_error(CMD, "cannot tell the format from the name '%s': use "
-					    "--format svg|folded|speedscope|pprof", o->out_path);
+		return cli_usage_error(CMD,
+				       "cannot tell the format from the name '%s': use "
+				       "--format svg|folded|speedscope|pprof",
+				       o->out_path);
 	}
 	return 0;
 }
@@ -315,8 +346,11 @@ static void on_alloc_event(const struct ms_alloc_event *ev, void *ctx)
 	}
 	r->alloc_events++;
 	/* The stack copy is borrowed for this call only: unwind now, symbolise at the end. */
-	sc = (struct ms_stack_copy){.regs = &ev->regs, .data = ev->stack, .len = ev->stack_len,
-				    .addr = ev->regs.rsp, .at_entry = true};
+	sc = (struct ms_stack_copy){.regs = &ev->regs,
+				    .data = ev->stack,
+				    .len = ev->stack_len,
+				    .addr = ev->regs.rsp,
+				    .at_entry = true};
 	if (!ev->stack || ms_unwind(r->unwinder, &sc, r->pcs, MAX_PCS, &n) || n == 0) {
 		r->unwind_failures++;
 		n = 0;
@@ -388,15 +422,15 @@ static void build_profile(struct ms_profile *prof, const struct ms_rec_table *t,
 				for (size_t j = nsf; j-- > 0;) {
 					ms_xgrow((void **)&frames, &cap, n + 1, sizeof(*frames));
 					frames[n++] = (struct ms_out_frame){
-						.function = strcmp(sf[j].function, "??")
-								    ? sf[j].function
-								    : NULL,
-						.file = o->lines ? sf[j].file : NULL,
-						.line = o->lines ? sf[j].line : 0,
-						.module = strcmp(sf[j].module, "??") ? sf[j].module
-										     : NULL,
-						.offset = sf[j].module_offset,
-						.inlined = sf[j].inlined,
+					    .function = strcmp(sf[j].function, "??")
+							    ? sf[j].function
+							    : NULL,
+					    .file = o->lines ? sf[j].file : NULL,
+					    .line = o->lines ? sf[j].line : 0,
+					    .module =
+						strcmp(sf[j].module, "??") ? sf[j].module : NULL,
+					    .offset = sf[j].module_offset,
+					    .inlined = sf[j].inlined,
 					};
 				}
 			} else {
@@ -439,16 +473,18 @@ static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t
 		nnames = ms_probes_sites(pr, &names);
 	}
 	fprintf(stderr, "memspy: wrote %s (%s", o->out_path, ms_out_format_name(o->fmt));
-	fprintf(stderr, ", %s): ", o->live ? (o->count ? "live allocations" : "live bytes")
-					   : (o->count ? "allocation counts" : "bytes allocated"));
+	fprintf(stderr, ", %s): ",
+		o->live ? (o->count ? "live allocations" : "live bytes")
+			: (o->count ? "allocation counts" : "bytes allocated"));
 	if (o->live)
 		fprintf(stderr, "%s still live in %s allocations, of ",
 			fmt_bytes(a, sizeof(a), (double)tot.live_bytes),
 			fmt_count(b, sizeof(b), (uint64_t)llround(tot.live_count)));
-	fprintf(stderr, "%s allocated in %s allocations", fmt_bytes(a, sizeof(a), (double)tot.bytes),
+	fprintf(stderr, "%s allocated in %s allocations",
+		fmt_bytes(a, sizeof(a), (double)tot.bytes),
 		fmt_count(b, sizeof(b), (uint64_t)llround(tot.count)));
-	fprintf(stderr, " over %s, from %s samples%s\n", fmt_time(c, sizeof(c), (double)oc->wall_ns),
-		fmt_count(d, sizeof(d), tot.samples),
+	fprintf(stderr, " over %s, from %s samples%s\n",
+		fmt_time(c, sizeof(c), (double)oc->wall_ns), fmt_count(d, sizeof(d), tot.samples),
 		o->sample_bytes ? " (estimated)" : " (exact: every call)");
 	if (tot.failed)
 		fprintf(stderr, "  %s sampled calls failed (returned NULL) and are not counted\n",
@@ -457,8 +493,9 @@ static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t
 	if (threads < 1)
 		threads = 1;
 	slowdown = oc->wall_ns ? (double)st.stopped_ns / ((double)oc->wall_ns * threads) : 0;
-	fprintf(stderr, "  cost to the target: %s stops, stopped %s in total (%s per stop), "
-			"estimated slowdown %.1f%% (stopped time / (wall time x %.1f threads))\n",
+	fprintf(stderr,
+		"  cost to the target: %s stops, stopped %s in total (%s per stop), "
+		"estimated slowdown %.1f%% (stopped time / (wall time x %.1f threads))\n",
 		fmt_count(a, sizeof(a), st.stops), fmt_time(b, sizeof(b), (double)st.stopped_ns),
 		fmt_time(c, sizeof(c), st.stops ? (double)st.stopped_ns / (double)st.stops : 0),
 		slowdown * 100, threads);
@@ -533,11 +570,11 @@ int cmd_record(int argc, char **argv)
 		goto out;
 	}
 	popts = (struct ms_probe_opts){
-		.sample_bytes = o.sample_bytes,
-		.stack_bytes = o.stack_bytes,
-		.track_frees = true, /* cheap in the target, and keeps the live view right */
-		.custom_symbols = o.probes,
-		.n_custom = o.nprobes,
+	    .sample_bytes = o.sample_bytes,
+	    .stack_bytes = o.stack_bytes,
+	    .track_frees = true, /* cheap in the target, and keeps the live view right */
+	    .custom_symbols = o.probes,
+	    .n_custom = o.nprobes,
 	};
 	rc = ms_probes_install(p, &mods, &popts, &pr, &err);
 	if (rc) {
@@ -552,14 +589,15 @@ int cmd_record(int argc, char **argv)
 	start_ns = last_refresh = ms_now_ns();
 	if (o.duration_ns)
 		deadline = start_ns + o.duration_ns;
-	pg = (struct progress){.tty = !o.quiet && isatty(STDERR_FILENO), .start_ns = start_ns,
-			       .last_ns = start_ns};
+	pg = (struct progress){
+	    .tty = !o.quiet && isatty(STDERR_FILENO), .start_ns = start_ns, .last_ns = start_ns};
 	if (!o.quiet) {
 		const char **names;
 		char comm[64], d[32];
 
-		fprintf(stderr, "memspy: recording pid %d (%s, %zu threads, %zu entry points "
-				"probed) %s%s\n",
+		fprintf(stderr,
+			"memspy: recording pid %d (%s, %zu threads, %zu entry points "
+			"probed) %s%s\n",
 			(int)o.pid, ms_proc_comm(o.pid, comm, sizeof(comm)), ms_proc_nthreads(p),
 			ms_probes_sites(pr, &names),
 			o.duration_ns ? "for " : "until Ctrl-C or its exit",
@@ -599,8 +637,9 @@ int cmd_record(int argc, char **argv)
 		case MS_EV_FORK:
 			/* The child inherited the patched text: the engine restores it. */
 			if (ms_probes_handle_event(pr, &ev, on_alloc_event, &rec) == 0) {
-				ms_warn("record: forked child %d was not restored by the probe engine",
-					(int)ev.child);
+				ms_warn(
+				    "record: forked child %d was not restored by the probe engine",
+				    (int)ev.child);
 				ms_proc_fork_child_detach(ev.child);
 			}
 			break;
@@ -650,19 +689,22 @@ int cmd_record(int argc, char **argv)
 	}
 
 	if (oc.wait_error)
-		fprintf(stderr, "memspy: record: waiting for pid %d: %s; writing what was "
-				"collected\n",
+		fprintf(stderr,
+			"memspy: record: waiting for pid %d: %s; writing what was "
+			"collected\n",
 			(int)o.pid, ms_strerror(oc.wait_error));
 	if (oc.target_exited) {
 		int s = oc.exit_status;
 
 		if (WIFSIGNALED(s))
-			fprintf(stderr, "memspy: the target (pid %d) was killed by signal %d (%s) "
-					"during the recording; writing what was collected\n",
+			fprintf(stderr,
+				"memspy: the target (pid %d) was killed by signal %d (%s) "
+				"during the recording; writing what was collected\n",
 				(int)o.pid, WTERMSIG(s), strsignal(WTERMSIG(s)));
 		else
-			fprintf(stderr, "memspy: the target (pid %d) exited with status %d during "
-					"the recording; writing what was collected\n",
+			fprintf(stderr,
+				"memspy: the target (pid %d) exited with status %d during "
+				"the recording; writing what was collected\n",
 				(int)o.pid, WEXITSTATUS(s));
 	}
 
@@ -676,27 +718,27 @@ int cmd_record(int argc, char **argv)
 
 		ms_rec_table_totals(rec.table, &tot);
 		if (o.live)
-			subtitle = ms_xasprintf("%s still live in %s allocations (of %s allocated) "
-						"after %.1f s%s",
-						fmt_bytes(a, sizeof(a), (double)tot.live_bytes),
-						fmt_count(b, sizeof(b), (uint64_t)llround(tot.live_count)),
-						fmt_bytes(c, sizeof(c), (double)tot.bytes),
-						(double)oc.wall_ns / 1e9,
-						o.sample_bytes ? ", sampled" : ", exact");
+			subtitle = ms_xasprintf(
+			    "%s still live in %s allocations (of %s allocated) "
+			    "after %.1f s%s",
+			    fmt_bytes(a, sizeof(a), (double)tot.live_bytes),
+			    fmt_count(b, sizeof(b), (uint64_t)llround(tot.live_count)),
+			    fmt_bytes(c, sizeof(c), (double)tot.bytes), (double)oc.wall_ns / 1e9,
+			    o.sample_bytes ? ", sampled" : ", exact");
 		else
-			subtitle = ms_xasprintf("%s allocated in %s allocations over %.1f s%s",
-						fmt_bytes(a, sizeof(a), (double)tot.bytes),
-						fmt_count(b, sizeof(b), (uint64_t)llround(tot.count)),
-						(double)oc.wall_ns / 1e9,
-						o.sample_bytes ? ", sampled" : ", exact");
+			subtitle = ms_xasprintf(
+			    "%s allocated in %s allocations over %.1f s%s",
+			    fmt_bytes(a, sizeof(a), (double)tot.bytes),
+			    fmt_count(b, sizeof(b), (uint64_t)llround(tot.count)),
+			    (double)oc.wall_ns / 1e9, o.sample_bytes ? ", sampled" : ", exact");
 		wo = (struct ms_out_opts){
-			.title = cli_command_line(),
-			.subtitle = subtitle,
-			.value = o.count ? MS_VALUE_COUNT : MS_VALUE_BYTES,
-			.lines = o.lines,
-			.live = o.live,
-			.sample_period = o.sample_bytes,
-			.duration_ns = oc.wall_ns,
+		    .title = cli_command_line(),
+		    .subtitle = subtitle,
+		    .value = o.count ? MS_VALUE_COUNT : MS_VALUE_BYTES,
+		    .lines = o.lines,
+		    .live = o.live,
+		    .sample_period = o.sample_bytes,
+		    .duration_ns = oc.wall_ns,
 		};
 		rc = ms_profile_write(prof, o.fmt, &wo, af.fp, &err);
 		free(subtitle);

@@ -16,12 +16,12 @@ struct ms_rec_table; /* opaque */
 struct ms_rec_stack {
 	const ms_raddr_t *pcs; /* leaf first: pcs[0] = the allocator's entry; borrowed */
 	size_t npcs;
-	int fn;               /* enum ms_alloc_fn of the first sample (the leaf function) */
-	uint64_t samples;     /* sampled allocations on this stack */
-	uint64_t bytes;       /* estimated bytes allocated (sum of weights) */
-	double count;         /* estimated allocations (sum of weight / size) */
-	uint64_t live_bytes;  /* estimated bytes not freed by the end */
-	double live_count;    /* estimated allocations not freed by the end */
+	int fn;		     /* enum ms_alloc_fn of the first sample (the leaf function) */
+	uint64_t samples;    /* sampled allocations on this stack */
+	uint64_t bytes;	     /* estimated bytes allocated (sum of weights) */
+	double count;	     /* estimated allocations (sum of weight / size) */
+	uint64_t live_bytes; /* estimated bytes not freed by the end */
+	double live_count;   /* estimated allocations not freed by the end */
 };
 
 struct ms_rec_table *ms_rec_table_new(void);
@@ -66,7 +66,6 @@ struct ms_probes;
  * first one), or another negative code when the check could not be done
  * (note says why). *note is allocated; the caller frees it.
  */
-int ms_rec_verify_text(pid_t pid, const struct ms_modules *mods, struct ms_probes *pr,
-		       char **note);
+int ms_rec_verify_text(pid_t pid, const struct ms_modules *mods, struct ms_probes *pr, char **note);
 
 #endif

@@ -38,7 +38,7 @@ struct ms_rec_table {
 	size_t npcs, pcs_cap;
 	struct stack *stacks;
 	size_t nstacks, stacks_cap;
-	uint32_t *stack_index; /* 1 + stack id; 0 = empty */
+	uint32_t *stack_index;	/* 1 + stack id; 0 = empty */
 	size_t stack_index_cap; /* power of two */
 	struct sample *samples;
 	size_t nsamples, samples_cap;
@@ -245,21 +245,22 @@ void ms_rec_table_stack(const struct ms_rec_table *t, size_t i, struct ms_rec_st
 	const struct stack *s = &t->stacks[i];
 
 	*out = (struct ms_rec_stack){
-		.pcs = t->pcs + s->pc_off,
-		.npcs = s->npcs,
-		.fn = s->fn,
-		.samples = s->samples,
-		.bytes = s->bytes,
-		.count = s->count,
-		.live_bytes = s->live_bytes,
-		/* Rounding: sums of doubles can leave -1e-12 behind after frees. */
-		.live_count = s->live_count < 1e-9 ? 0 : s->live_count,
+	    .pcs = t->pcs + s->pc_off,
+	    .npcs = s->npcs,
+	    .fn = s->fn,
+	    .samples = s->samples,
+	    .bytes = s->bytes,
+	    .count = s->count,
+	    .live_bytes = s->live_bytes,
+	    /* Rounding: sums of doubles can leave -1e-12 behind after frees. */
+	    .live_count = s->live_count < 1e-9 ? 0 : s->live_count,
 	};
 }
 
 void ms_rec_table_totals(const struct ms_rec_table *t, struct ms_rec_totals *out)
 {
-	struct ms_rec_totals r = {.frees_matched = t->frees_matched, .failed = t->failed, .distinct_pcs_hint = t->npcs};
+	struct ms_rec_totals r = {
+	    .frees_matched = t->frees_matched, .failed = t->failed, .distinct_pcs_hint = t->npcs};
 
 	for (size_t i = 0; i < t->nstacks; i++) {
 		const struct stack *s = &t->stacks[i];

@@ -70,8 +70,7 @@ static int compare_map(pid_t pid, int fd, const struct ms_map *map, uint8_t *liv
 	return 0;
 }
 
-int ms_rec_verify_text(pid_t pid, const struct ms_modules *mods, struct ms_probes *pr,
-		       char **note)
+int ms_rec_verify_text(pid_t pid, const struct ms_modules *mods, struct ms_probes *pr, char **note)
 {
 	const char **names = NULL;
 	size_t nnames = pr ? ms_probes_sites(pr, &names) : 0;
@@ -85,7 +84,8 @@ int ms_rec_verify_text(pid_t pid, const struct ms_modules *mods, struct ms_probe
 	rc = ms_maps_read(pid, &maps);
 	if (rc) {
 		*note = ms_xasprintf("could not verify the code after detach: reading "
-				     "/proc/%d/maps: %s", (int)pid, ms_strerror(rc));
+				     "/proc/%d/maps: %s",
+				     (int)pid, ms_strerror(rc));
 		goto out;
 	}
 	for (size_t i = 0; i < mods->n; i++) {
@@ -109,12 +109,12 @@ int ms_rec_verify_text(pid_t pid, const struct ms_modules *mods, struct ms_probe
 				continue;
 			rc = compare_map(pid, fd, map, live, file, &diff, &checked);
 			if (rc == -EIO)
-				*note = ms_xasprintf("after detach, the code of %s differs from the "
-						     "file at 0x%llx (%s+0x%llx): a probe was not "
-						     "restored",
-						     base_name(m->path), (unsigned long long)diff,
-						     base_name(m->path),
-						     (unsigned long long)(diff - m->bias));
+				*note = ms_xasprintf(
+				    "after detach, the code of %s differs from the "
+				    "file at 0x%llx (%s+0x%llx): a probe was not "
+				    "restored",
+				    base_name(m->path), (unsigned long long)diff,
+				    base_name(m->path), (unsigned long long)(diff - m->bias));
 			else if (rc)
 				*note = ms_xasprintf("could not verify %s after detach: %s",
 						     base_name(m->path), ms_strerror(rc));
@@ -123,7 +123,8 @@ int ms_rec_verify_text(pid_t pid, const struct ms_modules *mods, struct ms_probe
 		if (rc)
 			goto out;
 		{
-			char *l = ms_xasprintf("%s%s%s", list, *list ? ", " : "", base_name(m->path));
+			char *l =
+			    ms_xasprintf("%s%s%s", list, *list ? ", " : "", base_name(m->path));
 
 			free(list);
 			list = l;

@@ -20,7 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define NWORKERS 4
+#define NWORKERS   4
 #define LEAK_EVERY 8
 
 enum mode { MIX, LEAK, FORKTHREADS, POOL };
@@ -49,9 +49,8 @@ static unsigned long pattern_sum(size_t n, unsigned seed)
 	unsigned long sum = 0;
 
 	for (size_t i = 0; i < n; i++)
-		sum = sum * 31 +
-		      (unsigned char)((unsigned char)(seed * 2654435761u + i * 40503u) ^
-				      (unsigned char)(i >> 8));
+		sum = sum * 31 + (unsigned char)((unsigned char)(seed * 2654435761u + i * 40503u) ^
+						 (unsigned char)(i >> 8));
 	return sum;
 }
 
@@ -100,7 +99,8 @@ NOINLINE static void rec_fork_and_spawn(void)
 	}
 	extra_threads_ok = 1;
 	for (int i = 0; i < 2; i++)
-		if (pthread_create(&t[i], NULL, rec_extra_thread, (void *)(uintptr_t)(9000000 + i * 1000)))
+		if (pthread_create(&t[i], NULL, rec_extra_thread,
+				   (void *)(uintptr_t)(9000000 + i * 1000)))
 			fail("pthread_create failed");
 	for (int i = 0; i < 2; i++) {
 		void *r;
@@ -171,7 +171,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: %s mix|leak|forkthreads|pool ITERS\n", argv[0]);
 		return 2;
 	}
-	mode = !strcmp(argv[1], "mix")	   ? MIX
+	mode = !strcmp(argv[1], "mix")	  ? MIX
 	       : !strcmp(argv[1], "leak") ? LEAK
 	       : !strcmp(argv[1], "pool") ? POOL
 					  : FORKTHREADS;
@@ -194,12 +194,12 @@ int main(int argc, char **argv)
 	rounds = (unsigned long long)iters * NWORKERS;
 	/* Worker seeds are id*1e8 + i*8: every round leaks in leak mode. */
 	leaks = mode == LEAK ? (long)rounds : 0;
-	printf("expect-folded rec_worker;rec_round;rec_site_a %llu %llu\n",
-	       rounds * SITE_A_BYTES, rounds);
-	printf("expect-folded rec_worker;rec_round;rec_site_b %llu %llu\n",
-	       rounds * SITE_B_BYTES, rounds);
-	printf("expect-folded rec_worker;rec_round;rec_site_c %llu %llu\n",
-	       rounds * SITE_C_BYTES, rounds);
+	printf("expect-folded rec_worker;rec_round;rec_site_a %llu %llu\n", rounds * SITE_A_BYTES,
+	       rounds);
+	printf("expect-folded rec_worker;rec_round;rec_site_b %llu %llu\n", rounds * SITE_B_BYTES,
+	       rounds);
+	printf("expect-folded rec_worker;rec_round;rec_site_c %llu %llu\n", rounds * SITE_C_BYTES,
+	       rounds);
 	if (mode == LEAK) {
 		printf("expect-folded rec_worker;rec_round;rec_leak_keep %llu %llu\n",
 		       (unsigned long long)leaks * LEAK_BYTES, (unsigned long long)leaks);
@@ -220,8 +220,8 @@ int main(int argc, char **argv)
 	leaked_blocks = rec_leak_check();
 	if (mode == LEAK && leaked_blocks != leaks)
 		fail("the kept blocks are corrupt or missing");
-	if (mode == FORKTHREADS && (child_status == -1 || !WIFEXITED(child_status) ||
-				    WEXITSTATUS(child_status) != 0))
+	if (mode == FORKTHREADS &&
+	    (child_status == -1 || !WIFEXITED(child_status) || WEXITSTATUS(child_status) != 0))
 		fail("the forked child did not pass its own check");
 	if (mode == FORKTHREADS && !extra_threads_ok)
 		fail("a short-lived thread saw corrupt data");

@@ -14,8 +14,8 @@
 #define SITE_A_BYTES 6007
 #define SITE_B_BYTES 3001
 #define SITE_C_BYTES 997
-#define LEAK_BYTES 4099
-#define POOL_BYTES 1531
+#define LEAK_BYTES   4099
+#define POOL_BYTES   1531
 
 /* Each allocates, fills, checks and frees; returns a checksum (0 = corrupt). */
 NOINLINE unsigned long rec_site_a(unsigned seed);

@@ -56,7 +56,7 @@ int ms_folded_write(const struct ms_profile *p, const struct ms_out_opts *o, FIL
 
 	/* iterative walk: stacks can be 10k frames deep */
 	ms_xgrow((void **)&stack, &cap_stack, 1, sizeof(*stack));
-	stack[0] = (struct walk){ MS_TREE_ROOT, v.child_start[0], 0 };
+	stack[0] = (struct walk){MS_TREE_ROOT, v.child_start[0], 0};
 	depth = 1;
 	ms_xgrow((void **)&path, &path_cap, 1, 1);
 	path[0] = '\0';
@@ -87,7 +87,7 @@ int ms_folded_write(const struct ms_profile *p, const struct ms_out_opts *o, FIL
 			lines[n_lines++] = ms_xasprintf("%s %" PRIu64, path, val);
 		}
 		ms_xgrow((void **)&stack, &cap_stack, depth + 1, sizeof(*stack));
-		stack[depth++] = (struct walk){ c, v.child_start[c], len + nl };
+		stack[depth++] = (struct walk){c, v.child_start[c], len + nl};
 	}
 	if (n_lines > 1)
 		qsort(lines, n_lines, sizeof(*lines), cmp_str);
@@ -164,12 +164,13 @@ int ms_folded_parse(FILE *in, struct ms_profile *p, struct ms_error *err)
 		while (end > line && end[-1] == ' ')
 			end--;
 		if (!last_number(line, &end, &a)) {
-			ret = ms_error_set(err, -EINVAL,
-					   "folded input: line %zu: no value at the end of the line",
-					   lineno);
-			ms_error_hint(err, "each line is 'frame;frame;frame VALUE' (or 'stack BYTES "
-					   "COUNT'), as written by flamegraph.pl's stackcollapse "
-					   "scripts or 'memspy record -o x.folded'");
+			ret = ms_error_set(
+			    err, -EINVAL, "folded input: line %zu: no value at the end of the line",
+			    lineno);
+			ms_error_hint(err,
+				      "each line is 'frame;frame;frame VALUE' (or 'stack BYTES "
+				      "COUNT'), as written by flamegraph.pl's stackcollapse "
+				      "scripts or 'memspy record -o x.folded'");
 			break;
 		}
 		if (last_number(line, &end, &b)) {
@@ -191,13 +192,13 @@ int ms_folded_parse(FILE *in, struct ms_profile *p, struct ms_error *err)
 						 sizeof(*frames));
 				f = (char *)s;
 				f[l] = '\0'; /* the ';' (or the end) */
-				frames[n_frames++] = (struct ms_out_frame){ .function = f };
+				frames[n_frames++] = (struct ms_out_frame){.function = f};
 			}
 			s += l + (semi ? 1 : 0);
 		}
 		if (n_frames == 0) {
-			ret = ms_error_set(err, -EINVAL, "folded input: line %zu: no frames",
-					   lineno);
+			ret =
+			    ms_error_set(err, -EINVAL, "folded input: line %zu: no frames", lineno);
 			break;
 		}
 		ms_profile_add(p, frames, n_frames, bytes, count);

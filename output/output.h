@@ -18,10 +18,10 @@
 struct ms_out_frame {
 	const char *function; /* demangled name, or NULL */
 	const char *file;     /* source file, or NULL */
-	int line;             /* source line, 0 if unknown */
+	int line;	      /* source line, 0 if unknown */
 	const char *module;   /* path of the ELF module (libc.so.6, /usr/bin/x), or NULL */
 	uint64_t offset;      /* address relative to the module's load bias (for NULL function) */
-	bool inlined;         /* inlined into the frame below it (its caller) */
+	bool inlined;	      /* inlined into the frame below it (its caller) */
 };
 
 struct ms_profile; /* opaque aggregated stack tree */
@@ -43,10 +43,10 @@ void ms_profile_add(struct ms_profile *p, const struct ms_out_frame *frames, siz
 void ms_profile_totals(const struct ms_profile *p, uint64_t *bytes, uint64_t *count);
 
 enum ms_out_format {
-	MS_OUT_SVG,        /* interactive flame graph, self-contained */
-	MS_OUT_FOLDED,     /* "a;b;c 1234" lines (flamegraph.pl / inferno input) */
+	MS_OUT_SVG,	   /* interactive flame graph, self-contained */
+	MS_OUT_FOLDED,	   /* "a;b;c 1234" lines (flamegraph.pl / inferno input) */
 	MS_OUT_SPEEDSCOPE, /* speedscope.app JSON, one sampled profile per value */
-	MS_OUT_PPROF,      /* gzip'd profile.proto, Go heap sample types */
+	MS_OUT_PPROF,	   /* gzip'd profile.proto, Go heap sample types */
 };
 
 /*
@@ -69,15 +69,15 @@ struct ms_out_opts {
 	const char *title;    /* e.g. the memspy command line; NULL: "memspy" */
 	const char *subtitle; /* e.g. "Total: 1.2 GiB allocated in 3,456 allocations, ..." */
 	enum ms_out_value value;
-	bool lines;           /* show "function (file.c:42)" instead of "function" */
-	bool live;            /* leak/live view: values are bytes still live, worded so */
-	bool no_script;       /* SVG without JavaScript (golden tests) */
-	int width;            /* SVG width in pixels; 0 = 1200 */
+	bool lines;		/* show "function (file.c:42)" instead of "function" */
+	bool live;		/* leak/live view: values are bytes still live, worded so */
+	bool no_script;		/* SVG without JavaScript (golden tests) */
+	int width;		/* SVG width in pixels; 0 = 1200 */
 	const char *count_name; /* what a count counts, singular: NULL = "allocation";
 				 * e.g. "sample" for stacks caught by periodic walks */
 	uint64_t sample_period; /* mean bytes between samples (pprof period); 0 = exact */
-	uint64_t time_ns;     /* pprof time_nanos / duration base; 0 = omitted */
-	uint64_t duration_ns; /* pprof duration_nanos; 0 = omitted */
+	uint64_t time_ns;	/* pprof time_nanos / duration base; 0 = omitted */
+	uint64_t duration_ns;	/* pprof duration_nanos; 0 = omitted */
 };
 
 /*

@@ -14,7 +14,7 @@
 /* A node of a stack tree: one frame under one parent. Node 0 is the root. */
 struct ms_tnode {
 	uint32_t parent;
-	uint32_t sym;   /* frame (profile tree) or display name (view) */
+	uint32_t sym;	/* frame (profile tree) or display name (view) */
 	uint32_t depth; /* root = 0, first frame = 1 */
 	uint64_t self_bytes, self_count;
 	uint64_t total_bytes, total_count;
@@ -59,13 +59,13 @@ struct ms_profile {
 
 /* The display view: frames named as the user sees them, children sorted by name. */
 struct ms_vsym {
-	char *name;            /* display text (owned) */
-	uint32_t frame;        /* first profile frame shown under this name */
+	char *name;	/* display text (owned) */
+	uint32_t frame; /* first profile frame shown under this name */
 	enum ms_frame_kind kind;
 };
 
 struct ms_view {
-	struct ms_tree tree;   /* sym = index into syms */
+	struct ms_tree tree; /* sym = index into syms */
 	struct ms_vsym *syms;
 	size_t n_syms, cap_syms;
 	uint32_t *sht;

@@ -104,7 +104,7 @@ static void put_msg(struct buf *b, unsigned field, struct buf *m)
 
 static void put_packed(struct buf *b, unsigned field, const uint64_t *v, size_t n)
 {
-	struct buf m = { 0 };
+	struct buf m = {0};
 
 	for (size_t i = 0; i < n; i++)
 		put_varint(&m, v[i]);
@@ -166,7 +166,7 @@ static uint64_t str_id(struct strtab *t, const char *s)
 struct loctab {
 	uint32_t *frames; /* flat: the frames of each location, leaf first */
 	size_t n_frames, cap_frames;
-	size_t *start;    /* location i: frames[start[i] .. start[i+1]) */
+	size_t *start; /* location i: frames[start[i] .. start[i+1]) */
 	size_t n, cap_start;
 	uint32_t *ht;
 	size_t ht_cap;
@@ -233,7 +233,8 @@ static int gzip_out(const struct buf *b, FILE *out, struct ms_error *err)
 
 	memset(&z, 0, sizeof(z));
 	/* windowBits 15 + 16: a gzip wrapper, with a zero mtime so output is deterministic */
-	if (deflateInit2(&z, Z_BEST_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+	if (deflateInit2(&z, Z_BEST_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
+	    Z_OK)
 		return ms_error_set(err, -ENOMEM, "output: pprof: zlib deflateInit2 failed");
 	z.next_in = b->d;
 	z.avail_in = (uInt)b->n;
@@ -255,9 +256,9 @@ int ms_pprof_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE
 		   struct ms_error *err)
 {
 	const struct ms_tree *t = &p->tree;
-	struct strtab st = { 0 };
-	struct loctab lt = { 0 };
-	struct buf pb = { 0 }, m = { 0 }, sub = { 0 };
+	struct strtab st = {0};
+	struct loctab lt = {0};
+	struct buf pb = {0}, m = {0}, sub = {0};
 	uint64_t *fn_ids, *map_ids, *locs = NULL, values[2];
 	uint32_t *path = NULL, *group = NULL;
 	size_t cap_locs = 0, cap_path = 0, cap_group = 0, n_maps = 0;
@@ -279,7 +280,7 @@ int ms_pprof_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE
 	fn_ids = ms_xcalloc(p->n_frames + 1, sizeof(*fn_ids));
 	map_ids = ms_xcalloc(p->n_frames + 1, sizeof(*map_ids));
 	{
-		struct strtab fns = { 0 }, mods = { 0 };
+		struct strtab fns = {0}, mods = {0};
 		size_t n_fns = 0;
 
 		for (size_t i = 0; i < p->n_frames; i++) {
@@ -360,7 +361,8 @@ int ms_pprof_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE
 		put_uint(&m, LOC_MAPPING_ID, map_ids[f[n - 1]]);
 		for (size_t k = 0; k < n; k++) {
 			put_uint(&sub, LINE_FUNCTION_ID, fn_ids[f[k]]);
-			put_uint(&sub, LINE_LINE, p->frames[f[k]].line > 0 ? (uint64_t)p->frames[f[k]].line : 0);
+			put_uint(&sub, LINE_LINE,
+				 p->frames[f[k]].line > 0 ? (uint64_t)p->frames[f[k]].line : 0);
 			put_msg(&m, LOC_LINE, &sub);
 		}
 		put_msg(&pb, PROF_LOCATION, &m);

@@ -182,8 +182,8 @@ static uint64_t frame_hash(const struct ms_out_frame *f)
 
 static bool frame_eq(const struct ms_pframe *a, const struct ms_out_frame *b)
 {
-	return str_eq(a->function, b->function) && str_eq(a->file, b->file) &&
-	       a->line == b->line && str_eq(a->module, b->module) && a->inlined == b->inlined &&
+	return str_eq(a->function, b->function) && str_eq(a->file, b->file) && a->line == b->line &&
+	       str_eq(a->module, b->module) && a->inlined == b->inlined &&
 	       (b->function || a->offset == b->offset);
 }
 
@@ -194,8 +194,8 @@ static void frames_rehash(struct ms_profile *p)
 
 	for (size_t i = 0; i < p->n_frames; i++) {
 		const struct ms_pframe *pf = &p->frames[i];
-		struct ms_out_frame f = { pf->function, pf->file, pf->line, pf->module, pf->offset,
-					  pf->inlined };
+		struct ms_out_frame f = {pf->function, pf->file,   pf->line,
+					 pf->module,   pf->offset, pf->inlined};
 		size_t s = frame_hash(&f) & (ncap - 1);
 
 		while (ht[s])
@@ -234,7 +234,7 @@ static uint32_t frame_intern(struct ms_profile *p, const struct ms_out_frame *f)
 void ms_profile_add(struct ms_profile *p, const struct ms_out_frame *frames, size_t n,
 		    uint64_t bytes, uint64_t count)
 {
-	static const struct ms_out_frame unknown = { .function = NULL };
+	static const struct ms_out_frame unknown = {.function = NULL};
 	uint32_t node = MS_TREE_ROOT;
 
 	if (n == 0) {
@@ -292,14 +292,14 @@ static bool has_prefix(const char *s, const char *prefix)
 enum ms_frame_kind ms_frame_kind_of(const struct ms_pframe *f)
 {
 	static const char *const sys_modules[] = {
-		"libc.so",   "libc-",      "ld-linux",     "libstdc++", "libgcc_s", "libm.so",
-		"libpthread", "libjemalloc", "libtcmalloc", "libmimalloc", "ld-musl", "libdl.so",
+	    "libc.so",	  "libc-",	 "ld-linux",	"libstdc++",   "libgcc_s", "libm.so",
+	    "libpthread", "libjemalloc", "libtcmalloc", "libmimalloc", "ld-musl",  "libdl.so",
 	};
 	static const char *const sys_functions[] = {
-		"malloc",	 "calloc",	"realloc",	 "free",     "posix_memalign",
-		"aligned_alloc", "memalign",	"valloc",	 "pvalloc",  "reallocarray",
-		"operator new",	 "operator delete", "_int_malloc", "_int_free", "_int_realloc",
-		"__libc_",	 "tcache_",	"sysmalloc",	 "strdup",   "strndup",
+	    "malloc",	     "calloc",		"realloc",     "free",	    "posix_memalign",
+	    "aligned_alloc", "memalign",	"valloc",      "pvalloc",   "reallocarray",
+	    "operator new",  "operator delete", "_int_malloc", "_int_free", "_int_realloc",
+	    "__libc_",	     "tcache_",		"sysmalloc",   "strdup",    "strndup",
 	};
 
 	if (f->module) {
@@ -448,17 +448,17 @@ static const struct {
 	const char *name;
 	enum ms_out_format fmt;
 } format_names[] = {
-	{ "svg", MS_OUT_SVG },
-	{ "folded", MS_OUT_FOLDED },
-	{ "collapsed", MS_OUT_FOLDED },
-	{ "txt", MS_OUT_FOLDED },
-	{ "speedscope", MS_OUT_SPEEDSCOPE },
-	{ "speedscope.json", MS_OUT_SPEEDSCOPE },
-	{ "json", MS_OUT_SPEEDSCOPE },
-	{ "pprof", MS_OUT_PPROF },
-	{ "pb.gz", MS_OUT_PPROF },
-	{ "pb", MS_OUT_PPROF },
-	{ "prof", MS_OUT_PPROF },
+    {"svg", MS_OUT_SVG},
+    {"folded", MS_OUT_FOLDED},
+    {"collapsed", MS_OUT_FOLDED},
+    {"txt", MS_OUT_FOLDED},
+    {"speedscope", MS_OUT_SPEEDSCOPE},
+    {"speedscope.json", MS_OUT_SPEEDSCOPE},
+    {"json", MS_OUT_SPEEDSCOPE},
+    {"pprof", MS_OUT_PPROF},
+    {"pb.gz", MS_OUT_PPROF},
+    {"pb", MS_OUT_PPROF},
+    {"prof", MS_OUT_PPROF},
 };
 
 int ms_out_format_from_name(const char *name, enum ms_out_format *out)
@@ -541,7 +541,7 @@ int ms_profile_write(const struct ms_profile *p, enum ms_out_format fmt,
 
 void ms_fmt_bytes(char *buf, size_t len, uint64_t v)
 {
-	static const char *const units[] = { "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+	static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
 	double d = (double)v;
 	size_t u = 0;
 

@@ -39,8 +39,8 @@ struct walk {
 };
 
 /* One sampled profile: a sample per stack whose own value is non-zero. */
-static json_t *sampled_profile(const struct ms_view *v, const uint32_t *frame_of_sym,
-			       bool counts, const char *name)
+static json_t *sampled_profile(const struct ms_view *v, const uint32_t *frame_of_sym, bool counts,
+			       const char *name)
 {
 	json_t *prof = json_object(), *samples = json_array(), *weights = json_array();
 	struct walk *stack = NULL;
@@ -54,7 +54,7 @@ static json_t *sampled_profile(const struct ms_view *v, const uint32_t *frame_of
 	json_object_set_new(prof, "endValue",
 			    json_u64(counts ? root->total_count : root->total_bytes));
 	ms_xgrow((void **)&stack, &cap, 1, sizeof(*stack));
-	stack[0] = (struct walk){ MS_TREE_ROOT, v->child_start[0] };
+	stack[0] = (struct walk){MS_TREE_ROOT, v->child_start[0]};
 	depth = 1;
 	while (depth) {
 		struct walk *w = &stack[depth - 1];
@@ -69,15 +69,15 @@ static json_t *sampled_profile(const struct ms_view *v, const uint32_t *frame_of
 		c = v->child_idx[w->next++];
 		nd = &v->tree.nodes[c];
 		ms_xgrow((void **)&stack, &cap, depth + 1, sizeof(*stack));
-		stack[depth++] = (struct walk){ c, v->child_start[c] };
+		stack[depth++] = (struct walk){c, v->child_start[c]};
 		val = counts ? nd->self_count : nd->self_bytes;
 		if (val) {
 			json_t *sample = json_array();
 
 			for (size_t i = 1; i < depth; i++)
 				json_array_append_new(
-					sample,
-					json_integer(frame_of_sym[v->tree.nodes[stack[i].node].sym]));
+				    sample,
+				    json_integer(frame_of_sym[v->tree.nodes[stack[i].node].sym]));
 			json_array_append_new(samples, sample);
 			json_array_append_new(weights, json_u64(val));
 		}
@@ -116,7 +116,8 @@ int ms_speedscope_write(const struct ms_profile *p, const struct ms_out_opts *o,
 		frame_of_sym[order[i]] = (uint32_t)i;
 		json_object_set_new(f, "name", jstr(vs->name, "[name not valid UTF-8]"));
 		if (pf->file) {
-			json_object_set_new(f, "file", jstr(pf->file, "[file name not valid UTF-8]"));
+			json_object_set_new(f, "file",
+					    jstr(pf->file, "[file name not valid UTF-8]"));
 			if (pf->line > 0)
 				json_object_set_new(f, "line", json_integer(pf->line));
 		}

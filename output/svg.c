@@ -216,9 +216,9 @@ int ms_svg_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE *
 	/* place every frame wide enough: preorder, children left to right by name */
 	if (total) {
 		ms_xgrow((void **)&pl, &cap_pl, 1, sizeof(*pl));
-		pl[n_pl++] = (struct placed){ MS_TREE_ROOT, 0, 0 };
+		pl[n_pl++] = (struct placed){MS_TREE_ROOT, 0, 0};
 		ms_xgrow((void **)&stack, &cap_stack, 1, sizeof(*stack));
-		stack[0] = (struct walk){ MS_TREE_ROOT, v.child_start[0], 0 };
+		stack[0] = (struct walk){MS_TREE_ROOT, v.child_start[0], 0};
 		depth = 1;
 		while (depth) {
 			struct walk *w = &stack[depth - 1];
@@ -238,21 +238,22 @@ int ms_svg_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE *
 			if (val == 0 || val < min_value)
 				continue;
 			ms_xgrow((void **)&pl, &cap_pl, n_pl + 1, sizeof(*pl));
-			pl[n_pl++] = (struct placed){ c, nd->depth, start };
+			pl[n_pl++] = (struct placed){c, nd->depth, start};
 			if (nd->depth > max_depth)
 				max_depth = nd->depth;
 			ms_xgrow((void **)&stack, &cap_stack, depth + 1, sizeof(*stack));
-			stack[depth++] = (struct walk){ c, v.child_start[c], start };
+			stack[depth++] = (struct walk){c, v.child_start[c], start};
 		}
 	}
 
 	ypad_top = o->subtitle ? FONT_SIZE * 5 : FONT_SIZE * 4 - 4;
 	height = ypad_top + (int)(max_depth + 1) * FRAME_H + YPAD_BOTTOM;
 
-	fprintf(out, "<?xml version=\"1.0\" standalone=\"no\"?>\n"
-		     "<svg version=\"1.1\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
-		     "xmlns=\"http://www.w3.org/2000/svg\" "
-		     "data-total=\"%" PRIu64 "\" data-xpad=\"%d\" data-unit=\"%s\"%s>\n",
+	fprintf(out,
+		"<?xml version=\"1.0\" standalone=\"no\"?>\n"
+		"<svg version=\"1.1\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
+		"xmlns=\"http://www.w3.org/2000/svg\" "
+		"data-total=\"%" PRIu64 "\" data-xpad=\"%d\" data-unit=\"%s\"%s>\n",
 		width, height, width, height, total, XPAD,
 		o->value == MS_VALUE_COUNT ? "allocations" : "bytes",
 		o->no_script ? "" : " onload=\"ms_init(evt)\"");
@@ -267,7 +268,8 @@ int ms_svg_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE *
 	if (!o->no_script)
 		fprintf(out, "<script type=\"text/ecmascript\"><![CDATA[\n%s]]></script>\n",
 			ms_asset_flame_js);
-	fprintf(out, "<rect x=\"0\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"url(#background)\"/>\n",
+	fprintf(out,
+		"<rect x=\"0\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"url(#background)\"/>\n",
 		width, height);
 	fprintf(out, "<text id=\"title\" x=\"%.2f\" y=\"%d\">", width / 2.0, FONT_SIZE * 2);
 	xml_put(out, title, -1);
@@ -279,7 +281,8 @@ int ms_svg_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE *
 		fputs("</text>\n", out);
 	}
 	if (!o->no_script) {
-		fprintf(out, "<text id=\"unzoom\" class=\"hide\" x=\"%d\" y=\"%d\">Reset Zoom</text>\n",
+		fprintf(out,
+			"<text id=\"unzoom\" class=\"hide\" x=\"%d\" y=\"%d\">Reset Zoom</text>\n",
 			XPAD, FONT_SIZE * 2);
 		fprintf(out, "<text id=\"search\" x=\"%d\" y=\"%d\">Search</text>\n", width - XPAD,
 			FONT_SIZE * 2);
@@ -306,13 +309,15 @@ int ms_svg_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE *
 				     vs->kind);
 		else
 			snprintf(colour, sizeof(colour), "rgb(200,200,200)");
-		fprintf(out, "<g class=\"f\" data-s=\"%" PRIu64 "\" data-v=\"%" PRIu64
-			     "\" data-d=\"%u\"><title>",
+		fprintf(out,
+			"<g class=\"f\" data-s=\"%" PRIu64 "\" data-v=\"%" PRIu64
+			"\" data-d=\"%u\"><title>",
 			pl[i].start, val, pl[i].depth);
 		put_tooltip(out, name, pf && pf->inlined, nd, val, total,
 			    v.tree.nodes[0].total_bytes > 0, o);
-		fprintf(out, "</title><rect x=\"%.2f\" y=\"%.1f\" width=\"%.2f\" height=\"%d\" "
-			     "fill=\"%s\" rx=\"2\" ry=\"2\"/><text x=\"%.2f\" y=\"%.1f\">",
+		fprintf(out,
+			"</title><rect x=\"%.2f\" y=\"%.1f\" width=\"%.2f\" height=\"%d\" "
+			"fill=\"%s\" rx=\"2\" ry=\"2\"/><text x=\"%.2f\" y=\"%.1f\">",
 			x, y, w, FRAME_H - 1, colour, x + 3, y + 10.5);
 		put_label(out, name, w);
 		fputs("</text></g>\n", out);

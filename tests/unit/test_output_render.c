@@ -13,10 +13,10 @@
 
 int main(int argc, char **argv)
 {
-	struct ms_out_opts o = { 0 };
+	struct ms_out_opts o = {0};
 	enum ms_out_format fmt = MS_OUT_SVG;
 	struct ms_profile *p;
-	struct ms_error err = { 0 };
+	struct ms_error err = {0};
 	FILE *in, *out;
 	int c, ret;
 

@@ -14,12 +14,12 @@
 
 static int failures;
 
-#define CHECK(cond)                                                                    \
-	do {                                                                           \
-		if (!(cond)) {                                                         \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-			failures++;                                                    \
-		}                                                                      \
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
+			failures++;                                                                \
+		}                                                                                  \
 	} while (0)
 
 struct mem {
@@ -30,9 +30,9 @@ struct mem {
 static struct mem render(const struct ms_profile *p, enum ms_out_format fmt,
 			 const struct ms_out_opts *o)
 {
-	struct mem m = { 0 };
+	struct mem m = {0};
 	FILE *f = open_memstream(&m.d, &m.n);
-	struct ms_error err = { 0 };
+	struct ms_error err = {0};
 
 	CHECK(ms_profile_write(p, fmt, o, f, &err) == 0);
 	fclose(f);
@@ -54,16 +54,16 @@ static void add_names(struct ms_profile *p, const char *const *names, size_t n, 
 	struct ms_out_frame f[16];
 
 	for (size_t i = 0; i < n; i++)
-		f[i] = (struct ms_out_frame){ .function = names[i] };
+		f[i] = (struct ms_out_frame){.function = names[i]};
 	ms_profile_add(p, f, n, bytes, count);
 }
 
 static void test_merge(void)
 {
 	struct ms_profile *p = ms_profile_new();
-	const char *a[] = { "main", "f", "malloc" }, *b[] = { "main", "g", "malloc" },
-		   *c[] = { "main", "f" };
-	struct ms_out_opts o = { 0 };
+	const char *a[] = {"main", "f", "malloc"}, *b[] = {"main", "g", "malloc"},
+		   *c[] = {"main", "f"};
+	struct ms_out_opts o = {0};
 	uint64_t tb, tc;
 	struct mem m;
 
@@ -87,7 +87,7 @@ static void test_merge(void)
 static void test_saturation_and_empty_stack(void)
 {
 	struct ms_profile *p = ms_profile_new();
-	const char *a[] = { "main" };
+	const char *a[] = {"main"};
 	uint64_t tb;
 	struct mem m;
 
@@ -106,19 +106,25 @@ static void test_frame_names(void)
 {
 	struct ms_profile *p = ms_profile_new();
 	struct ms_out_frame f[] = {
-		{ .function = "main", .file = "/src/app/main.c", .line = 12, .module = "/usr/bin/app" },
-		{ .function = "helper", .file = "/src/app/util.h", .line = 7, .module = "/usr/bin/app",
-		  .inlined = true },
-		{ .module = "/usr/lib/x86_64-linux-gnu/libfoo.so.1", .offset = 0x4a1f0 },
-		{ .function = NULL },
-		{ .function = "malloc", .module = "/usr/lib/x86_64-linux-gnu/libc.so.6" },
+	    {.function = "main", .file = "/src/app/main.c", .line = 12, .module = "/usr/bin/app"},
+	    {.function = "helper",
+	     .file = "/src/app/util.h",
+	     .line = 7,
+	     .module = "/usr/bin/app",
+	     .inlined = true},
+	    {.module = "/usr/lib/x86_64-linux-gnu/libfoo.so.1", .offset = 0x4a1f0},
+	    {.function = NULL},
+	    {.function = "malloc", .module = "/usr/lib/x86_64-linux-gnu/libc.so.6"},
 	};
-	struct ms_out_opts o = { .lines = true };
+	struct ms_out_opts o = {.lines = true};
 	struct mem m;
 
 	ms_profile_add(p, f, 5, 64, 1);
 	m = render(p, MS_OUT_FOLDED, &o);
-	CHECK(strcmp(m.d, "main (main.c:12);helper (util.h:7);libfoo.so.1+0x4a1f0;[unknown];malloc 64\n") == 0);
+	CHECK(strcmp(
+		  m.d,
+		  "main (main.c:12);helper (util.h:7);libfoo.so.1+0x4a1f0;[unknown];malloc 64\n") ==
+	      0);
 	free(m.d);
 	o.lines = false;
 	m = render(p, MS_OUT_FOLDED, &o);
@@ -137,7 +143,9 @@ static void test_frame_names(void)
 	/* SVG: allocator frames get the blue family, inlined frames say so */
 	o.no_script = true;
 	m = render(p, MS_OUT_SVG, &o);
-	CHECK(count_str(m.d, "<title>helper (util.h:7)\n(inlined; 64 B = 64 bytes in 1 allocation,") == 1);
+	CHECK(count_str(m.d,
+			"<title>helper (util.h:7)\n(inlined; 64 B = 64 bytes in 1 allocation,") ==
+	      1);
 	CHECK(count_str(m.d, "<script") == 0);
 	free(m.d);
 	ms_profile_free(p);
@@ -147,8 +155,8 @@ static void test_frame_names(void)
 static void test_count_only(void)
 {
 	struct ms_profile *p = ms_profile_new();
-	const char *a[] = { "main", "malloc" };
-	struct ms_out_opts o = { .no_script = true, .value = MS_VALUE_COUNT, .count_name = "sample" };
+	const char *a[] = {"main", "malloc"};
+	struct ms_out_opts o = {.no_script = true, .value = MS_VALUE_COUNT, .count_name = "sample"};
 	struct mem m;
 
 	add_names(p, a, 2, 0, 3);
@@ -168,8 +176,9 @@ static void test_count_only(void)
 static void test_escaping(void)
 {
 	struct ms_profile *p = ms_profile_new();
-	const char *a[] = { "main", "ns::f<a;b>(x&, \"q\", 'c')", "bad\xff\x01utf8\xc3\xa9", "leaf\nline" };
-	struct ms_out_opts o = { .no_script = true, .title = "memspy record -o <x>&" };
+	const char *a[] = {"main", "ns::f<a;b>(x&, \"q\", 'c')", "bad\xff\x01utf8\xc3\xa9",
+			   "leaf\nline"};
+	struct ms_out_opts o = {.no_script = true, .title = "memspy record -o <x>&"};
 	struct mem m;
 	json_t *j;
 	json_error_t jerr;
@@ -177,7 +186,9 @@ static void test_escaping(void)
 	add_names(p, a, 4, 1000, 1);
 	m = render(p, MS_OUT_FOLDED, &o);
 	/* ';' would split the frame, a newline the line: both replaced */
-	CHECK(strcmp(m.d, "main;ns::f<a:b>(x&, \"q\", 'c');bad\xff\x01utf8\xc3\xa9;leaf line 1000\n") == 0);
+	CHECK(strcmp(m.d,
+		     "main;ns::f<a:b>(x&, \"q\", 'c');bad\xff\x01utf8\xc3\xa9;leaf line 1000\n") ==
+	      0);
 	free(m.d);
 
 	m = render(p, MS_OUT_SVG, &o);
@@ -196,7 +207,8 @@ static void test_escaping(void)
 		bool found = false;
 
 		for (size_t i = 0; i < json_array_size(frames); i++)
-			if (strcmp(json_string_value(json_object_get(json_array_get(frames, i), "name")),
+			if (strcmp(json_string_value(
+				       json_object_get(json_array_get(frames, i), "name")),
 				   a[1]) == 0)
 				found = true;
 		CHECK(found);
@@ -213,7 +225,7 @@ static void test_long_and_deep(void)
 	struct ms_out_frame *f = calloc(DEPTH, sizeof(*f));
 	char **names = calloc(DEPTH, sizeof(*names));
 	char *longname = malloc(100001);
-	struct ms_out_opts o = { .no_script = true };
+	struct ms_out_opts o = {.no_script = true};
 	struct mem m;
 
 	memset(longname, 'x', 100000);
@@ -234,8 +246,8 @@ static void test_long_and_deep(void)
 
 	m = render(p, MS_OUT_SVG, &o);
 	CHECK(count_str(m.d, "<g class=\"f\"") == DEPTH + 2); /* all + 10k + the long one */
-	CHECK(count_str(m.d, longname) == 1);                  /* in the tooltip only */
-	CHECK(count_str(m.d, "xxx..</text>") == 1);            /* the label is cut to fit */
+	CHECK(count_str(m.d, longname) == 1);		      /* in the tooltip only */
+	CHECK(count_str(m.d, "xxx..</text>") == 1);	      /* the label is cut to fit */
 	free(m.d);
 
 	m = render(p, MS_OUT_SPEEDSCOPE, &o);
@@ -256,7 +268,7 @@ static void test_long_and_deep(void)
 static void test_empty(void)
 {
 	struct ms_profile *p = ms_profile_new();
-	struct ms_out_opts o = { .no_script = true };
+	struct ms_out_opts o = {.no_script = true};
 	struct mem m;
 	json_t *j;
 	json_error_t jerr;
@@ -270,8 +282,8 @@ static void test_empty(void)
 	free(m.d);
 	m = render(p, MS_OUT_SPEEDSCOPE, &o);
 	j = json_loadb(m.d, m.n, 0, &jerr);
-	CHECK(j && json_array_size(json_object_get(json_array_get(json_object_get(j, "profiles"), 0),
-						   "samples")) == 0);
+	CHECK(j && json_array_size(json_object_get(
+		       json_array_get(json_object_get(j, "profiles"), 0), "samples")) == 0);
 	json_decref(j);
 	free(m.d);
 	m = render(p, MS_OUT_PPROF, &o);
@@ -303,7 +315,7 @@ static void test_formats(void)
 static void test_parse(void)
 {
 	struct ms_profile *p = ms_profile_new();
-	struct ms_error err = { 0 };
+	struct ms_error err = {0};
 	uint64_t tb, tc;
 	const char *ok = "# comment\n\nmain;f 10\r\nmain;g 20 2\nmain a;h (x.c:3) 5\n";
 	const char *bad = "main;f 10\nmain;g\n";
@@ -325,10 +337,10 @@ static void test_parse(void)
 /* Adding the same stacks in another order gives the same bytes in every format. */
 static void test_determinism(void)
 {
-	const char *s[][3] = { { "main", "a", "malloc" }, { "main", "b", "calloc" },
-			       { "main", "a", "x" }, { "zz", "a", "b" } };
+	const char *s[][3] = {
+	    {"main", "a", "malloc"}, {"main", "b", "calloc"}, {"main", "a", "x"}, {"zz", "a", "b"}};
 	struct ms_profile *p1 = ms_profile_new(), *p2 = ms_profile_new();
-	struct ms_out_opts o = { .no_script = true };
+	struct ms_out_opts o = {.no_script = true};
 
 	for (int i = 0; i < 4; i++)
 		add_names(p1, s[i], 3, 100u * (unsigned)(i + 1), 1);
@@ -348,8 +360,8 @@ static void test_determinism(void)
 static void test_write_error(void)
 {
 	struct ms_profile *p = ms_profile_new();
-	const char *a[] = { "main" };
-	struct ms_error err = { 0 };
+	const char *a[] = {"main"};
+	struct ms_error err = {0};
 	FILE *f = fopen("/dev/full", "w");
 
 	if (!f)
@@ -417,7 +429,7 @@ static bool pb_next(struct pb *b, unsigned *field, uint64_t *v, struct pb *sub)
 
 static uint8_t *gunzip(const void *d, size_t n, size_t *out_n)
 {
-	z_stream z = { 0 };
+	z_stream z = {0};
 	size_t cap = 1 << 16;
 	uint8_t *out = malloc(cap);
 	int r;
@@ -444,15 +456,19 @@ static void test_pprof(void)
 {
 	struct ms_profile *p = ms_profile_new();
 	struct ms_out_frame f1[] = {
-		{ .function = "main", .file = "main.c", .line = 5, .module = "/usr/bin/app" },
-		{ .function = "inl", .file = "util.h", .line = 9, .module = "/usr/bin/app", .inlined = true },
-		{ .function = "malloc", .module = "/lib/libc.so.6" },
+	    {.function = "main", .file = "main.c", .line = 5, .module = "/usr/bin/app"},
+	    {.function = "inl",
+	     .file = "util.h",
+	     .line = 9,
+	     .module = "/usr/bin/app",
+	     .inlined = true},
+	    {.function = "malloc", .module = "/lib/libc.so.6"},
 	};
-	struct ms_out_opts o = { .live = true, .sample_period = 524288, .title = "memspy record" };
+	struct ms_out_opts o = {.live = true, .sample_period = 524288, .title = "memspy record"};
 	char *strs[64];
 	size_t n_strs = 0, raw_n, n_samples = 0, n_locs = 0, n_fns = 0, n_maps = 0;
 	uint64_t sum_count = 0, sum_bytes = 0, sample_types[4], n_st = 0, period = 0, dflt = 0;
-	uint64_t loc_lines[8] = { 0 }, first_sample_locs = 0;
+	uint64_t loc_lines[8] = {0}, first_sample_locs = 0;
 	struct mem m;
 	uint8_t *raw;
 	struct pb top, sub, sub2;
@@ -463,7 +479,7 @@ static void test_pprof(void)
 	ms_profile_add(p, f1, 1, 24, 1);
 	m = render(p, MS_OUT_PPROF, &o);
 	raw = gunzip(m.d, m.n, &raw_n);
-	top = (struct pb){ raw, raw + raw_n, false };
+	top = (struct pb){raw, raw + raw_n, false};
 	while (pb_next(&top, &field, &v, &sub)) {
 		switch (field) {
 		case 1: /* sample_type */
@@ -472,7 +488,7 @@ static void test_pprof(void)
 					sample_types[n_st++] = v2;
 			break;
 		case 2: { /* sample */
-			uint64_t vals[2] = { 0 }, nv = 0, nl = 0;
+			uint64_t vals[2] = {0}, nv = 0, nl = 0;
 
 			while (pb_next(&sub, &f2, &v2, &sub2)) {
 				while (f2 == 2 && sub2.p < sub2.end && nv < 2)
@@ -539,8 +555,8 @@ static void test_pprof(void)
 static void test_speedscope(void)
 {
 	struct ms_profile *p = ms_profile_new();
-	const char *a[] = { "main", "f", "malloc" }, *b[] = { "main", "g" };
-	struct ms_out_opts o = { .title = "t" };
+	const char *a[] = {"main", "f", "malloc"}, *b[] = {"main", "g"};
+	struct ms_out_opts o = {.title = "t"};
 	json_error_t jerr;
 	json_t *j, *profs, *frames;
 	struct mem m;
@@ -563,7 +579,8 @@ static void test_speedscope(void)
 		json_int_t sum = 0;
 
 		CHECK(strcmp(json_string_value(json_object_get(pr, "type")), "sampled") == 0);
-		CHECK(strcmp(json_string_value(json_object_get(pr, "unit")), k ? "none" : "bytes") == 0);
+		CHECK(strcmp(json_string_value(json_object_get(pr, "unit")),
+			     k ? "none" : "bytes") == 0);
 		CHECK(json_array_size(samples) == 2 && json_array_size(w) == 2);
 		for (size_t i = 0; i < json_array_size(w); i++)
 			sum += json_integer_value(json_array_get(w, i));
@@ -573,11 +590,13 @@ static void test_speedscope(void)
 		{
 			json_t *s0 = json_array_get(samples, 0);
 			const char *n0 = json_string_value(json_object_get(
-				json_array_get(frames, (size_t)json_integer_value(json_array_get(s0, 0))),
-				"name"));
+			    json_array_get(frames,
+					   (size_t)json_integer_value(json_array_get(s0, 0))),
+			    "name"));
 			const char *n2 = json_string_value(json_object_get(
-				json_array_get(frames, (size_t)json_integer_value(json_array_get(s0, 2))),
-				"name"));
+			    json_array_get(frames,
+					   (size_t)json_integer_value(json_array_get(s0, 2))),
+			    "name"));
 
 			CHECK(json_array_size(s0) == 3 && n0 && n2 && strcmp(n0, "main") == 0 &&
 			      strcmp(n2, "malloc") == 0);

@@ -633,11 +633,13 @@ static int mode_errors(void)
 		snprintf(path, sizeof(path), "/proc/%d/task", (int)target.pid);
 		d = opendir(path);
 		while (d && (de = readdir(d)))
-			if (atoi(de->d_name) > 0 && atoi(de->d_name) != target.pid)
+			if (atoi(de->d_name) > 0 && atoi(de->d_name) != target.pid &&
+			    (!tid || atoi(de->d_name) < tid))
 				tid = atoi(de->d_name);
 		if (d)
 			closedir(d);
-		/* Short-lived threads come and go: a worker's tid stays. */
+		/* Short-lived threads come and go: a worker's tid stays. The
+		 * workers start first, so the lowest tid after the leader's is one. */
 		if (tid)
 			expect_error("thread id", tid, -EINVAL, "thread id", "--pid");
 	}

@@ -1009,8 +1009,19 @@ fail:
 	{
 		struct ms_error e2;
 
+		bool any = false;
+
 		/* Undo whatever was done, with the threads still stopped. */
+		for (size_t i = 0; i < pr->ns; i++)
+			any |= pr->s[i].patched;
 		ms_probes_remove(pr, NULL, NULL, &e2);
+		/* Nothing ever jumped into the regions: they can go. */
+		for (size_t r = 0; r < pr->nrg && !any && !pr->sigact_installed; r++) {
+			long ret;
+
+			rsyscall(pr, SYS_munmap, (long)pr->rg[r].base, MS_STUB_REGION_SIZE, 0, 0, 0, 0,
+				 &ret);
+		}
 		ms_proc_resume_all(p);
 		ms_probes_free(pr);
 	}

@@ -21,3 +21,6 @@ ms_add_test(NAME probe_tracer_killed TIMEOUT 300
 # Removal and detach while 4 threads allocate: target finishes, bytes restored.
 ms_add_test(NAME probe_remove_midrun TIMEOUT 300
             COMMAND probe_driver midremove $<TARGET_FILE:probe_alloc> 3000 10 LABELS e2e)
+# A target that blocks SIGTRAP is refused with a clear message, and left unharmed.
+ms_add_test(NAME probe_refuse_blocked_sigtrap TIMEOUT 60
+            COMMAND probe_driver refuse $<TARGET_FILE:probe_alloc> LABELS e2e)

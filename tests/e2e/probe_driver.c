@@ -7,6 +7,7 @@
  *   killtest TARGET ITERS ROUNDS    SIGKILL a probing driver mid-run, ROUNDS times:
  *                                   the target must finish with the reference checksum
  *   midremove TARGET ITERS ROUNDS   remove the probes and detach mid-run, ROUNDS times
+ *   refuse TARGET                   a target blocking SIGTRAP: install refuses, target unharmed
  *   hold PID MEAN                   (for killtest) probe PID until killed
  * Exit 0 pass, 1 fail, 77 when ptrace is not permitted here.
  */
@@ -613,6 +614,55 @@ static int run_midremove(char *target, char *iters, int rounds)
 	return ok == rounds ? 0 : 1;
 }
 
+/* A target that blocks SIGTRAP: install must refuse, say why, and leave it unharmed. */
+static int run_refuse(char *target)
+{
+	char *argv[] = {target, "200", "blocktrap", NULL};
+	struct ms_attach_opts ao = {.trace_fork = true};
+	struct ms_probe_opts po = {.sample_bytes = 0, .track_frees = true};
+	struct ms_error err = {0};
+	struct ms_proc *p = NULL;
+	struct ms_probes *pr = NULL;
+	struct ms_maps maps;
+	struct ms_modules mods;
+	struct target t;
+	int rc, st, fails = 0, compared;
+
+	spawn(&t, argv);
+	if (!pump(&t, "ready", 10000))
+		die("target not ready");
+	rc = ms_proc_seize(t.pid, &ao, &p, &err);
+	if (rc) {
+		kill_target(&t);
+		return rc == -EPERM ? 77 : 1;
+	}
+	if (ms_maps_read(t.pid, &maps) || ms_modules_load(t.pid, &maps, &mods))
+		die("maps/modules");
+	rc = ms_probes_install(p, &mods, &po, &pr, &err);
+	printf("install: rc %d: %s\nhint: %s\n", rc, err.msg, err.hint);
+	if (rc != -MS_E_UNSUPPORTED || !strstr(err.msg, "blocks SIGTRAP") || pr) {
+		fprintf(stderr, "FAIL: install did not refuse a target that blocks SIGTRAP\n");
+		fails++;
+	}
+	ms_probes_free(pr);
+	ms_modules_free(&mods);
+	ms_maps_free(&maps);
+	ms_proc_free(p);
+	if (compare_libc(t.pid, &compared))
+		fails++;
+	say(&t, "go\n");
+	while (!pump(&t, "done", 10000))
+		if (waitpid(t.pid, &st, WNOHANG) == t.pid)
+			die("target died");
+	st = finish_target(&t);
+	if (st) {
+		fprintf(stderr, "FAIL: target status %d\n", st);
+		fails++;
+	}
+	printf("%s\n", fails ? "FAILED" : "PASSED");
+	return fails ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -624,6 +674,8 @@ int main(int argc, char **argv)
 				 argc > 5 && !strcmp(argv[5], "fork"));
 	if (argc >= 5 && !strcmp(argv[1], "killtest"))
 		return run_killtest(argv[0], argv[2], argv[3], atoi(argv[4]));
+	if (argc >= 3 && !strcmp(argv[1], "refuse"))
+		return run_refuse(argv[2]);
 	if (argc >= 5 && !strcmp(argv[1], "midremove"))
 		return run_midremove(argv[2], argv[3], atoi(argv[4]));
 	if (argc >= 4 && !strcmp(argv[1], "hold"))

@@ -11,12 +11,13 @@
  *   -> "counts malloc=M calloc=C realloc=R free=F bytes=B memalign=A pool=P"
  *   -> "checksum=X child=S"  then "done"
  *   <- "exit"           exit 0
- * Usage: probe_alloc ITERS [fork]
+ * Usage: probe_alloc ITERS [fork|blocktrap]
  * memalign counts posix_memalign + aligned_alloc + memalign + valloc calls;
  * pool counts calls of pool_alloc (for --probe pool_alloc).
  */
 #include <pthread.h>
 #include <semaphore.h>
+#include <signal.h>
 #include <stdint.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -206,6 +207,14 @@ int main(int argc, char **argv)
 
 	iters = argc > 1 ? atol(argv[1]) : 1000;
 	do_fork = argc > 2 && !strcmp(argv[2], "fork");
+	if (argc > 2 && !strcmp(argv[2], "blocktrap")) {
+		/* memspy must refuse int3 probes: a trap would reset SIGTRAP to SIG_DFL. */
+		sigset_t set;
+
+		sigemptyset(&set);
+		sigaddset(&set, SIGTRAP);
+		pthread_sigmask(SIG_BLOCK, &set, NULL);
+	}
 	sem_init(&go_sem, 0, 0);
 	sem_init(&done_sem, 0, 0);
 	for (int i = 0; i < NTHREADS; i++)

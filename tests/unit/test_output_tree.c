@@ -292,6 +292,16 @@ static void test_empty(void)
 	ms_profile_free(p);
 }
 
+extern const char ms_asset_flame_js[], ms_asset_flame_css[];
+
+/* The assets go into CDATA sections: "]]>" in them would end the section early. */
+static void test_assets(void)
+{
+	CHECK(strlen(ms_asset_flame_js) > 1000 && !strstr(ms_asset_flame_js, "]]>"));
+	CHECK(strstr(ms_asset_flame_js, "function ms_init(") != NULL);
+	CHECK(strlen(ms_asset_flame_css) > 100 && !strstr(ms_asset_flame_css, "]]>"));
+}
+
 static void test_formats(void)
 {
 	enum ms_out_format f;
@@ -618,6 +628,7 @@ int main(void)
 	test_long_and_deep();
 	test_empty();
 	test_formats();
+	test_assets();
 	test_parse();
 	test_determinism();
 	test_write_error();

@@ -76,7 +76,7 @@ struct ms_out_opts {
 	const char *count_name; /* what a count counts, singular: NULL = "allocation";
 				 * e.g. "sample" for stacks caught by periodic walks */
 	uint64_t sample_period; /* mean bytes between samples (pprof period); 0 = exact */
-	uint64_t time_ns;	/* pprof time_nanos / duration base; 0 = omitted */
+	uint64_t time_ns;	/* pprof time_nanos: start, CLOCK_REALTIME ns; 0 = omitted */
 	uint64_t duration_ns;	/* pprof duration_nanos; 0 = omitted */
 };
 

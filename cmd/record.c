@@ -6,6 +6,7 @@
  */
 #include "cmd/cmd.h"
 #include "cmd/record_int.h"
+#include "cmd/record_walk.h"
 #include "attach/attach.h"
 #include "attach/probe.h"
 #include "output/output.h"
@@ -82,6 +83,9 @@ static void help(FILE *f)
 	    "                         size as first argument (repeatable)\n"
 	    "      --subprocesses     follow forked children (not supported yet: forked\n"
 	    "                         children are restored and let go)\n"
+	    "      --mode MODE        probe (default: allocator probes, as above) or walk\n"
+	    "                         (no probes: periodic stops and heap reads; see\n"
+	    "                         'memspy record --mode walk --help')\n"
 	    "  -q, --quiet            no progress line and no summary; errors only\n"
 	    "  -h, --help             this help\n"
 	    "\n"
@@ -114,6 +118,7 @@ enum {
 	OPT_LINES,
 	OPT_PROBE,
 	OPT_SUBPROCESSES,
+	OPT_MODE,
 };
 
 static const struct option long_opts[] = {
@@ -130,6 +135,7 @@ static const struct option long_opts[] = {
     {"lines", no_argument, NULL, OPT_LINES},
     {"probe", required_argument, NULL, OPT_PROBE},
     {"subprocesses", no_argument, NULL, OPT_SUBPROCESSES},
+    {"mode", required_argument, NULL, OPT_MODE},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -240,6 +246,12 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done)
 			    CMD, "--subprocesses: following forked children is not "
 				 "supported yet (without it, a forked child is "
 				 "restored and let go; record it with its own --pid)");
+		case OPT_MODE:
+			/* "walk" never gets here: cmd_record() hands it to cmd_record_walk(). */
+			if (strcmp(optarg, "probe"))
+				return cli_usage_error(
+				    CMD, "--mode: unknown mode '%s' (use probe or walk)", optarg);
+			break;
 		case 'q':
 			o->quiet = true;
 			break;
@@ -499,6 +511,12 @@ static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t
 		fmt_count(a, sizeof(a), st.stops), fmt_time(b, sizeof(b), (double)st.stopped_ns),
 		fmt_time(c, sizeof(c), st.stops ? (double)st.stopped_ns / (double)st.stops : 0),
 		slowdown * 100, threads);
+	if (st.attach_pause_ns || st.remove_pause_ns)
+		fprintf(
+		    stderr,
+		    "  pauses of the whole target: %s to install the probes, %s to remove them\n",
+		    fmt_time(a, sizeof(a), (double)st.attach_pause_ns),
+		    fmt_time(b, sizeof(b), (double)st.remove_pause_ns));
 	if (st.dropped)
 		fprintf(stderr, "  %s samples were lost (in-target buffers full): totals are low\n",
 			fmt_count(a, sizeof(a), st.dropped));
@@ -536,6 +554,12 @@ int cmd_record(int argc, char **argv)
 	uint64_t start_ns, deadline = 0, now, last_refresh;
 	int rc, ret = MS_EXIT_FAILED;
 
+	/* --mode walk patches nothing and is a different recorder altogether. */
+	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
+		if ((!strcmp(argv[i], "--mode") && i + 1 < argc && !strcmp(argv[i + 1], "walk")) ||
+		    !strcmp(argv[i], "--mode=walk"))
+			return cmd_record_walk(argc, argv);
+	}
 	rc = parse_opts(argc, argv, &o, &done);
 	if (rc || done) {
 		opts_free(&o);

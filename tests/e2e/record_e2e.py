@@ -384,6 +384,7 @@ def scen_usage(args, wd):
         (["--pid", "1", "--unwinder", "magic"], "unknown unwinder"),
         (["--pid", "1", "--subprocesses"], "not supported yet"),
         (["--pid"], "needs a value"),
+        (["--pid", "1", "--mode", "magic"], "unknown mode"),
     ]
     for a, want in cases:
         r = mem(*a)

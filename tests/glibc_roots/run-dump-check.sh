@@ -167,7 +167,9 @@ run_variant() {
 	pid=$!
 	exec 3>"$work/in" 4<"$work/out"
 	# The handshake: the target prints its figures and READY, then waits on stdin.
+	local seen=
 	while IFS= read -r -t 300 -u 4 line; do
+		seen+="    $line"$'\n'
 		case $line in
 		memspy-heap-target*) hdr=$line ;;
 		MALLINFO) in_mi=1 ;;
@@ -177,7 +179,8 @@ run_variant() {
 		esac
 	done
 	if [ "$got_ready" != 1 ]; then
-		cat "$work/target.err" >&2
+		printf '%s' "$seen" >&2
+		sed 's/^/    /' "$work/target.err" >&2
 		fail "heap_target (pid $pid, $vname) did not get ready (exited or 300 s without READY)"
 	fi
 	log "[$vname] target: $hdr${tunables:+ GLIBC_TUNABLES=$tunables}"
@@ -230,8 +233,11 @@ run_variant() {
 			local -a args=(dump --pid "$pid" --json -o "$out")
 			[ "$variant" = no-debuginfo ] && args+=(--no-debuginfo)
 			t0=$(date +%s%N)
-			"$memspy" "${args[@]}" 2>"$err"
+			# Bounded: a hung memspy must not hold the target stopped until
+			# ctest's timeout. SIGTERM first (memspy detaches), then SIGKILL.
+			timeout -k 10 300 "$memspy" "${args[@]}" 2>"$err"
 			rc=$?
+			[ "$rc" = 124 ] && log "[$vname] memspy dump did not finish in 300 s"
 			ms=$((($(date +%s%N) - t0) / 1000000))
 			if [ "$rc" != 0 ] || ! jq -e . "$out" >/dev/null 2>&1; then
 				sed 's/^/    /' "$err" >&2
@@ -265,8 +271,21 @@ run_variant() {
 		echo
 	fi
 
-	# The target must come out unharmed.
+	# The target must come out unharmed: running, untraced, and it exits 0
+	# once stdin closes.
+	local st tracer
+	st=$(sed -n 's/^State:[[:space:]]*//p' "/proc/$pid/status" 2>/dev/null)
+	tracer=$(sed -n 's/^TracerPid:[[:space:]]*//p' "/proc/$pid/status" 2>/dev/null)
+	if [ "${tracer:-0}" != 0 ] || [ "${st:0:1}" = T ] || [ "${st:0:1}" = t ]; then
+		log "[$vname] after memspy the target is '$st' with TracerPid $tracer (left stopped or traced)"
+		vstatus=1
+	fi
 	exec 3>&-
+	if ! timeout 60 tail --pid="$pid" -f /dev/null; then
+		log "[$vname] heap_target did not exit within 60 s of its stdin closing (state: $(sed -n 's/^State:[[:space:]]*//p' "/proc/$pid/status" 2>/dev/null))"
+		kill -KILL "$pid" 2>/dev/null
+		vstatus=1
+	fi
 	wait "$pid"
 	trc=$?
 	exec 4<&-

@@ -23,9 +23,12 @@
 
 static int fail(const char *what, const char *arg)
 {
-	fprintf(stderr, "enter_root: %s(%s): %s\n", what, arg, strerror(errno));
-	if (errno == EPERM)
-		fprintf(stderr, "enter_root: hint: needs root (CAP_SYS_ADMIN and CAP_SYS_CHROOT)\n");
+	int e = errno;
+
+	fprintf(stderr, "enter_root: %s(%s): %s\n", what, arg, strerror(e));
+	if (e == EPERM)
+		fprintf(stderr,
+			"enter_root: hint: needs root (CAP_SYS_ADMIN and CAP_SYS_CHROOT)\n");
 	return 126;
 }
 

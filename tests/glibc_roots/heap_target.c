@@ -27,11 +27,11 @@
 /* mallinfo2 (size_t fields) appeared in glibc 2.33; before it only mallinfo
  * (int fields) exists, which is exact as long as the heap stays < 2 GiB. */
 #if __GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33)
-#define MI_FN mallinfo2
+#define MI_FN	  mallinfo2
 #define MI_SOURCE "mallinfo2"
 typedef struct mallinfo2 mi_t;
 #else
-#define MI_FN mallinfo
+#define MI_FN	  mallinfo
 #define MI_SOURCE "mallinfo"
 typedef struct mallinfo mi_t;
 #endif

@@ -279,7 +279,7 @@ int ms_timeline_write_svg(const struct ms_timeline *t, FILE *out, struct ms_erro
 		     "<svg version=\"1.1\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
 		     "xmlns=\"http://www.w3.org/2000/svg\">\n",
 		W, height, W, height);
-	fputs("<!-- Heap timeline by memspy (record --mode walk). Hover a point for its figures. -->\n"
+	fputs("<!-- Heap timeline by memspy (record, walk mode). Hover a point for its figures. -->\n"
 	      "<style type=\"text/css\"><![CDATA[\n"
 	      "text { font-family: Verdana, sans-serif; fill: #222; }\n"
 	      ".title { font-size: 17px; } .sub { font-size: 12px; fill: #444; }\n"

@@ -290,6 +290,29 @@ def scenario_target_exits(a):
     json.load(open(tl))
 
 
+def scenario_fork_threads(a):
+    """The record target forks a child and spawns short-lived threads mid-recording."""
+    t = spawn([a.rec, "forkthreads", "400"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    tout = Lines(t.stdout, echo="target: ")
+    pid = int(tout.until(lambda l: re.match(r"ready (\d+)", l), "ready").group(1))
+    m, err = start_memspy(a, pid, ["-v", "--walk-interval", "50ms", "--rate", "200",
+                                   "--max-pause-share", "20",
+                                   "-o", os.path.join(a.workdir, "ft.folded"),
+                                   "--timeline", os.path.join(a.workdir, "ft.json")])
+    err.until(lambda l: HEAP_RE.match(l), "the first heap read")
+    send(t, "go")
+    tout.until(lambda l: l == "done", "done")
+    m.send_signal(signal.SIGINT)
+    finish_memspy(m, err, (0,))
+    send(t, "check")
+    tout.until(lambda l: l.startswith("selfcheck"), "selfcheck")
+    if t.wait(timeout=LINE_TIMEOUT) != 0 or "selfcheck ok" not in tout.all:
+        fail("the target was harmed: %s" % tout.all[-3:])
+    doc = json.load(open(os.path.join(a.workdir, "ft.json")))
+    if not doc["heap"] or len(doc["samples"]) < 2:
+        fail("no heap timeline from the fork/threads target")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--memspy", required=True)
@@ -297,13 +320,15 @@ def main():
     ap.add_argument("--phases")
     ap.add_argument("--sites")
     ap.add_argument("--own")
+    ap.add_argument("--rec")
     ap.add_argument("--workdir", required=True)
     ap.add_argument("-v", "--verbose", action="store_true")
     a = ap.parse_args()
     a.workdir = os.path.join(a.workdir, a.scenario)
     os.makedirs(a.workdir, exist_ok=True)
     fn = {"usage": scenario_usage, "phases": scenario_phases, "sites": scenario_sites,
-          "own": scenario_own, "target-exits": scenario_target_exits}[a.scenario]
+          "own": scenario_own, "target-exits": scenario_target_exits,
+          "fork-threads": scenario_fork_threads}[a.scenario]
     try:
         fn(a)
     finally:

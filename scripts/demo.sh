@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMEMSPY_SANITIZE=OFF >/dev/null
 cmake --build build -j"$(nproc)" >/dev/null
 out=demo-out
 mkdir -p "$out"

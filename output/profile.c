@@ -365,11 +365,9 @@ static uint32_t vsym_intern(struct ms_view *v, char *name, uint32_t frame, enum 
 	return (uint32_t)v->n_syms - 1;
 }
 
-static const struct ms_view *sort_view; /* qsort has no context argument */
-
-static int cmp_child(const void *a, const void *b)
+static int cmp_child(const void *a, const void *b, void *ctx)
 {
-	const struct ms_view *v = sort_view;
+	const struct ms_view *v = ctx;
 	uint32_t na = *(const uint32_t *)a, nb = *(const uint32_t *)b;
 
 	return strcmp(v->syms[v->tree.nodes[na].sym].name, v->syms[v->tree.nodes[nb].sym].name);
@@ -420,14 +418,13 @@ void ms_view_build(struct ms_view *v, const struct ms_profile *p, const struct m
 		v->child_idx[v->child_start[par] + fill[par]++] = (uint32_t)i;
 	}
 	free(fill);
-	sort_view = v;
 	for (size_t i = 0; i < v->tree.n; i++) {
 		uint32_t nc = v->child_start[i + 1] - v->child_start[i];
 
 		if (nc > 1)
-			qsort(v->child_idx + v->child_start[i], nc, sizeof(uint32_t), cmp_child);
+			qsort_r(v->child_idx + v->child_start[i], nc, sizeof(uint32_t), cmp_child,
+				v);
 	}
-	sort_view = NULL;
 }
 
 void ms_view_fini(struct ms_view *v)

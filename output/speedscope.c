@@ -11,13 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const struct ms_view *sort_view;
-
-static int cmp_sym(const void *a, const void *b)
+static int cmp_sym(const void *a, const void *b, void *ctx)
 {
+	const struct ms_view *v = ctx;
 	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
 
-	return strcmp(sort_view->syms[x].name, sort_view->syms[y].name);
+	return strcmp(v->syms[x].name, v->syms[y].name);
 }
 
 static json_t *json_u64(uint64_t v)
@@ -105,9 +104,7 @@ int ms_speedscope_write(const struct ms_profile *p, const struct ms_out_opts *o,
 	frame_of_sym = ms_xcalloc(v.n_syms + 1, sizeof(*frame_of_sym));
 	for (size_t i = 0; i < v.n_syms; i++)
 		order[i] = (uint32_t)i;
-	sort_view = &v;
-	qsort(order, v.n_syms, sizeof(*order), cmp_sym);
-	sort_view = NULL;
+	qsort_r(order, v.n_syms, sizeof(*order), cmp_sym, &v);
 	for (size_t i = 0; i < v.n_syms; i++) {
 		const struct ms_vsym *vs = &v.syms[order[i]];
 		const struct ms_pframe *pf = &p->frames[vs->frame];

@@ -81,6 +81,8 @@ if [ "$target_only" = 0 ]; then
 fi
 
 # The work dir lives inside the root so the target can be exec'd from there.
+# Runs that were SIGKILLed (ctest timeout) leave theirs; a run takes minutes.
+find "$root/tmp" -maxdepth 1 -name 'memspy-check.*' -mmin +60 -exec rm -rf {} + 2>/dev/null
 work=$(mktemp -d "$root/tmp/memspy-check.XXXXXX") || fail "mktemp in $root/tmp"
 inside=${work#"$root"}
 

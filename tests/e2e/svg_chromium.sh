@@ -57,8 +57,11 @@ read -r expect_pct expect_n < <(awk -v pat="$pattern" '
 	}' "$in")
 echo "expect: $expect_n frames matching /$pattern/ covering $expect_pct% of the total"
 
+# Own session so that every helper process it spawns can be killed; three
+# runs of at most 55 s each stay inside the test's 180 s TIMEOUT, so the
+# trap, not CTest, ends a hung browser.
 run_chromium() {
-	setsid timeout -k 5 120 "$chromium" --headless --no-sandbox --disable-gpu \
+	setsid timeout -k 5 50 "$chromium" --headless --no-sandbox --disable-gpu \
 		--disable-background-networking --disable-component-update --disable-sync \
 		--no-first-run --user-data-dir="$profile_dir" "$@" &
 	pgid=$!

@@ -47,7 +47,7 @@ run_one() {
 	case $mode in
 	none) ;;
 	memspy)
-		"$memspy" record --pid "$pid" -q $MEMSPY_ARGS -o "$work/m.folded" 2>"$work/m.err" &
+		"$memspy" record --pid "$pid" $MEMSPY_ARGS -o "$work/m.folded" 2>"$work/m.err" &
 		prof_pid=$!
 		wait_attached "$pid" memspy ;;
 	heaptrack)
@@ -63,7 +63,8 @@ run_one() {
 		wait "$prof_pid" 2>/dev/null || true
 	fi
 	if [ "$mode" = memspy ]; then
-		samples=$(grep -oE '[0-9,]+ samples' "$work/m.err" | head -1 | tr -d ', samples' || true)
+		samples=$(grep -oE 'from [0-9,]+ samples' "$work/m.err" | head -1 | tr -dc '0-9' || true)
+		grep -E 'cost to the target|dropped' "$work/m.err" | sed 's/^ */    memspy: /' >&2 || true
 	fi
 	awk -v s="${samples:-}" -v secs="$SECS" '/^ops/ {printf "%s %s\n", $4, (s == "" ? "-" : s / secs)}' "$out"
 	rm -f "$in" "$out" "$work"/ht*

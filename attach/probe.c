@@ -47,6 +47,15 @@ struct ksigaction {
 struct region {
 	ms_raddr_t base;
 	bool used[MS_STUB_NSLOTS];
+	uint64_t last_head, last_fhead, last_draw; /* ring counters seen at the last drain */
+	bool pending;                              /* a slot was being written at the last drain */
+	uint64_t drops;                            /* drops + free drops + table full, last read */
+};
+
+/* memspy's mirror of the in-target thread table (the same in every region). */
+struct thr {
+	uint64_t tp;
+	pid_t tid;
 };
 
 struct site {
@@ -81,6 +90,13 @@ struct ms_probes {
 	pid_t wd_pid;
 	bool sigact_installed;
 	bool removed;
+	bool ring;
+	struct thr thr[MS_STUB_NTHR];
+	uint8_t *hdrs;  /* MS_STUB_NHDR headers */
+	uint8_t *data;  /* MS_STUB_NHDR stack copies */
+	uint64_t *fring; /* MS_STUB_NFRING x 2 words */
+	uint64_t tsc0, ns0; /* for converting the stubs' rdtsc stamps */
+	uint64_t n_drains, drain_ns, drained; /* drain statistics (debug log at removal) */
 };
 
 const char *ms_alloc_fn_name(enum ms_alloc_fn fn)
@@ -498,6 +514,8 @@ static void sweep_sites(struct ms_probes *pr, const struct ms_modules *mods,
 
 /* ------------------------------ regions ------------------------------ */
 
+static void refill_draws(struct ms_probes *pr, const struct region *rg, uint64_t from, uint64_t to);
+
 static bool in_reach(ms_raddr_t base, const struct ms_module *m)
 {
 	int64_t d1 = (int64_t)(base - m->start), d2 = (int64_t)(base + MS_STUB_REGION_SIZE - m->end);
@@ -625,7 +643,7 @@ static int build_regions(struct ms_probes *pr, struct ms_error *err)
 			.mask = 0,
 		};
 		int64_t cnt[MS_STUB_NCNT * 8];
-		uint8_t ctl[3];
+		uint8_t ctl[4];
 		long ret;
 
 		memcpy(img, ms_stub_image, MS_STUB_CODE_SIZE);
@@ -658,6 +676,9 @@ static int build_regions(struct ms_probes *pr, struct ms_error *err)
 		ctl[MS_CTRL_ARMED] = 0;
 		ctl[MS_CTRL_FREE_ALL] = pr->exact && pr->opts.track_frees;
 		ctl[MS_CTRL_TRACK] = !pr->exact && pr->opts.track_frees;
+		ctl[MS_CTRL_RING] = pr->ring;
+		if (pr->ring)
+			refill_draws(pr, rg, 0, MS_STUB_NDRAW);
 		if ((rc = write_remote(pr, rg->base + MS_STUB_CNT_OFF, cnt, sizeof(cnt))) ||
 		    (rc = write_remote(pr, rg_ctrl(rg, 0), ctl, sizeof(ctl))) ||
 		    (rc = write_remote(pr, rg_ctrl(rg, MS_CTRL_SIGACT_NEW), &ks, sizeof(ks)))) {
@@ -897,6 +918,360 @@ static int patch_sites(struct ms_probes *pr)
 	return done ? 0 : -MS_E_NOT_FOUND;
 }
 
+/* ------------------------------ ring mode ------------------------------ */
+
+static const struct site *site_for(const struct ms_probes *pr, size_t region, int slot);
+
+static bool thread_alive(pid_t pid, pid_t tid)
+{
+	return syscall(SYS_tgkill, pid, tid, 0) == 0 || errno != ESRCH;
+}
+
+/*
+ * Enters a stopped thread in the thread table of every region: its thread
+ * pointer and the bounds of its stack, so the stub can clamp its copy. For
+ * a pthread the top is its thread pointer (the TCB sits at the top of its
+ * stack mapping): anonymous mappings merge, and a bound at the mapping's
+ * end could let the copy run into a neighbour that is unmapped later.
+ */
+static void register_thread(struct ms_probes *pr, pid_t tid, const struct user_regs_struct *regs)
+{
+	uint64_t tp = regs->fs_base, hi, lo, ent[3];
+	const struct ms_map *m;
+	int slot = -1;
+
+	if (!pr->ring || !tp)
+		return;
+	m = ms_maps_find(ms_proc_maps(pr->p), regs->rsp);
+	if (!m) {
+		ms_proc_refresh_maps(pr->p);
+		m = ms_maps_find(ms_proc_maps(pr->p), regs->rsp);
+	}
+	if (!m)
+		return;
+	lo = m->start;
+	hi = m->end;
+	if (tid != pr->pid && tp > m->start && tp <= m->end)
+		hi = tp;
+	for (int pass = 0; pass < 2 && slot < 0; pass++) {
+		for (unsigned k = 0; k < 8; k++) {
+			unsigned i = (unsigned)((tp >> 12) + k) & (MS_STUB_NTHR - 1);
+			struct thr *t = &pr->thr[i];
+
+			if (t->tp == tp || !t->tp || (pass == 1 && !thread_alive(pr->pid, t->tid))) {
+				slot = (int)i;
+				break;
+			}
+		}
+	}
+	if (slot < 0)
+		return; /* its samples take the int3 path */
+	pr->thr[slot].tp = tp;
+	pr->thr[slot].tid = tid;
+	ent[0] = hi;
+	ent[1] = lo;
+	ent[2] = (uint64_t)tid;
+	for (size_t r = 0; r < pr->nrg; r++) {
+		ms_raddr_t a = pr->rg[r].base + MS_STUB_THR_OFF + (ms_raddr_t)slot * 32;
+
+		/* Bounds first, then the key: a stub that matches tp sees valid bounds. */
+		write_remote(pr, a + 8, ent, sizeof(ent));
+		write_remote(pr, a, &tp, sizeof(tp));
+	}
+}
+
+static bool thread_known(const struct ms_probes *pr, uint64_t tp)
+{
+	for (unsigned k = 0; k < 8; k++)
+		if (pr->thr[(unsigned)((tp >> 12) + k) & (MS_STUB_NTHR - 1)].tp == tp)
+			return true;
+	return false;
+}
+
+static pid_t tid_of(const struct ms_probes *pr, uint64_t tp)
+{
+	for (unsigned k = 0; k < 8; k++) {
+		const struct thr *t = &pr->thr[(unsigned)((tp >> 12) + k) & (MS_STUB_NTHR - 1)];
+
+		if (t->tp == tp)
+			return t->tid;
+	}
+	return 0;
+}
+
+static void register_all_threads(struct ms_probes *pr)
+{
+	for (size_t i = 0; i < ms_proc_nthreads(pr->p); i++) {
+		pid_t tid = ms_proc_thread(pr->p, i);
+		struct user_regs_struct regs;
+
+		if (!ms_proc_get_regs(pr->p, tid, &regs))
+			register_thread(pr, tid, &regs);
+	}
+}
+
+/* Rewrites the pre-drawn countdowns in [from, to) (indices mod NDRAW). */
+static void refill_draws(struct ms_probes *pr, const struct region *rg, uint64_t from, uint64_t to)
+{
+	int64_t v[MS_STUB_NDRAW];
+	uint64_t n = to - from;
+
+	if (n > MS_STUB_NDRAW) {
+		from = 0;
+		n = MS_STUB_NDRAW;
+	}
+	for (uint64_t k = 0; k < n; k++)
+		v[k] = draw_countdown(pr);
+	for (uint64_t done = 0; done < n;) {
+		uint64_t at = (from + done) % MS_STUB_NDRAW;
+		uint64_t run = MS_MIN(n - done, MS_STUB_NDRAW - at);
+
+		write_remote(pr, rg->base + MS_STUB_DRAW_OFF + at * 8, v + done, run * 8);
+		done += run;
+	}
+}
+
+static uint64_t tsc_now(void)
+{
+	return __builtin_ia32_rdtsc();
+}
+
+/* Nanoseconds for a span of TSC ticks, from the rate seen since install. */
+static uint64_t tsc_to_ns(const struct ms_probes *pr, uint64_t ticks)
+{
+	uint64_t dt = tsc_now() - pr->tsc0, dn = ms_now_ns() - pr->ns0;
+
+	if (!dt || dn < 1000000)
+		return 0;
+	return (uint64_t)((double)ticks * (double)dn / (double)dt);
+}
+
+struct pending_ev {
+	uint64_t key; /* TSC when it happened: frees after the allocation they free */
+	int hdr;      /* header index, or -1 for a free */
+	uint64_t ptr;
+};
+
+static int cmp_pending(const void *a, const void *b)
+{
+	const struct pending_ev *x = a, *y = b;
+
+	return x->key < y->key ? -1 : x->key > y->key;
+}
+
+static uint64_t rd64(const uint8_t *h, unsigned off)
+{
+	uint64_t v;
+
+	memcpy(&v, h + off, sizeof(v));
+	return v;
+}
+
+static void emit_ring_sample(struct ms_probes *pr, size_t r, int i, ms_alloc_event_cb cb,
+			     void *ctx)
+{
+	const uint8_t *h = pr->hdrs + (size_t)i * MS_STUB_HDR_SIZE;
+	uint64_t sw = rd64(h, MS_H_SLOT), len = rd64(h, MS_H_LEN);
+	int slot = (int)(sw & 0xff), kind = (int)((sw >> 8) & 0xff);
+	const struct site *s = slot < MS_STUB_NSLOTS ? site_for(pr, r, slot) : NULL;
+	struct ms_alloc_event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.type = MS_AE_ALLOC;
+	ev.fn = s ? s->fn : MS_FN_CUSTOM;
+	ev.tid = tid_of(pr, rd64(h, MS_H_TP));
+	switch (kind) {
+	case MS_SK_CALLOC:
+		ev.size = rd64(h, MS_H_RDI) * rd64(h, MS_H_RSI);
+		break;
+	case MS_SK_REALLOC:
+	case MS_SK_RSI:
+		ev.size = rd64(h, MS_H_RSI);
+		break;
+	case MS_SK_PMEMALIGN:
+		ev.size = rd64(h, MS_H_RDX);
+		break;
+	default:
+		ev.size = rd64(h, MS_H_RDI);
+	}
+	ev.weight = sample_weight(pr, ev.size);
+	ev.ptr = rd64(h, MS_H_RES);
+	ev.time_ns = ms_now_ns();
+	ev.regs.rip = s ? s->entry : 0;
+	ev.regs.rsp = rd64(h, MS_H_SP);
+	ev.regs.rbp = rd64(h, MS_H_RBP);
+	ev.regs.rbx = rd64(h, MS_H_RBX);
+	ev.regs.r12 = rd64(h, MS_H_R12);
+	ev.regs.r13 = rd64(h, MS_H_R13);
+	ev.regs.r14 = rd64(h, MS_H_R14);
+	ev.regs.r15 = rd64(h, MS_H_R15);
+	ev.regs.rdi = rd64(h, MS_H_RDI);
+	ev.regs.rsi = rd64(h, MS_H_RSI);
+	ev.regs.rdx = rd64(h, MS_H_RDX);
+	ev.regs.rax = ev.ptr;
+	ev.regs.fs_base = rd64(h, MS_H_TP);
+	ev.stack = pr->data + (size_t)i * MS_STUB_DATA_SIZE;
+	ev.stack_len = (size_t)MS_MIN(len, (uint64_t)MS_STUB_DATA_SIZE);
+	pr->st.samples++;
+	pr->st.ring_samples++;
+	pr->st.target_ns += tsc_to_ns(pr, rd64(h, MS_H_TSC1) - rd64(h, MS_H_TSC0));
+	if (cb)
+		cb(&ev, ctx);
+}
+
+/* Drains one region's rings: published samples and frees, in the order they happened. */
+static int drain_region(struct ms_probes *pr, size_t r, ms_alloc_event_cb cb, void *ctx)
+{
+	struct region *rg = &pr->rg[r];
+	uint64_t ctl[6];
+	struct iovec liov[MS_STUB_NHDR], riov[MS_STUB_NHDR], friov[512];
+	struct pending_ev *ev = NULL;
+	size_t nev = 0, nrd = 0;
+	ssize_t n;
+	int nfree_done = 0;
+	static const uint64_t zeros[MS_STUB_NFRING];
+
+	n = ms_mem_read_pid(pr->pid, rg->base + MS_STUB_CTRL_OFF + MS_CTRL_RING_HEAD, ctl,
+			    sizeof(ctl));
+	if (n != (ssize_t)sizeof(ctl))
+		return n < 0 ? (int)n : -EIO;
+	/* ctl: ring head, draw index, free head, drops, no-thread, free drops */
+	if (ctl[1] != rg->last_draw) {
+		refill_draws(pr, rg, rg->last_draw, ctl[1]);
+		rg->last_draw = ctl[1];
+	}
+	{
+		uint64_t tabfull = 0;
+
+		ms_mem_read_pid(pr->pid, rg_ctrl(rg, MS_CTRL_TABFULL), &tabfull, sizeof(tabfull));
+		pr->st.dropped += ctl[3] + ctl[5] + tabfull - rg->drops;
+		rg->drops = ctl[3] + ctl[5] + tabfull;
+	}
+	if (ctl[0] == rg->last_head && ctl[2] == rg->last_fhead && !rg->pending)
+		return 0;
+	rg->last_head = ctl[0];
+	rg->last_fhead = ctl[2];
+	rg->pending = false;
+
+	ev = ms_xmalloc((MS_STUB_NHDR + MS_STUB_NFRING) * sizeof(*ev));
+	/*
+	 * Frees first: a free can only follow the publication of its sample, so
+	 * every free read here has its sample in the headers read next (or in
+	 * an earlier drain). The other order loses frees of fresh samples.
+	 */
+	n = ms_mem_read_pid(pr->pid, rg->base + MS_STUB_FRING_OFF, pr->fring,
+			    (size_t)MS_STUB_NFRING * 16);
+	if (n == (ssize_t)MS_STUB_NFRING * 16) {
+		for (int i = 0; i < MS_STUB_NFRING; i++) {
+			uint64_t p = pr->fring[2 * i];
+
+			if (p == 1)
+				rg->pending = true;
+			if (p <= 1)
+				continue;
+			ev[nev++] = (struct pending_ev){.key = pr->fring[2 * i + 1], .hdr = -1,
+							.ptr = p};
+			/* Give the slot back (ptr = 0), batched. */
+			friov[nfree_done].iov_base = (void *)(uintptr_t)(rg->base + MS_STUB_FRING_OFF +
+									 (ms_raddr_t)i * 16);
+			friov[nfree_done].iov_len = 8;
+			if (++nfree_done == MS_ARRAY_SIZE(friov)) {
+				struct iovec z = {(void *)zeros, 8 * (size_t)nfree_done};
+
+				process_vm_writev(pr->pid, &z, 1, friov, (unsigned long)nfree_done, 0);
+				nfree_done = 0;
+			}
+		}
+	}
+	n = ms_mem_read_pid(pr->pid, rg->base + MS_STUB_HDR_OFF, pr->hdrs,
+			    (size_t)MS_STUB_NHDR * MS_STUB_HDR_SIZE);
+	if (n != (ssize_t)MS_STUB_NHDR * MS_STUB_HDR_SIZE)
+		return n < 0 ? (int)n : -EIO;
+	for (int i = 0; i < MS_STUB_NHDR; i++) {
+		const uint8_t *h = pr->hdrs + (size_t)i * MS_STUB_HDR_SIZE;
+		uint64_t st = rd64(h, MS_H_STATE), len = MS_MIN(rd64(h, MS_H_LEN),
+								 (uint64_t)MS_STUB_DATA_SIZE);
+
+		if (st == 1)
+			rg->pending = true;
+		if (st != 2)
+			continue;
+		ev[nev++] = (struct pending_ev){.key = rd64(h, MS_H_TSC1), .hdr = i};
+		if (len) {
+			liov[nrd].iov_base = pr->data + (size_t)i * MS_STUB_DATA_SIZE;
+			liov[nrd].iov_len = len;
+			riov[nrd].iov_base =
+			    (void *)(uintptr_t)(rg->base + MS_STUB_DATA_OFF +
+						(ms_raddr_t)i * MS_STUB_DATA_SIZE);
+			riov[nrd].iov_len = len;
+			nrd++;
+		}
+	}
+	if (nrd && process_vm_readv(pr->pid, liov, nrd, riov, nrd, 0) < 0)
+		ms_debug("probe: reading %zu ring stack copies: %s", nrd, strerror(errno));
+
+	if (nfree_done) {
+		struct iovec z = {(void *)zeros, 8 * (size_t)nfree_done};
+
+		process_vm_writev(pr->pid, &z, 1, friov, (unsigned long)nfree_done, 0);
+	}
+	qsort(ev, nev, sizeof(*ev), cmp_pending);
+	for (size_t k = 0; k < nev; k++) {
+		if (ev[k].hdr >= 0) {
+			emit_ring_sample(pr, r, ev[k].hdr, cb, ctx);
+		} else {
+			struct ms_alloc_event fe;
+
+			memset(&fe, 0, sizeof(fe));
+			fe.type = MS_AE_FREE;
+			fe.fn = MS_FN_FREE;
+			fe.ptr = ev[k].ptr;
+			fe.time_ns = ms_now_ns();
+			pr->st.frees++;
+			if (cb)
+				cb(&fe, ctx);
+		}
+	}
+	/* Return the consumed headers (state = 0) in one call. */
+	nrd = 0;
+	for (size_t k = 0; k < nev; k++) {
+		if (ev[k].hdr < 0)
+			continue;
+		riov[nrd].iov_base = (void *)(uintptr_t)(rg->base + MS_STUB_HDR_OFF +
+							 (ms_raddr_t)ev[k].hdr * MS_STUB_HDR_SIZE);
+		riov[nrd].iov_len = 8;
+		nrd++;
+	}
+	if (nrd) {
+		liov[0].iov_base = (void *)zeros;
+		liov[0].iov_len = nrd * 8;
+		process_vm_writev(pr->pid, liov, 1, riov, nrd, 0);
+	}
+	free(ev);
+	return 0;
+}
+
+static int drain_all(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx)
+{
+	uint64_t t0 = ms_now_ns(), before = pr->st.samples + pr->st.frees;
+	int rc = 0;
+
+	if (!pr->ring)
+		return 0;
+	for (size_t r = 0; r < pr->nrg; r++) {
+		int e = drain_region(pr, r, cb, ctx);
+
+		if (e && !rc)
+			rc = e;
+	}
+	if (pr->st.samples + pr->st.frees != before) {
+		pr->n_drains++;
+		pr->drain_ns += ms_now_ns() - t0;
+		pr->drained += pr->st.samples + pr->st.frees - before;
+	}
+	return rc;
+}
+
 /* ------------------------------ install ------------------------------ */
 
 int ms_probes_install(struct ms_proc *p, const struct ms_modules *mods,
@@ -920,6 +1295,14 @@ int ms_probes_install(struct ms_proc *p, const struct ms_modules *mods,
 		pr->rng = 0x9E3779B97F4A7C15ull;
 	pr->buf_len = pr->opts.stack_bytes + 64;
 	pr->buf = ms_xmalloc(pr->buf_len);
+	pr->ring = !pr->exact && !opts->stop_per_sample;
+	if (pr->ring) {
+		pr->hdrs = ms_xmalloc((size_t)MS_STUB_NHDR * MS_STUB_HDR_SIZE);
+		pr->data = ms_xmalloc((size_t)MS_STUB_NHDR * MS_STUB_DATA_SIZE);
+		pr->fring = ms_xmalloc((size_t)MS_STUB_NFRING * 16);
+		pr->tsc0 = tsc_now();
+		pr->ns0 = ms_now_ns();
+	}
 
 	/* Everything that needs no stop comes first: the plan and the text sweep. */
 	plan_sites(pr, mods);
@@ -984,6 +1367,7 @@ int ms_probes_install(struct ms_proc *p, const struct ms_modules *mods,
 	rc = build_regions(pr, err);
 	if (rc)
 		goto fail;
+	register_all_threads(pr);
 
 	rc = install_sigtrap(pr, err);
 	if (rc)
@@ -1180,6 +1564,9 @@ int ms_probes_handle_event(struct ms_probes *pr, const struct ms_event *ev,
 	if (ev->kind != MS_EV_TRAP || !find_trap(pr, ev->regs.rip - 1, &region, &slot))
 		return 0;
 	t0 = ms_now_ns();
+	/* Ring mode: a thread memspy did not know yet took the int3 path; register it. */
+	if (pr->ring && !thread_known(pr, ev->regs.fs_base))
+		register_thread(pr, ev->tid, &ev->regs);
 	if (slot >= 0)
 		on_trap(pr, ev->tid, &ev->regs, region, slot, cb, ctx);
 	pr->st.stops++;
@@ -1190,10 +1577,14 @@ int ms_probes_handle_event(struct ms_probes *pr, const struct ms_event *ev,
 
 int ms_probes_poll(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx)
 {
-	(void)pr;
-	(void)cb;
-	(void)ctx;
-	return 0; /* stop-based probes deliver everything through traps */
+	int rc;
+
+	if (!pr || pr->removed || !pr->ring)
+		return 0;
+	rc = drain_all(pr, cb, ctx);
+	if (rc == -ESRCH)
+		rc = 0; /* the target is gone: record sees MS_EV_EXITED */
+	return rc;
 }
 
 /* ------------------------------ removal ------------------------------ */
@@ -1306,6 +1697,8 @@ int ms_probes_remove(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx,
 		goto gone;
 	if (nheld)
 		ms_debug("probe: %zu trap(s) arrived while stopping for removal", nheld);
+	/* The samples the ring still holds. */
+	drain_all(pr, cb, ctx);
 
 	/* A SIGTRAP already queued would reach the target after the handler is gone. */
 	for (size_t i = 0; i < ms_proc_nthreads(pr->p); i++) {
@@ -1372,7 +1765,21 @@ int ms_probes_remove(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx,
 				   "probe: restoring the SIGTRAP action of process %d: %s (the stub "
 				   "region's `ret` handler stays installed)",
 				   (int)pr->pid, ms_strerror(rc));
+	if (pr->ring) {
+		/* The ring's 4 MiB can go now: a straggler's write just faults in a zero page. */
+		for (size_t r = 0; r < pr->nrg; r++) {
+			long mret;
+
+			rsyscall(pr, SYS_madvise, (long)(pr->rg[r].base + MS_STUB_HDR_OFF),
+				 MS_STUB_REGION_SIZE - MS_STUB_HDR_OFF, MADV_DONTNEED, 0, 0, 0,
+				 &mret);
+		}
+	}
 	pr->st.remove_pause_ns = ms_now_ns() - t0;
+	if (pr->n_drains)
+		ms_debug("probe: %llu drains with events, %.1f us each, %.1f events each",
+			 (unsigned long long)pr->n_drains, pr->drain_ns / 1e3 / (double)pr->n_drains,
+			 (double)pr->drained / (double)pr->n_drains);
 	if (!was_stopped)
 		ms_proc_resume_all(pr->p);
 	for (size_t k = 0; k < nheld; k++)
@@ -1429,5 +1836,8 @@ void ms_probes_free(struct ms_probes *pr)
 	free(pr->rg);
 	free(pr->names);
 	free(pr->buf);
+	free(pr->hdrs);
+	free(pr->data);
+	free(pr->fring);
 	free(pr);
 }

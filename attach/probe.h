@@ -41,6 +41,9 @@ struct ms_probe_opts {
 	const char *const *custom_symbols; /* --probe SYMBOL ... */
 	size_t n_custom;
 	uint64_t seed;         /* for the exponential draws; 0 = from the clock */
+	bool stop_per_sample;  /* sampled calls stop the thread (int3) instead of being
+				  written to the in-target ring (ring: no stop; stack copy
+				  capped at 16 KiB). Exact mode always stops. */
 };
 
 enum ms_alloc_event_type { MS_AE_ALLOC, MS_AE_FREE };
@@ -68,6 +71,9 @@ struct ms_probe_stats {
 	uint64_t samples;        /* allocation events delivered */
 	uint64_t frees;          /* free events delivered */
 	uint64_t dropped;        /* samples lost (ring full, table full) */
+	uint64_t ring_samples;   /* of samples, those delivered through the ring (no stop) */
+	uint64_t target_ns;      /* ring: time the target spent recording samples (rdtsc-based
+				    estimate; 0 when the TSC rate is unknown) */
 	size_t n_installed;      /* entry points patched */
 	uint64_t attach_pause_ns; /* install: all threads stopped for this long */
 	uint64_t remove_pause_ns; /* remove: idem */

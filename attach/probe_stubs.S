@@ -25,6 +25,19 @@ ms_stub_image:
 #define FREE_ALL (.Limg + MS_STUB_CTRL_OFF + MS_CTRL_FREE_ALL)
 #define TRACK (.Limg + MS_STUB_CTRL_OFF + MS_CTRL_TRACK)
 #define TABFULL (.Limg + MS_STUB_CTRL_OFF + MS_CTRL_TABFULL)
+#define RING (.Limg + MS_STUB_CTRL_OFF + MS_CTRL_RING)
+#define RING_HEAD (.Limg + MS_STUB_CTRL_OFF + MS_CTRL_RING_HEAD)
+#define DRAW_IDX (.Limg + MS_STUB_CTRL_OFF + MS_CTRL_DRAW_IDX)
+#define FREE_HEAD (.Limg + MS_STUB_CTRL_OFF + MS_CTRL_FREE_HEAD)
+#define DROPS (.Limg + MS_STUB_CTRL_OFF + MS_CTRL_DROPS)
+#define NOTHREAD (.Limg + MS_STUB_CTRL_OFF + MS_CTRL_NOTHREAD)
+#define FREE_DROPS (.Limg + MS_STUB_CTRL_OFF + MS_CTRL_FREE_DROPS)
+#define THREADS (.Limg + MS_STUB_THR_OFF)
+#define DRAWS (.Limg + MS_STUB_DRAW_OFF)
+#define FRING (.Limg + MS_STUB_FRING_OFF)
+#define HDRS (.Limg + MS_STUB_HDR_OFF)
+#define DATA (.Limg + MS_STUB_DATA_OFF)
+#define ORIGS (.Limg + MS_STUB_ORIG_OFF)
 #define COUNTERS (.Limg + MS_STUB_CNT_OFF)
 #define TABLE (.Limg + MS_STUB_TAB_OFF)
 /* Fibonacci-style multiplier, sign-extended imm32 (GAS rejects 0x9E3779B1 here). */
@@ -99,6 +112,32 @@ ms_stub_image:
 9:
 .endm
 
+/*
+ * Ring mode: records the free of rdi in the freed ring (claim a slot 0 -> 1,
+ * stamp it, publish the pointer). Clobbers rax, rdx, r11 and flags: none
+ * carries an argument of free, operator delete or realloc.
+ */
+.macro FRING_PUSH
+	mov eax, 1
+	lock xadd [rip + FREE_HEAD], rax
+	and eax, MS_STUB_NFRING - 1
+	shl eax, 4
+	lea r11, [rip + FRING]
+	add r11, rax
+	mov edx, 1
+	xor eax, eax
+	lock cmpxchg [r11], rdx
+	jne 5f
+	rdtsc
+	shl rdx, 32
+	or rax, rdx
+	mov [r11 + 8], rax
+	mov [r11], rdi
+	jmp 4f
+5:	lock inc qword ptr [rip + FREE_DROPS]
+4:
+.endm
+
 /* The armed check right before a trap: [guard, trap] is what removal skips. */
 .macro GUARDED_TRAP i, skip
 .Lguard_\i:
@@ -108,25 +147,41 @@ ms_stub_image:
 	int3
 .endm
 
-/* malloc-like: rax = size from the kind's argument registers. */
-.macro ALLOC_STUB i, kind
-.Lstub_\i:
-	SLOT_ADDR
+/* rax = the size argument of a stub of this kind. */
+.macro SIZE_OF kind
 	.if \kind == MS_SK_RDI
 	mov rax, rdi
 	.elseif \kind == MS_SK_CALLOC
 	mov rax, rdi
 	imul rax, rsi
-	.elseif \kind == MS_SK_RSI
+	.elseif \kind == MS_SK_RSI || \kind == MS_SK_REALLOC
 	mov rax, rsi
 	.elseif \kind == MS_SK_PMEMALIGN
 	mov rax, rdx
 	.endif
+.endm
+
+/* Sampled in ring mode: hand over to the shared ring routine (r11 = countdown slot). */
+.macro TO_RING i, kind
+.Lring_\i:
+	mov eax, (\kind << 8) | \i
+	jmp .Lring_alloc
+.endm
+
+/* malloc-like: rax = size from the kind's argument registers. */
+.macro ALLOC_STUB i, kind
+.Lstub_\i:
+	SLOT_ADDR
+	SIZE_OF \kind
 	sub [r11], rax
 	js 1f
 	jmp .Lorig_\i
 1:	cmp byte ptr [rip + ARMED], 0
 	je .Lorig_\i
+	cmp byte ptr [rip + RING], 0
+	jne .Lring_\i
+.Lstop_\i:
+	SIZE_OF \kind
 	push 2			/* flags: bit 1 = allocation sampled */
 	push rdi		/* aux: memptr for posix_memalign */
 	push rax		/* size */
@@ -149,6 +204,7 @@ ms_stub_image:
 2:	add rsp, 24
 	ret
 	.endif
+	TO_RING \i, \kind
 .endm
 
 /* realloc: a hit on the old pointer is deleted before the real call. */
@@ -161,6 +217,12 @@ ms_stub_image:
 	PROBE_RDI 8f
 	jmp 6f
 8:	mov qword ptr [r11], 0
+	cmp byte ptr [rip + RING], 0
+	je 7f
+	cmp byte ptr [rip + ARMED], 0
+	je 6f
+	FRING_PUSH		/* ring mode: the old block's free is recorded now */
+	jmp 6f
 7:	SLOT_ADDR		/* old pointer freed; is the new block sampled too? */
 	mov rax, rsi
 	sub [r11], rax
@@ -180,6 +242,9 @@ ms_stub_image:
 	jmp .Lorig_\i
 1:	cmp byte ptr [rip + ARMED], 0
 	je .Lorig_\i
+	cmp byte ptr [rip + RING], 0
+	jne .Lring_\i
+.Lstop_\i:
 	push 2
 5:	push rdi
 	push rsi
@@ -190,6 +255,7 @@ ms_stub_image:
 3:	GUARDED_TRAP \i, 2f
 2:	add rsp, 24
 	ret
+	TO_RING \i, MS_SK_REALLOC
 .endm
 
 /* free-like: a hit traps with rdi = the pointer and rsp as at entry. */
@@ -202,6 +268,13 @@ ms_stub_image:
 	PROBE_RDI 8f
 	jmp .Lorig_\i
 8:	mov qword ptr [r11], 0	/* delete before the real free: the address can be reused at once */
+	cmp byte ptr [rip + RING], 0
+	je .Lguard_\i
+	cmp byte ptr [rip + ARMED], 0
+	je .Lorig_\i
+	FRING_PUSH
+	jmp .Lorig_\i
+.Lstop_\i:
 	GUARDED_TRAP \i, .Lorig_\i
 	jmp .Lorig_\i
 .endm
@@ -226,6 +299,167 @@ ms_stub_image:
 	FREE_STUB \i
 	.endr
 
+/*
+ * Ring mode, sampled allocation. Entered by jmp with rax = kind << 8 | slot,
+ * r11 = the countdown slot, every argument register intact and rsp as at
+ * the function's entry. Copies the registers an unwinder needs and the top
+ * of the caller's stack (clamped to the thread's stack, from the thread
+ * table) into a claimed ring slot, calls the real function, inserts the
+ * result into the sampled-pointer table, and publishes the slot. No stop.
+ * A thread memspy has not registered takes the int3 path instead.
+ */
+.Lring_alloc:
+	push rbx
+	push r12
+	push rdi
+	push rsi
+	push rcx
+	push rdx
+	push rax		/* 7 pushes: the real function sees the usual alignment */
+	/* [rsp] slot, +8 rdx, +16 rcx, +24 rsi, +32 rdi, +40 r12, +48 rbx; entry rsp = rsp+56 */
+	mov rbx, r11
+	mov eax, 1
+	lock xadd [rip + DRAW_IDX], rax
+	and eax, MS_STUB_NDRAW - 1
+	lea rcx, [rip + DRAWS]
+	mov rax, [rcx + rax * 8]
+	mov [rbx], rax		/* next countdown: a pre-drawn exponential */
+	mov rax, fs:[0]
+	mov rcx, rax
+	shr rcx, 12
+	and ecx, MS_STUB_NTHR - 1
+	mov r12d, 8
+1:	mov rdx, rcx
+	shl rdx, 5
+	lea r11, [rip + THREADS]
+	add rdx, r11
+	cmp [rdx], rax
+	je 2f
+	inc ecx
+	and ecx, MS_STUB_NTHR - 1
+	dec r12d
+	jnz 1b
+	lock inc qword ptr [rip + NOTHREAD]
+	jmp .Lring_to_stop
+2:	mov r12, [rdx + 8]	/* hi */
+	mov rcx, [rdx + 16]	/* lo */
+	mov eax, 1
+	lock xadd [rip + RING_HEAD], rax
+	and eax, MS_STUB_NHDR - 1
+	shl eax, 8
+	lea rbx, [rip + HDRS]
+	add rbx, rax
+	mov edx, 1
+	xor eax, eax
+	lock cmpxchg [rbx], rdx
+	jne .Lring_drop		/* memspy has not drained this slot yet */
+	rdtsc
+	shl rdx, 32
+	or rax, rdx
+	mov [rbx + MS_H_TSC0], rax
+	mov rdx, [rsp]
+	mov [rbx + MS_H_SLOT], rdx
+	mov rdx, [rsp + 48]
+	mov [rbx + MS_H_RBX], rdx
+	mov [rbx + MS_H_RBP], rbp
+	mov rdx, [rsp + 40]
+	mov [rbx + MS_H_R12], rdx
+	mov [rbx + MS_H_R13], r13
+	mov [rbx + MS_H_R14], r14
+	mov [rbx + MS_H_R15], r15
+	mov rdx, [rsp + 32]
+	mov [rbx + MS_H_RDI], rdx
+	mov rdx, [rsp + 24]
+	mov [rbx + MS_H_RSI], rdx
+	mov rdx, [rsp + 8]
+	mov [rbx + MS_H_RDX], rdx
+	mov rdx, fs:[0]
+	mov [rbx + MS_H_TP], rdx
+	lea rax, [rsp + 56]
+	mov [rbx + MS_H_SP], rax
+	/* len = lo <= sp < hi ? min(hi - sp, DATA_SIZE) : 0 */
+	xor edx, edx
+	cmp rax, rcx
+	jb 3f
+	cmp rax, r12
+	jae 3f
+	mov rdx, r12
+	sub rdx, rax
+	cmp rdx, MS_STUB_DATA_SIZE
+	jbe 3f
+	mov edx, MS_STUB_DATA_SIZE
+3:	mov [rbx + MS_H_LEN], rdx
+	mov rsi, rax
+	lea rax, [rip + HDRS]
+	mov rdi, rbx
+	sub rdi, rax
+	shl rdi, 6		/* header index * 256 -> index * 16384 */
+	lea rax, [rip + DATA]
+	add rdi, rax
+	mov rcx, rdx
+	rep movsb
+	mov rdi, [rsp + 32]
+	mov rsi, [rsp + 24]
+	mov rcx, [rsp + 16]
+	mov rdx, [rsp + 8]
+	movzx eax, byte ptr [rsp]
+	shl eax, 6
+	lea r11, [rip + ORIGS]
+	add rax, r11
+	call rax		/* the real function */
+	mov r12, rax		/* its return value */
+	cmp byte ptr [rsp + 1], MS_SK_PMEMALIGN
+	jne 4f
+	xor eax, eax
+	test r12d, r12d
+	jnz 4f
+	mov rax, [rsp + 32]
+	mov rax, [rax]
+4:	mov [rbx + MS_H_RES], rax
+	INSERT
+	mov [rbx + MS_H_FLAGS], r11
+	rdtsc
+	shl rdx, 32
+	or rax, rdx
+	mov [rbx + MS_H_TSC1], rax
+	mov qword ptr [rbx + MS_H_STATE], 2	/* publish: a plain store is a release on x86 */
+	mov rax, r12
+	add rsp, 8
+	pop rdx
+	pop rcx
+	pop rsi
+	pop rdi
+	pop r12
+	pop rbx
+	ret
+.Lring_drop:
+	lock inc qword ptr [rip + DROPS]
+	movzx eax, byte ptr [rsp]
+	shl eax, 6
+	lea r11, [rip + ORIGS]
+	add r11, rax
+	jmp 5f
+.Lring_to_stop:
+	movzx eax, byte ptr [rsp]
+	lea r11, [rip + .Lstop_table]
+	mov eax, [r11 + rax * 4]
+	lea r11, [rip + .Limg]
+	add r11, rax
+5:	add rsp, 8
+	pop rdx
+	pop rcx
+	pop rsi
+	pop rdi
+	pop r12
+	pop rbx
+	jmp r11
+
+	.p2align 2
+.Lstop_table:
+	.irp i, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31
+	.long .Lstop_\i - .Limg
+	.endr
+
 /* SIGTRAP while untraced (memspy died mid-sample): ignore it, go on after the int3. */
 .Lsig_handler:
 	ret
@@ -248,6 +482,7 @@ ms_stub_image:
 ms_stub_desc:
 .macro DESC i, kind
 	.long .Lstub_\i - .Limg, .Lorig_\i - .Limg, .Lguard_\i - .Limg, .Ltrap_\i - .Limg, \kind
+	.long .Lstop_\i - .Limg
 .endm
 	.irp i, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
 	DESC \i, MS_SK_RDI

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * End-to-end driver for the probe engine against tests/targets/probe_alloc:
- *   count MEAN TARGET ITERS [fork]  install (MEAN 0 = exact), count events until the
+ *   count MEAN TARGET ITERS [fork|stop]
+ *                                   install (MEAN 0 = exact; stop: a stop per sample
+ *                                   instead of the ring), count events until the
  *                                   target is done, remove, compare with its counts
  *                                   and the entry bytes with the libc file
  *   killtest TARGET ITERS ROUNDS    SIGKILL a probing driver mid-run, ROUNDS times:
@@ -219,6 +221,9 @@ static int compare_libc(pid_t pid, int *compared)
 	return bad;
 }
 
+/* Sampled calls stop the thread (int3) instead of going through the ring. */
+static bool stop_per_sample;
+
 static int attach_and_install(pid_t pid, uint64_t mean, struct ms_proc **pp,
 			      struct ms_probes **prp, struct counts *c)
 {
@@ -226,7 +231,8 @@ static int attach_and_install(pid_t pid, uint64_t mean, struct ms_proc **pp,
 	static const char *const custom[] = {"pool_alloc"};
 	struct ms_probe_opts po = {.sample_bytes = mean, .stack_bytes = 16384,
 				   .track_frees = true, .seed = 42,
-				   .custom_symbols = custom, .n_custom = 1};
+				   .custom_symbols = custom, .n_custom = 1,
+				   .stop_per_sample = stop_per_sample};
 	struct ms_error err = {0};
 	struct ms_maps maps;
 	struct ms_modules mods;
@@ -291,7 +297,7 @@ static int run_count(uint64_t mean, char *target, char *iters, bool fork_mode)
 	while (!pump(&t, "done", 0)) {
 		struct ms_event ev;
 
-		if (ms_proc_wait(p, 20, &ev))
+		if (ms_proc_wait(p, 2, &ev))
 			die("wait");
 		if (ev.kind == MS_EV_EXITED)
 			die("target exited while probed");
@@ -303,6 +309,8 @@ static int run_count(uint64_t mean, char *target, char *iters, bool fork_mode)
 				fails++;
 			}
 		}
+		if (ms_probes_poll(pr, on_event, &c))
+			die("poll");
 	}
 	t_done = ms_now_ns();
 	rc = ms_probes_remove(pr, on_event, &c, &err);
@@ -327,6 +335,9 @@ static int run_count(uint64_t mean, char *target, char *iters, bool fork_mode)
 	       (unsigned long long)c.freed[MS_FN_REALLOC], (unsigned long long)c.bytes,
 	       (unsigned long long)c.weighted, (unsigned long long)aligned,
 	       (unsigned long long)c.alloc[MS_FN_CUSTOM]);
+	printf("ring samples=%llu dropped=%llu in-target %.2f us/sample\n",
+	       (unsigned long long)st.ring_samples, (unsigned long long)st.dropped,
+	       st.ring_samples ? st.target_ns / 1e3 / (double)st.ring_samples : 0.0);
 	printf("stops=%llu handler=%.2f us/stop run=%.1f ms remove pause %.3f ms\n",
 	       (unsigned long long)st.stops,
 	       st.stops ? st.stopped_ns / 1e3 / (double)st.stops : 0.0, (t_done - t_go) / 1e6,
@@ -362,9 +373,16 @@ static int run_count(uint64_t mean, char *target, char *iters, bool fork_mode)
 		}
 	} else {
 		double want = (double)field(t.text, "bytes=");
-		double got = (double)c.weighted;
+		/* Ring drops are independent of the size: scale by delivered + dropped. */
+		double got = (double)c.weighted *
+			     ((double)(st.samples + st.dropped) / (double)(st.samples ? st.samples : 1));
 
 		printf("weighted estimate / true bytes = %.3f\n", got / want);
+		if (st.dropped > st.samples) {
+			fprintf(stderr, "FAIL: %llu samples dropped for %llu delivered\n",
+				(unsigned long long)st.dropped, (unsigned long long)st.samples);
+			fails++;
+		}
 		if (got < 0.8 * want || got > 1.2 * want) {
 			fprintf(stderr, "FAIL: weighted bytes %.0f vs true %.0f\n", got, want);
 			fails++;
@@ -402,7 +420,7 @@ static int run_hold(pid_t pid, uint64_t mean)
 		if (ev.kind == MS_EV_TRAP || ev.kind == MS_EV_FORK)
 			if (!ms_probes_handle_event(pr, &ev, NULL, NULL))
 				ms_proc_cont_thread(p, ev.tid);
-		c.nlive = 0;
+		ms_probes_poll(pr, NULL, NULL);
 	}
 	return 0;
 }
@@ -557,7 +575,8 @@ static int run_midremove(char *target, char *iters, int rounds)
 		die("reference run failed");
 
 	for (int r = 0; r < rounds; r++) {
-		uint64_t mean = r % 2 ? 65536 : 0, want = 50 + (uint64_t)r * 40;
+		/* Odd rounds: ring mode (few events, no stops); even: exact (traps in flight). */
+		uint64_t mean = r % 2 ? 65536 : 0, want = r % 2 ? 3 : 50 + (uint64_t)r * 40;
 		struct ms_proc *p = NULL;
 		struct ms_probes *pr = NULL;
 		struct ms_error err = {0};
@@ -576,7 +595,7 @@ static int run_midremove(char *target, char *iters, int rounds)
 			return rc;
 		}
 		say(&t, "go\n");
-		while (c.alloc[MS_FN_MALLOC] + c.freed[MS_FN_FREE] < want && !pump(&t, "done", 0)) {
+		while (c.nlive + c.freed[MS_FN_FREE] < want && !pump(&t, "done", 0)) {
 			struct ms_event ev;
 
 			if (ms_proc_wait(p, 20, &ev) || ev.kind == MS_EV_EXITED)
@@ -584,6 +603,7 @@ static int run_midremove(char *target, char *iters, int rounds)
 			if (ev.kind == MS_EV_TRAP || ev.kind == MS_EV_FORK)
 				if (!ms_probes_handle_event(pr, &ev, on_event, &c))
 					ms_proc_cont_thread(p, ev.tid);
+			ms_probes_poll(pr, on_event, &c);
 		}
 		done_early = strstr(t.text, "done") != NULL;
 		rc = ms_probes_remove(pr, on_event, &c, &err);
@@ -663,17 +683,39 @@ static int run_refuse(char *target)
 	return fails ? 1 : 0;
 }
 
+/* The same run with nobody attached: the time from "go" to "done" (for comparisons). */
+static int run_base(char *target, char *iters)
+{
+	char *argv[] = {target, iters, NULL};
+	struct target t;
+	uint64_t t0;
+
+	spawn(&t, argv);
+	if (!pump(&t, "ready", 10000))
+		die("target not ready");
+	say(&t, "go\n");
+	t0 = ms_now_ns();
+	while (!pump(&t, "done", 10000))
+		;
+	printf("base run=%.1f ms\n", (ms_now_ns() - t0) / 1e6);
+	return finish_target(&t);
+}
+
 int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
 	if (getenv("MEMSPY_DEBUG"))
 		ms_log_verbosity = MS_LOG_DEBUG;
 	ms_signals_init();
-	if (argc >= 5 && !strcmp(argv[1], "count"))
+	if (argc >= 5 && !strcmp(argv[1], "count")) {
+		stop_per_sample = argc > 5 && !strcmp(argv[5], "stop");
 		return run_count(strtoull(argv[2], NULL, 0), argv[3], argv[4],
 				 argc > 5 && !strcmp(argv[5], "fork"));
+	}
 	if (argc >= 5 && !strcmp(argv[1], "killtest"))
 		return run_killtest(argv[0], argv[2], argv[3], atoi(argv[4]));
+	if (argc >= 4 && !strcmp(argv[1], "base"))
+		return run_base(argv[2], argv[3]);
 	if (argc >= 3 && !strcmp(argv[1], "refuse"))
 		return run_refuse(argv[2]);
 	if (argc >= 5 && !strcmp(argv[1], "midremove"))

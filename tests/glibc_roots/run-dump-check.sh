@@ -251,6 +251,14 @@ run_variant() {
 			fi
 			src=$(jq -r '[.layout_source // .glibc.layout_source // "?", .symbol_source // .glibc.symbol_source // "?"] | join("/")' "$out")
 			log "[$vname] memspy dump ($variant): exit $rc, ${ms} ms, layout/symbols from $src"
+			# memspy must have read the root's libc, not the host file at that path.
+			local jb jv
+			jb=$(jq -r '.build_id // empty' "$out")
+			jv=$(jq -r '.glibc_version // empty' "$out")
+			if [ "$jb" != "$build_id" ] || [ "$jv" != "$root_glibc" ]; then
+				log "[$vname] memspy read libc build-id '${jb}' glibc '${jv}'; the target's is $build_id glibc $root_glibc"
+				vstatus=1
+			fi
 			case $variant/$src in
 			debuginfo/dwarf/dwarf) ;;
 			debuginfo/*) log "[$vname] debug info is in the root, but memspy did not use it ($src)"; vstatus=1 ;;

@@ -97,6 +97,8 @@ struct ms_probes {
 	uint64_t *fring; /* MS_STUB_NFRING x 2 words */
 	uint64_t tsc0, ns0; /* for converting the stubs' rdtsc stamps */
 	uint64_t n_drains, drain_ns, drained; /* drain statistics (debug log at removal) */
+	uint64_t ticks[1024];                  /* in-target TSC ticks of the first samples */
+	size_t nticks;
 };
 
 const char *ms_alloc_fn_name(enum ms_alloc_fn fn)
@@ -1115,6 +1117,8 @@ static void emit_ring_sample(struct ms_probes *pr, size_t r, int i, ms_alloc_eve
 	pr->st.samples++;
 	pr->st.ring_samples++;
 	pr->st.target_ns += tsc_to_ns(pr, rd64(h, MS_H_TSC1) - rd64(h, MS_H_TSC0));
+	if (pr->nticks < MS_ARRAY_SIZE(pr->ticks))
+		pr->ticks[pr->nticks++] = rd64(h, MS_H_TSC1) - rd64(h, MS_H_TSC0);
 	if (cb)
 		cb(&ev, ctx);
 }
@@ -1780,6 +1784,20 @@ int ms_probes_remove(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx,
 		ms_debug("probe: %llu drains with events, %.1f us each, %.1f events each",
 			 (unsigned long long)pr->n_drains, pr->drain_ns / 1e3 / (double)pr->n_drains,
 			 (double)pr->drained / (double)pr->n_drains);
+	if (pr->nticks) {
+		/* Median: the mean is dominated by samples whose thread was preempted. */
+		for (size_t i = 1; i < pr->nticks; i++)
+			for (size_t j = i; j > 0 && pr->ticks[j - 1] > pr->ticks[j]; j--) {
+				uint64_t x = pr->ticks[j];
+
+				pr->ticks[j] = pr->ticks[j - 1];
+				pr->ticks[j - 1] = x;
+			}
+		ms_debug("probe: in-target time per ring sample: median %.2f us, min %.2f us "
+			 "(%zu samples)",
+			 tsc_to_ns(pr, pr->ticks[pr->nticks / 2]) / 1e3,
+			 tsc_to_ns(pr, pr->ticks[0]) / 1e3, pr->nticks);
+	}
 	if (!was_stopped)
 		ms_proc_resume_all(pr->p);
 	for (size_t k = 0; k < nheld; k++)

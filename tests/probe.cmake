@@ -27,3 +27,9 @@ ms_add_test(NAME probe_remove_midrun TIMEOUT 300
 # A target that blocks SIGTRAP is refused with a clear message, and left unharmed.
 ms_add_test(NAME probe_refuse_blocked_sigtrap TIMEOUT 60
             COMMAND probe_driver refuse $<TARGET_FILE:probe_alloc> LABELS e2e)
+# Ring mode with fork() mid-run, and with threads born after install (their
+# first sample stops once to register them, later ones go through the ring).
+ms_add_test(NAME probe_ring_fork TIMEOUT 120
+            COMMAND probe_driver count 65536 $<TARGET_FILE:probe_alloc> 3000 fork LABELS e2e)
+ms_add_test(NAME probe_ring_late_threads TIMEOUT 120
+            COMMAND probe_driver count 524288 $<TARGET_FILE:probe_alloc> 40000 late LABELS e2e)

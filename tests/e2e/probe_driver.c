@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * End-to-end driver for the probe engine against tests/targets/probe_alloc:
- *   count MEAN TARGET ITERS [fork|stop]
+ *   count MEAN TARGET ITERS [fork|stop|late]
  *                                   install (MEAN 0 = exact; stop: a stop per sample
  *                                   instead of the ring), count events until the
  *                                   target is done, remove, compare with its counts
@@ -261,9 +261,10 @@ static int attach_and_install(pid_t pid, uint64_t mean, struct ms_proc **pp,
 	return 0;
 }
 
-static int run_count(uint64_t mean, char *target, char *iters, bool fork_mode)
+static int run_count(uint64_t mean, char *target, char *iters, const char *mode)
 {
-	char *argv[] = {target, iters, fork_mode ? "fork" : NULL, NULL};
+	bool fork_mode = mode && !strcmp(mode, "fork");
+	char *argv[] = {target, iters, mode && strcmp(mode, "stop") ? (char *)mode : NULL, NULL};
 	struct target t;
 	struct ms_proc *p = NULL;
 	struct ms_probes *pr = NULL;
@@ -355,6 +356,12 @@ static int run_count(uint64_t mean, char *target, char *iters, bool fork_mode)
 				"of unknown pointers\n",
 			(unsigned long long)c.bad_ptr, (unsigned long long)c.bad_ret,
 			(unsigned long long)c.unmatched_free);
+		fails++;
+	}
+	if (mode && !strcmp(mode, "late") && (!st.ring_samples || !st.stops)) {
+		fprintf(stderr, "FAIL: threads born after install: %llu ring samples, %llu stops "
+				"(expected both: a first stop registers each thread)\n",
+			(unsigned long long)st.ring_samples, (unsigned long long)st.stops);
 		fails++;
 	}
 	if (mean == 0) {
@@ -710,7 +717,7 @@ int main(int argc, char **argv)
 	if (argc >= 5 && !strcmp(argv[1], "count")) {
 		stop_per_sample = argc > 5 && !strcmp(argv[5], "stop");
 		return run_count(strtoull(argv[2], NULL, 0), argv[3], argv[4],
-				 argc > 5 && !strcmp(argv[5], "fork"));
+				 argc > 5 ? argv[5] : NULL);
 	}
 	if (argc >= 5 && !strcmp(argv[1], "killtest"))
 		return run_killtest(argv[0], argv[2], argv[3], atoi(argv[4]));

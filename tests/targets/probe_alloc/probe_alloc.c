@@ -11,13 +11,16 @@
  *   -> "counts malloc=M calloc=C realloc=R free=F bytes=B memalign=A pool=P"
  *   -> "checksum=X child=S"  then "done"
  *   <- "exit"           exit 0
- * Usage: probe_alloc ITERS [fork|blocktrap]
+ * Usage: probe_alloc ITERS [fork|blocktrap|late]
+ * late: the threads are created after "go" (memspy meets them only once probed;
+ * pthread_create's own allocations then count too: for sampled tests only).
  * memalign counts posix_memalign + aligned_alloc + memalign + valloc calls;
  * pool counts calls of pool_alloc (for --probe pool_alloc).
  */
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -204,6 +207,7 @@ int main(int argc, char **argv)
 	pthread_t t[NTHREADS];
 	uint64_t m = 0, c = 0, r = 0, f = 0, bytes = 0, sum = 0, al = 0, pl = 0;
 	char line[256];
+	bool late;
 
 	iters = argc > 1 ? atol(argv[1]) : 1000;
 	do_fork = argc > 2 && !strcmp(argv[2], "fork");
@@ -217,12 +221,16 @@ int main(int argc, char **argv)
 	}
 	sem_init(&go_sem, 0, 0);
 	sem_init(&done_sem, 0, 0);
-	for (int i = 0; i < NTHREADS; i++)
+	late = argc > 2 && !strcmp(argv[2], "late");
+	for (int i = 0; i < NTHREADS && !late; i++)
 		if (pthread_create(&t[i], NULL, worker, (void *)(intptr_t)i))
 			return 2;
 	snprintf(line, sizeof(line), "ready %d\n", (int)getpid());
 	say(line);
 	expect("go");
+	for (int i = 0; i < NTHREADS && late; i++)
+		if (pthread_create(&t[i], NULL, worker, (void *)(intptr_t)i))
+			return 2;
 	for (int i = 0; i < NTHREADS; i++)
 		sem_post(&go_sem);
 	for (int i = 0; i < NTHREADS; i++)

@@ -29,14 +29,13 @@ run_one() {
 	exec 9>"$in"
 	while ! grep -q '^ready' "$out" 2>/dev/null; do sleep 0.05; done
 	if [ "$mode" = walk ]; then
-		"${walk[@]}" --pid "$pid" $WALK_ARGS -o "$work/w.svg" --timeline "$work/w.json" 2>"$work/m.err" &
+		"${walk[@]}" --pid "$pid" -v $WALK_ARGS -o "$work/w.svg" --timeline "$work/w.json" 2>"$work/m.err" &
 		prof_pid=$!
-		# In once it traces the target (ptrace) and has read the heap once.
-		for i in $(seq 1 300); do
-			grep -q '^TracerPid:[[:space:]]*[1-9]' /proc/$pid/status 2>/dev/null && break
+		# In once it has read the heap once: its start-up (DWARF) is over.
+		for i in $(seq 1 600); do
+			grep -q 'heap sample 0' "$work/m.err" 2>/dev/null && break
 			sleep 0.05
 		done
-		sleep 0.5
 	fi
 	echo go >&9
 	exec 9>&-

@@ -22,10 +22,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define CMD "record"
-#define MAX_PCS 256
-#define PROGRESS_NS 200000000ull
-#define CLASSIFY_DEPTH 48 /* innermost PCs looked at to decide "inside the allocator" */
+#define CMD		 "record"
+#define MAX_PCS		 256
+#define PROGRESS_NS	 200000000ull
+#define CLASSIFY_DEPTH	 48	    /* innermost PCs looked at to decide "inside the allocator" */
 #define BUDGET_CREDIT_NS 5000000ull /* lets the first stops happen before any wall time passed */
 
 struct walk_opts {
@@ -46,52 +46,55 @@ struct walk_opts {
 
 static void help(FILE *f)
 {
-	fprintf(f,
-		"Usage: memspy record --mode walk --pid PID [-o FILE] [options]\n"
-		"\n"
-		"Records without patching anything: stops the process periodically, copies\n"
-		"every thread's registers and the top of its stack, reads the malloc arena\n"
-		"headers, and resumes it at once; the stacks are unwound while it runs. Writes\n"
-		"  - an allocator-time flame graph (-o): the stacks of threads caught inside\n"
-		"    malloc, free, realloc, calloc, the memalign family, operator new/delete\n"
-		"    or the allocator's internals: where the program spends its time allocating;\n"
-		"  - an all-threads flame graph (--all-threads): every sampled stack;\n"
-		"  - a heap timeline (--timeline): in use, free, top, mmapped and RSS over time,\n"
-		"    in total and per arena (glibc malloc only; RSS for other allocators).\n"
-		"\n"
-		"Options:\n"
-		"  -p, --pid PID           process to record (required)\n"
-		"      --mode walk         this mode (probes, the default of record, are the other)\n"
-		"  -o, --output FILE       allocator-time flame graph (default memspy-PID.svg)\n"
-		"  -f, --format FMT        svg, folded, speedscope or pprof (default: from FILE)\n"
-		"      --all-threads FILE  all-threads flame graph (default: FILE with .all\n"
-		"                          before the extension, e.g. memspy-PID.all.svg)\n"
-		"      --timeline FILE     heap timeline, .svg or .json (default memspy-PID.timeline.svg)\n"
-		"  -d, --duration D        stop after D (\"30\", \"30s\", \"500ms\", \"2m\"); default:\n"
-		"                          until Ctrl-C (SIGINT/SIGTERM/SIGHUP) or the target exits\n"
-		"      --rate HZ           stack samples per second (default 100)\n"
-		"      --walk-interval D   time between heap reads (default 1s)\n"
-		"      --full-walk         walk every chunk at each heap read (exact, but the pause\n"
-		"                          grows with the heap) instead of the arena headers and\n"
-		"                          free lists\n"
-		"      --max-pause-share P the most the target may spend stopped, as a percentage\n"
-		"                          of wall time (default 1%%); samples are skipped to stay\n"
-		"                          under it\n"
-		"      --stack-bytes N     bytes of stack copied per thread and stop (default 16k)\n"
-		"      --unwinder U        elfutils (default), libunwind, or fp (frame pointers)\n"
-		"      --lines             show file:line in frame names\n"
-		"  -q, --quiet             no progress line and no summary; errors only\n"
-		"  -v, --verbose           one line per heap read on stderr (index, time of the\n"
-		"                          stop on CLOCK_MONOTONIC, in use, mmapped, RSS)\n"
-		"  -h, --help              this help\n"
-		"\n"
-		"Examples:\n"
-		"  memspy record --mode walk --pid 4242 --duration 60s\n"
-		"  memspy record --mode walk --pid 4242 -o alloc.svg --timeline heap.json\n"
-		"  memspy record --mode walk --pid 4242 --rate 20 --walk-interval 200ms\n"
-		"\n"
-		"Exit status: 0 complete, 1 partial (the target exited, or a stop failed; what was\n"
-		"collected is written), 2 failed (nothing written), 64 usage error.\n");
+	fprintf(
+	    f,
+	    "Usage: memspy record --mode walk --pid PID [-o FILE] [options]\n"
+	    "\n"
+	    "Records without patching anything: stops the process periodically, copies\n"
+	    "every thread's registers and the top of its stack, reads the malloc arena\n"
+	    "headers, and resumes it at once; the stacks are unwound while it runs. Writes\n"
+	    "  - an allocator-time flame graph (-o): the stacks of threads caught inside\n"
+	    "    malloc, free, realloc, calloc, the memalign family, operator new/delete\n"
+	    "    or the allocator's internals: where the program spends its time allocating;\n"
+	    "  - an all-threads flame graph (--all-threads): every sampled stack;\n"
+	    "  - a heap timeline (--timeline): in use, free, top, mmapped and RSS over time,\n"
+	    "    in total and per arena (glibc malloc only; RSS for other allocators).\n"
+	    "\n"
+	    "Options:\n"
+	    "  -p, --pid PID           process to record (required)\n"
+	    "      --mode walk         this mode (probes, the default of record, are the other)\n"
+	    "  -o, --output FILE       allocator-time flame graph (default memspy-PID.svg)\n"
+	    "  -f, --format FMT        svg, folded, speedscope or pprof (default: from FILE)\n"
+	    "      --all-threads FILE  all-threads flame graph (default: FILE with .all\n"
+	    "                          before the extension, e.g. memspy-PID.all.svg)\n"
+	    "      --timeline FILE     heap timeline, .svg or .json (default "
+	    "memspy-PID.timeline.svg)\n"
+	    "  -d, --duration D        stop after D (\"30\", \"30s\", \"500ms\", \"2m\"); "
+	    "default:\n"
+	    "                          until Ctrl-C (SIGINT/SIGTERM/SIGHUP) or the target exits\n"
+	    "      --rate HZ           stack samples per second (default 100)\n"
+	    "      --walk-interval D   time between heap reads (default 1s)\n"
+	    "      --full-walk         walk every chunk at each heap read (exact, but the pause\n"
+	    "                          grows with the heap) instead of the arena headers and\n"
+	    "                          free lists\n"
+	    "      --max-pause-share P the most the target may spend stopped, as a percentage\n"
+	    "                          of wall time (default 1%%); samples are skipped to stay\n"
+	    "                          under it\n"
+	    "      --stack-bytes N     bytes of stack copied per thread and stop (default 16k)\n"
+	    "      --unwinder U        elfutils (default), libunwind, or fp (frame pointers)\n"
+	    "      --lines             show file:line in frame names\n"
+	    "  -q, --quiet             no progress line and no summary; errors only\n"
+	    "  -v, --verbose           one line per heap read on stderr (index, time of the\n"
+	    "                          stop on CLOCK_MONOTONIC, in use, mmapped, RSS)\n"
+	    "  -h, --help              this help\n"
+	    "\n"
+	    "Examples:\n"
+	    "  memspy record --mode walk --pid 4242 --duration 60s\n"
+	    "  memspy record --mode walk --pid 4242 -o alloc.svg --timeline heap.json\n"
+	    "  memspy record --mode walk --pid 4242 --rate 20 --walk-interval 200ms\n"
+	    "\n"
+	    "Exit status: 0 complete, 1 partial (the target exited, or a stop failed; what was\n"
+	    "collected is written), 2 failed (nothing written), 64 usage error.\n");
 }
 
 enum {
@@ -109,25 +112,25 @@ enum {
 };
 
 static const struct option long_opts[] = {
-	{"pid", required_argument, NULL, 'p'},
-	{"mode", required_argument, NULL, OPT_MODE},
-	{"output", required_argument, NULL, 'o'},
-	{"format", required_argument, NULL, 'f'},
-	{"duration", required_argument, NULL, 'd'},
-	{"rate", required_argument, NULL, OPT_RATE},
-	{"walk-interval", required_argument, NULL, OPT_WALK_INTERVAL},
-	{"full-walk", no_argument, NULL, OPT_FULL_WALK},
-	{"timeline", required_argument, NULL, OPT_TIMELINE},
-	{"max-pause-share", required_argument, NULL, OPT_MAX_PAUSE},
-	{"all-threads", required_argument, NULL, OPT_ALL},
-	{"stack-bytes", required_argument, NULL, OPT_STACK_BYTES},
-	{"unwinder", required_argument, NULL, OPT_UNWINDER},
-	{"lines", no_argument, NULL, OPT_LINES},
-	{"max-list-reads", required_argument, NULL, OPT_MAX_READS},
-	{"quiet", no_argument, NULL, 'q'},
-	{"verbose", no_argument, NULL, 'v'},
-	{"help", no_argument, NULL, 'h'},
-	{NULL, 0, NULL, 0},
+    {"pid", required_argument, NULL, 'p'},
+    {"mode", required_argument, NULL, OPT_MODE},
+    {"output", required_argument, NULL, 'o'},
+    {"format", required_argument, NULL, 'f'},
+    {"duration", required_argument, NULL, 'd'},
+    {"rate", required_argument, NULL, OPT_RATE},
+    {"walk-interval", required_argument, NULL, OPT_WALK_INTERVAL},
+    {"full-walk", no_argument, NULL, OPT_FULL_WALK},
+    {"timeline", required_argument, NULL, OPT_TIMELINE},
+    {"max-pause-share", required_argument, NULL, OPT_MAX_PAUSE},
+    {"all-threads", required_argument, NULL, OPT_ALL},
+    {"stack-bytes", required_argument, NULL, OPT_STACK_BYTES},
+    {"unwinder", required_argument, NULL, OPT_UNWINDER},
+    {"lines", no_argument, NULL, OPT_LINES},
+    {"max-list-reads", required_argument, NULL, OPT_MAX_READS},
+    {"quiet", no_argument, NULL, 'q'},
+    {"verbose", no_argument, NULL, 'v'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
 };
 
 static void opts_free(struct walk_opts *o)
@@ -160,9 +163,13 @@ static int parse_opts(int argc, char **argv, struct walk_opts *o, bool *done)
 {
 	int c;
 
-	*o = (struct walk_opts){.rate = 100, .walk_ns = 1000000000ull, .max_share = 0.01,
-				.stack_bytes = 16 * 1024, .max_reads = 20000,
-				.unwinder = MS_UNWIND_DWFL, .tl_fmt = MS_TL_SVG};
+	*o = (struct walk_opts){.rate = 100,
+				.walk_ns = 1000000000ull,
+				.max_share = 0.01,
+				.stack_bytes = 16 * 1024,
+				.max_reads = 20000,
+				.unwinder = MS_UNWIND_DWFL,
+				.tl_fmt = MS_TL_SVG};
 	*done = false;
 	optind = 1;
 	opterr = 0;
@@ -173,14 +180,18 @@ static int parse_opts(int argc, char **argv, struct walk_opts *o, bool *done)
 		switch (c) {
 		case 'p':
 			if (cli_parse_pid(optarg, &o->pid))
-				return cli_usage_error(CMD, "--pid: '%s' is not a process id "
-							    "(a positive number, see pgrep/pidof)", optarg);
+				return cli_usage_error(CMD,
+						       "--pid: '%s' is not a process id "
+						       "(a positive number, see pgrep/pidof)",
+						       optarg);
 			break;
 		case OPT_MODE:
 			if (strcmp(optarg, "walk"))
-				return cli_usage_error(CMD, "--mode: '%s' is not handled here (this is "
-							    "the walk mode; probes are record's default "
-							    "mode)", optarg);
+				return cli_usage_error(CMD,
+						       "--mode: '%s' is not handled here (this is "
+						       "the walk mode; probes are record's default "
+						       "mode)",
+						       optarg);
 			break;
 		case 'o':
 			if (!*optarg)
@@ -189,33 +200,44 @@ static int parse_opts(int argc, char **argv, struct walk_opts *o, bool *done)
 			break;
 		case 'f':
 			if (ms_out_format_from_name(optarg, &o->fmt))
-				return cli_usage_error(CMD, "--format: unknown format '%s' (use svg, "
-							    "folded, speedscope or pprof)", optarg);
+				return cli_usage_error(CMD,
+						       "--format: unknown format '%s' (use svg, "
+						       "folded, speedscope or pprof)",
+						       optarg);
 			o->fmt_given = true;
 			break;
 		case 'd':
 			if (cli_parse_duration(optarg, &o->duration_ns) || !o->duration_ns)
-				return cli_usage_error(CMD, "--duration: '%s' is not a positive duration "
-							    "(e.g. 30, 30s, 500ms, 2m)", optarg);
+				return cli_usage_error(
+				    CMD,
+				    "--duration: '%s' is not a positive duration "
+				    "(e.g. 30, 30s, 500ms, 2m)",
+				    optarg);
 			break;
 		case OPT_RATE:
 			errno = 0;
 			v = strtod(optarg, &end);
 			if (errno || end == optarg || *end || !(v >= 0.1 && v <= 10000))
-				return cli_usage_error(CMD, "--rate: '%s' is not a rate between 0.1 and "
-							    "10000 samples per second (default 100)", optarg);
+				return cli_usage_error(CMD,
+						       "--rate: '%s' is not a rate between 0.1 and "
+						       "10000 samples per second (default 100)",
+						       optarg);
 			o->rate = v;
 			break;
 		case OPT_WALK_INTERVAL:
 			if (cli_parse_duration(optarg, &o->walk_ns) || o->walk_ns < 1000000)
-				return cli_usage_error(CMD, "--walk-interval: '%s' is not a duration of "
-							    "at least 1ms (e.g. 1s, 200ms)", optarg);
+				return cli_usage_error(CMD,
+						       "--walk-interval: '%s' is not a duration of "
+						       "at least 1ms (e.g. 1s, 200ms)",
+						       optarg);
 			break;
-		case OPT_FULL_WALK: o->full_walk = true; break;
+		case OPT_FULL_WALK:
+			o->full_walk = true;
+			break;
 		case OPT_TIMELINE:
 			if (ms_tl_format_from_name(optarg, &o->tl_fmt))
-				return cli_usage_error(CMD, "--timeline: '%s' must end in .svg or .json",
-						       optarg);
+				return cli_usage_error(
+				    CMD, "--timeline: '%s' must end in .svg or .json", optarg);
 			o->tl_path = optarg;
 			break;
 		case OPT_MAX_PAUSE:
@@ -224,8 +246,11 @@ static int parse_opts(int argc, char **argv, struct walk_opts *o, bool *done)
 			if (*end == '%')
 				end++;
 			if (errno || end == optarg || *end || !(v > 0 && v <= 50))
-				return cli_usage_error(CMD, "--max-pause-share: '%s' is not a percentage "
-							    "above 0 and at most 50 (default 1%%)", optarg);
+				return cli_usage_error(
+				    CMD,
+				    "--max-pause-share: '%s' is not a percentage "
+				    "above 0 and at most 50 (default 1%%)",
+				    optarg);
 			o->max_share = v / 100;
 			break;
 		case OPT_ALL:
@@ -236,22 +261,34 @@ static int parse_opts(int argc, char **argv, struct walk_opts *o, bool *done)
 		case OPT_STACK_BYTES:
 			if (cli_parse_bytes(optarg, &o->stack_bytes) || o->stack_bytes < 256 ||
 			    o->stack_bytes > 1024 * 1024)
-				return cli_usage_error(CMD, "--stack-bytes: '%s' is not between 256 and "
-							    "1M (default 16k)", optarg);
+				return cli_usage_error(CMD,
+						       "--stack-bytes: '%s' is not between 256 and "
+						       "1M (default 16k)",
+						       optarg);
 			break;
 		case OPT_UNWINDER:
 			if (ms_unwind_backend_from_name(optarg, &o->unwinder))
-				return cli_usage_error(CMD, "--unwinder: unknown unwinder '%s' (use "
-							    "elfutils, libunwind or fp)", optarg);
+				return cli_usage_error(CMD,
+						       "--unwinder: unknown unwinder '%s' (use "
+						       "elfutils, libunwind or fp)",
+						       optarg);
 			break;
-		case OPT_LINES: o->lines = true; break;
+		case OPT_LINES:
+			o->lines = true;
+			break;
 		case OPT_MAX_READS:
 			if (cli_parse_bytes(optarg, &o->max_reads) || !o->max_reads)
-				return cli_usage_error(CMD, "--max-list-reads: '%s' is not a positive "
-							    "count", optarg);
+				return cli_usage_error(CMD,
+						       "--max-list-reads: '%s' is not a positive "
+						       "count",
+						       optarg);
 			break;
-		case 'q': o->quiet = true; break;
-		case 'v': o->verbose = true; break;
+		case 'q':
+			o->quiet = true;
+			break;
+		case 'v':
+			o->verbose = true;
+			break;
 		case 'h':
 			help(stdout);
 			*done = true;
@@ -265,23 +302,28 @@ static int parse_opts(int argc, char **argv, struct walk_opts *o, bool *done)
 		}
 	}
 	if (optind < argc)
-		return cli_usage_error(CMD, "unexpected argument '%s' (the process is given with "
-					    "--pid)", argv[optind]);
+		return cli_usage_error(CMD,
+				       "unexpected argument '%s' (the process is given with "
+				       "--pid)",
+				       argv[optind]);
 	if (!o->pid)
 		return cli_usage_error(CMD, "--pid is required (e.g. memspy record --mode walk "
 					    "--pid $(pidof myservice))");
 	if (!o->out_path) {
-		o->out_default = ms_xasprintf("memspy-%d.%s", (int)o->pid,
-					      !o->fmt_given ? "svg"
-					      : o->fmt == MS_OUT_PPROF ? "pb.gz"
-					      : o->fmt == MS_OUT_SPEEDSCOPE ? "speedscope.json"
-									  : ms_out_format_name(o->fmt));
+		o->out_default =
+		    ms_xasprintf("memspy-%d.%s", (int)o->pid,
+				 !o->fmt_given		       ? "svg"
+				 : o->fmt == MS_OUT_PPROF      ? "pb.gz"
+				 : o->fmt == MS_OUT_SPEEDSCOPE ? "speedscope.json"
+							       : ms_out_format_name(o->fmt));
 		o->out_path = o->out_default;
 		if (!o->fmt_given)
 			o->fmt = MS_OUT_SVG;
 	} else if (!o->fmt_given && ms_out_format_from_name(o->out_path, &o->fmt)) {
-		return cli_usage_error(CMD, "cannot tell the format from the name '%s': use "
-					    "--format svg|folded|speedscope|pprof", o->out_path);
+		return cli_usage_error(CMD,
+				       "cannot tell the format from the name '%s': use "
+				       "--format svg|folded|speedscope|pprof",
+				       o->out_path);
 	}
 	if (!o->all_path) {
 		o->all_default = with_infix(o->out_path, ".all", "");
@@ -403,8 +445,11 @@ static void stk_add(struct stk_table *t, const ms_raddr_t *pcs, size_t n)
 		}
 	}
 	ms_xgrow((void **)&t->v, &t->cap, t->n + 1, sizeof(*t->v));
-	t->v[t->n] = (struct stk){.pcs = ms_xmalloc((n ? n : 1) * sizeof(*pcs)), .n = n,
-				  .count = 1, .hash = h, .in_alloc = -1};
+	t->v[t->n] = (struct stk){.pcs = ms_xmalloc((n ? n : 1) * sizeof(*pcs)),
+				  .n = n,
+				  .count = 1,
+				  .hash = h,
+				  .in_alloc = -1};
 	if (n)
 		memcpy(t->v[t->n].pcs, pcs, n * sizeof(*pcs));
 	t->slot[s] = ++t->n;
@@ -537,8 +582,8 @@ static void unwind_threads(struct walker *w)
 {
 	for (size_t i = 0; i < w->nthr; i++) {
 		struct thr *t = &w->thr[i];
-		struct ms_stack_copy sc = {.regs = &t->regs, .data = t->stack, .len = t->len,
-					   .addr = t->regs.rsp};
+		struct ms_stack_copy sc = {
+		    .regs = &t->regs, .data = t->stack, .len = t->len, .addr = t->regs.rsp};
 		size_t n = 0;
 
 		if (!t->ok)
@@ -694,14 +739,17 @@ static int tick(struct walker *w, bool do_stack, bool do_heap, bool heap_read)
 		if (ms_proc_mem_summary(ms_proc_pid(w->p), &ms) == 0)
 			s.total.rss = ms.vm_rss;
 		if (w->o->verbose)
-			fprintf(stderr, "memspy: heap sample %zu: stopped at %.9f s (CLOCK_MONOTONIC)%s "
-					"in_use %llu free %llu top %llu mmapped %llu rss %llu (read %llu us, %llu reads)\n",
-				ms_timeline_nsamples(w->tl), (double)t0 / 1e9,
-				s.heap ? "" : " (no heap figures)", (unsigned long long)s.total.in_use,
-				(unsigned long long)s.total.free, (unsigned long long)s.total.top,
-				(unsigned long long)s.total.mmapped, (unsigned long long)s.total.rss,
-				(unsigned long long)(heap_read ? w->last_read_ns / 1000 : 0),
-				(unsigned long long)(heap_read ? w->heap.reads : 0));
+			fprintf(
+			    stderr,
+			    "memspy: heap sample %zu: stopped at %.9f s (CLOCK_MONOTONIC)%s "
+			    "in_use %llu free %llu top %llu mmapped %llu rss %llu (read %llu us, "
+			    "%llu reads)\n",
+			    ms_timeline_nsamples(w->tl), (double)t0 / 1e9,
+			    s.heap ? "" : " (no heap figures)", (unsigned long long)s.total.in_use,
+			    (unsigned long long)s.total.free, (unsigned long long)s.total.top,
+			    (unsigned long long)s.total.mmapped, (unsigned long long)s.total.rss,
+			    (unsigned long long)(heap_read ? w->last_read_ns / 1000 : 0),
+			    (unsigned long long)(heap_read ? w->heap.reads : 0));
 		ms_timeline_add(w->tl, &s);
 	}
 	ms_heap_report_free(&rep);
@@ -752,13 +800,15 @@ static void build_profiles(struct walker *w, struct ms_symbolizer *sym, struct m
 				for (size_t j = nsf; j-- > 0;) {
 					ms_xgrow((void **)&frames, &cap, n + 1, sizeof(*frames));
 					frames[n++] = (struct ms_out_frame){
-						.function = strcmp(sf[j].function, "??") ? sf[j].function
-											 : NULL,
-						.file = w->o->lines ? sf[j].file : NULL,
-						.line = w->o->lines ? sf[j].line : 0,
-						.module = strcmp(sf[j].module, "??") ? sf[j].module : NULL,
-						.offset = sf[j].module_offset,
-						.inlined = sf[j].inlined,
+					    .function = strcmp(sf[j].function, "??")
+							    ? sf[j].function
+							    : NULL,
+					    .file = w->o->lines ? sf[j].file : NULL,
+					    .line = w->o->lines ? sf[j].line : 0,
+					    .module =
+						strcmp(sf[j].module, "??") ? sf[j].module : NULL,
+					    .offset = sf[j].module_offset,
+					    .inlined = sf[j].inlined,
 					};
 				}
 			} else {
@@ -792,7 +842,8 @@ static void progress(struct walker *w, bool tty, uint64_t now, uint64_t *last, b
 	*last = now;
 	fprintf(stderr, "\rmemspy: %.1f s, %s stops, %s thread samples, stopped %s (%.2f%%)\033[K",
 		(double)(now - w->start_ns) / 1e9, fmt_count(a, sizeof(a), w->stops),
-		fmt_count(b, sizeof(b), w->thread_samples), fmt_time(c, sizeof(c), (double)paused_ns(w)),
+		fmt_count(b, sizeof(b), w->thread_samples),
+		fmt_time(c, sizeof(c), (double)paused_ns(w)),
 		now > w->start_ns ? 100.0 * (double)paused_ns(w) / (double)(now - w->start_ns) : 0);
 	*shown = true;
 }
@@ -805,8 +856,9 @@ static void print_summary(struct walker *w, const struct outcome *oc, uint64_t a
 	double share = oc->wall_ns ? (double)paused_ns(w) / (double)oc->wall_ns : 0;
 	size_t nt = ms_timeline_nsamples(w->tl);
 
-	fprintf(stderr, "memspy: wrote %s (%s, allocator time): %s of %s thread samples (%.1f%%) "
-			"were inside the allocator, over %s\n",
+	fprintf(stderr,
+		"memspy: wrote %s (%s, allocator time): %s of %s thread samples (%.1f%%) "
+		"were inside the allocator, over %s\n",
 		o->out_path, ms_out_format_name(o->fmt), fmt_count(a, sizeof(a), alloc_samples),
 		fmt_count(b, sizeof(b), w->stacks.total),
 		w->stacks.total ? 100.0 * (double)alloc_samples / (double)w->stacks.total : 0,
@@ -816,6 +868,12 @@ static void print_summary(struct walker *w, const struct outcome *oc, uint64_t a
 	if (w->glibc && nt) {
 		const struct ms_tl_sample *f = ms_timeline_sample(w->tl, 0);
 		const struct ms_tl_sample *l = ms_timeline_sample(w->tl, nt - 1);
+
+		/* First and last samples with heap figures (a skipped read holds RSS only). */
+		for (size_t i = 0; i < nt && !f->heap; i++)
+			f = ms_timeline_sample(w->tl, i);
+		for (size_t i = nt; i-- > 0 && !l->heap;)
+			l = ms_timeline_sample(w->tl, i);
 
 		fprintf(stderr, "; in use %s -> %s, RSS %s -> %s%s)\n",
 			fmt_bytes(a, sizeof(a), (double)f->total.in_use),
@@ -827,16 +885,23 @@ static void print_summary(struct walker *w, const struct outcome *oc, uint64_t a
 		fprintf(stderr, ")\n");
 	}
 	if (!w->glibc)
-		fprintf(stderr, "  note: the heap timeline needs glibc malloc; this process uses %s, "
-				"so it holds RSS only (stacks and the flame graphs are complete)\n",
+		fprintf(stderr,
+			"  note: the heap timeline needs glibc malloc; this process uses %s, "
+			"so it holds RSS only (stacks and the flame graphs are complete)\n",
 			w->allocator);
-	if (w->heap_capped)
-		fprintf(stderr, "  %s heap reads cut a free list short (more than %llu chunks): their "
-				"free bytes are a lower bound (--max-list-reads, or --full-walk)\n",
+	if (w->heap_capped && o->full_walk)
+		fprintf(stderr,
+			"  %s heap walks were incomplete (see memspy dump for the anomalies)\n",
+			fmt_count(a, sizeof(a), w->heap_capped));
+	else if (w->heap_capped)
+		fprintf(stderr,
+			"  %s heap reads cut a free list short (more than %llu chunks): their "
+			"free bytes are a lower bound (--max-list-reads, or --full-walk)\n",
 			fmt_count(a, sizeof(a), w->heap_capped), (unsigned long long)o->max_reads);
 	if (w->heap_inconsistent)
-		fprintf(stderr, "  %s heap reads found an arena locked (a thread inside malloc): "
-				"those figures may be off by a chunk\n",
+		fprintf(stderr,
+			"  %s heap reads found an arena locked (a thread inside malloc): "
+			"those figures may be off by a chunk\n",
 			fmt_count(a, sizeof(a), w->heap_inconsistent));
 	fprintf(stderr, "  cost to the target: %s stops, median pause %s, worst %s",
 		fmt_count(a, sizeof(a), w->stops),
@@ -846,13 +911,16 @@ static void print_summary(struct walker *w, const struct outcome *oc, uint64_t a
 		fprintf(stderr, " (heap reads: median %s, worst %s)",
 			fmt_time(a, sizeof(a), pause_median_ns(&w->heap_pauses)),
 			fmt_time(b, sizeof(b), (double)w->heap_pauses.worst_ns));
-	fprintf(stderr, "; stopped %s in all = estimated slowdown %.2f%% (stopped time / wall "
-			"time; budget %.2g%%)\n",
+	fprintf(stderr,
+		"; stopped %s in all = estimated slowdown %.2f%% (stopped time / wall "
+		"time; budget %.2g%%)\n",
 		fmt_time(d, sizeof(d), (double)paused_ns(w)), share * 100, o->max_share * 100);
 	if (w->skipped_stack || w->skipped_heap)
-		fprintf(stderr, "  the pause budget skipped %s stack samples and %s heap reads "
-				"(--max-pause-share, --rate, --walk-interval)\n",
-			fmt_count(a, sizeof(a), w->skipped_stack), fmt_count(b, sizeof(b), w->skipped_heap));
+		fprintf(stderr,
+			"  the pause budget skipped %s stack samples and %s heap reads "
+			"(--max-pause-share, --rate, --walk-interval)\n",
+			fmt_count(a, sizeof(a), w->skipped_stack),
+			fmt_count(b, sizeof(b), w->skipped_heap));
 	if (w->stop_failures)
 		fprintf(stderr, "  %s stops failed (last: %s): those samples are missing\n",
 			fmt_count(a, sizeof(a), w->stop_failures), ms_strerror(w->last_stop_error));
@@ -871,16 +939,16 @@ static uint64_t cpu_time_ns(void)
 	       (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000ull;
 }
 
-static int write_profile(struct ms_profile *prof, const struct walk_opts *o,
-			 enum ms_out_format fmt, const char *subtitle, struct ms_afile *af,
-			 uint64_t wall_ns, struct ms_error *err)
+static int write_profile(struct ms_profile *prof, const struct walk_opts *o, enum ms_out_format fmt,
+			 const char *subtitle, struct ms_afile *af, uint64_t wall_ns,
+			 struct ms_error *err)
 {
 	struct ms_out_opts wo = {
-		.title = cli_command_line(),
-		.subtitle = subtitle,
-		.value = MS_VALUE_COUNT,
-		.lines = o->lines,
-		.duration_ns = wall_ns,
+	    .title = cli_command_line(),
+	    .subtitle = subtitle,
+	    .value = MS_VALUE_COUNT,
+	    .lines = o->lines,
+	    .duration_ns = wall_ns,
 	};
 
 	return ms_profile_write(prof, fmt, &wo, af->fp, err);
@@ -892,7 +960,8 @@ int cmd_record_walk(int argc, char **argv)
 	struct walker w;
 	struct ms_afile af_out = {0}, af_all = {0}, af_tl = {0};
 	struct ms_error err = {0};
-	struct ms_attach_opts aopts = {.trace_fork = false}; /* nothing patched: forks are no concern */
+	struct ms_attach_opts aopts = {.trace_fork =
+					   false}; /* nothing patched: forks are no concern */
 	struct ms_symbolizer *sym = NULL;
 	struct ms_profile *alloc = NULL, *all = NULL;
 	struct outcome oc = {0};
@@ -930,7 +999,8 @@ int cmd_record_walk(int argc, char **argv)
 		cli_report(&err);
 		goto out;
 	}
-	w.glibc = ms_heap_detect_allocator(o.pid, ms_proc_maps(w.p), w.allocator, sizeof(w.allocator));
+	w.glibc =
+	    ms_heap_detect_allocator(o.pid, ms_proc_maps(w.p), w.allocator, sizeof(w.allocator));
 	if (w.glibc) {
 		struct ms_reader r;
 		struct ms_error herr = {0};
@@ -940,25 +1010,32 @@ int cmd_record_walk(int argc, char **argv)
 		if (ms_heap_locate(o.pid, ms_proc_maps(w.p), &r, NULL, &w.loc, &herr) == 0) {
 			w.have_loc = true;
 			if (w.loc.glibc_version[0])
-				snprintf(w.allocator, sizeof(w.allocator), "glibc %s", w.loc.glibc_version);
+				snprintf(w.allocator, sizeof(w.allocator), "glibc %s",
+					 w.loc.glibc_version);
 		} else {
-			fprintf(stderr, "memspy: %s\n", herr.msg[0] ? herr.msg : ms_strerror(herr.code));
+			fprintf(stderr, "memspy: %s\n",
+				herr.msg[0] ? herr.msg : ms_strerror(herr.code));
 			if (herr.hint[0])
 				fprintf(stderr, "hint: %s\n", herr.hint);
-			fprintf(stderr, "memspy: going on without the heap timeline (stacks and RSS "
-					"only)\n");
+			fprintf(stderr,
+				"memspy: going on without the heap timeline (stacks and RSS "
+				"only)\n");
 		}
 	}
 	{
-		char *note = !w.glibc ? ms_xasprintf("no heap figures: the heap timeline needs glibc "
-						     "malloc, and this process uses %s (RSS only)",
-						     w.allocator)
+		char *note = !w.glibc
+				 ? ms_xasprintf("no heap figures: the heap timeline needs glibc "
+						"malloc, and this process uses %s (RSS only)",
+						w.allocator)
 			     : !w.have_loc ? ms_xstrdup("no heap figures: glibc malloc's state was "
 							"not found (RSS only)")
 					   : NULL;
-		struct ms_tl_info info = {.pid = o.pid, .comm = ms_proc_comm(o.pid, comm, sizeof(comm)),
-					  .command = cli_command_line(), .allocator = w.allocator,
-					  .note = note, .interval_ns = o.walk_ns};
+		struct ms_tl_info info = {.pid = o.pid,
+					  .comm = ms_proc_comm(o.pid, comm, sizeof(comm)),
+					  .command = cli_command_line(),
+					  .allocator = w.allocator,
+					  .note = note,
+					  .interval_ns = o.walk_ns};
 
 		w.tl = ms_timeline_new(&info);
 		free(note);
@@ -973,11 +1050,14 @@ int cmd_record_walk(int argc, char **argv)
 	if (!o.quiet) {
 		char d[32], e[32];
 
-		fprintf(stderr, "memspy: recording pid %d (%s, %zu threads) without probes: stacks at "
-				"%g Hz, heap every %s (%s), %s%s\n",
+		fprintf(stderr,
+			"memspy: recording pid %d (%s, %zu threads) without probes: stacks at "
+			"%g Hz, heap every %s (%s), %s%s\n",
 			(int)o.pid, comm, ms_proc_nthreads(w.p), o.rate,
 			fmt_time(d, sizeof(d), (double)o.walk_ns),
-			!w.have_loc ? "RSS only" : o.full_walk ? "full walk" : "arena headers",
+			!w.have_loc   ? "RSS only"
+			: o.full_walk ? "full walk"
+				      : "arena headers",
 			o.duration_ns ? "for " : "until Ctrl-C or its exit",
 			o.duration_ns ? fmt_time(e, sizeof(e), (double)o.duration_ns) : "");
 	}
@@ -1034,7 +1114,15 @@ int cmd_record_walk(int argc, char **argv)
 		}
 		if (do_stack && !heap_read &&
 		    allowed < (w.stack_pauses.ewma_ns ? w.stack_pauses.ewma_ns : 100000.0)) {
-			w.skipped_stack++;
+			double need = w.stack_pauses.ewma_ns ? w.stack_pauses.ewma_ns : 100000.0;
+			uint64_t skip = (uint64_t)((need - allowed) / o.max_share);
+
+			/*
+			 * Sleep until the budget allows a stop rather than waking at
+			 * --rate only to skip: memspy's own CPU competes with the target.
+			 */
+			w.skipped_stack += 1 + skip / stack_period;
+			next_stack = MS_MAX(next_stack, now + skip);
 			do_stack = false;
 		}
 		if (!do_stack && !do_heap)
@@ -1056,18 +1144,21 @@ int cmd_record_walk(int argc, char **argv)
 	ms_proc_detach(w.p);
 
 	if (oc.wait_error)
-		fprintf(stderr, "memspy: record: waiting for pid %d: %s; writing what was collected\n",
+		fprintf(stderr,
+			"memspy: record: waiting for pid %d: %s; writing what was collected\n",
 			(int)o.pid, ms_strerror(oc.wait_error));
 	if (oc.target_exited) {
 		int s = oc.exit_status;
 
 		if (WIFSIGNALED(s))
-			fprintf(stderr, "memspy: the target (pid %d) was killed by signal %d (%s) "
-					"during the recording; writing what was collected\n",
+			fprintf(stderr,
+				"memspy: the target (pid %d) was killed by signal %d (%s) "
+				"during the recording; writing what was collected\n",
 				(int)o.pid, WTERMSIG(s), strsignal(WTERMSIG(s)));
 		else
-			fprintf(stderr, "memspy: the target (pid %d) exited with status %d during "
-					"the recording; writing what was collected\n",
+			fprintf(stderr,
+				"memspy: the target (pid %d) exited with status %d during "
+				"the recording; writing what was collected\n",
 				(int)o.pid, WEXITSTATUS(s));
 	}
 
@@ -1077,11 +1168,11 @@ int cmd_record_walk(int argc, char **argv)
 	{
 		char a[32], b[32];
 		char *sub_alloc = ms_xasprintf(
-			"Allocator time: %s of %s thread samples (%.1f%%) were inside malloc/free "
-			"and friends; %g Hz over %.1f s, no probes",
-			fmt_count(a, sizeof(a), alloc_samples), fmt_count(b, sizeof(b), w.stacks.total),
-			w.stacks.total ? 100.0 * (double)alloc_samples / (double)w.stacks.total : 0,
-			o.rate, (double)oc.wall_ns / 1e9);
+		    "Allocator time: %s of %s thread samples (%.1f%%) were inside malloc/free "
+		    "and friends; %g Hz over %.1f s, no probes",
+		    fmt_count(a, sizeof(a), alloc_samples), fmt_count(b, sizeof(b), w.stacks.total),
+		    w.stacks.total ? 100.0 * (double)alloc_samples / (double)w.stacks.total : 0,
+		    o.rate, (double)oc.wall_ns / 1e9);
 		char *sub_all = ms_xasprintf("All threads: %s thread samples at %g Hz over %.1f s, "
 					     "no probes",
 					     fmt_count(a, sizeof(a), w.stacks.total), o.rate,

@@ -30,10 +30,10 @@ struct rw_heap {
 	struct rw_arena *arenas;
 	size_t narenas, cap;
 	uint64_t mmapped_mem, n_mmaps;
-	uint64_t tcache;          /* bytes in every thread's tcache (from the counts) */
-	bool tcache_known;        /* the tcaches were located */
+	uint64_t tcache;	   /* bytes in every thread's tcache (from the counts) */
+	bool tcache_known;	   /* the tcaches were located */
 	bool capped, inconsistent; /* some list cut short / some arena locked */
-	uint64_t reads;           /* remote reads done */
+	uint64_t reads;		   /* remote reads done */
 };
 
 /*

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #define MAX_ARENAS 1024u /* glibc caps arenas at 8 x cores; this caps a corrupt ring */
-#define NBINS 128u
+#define NBINS	   128u
 
 static uint64_t rd64(const unsigned char *p)
 {
@@ -129,7 +129,8 @@ int rw_heap_read(const struct ms_heap_loc *loc, const struct ms_reader *r, struc
 		if (ms_read_exact(r, loc->mp + l->mp_n_mmaps, &n, 4) == 0)
 			h->n_mmaps = (uint64_t)(n < 0 ? 0 : n);
 	}
-	if (l->tc_sizeof && l->tc_nbins <= 128 && (l->tc_count_size == 1 || l->tc_count_size == 2)) {
+	if (l->tc_sizeof && l->tc_nbins <= 128 &&
+	    (l->tc_count_size == 1 || l->tc_count_size == 2)) {
 		unsigned char counts[256];
 
 		for (size_t i = 0; i < loc->nthreads; i++) {
@@ -138,7 +139,8 @@ int rw_heap_read(const struct ms_heap_loc *loc, const struct ms_reader *r, struc
 			if (!tc)
 				continue;
 			h->reads++;
-			if (ms_read_exact(r, tc + l->tc_counts, counts, l->tc_nbins * l->tc_count_size))
+			if (ms_read_exact(r, tc + l->tc_counts, counts,
+					  l->tc_nbins * l->tc_count_size))
 				continue;
 			h->tcache_known = true;
 			for (uint32_t k = 0; k < l->tc_nbins; k++) {
@@ -176,19 +178,67 @@ static const char *base_name(const char *p)
  * (no libc6-dbg) and for allocators linked into the executable.
  */
 static const char *const alloc_names[] = {
-	"malloc", "free", "calloc", "realloc", "reallocarray", "memalign", "aligned_alloc",
-	"posix_memalign", "valloc", "pvalloc", "cfree", "malloc_trim", "malloc_usable_size",
-	"__libc_malloc", "__libc_free", "__libc_calloc", "__libc_realloc", "__libc_memalign",
-	"__libc_valloc", "__libc_pvalloc", "__posix_memalign", "__libc_reallocarray",
-	"_int_malloc", "_int_free", "_int_realloc", "_int_memalign", "_mid_memalign",
-	"malloc_consolidate", "sysmalloc", "systrim", "mtrim", "heap_trim", "new_heap",
-	"alloc_new_heap", "shrink_heap", "grow_heap", "munmap_chunk", "mremap_chunk",
-	"tcache_init", "tcache_get", "tcache_put", "tcache_thread_shutdown", "arena_get2",
-	"arena_get_retry", "_int_new_arena", "get_free_list", "reused_arena", "unlink_chunk",
-	"ptmalloc_init", "malloc_hook_ini", "realloc_hook_ini", "memalign_hook_ini",
-	"_int_free_merge_chunk", "_int_free_create_chunk", "_int_free_maybe_consolidate",
-	"__malloc_arena_thread_freeres", "sysmalloc_mmap", "sysmalloc_mmap_fallback",
-	"malloc_printerr", "__malloc_fork_lock_parent", "tcache_double_free_verify",
+    "malloc",
+    "free",
+    "calloc",
+    "realloc",
+    "reallocarray",
+    "memalign",
+    "aligned_alloc",
+    "posix_memalign",
+    "valloc",
+    "pvalloc",
+    "cfree",
+    "malloc_trim",
+    "malloc_usable_size",
+    "__libc_malloc",
+    "__libc_free",
+    "__libc_calloc",
+    "__libc_realloc",
+    "__libc_memalign",
+    "__libc_valloc",
+    "__libc_pvalloc",
+    "__posix_memalign",
+    "__libc_reallocarray",
+    "_int_malloc",
+    "_int_free",
+    "_int_realloc",
+    "_int_memalign",
+    "_mid_memalign",
+    "malloc_consolidate",
+    "sysmalloc",
+    "systrim",
+    "mtrim",
+    "heap_trim",
+    "new_heap",
+    "alloc_new_heap",
+    "shrink_heap",
+    "grow_heap",
+    "munmap_chunk",
+    "mremap_chunk",
+    "tcache_init",
+    "tcache_get",
+    "tcache_put",
+    "tcache_thread_shutdown",
+    "arena_get2",
+    "arena_get_retry",
+    "_int_new_arena",
+    "get_free_list",
+    "reused_arena",
+    "unlink_chunk",
+    "ptmalloc_init",
+    "malloc_hook_ini",
+    "realloc_hook_ini",
+    "memalign_hook_ini",
+    "_int_free_merge_chunk",
+    "_int_free_create_chunk",
+    "_int_free_maybe_consolidate",
+    "__malloc_arena_thread_freeres",
+    "sysmalloc_mmap",
+    "sysmalloc_mmap_fallback",
+    "malloc_printerr",
+    "__malloc_fork_lock_parent",
+    "tcache_double_free_verify",
 };
 
 bool rw_frame_is_allocator(const char *function, const char *file, const char *module)
@@ -217,7 +267,7 @@ bool rw_module_is_runtime(const char *module)
 {
 	const char *m = base_name(module);
 
-	return !strncmp(m, "libc.so", 7) || !strncmp(m, "ld-linux", 8) || !strncmp(m, "linux-vdso", 10) ||
-	       !strncmp(m, "libpthread", 10) || !strncmp(m, "libstdc++", 9) ||
-	       !strncmp(m, "libgcc_s", 8) || !strcmp(m, "??") || !*m;
+	return !strncmp(m, "libc.so", 7) || !strncmp(m, "ld-linux", 8) ||
+	       !strncmp(m, "linux-vdso", 10) || !strncmp(m, "libpthread", 10) ||
+	       !strncmp(m, "libstdc++", 9) || !strncmp(m, "libgcc_s", 8) || !strcmp(m, "??") || !*m;
 }

@@ -27,11 +27,11 @@ struct ms_tl_arena {
 
 /* One sample. Arrays are borrowed for the ms_timeline_add() call. */
 struct ms_tl_sample {
-	uint64_t t_ns;  /* since the start of the recording */
-	bool heap;      /* heap figures valid (false: rss only, e.g. not glibc, or skipped) */
-	bool approximate; /* a free list was longer than the read cap: free is a lower bound */
+	uint64_t t_ns;	   /* since the start of the recording */
+	bool heap;	   /* heap figures valid (false: rss only, e.g. not glibc, or skipped) */
+	bool approximate;  /* a free list was longer than the read cap: free is a lower bound */
 	bool inconsistent; /* an arena was locked (a thread stopped inside malloc) */
-	bool full_walk; /* figures from a walk of every chunk rather than the arena headers */
+	bool full_walk;	   /* figures from a walk of every chunk rather than the arena headers */
 	struct ms_tl_values total;
 	const struct ms_tl_arena *arenas;
 	size_t narenas;

@@ -154,9 +154,13 @@ size_t ms_timeline_growth(const struct ms_timeline *t, struct ms_tl_growth *out,
 			if (pv > sv && pv - sv >= peak / 100) {
 				ms_xgrow((void **)&runs, &cap, nruns + 1, sizeof(*runs));
 				runs[nruns++] = (struct ms_tl_growth){
-					.first = start, .last = prev, .t0_ns = t->s[start].t_ns,
-					.t1_ns = t->s[prev].t_ns, .from = sv, .to = pv,
-					.series = heap ? "in_use+mmapped" : "rss"};
+				    .first = start,
+				    .last = prev,
+				    .t0_ns = t->s[start].t_ns,
+				    .t1_ns = t->s[prev].t_ns,
+				    .from = sv,
+				    .to = pv,
+				    .series = heap ? "in_use+mmapped" : "rss"};
 			}
 			start = SIZE_MAX;
 		}
@@ -246,10 +250,12 @@ static json_t *to_json(const struct ms_timeline *t)
 	json_object_set_new(root, "interval_s", json_real((double)t->info.interval_ns / 1e9));
 	json_object_set_new(units, "t", json_string("seconds since the start of the recording"));
 	json_object_set_new(units, "values", json_string("bytes"));
-	json_object_set_new(units, "in_use", json_string("as mallinfo2().uordblks: chunks in use, "
-							   "tcache'd chunks included"));
-	json_object_set_new(units, "free", json_string("free chunks in bins and fastbins "
-							 "(mallinfo2().fordblks minus top)"));
+	json_object_set_new(units, "in_use",
+			    json_string("as mallinfo2().uordblks: chunks in use, "
+					"tcache'd chunks included"));
+	json_object_set_new(units, "free",
+			    json_string("free chunks in bins and fastbins "
+					"(mallinfo2().fordblks minus top)"));
 	json_object_set_new(units, "mmapped", json_string("as mallinfo2().hblkhd"));
 	json_object_set_new(root, "units", units);
 	for (size_t i = 0; i < t->narena_addr; i++) {
@@ -279,9 +285,9 @@ static json_t *to_json(const struct ms_timeline *t)
 			for (size_t k = 0; k < s->narenas; k++) {
 				json_t *a = json_object();
 
-				json_object_set_new(a, "id",
-						    json_integer((json_int_t)ms_tl_arena_id(
-							    t, s->arenas[k].addr)));
+				json_object_set_new(
+				    a, "id",
+				    json_integer((json_int_t)ms_tl_arena_id(t, s->arenas[k].addr)));
 				if (s->arenas[k].is_main)
 					json_object_set_new(a, "main", json_true());
 				put_values(a, &s->arenas[k].v, true, false);
@@ -310,7 +316,8 @@ static json_t *to_json(const struct ms_timeline *t)
 int ms_timeline_write_json(const struct ms_timeline *t, FILE *out, struct ms_error *err)
 {
 	json_t *root = to_json(t);
-	int rc = json_dumpf(root, out, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
+	int rc =
+	    json_dumpf(root, out, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
 
 	json_decref(root);
 	if (rc == 0)

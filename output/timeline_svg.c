@@ -12,14 +12,14 @@
 #include <math.h>
 #include <string.h>
 
-#define W 1000
-#define ML 84   /* left margin: y tick labels */
-#define MR 170  /* right margin: legend */
-#define PLOT_W (W - ML - MR)
-#define MAIN_H 340
-#define SMALL_W 400
-#define SMALL_H 130
-#define MAX_SMALL 16
+#define W	   1000
+#define ML	   84  /* left margin: y tick labels */
+#define MR	   170 /* right margin: legend */
+#define PLOT_W	   (W - ML - MR)
+#define MAIN_H	   340
+#define SMALL_W	   400
+#define SMALL_H	   130
+#define MAX_SMALL  16
 #define MAX_GROWTH 3
 #define MAX_POINTS 400 /* hover points are drawn only up to this many samples */
 
@@ -29,21 +29,26 @@ static const struct {
 	const char *name, *color, *dash;
 	bool per_arena;
 } series[S_N] = {
-	[S_IN_USE] = {"in use", "#1f77b4", NULL, true},
-	[S_FREE] = {"free (bins)", "#2ca02c", NULL, true},
-	[S_TOP] = {"top (unused tail)", "#ff7f0e", NULL, true},
-	[S_MMAPPED] = {"mmapped chunks", "#9467bd", NULL, false},
-	[S_RSS] = {"RSS (whole process)", "#d62728", "6,4", false},
+    [S_IN_USE] = {"in use", "#1f77b4", NULL, true},
+    [S_FREE] = {"free (bins)", "#2ca02c", NULL, true},
+    [S_TOP] = {"top (unused tail)", "#ff7f0e", NULL, true},
+    [S_MMAPPED] = {"mmapped chunks", "#9467bd", NULL, false},
+    [S_RSS] = {"RSS (whole process)", "#d62728", "6,4", false},
 };
 
 static uint64_t value_of(const struct ms_tl_values *v, enum series s)
 {
 	switch (s) {
-	case S_IN_USE: return v->in_use;
-	case S_FREE: return v->free;
-	case S_TOP: return v->top;
-	case S_MMAPPED: return v->mmapped;
-	default: return v->rss;
+	case S_IN_USE:
+		return v->in_use;
+	case S_FREE:
+		return v->free;
+	case S_TOP:
+		return v->top;
+	case S_MMAPPED:
+		return v->mmapped;
+	default:
+		return v->rss;
 	}
 }
 
@@ -51,10 +56,18 @@ static void xml_put(FILE *f, const char *s)
 {
 	for (; s && *s; s++) {
 		switch (*s) {
-		case '<': fputs("&lt;", f); break;
-		case '>': fputs("&gt;", f); break;
-		case '&': fputs("&amp;", f); break;
-		case '"': fputs("&quot;", f); break;
+		case '<':
+			fputs("&lt;", f);
+			break;
+		case '>':
+			fputs("&gt;", f);
+			break;
+		case '&':
+			fputs("&amp;", f);
+			break;
+		case '"':
+			fputs("&quot;", f);
+			break;
 		default:
 			if ((unsigned char)*s >= 0x20 || *s == '\t')
 				fputc(*s, f);
@@ -85,8 +98,11 @@ static const char *fmt_bytes(char *buf, size_t size, double b)
 	if (div == 1)
 		snprintf(buf, size, "%.0f B", b);
 	else
-		snprintf(buf, size, "%.*f %s", b / div < 10 ? 2 : b / div < 100 ? 1 : 0, b / div,
-			 unit);
+		snprintf(buf, size, "%.*f %s",
+			 b / div < 10	 ? 2
+			 : b / div < 100 ? 1
+					 : 0,
+			 b / div, unit);
 	return buf;
 }
 
@@ -103,9 +119,9 @@ static double nice_step(double max, int n)
 }
 
 struct frame {
-	double x, y, w, h;  /* plot area */
-	double tmax;        /* seconds */
-	double vmax, vdiv;  /* bytes; axis unit divisor */
+	double x, y, w, h; /* plot area */
+	double tmax;	   /* seconds */
+	double vmax, vdiv; /* bytes; axis unit divisor */
 	const char *vunit;
 };
 
@@ -133,29 +149,36 @@ static void axes(FILE *out, struct frame *f, const char *ylabel, bool xlabel)
 	f->tmax = ceil(f->tmax / tstep) * tstep;
 	if (f->tmax <= 0)
 		f->tmax = 1;
-	fprintf(out, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#fff\" "
-		     "stroke=\"#999\"/>\n",
+	fprintf(out,
+		"<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#fff\" "
+		"stroke=\"#999\"/>\n",
 		f->x, f->y, f->w, f->h);
 	for (double v = 0; v <= f->vmax / f->vdiv + vstep / 2; v += vstep) {
 		double y = f->y + f->h - v * f->vdiv / f->vmax * f->h;
 
-		fprintf(out, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>"
-			     "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" class=\"tick\">%g %s</text>\n",
-			f->x, y, f->x + f->w, y, f->x - 6, y + 4, v, f->vunit);
+		fprintf(
+		    out,
+		    "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>"
+		    "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" class=\"tick\">%g %s</text>\n",
+		    f->x, y, f->x + f->w, y, f->x - 6, y + 4, v, f->vunit);
 	}
 	for (double t = 0; t <= f->tmax + tstep / 2; t += tstep) {
 		double x = f->x + t / f->tmax * f->w;
 
-		fprintf(out, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>"
-			     "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" class=\"tick\">%g</text>\n",
-			x, f->y, x, f->y + f->h, x, f->y + f->h + 15, t);
+		fprintf(
+		    out,
+		    "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>"
+		    "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" class=\"tick\">%g</text>\n",
+		    x, f->y, x, f->y + f->h, x, f->y + f->h + 15, t);
 	}
 	if (xlabel)
-		fprintf(out, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" class=\"axis\">"
-			     "time since the start of the recording (s)</text>\n",
+		fprintf(out,
+			"<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" class=\"axis\">"
+			"time since the start of the recording (s)</text>\n",
 			f->x + f->w / 2, f->y + f->h + 34);
-	fprintf(out, "<text transform=\"translate(%.1f,%.1f) rotate(-90)\" text-anchor=\"middle\" "
-		     "class=\"axis\">",
+	fprintf(out,
+		"<text transform=\"translate(%.1f,%.1f) rotate(-90)\" text-anchor=\"middle\" "
+		"class=\"axis\">",
 		f->x - 62, f->y + f->h / 2);
 	xml_put(out, ylabel);
 	fputs("</text>\n", out);
@@ -185,7 +208,8 @@ static void line(FILE *out, const struct frame *f, const struct ms_timeline *t, 
 			continue;
 		}
 		if (!any)
-			fprintf(out, "<path fill=\"none\" stroke=\"%s\" stroke-width=\"%s\"%s%s%s d=\"",
+			fprintf(out,
+				"<path fill=\"none\" stroke=\"%s\" stroke-width=\"%s\"%s%s%s d=\"",
 				series[s].color, arena_id >= 0 ? "1.5" : "2",
 				series[s].dash ? " stroke-dasharray=\"" : "",
 				series[s].dash ? series[s].dash : "", series[s].dash ? "\"" : "");
@@ -204,11 +228,14 @@ static void legend(FILE *out, double x, double y, bool heap)
 	for (int s = 0; s < S_N; s++) {
 		if (!heap && s != S_RSS)
 			continue;
-		fprintf(out, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
-			     "stroke-width=\"3\"%s%s%s/><text x=\"%.1f\" y=\"%.1f\" class=\"legend\">%s</text>\n",
+		fprintf(out,
+			"<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
+			"stroke-width=\"3\"%s%s%s/><text x=\"%.1f\" y=\"%.1f\" "
+			"class=\"legend\">%s</text>\n",
 			x, y + row * 20, x + 22, y + row * 20, series[s].color,
-			series[s].dash ? " stroke-dasharray=\"" : "", series[s].dash ? series[s].dash : "",
-			series[s].dash ? "\"" : "", x + 28, y + row * 20 + 4, series[s].name);
+			series[s].dash ? " stroke-dasharray=\"" : "",
+			series[s].dash ? series[s].dash : "", series[s].dash ? "\"" : "", x + 28,
+			y + row * 20 + 4, series[s].name);
 		row++;
 	}
 }
@@ -246,16 +273,18 @@ static void hover(FILE *out, const struct frame *f, const struct ms_timeline *t,
 		char a[32], b[32], c[32], d[32], e[32];
 		uint64_t top = heap && s->heap ? s->total.in_use + s->total.mmapped : s->total.rss;
 
-		fprintf(out, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\"><title>t = %.2f s", px(f, s->t_ns),
-			py(f, top), (double)s->t_ns / 1e9);
+		fprintf(out, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\"><title>t = %.2f s",
+			px(f, s->t_ns), py(f, top), (double)s->t_ns / 1e9);
 		if (s->heap)
-			fprintf(out, "\nin use %s\nfree %s\ntop %s\nmmapped %s", fmt_bytes(a, sizeof(a), (double)s->total.in_use),
+			fprintf(out, "\nin use %s\nfree %s\ntop %s\nmmapped %s",
+				fmt_bytes(a, sizeof(a), (double)s->total.in_use),
 				fmt_bytes(b, sizeof(b), (double)s->total.free),
 				fmt_bytes(c, sizeof(c), (double)s->total.top),
 				fmt_bytes(d, sizeof(d), (double)s->total.mmapped));
 		fprintf(out, "\nRSS %s%s%s</title></circle>\n",
 			fmt_bytes(e, sizeof(e), (double)s->total.rss),
-			s->approximate ? "\n(free is a lower bound: a free list was cut short)" : "",
+			s->approximate ? "\n(free is a lower bound: a free list was cut short)"
+				       : "",
 			s->inconsistent ? "\n(an arena was locked while read)" : "");
 	}
 	fputs("</g>\n", out);
@@ -275,22 +304,26 @@ int ms_timeline_write_svg(const struct ms_timeline *t, FILE *out, struct ms_erro
 
 	f.tmax = (double)tmax_ns / 1e9;
 	f.vmax = (double)max_of(t, -1);
-	fprintf(out, "<?xml version=\"1.0\" standalone=\"no\"?>\n"
-		     "<svg version=\"1.1\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
-		     "xmlns=\"http://www.w3.org/2000/svg\">\n",
+	fprintf(out,
+		"<?xml version=\"1.0\" standalone=\"no\"?>\n"
+		"<svg version=\"1.1\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
+		"xmlns=\"http://www.w3.org/2000/svg\">\n",
 		W, height, W, height);
-	fputs("<!-- Heap timeline by memspy (record, walk mode). Hover a point for its figures. -->\n"
-	      "<style type=\"text/css\"><![CDATA[\n"
-	      "text { font-family: Verdana, sans-serif; fill: #222; }\n"
-	      ".title { font-size: 17px; } .sub { font-size: 12px; fill: #444; }\n"
-	      ".tick { font-size: 11px; fill: #555; } .axis { font-size: 12px; }\n"
-	      ".legend { font-size: 12px; } .growth { font-size: 11px; fill: #7a5c00; }\n"
-	      ".small { font-size: 12px; }\n"
-	      ".hover circle { fill: transparent; } .hover circle:hover { fill: #0003; }\n"
-	      "]]></style>\n",
-	      out);
+	fputs(
+	    "<!-- Heap timeline by memspy (record, walk mode). Hover a point for its figures. -->\n"
+	    "<style type=\"text/css\"><![CDATA[\n"
+	    "text { font-family: Verdana, sans-serif; fill: #222; }\n"
+	    ".title { font-size: 17px; } .sub { font-size: 12px; fill: #444; }\n"
+	    ".tick { font-size: 11px; fill: #555; } .axis { font-size: 12px; }\n"
+	    ".legend { font-size: 12px; } .growth { font-size: 11px; fill: #7a5c00; }\n"
+	    ".small { font-size: 12px; }\n"
+	    ".hover circle { fill: transparent; } .hover circle:hover { fill: #0003; }\n"
+	    "]]></style>\n",
+	    out);
 	fprintf(out, "<rect width=\"%d\" height=\"%d\" fill=\"#fafafa\"/>\n", W, height);
-	fprintf(out, "<text x=\"%d\" y=\"24\" text-anchor=\"middle\" class=\"title\">Heap timeline of pid %d",
+	fprintf(out,
+		"<text x=\"%d\" y=\"24\" text-anchor=\"middle\" class=\"title\">Heap timeline of "
+		"pid %d",
 		W / 2, (int)t->info.pid);
 	if (t->info.comm) {
 		fputs(" (", out);
@@ -304,7 +337,8 @@ int ms_timeline_write_svg(const struct ms_timeline *t, FILE *out, struct ms_erro
 	xml_put(out, t->info.allocator ? t->info.allocator : "unknown");
 	fputs("</text>\n", out);
 	if (t->info.note || t->info.command) {
-		fprintf(out, "<text x=\"%d\" y=\"62\" text-anchor=\"middle\" class=\"sub\">", W / 2);
+		fprintf(out, "<text x=\"%d\" y=\"62\" text-anchor=\"middle\" class=\"sub\">",
+			W / 2);
 		xml_put(out, t->info.note ? t->info.note : t->info.command);
 		fputs("</text>\n", out);
 	}
@@ -314,14 +348,16 @@ int ms_timeline_write_svg(const struct ms_timeline *t, FILE *out, struct ms_erro
 	for (size_t i = 0; i < ng; i++) {
 		double x0 = px(&f, g[i].t0_ns), x1 = px(&f, g[i].t1_ns);
 
-		fprintf(out, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" "
-			     "fill=\"#ffd54f\" fill-opacity=\"0.35\"><title>growth #%zu: %s -> %s "
-			     "(%s) from %.2f s to %.2f s</title></rect>\n",
+		fprintf(out,
+			"<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" "
+			"fill=\"#ffd54f\" fill-opacity=\"0.35\"><title>growth #%zu: %s -> %s "
+			"(%s) from %.2f s to %.2f s</title></rect>\n",
 			x0, f.y, MS_MAX(x1 - x0, 2.0), f.h, i + 1,
-			fmt_bytes(a, sizeof(a), (double)g[i].from), fmt_bytes(b, sizeof(b), (double)g[i].to),
-			g[i].series, (double)g[i].t0_ns / 1e9, (double)g[i].t1_ns / 1e9);
-		fprintf(out, "<text x=\"%.1f\" y=\"%.1f\" class=\"growth\">#%zu +%s</text>\n", x0 + 3,
-			f.y + 14 + 14 * (double)i, i + 1,
+			fmt_bytes(a, sizeof(a), (double)g[i].from),
+			fmt_bytes(b, sizeof(b), (double)g[i].to), g[i].series,
+			(double)g[i].t0_ns / 1e9, (double)g[i].t1_ns / 1e9);
+		fprintf(out, "<text x=\"%.1f\" y=\"%.1f\" class=\"growth\">#%zu +%s</text>\n",
+			x0 + 3, f.y + 14 + 14 * (double)i, i + 1,
 			fmt_bytes(a, sizeof(a), (double)(g[i].to - g[i].from)));
 	}
 	for (int s = 0; s < S_N; s++)
@@ -330,26 +366,30 @@ int ms_timeline_write_svg(const struct ms_timeline *t, FILE *out, struct ms_erro
 	hover(out, &f, t, heap);
 	legend(out, f.x + f.w + 16, f.y + 10, heap);
 	if (ng)
-		fprintf(out, "<text x=\"%.1f\" y=\"%.1f\" class=\"growth\">shaded: largest growth</text>"
-			     "<text x=\"%.1f\" y=\"%.1f\" class=\"growth\">of %s</text>\n",
+		fprintf(out,
+			"<text x=\"%.1f\" y=\"%.1f\" class=\"growth\">shaded: largest growth</text>"
+			"<text x=\"%.1f\" y=\"%.1f\" class=\"growth\">of %s</text>\n",
 			f.x + f.w + 16, f.y + 130, f.x + f.w + 16, f.y + 144,
 			heap ? "in use + mmapped" : "RSS");
 	if (!t->n)
-		fprintf(out, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" class=\"axis\">No "
-			     "samples were taken.</text>\n",
+		fprintf(out,
+			"<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" class=\"axis\">No "
+			"samples were taken.</text>\n",
 			f.x + f.w / 2, f.y + f.h / 2);
 
 	if (nsmall) {
 		int y0 = top_y + MAIN_H + 60;
 
-		fprintf(out, "<text x=\"%d\" y=\"%d\" class=\"axis\">Per arena (in use, free, top; "
-			     "system = bytes the arena got from the kernel)%s</text>\n",
-			ML - 60, y0 + 10,
-			t->narena_addr > MAX_SMALL ? ", first 16 arenas" : "");
+		fprintf(out,
+			"<text x=\"%d\" y=\"%d\" class=\"axis\">Per arena (in use, free, top; "
+			"system = bytes the arena got from the kernel)%s</text>\n",
+			ML - 60, y0 + 10, t->narena_addr > MAX_SMALL ? ", first 16 arenas" : "");
 		for (size_t i = 0; i < nsmall; i++) {
 			struct frame sf = {.x = ML + (double)(i % 2) * (SMALL_W + 90),
 					   .y = y0 + 40 + (double)(i / 2) * (SMALL_H + 56),
-					   .w = SMALL_W, .h = SMALL_H, .tmax = (double)tmax_ns / 1e9,
+					   .w = SMALL_W,
+					   .h = SMALL_H,
+					   .tmax = (double)tmax_ns / 1e9,
 					   .vmax = (double)max_of(t, (int)i)};
 			bool main_arena = false;
 
@@ -358,9 +398,11 @@ int ms_timeline_write_svg(const struct ms_timeline *t, FILE *out, struct ms_erro
 					if (t->s[k].arenas[j].addr == t->arena_addr[i] &&
 					    t->s[k].arenas[j].is_main)
 						main_arena = true;
-			fprintf(out, "<text x=\"%.1f\" y=\"%.1f\" class=\"small\">arena %zu%s at 0x%" PRIx64
-				     "</text>\n",
-				sf.x, sf.y - 8, i, main_arena ? " (main)" : "", t->arena_addr[i]);
+			fprintf(
+			    out,
+			    "<text x=\"%.1f\" y=\"%.1f\" class=\"small\">arena %zu%s at 0x%" PRIx64
+			    "</text>\n",
+			    sf.x, sf.y - 8, i, main_arena ? " (main)" : "", t->arena_addr[i]);
 			axes(out, &sf, "bytes", false);
 			for (int s = 0; s < S_MMAPPED; s++)
 				line(out, &sf, t, (enum series)s, (int)i);

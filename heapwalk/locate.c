@@ -372,11 +372,19 @@ static ms_raddr_t scan_main_arena(const struct ms_heap_layout *l, const struct m
 static ms_raddr_t scan_mp(const struct ms_heap_layout *l, const struct ms_maps *maps,
 			  const struct rwbuf *rw, size_t nrw)
 {
-	ms_raddr_t heap_start = 0;
+	ms_raddr_t heap_start = 0, heap_end = 0;
 
 	for (size_t i = 0; i < maps->n; i++)
-		if (maps->v[i].path && !strcmp(maps->v[i].path, "[heap]"))
-			heap_start = maps->v[i].start;
+		if (maps->v[i].path && !strcmp(maps->v[i].path, "[heap]")) {
+			if (!heap_start)
+				heap_start = maps->v[i].start;
+			heap_end = maps->v[i].end;
+		}
+	/*
+	 * sbrk_base is the start of [heap] unless something called brk before
+	 * malloc did: with GLIBC_TUNABLES set, 2.31's ld.so does. Exact match first.
+	 */
+	for (int pass = 0; pass < 2; pass++)
 	for (size_t k = 0; k < nrw; k++)
 		for (size_t o = 0; o + l->mp_size <= rw[k].len; o += 8) {
 			const unsigned char *p = rw[k].buf + o;
@@ -385,7 +393,11 @@ static ms_raddr_t scan_mp(const struct ms_heap_layout *l, const struct ms_maps *
 			int32_t n_mmaps = rd32(p + l->mp_n_mmaps);
 			int32_t n_mmaps_max = rd32(p + l->mp_n_mmaps + 4);
 
-			if (heap_start ? sbrk != heap_start : (sbrk && !rw_ptr(maps, sbrk)))
+			if (heap_start && pass == 0 && sbrk != heap_start)
+				continue;
+			if (heap_start && pass == 1 && (sbrk < heap_start || sbrk >= heap_end))
+				continue;
+			if (!heap_start && sbrk && !rw_ptr(maps, sbrk))
 				continue;
 			if (n_mmaps < 0 || n_mmaps > n_mmaps_max || n_mmaps_max < 0 ||
 			    (mmapped & 0xfff) || rd64(p + l->mp_mmap_threshold) > (64u << 20))
@@ -660,6 +672,11 @@ bool ms_heap_detect_allocator(pid_t pid, const struct ms_maps *maps, char *buf, 
 			continue;
 		if (!exe)
 			exe = m; /* the executable is mapped first */
+		/* musl's loader is its libc: maps shows .../x86_64-linux-musl/libc.so */
+		if (!have_libc && (!strcmp(b, "libc.so") || strstr(m->path, "musl"))) {
+			snprintf(buf, size, "musl libc (%s)", m->path);
+			return false;
+		}
 		for (size_t k = 0; k < MS_ARRAY_SIZE(foreign_libs); k++) {
 			int fd;
 			bool defines;
@@ -678,8 +695,19 @@ bool ms_heap_detect_allocator(pid_t pid, const struct ms_maps *maps, char *buf, 
 		}
 	}
 	if (!have_libc) {
-		snprintf(buf, size, "no libc.so.6: a statically linked executable or another C "
-				    "library");
+		int fd = exe ? open_mapped(pid, exe) : -1;
+		const char *what = "a statically linked executable or another C library";
+
+		if (fd >= 0) {
+			if (elf_defines(fd, "__init_libc") || elf_defines(fd, "__malloc_context"))
+				what = "a statically linked musl executable (musl's mallocng)";
+			else if (elf_defines(fd, "main_arena"))
+				what = "a statically linked glibc executable (not supported yet)";
+			else if (elf_defines(fd, "mallctl") || elf_defines(fd, "je_mallctl"))
+				what = "a statically linked executable with jemalloc";
+			close(fd);
+		}
+		snprintf(buf, size, "no libc.so.6: %s", what);
 		return false;
 	}
 	if (exe && !is_libc_name(exe->path)) {

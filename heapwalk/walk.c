@@ -951,7 +951,8 @@ int ms_heap_walk(const struct ms_heap_loc *loc, const struct ms_reader *r,
 		goto out;
 	for (size_t i = 0; i < rep->narenas; i++)
 		arena_segments(&w, i, sbrk_base, hp_pagesize);
-	qsort(w.segs, w.nsegs, sizeof(*w.segs), cmp_seg);
+	if (w.nsegs > 1)
+		qsort(w.segs, w.nsegs, sizeof(*w.segs), cmp_seg);
 	for (size_t i = 0; i + 1 < w.nsegs; i++)
 		if (w.segs[i].end > w.segs[i + 1].start) {
 			err_add(&w, "overlapping_heaps", w.segs[i + 1].start, (int)w.segs[i + 1].arena,
@@ -965,8 +966,16 @@ int ms_heap_walk(const struct ms_heap_loc *loc, const struct ms_reader *r,
 		if (w.segs[i].start < w.segs[i].end)
 			walk_segment(&w, &w.segs[i]);
 	/* Segments are sorted and disjoint, so the tables are too, unless resyncs interleaved. */
-	qsort(w.small, w.nsmall, sizeof(*w.small), cmp_cent);
-	qsort(w.freev, w.nfree, sizeof(*w.freev), cmp_fent);
+	for (size_t i = 1; i < w.nsmall; i++)
+		if (w.small[i - 1].addr >= w.small[i].addr) {
+			qsort(w.small, w.nsmall, sizeof(*w.small), cmp_cent);
+			break;
+		}
+	for (size_t i = 1; i < w.nfree; i++)
+		if (w.freev[i - 1].addr >= w.freev[i].addr) {
+			qsort(w.freev, w.nfree, sizeof(*w.freev), cmp_fent);
+			break;
+		}
 	for (size_t t = 0; t < loc->nthreads; t++)
 		walk_tcache(&w, t);
 	for (size_t i = 0; i < rep->narenas; i++) {

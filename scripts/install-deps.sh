@@ -10,7 +10,8 @@ pkgs=(build-essential cmake pkg-config
       gdb           # the cross-check some tests and benchmarks compare with
       chromium      # renders the flame graph SVG in a test
       protobuf-compiler  # protoc --decode_raw checks the pprof writer in a test
-      debootstrap)  # other glibc versions for the heap-walk tests
+      debootstrap   # other glibc versions for the heap-walk tests
+      libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0 musl-tools)  # dump's foreign-allocator tests
 if [ "${MEMSPY_BENCH:-0}" = 1 ]; then pkgs+=(heaptrack); fi
 
 missing=()

@@ -32,3 +32,23 @@ ms_add_test(NAME dump_corrupt_fastcycle TIMEOUT 120
   COMMAND ${_d} corrupt ${_m} --expect fastbin_cycle -- ${_t} 4 2000 fastcycle)
 ms_add_test(NAME dump_corrupt_tcachenext TIMEOUT 120
   COMMAND ${_d} corrupt ${_m} --expect bad_tcache_entry -- ${_t} 4 2000 tcachenext)
+# Not glibc malloc: a clear error naming what was found, exit 2, and an RSS summary.
+set(_f $<TARGET_FILE:heap_foreign>)
+foreach(_a jemalloc:libjemalloc.so.2 tcmalloc:libtcmalloc_minimal.so.4 mimalloc:libmimalloc.so.2)
+  string(REPLACE ":" ";" _a ${_a})
+  list(GET _a 0 _name)
+  list(GET _a 1 _lib)
+  find_file(_path_${_name} ${_lib} PATHS /usr/lib/x86_64-linux-gnu /usr/lib64 /usr/lib NO_DEFAULT_PATH)
+  if(_path_${_name})
+    ms_add_test(NAME dump_foreign_${_name} TIMEOUT 60
+      COMMAND ${_d} foreign ${_m} --env LD_PRELOAD=${_path_${_name}} --expect ${_name} -- ${_f})
+  else()
+    message(STATUS "dump_foreign_${_name}: ${_lib} not installed (scripts/install-deps.sh installs it)")
+  endif()
+endforeach()
+ms_add_test(NAME dump_foreign_static TIMEOUT 60
+  COMMAND ${_d} foreign ${_m} --expect "statically linked glibc" -- $<TARGET_FILE:heap_foreign_static>)
+if(MS_MUSL_GCC)
+  ms_add_test(NAME dump_foreign_musl TIMEOUT 60
+    COMMAND ${_d} foreign ${_m} --expect musl -- ${CMAKE_BINARY_DIR}/tests/targets/heap_foreign_musl)
+endif()

@@ -22,10 +22,11 @@
 static pid_t target = -1;
 static const char *out_json;
 
+/* The target runs in its own process group, so its forked copies die with it. */
 static void cleanup(void)
 {
 	if (target > 0) {
-		kill(target, SIGKILL);
+		kill(-target, SIGKILL);
 		waitpid(target, NULL, 0);
 		target = -1;
 	}
@@ -52,7 +53,7 @@ static void on_alarm(int sig)
 	ssize_t w = write(2, m, sizeof(m) - 1);
 	(void)w;
 	if (target > 0)
-		kill(target, SIGKILL);
+		kill(-target, SIGKILL);
 	_exit(1);
 }
 
@@ -117,7 +118,9 @@ int main(int argc, char **argv)
 	target = fork();
 	if (target < 0)
 		die("fork: %s", strerror(errno));
+	setpgid(target, target);
 	if (target == 0) {
+		setpgid(0, 0);
 		for (int k = 0; k < nenv; k++)
 			putenv((char *)envs[k]);
 		dup2(inpipe[0], 0);

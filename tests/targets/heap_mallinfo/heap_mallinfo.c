@@ -125,10 +125,12 @@ static void corrupt(const char *mode, void **keep)
 	if (!strcmp(mode, "size")) {
 		/* An in-use chunk's size field becomes impossible. */
 		void *x = malloc(0x100);
-		size_t *hdr = (size_t *)x - 1;
+		/* volatile, escaped: the compiler must not drop the allocation or the store */
+		volatile size_t *hdr = (volatile size_t *)x - 1;
 
+		escape(x);
 		escape(malloc(0x100));
-		*hdr = 0x7ffff0 | (*hdr & 7);
+		*hdr = 0x4141414141414141ull; /* what a string overflow leaves */
 		(void)keep;
 	} else if (!strcmp(mode, "fastcycle")) {
 		/* Two 0x30 chunks into the fastbin (tcache full first), then a -> b -> a. */
@@ -145,14 +147,18 @@ static void corrupt(const char *mode, void **keep)
 		free(a);
 		free(b); /* fastbin: b -> a -> NULL */
 		/* a's next (mangled since 2.32) now points back at b. */
-		*(uintptr_t *)a = (((uintptr_t)a) >> 12) ^ ((uintptr_t)b - 16);
+		*(volatile uintptr_t *)a = (((uintptr_t)a) >> 12) ^ ((uintptr_t)b - 16);
+		escape(a);
+		escape(b);
 	} else if (!strcmp(mode, "tcachenext")) {
 		void *a = malloc(0x48), *b = malloc(0x48);
 
 		escape(malloc(0x48));
 		free(a);
 		free(b); /* tcache: b -> a */
-		*(uintptr_t *)b = 0x4141414141414148ull;
+		*(volatile uintptr_t *)b = 0x4141414141414148ull;
+		escape(a);
+		escape(b);
 	}
 }
 
@@ -181,8 +187,12 @@ int main(int argc, char **argv)
 		if (child < 0)
 			return 2;
 		if (child == 0) {
+			char buf[64];
+
 			corrupt(mode, mine);
-			print_mallinfo();
+			/* No mallinfo2() here: glibc's own walk would loop on a fastbin cycle. */
+			snprintf(buf, sizeof(buf), "{\"pid\": %d}\n", (int)getpid());
+			say(buf);
 			wait_stdin();
 			_exit(0);
 		}

@@ -1107,7 +1107,7 @@ int cmd_record_walk(int argc, char **argv)
 		allowed = o.max_share * (double)(now - w.start_ns) + (double)BUDGET_CREDIT_NS -
 			  (double)paused_ns(&w);
 		heap_read = do_heap && w.have_loc;
-		if (heap_read && allowed <= 0) {
+		if (heap_read && allowed < MS_MAX(w.heap_pauses.ewma_ns, 1.0)) {
 			/* Still an RSS point, which needs no stop. */
 			w.skipped_heap++;
 			heap_read = false;

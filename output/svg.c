@@ -19,8 +19,15 @@ enum {
 	YPAD_BOTTOM = FONT_SIZE * 2 + 10, /* details line */
 };
 #define CHAR_W (FONT_SIZE * 0.59) /* average Verdana glyph, as flamegraph.pl estimates */
-/* frames narrower than this share of the total are left out: unreadable, and they bloat the file */
+/* frames narrower than this share of the total are not drawn: unreadable, and they bloat the file
+ */
 #define MIN_SHARE 0.001
+/*
+ * Frames too narrow to draw are still listed (names and extents, no shapes)
+ * for the search, so "Matched: X%" counts them; past this many the list is
+ * cut and the page says the share is a lower bound.
+ */
+#define MAX_ELIDED 100000
 
 /* Length of the valid UTF-8 sequence at s, or 0 when it is not one. */
 static size_t utf8_len(const unsigned char *s)
@@ -170,7 +177,63 @@ struct walk {
 	uint32_t node;
 	uint32_t next;
 	uint64_t start; /* where the next child starts */
+	bool elided;	/* too narrow to draw (and so are all below it) */
 };
+
+/* A JSON string inside CDATA: '<', '>' and '&' escaped too, so "]]>" cannot occur. */
+static void json_put(FILE *out, const char *str)
+{
+	const unsigned char *s = (const unsigned char *)str;
+
+	fputc('"', out);
+	while (*s) {
+		size_t n = utf8_len(s);
+
+		if (n == 0) {
+			fputc('?', out);
+			s++;
+			continue;
+		}
+		if (n == 1 && (*s < 0x20 || strchr("<>&", *s)))
+			fprintf(out, "\\u%04x", *s);
+		else if (*s == '"' || *s == '\\')
+			fprintf(out, "\\%c", *s);
+		else
+			fwrite(s, 1, n, out);
+		s += n;
+	}
+	fputc('"', out);
+}
+
+/* The elided frames as {"names":[...],"frames":[name,start,value,depth,...],"truncated":b}. */
+static void put_elided(FILE *out, const struct ms_view *v, const struct placed *el, size_t n,
+		       bool truncated, const struct ms_out_opts *o)
+{
+	uint32_t *idx = ms_xcalloc(v->n_syms + 1, sizeof(*idx)); /* sym -> name index + 1 */
+	uint32_t n_names = 0;
+
+	fputs("<script type=\"application/json\" id=\"elided\"><![CDATA[\n{\"names\":[", out);
+	for (size_t i = 0; i < n; i++) {
+		uint32_t sym = v->tree.nodes[el[i].node].sym;
+
+		if (idx[sym])
+			continue;
+		idx[sym] = ++n_names;
+		if (n_names > 1)
+			fputc(',', out);
+		json_put(out, v->syms[sym].name);
+	}
+	fputs("],\n\"frames\":[", out);
+	for (size_t i = 0; i < n; i++) {
+		const struct ms_tnode *nd = &v->tree.nodes[el[i].node];
+
+		fprintf(out, "%s%u,%" PRIu64 ",%" PRIu64 ",%u", i ? "," : "", idx[nd->sym] - 1,
+			el[i].start, ms_view_value(o, nd->total_bytes, nd->total_count),
+			el[i].depth);
+	}
+	fprintf(out, "],\n\"truncated\":%s}\n]]></script>\n", truncated ? "true" : "false");
+	free(idx);
+}
 
 /*
  * "name\n(1.2 MiB = 1,234,567 bytes in 42 allocations, 12.34% of total)". A
@@ -202,9 +265,10 @@ int ms_svg_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE *
 	int width = o->width > 2 * XPAD + 100 ? o->width : 1200;
 	double span = width - 2 * XPAD;
 	struct ms_view v;
-	struct placed *pl = NULL;
+	struct placed *pl = NULL, *el = NULL;
 	struct walk *stack = NULL;
-	size_t n_pl = 0, cap_pl = 0, depth, cap_stack = 0;
+	size_t n_pl = 0, cap_pl = 0, n_el = 0, cap_el = 0, depth, cap_stack = 0;
+	bool el_truncated = false;
 	uint32_t max_depth = 0;
 	uint64_t total, min_value;
 	int ypad_top, height, ret;
@@ -218,13 +282,14 @@ int ms_svg_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE *
 		ms_xgrow((void **)&pl, &cap_pl, 1, sizeof(*pl));
 		pl[n_pl++] = (struct placed){MS_TREE_ROOT, 0, 0};
 		ms_xgrow((void **)&stack, &cap_stack, 1, sizeof(*stack));
-		stack[0] = (struct walk){MS_TREE_ROOT, v.child_start[0], 0};
+		stack[0] = (struct walk){MS_TREE_ROOT, v.child_start[0], 0, false};
 		depth = 1;
 		while (depth) {
 			struct walk *w = &stack[depth - 1];
 			const struct ms_tnode *nd;
 			uint32_t c;
 			uint64_t val, start;
+			bool elided;
 
 			if (w->next >= v.child_start[w->node + 1]) {
 				depth--;
@@ -235,14 +300,28 @@ int ms_svg_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE *
 			val = ms_view_value(o, nd->total_bytes, nd->total_count);
 			start = w->start;
 			w->start += val;
-			if (val == 0 || val < min_value)
+			if (val == 0)
 				continue;
-			ms_xgrow((void **)&pl, &cap_pl, n_pl + 1, sizeof(*pl));
-			pl[n_pl++] = (struct placed){c, nd->depth, start};
-			if (nd->depth > max_depth)
-				max_depth = nd->depth;
+			elided = w->elided || val < min_value;
+			if (elided) {
+				/* listed for the search only (none without script) */
+				if (o->no_script)
+					continue;
+				if (n_el == MAX_ELIDED) {
+					el_truncated = true;
+					continue;
+				}
+				ms_xgrow((void **)&el, &cap_el, n_el + 1, sizeof(*el));
+				el[n_el++] = (struct placed){c, nd->depth, start};
+			} else {
+				ms_xgrow((void **)&pl, &cap_pl, n_pl + 1, sizeof(*pl));
+				pl[n_pl++] = (struct placed){c, nd->depth, start};
+				if (nd->depth > max_depth)
+					max_depth = nd->depth;
+			}
+			/* w dangles once the stack grows */
 			ms_xgrow((void **)&stack, &cap_stack, depth + 1, sizeof(*stack));
-			stack[depth++] = (struct walk){c, v.child_start[c], start};
+			stack[depth++] = (struct walk){c, v.child_start[c], start, elided};
 		}
 	}
 
@@ -322,10 +401,14 @@ int ms_svg_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE *
 		put_label(out, name, w);
 		fputs("</text></g>\n", out);
 	}
-	fputs("</g>\n</svg>\n", out);
+	fputs("</g>\n", out);
+	if (!o->no_script)
+		put_elided(out, &v, el, n_el, el_truncated, o);
+	fputs("</svg>\n", out);
 	ret = ms_out_check(out, "SVG flame graph", err);
 
 	free(pl);
+	free(el);
 	free(stack);
 	ms_view_fini(&v);
 	return ret;

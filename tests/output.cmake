@@ -14,7 +14,7 @@ ms_add_test(NAME output_golden TIMEOUT 60
           ${CMAKE_CURRENT_BINARY_DIR}/output_golden
   LABELS unit output)
 
-ms_add_test(NAME output_svg_chromium TIMEOUT 180
+ms_add_test(NAME output_svg_chromium TIMEOUT 260
   COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/e2e/svg_chromium.sh
           $<TARGET_FILE:test_output_render> ${CMAKE_CURRENT_LIST_DIR}/golden/output/service.folded
           ${CMAKE_CURRENT_BINARY_DIR}/output_svg_chromium

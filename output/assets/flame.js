@@ -33,6 +33,16 @@ function ms_init(evt) {
 		g.ms_fill = g.querySelector("rect").getAttribute("fill");
 		ms.frames.push(g);
 	}
+	// frames too narrow to draw: names and extents only, for the search
+	var el = document.getElementById("elided");
+	ms.elided = null;
+	if (el) {
+		try {
+			ms.elided = JSON.parse(el.textContent);
+		} catch (err) {
+			ms.elided = null;
+		}
+	}
 	var root = document.getElementById("frames");
 	root.addEventListener("mouseover", function (e) {
 		var f = ms_frame_of(e.target);
@@ -187,11 +197,25 @@ function ms_search(term) {
 			hits.push(g);
 		}
 	}
+	var spans = [], small = 0, names, fr, nm = [], partial = false;
+	for (i = 0; i < hits.length; i++) spans.push([hits[i].ms_s, hits[i].ms_v]);
+	if (ms.elided) {
+		names = ms.elided.names;
+		fr = ms.elided.frames;
+		for (i = 0; i < names.length; i++) nm.push(re.test(names[i]));
+		for (i = 0; i + 3 < fr.length; i += 4) {
+			if (nm[fr[i]]) {
+				spans.push([fr[i + 1], fr[i + 2]]);
+				small++;
+			}
+		}
+		partial = ms.elided.truncated;
+	}
 	// a matched frame's interval contains those of its matched descendants
-	hits.sort(function (a, b) { return a.ms_s - b.ms_s || b.ms_v - a.ms_v; });
-	for (i = 0; i < hits.length; i++) {
-		s = hits[i].ms_s;
-		e = s + hits[i].ms_v;
+	spans.sort(function (a, b) { return a[0] - b[0] || b[1] - a[1]; });
+	for (i = 0; i < spans.length; i++) {
+		s = spans[i][0];
+		e = s + spans[i][1];
 		if (s >= end) {
 			sum += e - s;
 			end = e;
@@ -201,8 +225,9 @@ function ms_search(term) {
 		}
 	}
 	var pct = ms.total > 0 ? sum / ms.total * 100 : 0;
-	ms.matched.nodeValue = "Matched: " + pct.toFixed(2) + "% of total (" + hits.length +
-		(hits.length === 1 ? " frame)" : " frames)");
+	ms.matched.nodeValue = "Matched: " + (partial ? "at least " : "") + pct.toFixed(2) +
+		"% of total (" + hits.length + (hits.length === 1 ? " frame" : " frames") +
+		(small ? " + " + small + " too small to draw)" : ")");
 	ms.searchbtn.firstChild.nodeValue = "Reset search";
 	ms.svg.setAttribute("data-matched", pct.toFixed(2));
 }

@@ -8,7 +8,6 @@
 #   svg_chromium.sh RENDER IN.folded WORK_DIR
 set -euo pipefail
 render=$1 in=$2 work=$3
-pattern=parse_
 
 chromium=$(command -v chromium || command -v chromium-browser || true)
 if [ -z "$chromium" ]; then
@@ -16,7 +15,7 @@ if [ -z "$chromium" ]; then
 	exit 77
 fi
 mkdir -p "$work"
-rm -f "$work/dom.xml" "$work/svg_chromium.png"
+rm -f "$work"/dom-*.xml "$work/svg_chromium.png"
 profile_dir=$(mktemp -d)
 pgid=
 cleanup() {
@@ -29,10 +28,12 @@ trap cleanup EXIT
 	-s "Total: 12.2 MiB allocated in 52,138 allocations, sampled every ~512 KiB" \
 	"$in" "$work/service.svg"
 
-# What the page must show, computed from the folded input independently of
-# output/: frames are tree nodes (stack prefixes); nodes below 0.1% of the
-# total are not drawn; the matched share counts each stack once.
-read -r expect_pct expect_n < <(awk -v pat="$pattern" '
+# What the page must show for a search, computed from the folded input
+# independently of output/: frames are tree nodes (stack prefixes); nodes
+# below 0.1% of the total are not drawn but still count in the matched share,
+# which counts each stack once. Prints "PERCENT DRAWN SMALL".
+expect_search() {
+	awk -v pat="$1" '
 	/^#/ || NF < 2 { next }
 	{
 		v = $(NF - 1); stack = $0
@@ -47,19 +48,26 @@ read -r expect_pct expect_n < <(awk -v pat="$pattern" '
 	}
 	END {
 		min = int(total * 0.001)
-		for (p in node) if (last[p] ~ pat && node[p] >= min) nm++
-		for (l = 1; l <= lines; l++)
-			for (i = 1; i <= ln[l]; i++) {
-				p = lp[l, i]
-				if (last[p] ~ pat && node[p] >= min) { matched += lv[l]; break }
+		for (p in node) {
+			if (last[p] !~ pat) continue
+			# drawn only if it and all its ancestors are wide enough
+			drawn = 1; q = p
+			while (q != "") {
+				if (node[q] < min) drawn = 0
+				if (!sub(/;[^;]*$/, "", q)) q = ""
 			}
-		printf "%.2f %d\n", matched * 100 / total, nm
-	}' "$in")
-echo "expect: $expect_n frames matching /$pattern/ covering $expect_pct% of the total"
+			if (drawn) nd++; else ns++
+		}
+		for (l = 1; l <= lines; l++)
+			for (i = 1; i <= ln[l]; i++)
+				if (last[lp[l, i]] ~ pat) { matched += lv[l]; break }
+		printf "%.2f %d %d\n", matched * 100 / total, nd, ns
+	}' "$in"
+}
 
-# Own session so that every helper process it spawns can be killed; three
-# runs of at most 55 s each stay inside the test's 180 s TIMEOUT, so the
-# trap, not CTest, ends a hung browser.
+# Own session so that every helper process it spawns can be killed; four
+# runs of at most 55 s each stay inside the test's TIMEOUT, so the trap, not
+# CTest, ends a hung browser.
 run_chromium() {
 	setsid timeout -k 5 50 "$chromium" --headless --no-sandbox --disable-gpu \
 		--disable-background-networking --disable-component-update --disable-sync \
@@ -69,35 +77,48 @@ run_chromium() {
 	pgid=
 }
 
-url="file://$work/service.svg?s=$pattern"
-run_chromium --dump-dom "$url" >"$work/dom.xml" 2>"$work/chromium.log"
-run_chromium --screenshot="$work/svg_chromium.png" --window-size=1200,800 "$url" \
-	>>"$work/chromium.log" 2>&1
-
 fail=0
-if ! grep -q 'data-ready="1"' "$work/dom.xml"; then
-	echo "FAIL: the flame graph's script did not finish initialising (no data-ready); DOM in $work/dom.xml" >&2
-	fail=1
-fi
-if ! grep -q "data-matched=\"$expect_pct\"" "$work/dom.xml"; then
-	echo "FAIL: the search did not report $expect_pct% (data-matched: $(grep -o 'data-matched="[^"]*"' "$work/dom.xml" || echo none))" >&2
-	fail=1
-fi
-if ! grep -q "Matched: $expect_pct% of total ($expect_n frames)" "$work/dom.xml"; then
-	echo "FAIL: no 'Matched: $expect_pct% of total ($expect_n frames)' in the page; found: $(grep -o 'Matched: [^<]*' "$work/dom.xml" | tail -1)" >&2
-	fail=1
-fi
-got_n=$(grep -c '<g class="f m"' "$work/dom.xml" || true)
-bad=$(grep '<g class="f m"' "$work/dom.xml" | sed 's/.*<title>//' | grep -vc "$pattern" || true)
-unmarked=$(grep '<g class="f"' "$work/dom.xml" | sed 's/.*<title>//' | grep -c "^[^ ]*$pattern" || true)
-if [ "$got_n" != "$expect_n" ] || [ "$bad" != 0 ] || [ "$unmarked" != 0 ]; then
-	echo "FAIL: $got_n frames highlighted (expected $expect_n), $bad of them not matching, $unmarked matching frames not highlighted" >&2
-	fail=1
-fi
-if [ "$(grep -c 'fill="rgb(230,0,230)"' "$work/dom.xml" || true)" != "$expect_n" ]; then
-	echo "FAIL: the highlighted frames are not drawn in the search colour" >&2
-	fail=1
-fi
+# check_search PATTERN: opens the graph with ?s=PATTERN and checks the DOM
+check_search() {
+	local pattern=$1 dom="$work/dom-$1.xml" pct n small text got_n bad unmarked
+	read -r pct n small < <(expect_search "$pattern")
+	text="Matched: $pct% of total ($n frames"
+	[ "$small" != 0 ] && text="$text + $small too small to draw"
+	text="$text)"
+	echo "expect for /$pattern/: $text"
+	run_chromium --dump-dom "file://$work/service.svg?s=$pattern" >"$dom" 2>>"$work/chromium.log"
+	if ! grep -q 'data-ready="1"' "$dom"; then
+		echo "FAIL: the flame graph's script did not finish initialising (no data-ready); DOM in $dom" >&2
+		fail=1
+	fi
+	if ! grep -q "data-matched=\"$pct\"" "$dom"; then
+		echo "FAIL: /$pattern/: the search did not report $pct% (data-matched: $(grep -o 'data-matched="[^"]*"' "$dom" || echo none))" >&2
+		fail=1
+	fi
+	if ! grep -qF "$text" "$dom"; then
+		echo "FAIL: /$pattern/: no '$text' in the page; found: $(grep -o 'Matched: [^<]*' "$dom" | tail -1)" >&2
+		fail=1
+	fi
+	got_n=$(grep -c '<g class="f m"' "$dom" || true)
+	bad=$(grep '<g class="f m"' "$dom" | sed 's/.*<title>//' | grep -vc "$pattern" || true)
+	unmarked=$(grep '<g class="f"' "$dom" | sed 's/.*<title>//' | grep -c "^[^ ]*$pattern" || true)
+	if [ "$got_n" != "$n" ] || [ "$bad" != 0 ] || [ "$unmarked" != 0 ]; then
+		echo "FAIL: /$pattern/: $got_n frames highlighted (expected $n), $bad of them not matching, $unmarked matching frames not highlighted" >&2
+		fail=1
+	fi
+	if [ "$(grep -c 'fill="rgb(230,0,230)"' "$dom" || true)" != "$n" ]; then
+		echo "FAIL: /$pattern/: the highlighted frames are not drawn in the search colour" >&2
+		fail=1
+	fi
+	[ $fail = 0 ] && echo "ok: /$pattern/: $text"
+	return 0
+}
+
+check_search parse_   # drawn frames only
+check_search log_line # only a frame too small to draw: the share must still be right
+run_chromium --screenshot="$work/svg_chromium.png" --window-size=1200,800 \
+	"file://$work/service.svg?s=parse_" >>"$work/chromium.log" 2>&1
+
 # zoom from the URL: the subtree of parse_json across the full width, its
 # ancestors dimmed at full width, everything else hidden
 zoom=parse_json
@@ -131,5 +152,5 @@ if [ ! -s "$work/svg_chromium.png" ]; then
 	echo "FAIL: no screenshot at $work/svg_chromium.png" >&2
 	fail=1
 fi
-[ $fail = 0 ] && echo "ok: search for /$pattern/ highlighted $got_n frames, $expect_pct% of total; screenshot: $work/svg_chromium.png"
+[ $fail = 0 ] && echo "ok: all checks passed; screenshot: $work/svg_chromium.png"
 exit $fail

@@ -265,6 +265,29 @@ static void test_long_and_deep(void)
 	ms_profile_free(p);
 }
 
+/* Frames under 0.1% are not drawn, but the search still sees them (with script). */
+static void test_elided(void)
+{
+	struct ms_profile *p = ms_profile_new();
+	const char *big[] = {"main", "big"}, *tiny[] = {"main", "tiny<&>\"", "leaf"};
+	struct ms_out_opts o = {.no_script = true};
+	struct mem m;
+
+	add_names(p, big, 2, 100000, 1);
+	add_names(p, tiny, 3, 99, 1);
+	m = render(p, MS_OUT_SVG, &o);
+	CHECK(count_str(m.d, "tiny") == 0 && count_str(m.d, "<g class=\"f\"") == 3);
+	free(m.d);
+	o.no_script = false;
+	m = render(p, MS_OUT_SVG, &o);
+	CHECK(count_str(m.d, "<g class=\"f\" data-s=\"") == 3);
+	CHECK(count_str(m.d,
+			"{\"names\":[\"tiny\\u003c\\u0026\\u003e\\\"\",\"leaf\"],\n"
+			"\"frames\":[0,100000,99,2,1,100000,99,3],\n\"truncated\":false}") == 1);
+	free(m.d);
+	ms_profile_free(p);
+}
+
 static void test_empty(void)
 {
 	struct ms_profile *p = ms_profile_new();
@@ -626,6 +649,7 @@ int main(void)
 	test_count_only();
 	test_escaping();
 	test_long_and_deep();
+	test_elided();
 	test_empty();
 	test_formats();
 	test_assets();

@@ -52,3 +52,28 @@ if(MS_MUSL_GCC)
   ms_add_test(NAME dump_foreign_musl TIMEOUT 60
     COMMAND ${_d} foreign ${_m} --expect musl -- ${CMAKE_BINARY_DIR}/tests/targets/heap_foreign_musl)
 endif()
+
+# The walker on synthetic memory images (no ptrace).
+add_executable(test_heap_walk ${CMAKE_CURRENT_LIST_DIR}/unit/test_heap_walk.c)
+target_link_libraries(test_heap_walk PRIVATE ms_heapwalk ms_attach ms_common)
+ms_add_test(NAME heap_walk_synthetic TIMEOUT 30 COMMAND test_heap_walk)
+
+# libFuzzer on random damage to the synthetic heap, a short fixed run (clang only).
+find_program(MS_CLANG NAMES clang-14 clang)
+if(MS_CLANG)
+  file(GLOB _hw_src CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/heapwalk/*.c)
+  add_custom_command(OUTPUT ${CMAKE_CURRENT_BINARY_DIR}/fuzz_heapwalk
+    COMMAND ${MS_CLANG} -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE
+            -I${PROJECT_SOURCE_DIR} -o ${CMAKE_CURRENT_BINARY_DIR}/fuzz_heapwalk
+            ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_heapwalk.c ${_hw_src}
+            ${PROJECT_SOURCE_DIR}/attach/maps.c ${PROJECT_SOURCE_DIR}/common/alloc.c
+            ${PROJECT_SOURCE_DIR}/common/util.c ${PROJECT_SOURCE_DIR}/common/error.c
+            ${PROJECT_SOURCE_DIR}/common/log.c -ldw -lelf
+    DEPENDS ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_heapwalk.c ${CMAKE_CURRENT_LIST_DIR}/unit/heap_synth.h
+            ${_hw_src}
+    VERBATIM)
+  add_custom_target(fuzz_heapwalk ALL DEPENDS ${CMAKE_CURRENT_BINARY_DIR}/fuzz_heapwalk)
+  ms_add_test(NAME heap_walk_fuzz TIMEOUT 120
+    COMMAND ${CMAKE_CURRENT_BINARY_DIR}/fuzz_heapwalk -max_total_time=30 -timeout=10
+            -rss_limit_mb=1024 -max_len=4096)
+endif()

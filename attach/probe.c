@@ -49,7 +49,7 @@ struct region {
 	bool used[MS_STUB_NSLOTS];
 	uint64_t last_head, last_fhead, last_draw; /* ring counters seen at the last drain */
 	bool pending;                              /* a slot was being written at the last drain */
-	uint64_t drops;                            /* drops + free drops + table full, last read */
+	uint64_t drops, tabfull;                   /* ring-full and table-full counts, last read */
 };
 
 /* memspy's mirror of the in-target thread table (the same in every region). */
@@ -1148,8 +1148,10 @@ static int drain_region(struct ms_probes *pr, size_t r, ms_alloc_event_cb cb, vo
 		uint64_t tabfull = 0;
 
 		ms_mem_read_pid(pr->pid, rg_ctrl(rg, MS_CTRL_TABFULL), &tabfull, sizeof(tabfull));
-		pr->st.dropped += ctl[3] + ctl[5] + tabfull - rg->drops;
-		rg->drops = ctl[3] + ctl[5] + tabfull;
+		pr->st.ring_full += ctl[3] + ctl[5] - rg->drops;
+		rg->drops = ctl[3] + ctl[5];
+		pr->st.dropped += tabfull - rg->tabfull;
+		rg->tabfull = tabfull;
 	}
 	if (ctl[0] == rg->last_head && ctl[2] == rg->last_fhead && !rg->pending)
 		return 0;

@@ -70,8 +70,9 @@ struct ms_probe_stats {
 	uint64_t stopped_ns;     /* time target threads spent stopped by probes (sum) */
 	uint64_t samples;        /* allocation events delivered */
 	uint64_t frees;          /* free events delivered */
-	uint64_t dropped;        /* samples lost (ring full, table full) */
+	uint64_t dropped;        /* sampled blocks whose free cannot be seen (pointer table full) */
 	uint64_t ring_samples;   /* of samples, those delivered through the ring (no stop) */
+	uint64_t ring_full;      /* samples/frees that found the ring full and stopped instead */
 	uint64_t target_ns;      /* ring: time the target spent recording samples (rdtsc-based
 				    estimate; 0 when the TSC rate is unknown) */
 	size_t n_installed;      /* entry points patched */

@@ -26,9 +26,9 @@
 #define MS_CTRL_RING_HEAD 0x100   /* u64 counters of the ring mode, each its own word */
 #define MS_CTRL_DRAW_IDX 0x108
 #define MS_CTRL_FREE_HEAD 0x110
-#define MS_CTRL_DROPS 0x118
+#define MS_CTRL_DROPS 0x118       /* samples that found the ring full (they stopped instead) */
 #define MS_CTRL_NOTHREAD 0x120
-#define MS_CTRL_FREE_DROPS 0x128
+#define MS_CTRL_FREE_DROPS 0x128  /* frees that found the freed ring full (idem) */
 #define MS_STUB_CNT_OFF 0x5000    /* 64 countdown slots, one cache line each */
 #define MS_STUB_NCNT 64
 #define MS_STUB_TAB_OFF 0x6000    /* sampled-pointer table: 1024 buckets x 8 ways */

@@ -115,9 +115,10 @@ ms_stub_image:
 /*
  * Ring mode: records the free of rdi in the freed ring (claim a slot 0 -> 1,
  * stamp it, publish the pointer). Clobbers rax, rdx, r11 and flags: none
- * carries an argument of free, operator delete or realloc.
+ * carries an argument of free or realloc. A full ring jumps to \full, the
+ * stop path: the free is reported by a trap instead of being lost.
  */
-.macro FRING_PUSH
+.macro FRING_PUSH full
 	mov eax, 1
 	lock xadd [rip + FREE_HEAD], rax
 	and eax, MS_STUB_NFRING - 1
@@ -127,15 +128,14 @@ ms_stub_image:
 	mov edx, 1
 	xor eax, eax
 	lock cmpxchg [r11], rdx
-	jne 5f
-	rdtsc
+	je 4f
+	lock inc qword ptr [rip + FREE_DROPS]
+	jmp \full
+4:	rdtsc
 	shl rdx, 32
 	or rax, rdx
 	mov [r11 + 8], rax
 	mov [r11], rdi
-	jmp 4f
-5:	lock inc qword ptr [rip + FREE_DROPS]
-4:
 .endm
 
 /* The armed check right before a trap: [guard, trap] is what removal skips. */
@@ -221,7 +221,7 @@ ms_stub_image:
 	je 7f
 	cmp byte ptr [rip + ARMED], 0
 	je 6f
-	FRING_PUSH		/* ring mode: the old block's free is recorded now */
+	FRING_PUSH 7f		/* ring mode: the old block's free is recorded now */
 	jmp 6f
 7:	SLOT_ADDR		/* old pointer freed; is the new block sampled too? */
 	mov rax, rsi
@@ -272,7 +272,7 @@ ms_stub_image:
 	je .Lguard_\i
 	cmp byte ptr [rip + ARMED], 0
 	je .Lorig_\i
-	FRING_PUSH
+	FRING_PUSH .Lguard_\i
 	jmp .Lorig_\i
 .Lstop_\i:
 	GUARDED_TRAP \i, .Lorig_\i
@@ -306,7 +306,8 @@ ms_stub_image:
  * of the caller's stack (clamped to the thread's stack, from the thread
  * table) into a claimed ring slot, calls the real function, inserts the
  * result into the sampled-pointer table, and publishes the slot. No stop.
- * A thread memspy has not registered takes the int3 path instead.
+ * A thread memspy has not registered, or a full ring, takes the int3 path
+ * instead: the sample costs a stop but is never lost.
  */
 .Lring_alloc:
 	push rbx
@@ -352,7 +353,7 @@ ms_stub_image:
 	mov edx, 1
 	xor eax, eax
 	lock cmpxchg [rbx], rdx
-	jne .Lring_drop		/* memspy has not drained this slot yet */
+	jne .Lring_full		/* memspy has not drained this slot yet */
 	rdtsc
 	shl rdx, 32
 	or rax, rdx
@@ -432,20 +433,16 @@ ms_stub_image:
 	pop r12
 	pop rbx
 	ret
-.Lring_drop:
+.Lring_full:
+	/* Ring full: take the stop path rather than lose the sample (backpressure). */
 	lock inc qword ptr [rip + DROPS]
-	movzx eax, byte ptr [rsp]
-	shl eax, 6
-	lea r11, [rip + ORIGS]
-	add r11, rax
-	jmp 5f
 .Lring_to_stop:
 	movzx eax, byte ptr [rsp]
 	lea r11, [rip + .Lstop_table]
 	mov eax, [r11 + rax * 4]
 	lea r11, [rip + .Limg]
 	add r11, rax
-5:	add rsp, 8
+	add rsp, 8
 	pop rdx
 	pop rcx
 	pop rsi

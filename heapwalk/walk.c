@@ -15,6 +15,7 @@
 #include <string.h>
 
 #define WIN_SIZE (1u << 20)
+#define BIG_CHUNK (32u << 10)
 #define MAX_ERRORS 1000u
 #define RESYNC_SCAN (1u << 20)
 #define HIST_N 104u
@@ -129,8 +130,8 @@ static bool readable(const struct ms_maps *maps, ms_raddr_t a, uint64_t len)
  * The window: [addr, addr+len) from one read of up to WIN_SIZE bytes
  * ending at or before limit. NULL when the target cannot supply it.
  */
-static const unsigned char *win_get(struct walker *w, ms_raddr_t addr, size_t len,
-				    ms_raddr_t limit)
+static const unsigned char *win_get_n(struct walker *w, ms_raddr_t addr, size_t len,
+				      ms_raddr_t limit, size_t win)
 {
 	ssize_t n;
 	size_t want;
@@ -139,7 +140,7 @@ static const unsigned char *win_get(struct walker *w, ms_raddr_t addr, size_t le
 		return w->win + (addr - w->win_base);
 	if (limit <= addr || limit - addr < len)
 		return NULL;
-	want = (size_t)MS_MIN((uint64_t)WIN_SIZE, limit - addr);
+	want = (size_t)MS_MIN((uint64_t)MS_MAX(win, len), limit - addr);
 	w->win_len = 0; /* invalid before refilling: a short read must not leave stale data */
 	w->win_base = addr;
 	n = w->r->read(w->r->ctx, addr, w->win, want);
@@ -148,6 +149,12 @@ static const unsigned char *win_get(struct walker *w, ms_raddr_t addr, size_t le
 	w->win_len = (size_t)n;
 	w->rep->bytes_read += (uint64_t)n;
 	return w->win_len >= len ? w->win : NULL;
+}
+
+static const unsigned char *win_get(struct walker *w, ms_raddr_t addr, size_t len,
+				    ms_raddr_t limit)
+{
+	return win_get_n(w, addr, len, limit, WIN_SIZE);
 }
 
 static unsigned hist_index(uint64_t sz)
@@ -467,7 +474,13 @@ static void walk_segment(struct walker *w, const struct seg *s)
 	}
 	w->win_len = 0;
 	while (c < hi) {
-		const unsigned char *h = win_get(w, c, 16, hi);
+		/*
+		 * After a big chunk, read one page for the next header instead of a
+		 * full window: copying the contents of large chunks costs more than
+		 * the extra system call.
+		 */
+		const unsigned char *h = win_get_n(w, c, 16, hi,
+						   p.valid && p.sz >= BIG_CHUNK ? 4096 : WIN_SIZE);
 		uint64_t raw, sz;
 
 		if (!h) {

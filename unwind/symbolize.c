@@ -114,24 +114,34 @@ static const struct mod_info *mod_info(struct ms_symbolizer *s, Dwfl_Module *mod
 	return m;
 }
 
-static char *demangle(const char *name)
+static char *strndup_or_die(const char *s, size_t n)
 {
-	char *d;
+	char *d = ms_xmalloc(n + 1);
+
+	memcpy(d, s, n);
+	d[n] = '\0';
+	return d;
+}
+
+static char *demangle(const char *versioned)
+{
+	char *name, *d;
 	int status;
 
-	if (!name)
+	if (!versioned)
 		return NULL;
+	/* ELF symbol versions ("pthread_create@GLIBC_2.2.5", "memcpy@@GLIBC_2.14")
+	 * name the same function as the plain name; keep flame graphs readable. */
+	name = strndup_or_die(versioned, strcspn(versioned, "@"));
 	if (name[0] == '_' && name[1] == 'Z') {
 		d = __cxa_demangle(name, NULL, NULL, &status);
 		if (d && status == 0) {
-			char *r = ms_xstrdup(d); /* keep one allocator for our strings */
-
-			free(d);
-			return r;
+			free(name);
+			name = ms_xstrdup(d); /* keep one allocator for our strings */
 		}
 		free(d);
 	}
-	return ms_xstrdup(name);
+	return name;
 }
 
 /*

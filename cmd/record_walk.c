@@ -947,6 +947,7 @@ static int write_profile(struct ms_profile *prof, const struct walk_opts *o, enu
 	    .title = cli_command_line(),
 	    .subtitle = subtitle,
 	    .value = MS_VALUE_COUNT,
+	    .count_name = "sample", /* thread stacks caught in a stop, not allocations */
 	    .lines = o->lines,
 	    .duration_ns = wall_ns,
 	};

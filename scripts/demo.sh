@@ -19,9 +19,11 @@ read -r ready <"$fifo"   # "memspy-demo: pid N ready": no sleep, a handshake
 echo "$ready"
 
 ./build/cmd/memspy record --pid "$demo" --duration 5s -o "$out/flame.svg"
+./build/cmd/memspy record --pid "$demo" --duration 5s --live -o "$out/leaks.svg"
 ./build/cmd/memspy dump --pid "$demo" --json -o "$out/heap.json"
 ./build/cmd/memspy dump --pid "$demo"
 
 echo
-echo "flame graph: $PWD/$out/flame.svg   (open it in a browser: click to zoom, Ctrl-F to search)"
+echo "flame graph: $PWD/$out/flame.svg   (bytes allocated; open it in a browser: click to zoom, Ctrl-F to search)"
+echo "leak view:   $PWD/$out/leaks.svg   (bytes allocated during the recording and still live at its end)"
 echo "heap dump:   $PWD/$out/heap.json"

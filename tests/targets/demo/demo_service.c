@@ -2,8 +2,9 @@
 /*
  * memspy-demo: a small "service" for the README's demo command. Worker
  * threads handle fake requests: parse a request (short strings), build a
- * response (a buffer grown with realloc), and keep 1 in 100 responses in a
- * cache that is never trimmed: a slow leak, as in a real incident.
+ * response (a buffer grown with realloc), compress it through a scratch
+ * buffer, log a line, and keep 1 in 100 responses in a cache that is never
+ * trimmed: a slow leak, as in a real incident.
  *
  *   memspy-demo [seconds]     runs for that long (default 600), prints its pid
  */
@@ -80,6 +81,30 @@ NOINLINE static void cache_response(char *body, size_t len)
 	pthread_mutex_unlock(&cache_lock);
 }
 
+/* A scratch buffer per response, as a compressor would use. */
+NOINLINE static unsigned long compress_body(const char *body, size_t len)
+{
+	size_t cap = 4096 + len / 2;
+	unsigned char *scratch = malloc(cap);
+	unsigned long h = 0;
+
+	for (size_t i = 0; i < len; i += 64) {
+		scratch[i % cap] = (unsigned char)body[i];
+		h = h * 31 + scratch[i % cap];
+	}
+	free(scratch);
+	return h;
+}
+
+NOINLINE static void log_request(unsigned seed, size_t len)
+{
+	char *line = malloc(160);
+
+	snprintf(line, 160, "GET /item/%u 200 %zu bytes", seed, len);
+	sink += (unsigned long)line[4];
+	free(line);
+}
+
 NOINLINE static void handle_request(unsigned seed)
 {
 	int nh;
@@ -88,6 +113,8 @@ NOINLINE static void handle_request(unsigned seed)
 	char *body = render_body(seed, &len);
 
 	sink += (unsigned long)body[len / 2] + (unsigned long)hs[0][0];
+	sink += compress_body(body, len);
+	log_request(seed, len);
 	for (int i = 0; i < nh; i++)
 		free(hs[i]);
 	free(hs);

@@ -222,3 +222,47 @@ size_t ms_decode_sweep(const uint8_t *text, size_t len, ms_raddr_t addr, struct 
 	}
 	return hits;
 }
+
+int ms_decode_flow(const uint8_t *bytes, size_t avail, ms_raddr_t ip, size_t *len,
+		   enum ms_flow *flow, ms_raddr_t *target)
+{
+	ZydisDecodedInstruction in;
+	ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
+	ZyanU64 t;
+
+	*flow = MS_FLOW_NONE;
+	*target = 0;
+	if (!ZYAN_SUCCESS(ZydisDecoderDecodeFull(decoder(), bytes, avail, &in, ops)))
+		return -MS_E_UNSUPPORTED;
+	*len = in.length;
+	switch (in.meta.category) {
+	case ZYDIS_CATEGORY_CALL:
+	case ZYDIS_CATEGORY_UNCOND_BR:
+	case ZYDIS_CATEGORY_COND_BR: {
+		bool call = in.meta.category == ZYDIS_CATEGORY_CALL;
+		bool cond = in.meta.category == ZYDIS_CATEGORY_COND_BR;
+
+		if (ops[0].type == ZYDIS_OPERAND_TYPE_IMMEDIATE &&
+		    ZYAN_SUCCESS(ZydisCalcAbsoluteAddress(&in, &ops[0], ip, &t))) {
+			*target = t;
+			*flow = call ? MS_FLOW_CALL : cond ? MS_FLOW_JCC : MS_FLOW_JMP;
+		} else if (!call && !cond && ops[0].type == ZYDIS_OPERAND_TYPE_MEMORY &&
+			   ops[0].mem.base == ZYDIS_REGISTER_RIP &&
+			   ops[0].mem.index == ZYDIS_REGISTER_NONE) {
+			*target = ip + in.length + (uint64_t)ops[0].mem.disp.value;
+			*flow = MS_FLOW_JMP_MEM;
+		} else {
+			*flow = cond ? MS_FLOW_JCC : MS_FLOW_END;
+		}
+		break;
+	}
+	case ZYDIS_CATEGORY_RET:
+		*flow = MS_FLOW_END;
+		break;
+	default:
+		if (in.mnemonic == ZYDIS_MNEMONIC_INT3 || in.mnemonic == ZYDIS_MNEMONIC_UD2 ||
+		    in.mnemonic == ZYDIS_MNEMONIC_HLT)
+			*flow = MS_FLOW_END;
+	}
+	return 0;
+}

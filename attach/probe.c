@@ -10,6 +10,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <gelf.h>
+#include <libelf.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -405,9 +407,7 @@ static bool is_loader(const struct ms_module *m)
 
 /*
  * libc, the executable, and any other module (a preloaded allocator) that
- * defines malloc itself. libstdc++'s operator new/delete are not probed:
- * in GCC's libstdc++ they call malloc/free through the PLT, so the libc
- * probes already see them (with operator new on the stack).
+ * defines malloc itself. C++ operators: see plan_cxx.
  */
 static void plan_sites(struct ms_probes *pr, const struct ms_modules *mods)
 {
@@ -432,6 +432,220 @@ static void plan_sites(struct ms_probes *pr, const struct ms_modules *mods)
 		if (pr->ns == before)
 			ms_warn("probe: --probe %s: no module of process %d defines it",
 				pr->opts.custom_symbols[c], (int)pr->pid);
+	}
+}
+
+/*
+ * C++ operators. In GCC's libstdc++ each operator new/delete calls malloc,
+ * aligned_alloc or free (or another operator) through the PLT within a few
+ * instructions: the libc probes see those allocations already, with the
+ * operator on the stack, and probing the operator too would count them
+ * twice. So an operator is probed only when its first instructions do not
+ * reach a probed entry: directly, through a PLT slot the dynamic linker has
+ * filled, or through another operator (depth-limited).
+ */
+static const struct {
+	const char *sym;
+	enum ms_alloc_fn fn;
+	bool probe_ok; /* its arguments survive the stub (3-argument deletes pass rdx) */
+} cxx_points[] = {
+	{"_Znwm", MS_FN_OPERATOR_NEW, true},
+	{"_Znam", MS_FN_OPERATOR_NEW, true},
+	{"_ZnwmRKSt9nothrow_t", MS_FN_OPERATOR_NEW, true},
+	{"_ZnamRKSt9nothrow_t", MS_FN_OPERATOR_NEW, true},
+	{"_ZnwmSt11align_val_t", MS_FN_OPERATOR_NEW, true},
+	{"_ZnamSt11align_val_t", MS_FN_OPERATOR_NEW, true},
+	{"_ZnwmSt11align_val_tRKSt9nothrow_t", MS_FN_OPERATOR_NEW, true},
+	{"_ZnamSt11align_val_tRKSt9nothrow_t", MS_FN_OPERATOR_NEW, true},
+	{"_ZdlPv", MS_FN_OPERATOR_DELETE, true},
+	{"_ZdaPv", MS_FN_OPERATOR_DELETE, true},
+	{"_ZdlPvm", MS_FN_OPERATOR_DELETE, true},
+	{"_ZdaPvm", MS_FN_OPERATOR_DELETE, true},
+	{"_ZdlPvRKSt9nothrow_t", MS_FN_OPERATOR_DELETE, true},
+	{"_ZdaPvRKSt9nothrow_t", MS_FN_OPERATOR_DELETE, true},
+	{"_ZdlPvSt11align_val_t", MS_FN_OPERATOR_DELETE, true},
+	{"_ZdaPvSt11align_val_t", MS_FN_OPERATOR_DELETE, true},
+	{"_ZdlPvmSt11align_val_t", MS_FN_OPERATOR_DELETE, false},
+	{"_ZdaPvmSt11align_val_t", MS_FN_OPERATOR_DELETE, false},
+};
+
+static bool is_site_entry(const struct ms_probes *pr, ms_raddr_t a)
+{
+	return a && have_entry(pr, a);
+}
+
+/*
+ * The symbol a PLT/GOT slot at runtime address slot of module m is bound to,
+ * from the module file's JUMP_SLOT/GLOB_DAT relocations: the slot's value
+ * is no help while lazy binding has not resolved it yet. false if none.
+ */
+static bool slot_symbol(const struct ms_module *m, ms_raddr_t slot, char *buf, size_t size)
+{
+	int fd = open(m->open_path ? m->open_path : m->path, O_RDONLY | O_CLOEXEC);
+	Elf *e;
+	Elf_Scn *scn = NULL;
+	bool found = false;
+
+	if (fd < 0)
+		return false;
+	elf_version(EV_CURRENT);
+	e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	while (e && !found && (scn = elf_nextscn(e, scn))) {
+		GElf_Shdr sh;
+		Elf_Data *d;
+		Elf_Scn *symscn;
+		GElf_Shdr symsh;
+
+		if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_RELA || !sh.sh_entsize)
+			continue;
+		symscn = elf_getscn(e, sh.sh_link);
+		d = elf_getdata(scn, NULL);
+		if (!symscn || !d || !gelf_getshdr(symscn, &symsh))
+			continue;
+		for (size_t i = 0; i < sh.sh_size / sh.sh_entsize; i++) {
+			GElf_Rela r;
+			GElf_Sym sym;
+			const char *name;
+			unsigned type;
+
+			if (!gelf_getrela(d, (int)i, &r))
+				break;
+			type = (unsigned)GELF_R_TYPE(r.r_info);
+			if ((type != R_X86_64_JUMP_SLOT && type != R_X86_64_GLOB_DAT) ||
+			    r.r_offset + m->bias != slot)
+				continue;
+			if (gelf_getsym(elf_getdata(symscn, NULL), (int)GELF_R_SYM(r.r_info), &sym) &&
+			    (name = elf_strptr(e, symsh.sh_link, sym.st_name))) {
+				snprintf(buf, size, "%s", name);
+				found = true;
+			}
+			break;
+		}
+	}
+	if (e)
+		elf_end(e);
+	close(fd);
+	return found;
+}
+
+static bool reaches_probe(const struct ms_probes *pr, const struct ms_modules *mods, ms_raddr_t a,
+			  int depth);
+
+/*
+ * Follows a GOT slot: covered when its value is a probed entry, or when the
+ * symbol it is bound to is a probed allocator's name or an operator that is.
+ */
+static bool slot_reaches(const struct ms_probes *pr, const struct ms_modules *mods,
+			 ms_raddr_t slot, int depth)
+{
+	const struct ms_module *m = ms_modules_find(mods, slot);
+	ms_raddr_t v = 0;
+	char name[128];
+
+	if (ms_mem_read_pid(pr->pid, slot, &v, sizeof(v)) == sizeof(v) &&
+	    (is_site_entry(pr, v) || (m && v >= m->start && v < m->end ? false
+				      : reaches_probe(pr, mods, v, depth + 1))))
+		return true;
+	if (!m || !slot_symbol(m, slot, name, sizeof(name)))
+		return false;
+	for (size_t i = 0; i < pr->ns; i++)
+		if (!strcmp(pr->s[i].sym, name))
+			return true; /* binds to a probed allocator once resolved */
+	for (size_t mi = 0; mi < mods->n; mi++) {
+		ms_raddr_t a;
+		uint64_t sz;
+
+		if (!ms_module_symbol(&mods->v[mi], name, &a, &sz))
+			return is_site_entry(pr, a) || reaches_probe(pr, mods, a, depth + 1);
+	}
+	return false;
+}
+
+/* The GOT slot a PLT stub at t jumps through, or 0. */
+static ms_raddr_t plt_slot(const struct ms_probes *pr, ms_raddr_t t)
+{
+	uint8_t code[32];
+	size_t off = 0;
+
+	if (ms_mem_read_pid(pr->pid, t, code, sizeof(code)) != (ssize_t)sizeof(code))
+		return 0;
+	for (int n = 0; n < 2; n++) {
+		size_t len;
+		enum ms_flow f;
+		ms_raddr_t slot;
+
+		if (ms_decode_flow(code + off, sizeof(code) - off, t + off, &len, &f, &slot))
+			return 0;
+		if (f == MS_FLOW_JMP_MEM)
+			return slot;
+		if (f != MS_FLOW_NONE)
+			return 0;
+		off += len; /* endbr64 */
+	}
+	return 0;
+}
+
+static bool reaches_probe(const struct ms_probes *pr, const struct ms_modules *mods, ms_raddr_t a,
+			  int depth)
+{
+	uint8_t code[160];
+	size_t off = 0;
+
+	if (!a || depth > 3 ||
+	    ms_mem_read_pid(pr->pid, a, code, sizeof(code)) != (ssize_t)sizeof(code))
+		return false;
+	for (int n = 0; n < 24 && off + 16 <= sizeof(code); n++) {
+		size_t len;
+		enum ms_flow f;
+		ms_raddr_t t, slot;
+
+		if (ms_decode_flow(code + off, sizeof(code) - off, a + off, &len, &f, &t))
+			return false;
+		if (f == MS_FLOW_JMP_MEM)
+			return slot_reaches(pr, mods, t, depth);
+		if (f == MS_FLOW_CALL || f == MS_FLOW_JMP || f == MS_FLOW_JCC) {
+			if (is_site_entry(pr, t))
+				return true;
+			slot = plt_slot(pr, t);
+			if (slot && slot_reaches(pr, mods, slot, depth))
+				return true;
+			if (!slot && f != MS_FLOW_JCC && reaches_probe(pr, mods, t, depth + 1))
+				return true;
+		}
+		if (f == MS_FLOW_JMP || f == MS_FLOW_END)
+			return false;
+		off += len;
+	}
+	return false;
+}
+
+static void plan_cxx(struct ms_probes *pr, const struct ms_modules *mods)
+{
+	for (size_t mi = 0; mi < mods->n; mi++) {
+		const struct ms_module *m = &mods->v[mi];
+
+		if (is_loader(m))
+			continue;
+		for (size_t k = 0; k < MS_ARRAY_SIZE(cxx_points); k++) {
+			ms_raddr_t a;
+			uint64_t sz;
+
+			if (ms_module_symbol(m, cxx_points[k].sym, &a, &sz) || a < m->start ||
+			    a >= m->end || have_entry(pr, a))
+				continue;
+			if (reaches_probe(pr, mods, a, 0)) {
+				ms_debug("probe: %s@%s calls a probed allocator entry: covered by it",
+					 cxx_points[k].sym, base_name(m->path));
+				continue;
+			}
+			if (!cxx_points[k].probe_ok) {
+				ms_warn("probe: not probing %s@%s: it does not call a probed allocator, "
+					"and its third argument would not survive the stub",
+					cxx_points[k].sym, base_name(m->path));
+				continue;
+			}
+			add_site(pr, mods, mi, cxx_points[k].sym, cxx_points[k].fn);
+		}
 	}
 }
 
@@ -1312,6 +1526,7 @@ int ms_probes_install(struct ms_proc *p, const struct ms_modules *mods,
 
 	/* Everything that needs no stop comes first: the plan and the text sweep. */
 	plan_sites(pr, mods);
+	plan_cxx(pr, mods);
 	check_sites(pr);
 	sweep_sites(pr, mods, ms_proc_maps(p));
 	if (!pr->ns) {

@@ -130,6 +130,23 @@ struct ms_range {
 size_t ms_decode_sweep(const uint8_t *text, size_t len, ms_raddr_t addr, struct ms_range *ranges,
 		       size_t n);
 
+/* Control flow of one instruction, for following a function's first few. */
+enum ms_flow {
+	MS_FLOW_NONE,    /* falls through */
+	MS_FLOW_CALL,    /* call rel32: *target */
+	MS_FLOW_JMP,     /* jmp rel: *target */
+	MS_FLOW_JCC,     /* conditional branch: *target, falls through too */
+	MS_FLOW_JMP_MEM, /* jmp *[rip+disp] (a PLT stub): *target = the slot's address */
+	MS_FLOW_END,     /* ret, an indirect branch or call, int3, ud2, hlt */
+};
+
+/*
+ * Decodes the instruction at ip (bytes: a copy, avail bytes): its length
+ * and its control flow. 0, or -MS_E_UNSUPPORTED if it does not decode.
+ */
+int ms_decode_flow(const uint8_t *bytes, size_t avail, ms_raddr_t ip, size_t *len,
+		   enum ms_flow *flow, ms_raddr_t *target);
+
 /* Length of the instruction at bytes, or 0 if it does not decode. */
 size_t ms_decode_length(const uint8_t *bytes, size_t avail);
 

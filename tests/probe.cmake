@@ -33,3 +33,6 @@ ms_add_test(NAME probe_ring_fork TIMEOUT 120
             COMMAND probe_driver count 65536 $<TARGET_FILE:probe_alloc> 3000 fork LABELS e2e)
 ms_add_test(NAME probe_ring_late_threads TIMEOUT 120
             COMMAND probe_driver count 524288 $<TARGET_FILE:probe_alloc> 40000 late LABELS e2e)
+# C++ operator new/delete: each seen exactly once (no double count through malloc).
+ms_add_test(NAME probe_cxx_operators TIMEOUT 120
+            COMMAND probe_driver cxx $<TARGET_FILE:probe_cxx> 200 LABELS e2e)

@@ -9,6 +9,7 @@
  *   killtest TARGET ITERS ROUNDS    SIGKILL a probing driver mid-run, ROUNDS times:
  *                                   the target must finish with the reference checksum
  *   midremove TARGET ITERS ROUNDS   remove the probes and detach mid-run, ROUNDS times
+ *   cxx TARGET ITERS                C++ new/delete each seen exactly once (exact mode)
  *   refuse TARGET                   a target blocking SIGTRAP: install refuses, target unharmed
  *   hold PID MEAN                   (for killtest) probe PID until killed
  * Exit 0 pass, 1 fail, 77 when ptrace is not permitted here.
@@ -690,6 +691,81 @@ static int run_refuse(char *target)
 	return fails ? 1 : 0;
 }
 
+/*
+ * C++ target in exact mode: every operator new and delete must be seen
+ * exactly once (through libc's malloc/aligned_alloc/free probes, or the
+ * operator's own probe when it does not call them), never twice.
+ */
+static int run_cxx(char *target, char *iters)
+{
+	char *argv[] = {target, iters, NULL};
+	struct target t;
+	struct ms_proc *p = NULL;
+	struct ms_probes *pr = NULL;
+	struct ms_error err = {0};
+	struct counts c;
+	uint64_t allocs = 0, frees = 0;
+	const char **names;
+	size_t nn;
+	int rc, fails = 0;
+
+	memset(&c, 0, sizeof(c));
+	spawn(&t, argv);
+	if (!pump(&t, "ready", 10000))
+		die("target not ready");
+	/* The allocator's caller is libstdc++'s operator here, not the executable. */
+	rc = attach_and_install(t.pid, 0, &p, &pr, &c);
+	if (rc) {
+		ms_proc_free(p);
+		kill_target(&t);
+		return rc;
+	}
+	nn = ms_probes_sites(pr, &names);
+	printf("installed:");
+	for (size_t i = 0; i < nn; i++)
+		printf(" %s", names[i]);
+	printf("\n");
+	say(&t, "go\n");
+	while (!pump(&t, "done", 0)) {
+		struct ms_event ev;
+
+		if (ms_proc_wait(p, 2, &ev) || ev.kind == MS_EV_EXITED)
+			die("target exited while probed");
+		if (ev.kind == MS_EV_TRAP || ev.kind == MS_EV_FORK)
+			if (!ms_probes_handle_event(pr, &ev, on_event, &c))
+				ms_proc_cont_thread(p, ev.tid);
+	}
+	if (ms_probes_remove(pr, on_event, &c, &err)) {
+		fprintf(stderr, "FAIL: remove: %s\n", err.msg);
+		fails++;
+	}
+	ms_proc_detach(p);
+	for (int f = 0; f < MS_FN_COUNT; f++) {
+		allocs += c.alloc[f];
+		frees += c.freed[f];
+	}
+	printf("target said: %s", t.text);
+	printf("events: allocations=%llu (operator new probe: %llu) frees=%llu (operator delete "
+	       "probe: %llu) unmatched frees=%llu live=%zu\n",
+	       (unsigned long long)allocs, (unsigned long long)c.alloc[MS_FN_OPERATOR_NEW],
+	       (unsigned long long)frees, (unsigned long long)c.freed[MS_FN_OPERATOR_DELETE],
+	       (unsigned long long)c.unmatched_free, c.nlive);
+	if (allocs != field(t.text, "news=") || frees != field(t.text, "deletes=") ||
+	    c.unmatched_free || c.nlive) {
+		fprintf(stderr, "FAIL: events differ from the target's counts\n");
+		fails++;
+	}
+	if (finish_target(&t) != 0) {
+		fprintf(stderr, "FAIL: target exit status\n");
+		fails++;
+	}
+	ms_probes_free(pr);
+	ms_proc_free(p);
+	free(c.live);
+	printf("%s\n", fails ? "FAILED" : "PASSED");
+	return fails ? 1 : 0;
+}
+
 /* The same run with nobody attached: the time from "go" to "done" (for comparisons). */
 static int run_base(char *target, char *iters)
 {
@@ -721,6 +797,8 @@ int main(int argc, char **argv)
 	}
 	if (argc >= 5 && !strcmp(argv[1], "killtest"))
 		return run_killtest(argv[0], argv[2], argv[3], atoi(argv[4]));
+	if (argc >= 4 && !strcmp(argv[1], "cxx"))
+		return run_cxx(argv[2], argv[3]);
 	if (argc >= 4 && !strcmp(argv[1], "base"))
 		return run_base(argv[2], argv[3]);
 	if (argc >= 3 && !strcmp(argv[1], "refuse"))

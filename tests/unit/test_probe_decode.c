@@ -198,8 +198,33 @@ static void test_sweep(void)
 	      (unsigned long long)rg[1].hit_from);
 }
 
+static void test_flow(void)
+{
+	/* A PLT stub: endbr64; bnd jmp *0x1234(%rip). */
+	static const uint8_t plt[] = {0xf3, 0x0f, 0x1e, 0xfa, 0xf2, 0xff, 0x25, 0x34, 0x12,
+				      0x00, 0x00, 0x0f, 0x1f, 0x44, 0x00, 0x00};
+	/* operator new(size_t) in GCC 12's libstdc++: ...; call malloc@plt. */
+	static const uint8_t call[] = {0xe8, 0x64, 0x08, 0xff, 0xff, 0x90, 0x90, 0x90};
+	static const uint8_t ret[] = {0xc3, 0x90};
+	size_t len;
+	enum ms_flow f;
+	ms_raddr_t t;
+
+	CHECK(ms_decode_flow(plt, sizeof(plt), 0x1000, &len, &f, &t) == 0 && len == 4 &&
+		  f == MS_FLOW_NONE,
+	      "endbr64: len %zu flow %d", len, (int)f);
+	CHECK(ms_decode_flow(plt + 4, sizeof(plt) - 4, 0x1004, &len, &f, &t) == 0 && len == 7 &&
+		  f == MS_FLOW_JMP_MEM && t == 0x1004 + 7 + 0x1234,
+	      "plt jmp: len %zu flow %d slot %#llx", len, (int)f, (unsigned long long)t);
+	CHECK(ms_decode_flow(call, sizeof(call), 0xa9587, &len, &f, &t) == 0 && f == MS_FLOW_CALL &&
+		  t == 0x99df0,
+	      "call: flow %d target %#llx", (int)f, (unsigned long long)t);
+	CHECK(ms_decode_flow(ret, sizeof(ret), 0, &len, &f, &t) == 0 && f == MS_FLOW_END, "ret");
+}
+
 int main(void)
 {
+	test_flow();
 	test_verbatim();
 	test_jcc_rel32();
 	test_jcc_rel8_widened();

@@ -1,0 +1,417 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# Allocator coverage of `memspy record`: every entry point the issue names
+# (C++ operator new/delete, the memalign family, a preloaded jemalloc or
+# tcmalloc, an executable's own malloc, glibc's nested entries, edge cases),
+# recorded from the memspy-cov-* targets, which announce what memspy must find.
+import argparse
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+SKIP = 77
+LIBDIR = "/usr/lib/x86_64-linux-gnu"
+
+
+class Fail(Exception):
+    pass
+
+
+class Skip(Exception):
+    pass
+
+
+class LineReader:
+    """Reads a pipe's lines in a thread so every wait has a deadline."""
+
+    def __init__(self, pipe, name):
+        self.q = queue.Queue()
+        self.lines = []
+        self.name = name
+        self.t = threading.Thread(target=self._run, args=(pipe,), daemon=True)
+        self.t.start()
+
+    def _run(self, pipe):
+        for line in pipe:
+            line = line.rstrip("\n")
+            self.lines.append(line)
+            print(f"[{self.name}] {line}", flush=True)
+            self.q.put(line)
+        self.q.put(None)
+
+    def next(self, timeout, what):
+        end = time.monotonic() + timeout
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise Fail(f"timed out after {timeout} s waiting for {what}")
+            try:
+                line = self.q.get(timeout=left)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise Fail(f"{self.name} closed its output before {what}")
+            return line
+
+
+def kill(p):
+    if p and p.poll() is None:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except OSError:
+            p.kill()
+        p.wait()
+
+
+class Run:
+    """One recording: the target's announcements, memspy's stderr, the folded output."""
+
+    def __init__(self, expect, err, folded):
+        self.expect, self.err, self.folded = expect, err, folded
+
+    def lines(self, kind):
+        """{stack: (bytes, count)} of the target's 'KIND BYTES COUNT STACK' lines."""
+        out = {}
+        for line in self.expect:
+            parts = line.split(" ", 3)
+            if parts[0] == kind:
+                out[parts[3]] = (parts[1], int(parts[2]))
+        return out
+
+
+def record(args, target, mode, iters, opts, out, env=None):
+    tgt = memspy = None
+    try:
+        tgt = subprocess.Popen([target, mode, str(iters)], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True, bufsize=1,
+                               env=env, start_new_session=True)
+        tout = LineReader(tgt.stdout, "target")
+        line = tout.next(30, "the target's 'ready'")
+        if not line.startswith("ready "):
+            raise Fail(f"target: {line}")
+        pid = int(line.split()[1])
+        cmd = [args.memspy, "record", "--pid", str(pid), "-o", out] + opts
+        print("$ " + " ".join(cmd), flush=True)
+        memspy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  text=True, start_new_session=True)
+        merr = LineReader(memspy.stderr, "memspy")
+        while True:
+            try:
+                line = merr.next(60, "memspy's 'recording' line")
+            except Fail:
+                memspy.wait(timeout=30)
+                text = "\n".join(merr.lines)
+                if memspy.returncode == 2 and ("not permitted" in text or
+                                               "ptrace_scope" in text):
+                    raise Skip("ptrace is not permitted here")
+                raise
+            if line.startswith("memspy: recording pid"):
+                break
+        # The probes are in: the counted allocations start now.
+        tgt.stdin.write("go\n")
+        tgt.stdin.flush()
+        expect = []
+        while True:
+            line = tout.next(240, "the target's 'done'")
+            if line.startswith("expect"):
+                expect.append(line)
+            elif line == "done":
+                break
+        memspy.send_signal(signal.SIGINT)
+        try:
+            rc = memspy.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            raise Fail("memspy did not exit within 120 s of SIGINT")
+        merr.t.join(5)
+        if tgt.poll() is not None:
+            raise Fail(f"the target died during the recording: status {tgt.returncode}")
+        tgt.stdin.write("check\n")
+        tgt.stdin.flush()
+        line = tout.next(60, "the target's self-check")
+        if line != "selfcheck ok":
+            raise Fail(f"target: {line}")
+        if tgt.wait(timeout=30) != 0:
+            raise Fail(f"target exited {tgt.returncode}")
+        if rc != 0:
+            raise Fail(f"memspy exited {rc}, expected 0")
+        return Run(expect, merr.lines, parse_folded(out))
+    finally:
+        kill(memspy)
+        kill(tgt)
+
+
+def parse_folded(path):
+    """[(frames, value)]; every line must be 'a;b;c VALUE'. Empty is allowed."""
+    out = []
+    if not os.path.exists(path):
+        raise Fail(f"no output file at {path}")
+    with open(path) as f:
+        for no, line in enumerate(f, 1):
+            line = line.rstrip("\n")
+            if not line:
+                continue
+            stack, _, val = line.rpartition(" ")
+            if not stack or not val.isdigit():
+                raise Fail(f"{path}:{no}: not a folded line: {line!r}")
+            out.append((stack.split(";"), int(val)))
+    return out
+
+
+def find(frames, seq):
+    """Index just past the first contiguous occurrence of seq in frames, or -1."""
+    n = len(seq)
+    for i in range(len(frames) - n + 1):
+        if frames[i:i + n] == seq:
+            return i + n
+    return -1
+
+
+def matching(folded, stack):
+    seq = stack.split(";")
+    return [x for x in folded if find(x[0], seq) >= 0]  # the same objects: compare() uses id()
+
+
+def short(fr):
+    return ";".join(fr[-5:])
+
+
+def compare(run, view, kind="expect-folded", judged_elsewhere=()):
+    """
+    Every announced stack must hold exactly the target's bytes (view 'bytes') or
+    calls ('count'), and nothing else may be in the profile (but the stacks in
+    judged_elsewhere). Returns the mismatches (empty = pass); prints every figure.
+    """
+    exp = run.lines(kind)
+    bad = []
+    matched = set()
+    for stack in judged_elsewhere:
+        matched.update(id(x) for x in matching(run.folded, stack))
+    for stack, (b, c) in exp.items():
+        want = c if view == "count" else int(b)
+        lines = matching(run.folded, stack)
+        got = sum(v for _, v in lines)
+        matched.update(id(x) for x in lines)
+        verdict = "ok" if got == want else "MISMATCH"
+        print(f"  {view:5} {stack}: memspy {got}, target {want}  {verdict}", flush=True)
+        if got != want:
+            bad.append(f"{stack}: memspy {got} {view}, the target made {want}")
+    extra = [x for x in run.folded if id(x) not in matched and x[1]]
+    if extra:
+        bad.append(f"{sum(v for _, v in extra)} {view} on stacks the target did not "
+                   f"announce: {[(short(fr), v) for fr, v in extra[:6]]}")
+        print(f"  {view:5} unannounced: {[(short(fr), v) for fr, v in extra[:6]]}",
+              flush=True)
+    return bad
+
+
+def exact_both(args, wd, target, mode, iters, env=None):
+    """--exact in bytes and in counts; returns (bytes run, count run, mismatches)."""
+    bad = []
+    runs = []
+    for view in ("bytes", "count"):
+        out = os.path.join(wd, f"{mode}-{view}.folded")
+        opts = ["--exact"] + (["--count"] if view == "count" else [])
+        r = record(args, target, mode, iters, opts, out, env)
+        bad += compare(r, view, judged_elsewhere=r.lines("expect-failed"))
+        runs.append(r)
+    return runs[0], runs[1], bad
+
+
+def check_live(args, wd, target, mode, iters, env=None):
+    """--exact --live: only the keeping site may hold live bytes, exactly what it kept."""
+    out = os.path.join(wd, f"{mode}-live.folded")
+    r = record(args, target, mode, iters, ["--exact", "--live"], out, env)
+    return compare(r, "bytes", kind="expect-live")
+
+
+def need_lib(name):
+    path = os.path.join(LIBDIR, name)
+    if not os.path.exists(path):
+        raise Skip(f"{path} is not installed (scripts/install-deps.sh installs it)")
+    return path
+
+
+def preload_env(lib):
+    env = dict(os.environ)
+    env["LD_PRELOAD"] = need_lib(lib)
+    return env
+
+
+def need_site(run, name):
+    if not any(name in l for l in run.err):
+        return [f"memspy's summary does not list {name} among the probed entry points"]
+    return []
+
+
+def finish(bad):
+    if bad:
+        raise Fail("\n  " + "\n  ".join(bad))
+
+
+# ------------------------------ scenarios ------------------------------
+
+
+def scen_cxx_exact(args, wd):
+    rb, rc, bad = exact_both(args, wd, args.cov_cxx, "cxx", args.iters or 100)
+    # Demangled names: the site frames matched above are namespace::function(args);
+    # below each site, libstdc++'s operator new must be named as such too.
+    for stack in rc.lines("expect-folded"):
+        for fr, _ in matching(rc.folded, stack):
+            below = fr[find(fr, stack.split(";")):]
+            if not any(f.startswith("operator new") for f in below):
+                bad.append(f"{stack}: no demangled 'operator new...' frame below the site: "
+                           f"{short(fr)}")
+                break
+    finish(bad)
+
+
+def scen_cxx_live(args, wd):
+    finish(check_live(args, wd, args.cov_cxx, "cxx", args.iters or 100))
+
+
+def scen_cxx_sampled(args, wd):
+    out = os.path.join(wd, "cxx-sampled.folded")
+    r = record(args, args.cov_cxx, "cxx", args.iters or 1500, ["--sample-bytes", "16k"], out)
+    exp = r.lines("expect-folded")
+    got = {s: sum(v for _, v in matching(r.folded, s)) for s in exp}
+    total = sum(v for _, v in r.folded)
+    gsum, esum = sum(got.values()), sum(int(b) for b, _ in exp.values())
+    bad = []
+    if gsum < 0.95 * total:
+        bad.append(f"only {gsum} of {total} bytes are on the target's stacks")
+    for s, (b, _) in exp.items():
+        sm, st = 100.0 * got[s] / max(gsum, 1), 100.0 * int(b) / esum
+        print(f"  share {s}: memspy {sm:.2f}%, target {st:.2f}%", flush=True)
+        if abs(sm - st) > 2.0:
+            bad.append(f"{s}: share {sm:.2f}% vs the target's {st:.2f}% (more than 2 points)")
+    ratio = gsum / esum
+    print(f"  estimated total {gsum} B vs actual {esum} B (ratio {ratio:.3f})", flush=True)
+    if not 0.8 < ratio < 1.25:
+        bad.append(f"estimated total bytes off by more than 20%: ratio {ratio:.3f}")
+    finish(bad)
+
+
+def scen_memalign_exact(args, wd):
+    rb, rc, bad = exact_both(args, wd, args.cov_c, "memalign", args.iters or 100)
+    finish(bad)
+
+
+def scen_memalign_live(args, wd):
+    finish(check_live(args, wd, args.cov_c, "memalign", args.iters or 100))
+
+
+def scen_nested(args, wd):
+    # realloc(NULL, n) and aligned calls with alignment <= 16 are served by
+    # glibc calling its own malloc entry: still one allocation each.
+    rb, rc, bad = exact_both(args, wd, args.cov_c, "nested", args.iters or 50)
+    finish(bad)
+
+
+def scen_edge(args, wd):
+    rb, rc, bad = exact_both(args, wd, args.cov_c, "edge", args.iters or 20)
+    # Failed calls: one call each in the count view; in the bytes view nothing was
+    # allocated, so nothing may be charged to them (a wrapped or huge request would
+    # swamp the flame graph).
+    for stack, (req, n) in rc.lines("expect-failed").items():
+        gc = sum(v for _, v in matching(rc.folded, stack))
+        gb = sum(v for _, v in matching(rb.folded, stack))
+        print(f"  failed {stack} (asked {req}): memspy {gc} calls / {gb} B, target {n} calls "
+              f"/ 0 B", flush=True)
+        if gc != n:
+            bad.append(f"{stack}: memspy counted {gc} failed calls, the target made {n}")
+        if gb != 0:
+            bad.append(f"{stack}: memspy charges {gb} bytes to calls that returned NULL "
+                       f"(asked {req} each)")
+    finish(bad)
+
+
+def preload(args, wd, lib, site_name, ma_mode):
+    env = preload_env(lib)
+    bad = []
+    rb, rc, b = exact_both(args, wd, args.cov_c, "basic", args.iters or 100, env)
+    bad += b + need_site(rc, f"malloc@{site_name}")
+    bad += check_live(args, wd, args.cov_c, "basic", args.iters or 100, env)
+    rb, rc, b = exact_both(args, wd, args.cov_c, ma_mode, args.iters or 100, env)
+    bad += b
+    finish(bad)
+
+
+def scen_jemalloc(args, wd):
+    # jemalloc 5.3 has no pvalloc: a pvalloc'd block would be glibc's.
+    preload(args, wd, "libjemalloc.so.2", "libjemalloc.so.2", "memalign-nopv")
+
+
+def scen_tcmalloc(args, wd):
+    preload(args, wd, "libtcmalloc_minimal.so.4", "libtcmalloc_minimal.so.4", "memalign")
+
+
+def preload_cxx(args, wd, lib):
+    # The preloaded library defines operator new/delete itself (they never reach
+    # its malloc): memspy must probe them to see the C++ allocations.
+    rb, rc, bad = exact_both(args, wd, args.cov_cxx, "cxx", args.iters or 50,
+                             preload_env(lib))
+    finish(bad)
+
+
+def scen_jemalloc_cxx(args, wd):
+    preload_cxx(args, wd, "libjemalloc.so.2")
+
+
+def scen_tcmalloc_cxx(args, wd):
+    preload_cxx(args, wd, "libtcmalloc_minimal.so.4")
+
+
+def scen_exe_malloc(args, wd):
+    rb, rc, bad = exact_both(args, wd, args.cov_bump, "basic", args.iters or 100)
+    bad += need_site(rc, f"malloc@{os.path.basename(args.cov_bump)}")
+    finish(bad)
+
+
+SCENARIOS = {
+    "cxx-exact": scen_cxx_exact,
+    "cxx-live": scen_cxx_live,
+    "cxx-sampled": scen_cxx_sampled,
+    "memalign-exact": scen_memalign_exact,
+    "memalign-live": scen_memalign_live,
+    "nested": scen_nested,
+    "edge": scen_edge,
+    "jemalloc": scen_jemalloc,
+    "tcmalloc": scen_tcmalloc,
+    "jemalloc-cxx": scen_jemalloc_cxx,
+    "tcmalloc-cxx": scen_tcmalloc_cxx,
+    "exe-malloc": scen_exe_malloc,
+}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--memspy", required=True)
+    ap.add_argument("--cov-c", required=True)
+    ap.add_argument("--cov-cxx", required=True)
+    ap.add_argument("--cov-bump", required=True)
+    ap.add_argument("--scenario", required=True, choices=sorted(SCENARIOS))
+    ap.add_argument("--workdir", required=True)
+    ap.add_argument("--iters", type=int, default=0, help="override the target's iterations")
+    args = ap.parse_args()
+    wd = os.path.join(args.workdir, args.scenario)
+    os.makedirs(wd, exist_ok=True)
+    for n in os.listdir(wd):
+        os.unlink(os.path.join(wd, n))
+    try:
+        SCENARIOS[args.scenario](args, wd)
+    except Skip as e:
+        print(f"SKIP: {args.scenario}: {e}", flush=True)
+        return SKIP
+    except Fail as e:
+        print(f"FAIL: {args.scenario}: {e}", flush=True)
+        return 1
+    print(f"PASS: {args.scenario}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -731,6 +731,7 @@ static void sweep_sites(struct ms_probes *pr, const struct ms_modules *mods,
 /* ------------------------------ regions ------------------------------ */
 
 static void refill_draws(struct ms_probes *pr, const struct region *rg, uint64_t from, uint64_t to);
+static bool region_intact(const struct ms_probes *pr, size_t r);
 
 static bool in_reach(ms_raddr_t base, const struct ms_module *m)
 {
@@ -947,6 +948,8 @@ static int restore_sigtrap(struct ms_probes *pr)
 
 	if (!pr->sigact_installed)
 		return 0;
+	if (!region_intact(pr, 0))
+		return 0; /* exec'd: the kernel reset every handler already */
 	rc = rsyscall(pr, SYS_rt_sigaction, SIGTRAP, (long)rg_ctrl(&pr->rg[0], MS_CTRL_SIGACT_OLD), 0,
 		      8, 0, 0, &ret);
 	if (!rc && ret)
@@ -1072,13 +1075,40 @@ static bool thread_inside(struct ms_probes *pr, ms_raddr_t lo, ms_raddr_t hi)
 	return false;
 }
 
+/*
+ * Does region r still hold memspy's stub code? After an exec (not traced)
+ * or an munmap its addresses may belong to something else: never write there.
+ */
+static bool region_intact(const struct ms_probes *pr, size_t r)
+{
+	uint8_t code[64];
+
+	return ms_mem_read_pid(pr->pid, pr->rg[r].base, code, sizeof(code)) ==
+		       (ssize_t)sizeof(code) &&
+	       !memcmp(code, ms_stub_image, sizeof(code));
+}
+
+/* The 5-byte jmp from site s to its stub. */
+static void site_jmp(const struct ms_probes *pr, const struct site *s, uint8_t jmp[PATCH_LEN])
+{
+	ms_raddr_t stub = pr->rg[s->region].base + ms_stub_desc[s->slot].stub;
+	int32_t rel = (int32_t)(int64_t)(stub - (s->entry + PATCH_LEN));
+
+	jmp[0] = 0xe9;
+	memcpy(jmp + 1, &rel, 4);
+}
+
 static int set_armed(struct ms_probes *pr, bool on)
 {
 	int rc = 0;
 
 	for (size_t r = 0; r < pr->nrg; r++) {
 		uint8_t v = on;
-		int e = write_remote(pr, rg_ctrl(&pr->rg[r], MS_CTRL_ARMED), &v, 1);
+		int e;
+
+		if (!region_intact(pr, r))
+			continue;
+		e = write_remote(pr, rg_ctrl(&pr->rg[r], MS_CTRL_ARMED), &v, 1);
 
 		if (e && !rc)
 			rc = e;
@@ -1097,16 +1127,12 @@ static int patch_sites(struct ms_probes *pr)
 
 	for (size_t i = 0; i < pr->ns; i++) {
 		struct site *s = &pr->s[i];
-		uint8_t jmp[PATCH_LEN] = {0xe9};
-		ms_raddr_t stub;
-		int32_t rel;
+		uint8_t jmp[PATCH_LEN];
 		int tries = 0, rc;
 
 		if (s->slot < 0)
 			continue;
-		stub = pr->rg[s->region].base + ms_stub_desc[s->slot].stub;
-		rel = (int32_t)(int64_t)(stub - (s->entry + PATCH_LEN));
-		memcpy(jmp + 1, &rel, 4);
+		site_jmp(pr, s, jmp);
 		while (thread_inside(pr, s->entry, s->entry + s->reloc.displaced)) {
 			/* Let it run out of the range, then stop again. */
 			if (++tries > PATCH_RETRIES)
@@ -1946,6 +1972,8 @@ int ms_probes_remove(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx,
 		if (ms_proc_get_regs(pr->p, tid, &regs))
 			continue;
 		for (size_t r = 0; r < pr->nrg; r++) {
+			if (!region_intact(pr, r))
+				continue;
 			for (int k = 0; k < MS_STUB_NSLOTS; k++) {
 				ms_raddr_t g = pr->rg[r].base + ms_stub_desc[k].guard;
 				ms_raddr_t t = pr->rg[r].base + ms_stub_desc[k].trap;
@@ -1964,8 +1992,20 @@ int ms_probes_remove(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx,
 	for (size_t i = 0; i < pr->ns; i++) {
 		struct site *s = &pr->s[i];
 
+		uint8_t jmp[PATCH_LEN], now[PATCH_LEN];
+
 		if (!s->patched)
 			continue;
+		site_jmp(pr, s, jmp);
+		if (ms_mem_read_pid(pr->pid, s->entry, now, PATCH_LEN) != PATCH_LEN ||
+		    memcmp(now, jmp, PATCH_LEN)) {
+			/* Not our jmp any more: an exec, or the library was unloaded. */
+			ms_warn("probe: %s at %#llx no longer holds memspy's jmp (exec or unload?): "
+				"left untouched",
+				s->name, (unsigned long long)s->entry);
+			s->patched = false;
+			continue;
+		}
 		rc = ms_proc_write_mem(pr->p, s->entry, s->orig, PATCH_LEN);
 		if (rc) {
 			if (!ret)
@@ -1991,6 +2031,8 @@ int ms_probes_remove(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx,
 		for (size_t r = 0; r < pr->nrg; r++) {
 			long mret;
 
+			if (!region_intact(pr, r))
+				continue;
 			rsyscall(pr, SYS_madvise, (long)(pr->rg[r].base + MS_STUB_HDR_OFF),
 				 MS_STUB_REGION_SIZE - MS_STUB_HDR_OFF, MADV_DONTNEED, 0, 0, 0,
 				 &mret);

@@ -36,3 +36,6 @@ ms_add_test(NAME probe_ring_late_threads TIMEOUT 120
 # C++ operator new/delete: each seen exactly once (no double count through malloc).
 ms_add_test(NAME probe_cxx_operators TIMEOUT 120
             COMMAND probe_driver cxx $<TARGET_FILE:probe_cxx> 200 LABELS e2e)
+# The target execs while probed: removal writes nothing into the new image.
+ms_add_test(NAME probe_exec_while_probed TIMEOUT 60
+            COMMAND probe_driver exec $<TARGET_FILE:probe_alloc> LABELS e2e)

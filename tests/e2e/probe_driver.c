@@ -10,6 +10,7 @@
  *                                   the target must finish with the reference checksum
  *   midremove TARGET ITERS ROUNDS   remove the probes and detach mid-run, ROUNDS times
  *   cxx TARGET ITERS                C++ new/delete each seen exactly once (exact mode)
+ *   exec TARGET                     the target execs while probed: removal writes nothing
  *   refuse TARGET                   a target blocking SIGTRAP: install refuses, target unharmed
  *   hold PID MEAN                   (for killtest) probe PID until killed
  * Exit 0 pass, 1 fail, 77 when ptrace is not permitted here.
@@ -766,6 +767,60 @@ static int run_cxx(char *target, char *iters)
 	return fails ? 1 : 0;
 }
 
+/*
+ * The target execs while probed: removal must find the stub region and the
+ * jmps gone, write nothing into the new image, and succeed.
+ */
+static int run_exec(char *target)
+{
+	char *argv[] = {target, "2000", "exec", NULL};
+	struct target t;
+	struct ms_proc *p = NULL;
+	struct ms_probes *pr = NULL;
+	struct ms_error err = {0};
+	struct counts c;
+	int rc, fails = 0, compared;
+
+	memset(&c, 0, sizeof(c));
+	spawn(&t, argv);
+	if (!pump(&t, "ready", 10000))
+		die("target not ready");
+	rc = attach_and_install(t.pid, 0, &p, &pr, &c);
+	if (rc) {
+		ms_proc_free(p);
+		kill_target(&t);
+		return rc;
+	}
+	say(&t, "go\n");
+	while (!pump(&t, "done", 0)) {
+		struct ms_event ev;
+
+		if (ms_proc_wait(p, 2, &ev) || ev.kind == MS_EV_EXITED)
+			die("target exited while probed");
+		if (ev.kind == MS_EV_TRAP || ev.kind == MS_EV_FORK)
+			if (!ms_probes_handle_event(pr, &ev, on_event, &c))
+				ms_proc_cont_thread(p, ev.tid);
+	}
+	rc = ms_probes_remove(pr, on_event, &c, &err);
+	printf("remove after exec: rc %d %s\n", rc, rc ? err.msg : "");
+	if (rc)
+		fails++;
+	ms_proc_detach(p);
+	if (compare_libc(t.pid, &compared) || !compared)
+		fails++;
+	printf("new image: %d libc entries equal to the file; %llu events before the exec\n",
+	       compared, (unsigned long long)(c.alloc[MS_FN_MALLOC] + c.freed[MS_FN_FREE]));
+	if (finish_target(&t) != 0) {
+		fprintf(stderr, "FAIL: target exit status after exec\n");
+		fails++;
+	}
+	ms_probes_free(pr);
+	ms_proc_free(p);
+	free(c.live);
+	printf("%s\n", fails ? "FAILED" : "PASSED");
+	return fails ? 1 : 0;
+}
+
 /* The same run with nobody attached: the time from "go" to "done" (for comparisons). */
 static int run_base(char *target, char *iters)
 {
@@ -797,6 +852,8 @@ int main(int argc, char **argv)
 	}
 	if (argc >= 5 && !strcmp(argv[1], "killtest"))
 		return run_killtest(argv[0], argv[2], argv[3], atoi(argv[4]));
+	if (argc >= 3 && !strcmp(argv[1], "exec"))
+		return run_exec(argv[2]);
 	if (argc >= 4 && !strcmp(argv[1], "cxx"))
 		return run_cxx(argv[2], argv[3]);
 	if (argc >= 4 && !strcmp(argv[1], "base"))

@@ -11,7 +11,9 @@
  *   -> "counts malloc=M calloc=C realloc=R free=F bytes=B memalign=A pool=P"
  *   -> "checksum=X child=S"  then "done"
  *   <- "exit"           exit 0
- * Usage: probe_alloc ITERS [fork|blocktrap|late]
+ * Usage: probe_alloc ITERS [fork|blocktrap|late|exec|idle]
+ * exec: after "go" the main thread re-executes itself in idle mode (prints
+ * "done", waits for "exit") while the workers allocate.
  * late: the threads are created after "go" (memspy meets them only once probed;
  * pthread_create's own allocations then count too: for sampled tests only).
  * memalign counts posix_memalign + aligned_alloc + memalign + valloc calls;
@@ -210,6 +212,11 @@ int main(int argc, char **argv)
 	bool late;
 
 	iters = argc > 1 ? atol(argv[1]) : 1000;
+	if (argc > 2 && !strcmp(argv[2], "idle")) {
+		say("done\n");
+		expect("exit");
+		_exit(0);
+	}
 	do_fork = argc > 2 && !strcmp(argv[2], "fork");
 	if (argc > 2 && !strcmp(argv[2], "blocktrap")) {
 		/* memspy must refuse int3 probes: a trap would reset SIGTRAP to SIG_DFL. */
@@ -233,6 +240,13 @@ int main(int argc, char **argv)
 			return 2;
 	for (int i = 0; i < NTHREADS; i++)
 		sem_post(&go_sem);
+	if (argc > 2 && !strcmp(argv[2], "exec")) {
+		char *nargv[] = {argv[0], "0", "idle", NULL};
+
+		sem_wait(&done_sem); /* one worker is done: the others are mid-run */
+		execv("/proc/self/exe", nargv);
+		_exit(6);
+	}
 	for (int i = 0; i < NTHREADS; i++)
 		sem_wait(&done_sem);
 	for (int i = 0; i < NTHREADS; i++) {

@@ -39,3 +39,6 @@ ms_add_test(NAME probe_cxx_operators TIMEOUT 120
 # The target execs while probed: removal writes nothing into the new image.
 ms_add_test(NAME probe_exec_while_probed TIMEOUT 60
             COMMAND probe_driver exec $<TARGET_FILE:probe_alloc> LABELS e2e)
+# vfork() mid-run: the child shares the text, memspy must not restore it there.
+ms_add_test(NAME probe_vfork TIMEOUT 120
+            COMMAND probe_driver count 0 $<TARGET_FILE:probe_alloc> 300 vfork LABELS e2e)

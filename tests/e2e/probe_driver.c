@@ -265,7 +265,7 @@ static int attach_and_install(pid_t pid, uint64_t mean, struct ms_proc **pp,
 
 static int run_count(uint64_t mean, char *target, char *iters, const char *mode)
 {
-	bool fork_mode = mode && !strcmp(mode, "fork");
+	bool fork_mode = mode && (!strcmp(mode, "fork") || !strcmp(mode, "vfork"));
 	char *argv[] = {target, iters, mode && strcmp(mode, "stop") ? (char *)mode : NULL, NULL};
 	struct target t;
 	struct ms_proc *p = NULL;

@@ -11,7 +11,7 @@
  *   -> "counts malloc=M calloc=C realloc=R free=F bytes=B memalign=A pool=P"
  *   -> "checksum=X child=S"  then "done"
  *   <- "exit"           exit 0
- * Usage: probe_alloc ITERS [fork|blocktrap|late|exec|idle]
+ * Usage: probe_alloc ITERS [fork|vfork|blocktrap|late|exec|idle]
  * exec: after "go" the main thread re-executes itself in idle mode (prints
  * "done", waits for "exit") while the workers allocate.
  * late: the threads are created after "go" (memspy meets them only once probed;
@@ -34,7 +34,7 @@
 #define NTHREADS 4
 
 static long iters;
-static int do_fork;
+static int do_fork, do_vfork;
 static sem_t go_sem, done_sem;
 static uint64_t sums[NTHREADS];
 static uint64_t n_malloc[NTHREADS], n_calloc[NTHREADS], n_realloc[NTHREADS], n_free[NTHREADS];
@@ -195,6 +195,19 @@ static void *worker(void *arg)
 		}
 		if (do_fork && id == 1 && i == iters / 2)
 			fork_child();
+		if (do_vfork && id == 1 && i == iters / 2) {
+			/* The child shares our memory: memspy must leave our text alone. */
+			pid_t c = vfork();
+
+			if (c == 0)
+				_exit(0);
+			if (c > 0) {
+				int st;
+
+				if (waitpid(c, &st, 0) == c)
+					child_status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+			}
+		}
 	}
 	sums[id] = h;
 	sem_post(&done_sem);
@@ -218,6 +231,7 @@ int main(int argc, char **argv)
 		_exit(0);
 	}
 	do_fork = argc > 2 && !strcmp(argv[2], "fork");
+	do_vfork = argc > 2 && !strcmp(argv[2], "vfork");
 	if (argc > 2 && !strcmp(argv[2], "blocktrap")) {
 		/* memspy must refuse int3 probes: a trap would reset SIGTRAP to SIG_DFL. */
 		sigset_t set;

@@ -80,8 +80,8 @@ int ms_decode_relocate(const uint8_t *bytes, size_t avail, ms_raddr_t entry, ms_
 		bool last;
 		int rc = 0;
 
-		if (!ZYAN_SUCCESS(ZydisDecoderDecodeFull(decoder(), bytes + off, avail - off, &in,
-							 ops)))
+		if (!ZYAN_SUCCESS(
+			ZydisDecoderDecodeFull(decoder(), bytes + off, avail - off, &in, ops)))
 			return refuse(out, "undecodable instruction", off);
 		if (out->n_insns >= MS_ARRAY_SIZE(targets))
 			return refuse(out, "too many instructions", off);
@@ -118,7 +118,8 @@ int ms_decode_relocate(const uint8_t *bytes, size_t avail, ms_raddr_t entry, ms_
 
 					rc = emit_rel32(out, dest, jmp, 1, t);
 					if (!last)
-						return refuse(out, "jmp before the patch ends", off);
+						return refuse(out, "jmp before the patch ends",
+							      off);
 				} else {
 					/* jcc rel8 (70+cc) or rel32 (0f 80+cc): keep cc. */
 					const uint8_t *ob = bytes + off + in.raw.prefix_count;
@@ -139,7 +140,8 @@ int ms_decode_relocate(const uint8_t *bytes, size_t avail, ms_raddr_t entry, ms_
 					return refuse(out, "relative operand without disp32", off);
 				nd = in.raw.disp.value + (int64_t)(ip - (dest + out->len));
 				if (!fits_rel32(nd))
-					return refuse(out, "RIP-relative operand out of reach", off);
+					return refuse(out, "RIP-relative operand out of reach",
+						      off);
 				if (out->len + in.length > MS_RELOC_MAX)
 					return refuse(out, "relocated code too long", off);
 				memcpy(out->code + out->len, bytes + off, in.length);
@@ -153,7 +155,8 @@ int ms_decode_relocate(const uint8_t *bytes, size_t avail, ms_raddr_t entry, ms_
 		} else {
 			if (in.meta.category == ZYDIS_CATEGORY_RET ||
 			    in.meta.category == ZYDIS_CATEGORY_UNCOND_BR ||
-			    in.mnemonic == ZYDIS_MNEMONIC_INT3 || in.mnemonic == ZYDIS_MNEMONIC_UD2 ||
+			    in.mnemonic == ZYDIS_MNEMONIC_INT3 ||
+			    in.mnemonic == ZYDIS_MNEMONIC_UD2 ||
 			    in.mnemonic == ZYDIS_MNEMONIC_HLT) {
 				if (!last)
 					return refuse(out, "function shorter than the patch", off);

@@ -28,14 +28,14 @@
 #define MADV_WIPEONFORK 18
 #endif
 #define KSA_RESTORER 0x04000000ul
-#define KSA_RESTART 0x10000000ul
+#define KSA_RESTART  0x10000000ul
 #define KCMP_VM_TYPE 1
 
-#define PAGE 4096ull
-#define REACH ((int64_t)2 << 30)
-#define REACH_MARGIN ((int64_t)64 << 20)
-#define PATCH_LEN 5
-#define PATCH_RETRIES 50
+#define PAGE		    4096ull
+#define REACH		    ((int64_t)2 << 30)
+#define REACH_MARGIN	    ((int64_t)64 << 20)
+#define PATCH_LEN	    5
+#define PATCH_RETRIES	    50
 #define DEFAULT_STACK_BYTES (16u << 10)
 
 /* The kernel's struct sigaction on x86-64 (what rt_sigaction reads). */
@@ -50,8 +50,8 @@ struct region {
 	ms_raddr_t base;
 	bool used[MS_STUB_NSLOTS];
 	uint64_t last_head, last_fhead, last_draw; /* ring counters seen at the last drain */
-	bool pending;                              /* a slot was being written at the last drain */
-	uint64_t drops, tabfull;                   /* ring-full and table-full counts, last read */
+	bool pending;				   /* a slot was being written at the last drain */
+	uint64_t drops, tabfull;		   /* ring-full and table-full counts, last read */
 };
 
 /* memspy's mirror of the in-target thread table (the same in every region). */
@@ -62,12 +62,12 @@ struct thr {
 
 struct site {
 	enum ms_alloc_fn fn;
-	char *name;            /* "malloc@libc.so.6" */
-	const char *sym;       /* symbol name (static or from opts) */
+	char *name;	 /* "malloc@libc.so.6" */
+	const char *sym; /* symbol name (static or from opts) */
 	ms_raddr_t entry;
 	uint8_t orig[32];      /* the entry's bytes before patching */
 	struct ms_reloc reloc; /* displaced = bytes relocated into the stub */
-	size_t mod;            /* index in the module table */
+	size_t mod;	       /* index in the module table */
 	char *open_path;       /* the module file, for the final comparison */
 	size_t region;
 	int slot;
@@ -88,36 +88,36 @@ struct ms_probes {
 	struct ms_probe_stats st;
 	uint8_t *buf; /* trap frame + stack copy */
 	size_t buf_len;
-	int wd_fd;   /* write end of the watchdog's pipe, -1 when none */
+	int wd_fd; /* write end of the watchdog's pipe, -1 when none */
 	pid_t wd_pid;
 	bool sigact_installed;
 	bool removed;
 	bool ring;
 	struct thr thr[MS_STUB_NTHR];
-	uint8_t *hdrs;  /* MS_STUB_NHDR headers */
-	uint8_t *data;  /* MS_STUB_NHDR stack copies */
-	uint64_t *fring; /* MS_STUB_NFRING x 2 words */
-	uint64_t tsc0, ns0; /* for converting the stubs' rdtsc stamps */
+	uint8_t *hdrs;			      /* MS_STUB_NHDR headers */
+	uint8_t *data;			      /* MS_STUB_NHDR stack copies */
+	uint64_t *fring;		      /* MS_STUB_NFRING x 2 words */
+	uint64_t tsc0, ns0;		      /* for converting the stubs' rdtsc stamps */
 	uint64_t n_drains, drain_ns, drained; /* drain statistics (debug log at removal) */
-	uint64_t ticks[1024];                  /* in-target TSC ticks of the first samples */
+	uint64_t ticks[1024];		      /* in-target TSC ticks of the first samples */
 	size_t nticks;
 };
 
 const char *ms_alloc_fn_name(enum ms_alloc_fn fn)
 {
 	static const char *const names[MS_FN_COUNT] = {
-		[MS_FN_MALLOC] = "malloc",
-		[MS_FN_CALLOC] = "calloc",
-		[MS_FN_REALLOC] = "realloc",
-		[MS_FN_FREE] = "free",
-		[MS_FN_POSIX_MEMALIGN] = "posix_memalign",
-		[MS_FN_ALIGNED_ALLOC] = "aligned_alloc",
-		[MS_FN_MEMALIGN] = "memalign",
-		[MS_FN_VALLOC] = "valloc",
-		[MS_FN_PVALLOC] = "pvalloc",
-		[MS_FN_OPERATOR_NEW] = "operator new",
-		[MS_FN_OPERATOR_DELETE] = "operator delete",
-		[MS_FN_CUSTOM] = "custom",
+	    [MS_FN_MALLOC] = "malloc",
+	    [MS_FN_CALLOC] = "calloc",
+	    [MS_FN_REALLOC] = "realloc",
+	    [MS_FN_FREE] = "free",
+	    [MS_FN_POSIX_MEMALIGN] = "posix_memalign",
+	    [MS_FN_ALIGNED_ALLOC] = "aligned_alloc",
+	    [MS_FN_MEMALIGN] = "memalign",
+	    [MS_FN_VALLOC] = "valloc",
+	    [MS_FN_PVALLOC] = "pvalloc",
+	    [MS_FN_OPERATOR_NEW] = "operator new",
+	    [MS_FN_OPERATOR_DELETE] = "operator delete",
+	    [MS_FN_CUSTOM] = "custom",
 	};
 
 	return (unsigned)fn < MS_FN_COUNT ? names[fn] : "?";
@@ -304,7 +304,7 @@ static uint64_t status_mask(const char *path, const char *key)
 	return strtoull(v, NULL, 16);
 }
 
-#define SIGBIT(s) (1ull << ((s) - 1))
+#define SIGBIT(s) (1ull << ((s)-1))
 
 /*
  * The stubs rely on a SIGTRAP handler that is just `ret`: refuse when the
@@ -347,15 +347,15 @@ static const struct {
 	const char *sym;
 	enum ms_alloc_fn fn;
 } entry_points[] = {
-	{"malloc", MS_FN_MALLOC},
-	{"calloc", MS_FN_CALLOC},
-	{"realloc", MS_FN_REALLOC},
-	{"free", MS_FN_FREE},
-	{"posix_memalign", MS_FN_POSIX_MEMALIGN},
-	{"aligned_alloc", MS_FN_ALIGNED_ALLOC},
-	{"memalign", MS_FN_MEMALIGN},
-	{"valloc", MS_FN_VALLOC},
-	{"pvalloc", MS_FN_PVALLOC},
+    {"malloc", MS_FN_MALLOC},
+    {"calloc", MS_FN_CALLOC},
+    {"realloc", MS_FN_REALLOC},
+    {"free", MS_FN_FREE},
+    {"posix_memalign", MS_FN_POSIX_MEMALIGN},
+    {"aligned_alloc", MS_FN_ALIGNED_ALLOC},
+    {"memalign", MS_FN_MEMALIGN},
+    {"valloc", MS_FN_VALLOC},
+    {"pvalloc", MS_FN_PVALLOC},
 };
 
 static bool have_entry(const struct ms_probes *pr, ms_raddr_t a)
@@ -374,8 +374,7 @@ static void add_site(struct ms_probes *pr, const struct ms_modules *mods, size_t
 	uint64_t size;
 	struct site *s;
 
-	if (ms_module_symbol(m, sym, &a, &size) || a < m->start || a >= m->end ||
-	    have_entry(pr, a))
+	if (ms_module_symbol(m, sym, &a, &size) || a < m->start || a >= m->end || have_entry(pr, a))
 		return;
 	if (fn_kind(fn) == MS_SK_FREE && !pr->opts.track_frees)
 		return; /* nothing to report: leave free untouched */
@@ -449,24 +448,24 @@ static const struct {
 	enum ms_alloc_fn fn;
 	bool probe_ok; /* its arguments survive the stub (3-argument deletes pass rdx) */
 } cxx_points[] = {
-	{"_Znwm", MS_FN_OPERATOR_NEW, true},
-	{"_Znam", MS_FN_OPERATOR_NEW, true},
-	{"_ZnwmRKSt9nothrow_t", MS_FN_OPERATOR_NEW, true},
-	{"_ZnamRKSt9nothrow_t", MS_FN_OPERATOR_NEW, true},
-	{"_ZnwmSt11align_val_t", MS_FN_OPERATOR_NEW, true},
-	{"_ZnamSt11align_val_t", MS_FN_OPERATOR_NEW, true},
-	{"_ZnwmSt11align_val_tRKSt9nothrow_t", MS_FN_OPERATOR_NEW, true},
-	{"_ZnamSt11align_val_tRKSt9nothrow_t", MS_FN_OPERATOR_NEW, true},
-	{"_ZdlPv", MS_FN_OPERATOR_DELETE, true},
-	{"_ZdaPv", MS_FN_OPERATOR_DELETE, true},
-	{"_ZdlPvm", MS_FN_OPERATOR_DELETE, true},
-	{"_ZdaPvm", MS_FN_OPERATOR_DELETE, true},
-	{"_ZdlPvRKSt9nothrow_t", MS_FN_OPERATOR_DELETE, true},
-	{"_ZdaPvRKSt9nothrow_t", MS_FN_OPERATOR_DELETE, true},
-	{"_ZdlPvSt11align_val_t", MS_FN_OPERATOR_DELETE, true},
-	{"_ZdaPvSt11align_val_t", MS_FN_OPERATOR_DELETE, true},
-	{"_ZdlPvmSt11align_val_t", MS_FN_OPERATOR_DELETE, false},
-	{"_ZdaPvmSt11align_val_t", MS_FN_OPERATOR_DELETE, false},
+    {"_Znwm", MS_FN_OPERATOR_NEW, true},
+    {"_Znam", MS_FN_OPERATOR_NEW, true},
+    {"_ZnwmRKSt9nothrow_t", MS_FN_OPERATOR_NEW, true},
+    {"_ZnamRKSt9nothrow_t", MS_FN_OPERATOR_NEW, true},
+    {"_ZnwmSt11align_val_t", MS_FN_OPERATOR_NEW, true},
+    {"_ZnamSt11align_val_t", MS_FN_OPERATOR_NEW, true},
+    {"_ZnwmSt11align_val_tRKSt9nothrow_t", MS_FN_OPERATOR_NEW, true},
+    {"_ZnamSt11align_val_tRKSt9nothrow_t", MS_FN_OPERATOR_NEW, true},
+    {"_ZdlPv", MS_FN_OPERATOR_DELETE, true},
+    {"_ZdaPv", MS_FN_OPERATOR_DELETE, true},
+    {"_ZdlPvm", MS_FN_OPERATOR_DELETE, true},
+    {"_ZdaPvm", MS_FN_OPERATOR_DELETE, true},
+    {"_ZdlPvRKSt9nothrow_t", MS_FN_OPERATOR_DELETE, true},
+    {"_ZdaPvRKSt9nothrow_t", MS_FN_OPERATOR_DELETE, true},
+    {"_ZdlPvSt11align_val_t", MS_FN_OPERATOR_DELETE, true},
+    {"_ZdaPvSt11align_val_t", MS_FN_OPERATOR_DELETE, true},
+    {"_ZdlPvmSt11align_val_t", MS_FN_OPERATOR_DELETE, false},
+    {"_ZdaPvmSt11align_val_t", MS_FN_OPERATOR_DELETE, false},
 };
 
 static bool is_site_entry(const struct ms_probes *pr, ms_raddr_t a)
@@ -514,7 +513,8 @@ static bool slot_symbol(const struct ms_module *m, ms_raddr_t slot, char *buf, s
 			if ((type != R_X86_64_JUMP_SLOT && type != R_X86_64_GLOB_DAT) ||
 			    r.r_offset + m->bias != slot)
 				continue;
-			if (gelf_getsym(elf_getdata(symscn, NULL), (int)GELF_R_SYM(r.r_info), &sym) &&
+			if (gelf_getsym(elf_getdata(symscn, NULL), (int)GELF_R_SYM(r.r_info),
+					&sym) &&
 			    (name = elf_strptr(e, symsh.sh_link, sym.st_name))) {
 				snprintf(buf, size, "%s", name);
 				found = true;
@@ -535,16 +535,16 @@ static bool reaches_probe(const struct ms_probes *pr, const struct ms_modules *m
  * Follows a GOT slot: covered when its value is a probed entry, or when the
  * symbol it is bound to is a probed allocator's name or an operator that is.
  */
-static bool slot_reaches(const struct ms_probes *pr, const struct ms_modules *mods,
-			 ms_raddr_t slot, int depth)
+static bool slot_reaches(const struct ms_probes *pr, const struct ms_modules *mods, ms_raddr_t slot,
+			 int depth)
 {
 	const struct ms_module *m = ms_modules_find(mods, slot);
 	ms_raddr_t v = 0;
 	char name[128];
 
 	if (ms_mem_read_pid(pr->pid, slot, &v, sizeof(v)) == sizeof(v) &&
-	    (is_site_entry(pr, v) || (m && v >= m->start && v < m->end ? false
-				      : reaches_probe(pr, mods, v, depth + 1))))
+	    (is_site_entry(pr, v) ||
+	     (m && v >= m->start && v < m->end ? false : reaches_probe(pr, mods, v, depth + 1))))
 		return true;
 	if (!m || !slot_symbol(m, slot, name, sizeof(name)))
 		return false;
@@ -634,12 +634,14 @@ static void plan_cxx(struct ms_probes *pr, const struct ms_modules *mods)
 			    a >= m->end || have_entry(pr, a))
 				continue;
 			if (reaches_probe(pr, mods, a, 0)) {
-				ms_debug("probe: %s@%s calls a probed allocator entry: covered by it",
-					 cxx_points[k].sym, base_name(m->path));
+				ms_debug(
+				    "probe: %s@%s calls a probed allocator entry: covered by it",
+				    cxx_points[k].sym, base_name(m->path));
 				continue;
 			}
 			if (!cxx_points[k].probe_ok) {
-				ms_warn("probe: not probing %s@%s: it does not call a probed allocator, "
+				ms_warn("probe: not probing %s@%s: it does not call a probed "
+					"allocator, "
 					"and its third argument would not survive the stub",
 					cxx_points[k].sym, base_name(m->path));
 				continue;
@@ -688,8 +690,9 @@ static void sweep_sites(struct ms_probes *pr, const struct ms_modules *mods,
 				continue;
 			rgs = ms_xrealloc(rgs, (nr + 1) * sizeof(*rgs));
 			idx = ms_xrealloc(idx, (nr + 1) * sizeof(*idx));
-			rgs[nr] = (struct ms_range){.lo = pr->s[i].entry + 1,
-						    .hi = pr->s[i].entry + pr->s[i].reloc.displaced};
+			rgs[nr] =
+			    (struct ms_range){.lo = pr->s[i].entry + 1,
+					      .hi = pr->s[i].entry + pr->s[i].reloc.displaced};
 			idx[nr++] = i;
 		}
 		if (!nr)
@@ -735,7 +738,8 @@ static bool region_intact(const struct ms_probes *pr, size_t r);
 
 static bool in_reach(ms_raddr_t base, const struct ms_module *m)
 {
-	int64_t d1 = (int64_t)(base - m->start), d2 = (int64_t)(base + MS_STUB_REGION_SIZE - m->end);
+	int64_t d1 = (int64_t)(base - m->start),
+		d2 = (int64_t)(base + MS_STUB_REGION_SIZE - m->end);
 
 	return llabs(d1) < REACH - REACH_MARGIN && llabs(d2) < REACH - REACH_MARGIN;
 }
@@ -802,8 +806,8 @@ static int map_region(struct ms_probes *pr, const struct ms_module *m, struct ms
 	n = region_candidates(ms_proc_maps(pr->p), m, cand, MS_ARRAY_SIZE(cand));
 	for (size_t i = 0; i < n; i++) {
 		rc = rsyscall(pr, SYS_mmap, (long)cand[i], MS_STUB_REGION_SIZE,
-			      PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
-			      -1, 0, &ret);
+			      PROT_READ | PROT_WRITE,
+			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0, &ret);
 		if (rc)
 			return ms_error_set(err, rc, "probe: remote mmap in process %d: %s",
 					    (int)pr->pid, ms_strerror(rc));
@@ -854,10 +858,10 @@ static int build_regions(struct ms_probes *pr, struct ms_error *err)
 	for (size_t r = 0; r < pr->nrg && !rc; r++) {
 		struct region *rg = &pr->rg[r];
 		struct ksigaction ks = {
-			.handler = rg->base + ms_stub_sig_handler,
-			.flags = KSA_RESTORER | KSA_RESTART,
-			.restorer = rg->base + ms_stub_sig_restorer,
-			.mask = 0,
+		    .handler = rg->base + ms_stub_sig_handler,
+		    .flags = KSA_RESTORER | KSA_RESTART,
+		    .restorer = rg->base + ms_stub_sig_restorer,
+		    .mask = 0,
 		};
 		int64_t cnt[MS_STUB_NCNT * 8];
 		uint8_t ctl[4];
@@ -871,8 +875,8 @@ static int build_regions(struct ms_probes *pr, struct ms_error *err)
 			if (s->region != r || s->slot < 0)
 				continue;
 			d = &ms_stub_desc[s->slot];
-			rc = ms_decode_relocate(s->orig, sizeof(s->orig), s->entry, rg->base + d->orig,
-						PATCH_LEN, &s->reloc);
+			rc = ms_decode_relocate(s->orig, sizeof(s->orig), s->entry,
+						rg->base + d->orig, PATCH_LEN, &s->reloc);
 			if (rc) {
 				ms_warn("probe: not probing %s: %s", s->name, s->reloc.why);
 				s->slot = -1;
@@ -914,7 +918,8 @@ static int build_regions(struct ms_probes *pr, struct ms_error *err)
 		}
 		/* A forked child must see armed = 0, zero counters and an empty table. */
 		rc = rsyscall(pr, SYS_madvise, (long)(rg->base + MS_STUB_CTRL_OFF),
-			      MS_STUB_REGION_SIZE - MS_STUB_CTRL_OFF, MADV_WIPEONFORK, 0, 0, 0, &ret);
+			      MS_STUB_REGION_SIZE - MS_STUB_CTRL_OFF, MADV_WIPEONFORK, 0, 0, 0,
+			      &ret);
 		if (!rc && ret)
 			ms_warn("probe: madvise(MADV_WIPEONFORK) failed in process %d (%s): "
 				"forked children keep armed stubs until memspy restores them",
@@ -935,7 +940,8 @@ static int install_sigtrap(struct ms_probes *pr, struct ms_error *err)
 	if (!rc && ret)
 		rc = (int)ret;
 	if (rc)
-		return ms_error_set(err, rc, "probe: remote rt_sigaction(SIGTRAP) in process %d: %s",
+		return ms_error_set(err, rc,
+				    "probe: remote rt_sigaction(SIGTRAP) in process %d: %s",
 				    (int)pr->pid, ms_strerror(rc));
 	pr->sigact_installed = true;
 	return 0;
@@ -950,8 +956,8 @@ static int restore_sigtrap(struct ms_probes *pr)
 		return 0;
 	if (!region_intact(pr, 0))
 		return 0; /* exec'd: the kernel reset every handler already */
-	rc = rsyscall(pr, SYS_rt_sigaction, SIGTRAP, (long)rg_ctrl(&pr->rg[0], MS_CTRL_SIGACT_OLD), 0,
-		      8, 0, 0, &ret);
+	rc = rsyscall(pr, SYS_rt_sigaction, SIGTRAP, (long)rg_ctrl(&pr->rg[0], MS_CTRL_SIGACT_OLD),
+		      0, 8, 0, 0, &ret);
 	if (!rc && ret)
 		rc = (int)ret;
 	if (!rc)
@@ -1084,7 +1090,7 @@ static bool region_intact(const struct ms_probes *pr, size_t r)
 	uint8_t code[64];
 
 	return ms_mem_read_pid(pr->pid, pr->rg[r].base, code, sizeof(code)) ==
-		       (ssize_t)sizeof(code) &&
+		   (ssize_t)sizeof(code) &&
 	       !memcmp(code, ms_stub_image, sizeof(code));
 }
 
@@ -1200,7 +1206,8 @@ static void register_thread(struct ms_probes *pr, pid_t tid, const struct user_r
 			unsigned i = (unsigned)((tp >> 12) + k) & (MS_STUB_NTHR - 1);
 			struct thr *t = &pr->thr[i];
 
-			if (t->tp == tp || !t->tp || (pass == 1 && !thread_alive(pr->pid, t->tid))) {
+			if (t->tp == tp || !t->tp ||
+			    (pass == 1 && !thread_alive(pr->pid, t->tid))) {
 				slot = (int)i;
 				break;
 			}
@@ -1309,8 +1316,7 @@ static uint64_t rd64(const uint8_t *h, unsigned off)
 	return v;
 }
 
-static void emit_ring_sample(struct ms_probes *pr, size_t r, int i, ms_alloc_event_cb cb,
-			     void *ctx)
+static void emit_ring_sample(struct ms_probes *pr, size_t r, int i, ms_alloc_event_cb cb, void *ctx)
 {
 	const uint8_t *h = pr->hdrs + (size_t)i * MS_STUB_HDR_SIZE;
 	uint64_t sw = rd64(h, MS_H_SLOT), len = rd64(h, MS_H_LEN);
@@ -1415,16 +1421,17 @@ static int drain_region(struct ms_probes *pr, size_t r, ms_alloc_event_cb cb, vo
 				rg->pending = true;
 			if (p <= 1)
 				continue;
-			ev[nev++] = (struct pending_ev){.key = pr->fring[2 * i + 1], .hdr = -1,
-							.ptr = p};
+			ev[nev++] =
+			    (struct pending_ev){.key = pr->fring[2 * i + 1], .hdr = -1, .ptr = p};
 			/* Give the slot back (ptr = 0), batched. */
-			friov[nfree_done].iov_base = (void *)(uintptr_t)(rg->base + MS_STUB_FRING_OFF +
-									 (ms_raddr_t)i * 16);
+			friov[nfree_done].iov_base =
+			    (void *)(uintptr_t)(rg->base + MS_STUB_FRING_OFF + (ms_raddr_t)i * 16);
 			friov[nfree_done].iov_len = 8;
 			if (++nfree_done == MS_ARRAY_SIZE(friov)) {
 				struct iovec z = {(void *)zeros, 8 * (size_t)nfree_done};
 
-				process_vm_writev(pr->pid, &z, 1, friov, (unsigned long)nfree_done, 0);
+				process_vm_writev(pr->pid, &z, 1, friov, (unsigned long)nfree_done,
+						  0);
 				nfree_done = 0;
 			}
 		}
@@ -1435,8 +1442,8 @@ static int drain_region(struct ms_probes *pr, size_t r, ms_alloc_event_cb cb, vo
 		return n < 0 ? (int)n : -EIO;
 	for (int i = 0; i < MS_STUB_NHDR; i++) {
 		const uint8_t *h = pr->hdrs + (size_t)i * MS_STUB_HDR_SIZE;
-		uint64_t st = rd64(h, MS_H_STATE), len = MS_MIN(rd64(h, MS_H_LEN),
-								 (uint64_t)MS_STUB_DATA_SIZE);
+		uint64_t st = rd64(h, MS_H_STATE),
+			 len = MS_MIN(rd64(h, MS_H_LEN), (uint64_t)MS_STUB_DATA_SIZE);
 
 		if (st == 1)
 			rg->pending = true;
@@ -1446,9 +1453,8 @@ static int drain_region(struct ms_probes *pr, size_t r, ms_alloc_event_cb cb, vo
 		if (len) {
 			liov[nrd].iov_base = pr->data + (size_t)i * MS_STUB_DATA_SIZE;
 			liov[nrd].iov_len = len;
-			riov[nrd].iov_base =
-			    (void *)(uintptr_t)(rg->base + MS_STUB_DATA_OFF +
-						(ms_raddr_t)i * MS_STUB_DATA_SIZE);
+			riov[nrd].iov_base = (void *)(uintptr_t)(rg->base + MS_STUB_DATA_OFF +
+								 (ms_raddr_t)i * MS_STUB_DATA_SIZE);
 			riov[nrd].iov_len = len;
 			nrd++;
 		}
@@ -1574,8 +1580,8 @@ int ms_probes_install(struct ms_proc *p, const struct ms_modules *mods,
 	ms_remote_prepare(p);
 	rc = ms_proc_stop_all(p);
 	if (rc) {
-		ms_error_set(err, rc, "probe: stopping the threads of process %d: %s",
-			     (int)pr->pid, ms_strerror(rc));
+		ms_error_set(err, rc, "probe: stopping the threads of process %d: %s", (int)pr->pid,
+			     ms_strerror(rc));
 		ms_probes_free(pr);
 		return rc;
 	}
@@ -1625,7 +1631,8 @@ int ms_probes_install(struct ms_proc *p, const struct ms_modules *mods,
 	if (!rc)
 		rc = patch_sites(pr);
 	if (rc) {
-		ms_error_set(err, rc, "probe: no allocator entry point of process %d could be patched",
+		ms_error_set(err, rc,
+			     "probe: no allocator entry point of process %d could be patched",
 			     (int)pr->pid);
 		goto fail;
 	}
@@ -1636,26 +1643,25 @@ int ms_probes_install(struct ms_proc *p, const struct ms_modules *mods,
 	ms_proc_resume_all(p);
 	*out = pr;
 	return 0;
-fail:
-	{
-		struct ms_error e2;
+fail : {
+	struct ms_error e2;
 
-		bool any = false;
+	bool any = false;
 
-		/* Undo whatever was done, with the threads still stopped. */
-		for (size_t i = 0; i < pr->ns; i++)
-			any |= pr->s[i].patched;
-		ms_probes_remove(pr, NULL, NULL, &e2);
-		/* Nothing ever jumped into the regions: they can go. */
-		for (size_t r = 0; r < pr->nrg && !any && !pr->sigact_installed; r++) {
-			long ret;
+	/* Undo whatever was done, with the threads still stopped. */
+	for (size_t i = 0; i < pr->ns; i++)
+		any |= pr->s[i].patched;
+	ms_probes_remove(pr, NULL, NULL, &e2);
+	/* Nothing ever jumped into the regions: they can go. */
+	for (size_t r = 0; r < pr->nrg && !any && !pr->sigact_installed; r++) {
+		long ret;
 
-			rsyscall(pr, SYS_munmap, (long)pr->rg[r].base, MS_STUB_REGION_SIZE, 0, 0, 0, 0,
-				 &ret);
-		}
-		ms_proc_resume_all(p);
-		ms_probes_free(pr);
+		rsyscall(pr, SYS_munmap, (long)pr->rg[r].base, MS_STUB_REGION_SIZE, 0, 0, 0, 0,
+			 &ret);
 	}
+	ms_proc_resume_all(p);
+	ms_probes_free(pr);
+}
 	return rc;
 }
 
@@ -1735,7 +1741,8 @@ static void on_trap(struct ms_probes *pr, pid_t tid, const struct user_regs_stru
 			cb(&ev, ctx);
 		return;
 	}
-	/* Trap frame {size, aux, flags} (posix_memalign: {rc, size, memptr, flags}), then the stack. */
+	/* Trap frame {size, aux, flags} (posix_memalign: {rc, size, memptr, flags}), then the
+	 * stack. */
 	entry_sp = regs->rsp + frame;
 	len = frame + stack_room(pr, entry_sp, pr->opts.stack_bytes);
 	n = ms_mem_read_pid(pr->pid, regs->rsp, pr->buf, len);
@@ -1793,8 +1800,8 @@ static void restore_child(struct ms_probes *pr, pid_t child)
 	close(fd);
 }
 
-int ms_probes_handle_event(struct ms_probes *pr, const struct ms_event *ev,
-			   ms_alloc_event_cb cb, void *ctx)
+int ms_probes_handle_event(struct ms_probes *pr, const struct ms_event *ev, ms_alloc_event_cb cb,
+			   void *ctx)
 {
 	size_t region;
 	int slot;
@@ -1907,8 +1914,7 @@ static int compare_with_file(struct ms_probes *pr, const struct site *s, struct 
 	return 0;
 }
 
-int ms_probes_remove(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx,
-		     struct ms_error *err)
+int ms_probes_remove(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx, struct ms_error *err)
 {
 	pid_t *held = NULL;
 	size_t nheld = 0, cap = 0;
@@ -1979,9 +1985,10 @@ int ms_probes_remove(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx,
 				ms_raddr_t t = pr->rg[r].base + ms_stub_desc[k].trap;
 
 				if (regs.rip >= g && regs.rip <= t) {
-					ms_debug("probe: thread %d at %#llx before a stub's int3: moved "
-						 "past it",
-						 (int)tid, (unsigned long long)regs.rip);
+					ms_debug(
+					    "probe: thread %d at %#llx before a stub's int3: moved "
+					    "past it",
+					    (int)tid, (unsigned long long)regs.rip);
 					regs.rip = t + 1;
 					ms_proc_set_regs(pr->p, tid, &regs);
 				}
@@ -2000,9 +2007,10 @@ int ms_probes_remove(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx,
 		if (ms_mem_read_pid(pr->pid, s->entry, now, PATCH_LEN) != PATCH_LEN ||
 		    memcmp(now, jmp, PATCH_LEN)) {
 			/* Not our jmp any more: an exec, or the library was unloaded. */
-			ms_warn("probe: %s at %#llx no longer holds memspy's jmp (exec or unload?): "
-				"left untouched",
-				s->name, (unsigned long long)s->entry);
+			ms_warn(
+			    "probe: %s at %#llx no longer holds memspy's jmp (exec or unload?): "
+			    "left untouched",
+			    s->name, (unsigned long long)s->entry);
 			s->patched = false;
 			continue;
 		}
@@ -2022,10 +2030,11 @@ int ms_probes_remove(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx,
 	}
 	rc = restore_sigtrap(pr);
 	if (rc && !ret)
-		ret = ms_error_set(err, rc,
-				   "probe: restoring the SIGTRAP action of process %d: %s (the stub "
-				   "region's `ret` handler stays installed)",
-				   (int)pr->pid, ms_strerror(rc));
+		ret =
+		    ms_error_set(err, rc,
+				 "probe: restoring the SIGTRAP action of process %d: %s (the stub "
+				 "region's `ret` handler stays installed)",
+				 (int)pr->pid, ms_strerror(rc));
 	if (pr->ring) {
 		/* The ring's 4 MiB can go now: a straggler's write just faults in a zero page. */
 		for (size_t r = 0; r < pr->nrg; r++) {
@@ -2041,7 +2050,8 @@ int ms_probes_remove(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx,
 	pr->st.remove_pause_ns = ms_now_ns() - t0;
 	if (pr->n_drains)
 		ms_debug("probe: %llu drains with events, %.1f us each, %.1f events each",
-			 (unsigned long long)pr->n_drains, pr->drain_ns / 1e3 / (double)pr->n_drains,
+			 (unsigned long long)pr->n_drains,
+			 pr->drain_ns / 1e3 / (double)pr->n_drains,
 			 (double)pr->drained / (double)pr->n_drains);
 	if (pr->nticks) {
 		/* Median: the mean is dominated by samples whose thread was preempted. */

@@ -11,84 +11,84 @@
  * Layout of one injected region (offsets from its start). Shared with
  * probe_stubs.S, which refers to the data pages RIP-relatively.
  */
-#define MS_STUB_CODE_SIZE 0x4000  /* code pages (RX): stubs, then the orig slots */
-#define MS_STUB_ORIG_OFF 0x3000   /* orig slot i at ORIG_OFF + i * ORIG_SIZE */
-#define MS_STUB_ORIG_SIZE 64
-#define MS_STUB_NSLOTS 32
-#define MS_STUB_CTRL_OFF 0x4000   /* control page (RW, wiped on fork) */
-#define MS_CTRL_ARMED 0           /* u8: stubs may sample */
-#define MS_CTRL_FREE_ALL 1        /* u8: every free/realloc of a non-NULL pointer traps */
-#define MS_CTRL_TRACK 2           /* u8: stubs insert sampled pointers into the table */
-#define MS_CTRL_RING 3            /* u8: sampled calls go to the ring, not int3 */
-#define MS_CTRL_TABFULL 8         /* u64: inserts that found their bucket full */
-#define MS_CTRL_SIGACT_NEW 0x40   /* struct kernel_sigaction passed to rt_sigaction */
-#define MS_CTRL_SIGACT_OLD 0x80   /* the target's previous SIGTRAP action */
-#define MS_CTRL_RING_HEAD 0x100   /* u64 counters of the ring mode, each its own word */
-#define MS_CTRL_DRAW_IDX 0x108
-#define MS_CTRL_FREE_HEAD 0x110
-#define MS_CTRL_DROPS 0x118       /* samples that found the ring full (they stopped instead) */
-#define MS_CTRL_NOTHREAD 0x120
-#define MS_CTRL_FREE_DROPS 0x128  /* frees that found the freed ring full (idem) */
-#define MS_STUB_CNT_OFF 0x5000    /* 64 countdown slots, one cache line each */
-#define MS_STUB_NCNT 64
-#define MS_STUB_TAB_OFF 0x6000    /* sampled-pointer table: 1024 buckets x 8 ways */
+#define MS_STUB_CODE_SIZE   0x4000 /* code pages (RX): stubs, then the orig slots */
+#define MS_STUB_ORIG_OFF    0x3000 /* orig slot i at ORIG_OFF + i * ORIG_SIZE */
+#define MS_STUB_ORIG_SIZE   64
+#define MS_STUB_NSLOTS	    32
+#define MS_STUB_CTRL_OFF    0x4000 /* control page (RW, wiped on fork) */
+#define MS_CTRL_ARMED	    0	   /* u8: stubs may sample */
+#define MS_CTRL_FREE_ALL    1	   /* u8: every free/realloc of a non-NULL pointer traps */
+#define MS_CTRL_TRACK	    2	   /* u8: stubs insert sampled pointers into the table */
+#define MS_CTRL_RING	    3	   /* u8: sampled calls go to the ring, not int3 */
+#define MS_CTRL_TABFULL	    8	   /* u64: inserts that found their bucket full */
+#define MS_CTRL_SIGACT_NEW  0x40   /* struct kernel_sigaction passed to rt_sigaction */
+#define MS_CTRL_SIGACT_OLD  0x80   /* the target's previous SIGTRAP action */
+#define MS_CTRL_RING_HEAD   0x100  /* u64 counters of the ring mode, each its own word */
+#define MS_CTRL_DRAW_IDX    0x108
+#define MS_CTRL_FREE_HEAD   0x110
+#define MS_CTRL_DROPS	    0x118 /* samples that found the ring full (they stopped instead) */
+#define MS_CTRL_NOTHREAD    0x120
+#define MS_CTRL_FREE_DROPS  0x128  /* frees that found the freed ring full (idem) */
+#define MS_STUB_CNT_OFF	    0x5000 /* 64 countdown slots, one cache line each */
+#define MS_STUB_NCNT	    64
+#define MS_STUB_TAB_OFF	    0x6000 /* sampled-pointer table: 1024 buckets x 8 ways */
 #define MS_STUB_TAB_BUCKETS 1024
-#define MS_STUB_THR_OFF 0x16000   /* thread table: 256 x {tp, hi, lo, tid} */
-#define MS_STUB_NTHR 256
-#define MS_STUB_DRAW_OFF 0x18000  /* 4096 pre-drawn countdowns */
-#define MS_STUB_NDRAW 4096
-#define MS_STUB_FRING_OFF 0x20000 /* freed ring: 4096 x {ptr (0 free, 1 writing), tsc} */
-#define MS_STUB_NFRING 4096
-#define MS_STUB_HDR_OFF 0x30000   /* sample ring: 256 headers of 256 bytes */
-#define MS_STUB_NHDR 256
-#define MS_STUB_HDR_SIZE 256
-#define MS_STUB_DATA_OFF 0x40000  /* 256 stack copies of up to 16 KiB */
-#define MS_STUB_DATA_SIZE 16384
+#define MS_STUB_THR_OFF	    0x16000 /* thread table: 256 x {tp, hi, lo, tid} */
+#define MS_STUB_NTHR	    256
+#define MS_STUB_DRAW_OFF    0x18000 /* 4096 pre-drawn countdowns */
+#define MS_STUB_NDRAW	    4096
+#define MS_STUB_FRING_OFF   0x20000 /* freed ring: 4096 x {ptr (0 free, 1 writing), tsc} */
+#define MS_STUB_NFRING	    4096
+#define MS_STUB_HDR_OFF	    0x30000 /* sample ring: 256 headers of 256 bytes */
+#define MS_STUB_NHDR	    256
+#define MS_STUB_HDR_SIZE    256
+#define MS_STUB_DATA_OFF    0x40000 /* 256 stack copies of up to 16 KiB */
+#define MS_STUB_DATA_SIZE   16384
 #define MS_STUB_REGION_SIZE 0x440000
 
 /* A sample header (offsets). state: 0 free, 1 being written, 2 published. */
 #define MS_H_STATE 0
-#define MS_H_SLOT 8   /* kind << 8 | stub slot */
-#define MS_H_TSC0 16
-#define MS_H_TSC1 24
-#define MS_H_SP 32    /* rsp at the entry: -> the caller's return address */
-#define MS_H_RBX 40
-#define MS_H_RBP 48
-#define MS_H_R12 56
-#define MS_H_R13 64
-#define MS_H_R14 72
-#define MS_H_R15 80
-#define MS_H_RDI 88
-#define MS_H_RSI 96
-#define MS_H_RDX 104
-#define MS_H_RES 112  /* the returned pointer (posix_memalign: *memptr, or 0) */
-#define MS_H_LEN 120  /* bytes of stack copied */
+#define MS_H_SLOT  8 /* kind << 8 | stub slot */
+#define MS_H_TSC0  16
+#define MS_H_TSC1  24
+#define MS_H_SP	   32 /* rsp at the entry: -> the caller's return address */
+#define MS_H_RBX   40
+#define MS_H_RBP   48
+#define MS_H_R12   56
+#define MS_H_R13   64
+#define MS_H_R14   72
+#define MS_H_R15   80
+#define MS_H_RDI   88
+#define MS_H_RSI   96
+#define MS_H_RDX   104
+#define MS_H_RES   112 /* the returned pointer (posix_memalign: *memptr, or 0) */
+#define MS_H_LEN   120 /* bytes of stack copied */
 #define MS_H_FLAGS 128 /* bit 0: inserted into the table */
-#define MS_H_TP 136
+#define MS_H_TP	   136
 
 /* Stub kinds, by slot: what the size argument is and what the trap frame holds. */
-#define MS_SK_RDI 0     /* size in rdi (malloc, valloc, pvalloc, custom) */
-#define MS_SK_CALLOC 1  /* rdi * rsi */
-#define MS_SK_REALLOC 2 /* old pointer rdi, size rsi */
-#define MS_SK_RSI 3     /* size in rsi (aligned_alloc, memalign) */
+#define MS_SK_RDI	0 /* size in rdi (malloc, valloc, pvalloc, custom) */
+#define MS_SK_CALLOC	1 /* rdi * rsi */
+#define MS_SK_REALLOC	2 /* old pointer rdi, size rsi */
+#define MS_SK_RSI	3 /* size in rsi (aligned_alloc, memalign) */
 #define MS_SK_PMEMALIGN 4 /* posix_memalign(memptr rdi, align rsi, size rdx) */
-#define MS_SK_FREE 5    /* pointer in rdi */
+#define MS_SK_FREE	5 /* pointer in rdi */
 
 #ifndef __ASSEMBLER__
 #include "attach/attach.h"
 
 /* One slot of the stub image (offsets from the region start). */
 struct ms_stub_desc {
-	uint32_t stub;  /* where the entry's jmp goes */
-	uint32_t orig;  /* relocated entry bytes + jmp back */
+	uint32_t stub;	/* where the entry's jmp goes */
+	uint32_t orig;	/* relocated entry bytes + jmp back */
 	uint32_t guard; /* [guard, trap]: a thread here would still trap after disarming */
-	uint32_t trap;  /* the int3 */
-	uint32_t kind;  /* MS_SK_* */
-	uint32_t stop;  /* the int3 path (ring mode falls back to it for unknown threads) */
+	uint32_t trap;	/* the int3 */
+	uint32_t kind;	/* MS_SK_* */
+	uint32_t stop;	/* the int3 path (ring mode falls back to it for unknown threads) */
 };
-extern const uint8_t ms_stub_image[];    /* MS_STUB_CODE_SIZE bytes */
+extern const uint8_t ms_stub_image[]; /* MS_STUB_CODE_SIZE bytes */
 extern const struct ms_stub_desc ms_stub_desc[MS_STUB_NSLOTS];
-extern const uint32_t ms_stub_sig_handler; /* offset of the SIGTRAP handler (`ret`) */
+extern const uint32_t ms_stub_sig_handler;  /* offset of the SIGTRAP handler (`ret`) */
 extern const uint32_t ms_stub_sig_restorer; /* offset of `mov eax,15; syscall` */
 
 /* ============================ relocation (decode.c) ============================ */
@@ -97,10 +97,10 @@ extern const uint32_t ms_stub_sig_restorer; /* offset of `mov eax,15; syscall` *
 
 struct ms_reloc {
 	uint8_t code[MS_RELOC_MAX]; /* relocated instructions, then `jmp entry+displaced` */
-	size_t len;                 /* bytes used in code */
-	size_t displaced;           /* bytes taken from the entry (>= min_len) */
-	unsigned n_insns;           /* instructions displaced */
-	char why[160];              /* why the site was refused */
+	size_t len;		    /* bytes used in code */
+	size_t displaced;	    /* bytes taken from the entry (>= min_len) */
+	unsigned n_insns;	    /* instructions displaced */
+	char why[160];		    /* why the site was refused */
 };
 
 /*
@@ -132,12 +132,12 @@ size_t ms_decode_sweep(const uint8_t *text, size_t len, ms_raddr_t addr, struct 
 
 /* Control flow of one instruction, for following a function's first few. */
 enum ms_flow {
-	MS_FLOW_NONE,    /* falls through */
-	MS_FLOW_CALL,    /* call rel32: *target */
-	MS_FLOW_JMP,     /* jmp rel: *target */
-	MS_FLOW_JCC,     /* conditional branch: *target, falls through too */
+	MS_FLOW_NONE,	 /* falls through */
+	MS_FLOW_CALL,	 /* call rel32: *target */
+	MS_FLOW_JMP,	 /* jmp rel: *target */
+	MS_FLOW_JCC,	 /* conditional branch: *target, falls through too */
 	MS_FLOW_JMP_MEM, /* jmp *[rip+disp] (a PLT stub): *target = the slot's address */
-	MS_FLOW_END,     /* ret, an indirect branch or call, int3, ud2, hlt */
+	MS_FLOW_END,	 /* ret, an indirect branch or call, int3, ud2, hlt */
 };
 
 /*

@@ -181,9 +181,9 @@ static void on_event(const struct ms_alloc_event *ev, void *ctx)
 /* Compares 16 bytes at each libc entry in the live target with the libc file. */
 static int compare_libc(pid_t pid, int *compared)
 {
-	static const char *const syms[] = {"malloc", "calloc", "realloc", "free",
-					   "posix_memalign", "aligned_alloc", "memalign",
-					   "valloc", "pvalloc"};
+	static const char *const syms[] = {"malloc",   "calloc",	 "realloc",
+					   "free",     "posix_memalign", "aligned_alloc",
+					   "memalign", "valloc",	 "pvalloc"};
 	struct ms_maps maps;
 	struct ms_modules mods;
 	const struct ms_module *libc;
@@ -226,14 +226,17 @@ static int compare_libc(pid_t pid, int *compared)
 /* Sampled calls stop the thread (int3) instead of going through the ring. */
 static bool stop_per_sample;
 
-static int attach_and_install(pid_t pid, uint64_t mean, struct ms_proc **pp,
-			      struct ms_probes **prp, struct counts *c)
+static int attach_and_install(pid_t pid, uint64_t mean, struct ms_proc **pp, struct ms_probes **prp,
+			      struct counts *c)
 {
 	struct ms_attach_opts ao = {.trace_fork = true};
 	static const char *const custom[] = {"pool_alloc"};
-	struct ms_probe_opts po = {.sample_bytes = mean, .stack_bytes = 16384,
-				   .track_frees = true, .seed = 42,
-				   .custom_symbols = custom, .n_custom = 1,
+	struct ms_probe_opts po = {.sample_bytes = mean,
+				   .stack_bytes = 16384,
+				   .track_frees = true,
+				   .seed = 42,
+				   .custom_symbols = custom,
+				   .n_custom = 1,
 				   .stop_per_sample = stop_per_sample};
 	struct ms_error err = {0};
 	struct ms_maps maps;
@@ -350,19 +353,22 @@ static int run_count(uint64_t mean, char *target, char *iters, const char *mode)
 		fails++;
 	}
 	if (fork_mode && field(t.text, "child=") != 0) {
-		fprintf(stderr, "FAIL: forked child status %lld\n", (long long)field(t.text, "child="));
+		fprintf(stderr, "FAIL: forked child status %lld\n",
+			(long long)field(t.text, "child="));
 		fails++;
 	}
 	if (c.bad_ptr || c.bad_ret || c.unmatched_free) {
-		fprintf(stderr, "FAIL: %llu NULL pointers, %llu bad return addresses, %llu frees "
-				"of unknown pointers\n",
+		fprintf(stderr,
+			"FAIL: %llu NULL pointers, %llu bad return addresses, %llu frees "
+			"of unknown pointers\n",
 			(unsigned long long)c.bad_ptr, (unsigned long long)c.bad_ret,
 			(unsigned long long)c.unmatched_free);
 		fails++;
 	}
 	if (mode && !strcmp(mode, "late") && (!st.ring_samples || !st.stops)) {
-		fprintf(stderr, "FAIL: threads born after install: %llu ring samples, %llu stops "
-				"(expected both: a first stop registers each thread)\n",
+		fprintf(stderr,
+			"FAIL: threads born after install: %llu ring samples, %llu stops "
+			"(expected both: a first stop registers each thread)\n",
 			(unsigned long long)st.ring_samples, (unsigned long long)st.stops);
 		fails++;
 	}
@@ -383,8 +389,8 @@ static int run_count(uint64_t mean, char *target, char *iters, const char *mode)
 	} else {
 		double want = (double)field(t.text, "bytes=");
 		/* Ring drops are independent of the size: scale by delivered + dropped. */
-		double got = (double)c.weighted *
-			     ((double)(st.samples + st.dropped) / (double)(st.samples ? st.samples : 1));
+		double got = (double)c.weighted * ((double)(st.samples + st.dropped) /
+						   (double)(st.samples ? st.samples : 1));
 
 		printf("weighted estimate / true bytes = %.3f\n", got / want);
 		if (st.dropped > st.samples) {
@@ -457,7 +463,8 @@ static int regions_disarmed(pid_t pid)
 			    memcmp(code, ms_stub_image, sizeof(code)))
 				continue;
 			found++;
-			if (ms_mem_read_pid(pid, m->start + MS_STUB_CTRL_OFF + MS_CTRL_ARMED, &a, 1) != 1 ||
+			if (ms_mem_read_pid(pid, m->start + MS_STUB_CTRL_OFF + MS_CTRL_ARMED, &a,
+					    1) != 1 ||
 			    a)
 				armed++;
 		}
@@ -520,8 +527,9 @@ static int run_killtest(char *self, char *target, char *iters, int rounds)
 		close(d.out);
 		for (int k = 0; k < 600 && !pump(&t, "done", 100); k++) {
 			if (waitpid(t.pid, &st, WNOHANG) == t.pid) {
-				fprintf(stderr, "FAIL round %d: target died (%s %d) after the driver's "
-						"SIGKILL\n",
+				fprintf(stderr,
+					"FAIL round %d: target died (%s %d) after the driver's "
+					"SIGKILL\n",
 					r, WIFSIGNALED(st) ? "signal" : "exit",
 					WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
 				t.pid = 0;
@@ -532,8 +540,9 @@ static int run_killtest(char *self, char *target, char *iters, int rounds)
 			continue;
 		switch (regions_disarmed(t.pid)) {
 		case -1:
-			fprintf(stderr, "FAIL round %d: a stub region stayed armed after the driver "
-					"died (watchdog)\n",
+			fprintf(stderr,
+				"FAIL round %d: a stub region stayed armed after the driver "
+				"died (watchdog)\n",
 				r);
 			break;
 		case 0:
@@ -632,8 +641,10 @@ static int run_midremove(char *target, char *iters, int rounds)
 		if (!rc && st == 0 && !strcmp(got, ref) && !done_early)
 			ok++;
 		else
-			fprintf(stderr, "FAIL round %d: remove rc %d, status %d, checksum %s (want %s)%s\n",
-				r, rc, st, got, ref, done_early ? ", target finished too early" : "");
+			fprintf(stderr,
+				"FAIL round %d: remove rc %d, status %d, checksum %s (want %s)%s\n",
+				r, rc, st, got, ref,
+				done_early ? ", target finished too early" : "");
 		close(t.in);
 		close(t.out);
 	}

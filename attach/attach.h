@@ -166,6 +166,12 @@ int ms_proc_get_regs(struct ms_proc *p, pid_t tid, struct user_regs_struct *regs
 int ms_proc_set_regs(struct ms_proc *p, pid_t tid, const struct user_regs_struct *regs);
 /* Resumes one thread stopped at MS_EV_TRAP (or by stop_all). */
 int ms_proc_cont_thread(struct ms_proc *p, pid_t tid);
+/*
+ * Resumes a thread stopped at an MS_EV_TRAP that is not memspy's (an int3
+ * or trap of the target's own), delivering its SIGTRAP as if memspy were
+ * not there. 0 or -ESRCH.
+ */
+int ms_proc_pass_trap(struct ms_proc *p, pid_t tid);
 
 /*
  * Waits for the next event, at most timeout_ms (-1 = forever). Group-stops

@@ -715,6 +715,20 @@ int ms_proc_cont_thread(struct ms_proc *p, pid_t tid)
 	return 0;
 }
 
+int ms_proc_pass_trap(struct ms_proc *p, pid_t tid)
+{
+	struct thread *t = find_thread(p, tid);
+
+	if (!t || t->state != T_TRAP)
+		return -ESRCH;
+	p->all_stopped = false;
+	t->state = T_STOPPED;
+	t->group = false;
+	t->pending_sig = SIGTRAP; /* PTRACE_CONT delivers it, as if untraced */
+	resume_thread(p, t);
+	return 0;
+}
+
 int ms_proc_get_regs(struct ms_proc *p, pid_t tid, struct user_regs_struct *regs)
 {
 	struct thread *t = find_thread(p, tid);

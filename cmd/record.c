@@ -652,10 +652,10 @@ int cmd_record(int argc, char **argv)
 		switch (ev.kind) {
 		case MS_EV_TRAP:
 			if (ms_probes_handle_event(pr, &ev, on_alloc_event, &rec) == 0) {
-				/* Not a probe's trap: let the thread go as it was. */
+				/* Not a probe's trap: the target's own; deliver it as if untraced. */
 				ms_debug("record: SIGTRAP at 0x%llx in thread %d is not a probe's",
 					 (unsigned long long)ev.regs.rip, (int)ev.tid);
-				ms_proc_cont_thread(p, ev.tid);
+				ms_proc_pass_trap(p, ev.tid);
 			}
 			break;
 		case MS_EV_FORK:

@@ -1092,7 +1092,7 @@ int cmd_record_walk(int argc, char **argv)
 				break;
 			}
 			if (ev.kind == MS_EV_TRAP)
-				ms_proc_cont_thread(w.p, ev.tid); /* not ours: nothing is patched */
+				ms_proc_pass_trap(w.p, ev.tid); /* the target's own: nothing is patched */
 			if (ev.kind == MS_EV_FORK)
 				ms_proc_fork_child_detach(ev.child);
 			continue;

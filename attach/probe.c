@@ -1298,8 +1298,12 @@ static uint64_t tsc_to_ns(const struct ms_probes *pr, uint64_t ticks)
 struct pending_ev {
 	uint64_t key; /* TSC when it happened: frees after the allocation they free */
 	int hdr;      /* header index, or -1 for a free */
+	int slot;     /* a free: the stub slot that recorded it */
 	uint64_t ptr;
 };
+
+/* The freed ring keeps the stub slot in the top byte of its TSC stamp. */
+#define TSC_MASK ((1ull << 56) - 1)
 
 static int cmp_pending(const void *a, const void *b)
 {
@@ -1421,8 +1425,10 @@ static int drain_region(struct ms_probes *pr, size_t r, ms_alloc_event_cb cb, vo
 				rg->pending = true;
 			if (p <= 1)
 				continue;
-			ev[nev++] =
-			    (struct pending_ev){.key = pr->fring[2 * i + 1], .hdr = -1, .ptr = p};
+			ev[nev++] = (struct pending_ev){.key = pr->fring[2 * i + 1] & TSC_MASK,
+							.hdr = -1,
+							.ptr = p,
+							.slot = (int)(pr->fring[2 * i + 1] >> 56)};
 			/* Give the slot back (ptr = 0), batched. */
 			friov[nfree_done].iov_base =
 			    (void *)(uintptr_t)(rg->base + MS_STUB_FRING_OFF + (ms_raddr_t)i * 16);
@@ -1449,7 +1455,7 @@ static int drain_region(struct ms_probes *pr, size_t r, ms_alloc_event_cb cb, vo
 			rg->pending = true;
 		if (st != 2)
 			continue;
-		ev[nev++] = (struct pending_ev){.key = rd64(h, MS_H_TSC1), .hdr = i};
+		ev[nev++] = (struct pending_ev){.key = rd64(h, MS_H_TSC1) & TSC_MASK, .hdr = i};
 		if (len) {
 			liov[nrd].iov_base = pr->data + (size_t)i * MS_STUB_DATA_SIZE;
 			liov[nrd].iov_len = len;
@@ -1472,11 +1478,12 @@ static int drain_region(struct ms_probes *pr, size_t r, ms_alloc_event_cb cb, vo
 		if (ev[k].hdr >= 0) {
 			emit_ring_sample(pr, r, ev[k].hdr, cb, ctx);
 		} else {
+			const struct site *fs = site_for(pr, r, ev[k].slot);
 			struct ms_alloc_event fe;
 
 			memset(&fe, 0, sizeof(fe));
 			fe.type = MS_AE_FREE;
-			fe.fn = MS_FN_FREE;
+			fe.fn = fs ? fs->fn : MS_FN_FREE;
 			fe.ptr = ev[k].ptr;
 			fe.time_ns = ms_now_ns();
 			pr->st.frees++;

@@ -114,11 +114,11 @@ ms_stub_image:
 
 /*
  * Ring mode: records the free of rdi in the freed ring (claim a slot 0 -> 1,
- * stamp it, publish the pointer). Clobbers rax, rdx, r11 and flags: none
+ * stamp it with the slot and the TSC, publish the pointer). Clobbers rax, rdx, r11 and flags: none
  * carries an argument of free or realloc. A full ring jumps to \full, the
  * stop path: the free is reported by a trap instead of being lost.
  */
-.macro FRING_PUSH full
+.macro FRING_PUSH full, slot
 	mov eax, 1
 	lock xadd [rip + FREE_HEAD], rax
 	and eax, MS_STUB_NFRING - 1
@@ -133,6 +133,10 @@ ms_stub_image:
 	jmp \full
 4:	rdtsc
 	shl rdx, 32
+	or rax, rdx
+	shl rax, 8		/* {slot:8, tsc:56}: memspy names the function that freed */
+	shr rax, 8
+	mov rdx, \slot << 56
 	or rax, rdx
 	mov [r11 + 8], rax
 	mov [r11], rdi
@@ -221,7 +225,7 @@ ms_stub_image:
 	je 7f
 	cmp byte ptr [rip + ARMED], 0
 	je 6f
-	FRING_PUSH 7f		/* ring mode: the old block's free is recorded now */
+	FRING_PUSH 7f, \i	/* ring mode: the old block's free is recorded now */
 	jmp 6f
 7:	SLOT_ADDR		/* old pointer freed; is the new block sampled too? */
 	mov rax, rsi
@@ -272,7 +276,7 @@ ms_stub_image:
 	je .Lguard_\i
 	cmp byte ptr [rip + ARMED], 0
 	je .Lorig_\i
-	FRING_PUSH .Lguard_\i
+	FRING_PUSH .Lguard_\i, \i
 	jmp .Lorig_\i
 .Lstop_\i:
 	GUARDED_TRAP \i, .Lorig_\i

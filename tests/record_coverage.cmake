@@ -5,7 +5,7 @@
 find_package(Python3 COMPONENTS Interpreter)
 if(Python3_FOUND)
   set(_cov_drv ${CMAKE_CURRENT_LIST_DIR}/e2e/record_coverage.py)
-  foreach(_s cxx-exact cxx-live cxx-sampled memalign-exact memalign-live nested edge jemalloc
+  foreach(_s cxx-exact cxx-live cxx-sampled memalign-exact memalign-live nested edge failed-alloc jemalloc
              tcmalloc jemalloc-cxx tcmalloc-cxx exe-malloc)
     ms_add_test(NAME record_coverage_${_s} TIMEOUT 300 LABELS e2e record coverage
                 COMMAND ${Python3_EXECUTABLE} ${_cov_drv} --memspy $<TARGET_FILE:memspy>

@@ -311,21 +311,45 @@ def scen_nested(args, wd):
     finish(bad)
 
 
-def scen_edge(args, wd):
-    rb, rc, bad = exact_both(args, wd, args.cov_c, "edge", args.iters or 20)
-    # Failed calls: one call each in the count view; in the bytes view nothing was
-    # allocated, so nothing may be charged to them (a wrapped or huge request would
-    # swamp the flame graph).
-    for stack, (req, n) in rc.lines("expect-failed").items():
+def judge_failed(rb, rc):
+    """
+    Calls that returned NULL allocated nothing: memspy keeps them out of the
+    profile (no bytes, no count) and says how many there were in its summary,
+    which must be exactly the number the target made.
+    """
+    bad = []
+    failed = rc.lines("expect-failed")
+    want = sum(n for _, n in failed.values())
+    for stack, (req, n) in failed.items():
         gc = sum(v for _, v in matching(rc.folded, stack))
         gb = sum(v for _, v in matching(rb.folded, stack))
-        print(f"  failed {stack} (asked {req}): memspy {gc} calls / {gb} B, target {n} calls "
-              f"/ 0 B", flush=True)
-        if gc != n:
-            bad.append(f"{stack}: memspy counted {gc} failed calls, the target made {n}")
-        if gb != 0:
-            bad.append(f"{stack}: memspy charges {gb} bytes to calls that returned NULL "
-                       f"(asked {req} each)")
+        print(f"  failed {stack} (asked {req}, {n} calls): in the profile {gc} calls / {gb} B",
+              flush=True)
+        if gc or gb:
+            bad.append(f"{stack}: calls that returned NULL are in the profile: {gc} calls, "
+                       f"{gb} B")
+    for r, view in ((rb, "bytes"), (rc, "count")):
+        said = [l for l in r.err if "calls failed (returned NULL)" in l]
+        got = int(said[0].split()[0].replace(",", "")) if said else 0
+        print(f"  {view:5} run: memspy's summary: {got} failed calls; target: {want}", flush=True)
+        if got != want:
+            bad.append(f"{view} run: memspy's summary counts {got} failed calls, the target "
+                       f"made {want}")
+    return bad
+
+
+def scen_edge(args, wd):
+    # realloc chains, a 40 MB calloc, malloc(0) + free(NULL), and failed calls.
+    rb, rc, bad = exact_both(args, wd, args.cov_c, "edge", args.iters or 20)
+    finish(bad + judge_failed(rb, rc))
+
+
+def scen_failed_alloc(args, wd):
+    # A failed huge request, then malloc(0): every later call must still be seen.
+    bad = []
+    for mode in ("failm", "failc"):
+        rb, rc, b = exact_both(args, wd, args.cov_c, mode, args.iters or 10)
+        bad += b + judge_failed(rb, rc)
     finish(bad)
 
 
@@ -379,6 +403,7 @@ SCENARIOS = {
     "memalign-live": scen_memalign_live,
     "nested": scen_nested,
     "edge": scen_edge,
+    "failed-alloc": scen_failed_alloc,
     "jemalloc": scen_jemalloc,
     "tcmalloc": scen_tcmalloc,
     "jemalloc-cxx": scen_jemalloc_cxx,

@@ -137,7 +137,34 @@ static void expect_edge(unsigned long long r)
 	       SITE(cov_round_edge, cov_site_fail_calloc));
 }
 
+/* A failed call, then a good one: the good one must still be counted. */
+NOINLINE static int cov_round_failm(unsigned seed)
+{
+	return cov_site_fail_malloc(seed) & cov_site_zero(seed);
+}
+
+static void expect_failm(unsigned long long r)
+{
+	line("expect-folded", 0, r, SITE(cov_round_failm, cov_site_zero));
+	printf("expect-failed %zu %llu %s\n", (size_t)cov_huge_bytes, r,
+	       SITE(cov_round_failm, cov_site_fail_malloc));
+}
+
+NOINLINE static int cov_round_failc(unsigned seed)
+{
+	return cov_site_fail_calloc(seed) & cov_site_zero(seed);
+}
+
+static void expect_failc(unsigned long long r)
+{
+	line("expect-folded", 0, r, SITE(cov_round_failc, cov_site_zero));
+	printf("expect-failed %zu*%zu %llu %s\n", (size_t)cov_ovf_n, (size_t)cov_ovf_size, r,
+	       SITE(cov_round_failc, cov_site_fail_calloc));
+}
+
 const struct cov_mode cov_modes[] = {
+	{"failm", cov_round_failm, expect_failm, NULL},
+	{"failc", cov_round_failc, expect_failc, NULL},
 	{"basic", cov_round_basic, expect_basic, check_keep},
 	{"memalign", cov_round_memalign, expect_memalign, check_keep},
 	{"memalign-nopv", cov_round_memalign_nopv, expect_memalign_nopv, check_keep},

@@ -299,50 +299,6 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done)
 	return 0;
 }
 
-/* ---------------------------- formatting ---------------------------- */
-
-static const char *fmt_bytes(char *buf, size_t size, double b)
-{
-	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-	size_t u = 0;
-
-	while (b >= 1024 && u + 1 < MS_ARRAY_SIZE(units)) {
-		b /= 1024;
-		u++;
-	}
-	if (u == 0)
-		snprintf(buf, size, "%.0f B", b);
-	else
-		snprintf(buf, size, "%.*f %s", b < 10 ? 2 : b < 100 ? 1 : 0, b, units[u]);
-	return buf;
-}
-
-/* 1234567 -> "1,234,567". */
-static const char *fmt_count(char *buf, size_t size, uint64_t v)
-{
-	char tmp[32];
-	int n = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)v), j = 0;
-
-	for (int i = 0; i < n && (size_t)j + 2 < size; i++) {
-		if (i && (n - i) % 3 == 0)
-			buf[j++] = ',';
-		buf[j++] = tmp[i];
-	}
-	buf[j] = '\0';
-	return buf;
-}
-
-static const char *fmt_time(char *buf, size_t size, double ns)
-{
-	if (ns >= 1e9)
-		snprintf(buf, size, "%.2f s", ns / 1e9);
-	else if (ns >= 1e6)
-		snprintf(buf, size, "%.1f ms", ns / 1e6);
-	else
-		snprintf(buf, size, "%.0f us", ns / 1e3);
-	return buf;
-}
-
 /* ------------------------------ recording ------------------------------ */
 
 static void on_alloc_event(const struct ms_alloc_event *ev, void *ctx)
@@ -390,8 +346,8 @@ static void progress_update(struct progress *pg, struct ms_probes *pr, uint64_t 
 	pg->last_ns = now;
 	ms_probes_stats(pr, &st);
 	fprintf(stderr, "\rmemspy: %.1f s, %s samples, %s stops, target stopped %s\033[K",
-		(double)(now - pg->start_ns) / 1e9, fmt_count(a, sizeof(a), st.samples),
-		fmt_count(b, sizeof(b), st.stops), fmt_time(c, sizeof(c), (double)st.stopped_ns));
+		(uint64_t)(now - pg->start_ns) / 1e9, ms_fmt_count(a, sizeof(a), st.samples),
+		ms_fmt_count(b, sizeof(b), st.stops), ms_fmt_duration(c, sizeof(c), (uint64_t)st.stopped_ns));
 	pg->shown = true;
 }
 
@@ -490,17 +446,17 @@ static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t
 			: (o->count ? "allocation counts" : "bytes allocated"));
 	if (o->live)
 		fprintf(stderr, "%s still live in %s allocations, of ",
-			fmt_bytes(a, sizeof(a), (double)tot.live_bytes),
-			fmt_count(b, sizeof(b), (uint64_t)llround(tot.live_count)));
+			ms_fmt_bytes(a, sizeof(a), (uint64_t)tot.live_bytes),
+			ms_fmt_count(b, sizeof(b), (uint64_t)llround(tot.live_count)));
 	fprintf(stderr, "%s allocated in %s allocations",
-		fmt_bytes(a, sizeof(a), (double)tot.bytes),
-		fmt_count(b, sizeof(b), (uint64_t)llround(tot.count)));
+		ms_fmt_bytes(a, sizeof(a), (uint64_t)tot.bytes),
+		ms_fmt_count(b, sizeof(b), (uint64_t)llround(tot.count)));
 	fprintf(stderr, " over %s, from %s samples%s\n",
-		fmt_time(c, sizeof(c), (double)oc->wall_ns), fmt_count(d, sizeof(d), tot.samples),
+		ms_fmt_duration(c, sizeof(c), (uint64_t)oc->wall_ns), ms_fmt_count(d, sizeof(d), tot.samples),
 		o->sample_bytes ? " (estimated)" : " (exact: every call)");
 	if (tot.failed)
 		fprintf(stderr, "  %s sampled calls failed (returned NULL) and are not counted\n",
-			fmt_count(a, sizeof(a), tot.failed));
+			ms_fmt_count(a, sizeof(a), tot.failed));
 	threads = oc->thread_samples ? oc->thread_sum / (double)oc->thread_samples : 1;
 	if (threads < 1)
 		threads = 1;
@@ -508,21 +464,21 @@ static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t
 	fprintf(stderr,
 		"  cost to the target: %s stops, stopped %s in total (%s per stop), "
 		"estimated slowdown %.1f%% (stopped time / (wall time x %.1f threads))\n",
-		fmt_count(a, sizeof(a), st.stops), fmt_time(b, sizeof(b), (double)st.stopped_ns),
-		fmt_time(c, sizeof(c), st.stops ? (double)st.stopped_ns / (double)st.stops : 0),
+		ms_fmt_count(a, sizeof(a), st.stops), ms_fmt_duration(b, sizeof(b), (uint64_t)st.stopped_ns),
+		ms_fmt_duration(c, sizeof(c), st.stops ? (uint64_t)st.stopped_ns / (uint64_t)st.stops : 0),
 		slowdown * 100, threads);
 	if (st.attach_pause_ns || st.remove_pause_ns)
 		fprintf(
 		    stderr,
 		    "  pauses of the whole target: %s to install the probes, %s to remove them\n",
-		    fmt_time(a, sizeof(a), (double)st.attach_pause_ns),
-		    fmt_time(b, sizeof(b), (double)st.remove_pause_ns));
+		    ms_fmt_duration(a, sizeof(a), (uint64_t)st.attach_pause_ns),
+		    ms_fmt_duration(b, sizeof(b), (uint64_t)st.remove_pause_ns));
 	if (st.dropped)
 		fprintf(stderr, "  %s samples were lost (in-target buffers full): totals are low\n",
-			fmt_count(a, sizeof(a), st.dropped));
+			ms_fmt_count(a, sizeof(a), st.dropped));
 	if (rec->unwind_failures)
 		fprintf(stderr, "  %s samples could not be unwound (shown as [unknown])\n",
-			fmt_count(a, sizeof(a), rec->unwind_failures));
+			ms_fmt_count(a, sizeof(a), rec->unwind_failures));
 	if (nnames) {
 		fprintf(stderr, "  probed %zu entry points:", nnames);
 		for (size_t i = 0; i < nnames; i++)
@@ -625,7 +581,7 @@ int cmd_record(int argc, char **argv)
 			(int)o.pid, ms_proc_comm(o.pid, comm, sizeof(comm)), ms_proc_nthreads(p),
 			ms_probes_sites(pr, &names),
 			o.duration_ns ? "for " : "until Ctrl-C or its exit",
-			o.duration_ns ? fmt_time(d, sizeof(d), (double)o.duration_ns) : "");
+			o.duration_ns ? ms_fmt_duration(d, sizeof(d), (uint64_t)o.duration_ns) : "");
 	}
 	for (;;) {
 		struct ms_event ev;
@@ -745,15 +701,15 @@ int cmd_record(int argc, char **argv)
 			subtitle = ms_xasprintf(
 			    "%s still live in %s allocations (of %s allocated) "
 			    "after %.1f s%s",
-			    fmt_bytes(a, sizeof(a), (double)tot.live_bytes),
-			    fmt_count(b, sizeof(b), (uint64_t)llround(tot.live_count)),
-			    fmt_bytes(c, sizeof(c), (double)tot.bytes), (double)oc.wall_ns / 1e9,
+			    ms_fmt_bytes(a, sizeof(a), (uint64_t)tot.live_bytes),
+			    ms_fmt_count(b, sizeof(b), (uint64_t)llround(tot.live_count)),
+			    ms_fmt_bytes(c, sizeof(c), (uint64_t)tot.bytes), (uint64_t)oc.wall_ns / 1e9,
 			    o.sample_bytes ? ", sampled" : ", exact");
 		else
 			subtitle = ms_xasprintf(
 			    "%s allocated in %s allocations over %.1f s%s",
-			    fmt_bytes(a, sizeof(a), (double)tot.bytes),
-			    fmt_count(b, sizeof(b), (uint64_t)llround(tot.count)),
+			    ms_fmt_bytes(a, sizeof(a), (uint64_t)tot.bytes),
+			    ms_fmt_count(b, sizeof(b), (uint64_t)llround(tot.count)),
 			    (double)oc.wall_ns / 1e9, o.sample_bytes ? ", sampled" : ", exact");
 		wo = (struct ms_out_opts){
 		    .title = cli_command_line(),

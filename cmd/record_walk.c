@@ -340,49 +340,6 @@ static int parse_opts(int argc, char **argv, struct walk_opts *o, bool *done)
 	return 0;
 }
 
-/* ------------------------------ formatting ------------------------------ */
-
-static const char *fmt_bytes(char *buf, size_t size, double b)
-{
-	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-	size_t u = 0;
-
-	while (b >= 1024 && u + 1 < MS_ARRAY_SIZE(units)) {
-		b /= 1024;
-		u++;
-	}
-	if (u == 0)
-		snprintf(buf, size, "%.0f B", b);
-	else
-		snprintf(buf, size, "%.*f %s", b < 10 ? 2 : b < 100 ? 1 : 0, b, units[u]);
-	return buf;
-}
-
-static const char *fmt_count(char *buf, size_t size, uint64_t v)
-{
-	char tmp[32];
-	int n = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)v), j = 0;
-
-	for (int i = 0; i < n && (size_t)j + 2 < size; i++) {
-		if (i && (n - i) % 3 == 0)
-			buf[j++] = ',';
-		buf[j++] = tmp[i];
-	}
-	buf[j] = '\0';
-	return buf;
-}
-
-static const char *fmt_time(char *buf, size_t size, double ns)
-{
-	if (ns >= 1e9)
-		snprintf(buf, size, "%.2f s", ns / 1e9);
-	else if (ns >= 1e6)
-		snprintf(buf, size, "%.1f ms", ns / 1e6);
-	else
-		snprintf(buf, size, "%.0f us", ns / 1e3);
-	return buf;
-}
-
 /* ------------------------------ stack table ------------------------------ */
 
 struct stk {
@@ -841,9 +798,9 @@ static void progress(struct walker *w, bool tty, uint64_t now, uint64_t *last, b
 		return;
 	*last = now;
 	fprintf(stderr, "\rmemspy: %.1f s, %s stops, %s thread samples, stopped %s (%.2f%%)\033[K",
-		(double)(now - w->start_ns) / 1e9, fmt_count(a, sizeof(a), w->stops),
-		fmt_count(b, sizeof(b), w->thread_samples),
-		fmt_time(c, sizeof(c), (double)paused_ns(w)),
+		(uint64_t)(now - w->start_ns) / 1e9, ms_fmt_count(a, sizeof(a), w->stops),
+		ms_fmt_count(b, sizeof(b), w->thread_samples),
+		ms_fmt_duration(c, sizeof(c), (uint64_t)paused_ns(w)),
 		now > w->start_ns ? 100.0 * (double)paused_ns(w) / (double)(now - w->start_ns) : 0);
 	*shown = true;
 }
@@ -859,10 +816,10 @@ static void print_summary(struct walker *w, const struct outcome *oc, uint64_t a
 	fprintf(stderr,
 		"memspy: wrote %s (%s, allocator time): %s of %s thread samples (%.1f%%) "
 		"were inside the allocator, over %s\n",
-		o->out_path, ms_out_format_name(o->fmt), fmt_count(a, sizeof(a), alloc_samples),
-		fmt_count(b, sizeof(b), w->stacks.total),
+		o->out_path, ms_out_format_name(o->fmt), ms_fmt_count(a, sizeof(a), alloc_samples),
+		ms_fmt_count(b, sizeof(b), w->stacks.total),
 		w->stacks.total ? 100.0 * (double)alloc_samples / (double)w->stacks.total : 0,
-		fmt_time(c, sizeof(c), (double)oc->wall_ns));
+		ms_fmt_duration(c, sizeof(c), (uint64_t)oc->wall_ns));
 	fprintf(stderr, "  all threads: wrote %s (every sampled stack)\n", o->all_path);
 	fprintf(stderr, "  heap timeline: wrote %s (%zu samples", o->tl_path, nt);
 	if (w->glibc && nt) {
@@ -876,10 +833,10 @@ static void print_summary(struct walker *w, const struct outcome *oc, uint64_t a
 			l = ms_timeline_sample(w->tl, i);
 
 		fprintf(stderr, "; in use %s -> %s, RSS %s -> %s%s)\n",
-			fmt_bytes(a, sizeof(a), (double)f->total.in_use),
-			fmt_bytes(b, sizeof(b), (double)l->total.in_use),
-			fmt_bytes(c, sizeof(c), (double)f->total.rss),
-			fmt_bytes(d, sizeof(d), (double)l->total.rss),
+			ms_fmt_bytes(a, sizeof(a), (uint64_t)f->total.in_use),
+			ms_fmt_bytes(b, sizeof(b), (uint64_t)l->total.in_use),
+			ms_fmt_bytes(c, sizeof(c), (uint64_t)f->total.rss),
+			ms_fmt_bytes(d, sizeof(d), (uint64_t)l->total.rss),
 			o->full_walk ? ", every chunk walked" : ", from the arena headers");
 	} else {
 		fprintf(stderr, ")\n");
@@ -892,42 +849,42 @@ static void print_summary(struct walker *w, const struct outcome *oc, uint64_t a
 	if (w->heap_capped && o->full_walk)
 		fprintf(stderr,
 			"  %s heap walks were incomplete (see memspy dump for the anomalies)\n",
-			fmt_count(a, sizeof(a), w->heap_capped));
+			ms_fmt_count(a, sizeof(a), w->heap_capped));
 	else if (w->heap_capped)
 		fprintf(stderr,
 			"  %s heap reads cut a free list short (more than %llu chunks): their "
 			"free bytes are a lower bound (--max-list-reads, or --full-walk)\n",
-			fmt_count(a, sizeof(a), w->heap_capped), (unsigned long long)o->max_reads);
+			ms_fmt_count(a, sizeof(a), w->heap_capped), (unsigned long long)o->max_reads);
 	if (w->heap_inconsistent)
 		fprintf(stderr,
 			"  %s heap reads found an arena locked (a thread inside malloc): "
 			"those figures may be off by a chunk\n",
-			fmt_count(a, sizeof(a), w->heap_inconsistent));
+			ms_fmt_count(a, sizeof(a), w->heap_inconsistent));
 	fprintf(stderr, "  cost to the target: %s stops, median pause %s, worst %s",
-		fmt_count(a, sizeof(a), w->stops),
-		fmt_time(b, sizeof(b), pause_median_ns(&w->stack_pauses)),
-		fmt_time(c, sizeof(c), (double)w->stack_pauses.worst_ns));
+		ms_fmt_count(a, sizeof(a), w->stops),
+		ms_fmt_duration(b, sizeof(b), pause_median_ns(&w->stack_pauses)),
+		ms_fmt_duration(c, sizeof(c), (uint64_t)w->stack_pauses.worst_ns));
 	if (w->heap_pauses.n)
 		fprintf(stderr, " (heap reads: median %s, worst %s)",
-			fmt_time(a, sizeof(a), pause_median_ns(&w->heap_pauses)),
-			fmt_time(b, sizeof(b), (double)w->heap_pauses.worst_ns));
+			ms_fmt_duration(a, sizeof(a), pause_median_ns(&w->heap_pauses)),
+			ms_fmt_duration(b, sizeof(b), (uint64_t)w->heap_pauses.worst_ns));
 	fprintf(stderr,
 		"; stopped %s in all = estimated slowdown %.2f%% (stopped time / wall "
 		"time; budget %.2g%%)\n",
-		fmt_time(d, sizeof(d), (double)paused_ns(w)), share * 100, o->max_share * 100);
+		ms_fmt_duration(d, sizeof(d), (uint64_t)paused_ns(w)), share * 100, o->max_share * 100);
 	if (w->skipped_stack || w->skipped_heap)
 		fprintf(stderr,
 			"  the pause budget skipped %s stack samples and %s heap reads "
 			"(--max-pause-share, --rate, --walk-interval)\n",
-			fmt_count(a, sizeof(a), w->skipped_stack),
-			fmt_count(b, sizeof(b), w->skipped_heap));
+			ms_fmt_count(a, sizeof(a), w->skipped_stack),
+			ms_fmt_count(b, sizeof(b), w->skipped_heap));
 	if (w->stop_failures)
 		fprintf(stderr, "  %s stops failed (last: %s): those samples are missing\n",
-			fmt_count(a, sizeof(a), w->stop_failures), ms_strerror(w->last_stop_error));
+			ms_fmt_count(a, sizeof(a), w->stop_failures), ms_strerror(w->last_stop_error));
 	if (w->unwind_failures)
 		fprintf(stderr, "  %s stacks could not be unwound past their first frame\n",
-			fmt_count(a, sizeof(a), w->unwind_failures));
-	fprintf(stderr, "  memspy itself used %s of CPU\n", fmt_time(a, sizeof(a), (double)cpu_ns));
+			ms_fmt_count(a, sizeof(a), w->unwind_failures));
+	fprintf(stderr, "  memspy itself used %s of CPU\n", ms_fmt_duration(a, sizeof(a), (uint64_t)cpu_ns));
 }
 
 static uint64_t cpu_time_ns(void)
@@ -1055,12 +1012,12 @@ int cmd_record_walk(int argc, char **argv)
 			"memspy: recording pid %d (%s, %zu threads) without probes: stacks at "
 			"%g Hz, heap every %s (%s), %s%s\n",
 			(int)o.pid, comm, ms_proc_nthreads(w.p), o.rate,
-			fmt_time(d, sizeof(d), (double)o.walk_ns),
+			ms_fmt_duration(d, sizeof(d), (uint64_t)o.walk_ns),
 			!w.have_loc   ? "RSS only"
 			: o.full_walk ? "full walk"
 				      : "arena headers",
 			o.duration_ns ? "for " : "until Ctrl-C or its exit",
-			o.duration_ns ? fmt_time(e, sizeof(e), (double)o.duration_ns) : "");
+			o.duration_ns ? ms_fmt_duration(e, sizeof(e), (uint64_t)o.duration_ns) : "");
 	}
 	for (;;) {
 		struct ms_event ev;
@@ -1171,12 +1128,12 @@ int cmd_record_walk(int argc, char **argv)
 		char *sub_alloc = ms_xasprintf(
 		    "Allocator time: %s of %s thread samples (%.1f%%) were inside malloc/free "
 		    "and friends; %g Hz over %.1f s, no probes",
-		    fmt_count(a, sizeof(a), alloc_samples), fmt_count(b, sizeof(b), w.stacks.total),
+		    ms_fmt_count(a, sizeof(a), alloc_samples), ms_fmt_count(b, sizeof(b), w.stacks.total),
 		    w.stacks.total ? 100.0 * (double)alloc_samples / (double)w.stacks.total : 0,
 		    o.rate, (double)oc.wall_ns / 1e9);
 		char *sub_all = ms_xasprintf("All threads: %s thread samples at %g Hz over %.1f s, "
 					     "no probes",
-					     fmt_count(a, sizeof(a), w.stacks.total), o.rate,
+					     ms_fmt_count(a, sizeof(a), w.stacks.total), o.rate,
 					     (double)oc.wall_ns / 1e9);
 		enum ms_out_format all_fmt;
 

@@ -124,6 +124,17 @@ int ms_signals_wait(int timeout_ms);
 /* Restores the mask and dispositions from before ms_signals_init (for fork+exec). */
 void ms_signals_reset_for_child(void);
 
+/*
+ * ---- numbers for people ----
+ * All return buf. Bytes in binary units with three significant digits
+ * ("512 B", "2.02 MiB", "25.3 MiB", "255 MiB"); counts with thousands
+ * separators ("1,234,567"); durations in the unit that reads best
+ * ("840 us", "12.5 ms", "3.20 s").
+ */
+const char *ms_fmt_bytes(char *buf, size_t size, uint64_t bytes);
+const char *ms_fmt_count(char *buf, size_t size, uint64_t n);
+const char *ms_fmt_duration(char *buf, size_t size, uint64_t ns);
+
 /* ---- time ---- */
 uint64_t ms_now_ns(void); /* CLOCK_MONOTONIC */
 

@@ -6,22 +6,10 @@
 #include <inttypes.h>
 #include <stdio.h>
 
-/* "1.5 GiB" style; exact bytes are printed next to it where they matter. */
+/* "1.52 GiB" style; exact bytes are printed next to it where they matter. */
 static const char *human(uint64_t b, char *buf, size_t size)
 {
-	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-	double v = (double)b;
-	unsigned u = 0;
-
-	while (v >= 1024 && u + 1 < MS_ARRAY_SIZE(units)) {
-		v /= 1024;
-		u++;
-	}
-	if (u == 0)
-		snprintf(buf, size, "%" PRIu64 " B", b);
-	else
-		snprintf(buf, size, "%.1f %s", v, units[u]);
-	return buf;
+	return ms_fmt_bytes(buf, size, b);
 }
 
 #define H(x) human((x), (char[32]){0}, 32)

@@ -88,10 +88,6 @@ static inline uint64_t ms_view_value(const struct ms_out_opts *o, uint64_t bytes
 char *ms_frame_text(const struct ms_pframe *f, bool lines);
 enum ms_frame_kind ms_frame_kind_of(const struct ms_pframe *f);
 
-/* "1.2 GiB", "512 KiB", "17 B" */
-void ms_fmt_bytes(char *buf, size_t len, uint64_t v);
-/* "1,234,567" */
-void ms_fmt_thousands(char *buf, size_t len, uint64_t v);
 uint64_t ms_sat_add(uint64_t a, uint64_t b);
 
 /* Writers, called by ms_profile_write with o never NULL. */

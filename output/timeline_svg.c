@@ -89,22 +89,6 @@ static void pick_unit(double max, double *div, const char **unit)
 	*unit = units[u];
 }
 
-static const char *fmt_bytes(char *buf, size_t size, double b)
-{
-	double div;
-	const char *unit;
-
-	pick_unit(b, &div, &unit);
-	if (div == 1)
-		snprintf(buf, size, "%.0f B", b);
-	else
-		snprintf(buf, size, "%.*f %s",
-			 b / div < 10	 ? 2
-			 : b / div < 100 ? 1
-					 : 0,
-			 b / div, unit);
-	return buf;
-}
 
 /* A 1-2-5 step giving about n ticks over [0, max]. */
 static double nice_step(double max, int n)
@@ -277,12 +261,12 @@ static void hover(FILE *out, const struct frame *f, const struct ms_timeline *t,
 			px(f, s->t_ns), py(f, top), (double)s->t_ns / 1e9);
 		if (s->heap)
 			fprintf(out, "\nin use %s\nfree %s\ntop %s\nmmapped %s",
-				fmt_bytes(a, sizeof(a), (double)s->total.in_use),
-				fmt_bytes(b, sizeof(b), (double)s->total.free),
-				fmt_bytes(c, sizeof(c), (double)s->total.top),
-				fmt_bytes(d, sizeof(d), (double)s->total.mmapped));
+				ms_fmt_bytes(a, sizeof(a), (uint64_t)s->total.in_use),
+				ms_fmt_bytes(b, sizeof(b), (uint64_t)s->total.free),
+				ms_fmt_bytes(c, sizeof(c), (uint64_t)s->total.top),
+				ms_fmt_bytes(d, sizeof(d), (uint64_t)s->total.mmapped));
 		fprintf(out, "\nRSS %s%s%s</title></circle>\n",
-			fmt_bytes(e, sizeof(e), (double)s->total.rss),
+			ms_fmt_bytes(e, sizeof(e), (uint64_t)s->total.rss),
 			s->approximate ? "\n(free is a lower bound: a free list was cut short)"
 				       : "",
 			s->inconsistent ? "\n(an arena was locked while read)" : "");
@@ -353,12 +337,12 @@ int ms_timeline_write_svg(const struct ms_timeline *t, FILE *out, struct ms_erro
 			"fill=\"#ffd54f\" fill-opacity=\"0.35\"><title>growth #%zu: %s -> %s "
 			"(%s) from %.2f s to %.2f s</title></rect>\n",
 			x0, f.y, MS_MAX(x1 - x0, 2.0), f.h, i + 1,
-			fmt_bytes(a, sizeof(a), (double)g[i].from),
-			fmt_bytes(b, sizeof(b), (double)g[i].to), g[i].series,
+			ms_fmt_bytes(a, sizeof(a), (uint64_t)g[i].from),
+			ms_fmt_bytes(b, sizeof(b), (uint64_t)g[i].to), g[i].series,
 			(double)g[i].t0_ns / 1e9, (double)g[i].t1_ns / 1e9);
 		fprintf(out, "<text x=\"%.1f\" y=\"%.1f\" class=\"growth\">#%zu +%s</text>\n",
 			x0 + 3, f.y + 14 + 14 * (double)i, i + 1,
-			fmt_bytes(a, sizeof(a), (double)(g[i].to - g[i].from)));
+			ms_fmt_bytes(a, sizeof(a), (uint64_t)(g[i].to - g[i].from)));
 	}
 	for (int s = 0; s < S_N; s++)
 		if (heap || s == S_RSS)

@@ -28,8 +28,8 @@ static void *bump(size_t align, size_t n)
 		next = start + n;
 		if (next > ARENA_BYTES || next < start)
 			goto nomem;
-	} while (!__atomic_compare_exchange_n(&used, &cur, next, 1, __ATOMIC_RELAXED,
-					      __ATOMIC_RELAXED));
+	} while (
+	    !__atomic_compare_exchange_n(&used, &cur, next, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
 	memcpy(arena + start - sizeof(size_t), &n, sizeof(n));
 	return arena + start;
 nomem:

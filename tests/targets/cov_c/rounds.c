@@ -127,10 +127,12 @@ static void expect_edge(unsigned long long r)
 
 	for (int k = 0; k <= CHAIN_GROWS; k++, n += CHAIN_STEP)
 		chain += n;
-	line("expect-folded", r * chain, r * (CHAIN_GROWS + 1), SITE(cov_round_edge, cov_site_chain));
+	line("expect-folded", r * chain, r * (CHAIN_GROWS + 1),
+	     SITE(cov_round_edge, cov_site_chain));
 	line("expect-folded", r * BIGC_N * BIGC_SIZE, r, SITE(cov_round_edge, cov_site_bigcalloc));
 	line("expect-folded", 0, r, SITE(cov_round_edge, cov_site_zero));
-	/* Failed calls: counted as calls; nothing was allocated (bytes are the driver's question). */
+	/* Failed calls: counted as calls; nothing was allocated (bytes are the driver's question).
+	 */
 	printf("expect-failed %zu %llu %s\n", (size_t)cov_huge_bytes, r,
 	       SITE(cov_round_edge, cov_site_fail_malloc));
 	printf("expect-failed %zu*%zu %llu %s\n", (size_t)cov_ovf_n, (size_t)cov_ovf_size, r,
@@ -163,12 +165,12 @@ static void expect_failc(unsigned long long r)
 }
 
 const struct cov_mode cov_modes[] = {
-	{"failm", cov_round_failm, expect_failm, NULL},
-	{"failc", cov_round_failc, expect_failc, NULL},
-	{"basic", cov_round_basic, expect_basic, check_keep},
-	{"memalign", cov_round_memalign, expect_memalign, check_keep},
-	{"memalign-nopv", cov_round_memalign_nopv, expect_memalign_nopv, check_keep},
-	{"nested", cov_round_nested, expect_nested, NULL},
-	{"edge", cov_round_edge, expect_edge, NULL},
+    {"failm", cov_round_failm, expect_failm, NULL},
+    {"failc", cov_round_failc, expect_failc, NULL},
+    {"basic", cov_round_basic, expect_basic, check_keep},
+    {"memalign", cov_round_memalign, expect_memalign, check_keep},
+    {"memalign-nopv", cov_round_memalign_nopv, expect_memalign_nopv, check_keep},
+    {"nested", cov_round_nested, expect_nested, NULL},
+    {"edge", cov_round_edge, expect_edge, NULL},
 };
 const size_t cov_nmodes = sizeof(cov_modes) / sizeof(cov_modes[0]);

@@ -12,7 +12,7 @@
 extern "C" {
 #endif
 
-#define NOINLINE   __attribute__((noinline))
+#define NOINLINE     __attribute__((noinline))
 #define COV_NWORKERS 4
 
 struct cov_mode {

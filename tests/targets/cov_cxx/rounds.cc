@@ -4,7 +4,8 @@
 
 #include <cstdio>
 
-namespace covx {
+namespace covx
+{
 
 NOINLINE int round_all(unsigned seed)
 {
@@ -22,8 +23,9 @@ NOINLINE int round_all(unsigned seed)
 static void line(const char *kind, unsigned long long bytes, unsigned long long count,
 		 const char *site)
 {
-	std::printf("%s %llu %llu cov_worker;covx::round_all(unsigned int);covx::%s(unsigned int)\n",
-		    kind, bytes, count, site);
+	std::printf(
+	    "%s %llu %llu cov_worker;covx::round_all(unsigned int);covx::%s(unsigned int)\n", kind,
+	    bytes, count, site);
 }
 
 static void expect_all(unsigned long long r)
@@ -48,6 +50,6 @@ static int check_all(unsigned long long r)
 } // namespace covx
 
 const struct cov_mode cov_modes[] = {
-	{"cxx", covx::round_all, covx::expect_all, covx::check_all},
+    {"cxx", covx::round_all, covx::expect_all, covx::check_all},
 };
 const size_t cov_nmodes = sizeof(cov_modes) / sizeof(cov_modes[0]);

@@ -4,7 +4,8 @@
 
 #include <cstdint>
 
-namespace covx {
+namespace covx
+{
 
 struct alignas(ALIGNED_ALIGN) Aligned {
 	unsigned char b[ALIGNED_BYTES];

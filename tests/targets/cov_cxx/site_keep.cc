@@ -4,7 +4,8 @@
 
 #include <mutex>
 
-namespace covx {
+namespace covx
+{
 
 struct Keep {
 	Keep *next;

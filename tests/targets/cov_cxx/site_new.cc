@@ -2,7 +2,8 @@
 /* memspy-cov-cxx: plain new and (sized) delete. */
 #include "sites.h"
 
-namespace covx {
+namespace covx
+{
 
 struct Obj {
 	unsigned char b[NEW_BYTES];

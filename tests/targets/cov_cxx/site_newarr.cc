@@ -2,7 +2,8 @@
 /* memspy-cov-cxx: new[] and delete[]. */
 #include "sites.h"
 
-namespace covx {
+namespace covx
+{
 
 NOINLINE int site_newarr(unsigned seed)
 {

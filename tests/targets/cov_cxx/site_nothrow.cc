@@ -4,7 +4,8 @@
 
 #include <new>
 
-namespace covx {
+namespace covx
+{
 
 struct NoThrowObj {
 	unsigned char b[NOTHROW_BYTES];

@@ -4,7 +4,8 @@
 
 #include <string>
 
-namespace covx {
+namespace covx
+{
 
 static growth str;
 

@@ -5,7 +5,8 @@
 #include <cstdint>
 #include <vector>
 
-namespace covx {
+namespace covx
+{
 
 static growth vec;
 

@@ -19,20 +19,21 @@
 #define STR_APPENDS   100
 #define STR_CHUNK     37
 
-namespace covx {
+namespace covx
+{
 
 /* What one call of a growing site allocated (the same every call). */
 struct growth {
 	unsigned long long bytes, count;
 };
 
-int site_new(unsigned seed);       /* new Obj / sized delete */
-int site_newarr(unsigned seed);    /* new unsigned char[] / delete[] */
-int site_nothrow(unsigned seed);   /* new (std::nothrow) / delete */
-int site_aligned(unsigned seed);   /* new of an alignas(64) type / aligned delete */
-int site_vector(unsigned seed);    /* push_back from empty */
-int site_string(unsigned seed);    /* a long string, then appends */
-int site_keep(unsigned seed);      /* new Keep, kept until the end */
+int site_new(unsigned seed);	 /* new Obj / sized delete */
+int site_newarr(unsigned seed);	 /* new unsigned char[] / delete[] */
+int site_nothrow(unsigned seed); /* new (std::nothrow) / delete */
+int site_aligned(unsigned seed); /* new of an alignas(64) type / aligned delete */
+int site_vector(unsigned seed);	 /* push_back from empty */
+int site_string(unsigned seed);	 /* a long string, then appends */
+int site_keep(unsigned seed);	 /* new Keep, kept until the end */
 int keep_check(unsigned long long expected);
 growth vector_growth();
 growth string_growth();

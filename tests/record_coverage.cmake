@@ -20,9 +20,10 @@ if(Python3_FOUND)
   #   32-bit multiplier): all blocks of one heap fall into 1-3 of the 1024
   #   buckets, so with more than ~8 sampled blocks alive per arena inserts fail,
   #   frees are not matched, --live over-reports and record exits 1.
-  # - glibc/tcmalloc entry points that call another probed entry (realloc(NULL),
-  #   posix_memalign/memalign/aligned_alloc with alignment <= 16, tcmalloc's
-  #   valloc/pvalloc/posix_memalign) are recorded twice.
+  # - entry points that call another probed entry are recorded twice: glibc's
+  #   posix_memalign/memalign/aligned_alloc with alignment <= 16 (they call
+  #   malloc), tcmalloc's valloc/pvalloc/posix_memalign; the inner event's
+  #   stack also loses the caller (it goes through the outer stub).
   # - --exact never refills the countdown: sizes summing past 2^63 (a failed
   #   malloc(SIZE_MAX/4) twice, an overflowing calloc) wrap it positive and
   #   every later call on that stack slot goes unrecorded.

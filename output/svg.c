@@ -246,8 +246,8 @@ static void put_tooltip(FILE *out, const char *name, bool inlined, const struct 
 	char human[32], exact[32], count[32];
 
 	ms_fmt_bytes(human, sizeof(human), nd->total_bytes);
-	ms_fmt_thousands(exact, sizeof(exact), nd->total_bytes);
-	ms_fmt_thousands(count, sizeof(count), nd->total_count);
+	ms_fmt_count(exact, sizeof(exact), nd->total_bytes);
+	ms_fmt_count(count, sizeof(count), nd->total_count);
 	xml_put(out, name, -1);
 	fprintf(out, "\n(%s", inlined ? "inlined; " : "");
 	if (has_bytes)

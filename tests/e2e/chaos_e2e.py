@@ -7,7 +7,6 @@
 import argparse
 import ctypes
 import os
-import queue
 import random
 import signal
 import subprocess
@@ -34,11 +33,14 @@ def log(msg):
 
 
 class LineReader:
-    """Reads a pipe's lines in a thread so that every wait has a deadline."""
+    """Reads a pipe's lines in a thread so that every wait has a deadline.
+    A wait looks at every line seen so far: the lines it waits for appear
+    once each, and waiting for a later one must not lose an earlier one."""
 
     def __init__(self, pipe, name, echo):
-        self.q = queue.Queue()
+        self.cv = threading.Condition()
         self.lines = []
+        self.closed = False
         self.name = name
         self.echo = echo
         self.t = threading.Thread(target=self._run, args=(pipe,), daemon=True)
@@ -47,30 +49,32 @@ class LineReader:
     def _run(self, pipe):
         for line in pipe:
             line = line.rstrip("\n")
-            self.lines.append(line)
             if self.echo:
                 log(f"    [{self.name}] {line}")
-            self.q.put(line)
-        self.q.put(None)
+            with self.cv:
+                self.lines.append(line)
+                self.cv.notify_all()
+        with self.cv:
+            self.closed = True
+            self.cv.notify_all()
 
     def wait_for(self, pred, timeout, what):
         end = time.monotonic() + timeout
-        while True:
-            left = end - time.monotonic()
-            if left <= 0:
-                raise Fail(f"timed out after {timeout} s waiting for {what}")
-            try:
-                line = self.q.get(timeout=left)
-            except queue.Empty:
-                continue
-            if line is None:
-                self.q.put(None)  # stays closed for later waits
-                raise Fail(f"{self.name} closed its output before {what}")
-            if pred(line):
-                return line
+        with self.cv:
+            while True:
+                hit = next((l for l in self.lines if pred(l)), None)
+                if hit is not None:
+                    return hit
+                if self.closed:
+                    raise Fail(f"{self.name} closed its output before {what}")
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise Fail(f"timed out after {timeout} s waiting for {what}")
+                self.cv.wait(left)
 
     def seen(self, word):
-        return any(l == word or l.startswith(word + " ") for l in self.lines)
+        with self.cv:
+            return any(l == word or l.startswith(word + " ") for l in self.lines)
 
 
 # ---------------------------------------------------------------- processes
@@ -83,6 +87,14 @@ def become_subreaper():
         libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
     except OSError:
         pass
+
+
+def death_signal(sig):
+    """preexec_fn: the child gets sig when the driver dies (CTest timeout, ^C),
+    so neither a target nor memspy outlives a killed test."""
+    def f():
+        ctypes.CDLL(None).prctl(1, int(sig), 0, 0, 0)  # PR_SET_PDEATHSIG
+    return f
 
 
 def children_of_us(exclude):
@@ -163,7 +175,8 @@ class Target:
         cmd = [args.target, mode, str(iters)] + ([str(nchild)] if mode == "fork" else [])
         # Own session: killpg reaches its forked children on every path.
         self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  text=True, bufsize=1, start_new_session=True)
+                                  text=True, bufsize=1, start_new_session=True,
+                                  preexec_fn=death_signal(signal.SIGKILL))
         self.out = LineReader(self.p.stdout, "target", echo)
         self.pid = int(self.out.wait_for(lambda l: l.startswith("ready "), 30,
                                          "the target's 'ready'").split()[1])
@@ -224,8 +237,9 @@ class Memspy:
         self.cmd = [args.memspy, "record", "--pid", str(pid), "-o", out] + opts
         log("  $ " + " ".join(self.cmd))
         self.t0 = time.monotonic()
+        # Driver gone: memspy detaches cleanly on SIGTERM (the target dies too).
         self.p = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                  text=True)
+                                  text=True, preexec_fn=death_signal(signal.SIGTERM))
         self.err = LineReader(self.p.stderr, "memspy", echo)
         self.rec_at = None
 
@@ -521,7 +535,9 @@ def one_kill_trial(ctx, k, seed, wd, phase):
                 time.sleep(0.002)
             if phase == "remove":
                 m.p.send_signal(signal.SIGINT)
-                gap = rnd.choice([0.0, rnd.uniform(0.0, 0.03)])
+                # From "before the signal is seen" to "after the bytes are back".
+                gap = [0.0, 0.001, 0.002, 0.004, 0.008, 0.015, 0.03][k % 7]
+                gap += rnd.uniform(0.0, 0.001)
                 time.sleep(gap)
                 info["landed"] = f"{gap * 1000:.1f} ms after SIGINT"
             else:
@@ -611,6 +627,13 @@ def record_then_sigint(ctx, wd, mode, opts, at, nchild=0):
         m = Memspy(a, t.pid, out, opts)
         ctx.guard(t, m)
         m.wait_recording()
+        # The checks below must see memspy while it is there.
+        try:
+            check_untraced(t.pid)
+        except Fail:
+            pass
+        else:
+            raise Fail("the traced check does not see memspy tracing the target")
         names = sorted(set(ALLOC_FUNCS))
         during = read_entries(t.pid, names)
         patched = entry_diffs(during)
@@ -761,6 +784,9 @@ def main():
     ap.add_argument("--children", type=int, default=4, help="fork scenario: children")
     ap.add_argument("--seed", type=int, default=None)
     args = ap.parse_args()
+    # SIGTERM/SIGHUP run the finally blocks that kill what we started.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: sys.exit(1))
     become_subreaper()
     wd = os.path.join(args.workdir, args.scenario)
     os.makedirs(wd, exist_ok=True)

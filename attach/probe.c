@@ -101,6 +101,7 @@ struct ms_probes {
 	uint64_t n_drains, drain_ns, drained; /* drain statistics (debug log at removal) */
 	uint64_t ticks[1024];		      /* in-target TSC ticks of the first samples */
 	size_t nticks;
+	uint64_t nested; /* allocations inside a sampled probed call: not reported */
 };
 
 const char *ms_alloc_fn_name(enum ms_alloc_fn fn)
@@ -864,7 +865,7 @@ static int build_regions(struct ms_probes *pr, struct ms_error *err)
 		    .mask = 0,
 		};
 		int64_t cnt[MS_STUB_NCNT * 8];
-		uint8_t ctl[4];
+		uint8_t ctl[5];
 		long ret;
 
 		memcpy(img, ms_stub_image, MS_STUB_CODE_SIZE);
@@ -898,6 +899,7 @@ static int build_regions(struct ms_probes *pr, struct ms_error *err)
 		ctl[MS_CTRL_FREE_ALL] = pr->exact && pr->opts.track_frees;
 		ctl[MS_CTRL_TRACK] = !pr->exact && pr->opts.track_frees;
 		ctl[MS_CTRL_RING] = pr->ring;
+		ctl[MS_CTRL_EXACT] = pr->exact;
 		if (pr->ring)
 			refill_draws(pr, rg, 0, MS_STUB_NDRAW);
 		if ((rc = write_remote(pr, rg->base + MS_STUB_CNT_OFF, cnt, sizeof(cnt))) ||
@@ -1169,6 +1171,7 @@ static int patch_sites(struct ms_probes *pr)
 /* ------------------------------ ring mode ------------------------------ */
 
 static const struct site *site_for(const struct ms_probes *pr, size_t region, int slot);
+static bool nested_call(const struct ms_probes *pr, const uint8_t *stack, size_t len);
 
 static bool thread_alive(pid_t pid, pid_t tid)
 {
@@ -1364,6 +1367,10 @@ static void emit_ring_sample(struct ms_probes *pr, size_t r, int i, ms_alloc_eve
 	ev.regs.fs_base = rd64(h, MS_H_TP);
 	ev.stack = pr->data + (size_t)i * MS_STUB_DATA_SIZE;
 	ev.stack_len = (size_t)MS_MIN(len, (uint64_t)MS_STUB_DATA_SIZE);
+	if (nested_call(pr, ev.stack, ev.stack_len)) {
+		pr->nested++;
+		return;
+	}
 	pr->st.samples++;
 	pr->st.ring_samples++;
 	pr->st.target_ns += tsc_to_ns(pr, rd64(h, MS_H_TSC1) - rd64(h, MS_H_TSC0));
@@ -1700,6 +1707,49 @@ static bool find_trap(const struct ms_probes *pr, ms_raddr_t addr, size_t *regio
 	return false;
 }
 
+/*
+ * Is this allocation made inside another probed call that is being sampled
+ * (glibc's memalign family calls malloc for small alignments; tcmalloc's
+ * valloc does too)? The outer stub's return address then sits on the copied
+ * stack. The outer call is reported: the inner one would count twice.
+ */
+static bool nested_call(const struct ms_probes *pr, const uint8_t *stack, size_t len)
+{
+	for (size_t off = 0; off + 8 <= len; off += 8) {
+		uint64_t w;
+
+		memcpy(&w, stack + off, 8);
+		for (size_t r = 0; r < pr->nrg; r++) {
+			ms_raddr_t b = pr->rg[r].base;
+			int slot = -1;
+			const struct site *s;
+
+			if (w < b || w >= b + MS_STUB_CODE_SIZE)
+				continue;
+			if (w == b + ms_stub_ring_ret && off + 16 <= len) {
+				uint64_t sw;
+
+				/* The ring routine's slot word sits just above its return address.
+				 */
+				memcpy(&sw, stack + off + 8, 8);
+				slot = (int)(sw & 0xff);
+			}
+			for (int k = 0; k < MS_STUB_NSLOTS && slot < 0; k++)
+				if (ms_stub_desc[k].kind != MS_SK_FREE &&
+				    w == b + ms_stub_desc[k].ret)
+					slot = k;
+			/*
+			 * A --probe wrapper around malloc returns its own pointer: both
+			 * are reported, as the user asked. The malloc family is not.
+			 */
+			s = slot >= 0 && slot < MS_STUB_NSLOTS ? site_for(pr, r, slot) : NULL;
+			if (s && s->fn != MS_FN_CUSTOM)
+				return true;
+		}
+	}
+	return false;
+}
+
 /* The stack mapping's end above sp (to clamp the copy), or sp + want. */
 static size_t stack_room(struct ms_probes *pr, ms_raddr_t sp, size_t want)
 {
@@ -1770,6 +1820,10 @@ static void on_trap(struct ms_probes *pr, pid_t tid, const struct user_regs_stru
 	if (!(flags & 2))
 		return;
 	refill(pr, &pr->rg[region], entry_sp);
+	if (nested_call(pr, pr->buf + frame, (size_t)n - frame)) {
+		pr->nested++;
+		return;
+	}
 	ev.type = MS_AE_ALLOC;
 	ev.size = size;
 	ev.weight = sample_weight(pr, size);
@@ -2055,6 +2109,10 @@ int ms_probes_remove(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx, stru
 		}
 	}
 	pr->st.remove_pause_ns = ms_now_ns() - t0;
+	if (pr->nested)
+		ms_debug(
+		    "probe: %llu allocations nested in a sampled probed call were not reported",
+		    (unsigned long long)pr->nested);
 	if (pr->n_drains)
 		ms_debug("probe: %llu drains with events, %.1f us each, %.1f events each",
 			 (unsigned long long)pr->n_drains,

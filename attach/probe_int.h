@@ -20,6 +20,7 @@
 #define MS_CTRL_FREE_ALL    1	   /* u8: every free/realloc of a non-NULL pointer traps */
 #define MS_CTRL_TRACK	    2	   /* u8: stubs insert sampled pointers into the table */
 #define MS_CTRL_RING	    3	   /* u8: sampled calls go to the ring, not int3 */
+#define MS_CTRL_EXACT	    4	   /* u8: every call is sampled, whatever its size */
 #define MS_CTRL_TABFULL	    8	   /* u64: inserts that found their bucket full */
 #define MS_CTRL_SIGACT_NEW  0x40   /* struct kernel_sigaction passed to rt_sigaction */
 #define MS_CTRL_SIGACT_OLD  0x80   /* the target's previous SIGTRAP action */
@@ -85,11 +86,13 @@ struct ms_stub_desc {
 	uint32_t trap;	/* the int3 */
 	uint32_t kind;	/* MS_SK_* */
 	uint32_t stop;	/* the int3 path (ring mode falls back to it for unknown threads) */
+	uint32_t ret;	/* after its call of the real function: marks nested calls */
 };
 extern const uint8_t ms_stub_image[]; /* MS_STUB_CODE_SIZE bytes */
 extern const struct ms_stub_desc ms_stub_desc[MS_STUB_NSLOTS];
 extern const uint32_t ms_stub_sig_handler;  /* offset of the SIGTRAP handler (`ret`) */
 extern const uint32_t ms_stub_sig_restorer; /* offset of `mov eax,15; syscall` */
+extern const uint32_t ms_stub_ring_ret;	    /* after the ring routine's call */
 
 /* ============================ relocation (decode.c) ============================ */
 

@@ -26,6 +26,7 @@ ms_stub_image:
 #define TRACK (.Limg + MS_STUB_CTRL_OFF + MS_CTRL_TRACK)
 #define TABFULL (.Limg + MS_STUB_CTRL_OFF + MS_CTRL_TABFULL)
 #define RING (.Limg + MS_STUB_CTRL_OFF + MS_CTRL_RING)
+#define EXACT (.Limg + MS_STUB_CTRL_OFF + MS_CTRL_EXACT)
 #define RING_HEAD (.Limg + MS_STUB_CTRL_OFF + MS_CTRL_RING_HEAD)
 #define DRAW_IDX (.Limg + MS_STUB_CTRL_OFF + MS_CTRL_DRAW_IDX)
 #define FREE_HEAD (.Limg + MS_STUB_CTRL_OFF + MS_CTRL_FREE_HEAD)
@@ -103,6 +104,13 @@ ms_stub_image:
 	shl ecx, 6
 	lea r11, [rip + TABLE]
 	add rcx, r11
+	/* Already there (a nested probed call inserted it): one entry per block. */
+	cmp [rcx], rdx
+	je 7f
+	.irp k, 8, 16, 24, 32, 40, 48, 56
+	cmp [rcx + \k], rdx
+	je 7f
+	.endr
 	mov r11d, 8
 8:	xor eax, eax
 	lock cmpxchg [rcx], rdx
@@ -186,6 +194,9 @@ ms_stub_image:
 	SIZE_OF \kind
 	sub [r11], rax
 	js 1f
+	/* Exact mode: every call; a huge size must not flip the countdown positive. */
+	cmp byte ptr [rip + EXACT], 0
+	jne 1f
 	jmp .Lorig_\i
 1:	cmp byte ptr [rip + ARMED], 0
 	je .Lorig_\i
@@ -197,6 +208,7 @@ ms_stub_image:
 	push rdi		/* aux: memptr for posix_memalign */
 	push rax		/* size */
 	call .Lorig_\i
+.Lret_\i:			/* on an inner call's stack: it is nested in this one */
 	.if \kind == MS_SK_PMEMALIGN
 	push rax		/* the return code; the pointer goes to rax */
 	xor eax, eax
@@ -238,6 +250,8 @@ ms_stub_image:
 	mov rax, rsi
 	sub [r11], rax
 	js 4f
+	cmp byte ptr [rip + EXACT], 0
+	jne 4f
 	cmp byte ptr [rip + ARMED], 0
 	je .Lorig_\i
 	push 1			/* bit 0: old pointer was tracked */
@@ -250,6 +264,8 @@ ms_stub_image:
 	mov rax, rsi
 	sub [r11], rax
 	js 1f
+	cmp byte ptr [rip + EXACT], 0
+	jne 1f
 	jmp .Lorig_\i
 1:	cmp byte ptr [rip + ARMED], 0
 	je .Lorig_\i
@@ -260,6 +276,7 @@ ms_stub_image:
 5:	push rdi
 	push rsi
 	call .Lorig_\i
+.Lret_\i:
 	test byte ptr [rsp + 16], 2
 	jz 3f
 	INSERT
@@ -272,6 +289,7 @@ ms_stub_image:
 /* free-like: a hit traps with rdi = the pointer and rsp as at entry. */
 .macro FREE_STUB i
 .Lstub_\i:
+.Lret_\i:			/* (no call: a placeholder for the table) */
 	test rdi, rdi
 	jz .Lorig_\i
 	cmp byte ptr [rip + FREE_ALL], 0
@@ -283,8 +301,12 @@ ms_stub_image:
 	je .Lguard_\i
 	cmp byte ptr [rip + ARMED], 0
 	je .Lorig_\i
-	FRING_PUSH .Lguard_\i, \i
+	push rdx		/* a 3-argument delete passes its alignment in rdx */
+	FRING_PUSH 3f, \i
+	pop rdx
 	jmp .Lorig_\i
+3:	pop rdx
+	jmp .Lguard_\i
 .Lstop_\i:
 	GUARDED_TRAP \i, .Lorig_\i
 	jmp .Lorig_\i
@@ -419,6 +441,7 @@ ms_stub_image:
 	lea r11, [rip + ORIGS]
 	add rax, r11
 	call rax		/* the real function */
+.Lring_ret:
 	mov r12, rax		/* its return value */
 	cmp byte ptr [rsp + 1], MS_SK_PMEMALIGN
 	jne 4f
@@ -490,7 +513,7 @@ ms_stub_image:
 ms_stub_desc:
 .macro DESC i, kind
 	.long .Lstub_\i - .Limg, .Lorig_\i - .Limg, .Lguard_\i - .Limg, .Ltrap_\i - .Limg, \kind
-	.long .Lstop_\i - .Limg
+	.long .Lstop_\i - .Limg, .Lret_\i - .Limg
 .endm
 	.irp i, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
 	DESC \i, MS_SK_RDI
@@ -510,6 +533,9 @@ ms_stub_desc:
 	.globl ms_stub_sig_handler
 ms_stub_sig_handler:
 	.long .Lsig_handler - .Limg
+	.globl ms_stub_ring_ret
+ms_stub_ring_ret:
+	.long .Lring_ret - .Limg
 	.globl ms_stub_sig_restorer
 ms_stub_sig_restorer:
 	.long .Lsig_restorer - .Limg

@@ -81,6 +81,50 @@ static ssize_t pid_reader_read(void *ctx, ms_raddr_t addr, void *buf, size_t len
 	return (ssize_t)done;
 }
 
+/*
+ * Scattered reads, up to 1024 iovecs per process_vm_readv (UIO_MAXIOV): one
+ * system call costs ~4 us here, a 16-byte piece ~0.75 us. Every piece must
+ * lie inside one readable mapping; the first that does not ends the batch.
+ */
+static ssize_t pid_reader_readv(void *ctx, const struct ms_rvec *v, size_t n)
+{
+	struct ms_pid_reader *pr = ctx;
+	struct iovec local[1024], remote[1024];
+	size_t done = 0;
+
+	while (done < n) {
+		size_t k = 0, got_pieces = 0;
+		ssize_t got;
+
+		for (; k < MS_ARRAY_SIZE(local) && done + k < n; k++) {
+			const struct ms_rvec *p = &v[done + k];
+			const struct ms_map *m = ms_maps_find(pr->maps, p->addr);
+
+			if (!m || !m->r || p->len > m->end - p->addr)
+				break;
+			local[k] = (struct iovec){p->buf, p->len};
+			remote[k] = (struct iovec){(void *)(uintptr_t)p->addr, p->len};
+		}
+		if (!k)
+			break;
+		do
+			got = process_vm_readv(pr->pid, local, k, remote, k, 0);
+		while (got < 0 && errno == EINTR);
+		pr->nreads++;
+		if (got < 0)
+			return done ? (ssize_t)done : (errno == EFAULT ? 0 : -errno);
+		pr->nbytes += (uint64_t)got;
+		for (size_t i = 0; i < k && (size_t)got >= local[i].iov_len; i++) {
+			got -= (ssize_t)local[i].iov_len;
+			got_pieces++;
+		}
+		done += got_pieces;
+		if (got_pieces < k)
+			break;
+	}
+	return (ssize_t)done;
+}
+
 void ms_pid_reader_init(struct ms_pid_reader *pr, struct ms_reader *r, pid_t pid,
 			const struct ms_maps *maps)
 {
@@ -88,5 +132,6 @@ void ms_pid_reader_init(struct ms_pid_reader *pr, struct ms_reader *r, pid_t pid
 	pr->pid = pid;
 	pr->maps = maps;
 	r->read = pid_reader_read;
+	r->readv = pid_reader_readv;
 	r->ctx = pr;
 }

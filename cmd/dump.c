@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,6 +95,7 @@ int cmd_dump(int argc, char **argv)
 	ms_raddr_t *fs = NULL;
 	bool json = false, have_rep = false, have_loc = false, have_mem;
 	uint64_t t_start = ms_now_ns(), t_stop = 0, t_resume = 0;
+	uint64_t t_stopped = 0, t_maps = 0, t_lock = 0, t_threads = 0, t_walked = 0;
 	FILE *out = stdout;
 	int c, r, ret = MS_EXIT_FAILED;
 
@@ -180,8 +182,11 @@ int cmd_dump(int argc, char **argv)
 			meta.fatal = err.msg;
 			goto report_without_walk;
 		}
+		t_stopped = ms_now_ns();
 		ms_proc_refresh_maps(proc);
+		t_maps = ms_now_ns();
 		locked = ms_heap_locked_arenas(&loc, &reader);
+		t_lock = ms_now_ns();
 		if (locked <= 0 || tries >= LOCK_RETRIES || ms_signals_stop_requested()) {
 			meta.lock_retries = tries;
 			break;
@@ -192,10 +197,23 @@ int cmd_dump(int argc, char **argv)
 	}
 	get_fs_bases(proc, &tids, &fs);
 	ms_heap_locate_threads(&loc, &reader, ms_proc_maps(proc), tids, fs, ms_proc_nthreads(proc));
+	t_threads = ms_now_ns();
 	r = ms_heap_walk(&loc, &reader, ms_proc_maps(proc), &rep);
+	t_walked = ms_now_ns();
 	have_rep = r == 0 || r == -MS_E_CORRUPT || rep.narenas;
 	ms_proc_resume_all(proc);
 	t_resume = ms_now_ns();
+#define MS_DT(a, b) ((double)((b) - (a)) / 1e6)
+	ms_info("dump: pause %.1f ms: stop %zu threads %.1f, maps %.1f, lock check %.1f, "
+		"registers+tcache %.1f, walk %.1f (heaps %.1f: %" PRIu64 " chunks, %" PRIu64
+		" MiB read; lists and bins %.1f: %" PRIu64 " cache-list candidates; mmapped scan "
+		"%.1f: %" PRIu64 " probes), resume %.1f",
+		MS_DT(t_stop, t_resume), ms_proc_nthreads(proc), MS_DT(t_stop, t_stopped),
+		MS_DT(t_stopped, t_maps), MS_DT(t_maps, t_lock), MS_DT(t_lock, t_threads),
+		MS_DT(t_threads, t_walked), rep.chunks_ms, rep.chunks_walked, rep.bytes_read >> 20,
+		rep.lists_ms, rep.list_candidates, rep.mmap_ms, rep.mmap_probes,
+		MS_DT(t_walked, t_resume));
+#undef MS_DT
 	ms_proc_detach(proc);
 	meta.pause_ms = (double)(t_resume - t_stop) / 1e6;
 	if (!have_rep) {

@@ -100,9 +100,23 @@ void ms_error_hint(struct ms_error *e, const char *fmt, ...) MS_PRINTF(2, 3);
  * bytes copied from the start (short at an unreadable boundary, 0 if addr
  * itself is unreadable) or a negative errno for a hard failure.
  */
+/* One piece of a scattered read: len bytes at addr (inside one mapping) into buf. */
+struct ms_rvec {
+	ms_raddr_t addr;
+	void *buf;
+	size_t len;
+};
+
 struct ms_reader {
 	ssize_t (*read)(void *ctx, ms_raddr_t addr, void *buf, size_t len);
 	void *ctx;
+	/*
+	 * Optional, NULL when absent (callers then use read() per piece): n
+	 * scattered pieces in as few system calls as possible (process_vm_readv
+	 * takes 1024 iovecs per call). Returns how many pieces, from the first,
+	 * were read whole (it stops at one that is not), or a negative errno.
+	 */
+	ssize_t (*readv)(void *ctx, const struct ms_rvec *v, size_t n);
 };
 /* 0 when all len bytes were read, -EFAULT when short, or the reader's error. */
 int ms_read_exact(const struct ms_reader *r, ms_raddr_t addr, void *buf, size_t len);

@@ -193,6 +193,10 @@ struct ms_heap_report {
 	bool inconsistent;     /* some arena was locked while walked */
 	uint64_t bytes_read, chunks_walked;
 	double walk_ms;
+	/* Phases of the walk (ms): heaps walked, cache lists and bins checked, mmapped-chunk scan. */
+	double chunks_ms, lists_ms, mmap_ms;
+	uint64_t list_candidates; /* small chunks kept to check the tcache/fastbin lists against */
+	uint64_t mmap_probes;     /* page headers read looking for mmapped chunks */
 };
 
 /*

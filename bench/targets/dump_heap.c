@@ -59,8 +59,8 @@ static size_t pick_size(uint64_t *rng)
 /* Allocates n chunks, touches every byte, frees ~15% in random order. */
 static void build(uint64_t seed, size_t n)
 {
-	void **v = mmap(NULL, n * sizeof(*v), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-			-1, 0);
+	void **v =
+	    mmap(NULL, n * sizeof(*v), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	uint64_t rng = seed * 0x9e3779b97f4a7c15ull | 1;
 
 	if (v == MAP_FAILED)

@@ -16,6 +16,7 @@ import time
 
 SKIP = 77
 ENTRY_BYTES = 16
+PATCHED_FULL = 9  # entries of ALLOC_FUNCS patched by a full install (memalign = aligned_alloc)
 ALLOC_FUNCS = ["malloc", "free", "calloc", "realloc", "posix_memalign", "aligned_alloc",
                "memalign", "valloc", "pvalloc"]
 
@@ -201,6 +202,11 @@ class Target:
         try:
             return self.out.wait_for(lambda l: l.startswith(prefix), timeout, what)
         except Fail as e:
+            if self.out.closed:
+                try:
+                    self.p.wait(timeout=5)  # the pipe closes just before the exit
+                except subprocess.TimeoutExpired:
+                    pass
             d = self.died()
             raise Fail(f"{e}: the target {d}" if d else str(e))
 
@@ -472,7 +478,7 @@ def after_memspy_died(ctx, t, out, must_exist=False):
     if d:
         raise Fail(f"the target {d}")
     check_untraced(t.pid)
-    patched = entry_diffs(read_entries(t.pid, ["malloc", "free", "calloc", "realloc"]))
+    patched = entry_diffs(read_entries(t.pid, ALLOC_FUNCS))
     tmps = check_output(out, must_exist)
     left = reap_orphans(ctx.known, 5.0)
     if left:
@@ -496,8 +502,10 @@ def one_kill_trial(ctx, k, seed, wd, phase):
         opts = [[], ["--exact"], ["--live"]][k % 3]
         mode = "mix"
     if phase == "remove":
-        opts = [[], ["--exact"], [], ["--live"]][k % 4]
+        opts = [[], ["--exact"], ["--live"], ["--exact"]][k % 4]
         mode = "mix"
+    if a.memspy_opts is not None:
+        opts = a.memspy_opts.split()
     ref = ctx.reference(a.iters)
     out = os.path.join(wd, f"k{k}.folded")
     t = m = None
@@ -514,6 +522,7 @@ def one_kill_trial(ctx, k, seed, wd, phase):
             # the others at a random moment of attach/install.
             if k % 2 == 0:
                 m.wait_recording()
+                ctx.rec_delay = 0.5 * ctx.rec_delay + 0.5 * (m.rec_at - m.t0)
                 info["landed"] = "at the recording line"
             else:
                 delay = rnd.uniform(0.0, ctx.rec_delay)
@@ -536,7 +545,8 @@ def one_kill_trial(ctx, k, seed, wd, phase):
             if phase == "remove":
                 m.p.send_signal(signal.SIGINT)
                 # From "before the signal is seen" to "after the bytes are back".
-                gap = [0.0, 0.001, 0.002, 0.004, 0.008, 0.015, 0.03][k % 7]
+                gap = [0.0, 0.001, 0.002, 0.0025, 0.003, 0.004, 0.005, 0.008, 0.012,
+                       0.02, 0.035][k % 11]
                 gap += rnd.uniform(0.0, 0.001)
                 time.sleep(gap)
                 info["landed"] = f"{gap * 1000:.1f} ms after SIGINT"
@@ -546,6 +556,10 @@ def one_kill_trial(ctx, k, seed, wd, phase):
         if m.p.poll() is not None and not (phase == "remove" and m.p.returncode == 0):
             raise Fail(f"memspy exited {m.p.returncode} by itself before the kill: "
                        f"{m.err.lines[-5:]}")
+        traced_at_kill = any(tp for _, _, tp in thread_states(t.pid))
+        if not traced_at_kill:
+            info["landed"] += (" (not yet attached)" if phase == "install" else
+                               " (memspy had already detached)")
         m.p.kill()
         rc = m.wait(30)
         if phase == "remove" and rc == 0:
@@ -560,12 +574,23 @@ def one_kill_trial(ctx, k, seed, wd, phase):
         t.wait_line("done", 30, "'done'")
         kids = [l for l in t.out.lines if l.startswith("child")]
         t.finish(ref)
-        info.update(tmps=len(tmps), patched=bool(patched), kids=kids, mode=mode, opts=opts)
+        info.update(tmps=len(tmps), patched=len(patched), kids=kids, mode=mode, opts=opts,
+                    traced=traced_at_kill)
         return info
-    except Fail as e:
+    except (Fail, OSError) as e:
+        msg = str(e)
+        if t and "the target " not in msg:
+            # Say how the target ended, if it did (a check may have found
+            # /proc/PID empty or gone while it was exiting).
+            try:
+                t.p.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                pass
+            msg = f"{e}; the target {t.died() or 'still runs'}"
         if m and m.err.lines:
-            raise Fail(f"{e}\n    memspy's last lines: {m.err.lines[-6:]}")
-        raise
+            msg += f"\n    memspy's last lines: {m.err.lines[-6:]}"
+        raise Fail(f"[{mode} {' '.join(opts) or 'default'}; killed {info['landed'] or '-'}] "
+                   f"{msg}")
     finally:
         if m:
             m.kill()
@@ -577,12 +602,13 @@ def one_kill_trial(ctx, k, seed, wd, phase):
 def scen_kill(ctx, wd, phase):
     a = ctx.args
     base = a.seed if a.seed is not None else random.SystemRandom().randrange(1 << 30)
-    log(f"seed {base} (rerun with --seed {base}; trial k uses seed {base}+k)")
+    log(f"seed {base} (trial k uses seed {base}+k and configuration k; rerun one with "
+        f"--seed {base} --first-trial K --trials 1)")
     ctx.reference(a.iters)
     ctx.rec_delay = 0.5
-    ok, fails, midrun, tmp_left, still_patched = 0, [], 0, 0, 0
+    ok, fails, midrun, tmp_left, still_patched, partial = 0, [], 0, 0, 0, 0
     by_cfg = {}
-    for k in range(a.trials):
+    for k in range(a.first_trial, a.first_trial + a.trials):
         seed = base + k
         try:
             info = one_kill_trial(ctx, k, seed, wd, phase)
@@ -595,19 +621,22 @@ def scen_kill(ctx, wd, phase):
         ok += 1
         midrun += info["midrun"]
         tmp_left += info["tmps"] > 0
-        still_patched += info["patched"]
+        still_patched += info["patched"] > 0
+        partial += 0 < info["patched"] < PATCHED_FULL
         cfg = f"{info['mode']} {' '.join(info['opts']) or 'default'}"
         by_cfg[cfg] = by_cfg.get(cfg, 0) + 1
         log(f"  trial {k} seed {seed} [{cfg}]: survived, checksum ok; killed "
             f"{info['landed']}{' mid-run' if info['midrun'] else ' after the work'}"
             f"{'; temp file left' if info['tmps'] else ''}"
-            f"{'; jmps still in libc (stubs disarmed)' if info['patched'] else ''}"
+            f"; {info['patched']}/{len(ALLOC_FUNCS)} libc entries left jmp-patched"
             f"{'; ' + ', '.join(info['kids']) if info['kids'] else ''}")
     log(f"{phase}-kill: {ok}/{a.trials} trials survived with the reference checksum "
         f"({midrun} killed while the 4 workers ran); per configuration: {by_cfg}")
     log(f"info: memspy left its output's temporary file behind in {tmp_left}/{ok} trials "
         f"(SIGKILL gives it no chance to unlink it; the final file was never half-written); "
-        f"libc entries still jmp-patched afterwards in {still_patched}/{ok}")
+        f"libc entries still jmp-patched afterwards (the watchdog disarms, leaves the jmps) "
+        f"in {still_patched}/{ok}, only some of them (killed mid-patching or mid-restore) "
+        f"in {partial}/{ok}")
     for k, seed, e in fails:
         log(f"FAILED trial {k} (seed {seed}): {e}")
     if fails:
@@ -748,6 +777,20 @@ def scen_selftest(ctx, wd):
         log(f"selftest: a flipped byte is reported: {d1[0]}; {d2}")
         if entry_diffs(read_entries(t.pid, ["malloc"])) or whole_text_diff(t.pid):
             raise Fail("could not restore the byte changed by the self-test")
+        # A stopped target is reported (SIGSTOP stands in for a stop memspy left).
+        os.kill(t.pid, signal.SIGSTOP)
+        try:
+            for _ in range(100):
+                if any(st == "T" for _, st, _ in thread_states(t.pid)):
+                    break
+                time.sleep(0.01)
+            check_untraced(t.pid)
+        except Fail as ex:
+            log(f"selftest: a stopped target is reported: {ex}")
+        else:
+            raise Fail("a stopped target was not reported")
+        finally:
+            os.kill(t.pid, signal.SIGCONT)
         t.say("go")
         t.wait_line("done", 60, "'done'")
         try:
@@ -758,6 +801,41 @@ def scen_selftest(ctx, wd):
             raise Fail("a wrong reference checksum was accepted")
     finally:
         t.kill()
+    # A target that dies is reported with its signal.
+    t = Target(a, "mix", 200000)
+    try:
+        t.say("go")
+        os.kill(t.pid, signal.SIGSEGV)
+        try:
+            t.wait_line("checksum", 60, "the checksum")
+        except Fail as ex:
+            if "SIGSEGV" not in str(ex):
+                raise Fail(f"a target killed by SIGSEGV was reported as: {ex}")
+            log(f"selftest: a dead target is reported: {str(ex).splitlines()[0]}")
+        else:
+            raise Fail("a target killed by SIGSEGV was not reported")
+    finally:
+        t.kill()
+    # A half-written output is reported; temporary files are counted.
+    out = os.path.join(wd, "half.folded")
+    with open(out, "w") as f:
+        f.write("main;work;malloc 4096\nmain;wo")
+    open(out + ".tmp.AbC123", "w").close()
+    try:
+        check_output(out, False)
+    except Fail as ex:
+        log(f"selftest: a half-written output is reported: {ex}")
+    else:
+        raise Fail("a half-written output was accepted")
+    os.unlink(out)
+    if check_output(out, False) != ["half.folded.tmp.AbC123"]:
+        raise Fail("the temporary file next to the output was not found")
+    # A process left behind (here: an orphaned sleep) is reported and killed.
+    subprocess.run(["sh", "-c", "sleep 30 & exit 0"], timeout=10)
+    left = reap_orphans(set(), 0.2)
+    if not any(comm == "sleep" for _, comm in left):
+        raise Fail(f"an orphaned process was not found: {left}")
+    log(f"selftest: a process left behind is reported: {left}")
 
 
 SCENARIOS = {
@@ -783,6 +861,9 @@ def main():
                     help="steps per worker when memspy runs with --exact (SIGINT, fork, threads)")
     ap.add_argument("--children", type=int, default=4, help="fork scenario: children")
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--memspy-opts", default=None,
+                    help="kill scenarios: these memspy options in every trial (e.g. '--exact')")
+    ap.add_argument("--first-trial", type=int, default=0, help="to rerun trial K of a seed")
     args = ap.parse_args()
     # SIGTERM/SIGHUP run the finally blocks that kill what we started.
     for sig in (signal.SIGTERM, signal.SIGHUP):

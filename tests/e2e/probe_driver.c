@@ -432,6 +432,15 @@ static int run_hold(pid_t pid, uint64_t mean)
 			break;
 		if (ev.kind == MS_EV_EXITED)
 			break;
+		if (ev.kind == MS_EV_STOP_REQUEST) {
+			/* SIGTERM/SIGINT: take the probes out and detach (killtest uses SIGKILL). */
+			struct ms_error err;
+
+			ms_probes_remove(pr, NULL, NULL, &err);
+			ms_probes_free(pr);
+			ms_proc_free(p);
+			return 0;
+		}
 		if (ev.kind == MS_EV_TRAP || ev.kind == MS_EV_FORK)
 			if (!ms_probes_handle_event(pr, &ev, NULL, NULL))
 				ms_proc_cont_thread(p, ev.tid);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * Benchmark target for `memspy dump`: builds a big heap (default ~1.6 GiB in
- * ~6 M chunks over the main arena and 4 thread arenas, sizes 16 B..1 MiB,
+ * Benchmark target for `memspy dump`: builds a big heap (default ~2.4 GiB in
+ * ~5.3 M chunks over the main arena and 4 thread arenas, sizes 16 B..1 MiB,
  * ~15% freed), prints its own mallinfo2(), then idles. A ticker thread
  * measures how long the process was frozen (longest gap between 1 ms ticks)
  * so memspy's and gdb's pauses are measured the same way, from inside.

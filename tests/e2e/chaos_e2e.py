@@ -4,6 +4,8 @@
 # memspy-chaos-target: memspy SIGKILLed at random moments, during probe
 # installation and removal, interrupted with SIGINT, the target forking or
 # churning threads. The target must always finish with the right checksum.
+# Kill trials are seeded (the seed is printed); one trial is rerun with
+#   chaos_e2e.py ... --scenario remove-kill --seed S --first-trial K --trials 1
 import argparse
 import ctypes
 import os
@@ -163,17 +165,28 @@ def check_untraced(pid):
                    f"{[(tid, st, f'TracerPid {tp}') for tid, st, tp in bad]}")
 
 
-def dmesg_tail():
+def dmesg_lines():
     try:
         r = subprocess.run(["dmesg"], capture_output=True, text=True, timeout=10)
-        return "\n".join(r.stdout.splitlines()[-15:]) or r.stderr.strip()
-    except (OSError, subprocess.SubprocessError) as e:
-        return f"(dmesg: {e})"
+        return r.stdout.splitlines() if r.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def dmesg_since(before):
+    """Kernel messages logged since `before` (a dmesg_lines() result)."""
+    now = dmesg_lines()
+    if now is None or before is None:
+        return "(dmesg not readable)"
+    new = now[len(before):] if now[:len(before)] == before else now[-15:]
+    return "\n".join(new[-15:]) or ("(nothing new: no 'traps:' line means the signal was "
+                                     "raised while traced and delivered after memspy died)")
 
 
 class Target:
     def __init__(self, args, mode, iters, nchild=0, echo=False):
         cmd = [args.target, mode, str(iters)] + ([str(nchild)] if mode == "fork" else [])
+        self.dmesg = dmesg_lines()
         # Own session: killpg reaches its forked children on every path.
         self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   text=True, bufsize=1, start_new_session=True,
@@ -196,7 +209,7 @@ class Target:
         rc = self.p.returncode
         how = f"killed by {signal.Signals(-rc).name}" if rc < 0 else f"exited {rc}"
         return (f"{how}; its output: {self.out.lines[-8:]}\n"
-                f"    dmesg:\n{dmesg_tail()}")
+                f"    dmesg since it started:\n{dmesg_since(self.dmesg)}")
 
     def wait_line(self, prefix, timeout, what):
         try:

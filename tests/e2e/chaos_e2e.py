@@ -179,8 +179,9 @@ def dmesg_since(before):
     if now is None or before is None:
         return "(dmesg not readable)"
     new = now[len(before):] if now[:len(before)] == before else now[-15:]
-    return "\n".join(new[-15:]) or ("(nothing new: no 'traps:' line means the signal was "
-                                     "raised while traced and delivered after memspy died)")
+    return "\n".join(new[-15:]) or ("(nothing new; for a SIGTRAP, no 'traps:' line suggests "
+                                     "the int3 ran while traced or while memspy's handler was "
+                                     "installed, and the signal came later)")
 
 
 class Target:

@@ -10,11 +10,11 @@ pkgs=(build-essential cmake pkg-config
       gdb           # the cross-check some tests and benchmarks compare with
       chromium      # renders the flame graph SVG in a test
       protobuf-compiler  # protoc --decode_raw checks the pprof writer in a test
-      debootstrap curl   # other glibc versions for the heap-walk tests (make-root.sh probes the mirror with curl)
+      debootstrap curl jq  # other glibc versions for the heap-walk tests (curl probes the mirror, jq reads the JSON)
       python3       # drives the record, walk and coverage end-to-end tests (not built without it)
       clang libclang-rt-14-dev  # the heap-walk libFuzzer test (clang's fuzzer runtime is only a Recommends)
       libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0 musl-tools)  # dump's foreign-allocator tests
-if [ "${MEMSPY_BENCH:-0}" = 1 ]; then pkgs+=(heaptrack); fi
+if [ "${MEMSPY_BENCH:-0}" = 1 ]; then pkgs+=(heaptrack bc); fi  # bc: the benches' ratios
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -978,6 +978,9 @@ static int restore_sigtrap(struct ms_probes *pr)
  * rewriting live text while threads run can tear (notes/stubs.md), and with
  * armed = 0 a stub is the original function.
  */
+/* memspy's last word to the watchdog: it is alive and done, so write nothing. */
+static const uint64_t WD_DONE = ~0ull;
+
 static void watchdog_main(int rfd, int mfd)
 {
 	uint64_t addr[64];
@@ -992,6 +995,8 @@ static void watchdog_main(int rfd, int mfd)
 		if (r <= 0)
 			break;
 		have += (size_t)r;
+		if (have == sizeof(buf) && !memcmp(buf, &WD_DONE, sizeof(buf)))
+			_exit(0); /* memspy finished: the region may be gone (exec) */
 		if (have == sizeof(buf)) {
 			if (n < MS_ARRAY_SIZE(addr))
 				memcpy(&addr[n++], buf, sizeof(buf));
@@ -1062,8 +1067,11 @@ static void watchdog_add(struct ms_probes *pr, ms_raddr_t armed)
 
 static void stop_watchdog(struct ms_probes *pr)
 {
-	if (pr->wd_fd >= 0)
+	if (pr->wd_fd >= 0) {
+		if (write(pr->wd_fd, &WD_DONE, sizeof(WD_DONE)) != sizeof(WD_DONE))
+			ms_debug("probe: telling the watchdog to stand down: %s", strerror(errno));
 		close(pr->wd_fd);
+	}
 	pr->wd_fd = -1;
 }
 
@@ -1904,12 +1912,28 @@ int ms_probes_poll(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx)
 
 /* ------------------------------ removal ------------------------------ */
 
+/* A SIGTRAP queued for tid, or for the whole process (ShdPnd). */
 static bool sigtrap_pending(pid_t pid, pid_t tid)
 {
 	char path[96];
 
 	snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid, (int)tid);
-	return status_mask(path, "SigPnd") & SIGBIT(SIGTRAP);
+	return (status_mask(path, "SigPnd") | status_mask(path, "ShdPnd")) & SIGBIT(SIGTRAP);
+}
+
+/* Reads every intact region's `armed` byte back: true when all are 0. */
+static bool armed_cleared(struct ms_probes *pr)
+{
+	for (size_t r = 0; r < pr->nrg; r++) {
+		uint8_t v = 1;
+
+		if (!region_intact(pr, r))
+			continue;
+		if (ms_mem_read_pid(pr->pid, rg_ctrl(&pr->rg[r], MS_CTRL_ARMED), &v, 1) != 1 ||
+		    v)
+			return false;
+	}
+	return true;
 }
 
 /*
@@ -1975,12 +1999,65 @@ static int compare_with_file(struct ms_probes *pr, const struct site *s, struct 
 	return 0;
 }
 
+/*
+ * Brings every thread to a stop from which resuming delivers no SIGTRAP:
+ * a thread held at a trap is in a signal-delivery stop whose SIGTRAP the
+ * kernel delivers if memspy dies, so it is resumed with the signal
+ * suppressed (it sits after the int3, on valid code) and interrupted
+ * again; a queued SIGTRAP is let through while traced and consumed the
+ * same way. Repeats until a round finds nothing. 0 when settled, 1 when
+ * the target exited, -EAGAIN when it did not settle, or -errno when it
+ * could not be stopped again (then its threads run).
+ */
+static int settle_traps(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx, pid_t **held,
+			size_t *nheld, size_t *cap)
+{
+	for (int round = 0; round < 16; round++) {
+		bool resumed = false;
+		int rc;
+
+		for (size_t i = 0; i < ms_proc_nthreads(pr->p); i++) {
+			pid_t tid = ms_proc_thread(pr->p, i);
+			bool is_held = false;
+
+			for (size_t k = 0; k < *nheld; k++)
+				is_held |= (*held)[k] == tid;
+			if (is_held || !sigtrap_pending(pr->pid, tid))
+				continue;
+			ms_debug("probe: thread %d has a SIGTRAP queued: letting it trap while "
+				 "traced",
+				 (int)tid);
+			if (ms_proc_cont_thread(pr->p, tid))
+				continue;
+			resumed = true;
+			if (!drain_events(pr, cb, ctx, held, nheld, cap, 1000, tid))
+				return 1;
+		}
+		if (!*nheld && !resumed)
+			return 0;
+		for (size_t k = 0; k < *nheld; k++)
+			if (!ms_proc_cont_thread(pr->p, (*held)[k]))
+				resumed = true;
+		*nheld = 0;
+		if (!resumed)
+			return 0; /* the held threads are gone */
+		rc = ms_proc_stop_all(pr->p);
+		if (rc == -MS_E_TARGET_EXITED)
+			return 1;
+		if (rc)
+			return rc;
+		if (!drain_events(pr, cb, ctx, held, nheld, cap, 0, 0))
+			return 1;
+	}
+	return -EAGAIN;
+}
+
 int ms_probes_remove(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx, struct ms_error *err)
 {
 	pid_t *held = NULL;
 	size_t nheld = 0, cap = 0;
 	uint64_t t0;
-	int rc = 0, ret = 0;
+	int rc = 0, ret = 0, settle = 0;
 	bool was_stopped;
 
 	if (!pr || pr->removed)
@@ -2014,22 +2091,23 @@ int ms_probes_remove(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx, stru
 	/* The samples the ring still holds. */
 	drain_all(pr, cb, ctx);
 
-	/* A SIGTRAP already queued would reach the target after the handler is gone. */
-	for (size_t i = 0; i < ms_proc_nthreads(pr->p); i++) {
-		pid_t tid = ms_proc_thread(pr->p, i);
-		bool is_held = false;
-
-		for (size_t k = 0; k < nheld; k++)
-			is_held |= held[k] == tid;
-		if (is_held || !sigtrap_pending(pr->pid, tid))
-			continue;
-		ms_debug("probe: thread %d has a SIGTRAP queued: letting it trap while traced",
-			 (int)tid);
-		if (ms_proc_cont_thread(pr->p, tid))
-			continue;
-		if (!drain_events(pr, cb, ctx, &held, &nheld, &cap, 1000, tid))
-			goto gone;
+	/*
+	 * The target's SIGTRAP action comes back only once no thread can
+	 * deliver a probe's SIGTRAP: were memspy to die after that, a held
+	 * trap or a queued SIGTRAP would kill the target (SIG_DFL).
+	 */
+	settle = settle_traps(pr, cb, ctx, &held, &nheld, &cap);
+	if (settle == 1)
+		goto gone;
+	if (settle && settle != -EAGAIN) {
+		ret = ms_error_set(err, settle,
+				   "probe: stopping process %d again to remove the probes: %s (the "
+				   "stubs stay in place, disarmed)",
+				   (int)pr->pid, ms_strerror(settle));
+		goto out;
 	}
+
+	drain_all(pr, cb, ctx); /* samples finished by the threads settle_traps resumed */
 
 	/* A thread between the armed check and its int3 would still trap: move it past. */
 	for (size_t i = 0; i < ms_proc_nthreads(pr->p); i++) {
@@ -2089,7 +2167,15 @@ int ms_probes_remove(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx, stru
 		if (rc && !ret)
 			ret = rc;
 	}
-	rc = restore_sigtrap(pr);
+	/* Every trap consumed, nothing queued, no one before an int3, text restored. */
+	if (settle || ret || !armed_cleared(pr)) {
+		ms_warn("probe: the stub region's `ret` SIGTRAP handler stays installed in process "
+			"%d: a thread may still reach a disarmed int3%s",
+			(int)pr->pid, settle ? " (traps kept arriving while removing)" : "");
+		rc = 0;
+	} else {
+		rc = restore_sigtrap(pr);
+	}
 	if (rc && !ret)
 		ret =
 		    ms_error_set(err, rc,

@@ -66,6 +66,43 @@ int ms_remote_prepare(struct ms_proc *p)
 	return 0;
 }
 
+/*
+ * The single step leaves the thread in a SIGTRAP signal-delivery stop: were
+ * memspy to die there, the kernel would deliver that SIGTRAP (fatal once
+ * the target's own SIG_DFL is back). Trades it for an interrupt stop,
+ * which delivers nothing: interrupt, then resume with no signal; the
+ * pending interrupt traps before the thread runs any of its code.
+ */
+static int settle_step(pid_t pid, pid_t tid)
+{
+	int status;
+
+	if (ptrace(PTRACE_INTERRUPT, tid, 0L, 0L) < 0 || ptrace(PTRACE_CONT, tid, 0L, 0L) < 0)
+		return -errno;
+	for (int tries = 0; tries < 8; tries++) {
+		pid_t w;
+
+		do
+			w = waitpid(tid, &status, __WALL);
+		while (w < 0 && errno == EINTR);
+		if (w < 0)
+			return -errno;
+		if (WIFEXITED(status) || WIFSIGNALED(status))
+			return -MS_E_TARGET_EXITED;
+		if (!WIFSTOPPED(status))
+			continue;
+		if ((status >> 16) == PTRACE_EVENT_STOP)
+			return 0;
+		/* Another stop came first: hand its signal back, wait for the interrupt. */
+		if ((status >> 16) == 0 && WSTOPSIG(status) != SIGTRAP)
+			syscall(SYS_tgkill, pid, tid, WSTOPSIG(status));
+		if (ptrace(PTRACE_CONT, tid, 0L, 0L) < 0)
+			return -errno;
+	}
+	ms_debug("remote: thread %d did not reach its interrupt stop", (int)tid);
+	return -EAGAIN;
+}
+
 int ms_proc_remote_syscall(struct ms_proc *p, pid_t tid, long nr, const long args[6], long *ret)
 {
 	struct user_regs_struct saved, regs;
@@ -141,6 +178,8 @@ int ms_proc_remote_syscall(struct ms_proc *p, pid_t tid, long nr, const long arg
 restore:
 	if (ptrace(PTRACE_SETREGS, tid, 0L, &saved) < 0 && !rc)
 		rc = -errno;
+	if (settle_step(ms_proc_pid(p), tid) == -MS_E_TARGET_EXITED)
+		return -MS_E_TARGET_EXITED;
 	for (int i = 0; i < n_requeue; i++)
 		syscall(SYS_tgkill, ms_proc_pid(p), tid, requeue[i]);
 	return rc;

@@ -460,13 +460,33 @@ static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t
 	threads = oc->thread_samples ? oc->thread_sum / (double)oc->thread_samples : 1;
 	if (threads < 1)
 		threads = 1;
-	slowdown = oc->wall_ns ? (double)st.stopped_ns / ((double)oc->wall_ns * threads) : 0;
-	fprintf(stderr,
-		"  cost to the target: %s stops, stopped %s in total (%s per stop), "
-		"estimated slowdown %.1f%% (stopped time / (wall time x %.1f threads))\n",
-		ms_fmt_count(a, sizeof(a), st.stops), ms_fmt_duration(b, sizeof(b), (uint64_t)st.stopped_ns),
-		ms_fmt_duration(c, sizeof(c), st.stops ? (uint64_t)st.stopped_ns / (uint64_t)st.stops : 0),
-		slowdown * 100, threads);
+	/*
+	 * What memspy can measure: time it held threads stopped plus time the
+	 * stubs spent recording samples in the target. A lower bound: each stop
+	 * also costs the stopped thread a scheduler wake-up that memspy cannot
+	 * see (notes/stubs.md: 5-10x the stop itself when a vCPU goes idle).
+	 */
+	slowdown = oc->wall_ns ? (double)(st.stopped_ns + st.target_ns) /
+				     ((double)oc->wall_ns * threads)
+			       : 0;
+	fprintf(stderr, "  cost to the target: at least %.1f%% slower", slowdown * 100);
+	fprintf(stderr, " (%s stops, %s held in all",
+		ms_fmt_count(a, sizeof(a), st.stops),
+		ms_fmt_duration(b, sizeof(b), (uint64_t)st.stopped_ns));
+	if (st.stops)
+		fprintf(stderr, ", %s each",
+			ms_fmt_duration(c, sizeof(c), (uint64_t)st.stopped_ns / st.stops));
+	if (st.ring_samples)
+		fprintf(stderr, "; %s stop-free samples, %s in the target in all",
+			ms_fmt_count(a, sizeof(a), st.ring_samples),
+			ms_fmt_duration(b, sizeof(b), st.target_ns));
+	fprintf(stderr, "; over %.1f threads)\n", threads);
+	if (oc->wall_ns && st.stops * 1e9 / (double)oc->wall_ns > 200)
+		fprintf(stderr,
+			"  note: %.0f stops/s; each also costs a wake-up not counted above, so a "
+			"busy target was likely much slower than that%s\n",
+			st.stops * 1e9 / (double)oc->wall_ns,
+			o->sample_bytes ? "" : ": sample (the default) instead of --exact");
 	if (st.attach_pause_ns || st.remove_pause_ns)
 		fprintf(
 		    stderr,

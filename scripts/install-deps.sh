@@ -24,7 +24,7 @@ done
 
 SUDO=
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
-echo "memspy: installing ${missing[*]}" >&2
+echo "memspy: installing ${missing[*]} (a few minutes on a new machine)" >&2
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -5,6 +5,7 @@
  * probe, detach, then symbolise once per PC and write the flame graph.
  */
 #include "cmd/cmd.h"
+#include "cmd/record_opts.h"
 #include "cmd/record_int.h"
 #include "cmd/record_walk.h"
 #include "attach/attach.h"
@@ -161,7 +162,7 @@ static bool valid_symbol(const char *s)
 static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done)
 {
 	bool exact = false, sample_given = false;
-	int c;
+	int c, r;
 
 	*o = (struct rec_opts){
 	    .sample_bytes = 512 * 1024, .stack_bytes = 16 * 1024, .unwinder = MS_UNWIND_DWFL};
@@ -171,32 +172,21 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done)
 	while ((c = getopt_long(argc, argv, ":p:o:f:d:s:qh", long_opts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
-			if (cli_parse_pid(optarg, &o->pid))
-				return cli_usage_error(CMD,
-						       "--pid: '%s' is not a process id "
-						       "(a positive number, see pgrep/pidof)",
-						       optarg);
+			if ((r = cli_opt_pid(CMD, optarg, &o->pid)))
+				return r;
 			break;
 		case 'o':
-			if (!*optarg)
-				return cli_usage_error(CMD, "-o: empty file name");
-			o->out_path = optarg;
+			if ((r = cli_opt_output(CMD, optarg, &o->out_path)))
+				return r;
 			break;
 		case 'f':
-			if (ms_out_format_from_name(optarg, &o->fmt))
-				return cli_usage_error(CMD,
-						       "--format: unknown format '%s' (use svg, "
-						       "folded, speedscope or pprof)",
-						       optarg);
+			if ((r = cli_opt_format(CMD, optarg, &o->fmt)))
+				return r;
 			o->fmt_given = true;
 			break;
 		case 'd':
-			if (cli_parse_duration(optarg, &o->duration_ns) || !o->duration_ns)
-				return cli_usage_error(
-				    CMD,
-				    "--duration: '%s' is not a positive duration "
-				    "(e.g. 30, 30s, 500ms, 2m)",
-				    optarg);
+			if ((r = cli_opt_duration(CMD, optarg, &o->duration_ns)))
+				return r;
 			break;
 		case OPT_LIVE:
 			o->live = true;
@@ -216,19 +206,12 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done)
 			exact = true;
 			break;
 		case OPT_STACK_BYTES:
-			if (cli_parse_bytes(optarg, &o->stack_bytes) || o->stack_bytes < 256 ||
-			    o->stack_bytes > 1024 * 1024)
-				return cli_usage_error(CMD,
-						       "--stack-bytes: '%s' is not between 256 and "
-						       "1M (default 16k)",
-						       optarg);
+			if ((r = cli_opt_stack_bytes(CMD, optarg, &o->stack_bytes)))
+				return r;
 			break;
 		case OPT_UNWINDER:
-			if (ms_unwind_backend_from_name(optarg, &o->unwinder))
-				return cli_usage_error(CMD,
-						       "--unwinder: unknown unwinder '%s' (use "
-						       "elfutils, libunwind or fp)",
-						       optarg);
+			if ((r = cli_opt_unwinder(CMD, optarg, &o->unwinder)))
+				return r;
 			break;
 		case OPT_LINES:
 			o->lines = true;

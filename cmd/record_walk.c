@@ -5,6 +5,7 @@
  * headers every --walk-interval), resume, and unwind the copies while it runs.
  */
 #include "cmd/cmd.h"
+#include "cmd/record_opts.h"
 #include "cmd/record_walk.h"
 #include "attach/attach.h"
 #include "heapwalk/heapwalk.h"
@@ -161,7 +162,7 @@ static char *with_infix(const char *path, const char *infix, const char *ext_if_
 
 static int parse_opts(int argc, char **argv, struct walk_opts *o, bool *done)
 {
-	int c;
+	int c, r;
 
 	*o = (struct walk_opts){.rate = 100,
 				.walk_ns = 1000000000ull,
@@ -179,11 +180,8 @@ static int parse_opts(int argc, char **argv, struct walk_opts *o, bool *done)
 
 		switch (c) {
 		case 'p':
-			if (cli_parse_pid(optarg, &o->pid))
-				return cli_usage_error(CMD,
-						       "--pid: '%s' is not a process id "
-						       "(a positive number, see pgrep/pidof)",
-						       optarg);
+			if ((r = cli_opt_pid(CMD, optarg, &o->pid)))
+				return r;
 			break;
 		case OPT_MODE:
 			if (strcmp(optarg, "walk"))
@@ -194,25 +192,17 @@ static int parse_opts(int argc, char **argv, struct walk_opts *o, bool *done)
 						       optarg);
 			break;
 		case 'o':
-			if (!*optarg)
-				return cli_usage_error(CMD, "-o: empty file name");
-			o->out_path = optarg;
+			if ((r = cli_opt_output(CMD, optarg, &o->out_path)))
+				return r;
 			break;
 		case 'f':
-			if (ms_out_format_from_name(optarg, &o->fmt))
-				return cli_usage_error(CMD,
-						       "--format: unknown format '%s' (use svg, "
-						       "folded, speedscope or pprof)",
-						       optarg);
+			if ((r = cli_opt_format(CMD, optarg, &o->fmt)))
+				return r;
 			o->fmt_given = true;
 			break;
 		case 'd':
-			if (cli_parse_duration(optarg, &o->duration_ns) || !o->duration_ns)
-				return cli_usage_error(
-				    CMD,
-				    "--duration: '%s' is not a positive duration "
-				    "(e.g. 30, 30s, 500ms, 2m)",
-				    optarg);
+			if ((r = cli_opt_duration(CMD, optarg, &o->duration_ns)))
+				return r;
 			break;
 		case OPT_RATE:
 			errno = 0;
@@ -259,19 +249,12 @@ static int parse_opts(int argc, char **argv, struct walk_opts *o, bool *done)
 			o->all_path = optarg;
 			break;
 		case OPT_STACK_BYTES:
-			if (cli_parse_bytes(optarg, &o->stack_bytes) || o->stack_bytes < 256 ||
-			    o->stack_bytes > 1024 * 1024)
-				return cli_usage_error(CMD,
-						       "--stack-bytes: '%s' is not between 256 and "
-						       "1M (default 16k)",
-						       optarg);
+			if ((r = cli_opt_stack_bytes(CMD, optarg, &o->stack_bytes)))
+				return r;
 			break;
 		case OPT_UNWINDER:
-			if (ms_unwind_backend_from_name(optarg, &o->unwinder))
-				return cli_usage_error(CMD,
-						       "--unwinder: unknown unwinder '%s' (use "
-						       "elfutils, libunwind or fp)",
-						       optarg);
+			if ((r = cli_opt_unwinder(CMD, optarg, &o->unwinder)))
+				return r;
 			break;
 		case OPT_LINES:
 			o->lines = true;

@@ -3,7 +3,8 @@
 # against the self-checking targets of tests/targets/walk.cmake.
 add_executable(memspy-walk ${CMAKE_CURRENT_LIST_DIR}/e2e/walk_main.c
                ${PROJECT_SOURCE_DIR}/cmd/record_walk.c ${PROJECT_SOURCE_DIR}/cmd/record_walk_heap.c
-               ${PROJECT_SOURCE_DIR}/cmd/cli.c ${PROJECT_SOURCE_DIR}/cmd/attach_cli.c)
+               ${PROJECT_SOURCE_DIR}/cmd/cli.c ${PROJECT_SOURCE_DIR}/cmd/attach_cli.c
+               ${PROJECT_SOURCE_DIR}/cmd/record_opts.c)
 target_include_directories(memspy-walk PRIVATE ${PROJECT_SOURCE_DIR})
 target_link_libraries(memspy-walk PRIVATE ms_output ms_heapwalk ms_unwind ms_attach ms_common m)
 

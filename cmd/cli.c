@@ -3,6 +3,7 @@
 #include "cmd/cmd.h"
 
 #include <ctype.h>
+#include <getopt.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,4 +121,30 @@ const char *cli_command_line(void)
 			memmove(buf, slash + 1, strlen(slash + 1) + 1);
 	}
 	return buf;
+}
+
+int cli_opt_pid(const char *cmd, const char *arg, pid_t *out)
+{
+	if (cli_parse_pid(arg, out))
+		return cli_usage_error(cmd,
+				       "--pid: '%s' is not a process id (a positive number, see "
+				       "pgrep/pidof)",
+				       arg);
+	return 0;
+}
+
+int cli_getopt_error(const char *cmd, int c, int argc, char **argv)
+{
+	if (c == ':')
+		return cli_usage_error(cmd, "%s needs a value", argv[optind - 1]);
+	if (c != -1) {
+		if (optopt)
+			return cli_usage_error(cmd, "unknown option '-%c'", optopt);
+		return cli_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+	}
+	if (optind < argc)
+		return cli_usage_error(cmd,
+				       "unexpected argument '%s' (the process is given with --pid)",
+				       argv[optind]);
+	return 0;
 }

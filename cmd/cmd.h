@@ -13,6 +13,15 @@ int cmd_dump(int argc, char **argv);
 int cli_usage_error(const char *cmd, const char *fmt, ...) MS_PRINTF(2, 3);
 /* Parses a positive pid; 0 on success. */
 int cli_parse_pid(const char *s, pid_t *out);
+/* --pid ARG for cmd: 0 with *out set, or a usage error printed and MS_EXIT_USAGE. */
+int cli_opt_pid(const char *cmd, const char *arg, pid_t *out);
+/*
+ * After getopt_long (optstring starting with ':', opterr = 0): the usage
+ * error for what it returned in c (':' a missing value, '?' an unknown
+ * option), or, with c == -1, for an argument left over. Returns
+ * MS_EXIT_USAGE, or 0 when c == -1 and nothing is left over.
+ */
+int cli_getopt_error(const char *cmd, int c, int argc, char **argv);
 /* Parses a duration such as "10", "10s", "500ms", "2m" into nanoseconds; 0 on success. */
 int cli_parse_duration(const char *s, uint64_t *ns);
 /* Parses a byte count such as "512k", "4M", "65536"; 0 on success. */

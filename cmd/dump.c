@@ -100,11 +100,12 @@ int cmd_dump(int argc, char **argv)
 	int c, r, ret = MS_EXIT_FAILED;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "p:jo:vh", opts, NULL)) != -1) {
+	opterr = 0; /* our own one-line messages, through cli_getopt_error */
+	while ((c = getopt_long(argc, argv, ":p:jo:vh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
-			if (cli_parse_pid(optarg, &pid) != 0)
-				return cli_usage_error("dump", "invalid pid '%s'", optarg);
+			if ((r = cli_opt_pid("dump", optarg, &pid)))
+				return r;
 			break;
 		case 'j':
 			json = true;
@@ -121,12 +122,12 @@ int cmd_dump(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return MS_EXIT_OK;
-		default:
-			return cli_usage_error("dump", "unknown option");
+		default: /* ':' or '?' */
+			return cli_getopt_error("dump", c, argc, argv);
 		}
 	}
-	if (optind < argc)
-		return cli_usage_error("dump", "unexpected argument '%s'", argv[optind]);
+	if ((r = cli_getopt_error("dump", -1, argc, argv)))
+		return r;
 	if (!pid)
 		return cli_usage_error("dump", "--pid is required");
 

@@ -242,19 +242,12 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done)
 			help(stdout);
 			*done = true;
 			return MS_EXIT_OK;
-		case ':':
-			return cli_usage_error(CMD, "%s needs a value", argv[optind - 1]);
-		default:
-			if (optopt)
-				return cli_usage_error(CMD, "unknown option '-%c'", optopt);
-			return cli_usage_error(CMD, "unknown option '%s'", argv[optind - 1]);
+		default: /* ':' or '?' */
+			return cli_getopt_error(CMD, c, argc, argv);
 		}
 	}
-	if (optind < argc)
-		return cli_usage_error(CMD,
-				       "unexpected argument '%s' (the process is given with "
-				       "--pid)",
-				       argv[optind]);
+	if ((r = cli_getopt_error(CMD, -1, argc, argv)))
+		return r;
 	if (!o->pid)
 		return cli_usage_error(CMD, "--pid is required (e.g. memspy record --pid "
 					    "$(pidof myservice) -o alloc.svg)");

@@ -2,16 +2,6 @@
 /* Validation and messages of the options shared by both recording modes. */
 #include "cmd/record_opts.h"
 
-int cli_opt_pid(const char *cmd, const char *arg, pid_t *out)
-{
-	if (cli_parse_pid(arg, out))
-		return cli_usage_error(cmd,
-				       "--pid: '%s' is not a process id (a positive number, see "
-				       "pgrep/pidof)",
-				       arg);
-	return 0;
-}
-
 int cli_opt_output(const char *cmd, const char *arg, const char **out)
 {
 	if (!*arg)

@@ -12,7 +12,6 @@
 #include "output/output.h"
 #include "unwind/unwind.h"
 
-int cli_opt_pid(const char *cmd, const char *arg, pid_t *out);
 int cli_opt_output(const char *cmd, const char *arg, const char **out);
 int cli_opt_format(const char *cmd, const char *arg, enum ms_out_format *out);
 int cli_opt_duration(const char *cmd, const char *arg, uint64_t *ns);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 int cli_usage_error(const char *cmd, const char *fmt, ...)
@@ -147,4 +148,24 @@ int cli_getopt_error(const char *cmd, int c, int argc, char **argv)
 				       "unexpected argument '%s' (the process is given with --pid)",
 				       argv[optind]);
 	return 0;
+}
+
+void cli_report_early_end(pid_t pid, int wait_error, bool exited, int status)
+{
+	if (wait_error)
+		fprintf(stderr,
+			"memspy: record: waiting for pid %d: %s; writing what was collected\n",
+			(int)pid, ms_strerror(wait_error));
+	if (!exited)
+		return;
+	if (WIFSIGNALED(status))
+		fprintf(stderr,
+			"memspy: the target (pid %d) was killed by signal %d (%s) during the "
+			"recording; writing what was collected\n",
+			(int)pid, WTERMSIG(status), strsignal(WTERMSIG(status)));
+	else
+		fprintf(stderr,
+			"memspy: the target (pid %d) exited with status %d during the recording; "
+			"writing what was collected\n",
+			(int)pid, WEXITSTATUS(status));
 }

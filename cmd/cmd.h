@@ -28,6 +28,12 @@ int cli_parse_duration(const char *s, uint64_t *ns);
 int cli_parse_bytes(const char *s, uint64_t *bytes);
 /* Prints err as "memspy: <msg>" and "hint: <hint>" (when there is one). */
 void cli_report(const struct ms_error *err);
+/*
+ * Says why a recording ended early, before what was collected is written:
+ * waiting for pid failed (wait_error, a negative code, 0 = no), or the
+ * target exited or was killed (exited, with its wait status).
+ */
+void cli_report_early_end(pid_t pid, int wait_error, bool exited, int status);
 /* The command line as one string (for titles); static storage. */
 const char *cli_command_line(void);
 

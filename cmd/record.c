@@ -664,25 +664,7 @@ int cmd_record(int argc, char **argv)
 			removed_ok = false;
 	}
 
-	if (oc.wait_error)
-		fprintf(stderr,
-			"memspy: record: waiting for pid %d: %s; writing what was "
-			"collected\n",
-			(int)o.pid, ms_strerror(oc.wait_error));
-	if (oc.target_exited) {
-		int s = oc.exit_status;
-
-		if (WIFSIGNALED(s))
-			fprintf(stderr,
-				"memspy: the target (pid %d) was killed by signal %d (%s) "
-				"during the recording; writing what was collected\n",
-				(int)o.pid, WTERMSIG(s), strsignal(WTERMSIG(s)));
-		else
-			fprintf(stderr,
-				"memspy: the target (pid %d) exited with status %d during "
-				"the recording; writing what was collected\n",
-				(int)o.pid, WEXITSTATUS(s));
-	}
+	cli_report_early_end(o.pid, oc.wait_error, oc.target_exited, oc.exit_status);
 
 	prof = ms_profile_new();
 	build_profile(prof, rec.table, sym, &o);

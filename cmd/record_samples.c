@@ -47,18 +47,6 @@ struct ms_rec_table {
 	uint64_t frees_matched, failed;
 };
 
-static uint64_t hash_pcs(const ms_raddr_t *pcs, size_t n)
-{
-	uint64_t h = 0xcbf29ce484222325ull ^ n;
-
-	for (size_t i = 0; i < n; i++) {
-		h ^= pcs[i];
-		h *= 0x100000001b3ull;
-		h ^= h >> 29;
-	}
-	return h;
-}
-
 static uint64_t hash_ptr(ms_raddr_t p)
 {
 	p ^= p >> 33;
@@ -102,7 +90,7 @@ static void stack_index_insert(uint32_t *index, size_t cap, uint64_t hash, uint3
 
 static uint32_t intern_stack(struct ms_rec_table *t, const ms_raddr_t *pcs, size_t npcs, int fn)
 {
-	uint64_t h = hash_pcs(pcs, npcs);
+	uint64_t h = ms_hash_u64s(pcs, npcs);
 	size_t mask = t->stack_index_cap - 1;
 	struct stack *s;
 

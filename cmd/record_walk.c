@@ -333,18 +333,6 @@ struct stk_table {
 	uint64_t total;
 };
 
-static uint64_t hash_pcs(const ms_raddr_t *pcs, size_t n)
-{
-	uint64_t h = 1469598103934665603ull ^ n;
-
-	for (size_t i = 0; i < n; i++) {
-		h ^= pcs[i];
-		h *= 1099511628211ull;
-		h ^= h >> 29;
-	}
-	return h;
-}
-
 static void stk_rehash(struct stk_table *t)
 {
 	size_t ns = t->nslot ? t->nslot * 2 : 1024;
@@ -363,7 +351,7 @@ static void stk_rehash(struct stk_table *t)
 
 static void stk_add(struct stk_table *t, const ms_raddr_t *pcs, size_t n)
 {
-	uint64_t h = hash_pcs(pcs, n);
+	uint64_t h = ms_hash_u64s(pcs, n);
 	size_t s;
 
 	t->total++;
@@ -1077,24 +1065,7 @@ int cmd_record_walk(int argc, char **argv)
 	/* The target first: nothing was patched, so detaching is all it needs. */
 	ms_proc_detach(w.p);
 
-	if (oc.wait_error)
-		fprintf(stderr,
-			"memspy: record: waiting for pid %d: %s; writing what was collected\n",
-			(int)o.pid, ms_strerror(oc.wait_error));
-	if (oc.target_exited) {
-		int s = oc.exit_status;
-
-		if (WIFSIGNALED(s))
-			fprintf(stderr,
-				"memspy: the target (pid %d) was killed by signal %d (%s) "
-				"during the recording; writing what was collected\n",
-				(int)o.pid, WTERMSIG(s), strsignal(WTERMSIG(s)));
-		else
-			fprintf(stderr,
-				"memspy: the target (pid %d) exited with status %d during "
-				"the recording; writing what was collected\n",
-				(int)o.pid, WEXITSTATUS(s));
-	}
+	cli_report_early_end(o.pid, oc.wait_error, oc.target_exited, oc.exit_status);
 
 	alloc = ms_profile_new();
 	all = ms_profile_new();

@@ -149,6 +149,9 @@ const char *ms_fmt_bytes(char *buf, size_t size, uint64_t bytes);
 const char *ms_fmt_count(char *buf, size_t size, uint64_t n);
 const char *ms_fmt_duration(char *buf, size_t size, uint64_t ns);
 
+/* FNV-1a style hash of n 64-bit words, mixed per word (stacks of PCs). */
+uint64_t ms_hash_u64s(const uint64_t *v, size_t n);
+
 /* ---- time ---- */
 uint64_t ms_now_ns(void); /* CLOCK_MONOTONIC */
 

@@ -21,3 +21,15 @@ uint64_t ms_now_ns(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
+
+uint64_t ms_hash_u64s(const uint64_t *v, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ull ^ n;
+
+	for (size_t i = 0; i < n; i++) {
+		h ^= v[i];
+		h *= 0x100000001b3ull;
+		h ^= h >> 29;
+	}
+	return h;
+}

@@ -308,6 +308,9 @@ def scenario_fork_threads(a):
     err.until(lambda l: HEAP_RE.match(l), "the first heap read")
     send(t, "go")
     tout.until(lambda l: l == "done", "done")
+    # The work can fit in one walk interval; the target idles until "check",
+    # so wait for a second heap read (the timeline needs two points).
+    err.until(lambda l: HEAP_RE.match(l), "a second heap read")
     m.send_signal(signal.SIGINT)
     finish_memspy(m, err, (0,))
     send(t, "check")

@@ -1910,6 +1910,46 @@ int ms_probes_poll(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx)
 	return rc;
 }
 
+/*
+ * A new mean takes effect without stopping the target. Exponential
+ * countdowns are memoryless, so once every countdown slot and every
+ * pre-drawn value comes from the new mean, each later sample was taken at
+ * the new rate and is weighted by it. Samples already in the ring are
+ * drained first, under the old mean. Only a sample whose countdown fired in
+ * the few microseconds between the drain and the rewrite is weighted with
+ * the wrong mean.
+ */
+int ms_probes_set_sample_bytes(struct ms_probes *pr, uint64_t mean, ms_alloc_event_cb cb,
+			       void *ctx)
+{
+	if (!pr || pr->removed || pr->exact || mean == 0)
+		return -EINVAL;
+	if (mean == pr->opts.sample_bytes)
+		return 0;
+	drain_all(pr, cb, ctx);
+	pr->opts.sample_bytes = mean;
+	for (size_t r = 0; r < pr->nrg; r++) {
+		const struct region *rg = &pr->rg[r];
+
+		if (!region_intact(pr, r))
+			continue;
+		for (int k = 0; k < MS_STUB_NCNT; k++) {
+			int64_t v = draw_countdown(pr);
+
+			write_remote(pr, rg->base + MS_STUB_CNT_OFF + (ms_raddr_t)k * 64, &v,
+				     sizeof(v));
+		}
+		if (pr->ring)
+			refill_draws(pr, rg, 0, MS_STUB_NDRAW);
+	}
+	return 0;
+}
+
+uint64_t ms_probes_sample_bytes(const struct ms_probes *pr)
+{
+	return pr ? pr->opts.sample_bytes : 0;
+}
+
 /* ------------------------------ removal ------------------------------ */
 
 /* A SIGTRAP queued for tid, or for the whole process (ShdPnd). */

@@ -108,6 +108,15 @@ int ms_probes_handle_event(struct ms_probes *pr, const struct ms_event *ev,
 int ms_probes_poll(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx);
 
 /*
+ * Changes the mean bytes between samples (the overhead budget widens it)
+ * without stopping the target: drains the ring under the old mean, then
+ * redraws every countdown. -EINVAL in exact mode. 0 or -errno.
+ */
+int ms_probes_set_sample_bytes(struct ms_probes *pr, uint64_t mean, ms_alloc_event_cb cb,
+			       void *ctx);
+uint64_t ms_probes_sample_bytes(const struct ms_probes *pr);
+
+/*
  * Removes every probe: stops all threads, disarms, restores every patched
  * byte and reads it back, moves threads parked on a trap site past it,
  * consumes SIGTRAPs already pending, and resumes. Safe after the target

@@ -48,6 +48,7 @@ struct ksigaction {
 
 struct region {
 	ms_raddr_t base;
+	bool tramp; /* its code page holds the stub image: remote syscalls can use it */
 	bool used[MS_STUB_NSLOTS];
 	uint64_t last_head, last_fhead, last_draw; /* ring counters seen at the last drain */
 	bool pending;				   /* a slot was being written at the last drain */
@@ -258,27 +259,53 @@ static const char *base_name(const char *path)
 	return s ? s + 1 : (path ? path : "?");
 }
 
-/* A thread (any) of the target to run remote system calls on. */
+/*
+ * A thread of the target to run remote system calls on: one in a plain
+ * stop (no signal of its own to deliver, not at a trap), the leader first.
+ */
 static pid_t any_thread(struct ms_probes *pr)
 {
-	for (size_t i = 0; i < ms_proc_nthreads(pr->p); i++) {
-		pid_t t = ms_proc_thread(pr->p, i);
+	pid_t t = ms_proc_plain_stopped_thread(pr->p);
 
+	if (t > 0)
+		return t;
+	for (size_t i = 0; i < ms_proc_nthreads(pr->p); i++) {
+		t = ms_proc_thread(pr->p, i);
 		if (t == pr->pid)
 			return t;
 	}
 	return ms_proc_nthreads(pr->p) ? ms_proc_thread(pr->p, 0) : -1;
 }
 
-static int rsyscall(struct ms_probes *pr, long nr, long a0, long a1, long a2, long a3, long a4,
-		    long a5, long *ret)
+static bool region_intact(const struct ms_probes *pr, size_t r);
+
+/*
+ * Runs a system call in the target. Through the first region's
+ * self-restoring trampoline once it exists (a memspy death at any moment
+ * leaves the thread whole); through libc's `syscall` instruction only
+ * before (the first mmap) or when tramp_ok is false (unmapping the
+ * region that holds the trampoline).
+ */
+static int rsyscall_via(struct ms_probes *pr, bool tramp_ok, long nr, long a0, long a1, long a2,
+			long a3, long a4, long a5, long *ret)
 {
 	const long args[6] = {a0, a1, a2, a3, a4, a5};
 	pid_t tid = any_thread(pr);
+	ms_raddr_t tramp = 0;
 
 	if (tid < 0)
 		return -MS_E_TARGET_EXITED;
-	return ms_proc_remote_syscall(pr->p, tid, nr, args, ret);
+	if (tramp_ok && pr->nrg && pr->rg[0].tramp && region_intact(pr, 0))
+		tramp = pr->rg[0].base + ms_stub_rsys;
+	else
+		ms_debug("probe: remote syscall %ld through libc's `syscall` instruction", nr);
+	return ms_remote_syscall_at(pr->p, tid, tramp, nr, args, ret);
+}
+
+static int rsyscall(struct ms_probes *pr, long nr, long a0, long a1, long a2, long a3, long a4,
+		    long a5, long *ret)
+{
+	return rsyscall_via(pr, true, nr, a0, a1, a2, a3, a4, a5, ret);
 }
 
 /* Parses a hex signal mask field of a /proc status file; 0 if absent. */
@@ -735,7 +762,6 @@ static void sweep_sites(struct ms_probes *pr, const struct ms_modules *mods,
 /* ------------------------------ regions ------------------------------ */
 
 static void refill_draws(struct ms_probes *pr, const struct region *rg, uint64_t from, uint64_t to);
-static bool region_intact(const struct ms_probes *pr, size_t r);
 
 static bool in_reach(ms_raddr_t base, const struct ms_module *m)
 {
@@ -806,8 +832,15 @@ static int map_region(struct ms_probes *pr, const struct ms_module *m, struct ms
 				    ms_strerror(rc));
 	n = region_candidates(ms_proc_maps(pr->p), m, cand, MS_ARRAY_SIZE(cand));
 	for (size_t i = 0; i < n; i++) {
+		struct region *rg;
+
+		/*
+		 * Mapped RX: the stub image goes in through /proc/PID/mem at once,
+		 * so the rest of the set-up (the data pages made RW first) already
+		 * runs through its trampoline.
+		 */
 		rc = rsyscall(pr, SYS_mmap, (long)cand[i], MS_STUB_REGION_SIZE,
-			      PROT_READ | PROT_WRITE,
+			      PROT_READ | PROT_EXEC,
 			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0, &ret);
 		if (rc)
 			return ms_error_set(err, rc, "probe: remote mmap in process %d: %s",
@@ -827,10 +860,25 @@ static int map_region(struct ms_probes *pr, const struct ms_module *m, struct ms
 			continue;
 		}
 		ms_xgrow((void **)&pr->rg, &pr->cap_rg, pr->nrg + 1, sizeof(*pr->rg));
-		memset(&pr->rg[pr->nrg], 0, sizeof(pr->rg[0]));
-		pr->rg[pr->nrg++].base = cand[i];
+		rg = &pr->rg[pr->nrg++];
+		memset(rg, 0, sizeof(*rg));
+		rg->base = cand[i];
 		ms_debug("probe: region %#llx (+%#x) for %s", (unsigned long long)cand[i],
 			 MS_STUB_REGION_SIZE, m->path);
+		rc = ms_proc_write_mem(pr->p, rg->base, ms_stub_image, MS_STUB_CODE_SIZE);
+		if (rc)
+			return ms_error_set(err, rc, "probe: writing the stub code at %#llx: %s",
+					    (unsigned long long)rg->base, ms_strerror(rc));
+		rg->tramp = true;
+		rc = rsyscall(pr, SYS_mprotect, (long)(rg->base + MS_STUB_CTRL_OFF),
+			      MS_STUB_REGION_SIZE - MS_STUB_CTRL_OFF, PROT_READ | PROT_WRITE, 0, 0,
+			      0, &ret);
+		if (!rc && ret)
+			rc = (int)ret;
+		if (rc)
+			return ms_error_set(err, rc, "probe: remote mprotect(%#llx, RW): %s",
+					    (unsigned long long)(rg->base + MS_STUB_CTRL_OFF),
+					    ms_strerror(rc));
 		return 0;
 	}
 	return ms_error_set(err, -ENOMEM,
@@ -886,7 +934,8 @@ static int build_regions(struct ms_probes *pr, struct ms_error *err)
 			}
 			memcpy(img + d->orig, s->reloc.code, s->reloc.len);
 		}
-		rc = write_remote(pr, rg->base, img, MS_STUB_CODE_SIZE);
+		/* RX already: written through /proc/PID/mem, and read back. */
+		rc = ms_proc_write_mem(pr->p, rg->base, img, MS_STUB_CODE_SIZE);
 		if (rc) {
 			ms_error_set(err, rc, "probe: writing the stub code at %#llx: %s",
 				     (unsigned long long)rg->base, ms_strerror(rc));
@@ -906,15 +955,6 @@ static int build_regions(struct ms_probes *pr, struct ms_error *err)
 		    (rc = write_remote(pr, rg_ctrl(rg, 0), ctl, sizeof(ctl))) ||
 		    (rc = write_remote(pr, rg_ctrl(rg, MS_CTRL_SIGACT_NEW), &ks, sizeof(ks)))) {
 			ms_error_set(err, rc, "probe: writing the stub data at %#llx: %s",
-				     (unsigned long long)rg->base, ms_strerror(rc));
-			break;
-		}
-		rc = rsyscall(pr, SYS_mprotect, (long)rg->base, MS_STUB_CODE_SIZE,
-			      PROT_READ | PROT_EXEC, 0, 0, 0, &ret);
-		if (!rc && ret)
-			rc = (int)ret;
-		if (rc) {
-			ms_error_set(err, rc, "probe: remote mprotect(%#llx, RX): %s",
 				     (unsigned long long)rg->base, ms_strerror(rc));
 			break;
 		}
@@ -1675,11 +1715,12 @@ fail : {
 		any |= pr->s[i].patched;
 	ms_probes_remove(pr, NULL, NULL, &e2);
 	/* Nothing ever jumped into the regions: they can go. */
-	for (size_t r = 0; r < pr->nrg && !any && !pr->sigact_installed; r++) {
+	for (size_t r = pr->nrg; r-- > 0 && !any && !pr->sigact_installed;) {
 		long ret;
 
-		rsyscall(pr, SYS_munmap, (long)pr->rg[r].base, MS_STUB_REGION_SIZE, 0, 0, 0, 0,
-			 &ret);
+		/* Not through a trampoline in the pages being unmapped. */
+		rsyscall_via(pr, r > 0, SYS_munmap, (long)pr->rg[r].base, MS_STUB_REGION_SIZE, 0,
+			     0, 0, 0, &ret);
 	}
 	ms_proc_resume_all(p);
 	ms_probes_free(pr);

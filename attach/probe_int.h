@@ -93,6 +93,10 @@ extern const struct ms_stub_desc ms_stub_desc[MS_STUB_NSLOTS];
 extern const uint32_t ms_stub_sig_handler;  /* offset of the SIGTRAP handler (`ret`) */
 extern const uint32_t ms_stub_sig_restorer; /* offset of `mov eax,15; syscall` */
 extern const uint32_t ms_stub_ring_ret;	    /* after the ring routine's call */
+extern const uint32_t ms_stub_rsys;	    /* the self-restoring remote-syscall trampoline */
+
+/* Bytes below a thread's rsp at which remote.c writes the trampoline's frame. */
+#define MS_RSYS_FRAME_GAP 264
 
 /* ============================ relocation (decode.c) ============================ */
 
@@ -154,11 +158,24 @@ int ms_decode_flow(const uint8_t *bytes, size_t avail, ms_raddr_t ip, size_t *le
 size_t ms_decode_length(const uint8_t *bytes, size_t avail);
 
 /*
- * Finds (and remembers for this target) the `syscall` instruction that
- * ms_proc_remote_syscall steps over; call it before stopping the target.
- * 0 or -MS_E_NOT_FOUND.
+ * Finds (and remembers for this target) the `syscall` instruction in libc
+ * that a remote syscall without a trampoline runs; call it before stopping
+ * the target. 0 or -MS_E_NOT_FOUND.
  */
 int ms_remote_prepare(struct ms_proc *p);
+
+/*
+ * Runs one system call on stopped thread tid and puts the thread back as
+ * it was; 0 and *ret = its return value, or a negative code. tramp = the
+ * address of the stub region's trampoline (ms_stub_rsys): the thread's
+ * registers are then also written as a frame on its own stack, so that if
+ * memspy dies at any moment the thread restores itself and goes on. tramp
+ * = 0: libc's `syscall` instruction (only before any region exists: a
+ * memspy death between the syscall stops leaves that thread's registers
+ * wrong). Neither path generates a SIGTRAP, even if memspy dies.
+ */
+int ms_remote_syscall_at(struct ms_proc *p, pid_t tid, ms_raddr_t tramp, long nr,
+			 const long args[6], long *ret);
 
 #endif /* __ASSEMBLER__ */
 

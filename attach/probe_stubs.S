@@ -491,6 +491,36 @@ ms_stub_image:
 	.long .Lstop_\i - .Limg
 	.endr
 
+/*
+ * Remote system call (attach/remote.c): memspy points a stopped thread here
+ * with the call in rax and the argument registers, and rsp at a frame it
+ * wrote 264 bytes below the thread's own rsp (under the 128-byte red zone):
+ * {r15 r14 r13 r12 r11 r10 r9 r8 rbp rdi rsi rdx rcx rbx rax rflags rip}.
+ * memspy normally puts the registers back itself at the syscall-exit stop;
+ * were it to die at any instant, the detached thread runs on from here,
+ * pops its own registers and returns to where it was: ret 128 leaves rsp at
+ * frame + 136 + 128, the thread's rsp. No int3 or single-step: no SIGTRAP.
+ */
+.Lrsys:
+	syscall
+	pop r15
+	pop r14
+	pop r13
+	pop r12
+	pop r11
+	pop r10
+	pop r9
+	pop r8
+	pop rbp
+	pop rdi
+	pop rsi
+	pop rdx
+	pop rcx
+	pop rbx
+	pop rax
+	popfq
+	ret 128
+
 /* SIGTRAP while untraced (memspy died mid-sample): ignore it, go on after the int3. */
 .Lsig_handler:
 	ret
@@ -539,5 +569,8 @@ ms_stub_ring_ret:
 	.globl ms_stub_sig_restorer
 ms_stub_sig_restorer:
 	.long .Lsig_restorer - .Limg
+	.globl ms_stub_rsys
+ms_stub_rsys:
+	.long .Lrsys - .Limg
 
 	.section .note.GNU-stack, "", @progbits

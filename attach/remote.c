@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * Running one system call inside the target (mmap the probe pages, mprotect,
- * madvise, rt_sigaction): a stopped thread is pointed at a `syscall`
- * instruction in libc's text, single-stepped over it, and put back.
+ * madvise, rt_sigaction) on a stopped thread, through the stub region's
+ * self-restoring trampoline, or libc's `syscall` instruction before it exists.
  */
 #include "attach/probe_int.h"
 
@@ -11,8 +11,18 @@
 #include <string.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+/* Kernel-internal return values of an interrupted system call (linux/errno.h). */
+#define K_ERESTARTSYS		512
+#define K_ERESTARTNOINTR	513
+#define K_ERESTARTNOHAND	514
+#define K_ERESTART_RESTARTBLOCK 516
+
+/* A syscall-stop with PTRACE_O_TRACESYSGOOD. */
+#define SYSCALL_STOP (SIGTRAP | 0x80)
 
 /* Finds the bytes 0f 05 in an executable mapping, libc's first. 0 or -errno. */
 static int find_syscall_insn(struct ms_proc *p, ms_raddr_t *out)
@@ -66,27 +76,101 @@ int ms_remote_prepare(struct ms_proc *p)
 	return 0;
 }
 
+/* Was the thread stopped on its way out of a system call the kernel will restart? */
+static bool restartable(const struct user_regs_struct *r)
+{
+	long rax = (long)r->rax;
+
+	return (long)r->orig_rax >= 0 &&
+	       (rax == -K_ERESTARTSYS || rax == -K_ERESTARTNOINTR || rax == -K_ERESTARTNOHAND ||
+		rax == -K_ERESTART_RESTARTBLOCK);
+}
+
 /*
- * The single step leaves the thread in a SIGTRAP signal-delivery stop: were
- * memspy to die there, the kernel would deliver that SIGTRAP (fatal once
- * the target's own SIG_DFL is back). Trades it for an interrupt stop,
- * which delivers nothing: interrupt, then resume with no signal; the
- * pending interrupt traps before the thread runs any of its code.
+ * The registers the kernel's restart logic would produce when the thread
+ * resumes from its stop with no handler to run (arch_do_signal_or_restart):
+ * the trampoline returns to user space directly, so its frame must hold
+ * them already. (A handler-bearing signal arriving at that very moment
+ * would have turned -ERESTARTSYS into -EINTR; the frame restarts instead.)
  */
-static int settle_step(pid_t pid, pid_t tid)
+static void apply_restart(struct user_regs_struct *r)
+{
+	if (!restartable(r))
+		return;
+	if ((long)r->rax == -K_ERESTART_RESTARTBLOCK)
+		r->rax = SYS_restart_syscall;
+	else
+		r->rax = r->orig_rax;
+	r->rip -= 2;
+	r->orig_rax = (unsigned long long)-1;
+}
+
+/* Writes the trampoline's frame below the thread's red zone; 0 or -errno. */
+static int write_frame(pid_t pid, const struct user_regs_struct *orig, ms_raddr_t *frame)
+{
+	struct user_regs_struct r = *orig;
+	uint64_t w[17];
+	struct iovec l = {w, sizeof(w)}, rv;
+	ssize_t n;
+
+	apply_restart(&r);
+	w[0] = r.r15;
+	w[1] = r.r14;
+	w[2] = r.r13;
+	w[3] = r.r12;
+	w[4] = r.r11;
+	w[5] = r.r10;
+	w[6] = r.r9;
+	w[7] = r.r8;
+	w[8] = r.rbp;
+	w[9] = r.rdi;
+	w[10] = r.rsi;
+	w[11] = r.rdx;
+	w[12] = r.rcx;
+	w[13] = r.rbx;
+	w[14] = r.rax;
+	w[15] = r.eflags;
+	w[16] = r.rip;
+	*frame = orig->rsp - MS_RSYS_FRAME_GAP;
+	rv.iov_base = (void *)(uintptr_t)*frame;
+	rv.iov_len = sizeof(w);
+	n = process_vm_writev(pid, &l, 1, &rv, 1, 0);
+	if (n < 0)
+		return -errno;
+	return n == (ssize_t)sizeof(w) ? 0 : -EFAULT;
+}
+
+static int wait_tid(pid_t tid, int *status)
+{
+	pid_t w;
+
+	do
+		w = waitpid(tid, status, __WALL);
+	while (w < 0 && errno == EINTR);
+	return w < 0 ? -errno : 0;
+}
+
+/*
+ * Registers back in place at the syscall-exit stop. A thread that was
+ * inside an interrupted system call must still pass through the kernel's
+ * signal path for it to be restarted: an interrupt stop does that (and
+ * delivers nothing if memspy dies meanwhile). 0 or a negative code.
+ */
+static int put_back(pid_t pid, pid_t tid, const struct user_regs_struct *saved)
 {
 	int status;
 
+	if (ptrace(PTRACE_SETREGS, tid, 0L, saved) < 0)
+		return -errno;
+	if (!restartable(saved))
+		return 0;
 	if (ptrace(PTRACE_INTERRUPT, tid, 0L, 0L) < 0 || ptrace(PTRACE_CONT, tid, 0L, 0L) < 0)
 		return -errno;
 	for (int tries = 0; tries < 8; tries++) {
-		pid_t w;
+		int rc = wait_tid(tid, &status);
 
-		do
-			w = waitpid(tid, &status, __WALL);
-		while (w < 0 && errno == EINTR);
-		if (w < 0)
-			return -errno;
+		if (rc)
+			return rc;
 		if (WIFEXITED(status) || WIFSIGNALED(status))
 			return -MS_E_TARGET_EXITED;
 		if (!WIFSTOPPED(status))
@@ -103,22 +187,39 @@ static int settle_step(pid_t pid, pid_t tid)
 	return -EAGAIN;
 }
 
-int ms_proc_remote_syscall(struct ms_proc *p, pid_t tid, long nr, const long args[6], long *ret)
+int ms_remote_syscall_at(struct ms_proc *p, pid_t tid, ms_raddr_t tramp, long nr,
+			 const long args[6], long *ret)
 {
 	struct user_regs_struct saved, regs;
 	int requeue[8], n_requeue = 0, rc, status;
-	ms_raddr_t insn;
+	pid_t pid = ms_proc_pid(p);
+	bool entered = false;
+	ms_raddr_t insn, frame;
 
 	rc = ms_proc_get_regs(p, tid, &saved);
 	if (rc)
 		return rc;
-	rc = ms_remote_prepare(p);
-	if (rc)
-		return rc;
-	insn = cached_insn;
-
 	regs = saved;
-	/* orig_rax = -1: an interrupted system call is not restarted into ours. */
+	if (tramp) {
+		rc = write_frame(pid, &saved, &frame);
+		if (rc)
+			return rc;
+		insn = tramp;
+		regs.rsp = frame;
+	} else {
+		rc = ms_remote_prepare(p);
+		if (rc)
+			return rc;
+		insn = cached_insn;
+	}
+	/*
+	 * TRACESYSGOOD: a syscall-stop's exit code is then SIGTRAP|0x80, which
+	 * the kernel cannot send as a signal when a dead tracer leaves it
+	 * behind (without it, the thread would get a SIGTRAP).
+	 */
+	if (ptrace(PTRACE_SETOPTIONS, tid, 0L, ms_proc_ptrace_options(p) | PTRACE_O_TRACESYSGOOD) < 0)
+		return -errno;
+	/* orig_rax = -1: the stop's own interrupted system call is not restarted into ours. */
 	regs.orig_rax = (unsigned long long)-1;
 	regs.rax = (unsigned long long)nr;
 	regs.rdi = (unsigned long long)args[0];
@@ -133,54 +234,60 @@ int ms_proc_remote_syscall(struct ms_proc *p, pid_t tid, long nr, const long arg
 		return rc;
 
 	for (int tries = 0;; tries++) {
-		pid_t w;
+		int sig, event;
 
 		if (tries > 16) {
 			rc = -EAGAIN;
 			goto restore;
 		}
-		if (ptrace(PTRACE_SINGLESTEP, tid, 0L, 0L) < 0) {
+		if (ptrace(PTRACE_SYSCALL, tid, 0L, 0L) < 0) {
 			rc = -errno;
 			goto restore;
 		}
-		do
-			w = waitpid(tid, &status, __WALL);
-		while (w < 0 && errno == EINTR);
-		if (w < 0) {
-			rc = -errno;
+		rc = wait_tid(tid, &status);
+		if (rc)
 			goto restore;
-		}
-		if (WIFEXITED(status) || WIFSIGNALED(status)) {
-			/* Killed meanwhile (SIGKILL): nothing to restore. */
-			return -MS_E_TARGET_EXITED;
-		}
+		if (WIFEXITED(status) || WIFSIGNALED(status))
+			return -MS_E_TARGET_EXITED; /* killed meanwhile: nothing to restore */
 		if (!WIFSTOPPED(status))
 			continue;
-		if (ptrace(PTRACE_GETREGS, tid, 0L, &regs) < 0) {
-			rc = -errno;
-			goto restore;
+		sig = WSTOPSIG(status);
+		event = status >> 16;
+		if (sig == SYSCALL_STOP && !event) {
+			if (ptrace(PTRACE_GETREGS, tid, 0L, &regs) < 0) {
+				rc = -errno;
+				goto restore;
+			}
+			if (regs.rip != insn + 2) {
+				rc = -EIO;
+				goto restore;
+			}
+			if (entered)
+				break; /* the syscall-exit stop */
+			entered = true;
+			continue;
 		}
-		if (regs.rip == insn + 2)
-			break; /* stepped over the syscall */
-		if (WSTOPSIG(status) != SIGTRAP && (status >> 16) == 0 &&
-		    n_requeue < (int)MS_ARRAY_SIZE(requeue)) {
-			/* A signal arrived before the step: hand it back afterwards. */
-			requeue[n_requeue++] = WSTOPSIG(status);
-		}
-		/* Still at the syscall (a signal or event stop came first): step again. */
-		if (regs.rip != insn) {
-			rc = -EIO;
-			goto restore;
-		}
+		/* A signal arrived before the syscall: hand it back afterwards. */
+		if (!event && sig != SIGTRAP && n_requeue < (int)MS_ARRAY_SIZE(requeue))
+			requeue[n_requeue++] = sig;
 	}
 	*ret = (long)regs.rax;
 	rc = 0;
 restore:
-	if (ptrace(PTRACE_SETREGS, tid, 0L, &saved) < 0 && !rc)
-		rc = -errno;
-	if (settle_step(ms_proc_pid(p), tid) == -MS_E_TARGET_EXITED)
-		return -MS_E_TARGET_EXITED;
+	{
+		int e = put_back(pid, tid, &saved);
+
+		if (e == -MS_E_TARGET_EXITED)
+			return e;
+		if (e && !rc)
+			rc = e;
+	}
 	for (int i = 0; i < n_requeue; i++)
-		syscall(SYS_tgkill, ms_proc_pid(p), tid, requeue[i]);
+		syscall(SYS_tgkill, pid, tid, requeue[i]);
 	return rc;
+}
+
+int ms_proc_remote_syscall(struct ms_proc *p, pid_t tid, long nr, const long args[6], long *ret)
+{
+	return ms_remote_syscall_at(p, tid, 0, nr, args, ret);
 }

@@ -20,11 +20,22 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <fcntl.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CMD	    "record"
 #define MAX_PCS	    256
-#define WAIT_MS	    5
+/*
+ * The ring is drained at a pace that follows the sample rate: every 5 ms
+ * when samples come fast (the ring holds 256), up to every 50 ms when they
+ * are rare, because an empty drain still reads the whole ring (~60 us here)
+ * and that fixed cost counts against the overhead budget.
+ */
+#define POLL_MIN_MS 5
+#define POLL_MAX_MS 50
+#define POLL_BATCH  64 /* samples waiting per drain to aim for */
+#define BUDGET_READ_NS 100000000ull /* budget readings: 10 per second */
 #define PROGRESS_NS 200000000ull  /* progress line refresh: 5 per second */
 #define REFRESH_NS  2000000000ull /* module list refresh for the unwinder */
 
@@ -37,6 +48,9 @@ struct rec_opts {
 	uint64_t duration_ns; /* 0: until Ctrl-C or the target exits */
 	bool live, count, lines, quiet;
 	uint64_t sample_bytes;
+	double max_overhead; /* fraction of the target's CPU time; 0 = off */
+	bool max_overhead_given;
+	bool sample_bytes_given;
 	uint64_t stack_bytes;
 	enum ms_unwind_backend unwinder;
 	const char **probes;
@@ -75,6 +89,12 @@ static void help(FILE *f)
 	    "      --count            allocation counts instead of bytes\n"
 	    "  -s, --sample-bytes N   mean bytes between samples (default 512k; k/M/G\n"
 	    "                         suffixes); 0 = every call (same as --exact)\n"
+	    "      --max-overhead PCT overhead budget, as a share of the target's CPU time\n"
+	    "                         (default 1%%; \"0.5%%\", \"off\"): memspy measures what\n"
+	    "                         sampling costs (its own CPU, time in the probes, stops)\n"
+	    "                         and widens the sampling mean when the cost exceeds it,\n"
+	    "                         never narrower than --sample-bytes. Off when\n"
+	    "                         --sample-bytes is given without it; not with --exact\n"
 	    "      --exact            record every call: exact counts, one stop per call,\n"
 	    "                         for tests and low-rate programs\n"
 	    "      --stack-bytes N    bytes of stack copied per sample (default 16k)\n"
@@ -88,6 +108,8 @@ static void help(FILE *f)
 	    "                         (no probes: periodic stops and heap reads; see\n"
 	    "                         'memspy record --mode walk --help')\n"
 	    "  -q, --quiet            no progress line and no summary; errors only\n"
+	    "  -v, --verbose          say what memspy does (each change of the sampling\n"
+	    "                         mean); twice for debugging detail\n"
 	    "  -h, --help             this help\n"
 	    "\n"
 	    "Examples:\n"
@@ -120,6 +142,7 @@ enum {
 	OPT_PROBE,
 	OPT_SUBPROCESSES,
 	OPT_MODE,
+	OPT_MAX_OVERHEAD,
 };
 
 static const struct option long_opts[] = {
@@ -137,7 +160,9 @@ static const struct option long_opts[] = {
     {"probe", required_argument, NULL, OPT_PROBE},
     {"subprocesses", no_argument, NULL, OPT_SUBPROCESSES},
     {"mode", required_argument, NULL, OPT_MODE},
+    {"max-overhead", required_argument, NULL, OPT_MAX_OVERHEAD},
     {"quiet", no_argument, NULL, 'q'},
+    {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -165,11 +190,14 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done)
 	int c, r;
 
 	*o = (struct rec_opts){
-	    .sample_bytes = 512 * 1024, .stack_bytes = 16 * 1024, .unwinder = MS_UNWIND_DWFL};
+	    .sample_bytes = 512 * 1024,
+	    .max_overhead = 0.01,
+	    .stack_bytes = 16 * 1024,
+	    .unwinder = MS_UNWIND_DWFL};
 	*done = false;
 	optind = 1;
 	opterr = 0; /* our own one-line messages, through cli_usage_error */
-	while ((c = getopt_long(argc, argv, ":p:o:f:d:s:qh", long_opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":p:o:f:d:s:qvh", long_opts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if ((r = cli_opt_pid(CMD, optarg, &o->pid)))
@@ -205,6 +233,11 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done)
 		case OPT_EXACT:
 			exact = true;
 			break;
+		case OPT_MAX_OVERHEAD:
+			if ((r = cli_opt_max_overhead(CMD, optarg, &o->max_overhead)))
+				return r;
+			o->max_overhead_given = true;
+			break;
 		case OPT_STACK_BYTES:
 			if ((r = cli_opt_stack_bytes(CMD, optarg, &o->stack_bytes)))
 				return r;
@@ -238,6 +271,10 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done)
 		case 'q':
 			o->quiet = true;
 			break;
+		case 'v':
+			if (ms_log_verbosity < MS_LOG_DEBUG)
+				ms_log_verbosity++;
+			break;
 		case 'h':
 			help(stdout);
 			*done = true;
@@ -256,6 +293,21 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done)
 				       "N > 0");
 	if (exact)
 		o->sample_bytes = 0;
+	/*
+	 * An explicit --sample-bytes asks for that precision: the budget only
+	 * widens it when --max-overhead is given too.
+	 */
+	o->sample_bytes_given = sample_given;
+	if (sample_given && !o->max_overhead_given)
+		o->max_overhead = 0;
+	if (!o->sample_bytes) {
+		/* Exact must stay exact: no budget may widen it. */
+		if (o->max_overhead_given && o->max_overhead > 0 && !o->quiet)
+			fprintf(stderr, "memspy record: note: --max-overhead is ignored with "
+					"--exact (every call is recorded; the cost is reported at "
+					"the end)\n");
+		o->max_overhead = 0;
+	}
 	if (!o->out_path) {
 		o->out_default = ms_xasprintf("memspy-%d.%s", (int)o->pid,
 					      o->fmt_given ? (o->fmt == MS_OUT_PPROF ? "pb.gz"
@@ -306,25 +358,200 @@ static void on_alloc_event(const struct ms_alloc_event *ev, void *ctx)
 			 ev->weight, ev->size, ev->ptr, ev->tid);
 }
 
+/* ------------------------------ overhead ------------------------------ */
+
+/* What the loop measures, for --max-overhead and for the summary. */
+struct meter {
+	pid_t pid;
+	long clk_tck;
+	struct ms_rec_budget budget;
+	struct ms_rec_cost end;	    /* the last reading, when the loop ended */
+	uint64_t cpu0, last_cpu;    /* memspy's CPU at the start, at the last iteration */
+	uint64_t last_target_cpu;   /* the last target CPU read (kept when it exits) */
+	uint64_t polls, idle_polls, idle_cpu_ns;
+	uint64_t last_events;	    /* alloc + free events at the last iteration */
+	bool busy;		    /* this iteration did more than wait and drain nothing */
+	bool counting;
+	uint64_t pace_ns, pace_samples, pace_frees, pace_ring_full;
+	int wait_ms;
+	uint64_t next_read_ns;
+	bool set_failed; /* the engine refused a new mean: the budget stands down */
+};
+
+static uint64_t self_cpu_ns(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts))
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* utime + stime of the whole process (all threads), from /proc/PID/stat; 0 if unreadable. */
+static uint64_t target_cpu_ns(pid_t pid, long clk_tck)
+{
+	char path[64], buf[1024], *q;
+	unsigned long long ut, st;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	/* comm may hold spaces and parentheses: the fields start after the last ')'. */
+	q = strrchr(buf, ')');
+	if (!q || sscanf(q + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
+			 &st) != 2)
+		return 0;
+	return (ut + st) * (1000000000ull / (uint64_t)clk_tck);
+}
+
+static void meter_reading(struct meter *m, struct ms_probes *pr, struct ms_rec_cost *c)
+{
+	struct ms_probe_stats st;
+	uint64_t tcpu = target_cpu_ns(m->pid, m->clk_tck);
+
+	if (tcpu > m->last_target_cpu)
+		m->last_target_cpu = tcpu;
+	ms_probes_stats(pr, &st);
+	*c = (struct ms_rec_cost){
+	    .wall_ns = ms_now_ns(),
+	    .self_cpu_ns = self_cpu_ns() - m->cpu0,
+	    .stopped_ns = st.stopped_ns,
+	    .stub_ns = st.target_ns,
+	    .target_cpu_ns = m->last_target_cpu,
+	    .samples = st.samples,
+	    .polls = m->polls,
+	    .idle_polls = m->idle_polls,
+	    .idle_cpu_ns = m->idle_cpu_ns,
+	};
+}
+
+static void meter_start(struct meter *m, pid_t pid, struct ms_probes *pr,
+			const struct rec_opts *o)
+{
+	struct ms_rec_cost c;
+
+	*m = (struct meter){.pid = pid, .wait_ms = POLL_MIN_MS};
+	m->clk_tck = sysconf(_SC_CLK_TCK);
+	if (m->clk_tck <= 0)
+		m->clk_tck = 100;
+	m->cpu0 = m->last_cpu = self_cpu_ns();
+	ms_rec_budget_init(&m->budget, o->sample_bytes ? o->max_overhead : 0, o->sample_bytes,
+			   MS_REC_BUDGET_MAX_MEAN);
+	m->budget.floor_poll_hz = 1000.0 / POLL_MAX_MS;
+	meter_reading(m, pr, &c);
+	ms_rec_budget_update(&m->budget, &c);
+	m->pace_ns = c.wall_ns;
+	m->next_read_ns = c.wall_ns + BUDGET_READ_NS;
+}
+
+/*
+ * At the top of each iteration: memspy's CPU in the last one. The idle
+ * ones (a wait that timed out, an empty drain) are its fixed cost, which
+ * the budget must not try to remove by widening the mean.
+ */
+static void meter_iteration(struct meter *m, const struct recorder *rec)
+{
+	uint64_t cpu = self_cpu_ns(), events = rec->alloc_events + rec->free_events;
+
+	if (m->counting) {
+		m->polls++;
+		if (!m->busy && events == m->last_events && cpu >= m->last_cpu) {
+			m->idle_polls++;
+			m->idle_cpu_ns += cpu - m->last_cpu;
+		}
+	}
+	m->counting = true;
+	m->busy = false;
+	m->last_cpu = cpu;
+	m->last_events = events;
+}
+
+/* After a drain: the next wait, from the rate samples come at. */
+static void meter_pace(struct meter *m, struct ms_probes *pr, const struct recorder *rec,
+		       uint64_t now)
+{
+	struct ms_probe_stats st;
+	double n, want;
+
+	ms_probes_stats(pr, &st);
+	n = (double)(rec->alloc_events - m->pace_samples) +
+	    (double)(rec->free_events - m->pace_frees) / 16; /* the free ring holds 4096 */
+	if (st.ring_full != m->pace_ring_full)
+		want = POLL_MIN_MS; /* samples stopped the target instead: drain often again */
+	else if (n > 0)
+		want = POLL_BATCH * ((double)(now - m->pace_ns) / 1e6) / n;
+	else
+		want = 2.0 * m->wait_ms;
+	if (want > 2.0 * m->wait_ms)
+		want = 2.0 * m->wait_ms; /* slow down gradually, speed up at once */
+	m->wait_ms = want < POLL_MIN_MS ? POLL_MIN_MS : want > POLL_MAX_MS ? POLL_MAX_MS : (int)want;
+	m->pace_ns = now;
+	m->pace_samples = rec->alloc_events;
+	m->pace_frees = rec->free_events;
+	m->pace_ring_full = st.ring_full;
+}
+
+/* A budget reading; applies a new mean when the controller asks for one. */
+static void meter_read(struct meter *m, struct ms_probes *pr, struct recorder *rec, uint64_t now)
+{
+	struct ms_rec_cost c;
+	uint64_t mean;
+	char a[32];
+	int rc;
+
+	m->next_read_ns = now + BUDGET_READ_NS;
+	m->busy = true;
+	meter_reading(m, pr, &c);
+	mean = ms_rec_budget_update(&m->budget, &c);
+	if (!mean || m->set_failed)
+		return;
+	rc = ms_probes_set_sample_bytes(pr, mean, on_alloc_event, rec);
+	if (rc) {
+		m->set_failed = true;
+		m->budget.mean = ms_probes_sample_bytes(pr);
+		m->budget.budget = 0;
+		ms_warn("record: setting the sampling mean to %s failed (%s): it stays at %s and "
+			"--max-overhead is off for the rest of the recording",
+			ms_fmt_bytes(a, sizeof(a), mean), ms_strerror(rc),
+			ms_fmt_bytes(a, sizeof(a), m->budget.mean));
+	}
+}
+
+/* ------------------------------ progress ------------------------------ */
+
 struct progress {
 	bool tty;
 	uint64_t start_ns, last_ns;
 	bool shown;
 };
 
-static void progress_update(struct progress *pg, struct ms_probes *pr, uint64_t now)
+/* Returns true when it printed. */
+static bool progress_update(struct progress *pg, struct ms_probes *pr, const struct meter *m,
+			    uint64_t now)
 {
 	struct ms_probe_stats st;
-	char a[32], b[32], c[32];
+	char a[32], b[32], c[32], d[32];
 
 	if (!pg->tty || now - pg->last_ns < PROGRESS_NS)
-		return;
+		return false;
 	pg->last_ns = now;
 	ms_probes_stats(pr, &st);
-	fprintf(stderr, "\rmemspy: %.1f s, %s samples, %s stops, target stopped %s\033[K",
-		(uint64_t)(now - pg->start_ns) / 1e9, ms_fmt_count(a, sizeof(a), st.samples),
-		ms_fmt_count(b, sizeof(b), st.stops), ms_fmt_duration(c, sizeof(c), (uint64_t)st.stopped_ns));
+	fprintf(stderr, "\rmemspy: %.1f s, %s samples", (uint64_t)(now - pg->start_ns) / 1e9,
+		ms_fmt_count(a, sizeof(a), st.samples));
+	if (m->budget.mean)
+		fprintf(stderr, " (mean %s)", ms_fmt_bytes(d, sizeof(d), m->budget.mean));
+	fprintf(stderr, ", %s stops, target stopped %s\033[K", ms_fmt_count(b, sizeof(b), st.stops),
+		ms_fmt_duration(c, sizeof(c), (uint64_t)st.stopped_ns));
 	pg->shown = true;
+	return true;
 }
 
 static void progress_clear(struct progress *pg)
@@ -396,20 +623,86 @@ struct outcome {
 	int stop_signal;
 	bool duration_elapsed;
 	uint64_t wall_ns;
-	double thread_sum; /* sum over loop iterations of the thread count, for the average */
-	uint64_t thread_samples;
 };
+
+/*
+ * The measured cost, answer first: its share of the target's CPU time
+ * against the budget, its parts, then what the budget did to the mean.
+ */
+static void print_cost(const struct rec_opts *o, const struct ms_probe_stats *st,
+		       const struct meter *m, const struct outcome *oc)
+{
+	const struct ms_rec_budget *b = &m->budget;
+	const struct ms_rec_cost *f = &b->first, *e = &m->end;
+	uint64_t self = e->self_cpu_ns - f->self_cpu_ns;
+	uint64_t stopped = e->stopped_ns - f->stopped_ns, stub = e->stub_ns - f->stub_ns;
+	uint64_t tcpu = e->target_cpu_ns > f->target_cpu_ns ? e->target_cpu_ns - f->target_cpu_ns : 0;
+	uint64_t cost = self + stopped + stub;
+	double fixed = ms_rec_budget_floor(b, f, e);
+	char s1[32], s2[32], s3[32], s4[32], s5[32], s6[32], s7[32];
+
+	if (tcpu)
+		fprintf(stderr, "  cost to the target: %.2f%% of its CPU time", 100.0 * cost / tcpu);
+	else
+		fprintf(stderr, "  cost to the target: not measurable (it used no CPU time)");
+	if (b->budget > 0)
+		fprintf(stderr, " (budget %.2g%%)", 100 * b->budget);
+	else if (o->sample_bytes && !o->max_overhead_given)
+		fprintf(stderr, " (no budget: --sample-bytes given without --max-overhead)");
+	else if (o->sample_bytes)
+		fprintf(stderr, " (no budget: --max-overhead off)");
+	fprintf(stderr, "%s\n", tcpu ? ", so about that much slower if it is CPU-bound" : "");
+	fprintf(stderr, "    memspy's own CPU %s", ms_fmt_duration(s1, sizeof(s1), self));
+	if (e->idle_polls) /* else never measured: samples came at every poll */
+		fprintf(stderr, " (%s of it fixed: polling an empty ring)",
+			ms_fmt_duration(s2, sizeof(s2), (uint64_t)fixed));
+	fprintf(stderr,
+		", %s in the probes in the target, %s stops holding threads %s in all; the target "
+		"used %s of CPU over %s\n",
+		ms_fmt_duration(s3, sizeof(s3), stub), ms_fmt_count(s4, sizeof(s4), st->stops),
+		ms_fmt_duration(s5, sizeof(s5), stopped), ms_fmt_duration(s6, sizeof(s6), tcpu),
+		ms_fmt_duration(s7, sizeof(s7), oc->wall_ns));
+	if (o->sample_bytes) {
+		double sps = oc->wall_ns ? (double)st->samples * 1e9 / (double)oc->wall_ns : 0;
+
+		if (b->mean != b->min_mean)
+			fprintf(stderr, "  sampling mean %s from %s to %s",
+				b->mean > b->min_mean ? "widened" : "narrowed",
+				ms_fmt_bytes(s1, sizeof(s1), b->min_mean),
+				ms_fmt_bytes(s2, sizeof(s2), b->mean));
+		else
+			fprintf(stderr, "  sampling mean kept at %s",
+				ms_fmt_bytes(s1, sizeof(s1), b->mean));
+		if (b->widened + b->narrowed > 1)
+			fprintf(stderr, " (%u changes, widest %s)", b->widened + b->narrowed,
+				ms_fmt_bytes(s3, sizeof(s3), b->peak_mean));
+		if (b->budget > 0)
+			fprintf(stderr, " to stay within the %.2g%% budget", 100 * b->budget);
+		fprintf(stderr, "; %.0f samples/s\n", sps);
+		if (b->capped)
+			fprintf(stderr,
+				"  the mean reached its %s cap and the cost stayed over the budget\n",
+				ms_fmt_bytes(s1, sizeof(s1), b->max_mean));
+		if (b->floor_over)
+			fprintf(stderr,
+				"  memspy's fixed cost alone (polling an empty ring, %s) took most of "
+				"the budget on this target: a wider mean cannot remove it\n",
+				ms_fmt_duration(s1, sizeof(s1), (uint64_t)fixed));
+	}
+	fprintf(stderr, "  memspy's CPU is counted in full: that overstates the cost when the "
+			"machine has idle cores for memspy to run on\n");
+}
 
 static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t,
 			  struct ms_probes *pr, const struct recorder *rec,
-			  const struct outcome *oc, const char *verify_note, int verified_ok)
+			  const struct outcome *oc, const struct meter *m, const char *verify_note,
+			  int verified_ok)
 {
 	struct ms_probe_stats st = {0};
 	struct ms_rec_totals tot;
 	const char **names = NULL;
 	size_t nnames = 0;
 	char a[32], b[32], c[32], d[32];
-	double threads, slowdown;
 
 	ms_rec_table_totals(t, &tot);
 	if (pr) {
@@ -433,30 +726,7 @@ static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t
 	if (tot.failed)
 		fprintf(stderr, "  %s sampled calls failed (returned NULL) and are not counted\n",
 			ms_fmt_count(a, sizeof(a), tot.failed));
-	threads = oc->thread_samples ? oc->thread_sum / (double)oc->thread_samples : 1;
-	if (threads < 1)
-		threads = 1;
-	/*
-	 * What memspy can measure: time it held threads stopped plus time the
-	 * stubs spent recording samples in the target. A lower bound: each stop
-	 * also costs the stopped thread a scheduler wake-up that memspy cannot
-	 * see (notes/stubs.md: 5-10x the stop itself when a vCPU goes idle).
-	 */
-	slowdown = oc->wall_ns ? (double)(st.stopped_ns + st.target_ns) /
-				     ((double)oc->wall_ns * threads)
-			       : 0;
-	fprintf(stderr, "  cost to the target: at least %.1f%% slower", slowdown * 100);
-	fprintf(stderr, " (%s stops, %s held in all",
-		ms_fmt_count(a, sizeof(a), st.stops),
-		ms_fmt_duration(b, sizeof(b), (uint64_t)st.stopped_ns));
-	if (st.stops)
-		fprintf(stderr, ", %s each",
-			ms_fmt_duration(c, sizeof(c), (uint64_t)st.stopped_ns / st.stops));
-	if (st.ring_samples)
-		fprintf(stderr, "; %s stop-free samples, %s in the target in all",
-			ms_fmt_count(a, sizeof(a), st.ring_samples),
-			ms_fmt_duration(b, sizeof(b), st.target_ns));
-	fprintf(stderr, "; over %.1f threads)\n", threads);
+	print_cost(o, &st, m, oc);
 	if (oc->wall_ns && st.stops * 1e9 / (double)oc->wall_ns > 200)
 		fprintf(stderr,
 			"  note: %.0f stops/s; each also costs a wake-up not counted above, so a "
@@ -498,6 +768,7 @@ int cmd_record(int argc, char **argv)
 	struct recorder rec = {0};
 	struct outcome oc = {0};
 	struct progress pg = {0};
+	struct meter m = {0};
 	struct ms_attach_opts aopts = {.trace_fork = true};
 	struct ms_probe_opts popts;
 	char *verify_note = NULL;
@@ -579,9 +850,10 @@ int cmd_record(int argc, char **argv)
 			o.duration_ns ? "for " : "until Ctrl-C or its exit",
 			o.duration_ns ? ms_fmt_duration(d, sizeof(d), (uint64_t)o.duration_ns) : "");
 	}
+	meter_start(&m, o.pid, pr, &o);
 	for (;;) {
 		struct ms_event ev;
-		int timeout = WAIT_MS;
+		int timeout = m.wait_ms;
 
 		now = ms_now_ns();
 		if (deadline) {
@@ -589,13 +861,12 @@ int cmd_record(int argc, char **argv)
 				oc.duration_elapsed = true;
 				break;
 			}
-			if (deadline - now < (uint64_t)WAIT_MS * 1000000)
+			if (deadline - now < (uint64_t)timeout * 1000000)
 				timeout = (int)((deadline - now) / 1000000) + 1;
 		}
 		if ((oc.stop_signal = ms_signals_stop_requested()))
 			break;
-		oc.thread_sum += (double)ms_proc_nthreads(p);
-		oc.thread_samples++;
+		meter_iteration(&m, &rec);
 		rc = ms_proc_wait(p, timeout, &ev);
 		if (rc) {
 			oc.wait_error = rc;
@@ -637,14 +908,21 @@ int cmd_record(int argc, char **argv)
 			break;
 		}
 		now = ms_now_ns();
-		progress_update(&pg, pr, now);
+		m.busy = ev.kind != MS_EV_TIMEOUT;
+		meter_pace(&m, pr, &rec, now);
+		if (now >= m.next_read_ns)
+			meter_read(&m, pr, &rec, now);
+		if (progress_update(&pg, pr, &m, now))
+			m.busy = true;
 		/* Libraries dlopen'ed meanwhile: their CFI is needed to unwind through them. */
 		if (now - last_refresh > REFRESH_NS) {
 			ms_unwinder_refresh(rec.unwinder);
 			last_refresh = now;
+			m.busy = true;
 		}
 	}
 	oc.wall_ns = ms_now_ns() - start_ns;
+	meter_reading(&m, pr, &m.end);
 	progress_clear(&pg);
 	if (!oc.target_exited && ms_proc_exited(p, &oc.exit_status))
 		oc.target_exited = true;
@@ -707,7 +985,7 @@ int cmd_record(int argc, char **argv)
 	}
 	afile_open = false;
 	if (!o.quiet)
-		print_summary(&o, rec.table, pr, &rec, &oc, verify_note, verified_ok);
+		print_summary(&o, rec.table, pr, &rec, &oc, &m, verify_note, verified_ok);
 	if (!removed_ok)
 		ret = MS_EXIT_FAILED;
 	else if (oc.target_exited || oc.wait_error)

@@ -57,6 +57,68 @@ struct ms_rec_totals {
 };
 void ms_rec_table_totals(const struct ms_rec_table *t, struct ms_rec_totals *out);
 
+/* ------------------------------ overhead budget ------------------------------ */
+
+/*
+ * Cumulative figures since the recording started, read by record's loop;
+ * the budget works on the differences between two readings.
+ */
+struct ms_rec_cost {
+	uint64_t wall_ns;	/* CLOCK_MONOTONIC */
+	uint64_t self_cpu_ns;	/* memspy's CPU, all its threads */
+	uint64_t stopped_ns;	/* target threads held stopped by probes (sum) */
+	uint64_t stub_ns;	/* target time in the stubs recording samples */
+	uint64_t target_cpu_ns; /* target's utime + stime, whole process */
+	uint64_t samples;	/* allocation samples delivered */
+	uint64_t polls;		/* iterations of record's loop */
+	uint64_t idle_polls;	/* of those, iterations that delivered nothing */
+	uint64_t idle_cpu_ns;	/* memspy's CPU in the idle iterations */
+};
+
+/*
+ * The --max-overhead controller. Cost = memspy's CPU + time held stopped +
+ * time in the stubs, over the target's CPU time. Only the part that scales
+ * with the sample rate can be changed by the mean: memspy's CPU in loop
+ * iterations that delivered nothing (waiting, reading an empty ring), at
+ * the slowest polling pace, is its fixed floor, estimated from those
+ * iterations and left out of the step.
+ */
+struct ms_rec_budget {
+	double budget;	   /* fraction of the target's CPU time; 0 = off (measure only) */
+	uint64_t min_mean; /* the user's --sample-bytes: never narrower */
+	uint64_t max_mean; /* never wider */
+	uint64_t mean;	   /* in force */
+	uint64_t peak_mean;
+	unsigned widened, narrowed, decisions;
+	bool capped;	   /* over budget at max_mean: nothing more to widen */
+	bool floor_over;   /* memspy's fixed floor alone took most of the budget */
+	bool started;
+	struct ms_rec_cost first, win; /* first reading; start of the current window */
+	double last_ratio;	       /* cost / target CPU of the last decided window */
+	double floor_poll_hz; /* loop iterations per second at the slowest pace (0: all of them) */
+};
+
+#define MS_REC_BUDGET_FIRST_NS	500000000ull  /* first decision after 0.5 s */
+#define MS_REC_BUDGET_WINDOW_NS 1000000000ull /* then at most one change per second */
+#define MS_REC_BUDGET_MAX_MEAN	(1ull << 30)
+
+void ms_rec_budget_init(struct ms_rec_budget *b, double budget, uint64_t mean, uint64_t max_mean);
+/*
+ * Feeds a reading. Returns the new mean to set (the caller applies it and
+ * the controller assumes it took effect), or 0 for no change. Why a
+ * decision was taken is logged at info level, every window at debug level.
+ */
+uint64_t ms_rec_budget_update(struct ms_rec_budget *b, const struct ms_rec_cost *now);
+/* memspy's fixed CPU per loop iteration, as estimated from the idle iterations (ns). */
+double ms_rec_budget_floor_per_poll(const struct ms_rec_cost *c);
+/*
+ * memspy's fixed cost between two readings (ns): what it would spend with
+ * no samples at all, polling at its slowest pace. The loop polls faster
+ * when samples come fast, so the extra polls count as sampling cost.
+ */
+double ms_rec_budget_floor(const struct ms_rec_budget *b, const struct ms_rec_cost *from,
+			   const struct ms_rec_cost *to);
+
 struct ms_modules;
 struct ms_probes;
 /*

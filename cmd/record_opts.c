@@ -2,6 +2,10 @@
 /* Validation and messages of the options shared by both recording modes. */
 #include "cmd/record_opts.h"
 
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
 int cli_opt_output(const char *cmd, const char *arg, const char **out)
 {
 	if (!*arg)
@@ -46,5 +50,27 @@ int cli_opt_unwinder(const char *cmd, const char *arg, enum ms_unwind_backend *o
 				       "--unwinder: unknown unwinder '%s' (use elfutils, libunwind "
 				       "or fp)",
 				       arg);
+	return 0;
+}
+
+int cli_opt_max_overhead(const char *cmd, const char *arg, double *frac)
+{
+	char *end;
+	double v;
+
+	if (!strcmp(arg, "off")) {
+		*frac = 0;
+		return 0;
+	}
+	errno = 0;
+	v = strtod(arg, &end);
+	if (end != arg && *end == '%')
+		end++;
+	if (!*arg || errno || end == arg || *end || !(v >= 0 && v <= 100))
+		return cli_usage_error(cmd,
+				       "--max-overhead: '%s' is not a percentage between 0 and 100 "
+				       "(e.g. 1, 0.5%%, or off; default 1%%)",
+				       arg);
+	*frac = v / 100;
 	return 0;
 }

@@ -17,5 +17,11 @@ int cli_opt_format(const char *cmd, const char *arg, enum ms_out_format *out);
 int cli_opt_duration(const char *cmd, const char *arg, uint64_t *ns);
 int cli_opt_stack_bytes(const char *cmd, const char *arg, uint64_t *bytes);
 int cli_opt_unwinder(const char *cmd, const char *arg, enum ms_unwind_backend *out);
+/*
+ * --max-overhead PCT: "1", "1%", "0.5%" (a share of the target's CPU time,
+ * above 0 and at most 100), or "0"/"off" to disable. *frac is 0.01 for 1%,
+ * 0 when disabled.
+ */
+int cli_opt_max_overhead(const char *cmd, const char *arg, double *frac);
 
 #endif

@@ -2,7 +2,8 @@
 /*
  * memspy record: the sample table. Stacks are interned (one copy of the PCs
  * per distinct stack), and sampled pointers are kept in a multiset so that a
- * free marks the right sample even when an address is reused.
+ * free marks the right sample even when an address is reused. Also the
+ * --max-overhead controller, which decides on figures alone (no ptrace).
  */
 #include "cmd/record_int.h"
 
@@ -260,4 +261,149 @@ void ms_rec_table_totals(const struct ms_rec_table *t, struct ms_rec_totals *out
 		r.live_count += s->live_count < 1e-9 ? 0 : s->live_count;
 	}
 	*out = r;
+}
+
+/* ------------------------------ overhead budget ------------------------------ */
+
+/*
+ * Below this much target CPU in a window, /proc's 10 ms ticks say too little
+ * to act on; a window that stays that idle this long is dropped, so that an
+ * idle spell's polling does not count against the next busy one.
+ */
+#define MIN_TARGET_CPU_NS 20000000ull
+#define IDLE_RESET_NS	  5000000000ull
+/*
+ * One step changes the mean at most 64x: a window can carry one-off costs
+ * (the unwinder reading a module's CFI for the first time) that the next
+ * ones will not, and the next window corrects what is left. At least 1.25x,
+ * so that a step is worth its redraw of every countdown.
+ */
+#define MAX_STEP 64.0
+#define MIN_STEP 1.25
+#define MARGIN	 1.2 /* widen to about budget/1.2: noise stays under the budget */
+
+void ms_rec_budget_init(struct ms_rec_budget *b, double budget, uint64_t mean, uint64_t max_mean)
+{
+	*b = (struct ms_rec_budget){
+	    .budget = budget,
+	    .min_mean = mean,
+	    .max_mean = max_mean < mean ? mean : max_mean,
+	    .mean = mean,
+	    .peak_mean = mean,
+	};
+}
+
+double ms_rec_budget_floor_per_poll(const struct ms_rec_cost *c)
+{
+	return c->idle_polls ? (double)c->idle_cpu_ns / (double)c->idle_polls : 0;
+}
+
+static double delta(uint64_t now, uint64_t then)
+{
+	return now > then ? (double)(now - then) : 0;
+}
+
+double ms_rec_budget_floor(const struct ms_rec_budget *b, const struct ms_rec_cost *from,
+			   const struct ms_rec_cost *to)
+{
+	double polls = delta(to->polls, from->polls);
+	double slowest = b->floor_poll_hz * delta(to->wall_ns, from->wall_ns) / 1e9;
+	double self = delta(to->self_cpu_ns, from->self_cpu_ns);
+	double floor;
+
+	if (b->floor_poll_hz > 0 && slowest < polls)
+		polls = slowest;
+	floor = ms_rec_budget_floor_per_poll(to) * polls;
+	return floor < self ? floor : self;
+}
+
+uint64_t ms_rec_budget_update(struct ms_rec_budget *b, const struct ms_rec_cost *now)
+{
+	const struct ms_rec_cost *w = &b->win;
+	double wall, target, self, cost, floor, var, limit, allowed, f, next = 0;
+	uint64_t samples, mean;
+	char x[32], y[32];
+
+	if (!b->started) {
+		b->first = b->win = *now;
+		b->started = true;
+		return 0;
+	}
+	wall = delta(now->wall_ns, w->wall_ns);
+	if (wall < (double)(b->decisions ? MS_REC_BUDGET_WINDOW_NS : MS_REC_BUDGET_FIRST_NS))
+		return 0;
+	target = delta(now->target_cpu_ns, w->target_cpu_ns);
+	if (target < (double)MIN_TARGET_CPU_NS) {
+		if (wall >= (double)IDLE_RESET_NS) {
+			ms_debug("record: budget: the target used %.0f ms of CPU in %.1f s: "
+				 "no decision",
+				 target / 1e6, wall / 1e9);
+			b->win = *now;
+		}
+		return 0;
+	}
+	self = delta(now->self_cpu_ns, w->self_cpu_ns);
+	cost = self + delta(now->stopped_ns, w->stopped_ns) + delta(now->stub_ns, w->stub_ns);
+	floor = ms_rec_budget_floor(b, w, now);
+	samples = now->samples - w->samples;
+	b->decisions++;
+	b->last_ratio = cost / target;
+	ms_debug("record: budget: %.1f s: cost %.1f ms (memspy %.1f ms, of which fixed %.1f ms; "
+		 "stopped %.1f ms; stubs %.1f ms) / target CPU %.1f ms = %.3f%%, %llu samples, "
+		 "mean %s",
+		 wall / 1e9, cost / 1e6, self / 1e6, floor / 1e6,
+		 delta(now->stopped_ns, w->stopped_ns) / 1e6, delta(now->stub_ns, w->stub_ns) / 1e6,
+		 target / 1e6, 100 * cost / target, (unsigned long long)samples,
+		 ms_fmt_bytes(x, sizeof(x), b->mean));
+	b->win = *now;
+	if (b->budget <= 0)
+		return 0;
+	limit = b->budget * target;
+	var = cost - floor;
+	allowed = limit - floor;
+	if (allowed < limit / 4) {
+		/* The floor does not shrink with the rate: sampling keeps a quarter of the budget. */
+		if (!b->floor_over)
+			ms_info("record: budget: memspy's fixed cost alone (%.1f ms of %.1f ms "
+				"target CPU) is over most of the %.2g%% budget; a wider mean "
+				"cannot remove it",
+				floor / 1e6, target / 1e6, 100 * b->budget);
+		b->floor_over = true;
+		allowed = limit / 4;
+	}
+	mean = b->mean;
+	if (cost > limit && var > allowed) {
+		if (mean >= b->max_mean) {
+			b->capped = true;
+			return 0;
+		}
+		f = var / allowed * MARGIN;
+		f = f < MIN_STEP ? MIN_STEP : f > MAX_STEP ? MAX_STEP : f;
+		next = (double)mean * f;
+		if (next >= (double)b->max_mean) {
+			next = (double)b->max_mean;
+			if ((double)mean * var / allowed > (double)b->max_mean)
+				b->capped = true;
+		}
+		b->widened++;
+	} else if (cost < limit / 4 && mean > b->min_mean && samples) {
+		/* Aim at half the budget: the band [budget/4, budget] keeps it from swinging. */
+		f = var / (allowed / 2);
+		f = f < 0.25 ? 0.25 : f > 1 / MIN_STEP ? 1 / MIN_STEP : f;
+		next = (double)mean * f;
+		if (next < (double)b->min_mean)
+			next = (double)b->min_mean;
+		b->narrowed++;
+	}
+	if (next == 0 || (uint64_t)next == mean)
+		return 0;
+	b->mean = (uint64_t)next;
+	if (b->mean > b->peak_mean)
+		b->peak_mean = b->mean;
+	ms_info("record: sampling cost %.2f%% of the target's CPU time over the last %.1f s "
+		"(budget %.2g%%): mean %s from %s to %s",
+		100 * cost / target, wall / 1e9, 100 * b->budget,
+		b->mean > mean ? "widened" : "narrowed", ms_fmt_bytes(x, sizeof(x), mean),
+		ms_fmt_bytes(y, sizeof(y), b->mean));
+	return b->mean;
 }

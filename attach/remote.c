@@ -8,6 +8,8 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
@@ -74,6 +76,29 @@ int ms_remote_prepare(struct ms_proc *p)
 	cached_pid = ms_proc_pid(p);
 	cached_insn = insn;
 	return 0;
+}
+
+/*
+ * Fault injection for the survival tests (tests/e2e/chaos_e2e.py, scenario
+ * rsys-kill): MEMSPY_TEST_KILL_AT=POINT:NR:K makes memspy SIGKILL itself at
+ * POINT (set, enter, exit, back) of the K-th remote system call number NR,
+ * to prove that no instant of a remote syscall needs memspy alive.
+ */
+static void kill_point(const char *point, long nr, int k)
+{
+	static const char *spec;
+	static bool read;
+	char want[64];
+
+	if (!read) {
+		spec = getenv("MEMSPY_TEST_KILL_AT");
+		read = true;
+	}
+	if (!spec)
+		return;
+	snprintf(want, sizeof(want), "%s:%ld:%d", point, nr, k);
+	if (!strcmp(spec, want))
+		raise(SIGKILL);
 }
 
 /* Was the thread stopped on its way out of a system call the kernel will restart? */
@@ -156,12 +181,13 @@ static int wait_tid(pid_t tid, int *status)
  * signal path for it to be restarted: an interrupt stop does that (and
  * delivers nothing if memspy dies meanwhile). 0 or a negative code.
  */
-static int put_back(pid_t pid, pid_t tid, const struct user_regs_struct *saved)
+static int put_back(pid_t pid, pid_t tid, const struct user_regs_struct *saved, long nr, int k)
 {
 	int status;
 
 	if (ptrace(PTRACE_SETREGS, tid, 0L, saved) < 0)
 		return -errno;
+	kill_point("back", nr, k);
 	if (!restartable(saved))
 		return 0;
 	if (ptrace(PTRACE_INTERRUPT, tid, 0L, 0L) < 0 || ptrace(PTRACE_CONT, tid, 0L, 0L) < 0)
@@ -195,6 +221,8 @@ int ms_remote_syscall_at(struct ms_proc *p, pid_t tid, ms_raddr_t tramp, long nr
 	pid_t pid = ms_proc_pid(p);
 	bool entered = false;
 	ms_raddr_t insn, frame;
+	static int count[512];
+	int k = ++count[(unsigned long)nr % MS_ARRAY_SIZE(count)];
 
 	rc = ms_proc_get_regs(p, tid, &saved);
 	if (rc)
@@ -232,6 +260,7 @@ int ms_remote_syscall_at(struct ms_proc *p, pid_t tid, ms_raddr_t tramp, long nr
 	rc = ms_proc_set_regs(p, tid, &regs);
 	if (rc)
 		return rc;
+	kill_point("set", nr, k);
 
 	for (int tries = 0;; tries++) {
 		int sig, event;
@@ -265,6 +294,7 @@ int ms_remote_syscall_at(struct ms_proc *p, pid_t tid, ms_raddr_t tramp, long nr
 			if (entered)
 				break; /* the syscall-exit stop */
 			entered = true;
+			kill_point("enter", nr, k);
 			continue;
 		}
 		/* A signal arrived before the syscall: hand it back afterwards. */
@@ -273,9 +303,10 @@ int ms_remote_syscall_at(struct ms_proc *p, pid_t tid, ms_raddr_t tramp, long nr
 	}
 	*ret = (long)regs.rax;
 	rc = 0;
+	kill_point("exit", nr, k);
 restore:
 	{
-		int e = put_back(pid, tid, &saved);
+		int e = put_back(pid, tid, &saved, nr, k);
 
 		if (e == -MS_E_TARGET_EXITED)
 			return e;

@@ -3,7 +3,8 @@
 # binary against memspy-chaos-target): SIGKILL at random moments (seeded; the
 # seed is printed, rerun with --seed), during probe installation and removal,
 # SIGINT mid-run with the entry bytes compared to the file, fork and thread
-# churn while probed. The target must always pass its self-check.
+# churn while probed, memspy killed at each instant of a remote syscall. The
+# target must always pass its self-check.
 find_package(Python3 COMPONENTS Interpreter)
 if(Python3_FOUND)
   set(_chaos_drv ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/e2e/chaos_e2e.py
@@ -23,18 +24,11 @@ if(Python3_FOUND)
               COMMAND ${_chaos_drv} --scenario install-kill --trials 12 --iters 100000)
   ms_add_test(NAME chaos_remove_kill TIMEOUT 300 LABELS record chaos
               COMMAND ${_chaos_drv} --scenario remove-kill --trials 12 --iters 100000)
-  # KNOWN BUG, test disabled so CI reflects everything else: SIGKILL of memspy
-  # in the few ms of probe removal still loses the target in about 1 trial in
-  # 12 (was 8 in 61 before settle_traps). Two windows remain: (1) a remote
-  # syscall (rt_sigaction restoring SIG_DFL, madvise) runs by single-step, and
-  # memspy dying while the thread's registers point at libc's `syscall`
-  # instruction leaves it to run on with the wrong registers (seen: SIGSEGV),
-  # or with the step's SIGTRAP pending after SIG_DFL is back (seen: SIGTRAP);
-  # (2) undiagnosed SIGTRAP deaths, possibly a thread with SIGTRAP briefly
-  # blocked. Fix: run remote syscalls through a trampoline in the stub page
-  # that restores the thread's own registers, so no window depends on memspy
-  # being alive. Run it: ctest -R chaos_remove_kill (after the fix: re-enable).
-  set_tests_properties(chaos_remove_kill PROPERTIES DISABLED TRUE)
+  # memspy SIGKILLs itself (MEMSPY_TEST_KILL_AT, attach/remote.c) at each
+  # instant of each remote syscall made through the stub page's trampoline,
+  # in install and removal: the target must live on every time.
+  ms_add_test(NAME chaos_rsys_kill TIMEOUT 300 LABELS record chaos
+              COMMAND ${_chaos_drv} --scenario rsys-kill --iters 100000)
 else()
   message(WARNING "python3 not found: the chaos (survival) tests are not built")
 endif()

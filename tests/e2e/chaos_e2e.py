@@ -253,13 +253,15 @@ class Target:
 
 
 class Memspy:
-    def __init__(self, args, pid, out, opts, echo=True):
+    def __init__(self, args, pid, out, opts, echo=True, env=None):
         self.cmd = [args.memspy, "record", "--pid", str(pid), "-o", out] + opts
-        log("  $ " + " ".join(self.cmd))
+        log("  $ " + " ".join(f"{k}={v}" for k, v in (env or {}).items()) +
+            (" " if env else "") + " ".join(self.cmd))
         self.t0 = time.monotonic()
         # Driver gone: memspy detaches cleanly on SIGTERM (the target dies too).
         self.p = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                  text=True, preexec_fn=death_signal(signal.SIGTERM))
+                                  text=True, preexec_fn=death_signal(signal.SIGTERM),
+                                  env=dict(os.environ, **env) if env else None)
         self.err = LineReader(self.p.stderr, "memspy", echo)
         self.rec_at = None
 
@@ -683,6 +685,91 @@ def scen_kill(ctx, wd, phase):
         raise Fail(f"{len(fails)} of {a.trials} trials failed")
 
 
+# Remote system calls (attach/remote.c) in the order memspy makes them: in
+# install, mmap of the region (libc's `syscall` instruction: no trampoline
+# exists yet), mprotect of its data pages, madvise(WIPEONFORK),
+# rt_sigaction(SIGTRAP); in removal, rt_sigaction back, madvise(DONTNEED)
+# of the ring. (name, syscall number, k-th call of that number, at removal)
+RSYS_CALLS = [("mprotect", 10, 1, False), ("madvise-wipeonfork", 28, 1, False),
+              ("rt_sigaction-install", 13, 1, False), ("rt_sigaction-restore", 13, 2, True),
+              ("madvise-dontneed", 28, 2, True)]
+RSYS_POINTS = ["set", "enter", "exit", "back"]
+
+
+def one_rsys_trial(ctx, wd, name, nr, k, removal, point, opts):
+    """memspy SIGKILLs itself (MEMSPY_TEST_KILL_AT) at one instant of one
+    remote syscall; returns how the target ended (None: it survived, checked)."""
+    a = ctx.args
+    ref = ctx.reference(a.iters)
+    out = os.path.join(wd, f"{name}-{point}.folded")
+    t = m = None
+    try:
+        t = Target(a, "mix", a.iters)
+        t.say("go")
+        m = Memspy(a, t.pid, out, opts, echo=False,
+                   env={"MEMSPY_TEST_KILL_AT": f"{point}:{nr}:{k}"})
+        ctx.guard(t, m)
+        if removal:
+            m.wait_recording()
+            m.p.send_signal(signal.SIGINT)
+        rc = m.wait(60)
+        if rc != -signal.SIGKILL:
+            raise Fail(f"memspy exited {rc}, expected to kill itself at {point} of {name}: "
+                       f"{m.err.lines[-4:]}")
+        try:
+            t.p.wait(timeout=0.5)  # a target that dies of it does so at once
+        except subprocess.TimeoutExpired:
+            pass
+        d = t.died()
+        if d:
+            return d
+        after_memspy_died(ctx, t, out)
+        line = t.wait_line("checksum", 180, "the target's checksum after memspy's death")
+        r, c = line.split()[1:3]
+        if r != c or r != ref:
+            raise Fail(f"checksum read {r} calc {c}, reference {ref}")
+        t.wait_line("done", 30, "'done'")
+        t.finish(ref)
+        return None
+    finally:
+        if m:
+            m.kill()
+        if t:
+            t.kill()
+        reap_orphans(ctx.known, 0)
+
+
+def scen_rsys_kill(ctx, wd):
+    """Every instant of every remote syscall that runs through the stub
+    page's trampoline: memspy dies there, the target must live on. The one
+    through libc (the first mmap) is the known remaining window: reported."""
+    fails, ok = [], 0
+    for opts in ([], ["--exact"]):
+        for name, nr, k, removal in RSYS_CALLS:
+            if name == "madvise-dontneed" and opts:
+                continue  # the ring is only released in ring mode
+            for point in RSYS_POINTS:
+                try:
+                    d = one_rsys_trial(ctx, wd, name, nr, k, removal, point, opts)
+                except Fail as e:
+                    d = str(e)
+                what = f"{name} ({nr}#{k}) at {point}, {' '.join(opts) or 'ring'}"
+                if d:
+                    fails.append(f"{what}: {d}")
+                    log(f"  {what}: FAIL: {d}")
+                else:
+                    ok += 1
+                    log(f"  {what}: survived, checksum ok")
+    # The window this cannot close: proof that the check sees a dead target.
+    d = one_rsys_trial(ctx, wd, "mmap-libc", 9, 1, False, "exit", [])
+    log(f"  mmap (9#1, libc's syscall instruction) at exit: "
+        f"{'the target ' + d.splitlines()[0] if d else 'survived'} (known window: "
+        f"no trampoline exists before the first mmap)")
+    log(f"rsys-kill: {ok}/{ok + len(fails)} kill points survived")
+    if fails:
+        raise Fail(f"{len(fails)} kill points lost the target: " + "; ".join(fails))
+
+
 def record_then_sigint(ctx, wd, mode, opts, at, nchild=0):
     """Record, SIGINT memspy when the target prints `at`, check everything."""
     a = ctx.args
@@ -889,6 +976,7 @@ SCENARIOS = {
     "fork": scen_fork,
     "threads": scen_threads,
     "selftest": scen_selftest,
+    "rsys-kill": scen_rsys_kill,
 }
 
 

@@ -218,6 +218,70 @@ bool ms_proc_exited(const struct ms_proc *p, int *status);
 /* A forked child reported by MS_EV_FORK: stopped and traced by memspy. */
 int ms_proc_fork_child_detach(pid_t child);
 
+/*
+ * For attach/snapshot.c, which makes one held thread run a clone() whose
+ * child is a copy-on-write snapshot of the target. The ptrace options set
+ * on the target's threads (PTRACE_O_*), to restore after a temporary change.
+ */
+unsigned long ms_proc_ptrace_options(const struct ms_proc *p);
+/*
+ * A thread held by memspy in a plain stop (not a group-stop, no signal of
+ * the target's to deliver, not at a trap): one that can be made to run an
+ * injected instruction and put back. -ESRCH when there is none.
+ */
+pid_t ms_proc_plain_stopped_thread(const struct ms_proc *p);
+/*
+ * Stops one thread (the others keep running) and holds it, and any other
+ * stop seen meanwhile, until ms_proc_resume_all. 0, -ESRCH, -ETIMEDOUT or
+ * -MS_E_TARGET_EXITED.
+ */
+int ms_proc_stop_thread(struct ms_proc *p, pid_t tid);
+
+/* ============================ snapshot (fork) ============================ */
+
+/*
+ * A copy-on-write snapshot of the whole address space (attach/snapshot.c):
+ * with every thread stopped, one thread runs an injected clone() (no
+ * CLONE_VM, exit signal 0: invisible to the target's wait() and no
+ * SIGCHLD) whose child stays ptrace-stopped, never runs the target's code
+ * and is killed when memspy dies (PTRACE_O_EXITKILL). The target can
+ * resume at once; the child's memory is the target's as of the clone.
+ */
+struct ms_snapshot; /* opaque */
+
+/* Monotonic timestamps (ns) of the phases of ms_snapshot_take. */
+struct ms_snapshot_stats {
+	uint64_t t_start;   /* began (target stopped) */
+	uint64_t t_page;    /* code page mapped and written */
+	uint64_t t_entered; /* the thread entered clone() */
+	uint64_t t_cloned;  /* PTRACE_EVENT_CLONE: the copy exists */
+	uint64_t t_back;    /* the thread's registers are back */
+	uint64_t t_end;     /* the page is unmapped: the target may resume */
+};
+
+/*
+ * Takes a snapshot of p, whose threads must all be stopped (ms_proc_stop_all).
+ * Needs a thread in a plain stop and no seccomp filter (a filter might kill
+ * the process for a clone()). 0 and *out, or a negative code with err
+ * filled and nothing left behind: the caller then walks the stopped target.
+ */
+int ms_snapshot_take(struct ms_proc *p, struct ms_snapshot **out, struct ms_error *err);
+/* The child's pid in memspy's pid namespace. */
+pid_t ms_snapshot_pid(const struct ms_snapshot *s);
+/* The child's mapping table, read once when it was taken. Borrowed from s. */
+const struct ms_maps *ms_snapshot_maps(const struct ms_snapshot *s);
+/* A reader of the child's memory, clamped to its maps. Valid until release. */
+void ms_snapshot_reader(struct ms_snapshot *s, struct ms_reader *r);
+const struct ms_snapshot_stats *ms_snapshot_stats(const struct ms_snapshot *s);
+/*
+ * Kills the child, collects it as its tracer, then reaps it in the target
+ * (wait4 injected on one thread, held briefly while the others run, or on
+ * a stopped one) so no zombie is left. Frees s; NULL is a no-op. 0, or a
+ * negative code when the target-side reap failed (a zombie may remain
+ * until the target exits; a warning says so).
+ */
+int ms_snapshot_release(struct ms_proc *p, struct ms_snapshot *s);
+
 /* ============================ process facts ============================ */
 
 /* Resident and anonymous memory from /proc/PID/status, in bytes. */

@@ -751,6 +751,64 @@ int ms_proc_set_regs(struct ms_proc *p, pid_t tid, const struct user_regs_struct
 	return 0;
 }
 
+unsigned long ms_proc_ptrace_options(const struct ms_proc *p)
+{
+	return p->options;
+}
+
+pid_t ms_proc_plain_stopped_thread(const struct ms_proc *p)
+{
+	/* The leader first: it is the thread most likely to stay (and to be known). */
+	for (size_t i = 0; i < p->nt; i++) {
+		const struct thread *t = &p->t[i];
+
+		if (t->state == T_STOPPED && !t->group && !t->pending_sig && t->tid == p->pid)
+			return t->tid;
+	}
+	for (size_t i = 0; i < p->nt; i++) {
+		const struct thread *t = &p->t[i];
+
+		if (t->state == T_STOPPED && !t->group && !t->pending_sig)
+			return t->tid;
+	}
+	return -ESRCH;
+}
+
+int ms_proc_stop_thread(struct ms_proc *p, pid_t tid)
+{
+	uint64_t deadline = ms_now_ns() + (uint64_t)STOP_TIMEOUT_MS * 1000000ull;
+	struct thread *t = find_thread(p, tid);
+
+	if (p->detached || !t)
+		return -ESRCH;
+	if (p->exited)
+		return -MS_E_TARGET_EXITED;
+	if (held(t))
+		return 0;
+	/* stop_mode: the decoder holds what it sees until ms_proc_resume_all. */
+	p->stop_mode = true;
+	if (t->state == T_RUNNING || t->state == T_LISTEN) {
+		if (ptrace(PTRACE_INTERRUPT, tid, 0L, 0L) < 0 && errno != ESRCH)
+			return -errno;
+		t->state = T_RUNNING;
+	}
+	while ((t = find_thread(p, tid)) && !held(t)) {
+		int r;
+
+		if (p->exited)
+			return -MS_E_TARGET_EXITED;
+		r = collect(p);
+		if (r == -ECHILD)
+			return -MS_E_TARGET_EXITED;
+		if (r > 0)
+			continue;
+		if (ms_now_ns() > deadline)
+			return -ETIMEDOUT;
+		nap(1);
+	}
+	return t ? 0 : -ESRCH;
+}
+
 /* ------------------------------- wait ------------------------------- */
 
 int ms_proc_wait(struct ms_proc *p, int timeout_ms, struct ms_event *ev)

@@ -23,12 +23,17 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: memspy dump --pid PID [--json] [-o FILE] [--no-debuginfo]\n"
+		"Usage: memspy dump --pid PID [--json] [-o FILE] [--no-debuginfo] [--no-snapshot]\n"
 		"\n"
-		"Walks the glibc malloc heap of a running process from outside (no code runs\n"
-		"in it), with every thread stopped for as short a time as possible, and reports\n"
+		"Walks the glibc malloc heap of a running process from outside and reports\n"
 		"in-use and free memory per arena, bins, caches, size classes, fragmentation\n"
 		"and resident memory. Totals equal the process's own mallinfo2().\n"
+		"\n"
+		"The process is stopped only while a copy-on-write snapshot of it is made (one\n"
+		"injected clone(), whose child never runs and is killed afterwards); the heap is\n"
+		"then read from the snapshot while the process runs. Pages the process writes\n"
+		"meanwhile are copied once by the kernel. Where no snapshot can be made, the\n"
+		"heap is read with the process stopped.\n"
 		"\n"
 		"Options:\n"
 		"  -p, --pid PID       process to inspect (required)\n"
@@ -36,6 +41,8 @@ static void usage(FILE *f)
 		"  -o, --output FILE   write there instead of standard output\n"
 		"      --no-debuginfo  ignore libc's debug symbols: use built-in layouts and\n"
 		"                      heuristics (what happens when libc6-dbg is missing)\n"
+		"      --no-snapshot   keep the process stopped for the whole walk (no clone()\n"
+		"                      in it, no copy-on-write memory)\n"
 		"  -v, --verbose       more diagnostics on standard error\n"
 		"  -h, --help          this text\n"
 		"\n"
@@ -75,6 +82,7 @@ int cmd_dump(int argc, char **argv)
 		{"json", no_argument, NULL, 'j'},
 		{"output", required_argument, NULL, 'o'},
 		{"no-debuginfo", no_argument, NULL, 'N'},
+		{"no-snapshot", no_argument, NULL, 'S'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
@@ -93,9 +101,15 @@ int cmd_dump(int argc, char **argv)
 	char allocator[600], comm[64];
 	pid_t pid = 0, *tids = NULL;
 	ms_raddr_t *fs = NULL;
-	bool json = false, have_rep = false, have_loc = false, have_mem;
+	bool json = false, have_rep = false, have_loc = false, have_mem, use_snapshot = true;
+	struct ms_snapshot *snap = NULL;
+	struct ms_error serr = {0};
+	const struct ms_maps *wmaps;
+	struct ms_reader wreader;
+	char snap_note[600] = "";
 	uint64_t t_start = ms_now_ns(), t_stop = 0, t_resume = 0;
-	uint64_t t_stopped = 0, t_maps = 0, t_lock = 0, t_threads = 0, t_walked = 0;
+	uint64_t t_stopped = 0, t_maps = 0, t_lock = 0, t_regs = 0, t_threads = 0, t_walked = 0;
+	uint64_t t_snap = 0, t_release = 0, t_res0 = 0;
 	FILE *out = stdout;
 	int c, r, ret = MS_EXIT_FAILED;
 
@@ -115,6 +129,9 @@ int cmd_dump(int argc, char **argv)
 			break;
 		case 'N':
 			lopts.no_debuginfo = true;
+			break;
+		case 'S':
+			use_snapshot = false;
 			break;
 		case 'v':
 			ms_log_verbosity++;
@@ -197,23 +214,60 @@ int cmd_dump(int argc, char **argv)
 		ms_signals_wait(LOCK_RETRY_MS);
 	}
 	get_fs_bases(proc, &tids, &fs);
-	ms_heap_locate_threads(&loc, &reader, ms_proc_maps(proc), tids, fs, ms_proc_nthreads(proc));
+	t_regs = ms_now_ns();
+	/*
+	 * The arena locks were checked with every thread stopped, so the
+	 * snapshot freezes the very memory that was checked.
+	 */
+	if (use_snapshot && ms_snapshot_take(proc, &snap, &serr) != 0) {
+		snprintf(snap_note, sizeof(snap_note), "%s", serr.msg);
+		ms_info("dump: no snapshot, walking the stopped process: %s", serr.msg);
+		meta.snapshot_fallback = snap_note;
+	}
+	t_snap = ms_now_ns();
+	if (snap) {
+		const struct ms_snapshot_stats *st = ms_snapshot_stats(snap);
+
+		t_res0 = ms_now_ns();
+		ms_proc_resume_all(proc);
+		t_resume = ms_now_ns();
+		meta.snapshot_ms = (double)(st->t_cloned - st->t_entered) / 1e6;
+		ms_snapshot_reader(snap, &wreader);
+		wmaps = ms_snapshot_maps(snap);
+	} else {
+		wreader = reader;
+		wmaps = ms_proc_maps(proc);
+	}
+	meta.walk_source = snap ? "snapshot" : "stopped";
+	ms_heap_locate_threads(&loc, &wreader, wmaps, tids, fs, ms_proc_nthreads(proc));
 	t_threads = ms_now_ns();
-	r = ms_heap_walk(&loc, &reader, ms_proc_maps(proc), &rep);
+	r = ms_heap_walk(&loc, &wreader, wmaps, &rep);
 	t_walked = ms_now_ns();
 	have_rep = r == 0 || r == -MS_E_CORRUPT || rep.narenas;
-	ms_proc_resume_all(proc);
-	t_resume = ms_now_ns();
+	if (snap) {
+		ms_snapshot_release(proc, snap);
+		snap = NULL;
+		t_release = ms_now_ns();
+	} else {
+		t_res0 = ms_now_ns();
+		ms_proc_resume_all(proc);
+		t_resume = ms_now_ns();
+	}
 #define MS_DT(a, b) ((double)((b) - (a)) / 1e6)
 	ms_info("dump: pause %.1f ms: stop %zu threads %.1f, maps %.1f, lock check %.1f, "
-		"registers+tcache %.1f, walk %.1f (heaps %.1f: %" PRIu64 " chunks, %" PRIu64
-		" MiB read; lists and bins %.1f: %" PRIu64 " cache-list candidates; mmapped scan "
-		"%.1f: %" PRIu64 " probes), resume %.1f",
+		"registers %.1f, snapshot %.1f (clone %.1f), %s %.1f, resume %.1f",
 		MS_DT(t_stop, t_resume), ms_proc_nthreads(proc), MS_DT(t_stop, t_stopped),
-		MS_DT(t_stopped, t_maps), MS_DT(t_maps, t_lock), MS_DT(t_lock, t_threads),
-		MS_DT(t_threads, t_walked), rep.chunks_ms, rep.chunks_walked, rep.bytes_read >> 20,
-		rep.lists_ms, rep.list_candidates, rep.mmap_ms, rep.mmap_probes,
-		MS_DT(t_walked, t_resume));
+		MS_DT(t_stopped, t_maps), MS_DT(t_maps, t_lock), MS_DT(t_lock, t_regs),
+		MS_DT(t_regs, t_snap), meta.snapshot_ms, t_release ? "walk (outside)" : "walk",
+		t_release ? 0.0 : MS_DT(t_snap, t_walked), MS_DT(t_res0, t_resume));
+	ms_info("dump: walk (%s) %.1f ms: tcache pointers %.1f, heaps %.1f (%" PRIu64
+		" chunks, %" PRIu64 " MiB read), lists and bins %.1f (%" PRIu64
+		" cache-list candidates), mmapped scan %.1f (%" PRIu64 " probes)%s",
+		meta.walk_source, MS_DT(t_snap, t_walked), MS_DT(t_snap, t_threads), rep.chunks_ms,
+		rep.chunks_walked, rep.bytes_read >> 20, rep.lists_ms, rep.list_candidates, rep.mmap_ms,
+		rep.mmap_probes, snap_note[0] ? " (no snapshot)" : "");
+	if (t_release)
+		ms_info("dump: snapshot released in %.1f ms", MS_DT(t_walked, t_release));
 #undef MS_DT
 	ms_proc_detach(proc);
 	meta.pause_ms = (double)(t_resume - t_stop) / 1e6;

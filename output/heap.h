@@ -19,6 +19,10 @@ struct ms_heap_meta {
 	const struct ms_proc_mem_summary *mem; /* NULL when unavailable */
 	double pause_ms, total_ms;
 	unsigned lock_retries;
+	/* Where the walk read: "snapshot" (a copy-on-write child) or "stopped" (the target). */
+	const char *walk_source;
+	const char *snapshot_fallback; /* why there is no snapshot, or NULL */
+	double snapshot_ms;            /* the clone() (inside the pause); 0 without a snapshot */
 	int exit_code;
 };
 

@@ -99,6 +99,9 @@ int ms_heap_write_json(FILE *f, const struct ms_heap_meta *m)
 	json_object_set_new(root, "pause_ms", json_real(m->pause_ms));
 	json_object_set_new(root, "total_ms", json_real(m->total_ms));
 	json_object_set_new(root, "lock_retries", json_integer(m->lock_retries));
+	json_object_set_new(root, "walk_source", str_or_null(m->walk_source));
+	json_object_set_new(root, "snapshot_fallback", str_or_null(m->snapshot_fallback));
+	json_object_set_new(root, "snapshot_ms", json_real(m->snapshot_ms));
 	if (rep) {
 		json_t *arenas = json_array(), *threads = json_array(), *hist = json_array();
 		json_t *errors = json_array(), *segs = json_array();

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 
 /* "1.52 GiB" style; exact bytes are printed next to it where they matter. */
 static const char *human(uint64_t b, char *buf, size_t size)
@@ -79,8 +80,10 @@ int ms_heap_write_text(FILE *f, const struct ms_heap_meta *m)
 		   "%.1f%% of free bin/cache bytes (external fragmentation %.1f%%)\n",
 		pct(rep->free_bytes, sys), H(rep->largest_free), pct(rep->largest_free, free_no_top),
 		free_no_top ? 100.0 - pct(rep->largest_free, free_no_top) : 0.0);
-	fprintf(f, "  Target stopped for %.1f ms (whole dump %.1f ms%s)\n", m->pause_ms, m->total_ms,
-		m->lock_retries ? ", retried while an arena was locked" : "");
+	fprintf(f, "  Target stopped for %.1f ms (whole dump %.1f ms%s)%s\n", m->pause_ms,
+		m->total_ms, m->lock_retries ? ", retried while an arena was locked" : "",
+		m->walk_source && !strcmp(m->walk_source, "snapshot") ?
+			"; heap read from a copy-on-write snapshot while it ran" : "");
 	fprintf(f, "  glibc %s, layout from %s, symbols from %s\n",
 		m->loc ? m->loc->glibc_version : "?", m->loc ? m->loc->layout_source : "?",
 		m->loc && m->loc->symbol_source ? m->loc->symbol_source : "?");

@@ -7,7 +7,14 @@ set(_m $<TARGET_FILE:memspy>)
 set(_t $<TARGET_FILE:heap_mallinfo>)
 # Exactness: all nine mallinfo2() fields, with DWARF and without, under tunables.
 ms_add_test(NAME dump_mallinfo_dwarf TIMEOUT 120
-  COMMAND ${_d} mallinfo ${_m} --expect layout_source=dwarf -- ${_t} 4 4000)
+  COMMAND ${_d} mallinfo ${_m} --expect layout_source=dwarf --expect walk_source=snapshot
+          -- ${_t} 4 4000)
+# The same walk with the target stopped throughout (no snapshot).
+ms_add_test(NAME dump_mallinfo_nosnapshot TIMEOUT 120
+  COMMAND ${_d} mallinfo ${_m} --arg --no-snapshot --expect walk_source=stopped -- ${_t} 4 4000)
+ms_add_test(NAME dump_mallinfo_nosnapshot_nodebug TIMEOUT 120
+  COMMAND ${_d} mallinfo ${_m} --arg --no-snapshot --arg --no-debuginfo
+          --expect walk_source=stopped --expect symbol_source=heuristic -- ${_t} 4 4000)
 ms_add_test(NAME dump_mallinfo_nodebug TIMEOUT 120
   COMMAND ${_d} mallinfo ${_m} --arg --no-debuginfo --expect layout_source=table
           --expect symbol_source=heuristic -- ${_t} 4 4000)

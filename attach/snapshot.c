@@ -1,0 +1,547 @@
+// SPDX-License-Identifier: MIT
+/*
+ * A copy-on-write snapshot of a stopped target: one held thread runs an
+ * injected clone() whose child is a frozen copy of the address space, the
+ * target resumes at once, and memspy reads the child at leisure.
+ */
+#include "attach/attach_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define PAGE 4096u
+/* Signals that arrive for the cloning thread meanwhile, handed back after. */
+#define MAX_REQUEUE 8
+/* Bounds on stops while the clone runs: a loop here must never hang memspy. */
+#define MAX_STOPS 64
+/* -ERESTART* values the kernel turns into a restart when no handler runs. */
+#define K_ERESTARTSYS 512
+#define K_ERESTARTNOINTR 513
+#define K_ERESTARTNOHAND 514
+#define K_ERESTART_RESTARTBLOCK 516
+
+struct ms_snapshot {
+	pid_t pid;    /* the child, in memspy's pid namespace (read it here) */
+	pid_t ns_pid; /* the same child as the target sees it: clone's return value */
+	pid_t thread; /* the target thread that ran the clone */
+	bool tracer_reaped;
+	struct ms_maps maps;
+	struct ms_pid_reader pr;
+	struct ms_snapshot_stats st;
+};
+
+/* ------------------------------------------------------------ the page */
+
+static size_t put_movabs(uint8_t *c, size_t n, uint8_t rex, uint8_t op, uint64_t v)
+{
+	c[n++] = rex;
+	c[n++] = op;
+	memcpy(c + n, &v, 8);
+	return n + 8;
+}
+
+/*
+ * The code the cloning thread runs. After the syscall the child (rax 0)
+ * calls exit_group(0) at once: it never runs a byte of the target's code.
+ * The parent path matters only if memspy dies while the thread is in there
+ * (normally memspy restores the registers at the syscall-exit stop): it puts
+ * back every register the clone changed and jumps to where the thread was,
+ * at the syscall instruction again when the kernel would have restarted an
+ * interrupted call. No instruction on either path changes the flags, which
+ * the syscall itself preserves (jrcxz, not test + jz).
+ */
+static size_t build_page(uint8_t *c, const struct user_regs_struct *s)
+{
+	uint64_t rax = s->rax, rip = s->rip;
+	size_t n = 0, jrcxz;
+
+	if ((int64_t)s->orig_rax >= 0) {
+		switch (-(int64_t)s->rax) {
+		case K_ERESTARTSYS:
+		case K_ERESTARTNOINTR:
+		case K_ERESTARTNOHAND:
+			rax = s->orig_rax;
+			rip -= 2;
+			break;
+		case K_ERESTART_RESTARTBLOCK:
+			rax = SYS_restart_syscall;
+			rip -= 2;
+			break;
+		}
+	}
+	c[n++] = 0x0f; /* syscall */
+	c[n++] = 0x05;
+	c[n++] = 0x48; /* mov rcx, rax */
+	c[n++] = 0x89;
+	c[n++] = 0xc1;
+	jrcxz = n;
+	c[n++] = 0xe3; /* jrcxz child (patched below) */
+	c[n++] = 0;
+	n = put_movabs(c, n, 0x48, 0xb8, rax);     /* rax */
+	n = put_movabs(c, n, 0x48, 0xb9, s->rcx);  /* rcx */
+	n = put_movabs(c, n, 0x49, 0xbb, s->r11);  /* r11 */
+	n = put_movabs(c, n, 0x48, 0xbf, s->rdi);  /* rdi */
+	n = put_movabs(c, n, 0x48, 0xbe, s->rsi);  /* rsi */
+	n = put_movabs(c, n, 0x48, 0xba, s->rdx);  /* rdx */
+	n = put_movabs(c, n, 0x49, 0xba, s->r10);  /* r10 */
+	n = put_movabs(c, n, 0x49, 0xb8, s->r8);   /* r8 */
+	c[n++] = 0xff; /* jmp [rip+0] */
+	c[n++] = 0x25;
+	memset(c + n, 0, 4);
+	n += 4;
+	memcpy(c + n, &rip, 8);
+	n += 8;
+	c[jrcxz + 1] = (uint8_t)(n - (jrcxz + 2));
+	c[n++] = 0xb8; /* child: mov eax, SYS_exit_group */
+	c[n++] = SYS_exit_group;
+	c[n++] = 0;
+	c[n++] = 0;
+	c[n++] = 0;
+	c[n++] = 0x31; /* xor edi, edi */
+	c[n++] = 0xff;
+	c[n++] = 0x0f; /* syscall */
+	c[n++] = 0x05;
+	c[n++] = 0x0f; /* ud2: never reached */
+	c[n++] = 0x0b;
+	return n;
+}
+
+/* ------------------------------------------------------- the clone step */
+
+static pid_t wait_one(pid_t tid, int *status)
+{
+	pid_t w;
+
+	do
+		w = waitpid(tid, status, __WALL);
+	while (w < 0 && errno == EINTR);
+	return w;
+}
+
+/*
+ * Puts the cloning thread back: registers restored, options restored, and
+ * parked in an interrupt stop. The interrupt is requested BEFORE the
+ * registers are restored: it marks a signal pending, so whenever the thread
+ * next returns to user mode (memspy dead or not) the kernel takes the
+ * signal path, which restarts a system call the thread was stopped in;
+ * from a bare syscall-exit stop it would return -ERESTARTSYS to the program.
+ */
+static int put_back(pid_t pid, pid_t tid, const struct user_regs_struct *saved,
+		    unsigned long opts, int *requeue, int *nrq)
+{
+	int status, rc = 0;
+
+	if (ptrace(PTRACE_INTERRUPT, tid, 0L, 0L) < 0)
+		rc = -errno;
+	if (ptrace(PTRACE_SETREGS, tid, 0L, saved) < 0 && !rc)
+		rc = -errno;
+	if (ptrace(PTRACE_SETOPTIONS, tid, 0L, opts) < 0 && !rc)
+		rc = -errno;
+	if (rc)
+		return rc;
+	if (ptrace(PTRACE_CONT, tid, 0L, 0L) < 0)
+		return -errno;
+	for (int i = 0; i < MAX_STOPS; i++) {
+		if (wait_one(tid, &status) < 0)
+			return -errno;
+		if (WIFEXITED(status) || WIFSIGNALED(status))
+			return -MS_E_TARGET_EXITED;
+		if (!WIFSTOPPED(status))
+			continue;
+		if ((status >> 16) == PTRACE_EVENT_STOP)
+			return 0;
+		if ((status >> 16) == 0 && *nrq < MAX_REQUEUE)
+			requeue[(*nrq)++] = WSTOPSIG(status);
+		if (ptrace(PTRACE_CONT, tid, 0L, 0L) < 0)
+			return -errno;
+	}
+	ms_debug("snapshot: thread %d of %d did not reach its interrupt stop", (int)tid, (int)pid);
+	return -EAGAIN;
+}
+
+/*
+ * Runs the clone on tid, which sits at the page's syscall with the clone's
+ * arguments. Not ms_proc_remote_syscall: that single-steps, and a thread
+ * single-stepping through a syscall when its tracer dies takes a SIGTRAP on
+ * the way out (measured here: the target dies), and the clone of a big
+ * address space lasts tens of ms. Syscall stops instead (entry, the
+ * PTRACE_EVENT_CLONE stop, exit) leave nothing pending when memspy dies:
+ * the thread finishes the clone, runs the page's parent path and carries
+ * on. TRACESYSGOOD makes those stops report SIGTRAP|0x80, which is no
+ * signal at all should a kernel ever hand it back.
+ */
+static int run_clone(struct ms_snapshot *s, pid_t pid, pid_t tid, unsigned long opts,
+		     const struct user_regs_struct *regs, long *ret, int *requeue, int *nrq)
+{
+	bool entered = false;
+	int status;
+
+	if (ptrace(PTRACE_SETOPTIONS, tid, 0L, opts | PTRACE_O_TRACESYSGOOD) < 0 ||
+	    ptrace(PTRACE_SETREGS, tid, 0L, regs) < 0)
+		return -errno;
+	for (int i = 0; i < MAX_STOPS; i++) {
+		struct user_regs_struct now;
+		unsigned long msg = 0;
+		int sig, event;
+
+		if (ptrace(PTRACE_SYSCALL, tid, 0L, 0L) < 0)
+			return -errno;
+		if (wait_one(tid, &status) < 0)
+			return -errno;
+		if (WIFEXITED(status) || WIFSIGNALED(status))
+			return -MS_E_TARGET_EXITED;
+		if (!WIFSTOPPED(status))
+			continue;
+		sig = WSTOPSIG(status);
+		event = status >> 16;
+		if (sig == (SIGTRAP | 0x80)) {
+			if (ptrace(PTRACE_GETREGS, tid, 0L, &now) < 0)
+				return -errno;
+			if (now.rip != regs->rip + 2)
+				return -EIO; /* not our syscall: give up, put everything back */
+			if (!entered) {
+				entered = true;
+				s->st.t_entered = ms_now_ns();
+				continue;
+			}
+			*ret = (long)now.rax;
+			return 0;
+		}
+		if (event == PTRACE_EVENT_CLONE) {
+			int cst;
+
+			ptrace(PTRACE_GETEVENTMSG, tid, 0L, &msg);
+			s->pid = (pid_t)msg;
+			s->st.t_cloned = ms_now_ns();
+			if (s->pid <= 0)
+				continue;
+			/*
+			 * Auto-attached, it starts in a stop of its own. EXITKILL from
+			 * now on: if memspy dies, the kernel kills the snapshot.
+			 */
+			if (wait_one(s->pid, &cst) < 0 || !WIFSTOPPED(cst)) {
+				ms_debug("snapshot: child %d: no first stop (status 0x%x)", (int)s->pid,
+					 cst);
+				s->tracer_reaped = true;
+				continue;
+			}
+			if (ptrace(PTRACE_SETOPTIONS, s->pid, 0L, PTRACE_O_EXITKILL) < 0)
+				ms_debug("snapshot: PTRACE_SETOPTIONS(EXITKILL, %d): %s", (int)s->pid,
+					 strerror(errno));
+			continue;
+		}
+		/* A signal of the target's, before the syscall ran: hand it back afterwards. */
+		if (event == 0 && sig != SIGTRAP && *nrq < MAX_REQUEUE)
+			requeue[(*nrq)++] = sig;
+		/* Interrupt or group-stop reports before the syscall: just go on. */
+	}
+	ms_debug("snapshot: thread %d of %d: clone did not finish within %d stops", (int)tid,
+		 (int)pid, MAX_STOPS);
+	return -EAGAIN;
+}
+
+/* ------------------------------------------------------------ helpers */
+
+static long remote(struct ms_proc *p, pid_t tid, long nr, long a0, long a1, long a2, long a3,
+		   int *rc)
+{
+	const long args[6] = {a0, a1, a2, a3, 0, 0};
+	long ret = 0;
+
+	*rc = ms_proc_remote_syscall(p, tid, nr, args, &ret);
+	return ret;
+}
+
+/* "Seccomp:" of /proc/PID/status: 0 none, 1 strict, 2 filter; -1 unknown. */
+static int seccomp_mode(pid_t pid)
+{
+	char path[64], buf[4096];
+	const char *v;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if (ms_proc_read_file(path, buf, sizeof(buf)) <= 0)
+		return -1;
+	v = ms_proc_status_field(buf, "Seccomp");
+	return v ? atoi(v) : -1;
+}
+
+/* pid as its own (innermost) pid namespace numbers it: the last field of NSpid. */
+static pid_t inner_pid(pid_t pid)
+{
+	char path[64], buf[4096];
+	const char *v;
+	long last = -1;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if (ms_proc_read_file(path, buf, sizeof(buf)) <= 0)
+		return -1;
+	v = ms_proc_status_field(buf, "NSpid");
+	while (v && *v && *v != '\n') {
+		char *end;
+		long x = strtol(v, &end, 10);
+
+		if (end == v)
+			break;
+		last = x;
+		v = end;
+	}
+	return (pid_t)last;
+}
+
+/* Kills the child and collects its end as its tracer. Idempotent. */
+static void kill_child(struct ms_snapshot *s)
+{
+	int status;
+
+	if (s->pid <= 0 || s->tracer_reaped)
+		return;
+	kill(s->pid, SIGKILL);
+	for (;;) {
+		pid_t w = wait_one(s->pid, &status);
+
+		if (w < 0 || WIFEXITED(status) || WIFSIGNALED(status))
+			break; /* ECHILD: someone else collected it */
+	}
+	s->tracer_reaped = true;
+}
+
+/*
+ * The dead child is now a zombie child of the target (its exit signal is 0,
+ * so the target got no SIGCHLD and its wait()/waitpid() without __WALL
+ * never sees it). Reaps it from inside: wait4(ns_pid, __WALL|WNOHANG) on
+ * one thread, held briefly while the others run.
+ */
+static int reap_in_target(struct ms_proc *p, pid_t ns_pid)
+{
+	bool stopped_here = false;
+	int rc = 0;
+	pid_t tid;
+
+	if (ns_pid <= 0 || ms_proc_exited(p, NULL))
+		return 0;
+	tid = ms_proc_plain_stopped_thread(p);
+	for (size_t i = 0; tid < 0 && i < ms_proc_nthreads(p) && i < 4; i++) {
+		rc = ms_proc_stop_thread(p, ms_proc_thread(p, i));
+		stopped_here = true;
+		if (rc == -MS_E_TARGET_EXITED)
+			return 0;
+		tid = ms_proc_plain_stopped_thread(p);
+	}
+	if (tid < 0) {
+		rc = -ESRCH;
+		goto out;
+	}
+	for (int tries = 0; tries < 200; tries++) {
+		long r = remote(p, tid, SYS_wait4, ns_pid, 0, __WALL | WNOHANG, 0, &rc);
+
+		if (rc)
+			break;
+		if (r == ns_pid || r == -ECHILD) {
+			rc = 0; /* reaped, or the target reaped it itself with __WALL */
+			break;
+		}
+		if (r < 0) {
+			rc = (int)r;
+			break;
+		}
+		rc = -EAGAIN;
+		usleep(1000); /* not a zombie yet: the kill is still in flight */
+	}
+out:
+	if (rc)
+		ms_warn("snapshot: the snapshot child %d may stay a zombie of process %d until it "
+			"exits: wait4 in the target failed: %s",
+			(int)ns_pid, (int)ms_proc_pid(p), ms_strerror(rc));
+	if (stopped_here)
+		ms_proc_resume_all(p);
+	return rc;
+}
+
+/* --------------------------------------------------------------- API */
+
+int ms_snapshot_take(struct ms_proc *p, struct ms_snapshot **out, struct ms_error *err)
+{
+	struct user_regs_struct saved, regs;
+	struct ms_snapshot *s;
+	uint8_t code[256];
+	pid_t pid = ms_proc_pid(p), tid;
+	unsigned long opts = ms_proc_ptrace_options(p);
+	int requeue[MAX_REQUEUE], nrq = 0, rc, urc, mode;
+	bool page_free = false;
+	ms_raddr_t page;
+	size_t n;
+	long ret = 0;
+
+	*out = NULL;
+	if (!ms_proc_all_stopped(p))
+		return ms_error_set(err, -EINVAL, "snapshot: process %d is not stopped", (int)pid);
+	mode = seccomp_mode(pid);
+	if (mode != 0) {
+		ms_error_set(err, -MS_E_UNSUPPORTED,
+			     "snapshot: process %d runs under seccomp (mode %d): an injected clone() "
+			     "it does not allow could kill it",
+			     (int)pid, mode);
+		ms_error_hint(err, "the heap is walked with the process stopped instead");
+		return -MS_E_UNSUPPORTED;
+	}
+	tid = ms_proc_plain_stopped_thread(p);
+	if (tid < 0)
+		return ms_error_set(err, -MS_E_UNSUPPORTED,
+				    "snapshot: no thread of process %d in a plain stop (group-stopped "
+				    "or signals pending)",
+				    (int)pid);
+	rc = ms_proc_get_regs(p, tid, &saved);
+	if (rc)
+		return ms_error_set(err, rc, "snapshot: registers of thread %d: %s", (int)tid,
+				    ms_strerror(rc));
+
+	s = ms_xcalloc(1, sizeof(*s));
+	s->thread = tid;
+	s->st.t_start = ms_now_ns();
+	/* A page only the cloning thread and the child ever execute: never W and X at once. */
+	page = (ms_raddr_t)remote(p, tid, SYS_mmap, 0, PAGE, PROT_READ | PROT_EXEC,
+				  MAP_PRIVATE | MAP_ANONYMOUS, &rc);
+	if (!rc && (int64_t)page < 0 && (int64_t)page > -4096)
+		rc = (int)(int64_t)page;
+	if (rc) {
+		ms_error_set(err, rc, "snapshot: mmap in process %d failed: %s", (int)pid,
+			     ms_strerror(rc));
+		free(s);
+		return rc;
+	}
+	n = build_page(code, &saved);
+	rc = ms_proc_write_mem(p, page, code, n);
+	if (rc) {
+		ms_error_set(err, rc, "snapshot: writing the clone page at 0x%" PRIx64 ": %s", page,
+			     ms_strerror(rc));
+		page_free = true;
+		goto unmap;
+	}
+	s->st.t_page = ms_now_ns();
+
+	regs = saved;
+	regs.rip = page;
+	regs.orig_rax = (unsigned long long)-1; /* no restart of what the thread was in */
+	regs.rax = SYS_clone;
+	/*
+	 * exit_signal 0: no SIGCHLD for the target, and its wait() without
+	 * __WALL never sees the child. CLONE_FILES: the child shares the fd
+	 * table instead of holding copies, so a pipe or socket the target
+	 * closes meanwhile really closes. No CLONE_VM: the copy is the point.
+	 */
+	regs.rdi = CLONE_FILES;
+	regs.rsi = 0; /* new stack: none, the child never runs */
+	regs.rdx = 0;
+	regs.r10 = 0;
+	regs.r8 = 0;
+	rc = run_clone(s, pid, tid, opts, &regs, &ret, requeue, &nrq);
+	if (rc == -MS_E_TARGET_EXITED) {
+		kill_child(s);
+		free(s);
+		return ms_error_set(err, rc, "snapshot: process %d exited", (int)pid);
+	}
+	urc = put_back(pid, tid, &saved, opts, requeue, &nrq);
+	for (int i = 0; i < nrq; i++)
+		syscall(SYS_tgkill, pid, tid, requeue[i]);
+	s->st.t_back = ms_now_ns();
+	if (urc == -MS_E_TARGET_EXITED) {
+		kill_child(s);
+		free(s);
+		return ms_error_set(err, urc, "snapshot: process %d exited", (int)pid);
+	}
+	/* Unmap only when the thread is known to be out of the page. */
+	page_free = urc == 0;
+	if (urc) {
+		ms_warn("snapshot: thread %d of %d could not be put back cleanly: %s", (int)tid,
+			(int)pid, ms_strerror(urc));
+		if (!rc)
+			rc = urc;
+	}
+	if (!rc && ret > 0)
+		s->ns_pid = (pid_t)ret;
+	if (!rc && ret <= 0) {
+		rc = (int)ret;
+		if (ret == -K_ERESTARTNOINTR)
+			rc = -EINTR;
+	}
+	if (!rc && s->pid <= 0)
+		rc = -EPROTO; /* cloned, but no PTRACE_EVENT_CLONE: the child runs untraced */
+	if (rc)
+		ms_error_set(err, rc, "snapshot: clone() in process %d failed: %s", (int)pid,
+			     ms_strerror(rc));
+unmap:
+	if (page_free) {
+		long r = remote(p, tid, SYS_munmap, (long)page, PAGE, 0, 0, &urc);
+
+		if (urc || r)
+			ms_debug("snapshot: munmap(0x%" PRIx64 ") in %d: %s", page, (int)pid,
+				 ms_strerror(urc ? urc : (int)r));
+	}
+	s->st.t_end = ms_now_ns();
+	if (!rc && s->tracer_reaped)
+		rc = ms_error_set(err, -ESRCH, "snapshot: the child of process %d died at once",
+				  (int)pid);
+	if (!rc) {
+		rc = ms_maps_read(s->pid, &s->maps);
+		if (rc)
+			ms_error_set(err, rc, "snapshot: /proc/%d/maps: %s", (int)s->pid,
+				     ms_strerror(rc));
+	}
+	if (rc) {
+		if (ret > 0 && !s->ns_pid)
+			s->ns_pid = (pid_t)ret;
+		if (s->pid > 0 && !s->ns_pid && !s->tracer_reaped)
+			s->ns_pid = inner_pid(s->pid);
+		ms_snapshot_release(p, s);
+		return rc;
+	}
+	ms_debug("snapshot: child %d (%d in the target) of %d: page %.2f ms, clone %.2f ms, "
+		 "put back %.2f ms, unmap %.2f ms",
+		 (int)s->pid, (int)s->ns_pid, (int)pid, (s->st.t_page - s->st.t_start) / 1e6,
+		 (s->st.t_cloned - s->st.t_entered) / 1e6, (s->st.t_back - s->st.t_cloned) / 1e6,
+		 (s->st.t_end - s->st.t_back) / 1e6);
+	*out = s;
+	return 0;
+}
+
+pid_t ms_snapshot_pid(const struct ms_snapshot *s)
+{
+	return s->pid;
+}
+
+const struct ms_maps *ms_snapshot_maps(const struct ms_snapshot *s)
+{
+	return &s->maps;
+}
+
+void ms_snapshot_reader(struct ms_snapshot *s, struct ms_reader *r)
+{
+	ms_pid_reader_init(&s->pr, r, s->pid, &s->maps);
+}
+
+const struct ms_snapshot_stats *ms_snapshot_stats(const struct ms_snapshot *s)
+{
+	return &s->st;
+}
+
+int ms_snapshot_release(struct ms_proc *p, struct ms_snapshot *s)
+{
+	int rc;
+
+	if (!s)
+		return 0;
+	kill_child(s);
+	rc = reap_in_target(p, s->ns_pid);
+	ms_maps_free(&s->maps);
+	free(s);
+	return rc;
+}

@@ -1,0 +1,296 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Safety of `memspy dump`'s copy-on-write snapshot, on a busy real target.
+
+hygiene: dumps of a 4-thread target that mallocs and frees without pause
+(with the snapshot, or --no-snapshot); after each: no child of the target left
+(not even a zombie), its own waitpid(-1, WNOHANG [|__WALL]) sees nothing, no
+SIGCHLD reached it, its mappings are the same (heap growth aside: the clone
+page is gone), nothing traces it any more, it still runs, and it exits 0.
+
+kill: memspy SIGKILLed at random moments of dumps of a bigger heap. The
+target must survive every trial and keep running; no snapshot child may
+outlive memspy (PTRACE_O_EXITKILL) beyond a moment; a zombie child of the
+target and a leaked clone page are possible only when memspy dies inside
+a few narrow windows: they are counted and printed, not failed.
+
+Readiness is a pipe handshake (READY line); nothing asserts on wall-clock
+time (the polls below only bound how long a hang may last).
+"""
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+SKIP = 77
+ECHILD = 10
+children = []
+
+
+def fail(msg):
+    print("FAIL: " + msg, file=sys.stderr)
+    sys.exit(1)
+
+
+def reap_all():
+    for p in children:
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except OSError:
+                p.kill()
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+class Target:
+    def __init__(self, path, threads, heap_mb):
+        self.p = subprocess.Popen([path, str(threads), str(heap_mb)], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, start_new_session=True)
+        children.append(self.p)
+        line = self.line(120)
+        if not line.startswith("READY "):
+            fail("target did not get ready: %r" % line)
+        self.pid = int(line.split()[1])
+
+    def line(self, timeout=60):
+        import select
+        r, _, _ = select.select([self.p.stdout], [], [], timeout)
+        if not r:
+            fail("target did not answer within %d s (hung or stopped?)" % timeout)
+        return self.p.stdout.readline().decode().strip()
+
+    def ask(self, cmd):
+        self.p.stdin.write((cmd + "\n").encode())
+        self.p.stdin.flush()
+        return self.line()
+
+    def ops(self):
+        a = self.ask("ping")
+        if not a.startswith("pong "):
+            fail("target answered %r to ping" % a)
+        return int(a.split()[1])
+
+    def quit(self):
+        self.p.stdin.write(b"q\n")
+        self.p.stdin.close()
+        try:
+            rc = self.p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            fail("target did not exit after q")
+        if rc != 0:
+            fail("target exited with %d, expected 0" % rc)
+
+
+def status(pid):
+    d = {}
+    try:
+        with open("/proc/%s/status" % pid) as f:
+            for l in f:
+                k, _, v = l.partition(":")
+                d[k] = v.strip()
+    except OSError:
+        return None
+    return d
+
+
+def children_of(pid):
+    out = []
+    for e in os.listdir("/proc"):
+        if not e.isdigit():
+            continue
+        st = status(e)
+        if st and st.get("PPid") == str(pid):
+            out.append((int(e), st.get("State", "?")[0], st.get("Name", "")))
+    return out
+
+
+def maps(pid):
+    """Mappings that a dump must not change: everything but anonymous data (heap growth)."""
+    keep = set()
+    with open("/proc/%d/maps" % pid) as f:
+        for l in f:
+            parts = l.split()
+            perms, path = parts[1], (parts[5] if len(parts) > 5 else "")
+            if not path and "x" not in perms:
+                continue  # anonymous rw-p / ---p: arenas grow and shrink
+            growing = path in ("[heap]", "[stack]")
+            keep.add(("" if growing else parts[0], perms, path))
+    return keep
+
+
+def anon_exec(pid):
+    with open("/proc/%d/maps" % pid) as f:
+        return [l.strip() for l in f if len(l.split()) <= 5 and "x" in l.split()[1]]
+
+
+def tracers(pid):
+    out = []
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return out
+    for t in tids:
+        st = status("%d/task/%s" % (pid, t))
+        if st and st.get("TracerPid", "0") != "0":
+            out.append((t, st["TracerPid"]))
+    return out
+
+
+def poll(cond, what, limit=10.0):
+    """Waits for cond() (a hang guard, not a timing assertion)."""
+    end = time.monotonic() + limit
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > end:
+            fail(what)
+        time.sleep(0.01)
+
+
+def dump(memspy, pid, extra, out):
+    argv = [memspy, "dump", "--pid", str(pid), "--json", "-o", out, "-v"] + extra
+    p = subprocess.Popen(argv, stderr=subprocess.PIPE, start_new_session=True)
+    children.append(p)
+    return p
+
+
+def check_ptrace_allowed(memspy, t):
+    with tempfile.NamedTemporaryFile(suffix=".json") as tf:
+        p = dump(memspy, t.pid, ["--no-snapshot"], tf.name)
+        _, err = p.communicate(timeout=120)
+        if p.returncode == 2 and b"Operation not permitted" in err:
+            print("SKIP: ptrace not permitted here: %s" % err.decode().strip())
+            sys.exit(SKIP)
+
+
+def hygiene(a):
+    t = Target(a.target, 4, a.heap_mb)
+    extra = ["--no-snapshot"] if a.no_snapshot else []
+    want = "stopped" if a.no_snapshot else "snapshot"
+    before = maps(t.pid)
+    for run in range(a.runs):
+        ops0 = t.ops()
+        with tempfile.NamedTemporaryFile(suffix=".json") as tf:
+            p = dump(a.memspy, t.pid, extra, tf.name)
+            _, err = p.communicate(timeout=120)
+            err = err.decode(errors="replace")
+            if p.returncode == 2 and "Operation not permitted" in err:
+                print("SKIP: " + err.strip())
+                sys.exit(SKIP)
+            try:
+                rep = json.load(open(tf.name))
+            except ValueError:
+                fail("run %d: no JSON report (exit %d): %s" % (run, p.returncode, err))
+        print("run %d: exit %d, walk_source %s, pause %.1f ms, snapshot %.1f ms, walk %.1f ms, "
+              "lock retries %d%s" % (run, p.returncode, rep.get("walk_source"), rep["pause_ms"],
+                                     rep.get("snapshot_ms") or 0, rep.get("walk_ms", 0),
+                                     rep.get("lock_retries", 0),
+                                     ", inconsistent" if rep.get("inconsistent") else ""))
+        if rep.get("walk_source") != want:
+            fail("walk_source %r, expected %r (fallback: %s)\n%s" %
+                 (rep.get("walk_source"), want, rep.get("snapshot_fallback"), err))
+        if p.returncode not in (0, 1) or "mallinfo2" not in rep:
+            fail("exit %d without totals:\n%s" % (p.returncode, err))
+        if p.returncode == 1 and not rep.get("inconsistent"):
+            fail("partial report on a healthy heap: %s" % json.dumps(rep.get("errors"))[:2000])
+        kids = children_of(t.pid)
+        if kids:
+            fail("the target has children after the dump: %s" % kids)
+        w = t.ask("wait")
+        if w != "wait -1 %d -1 %d sigchld=0" % (ECHILD, ECHILD):
+            fail("the target's own wait() saw something of ours: %r" % w)
+        after = maps(t.pid)
+        if after != before:
+            fail("mappings changed: new %s, gone %s" % (sorted(after - before), sorted(before - after)))
+        if anon_exec(t.pid):
+            fail("anonymous executable mapping left: %s" % anon_exec(t.pid))
+        tr = poll(lambda: not tracers(t.pid) and [1], "still traced after memspy exited: %s"
+                  % tracers(t.pid))
+        del tr
+        ops1 = poll(lambda: (lambda o: o if o > ops0 else 0)(t.ops()), "the target stopped working")
+        print("  no child, wait() sees nothing, no SIGCHLD, maps unchanged, untraced, "
+              "ops %d -> %d" % (ops0, ops1))
+    t.quit()
+    print("PASS")
+
+
+def kill(a):
+    rng = random.Random(a.seed)
+    t = Target(a.target, 4, a.heap_mb)
+    check_ptrace_allowed(a.memspy, t)
+    # One complete dump to know how long one lasts (to spread the kills over it).
+    with tempfile.NamedTemporaryFile(suffix=".json") as tf:
+        t0 = time.monotonic()
+        p = dump(a.memspy, t.pid, [], tf.name)
+        _, err = p.communicate(timeout=120)
+        span = time.monotonic() - t0
+        rep = json.load(open(tf.name))
+    if rep.get("walk_source") != "snapshot":
+        fail("calibration dump did not use a snapshot: %s" % rep.get("snapshot_fallback"))
+    print("seed %d; one dump: %.2f s (pause %.1f ms); %d trials killing memspy in [0, %.2f] s"
+          % (a.seed, span, rep["pause_ms"], a.trials, span * 1.1))
+    zombies = pages = 0
+    for i in range(a.trials):
+        ops0 = t.ops()
+        with tempfile.NamedTemporaryFile(suffix=".json") as tf:
+            delay = rng.uniform(0, span * 1.1)
+            p = dump(a.memspy, t.pid, [], tf.name)
+            time.sleep(delay)
+            p.send_signal(signal.SIGKILL)
+            p.communicate(timeout=60)
+        # The snapshot child dies with memspy (EXITKILL): only zombies may stay.
+        live = poll(lambda: (lambda k: [k] if all(s == "Z" for _, s, _ in k) else None)(
+            children_of(t.pid)), "a child of the target outlived memspy: %s" % children_of(t.pid))[0]
+        poll(lambda: not tracers(t.pid) and [1],
+             "trial %d: still traced after memspy died: %s" % (i, tracers(t.pid)))
+        st = status(t.pid)
+        if not st or st["State"][0] in "ZXT":
+            fail("trial %d (kill at %.3f s): target is %s" % (i, delay, st and st["State"]))
+        poll(lambda: t.ops() > ops0, "trial %d: the target stopped working" % i)
+        new_pages = len(anon_exec(t.pid))
+        note = []
+        if len(live) > zombies:
+            note.append("zombie child left (%d in all)" % len(live))
+        if new_pages > pages:
+            note.append("clone page left mapped")
+        print("trial %2d: killed after %.3f s (exit %s): target alive and working%s" %
+              (i, delay, p.returncode, "; " + ", ".join(note) if note else ""))
+        zombies = len(live)
+        pages = new_pages
+    w = t.ask("wait")
+    print("after %d trials: %d zombie(s) left for the target to reap, %d clone page(s) leaked; "
+          "target's own wait(): %s" % (a.trials, zombies, pages, w))
+    t.quit()
+    print("PASS")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("scenario", choices=["hygiene", "kill"])
+    ap.add_argument("--memspy", required=True)
+    ap.add_argument("--target", required=True)
+    ap.add_argument("--no-snapshot", action="store_true")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--trials", type=int, default=24)
+    ap.add_argument("--heap-mb", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=int(time.time()))
+    a = ap.parse_args()
+    signal.signal(signal.SIGALRM, lambda *_: fail("driver timeout"))
+    signal.alarm(280)
+    try:
+        (hygiene if a.scenario == "hygiene" else kill)(a)
+    finally:
+        reap_all()
+
+
+if __name__ == "__main__":
+    main()

@@ -1588,9 +1588,65 @@ static int drain_all(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx)
 
 /* ------------------------------ install ------------------------------ */
 
+/* The plan and the text sweep: everything that needs no stop. */
+static void plan_all(struct ms_probes *pr, const struct ms_modules *mods)
+{
+	plan_sites(pr, mods);
+	plan_cxx(pr, mods);
+	check_sites(pr);
+	sweep_sites(pr, mods, ms_proc_maps(pr->p));
+}
+
+static int install(struct ms_proc *p, const struct ms_modules *mods,
+		   const struct ms_probe_opts *opts, struct ms_probes **out, struct ms_error *err,
+		   bool *nothing_planned);
+
 int ms_probes_install(struct ms_proc *p, const struct ms_modules *mods,
 		      const struct ms_probe_opts *opts, struct ms_probes **out,
 		      struct ms_error *err)
+{
+	struct ms_modules fresh;
+	int rc = -MS_E_NOT_FOUND;
+
+	/*
+	 * An empty or partial snapshot (/proc/PID/maps read while the target
+	 * was changing its mappings, e.g. when attach's read failed) must not
+	 * turn into "nothing to probe": with nothing planned, the maps and the
+	 * module table are read again, a few times, before giving up.
+	 */
+	for (int tries = 0; tries < 4; tries++) {
+		const struct ms_modules *use = mods;
+
+		memset(&fresh, 0, sizeof(fresh));
+		if (tries) {
+			int e = ms_proc_refresh_maps(p);
+
+			if (!e)
+				e = ms_modules_load(ms_proc_pid(p), ms_proc_maps(p), &fresh);
+			ms_debug("probe: nothing to probe with %zu modules; read again: %zu "
+				 "mappings, %zu modules (%s)",
+				 mods->n, ms_proc_maps(p)->n, fresh.n,
+				 e ? ms_strerror(e) : "ok");
+			if (e) {
+				ms_modules_free(&fresh);
+				continue;
+			}
+			use = &fresh;
+		}
+		bool nothing = false;
+
+		rc = install(p, use, opts, out, err, &nothing);
+		ms_modules_free(&fresh);
+		/* Only a refusal in the plan (nothing stopped, nothing changed) is retried. */
+		if (!nothing || ms_proc_exited(p, NULL))
+			break;
+	}
+	return rc;
+}
+
+static int install(struct ms_proc *p, const struct ms_modules *mods,
+		   const struct ms_probe_opts *opts, struct ms_probes **out, struct ms_error *err,
+		   bool *nothing_planned)
 {
 	struct ms_probes *pr = ms_xcalloc(1, sizeof(*pr));
 	uint64_t t0;
@@ -1619,17 +1675,16 @@ int ms_probes_install(struct ms_proc *p, const struct ms_modules *mods,
 	}
 
 	/* Everything that needs no stop comes first: the plan and the text sweep. */
-	plan_sites(pr, mods);
-	plan_cxx(pr, mods);
-	check_sites(pr);
-	sweep_sites(pr, mods, ms_proc_maps(p));
+	plan_all(pr, mods);
 	if (!pr->ns) {
 		ms_error_set(err, -MS_E_NOT_FOUND,
-			     "probe: no allocator entry point of process %d can be probed",
-			     (int)pr->pid);
+			     "probe: no allocator entry point of process %d can be probed (%zu "
+			     "modules in %zu mappings)",
+			     (int)pr->pid, mods->n, ms_proc_maps(p)->n);
 		ms_error_hint(err, "is it linked against glibc? statically linked programs and "
 				   "other allocators need --probe SYMBOL");
 		ms_probes_free(pr);
+		*nothing_planned = true;
 		return -MS_E_NOT_FOUND;
 	}
 

@@ -42,3 +42,9 @@ ms_add_test(NAME probe_exec_while_probed TIMEOUT 60
 # vfork() mid-run: the child shares the text, memspy must not restore it there.
 ms_add_test(NAME probe_vfork TIMEOUT 120
             COMMAND probe_driver count 0 $<TARGET_FILE:probe_alloc> 300 vfork LABELS e2e)
+# The module table record passes in can be empty or partial (attach read
+# /proc/PID/maps while the target changed it): install reads it again
+# rather than refuse with "no allocator entry point" (the chaos refusals).
+ms_add_test(NAME probe_stale_modules TIMEOUT 60
+            COMMAND probe_driver count 0 $<TARGET_FILE:probe_alloc> 300 LABELS e2e)
+set_tests_properties(probe_stale_modules PROPERTIES ENVIRONMENT PROBE_DRIVER_EMPTY_MODULES=1)

@@ -647,7 +647,7 @@ def scen_kill(ctx, wd, phase):
                 except Refused as e:
                     refused += 1
                     log(f"  trial {k} seed {seed}: memspy REFUSED to probe (known bug, "
-                        f"not a kill): {str(e)[:200]}")
+                        f"not a kill): {str(e)[-400:]}")
                     if retry == 2:
                         raise Fail(f"memspy refused to probe 3 times in a row: {e}")
                     seed += 1 << 20

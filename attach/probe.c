@@ -2304,6 +2304,14 @@ int ms_probes_remove(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx, stru
 			ret = rc;
 	}
 	/* Every trap consumed, nothing queued, no one before an int3, text restored. */
+	for (size_t i = 0; i < ms_proc_nthreads(pr->p) && !settle; i++) {
+		/* Read right before: a SIGTRAP still queued would be fatal under SIG_DFL. */
+		if (sigtrap_pending(pr->pid, ms_proc_thread(pr->p, i))) {
+			ms_debug("probe: thread %d still has a SIGTRAP queued",
+				 (int)ms_proc_thread(pr->p, i));
+			settle = -EAGAIN;
+		}
+	}
 	if (settle || ret || !armed_cleared(pr)) {
 		ms_warn("probe: the stub region's `ret` SIGTRAP handler stays installed in process "
 			"%d: a thread may still reach a disarmed int3%s",

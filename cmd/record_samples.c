@@ -281,6 +281,7 @@ void ms_rec_table_totals(const struct ms_rec_table *t, struct ms_rec_totals *out
 #define MAX_STEP 64.0
 #define MIN_STEP 1.25
 #define MARGIN	 1.2 /* widen to about budget/1.2: noise stays under the budget */
+#define MIN_SAMPLES_TO_WIDEN 10
 
 void ms_rec_budget_init(struct ms_rec_budget *b, double budget, uint64_t mean, uint64_t max_mean)
 {
@@ -372,7 +373,12 @@ uint64_t ms_rec_budget_update(struct ms_rec_budget *b, const struct ms_rec_cost 
 		allowed = limit / 4;
 	}
 	mean = b->mean;
-	if (cost > limit && var > allowed) {
+	/*
+	 * With only a few samples in the window, sampling is not what cost:
+	 * the rest (an unwinder refresh, noise in the floor) does not shrink
+	 * with a wider mean.
+	 */
+	if (cost > limit && var > allowed && samples >= MIN_SAMPLES_TO_WIDEN) {
 		if (mean >= b->max_mean) {
 			b->capped = true;
 			return 0;

@@ -270,7 +270,8 @@ int ms_snapshot_take(struct ms_proc *p, struct ms_snapshot **out, struct ms_erro
 pid_t ms_snapshot_pid(const struct ms_snapshot *s);
 /* The child's mapping table, read once when it was taken. Borrowed from s. */
 const struct ms_maps *ms_snapshot_maps(const struct ms_snapshot *s);
-/* A reader of the child's memory, clamped to its maps. Valid until release. */
+/* A reader of the child's memory, clamped to its maps, usable from any thread. Valid
+ * until release. */
 void ms_snapshot_reader(struct ms_snapshot *s, struct ms_reader *r);
 const struct ms_snapshot_stats *ms_snapshot_stats(const struct ms_snapshot *s);
 /*

@@ -37,7 +37,6 @@ struct ms_snapshot {
 	bool tracer_reaped;
 	int mem_fd; /* /proc/PID/mem of the child, -1 until opened */
 	struct ms_maps maps;
-	uint64_t nreads, nbytes;
 	struct ms_snapshot_stats st;
 };
 
@@ -562,8 +561,6 @@ static ssize_t snap_read(void *ctx, ms_raddr_t addr, void *buf, size_t len)
 		}
 		done += (size_t)n;
 	}
-	s->nreads++;
-	s->nbytes += done;
 	return (ssize_t)done;
 }
 

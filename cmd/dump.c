@@ -105,7 +105,9 @@ int cmd_dump(int argc, char **argv)
 	struct ms_snapshot *snap = NULL;
 	struct ms_error serr = {0};
 	const struct ms_maps *wmaps;
-	struct ms_reader wreader;
+	struct ms_reader wreader, wreader2;
+	struct ms_pid_reader pr2;
+	const struct ms_reader *wreaders[2];
 	char snap_note[600] = "";
 	uint64_t t_start = ms_now_ns(), t_stop = 0, t_resume = 0;
 	uint64_t t_stopped = 0, t_maps = 0, t_lock = 0, t_regs = 0, t_threads = 0, t_walked = 0;
@@ -233,15 +235,20 @@ int cmd_dump(int argc, char **argv)
 		t_resume = ms_now_ns();
 		meta.snapshot_ms = (double)(st->t_cloned - st->t_entered) / 1e6;
 		ms_snapshot_reader(snap, &wreader);
+		ms_snapshot_reader(snap, &wreader2);
 		wmaps = ms_snapshot_maps(snap);
 	} else {
 		wreader = reader;
 		wmaps = ms_proc_maps(proc);
+		/* A reader of its own for the second walker thread: its counters are not shared. */
+		ms_pid_reader_init(&pr2, &wreader2, pid, wmaps);
 	}
+	wreaders[0] = &wreader;
+	wreaders[1] = &wreader2;
 	meta.walk_source = snap ? "snapshot" : "stopped";
 	ms_heap_locate_threads(&loc, &wreader, wmaps, tids, fs, ms_proc_nthreads(proc));
 	t_threads = ms_now_ns();
-	r = ms_heap_walk(&loc, &wreader, wmaps, &rep);
+	r = ms_heap_walk_mt(&loc, wreaders, 2, wmaps, &rep);
 	t_walked = ms_now_ns();
 	have_rep = r == 0 || r == -MS_E_CORRUPT || rep.narenas;
 	if (snap) {

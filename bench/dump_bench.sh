@@ -8,7 +8,8 @@
 # Not a test: the machine is shared and noisy. Use a build WITHOUT sanitizers.
 #
 #   bash bench/dump_bench.sh [build-dir]    RUNS=3 THREADS=4 CHUNKS=1200000 (per thread)
-#                                           MEMSPY_ARGS=-v (extra dump options)
+#                                           MEMSPY_ARGS=-v (extra dump options;
+#                                           --no-snapshot: the walk with the target stopped)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -75,7 +76,7 @@ for r in $(seq 1 "$RUNS"); do
 	mine=""
 	for f in $fields; do mine+="$f=$(jq ".mallinfo2.$f" "$work/d.json") "; done
 	mine=${mine% }
-	phases=$(jq -r '"locate \(.locate_ms) ms, walk \(.walk_ms) ms"' "$work/d.json")
+	phases=$(jq -r '"locate \(.locate_ms|floor) ms, walk \(.walk_ms|floor) ms from \(.walk_source)\(if .snapshot_fallback then " (no snapshot: " + .snapshot_fallback + ")" else "" end), clone \(.snapshot_ms|floor) ms"' "$work/d.json")
 	[ "$rc" = 0 ] || { echo "  memspy run $r: exit $rc" >&2; bad=1; }
 
 	gap_ms >/dev/null

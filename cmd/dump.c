@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,36 @@
 /* A thread inside malloc holds its arena's lock: let it finish, at most this often. */
 #define LOCK_RETRIES 20
 #define LOCK_RETRY_MS 5
+
+/* ms_heap_locate on a thread of its own (see cmd_dump). */
+struct locate_job {
+	pid_t pid;
+	const struct ms_heap_locate_opts *opts;
+	struct ms_heap_loc *loc;
+	struct ms_maps maps; /* its own copy: the main thread refreshes the process's */
+	struct ms_pid_reader pr;
+	struct ms_reader reader;
+	struct ms_error err;
+	pthread_t th;
+	bool started; /* running on th, not joined yet */
+	int r;
+};
+
+static void *locate_main(void *arg)
+{
+	struct locate_job *j = arg;
+
+	j->r = ms_heap_locate(j->pid, &j->maps, &j->reader, j->opts, j->loc, &j->err);
+	return NULL;
+}
+
+static void locate_join(struct locate_job *j)
+{
+	if (j->started) {
+		pthread_join(j->th, NULL);
+		j->started = false;
+	}
+}
 
 static void usage(FILE *f)
 {
@@ -109,6 +140,8 @@ int cmd_dump(int argc, char **argv)
 	struct ms_pid_reader pr2;
 	const struct ms_reader *wreaders[2];
 	char snap_note[600] = "";
+	struct locate_job lj = {0};
+	unsigned tries;
 	uint64_t t_start = ms_now_ns(), t_stop = 0, t_resume = 0;
 	uint64_t t_stopped = 0, t_maps = 0, t_lock = 0, t_regs = 0, t_threads = 0, t_walked = 0;
 	uint64_t t_snap = 0, t_release = 0, t_res0 = 0;
@@ -182,57 +215,116 @@ int cmd_dump(int argc, char **argv)
 	}
 	meta.allocator = "glibc";
 
-	/* Locate with the target running: DWARF parsing stays out of the pause. */
-	r = ms_heap_locate(pid, ms_proc_maps(proc), &reader, &lopts, &loc, &err);
-	if (r) {
-		meta.fatal = err.msg;
-		goto report_without_walk;
+	/*
+	 * Locating reads libc's DWARF, inflating its compressed debug sections
+	 * (0.1-0.3 s on a loaded machine): with a snapshot a thread does it, on
+	 * its own copy of the maps, while this one stops the target and clones
+	 * it; the arena locks are then checked in the frozen snapshot. Without
+	 * one it is done first, so that it stays out of the pause.
+	 */
+	lj.pid = pid;
+	lj.opts = &lopts;
+	lj.loc = &loc;
+	lj.r = ms_maps_read(pid, &lj.maps);
+	if (lj.r == 0) {
+		ms_pid_reader_init(&lj.pr, &lj.reader, pid, &lj.maps);
+		unsetenv("DEBUGINFOD_URLS"); /* before any thread: locate clears it too */
+		lj.started = use_snapshot && pthread_create(&lj.th, NULL, locate_main, &lj) == 0;
+		if (!lj.started)
+			locate_main(&lj);
+	} else {
+		ms_error_set(&lj.err, lj.r, "dump: reading /proc/%d/maps failed: %s", (int)pid,
+			     ms_strerror(lj.r));
 	}
-	have_loc = true;
-	meta.loc = &loc;
 
-	for (unsigned tries = 0;; tries++) {
-		int locked;
+	for (tries = 0;; tries++) {
+		int locked = 0;
 
 		t_stop = ms_now_ns();
-		r = ms_proc_stop_all(proc);
+		/* lj.r is the thread's until it is joined. */
+		r = !lj.started && lj.r ? lj.r : ms_proc_stop_all(proc);
 		if (r) {
-			ms_error_set(&err, r, "dump: stopping process %d failed: %s", (int)pid,
-				     ms_strerror(r));
+			locate_join(&lj);
+			if (lj.r)
+				err = lj.err;
+			else
+				ms_error_set(&err, r, "dump: stopping process %d failed: %s", (int)pid,
+					     ms_strerror(r));
 			meta.fatal = err.msg;
 			goto report_without_walk;
 		}
 		t_stopped = ms_now_ns();
 		ms_proc_refresh_maps(proc);
 		t_maps = ms_now_ns();
-		locked = ms_heap_locked_arenas(&loc, &reader);
+		if (!lj.started) {
+			/* Located already: check the locks before paying for a clone. */
+			locked = ms_heap_locked_arenas(&loc, &reader);
+			if (locked > 0 && tries < LOCK_RETRIES && !ms_signals_stop_requested()) {
+				/* A thread holds an arena lock: let it leave malloc, then look again. */
+				ms_proc_resume_all(proc);
+				ms_signals_wait(LOCK_RETRY_MS);
+				continue;
+			}
+		}
 		t_lock = ms_now_ns();
-		if (locked <= 0 || tries >= LOCK_RETRIES || ms_signals_stop_requested()) {
-			meta.lock_retries = tries;
+		free(tids);
+		free(fs);
+		get_fs_bases(proc, &tids, &fs);
+		t_regs = ms_now_ns();
+		if (use_snapshot && ms_snapshot_take(proc, &snap, &serr) != 0) {
+			snprintf(snap_note, sizeof(snap_note), "%s", serr.msg);
+			ms_info("dump: no snapshot, walking the stopped process: %s", serr.msg);
+			meta.snapshot_fallback = snap_note;
+			use_snapshot = false;
+		}
+		t_snap = ms_now_ns();
+		if (!snap) {
+			if (lj.started) {
+				/* No snapshot after all: the stopped walk needs the layout now. */
+				locate_join(&lj);
+				if (lj.r == 0 && ms_heap_locked_arenas(&loc, &reader) > 0 &&
+				    tries < LOCK_RETRIES && !ms_signals_stop_requested()) {
+					ms_proc_resume_all(proc);
+					ms_signals_wait(LOCK_RETRY_MS);
+					continue;
+				}
+			}
+			if (lj.r) {
+				ms_proc_resume_all(proc);
+				err = lj.err;
+				meta.fatal = err.msg;
+				goto report_without_walk;
+			}
 			break;
 		}
-		/* A thread holds an arena lock: let it leave malloc, then look again. */
-		ms_proc_resume_all(proc);
-		ms_signals_wait(LOCK_RETRY_MS);
-	}
-	get_fs_bases(proc, &tids, &fs);
-	t_regs = ms_now_ns();
-	/*
-	 * The arena locks were checked with every thread stopped, so the
-	 * snapshot freezes the very memory that was checked.
-	 */
-	if (use_snapshot && ms_snapshot_take(proc, &snap, &serr) != 0) {
-		snprintf(snap_note, sizeof(snap_note), "%s", serr.msg);
-		ms_info("dump: no snapshot, walking the stopped process: %s", serr.msg);
-		meta.snapshot_fallback = snap_note;
-	}
-	t_snap = ms_now_ns();
-	if (snap) {
-		const struct ms_snapshot_stats *st = ms_snapshot_stats(snap);
-
 		t_res0 = ms_now_ns();
 		ms_proc_resume_all(proc);
 		t_resume = ms_now_ns();
+		if (!lj.started)
+			break; /* the locks were checked before the clone */
+		locate_join(&lj);
+		if (lj.r) {
+			ms_snapshot_release(proc, snap);
+			snap = NULL;
+			err = lj.err;
+			meta.fatal = err.msg;
+			goto report_without_walk;
+		}
+		ms_snapshot_reader(snap, &wreader);
+		locked = ms_heap_locked_arenas(&loc, &wreader);
+		if (locked <= 0 || tries >= LOCK_RETRIES || ms_signals_stop_requested())
+			break;
+		/* The snapshot caught a thread inside malloc: drop it and try again. */
+		ms_snapshot_release(proc, snap);
+		snap = NULL;
+		ms_signals_wait(LOCK_RETRY_MS);
+	}
+	meta.lock_retries = tries;
+	have_loc = true;
+	meta.loc = &loc;
+	if (snap) {
+		const struct ms_snapshot_stats *st = ms_snapshot_stats(snap);
+
 		meta.snapshot_ms = (double)(st->t_cloned - st->t_entered) / 1e6;
 		ms_snapshot_reader(snap, &wreader);
 		ms_snapshot_reader(snap, &wreader2);
@@ -325,6 +417,8 @@ render:
 	}
 	out_path = NULL;
 out:
+	locate_join(&lj);
+	ms_maps_free(&lj.maps);
 	if (out_path)
 		ms_afile_abort(&af);
 	ms_proc_free(proc);

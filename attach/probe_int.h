@@ -66,6 +66,7 @@
 #define MS_H_LEN   120 /* bytes of stack copied */
 #define MS_H_FLAGS 128 /* bit 0: inserted into the table */
 #define MS_H_TP	   136
+#define MS_H_CALL  144 /* ticks spent in the real function (excluded from the cost) */
 
 /* Stub kinds, by slot: what the size argument is and what the trap frame holds. */
 #define MS_SK_RDI	0 /* size in rdi (malloc, valloc, pvalloc, custom) */

@@ -432,6 +432,10 @@ ms_stub_image:
 	add rdi, rax
 	mov rcx, rdx
 	rep movsb
+	rdtsc			/* the real function's own time is not sampling's cost */
+	shl rdx, 32
+	or rax, rdx
+	mov [rbx + MS_H_CALL], rax
 	mov rdi, [rsp + 32]
 	mov rsi, [rsp + 24]
 	mov rcx, [rsp + 16]
@@ -443,6 +447,12 @@ ms_stub_image:
 	call rax		/* the real function */
 .Lring_ret:
 	mov r12, rax		/* its return value */
+	rdtsc
+	shl rdx, 32
+	or rax, rdx
+	sub rax, [rbx + MS_H_CALL]
+	mov [rbx + MS_H_CALL], rax	/* ticks inside the real function */
+	mov rax, r12
 	cmp byte ptr [rsp + 1], MS_SK_PMEMALIGN
 	jne 4f
 	xor eax, eax

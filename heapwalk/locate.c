@@ -251,6 +251,102 @@ out:
 	return r;
 }
 
+/*
+ * What libc's DWARF yields (the layout, symbol offsets from the load bias,
+ * tcache's TLS offset) depends on that build of libc alone, and reading it
+ * means inflating its compressed debug sections: 0.1-0.5 s on a loaded
+ * machine, much of a dump. So it is kept per build-id in
+ * $XDG_CACHE_HOME/memspy (else ~/.cache/memspy), as gdb's index-cache does;
+ * a record of another size (another memspy) or build-id is ignored.
+ * MEMSPY_NO_CACHE=1 turns it off.
+ */
+struct dwarf_cache {
+	char magic[8];
+	uint32_t rec_size;
+	uint32_t pad;
+	char build_id[130];
+	struct ms_heap_layout layout;
+	uint64_t main_arena, mp, global_max_fast; /* minus the load bias */
+	int64_t tcache_tls;
+};
+
+static int cache_dir(char *buf, size_t size, bool create)
+{
+	const char *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME"), *no = getenv("MEMSPY_NO_CACHE");
+
+	if (no && no[0] && strcmp(no, "0"))
+		return -1;
+	if (x && x[0] == '/')
+		snprintf(buf, size, "%s", x);
+	else if (h && h[0] == '/')
+		snprintf(buf, size, "%s/.cache", h);
+	else
+		return -1;
+	if (create)
+		mkdir(buf, 0700);
+	snprintf(buf + strlen(buf), size - strlen(buf), "/memspy");
+	if (create)
+		mkdir(buf, 0700);
+	return 0;
+}
+
+static int cache_load(const char *build_id, ms_raddr_t bias, struct ms_heap_loc *loc,
+		      struct dwarf_syms *ds)
+{
+	struct dwarf_cache c;
+	char path[512];
+	ssize_t n;
+	int fd;
+
+	if (!build_id[0] || cache_dir(path, sizeof(path) - 150, false))
+		return -1;
+	snprintf(path + strlen(path), sizeof(path) - strlen(path), "/dwarf-%s", build_id);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, &c, sizeof(c));
+	close(fd);
+	if (n != (ssize_t)sizeof(c) || memcmp(c.magic, "msdwarf1", 8) || c.rec_size != sizeof(c) ||
+	    strncmp(c.build_id, build_id, sizeof(c.build_id)) || !c.layout.ar_size ||
+	    !c.main_arena || !c.mp)
+		return -1;
+	loc->layout = c.layout;
+	ds->main_arena = bias + c.main_arena;
+	ds->mp = bias + c.mp;
+	ds->global_max_fast = c.global_max_fast ? bias + c.global_max_fast : 0;
+	ds->tcache_tls = c.tcache_tls;
+	return 0;
+}
+
+static void cache_store(const char *build_id, ms_raddr_t bias, const struct ms_heap_loc *loc,
+			const struct dwarf_syms *ds)
+{
+	struct dwarf_cache c;
+	char dir[512], tmp[700], path[700];
+	int fd;
+
+	if (!build_id[0] || cache_dir(dir, sizeof(dir), true))
+		return;
+	memset(&c, 0, sizeof(c));
+	memcpy(c.magic, "msdwarf1", 8);
+	c.rec_size = sizeof(c);
+	snprintf(c.build_id, sizeof(c.build_id), "%s", build_id);
+	c.layout = loc->layout;
+	c.main_arena = ds->main_arena - bias;
+	c.mp = ds->mp - bias;
+	c.global_max_fast = ds->global_max_fast ? ds->global_max_fast - bias : 0;
+	c.tcache_tls = ds->tcache_tls;
+	snprintf(path, sizeof(path), "%s/dwarf-%s", dir, build_id);
+	snprintf(tmp, sizeof(tmp), "%s/.dwarf-%s.XXXXXX", dir, build_id);
+	fd = mkstemp(tmp);
+	if (fd < 0)
+		return;
+	/* Written whole, then renamed: a reader never sees half a record. */
+	if (write(fd, &c, sizeof(c)) != (ssize_t)sizeof(c) || close(fd) != 0 ||
+	    rename(tmp, path) != 0)
+		unlink(tmp);
+}
+
 /* --------------------------------------------------------- heuristic path */
 
 /* libc's writable data: its rw mappings plus the anonymous .bss right after. */
@@ -469,7 +565,13 @@ int ms_heap_locate(pid_t pid, const struct ms_maps *maps, const struct ms_reader
 	if (!opts || !opts->no_debuginfo) {
 		struct ms_heap_layout saved = loc->layout;
 
-		if (locate_dwarf(pid, open_path, bias, loc, &ds) == 0) {
+		bool cached = cache_load(loc->build_id, bias, loc, &ds) == 0;
+
+		if (cached || locate_dwarf(pid, open_path, bias, loc, &ds) == 0) {
+			if (!cached)
+				cache_store(loc->build_id, bias, loc, &ds);
+			ms_debug("heapwalk: layout of libc %s from DWARF%s", loc->build_id,
+				 cached ? " (cached)" : "");
 			loc->layout_source = "dwarf";
 			loc->symbol_source = "dwarf";
 			loc->main_arena = ds.main_arena;

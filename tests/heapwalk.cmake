@@ -1,4 +1,5 @@
 # memspy dump / heapwalk tests: e2e against real targets, unit tests on synthetic heaps, fuzzer.
+get_property(_hw_before DIRECTORY PROPERTY TESTS)
 add_executable(dump_e2e ${CMAKE_CURRENT_LIST_DIR}/e2e/dump_e2e.c)
 target_link_libraries(dump_e2e PRIVATE PkgConfig::JANSSON)
 
@@ -31,6 +32,13 @@ ms_add_test(NAME dump_mallinfo_mmap4k_nodebug TIMEOUT 120
           --env GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4096 -- ${_t} 4 4000)
 ms_add_test(NAME dump_mallinfo_8threads TIMEOUT 120
   COMMAND ${_d} mallinfo ${_m} -- ${_t} 8 2000)
+# The layout read from DWARF is cached per libc build-id: a cold run fills the
+# cache, a warm one uses it; both exact. (The other tests read DWARF afresh.)
+set(_cache ${CMAKE_CURRENT_BINARY_DIR}/dwarf-cache-test)
+ms_add_test(NAME dump_mallinfo_dwarf_cache TIMEOUT 200
+  COMMAND sh -c "rm -rf \"$1\" && \"$2\" mallinfo \"$3\" --expect layout_source=dwarf -- \"$4\" 4 2000 && ls \"$1\"/memspy/dwarf-* && \"$2\" mallinfo \"$3\" --arg -vv --expect layout_source=dwarf -- \"$4\" 4 2000 2>&1 | tee /dev/stderr | grep -q 'from DWARF (cached)'"
+          sh ${_cache} ${_d} ${_m} ${_t})
+set_tests_properties(dump_mallinfo_dwarf_cache PROPERTIES ENVIRONMENT XDG_CACHE_HOME=${_cache})
 # Corruption, in a forked copy of the target: exit 1, errors[] with addresses, totals,
 # and the copy still exits 0.
 ms_add_test(NAME dump_corrupt_size TIMEOUT 120
@@ -84,3 +92,12 @@ if(MS_CLANG)
     COMMAND ${CMAKE_CURRENT_BINARY_DIR}/fuzz_heapwalk -max_total_time=30 -timeout=10
             -rss_limit_mb=1024 -max_len=4096)
 endif()
+
+# memspy dump writes its DWARF cache under XDG_CACHE_HOME: keep the tests' out of $HOME,
+# and read DWARF afresh in all but the cache test.
+get_property(_hw_tests DIRECTORY PROPERTY TESTS)
+foreach(_t ${_hw_tests})
+  if(_t MATCHES "^dump_" AND NOT _t IN_LIST _hw_before AND NOT _t STREQUAL "dump_mallinfo_dwarf_cache")
+    set_tests_properties(${_t} PROPERTIES ENVIRONMENT "MEMSPY_NO_CACHE=1")
+  endif()
+endforeach()

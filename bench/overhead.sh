@@ -3,10 +3,12 @@
 # Profiler overhead, side by side in one run: each workload unprofiled, under
 # `memspy record` (default settings, or $MEMSPY_ARGS), and under
 # `heaptrack -p` (attached to the running process, as memspy is). Prints
-# throughput ratios (median of $ROUNDS interleaved rounds). Not a test: the
-# machine is shared and noisy, so read ratios, not absolute numbers.
+# throughput ratios (median of $ROUNDS interleaved rounds), and per memspy run
+# its own account (measured cost, final sampling mean) on stderr. Not a test:
+# the machine is shared and noisy, so read ratios, not absolute numbers.
 #
 #   bash bench/overhead.sh [build-dir]      ROUNDS=3 SECONDS_PER_RUN=5 THREADS=4
+#                                           WORKLOADS="service tight"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -14,6 +16,7 @@ ROUNDS=${ROUNDS:-3}
 SECS=${SECONDS_PER_RUN:-5}
 THREADS=${THREADS:-4}
 MEMSPY_ARGS=${MEMSPY_ARGS:-}
+WORKLOADS=${WORKLOADS:-service tight}
 bench=$build/bench/targets/alloc_bench
 memspy=$build/cmd/memspy
 work=$(mktemp -d)
@@ -24,7 +27,7 @@ command -v heaptrack >/dev/null || { have_heaptrack=0; echo "heaptrack not insta
 # Waits until $1 (a pid) shows a tracer or an injected library, i.e. the profiler is in.
 wait_attached() {
 	local pid=$1 what=$2 i
-	for i in $(seq 1 300); do
+	for i in $(seq 1 900); do # 90 s: attaching is slow on a loaded machine
 		case $what in
 		memspy) grep -q '^TracerPid:[[:space:]]*[1-9]' /proc/$pid/status 2>/dev/null && { sleep 0.5; return 0; } ;;
 		heaptrack) grep -q libheaptrack_inject /proc/$pid/maps 2>/dev/null && { sleep 0.5; return 0; } ;;
@@ -64,7 +67,9 @@ run_one() {
 	fi
 	if [ "$mode" = memspy ]; then
 		samples=$(grep -oE 'from [0-9,]+ samples' "$work/m.err" | head -1 | tr -dc '0-9' || true)
-		grep -E 'cost to the target|dropped' "$work/m.err" | sed 's/^ */    memspy: /' >&2 || true
+		# memspy's own account: measured cost, its parts, what the budget did to the mean.
+		grep -E 'cost to the target|own CPU|sampling mean|cap and|dropped|lost' "$work/m.err" |
+			sed 's/^ */    memspy: /' >&2 || true
 	fi
 	awk -v s="${samples:-}" -v secs="$SECS" '/^ops/ {printf "%s %s\n", $4, (s == "" ? "-" : s / secs)}' "$out"
 	rm -f "$in" "$out" "$work"/ht*
@@ -72,7 +77,7 @@ run_one() {
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
-for workload in service tight; do
+for workload in $WORKLOADS; do
 	declare -A rates=()
 	sps=""
 	for r in $(seq 1 "$ROUNDS"); do

@@ -283,6 +283,22 @@ const struct ms_snapshot_stats *ms_snapshot_stats(const struct ms_snapshot *s);
  */
 int ms_snapshot_release(struct ms_proc *p, struct ms_snapshot *s);
 
+/*
+ * A guard process for the case where memspy dies (even by SIGKILL) while a
+ * snapshot exists: the kernel then kills the child, and the guard reaps it
+ * in the target. Start it before stopping the target (a fork of memspy,
+ * its child): 0 or -errno (g then does nothing). Arm it with each snapshot
+ * taken, disarm it after each release; stop it at the end (it is reaped).
+ */
+struct ms_snapshot_guard {
+	int fd;    /* write end of its pipe, -1 when none */
+	pid_t pid; /* the guard, -1 when none */
+};
+int ms_snapshot_guard_start(pid_t target, struct ms_snapshot_guard *g);
+void ms_snapshot_guard_arm(const struct ms_snapshot_guard *g, const struct ms_snapshot *s);
+void ms_snapshot_guard_disarm(const struct ms_snapshot_guard *g);
+void ms_snapshot_guard_stop(struct ms_snapshot_guard *g);
+
 /* ============================ process facts ============================ */
 
 /* Resident and anonymous memory from /proc/PID/status, in bytes. */

@@ -367,6 +367,128 @@ out:
 	return rc;
 }
 
+/* ---------------------------------------------------------------- guard */
+
+/*
+ * If memspy dies while a snapshot exists, the kernel kills the child
+ * (EXITKILL) and it stays a zombie child of the target, which only the
+ * target can reap. The guard does it then: a child of memspy forked before
+ * the target is stopped, told the snapshot's pids over a pipe; on EOF with
+ * a snapshot armed it seizes the target and injects the same wait4 as
+ * ms_snapshot_release. A child, not a grandchild: memspy reaps it at the
+ * end, so no orphan is left to an init that may not reap (in a container
+ * that may be the application itself). It exits only when told to or on
+ * EOF, so memspy's wait loop never meets its status before that.
+ */
+struct guard_msg {
+	int32_t pid, ns_pid; /* 0, 0: disarmed; -1, -1: memspy is done */
+};
+
+static bool dead_or_zombie(pid_t pid)
+{
+	char path[64], buf[512];
+	const char *c;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (ms_proc_read_file(path, buf, sizeof(buf)) <= 0)
+		return true;
+	c = strrchr(buf, ')');
+	return !c || c[1] != ' ' || c[2] == 'Z' || c[2] == 'X';
+}
+
+static void guard_main(int rfd, pid_t target)
+{
+	struct guard_msg m = {0, 0}, in;
+	struct ms_proc *p = NULL;
+
+	for (;;) {
+		ssize_t r = read(rfd, &in, sizeof(in));
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r != (ssize_t)sizeof(in))
+			break;
+		if (in.pid == -1)
+			_exit(0);
+		m = in;
+	}
+	if (m.ns_pid <= 0)
+		_exit(0);
+	ms_log_verbosity = MS_LOG_ERROR;
+	/* The kernel's SIGKILL is on its way: wait (bounded) until the child is a zombie. */
+	for (int i = 0; i < 2000 && !dead_or_zombie(m.pid); i++)
+		usleep(1000);
+	if (ms_proc_seize(target, NULL, &p, NULL) == 0) {
+		reap_in_target(p, m.ns_pid);
+		ms_proc_free(p);
+	}
+	_exit(0);
+}
+
+int ms_snapshot_guard_start(pid_t target, struct ms_snapshot_guard *g)
+{
+	int pfd[2];
+
+	g->fd = -1;
+	g->pid = -1;
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return -errno;
+	g->pid = fork();
+	if (g->pid < 0) {
+		int e = errno;
+
+		close(pfd[0]);
+		close(pfd[1]);
+		return -e;
+	}
+	if (g->pid == 0) {
+		/* Its own session: a Ctrl-C meant for memspy must not end it too. */
+		setsid();
+		signal(SIGINT, SIG_IGN);
+		signal(SIGTERM, SIG_IGN);
+		signal(SIGHUP, SIG_IGN);
+		close(pfd[1]);
+		for (int fd = 3; fd < 1024; fd++)
+			if (fd != pfd[0])
+				close(fd);
+		guard_main(pfd[0], target);
+	}
+	close(pfd[0]);
+	g->fd = pfd[1];
+	return 0;
+}
+
+static void guard_send(int fd, int32_t pid, int32_t ns_pid)
+{
+	struct guard_msg m = {pid, ns_pid};
+
+	if (fd >= 0 && write(fd, &m, sizeof(m)) != (ssize_t)sizeof(m))
+		ms_debug("snapshot: guard: %s", strerror(errno));
+}
+
+void ms_snapshot_guard_arm(const struct ms_snapshot_guard *g, const struct ms_snapshot *s)
+{
+	if (s)
+		guard_send(g->fd, s->pid, s->ns_pid);
+}
+
+void ms_snapshot_guard_disarm(const struct ms_snapshot_guard *g)
+{
+	guard_send(g->fd, 0, 0);
+}
+
+void ms_snapshot_guard_stop(struct ms_snapshot_guard *g)
+{
+	if (g->fd >= 0) {
+		guard_send(g->fd, -1, -1);
+		close(g->fd);
+	}
+	while (g->pid > 0 && waitpid(g->pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	g->fd = -1;
+	g->pid = -1;
+}
+
 /* --------------------------------------------------------------- API */
 
 int ms_snapshot_take(struct ms_proc *p, struct ms_snapshot **out, struct ms_error *err)

@@ -144,6 +144,7 @@ int cmd_dump(int argc, char **argv)
 	const struct ms_reader *wreaders[2];
 	char snap_note[600] = "";
 	struct locate_job lj = {0};
+	struct ms_snapshot_guard guard = {.fd = -1, .pid = -1};
 	unsigned tries;
 	uint64_t t_start = ms_now_ns(), t_stop = 0, t_resume = 0;
 	uint64_t t_stopped = 0, t_maps = 0, t_lock = 0, t_regs = 0, t_threads = 0, t_walked = 0;
@@ -240,6 +241,10 @@ int cmd_dump(int argc, char **argv)
 			     ms_strerror(lj.r));
 	}
 
+	/* Forked now, not in the pause: reaps the snapshot in the target if memspy dies. */
+	if (use_snapshot)
+		ms_snapshot_guard_start(pid, &guard);
+
 	for (tries = 0;; tries++) {
 		int locked = 0;
 
@@ -274,7 +279,9 @@ int cmd_dump(int argc, char **argv)
 		free(fs);
 		get_fs_bases(proc, &tids, &fs);
 		t_regs = ms_now_ns();
-		if (use_snapshot && ms_snapshot_take(proc, &snap, &serr) != 0) {
+		if (use_snapshot && ms_snapshot_take(proc, &snap, &serr) == 0) {
+			ms_snapshot_guard_arm(&guard, snap);
+		} else if (use_snapshot) {
 			snprintf(snap_note, sizeof(snap_note), "%s", serr.msg);
 			ms_info("dump: no snapshot, walking the stopped process: %s", serr.msg);
 			meta.snapshot_fallback = snap_note;
@@ -308,6 +315,7 @@ int cmd_dump(int argc, char **argv)
 		locate_join(&lj);
 		if (lj.r) {
 			ms_snapshot_release(proc, snap);
+			ms_snapshot_guard_disarm(&guard);
 			snap = NULL;
 			err = lj.err;
 			meta.fatal = err.msg;
@@ -319,6 +327,7 @@ int cmd_dump(int argc, char **argv)
 			break;
 		/* The snapshot caught a thread inside malloc: drop it and try again. */
 		ms_snapshot_release(proc, snap);
+		ms_snapshot_guard_disarm(&guard);
 		snap = NULL;
 		ms_signals_wait(LOCK_RETRY_MS);
 	}
@@ -348,6 +357,7 @@ int cmd_dump(int argc, char **argv)
 	have_rep = r == 0 || r == -MS_E_CORRUPT || rep.narenas;
 	if (snap) {
 		ms_snapshot_release(proc, snap);
+		ms_snapshot_guard_disarm(&guard);
 		snap = NULL;
 		t_release = ms_now_ns();
 	} else {
@@ -420,6 +430,7 @@ render:
 	}
 	out_path = NULL;
 out:
+	ms_snapshot_guard_stop(&guard);
 	locate_join(&lj);
 	ms_maps_free(&lj.maps);
 	if (out_path)

@@ -25,9 +25,9 @@
 /* Bounds on stops while the clone runs: a loop here must never hang memspy. */
 #define MAX_STOPS 64
 /* -ERESTART* values the kernel turns into a restart when no handler runs. */
-#define K_ERESTARTSYS 512
-#define K_ERESTARTNOINTR 513
-#define K_ERESTARTNOHAND 514
+#define K_ERESTARTSYS		512
+#define K_ERESTARTNOINTR	513
+#define K_ERESTARTNOHAND	514
 #define K_ERESTART_RESTARTBLOCK 516
 
 struct ms_snapshot {
@@ -87,15 +87,15 @@ static size_t build_page(uint8_t *c, const struct user_regs_struct *s)
 	jrcxz = n;
 	c[n++] = 0xe3; /* jrcxz child (patched below) */
 	c[n++] = 0;
-	n = put_movabs(c, n, 0x48, 0xb8, rax);     /* rax */
-	n = put_movabs(c, n, 0x48, 0xb9, s->rcx);  /* rcx */
-	n = put_movabs(c, n, 0x49, 0xbb, s->r11);  /* r11 */
-	n = put_movabs(c, n, 0x48, 0xbf, s->rdi);  /* rdi */
-	n = put_movabs(c, n, 0x48, 0xbe, s->rsi);  /* rsi */
-	n = put_movabs(c, n, 0x48, 0xba, s->rdx);  /* rdx */
-	n = put_movabs(c, n, 0x49, 0xba, s->r10);  /* r10 */
-	n = put_movabs(c, n, 0x49, 0xb8, s->r8);   /* r8 */
-	c[n++] = 0xff; /* jmp [rip+0] */
+	n = put_movabs(c, n, 0x48, 0xb8, rax);	  /* rax */
+	n = put_movabs(c, n, 0x48, 0xb9, s->rcx); /* rcx */
+	n = put_movabs(c, n, 0x49, 0xbb, s->r11); /* r11 */
+	n = put_movabs(c, n, 0x48, 0xbf, s->rdi); /* rdi */
+	n = put_movabs(c, n, 0x48, 0xbe, s->rsi); /* rsi */
+	n = put_movabs(c, n, 0x48, 0xba, s->rdx); /* rdx */
+	n = put_movabs(c, n, 0x49, 0xba, s->r10); /* r10 */
+	n = put_movabs(c, n, 0x49, 0xb8, s->r8);  /* r8 */
+	c[n++] = 0xff;				  /* jmp [rip+0] */
 	c[n++] = 0x25;
 	memset(c + n, 0, 4);
 	n += 4;
@@ -118,6 +118,19 @@ static size_t build_page(uint8_t *c, const struct user_regs_struct *s)
 
 /* ------------------------------------------------------- the clone step */
 
+/*
+ * Test hook (tests/e2e/snapshot_e2e.py diein): MEMSPY_TEST_DIE_IN_CLONE=entry,
+ * event or exit makes memspy SIGKILL itself at that stop of the clone, to
+ * show the thread then runs the page's parent path back into its own code.
+ */
+static void test_die_at(const char *stop)
+{
+	const char *v = getenv("MEMSPY_TEST_DIE_IN_CLONE");
+
+	if (v && !strcmp(v, stop))
+		raise(SIGKILL);
+}
+
 static pid_t wait_one(pid_t tid, int *status)
 {
 	pid_t w;
@@ -136,8 +149,8 @@ static pid_t wait_one(pid_t tid, int *status)
  * signal path, which restarts a system call the thread was stopped in;
  * from a bare syscall-exit stop it would return -ERESTARTSYS to the program.
  */
-static int put_back(pid_t pid, pid_t tid, const struct user_regs_struct *saved,
-		    unsigned long opts, int *requeue, int *nrq)
+static int put_back(pid_t pid, pid_t tid, const struct user_regs_struct *saved, unsigned long opts,
+		    int *requeue, int *nrq)
 {
 	int status, rc = 0;
 
@@ -212,8 +225,10 @@ static int run_clone(struct ms_snapshot *s, pid_t pid, pid_t tid, unsigned long 
 			if (!entered) {
 				entered = true;
 				s->st.t_entered = ms_now_ns();
+				test_die_at("entry");
 				continue;
 			}
+			test_die_at("exit");
 			*ret = (long)now.rax;
 			return 0;
 		}
@@ -230,14 +245,15 @@ static int run_clone(struct ms_snapshot *s, pid_t pid, pid_t tid, unsigned long 
 			 * now on: if memspy dies, the kernel kills the snapshot.
 			 */
 			if (wait_one(s->pid, &cst) < 0 || !WIFSTOPPED(cst)) {
-				ms_debug("snapshot: child %d: no first stop (status 0x%x)", (int)s->pid,
-					 cst);
+				ms_debug("snapshot: child %d: no first stop (status 0x%x)",
+					 (int)s->pid, cst);
 				s->tracer_reaped = true;
 				continue;
 			}
 			if (ptrace(PTRACE_SETOPTIONS, s->pid, 0L, PTRACE_O_EXITKILL) < 0)
-				ms_debug("snapshot: PTRACE_SETOPTIONS(EXITKILL, %d): %s", (int)s->pid,
-					 strerror(errno));
+				ms_debug("snapshot: PTRACE_SETOPTIONS(EXITKILL, %d): %s",
+					 (int)s->pid, strerror(errno));
+			test_die_at("event");
 			continue;
 		}
 		/* A signal of the target's, before the syscall ran: hand it back afterwards. */
@@ -509,19 +525,21 @@ int ms_snapshot_take(struct ms_proc *p, struct ms_snapshot **out, struct ms_erro
 		return ms_error_set(err, -EINVAL, "snapshot: process %d is not stopped", (int)pid);
 	mode = seccomp_mode(pid);
 	if (mode != 0) {
-		ms_error_set(err, -MS_E_UNSUPPORTED,
-			     "snapshot: process %d runs under seccomp (mode %d): an injected clone() "
-			     "it does not allow could kill it",
-			     (int)pid, mode);
+		ms_error_set(
+		    err, -MS_E_UNSUPPORTED,
+		    "snapshot: process %d runs under seccomp (mode %d): an injected clone() "
+		    "it does not allow could kill it",
+		    (int)pid, mode);
 		ms_error_hint(err, "the heap is walked with the process stopped instead");
 		return -MS_E_UNSUPPORTED;
 	}
 	tid = ms_proc_plain_stopped_thread(p);
 	if (tid < 0)
-		return ms_error_set(err, -MS_E_UNSUPPORTED,
-				    "snapshot: no thread of process %d in a plain stop (group-stopped "
-				    "or signals pending)",
-				    (int)pid);
+		return ms_error_set(
+		    err, -MS_E_UNSUPPORTED,
+		    "snapshot: no thread of process %d in a plain stop (group-stopped "
+		    "or signals pending)",
+		    (int)pid);
 	rc = ms_proc_get_regs(p, tid, &saved);
 	if (rc)
 		return ms_error_set(err, rc, "snapshot: registers of thread %d: %s", (int)tid,

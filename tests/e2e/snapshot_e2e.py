@@ -273,9 +273,39 @@ def kill(a):
     print("PASS")
 
 
+def diein(a):
+    """memspy SIGKILLs itself at each stop of the clone (test hook): the cloning
+    thread, the leader blocked in read(), must run the page's way back into its
+    own code, with its read() restarted (it must still answer), and the child
+    must not survive: it runs exit_group at once (a zombie may be left)."""
+    for stop in ("entry", "event", "exit"):
+        t = Target(a.target, 4, a.heap_mb)
+        check_ptrace_allowed(a.memspy, t)
+        ops0 = t.ops()
+        with tempfile.NamedTemporaryFile(suffix=".json") as tf:
+            env = dict(os.environ, MEMSPY_TEST_DIE_IN_CLONE=stop)
+            p = subprocess.Popen([a.memspy, "dump", "--pid", str(t.pid), "--json", "-o", tf.name],
+                                 env=env, stderr=subprocess.PIPE, start_new_session=True)
+            children.append(p)
+            p.communicate(timeout=120)
+        if p.returncode != -signal.SIGKILL:
+            fail("%s: memspy exited %s, expected to die by the test hook" % (stop, p.returncode))
+        kids = poll(lambda: (lambda k: [k] if all(s == "Z" for _, s, _ in k) else None)(
+            children_of(t.pid)), "%s: a child of the target is alive: %s" % (stop, children_of(t.pid)))[0]
+        poll(lambda: not tracers(t.pid) and [1], "%s: still traced" % stop)
+        ops1 = poll(lambda: (lambda o: o if o > ops0 else 0)(t.ops()),
+                    "%s: the target stopped working" % stop)
+        w = t.ask("wait")
+        print("died at the clone's %s stop: target alive, read() restarted, ops %d -> %d; "
+              "children left: %s; leaked pages: %d; its wait(__WALL): %s"
+              % (stop, ops0, ops1, kids, len(anon_exec(t.pid)), w))
+        t.quit()
+    print("PASS")
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("scenario", choices=["hygiene", "kill"])
+    ap.add_argument("scenario", choices=["hygiene", "kill", "diein"])
     ap.add_argument("--memspy", required=True)
     ap.add_argument("--target", required=True)
     ap.add_argument("--no-snapshot", action="store_true")
@@ -287,7 +317,7 @@ def main():
     signal.signal(signal.SIGALRM, lambda *_: fail("driver timeout"))
     signal.alarm(280)
     try:
-        (hygiene if a.scenario == "hygiene" else kill)(a)
+        {"hygiene": hygiene, "kill": kill, "diein": diein}[a.scenario](a)
     finally:
         reap_all()
 

@@ -128,8 +128,8 @@ int main(int argc, char **argv)
 				e1 = r1 < 0 ? errno : 0;
 				r2 = waitpid(-1, &st, WNOHANG | __WALL);
 				e2 = r2 < 0 ? errno : 0;
-				snprintf(buf, sizeof(buf), "wait %d %d %d %d sigchld=%d\n", (int)r1, e1,
-					 (int)r2, e2, (int)sigchld);
+				snprintf(buf, sizeof(buf), "wait %d %d %d %d sigchld=%d\n", (int)r1,
+					 e1, (int)r2, e2, (int)sigchld);
 				say(buf);
 			}
 			have -= (size_t)(nl + 1 - line);

@@ -314,6 +314,94 @@ static pid_t inner_pid(pid_t pid)
 	return (pid_t)last;
 }
 
+static uint64_t read_u64_file(const char *path, bool *ok)
+{
+	char buf[64];
+
+	*ok = ms_proc_read_file(path, buf, sizeof(buf)) > 0 && buf[0] >= '0' && buf[0] <= '9';
+	return *ok ? strtoull(buf, NULL, 10) : 0;
+}
+
+/*
+ * Memory left below the limit of pid's memory cgroup (v2 memory.max, or
+ * v1 memory.limit_in_bytes); UINT64_MAX when there is no limit or it
+ * cannot be read. *limit is the limit itself.
+ */
+static uint64_t cgroup_headroom(pid_t pid, uint64_t *limit)
+{
+	char path[160], buf[4096], file[512];
+	uint64_t max, cur;
+	bool ok1, ok2;
+	char *line, *save = NULL;
+
+	*limit = UINT64_MAX;
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+	if (ms_proc_read_file(path, buf, sizeof(buf)) <= 0)
+		return UINT64_MAX;
+	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		const char *rel;
+
+		if (!strncmp(line, "0::", 3)) {
+			rel = line + 3;
+			snprintf(file, sizeof(file), "/sys/fs/cgroup%s/memory.max", rel);
+			max = read_u64_file(file, &ok1);
+			snprintf(file, sizeof(file), "/sys/fs/cgroup%s/memory.current", rel);
+			cur = read_u64_file(file, &ok2);
+		} else if ((rel = strstr(line, ":memory:"))) {
+			rel += 8;
+			snprintf(file, sizeof(file), "/sys/fs/cgroup/memory%s/memory.limit_in_bytes", rel);
+			max = read_u64_file(file, &ok1);
+			snprintf(file, sizeof(file), "/sys/fs/cgroup/memory%s/memory.usage_in_bytes", rel);
+			cur = read_u64_file(file, &ok2);
+		} else {
+			continue;
+		}
+		/* v1 says "no limit" with a huge page-rounded LONG_MAX. */
+		if (ok1 && ok2 && max < (1ull << 60)) {
+			*limit = max;
+			return max > cur ? max - cur : 0;
+		}
+	}
+	return UINT64_MAX;
+}
+
+/*
+ * Copy-on-write costs memory while the walk runs: every page the target
+ * writes meanwhile is copied. Declined when a quarter of the target's
+ * anonymous memory is not free below its cgroup's limit or in the machine
+ * (MemAvailable): an out-of-memory kill in an incident about memory could
+ * pick the target. Returns 0 or -ENOMEM with err filled.
+ */
+static int check_headroom(pid_t pid, struct ms_error *err)
+{
+	struct ms_proc_mem_summary m;
+	char buf[4096], a[32], b[32], c[32];
+	uint64_t need, limit, room = UINT64_MAX;
+	const char *v;
+
+	if (ms_proc_mem_summary(pid, &m) != 0)
+		return 0;
+	need = m.rss_anon / 4;
+	if (ms_proc_read_file("/proc/meminfo", buf, sizeof(buf)) > 0 &&
+	    (v = ms_proc_status_field(buf, "MemAvailable")))
+		room = strtoull(v, NULL, 10) * 1024;
+	if (room < need)
+		return ms_error_set(err, -ENOMEM,
+				    "snapshot: %s available on this machine, less than a quarter of "
+				    "process %d's %s of anonymous memory that copy-on-write could need",
+				    ms_fmt_bytes(a, sizeof(a), room), (int)pid,
+				    ms_fmt_bytes(b, sizeof(b), m.rss_anon));
+	room = cgroup_headroom(pid, &limit);
+	if (room < need)
+		return ms_error_set(err, -ENOMEM,
+				    "snapshot: %s left below the %s memory limit of process %d's "
+				    "cgroup, less than a quarter of its %s of anonymous memory that "
+				    "copy-on-write could need",
+				    ms_fmt_bytes(a, sizeof(a), room), ms_fmt_bytes(c, sizeof(c), limit),
+				    (int)pid, ms_fmt_bytes(b, sizeof(b), m.rss_anon));
+	return 0;
+}
+
 /* Kills the child and collects its end as its tracer. Idempotent. */
 static void kill_child(struct ms_snapshot *s)
 {
@@ -532,6 +620,11 @@ int ms_snapshot_take(struct ms_proc *p, struct ms_snapshot **out, struct ms_erro
 		    (int)pid, mode);
 		ms_error_hint(err, "the heap is walked with the process stopped instead");
 		return -MS_E_UNSUPPORTED;
+	}
+	rc = check_headroom(pid, err);
+	if (rc) {
+		ms_error_hint(err, "the heap is walked with the process stopped instead");
+		return rc;
 	}
 	tid = ms_proc_plain_stopped_thread(p);
 	if (tid < 0)

@@ -8,9 +8,10 @@ if(Python3_FOUND)
   ms_add_test(NAME dump_snapshot_hygiene_stopped TIMEOUT 200 COMMAND ${_snap} hygiene --no-snapshot)
   ms_add_test(NAME dump_snapshot_kill TIMEOUT 300 COMMAND ${_snap} kill --heap-mb 192 --trials 24)
   ms_add_test(NAME dump_snapshot_diein TIMEOUT 200 COMMAND ${_snap} diein)
+  ms_add_test(NAME dump_snapshot_cgroup_limit TIMEOUT 200 COMMAND ${_snap} cgroup --heap-mb 96)
   # Read libc's DWARF afresh (no per-user cache written from tests).
   set_tests_properties(dump_snapshot_hygiene dump_snapshot_hygiene_stopped dump_snapshot_kill
-                       dump_snapshot_diein PROPERTIES ENVIRONMENT MEMSPY_NO_CACHE=1)
+                       dump_snapshot_diein dump_snapshot_cgroup_limit PROPERTIES ENVIRONMENT MEMSPY_NO_CACHE=1)
 else()
   message(WARNING "python3 not found: the dump snapshot tests are not built")
 endif()

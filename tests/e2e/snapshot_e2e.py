@@ -51,9 +51,10 @@ def reap_all():
 
 
 class Target:
-    def __init__(self, path, threads, heap_mb):
+    def __init__(self, path, threads, heap_mb, preexec=None):
         self.p = subprocess.Popen([path, str(threads), str(heap_mb)], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, start_new_session=True)
+                                  stdout=subprocess.PIPE, start_new_session=True,
+                                  preexec_fn=preexec)
         children.append(self.p)
         line = self.line(120)
         if not line.startswith("READY "):
@@ -303,9 +304,70 @@ def diein(a):
     print("PASS")
 
 
+def cgroup(a):
+    """The target in a memory cgroup whose limit leaves less than a quarter of
+    its anonymous memory free: memspy must not snapshot it (copy-on-write could
+    push it into an out-of-memory kill), must say why, and must still walk it
+    stopped. Skips where no memory cgroup can be made (v1 or v2)."""
+    name = "memspy-snapshot-test-%d" % os.getpid()
+    v1 = "/sys/fs/cgroup/memory"
+    if os.path.isdir(v1):
+        d, limit_f, usage_f = os.path.join(v1, name), "memory.limit_in_bytes", "memory.usage_in_bytes"
+    else:
+        d, limit_f, usage_f = os.path.join("/sys/fs/cgroup", name), "memory.max", "memory.current"
+    try:
+        os.mkdir(d)
+    except OSError as e:
+        print("SKIP: cannot make a memory cgroup: %s" % e)
+        sys.exit(SKIP)
+    t = None
+    try:
+        procs = os.path.join(d, "cgroup.procs")
+        try:
+            # Joined before exec, so every page the target touches is charged there.
+            t = Target(a.target, 2, a.heap_mb,
+                       preexec=lambda: open(procs, "w").write(str(os.getpid())))
+            check_ptrace_allowed(a.memspy, t)
+            # The busy threads' slots are full long before this: usage is steady.
+            poll(lambda: t.ops() > 500000, "the target's threads do not run")
+            usage = int(open(os.path.join(d, usage_f)).read())
+            # Room for the busy threads' churn, but less than a quarter of the heap.
+            open(os.path.join(d, limit_f), "w").write(str(usage + (a.heap_mb << 20) // 8))
+        except (OSError, subprocess.SubprocessError) as e:
+            print("SKIP: cannot set up the memory cgroup: %s" % e)
+            sys.exit(SKIP)
+        with tempfile.NamedTemporaryFile(suffix=".json") as tf:
+            p = dump(a.memspy, t.pid, [], tf.name)
+            _, err = p.communicate(timeout=120)
+            rep = json.load(open(tf.name))
+        print("cgroup usage %d, limit %d; exit %d, walk_source %s, snapshot_fallback: %s" %
+              (usage, usage + (a.heap_mb << 20) // 8, p.returncode, rep.get("walk_source"),
+               rep.get("snapshot_fallback")))
+        if rep.get("walk_source") != "stopped" or "memory limit" not in (rep.get("snapshot_fallback") or ""):
+            fail("a snapshot was made (or the reason is not the memory limit)")
+        if b"memory limit" not in err:
+            fail("-v does not say why there is no snapshot: %s" % err.decode())
+        if p.returncode not in (0, 1) or "mallinfo2" not in rep:
+            fail("no walk after the fallback (exit %d)" % p.returncode)
+        ops0 = t.ops()
+        poll(lambda: t.ops() > ops0, "the target stopped working")
+        t.quit()
+    finally:
+        if t and t.p.poll() is None:
+            t.p.kill()
+            t.p.wait()
+        for _ in range(50):
+            try:
+                os.rmdir(d)
+                break
+            except OSError:
+                time.sleep(0.1)
+    print("PASS")
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("scenario", choices=["hygiene", "kill", "diein"])
+    ap.add_argument("scenario", choices=["hygiene", "kill", "diein", "cgroup"])
     ap.add_argument("--memspy", required=True)
     ap.add_argument("--target", required=True)
     ap.add_argument("--no-snapshot", action="store_true")
@@ -317,7 +379,7 @@ def main():
     signal.signal(signal.SIGALRM, lambda *_: fail("driver timeout"))
     signal.alarm(280)
     try:
-        {"hygiene": hygiene, "kill": kill, "diein": diein}[a.scenario](a)
+        {"hygiene": hygiene, "kill": kill, "diein": diein, "cgroup": cgroup}[a.scenario](a)
     finally:
         reap_all()
 

@@ -419,6 +419,18 @@ static void kill_child(struct ms_snapshot *s)
 	s->tracer_reaped = true;
 }
 
+static bool dead_or_zombie(pid_t pid)
+{
+	char path[64], buf[512];
+	const char *c;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (ms_proc_read_file(path, buf, sizeof(buf)) <= 0)
+		return true;
+	c = strrchr(buf, ')');
+	return !c || c[1] != ' ' || c[2] == 'Z' || c[2] == 'X';
+}
+
 /*
  * The dead child is now a zombie child of the target (its exit signal is 0,
  * so the target got no SIGCHLD and its wait()/waitpid() without __WALL
@@ -431,7 +443,8 @@ static int reap_in_target(struct ms_proc *p, pid_t ns_pid)
 	int rc = 0;
 	pid_t tid;
 
-	if (ns_pid <= 0 || ms_proc_exited(p, NULL))
+	/* A target that exited left its children to init, which reaps them. */
+	if (ns_pid <= 0 || ms_proc_exited(p, NULL) || dead_or_zombie(ms_proc_pid(p)))
 		return 0;
 	tid = ms_proc_plain_stopped_thread(p);
 	for (size_t i = 0; tid < 0 && i < ms_proc_nthreads(p) && i < 4; i++) {
@@ -462,7 +475,7 @@ static int reap_in_target(struct ms_proc *p, pid_t ns_pid)
 		usleep(1000); /* not a zombie yet: the kill is still in flight */
 	}
 out:
-	if (rc)
+	if (rc && !dead_or_zombie(ms_proc_pid(p)))
 		ms_warn("snapshot: the snapshot child %d may stay a zombie of process %d until it "
 			"exits: wait4 in the target failed: %s",
 			(int)ns_pid, (int)ms_proc_pid(p), ms_strerror(rc));
@@ -487,18 +500,6 @@ out:
 struct guard_msg {
 	int32_t pid, ns_pid; /* 0, 0: disarmed; -1, -1: memspy is done */
 };
-
-static bool dead_or_zombie(pid_t pid)
-{
-	char path[64], buf[512];
-	const char *c;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if (ms_proc_read_file(path, buf, sizeof(buf)) <= 0)
-		return true;
-	c = strrchr(buf, ')');
-	return !c || c[1] != ' ' || c[2] == 'Z' || c[2] == 'X';
-}
 
 static void guard_main(int rfd, pid_t target)
 {

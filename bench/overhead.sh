@@ -8,7 +8,7 @@
 # the machine is shared and noisy, so read ratios, not absolute numbers.
 #
 #   bash bench/overhead.sh [build-dir]      ROUNDS=3 SECONDS_PER_RUN=5 THREADS=4
-#                                           WORKLOADS="service tight"
+#                                           WORKLOADS="service tight" HEAPTRACK=0 (skip its column)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -21,7 +21,7 @@ bench=$build/bench/targets/alloc_bench
 memspy=$build/cmd/memspy
 work=$(mktemp -d)
 trap 'rm -rf "$work"; jobs -p | xargs -r kill 2>/dev/null || true' EXIT
-have_heaptrack=1
+have_heaptrack=${HEAPTRACK:-1}
 command -v heaptrack >/dev/null || { have_heaptrack=0; echo "heaptrack not installed (apt-get install heaptrack): its column is skipped" >&2; }
 
 # Waits until $1 (a pid) shows a tracer or an injected library, i.e. the profiler is in.

@@ -392,9 +392,17 @@ uint64_t ms_rec_budget_update(struct ms_rec_budget *b, const struct ms_rec_cost 
 				b->capped = true;
 		}
 		b->widened++;
-	} else if (cost < limit / 4 && mean > b->min_mean && samples) {
-		/* Aim at half the budget: the band [budget/4, budget] keeps it from swinging. */
-		f = var / (allowed / 2);
+	} else if (var < allowed / 2 && mean > b->min_mean && samples) {
+		/*
+		 * Sampling uses under half of what the budget leaves it: narrow
+		 * back towards budget/1.2, as a widening would. Judged on the
+		 * variable part alone: the fixed cost does not shrink with the
+		 * mean, and a first window inflated by the unwinder's start-up
+		 * (it reads each module's CFI once) must not keep the mean wide
+		 * for the rest of the recording. The band [1/2, 1] of the budget
+		 * keeps the mean from swinging.
+		 */
+		f = var / allowed * MARGIN;
 		f = f < 0.25 ? 0.25 : f > 1 / MIN_STEP ? 1 / MIN_STEP : f;
 		next = (double)mean * f;
 		if (next < (double)b->min_mean)

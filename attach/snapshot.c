@@ -2,9 +2,12 @@
 /*
  * A copy-on-write snapshot of a stopped target: one held thread runs an
  * injected clone() whose child is a frozen copy of the address space, the
- * target resumes at once, and memspy reads the child at leisure.
+ * target resumes at once, and memspy reads the child at leisure. One 4 KiB
+ * r-x page stays mapped in the target afterwards, reused by the next dump:
+ * unmapping it would be a remote syscall no self-restoring code can cover.
  */
 #include "attach/attach_int.h"
+#include "attach/probe_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +23,18 @@
 #include <unistd.h>
 
 #define PAGE 4096u
+/*
+ * Layout of the page. [0, OFF_CLONE) never changes: the signature, its
+ * layout version and the remote-syscall trampoline, compared byte for byte
+ * before a page is reused. The clone code at OFF_CLONE holds the cloning
+ * thread's registers and is rewritten by every dump.
+ */
+#define PAGE_SIG	"memspy-snapshot" /* 16 bytes with its NUL */
+#define PAGE_VERSION	1u		  /* u32 at OFF_VERSION */
+#define OFF_VERSION	16
+#define OFF_RSYS	0x40
+#define OFF_CLONE	0x100
+#define RSYS_MAX	(OFF_CLONE - OFF_RSYS)
 /* Signals that arrive for the cloning thread meanwhile, handed back after. */
 #define MAX_REQUEUE 8
 /* Bounds on stops while the clone runs: a loop here must never hang memspy. */
@@ -34,6 +49,7 @@ struct ms_snapshot {
 	pid_t pid;    /* the child, in memspy's pid namespace (read it here) */
 	pid_t ns_pid; /* the same child as the target sees it: clone's return value */
 	pid_t thread; /* the target thread that ran the clone */
+	ms_raddr_t page; /* the page in the target (left mapped) */
 	bool tracer_reaped;
 	int mem_fd; /* /proc/PID/mem of the child, -1 until opened */
 	struct ms_maps maps;
@@ -114,6 +130,89 @@ static size_t build_page(uint8_t *c, const struct user_regs_struct *s)
 	c[n++] = 0x0f; /* ud2: never reached */
 	c[n++] = 0x0b;
 	return n;
+}
+
+/*
+ * Length of the stub image's self-restoring trampoline (ms_stub_rsys: syscall,
+ * pop of every register and the flags, ret 128), or 0 if it is not shaped
+ * as expected. Copied rather than re-assembled so that it always matches
+ * the frame remote.c writes for it; it is position independent.
+ */
+static size_t rsys_len(void)
+{
+	const uint8_t *t = ms_stub_image + ms_stub_rsys;
+
+	if (t[0] != 0x0f || t[1] != 0x05)
+		return 0;
+	for (size_t i = 2; i + 3 <= RSYS_MAX; i++)
+		if (t[i] == 0xc2 && t[i + 1] == 0x80 && t[i + 2] == 0x00) /* ret 128 */
+			return i + 3;
+	return 0;
+}
+
+/* The unchanging head of the page, OFF_CLONE bytes: false without a trampoline. */
+static bool build_fixed(uint8_t *c)
+{
+	uint32_t v = PAGE_VERSION;
+	size_t n = rsys_len();
+
+	if (!n)
+		return false;
+	memset(c, 0xcc, OFF_CLONE); /* int3: nothing runs between the pieces */
+	memcpy(c, PAGE_SIG, sizeof(PAGE_SIG));
+	memcpy(c + OFF_VERSION, &v, sizeof(v));
+	memcpy(c + OFF_RSYS, ms_stub_image + ms_stub_rsys, n);
+	return true;
+}
+
+/* Does some thread of p have its rip in [page, page + PAGE)? (true when unknown) */
+static bool thread_in_page(struct ms_proc *p, ms_raddr_t page)
+{
+	for (size_t i = 0; i < ms_proc_nthreads(p); i++) {
+		struct user_regs_struct r;
+
+		if (ms_proc_get_regs(p, ms_proc_thread(p, i), &r) != 0)
+			return true;
+		if (r.rip >= page && r.rip < page + PAGE)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * The page an earlier dump left in pid: an anonymous private r-x mapping of
+ * exactly 4 KiB whose head is byte for byte what build_fixed writes. With
+ * check_threads, one that a thread is executing in (an earlier memspy died
+ * mid-clone a moment ago) is passed over: its clone code is about to be
+ * rewritten. 0 when there is none.
+ */
+static ms_raddr_t find_page(struct ms_proc *p, bool check_threads)
+{
+	uint8_t want[OFF_CLONE], got[OFF_CLONE];
+	struct ms_maps maps;
+	ms_raddr_t found = 0;
+
+	if (!build_fixed(want) || ms_maps_read(ms_proc_pid(p), &maps) != 0)
+		return 0;
+	for (size_t i = 0; i < maps.n && !found; i++) {
+		const struct ms_map *m = &maps.v[i];
+
+		if (m->path || !m->r || m->w || !m->x || m->shared || m->end - m->start != PAGE)
+			continue;
+		if (ms_mem_read_pid(ms_proc_pid(p), m->start, got, sizeof(got)) !=
+			(ssize_t)sizeof(got) ||
+		    memcmp(got, want, sizeof(got)))
+			continue;
+		if (check_threads && thread_in_page(p, m->start)) {
+			ms_debug("snapshot: a thread of %d runs in the page at 0x%" PRIx64
+				 ": not reused",
+				 (int)ms_proc_pid(p), m->start);
+			continue;
+		}
+		found = m->start;
+	}
+	ms_maps_free(&maps);
+	return found;
 }
 
 /* ------------------------------------------------------- the clone step */
@@ -268,13 +367,18 @@ static int run_clone(struct ms_snapshot *s, pid_t pid, pid_t tid, unsigned long 
 
 /* ------------------------------------------------------------ helpers */
 
-static long remote(struct ms_proc *p, pid_t tid, long nr, long a0, long a1, long a2, long a3,
-		   int *rc)
+/*
+ * One system call in the target. tramp: the page's trampoline, which makes
+ * the thread restore itself if memspy dies meanwhile; 0 only before the
+ * page exists (libc's `syscall`: a death then leaves its registers wrong).
+ */
+static long remote(struct ms_proc *p, pid_t tid, ms_raddr_t tramp, long nr, long a0, long a1,
+		   long a2, long a3, int *rc)
 {
 	const long args[6] = {a0, a1, a2, a3, 0, 0};
 	long ret = 0;
 
-	*rc = ms_proc_remote_syscall(p, tid, nr, args, &ret);
+	*rc = ms_remote_syscall_at(p, tid, tramp, nr, args, &ret);
 	return ret;
 }
 
@@ -435,9 +539,10 @@ static bool dead_or_zombie(pid_t pid)
  * The dead child is now a zombie child of the target (its exit signal is 0,
  * so the target got no SIGCHLD and its wait()/waitpid() without __WALL
  * never sees it). Reaps it from inside: wait4(ns_pid, __WALL|WNOHANG) on
- * one thread, held briefly while the others run.
+ * one thread, held briefly while the others run, through the page's
+ * trampoline (the libc path only if the page is not there).
  */
-static int reap_in_target(struct ms_proc *p, pid_t ns_pid)
+static int reap_in_target(struct ms_proc *p, pid_t ns_pid, ms_raddr_t page)
 {
 	bool stopped_here = false;
 	int rc = 0;
@@ -459,7 +564,8 @@ static int reap_in_target(struct ms_proc *p, pid_t ns_pid)
 		goto out;
 	}
 	for (int tries = 0; tries < 200; tries++) {
-		long r = remote(p, tid, SYS_wait4, ns_pid, 0, __WALL | WNOHANG, 0, &rc);
+		long r = remote(p, tid, page ? page + OFF_RSYS : 0, SYS_wait4, ns_pid, 0,
+				__WALL | WNOHANG, 0, &rc);
 
 		if (rc)
 			break;
@@ -524,7 +630,7 @@ static void guard_main(int rfd, pid_t target)
 	for (int i = 0; i < 2000 && !dead_or_zombie(m.pid); i++)
 		usleep(1000);
 	if (ms_proc_seize(target, NULL, &p, NULL) == 0) {
-		reap_in_target(p, m.ns_pid);
+		reap_in_target(p, m.ns_pid, find_page(p, false));
 		ms_proc_free(p);
 	}
 	_exit(0);
@@ -600,11 +706,10 @@ int ms_snapshot_take(struct ms_proc *p, struct ms_snapshot **out, struct ms_erro
 {
 	struct user_regs_struct saved, regs;
 	struct ms_snapshot *s;
-	uint8_t code[256];
+	uint8_t code[OFF_CLONE + 256];
 	pid_t pid = ms_proc_pid(p), tid;
 	unsigned long opts = ms_proc_ptrace_options(p);
 	int requeue[MAX_REQUEUE], nrq = 0, rc, urc, mode;
-	bool page_free = false;
 	ms_raddr_t page;
 	size_t n;
 	long ret = 0;
@@ -643,29 +748,60 @@ int ms_snapshot_take(struct ms_proc *p, struct ms_snapshot **out, struct ms_erro
 	s->mem_fd = -1;
 	s->thread = tid;
 	s->st.t_start = ms_now_ns();
-	/* A page only the cloning thread and the child ever execute: never W and X at once. */
-	page = (ms_raddr_t)remote(p, tid, SYS_mmap, 0, PAGE, PROT_READ | PROT_EXEC,
-				  MAP_PRIVATE | MAP_ANONYMOUS, &rc);
-	if (!rc && (int64_t)page < 0 && (int64_t)page > -4096)
-		rc = (int)(int64_t)page;
-	if (rc) {
-		ms_error_set(err, rc, "snapshot: mmap in process %d failed: %s", (int)pid,
-			     ms_strerror(rc));
+	if (!build_fixed(code)) {
 		free(s);
-		return rc;
+		return ms_error_set(err, -MS_E_UNSUPPORTED,
+				    "snapshot: the stub image's remote-syscall trampoline is not "
+				    "where it is expected (memspy build problem)");
 	}
-	n = build_page(code, &saved);
-	rc = ms_proc_write_mem(p, page, code, n);
-	if (rc) {
-		ms_error_set(err, rc, "snapshot: writing the clone page at 0x%" PRIx64 ": %s", page,
-			     ms_strerror(rc));
-		page_free = true;
-		goto unmap;
+	n = OFF_CLONE + build_page(code + OFF_CLONE, &saved);
+	/*
+	 * A page only the cloning thread and the child ever execute: never W
+	 * and X at once. The one an earlier dump left is reused (only its clone
+	 * code is rewritten): the mmap below is the one remote syscall of a
+	 * dump that goes through libc's `syscall`, with no trampoline yet to
+	 * make the thread restore itself if memspy dies in it.
+	 */
+	page = find_page(p, true);
+	if (page) {
+		rc = ms_proc_write_mem(p, page + OFF_CLONE, code + OFF_CLONE, n - OFF_CLONE);
+		if (rc) {
+			ms_error_set(err, rc, "snapshot: writing the clone code at 0x%" PRIx64 ": %s",
+				     page + OFF_CLONE, ms_strerror(rc));
+			free(s);
+			return rc;
+		}
+	} else {
+		page = (ms_raddr_t)remote(p, tid, 0, SYS_mmap, 0, PAGE, PROT_READ | PROT_EXEC,
+					  MAP_PRIVATE | MAP_ANONYMOUS, &rc);
+		if (!rc && (int64_t)page < 0 && (int64_t)page > -4096)
+			rc = (int)(int64_t)page;
+		if (rc) {
+			ms_error_set(err, rc, "snapshot: mmap in process %d failed: %s", (int)pid,
+				     ms_strerror(rc));
+			free(s);
+			return rc;
+		}
+		rc = ms_proc_write_mem(p, page, code, n);
+		if (rc) {
+			long r;
+
+			ms_error_set(err, rc, "snapshot: writing the clone page at 0x%" PRIx64 ": %s",
+				     page, ms_strerror(rc));
+			/* Not recognisable as ours, so never reused: take it back (libc path). */
+			r = remote(p, tid, 0, SYS_munmap, (long)page, PAGE, 0, 0, &urc);
+			if (urc || r)
+				ms_debug("snapshot: munmap(0x%" PRIx64 ") in %d: %s", page, (int)pid,
+					 ms_strerror(urc ? urc : (int)r));
+			free(s);
+			return rc;
+		}
 	}
+	s->page = page;
 	s->st.t_page = ms_now_ns();
 
 	regs = saved;
-	regs.rip = page;
+	regs.rip = page + OFF_CLONE;
 	regs.orig_rax = (unsigned long long)-1; /* no restart of what the thread was in */
 	regs.rax = SYS_clone;
 	/*
@@ -694,8 +830,6 @@ int ms_snapshot_take(struct ms_proc *p, struct ms_snapshot **out, struct ms_erro
 		free(s);
 		return ms_error_set(err, urc, "snapshot: process %d exited", (int)pid);
 	}
-	/* Unmap only when the thread is known to be out of the page. */
-	page_free = urc == 0;
 	if (urc) {
 		ms_warn("snapshot: thread %d of %d could not be put back cleanly: %s", (int)tid,
 			(int)pid, ms_strerror(urc));
@@ -714,14 +848,6 @@ int ms_snapshot_take(struct ms_proc *p, struct ms_snapshot **out, struct ms_erro
 	if (rc)
 		ms_error_set(err, rc, "snapshot: clone() in process %d failed: %s", (int)pid,
 			     ms_strerror(rc));
-unmap:
-	if (page_free) {
-		long r = remote(p, tid, SYS_munmap, (long)page, PAGE, 0, 0, &urc);
-
-		if (urc || r)
-			ms_debug("snapshot: munmap(0x%" PRIx64 ") in %d: %s", page, (int)pid,
-				 ms_strerror(urc ? urc : (int)r));
-	}
 	s->st.t_end = ms_now_ns();
 	if (!rc && s->tracer_reaped)
 		rc = ms_error_set(err, -ESRCH, "snapshot: the child of process %d died at once",
@@ -748,10 +874,9 @@ unmap:
 		return rc;
 	}
 	ms_debug("snapshot: child %d (%d in the target) of %d: page %.2f ms, clone %.2f ms, "
-		 "put back %.2f ms, unmap %.2f ms",
+		 "put back %.2f ms",
 		 (int)s->pid, (int)s->ns_pid, (int)pid, (s->st.t_page - s->st.t_start) / 1e6,
-		 (s->st.t_cloned - s->st.t_entered) / 1e6, (s->st.t_back - s->st.t_cloned) / 1e6,
-		 (s->st.t_end - s->st.t_back) / 1e6);
+		 (s->st.t_cloned - s->st.t_entered) / 1e6, (s->st.t_back - s->st.t_cloned) / 1e6);
 	*out = s;
 	return 0;
 }
@@ -844,7 +969,7 @@ int ms_snapshot_release(struct ms_proc *p, struct ms_snapshot *s)
 	if (s->mem_fd >= 0)
 		close(s->mem_fd);
 	kill_child(s);
-	rc = reap_in_target(p, s->ns_pid);
+	rc = reap_in_target(p, s->ns_pid, s->page);
 	ms_maps_free(&s->maps);
 	free(s);
 	return rc;

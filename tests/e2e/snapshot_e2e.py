@@ -5,14 +5,22 @@
 hygiene: dumps of a 4-thread target that mallocs and frees without pause
 (with the snapshot, or --no-snapshot); after each: no child of the target left
 (not even a zombie), its own waitpid(-1, WNOHANG [|__WALL]) sees nothing, no
-SIGCHLD reached it, its mappings are the same (heap growth aside: the clone
-page is gone), nothing traces it any more, it still runs, and it exits 0.
+SIGCHLD reached it, its mappings are the same (heap growth aside) except, with
+the snapshot, exactly one 4 KiB r-x anonymous page signed "memspy-snapshot"
+that the first dump leaves and every later dump reuses (same address, no
+other new mapping), nothing traces it any more, it still runs, and it exits 0.
 
 kill: memspy SIGKILLed at random moments of dumps of a bigger heap. The
 target must survive every trial and keep running; no snapshot child may
 outlive memspy (PTRACE_O_EXITKILL) beyond a moment; a zombie child of the
 target and a leaked clone page are possible only when memspy dies inside
-a few narrow windows: they are counted and printed, not failed.
+a few narrow windows: they are counted and printed, not failed. After the
+first (calibration) dump the target holds its one clone page; no trial may
+add a second.
+
+diein: memspy SIGKILLs itself at each stop of the clone (its own hook) and at
+each point of the injected wait4 that reaps the snapshot (remote.c's
+MEMSPY_TEST_KILL_AT): the target must survive and keep answering.
 
 Readiness is a pipe handshake (READY line); nothing asserts on wall-clock
 time (the polls below only bound how long a hang may last).
@@ -132,6 +140,27 @@ def anon_exec(pid):
         return [l.strip() for l in f if len(l.split()) <= 5 and "x" in l.split()[1]]
 
 
+PAGE_SIG = b"memspy-snapshot\0"
+
+
+def clone_page(pid, what):
+    """The one clone page a snapshot dump leaves: (start, maps key), checked."""
+    ex = anon_exec(pid)
+    if len(ex) != 1:
+        fail("%s: %d anonymous executable mappings, expected exactly the clone page: %s"
+             % (what, len(ex), ex))
+    parts = ex[0].split()
+    lo, hi = (int(x, 16) for x in parts[0].split("-"))
+    if hi - lo != 4096 or parts[1] != "r-xp":
+        fail("%s: the clone page is %s %s, expected 4 KiB r-xp" % (what, parts[0], parts[1]))
+    with open("/proc/%d/mem" % pid, "rb") as f:
+        f.seek(lo)
+        sig = f.read(len(PAGE_SIG))
+    if sig != PAGE_SIG:
+        fail("%s: the page at %x does not start with the signature: %r" % (what, lo, sig))
+    return lo, (parts[0], parts[1], "")
+
+
 def tracers(pid):
     out = []
     try:
@@ -178,6 +207,9 @@ def hygiene(a):
     extra = ["--no-snapshot"] if a.no_snapshot else []
     want = "stopped" if a.no_snapshot else "snapshot"
     before = maps(t.pid)
+    if anon_exec(t.pid):
+        fail("the target has anonymous executable mappings before any dump: %s" % anon_exec(t.pid))
+    page = None
     for run in range(a.runs):
         ops0 = t.ops()
         with tempfile.NamedTemporaryFile(suffix=".json") as tf:
@@ -210,16 +242,24 @@ def hygiene(a):
         if w != "wait -1 %d -1 %d sigchld=0" % (ECHILD, ECHILD):
             fail("the target's own wait() saw something of ours: %r" % w)
         after = maps(t.pid)
+        left = "no page left"
+        if not a.no_snapshot:
+            lo, key = clone_page(t.pid, "run %d" % run)
+            if page is not None and lo != page:
+                fail("run %d: the clone page moved from %x to %x: not reused" % (run, page, lo))
+            left = "one signed 4 KiB r-x page at %x (%s)" % (lo, "new" if page is None else "reused")
+            page = lo
+            after = after - {key}
         if after != before:
             fail("mappings changed: new %s, gone %s" % (sorted(after - before), sorted(before - after)))
-        if anon_exec(t.pid):
+        if a.no_snapshot and anon_exec(t.pid):
             fail("anonymous executable mapping left: %s" % anon_exec(t.pid))
         tr = poll(lambda: not tracers(t.pid) and [1], "still traced after memspy exited: %s"
                   % tracers(t.pid))
         del tr
         ops1 = poll(lambda: (lambda o: o if o > ops0 else 0)(t.ops()), "the target stopped working")
-        print("  no child, wait() sees nothing, no SIGCHLD, maps unchanged, untraced, "
-              "ops %d -> %d" % (ops0, ops1))
+        print("  no child, wait() sees nothing, no SIGCHLD, maps unchanged but %s, untraced, "
+              "ops %d -> %d" % (left, ops0, ops1))
     t.quit()
     print("PASS")
 
@@ -237,9 +277,10 @@ def kill(a):
         rep = json.load(open(tf.name))
     if rep.get("walk_source") != "snapshot":
         fail("calibration dump did not use a snapshot: %s" % rep.get("snapshot_fallback"))
+    page, _ = clone_page(t.pid, "after the calibration dump")
     print("seed %d; one dump: %.2f s (pause %.1f ms); %d trials killing memspy in [0, %.2f] s"
           % (a.seed, span, rep["pause_ms"], a.trials, span * 1.1))
-    zombies = pages = 0
+    zombies = 0
     for i in range(a.trials):
         ops0 = t.ops()
         with tempfile.NamedTemporaryFile(suffix=".json") as tf:
@@ -257,34 +298,53 @@ def kill(a):
         if not st or st["State"][0] in "ZXT":
             fail("trial %d (kill at %.3f s): target is %s" % (i, delay, st and st["State"]))
         poll(lambda: t.ops() > ops0, "trial %d: the target stopped working" % i)
-        new_pages = len(anon_exec(t.pid))
+        lo, _ = clone_page(t.pid, "trial %d (kill at %.3f s)" % (i, delay))
+        if lo != page:
+            fail("trial %d: the clone page moved from %x to %x" % (i, page, lo))
         note = []
         if len(live) > zombies:
             note.append("zombie child left (%d in all)" % len(live))
-        if new_pages > pages:
-            note.append("clone page left mapped")
         print("trial %2d: killed after %.3f s (exit %s): target alive and working%s" %
               (i, delay, p.returncode, "; " + ", ".join(note) if note else ""))
         zombies = len(live)
-        pages = new_pages
     w = t.ask("wait")
-    print("after %d trials: %d zombie(s) left for the target to reap, %d clone page(s) leaked; "
-          "target's own wait(): %s" % (a.trials, zombies, pages, w))
+    print("after %d trials: %d zombie(s) left for the target to reap, still the one clone page "
+          "at %x; target's own wait(): %s" % (a.trials, zombies, page, w))
     t.quit()
     print("PASS")
+
+
+SYS_WAIT4 = 61
 
 
 def diein(a):
     """memspy SIGKILLs itself at each stop of the clone (test hook): the cloning
     thread, the leader blocked in read(), must run the page's way back into its
     own code, with its read() restarted (it must still answer), and the child
-    must not survive: it runs exit_group at once (a zombie may be left)."""
-    for stop in ("entry", "event", "exit"):
+    must not survive: it runs exit_group at once (a zombie may be left).
+    Then at each point of the wait4 that reaps the snapshot (remote.c's hook,
+    POINT:NR:K), on a first dump (fresh page) and on a second one (reused
+    page): the thread runs the page's trampoline, which restores it. The
+    snapshot guard, forked from memspy, inherits the hook and dies at the same
+    point of its own wait4: that is covered too."""
+    cases = [("clone " + stop, {"MEMSPY_TEST_DIE_IN_CLONE": stop}, 0)
+             for stop in ("entry", "event", "exit")]
+    cases += [("wait4 %s (%s page)" % (pt, "reused" if pre else "new"),
+               {"MEMSPY_TEST_KILL_AT": "%s:%d:1" % (pt, SYS_WAIT4)}, pre)
+              for pt, pre in (("set", 0), ("enter", 0), ("exit", 0), ("back", 0), ("enter", 1))]
+    for stop, hook, pre in cases:
         t = Target(a.target, 4, a.heap_mb)
         check_ptrace_allowed(a.memspy, t)
+        for _ in range(pre):
+            with tempfile.NamedTemporaryFile(suffix=".json") as tf:
+                p = dump(a.memspy, t.pid, [], tf.name)
+                p.communicate(timeout=120)
+                if p.returncode not in (0, 1):
+                    fail("%s: the dump before exited %d" % (stop, p.returncode))
+        page = clone_page(t.pid, stop)[0] if pre else None
         ops0 = t.ops()
         with tempfile.NamedTemporaryFile(suffix=".json") as tf:
-            env = dict(os.environ, MEMSPY_TEST_DIE_IN_CLONE=stop)
+            env = dict(os.environ, **hook)
             p = subprocess.Popen([a.memspy, "dump", "--pid", str(t.pid), "--json", "-o", tf.name],
                                  env=env, stderr=subprocess.PIPE, start_new_session=True)
             children.append(p)
@@ -297,9 +357,12 @@ def diein(a):
         ops1 = poll(lambda: (lambda o: o if o > ops0 else 0)(t.ops()),
                     "%s: the target stopped working" % stop)
         w = t.ask("wait")
-        print("died at the clone's %s stop: target alive, read() restarted, ops %d -> %d; "
-              "children left: %s; leaked pages: %d; its wait(__WALL): %s"
-              % (stop, ops0, ops1, kids, len(anon_exec(t.pid)), w))
+        lo = clone_page(t.pid, stop)[0]
+        if page is not None and lo != page:
+            fail("%s: the clone page moved from %x to %x: not reused" % (stop, page, lo))
+        print("died at %s: target alive, read() restarted, ops %d -> %d; "
+              "children left: %s; one clone page at %x; its wait(__WALL): %s"
+              % (stop, ops0, ops1, kids, lo, w))
         t.quit()
     print("PASS")
 

@@ -29,12 +29,12 @@
  * before a page is reused. The clone code at OFF_CLONE holds the cloning
  * thread's registers and is rewritten by every dump.
  */
-#define PAGE_SIG	"memspy-snapshot" /* 16 bytes with its NUL */
-#define PAGE_VERSION	1u		  /* u32 at OFF_VERSION */
-#define OFF_VERSION	16
-#define OFF_RSYS	0x40
-#define OFF_CLONE	0x100
-#define RSYS_MAX	(OFF_CLONE - OFF_RSYS)
+#define PAGE_SIG     "memspy-snapshot" /* 16 bytes with its NUL */
+#define PAGE_VERSION 1u		       /* u32 at OFF_VERSION */
+#define OFF_VERSION  16
+#define OFF_RSYS     0x40
+#define OFF_CLONE    0x100
+#define RSYS_MAX     (OFF_CLONE - OFF_RSYS)
 /* Signals that arrive for the cloning thread meanwhile, handed back after. */
 #define MAX_REQUEUE 8
 /* Bounds on stops while the clone runs: a loop here must never hang memspy. */
@@ -46,9 +46,9 @@
 #define K_ERESTART_RESTARTBLOCK 516
 
 struct ms_snapshot {
-	pid_t pid;    /* the child, in memspy's pid namespace (read it here) */
-	pid_t ns_pid; /* the same child as the target sees it: clone's return value */
-	pid_t thread; /* the target thread that ran the clone */
+	pid_t pid;	 /* the child, in memspy's pid namespace (read it here) */
+	pid_t ns_pid;	 /* the same child as the target sees it: clone's return value */
+	pid_t thread;	 /* the target thread that ran the clone */
 	ms_raddr_t page; /* the page in the target (left mapped) */
 	bool tracer_reaped;
 	int mem_fd; /* /proc/PID/mem of the child, -1 until opened */
@@ -453,9 +453,11 @@ static uint64_t cgroup_headroom(pid_t pid, uint64_t *limit)
 			cur = read_u64_file(file, &ok2);
 		} else if ((rel = strstr(line, ":memory:"))) {
 			rel += 8;
-			snprintf(file, sizeof(file), "/sys/fs/cgroup/memory%s/memory.limit_in_bytes", rel);
+			snprintf(file, sizeof(file),
+				 "/sys/fs/cgroup/memory%s/memory.limit_in_bytes", rel);
 			max = read_u64_file(file, &ok1);
-			snprintf(file, sizeof(file), "/sys/fs/cgroup/memory%s/memory.usage_in_bytes", rel);
+			snprintf(file, sizeof(file),
+				 "/sys/fs/cgroup/memory%s/memory.usage_in_bytes", rel);
 			cur = read_u64_file(file, &ok2);
 		} else {
 			continue;
@@ -490,19 +492,21 @@ static int check_headroom(pid_t pid, struct ms_error *err)
 	    (v = ms_proc_status_field(buf, "MemAvailable")))
 		room = strtoull(v, NULL, 10) * 1024;
 	if (room < need)
-		return ms_error_set(err, -ENOMEM,
-				    "snapshot: %s available on this machine, less than a quarter of "
-				    "process %d's %s of anonymous memory that copy-on-write could need",
-				    ms_fmt_bytes(a, sizeof(a), room), (int)pid,
-				    ms_fmt_bytes(b, sizeof(b), m.rss_anon));
+		return ms_error_set(
+		    err, -ENOMEM,
+		    "snapshot: %s available on this machine, less than a quarter of "
+		    "process %d's %s of anonymous memory that copy-on-write could need",
+		    ms_fmt_bytes(a, sizeof(a), room), (int)pid,
+		    ms_fmt_bytes(b, sizeof(b), m.rss_anon));
 	room = cgroup_headroom(pid, &limit);
 	if (room < need)
-		return ms_error_set(err, -ENOMEM,
-				    "snapshot: %s left below the %s memory limit of process %d's "
-				    "cgroup, less than a quarter of its %s of anonymous memory that "
-				    "copy-on-write could need",
-				    ms_fmt_bytes(a, sizeof(a), room), ms_fmt_bytes(c, sizeof(c), limit),
-				    (int)pid, ms_fmt_bytes(b, sizeof(b), m.rss_anon));
+		return ms_error_set(
+		    err, -ENOMEM,
+		    "snapshot: %s left below the %s memory limit of process %d's "
+		    "cgroup, less than a quarter of its %s of anonymous memory that "
+		    "copy-on-write could need",
+		    ms_fmt_bytes(a, sizeof(a), room), ms_fmt_bytes(c, sizeof(c), limit), (int)pid,
+		    ms_fmt_bytes(b, sizeof(b), m.rss_anon));
 	return 0;
 }
 
@@ -766,7 +770,8 @@ int ms_snapshot_take(struct ms_proc *p, struct ms_snapshot **out, struct ms_erro
 	if (page) {
 		rc = ms_proc_write_mem(p, page + OFF_CLONE, code + OFF_CLONE, n - OFF_CLONE);
 		if (rc) {
-			ms_error_set(err, rc, "snapshot: writing the clone code at 0x%" PRIx64 ": %s",
+			ms_error_set(err, rc,
+				     "snapshot: writing the clone code at 0x%" PRIx64 ": %s",
 				     page + OFF_CLONE, ms_strerror(rc));
 			free(s);
 			return rc;
@@ -786,13 +791,14 @@ int ms_snapshot_take(struct ms_proc *p, struct ms_snapshot **out, struct ms_erro
 		if (rc) {
 			long r;
 
-			ms_error_set(err, rc, "snapshot: writing the clone page at 0x%" PRIx64 ": %s",
-				     page, ms_strerror(rc));
+			ms_error_set(err, rc,
+				     "snapshot: writing the clone page at 0x%" PRIx64 ": %s", page,
+				     ms_strerror(rc));
 			/* Not recognisable as ours, so never reused: take it back (libc path). */
 			r = remote(p, tid, 0, SYS_munmap, (long)page, PAGE, 0, 0, &urc);
 			if (urc || r)
-				ms_debug("snapshot: munmap(0x%" PRIx64 ") in %d: %s", page, (int)pid,
-					 ms_strerror(urc ? urc : (int)r));
+				ms_debug("snapshot: munmap(0x%" PRIx64 ") in %d: %s", page,
+					 (int)pid, ms_strerror(urc ? urc : (int)r));
 			free(s);
 			return rc;
 		}

@@ -252,11 +252,11 @@ struct ms_snapshot; /* opaque */
 /* Monotonic timestamps (ns) of the phases of ms_snapshot_take. */
 struct ms_snapshot_stats {
 	uint64_t t_start;   /* began (target stopped) */
-	uint64_t t_page;    /* code page mapped and written */
+	uint64_t t_page;    /* code page found (reused) or mapped, and written */
 	uint64_t t_entered; /* the thread entered clone() */
 	uint64_t t_cloned;  /* PTRACE_EVENT_CLONE: the copy exists */
 	uint64_t t_back;    /* the thread's registers are back */
-	uint64_t t_end;     /* the page is unmapped: the target may resume */
+	uint64_t t_end;     /* the clone is done and checked: the target may resume */
 };
 
 /*

@@ -50,8 +50,17 @@ struct region {
 	ms_raddr_t base;
 	bool tramp; /* its code page holds the stub image: remote syscalls can use it */
 	bool used[MS_STUB_NSLOTS];
-	uint64_t last_head, last_fhead, last_draw; /* ring counters seen at the last drain */
-	bool pending;				   /* a slot was being written at the last drain */
+	uint64_t last_draw; /* the draw index seen at the last drain */
+	/*
+	 * The drain reads only the slots of tickets from scan_from up to the
+	 * head. Every ticket below scan_from is accounted for: taken by a
+	 * drain or counted as a drop. A ticket is claimed (xadd) before its
+	 * slot is (cmpxchg), so a slot read as free may still be written for
+	 * a ticket already counted: the window only moves on once the count
+	 * of tickets equals what was taken plus what dropped.
+	 */
+	uint64_t scan_from, fscan_from;
+	uint64_t taken, ftaken; /* samples and frees taken from the rings so far */
 	uint64_t drops, tabfull;		   /* ring-full and table-full counts, last read */
 };
 
@@ -98,6 +107,7 @@ struct ms_probes {
 	uint8_t *hdrs;			      /* MS_STUB_NHDR headers */
 	uint8_t *data;			      /* MS_STUB_NHDR stack copies */
 	uint64_t *fring;		      /* MS_STUB_NFRING x 2 words */
+	struct pending_ev *pev;		      /* the drain's events, kept between drains */
 	uint64_t tsc0, ns0;		      /* for converting the stubs' rdtsc stamps */
 	uint64_t n_drains, drain_ns, drained; /* drain statistics (debug log at removal) */
 	uint64_t ticks[1024];		      /* in-target TSC ticks of the first samples */
@@ -1452,100 +1462,196 @@ static void emit_ring_sample(struct ms_probes *pr, size_t r, int i, ms_alloc_eve
 		cb(&ev, ctx);
 }
 
+/*
+ * The slots of tickets [from, to) of a ring of n slots of size bytes, as at
+ * most two remote ranges (with the matching local ones): the whole ring
+ * when the window is a lap or more.
+ */
+static unsigned ring_window(uint64_t from, uint64_t to, unsigned n, size_t size, ms_raddr_t rbase,
+			    void *lbase, struct iovec *liov, struct iovec *riov)
+{
+	uint64_t cnt = to - from;
+	unsigned first = (unsigned)(from & (n - 1)), k = 0;
+
+	if (cnt >= n) {
+		first = 0;
+		cnt = n;
+	}
+	while (cnt) {
+		unsigned run = (unsigned)MS_MIN(cnt, (uint64_t)(n - first));
+
+		liov[k].iov_base = (uint8_t *)lbase + (size_t)first * size;
+		riov[k].iov_base = (void *)(uintptr_t)(rbase + (ms_raddr_t)first * size);
+		liov[k].iov_len = riov[k].iov_len = (size_t)run * size;
+		k++;
+		cnt -= run;
+		first = 0;
+	}
+	return k;
+}
+
+/* Moves a ring's window on when every ticket below head is accounted for. */
+static void settle_window(uint64_t *scan_from, uint64_t *taken, uint64_t head, uint64_t drops)
+{
+	if (*taken + drops < head)
+		return; /* a ticket is still being written (or not yet claimed its slot) */
+	if (*taken + drops > head) {
+		/* Only a lost give-back write (a slot taken twice) gets here. */
+		ms_debug("probe: ring ledger off by %llu: resynchronised",
+			 (unsigned long long)(*taken + drops - head));
+		*taken = head - MS_MIN(drops, head);
+	}
+	*scan_from = head;
+}
+
+/* Ring counters, one read from the table-full word to the free drops. */
+#define CTL_FIRST MS_CTRL_TABFULL
+#define CTL_WORDS ((MS_CTRL_FREE_DROPS + 8 - CTL_FIRST) / 8)
+#define CTL(c, off) ((c)[((off) - CTL_FIRST) / 8])
+
 /* Drains one region's rings: published samples and frees, in the order they happened. */
 static int drain_region(struct ms_probes *pr, size_t r, ms_alloc_event_cb cb, void *ctx)
 {
 	struct region *rg = &pr->rg[r];
-	uint64_t ctl[6];
-	struct iovec liov[MS_STUB_NHDR], riov[MS_STUB_NHDR], friov[512];
-	struct pending_ev *ev = NULL;
-	size_t nev = 0, nrd = 0;
+	uint64_t ctl[CTL_WORDS], ctl2[CTL_WORDS];
+	uint64_t head, fhead;
+	struct iovec liov[MS_STUB_NHDR + 1], riov[MS_STUB_NHDR + 1], friov[512];
+	struct pending_ev *ev;
+	size_t nev = 0, nrd = 0, want = 0, taken = 0, ftaken = 0;
+	unsigned nw;
 	ssize_t n;
 	int nfree_done = 0;
 	static const uint64_t zeros[MS_STUB_NFRING];
 
-	n = ms_mem_read_pid(pr->pid, rg->base + MS_STUB_CTRL_OFF + MS_CTRL_RING_HEAD, ctl,
-			    sizeof(ctl));
+	n = ms_mem_read_pid(pr->pid, rg_ctrl(rg, CTL_FIRST), ctl, sizeof(ctl));
 	if (n != (ssize_t)sizeof(ctl))
 		return n < 0 ? (int)n : -EIO;
-	/* ctl: ring head, draw index, free head, drops, no-thread, free drops */
-	if (ctl[1] != rg->last_draw) {
-		refill_draws(pr, rg, rg->last_draw, ctl[1]);
-		rg->last_draw = ctl[1];
+	head = CTL(ctl, MS_CTRL_RING_HEAD);
+	fhead = CTL(ctl, MS_CTRL_FREE_HEAD);
+	if (CTL(ctl, MS_CTRL_DRAW_IDX) != rg->last_draw) {
+		refill_draws(pr, rg, rg->last_draw, CTL(ctl, MS_CTRL_DRAW_IDX));
+		rg->last_draw = CTL(ctl, MS_CTRL_DRAW_IDX);
 	}
 	{
-		uint64_t tabfull = 0;
+		uint64_t drops = CTL(ctl, MS_CTRL_DROPS) + CTL(ctl, MS_CTRL_FREE_DROPS),
+			 tabfull = CTL(ctl, MS_CTRL_TABFULL);
 
-		ms_mem_read_pid(pr->pid, rg_ctrl(rg, MS_CTRL_TABFULL), &tabfull, sizeof(tabfull));
-		pr->st.ring_full += ctl[3] + ctl[5] - rg->drops;
-		rg->drops = ctl[3] + ctl[5];
+		pr->st.ring_full += drops - rg->drops;
+		rg->drops = drops;
 		pr->st.dropped += tabfull - rg->tabfull;
 		rg->tabfull = tabfull;
 	}
-	if (ctl[0] == rg->last_head && ctl[2] == rg->last_fhead && !rg->pending)
+	if (head == rg->scan_from && fhead == rg->fscan_from)
 		return 0;
-	rg->last_head = ctl[0];
-	rg->last_fhead = ctl[2];
-	rg->pending = false;
 
-	ev = ms_xmalloc((MS_STUB_NHDR + MS_STUB_NFRING) * sizeof(*ev));
+	if (!pr->pev)
+		pr->pev = ms_xmalloc((MS_STUB_NHDR + MS_STUB_NFRING) * sizeof(*pr->pev));
+	ev = pr->pev;
 	/*
 	 * Frees first: a free can only follow the publication of its sample, so
 	 * every free read here has its sample in the headers read next (or in
 	 * an earlier drain). The other order loses frees of fresh samples.
 	 */
-	n = ms_mem_read_pid(pr->pid, rg->base + MS_STUB_FRING_OFF, pr->fring,
-			    (size_t)MS_STUB_NFRING * 16);
-	if (n == (ssize_t)MS_STUB_NFRING * 16) {
-		for (int i = 0; i < MS_STUB_NFRING; i++) {
-			uint64_t p = pr->fring[2 * i];
+	if (fhead != rg->fscan_from) {
+		nw = ring_window(rg->fscan_from, fhead, MS_STUB_NFRING, 16,
+				 rg->base + MS_STUB_FRING_OFF, pr->fring, liov, riov);
+		for (unsigned k = 0; k < nw; k++)
+			want += liov[k].iov_len;
+		n = process_vm_readv(pr->pid, liov, nw, riov, nw, 0);
+		if (n != (ssize_t)want)
+			nw = 0; /* read again at the next drain: the window stays */
+		for (unsigned k = 0; k < nw; k++) {
+			int i0 = (int)(((uint8_t *)liov[k].iov_base - (uint8_t *)pr->fring) / 16);
+			int i1 = i0 + (int)(liov[k].iov_len / 16);
 
-			if (p == 1)
-				rg->pending = true;
-			if (p <= 1)
-				continue;
-			ev[nev++] = (struct pending_ev){.key = pr->fring[2 * i + 1] & TSC_MASK,
-							.hdr = -1,
-							.ptr = p,
-							.slot = (int)(pr->fring[2 * i + 1] >> 56)};
-			/* Give the slot back (ptr = 0), batched. */
-			friov[nfree_done].iov_base =
-			    (void *)(uintptr_t)(rg->base + MS_STUB_FRING_OFF + (ms_raddr_t)i * 16);
-			friov[nfree_done].iov_len = 8;
-			if (++nfree_done == MS_ARRAY_SIZE(friov)) {
-				struct iovec z = {(void *)zeros, 8 * (size_t)nfree_done};
+			for (int i = i0; i < i1; i++) {
+				uint64_t p = pr->fring[2 * i];
 
-				process_vm_writev(pr->pid, &z, 1, friov, (unsigned long)nfree_done,
-						  0);
-				nfree_done = 0;
+				if (p <= 1)
+					continue;
+				ev[nev++] = (struct pending_ev){
+				    .key = pr->fring[2 * i + 1] & TSC_MASK,
+				    .hdr = -1,
+				    .ptr = p,
+				    .slot = (int)(pr->fring[2 * i + 1] >> 56)};
+				ftaken++;
+				/* Give the slot back (ptr = 0), batched. */
+				friov[nfree_done].iov_base = (void *)(uintptr_t)(
+				    rg->base + MS_STUB_FRING_OFF + (ms_raddr_t)i * 16);
+				friov[nfree_done].iov_len = 8;
+				if (++nfree_done == MS_ARRAY_SIZE(friov)) {
+					struct iovec z = {(void *)zeros, 8 * (size_t)nfree_done};
+
+					process_vm_writev(pr->pid, &z, 1, friov,
+							  (unsigned long)nfree_done, 0);
+					nfree_done = 0;
+				}
 			}
 		}
 	}
-	n = ms_mem_read_pid(pr->pid, rg->base + MS_STUB_HDR_OFF, pr->hdrs,
-			    (size_t)MS_STUB_NHDR * MS_STUB_HDR_SIZE);
-	if (n != (ssize_t)MS_STUB_NHDR * MS_STUB_HDR_SIZE)
-		return n < 0 ? (int)n : -EIO;
-	for (int i = 0; i < MS_STUB_NHDR; i++) {
-		const uint8_t *h = pr->hdrs + (size_t)i * MS_STUB_HDR_SIZE;
-		uint64_t st = rd64(h, MS_H_STATE),
-			 len = MS_MIN(rd64(h, MS_H_LEN), (uint64_t)MS_STUB_DATA_SIZE);
+	if (head != rg->scan_from) {
+		nw = ring_window(rg->scan_from, head, MS_STUB_NHDR, MS_STUB_HDR_SIZE,
+				 rg->base + MS_STUB_HDR_OFF, pr->hdrs, liov, riov);
+		want = 0;
+		for (unsigned k = 0; k < nw; k++)
+			want += liov[k].iov_len;
+		n = process_vm_readv(pr->pid, liov, nw, riov, nw, 0);
+		/* The frees read stay in the ring (not given back): the next drain has them. */
+		if (n != (ssize_t)want)
+			return n < 0 ? -errno : -EIO;
+		{
+			struct iovec hl[2];
 
-		if (st == 1)
-			rg->pending = true;
-		if (st != 2)
-			continue;
-		ev[nev++] = (struct pending_ev){.key = rd64(h, MS_H_TSC1) & TSC_MASK, .hdr = i};
-		if (len) {
-			liov[nrd].iov_base = pr->data + (size_t)i * MS_STUB_DATA_SIZE;
-			liov[nrd].iov_len = len;
-			riov[nrd].iov_base = (void *)(uintptr_t)(rg->base + MS_STUB_DATA_OFF +
-								 (ms_raddr_t)i * MS_STUB_DATA_SIZE);
-			riov[nrd].iov_len = len;
-			nrd++;
+			memcpy(hl, liov, nw * sizeof(*hl));
+			for (unsigned k = 0; k < nw; k++) {
+				int i0 = (int)(((uint8_t *)hl[k].iov_base - pr->hdrs) /
+					       MS_STUB_HDR_SIZE);
+				int i1 = i0 + (int)(hl[k].iov_len / MS_STUB_HDR_SIZE);
+
+				for (int i = i0; i < i1; i++) {
+					const uint8_t *h = pr->hdrs + (size_t)i * MS_STUB_HDR_SIZE;
+					uint64_t len = MS_MIN(rd64(h, MS_H_LEN),
+							      (uint64_t)MS_STUB_DATA_SIZE);
+
+					if (rd64(h, MS_H_STATE) != 2)
+						continue;
+					ev[nev++] = (struct pending_ev){
+					    .key = rd64(h, MS_H_TSC1) & TSC_MASK, .hdr = i};
+					taken++;
+					if (len) {
+						liov[nrd].iov_base =
+						    pr->data + (size_t)i * MS_STUB_DATA_SIZE;
+						liov[nrd].iov_len = len;
+						riov[nrd].iov_base = (void *)(uintptr_t)(
+						    rg->base + MS_STUB_DATA_OFF +
+						    (ms_raddr_t)i * MS_STUB_DATA_SIZE);
+						riov[nrd].iov_len = len;
+						nrd++;
+					}
+				}
+			}
 		}
 	}
-	if (nrd && process_vm_readv(pr->pid, liov, nrd, riov, nrd, 0) < 0)
-		ms_debug("probe: reading %zu ring stack copies: %s", nrd, strerror(errno));
+	/*
+	 * The counters again, after the slots (the same call as the stack
+	 * copies, its last range): every ticket below these heads was claimed
+	 * before the slots were read, which is what the ledger needs.
+	 */
+	liov[nrd].iov_base = ctl2;
+	liov[nrd].iov_len = sizeof(ctl2);
+	riov[nrd].iov_base = (void *)(uintptr_t)rg_ctrl(rg, CTL_FIRST);
+	riov[nrd].iov_len = sizeof(ctl2);
+	want = 0;
+	for (size_t k = 0; k <= nrd; k++)
+		want += liov[k].iov_len;
+	n = process_vm_readv(pr->pid, liov, nrd + 1, riov, nrd + 1, 0);
+	if (n != (ssize_t)want) {
+		if (nrd)
+			ms_debug("probe: reading %zu ring stack copies: %s", nrd,
+				 n < 0 ? strerror(errno) : "short read");
+		/* Without the second reading the window cannot move on. */
+		memset(ctl2, 0, sizeof(ctl2));
+	}
 
 	if (nfree_done) {
 		struct iovec z = {(void *)zeros, 8 * (size_t)nfree_done};
@@ -1585,7 +1691,14 @@ static int drain_region(struct ms_probes *pr, size_t r, ms_alloc_event_cb cb, vo
 		liov[0].iov_len = nrd * 8;
 		process_vm_writev(pr->pid, liov, 1, riov, nrd, 0);
 	}
-	free(ev);
+	rg->taken += taken;
+	rg->ftaken += ftaken;
+	if (n == (ssize_t)want) {
+		settle_window(&rg->scan_from, &rg->taken, CTL(ctl2, MS_CTRL_RING_HEAD),
+			      CTL(ctl2, MS_CTRL_DROPS));
+		settle_window(&rg->fscan_from, &rg->ftaken, CTL(ctl2, MS_CTRL_FREE_HEAD),
+			      CTL(ctl2, MS_CTRL_FREE_DROPS));
+	}
 	return 0;
 }
 
@@ -1858,10 +1971,19 @@ static bool find_trap(const struct ms_probes *pr, ms_raddr_t addr, size_t *regio
  */
 static bool nested_call(const struct ms_probes *pr, const uint8_t *stack, size_t len)
 {
+	ms_raddr_t lo = UINT64_MAX, hi = 0;
+
+	/* Most stack words are nowhere near a stub: one range check rejects them. */
+	for (size_t r = 0; r < pr->nrg; r++) {
+		lo = MS_MIN(lo, pr->rg[r].base);
+		hi = MS_MAX(hi, pr->rg[r].base + MS_STUB_CODE_SIZE);
+	}
 	for (size_t off = 0; off + 8 <= len; off += 8) {
 		uint64_t w;
 
 		memcpy(&w, stack + off, 8);
+		if (w < lo || w >= hi)
+			continue;
 		for (size_t r = 0; r < pr->nrg; r++) {
 			ms_raddr_t b = pr->rg[r].base;
 			int slot = -1;
@@ -2460,5 +2582,6 @@ void ms_probes_free(struct ms_probes *pr)
 	free(pr->hdrs);
 	free(pr->data);
 	free(pr->fring);
+	free(pr->pev);
 	free(pr);
 }

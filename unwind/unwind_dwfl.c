@@ -143,7 +143,38 @@ struct dwfl_priv {
 	ms_raddr_t *pcs;
 	size_t max, n, frames;
 	uint64_t last_sp;
+	uint64_t maps_sig; /* the file mappings the Dwfl was built from */
 };
+
+/*
+ * A signature of the target's file mappings (what libdwfl reports as
+ * modules). A refresh rebuilds the Dwfl only when it changed: a rebuild
+ * reopens every file (decompressing debug sections) and drops every CFI
+ * cache, which cost more than the unwinding itself when done every 2 s.
+ * 0 when the maps cannot be read (always rebuild then).
+ */
+static uint64_t maps_signature(pid_t pid)
+{
+	struct ms_maps maps;
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	if (ms_maps_read(pid, &maps) < 0)
+		return 0;
+	for (size_t i = 0; i < maps.n; i++) {
+		const struct ms_map *m = &maps.v[i];
+		uint64_t v[5] = {m->start, m->end, m->offset, m->inode,
+				 (uint64_t)m->dev_major << 32 | m->dev_minor};
+
+		if (!m->path || (m->path[0] != '/' && strcmp(m->path, "[vdso]") != 0))
+			continue;
+		for (size_t k = 0; k < MS_ARRAY_SIZE(v); k++)
+			h = (h ^ v[k]) * 0x100000001b3ull;
+		for (const char *c = m->path; *c; c++)
+			h = (h ^ (uint8_t)*c) * 0x100000001b3ull;
+	}
+	ms_maps_free(&maps);
+	return h ? h : 1;
+}
 
 static pid_t next_thread(Dwfl *dwfl, void *arg, void **thread_argp)
 {
@@ -211,6 +242,8 @@ static int frame_cb(Dwfl_Frame *state, void *arg)
 
 static int attach_new(struct ms_unwinder *u, struct dwfl_priv *p, struct ms_error *err)
 {
+	/* Taken before the report: a change in between shows at the next refresh. */
+	p->maps_sig = maps_signature(u->pid);
 	p->dwfl = ms_unwind_dwfl_open(u->pid, false, NULL, err);
 	if (!p->dwfl)
 		return err ? err->code : -EIO;
@@ -243,14 +276,18 @@ static int dw_refresh(struct ms_unwinder *u)
 	struct dwfl_priv *p = u->priv;
 	struct ms_error err;
 	Dwfl *old = p->dwfl;
+	uint64_t old_sig = p->maps_sig, sig = maps_signature(u->pid);
 	int r;
 
+	if (sig && sig == old_sig)
+		return 0; /* the same modules at the same places: the caches stay valid */
 	/* A Dwfl is attached to a process state once: start a new one, and
 	 * keep the old one if the new one cannot be made. */
 	p->dwfl = NULL;
 	r = attach_new(u, p, &err);
 	if (r < 0) {
 		p->dwfl = old;
+		p->maps_sig = old_sig;
 		return r;
 	}
 	dwfl_end(old);

@@ -1402,7 +1402,9 @@ static uint64_t rd64(const uint8_t *h, unsigned off)
 	return v;
 }
 
-static void emit_ring_sample(struct ms_probes *pr, size_t r, int i, ms_alloc_event_cb cb, void *ctx)
+/* now and ns_per_tick: taken once per drain (clock reads cost in a VM). */
+static void emit_ring_sample(struct ms_probes *pr, size_t r, int i, ms_alloc_event_cb cb, void *ctx,
+			     uint64_t now, double ns_per_tick)
 {
 	const uint8_t *h = pr->hdrs + (size_t)i * MS_STUB_HDR_SIZE;
 	uint64_t sw = rd64(h, MS_H_SLOT), len = rd64(h, MS_H_LEN), stub_ticks;
@@ -1430,7 +1432,7 @@ static void emit_ring_sample(struct ms_probes *pr, size_t r, int i, ms_alloc_eve
 	}
 	ev.weight = sample_weight(pr, ev.size);
 	ev.ptr = rd64(h, MS_H_RES);
-	ev.time_ns = ms_now_ns();
+	ev.time_ns = now;
 	ev.regs.rip = s ? s->entry : 0;
 	ev.regs.rsp = rd64(h, MS_H_SP);
 	ev.regs.rbp = rd64(h, MS_H_RBP);
@@ -1455,7 +1457,7 @@ static void emit_ring_sample(struct ms_probes *pr, size_t r, int i, ms_alloc_eve
 	/* The stub's own work: the whole span minus the time inside the real function. */
 	stub_ticks = rd64(h, MS_H_TSC1) - rd64(h, MS_H_TSC0);
 	stub_ticks = rd64(h, MS_H_CALL) < stub_ticks ? stub_ticks - rd64(h, MS_H_CALL) : 0;
-	pr->st.target_ns += tsc_to_ns(pr, stub_ticks);
+	pr->st.target_ns += (uint64_t)((double)stub_ticks * ns_per_tick);
 	if (pr->nticks < MS_ARRAY_SIZE(pr->ticks))
 		pr->ticks[pr->nticks++] = stub_ticks;
 	if (cb)
@@ -1514,7 +1516,8 @@ static int drain_region(struct ms_probes *pr, size_t r, ms_alloc_event_cb cb, vo
 {
 	struct region *rg = &pr->rg[r];
 	uint64_t ctl[CTL_WORDS], ctl2[CTL_WORDS];
-	uint64_t head, fhead;
+	uint64_t head, fhead, now;
+	double ns_per_tick;
 	struct iovec liov[MS_STUB_NHDR + 1], riov[MS_STUB_NHDR + 1], friov[512];
 	struct pending_ev *ev;
 	size_t nev = 0, nrd = 0, want = 0, taken = 0, ftaken = 0;
@@ -1659,9 +1662,11 @@ static int drain_region(struct ms_probes *pr, size_t r, ms_alloc_event_cb cb, vo
 		process_vm_writev(pr->pid, &z, 1, friov, (unsigned long)nfree_done, 0);
 	}
 	qsort(ev, nev, sizeof(*ev), cmp_pending);
+	now = ms_now_ns();
+	ns_per_tick = nev ? (double)tsc_to_ns(pr, 1000000000ull) / 1e9 : 0;
 	for (size_t k = 0; k < nev; k++) {
 		if (ev[k].hdr >= 0) {
-			emit_ring_sample(pr, r, ev[k].hdr, cb, ctx);
+			emit_ring_sample(pr, r, ev[k].hdr, cb, ctx, now, ns_per_tick);
 		} else {
 			const struct site *fs = site_for(pr, r, ev[k].slot);
 			struct ms_alloc_event fe;
@@ -1670,7 +1675,7 @@ static int drain_region(struct ms_probes *pr, size_t r, ms_alloc_event_cb cb, vo
 			fe.type = MS_AE_FREE;
 			fe.fn = fs ? fs->fn : MS_FN_FREE;
 			fe.ptr = ev[k].ptr;
-			fe.time_ns = ms_now_ns();
+			fe.time_ns = now;
 			pr->st.frees++;
 			if (cb)
 				cb(&fe, ctx);
@@ -1972,15 +1977,34 @@ static bool find_trap(const struct ms_probes *pr, ms_raddr_t addr, size_t *regio
 static bool nested_call(const struct ms_probes *pr, const uint8_t *stack, size_t len)
 {
 	ms_raddr_t lo = UINT64_MAX, hi = 0;
+	size_t off = 0;
 
-	/* Most stack words are nowhere near a stub: one range check rejects them. */
+	/*
+	 * Most stack words are nowhere near a stub: one range check over a
+	 * block of words (branch-free, so the compiler vectorises it) skips
+	 * the blocks that hold none.
+	 */
 	for (size_t r = 0; r < pr->nrg; r++) {
 		lo = MS_MIN(lo, pr->rg[r].base);
 		hi = MS_MAX(hi, pr->rg[r].base + MS_STUB_CODE_SIZE);
 	}
-	for (size_t off = 0; off + 8 <= len; off += 8) {
+	if (lo >= hi)
+		return false;
+	for (; off + 8 <= len; off += 8) {
 		uint64_t w;
 
+		if (off % 128 == 0 && off + 128 <= len) {
+			uint64_t blk[16];
+			int any = 0;
+
+			memcpy(blk, stack + off, sizeof(blk));
+			for (int k = 0; k < 16; k++)
+				any |= blk[k] - lo < hi - lo;
+			if (!any) {
+				off += 120;
+				continue;
+			}
+		}
 		memcpy(&w, stack + off, 8);
 		if (w < lo || w >= hi)
 			continue;

@@ -113,6 +113,15 @@ struct ms_probes {
 	uint64_t ticks[1024];		      /* in-target TSC ticks of the first samples */
 	size_t nticks;
 	uint64_t nested; /* allocations inside a sampled probed call: not reported */
+	/*
+	 * Mean changes, oldest first: until TSC tsc, countdowns were drawn with
+	 * mean. A sample whose countdown fired before a change but that was
+	 * published after the drain that preceded it keeps the old weight.
+	 */
+	struct mean_change {
+		uint64_t tsc, mean;
+	} changes[16];
+	size_t nchanges;
 };
 
 const char *ms_alloc_fn_name(enum ms_alloc_fn fn)
@@ -236,13 +245,22 @@ static int64_t draw_countdown(struct ms_probes *pr)
  * A sample of s bytes under Poisson byte sampling with mean M was taken with
  * probability 1 - exp(-s/M); weighting it by the inverse keeps totals unbiased.
  */
-static uint64_t sample_weight(const struct ms_probes *pr, uint64_t size)
+static uint64_t sample_weight(const struct ms_probes *pr, uint64_t size, uint64_t mean)
 {
-	double m = (double)pr->opts.sample_bytes, s = (double)size;
+	double m = (double)mean, s = (double)size;
 
 	if (pr->exact || size == 0)
 		return size;
 	return (uint64_t)(s / one_minus_exp_neg(s / m) + 0.5);
+}
+
+/* The mean in force when the stub stamped a sample at TSC tsc. */
+static uint64_t mean_at(const struct ms_probes *pr, uint64_t tsc)
+{
+	for (size_t k = 0; k < pr->nchanges; k++)
+		if (tsc < pr->changes[k].tsc)
+			return pr->changes[k].mean;
+	return pr->opts.sample_bytes;
 }
 
 /* ------------------------------ helpers ------------------------------ */
@@ -1430,7 +1448,7 @@ static void emit_ring_sample(struct ms_probes *pr, size_t r, int i, ms_alloc_eve
 	default:
 		ev.size = rd64(h, MS_H_RDI);
 	}
-	ev.weight = sample_weight(pr, ev.size);
+	ev.weight = sample_weight(pr, ev.size, mean_at(pr, rd64(h, MS_H_TSC0)));
 	ev.ptr = rd64(h, MS_H_RES);
 	ev.time_ns = now;
 	ev.regs.rip = s ? s->entry : 0;
@@ -2115,7 +2133,7 @@ static void on_trap(struct ms_probes *pr, pid_t tid, const struct user_regs_stru
 	}
 	ev.type = MS_AE_ALLOC;
 	ev.size = size;
-	ev.weight = sample_weight(pr, size);
+	ev.weight = sample_weight(pr, size, pr->opts.sample_bytes);
 	ev.ptr = regs->rax;
 	ev.regs = *regs;
 	ev.regs.rip = s ? s->entry : regs->rip;
@@ -2203,10 +2221,13 @@ int ms_probes_poll(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx)
 int ms_probes_set_sample_bytes(struct ms_probes *pr, uint64_t mean, ms_alloc_event_cb cb,
 			       void *ctx)
 {
+	uint64_t old;
+
 	if (!pr || pr->removed || pr->exact || mean == 0)
 		return -EINVAL;
 	if (mean == pr->opts.sample_bytes)
 		return 0;
+	old = pr->opts.sample_bytes;
 	drain_all(pr, cb, ctx);
 	pr->opts.sample_bytes = mean;
 	for (size_t r = 0; r < pr->nrg; r++) {
@@ -2223,6 +2244,12 @@ int ms_probes_set_sample_bytes(struct ms_probes *pr, uint64_t mean, ms_alloc_eve
 		if (pr->ring)
 			refill_draws(pr, rg, 0, MS_STUB_NDRAW);
 	}
+	/* Stamped after the rewrite: a sample stamped before it may come from an old countdown. */
+	if (pr->nchanges == MS_ARRAY_SIZE(pr->changes)) {
+		memmove(pr->changes, pr->changes + 1, sizeof(pr->changes) - sizeof(pr->changes[0]));
+		pr->nchanges--;
+	}
+	pr->changes[pr->nchanges++] = (struct mean_change){.tsc = tsc_now(), .mean = old};
 	return 0;
 }
 

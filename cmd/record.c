@@ -819,7 +819,11 @@ int cmd_record(int argc, char **argv)
 	popts = (struct ms_probe_opts){
 	    .sample_bytes = o.sample_bytes,
 	    .stack_bytes = o.stack_bytes,
-	    .track_frees = true, /* cheap in the target, and keeps the live view right */
+	    /*
+	     * Only --live needs frees. Probing free anyway cost every free()
+	     * a hash-table look-up: 1.38x on the tight malloc/free bench.
+	     */
+	    .track_frees = o.live,
 	    .custom_symbols = o.probes,
 	    .n_custom = o.nprobes,
 	};

@@ -4,7 +4,6 @@
 # self-checking targets: memspy-rec-target (a known 60:30:10 mix of bytes)
 # and memspy-budget-tight (4 threads of malloc/free). The recording driver is
 # record_e2e.run(): handshake, SIGINT after "done", text and self checks.
-import argparse
 import os
 import re
 import subprocess
@@ -12,7 +11,8 @@ import sys
 import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from record_e2e import Fail, expect_lines, parse_folded, run, sum_matching  # noqa: E402
+from record_e2e import (Fail, expect_lines, parse_folded, run, scenario_main,  # noqa: E402
+                        sum_matching)
 
 BUDGET = "10%"
 WIDENED = re.compile(r"record: sampling cost ([0-9.]+)% .*: mean widened from (\S+ \S+) to (\S+ \S+)")
@@ -176,27 +176,5 @@ SCENARIOS = {
 }
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--memspy", required=True)
-    ap.add_argument("--mix", required=True)
-    ap.add_argument("--tight", required=True)
-    ap.add_argument("--scenario", required=True, choices=sorted(SCENARIOS))
-    ap.add_argument("--workdir", required=True)
-    ap.add_argument("--iters", type=int, default=0, help="override the target's iterations")
-    args = ap.parse_args()
-    wd = os.path.join(args.workdir, args.scenario)
-    os.makedirs(wd, exist_ok=True)
-    for n in os.listdir(wd):
-        os.unlink(os.path.join(wd, n))
-    try:
-        SCENARIOS[args.scenario](args, wd)
-    except Fail as e:
-        print(f"FAIL: {args.scenario}: {e}", flush=True)
-        return 1
-    print(f"PASS: {args.scenario}", flush=True)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(scenario_main(SCENARIOS, ["mix", "tight"]))

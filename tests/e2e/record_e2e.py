@@ -450,11 +450,15 @@ SCENARIOS = {
 }
 
 
-def main():
+def scenario_main(scenarios, targets):
+    """Runs the one scenario named on the command line: --memspy, one
+    --TARGET path per name in targets, --scenario, --workdir, --iters.
+    The scenario gets the parsed arguments and an emptied work directory."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--memspy", required=True)
-    ap.add_argument("--target", required=True)
-    ap.add_argument("--scenario", required=True, choices=sorted(SCENARIOS))
+    for t in targets:
+        ap.add_argument(f"--{t}", required=True)
+    ap.add_argument("--scenario", required=True, choices=sorted(scenarios))
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--iters", type=int, default=0, help="override the target's iterations")
     args = ap.parse_args()
@@ -463,7 +467,7 @@ def main():
     for n in os.listdir(wd):
         os.unlink(os.path.join(wd, n))
     try:
-        SCENARIOS[args.scenario](args, wd)
+        scenarios[args.scenario](args, wd)
     except Fail as e:
         print(f"FAIL: {args.scenario}: {e}", flush=True)
         return 1
@@ -472,4 +476,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(scenario_main(SCENARIOS, ["target"]))

@@ -165,6 +165,22 @@ size_t ms_decode_length(const uint8_t *bytes, size_t avail);
  */
 int ms_remote_prepare(struct ms_proc *p);
 
+/* -ERESTART* values the kernel turns into a restart when no handler runs. */
+#define K_ERESTARTSYS		512
+#define K_ERESTARTNOINTR	513
+#define K_ERESTARTNOHAND	514
+#define K_ERESTART_RESTARTBLOCK 516
+
+/*
+ * Rewrites r, the registers of a thread stopped on its way out of a system
+ * call, into those the kernel's restart logic would give it on resuming
+ * with no handler to run (rip back on the syscall instruction, the call
+ * number in rax, orig_rax -1). Code that returns the thread to user space
+ * itself (a trampoline, the snapshot page) must do what the kernel would.
+ * Registers of a thread not in a restartable call are left as they are.
+ */
+void ms_remote_apply_restart(struct user_regs_struct *r);
+
 /*
  * Runs one system call on stopped thread tid and puts the thread back as
  * it was; 0 and *ret = its return value, or a negative code. tramp = the

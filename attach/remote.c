@@ -18,10 +18,6 @@
 #include <unistd.h>
 
 /* Kernel-internal return values of an interrupted system call (linux/errno.h). */
-#define K_ERESTARTSYS		512
-#define K_ERESTARTNOINTR	513
-#define K_ERESTARTNOHAND	514
-#define K_ERESTART_RESTARTBLOCK 516
 
 /* A syscall-stop with PTRACE_O_TRACESYSGOOD. */
 #define SYSCALL_STOP (SIGTRAP | 0x80)
@@ -112,13 +108,12 @@ static bool restartable(const struct user_regs_struct *r)
 }
 
 /*
- * The registers the kernel's restart logic would produce when the thread
- * resumes from its stop with no handler to run (arch_do_signal_or_restart):
- * the trampoline returns to user space directly, so its frame must hold
- * them already. (A handler-bearing signal arriving at that very moment
- * would have turned -ERESTARTSYS into -EINTR; the frame restarts instead.)
+ * As arch_do_signal_or_restart with no handler to run: the trampoline
+ * returns to user space directly, so its frame must hold these already.
+ * (A handler-bearing signal arriving at that very moment would have turned
+ * -ERESTARTSYS into -EINTR; the frame restarts instead.)
  */
-static void apply_restart(struct user_regs_struct *r)
+void ms_remote_apply_restart(struct user_regs_struct *r)
 {
 	if (!restartable(r))
 		return;
@@ -138,7 +133,7 @@ static int write_frame(pid_t pid, const struct user_regs_struct *orig, ms_raddr_
 	struct iovec l = {w, sizeof(w)}, rv;
 	ssize_t n;
 
-	apply_restart(&r);
+	ms_remote_apply_restart(&r);
 	w[0] = r.r15;
 	w[1] = r.r14;
 	w[2] = r.r13;

@@ -39,11 +39,6 @@
 #define MAX_REQUEUE 8
 /* Bounds on stops while the clone runs: a loop here must never hang memspy. */
 #define MAX_STOPS 64
-/* -ERESTART* values the kernel turns into a restart when no handler runs. */
-#define K_ERESTARTSYS		512
-#define K_ERESTARTNOINTR	513
-#define K_ERESTARTNOHAND	514
-#define K_ERESTART_RESTARTBLOCK 516
 
 struct ms_snapshot {
 	pid_t pid;	 /* the child, in memspy's pid namespace (read it here) */
@@ -78,23 +73,13 @@ static size_t put_movabs(uint8_t *c, size_t n, uint8_t rex, uint8_t op, uint64_t
  */
 static size_t build_page(uint8_t *c, const struct user_regs_struct *s)
 {
-	uint64_t rax = s->rax, rip = s->rip;
+	struct user_regs_struct back = *s;
+	uint64_t rax, rip;
 	size_t n = 0, jrcxz;
 
-	if ((int64_t)s->orig_rax >= 0) {
-		switch (-(int64_t)s->rax) {
-		case K_ERESTARTSYS:
-		case K_ERESTARTNOINTR:
-		case K_ERESTARTNOHAND:
-			rax = s->orig_rax;
-			rip -= 2;
-			break;
-		case K_ERESTART_RESTARTBLOCK:
-			rax = SYS_restart_syscall;
-			rip -= 2;
-			break;
-		}
-	}
+	ms_remote_apply_restart(&back);
+	rax = back.rax;
+	rip = back.rip;
 	c[n++] = 0x0f; /* syscall */
 	c[n++] = 0x05;
 	c[n++] = 0x48; /* mov rcx, rax */

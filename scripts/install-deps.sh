@@ -13,7 +13,8 @@ pkgs=(build-essential cmake pkg-config
       debootstrap curl jq  # other glibc versions for the heap-walk tests (curl probes the mirror, jq reads the JSON)
       python3       # drives the record, walk and coverage end-to-end tests (not built without it)
       clang libclang-rt-14-dev  # the heap-walk libFuzzer test (clang's fuzzer runtime is only a Recommends)
-      libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0 musl-tools)  # dump's foreign-allocator tests
+      libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0 musl-tools   # dump's foreign-allocator tests
+      redis-server redis-tools nginx memcached apache2-utils)  # real servers the suite drives on 127.0.0.1 (redis-benchmark, ab)
 if [ "${MEMSPY_BENCH:-0}" = 1 ]; then pkgs+=(heaptrack bc); fi  # bc: the benches' ratios
 
 missing=()

@@ -75,6 +75,8 @@ struct site {
 	char *name;	 /* "malloc@libc.so.6" */
 	const char *sym; /* symbol name (static or from opts) */
 	ms_raddr_t entry;
+	ms_raddr_t end;	       /* the end of its symbol (entry + st_size) */
+	bool glibc;	       /* in glibc's malloc (relays small requests to its malloc) */
 	uint8_t orig[32];      /* the entry's bytes before patching */
 	struct ms_reloc reloc; /* displaced = bytes relocated into the stub */
 	size_t mod;	       /* index in the module table */
@@ -440,6 +442,9 @@ static void add_site(struct ms_probes *pr, const struct ms_modules *mods, size_t
 	s->fn = fn;
 	s->sym = sym;
 	s->entry = a;
+	s->end = a + (size ? size : 1);
+	/* A glibc-only name: jemalloc's or tcmalloc's memalign never reaches their malloc. */
+	s->glibc = !ms_module_symbol(m, "__libc_memalign", &a, &size);
 	s->mod = mi;
 	s->slot = -1;
 	s->name = ms_xasprintf("%s@%s", sym, base_name(m->path));
@@ -927,6 +932,24 @@ static int take_slot(struct region *r, int kind)
 }
 
 /* Fills the regions' code pages, control pages and countdowns; maps code RX. */
+/*
+ * Does glibc serve some calls of this site by jumping to its own malloc
+ * entry (posix_memalign, memalign and aligned_alloc for alignments up to
+ * MS_RELAY_ALIGN; realloc of NULL), and is that malloc probed in the same
+ * region? Then the stub leaves those calls to the malloc probe.
+ */
+static bool relays(const struct ms_probes *pr, const struct site *s)
+{
+	if (!s->glibc || (s->fn != MS_FN_POSIX_MEMALIGN && s->fn != MS_FN_MEMALIGN &&
+			  s->fn != MS_FN_ALIGNED_ALLOC && s->fn != MS_FN_REALLOC))
+		return false;
+	for (size_t i = 0; i < pr->ns; i++)
+		if (pr->s[i].fn == MS_FN_MALLOC && pr->s[i].mod == s->mod &&
+		    pr->s[i].region == s->region && pr->s[i].slot >= 0)
+			return true;
+	return false;
+}
+
 static int build_regions(struct ms_probes *pr, struct ms_error *err)
 {
 	uint8_t *img = ms_xmalloc(MS_STUB_CODE_SIZE);
@@ -941,7 +964,7 @@ static int build_regions(struct ms_probes *pr, struct ms_error *err)
 		    .mask = 0,
 		};
 		int64_t cnt[MS_STUB_NCNT * 8];
-		uint8_t ctl[5];
+		uint8_t ctl[5], relay[MS_STUB_NSLOTS] = {0};
 		long ret;
 
 		memcpy(img, ms_stub_image, MS_STUB_CODE_SIZE);
@@ -962,6 +985,9 @@ static int build_regions(struct ms_probes *pr, struct ms_error *err)
 			}
 			memcpy(img + d->orig, s->reloc.code, s->reloc.len);
 		}
+		for (size_t i = 0; i < pr->ns; i++)
+			if (pr->s[i].region == r && pr->s[i].slot >= 0 && relays(pr, &pr->s[i]))
+				relay[pr->s[i].slot] = 1;
 		/* RX already: written through /proc/PID/mem, and read back. */
 		rc = ms_proc_write_mem(pr->p, rg->base, img, MS_STUB_CODE_SIZE);
 		if (rc) {
@@ -981,6 +1007,7 @@ static int build_regions(struct ms_probes *pr, struct ms_error *err)
 			refill_draws(pr, rg, 0, MS_STUB_NDRAW);
 		if ((rc = write_remote(pr, rg->base + MS_STUB_CNT_OFF, cnt, sizeof(cnt))) ||
 		    (rc = write_remote(pr, rg_ctrl(rg, 0), ctl, sizeof(ctl))) ||
+		    (rc = write_remote(pr, rg_ctrl(rg, MS_CTRL_RELAY), relay, sizeof(relay))) ||
 		    (rc = write_remote(pr, rg_ctrl(rg, MS_CTRL_SIGACT_NEW), &ks, sizeof(ks)))) {
 			ms_error_set(err, rc, "probe: writing the stub data at %#llx: %s",
 				     (unsigned long long)rg->base, ms_strerror(rc));
@@ -2593,6 +2620,14 @@ void ms_probes_stats(const struct ms_probes *pr, struct ms_probe_stats *out)
 	memset(out, 0, sizeof(*out));
 	if (pr)
 		*out = pr->st;
+}
+
+bool ms_probes_in_allocator(const struct ms_probes *pr, ms_raddr_t pc)
+{
+	for (size_t i = 0; i < pr->ns; i++)
+		if (pr->s[i].fn != MS_FN_CUSTOM && pc >= pr->s[i].entry && pc < pr->s[i].end)
+			return true;
+	return false;
 }
 
 size_t ms_probes_sites(const struct ms_probes *pr, const char ***names)

@@ -129,6 +129,14 @@ int ms_probes_remove(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx,
 void ms_probes_stats(const struct ms_probes *pr, struct ms_probe_stats *out);
 /* Names of the patched entry points ("malloc@libc.so.6", ...), for the summary. */
 size_t ms_probes_sites(const struct ms_probes *pr, const char ***names);
+/*
+ * Whether pc lies in the code of a probed allocator function (its symbol's
+ * extent; --probe symbols excluded). A call that such a function hands to
+ * another probed entry (glibc's posix_memalign calls its malloc for small
+ * alignments) has that function's frame below the entry's: the
+ * allocator's own, not its caller.
+ */
+bool ms_probes_in_allocator(const struct ms_probes *pr, ms_raddr_t pc);
 void ms_probes_free(struct ms_probes *pr);
 
 #endif

@@ -30,6 +30,16 @@
 #define MS_CTRL_DROPS	    0x118 /* samples that found the ring full (they stopped instead) */
 #define MS_CTRL_NOTHREAD    0x120
 #define MS_CTRL_FREE_DROPS  0x128  /* frees that found the freed ring full (idem) */
+/*
+ * u8 per stub slot: the probed function hands small requests to its own
+ * module's probed malloc (glibc: posix_memalign, memalign and aligned_alloc
+ * with an alignment <= MS_RELAY_ALIGN, realloc(NULL, n)). Such a call is
+ * left to the malloc probe alone: charging the countdown in both would
+ * sample it twice as often, and in sampled mode only the inner call would
+ * show which frames were the allocator's.
+ */
+#define MS_CTRL_RELAY	    0x140
+#define MS_RELAY_ALIGN	    16 /* glibc's MALLOC_ALIGNMENT on x86-64 */
 #define MS_STUB_CNT_OFF	    0x5000 /* 64 countdown slots, one cache line each */
 #define MS_STUB_NCNT	    64
 #define MS_STUB_TAB_OFF	    0x6000 /* sampled-pointer table: 1024 buckets x 8 ways */

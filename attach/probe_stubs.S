@@ -33,6 +33,7 @@ ms_stub_image:
 #define DROPS (.Limg + MS_STUB_CTRL_OFF + MS_CTRL_DROPS)
 #define NOTHREAD (.Limg + MS_STUB_CTRL_OFF + MS_CTRL_NOTHREAD)
 #define FREE_DROPS (.Limg + MS_STUB_CTRL_OFF + MS_CTRL_FREE_DROPS)
+#define RELAY (.Limg + MS_STUB_CTRL_OFF + MS_CTRL_RELAY)
 #define THREADS (.Limg + MS_STUB_THR_OFF)
 #define DRAWS (.Limg + MS_STUB_DRAW_OFF)
 #define FRING (.Limg + MS_STUB_FRING_OFF)
@@ -190,6 +191,18 @@ ms_stub_image:
 /* malloc-like: rax = size from the kind's argument registers. */
 .macro ALLOC_STUB i, kind
 .Lstub_\i:
+	.if \kind == MS_SK_RSI || \kind == MS_SK_PMEMALIGN
+	/* A small alignment that the allocator serves through its probed malloc: left to that probe. */
+	cmp byte ptr [rip + RELAY + \i], 0
+	je 0f
+	.if \kind == MS_SK_RSI
+	cmp rdi, MS_RELAY_ALIGN
+	.else
+	cmp rsi, MS_RELAY_ALIGN
+	.endif
+	jbe .Lorig_\i
+0:
+	.endif
 	SLOT_ADDR
 	SIZE_OF \kind
 	sub [r11], rax
@@ -234,7 +247,12 @@ ms_stub_image:
 .macro REALLOC_STUB i
 .Lstub_\i:
 	test rdi, rdi
-	jz 6f
+	jnz 0f
+	/* realloc(NULL, n) that the allocator serves through its probed malloc: left to that probe. */
+	cmp byte ptr [rip + RELAY + \i], 0
+	jne .Lorig_\i
+	jmp 6f
+0:
 	cmp byte ptr [rip + FREE_ALL], 0
 	jne 7f
 	PROBE_RDI 8f

@@ -61,6 +61,7 @@ struct rec_opts {
 struct recorder {
 	struct ms_unwinder *unwinder;
 	struct ms_rec_table *table;
+	const struct ms_probes *probes; /* which frames are the allocator's own */
 	uint64_t alloc_events, free_events, unwind_failures, short_stacks;
 	ms_raddr_t pcs[MAX_PCS];
 };
@@ -333,7 +334,7 @@ static void on_alloc_event(const struct ms_alloc_event *ev, void *ctx)
 {
 	struct recorder *r = ctx;
 	struct ms_stack_copy sc;
-	size_t n = 0;
+	size_t n = 0, skip;
 
 	if (ev->type == MS_AE_FREE) {
 		r->free_events++;
@@ -353,9 +354,18 @@ static void on_alloc_event(const struct ms_alloc_event *ev, void *ctx)
 	} else if (n == 1) {
 		r->short_stacks++;
 	}
-	/* pcs[0] is the allocator's own entry: the leaf shown is its caller. */
-	ms_rec_table_add(r->table, n > 1 ? r->pcs + 1 : r->pcs, n > 1 ? n - 1 : 0, ev->fn,
-			 ev->weight, ev->size, ev->ptr, ev->tid);
+	/*
+	 * pcs[0] is the allocator's own entry: the leaf shown is its caller. A
+	 * call another probed function handed on (glibc's posix_memalign calls
+	 * its malloc for small alignments) has that function's frames next:
+	 * the allocator's too, so the leaf is the same as for a call it made
+	 * itself, sampled or exact. Return addresses: pc - 1 is in the call.
+	 */
+	skip = n > 1 ? 1 : n;
+	while (r->probes && skip + 1 < n && ms_probes_in_allocator(r->probes, r->pcs[skip] - 1))
+		skip++;
+	ms_rec_table_add(r->table, r->pcs + skip, n - skip, ev->fn, ev->weight, ev->size, ev->ptr,
+			 ev->tid);
 }
 
 /* ------------------------------ overhead ------------------------------ */
@@ -854,8 +864,10 @@ int cmd_record(int argc, char **argv)
 	    .n_custom = o.nprobes,
 	};
 	rc = ms_probes_install(p, &mods, &popts, &pr, &err);
+	rec.probes = pr;
 	if (rc) {
 		pr = NULL;
+		rec.probes = NULL;
 		if (!err.msg[0])
 			ms_error_set(&err, rc, "record: probing the allocator of pid %d: %s",
 				     (int)o.pid, ms_strerror(rc));

@@ -576,12 +576,21 @@ static void progress_clear(struct progress *pg)
 /*
  * Builds the profile from the table: each distinct PC symbolised once (the
  * symboliser caches), frames root first, the values of the chosen view.
+ *
+ * Sampled counts are estimates with fractions. Each stack gets the rounded
+ * running total minus what the stacks before it got, so the stacks add up
+ * to exactly the rounded total that the summary and the subtitle print
+ * (ms_rec_table_totals sums the same values in the same order): rounding
+ * each stack alone made a flame graph's root or a pprof total differ from
+ * the subtitle by a few allocations. No stack moves by a whole allocation.
  */
 static void build_profile(struct ms_profile *prof, const struct ms_rec_table *t,
 			  struct ms_symbolizer *sym, const struct rec_opts *o)
 {
 	struct ms_out_frame *frames = NULL;
 	size_t cap = 0;
+	double running = 0;
+	uint64_t given = 0;
 
 	for (size_t i = 0; i < ms_rec_table_nstacks(t); i++) {
 		struct ms_rec_stack s;
@@ -590,7 +599,9 @@ static void build_profile(struct ms_profile *prof, const struct ms_rec_table *t,
 
 		ms_rec_table_stack(t, i, &s);
 		bytes = o->live ? s.live_bytes : s.bytes;
-		count = (uint64_t)llround(o->live ? s.live_count : s.count);
+		running += o->live ? s.live_count : s.count;
+		count = (uint64_t)llround(running) - given;
+		given += count;
 		if (o->live && !bytes && !count)
 			continue;
 		/* pcs are innermost first; frames must be outermost first. */
@@ -647,10 +658,11 @@ struct outcome {
 /*
  * The measured cost, answer first: its share of the target's CPU time
  * against the budget, its parts, then what the budget did to the mean.
- * calls: the estimated number of calls through the probes.
+ * unsampled: the estimated calls that took the probes' fast path (the
+ * sampled ones are measured, in the stubs' time).
  */
 static void print_cost(const struct rec_opts *o, const struct ms_probe_stats *st,
-		       const struct meter *m, const struct outcome *oc, double calls)
+		       const struct meter *m, const struct outcome *oc, uint64_t unsampled)
 {
 	const struct ms_rec_budget *b = &m->budget;
 	const struct ms_rec_cost *f = &b->first, *e = &m->end;
@@ -661,7 +673,7 @@ static void print_cost(const struct rec_opts *o, const struct ms_probe_stats *st
 	double fixed = ms_rec_budget_floor(b, f, e);
 	char s1[32], s2[32], s3[32], s4[32], s5[32], s6[32], s7[32];
 
-	double fast = o->sample_bytes && tcpu ? calls * FAST_PATH_NS : 0;
+	double fast = o->sample_bytes && tcpu ? (double)unsampled * FAST_PATH_NS : 0;
 
 	if (tcpu)
 		fprintf(stderr, "  cost to the target: %.2f%% of its CPU time measured",
@@ -693,9 +705,10 @@ static void print_cost(const struct rec_opts *o, const struct ms_probe_stats *st
 		ms_fmt_duration(s7, sizeof(s7), oc->wall_ns));
 	if (fast >= 1)
 		fprintf(stderr,
-			"    the fast path: ~%s unsampled calls at ~%.0f ns, %s; estimated, and "
+			"    the fast path: ~%s unsampled calls%s at ~%.0f ns, %s; estimated, and "
 			"outside the budget (a wider mean cannot remove it)\n",
-			ms_fmt_count(s2, sizeof(s2), (uint64_t)calls), FAST_PATH_NS,
+			ms_fmt_count(s2, sizeof(s2), unsampled),
+			o->live ? " (frees taken as many as the allocations)" : "", FAST_PATH_NS,
 			ms_fmt_duration(s1, sizeof(s1), (uint64_t)fast));
 	if (o->sample_bytes) {
 		double sps = oc->wall_ns ? (double)st->samples * 1e9 / (double)oc->wall_ns : 0;
@@ -737,6 +750,7 @@ static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t
 	struct ms_rec_totals tot;
 	const char **names = NULL;
 	size_t nnames = 0;
+	uint64_t allocs;
 	char a[32], b[32], c[32], d[32];
 
 	ms_rec_table_totals(t, &tot);
@@ -761,8 +775,13 @@ static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t
 	if (tot.failed)
 		fprintf(stderr, "  %s sampled calls failed (returned NULL) and are not counted\n",
 			ms_fmt_count(a, sizeof(a), tot.failed));
-	/* Allocations, and as many frees when --live probes free too. */
-	print_cost(o, &st, m, oc, tot.count * (o->live ? 2 : 1));
+	/*
+	 * The allocations that were not sampled, and (--live probes free too)
+	 * about as many frees, none of which is a sample.
+	 */
+	allocs = (uint64_t)llround(tot.count);
+	print_cost(o, &st, m, oc,
+		   (allocs > tot.samples ? allocs - tot.samples : 0) + (o->live ? allocs : 0));
 	if (oc->wall_ns && st.stops * 1e9 / (double)oc->wall_ns > 200)
 		fprintf(stderr,
 			"  note: %.0f stops/s; each also costs a wake-up not counted above, so a "

@@ -5,7 +5,7 @@
 find_package(Python3 COMPONENTS Interpreter)
 if(Python3_FOUND)
   set(_cov_drv ${CMAKE_CURRENT_LIST_DIR}/e2e/record_coverage.py)
-  foreach(_s cxx-exact cxx-live cxx-sampled sampled-live memalign-exact memalign-live nested leaves edge
+  foreach(_s cxx-exact cxx-live cxx-sampled sampled-live memalign-exact memalign-live nested leaves totals edge
              failed-alloc jemalloc tcmalloc jemalloc-memalign tcmalloc-memalign jemalloc-cxx
              tcmalloc-cxx jemalloc-cxx-live tcmalloc-cxx-live exe-malloc)
     ms_add_test(NAME record_coverage_${_s} TIMEOUT 300 LABELS e2e record coverage

@@ -5,7 +5,10 @@
 # tcmalloc, an executable's own malloc, glibc's nested entries, edge cases),
 # recorded from the memspy-cov-* targets, which announce what memspy must find.
 import argparse
+import gzip
+import json
 import os
+import re
 import queue
 import signal
 import subprocess
@@ -73,8 +76,8 @@ PARTIAL = []  # complaints about partial recordings, reported by finish()
 class Run:
     """One recording: the target's announcements, memspy's stderr, the folded output."""
 
-    def __init__(self, expect, err, folded):
-        self.expect, self.err, self.folded = expect, err, folded
+    def __init__(self, expect, err, folded, path=None):
+        self.expect, self.err, self.folded, self.path = expect, err, folded, path
 
     def lines(self, kind):
         """{stack: (bytes, count)} of the target's 'KIND BYTES COUNT STACK' lines."""
@@ -86,7 +89,7 @@ class Run:
         return out
 
 
-def record(args, target, mode, iters, opts, out, env=None):
+def record(args, target, mode, iters, opts, out, env=None, folded=True):
     tgt = memspy = None
     try:
         tgt = subprocess.Popen([target, mode, str(iters)], stdin=subprocess.PIPE,
@@ -145,7 +148,7 @@ def record(args, target, mode, iters, opts, out, env=None):
             PARTIAL.append(f"memspy exited 1 (partial), expected 0: {'; '.join(why)}")
         elif rc != 0:
             raise Fail(f"memspy exited {rc}, expected 0")
-        return Run(expect, merr.lines, parse_folded(out))
+        return Run(expect, merr.lines, parse_folded(out) if folded else None, out)
     finally:
         kill(memspy)
         kill(tgt)
@@ -382,6 +385,177 @@ def scen_leaves(args, wd):
     finish(bad)
 
 
+def fmt_bytes(n):
+    """common/format.c's ms_fmt_bytes."""
+    if n < 1024:
+        return f"{n} B"
+    v, u = float(n), 0
+    units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
+    while v >= 1023.5 and u + 1 < len(units):
+        v /= 1024
+        u += 1
+    return f"{v:.{2 if v < 9.995 else 1 if v < 99.95 else 0}f} {units[u]}"
+
+
+def num(text):
+    return int(text.replace(",", ""))
+
+
+SUMMARY_RE = re.compile(r"memspy: wrote .* \((\w+), [^)]*\): (?:(.+?) still live in ([\d,]+) "
+                        r"allocations, of )?(.+?) allocated in ([\d,]+) allocations over .*, "
+                        r"from ([\d,]+) samples")
+
+
+def summary(run):
+    """The figures of memspy's closing summary."""
+    for line in run.err:
+        m = SUMMARY_RE.search(line)
+        if m:
+            fmt, lb, lc, b, c, smp = m.groups()
+            fast = [l for l in run.err if "the fast path: ~" in l]
+            return {"fmt": fmt, "live_bytes": lb, "live_count": num(lc) if lc else None,
+                    "bytes": b, "count": num(c), "samples": num(smp),
+                    "fast": num(fast[0].split("~")[1].split()[0]) if fast else None}
+    raise Fail(f"no summary line in memspy's output: {run.err[-12:]}")
+
+
+def pb_fields(buf):
+    """(field, wire type, value) of a protobuf message: ints for varints, bytes otherwise."""
+    i = 0
+
+    def varint():
+        nonlocal i
+        v = shift = 0
+        while True:
+            b = buf[i]
+            i += 1
+            v |= (b & 0x7f) << shift
+            shift += 7
+            if b < 0x80:
+                return v
+
+    while i < len(buf):
+        key = varint()
+        field, wt = key >> 3, key & 7
+        if wt == 0:
+            yield field, wt, varint()
+        elif wt == 2:
+            n = varint()
+            yield field, wt, buf[i:i + n]
+            i += n
+        elif wt in (1, 5):
+            n = 8 if wt == 1 else 4
+            yield field, wt, buf[i:i + n]
+            i += n
+        else:
+            raise Fail(f"pprof: wire type {wt} in a profile")
+
+
+def pprof_read(path):
+    """{sample type: sum of its values}, and the comments, of a gzip'd profile.proto."""
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    strings, types, sums, comments = [], [], None, []
+    for field, wt, v in pb_fields(data):
+        if field == 6:
+            strings.append(v.decode())
+        elif field == 1:
+            types.append(dict((f, x) for f, _, x in pb_fields(v)).get(1, 0))
+        elif field == 13:
+            comments.append(v)
+        elif field == 2:
+            vals = []
+            for f, w, x in pb_fields(v):
+                if f == 2 and w == 2:
+                    vals += packed(x)
+                elif f == 2:
+                    vals.append(x)
+            sums = [a + b for a, b in zip(sums, vals)] if sums else vals
+    return ({strings[t]: s for t, s in zip(types, sums or [0] * len(types))},
+            [strings[c] for c in comments])
+
+
+def packed(buf):
+    """The varints of a packed repeated field."""
+    out, v, shift = [], 0, 0
+    for b in buf:
+        v |= (b & 0x7f) << shift
+        shift += 7
+        if b < 0x80:
+            out.append(v)
+            v = shift = 0
+    return out
+
+
+def file_totals(run, fmt, live, count_view):
+    """(bytes, count, subtitle) as the written file states them; None where it has no figure."""
+    path = run.path
+    if fmt == "folded":
+        total = sum(v for _, v in parse_folded(path))
+        return (None, total, None) if count_view else (total, None, None)
+    if fmt == "svg":
+        text = open(path).read()
+        m = re.search(r"<title>all\n\((.+?) = ([\d,]+) bytes (?:still live )?in ([\d,]+) "
+                      r"allocation", text)
+        sub = re.search(r'<text id="subtitle"[^>]*>([^<]*)<', text)
+        if not m:
+            raise Fail(f"{path}: no root frame with bytes and count (sub: {sub and sub.group(1)})")
+        return num(m.group(2)), num(m.group(3)), sub.group(1) if sub else None
+    if fmt == "speedscope":
+        doc = json.load(open(path))
+        tot = []
+        for prof in doc["profiles"]:
+            s = sum(prof["weights"])
+            if prof["endValue"] != s:
+                raise Fail(f"{path}: profile '{prof['name']}' ends at {prof['endValue']}, "
+                           f"its weights add up to {s}")
+            tot.append(s)
+        return tot[0], tot[1], None
+    if fmt == "pprof":
+        sums, comments = pprof_read(path)
+        pre = "inuse" if live else "alloc"
+        sub = [c for c in comments if " allocations" in c]
+        return sums[pre + "_space"], sums[pre + "_objects"], sub[0] if sub else None
+    raise Fail(f"unknown format {fmt}")
+
+
+def scen_totals(args, wd):
+    # One recording per format (sampled: estimated counts with fractions, over
+    # 48 distinct stacks): the file's totals, its subtitle and memspy's
+    # summary must state the same bytes and the same number of allocations.
+    bad = []
+    runs = (("folded", "folded", []), ("folded", "folded", ["--count"]), ("svg", "svg", []),
+            ("svg", "svg", ["--live"]), ("speedscope", "speedscope.json", []),
+            ("pprof", "pb.gz", []), ("pprof", "pb.gz", ["--live"]))
+    for k, (fmt, ext, extra) in enumerate(runs):
+        out = os.path.join(wd, f"totals-{k}.{ext}")
+        run = record(args, args.cov_c, "spread", args.iters or 150,
+                     ["--sample-bytes", "64k"] + extra, out, folded=False)
+        sm = summary(run)
+        live = "--live" in extra
+        b, c, sub = file_totals(run, fmt, live, "--count" in extra)
+        want_b = sm["live_bytes"] if live else sm["bytes"]
+        want_c = sm["live_count"] if live else sm["count"]
+        what = f"{fmt} {' '.join(extra)}".strip()
+        print(f"  {what}: file {b} B ({fmt_bytes(b) if b is not None else '-'}), {c} "
+              f"allocations; summary {want_b}, {want_c}; subtitle {sub!r}; fast path "
+              f"{sm['fast']}", flush=True)
+        if b is not None and fmt_bytes(b) != want_b:
+            bad.append(f"{what}: the file holds {b} B ({fmt_bytes(b)}), the summary says {want_b}")
+        if c is not None and c != want_c:
+            bad.append(f"{what}: the file counts {c} allocations, the summary {want_c}")
+        if sub is not None:
+            said = f"{want_b} still live in {want_c:,} allocations" if live else \
+                f"{want_b} allocated in {want_c:,} allocations"
+            if said not in sub:
+                bad.append(f"{what}: the subtitle says {sub!r}, the summary {said!r}")
+        unsampled = sm["count"] - sm["samples"] + (sm["count"] if live else 0)
+        if sm["fast"] is not None and sm["fast"] != unsampled:
+            bad.append(f"{what}: ~{sm['fast']} unsampled calls for {sm['count']} allocations "
+                       f"of which {sm['samples']} were sampled")
+    finish(bad)
+
+
 def judge_failed(rb, rc):
     """
     Calls that returned NULL allocated nothing: memspy keeps them out of the
@@ -494,6 +668,7 @@ SCENARIOS = {
     "memalign-live": scen_memalign_live,
     "nested": scen_nested,
     "leaves": scen_leaves,
+    "totals": scen_totals,
     "edge": scen_edge,
     "failed-alloc": scen_failed_alloc,
     "jemalloc": scen_jemalloc,

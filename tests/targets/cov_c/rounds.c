@@ -164,6 +164,21 @@ static void expect_failc(unsigned long long r)
 	       SITE(cov_round_failc, cov_site_fail_calloc));
 }
 
+/* Many distinct stacks: the totals test compares figures summed over them. */
+NOINLINE static int cov_round_spread(unsigned seed)
+{
+	return cov_site_spread(seed);
+}
+
+static void expect_spread(unsigned long long r)
+{
+	unsigned long long bytes = 0;
+
+	for (unsigned d = 0; d < SPREAD_DEPTHS; d++)
+		bytes += SPREAD_BYTES + SPREAD_STEP * d;
+	line("expect-folded", r * bytes, r * SPREAD_DEPTHS, SITE(cov_round_spread, cov_site_spread));
+}
+
 const struct cov_mode cov_modes[] = {
     {"failm", cov_round_failm, expect_failm, NULL},
     {"failc", cov_round_failc, expect_failc, NULL},
@@ -172,5 +187,6 @@ const struct cov_mode cov_modes[] = {
     {"memalign-nopv", cov_round_memalign_nopv, expect_memalign_nopv, check_keep},
     {"nested", cov_round_nested, expect_nested, NULL},
     {"edge", cov_round_edge, expect_edge, NULL},
+    {"spread", cov_round_spread, expect_spread, NULL},
 };
 const size_t cov_nmodes = sizeof(cov_modes) / sizeof(cov_modes[0]);

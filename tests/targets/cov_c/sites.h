@@ -32,6 +32,9 @@
 #define CHAIN_GROWS  100
 #define BIGC_N	     40009 /* x BIGC_SIZE = 40.8 MB: above glibc's largest mmap threshold */
 #define BIGC_SIZE    1021
+#define SPREAD_DEPTHS 48
+#define SPREAD_BYTES  211
+#define SPREAD_STEP   53
 
 int cov_site_malloc(unsigned seed);
 int cov_site_calloc(unsigned seed);
@@ -49,6 +52,7 @@ int cov_site_ma16(unsigned seed);
 int cov_site_aa16(unsigned seed);
 int cov_site_chain(unsigned seed); /* malloc, then CHAIN_GROWS reallocs, each larger */
 int cov_site_bigcalloc(unsigned seed);
+int cov_site_spread(unsigned seed);	 /* one malloc at SPREAD_DEPTHS stack depths */
 int cov_site_zero(unsigned seed);	 /* malloc(0) and free(NULL) */
 int cov_site_fail_malloc(unsigned seed); /* a size no allocator can give: NULL */
 int cov_site_fail_calloc(unsigned seed); /* nmemb * size overflows: NULL */

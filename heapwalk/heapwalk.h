@@ -170,6 +170,19 @@ struct ms_heap_thread_rep {
 	bool count_mismatch;
 };
 
+/*
+ * An allocation as the walk saw it (MS_HEAP_WALK_CHUNKS): an in-use chunk,
+ * tcache and fastbin members excluded. Its user area is [addr + 16,
+ * addr + size + 8) in an arena (the next chunk's prev_size is the user's
+ * while this one is in use), [addr + 16, addr + size) when mmapped.
+ */
+struct ms_heap_chunk {
+	ms_raddr_t addr; /* the chunk header (malloc's pointer - 16) */
+	uint64_t size;   /* chunksize, | MS_HEAP_CHUNK_MMAPPED for mmapped chunks */
+	uint64_t word0;  /* first user word as the walk read it (0 for mmapped chunks) */
+};
+#define MS_HEAP_CHUNK_MMAPPED 1ull
+
 struct ms_heap_report {
 	struct ms_heap_arena *arenas;
 	size_t narenas;
@@ -197,6 +210,9 @@ struct ms_heap_report {
 	double chunks_ms, lists_ms, mmap_ms;
 	uint64_t list_candidates; /* small chunks kept to check the tcache/fastbin lists against */
 	uint64_t mmap_probes;     /* page headers read looking for mmapped chunks */
+	/* With MS_HEAP_WALK_CHUNKS: every allocation, sorted by address. */
+	struct ms_heap_chunk *chunks;
+	size_t nchunks;
 };
 
 /*
@@ -217,6 +233,12 @@ int ms_heap_walk(const struct ms_heap_loc *loc, const struct ms_reader *r,
  */
 int ms_heap_walk_mt(const struct ms_heap_loc *loc, const struct ms_reader *const *readers,
 		    size_t nreaders, const struct ms_maps *maps, struct ms_heap_report *rep);
+/* Flags of ms_heap_walk_flags. */
+#define MS_HEAP_WALK_CHUNKS 1u /* keep every allocation in rep->chunks (~24 bytes each) */
+/* ms_heap_walk_mt with flags. */
+int ms_heap_walk_flags(const struct ms_heap_loc *loc, const struct ms_reader *const *readers,
+		       size_t nreaders, const struct ms_maps *maps, unsigned flags,
+		       struct ms_heap_report *rep);
 void ms_heap_report_free(struct ms_heap_report *rep);
 
 /*
@@ -235,5 +257,72 @@ struct ms_heap_rss {
 };
 /* Reads /proc/PID/smaps and sums over rep's segments (rep may be NULL). 0 or -errno. */
 int ms_heap_smaps(pid_t pid, const struct ms_heap_report *rep, struct ms_heap_rss *out);
+
+/* -------------------------------- leak scan -------------------------------- */
+
+/* A thread's registers at the stop, for the leak scan's roots. */
+struct ms_leak_thread {
+	pid_t tid;
+	bool have_regs;
+	struct user_regs_struct regs;
+};
+
+/*
+ * A group of allocations: a C++ class (from the vtable its first word
+ * points into) or, untyped, a chunk-size class [size_lo, size_hi).
+ */
+struct ms_leak_group {
+	char *type;     /* "Request", or "untyped 48 B" / "untyped 1-2 KiB"; owned */
+	bool typed;
+	uint64_t size_lo, size_hi; /* chunk sizes (untyped groups) */
+	uint64_t count, bytes;                /* in use */
+	uint64_t leaked_count, leaked_bytes;  /* not reachable from any root */
+	uint64_t unref_count, unref_bytes;    /* leaked, and no other leaked chunk points to it */
+	ms_raddr_t example;                   /* a leaked chunk's user address (unreferenced first), 0 */
+	uint64_t example_size;                /* its chunk size */
+	unsigned char head[64];               /* its first bytes */
+	size_t nhead;
+};
+
+struct ms_leak_thread_rep {
+	pid_t tid;
+	uint64_t count, bytes; /* reachable only from this thread's stack or registers */
+	bool scanned;          /* its stack pointer was known */
+};
+
+struct ms_leak_report {
+	uint64_t inuse_count, inuse_bytes;
+	uint64_t leaked_count, leaked_bytes;
+	uint64_t unref_count, unref_bytes;
+	uint64_t thread_only_count, thread_only_bytes; /* only from one thread's stack/registers */
+	uint64_t multi_thread_count, multi_thread_bytes; /* only from stacks, of several threads */
+	struct ms_leak_thread_rep *threads;
+	size_t nthreads;
+	/* Every group with an allocation, by in-use bytes (largest first). */
+	struct ms_leak_group *groups;
+	size_t ngroups;
+	/* Root ranges read: bytes by kind. */
+	uint64_t root_module_bytes, root_anon_bytes, root_stack_bytes;
+	uint64_t scanned_bytes;  /* allocation bytes read while marking */
+	uint64_t unreadable_bytes; /* roots or chunks that could not be read */
+	size_t nvtables;         /* _ZTV symbols known */
+	double scan_ms, mark_ms, classify_ms, types_ms;
+	bool partial;            /* interrupted or reads failed: see note */
+	char note[200];
+};
+
+/*
+ * The conservative reachability scan over a walk made with
+ * MS_HEAP_WALK_CHUNKS. r reads the same image the walk read (the
+ * snapshot); maps is its mapping table; pid names the process whose
+ * modules' symbol tables give the vtable names. threads (n of them) carry
+ * the registers taken at the stop. Returns 0, or -MS_E_INTERRUPTED /
+ * -EFAULT with out filled as far as it got (out->partial). out is the
+ * caller's: ms_leak_report_free.
+ */
+int ms_leak_scan(const struct ms_heap_report *rep, const struct ms_reader *r,
+		 const struct ms_maps *maps, pid_t pid, const struct ms_leak_thread *threads,
+		 size_t n, struct ms_leak_report *out);
+void ms_leak_report_free(struct ms_leak_report *lr);
 
 #endif

@@ -24,11 +24,18 @@ struct ms_heap_meta {
 	const char *snapshot_fallback; /* why there is no snapshot, or NULL */
 	double snapshot_ms;            /* the clone() (inside the pause); 0 without a snapshot */
 	int exit_code;
+	const struct ms_leak_report *leaks; /* dump --leaks, or NULL */
 };
 
 /* Writes the JSON report. 0 or -EIO. */
 int ms_heap_write_json(FILE *f, const struct ms_heap_meta *m);
 /* Writes the report for a person: the answer first, units on every number. 0 or -EIO. */
 int ms_heap_write_text(FILE *f, const struct ms_heap_meta *m);
+
+/* The leak scan's section of the text report (heap_leaks.c). */
+void ms_heap_write_leaks_text(FILE *f, const struct ms_leak_report *lr);
+/* Adds "leaks" and "types" to a JSON report (doc/dump-json.md). */
+struct json_t;
+void ms_heap_leaks_json(struct json_t *root, const struct ms_leak_report *lr);
 
 #endif

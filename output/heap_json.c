@@ -186,6 +186,8 @@ int ms_heap_write_json(FILE *f, const struct ms_heap_meta *m)
 		json_object_set_new(root, "errors", errors);
 		json_object_set_new(root, "errors_dropped", u64(rep->errors_dropped));
 	}
+	if (m->leaks)
+		ms_heap_leaks_json(root, m->leaks);
 	if (m->rss && m->rss->valid)
 		json_object_set_new(
 			root, "rss",

@@ -87,6 +87,8 @@ int ms_heap_write_text(FILE *f, const struct ms_heap_meta *m)
 	fprintf(f, "  glibc %s, layout from %s, symbols from %s\n",
 		m->loc ? m->loc->glibc_version : "?", m->loc ? m->loc->layout_source : "?",
 		m->loc && m->loc->symbol_source ? m->loc->symbol_source : "?");
+	if (m->leaks)
+		ms_heap_write_leaks_text(f, m->leaks);
 
 	fprintf(f, "\nFree memory by kind:\n");
 	for (unsigned k = MS_HK_TCACHE; k <= MS_HK_TOP; k++)

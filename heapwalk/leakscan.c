@@ -1,0 +1,911 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The leak scan of `memspy dump --leaks`: which allocations nothing
+ * reaches any more, and what the heap is made of (C++ classes from vtable
+ * pointers, size classes otherwise). Conservative, on the image the walk
+ * read (the snapshot), with memory bounded by a few bytes per chunk.
+ */
+#include "heapwalk/heapwalk_int.h"
+#include "attach/attach.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <inttypes.h>
+#include <libelf.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* libstdc++'s demangler (C ABI). */
+extern char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *status);
+
+/* Chunks read per batch while marking: process_vm_readv takes 1024 iovecs. */
+#define BATCH_N 1024u
+#define BATCH_BYTES (1u << 20)
+/* Root ranges and big chunks are streamed through this window. */
+#define WIN (1u << 20)
+/* x86_64 SysV: leaf functions may use 128 bytes below the stack pointer. */
+#define RED_ZONE 128u
+/* Size classes of untyped groups: 16-byte classes up to 1 KiB, then powers of two (as dump's). */
+#define NCLASS 104u
+#define MAX_EXAMPLES 8u
+
+/* Per-chunk state bits. */
+#define ST_GLOBAL 0x1  /* reached from module data, TLS, anonymous mappings */
+#define ST_THREAD 0x2  /* reached from some thread's stack or registers only */
+#define ST_MULTI 0x4   /* ... from more than one thread's */
+#define ST_LEAKREF 0x8 /* leaked, and another leaked chunk points to it */
+
+struct vt {
+	ms_raddr_t lo, hi;
+	uint32_t type; /* index into names */
+};
+
+/* Where references can point: one sorted span per heap segment or mmapped chunk. */
+struct span {
+	ms_raddr_t lo, hi;
+	size_t first; /* index of the first chunk whose user area ends above lo */
+	uint32_t *page; /* per 4 KiB page: first chunk whose user area ends above it */
+	size_t npages;
+};
+
+struct scan {
+	const struct ms_heap_report *rep;
+	const struct ms_heap_chunk *ck;
+	size_t n;
+	const struct ms_reader *r;
+	const struct ms_maps *maps;
+	struct ms_leak_report *out;
+	uint8_t *st;
+	uint32_t *epoch;  /* pass that last visited the chunk (thread passes) */
+	uint16_t *owner;  /* thread index for ST_THREAD */
+	struct span *spans;
+	size_t nspans;
+	ms_raddr_t gmin, gmax;
+	uint32_t *stack;
+	size_t nstack, stackcap;
+	unsigned char *win;
+	unsigned char *batch;
+	/* The pass being marked: 0 the global roots, t + 1 thread t. */
+	uint32_t pass;
+	bool stopped;
+};
+
+static uint64_t csize(const struct ms_heap_chunk *c)
+{
+	return c->size & ~MS_HEAP_CHUNK_MMAPPED;
+}
+
+/* User area as scanned: the next chunk's prev_size is the user's while this one is in use. */
+static ms_raddr_t scan_end(const struct ms_heap_chunk *c)
+{
+	return c->addr + csize(c) + (c->size & MS_HEAP_CHUNK_MMAPPED ? 0 : 8);
+}
+
+/*
+ * User area as a reference target stops 8 bytes earlier: those bytes
+ * alias the next chunk's header address, which glibc's own bins and top
+ * pointers (in main_arena, a root) hold; counting them would keep the
+ * chunk below every free chunk and below top alive.
+ */
+static ms_raddr_t ref_end(const struct ms_heap_chunk *c)
+{
+	return c->addr + csize(c);
+}
+
+static int cmp_span(const void *a, const void *b)
+{
+	const struct span *x = a, *y = b;
+
+	return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/* First chunk index whose ref_end is above a (chunks are sorted and disjoint). */
+static size_t first_above(const struct scan *s, ms_raddr_t a)
+{
+	size_t lo = 0, hi = s->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (ref_end(&s->ck[mid]) <= a)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static void build_index(struct scan *s)
+{
+	const struct ms_heap_report *rep = s->rep;
+
+	s->spans = ms_xcalloc(rep->nsegs ? rep->nsegs : 1, sizeof(*s->spans));
+	for (size_t i = 0; i < rep->nsegs; i++)
+		if (rep->segs[i].end > rep->segs[i].start)
+			s->spans[s->nspans++] =
+				(struct span){.lo = rep->segs[i].start, .hi = rep->segs[i].end};
+	qsort(s->spans, s->nspans, sizeof(*s->spans), cmp_span);
+	s->gmin = s->nspans ? s->spans[0].lo : 0;
+	s->gmax = 0;
+	for (size_t i = 0; i < s->nspans; i++) {
+		struct span *p = &s->spans[i];
+
+		s->gmax = MS_MAX(s->gmax, p->hi);
+		p->first = first_above(s, p->lo);
+		/* mmapped chunks are one per span: no page table needed. */
+		p->npages = (p->hi - p->lo + 4095) >> 12;
+		if (p->npages <= 1)
+			continue;
+		p->page = ms_xmalloc((p->npages + 1) * sizeof(*p->page));
+		for (size_t k = 0, j = p->first; k <= p->npages; k++) {
+			ms_raddr_t a = p->lo + ((ms_raddr_t)k << 12);
+
+			while (j < s->n && ref_end(&s->ck[j]) <= a)
+				j++;
+			p->page[k] = (uint32_t)MS_MIN(j, (size_t)UINT32_MAX);
+		}
+	}
+}
+
+/* The chunk whose reference area holds v, or -1. */
+static inline ssize_t lookup(const struct scan *s, ms_raddr_t v)
+{
+	size_t lo = 0, hi = s->nspans, a, b;
+	const struct span *p;
+
+	if (v < s->gmin || v >= s->gmax)
+		return -1;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (s->spans[mid].lo <= v)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (!lo)
+		return -1;
+	p = &s->spans[lo - 1];
+	if (v >= p->hi)
+		return -1;
+	if (p->page) {
+		size_t k = (v - p->lo) >> 12;
+
+		a = p->page[k];
+		b = MS_MIN((size_t)p->page[k + 1] + 1, s->n);
+	} else {
+		a = p->first;
+		b = MS_MIN(a + 1, s->n);
+	}
+	/* The first chunk in [a, b) whose ref_end is above v. */
+	while (a < b) {
+		size_t mid = a + (b - a) / 2;
+
+		if (ref_end(&s->ck[mid]) <= v)
+			a = mid + 1;
+		else
+			b = mid;
+	}
+	if (a < s->n && s->ck[a].addr + 16 <= v && v < ref_end(&s->ck[a]))
+		return (ssize_t)a;
+	return -1;
+}
+
+static void push(struct scan *s, size_t i)
+{
+	if (s->nstack == s->stackcap)
+		ms_xgrow((void **)&s->stack, &s->stackcap, s->nstack + 1, sizeof(*s->stack));
+	s->stack[s->nstack++] = (uint32_t)i;
+}
+
+/* A reference to chunk i found in the current pass. */
+static inline void mark(struct scan *s, size_t i)
+{
+	uint8_t *st = &s->st[i];
+
+	if (*st & ST_GLOBAL)
+		return;
+	if (!s->pass) {
+		*st |= ST_GLOBAL;
+		push(s, i);
+		return;
+	}
+	if (s->epoch[i] == s->pass)
+		return;
+	s->epoch[i] = s->pass;
+	if (!(*st & ST_THREAD)) {
+		*st |= ST_THREAD;
+		s->owner[i] = (uint16_t)MS_MIN(s->pass - 1, (uint32_t)UINT16_MAX);
+	} else if (s->owner[i] != s->pass - 1) {
+		*st |= ST_MULTI;
+	}
+	push(s, i);
+}
+
+static void scan_words(struct scan *s, const unsigned char *buf, size_t len)
+{
+	size_t nw = len / 8;
+
+	for (size_t k = 0; k < nw; k++) {
+		uint64_t v;
+		ssize_t i;
+
+		memcpy(&v, buf + 8 * k, 8);
+		if (v < s->gmin || v >= s->gmax)
+			continue;
+		i = lookup(s, v);
+		if (i >= 0)
+			mark(s, (size_t)i);
+	}
+}
+
+/* Reads [lo, hi) window by window and scans it; unreadable pages are skipped and counted. */
+static uint64_t scan_range(struct scan *s, ms_raddr_t lo, ms_raddr_t hi)
+{
+	uint64_t done = 0;
+
+	lo = (lo + 7) & ~7ull;
+	while (lo + 8 <= hi) {
+		size_t len = (size_t)MS_MIN(hi - lo, (uint64_t)WIN);
+		ssize_t got = s->r->read(s->r->ctx, lo, s->win, len);
+
+		if (got <= 0) {
+			ms_raddr_t next = (lo | 4095) + 1;
+
+			s->out->unreadable_bytes += MS_MIN(next, hi) - lo;
+			lo = next;
+			continue;
+		}
+		scan_words(s, s->win, (size_t)got);
+		done += (uint64_t)got;
+		lo += (uint64_t)got & ~7ull;
+		if (!((uint64_t)got & ~7ull))
+			lo += 8;
+	}
+	return done;
+}
+
+/* Pops chunks and scans their contents, many per system call, until the stack is empty. */
+static void drain(struct scan *s)
+{
+	struct ms_rvec v[BATCH_N];
+	uint64_t steps = 0;
+
+	while (s->nstack && !s->stopped) {
+		size_t k = 0, off = 0;
+		ssize_t got;
+
+		if (!(++steps & 255) && ms_signals_stop_requested()) {
+			s->stopped = true;
+			break;
+		}
+		while (s->nstack && k < BATCH_N) {
+			uint32_t i = s->stack[s->nstack - 1];
+			const struct ms_heap_chunk *c = &s->ck[i];
+			uint64_t len = scan_end(c) - (c->addr + 16);
+
+			if (len > BATCH_BYTES) {
+				if (k)
+					break; /* the batch first, then this one on its own */
+				s->nstack--;
+				s->out->scanned_bytes += scan_range(s, c->addr + 16, scan_end(c));
+				continue;
+			}
+			if (off + len > BATCH_BYTES)
+				break;
+			s->nstack--;
+			v[k++] = (struct ms_rvec){.addr = c->addr + 16, .buf = s->batch + off, .len = len};
+			off += len;
+		}
+		if (!k)
+			continue;
+		/* mark() pushes while the batch is scanned: the batch is already off the stack. */
+		for (size_t j = 0; j < k;) {
+			got = s->r->readv ? s->r->readv(s->r->ctx, v + j, k - j) : 0;
+			if (got < 0)
+				got = 0;
+			for (size_t q = j; q < j + (size_t)got; q++) {
+				scan_words(s, v[q].buf, v[q].len);
+				s->out->scanned_bytes += v[q].len;
+			}
+			j += (size_t)got;
+			if (j < k) {
+				/* One piece that could not be read whole: what of it can be. */
+				s->out->scanned_bytes += scan_range(s, v[j].addr, v[j].addr + v[j].len);
+				j++;
+			}
+		}
+	}
+}
+
+/* ------------------------------------------------------------------ roots */
+
+struct range {
+	ms_raddr_t lo, hi;
+	int kind; /* 0 module data, 1 anonymous, 2 stack of a thread (index in thr) */
+	size_t thr;
+};
+
+static bool anon_like(const struct ms_map *m)
+{
+	return !m->path || !strcmp(m->path, "[heap]") || !strcmp(m->path, "[stack]") ||
+	       !strncmp(m->path, "[anon", 5) || !strcmp(m->path, "/anon_hugepage") ||
+	       !strncmp(m->path, "/dev/zero", 9);
+}
+
+static bool special(const struct ms_map *m)
+{
+	return m->path && (!strcmp(m->path, "[vvar]") || !strcmp(m->path, "[vsyscall]") ||
+			   !strcmp(m->path, "[vdso]") || !strncmp(m->path, "[vvar", 5));
+}
+
+/* Adds [lo, hi) minus the allocator's spans (heaps, mmapped chunks). */
+static void add_minus_spans(struct scan *s, struct range **v, size_t *n, size_t *cap,
+			    ms_raddr_t lo, ms_raddr_t hi, int kind, size_t thr)
+{
+	for (size_t j = 0; j <= s->nspans && lo < hi; j++) {
+		ms_raddr_t e = j < s->nspans ? MS_MIN(s->spans[j].lo, hi) : hi;
+
+		if (j < s->nspans && s->spans[j].hi <= lo)
+			continue;
+		if (e > lo) {
+			ms_xgrow((void **)v, cap, *n + 1, sizeof(**v));
+			(*v)[(*n)++] = (struct range){lo, e, kind, thr};
+		}
+		if (j < s->nspans)
+			lo = MS_MAX(lo, s->spans[j].hi);
+	}
+}
+
+/*
+ * Roots: writable private mappings (module .data/.bss, ld.so's data, the
+ * main thread's static TLS, anonymous memory that is not malloc's),
+ * relro (the read-only mapping just before a module's writable one),
+ * shared anonymous memory; each thread's stack from its stack pointer
+ * minus the red zone to the end of its mapping (glibc keeps a thread's
+ * TCB and static TLS there, so thread_local variables count as that
+ * thread's). The part of a stack mapping below the stack pointer is dead
+ * and not a root.
+ */
+static size_t collect_roots(struct scan *s, const struct ms_leak_thread *thr, size_t nthr,
+			    struct range **out)
+{
+	struct range *v = NULL;
+	size_t n = 0, cap = 0;
+	const struct ms_maps *maps = s->maps;
+
+	for (size_t i = 0; i < maps->n; i++) {
+		const struct ms_map *m = &maps->v[i];
+		bool stackmap = false;
+
+		if (!m->r || special(m))
+			continue;
+		for (size_t t = 0; t < nthr; t++) {
+			ms_raddr_t sp = thr[t].regs.rsp;
+
+			if (!thr[t].have_regs || sp < m->start || sp >= m->end)
+				continue;
+			stackmap = true;
+			add_minus_spans(s, &v, &n, &cap, MS_MAX(m->start, sp - RED_ZONE), m->end, 2,
+					t);
+		}
+		if (stackmap)
+			continue;
+		if (m->w && (!m->shared || anon_like(m))) {
+			add_minus_spans(s, &v, &n, &cap, m->start, m->end, anon_like(m) ? 1 : 0, 0);
+		} else if (!m->w && !m->x && !m->shared && m->path && !anon_like(m) &&
+			   i + 1 < maps->n && maps->v[i + 1].w && maps->v[i + 1].path &&
+			   !strcmp(maps->v[i + 1].path, m->path) && maps->v[i + 1].start == m->end) {
+			/* relro: made read-only after relocation, just below the data. */
+			add_minus_spans(s, &v, &n, &cap, m->start, m->end, 0, 0);
+		}
+	}
+	*out = v;
+	return n;
+}
+
+/* ------------------------------------------------------------------ types */
+
+static bool is_vtable_name(const char *n)
+{
+	return n[0] == '_' && n[1] == 'Z' && n[2] == 'T' && n[3] == 'V';
+}
+
+struct names {
+	char **v;
+	size_t n, cap;
+};
+
+static uint32_t name_add(struct names *nm, char *name)
+{
+	ms_xgrow((void **)&nm->v, &nm->cap, nm->n + 1, sizeof(*nm->v));
+	nm->v[nm->n] = name;
+	return (uint32_t)nm->n++;
+}
+
+/* "_ZTV7Request" -> "Request"; the mangled name when it does not demangle. */
+static char *class_name(const char *sym)
+{
+	int status = 0;
+	char *d = __cxa_demangle(sym, NULL, NULL, &status);
+	static const char pre[] = "vtable for ";
+	char *r;
+
+	if (!d || status)
+		return ms_xstrdup(sym);
+	r = ms_xstrdup(!strncmp(d, pre, sizeof(pre) - 1) ? d + sizeof(pre) - 1 : d);
+	free(d);
+	return r;
+}
+
+static void module_vtables(const struct ms_module *m, struct vt **v, size_t *n, size_t *cap,
+			   struct names *nm)
+{
+	int fd = open(m->open_path, O_RDONLY | O_CLOEXEC);
+	Elf *e;
+	Elf_Scn *scn = NULL;
+
+	if (fd < 0)
+		return;
+	e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	if (!e) {
+		close(fd);
+		return;
+	}
+	while ((scn = elf_nextscn(e, scn))) {
+		GElf_Shdr sh;
+		Elf_Data *d;
+		size_t ns;
+
+		if (!gelf_getshdr(scn, &sh) || (sh.sh_type != SHT_SYMTAB && sh.sh_type != SHT_DYNSYM) ||
+		    !sh.sh_entsize)
+			continue;
+		d = elf_getdata(scn, NULL);
+		if (!d)
+			continue;
+		ns = sh.sh_size / sh.sh_entsize;
+		for (size_t i = 0; i < ns; i++) {
+			GElf_Sym sy;
+			const char *sn;
+
+			if (!gelf_getsym(d, (int)i, &sy) || sy.st_shndx == SHN_UNDEF || !sy.st_size ||
+			    GELF_ST_TYPE(sy.st_info) != STT_OBJECT)
+				continue;
+			sn = elf_strptr(e, sh.sh_link, sy.st_name);
+			if (!sn || !is_vtable_name(sn))
+				continue;
+			ms_xgrow((void **)v, cap, *n + 1, sizeof(**v));
+			(*v)[(*n)++] = (struct vt){.lo = m->bias + sy.st_value,
+						   .hi = m->bias + sy.st_value + sy.st_size,
+						   .type = name_add(nm, class_name(sn))};
+		}
+	}
+	elf_end(e);
+	close(fd);
+}
+
+static const struct names *sort_names;
+
+static int cmp_name_idx(const void *a, const void *b)
+{
+	return strcmp(sort_names->v[*(const uint32_t *)a], sort_names->v[*(const uint32_t *)b]);
+}
+
+/* The same class from .dynsym and .symtab, or from two modules: one name, one group. */
+static void dedupe_names(struct names *nm, struct vt *v, size_t n)
+{
+	uint32_t *ord = ms_xcalloc(nm->n ? nm->n : 1, sizeof(*ord));
+	uint32_t *map = ms_xcalloc(nm->n ? nm->n : 1, sizeof(*map));
+	char **uniq = ms_xcalloc(nm->n ? nm->n : 1, sizeof(*uniq));
+	size_t nu = 0;
+
+	for (size_t i = 0; i < nm->n; i++)
+		ord[i] = (uint32_t)i;
+	sort_names = nm;
+	qsort(ord, nm->n, sizeof(*ord), cmp_name_idx);
+	for (size_t i = 0; i < nm->n; i++) {
+		char *x = nm->v[ord[i]];
+
+		if (nu && !strcmp(uniq[nu - 1], x)) {
+			free(x);
+		} else {
+			uniq[nu++] = x;
+		}
+		map[ord[i]] = (uint32_t)(nu - 1);
+	}
+	for (size_t i = 0; i < n; i++)
+		v[i].type = map[v[i].type];
+	free(nm->v);
+	nm->v = uniq;
+	nm->n = nm->cap = nu;
+	free(ord);
+	free(map);
+}
+
+static int cmp_vt(const void *a, const void *b)
+{
+	const struct vt *x = a, *y = b;
+
+	if (x->lo != y->lo)
+		return x->lo < y->lo ? -1 : 1;
+	return x->hi > y->hi ? -1 : x->hi < y->hi;
+}
+
+/* The class whose vtable holds w, or -1. */
+static int64_t vt_find(const struct vt *v, size_t n, ms_raddr_t w)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (v[mid].lo <= w)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo && w < v[lo - 1].hi)
+		return v[lo - 1].type;
+	return -1;
+}
+
+static unsigned size_class(uint64_t sz)
+{
+	unsigned b;
+
+	if (sz < 1024)
+		return (unsigned)(sz / 16);
+	b = 63u - (unsigned)__builtin_clzll(sz);
+	return MS_MIN(64u + (b - 10u), NCLASS - 1);
+}
+
+static void class_bounds(unsigned k, uint64_t *lo, uint64_t *hi)
+{
+	if (k < 64) {
+		*lo = 16ull * k;
+		*hi = *lo + 16;
+	} else {
+		*lo = 1ull << (k - 64 + 10);
+		*hi = k + 1 < NCLASS ? 1ull << (k - 64 + 11) : UINT64_MAX;
+	}
+}
+
+static char *class_label(unsigned k)
+{
+	uint64_t lo, hi;
+	char a[32], b[32], buf[96];
+
+	class_bounds(k, &lo, &hi);
+	if (k < 64)
+		snprintf(buf, sizeof(buf), "untyped %s chunks", ms_fmt_bytes(a, sizeof(a), lo));
+	else
+		snprintf(buf, sizeof(buf), "untyped %s-%s chunks", ms_fmt_bytes(a, sizeof(a), lo),
+			 hi == UINT64_MAX ? "..." : ms_fmt_bytes(b, sizeof(b), hi));
+	return ms_xstrdup(buf);
+}
+
+static int cmp_group(const void *a, const void *b)
+{
+	const struct ms_leak_group *x = a, *y = b;
+
+	if (x->leaked_bytes != y->leaked_bytes)
+		return x->leaked_bytes > y->leaked_bytes ? -1 : 1;
+	if (x->bytes != y->bytes)
+		return x->bytes > y->bytes ? -1 : 1;
+	return strcmp(x->type, y->type);
+}
+
+/* ------------------------------------------------------------------- scan */
+
+static void leak_words(struct scan *s, const unsigned char *buf, size_t len, size_t self)
+{
+	for (size_t w = 0; w + 8 <= len; w += 8) {
+		uint64_t x;
+		ssize_t t;
+
+		memcpy(&x, buf + w, 8);
+		if (x < s->gmin || x >= s->gmax)
+			continue;
+		t = lookup(s, x);
+		if (t >= 0 && (size_t)t != self && !(s->st[t] & (ST_GLOBAL | ST_THREAD)))
+			s->st[t] |= ST_LEAKREF;
+	}
+}
+
+/* A leaked chunk read window by window (big ones, and pieces a batch could not read). */
+static void leak_range(struct scan *s, ms_raddr_t lo, ms_raddr_t hi, size_t self)
+{
+	while (lo + 8 <= hi) {
+		ssize_t got = s->r->read(s->r->ctx, lo, s->win, (size_t)MS_MIN(hi - lo, (uint64_t)WIN));
+
+		if (got < 8) {
+			ms_raddr_t next = (lo | 4095) + 1;
+
+			s->out->unreadable_bytes += MS_MIN(next, hi) - lo;
+			lo = next;
+			continue;
+		}
+		leak_words(s, s->win, (size_t)got, self);
+		lo += (uint64_t)got & ~7ull;
+	}
+}
+
+/*
+ * Leaked chunks read in address order, many per system call: which leaked
+ * chunks other leaked ones point to (a chunk pointing to itself does not
+ * count). What is left are the heads of leaked structures.
+ */
+static void leaked_refs(struct scan *s)
+{
+	struct ms_rvec v[BATCH_N];
+	size_t self[BATCH_N];
+	size_t i = 0;
+
+	while (i < s->n && !s->stopped) {
+		size_t k = 0, off = 0;
+
+		if (ms_signals_stop_requested()) {
+			s->stopped = true;
+			break;
+		}
+		for (; i < s->n && k < BATCH_N; i++) {
+			const struct ms_heap_chunk *c = &s->ck[i];
+			uint64_t len = scan_end(c) - (c->addr + 16);
+
+			if (s->st[i] & (ST_GLOBAL | ST_THREAD))
+				continue;
+			if (len > BATCH_BYTES) {
+				leak_range(s, c->addr + 16, scan_end(c), i);
+				continue;
+			}
+			if (off + len > BATCH_BYTES)
+				break;
+			self[k] = i;
+			v[k++] = (struct ms_rvec){.addr = c->addr + 16, .buf = s->batch + off, .len = len};
+			off += len;
+		}
+		for (size_t j = 0; j < k;) {
+			ssize_t got = s->r->readv ? s->r->readv(s->r->ctx, v + j, k - j) : 0;
+
+			if (got < 0)
+				got = 0;
+			for (size_t q = j; q < j + (size_t)got; q++)
+				leak_words(s, v[q].buf, v[q].len, self[q]);
+			j += (size_t)got;
+			if (j < k) {
+				leak_range(s, v[j].addr, v[j].addr + v[j].len, self[j]);
+				j++;
+			}
+		}
+	}
+}
+
+static void take_example(struct scan *s, struct ms_leak_group *g, const struct ms_heap_chunk *c)
+{
+	ssize_t got;
+
+	g->example = c->addr + 16;
+	g->example_size = csize(c);
+	got = s->r->read(s->r->ctx, g->example, g->head,
+			 (size_t)MS_MIN(sizeof(g->head), scan_end(c) - g->example));
+	g->nhead = got > 0 ? (size_t)got : 0;
+}
+
+int ms_leak_scan(const struct ms_heap_report *rep, const struct ms_reader *r,
+		 const struct ms_maps *maps, pid_t pid, const struct ms_leak_thread *threads,
+		 size_t nthr, struct ms_leak_report *out)
+{
+	struct scan s = {.rep = rep, .ck = rep->chunks, .n = rep->nchunks, .r = r, .maps = maps,
+			 .out = out};
+	struct range *roots = NULL;
+	struct vt *vts = NULL;
+	size_t nroots, nvt = 0, vtcap = 0;
+	struct names nm = {0};
+	struct ms_modules mods = {0};
+	struct ms_leak_group *g;
+	size_t ngroups;
+	uint32_t *gtype = NULL;
+	bool *exu;
+	uint64_t t0 = ms_now_ns(), t1;
+	int ret = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (s.n >= UINT32_MAX) {
+		snprintf(out->note, sizeof(out->note), "more than 2^32 allocations: not scanned");
+		out->partial = true;
+		return -MS_E_UNSUPPORTED;
+	}
+	s.st = ms_xcalloc(s.n ? s.n : 1, 1);
+	s.epoch = ms_xcalloc(s.n ? s.n : 1, sizeof(*s.epoch));
+	s.owner = ms_xcalloc(s.n ? s.n : 1, sizeof(*s.owner));
+	s.win = ms_xmalloc(WIN);
+	s.batch = ms_xmalloc(BATCH_BYTES);
+	build_index(&s);
+	nroots = collect_roots(&s, threads, nthr, &roots);
+
+	/* Pass 0: everything but the threads' stacks and registers. */
+	s.pass = 0;
+	for (size_t i = 0; i < nroots && !s.stopped; i++) {
+		uint64_t b;
+
+		if (roots[i].kind == 2)
+			continue;
+		b = scan_range(&s, roots[i].lo, roots[i].hi);
+		if (roots[i].kind == 0)
+			out->root_module_bytes += b;
+		else
+			out->root_anon_bytes += b;
+		drain(&s);
+	}
+	/* Then each thread alone: what only its stack and registers reach. */
+	out->threads = ms_xcalloc(nthr ? nthr : 1, sizeof(*out->threads));
+	out->nthreads = nthr;
+	for (size_t t = 0; t < nthr && !s.stopped; t++) {
+		out->threads[t].tid = threads[t].tid;
+		out->threads[t].scanned = threads[t].have_regs;
+		if (!threads[t].have_regs)
+			continue;
+		s.pass = (uint32_t)t + 1;
+		scan_words(&s, (const unsigned char *)&threads[t].regs, sizeof(threads[t].regs));
+		drain(&s);
+		for (size_t i = 0; i < nroots && !s.stopped; i++) {
+			if (roots[i].kind != 2 || roots[i].thr != t)
+				continue;
+			out->root_stack_bytes += scan_range(&s, roots[i].lo, roots[i].hi);
+			drain(&s);
+		}
+	}
+	t1 = ms_now_ns();
+	out->mark_ms = (double)(t1 - t0) / 1e6;
+	leaked_refs(&s);
+
+	/* Types: the first word of each allocation against the modules' vtables. */
+	if (ms_modules_load(pid, maps, &mods) == 0) {
+		elf_version(EV_CURRENT);
+		for (size_t i = 0; i < mods.n; i++)
+			module_vtables(&mods.v[i], &vts, &nvt, &vtcap, &nm);
+		ms_modules_free(&mods);
+	}
+	dedupe_names(&nm, vts, nvt);
+	if (nvt > 1)
+		qsort(vts, nvt, sizeof(*vts), cmp_vt);
+	out->nvtables = nvt;
+	ngroups = nm.n + NCLASS;
+	g = ms_xcalloc(ngroups, sizeof(*g));
+	gtype = ms_xcalloc(s.n ? s.n : 1, sizeof(*gtype));
+	exu = ms_xcalloc(ngroups, sizeof(*exu));
+	for (size_t i = 0; i < s.n; i++) {
+		const struct ms_heap_chunk *c = &s.ck[i];
+		uint64_t w0 = c->word0;
+		int64_t ty = -1;
+
+		if (c->size & MS_HEAP_CHUNK_MMAPPED && nvt && r->read(r->ctx, c->addr + 16, &w0, 8) != 8)
+			w0 = 0;
+		if (nvt && w0 >= vts[0].lo)
+			ty = vt_find(vts, nvt, w0);
+		gtype[i] = (uint32_t)(ty >= 0 ? ty : (int64_t)(nm.n + size_class(csize(c))));
+	}
+	out->types_ms = (double)(ms_now_ns() - t1) / 1e6;
+
+	/* Sets and groups. */
+	for (size_t i = 0; i < s.n; i++) {
+		const struct ms_heap_chunk *c = &s.ck[i];
+		struct ms_leak_group *x = &g[gtype[i]];
+		uint64_t sz = csize(c);
+		uint8_t st = s.st[i];
+
+		out->inuse_count++;
+		out->inuse_bytes += sz;
+		x->count++;
+		x->bytes += sz;
+		if (st & ST_GLOBAL)
+			continue;
+		if (st & ST_THREAD) {
+			if (st & ST_MULTI) {
+				out->multi_thread_count++;
+				out->multi_thread_bytes += sz;
+			} else {
+				out->thread_only_count++;
+				out->thread_only_bytes += sz;
+				if (s.owner[i] < nthr) {
+					out->threads[s.owner[i]].count++;
+					out->threads[s.owner[i]].bytes += sz;
+				}
+			}
+			continue;
+		}
+		out->leaked_count++;
+		out->leaked_bytes += sz;
+		x->leaked_count++;
+		x->leaked_bytes += sz;
+		if (!(st & ST_LEAKREF)) {
+			out->unref_count++;
+			out->unref_bytes += sz;
+			x->unref_count++;
+			x->unref_bytes += sz;
+		}
+		/* An unreferenced chunk shows the head of a leaked structure: the better example. */
+		if (!x->example || (!exu[gtype[i]] && !(st & ST_LEAKREF))) {
+			x->example = c->addr + 16;
+			exu[gtype[i]] = !(st & ST_LEAKREF);
+		}
+	}
+	/* Compact, name and sort the groups. */
+	out->groups = ms_xcalloc(ngroups, sizeof(*out->groups));
+	for (size_t k = 0; k < ngroups; k++) {
+		struct ms_leak_group *d;
+
+		if (!g[k].count)
+			continue;
+		d = &out->groups[out->ngroups++];
+		*d = g[k];
+		d->typed = k < nm.n;
+		if (d->typed) {
+			d->type = ms_xstrdup(nm.v[k]);
+		} else {
+			d->type = class_label((unsigned)(k - nm.n));
+			class_bounds((unsigned)(k - nm.n), &d->size_lo, &d->size_hi);
+		}
+	}
+	qsort(out->groups, out->ngroups, sizeof(*out->groups), cmp_group);
+	for (size_t k = 0; k < out->ngroups; k++) {
+		struct ms_leak_group *d = &out->groups[k];
+		ms_raddr_t ex = d->example;
+		size_t ci;
+
+		d->example = 0;
+		d->example_size = 0;
+		if (!ex || k >= MAX_EXAMPLES)
+			continue;
+		ci = first_above(&s, ex);
+		if (ci < s.n && s.ck[ci].addr + 16 == ex)
+			take_example(&s, d, &s.ck[ci]);
+	}
+	for (size_t i = 0; i < nm.n; i++)
+		free(nm.v[i]);
+	free(nm.v);
+	free(g);
+	free(exu);
+	free(gtype);
+	free(vts);
+
+	if (s.stopped) {
+		out->partial = true;
+		snprintf(out->note, sizeof(out->note),
+			 "interrupted: chunks not reached yet are counted as leaked");
+		ret = -MS_E_INTERRUPTED;
+	} else if (out->unreadable_bytes) {
+		char b[32];
+
+		snprintf(out->note, sizeof(out->note), "%s of roots or allocations could not be read",
+			 ms_fmt_bytes(b, sizeof(b), out->unreadable_bytes));
+	}
+	for (size_t i = 0; i < s.nspans; i++)
+		free(s.spans[i].page);
+	free(s.spans);
+	free(roots);
+	free(s.st);
+	free(s.epoch);
+	free(s.owner);
+	free(s.stack);
+	free(s.win);
+	free(s.batch);
+	out->scan_ms = (double)(ms_now_ns() - t0) / 1e6;
+	out->classify_ms = out->scan_ms - out->mark_ms - out->types_ms;
+	return ret;
+}
+
+void ms_leak_report_free(struct ms_leak_report *lr)
+{
+	if (!lr)
+		return;
+	for (size_t i = 0; i < lr->ngroups; i++)
+		free(lr->groups[i].type);
+	free(lr->groups);
+	free(lr->threads);
+	memset(lr, 0, sizeof(*lr));
+}

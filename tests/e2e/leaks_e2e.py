@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""
+End-to-end test of `memspy dump --leaks` against a target that knows what it
+leaked and what it kept (tests/targets/leaks_cxx): the counts by type and set
+must match within a few percent, nothing reachable may be reported leaked
+beyond a handful, and the target must finish its own self-check.
+
+  leaks_e2e.py --memspy M --target T [--arg MEMSPY-ARG]...
+"""
+import argparse
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+
+# Stale words in registers or live stack slots can keep a few leaked chunks
+# alive, and libc/libstdc++ may leak a few of their own: allowed either way.
+HANDFUL = 5
+
+
+def fail(msg):
+    print("FAIL: " + msg, file=sys.stderr)
+    sys.exit(1)
+
+
+def close(got, want):
+    return abs(got - want) <= max(HANDFUL, 0.03 * want)
+
+
+def read_line(p, timeout=30):
+    r, _, _ = select.select([p.stdout], [], [], timeout)
+    if not r:
+        fail("target printed nothing within %d s" % timeout)
+    line = p.stdout.readline()
+    if not line:
+        fail("target exited early (status %s)" % p.poll())
+    return json.loads(line)
+
+
+def run_memspy(memspy, pid, extra, json_out):
+    cmd = [memspy, "dump", "--pid", str(pid), "--leaks"] + extra
+    if json_out:
+        fd, path = tempfile.mkstemp(suffix=".json")
+        os.close(fd)
+        cmd += ["--json", "-o", path]
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       timeout=120)
+    sys.stderr.write(r.stderr)
+    if r.returncode != 0:
+        fail("%s exited %d" % (" ".join(cmd), r.returncode))
+    if not json_out:
+        return r.stdout
+    with open(path) as f:
+        d = json.load(f)
+    os.unlink(path)
+    return d
+
+
+def check(truth, d):
+    lk = d["leaks"]
+    types = {t["type"]: t for t in d["types"]}
+    by_type = {t["type"]: t for t in lk["by_type"]}
+
+    def untyped(chunk):
+        for t in d["types"]:
+            if not t["typed"] and t["chunk_size_min"] <= chunk <= t["chunk_size_max"]:
+                return t, by_type.get(t["type"], {"count": 0, "unreferenced_count": 0})
+        fail("no untyped group for %d-byte chunks" % chunk)
+
+    want_count = want_bytes = 0
+    for name, (count, unref, chunk) in truth["leaked"].items():
+        want_count += count
+        want_bytes += count * chunk
+        if name in ("string_body", "raw"):
+            t, lt = untyped(chunk)
+        else:
+            if name not in types:
+                fail("type %s not found; types: %s" % (name, [t["type"] for t in d["types"][:20]]))
+            t, lt = types[name], by_type.get(name, {"count": 0, "unreferenced_count": 0})
+            if t["bytes"] != t["count"] * chunk:
+                fail("%s: %d bytes for %d chunks of %d" % (name, t["bytes"], t["count"], chunk))
+        if not close(lt["count"], count):
+            fail("%s: %d leaked, the target leaked %d" % (name, lt["count"], count))
+        # The last raw block lies just below the main arena's top, whose header
+        # main_arena.top points at: that pointer must not keep it (none may be missing).
+        if name == "raw" and lt["count"] < count:
+            fail("raw: %d leaked, the target leaked %d: a pointer to the next chunk's header"
+                 " kept the one below top alive" % (lt["count"], count))
+        if not close(lt["unreferenced_count"], unref):
+            fail("%s: %d unreferenced, the target expects %d"
+                 % (name, lt["unreferenced_count"], unref))
+        print("ok: %-12s leaked %5d (want %5d), unreferenced %5d (want %5d)"
+              % (name, lt["count"], count, lt["unreferenced_count"], unref))
+    for name, (count, chunk) in truth["kept"].items():
+        t = types.get(name)
+        if not t:
+            fail("kept type %s not found" % name)
+        if t["count"] != count or t["leaked_count"] > HANDFUL:
+            fail("%s: %d in use (want %d), %d leaked (want 0)"
+                 % (name, t["count"], count, t["leaked_count"]))
+        print("ok: %-12s in use %5d (want %5d), leaked %d" % (name, t["count"], count,
+                                                              t["leaked_count"]))
+    got = lk["leaked"]["count"]
+    if got < want_count - HANDFUL or got > want_count + HANDFUL:
+        fail("%d leaked in all, the target leaked %d" % (got, want_count))
+    if not close(lk["leaked"]["bytes"], want_bytes):
+        fail("%d bytes leaked, the target leaked %d" % (lk["leaked"]["bytes"], want_bytes))
+    print("ok: total leaked %d (want %d), %d bytes (want %d)"
+          % (got, want_count, lk["leaked"]["bytes"], want_bytes))
+    thr = {t["tid"]: t for t in lk["threads"]}
+    for key, name in (("tid_stack", "StackOnly"), ("tid_tls", "TlsOnly")):
+        t = thr.get(truth[key])
+        want = truth["kept"][name][0]
+        if not t or not (want <= t["thread_only_count"] <= want + HANDFUL):
+            fail("thread %d (%s): %s thread-only, want %d"
+                 % (truth[key], name, t and t["thread_only_count"], want))
+        print("ok: thread %d holds %d allocations alone (want %d + its tcache)"
+              % (truth[key], t["thread_only_count"], want))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--memspy", required=True)
+    ap.add_argument("--target", required=True)
+    ap.add_argument("--arg", action="append", default=[])
+    a = ap.parse_args()
+
+    p = subprocess.Popen([a.target], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    try:
+        truth = read_line(p)
+        check(truth, run_memspy(a.memspy, p.pid, a.arg, True))
+        text = run_memspy(a.memspy, p.pid, a.arg, False)
+        for want in ("Leaked:", "Unreferenced:", "Dropped", "Examples", "raw block"):
+            if want not in text:
+                fail("text report lacks %r:\n%s" % (want, text))
+        print("ok: text report")
+        p.stdin.close()
+        end = read_line(p)
+        if p.wait(timeout=30) != 0 or end.get("self_check") != "ok":
+            fail("target self-check: %s, exit %s" % (end, p.returncode))
+        print("ok: target unharmed (self-check ok, exit 0)")
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+if __name__ == "__main__":
+    main()

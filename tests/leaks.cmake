@@ -1,0 +1,18 @@
+# memspy dump --leaks: e2e against a C++ target that prints what it leaked and kept.
+find_package(Python3 COMPONENTS Interpreter)
+if(Python3_FOUND)
+  set(_lk ${CMAKE_CURRENT_LIST_DIR}/e2e/leaks_e2e.py)
+  ms_add_test(NAME dump_leaks TIMEOUT 120 LABELS e2e leaks
+    COMMAND ${Python3_EXECUTABLE} ${_lk} --memspy $<TARGET_FILE:memspy>
+            --target $<TARGET_FILE:leaks_cxx>)
+  # Class names from the symbol tables alone: no DWARF in the target.
+  ms_add_test(NAME dump_leaks_nodebug TIMEOUT 120 LABELS e2e leaks
+    COMMAND ${Python3_EXECUTABLE} ${_lk} --memspy $<TARGET_FILE:memspy>
+            --target $<TARGET_FILE:leaks_cxx_nodebug>)
+  # The same scan with the target stopped throughout (no snapshot).
+  ms_add_test(NAME dump_leaks_nosnapshot TIMEOUT 120 LABELS e2e leaks
+    COMMAND ${Python3_EXECUTABLE} ${_lk} --memspy $<TARGET_FILE:memspy>
+            --target $<TARGET_FILE:leaks_cxx> --arg=--no-snapshot)
+else()
+  message(WARNING "python3 not found: the leak-scan end-to-end tests are not built")
+endif()

@@ -1,0 +1,9 @@
+# Targets for memspy dump --leaks: a C++ heap that knows what it leaked and kept.
+# Built like production: optimised, one copy with debug info and one without
+# (the class names come from the symbol tables, not DWARF).
+add_executable(leaks_cxx ${CMAKE_CURRENT_LIST_DIR}/leaks_cxx/leaks_cxx.cc)
+target_compile_options(leaks_cxx PRIVATE -O2 -g)
+target_link_libraries(leaks_cxx PRIVATE pthread)
+add_executable(leaks_cxx_nodebug ${CMAKE_CURRENT_LIST_DIR}/leaks_cxx/leaks_cxx.cc)
+target_compile_options(leaks_cxx_nodebug PRIVATE -O2 -g0)
+target_link_libraries(leaks_cxx_nodebug PRIVATE pthread)

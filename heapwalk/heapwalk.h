@@ -203,7 +203,11 @@ struct ms_heap_report {
 	uint64_t in_use_bytes; /* application view: in-use chunks (tcache excluded) + mmapped */
 	uint64_t free_bytes;   /* all free kinds including tcache and top */
 	bool partial;          /* some totals are incomplete (see errors) */
-	bool inconsistent;     /* some arena was locked while walked */
+	bool inconsistent;     /* a thread was stopped inside malloc: locked_arenas or
+				  tcache_midupdate (see ms_heap_verdict) */
+	uint64_t locked_arenas;    /* arenas whose lock was held while walked */
+	uint64_t tcache_midupdate; /* tcache bins one off their count, on a list that ended
+				      normally (a thread stopped between the two updates) */
 	uint64_t bytes_read, chunks_walked;
 	double walk_ms;
 	/* Phases of the walk (ms): heaps walked, cache lists and bins checked, mmapped-chunk scan. */
@@ -240,6 +244,33 @@ int ms_heap_walk_flags(const struct ms_heap_loc *loc, const struct ms_reader *co
 		       size_t nreaders, const struct ms_maps *maps, unsigned flags,
 		       struct ms_heap_report *rep);
 void ms_heap_report_free(struct ms_heap_report *rep);
+
+/*
+ * What stands behind an incomplete walk. Each error is put down to one
+ * cause, and the verdict is the worst cause with an error, so that the
+ * summary names what happened: a heap range memspy could not read is not
+ * a lock race, and a lock race is named only when a lock was held (or a
+ * tcache count was one off) and nothing worse was found.
+ */
+enum ms_heap_cause {
+	MS_HC_NONE,       /* complete */
+	MS_HC_UNREADABLE, /* memory malloc's structures point to could not be read: a range
+			     not covered by readable mappings, or a failed read */
+	MS_HC_DAMAGED,    /* the structures contradict each other where no lock was held */
+	MS_HC_MIDUPDATE,  /* a thread was stopped inside malloc: an arena lock held, or a
+			     tcache count one off; problems only in locked arenas */
+};
+
+struct ms_heap_verdict {
+	enum ms_heap_cause cause;
+	size_t unreadable, damaged, midupdate; /* errors put down to each cause */
+	const struct ms_heap_error *first;     /* first error of the cause (borrowed), or NULL */
+	char text[480]; /* one sentence for a person; "" when complete */
+};
+/* "unreadable", "damaged", "mid_update", or NULL for MS_HC_NONE. */
+const char *ms_heap_cause_name(enum ms_heap_cause c);
+/* Fills v from rep (rep must outlive v->first). */
+void ms_heap_verdict(const struct ms_heap_report *rep, struct ms_heap_verdict *v);
 
 /*
  * Whether any arena's mutex is held right now (a thread stopped inside

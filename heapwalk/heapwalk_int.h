@@ -30,6 +30,18 @@
  */
 int hw_layout_from_dwarf(Dwarf *dw, struct ms_heap_layout *out);
 
+/*
+ * Whether [a, a+len) is covered by readable mappings of maps, where a run of
+ * adjacent mappings counts as one (after a fork, [heap] and thread heaps
+ * grow as separate adjacent mappings). len 0: whether a is readable.
+ */
+bool hw_range_readable(const struct ms_maps *maps, ms_raddr_t a, uint64_t len);
+/*
+ * The run of adjacent readable mappings holding a: [*lo, *hi). false when a
+ * is in no readable mapping.
+ */
+bool hw_readable_run(const struct ms_maps *maps, ms_raddr_t a, ms_raddr_t *lo, ms_raddr_t *hi);
+
 /* Parses "2.36" style versions. 0 or -EINVAL. */
 int hw_parse_version(const char *s, unsigned *major, unsigned *minor);
 

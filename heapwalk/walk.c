@@ -154,12 +154,49 @@ static int32_t rd32(const unsigned char *p)
 	return v;
 }
 
-static bool readable(const struct ms_maps *maps, ms_raddr_t a, uint64_t len)
+/*
+ * A range is mapped when a run of adjacent readable mappings covers it, not
+ * one mapping: after a fork the kernel cannot merge memory that grows next
+ * to an inherited mapping (a different anon_vma), so brk's [heap] of a
+ * daemon that forked, or a thread heap grown by mprotect in a forked
+ * worker, shows as several adjacent lines of maps with the same
+ * permissions. Every range check of the walk goes through here.
+ */
+bool hw_range_readable(const struct ms_maps *maps, ms_raddr_t a, uint64_t len)
 {
 	const struct ms_map *m = ms_maps_find(maps, a);
+	ms_raddr_t end;
+	size_t i;
 
-	/* Heaps never span mappings with different permissions; a range must fit one. */
-	return m && m->r && len <= m->end - a;
+	if (!m || len > UINT64_MAX - a)
+		return false;
+	end = a + len;
+	for (i = (size_t)(m - maps->v);; i++) {
+		if (!maps->v[i].r)
+			return false;
+		if (end <= maps->v[i].end)
+			return true;
+		if (i + 1 >= maps->n || maps->v[i + 1].start != maps->v[i].end)
+			return false;
+	}
+}
+
+bool hw_readable_run(const struct ms_maps *maps, ms_raddr_t a, ms_raddr_t *lo, ms_raddr_t *hi)
+{
+	const struct ms_map *m = ms_maps_find(maps, a);
+	size_t first, last;
+
+	if (!m || !m->r)
+		return false;
+	first = last = (size_t)(m - maps->v);
+	while (first > 0 && maps->v[first - 1].r && maps->v[first - 1].end == maps->v[first].start)
+		first--;
+	while (last + 1 < maps->n && maps->v[last + 1].r &&
+	       maps->v[last + 1].start == maps->v[last].end)
+		last++;
+	*lo = maps->v[first].start;
+	*hi = maps->v[last].end;
+	return true;
 }
 
 /*
@@ -259,7 +296,7 @@ static int read_arenas(struct walker *w)
 					a);
 				return 0;
 			}
-		if ((a & 7) || !readable(w->maps, a, l->ar_size)) {
+		if ((a & 7) || !hw_range_readable(w->maps, a, l->ar_size)) {
 			err_add(w, "bad_arena", a, -1, "arena pointer 0x%" PRIx64 " is not readable",
 				a);
 			w->rep->partial = true;
@@ -286,6 +323,7 @@ static int read_arenas(struct walker *w)
 		if (ar->mutex) {
 			ar->inconsistent = true;
 			w->rep->inconsistent = true;
+			w->rep->locked_arenas++;
 		}
 		w->rep->narenas++;
 		next = rd64(b + l->ar_next);
@@ -347,7 +385,7 @@ static void arena_segments(struct walker *w, size_t i, uint64_t sbrk_base, uint6
 
 	if (top == bin_at(w, i, 1))
 		return; /* never used: top still points at the unsorted bin */
-	if ((top & 15) || !readable(w->maps, top, 16) ||
+	if ((top & 15) || !hw_range_readable(w->maps, top, 16) ||
 	    ms_read_exact(w->r, top + 8, &topsz, 8) != 0) {
 		err_add(w, "bad_top", top, (int)i, "top chunk 0x%" PRIx64 " is not readable", top);
 		ar->partial = w->rep->partial = true;
@@ -355,8 +393,7 @@ static void arena_segments(struct walker *w, size_t i, uint64_t sbrk_base, uint6
 	}
 	topsz &= ~(uint64_t)HW_FLAGS;
 	if (ar->is_main) {
-		ms_raddr_t start = (sbrk_base + 15) & ~15ull;
-		const struct ms_map *m = ms_maps_find(w->maps, top);
+		ms_raddr_t start = (sbrk_base + 15) & ~15ull, lo, hi;
 
 		if (!(rd32(w->ab[i].b + l->ar_flags) & HW_NONCONTIG_BIT) && sbrk_base &&
 		    sbrk_base <= top && top - sbrk_base < (1ull << 46)) {
@@ -365,17 +402,15 @@ static void arena_segments(struct walker *w, size_t i, uint64_t sbrk_base, uint6
 		}
 		/*
 		 * Non-contiguous main arena (brk failed or was moved): no list of
-		 * its segments exists. Walk the brk part and the mapping that
-		 * holds top; anything else is reported as partial.
+		 * its segments exists. Walk the brk part and the mapped range that
+		 * holds top (each a run of adjacent mappings: see
+		 * hw_range_readable); anything else is reported as partial.
 		 */
-		if (sbrk_base) {
-			const struct ms_map *hm = ms_maps_find(w->maps, sbrk_base);
-
-			if (hm && !(top >= hm->start && top < hm->end))
-				seg_add(w, start, hm->end, 0, i);
-		}
-		if (m)
-			seg_add(w, m->start > start || !sbrk_base ? m->start : start, top + topsz, 0, i);
+		if (sbrk_base && hw_readable_run(w->maps, sbrk_base, &lo, &hi) &&
+		    !(top >= lo && top < hi))
+			seg_add(w, start, hi, 0, i);
+		if (hw_readable_run(w->maps, top, &lo, &hi))
+			seg_add(w, lo > start || !sbrk_base ? lo : start, top + topsz, 0, i);
 		ar->partial = true;
 		err_add(w, "noncontiguous_main", top, (int)i,
 			"main arena is non-contiguous: segments other than [heap] and top's may "
@@ -388,7 +423,7 @@ static void arena_segments(struct walker *w, size_t i, uint64_t sbrk_base, uint6
 		ms_raddr_t ar_ptr, prev, start;
 		uint64_t size;
 
-		if (!readable(w->maps, h, l->hi_sizeof) ||
+		if (!hw_range_readable(w->maps, h, l->hi_sizeof) ||
 		    ms_read_exact(w->r, h, hi, MS_MIN(sizeof(hi), (size_t)l->hi_sizeof)) != 0) {
 			err_add(w, "bad_heap_info", h, (int)i, "heap_info at 0x%" PRIx64
 				" is not readable", h);
@@ -603,10 +638,17 @@ static void walk_segment(struct walker *w, const struct seg *s)
 	int ai = (int)s->arena;
 
 	ar->nheaps++;
-	if (!readable(w->maps, s->start, s->end > s->start ? s->end - s->start : 0) ||
-	    s->end <= s->start || (s->start & 15)) {
+	if (s->end <= s->start || (s->start & 15)) {
 		err_add(w, "bad_segment", s->start, ai,
-			"heap segment 0x%" PRIx64 "-0x%" PRIx64 " is not a readable mapping",
+			"heap segment 0x%" PRIx64 "-0x%" PRIx64 " has impossible bounds", s->start,
+			s->end);
+		ar->partial = w->rep->partial = true;
+		return;
+	}
+	if (!hw_range_readable(w->maps, s->start, s->end - s->start)) {
+		err_add(w, "unmapped_segment", s->start, ai,
+			"heap segment 0x%" PRIx64 "-0x%" PRIx64 " is not covered by readable "
+			"mappings",
 			s->start, s->end);
 		ar->partial = w->rep->partial = true;
 		return;
@@ -877,7 +919,7 @@ static void walk_tcache(struct walker *w, size_t t)
 	tr->tcache = th->tcache;
 	if (!th->tcache || !l->tc_sizeof)
 		return;
-	if ((th->tcache & 15) || !readable(w->maps, th->tcache, l->tc_sizeof)) {
+	if ((th->tcache & 15) || !hw_range_readable(w->maps, th->tcache, l->tc_sizeof)) {
 		err_add(w, "bad_tcache", th->tcache, -1,
 			"thread %d: tcache pointer 0x%" PRIx64 " is not readable", (int)th->tid,
 			th->tcache);
@@ -895,6 +937,7 @@ static void walk_tcache(struct walker *w, size_t t)
 						       tc[l->tc_counts + b];
 		ms_raddr_t mem = rd64(tc + l->tc_entries + 8 * b);
 		uint64_t n = 0;
+		bool broken = false; /* the list walk stopped at an error (reported) */
 
 		while (mem) {
 			struct cent *e = (mem & 15) ? NULL : small_find(w, mem - 16);
@@ -905,6 +948,7 @@ static void walk_tcache(struct walker *w, size_t t)
 					"thread %d: tcache bin %u entry 0x%" PRIx64
 					" is not an in-use-looking chunk",
 					(int)th->tid, b, mem);
+				broken = true;
 				break;
 			}
 			if (e->seen || n > cnt + 1) {
@@ -912,6 +956,7 @@ static void walk_tcache(struct walker *w, size_t t)
 					"thread %d: tcache bin %u revisits 0x%" PRIx64
 					" or is longer than its count %" PRIu64,
 					(int)th->tid, b, mem, cnt);
+				broken = true;
 				break;
 			}
 			e->seen = 1;
@@ -928,13 +973,23 @@ static void walk_tcache(struct walker *w, size_t t)
 		}
 		if (n != cnt) {
 			tr->count_mismatch = true;
-			if (n + 1 != cnt && n != cnt + 1)
+			/*
+			 * One off, on a list that ended normally: a thread stopped between
+			 * updating the count and the list. A list cut short by an error
+			 * says nothing about that (its length is unknown): the error is
+			 * the finding, not a mid-update.
+			 */
+			if (broken) {
+				/* reported above */
+			} else if (n + 1 != cnt && n != cnt + 1) {
 				err_add(w, "tcache_count", th->tcache, -1,
 					"thread %d: tcache bin %u counts %" PRIu64 " entries, list has "
 					"%" PRIu64,
 					(int)th->tid, b, cnt, n);
-			else
-				w->rep->inconsistent = true; /* mid-update by a stopped thread */
+			} else {
+				w->rep->inconsistent = true;
+				w->rep->tcache_midupdate++;
+			}
 		}
 	}
 	free(tc);
@@ -1069,13 +1124,22 @@ static void probe_span(struct walker *w, ms_raddr_t lo, ms_raddr_t hi, uint64_t 
 	}
 }
 
+/* Anonymous private rw memory: where glibc's mmapped chunks live. */
+static bool may_hold_mmapped(const struct ms_map *m)
+{
+	if (!m->r || !m->w || m->shared)
+		return false;
+	/* Not files, [heap], [stack], [vvar] ... */
+	return !m->path || !strcmp(m->path, "/anon_hugepage") || !strncmp(m->path, "[anon", 5);
+}
+
 /*
  * mmapped chunks: no list exists, only glibc's counters (mp_.n_mmaps,
  * mp_.mmapped_mem). Probe every page of the anonymous private mappings
  * outside heap segments. The kernel merges adjacent mappings, so a run of
  * mmapped chunks can share one VMA with a thread heap just above it: what
- * is probed is each VMA minus the heaps' 64 MiB reservations, not whole
- * VMAs. Mappings holding a thread's stack (its TCB) come last, since they
+ * is probed is each run of adjacent VMAs minus the heaps' 64 MiB
+ * reservations, not whole VMAs. Mappings holding a thread's stack (its TCB) come last, since they
  * rarely hold chunks and the scan stops once the counters are matched.
  */
 static void scan_mmapped(struct walker *w, uint64_t want_n, uint64_t want_bytes)
@@ -1094,18 +1158,23 @@ static void scan_mmapped(struct walker *w, uint64_t want_n, uint64_t want_bytes)
 	if (nex > 1)
 		qsort(ex, nex, sizeof(*ex), cmp_span);
 	for (int pass = 0; pass < 2; pass++) {
-		for (size_t i = 0; i < w->maps->n; i++) {
+		for (size_t i = 0, last; i < w->maps->n; i = last + 1) {
 			const struct ms_map *m = &w->maps->v[i];
-			ms_raddr_t lo = m->start;
+			ms_raddr_t lo = m->start, end;
+			bool thread = holds_thread(w, m);
 
-			if (!m->r || !m->w || m->shared)
+			last = i;
+			if (!may_hold_mmapped(m))
 				continue;
-			if (m->path && strcmp(m->path, "/anon_hugepage") && strncmp(m->path, "[anon", 5))
-				continue; /* files, [heap], [stack], [vvar] ... */
-			if (holds_thread(w, m) != (pass == 1))
+			/* Adjacent mappings are one range (a fork splits them): a chunk may span them. */
+			while (last + 1 < w->maps->n && may_hold_mmapped(&w->maps->v[last + 1]) &&
+			       w->maps->v[last + 1].start == w->maps->v[last].end)
+				thread |= holds_thread(w, &w->maps->v[++last]);
+			end = w->maps->v[last].end;
+			if (thread != (pass == 1))
 				continue;
-			for (size_t j = 0; j <= nex && lo < m->end; j++) {
-				ms_raddr_t hi = j < nex ? MS_MIN(ex[j].lo, m->end) : m->end;
+			for (size_t j = 0; j <= nex && lo < end; j++) {
+				ms_raddr_t hi = j < nex ? MS_MIN(ex[j].lo, end) : end;
 
 				if (j < nex && ex[j].hi <= lo)
 					continue;
@@ -1492,7 +1561,7 @@ int ms_heap_walk_flags(const struct ms_heap_loc *loc, const struct ms_reader *co
 		return -MS_E_UNSUPPORTED;
 	}
 	mp = ms_xmalloc(l->mp_size);
-	if (!readable(maps, loc->mp, l->mp_size) || ms_read_exact(r, loc->mp, mp, l->mp_size) != 0) {
+	if (!hw_range_readable(maps, loc->mp, l->mp_size) || ms_read_exact(r, loc->mp, mp, l->mp_size) != 0) {
 		err_add(&w, "bad_mp", loc->mp, -1, "cannot read mp_ at 0x%" PRIx64, loc->mp);
 		ret = -EFAULT;
 		goto out;

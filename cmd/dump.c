@@ -94,8 +94,9 @@ static void usage(FILE *f)
 		"\n"
 		"Exit status:\n"
 		"  0   complete report\n"
-		"  1   report written but partial: the heap is corrupt or was caught mid-update\n"
-		"      (see errors)\n"
+		"  1   report written but partial: part of the heap could not be read, it is\n"
+		"      damaged, or a thread was stopped inside malloc (the report says which;\n"
+		"      see errors)\n"
 		"  2   failed: cannot attach, or the process does not use glibc malloc (an\n"
 		"      allocator-independent memory summary is still written)\n"
 		"  64  usage error\n");
@@ -457,12 +458,16 @@ render:
 	r = json ? ms_heap_write_json(out, &meta) : ms_heap_write_text(out, &meta);
 	if (r)
 		ms_error("dump: writing the report failed: %s", ms_strerror(r));
-	if (have_rep && (rep.nerrors || rep.inconsistent))
-		fprintf(stderr, "memspy: dump: process %d: %zu heap anomal%s%s (exit 1: partial); "
+	if (have_rep && ret == MS_EXIT_PARTIAL) {
+		/* The cause the errors point to, not a guess (see ms_heap_verdict). */
+		struct ms_heap_verdict v;
+
+		ms_heap_verdict(&rep, &v);
+		fprintf(stderr, "memspy: dump: process %d: %zu heap anomal%s: %s (exit 1: partial); "
 				"see \"errors\" in the report\n",
 			(int)pid, rep.nerrors + rep.errors_dropped,
-			rep.nerrors + rep.errors_dropped == 1 ? "y" : "ies",
-			rep.inconsistent ? ", an arena was locked mid-update" : "");
+			rep.nerrors + rep.errors_dropped == 1 ? "y" : "ies", v.text);
+	}
 	if (out_path) {
 		if (ms_afile_commit(&af, &err) != 0) {
 			cli_report(&err);

@@ -110,6 +110,14 @@ int ms_heap_write_json(FILE *f, const struct ms_heap_meta *m)
 		json_object_set_new(root, "walk_ms", json_real(rep->walk_ms));
 		json_object_set_new(root, "partial", json_boolean(rep->partial));
 		json_object_set_new(root, "inconsistent", json_boolean(rep->inconsistent));
+		{
+			struct ms_heap_verdict v;
+
+			ms_heap_verdict(rep, &v);
+			json_object_set_new(root, "cause", str_or_null(ms_heap_cause_name(v.cause)));
+			json_object_set_new(root, "cause_message",
+					    str_or_null(v.text[0] ? v.text : NULL));
+		}
 		json_object_set_new(root, "mallinfo2", mallinfo(&rep->mi));
 		json_object_set_new(
 			root, "totals",

@@ -40,6 +40,7 @@ int ms_heap_write_text(FILE *f, const struct ms_heap_meta *m)
 {
 	const struct ms_heap_report *rep = m->rep;
 	const struct ms_heap_arena *big = NULL;
+	struct ms_heap_verdict v;
 	uint64_t sys, free_no_top = 0;
 
 	fprintf(f, "memspy dump: process %d (%s)\n", (int)m->pid, m->comm ? m->comm : "?");
@@ -56,11 +57,12 @@ int ms_heap_write_text(FILE *f, const struct ms_heap_meta *m)
 	for (unsigned k = MS_HK_TCACHE; k < MS_HK_TOP; k++)
 		free_no_top += rep->total.bytes[k];
 
-	if (rep->nerrors || rep->partial)
-		fprintf(f, "  WARNING: the heap is damaged or was caught mid-update: %zu problem%s "
-			   "(listed at the end); totals below are what could be read.\n",
+	ms_heap_verdict(rep, &v);
+	if (v.cause != MS_HC_NONE)
+		fprintf(f, "  WARNING: %zu problem%s (listed at the end): %s; totals below are what "
+			   "could be read.\n",
 			rep->nerrors + rep->errors_dropped,
-			rep->nerrors + rep->errors_dropped == 1 ? "" : "s");
+			rep->nerrors + rep->errors_dropped == 1 ? "" : "s", v.text);
 	fprintf(f, "  In use:    %s (%" PRIu64 " bytes) in %" PRIu64 " chunks (%s of it in %"
 		   PRIu64 " mmapped chunks)\n",
 		H(rep->in_use_bytes), rep->in_use_bytes,

@@ -39,6 +39,13 @@ ms_add_test(NAME dump_mallinfo_dwarf_cache TIMEOUT 200
   COMMAND sh -c "rm -rf \"$1\" && \"$2\" mallinfo \"$3\" --expect layout_source=dwarf -- \"$4\" 4 2000 && ls \"$1\"/memspy/dwarf-* && \"$2\" mallinfo \"$3\" --arg -vv --expect layout_source=dwarf -- \"$4\" 4 2000 2>&1 | tee /dev/stderr | grep -q 'from DWARF (cached)'"
           sh ${_cache} ${_d} ${_m} ${_t})
 set_tests_properties(dump_mallinfo_dwarf_cache PROPERTIES ENVIRONMENT XDG_CACHE_HOME=${_cache})
+# A daemonized, pre-forking server (nginx's shape): after the forks [heap] and the
+# thread heaps span several adjacent mappings; master and each worker dump exactly.
+ms_add_test(NAME dump_prefork_daemon TIMEOUT 150
+  COMMAND ${_d} prefork ${_m} --procs 3 -- $<TARGET_FILE:heap_prefork> 2 3000)
+ms_add_test(NAME dump_prefork_daemon_nosnapshot_nodebug TIMEOUT 150
+  COMMAND ${_d} prefork ${_m} --procs 3 --arg --no-snapshot --arg --no-debuginfo
+          -- $<TARGET_FILE:heap_prefork> 2 3000)
 # Corruption, in a forked copy of the target: exit 1, errors[] with addresses, totals,
 # and the copy still exits 0.
 ms_add_test(NAME dump_corrupt_size TIMEOUT 120

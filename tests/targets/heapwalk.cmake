@@ -2,6 +2,10 @@
 add_executable(heap_mallinfo ${CMAKE_CURRENT_LIST_DIR}/heap_mallinfo/heap_mallinfo.c)
 target_compile_options(heap_mallinfo PRIVATE -O2 -g)
 target_link_libraries(heap_mallinfo PRIVATE pthread)
+# A daemonizing, pre-forking server's shape (nginx): [heap] and a thread heap split by fork.
+add_executable(heap_prefork ${CMAKE_CURRENT_LIST_DIR}/heap_prefork/heap_prefork.c)
+target_compile_options(heap_prefork PRIVATE -O2 -g)
+target_link_libraries(heap_prefork PRIVATE pthread)
 
 # Foreign allocators: the same program with jemalloc/tcmalloc/mimalloc preloaded,
 # linked statically, and built against musl.

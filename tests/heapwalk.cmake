@@ -110,3 +110,15 @@ foreach(_t ${_hw_tests})
     set_tests_properties(${_t} PROPERTIES ENVIRONMENT "MEMSPY_NO_CACHE=1")
   endif()
 endforeach()
+
+# The real nginx (Debian's), daemonized and pre-forking, after a bounded ab load and a
+# reload: master and workers dump with no problems and equal gdb's print mallinfo2().
+# Skips (77) without nginx, ab or gdb; ports 17200-17299.
+find_package(Python3 COMPONENTS Interpreter)
+if(Python3_FOUND)
+  ms_add_test(NAME dump_nginx_prefork TIMEOUT 300 LABELS e2e servers
+    COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/e2e/dump_nginx.py
+            --memspy $<TARGET_FILE:memspy> --port-base 17200)
+else()
+  message(WARNING "python3 not found: dump_nginx_prefork is not built")
+endif()

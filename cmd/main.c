@@ -33,12 +33,16 @@ static void usage(FILE *f)
 		   "\nExit status:\n"
 		   "  0   complete\n"
 		   "  1   partial: output written but incomplete (the target exited, the heap\n"
-		   "      is corrupt, samples were lost); the reason is printed\n"
+		   "      is corrupt or was caught mid-update, --live could not follow some\n"
+		   "      sampled blocks to their free); the reason is printed\n"
 		   "  2   failed: nothing useful could be produced\n"
 		   "  64  usage error\n"
-		   "\nThe target needs ptrace permission: same user with kernel.yama.ptrace_scope\n"
-		   "<= 1 (0 for non-children), or root/CAP_SYS_PTRACE. memspy never leaves code\n"
-		   "or breakpoints behind: every patched byte is restored and read back.\n");
+		   "\nThe target needs ptrace permission: the same user with\n"
+		   "kernel.yama.ptrace_scope 0, or root/CAP_SYS_PTRACE (ptrace_scope 1 or 2).\n"
+		   "memspy restores every byte it patches and reads it back before it detaches\n"
+		   "(if memspy is SIGKILLed, its watchdog process disarms the probes). The pages\n"
+		   "it maps into the target stay: the disarmed probe stubs and dump's 4 KiB clone\n"
+		   "page, which a thread could still be executing.\n");
 }
 
 int main(int argc, char **argv)

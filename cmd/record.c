@@ -73,9 +73,10 @@ static void help(FILE *f)
 	    "Usage: memspy record --pid PID [-o FILE] [options]\n"
 	    "\n"
 	    "Attaches to a running process, probes its allocator (malloc, calloc, realloc,\n"
-	    "free, posix_memalign, aligned_alloc, memalign, valloc, pvalloc, operator\n"
-	    "new/delete), records the call stacks of sampled allocations, removes every\n"
-	    "probe, detaches, and writes a flame graph of where memory is allocated.\n"
+	    "posix_memalign, aligned_alloc, memalign, valloc, pvalloc, operator new; with\n"
+	    "--live also free and operator delete), records the call stacks of sampled\n"
+	    "allocations, removes every probe, detaches, and writes a flame graph of where\n"
+	    "memory is allocated.\n"
 	    "\n"
 	    "Options:\n"
 	    "  -p, --pid PID          process to record (required)\n"
@@ -123,7 +124,8 @@ static void help(FILE *f)
 	    "Exit status:\n"
 	    "  0   complete: the file holds the whole recording\n"
 	    "  1   partial: the file was written but the recording is incomplete (the\n"
-	    "      target exited, samples were lost); the reason is printed\n"
+	    "      target exited, or --live could not follow some sampled blocks to their\n"
+	    "      free); the reason is printed\n"
 	    "  2   failed: nothing written (cannot attach, no allocator found, output\n"
 	    "      not writable); also when a probe could not be removed and verified\n"
 	    "      (the file is still written then, and the byte at fault is named)\n"
@@ -795,7 +797,10 @@ static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t
 		    ms_fmt_duration(a, sizeof(a), (uint64_t)st.attach_pause_ns),
 		    ms_fmt_duration(b, sizeof(b), (uint64_t)st.remove_pause_ns));
 	if (st.dropped)
-		fprintf(stderr, "  %s samples were lost (in-target buffers full): totals are low\n",
+		fprintf(stderr,
+			"  %s sampled blocks could not be followed to their free (memspy's "
+			"in-target table of sampled pointers was full): the live view counts them "
+			"as still live\n",
 			ms_fmt_count(a, sizeof(a), st.dropped));
 	if (rec->unwind_failures)
 		fprintf(stderr, "  %s samples could not be unwound (shown as [unknown])\n",

@@ -54,7 +54,8 @@ static void locate_join(struct locate_job *j)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: memspy dump --pid PID [--leaks] [--json] [-o FILE] [--no-debuginfo] [--no-snapshot]\n"
+		"Usage: memspy dump --pid PID [--leaks] [--explain ADDR] [--json] [-o FILE] [--no-debuginfo]\n"
+		"                   [--no-snapshot]\n"
 		"\n"
 		"Walks the glibc malloc heap of a running process from outside and reports\n"
 		"in-use and free memory per arena, bins, caches, size classes, fragmentation\n"
@@ -78,6 +79,10 @@ static void usage(FILE *f)
 		"                      more, and what the heap is made of by C++ class (from vtable\n"
 		"                      pointers) or chunk size; runs on the snapshot, so the pause\n"
 		"                      does not grow\n"
+		"      --explain ADDR  with the leak scan: why the allocation holding ADDR is\n"
+		"                      reachable (the chain of references from a root: a thread's\n"
+		"                      register or stack slot, a module's data symbol, ...), or that\n"
+		"                      it is leaked and which leaked allocations point to it\n"
 		"  -j, --json          JSON instead of text (schema: doc/dump-json.md)\n"
 		"  -o, --output FILE   write there instead of standard output\n"
 		"      --no-debuginfo  ignore libc's debug symbols: use built-in layouts and\n"
@@ -91,6 +96,7 @@ static void usage(FILE *f)
 		"  memspy dump --pid 4242\n"
 		"  memspy dump --pid 4242 --json -o heap.json\n"
 		"  memspy dump --pid 4242 --leaks\n"
+		"  memspy dump --pid 4242 --explain 0x55d0c3a41e70\n"
 		"\n"
 		"Exit status:\n"
 		"  0   complete report\n"
@@ -138,6 +144,7 @@ int cmd_dump(int argc, char **argv)
 		{"pid", required_argument, NULL, 'p'},
 		{"json", no_argument, NULL, 'j'},
 		{"leaks", no_argument, NULL, 'l'},
+		{"explain", required_argument, NULL, 'E'},
 		{"output", required_argument, NULL, 'o'},
 		{"no-debuginfo", no_argument, NULL, 'N'},
 		{"no-snapshot", no_argument, NULL, 'S'},
@@ -152,6 +159,7 @@ int cmd_dump(int argc, char **argv)
 	struct ms_leak_thread *lthreads = NULL;
 	size_t nlthreads = 0;
 	bool leaks = false, have_leaks = false;
+	ms_raddr_t explain = 0;
 	struct ms_heap_rss rss = {0};
 	struct ms_proc_mem_summary mem = {0};
 	struct ms_heap_meta meta = {0};
@@ -194,6 +202,17 @@ int cmd_dump(int argc, char **argv)
 		case 'l':
 			leaks = true;
 			break;
+		case 'E': {
+			char *end;
+
+			errno = 0;
+			explain = strtoull(optarg, &end, 0);
+			if (errno || *end || !explain)
+				return cli_usage_error("dump", "--explain takes an address such as "
+							       "0x55d0c3a41e70");
+			leaks = true;
+			break;
+		}
 		case 'o':
 			out_path = optarg;
 			break;
@@ -393,7 +412,8 @@ int cmd_dump(int argc, char **argv)
 	if (leaks && have_rep) {
 		/* On the snapshot the target runs meanwhile; stopped, the pause grows by the scan. */
 		have_leaks = true;
-		if (ms_leak_scan(&rep, &wreader, wmaps, pid, lthreads, nlthreads, &lrep))
+		if (ms_leak_scan(&rep, &wreader, wmaps, pid, lthreads, nlthreads, explain,
+				 &lrep))
 			ms_info("dump: leak scan partial: %s", lrep.note);
 		ms_info("dump: leak scan %.1f ms (mark %.1f, types %.1f), %zu allocations",
 			lrep.scan_ms, lrep.mark_ms, lrep.types_ms, rep.nchunks);

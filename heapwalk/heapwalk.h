@@ -321,7 +321,33 @@ struct ms_leak_thread_rep {
 	bool scanned;          /* its stack pointer was known */
 };
 
+/* One allocation on the way from a root to the one explained. */
+struct ms_leak_hop {
+	ms_raddr_t chunk; /* user address */
+	uint64_t size;    /* chunk size */
+	ms_raddr_t at;    /* the word in it that points to the next hop */
+	char *type;       /* owned */
+};
+
+/* Why an address is (not) reachable: dump --explain ADDR. */
+struct ms_leak_explain {
+	ms_raddr_t addr;   /* as asked */
+	ms_raddr_t chunk;  /* user address of the allocation holding addr, 0 when none */
+	uint64_t size;
+	char *type;        /* owned, NULL when no allocation */
+	/* "reachable", "thread-only", "several-threads", "leaked", or "not-an-allocation" */
+	const char *status;
+	char root[400];    /* where the chain starts: a register, a stack slot, a module's data ... */
+	ms_raddr_t root_at; /* the root word's address (0 for a register) */
+	struct ms_leak_hop *chain; /* from the root's allocation to the one explained, inclusive */
+	size_t nchain;
+	ms_raddr_t referrers[16]; /* leaked: leaked allocations pointing to it (user addresses) */
+	size_t nreferrers;
+	bool more_referrers;
+};
+
 struct ms_leak_report {
+	struct ms_leak_explain *explain; /* when asked, else NULL */
 	uint64_t inuse_count, inuse_bytes;
 	uint64_t leaked_count, leaked_bytes;
 	uint64_t unref_count, unref_bytes;
@@ -347,13 +373,16 @@ struct ms_leak_report {
  * MS_HEAP_WALK_CHUNKS. r reads the same image the walk read (the
  * snapshot); maps is its mapping table; pid names the process whose
  * modules' symbol tables give the vtable names. threads (n of them) carry
- * the registers taken at the stop. Returns 0, or -MS_E_INTERRUPTED /
+ * the registers taken at the stop. explain, when not 0, is an address to
+ * explain (out->explain): the chain of references from a root to the
+ * allocation holding it, or the leaked allocations pointing to it; it costs
+ * 12 more bytes per allocation. Returns 0, or -MS_E_INTERRUPTED /
  * -EFAULT with out filled as far as it got (out->partial). out is the
  * caller's: ms_leak_report_free.
  */
 int ms_leak_scan(const struct ms_heap_report *rep, const struct ms_reader *r,
 		 const struct ms_maps *maps, pid_t pid, const struct ms_leak_thread *threads,
-		 size_t n, struct ms_leak_report *out);
+		 size_t n, ms_raddr_t explain, struct ms_leak_report *out);
 void ms_leak_report_free(struct ms_leak_report *lr);
 
 #endif

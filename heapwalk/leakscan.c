@@ -52,6 +52,12 @@ struct span {
 	size_t npages;
 };
 
+struct range {
+	ms_raddr_t lo, hi;
+	int kind; /* 0 module data, 1 anonymous, 2 stack of a thread (index in thr) */
+	size_t thr;
+};
+
 struct scan {
 	const struct ms_heap_report *rep;
 	const struct ms_heap_chunk *ck;
@@ -72,7 +78,23 @@ struct scan {
 	/* The pass being marked: 0 the global roots, t + 1 thread t. */
 	uint32_t pass;
 	bool stopped;
+	/*
+	 * --explain: for each chunk, who reached it first (a chunk index, or
+	 * PARENT_ROOT / PARENT_REG) and the address of the word that pointed
+	 * (for PARENT_REG: thread << 8 | register). Only allocated then.
+	 */
+	uint32_t *parent;
+	ms_raddr_t *from;
+	uint32_t cur_parent; /* what the words being scanned belong to */
+	size_t explain_idx;  /* chunk explained, SIZE_MAX for none */
+	struct range *roots;
+	size_t nroots;
+	const struct ms_leak_thread *thr;
 };
+
+#define PARENT_NONE UINT32_MAX
+#define PARENT_ROOT (UINT32_MAX - 1)
+#define PARENT_REG (UINT32_MAX - 2)
 
 static uint64_t csize(const struct ms_heap_chunk *c)
 {
@@ -202,8 +224,16 @@ static void push(struct scan *s, size_t i)
 	s->stack[s->nstack++] = (uint32_t)i;
 }
 
-/* A reference to chunk i found in the current pass. */
-static inline void mark(struct scan *s, size_t i)
+static inline void note_parent(struct scan *s, size_t i, ms_raddr_t at)
+{
+	if (s->parent && s->parent[i] == PARENT_NONE) {
+		s->parent[i] = s->cur_parent;
+		s->from[i] = at;
+	}
+}
+
+/* A reference to chunk i, in the word at address at, found in the current pass. */
+static inline void mark(struct scan *s, size_t i, ms_raddr_t at)
 {
 	uint8_t *st = &s->st[i];
 
@@ -211,12 +241,14 @@ static inline void mark(struct scan *s, size_t i)
 		return;
 	if (!s->pass) {
 		*st |= ST_GLOBAL;
+		note_parent(s, i, at);
 		push(s, i);
 		return;
 	}
 	if (s->epoch[i] == s->pass)
 		return;
 	s->epoch[i] = s->pass;
+	note_parent(s, i, at);
 	if (!(*st & ST_THREAD)) {
 		*st |= ST_THREAD;
 		s->owner[i] = (uint16_t)MS_MIN(s->pass - 1, (uint32_t)UINT16_MAX);
@@ -226,7 +258,8 @@ static inline void mark(struct scan *s, size_t i)
 	push(s, i);
 }
 
-static void scan_words(struct scan *s, const unsigned char *buf, size_t len)
+/* The words of buf, read at base in the target (registers: base is the register index * 8). */
+static void scan_words(struct scan *s, const unsigned char *buf, size_t len, ms_raddr_t base)
 {
 	size_t nw = len / 8;
 
@@ -239,7 +272,7 @@ static void scan_words(struct scan *s, const unsigned char *buf, size_t len)
 			continue;
 		i = lookup(s, v);
 		if (i >= 0)
-			mark(s, (size_t)i);
+			mark(s, (size_t)i, base + 8 * k);
 	}
 }
 
@@ -260,7 +293,7 @@ static uint64_t scan_range(struct scan *s, ms_raddr_t lo, ms_raddr_t hi)
 			lo = next;
 			continue;
 		}
-		scan_words(s, s->win, (size_t)got);
+		scan_words(s, s->win, (size_t)got, lo);
 		done += (uint64_t)got;
 		lo += (uint64_t)got & ~7ull;
 		if (!((uint64_t)got & ~7ull))
@@ -273,6 +306,7 @@ static uint64_t scan_range(struct scan *s, ms_raddr_t lo, ms_raddr_t hi)
 static void drain(struct scan *s)
 {
 	struct ms_rvec v[BATCH_N];
+	uint32_t idx[BATCH_N];
 	uint64_t steps = 0;
 
 	while (s->nstack && !s->stopped) {
@@ -292,12 +326,14 @@ static void drain(struct scan *s)
 				if (k)
 					break; /* the batch first, then this one on its own */
 				s->nstack--;
+				s->cur_parent = i;
 				s->out->scanned_bytes += scan_range(s, c->addr + 16, scan_end(c));
 				continue;
 			}
 			if (off + len > BATCH_BYTES)
 				break;
 			s->nstack--;
+			idx[k] = i;
 			v[k++] = (struct ms_rvec){.addr = c->addr + 16, .buf = s->batch + off, .len = len};
 			off += len;
 		}
@@ -309,12 +345,14 @@ static void drain(struct scan *s)
 			if (got < 0)
 				got = 0;
 			for (size_t q = j; q < j + (size_t)got; q++) {
-				scan_words(s, v[q].buf, v[q].len);
+				s->cur_parent = idx[q];
+				scan_words(s, v[q].buf, v[q].len, v[q].addr);
 				s->out->scanned_bytes += v[q].len;
 			}
 			j += (size_t)got;
 			if (j < k) {
 				/* One piece that could not be read whole: what of it can be. */
+				s->cur_parent = idx[j];
 				s->out->scanned_bytes += scan_range(s, v[j].addr, v[j].addr + v[j].len);
 				j++;
 			}
@@ -324,11 +362,6 @@ static void drain(struct scan *s)
 
 /* ------------------------------------------------------------------ roots */
 
-struct range {
-	ms_raddr_t lo, hi;
-	int kind; /* 0 module data, 1 anonymous, 2 stack of a thread (index in thr) */
-	size_t thr;
-};
 
 static bool anon_like(const struct ms_map *m)
 {
@@ -341,6 +374,21 @@ static bool special(const struct ms_map *m)
 {
 	return m->path && (!strcmp(m->path, "[vvar]") || !strcmp(m->path, "[vsyscall]") ||
 			   !strcmp(m->path, "[vdso]") || !strncmp(m->path, "[vvar", 5));
+}
+
+/*
+ * The module whose .bss ends in this anonymous mapping (the kernel maps
+ * the part of .bss beyond the file's last page anonymously, right after
+ * the module's writable mapping), or NULL.
+ */
+static const struct ms_map *bss_owner(const struct ms_maps *maps, const struct ms_map *m)
+{
+	size_t i = (size_t)(m - maps->v);
+
+	if (m->path || !i)
+		return NULL;
+	m = &maps->v[i - 1];
+	return m->end == maps->v[i].start && m->w && m->path && !anon_like(m) ? m : NULL;
 }
 
 /* Adds [lo, hi) minus the allocator's spans (heaps, mmapped chunks). */
@@ -396,7 +444,8 @@ static size_t collect_roots(struct scan *s, const struct ms_leak_thread *thr, si
 		if (stackmap)
 			continue;
 		if (m->w && (!m->shared || anon_like(m))) {
-			add_minus_spans(s, &v, &n, &cap, m->start, m->end, anon_like(m) ? 1 : 0, 0);
+			add_minus_spans(s, &v, &n, &cap, m->start, m->end,
+					anon_like(m) && !bss_owner(maps, m) ? 1 : 0, 0);
 		} else if (!m->w && !m->x && !m->shared && m->path && !anon_like(m) &&
 			   i + 1 < maps->n && maps->v[i + 1].w && maps->v[i + 1].path &&
 			   !strcmp(maps->v[i + 1].path, m->path) && maps->v[i + 1].start == m->end) {
@@ -603,6 +652,8 @@ static int cmp_group(const void *a, const void *b)
 
 static void leak_words(struct scan *s, const unsigned char *buf, size_t len, size_t self)
 {
+	struct ms_leak_explain *ex = s->out->explain;
+
 	for (size_t w = 0; w + 8 <= len; w += 8) {
 		uint64_t x;
 		ssize_t t;
@@ -611,8 +662,19 @@ static void leak_words(struct scan *s, const unsigned char *buf, size_t len, siz
 		if (x < s->gmin || x >= s->gmax)
 			continue;
 		t = lookup(s, x);
-		if (t >= 0 && (size_t)t != self && !(s->st[t] & (ST_GLOBAL | ST_THREAD)))
+		if (t >= 0 && (size_t)t != self && !(s->st[t] & (ST_GLOBAL | ST_THREAD))) {
 			s->st[t] |= ST_LEAKREF;
+			if (ex && (size_t)t == s->explain_idx) {
+				size_t k = ex->nreferrers;
+
+				if (k && ex->referrers[k - 1] == s->ck[self].addr + 16)
+					continue;
+				if (k < sizeof(ex->referrers) / sizeof(ex->referrers[0]))
+					ex->referrers[ex->nreferrers++] = s->ck[self].addr + 16;
+				else
+					ex->more_referrers = true;
+			}
+		}
 	}
 }
 
@@ -695,9 +757,206 @@ static void take_example(struct scan *s, struct ms_leak_group *g, const struct m
 	g->nhead = got > 0 ? (size_t)got : 0;
 }
 
+/* ---------------------------------------------------------------- explain */
+
+static const char *const reg_names[] = {
+	"r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx",
+	"rsi", "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss", "fs_base", "gs_base", "ds",
+	"es", "fs", "gs",
+};
+
+/* "name+0x18" for the data symbol of m holding a, or "". */
+static void data_symbol(const struct ms_module *m, ms_raddr_t a, char *buf, size_t size)
+{
+	int fd = open(m->open_path, O_RDONLY | O_CLOEXEC);
+	Elf *e;
+	Elf_Scn *scn = NULL;
+
+	buf[0] = '\0';
+	if (fd < 0)
+		return;
+	e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	while (e && (scn = elf_nextscn(e, scn)) && !buf[0]) {
+		GElf_Shdr sh;
+		Elf_Data *d;
+
+		if (!gelf_getshdr(scn, &sh) || (sh.sh_type != SHT_SYMTAB && sh.sh_type != SHT_DYNSYM) ||
+		    !sh.sh_entsize || !(d = elf_getdata(scn, NULL)))
+			continue;
+		for (size_t i = 0; i < sh.sh_size / sh.sh_entsize; i++) {
+			GElf_Sym sy;
+			const char *sn;
+			int st;
+			char *dm;
+
+			if (!gelf_getsym(d, (int)i, &sy) || sy.st_shndx == SHN_UNDEF)
+				continue;
+			if (GELF_ST_TYPE(sy.st_info) != STT_OBJECT && GELF_ST_TYPE(sy.st_info) != STT_TLS)
+				continue;
+			if (a < m->bias + sy.st_value || a >= m->bias + sy.st_value + MS_MAX(sy.st_size, 1))
+				continue;
+			sn = elf_strptr(e, sh.sh_link, sy.st_name);
+			if (!sn)
+				continue;
+			dm = __cxa_demangle(sn, NULL, NULL, &st);
+			snprintf(buf, size, "%s+0x%" PRIx64, dm && !st ? dm : sn,
+				 a - (m->bias + sy.st_value));
+			free(dm);
+			break;
+		}
+	}
+	if (e)
+		elf_end(e);
+	close(fd);
+}
+
+/* Bytes of static TLS the modules' PT_TLS segments take (each block aligned), an upper bound. */
+static uint64_t static_tls_size(const struct ms_modules *mods)
+{
+	uint64_t sum = 0;
+
+	for (size_t i = 0; i < mods->n; i++) {
+		int fd = open(mods->v[i].open_path, O_RDONLY | O_CLOEXEC);
+		Elf *e;
+		size_t nph = 0;
+
+		if (fd < 0)
+			continue;
+		e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+		if (e && elf_getphdrnum(e, &nph) == 0) {
+			for (size_t k = 0; k < nph; k++) {
+				GElf_Phdr ph;
+
+				if (gelf_getphdr(e, (int)k, &ph) && ph.p_type == PT_TLS)
+					sum += (ph.p_memsz + MS_MAX(ph.p_align, 1) - 1 + 64) &
+					       ~(MS_MAX(ph.p_align, 1) - 1);
+			}
+		}
+		if (e)
+			elf_end(e);
+		close(fd);
+	}
+	return sum;
+}
+
+static void describe_root(struct scan *s, const struct ms_modules *mods, uint32_t kind,
+			  ms_raddr_t at, struct ms_leak_explain *ex)
+{
+	const struct ms_map *m;
+
+	if (kind == PARENT_REG) {
+		size_t t = (size_t)(at >> 16), r = (size_t)(at & 0xffff) / 8;
+
+		snprintf(ex->root, sizeof(ex->root), "register %s of thread %d",
+			 r < sizeof(reg_names) / sizeof(reg_names[0]) ? reg_names[r] : "?",
+			 (int)s->thr[t].tid);
+		return;
+	}
+	ex->root_at = at;
+	for (size_t i = 0; i < s->nroots; i++) {
+		const struct range *g = &s->roots[i];
+
+		if (at < g->lo || at >= g->hi)
+			continue;
+		if (g->kind == 2) {
+			const struct user_regs_struct *rg = &s->thr[g->thr].regs;
+			ms_raddr_t tp = rg->fs_base;
+
+			/* glibc puts a thread's static TLS just below its thread pointer, atop its stack. */
+			if (tp > at && tp <= g->hi && tp - at <= static_tls_size(mods))
+				snprintf(ex->root, sizeof(ex->root),
+					 "stack or static TLS of thread %d at 0x%" PRIx64
+					 " (stack pointer %+" PRId64 ", thread pointer -0x%" PRIx64 ")",
+					 (int)s->thr[g->thr].tid, at, (int64_t)(at - (ms_raddr_t)rg->rsp),
+					 tp - at);
+			else
+				snprintf(ex->root, sizeof(ex->root),
+					 "stack of thread %d at 0x%" PRIx64 " (stack pointer %+" PRId64 ")",
+					 (int)s->thr[g->thr].tid, at, (int64_t)(at - (ms_raddr_t)rg->rsp));
+			return;
+		}
+		break;
+	}
+	m = ms_maps_find(s->maps, at);
+	if (m && bss_owner(s->maps, m))
+		m = bss_owner(s->maps, m);
+	if (m && m->path && !anon_like(m)) {
+		const struct ms_module *mod = ms_modules_find(mods, m->start);
+		char sym[200] = "";
+
+		if (mod)
+			data_symbol(mod, at, sym, sizeof(sym));
+		snprintf(ex->root, sizeof(ex->root), "data of %s at 0x%" PRIx64 "%s%s%s", m->path, at,
+			 sym[0] ? " (" : "", sym, sym[0] ? ")" : "");
+	} else if (m) {
+		snprintf(ex->root, sizeof(ex->root),
+			 "%s mapping 0x%" PRIx64 "-0x%" PRIx64 " at 0x%" PRIx64
+			 " (static TLS, another allocator's memory, ...)",
+			 m->path ? m->path : "anonymous", m->start, m->end, at);
+	} else {
+		snprintf(ex->root, sizeof(ex->root), "0x%" PRIx64, at);
+	}
+}
+
+static char *group_name(const struct names *nm, uint32_t g)
+{
+	return g < nm->n ? ms_xstrdup(nm->v[g]) : class_label(g - (uint32_t)nm->n);
+}
+
+static void explain_fill(struct scan *s, const struct ms_modules *mods, const uint32_t *gtype,
+			 const struct names *nm)
+{
+	struct ms_leak_explain *ex = s->out->explain;
+	size_t i = s->explain_idx, hops = 0, cap = 0;
+	uint8_t st;
+
+	if (i == SIZE_MAX)
+		return;
+	st = s->st[i];
+	ex->chunk = s->ck[i].addr + 16;
+	ex->size = csize(&s->ck[i]);
+	ex->type = group_name(nm, gtype[i]);
+	ex->status = st & ST_GLOBAL ? "reachable" :
+		     st & ST_MULTI  ? "several-threads" :
+		     st & ST_THREAD ? "thread-only" :
+				      "leaked";
+	if (!(st & (ST_GLOBAL | ST_THREAD)))
+		return;
+	/* Up the parents (each set once, from an earlier-marked chunk: no cycle), capped anyway. */
+	while (hops++ <= s->n) {
+		struct ms_leak_hop h = {.chunk = s->ck[i].addr + 16,
+					.size = csize(&s->ck[i]),
+					.at = s->from[i], /* in the parent, for now */
+					.type = group_name(nm, gtype[i])};
+		uint32_t p = s->parent[i];
+
+		ms_xgrow((void **)&ex->chain, &cap, ex->nchain + 1, sizeof(*ex->chain));
+		ex->chain[ex->nchain++] = h;
+		if (p == PARENT_ROOT || p == PARENT_REG) {
+			describe_root(s, mods, p, s->from[i], ex);
+			break;
+		}
+		if (p >= s->n) {
+			snprintf(ex->root, sizeof(ex->root), "(chain lost)");
+			break;
+		}
+		i = p;
+	}
+	/* Root first; each hop's `at` is the word in it pointing to the next one. */
+	for (size_t a = 0, b = ex->nchain - 1; a < b; a++, b--) {
+		struct ms_leak_hop t = ex->chain[a];
+
+		ex->chain[a] = ex->chain[b];
+		ex->chain[b] = t;
+	}
+	for (size_t k = 0; k + 1 < ex->nchain; k++)
+		ex->chain[k].at = ex->chain[k + 1].at;
+	ex->chain[ex->nchain - 1].at = 0;
+}
+
 int ms_leak_scan(const struct ms_heap_report *rep, const struct ms_reader *r,
 		 const struct ms_maps *maps, pid_t pid, const struct ms_leak_thread *threads,
-		 size_t nthr, struct ms_leak_report *out)
+		 size_t nthr, ms_raddr_t explain, struct ms_leak_report *out)
 {
 	struct scan s = {.rep = rep, .ck = rep->chunks, .n = rep->nchunks, .r = r, .maps = maps,
 			 .out = out};
@@ -724,8 +983,27 @@ int ms_leak_scan(const struct ms_heap_report *rep, const struct ms_reader *r,
 	s.owner = ms_xcalloc(s.n ? s.n : 1, sizeof(*s.owner));
 	s.win = ms_xmalloc(WIN);
 	s.batch = ms_xmalloc(BATCH_BYTES);
+	s.explain_idx = SIZE_MAX;
 	build_index(&s);
 	nroots = collect_roots(&s, threads, nthr, &roots);
+	s.roots = roots;
+	s.nroots = nroots;
+	s.thr = threads;
+	if (explain) {
+		size_t ci = first_above(&s, explain);
+
+		out->explain = ms_xcalloc(1, sizeof(*out->explain));
+		out->explain->addr = explain;
+		out->explain->status = "not-an-allocation";
+		/* The whole user area, the last 8 bytes too: the user asked about an address in it. */
+		if (ci < s.n && s.ck[ci].addr + 16 > explain && ci)
+			ci--;
+		if (ci < s.n && s.ck[ci].addr + 16 <= explain && explain < scan_end(&s.ck[ci]))
+			s.explain_idx = ci;
+		s.parent = ms_xmalloc((s.n ? s.n : 1) * sizeof(*s.parent));
+		memset(s.parent, 0xff, (s.n ? s.n : 1) * sizeof(*s.parent));
+		s.from = ms_xcalloc(s.n ? s.n : 1, sizeof(*s.from));
+	}
 
 	/* Pass 0: everything but the threads' stacks and registers. */
 	s.pass = 0;
@@ -734,6 +1012,7 @@ int ms_leak_scan(const struct ms_heap_report *rep, const struct ms_reader *r,
 
 		if (roots[i].kind == 2)
 			continue;
+		s.cur_parent = PARENT_ROOT;
 		b = scan_range(&s, roots[i].lo, roots[i].hi);
 		if (roots[i].kind == 0)
 			out->root_module_bytes += b;
@@ -750,11 +1029,15 @@ int ms_leak_scan(const struct ms_heap_report *rep, const struct ms_reader *r,
 		if (!threads[t].have_regs)
 			continue;
 		s.pass = (uint32_t)t + 1;
-		scan_words(&s, (const unsigned char *)&threads[t].regs, sizeof(threads[t].regs));
+		/* A register's "address" is thread << 16 | its offset in user_regs_struct. */
+		s.cur_parent = PARENT_REG;
+		scan_words(&s, (const unsigned char *)&threads[t].regs, sizeof(threads[t].regs),
+			   (ms_raddr_t)t << 16);
 		drain(&s);
 		for (size_t i = 0; i < nroots && !s.stopped; i++) {
 			if (roots[i].kind != 2 || roots[i].thr != t)
 				continue;
+			s.cur_parent = PARENT_ROOT;
 			out->root_stack_bytes += scan_range(&s, roots[i].lo, roots[i].hi);
 			drain(&s);
 		}
@@ -764,12 +1047,10 @@ int ms_leak_scan(const struct ms_heap_report *rep, const struct ms_reader *r,
 	leaked_refs(&s);
 
 	/* Types: the first word of each allocation against the modules' vtables. */
-	if (ms_modules_load(pid, maps, &mods) == 0) {
-		elf_version(EV_CURRENT);
+	elf_version(EV_CURRENT);
+	if (ms_modules_load(pid, maps, &mods) == 0)
 		for (size_t i = 0; i < mods.n; i++)
 			module_vtables(&mods.v[i], &vts, &nvt, &vtcap, &nm);
-		ms_modules_free(&mods);
-	}
 	dedupe_names(&nm, vts, nvt);
 	if (nvt > 1)
 		qsort(vts, nvt, sizeof(*vts), cmp_vt);
@@ -865,6 +1146,11 @@ int ms_leak_scan(const struct ms_heap_report *rep, const struct ms_reader *r,
 		if (ci < s.n && s.ck[ci].addr + 16 == ex)
 			take_example(&s, d, &s.ck[ci]);
 	}
+	if (out->explain)
+		explain_fill(&s, &mods, gtype, &nm);
+	ms_modules_free(&mods);
+	free(s.parent);
+	free(s.from);
 	for (size_t i = 0; i < nm.n; i++)
 		free(nm.v[i]);
 	free(nm.v);
@@ -903,6 +1189,13 @@ void ms_leak_report_free(struct ms_leak_report *lr)
 {
 	if (!lr)
 		return;
+	if (lr->explain) {
+		for (size_t i = 0; i < lr->explain->nchain; i++)
+			free(lr->explain->chain[i].type);
+		free(lr->explain->chain);
+		free(lr->explain->type);
+		free(lr->explain);
+	}
 	for (size_t i = 0; i < lr->ngroups; i++)
 		free(lr->groups[i].type);
 	free(lr->groups);

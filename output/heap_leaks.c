@@ -39,9 +39,43 @@ static void hexdump(FILE *f, ms_raddr_t base, const unsigned char *p, size_t n)
 	}
 }
 
+static void explain_text(FILE *f, const struct ms_leak_explain *ex)
+{
+	fprintf(f, "\nExplain 0x%" PRIx64 ":\n", ex->addr);
+	if (!ex->chunk) {
+		fprintf(f, "  not inside an allocation (free memory, a tcache or fastbin chunk, or not "
+			   "malloc's)\n");
+		return;
+	}
+	fprintf(f, "  inside %s 0x%" PRIx64 " (chunk %s, offset +0x%" PRIx64 "): %s\n", ex->type,
+		ex->chunk, H(ex->size), ex->addr - ex->chunk,
+		!strcmp(ex->status, "leaked") ? "LEAKED, reachable from no root" :
+		!strcmp(ex->status, "thread-only") ? "reachable only from one thread" :
+		!strcmp(ex->status, "several-threads") ? "reachable only from threads' stacks" :
+							"reachable");
+	if (ex->nchain) {
+		fprintf(f, "  %s\n", ex->root);
+		for (size_t i = 0; i < ex->nchain; i++)
+			fprintf(f, "  %*s-> %s 0x%" PRIx64 " (chunk %s)\n", (int)(2 * i), "",
+				ex->chain[i].type, ex->chain[i].chunk, H(ex->chain[i].size));
+	}
+	if (!strcmp(ex->status, "leaked")) {
+		if (!ex->nreferrers)
+			fprintf(f, "  no leaked allocation points to it: the head of a leaked "
+				   "structure\n");
+		for (size_t i = 0; i < ex->nreferrers; i++)
+			fprintf(f, "  pointed to by leaked 0x%" PRIx64 "\n", ex->referrers[i]);
+		if (ex->more_referrers)
+			fprintf(f, "  and more\n");
+	}
+}
+
 void ms_heap_write_leaks_text(FILE *f, const struct ms_leak_report *lr)
 {
 	size_t shown = 0, ex = 0;
+
+	if (lr->explain)
+		explain_text(f, lr->explain);
 
 	fprintf(f, "\nLeak scan (conservative: any aligned word pointing into an allocation keeps it):\n");
 	if (lr->partial)
@@ -205,6 +239,36 @@ void ms_heap_leaks_json(json_t *root, const struct ms_leak_report *lr)
 	json_object_set_new(lk, "vtables", u64(lr->nvtables));
 	json_object_set_new(lk, "scan_ms", json_real(lr->scan_ms));
 	json_object_set_new(lk, "mark_ms", json_real(lr->mark_ms));
+	if (lr->explain) {
+		const struct ms_leak_explain *e = lr->explain;
+		json_t *o = json_object(), *ch = json_array(), *refs = json_array();
+		char a[24];
+
+#define A(x) (snprintf(a, sizeof(a), "0x%" PRIx64, (x)), json_string(a))
+		json_object_set_new(o, "address", A(e->addr));
+		json_object_set_new(o, "status", json_string(e->status));
+		json_object_set_new(o, "allocation", e->chunk ? A(e->chunk) : json_null());
+		json_object_set_new(o, "chunk_size", u64(e->size));
+		json_object_set_new(o, "type", e->type ? json_string(e->type) : json_null());
+		json_object_set_new(o, "root", e->nchain ? json_string(e->root) : json_null());
+		json_object_set_new(o, "root_address", e->root_at ? A(e->root_at) : json_null());
+		for (size_t i = 0; i < e->nchain; i++) {
+			json_t *h = json_object();
+
+			json_object_set_new(h, "allocation", A(e->chain[i].chunk));
+			json_object_set_new(h, "chunk_size", u64(e->chain[i].size));
+			json_object_set_new(h, "type", json_string(e->chain[i].type));
+			json_object_set_new(h, "next_at", e->chain[i].at ? A(e->chain[i].at) : json_null());
+			json_array_append_new(ch, h);
+		}
+		json_object_set_new(o, "chain", ch);
+		for (size_t i = 0; i < e->nreferrers; i++)
+			json_array_append_new(refs, A(e->referrers[i]));
+		json_object_set_new(o, "leaked_referrers", refs);
+		json_object_set_new(o, "more_referrers", json_boolean(e->more_referrers));
+#undef A
+		json_object_set_new(lk, "explain", o);
+	}
 	json_object_set_new(root, "leaks", lk);
 	for (size_t i = 0; i < lr->ngroups; i++)
 		json_array_append_new(types, group(&lr->groups[i], false));

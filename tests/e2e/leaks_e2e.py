@@ -122,6 +122,36 @@ def check(truth, d):
               % (truth[key], t["thread_only_count"], want))
 
 
+def check_explain(memspy, pid, truth, extra):
+    """--explain on addresses the target printed: the status and where the chain starts."""
+    hide = int(truth["probe_hide"], 16)
+    p = {k: v if k == "kept" else hex(int(v, 16) ^ hide) for k, v in truth["probe"].items()}
+    cases = [
+        ("kept", "reachable", "g_kept"),
+        ("stack", "thread-only", "stack of thread %d" % truth["tid_stack"]),
+        ("tls", "thread-only", "static TLS of thread %d" % truth["tid_tls"]),
+        ("node", "leaked", None),
+        ("dropped", "leaked", None),
+        ("string_body", "leaked", None),
+    ]
+    for name, status, root in cases:
+        d = run_memspy(memspy, pid, extra + ["--explain", p[name]], True)
+        e = d["leaks"]["explain"]
+        if e["status"] != status:
+            fail("--explain %s (%s): status %s, want %s" % (p[name], name, e["status"], status))
+        if root and root not in (e["root"] or ""):
+            fail("--explain %s (%s): root %r, want it to name %r" % (p[name], name, e["root"], root))
+        if status != "leaked" and (not e["chain"] or e["chain"][-1]["allocation"] != e["allocation"]):
+            fail("--explain %s (%s): the chain does not end at it: %s" % (p[name], name, e["chain"]))
+        # A ring member and a string body are pointed to by leaked chunks; a dropped object is not.
+        want_refs = {"node": 1, "string_body": 1, "dropped": 0}.get(name)
+        if want_refs is not None and len(e["leaked_referrers"]) != want_refs:
+            fail("--explain %s (%s): leaked referrers %s, want %d"
+                 % (p[name], name, e["leaked_referrers"], want_refs))
+        print("ok: --explain %s: %s, %s" % (name, e["status"], e["root"] or "%d leaked referrer(s)"
+                                            % len(e["leaked_referrers"])))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--memspy", required=True)
@@ -139,6 +169,7 @@ def main():
             if want not in text:
                 fail("text report lacks %r:\n%s" % (want, text))
         print("ok: text report")
+        check_explain(a.memspy, p.pid, truth, a.arg)
         p.stdin.close()
         end = read_line(p)
         if p.wait(timeout=30) != 0 or end.get("self_check") != "ok":

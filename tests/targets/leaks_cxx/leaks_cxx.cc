@@ -86,6 +86,12 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static int nready;
 static bool ok_stack = true, ok_tls = true;
+/*
+ * Addresses for --explain, stored XOR-ed so that they are no references
+ * (a plain global would make a leaked object reachable).
+ */
+#define HIDE 0x5a5a5a5a5a5a5a5aull
+static uintptr_t probe_stack, probe_tls, probe_node, probe_dropped, probe_holder_text;
 
 static void escape(void *p)
 {
@@ -124,6 +130,7 @@ static void *stack_thread(void *)
 	tid_stack = (pid_t)syscall(SYS_gettid);
 	for (int i = 0; i < N_STACK; i++)
 		arr[i] = new StackOnly();
+	probe_stack = (uintptr_t)arr[3] ^ HIDE;
 	escape(arr);
 	signal_ready();
 	wait_go();
@@ -139,6 +146,7 @@ static void *tls_thread(void *)
 	tid_tls = (pid_t)syscall(SYS_gettid);
 	for (int i = 0; i < N_TLS; i++)
 		t_tls[i] = new TlsOnly();
+	probe_tls = (uintptr_t)t_tls[5] ^ HIDE;
 	signal_ready();
 	scrub_stack();
 	wait_go();
@@ -153,6 +161,8 @@ __attribute__((noinline)) static void leak_dropped(void)
 {
 	for (int i = 0; i < N_DROPPED; i++) {
 		Dropped *d = new Dropped();
+		if (i == 10)
+			probe_dropped = (uintptr_t)d ^ HIDE;
 		escape(d);
 	}
 }
@@ -165,6 +175,8 @@ __attribute__((noinline)) static void leak_rings(void)
 		a->next = b;
 		b->next = c;
 		c->next = a;
+		if (i == 10)
+			probe_node = (uintptr_t)b ^ HIDE;
 		escape(a);
 	}
 }
@@ -175,6 +187,8 @@ __attribute__((noinline)) static void leak_holders(void)
 		Holder *h = new Holder();
 
 		h->text.assign(STR_LEN, (char)('a' + i % 26));
+		if (i == 10)
+			probe_holder_text = (uintptr_t)h->text.data() ^ HIDE;
 		escape(h);
 	}
 }
@@ -245,13 +259,18 @@ int main(void)
 	       "\"leaked\":{\"Dropped\":[%d,%d,%zu],\"Node\":[%d,%d,%zu],\"Holder\":[%d,%d,%zu],"
 	       "\"string_body\":[%d,%d,%zu],\"raw\":[%d,%d,%zu]},"
 	       "\"kept\":{\"Kept\":[%d,%zu],\"MapVal\":[%d,%zu],\"UVal\":[%d,%zu],"
-	       "\"StackOnly\":[%d,%zu],\"TlsOnly\":[%d,%zu]}}\n",
+	       "\"StackOnly\":[%d,%zu],\"TlsOnly\":[%d,%zu]},"
+	       /* Still XOR-ed with HIDE: unmasked, they would sit in main's registers. */
+	       "\"probe_hide\":\"0x5a5a5a5a5a5a5a5a\",\"probe\":{\"kept\":\"%p\",\"stack\":\"0x%lx\",\"tls\":\"0x%lx\","
+	       "\"node\":\"0x%lx\",\"dropped\":\"0x%lx\",\"string_body\":\"0x%lx\"}}\n",
 	       (int)getpid(), (int)tid_stack, (int)tid_tls, N_DROPPED, N_DROPPED,
 	       chunk(sizeof(Dropped)), 3 * N_RINGS, 0, chunk(sizeof(Node)), N_HOLDERS, N_HOLDERS,
 	       chunk(sizeof(Holder)), N_HOLDERS, 0, chunk(STR_LEN + 1), N_RAW, N_RAW,
 	       chunk(RAW_SIZE), N_KEPT, chunk(sizeof(Kept)), N_MAP, chunk(sizeof(MapVal)), N_UMAP,
 	       chunk(sizeof(UVal)), N_STACK, chunk(sizeof(StackOnly)), N_TLS,
-	       chunk(sizeof(TlsOnly)));
+	       chunk(sizeof(TlsOnly)), (void *)g_kept[7], (unsigned long)probe_stack,
+	       (unsigned long)probe_tls, (unsigned long)probe_node, (unsigned long)probe_dropped,
+	       (unsigned long)probe_holder_text);
 	fflush(stdout);
 	while (read(0, &c, 1) > 0) {
 	}

@@ -116,6 +116,9 @@ enum ms_event_kind {
 	MS_EV_FORK,        /* the target forked; ev->child is the new pid, stopped and detached
 			      from memspy's thread set: see ms_proc_fork_child_* below */
 	MS_EV_EXITED,      /* the whole target is gone; ev->status is its wait status */
+	MS_EV_SYSCALL,     /* a thread let out by ms_proc_run_syscalls stopped at a system
+			      call's entry or exit: held until ms_proc_cont_thread (which goes
+			      on to the next one) or ms_proc_park_thread; regs in ev->regs */
 };
 
 struct ms_event {
@@ -237,6 +240,23 @@ pid_t ms_proc_plain_stopped_thread(const struct ms_proc *p);
  */
 int ms_proc_stop_thread(struct ms_proc *p, pid_t tid);
 
+/*
+ * Lets one held thread run while the others stay held (attach/quiesce.c):
+ * resumed with PTRACE_SYSCALL, it stops at each system call's entry and exit
+ * (MS_EV_SYSCALL), signals for it are delivered at once, and its exit is
+ * reported as usual. Memspy's death leaves nothing behind: the kernel stops
+ * tracing syscalls when the tracer goes. 0 or -ESRCH (not held, group-stopped).
+ */
+int ms_proc_run_syscalls(struct ms_proc *p, pid_t tid);
+/*
+ * Holds a thread let out by ms_proc_run_syscalls again, in a plain stop
+ * (as ms_proc_stop_all leaves it), with its syscall stops off. At a syscall
+ * stop the call is finished (or, if it blocks, interrupted to be restarted
+ * later) and no user instruction runs. 0, -ESRCH (it exited), -ETIMEDOUT or
+ * -MS_E_TARGET_EXITED.
+ */
+int ms_proc_park_thread(struct ms_proc *p, pid_t tid);
+
 /* ============================ snapshot (fork) ============================ */
 
 /*
@@ -298,6 +318,51 @@ int ms_snapshot_guard_start(pid_t target, struct ms_snapshot_guard *g);
 void ms_snapshot_guard_arm(const struct ms_snapshot_guard *g, const struct ms_snapshot *s);
 void ms_snapshot_guard_disarm(const struct ms_snapshot_guard *g);
 void ms_snapshot_guard_stop(struct ms_snapshot_guard *g);
+
+/* ============================== quiescing ============================== */
+
+/*
+ * A moment with no thread inside glibc's malloc (attach/quiesce.c). With
+ * every thread stopped, the ones whose unwound stack has a frame in
+ * malloc.c's functions (libc's symbols) run on alone, each until it returns
+ * from its outermost allocator frame, caught by a one-shot return slot in
+ * memspy's code page (the return address on its stack is redirected there;
+ * the slot makes a getpid() syscall memspy stops at, then jumps back). No
+ * libc byte is patched and no trap is armed: if memspy dies meanwhile, the
+ * threads pass through their slots untraced and carry on.
+ */
+struct ms_quiesce; /* opaque */
+
+struct ms_quiesce_stats {
+	unsigned rounds;	  /* quiesce attempts (one per stop of the process) */
+	unsigned threads_let_out; /* threads let out of malloc, over all rounds */
+	unsigned syscalls;	  /* system calls they made before leaving (mmap, futex...) */
+	unsigned futex_waits;	  /* of which futex waits (a lock another thread held) */
+	unsigned blocked;	  /* rounds given up: a let-out thread waited on a stopped one */
+	unsigned failed;	  /* rounds that did not reach a quiescent moment (any reason) */
+	double ms, max_ms;	  /* time spent quiescing, all rounds / the longest round */
+	char why[512];		  /* why the last failed round failed; "" when none did */
+};
+
+/*
+ * Prepares for pid (libc's symbols and unwind tables; a few ms, done before
+ * the process is stopped). maps: the process's mapping table. NULL with err
+ * filled when the process has no libc.so.6 or its symbols cannot be read.
+ */
+struct ms_quiesce *ms_quiesce_new(pid_t pid, const struct ms_maps *maps, struct ms_error *err);
+/*
+ * One round on p, whose threads must all be stopped (ms_proc_stop_all); on
+ * return they all are again. 0: no thread is inside the allocator now.
+ * -EAGAIN (err says why: a thread waits on a lock a stopped thread holds,
+ * an unwind that does not find the allocator call's return, seccomp, no
+ * time left): the caller falls back to letting the process run a moment
+ * and stopping it again. -MS_E_TARGET_EXITED, -EINTR (stop requested).
+ * st accumulates over rounds.
+ */
+int ms_quiesce_run(struct ms_quiesce *q, struct ms_proc *p, struct ms_quiesce_stats *st,
+		   struct ms_error *err);
+/* NULL is a no-op. */
+void ms_quiesce_free(struct ms_quiesce *q);
 
 /* ============================ process facts ============================ */
 

@@ -58,6 +58,18 @@ int ms_diag_seize_error(const struct ms_diag_facts *f, const char *op, int code,
 /* The target vanished while memspy attached to it. Returns -MS_E_TARGET_EXITED. */
 int ms_diag_exited_during_attach(pid_t pid, const char *op, struct ms_error *err);
 
+/*
+ * memspy's code page in a target (attach/snapshot.c): one 4 KiB r-x
+ * anonymous page, signed, left mapped and reused by every later dump. The
+ * snapshot's clone code lives below MS_PAGE_OFF_SLOTS, quiesce.c's one-shot
+ * return slots above. Found, or mapped with a remote mmap on a thread in a
+ * plain stop (every thread must be stopped). 0 and *page, or a negative code
+ * with err filled.
+ */
+#define MS_PAGE_SIZE 4096u
+#define MS_PAGE_OFF_SLOTS 0x400u
+int ms_code_page_get(struct ms_proc *p, ms_raddr_t *page, struct ms_error *err);
+
 /* Reads a small /proc file into buf (NUL-terminated). Bytes read or -errno. */
 ssize_t ms_proc_read_file(const char *path, char *buf, size_t size);
 /* The value after "key:" in /proc status-like text, or NULL. Borrowed from text. */

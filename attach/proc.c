@@ -37,6 +37,8 @@ struct thread {
 	enum tstate state;
 	bool group;     /* T_STOPPED during a group-stop: resume with LISTEN, not CONT */
 	int pending_sig; /* a signal meant for the target, to deliver on resume/detach */
+	bool sysstop;    /* let out by ms_proc_run_syscalls: resumed with PTRACE_SYSCALL, its
+			    syscall stops reported, its signals passed on at once */
 };
 
 struct fork_child {
@@ -181,7 +183,8 @@ static void resume_thread(struct ms_proc *p, struct thread *t)
 		r = ptrace(PTRACE_LISTEN, t->tid, 0L, 0L);
 		t->state = T_LISTEN;
 	} else {
-		r = ptrace(PTRACE_CONT, t->tid, 0L, (long)t->pending_sig);
+		r = ptrace(t->sysstop ? PTRACE_SYSCALL : PTRACE_CONT, t->tid, 0L,
+			   (long)t->pending_sig);
 		t->state = T_RUNNING;
 	}
 	if (r < 0 && errno != ESRCH)
@@ -319,6 +322,21 @@ static void handle_status(struct ms_proc *p, pid_t tid, int status)
 		return;
 	}
 
+	/* A syscall stop (TRACESYSGOOD) of a thread let out by ms_proc_run_syscalls. */
+	if (t->sysstop && sig == (SIGTRAP | 0x80)) {
+		struct ms_event ev;
+
+		memset(&ev, 0, sizeof(ev));
+		ev.kind = MS_EV_SYSCALL;
+		ev.tid = tid;
+		if (ptrace(PTRACE_GETREGS, tid, 0L, &ev.regs) < 0)
+			ms_debug("attach: GETREGS %d: %s", (int)tid, strerror(errno));
+		t->state = T_TRAP;
+		t->group = false;
+		push_event(p, &ev);
+		return;
+	}
+
 	/* Signal-delivery-stop. */
 	if (t->state == T_NEW)
 		queue_simple(p, MS_EV_THREAD_NEW, tid);
@@ -343,11 +361,15 @@ static void handle_status(struct ms_proc *p, pid_t tid, int status)
 			return;
 		}
 	}
-	/* A signal meant for the target: pass it on (now, or when memspy resumes). */
+	/*
+	 * A signal meant for the target: pass it on (now, or when memspy
+	 * resumes). A thread let out while the others are held gets it at once:
+	 * it runs its handler as it would have without memspy.
+	 */
 	t->state = T_STOPPED;
 	t->group = false;
 	t->pending_sig = sig;
-	if (!p->stop_mode)
+	if (!p->stop_mode || t->sysstop)
 		resume_thread(p, t);
 }
 
@@ -695,6 +717,13 @@ int ms_proc_resume_all(struct ms_proc *p)
 	for (size_t i = 0; i < p->nt; i++) {
 		struct thread *t = &p->t[i];
 
+		/* A thread let out and never parked: it runs on untraced syscalls. */
+		if (t->sysstop && held(t)) {
+			t->sysstop = false;
+			ptrace(PTRACE_SETOPTIONS, t->tid, 0L, p->options);
+			if (t->state == T_TRAP)
+				t->state = T_STOPPED;
+		}
 		/* A T_TRAP thread waits for its event to be handled (ms_proc_cont_thread). */
 		if (t->state == T_STOPPED)
 			resume_thread(p, t);
@@ -807,6 +836,106 @@ int ms_proc_stop_thread(struct ms_proc *p, pid_t tid)
 		nap(1);
 	}
 	return t ? 0 : -ESRCH;
+}
+
+int ms_proc_run_syscalls(struct ms_proc *p, pid_t tid)
+{
+	struct thread *t = find_thread(p, tid);
+
+	if (p->detached || !t || !held(t) || t->group)
+		return -ESRCH;
+	/* Options are per thread: only this one reports syscall stops as SIGTRAP|0x80. */
+	if (ptrace(PTRACE_SETOPTIONS, tid, 0L, p->options | PTRACE_O_TRACESYSGOOD) < 0)
+		return -errno;
+	t->sysstop = true;
+	p->all_stopped = false;
+	p->stop_mode = true;
+	t->state = T_STOPPED;
+	resume_thread(p, t);
+	return 0;
+}
+
+/* Waits until tid is held again (stop_mode holds its next stop). */
+static int wait_held(struct ms_proc *p, pid_t tid)
+{
+	uint64_t deadline = ms_now_ns() + (uint64_t)STOP_TIMEOUT_MS * 1000000ull;
+	struct thread *t;
+
+	while ((t = find_thread(p, tid)) && !held(t)) {
+		int r;
+
+		if (p->exited)
+			return -MS_E_TARGET_EXITED;
+		r = collect(p);
+		if (r == -ECHILD)
+			return -MS_E_TARGET_EXITED;
+		if (r > 0)
+			continue;
+		if (ms_now_ns() > deadline)
+			return -ETIMEDOUT;
+		nap(1);
+	}
+	return t ? 0 : -ESRCH;
+}
+
+/* Held again after a thread was let out: all_stopped again once every thread is. */
+static int park_done(struct ms_proc *p, int r)
+{
+	bool all = true;
+
+	for (size_t i = 0; i < p->nt; i++)
+		if (!held(&p->t[i]))
+			all = false;
+	p->all_stopped = all && !p->exited;
+	return r;
+}
+
+int ms_proc_park_thread(struct ms_proc *p, pid_t tid)
+{
+	struct thread *t = find_thread(p, tid);
+	int r;
+
+	if (p->detached)
+		return -ESRCH;
+	if (p->exited)
+		return -MS_E_TARGET_EXITED;
+	if (!t)
+		return park_done(p, -ESRCH); /* it exited: the others may all be held now */
+	if (!held(t)) {
+		r = ms_proc_stop_thread(p, tid);
+		if (r)
+			return r;
+		t = find_thread(p, tid);
+		if (!t)
+			return -ESRCH;
+	}
+	if (t->sysstop) {
+		t->sysstop = false;
+		if (ptrace(PTRACE_SETOPTIONS, tid, 0L, p->options) < 0 && errno != ESRCH)
+			return -errno;
+	}
+	/* Drop its syscall stops still queued: they are stale now. */
+	if (p->qn) {
+		size_t w = p->qhead;
+
+		for (size_t i = p->qhead; i < p->qn; i++)
+			if (p->q[i].kind != MS_EV_SYSCALL || p->q[i].tid != tid)
+				p->q[w++] = p->q[i];
+		p->qn = w;
+	}
+	if (t->state != T_TRAP)
+		return park_done(p, 0);
+	/*
+	 * At a syscall stop: the interrupt, requested before the resume, makes
+	 * the thread finish its system call and stop before it runs a single
+	 * user instruction (a call interrupted that way is restarted later).
+	 */
+	if (ptrace(PTRACE_INTERRUPT, tid, 0L, 0L) < 0)
+		return errno == ESRCH ? -ESRCH : -errno;
+	t->state = T_STOPPED;
+	t->pending_sig = 0;
+	resume_thread(p, t);
+	return park_done(p, wait_held(p, tid));
 }
 
 /* ------------------------------- wait ------------------------------- */

@@ -35,6 +35,9 @@
 #define OFF_RSYS     0x40
 #define OFF_CLONE    0x100
 #define RSYS_MAX     (OFF_CLONE - OFF_RSYS)
+/* [OFF_CLONE, MS_PAGE_OFF_SLOTS): the clone code; then quiesce.c's return slots. */
+_Static_assert(MS_PAGE_OFF_SLOTS >= OFF_CLONE + 256, "clone code overlaps the slots");
+_Static_assert(MS_PAGE_SIZE == PAGE, "one page");
 /* Signals that arrive for the cloning thread meanwhile, handed back after. */
 #define MAX_REQUEUE 8
 /* Bounds on stops while the clone runs: a loop here must never hang memspy. */
@@ -150,7 +153,11 @@ static bool build_fixed(uint8_t *c)
 	return true;
 }
 
-/* Does some thread of p have its rip in [page, page + PAGE)? (true when unknown) */
+/*
+ * Does some thread of p have its rip in the page's clone code? (true when
+ * unknown). One in quiesce.c's return slots does not matter here: the
+ * clone code is rewritten, the slots are not.
+ */
 static bool thread_in_page(struct ms_proc *p, ms_raddr_t page)
 {
 	for (size_t i = 0; i < ms_proc_nthreads(p); i++) {
@@ -158,7 +165,7 @@ static bool thread_in_page(struct ms_proc *p, ms_raddr_t page)
 
 		if (ms_proc_get_regs(p, ms_proc_thread(p, i), &r) != 0)
 			return true;
-		if (r.rip >= page && r.rip < page + PAGE)
+		if (r.rip >= page && r.rip < page + MS_PAGE_OFF_SLOTS)
 			return true;
 	}
 	return false;
@@ -691,6 +698,58 @@ void ms_snapshot_guard_stop(struct ms_snapshot_guard *g)
 
 /* --------------------------------------------------------------- API */
 
+int ms_code_page_get(struct ms_proc *p, ms_raddr_t *out, struct ms_error *err)
+{
+	uint8_t head[OFF_CLONE];
+	pid_t pid = ms_proc_pid(p), tid;
+	ms_raddr_t page;
+	int rc, urc;
+	long r;
+
+	*out = 0;
+	if (!build_fixed(head))
+		return ms_error_set(err, -MS_E_UNSUPPORTED,
+				    "snapshot: the stub image's remote-syscall trampoline is not "
+				    "where it is expected (memspy build problem)");
+	/*
+	 * A page only memspy's injected code ever executes: never W and X at
+	 * once. The one an earlier dump left is reused: the mmap below is the
+	 * one remote syscall of a dump that goes through libc's `syscall`, with
+	 * no trampoline yet to make the thread restore itself if memspy dies in it.
+	 */
+	page = find_page(p, true);
+	if (page) {
+		*out = page;
+		return 0;
+	}
+	tid = ms_proc_plain_stopped_thread(p);
+	if (tid < 0)
+		return ms_error_set(err, -MS_E_UNSUPPORTED,
+				    "snapshot: no thread of process %d in a plain stop to map "
+				    "memspy's code page",
+				    (int)pid);
+	page = (ms_raddr_t)remote(p, tid, 0, SYS_mmap, 0, PAGE, PROT_READ | PROT_EXEC,
+				  MAP_PRIVATE | MAP_ANONYMOUS, &rc);
+	if (!rc && (int64_t)page < 0 && (int64_t)page > -4096)
+		rc = (int)(int64_t)page;
+	if (rc)
+		return ms_error_set(err, rc, "snapshot: mmap in process %d failed: %s", (int)pid,
+				    ms_strerror(rc));
+	rc = ms_proc_write_mem(p, page, head, sizeof(head));
+	if (rc) {
+		ms_error_set(err, rc, "snapshot: writing the code page at 0x%" PRIx64 ": %s",
+			     page, ms_strerror(rc));
+		/* Not recognisable as ours, so never reused: take it back (libc path). */
+		r = remote(p, tid, 0, SYS_munmap, (long)page, PAGE, 0, 0, &urc);
+		if (urc || r)
+			ms_debug("snapshot: munmap(0x%" PRIx64 ") in %d: %s", page, (int)pid,
+				 ms_strerror(urc ? urc : (int)r));
+		return rc;
+	}
+	*out = page;
+	return 0;
+}
+
 int ms_snapshot_take(struct ms_proc *p, struct ms_snapshot **out, struct ms_error *err)
 {
 	struct user_regs_struct saved, regs;
@@ -744,49 +803,17 @@ int ms_snapshot_take(struct ms_proc *p, struct ms_snapshot **out, struct ms_erro
 				    "where it is expected (memspy build problem)");
 	}
 	n = OFF_CLONE + build_page(code + OFF_CLONE, &saved);
-	/*
-	 * A page only the cloning thread and the child ever execute: never W
-	 * and X at once. The one an earlier dump left is reused (only its clone
-	 * code is rewritten): the mmap below is the one remote syscall of a
-	 * dump that goes through libc's `syscall`, with no trampoline yet to
-	 * make the thread restore itself if memspy dies in it.
-	 */
-	page = find_page(p, true);
-	if (page) {
+	rc = ms_code_page_get(p, &page, err);
+	if (!rc) {
 		rc = ms_proc_write_mem(p, page + OFF_CLONE, code + OFF_CLONE, n - OFF_CLONE);
-		if (rc) {
+		if (rc)
 			ms_error_set(err, rc,
 				     "snapshot: writing the clone code at 0x%" PRIx64 ": %s",
 				     page + OFF_CLONE, ms_strerror(rc));
-			free(s);
-			return rc;
-		}
-	} else {
-		page = (ms_raddr_t)remote(p, tid, 0, SYS_mmap, 0, PAGE, PROT_READ | PROT_EXEC,
-					  MAP_PRIVATE | MAP_ANONYMOUS, &rc);
-		if (!rc && (int64_t)page < 0 && (int64_t)page > -4096)
-			rc = (int)(int64_t)page;
-		if (rc) {
-			ms_error_set(err, rc, "snapshot: mmap in process %d failed: %s", (int)pid,
-				     ms_strerror(rc));
-			free(s);
-			return rc;
-		}
-		rc = ms_proc_write_mem(p, page, code, n);
-		if (rc) {
-			long r;
-
-			ms_error_set(err, rc,
-				     "snapshot: writing the clone page at 0x%" PRIx64 ": %s", page,
-				     ms_strerror(rc));
-			/* Not recognisable as ours, so never reused: take it back (libc path). */
-			r = remote(p, tid, 0, SYS_munmap, (long)page, PAGE, 0, 0, &urc);
-			if (urc || r)
-				ms_debug("snapshot: munmap(0x%" PRIx64 ") in %d: %s", page,
-					 (int)pid, ms_strerror(urc ? urc : (int)r));
-			free(s);
-			return rc;
-		}
+	}
+	if (rc) {
+		free(s);
+		return rc;
 	}
 	s->page = page;
 	s->st.t_page = ms_now_ns();

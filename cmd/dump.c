@@ -181,6 +181,9 @@ int cmd_dump(int argc, char **argv)
 	char snap_note[600] = "";
 	struct locate_job lj = {0};
 	struct ms_snapshot_guard guard = {.fd = -1, .pid = -1};
+	struct ms_quiesce *quiesce = NULL;
+	struct ms_quiesce_stats qst = {0};
+	struct ms_error qerr = {0};
 	unsigned tries;
 	uint64_t t_start = ms_now_ns(), t_stop = 0, t_resume = 0;
 	uint64_t t_stopped = 0, t_maps = 0, t_lock = 0, t_regs = 0, t_threads = 0, t_walked = 0;
@@ -294,6 +297,14 @@ int cmd_dump(int argc, char **argv)
 	/* Forked now, not in the pause: reaps the snapshot in the target if memspy dies. */
 	if (use_snapshot)
 		ms_snapshot_guard_start(pid, &guard);
+	/*
+	 * libc's allocator functions and unwind tables, read before the stop: in
+	 * it, the threads inside malloc are let out of it (attach/quiesce.c).
+	 * Without it the lock check and retry below remain.
+	 */
+	quiesce = ms_quiesce_new(pid, ms_proc_maps(proc), &qerr);
+	if (!quiesce)
+		snprintf(qst.why, sizeof(qst.why), "%s", qerr.msg);
 
 	for (tries = 0;; tries++) {
 		int locked = 0;
@@ -314,6 +325,20 @@ int cmd_dump(int argc, char **argv)
 		t_stopped = ms_now_ns();
 		ms_proc_refresh_maps(proc);
 		t_maps = ms_now_ns();
+		if (quiesce) {
+			/* No thread inside malloc from here on, or the lock check decides. */
+			r = ms_quiesce_run(quiesce, proc, &qst, &qerr);
+			if (r == -MS_E_TARGET_EXITED || r == -EINTR) {
+				ms_proc_resume_all(proc);
+				locate_join(&lj);
+				err = qerr;
+				meta.fatal = err.msg;
+				goto report_without_walk;
+			}
+			if (r)
+				ms_info("dump: %s; falling back to letting the process run a moment",
+					qerr.msg);
+		}
 		if (!lj.started) {
 			/* Located already: check the locks before paying for a clone. */
 			locked = ms_heap_locked_arenas(&loc, &reader);
@@ -386,6 +411,8 @@ int cmd_dump(int argc, char **argv)
 		ms_signals_wait(LOCK_RETRY_MS);
 	}
 	meta.lock_retries = tries;
+	meta.quiesce = &qst;
+	meta.quiesce_available = quiesce != NULL;
 	have_loc = true;
 	meta.loc = &loc;
 	if (snap) {
@@ -429,7 +456,7 @@ int cmd_dump(int argc, char **argv)
 		t_resume = ms_now_ns();
 	}
 #define MS_DT(a, b) ((double)((b) - (a)) / 1e6)
-	ms_info("dump: pause %.1f ms: stop %zu threads %.1f, maps %.1f, lock check %.1f, "
+	ms_info("dump: pause %.1f ms: stop %zu threads %.1f, maps %.1f, quiesce and lock check %.1f, "
 		"registers %.1f, snapshot %.1f (clone %.1f), %s %.1f, resume %.1f",
 		MS_DT(t_stop, t_resume), ms_proc_nthreads(proc), MS_DT(t_stop, t_stopped),
 		MS_DT(t_stopped, t_maps), MS_DT(t_maps, t_lock), MS_DT(t_lock, t_regs),
@@ -443,6 +470,11 @@ int cmd_dump(int argc, char **argv)
 		rep.mmap_probes, snap_note[0] ? " (no snapshot)" : "");
 	if (t_release)
 		ms_info("dump: snapshot released in %.1f ms", MS_DT(t_walked, t_release));
+	ms_info("dump: quiesce: %u thread(s) let out of malloc over %u round(s), %.2f ms in "
+		"all (longest round %.2f ms), %u syscalls of which %u futex waits, %u round(s) "
+		"fell back%s%s",
+		qst.threads_let_out, qst.rounds, qst.ms, qst.max_ms, qst.syscalls, qst.futex_waits,
+		qst.failed, qst.why[0] ? ": " : "", qst.why);
 #undef MS_DT
 	ms_proc_detach(proc);
 	meta.pause_ms = (double)(t_resume - t_stop) / 1e6;
@@ -498,6 +530,7 @@ render:
 	}
 	out_path = NULL;
 out:
+	ms_quiesce_free(quiesce);
 	ms_snapshot_guard_stop(&guard);
 	locate_join(&lj);
 	ms_maps_free(&lj.maps);

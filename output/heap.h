@@ -19,6 +19,9 @@ struct ms_heap_meta {
 	const struct ms_proc_mem_summary *mem; /* NULL when unavailable */
 	double pause_ms, total_ms;
 	unsigned lock_retries;
+	/* Threads let out of malloc before the snapshot (attach/quiesce.c); NULL: not tried. */
+	const struct ms_quiesce_stats *quiesce;
+	bool quiesce_available; /* false: libc's symbols could not be read (quiesce->why) */
 	/* Where the walk read: "snapshot" (a copy-on-write child) or "stopped" (the target). */
 	const char *walk_source;
 	const char *snapshot_fallback; /* why there is no snapshot, or NULL */

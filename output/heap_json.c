@@ -102,6 +102,20 @@ int ms_heap_write_json(FILE *f, const struct ms_heap_meta *m)
 	json_object_set_new(root, "walk_source", str_or_null(m->walk_source));
 	json_object_set_new(root, "snapshot_fallback", str_or_null(m->snapshot_fallback));
 	json_object_set_new(root, "snapshot_ms", json_real(m->snapshot_ms));
+	if (m->quiesce) {
+		const struct ms_quiesce_stats *q = m->quiesce;
+
+		json_object_set_new(
+		    root, "quiesce",
+		    json_pack("{s:b, s:i, s:i, s:f, s:f, s:i, s:i, s:i, s:i, s:i, s:o}", "available",
+			      m->quiesce_available, "rounds", (json_int_t)q->rounds,
+			      "threads_let_out", (json_int_t)q->threads_let_out, "ms", q->ms,
+			      "max_ms", q->max_ms, "syscalls", (json_int_t)q->syscalls,
+			      "futex_waits", (json_int_t)q->futex_waits, "blocked",
+			      (json_int_t)q->blocked, "failed_rounds", (json_int_t)q->failed,
+			      "fallback_retries", (json_int_t)m->lock_retries, "fallback_reason",
+			      str_or_null(q->why[0] ? q->why : NULL)));
+	}
 	if (rep) {
 		json_t *arenas = json_array(), *threads = json_array(), *hist = json_array();
 		json_t *errors = json_array(), *segs = json_array();

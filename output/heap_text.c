@@ -86,6 +86,16 @@ int ms_heap_write_text(FILE *f, const struct ms_heap_meta *m)
 		m->total_ms, m->lock_retries ? ", retried while an arena was locked" : "",
 		m->walk_source && !strcmp(m->walk_source, "snapshot") ?
 			"; heap read from a copy-on-write snapshot while it ran" : "");
+	if (m->quiesce && m->quiesce->threads_let_out)
+		fprintf(f, "  Quiesced: %u thread%s let out of malloc for %.2f ms before the "
+			   "heap was read (%u round%s%s)\n",
+			m->quiesce->threads_let_out, m->quiesce->threads_let_out == 1 ? "" : "s",
+			m->quiesce->ms, m->quiesce->rounds, m->quiesce->rounds == 1 ? "" : "s",
+			m->quiesce->failed ? ", some fell back to retrying" : "");
+	if (m->quiesce && (m->quiesce->failed || !m->quiesce_available) && m->quiesce->why[0])
+		fprintf(f, "  Quiescing %s: %s\n",
+			m->quiesce_available ? "fell back to retrying" : "unavailable",
+			m->quiesce->why);
 	fprintf(f, "  glibc %s, layout from %s, symbols from %s\n",
 		m->loc ? m->loc->glibc_version : "?", m->loc ? m->loc->layout_source : "?",
 		m->loc && m->loc->symbol_source ? m->loc->symbol_source : "?");

@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""`memspy dump` of processes whose threads do nothing but malloc and free.
+
+Without quiescing, a stop almost always catches a thread inside malloc with
+its arena locked, and the dump ends partial (exit 1). With it, every dump
+must be complete:
+
+fresh: N freshly started 4-thread targets (tests/targets/quiesce_busy), one
+JSON dump each a moment after they start: exit 0, no errors, no locked
+arena, and the text the report gives about quiescing is consistent.
+
+long: one target, N dumps in a row while it runs: the same. Then the
+target parks its workers at a barrier outside malloc and prints its own
+mallinfo2(); a dump of that quiescent moment must equal it field for field.
+
+Both check that the target still runs (its operation counter moves on) and
+exits 0 afterwards. --count prints the exit codes instead of failing (used
+to measure before/after). Nothing asserts on wall-clock time.
+"""
+import argparse
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+
+SKIP = 77
+FIELDS = ["arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+          "fordblks", "keepcost"]
+children = []
+
+
+def fail(msg):
+    print("FAIL: " + msg, file=sys.stderr)
+    sys.exit(1)
+
+
+class Target:
+    def __init__(self, path, threads):
+        self.p = subprocess.Popen([path, str(threads)], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, start_new_session=True)
+        children.append(self.p)
+        line = self.line(60)
+        if not line.startswith("READY "):
+            fail("target did not get ready: %r" % line)
+        self.pid = int(line.split()[1])
+
+    def line(self, timeout=60):
+        r, _, _ = select.select([self.p.stdout], [], [], timeout)
+        if not r:
+            fail("target %d did not answer within %d s" % (self.p.pid, timeout))
+        return self.p.stdout.readline().decode().strip()
+
+    def ask(self, cmd):
+        self.p.stdin.write((cmd + "\n").encode())
+        self.p.stdin.flush()
+        return self.line()
+
+    def ops(self):
+        a = self.ask("ping")
+        if not a.startswith("pong "):
+            fail("bad answer to ping: %r" % a)
+        return int(a.split()[1])
+
+    def quit(self):
+        self.p.stdin.write(b"q\n")
+        self.p.stdin.flush()
+        rc = self.p.wait(timeout=60)
+        if rc != 0:
+            fail("target %d exited %d" % (self.pid, rc))
+
+
+def dump(memspy, pid, extra=()):
+    r = subprocess.run([memspy, "dump", "--pid", str(pid), "--json"] + list(extra),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    try:
+        rep = json.loads(r.stdout.decode())
+    except ValueError:
+        rep = None
+    return r.returncode, rep, r.stderr.decode()
+
+
+def check_complete(rc, rep, err, what, counting, extra):
+    """A complete dump: exit 0, no errors, nothing locked or partial."""
+    if counting:
+        return
+    if rc != 0:
+        fail("%s: exit %d\n%s" % (what, rc, err))
+    if rep is None:
+        fail("%s: no JSON report" % what)
+    if rep.get("errors"):
+        fail("%s: errors %s" % (what, json.dumps(rep["errors"])[:800]))
+    want = "stopped" if "--no-snapshot" in extra else "snapshot"
+    if rep.get("walk_source") != want:
+        fail("%s: walk_source %r, not %r (snapshot_fallback %r)" %
+             (what, rep.get("walk_source"), want, rep.get("snapshot_fallback")))
+    q = rep.get("quiesce")
+    if not isinstance(q, dict):
+        fail("%s: no \"quiesce\" object in the report" % what)
+    for k in ("threads_let_out", "rounds", "ms", "fallback_retries"):
+        if k not in q:
+            fail("%s: quiesce.%s missing: %s" % (what, k, q))
+    if q["threads_let_out"] > 0 and q["ms"] <= 0:
+        fail("%s: %d threads let out in %s ms" % (what, q["threads_let_out"], q["ms"]))
+
+
+def mallinfo_of(rep):
+    m = rep.get("mallinfo2") or rep.get("summary", {}).get("mallinfo2")
+    if not isinstance(m, dict):
+        fail("no mallinfo2 object in the report: keys %s" % sorted(rep.keys()))
+    return m
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--memspy", required=True)
+    ap.add_argument("--target", required=True)
+    ap.add_argument("mode", choices=["fresh", "long"])
+    ap.add_argument("--n", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=4)
+    ap.add_argument("--count", action="store_true",
+                    help="print the exit codes instead of failing on the first bad dump")
+    ap.add_argument("--extra", default="", help="more dump options, space separated")
+    a = ap.parse_args()
+    if not os.path.exists(a.memspy) or not os.path.exists(a.target):
+        print("SKIP: binaries missing")
+        return SKIP
+    extra = a.extra.split()
+    codes = []
+    let_out = 0
+    try:
+        if a.mode == "fresh":
+            for i in range(a.n):
+                t = Target(a.target, a.threads)
+                t.ops()  # the workers have started
+                rc, rep, err = dump(a.memspy, t.pid, extra)
+                codes.append(rc)
+                check_complete(rc, rep, err, "fresh dump %d" % i, a.count, extra)
+                if rep and isinstance(rep.get("quiesce"), dict):
+                    let_out += rep["quiesce"].get("threads_let_out", 0)
+                before = t.ops()
+                after = t.ops()
+                while after == before:
+                    after = t.ops()
+                t.quit()
+        else:
+            t = Target(a.target, a.threads)
+            t.ops()
+            time.sleep(1.0)  # "ran a while": arenas grown and fragmented
+            for i in range(a.n):
+                rc, rep, err = dump(a.memspy, t.pid, extra)
+                codes.append(rc)
+                check_complete(rc, rep, err, "dump %d of the long-running target" % i,
+                               a.count, extra)
+                if rep and isinstance(rep.get("quiesce"), dict):
+                    let_out += rep["quiesce"].get("threads_let_out", 0)
+            if not a.count:
+                # A quiescent moment: the dump must equal the program's own mallinfo2.
+                own = json.loads(t.ask("park"))
+                rc, rep, err = dump(a.memspy, t.pid, extra)
+                if rc != 0:
+                    fail("dump of the parked target: exit %d\n%s" % (rc, err))
+                got = mallinfo_of(rep)
+                diff = ["%s %s != %s" % (f, got.get(f), own[f]) for f in FIELDS
+                        if f != "keepcost" and got.get(f) != own[f]]
+                if diff:
+                    fail("parked target: dump differs from its mallinfo2: " + ", ".join(diff))
+                if t.ask("go") != "going":
+                    fail("target did not resume")
+            before = t.ops()
+            after = t.ops()
+            while after == before:
+                after = t.ops()
+            t.quit()
+    finally:
+        for p in children:
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+                p.wait()
+    bad = sum(1 for c in codes if c != 0)
+    print("%s: %d dumps, %d not exit 0 (codes %s), %d threads let out in all" %
+          (a.mode, len(codes), bad, "".join(str(c) for c in codes), let_out))
+    if not a.count and bad:
+        fail("%d of %d dumps did not exit 0" % (bad, len(codes)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -332,6 +332,24 @@ struct ms_quiesce *ms_quiesce_new(pid_t pid, const struct ms_maps *maps, struct 
 		goto fail;
 	}
 	qsort(q->r, q->nr, sizeof(*q->r), cmp_range);
+	/*
+	 * Load libc's unwind tables now, with the target running: the first
+	 * unwind would otherwise parse .eh_frame inside the pause. A dry run
+	 * from malloc's first byte with an unreadable stack caches what it can.
+	 */
+	{
+		Dwarf_Addr bias;
+		struct user_regs_struct dry;
+		ms_raddr_t x, y;
+
+		dwfl_module_eh_cfi(q->libc, &bias);
+		memset(&dry, 0, sizeof(dry));
+		for (size_t i = 0; i < q->nr; i++) {
+			dry.rip = q->r[i].lo;
+			dry.rsp = 8;
+			classify(q, &dry, &x, &y);
+		}
+	}
 	ms_debug("quiesce: %zu allocator functions in libc (%s)", q->nr,
 		 q->internal ? "with the static ones" : "exported ones only");
 	ms_modules_free(&mods);

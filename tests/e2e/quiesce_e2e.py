@@ -14,7 +14,12 @@ long: one target, N dumps in a row while it runs: the same. Then the
 target parks its workers at a barrier outside malloc and prints its own
 mallinfo2(); a dump of that quiescent moment must equal it field for field.
 
-Both check that the target still runs (its operation counter moves on) and
+diein: memspy SIGKILLs itself (its MEMSPY_TEST_DIE_IN_QUIESCE hook) once the
+return addresses are redirected, while the threads let out run, and when one
+has reached its slot: the target must come out untraced, keep running, give
+an exact dump when parked (its heap is intact) and exit 0.
+
+All check that the target still runs (its operation counter moves on) and
 exits 0 afterwards. --count prints the exit codes instead of failing (used
 to measure before/after). Nothing asserts on wall-clock time.
 """
@@ -114,11 +119,67 @@ def mallinfo_of(rep):
     return m
 
 
+def check_parked_exact(memspy, t, extra):
+    own = json.loads(t.ask("park"))
+    rc, rep, err = dump(memspy, t.pid, extra)
+    if rc != 0:
+        fail("dump of the parked target: exit %d\n%s" % (rc, err))
+    got = mallinfo_of(rep)
+    diff = ["%s %s != %s" % (f, got.get(f), own[f]) for f in FIELDS
+            if got.get(f) != own[f]]
+    if diff:
+        fail("parked target: dump differs from its mallinfo2: " + ", ".join(diff))
+    if t.ask("go") != "going":
+        fail("target did not resume")
+
+
+def tracer_of(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("TracerPid:"):
+                return int(line.split()[1])
+    return -1
+
+
+def diein(a, extra):
+    for point in ("patched", "running", "arrived"):
+        t = Target(a.target, a.threads)
+        t.ops()
+        env = dict(os.environ, MEMSPY_TEST_DIE_IN_QUIESCE=point)
+        died = False
+        for _ in range(30):  # the point is reached only when a thread is inside malloc
+            r = subprocess.run([a.memspy, "dump", "--pid", str(t.pid), "--json"] + extra,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                               timeout=120)
+            if r.returncode == -signal.SIGKILL:
+                died = True
+                break
+            if r.returncode != 0:
+                fail("%s: dump exit %d\n%s" % (point, r.returncode, r.stderr.decode()))
+        if not died:
+            fail("%s: memspy never reached the point in 30 dumps" % point)
+        for _ in range(300):  # the kernel detaches the dead tracer's tracees
+            if tracer_of(t.pid) == 0:
+                break
+            time.sleep(0.01)
+        else:
+            fail("%s: target still traced by %d" % (point, tracer_of(t.pid)))
+        before = t.ops()
+        after = t.ops()
+        while after == before:
+            after = t.ops()
+        check_parked_exact(a.memspy, t, extra)
+        rc, rep, err = dump(a.memspy, t.pid, extra)
+        check_complete(rc, rep, err, "%s: the next dump" % point, False, extra)
+        t.quit()
+        print("diein %s: target survived, exact when parked, next dump complete" % point)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--memspy", required=True)
     ap.add_argument("--target", required=True)
-    ap.add_argument("mode", choices=["fresh", "long"])
+    ap.add_argument("mode", choices=["fresh", "long", "diein"])
     ap.add_argument("--n", type=int, default=20)
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--count", action="store_true",
@@ -132,6 +193,9 @@ def main():
     codes = []
     let_out = 0
     try:
+        if a.mode == "diein":
+            diein(a, extra)
+            return 0
         if a.mode == "fresh":
             for i in range(a.n):
                 t = Target(a.target, a.threads)
@@ -159,17 +223,7 @@ def main():
                     let_out += rep["quiesce"].get("threads_let_out", 0)
             if not a.count:
                 # A quiescent moment: the dump must equal the program's own mallinfo2.
-                own = json.loads(t.ask("park"))
-                rc, rep, err = dump(a.memspy, t.pid, extra)
-                if rc != 0:
-                    fail("dump of the parked target: exit %d\n%s" % (rc, err))
-                got = mallinfo_of(rep)
-                diff = ["%s %s != %s" % (f, got.get(f), own[f]) for f in FIELDS
-                        if f != "keepcost" and got.get(f) != own[f]]
-                if diff:
-                    fail("parked target: dump differs from its mallinfo2: " + ", ".join(diff))
-                if t.ask("go") != "going":
-                    fail("target did not resume")
+                check_parked_exact(a.memspy, t, extra)
             before = t.ops()
             after = t.ops()
             while after == before:

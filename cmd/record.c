@@ -1042,6 +1042,12 @@ int cmd_record(int argc, char **argv)
 		    .sample_period = o.sample_bytes,
 		    .duration_ns = oc.wall_ns,
 		};
+		for (size_t i = 0; i < mods.n; i++) {
+			const char *slash = strrchr(mods.v[i].path, '/');
+
+			if (mods.v[i].is_exec)
+				wo.main_module = slash ? slash + 1 : mods.v[i].path;
+		}
 		rc = ms_profile_write(prof, o.fmt, &wo, af.fp, &err);
 		free(subtitle);
 	}

@@ -78,6 +78,9 @@ struct ms_out_opts {
 	uint64_t sample_period; /* mean bytes between samples (pprof period); 0 = exact */
 	uint64_t time_ns;	/* pprof time_nanos: start, CLOCK_REALTIME ns; 0 = omitted */
 	uint64_t duration_ns;	/* pprof duration_nanos; 0 = omitted */
+	const char *main_module; /* pprof: the executable's module name (as in frames), its
+				  * mapping first: pprof names the profile after it ("File:").
+				  * NULL: modules in the order frames first use them */
 };
 
 /*

@@ -252,6 +252,18 @@ static int gzip_out(const struct buf *b, FILE *out, struct ms_error *err)
 	return ms_out_check(out, "pprof profile", err);
 }
 
+static void put_mapping(struct buf *pb, struct buf *m, struct strtab *st, uint64_t id,
+			const char *module)
+{
+	put_uint(m, MAP_ID, id);
+	put_uint(m, MAP_FILENAME, str_id(st, module));
+	put_uint(m, MAP_HAS_FUNCTIONS, 1);
+	put_uint(m, MAP_HAS_FILENAMES, 1);
+	put_uint(m, MAP_HAS_LINE_NUMBERS, 1);
+	put_uint(m, MAP_HAS_INLINE_FRAMES, 1);
+	put_msg(pb, PROF_MAPPING, m);
+}
+
 int ms_pprof_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE *out,
 		   struct ms_error *err)
 {
@@ -283,6 +295,14 @@ int ms_pprof_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE
 		struct strtab fns = {0}, mods = {0};
 		size_t n_fns = 0;
 
+		/* pprof takes the first mapping for the main binary */
+		for (size_t i = 0; o->main_module && i < p->n_frames; i++) {
+			if (p->frames[i].module && !strcmp(p->frames[i].module, o->main_module)) {
+				n_maps = str_id(&mods, o->main_module) + 1;
+				put_mapping(&pb, &m, &st, 1, o->main_module);
+				break;
+			}
+		}
 		for (size_t i = 0; i < p->n_frames; i++) {
 			const struct ms_pframe *f = &p->frames[i];
 			char *name = ms_frame_text(f, false);
@@ -302,13 +322,7 @@ int ms_pprof_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE
 				k = str_id(&mods, f->module);
 				if (k + 1 > n_maps) {
 					n_maps = k + 1;
-					put_uint(&m, MAP_ID, k + 1);
-					put_uint(&m, MAP_FILENAME, str_id(&st, f->module));
-					put_uint(&m, MAP_HAS_FUNCTIONS, 1);
-					put_uint(&m, MAP_HAS_FILENAMES, 1);
-					put_uint(&m, MAP_HAS_LINE_NUMBERS, 1);
-					put_uint(&m, MAP_HAS_INLINE_FRAMES, 1);
-					put_msg(&pb, PROF_MAPPING, &m);
+					put_mapping(&pb, &m, &st, k + 1, f->module);
 				}
 				map_ids[i] = k + 1;
 			}

@@ -148,7 +148,9 @@ def record(args, target, mode, iters, opts, out, env=None, folded=True):
             PARTIAL.append(f"memspy exited 1 (partial), expected 0: {'; '.join(why)}")
         elif rc != 0:
             raise Fail(f"memspy exited {rc}, expected 0")
-        return Run(expect, merr.lines, parse_folded(out) if folded else None, out)
+        run = Run(expect, merr.lines, parse_folded(out) if folded else None, out)
+        run.target = target
+        return run
     finally:
         kill(memspy)
         kill(tgt)
@@ -452,12 +454,15 @@ def pb_fields(buf):
 
 
 def pprof_read(path):
-    """{sample type: sum of its values}, and the comments, of a gzip'd profile.proto."""
+    """{sample type: sum of its values}, the comments and the mappings' file names, of a
+    gzip'd profile.proto."""
     with gzip.open(path, "rb") as f:
         data = f.read()
-    strings, types, sums, comments = [], [], None, []
+    strings, types, sums, comments, maps = [], [], None, [], []
     for field, wt, v in pb_fields(data):
-        if field == 6:
+        if field == 3:
+            maps.append(dict((f, x) for f, _, x in pb_fields(v)).get(5, 0))
+        elif field == 6:
             strings.append(v.decode())
         elif field == 1:
             types.append(dict((f, x) for f, _, x in pb_fields(v)).get(1, 0))
@@ -472,7 +477,7 @@ def pprof_read(path):
                     vals.append(x)
             sums = [a + b for a, b in zip(sums, vals)] if sums else vals
     return ({strings[t]: s for t, s in zip(types, sums or [0] * len(types))},
-            [strings[c] for c in comments])
+            [strings[c] for c in comments], [strings[m] for m in maps])
 
 
 def packed(buf):
@@ -512,7 +517,10 @@ def file_totals(run, fmt, live, count_view):
             tot.append(s)
         return tot[0], tot[1], None
     if fmt == "pprof":
-        sums, comments = pprof_read(path)
+        sums, comments, maps = pprof_read(path)
+        # pprof names a profile after its first mapping ("File:"): the executable.
+        if maps and maps[0] != os.path.basename(run.target):
+            raise Fail(f"{path}: the first mapping is {maps[0]}, not the executable")
         pre = "inuse" if live else "alloc"
         sub = [c for c in comments if " allocations" in c]
         return sums[pre + "_space"], sums[pre + "_objects"], sub[0] if sub else None

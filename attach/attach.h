@@ -28,10 +28,35 @@ struct ms_maps {
 	size_t n;
 };
 
-/* Parses maps text (unit-testable). 0 or -EINVAL. out owns its strings. */
+/*
+ * Parses maps text (unit-testable). 0, -EINVAL for a line that is not a
+ * mapping, or -EAGAIN for lines out of order or overlapping (a read that
+ * raced with a change of the mappings: read again). out owns its strings;
+ * empty on failure.
+ */
 int ms_maps_parse(const char *text, struct ms_maps *out);
-/* Reads /proc/PID/maps. 0 or -errno. */
-int ms_maps_read(pid_t pid, struct ms_maps *out);
+/*
+ * Where maps text comes from: read() puts the whole text of one read of the
+ * file, NUL-terminated and malloc'd (the caller frees it), in *text, and
+ * returns 0 or -errno. Unit tests give fixtures; ms_maps_read the kernel.
+ */
+struct ms_maps_source {
+	int (*read)(void *ctx, char **text);
+	void *ctx;
+};
+/*
+ * The one reader of /proc/PID/maps: reads src until the table is consistent
+ * (sorted, no overlap, no duplicate), a bounded number of times, since on
+ * Linux >= 6.17 a read that races with mmap/mprotect is not (maps.c). 0 and
+ * a non-empty table; or -errno (-ENOENT/-ESRCH: gone; an empty file is
+ * -ESRCH too), -EINVAL, or -MS_E_MAPS_UNSTABLE when no read was consistent,
+ * with err filled (what, why, what to do; err may be NULL). out is empty on
+ * failure: never use it as the process's table then.
+ */
+int ms_maps_read_from(pid_t pid, const struct ms_maps_source *src, struct ms_maps *out,
+		      struct ms_error *err);
+/* ms_maps_read_from on /proc/PID/maps. */
+int ms_maps_read(pid_t pid, struct ms_maps *out, struct ms_error *err);
 /* The mapping containing addr, or NULL. Borrowed from maps. */
 const struct ms_map *ms_maps_find(const struct ms_maps *maps, ms_raddr_t addr);
 /* Frees what maps owns (not maps itself); leaves it empty. */
@@ -185,9 +210,27 @@ int ms_proc_pass_trap(struct ms_proc *p, pid_t tid);
  */
 int ms_proc_wait(struct ms_proc *p, int timeout_ms, struct ms_event *ev);
 
-/* Reads through the process's maps snapshot (refreshed by ms_proc_refresh_maps). */
+/*
+ * The process's mapping table (borrowed; replaced by the refreshes below).
+ * ms_proc_seize fills it or fails, so it is never the empty table of a
+ * failed read.
+ */
 const struct ms_maps *ms_proc_maps(struct ms_proc *p);
+/*
+ * Reads the maps again (ms_maps_read: consistent or an error). On failure
+ * the previous table stays. 0 or a negative code.
+ */
 int ms_proc_refresh_maps(struct ms_proc *p);
+/*
+ * Reads the maps with every thread stopped, stopping and resuming them
+ * unless memspy already holds them (stop_all in progress): what a verdict
+ * about the process ("no libc", "nothing to probe") must rest on, since a
+ * read while it runs can miss a mapping that changed meanwhile. Callers
+ * must not hold single threads (ms_proc_stop_thread, a trap) unless all
+ * are stopped. 0, or a negative code with err filled; the previous table
+ * stays on failure.
+ */
+int ms_proc_refresh_maps_stopped(struct ms_proc *p, struct ms_error *err);
 void ms_proc_reader(struct ms_proc *p, struct ms_reader *r);
 
 /*

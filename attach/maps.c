@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static int parse_line(const char *line, struct ms_map *m)
@@ -63,11 +64,15 @@ int ms_maps_parse(const char *text, struct ms_maps *out)
 				ms_maps_free(out);
 				return -EINVAL;
 			}
-			/* The kernel prints maps sorted and disjoint; refuse anything else. */
+			/*
+			 * A consistent table is sorted and disjoint; a line that
+			 * starts below the previous end is a read that raced with
+			 * a change of the mappings (see ms_maps_read_from).
+			 */
 			if (out->n && m.start < out->v[out->n - 1].end) {
 				free(m.path);
 				ms_maps_free(out);
-				return -EINVAL;
+				return -EAGAIN;
 			}
 			ms_xgrow((void **)&out->v, &cap, out->n + 1, sizeof(*out->v));
 			out->v[out->n++] = m;
@@ -77,13 +82,45 @@ int ms_maps_parse(const char *text, struct ms_maps *out)
 	return 0;
 }
 
-int ms_maps_read(pid_t pid, struct ms_maps *out)
+/*
+ * Test hook (tests/e2e/maps_e2e.py): MEMSPY_TEST_MAPS_TORN=N makes the first
+ * N reads of any /proc/PID/maps in this memspy look torn, as the kernel's
+ * can on Linux >= 6.17 (the first mapping printed again at the end), so the
+ * callers' handling of a racing read is tested on every kernel.
+ */
+static void test_tear(char **text, size_t *len)
 {
+	static long left = -1;
+	const char *v;
+	size_t n;
+
+	if (left < 0) {
+		v = getenv("MEMSPY_TEST_MAPS_TORN");
+		left = v ? strtol(v, NULL, 10) : 0;
+		if (left < 0)
+			left = 0;
+	}
+	if (!left || !*len)
+		return;
+	left--;
+	n = strcspn(*text, "\n") + 1;
+	if (n > *len)
+		return;
+	*text = ms_xrealloc(*text, *len + n + 1);
+	memcpy(*text + *len, *text, n);
+	*len += n;
+	(*text)[*len] = '\0';
+}
+
+/* One read of the kernel's file, whole: the text of a struct ms_maps_source. */
+static int read_proc(void *ctx, char **out)
+{
+	pid_t pid = *(const pid_t *)ctx;
 	char path[64], *text = NULL;
 	size_t len = 0, cap = 0;
 	int fd, r;
 
-	memset(out, 0, sizeof(*out));
+	*out = NULL;
 	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -107,9 +144,91 @@ int ms_maps_read(pid_t pid, struct ms_maps *out)
 	}
 	close(fd);
 	text[len] = '\0';
-	r = ms_maps_parse(text, out);
-	free(text);
-	return r;
+	test_tear(&text, &len);
+	*out = text;
+	return 0;
+}
+
+/*
+ * Since Linux 6.17 the kernel prints /proc/PID/maps under per-VMA locks,
+ * not the mmap lock: while a thread grows its arena's heap, one read() can
+ * print a mapping and then the same mapping again, grown
+ * ("7f69e8000000-7f69e81f4000" then "7f69e8000000-7f69e8289000"). Such a
+ * read is one moment of a race, not the process: it is read again, the
+ * first few times at once, then after a millisecond (the target is in the
+ * middle of a burst of mmap/mprotect). 20 reads cover a process whose every
+ * other read is torn; beyond that the caller hears why, never an empty table.
+ * Each line is still a mapping as it was at some moment of the read: a
+ * table that passes is sorted and disjoint, and a mapping that existed
+ * through the whole read is in it, but a short-lived one may be missing,
+ * so verdicts about the process read with every thread stopped
+ * (ms_proc_refresh_maps_stopped).
+ */
+#define MAPS_TRIES 20
+#define MAPS_TRIES_AT_ONCE 4
+
+int ms_maps_read_from(pid_t pid, const struct ms_maps_source *src, struct ms_maps *out,
+		      struct ms_error *err)
+{
+	int r = 0, torn = 0;
+
+	memset(out, 0, sizeof(*out));
+	for (int i = 0; i < MAPS_TRIES; i++) {
+		char *text = NULL;
+
+		if (i >= MAPS_TRIES_AT_ONCE) {
+			struct timespec ts = {0, 1000000};
+
+			nanosleep(&ts, NULL);
+		}
+		r = src->read(src->ctx, &text);
+		if (r < 0) {
+			ms_error_set(err, r, "attach: reading /proc/%d/maps: %s", (int)pid,
+				     ms_strerror(r));
+			if (r == -ENOENT || r == -ESRCH)
+				ms_error_hint(err, "process %d no longer exists", (int)pid);
+			return r;
+		}
+		r = ms_maps_parse(text, out);
+		free(text);
+		if (r == -EAGAIN) {
+			torn++;
+			continue;
+		}
+		if (r < 0)
+			return ms_error_set(err, r,
+					    "attach: /proc/%d/maps has a line memspy cannot parse",
+					    (int)pid);
+		if (out->n == 0) {
+			/* Only a process without an address space prints nothing. */
+			ms_error_set(err, -ESRCH,
+				     "attach: /proc/%d/maps is empty: process %d has no memory "
+				     "left (it is exiting)",
+				     (int)pid, (int)pid);
+			return -ESRCH;
+		}
+		if (torn)
+			ms_debug("attach: /proc/%d/maps: %d torn read%s before a consistent one",
+				 (int)pid, torn, torn == 1 ? "" : "s");
+		return 0;
+	}
+	ms_error_set(err, -MS_E_MAPS_UNSTABLE,
+		     "attach: reading /proc/%d/maps: the kernel's maps file kept changing while "
+		     "memspy read it (%d reads in a row showed overlapping or out-of-order "
+		     "mappings)",
+		     (int)pid, MAPS_TRIES);
+	ms_error_hint(err, "process %d was mapping or growing memory during every read (on "
+			   "Linux >= 6.17 maps is not read atomically); run the command again, "
+			   "or when the process is less busy",
+		      (int)pid);
+	return -MS_E_MAPS_UNSTABLE;
+}
+
+int ms_maps_read(pid_t pid, struct ms_maps *out, struct ms_error *err)
+{
+	struct ms_maps_source src = {.read = read_proc, .ctx = &pid};
+
+	return ms_maps_read_from(pid, &src, out, err);
 }
 
 const struct ms_map *ms_maps_find(const struct ms_maps *maps, ms_raddr_t addr)

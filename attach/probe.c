@@ -1806,7 +1806,8 @@ int ms_probes_install(struct ms_proc *p, const struct ms_modules *mods,
 
 		memset(&fresh, 0, sizeof(fresh));
 		if (tries) {
-			int e = ms_proc_refresh_maps(p);
+			/* With every thread stopped: a verdict must not rest on a racing read. */
+			int e = ms_proc_refresh_maps_stopped(p, NULL);
 
 			if (!e)
 				e = ms_modules_load(ms_proc_pid(p), ms_proc_maps(p), &fresh);

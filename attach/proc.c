@@ -67,6 +67,8 @@ struct ms_proc {
 
 /* ---------------------------- small helpers ---------------------------- */
 
+static int refresh_maps(struct ms_proc *p, struct ms_error *err);
+
 static struct thread *find_thread(struct ms_proc *p, pid_t tid)
 {
 	for (size_t i = 0; i < p->nt; i++)
@@ -544,9 +546,22 @@ int ms_proc_seize(pid_t pid, const struct ms_attach_opts *opts, struct ms_proc *
 		ms_proc_free(p);
 		return r;
 	}
-	if (ms_proc_refresh_maps(p) < 0) {
-		/* The maps are read again later; a failure here only means an early exit. */
-		ms_debug("attach: maps of %d not readable yet", (int)pid);
+	/*
+	 * Every caller decides from this table (allocator, modules, probes): a
+	 * failed read must fail the attach, never leave it empty. A process
+	 * that keeps changing its maps through every read is read once more
+	 * with its threads stopped.
+	 */
+	r = refresh_maps(p, err);
+	if (r == -MS_E_MAPS_UNSTABLE)
+		r = ms_proc_refresh_maps_stopped(p, err);
+	if (r < 0) {
+		ms_proc_detach(p);
+		ms_proc_free(p);
+		ms_diag_gather("/proc", pid, getpid(), &f);
+		if (!f.exists || f.state == 'Z' || f.state == 'X')
+			return ms_diag_exited_during_attach(pid, "attach", err);
+		return r; /* err says what and why */
 	}
 	ms_debug("attach: seized %zu threads of %d", p->nt, (int)pid);
 	*out = p;
@@ -1139,16 +1154,39 @@ const struct ms_maps *ms_proc_maps(struct ms_proc *p)
 	return &p->maps;
 }
 
-int ms_proc_refresh_maps(struct ms_proc *p)
+static int refresh_maps(struct ms_proc *p, struct ms_error *err)
 {
 	struct ms_maps m;
-	int r = ms_maps_read(p->pid, &m);
+	int r = ms_maps_read(p->pid, &m, err);
 
 	if (r < 0)
 		return r;
 	ms_maps_free(&p->maps);
 	p->maps = m;
 	return 0;
+}
+
+int ms_proc_refresh_maps(struct ms_proc *p)
+{
+	return refresh_maps(p, NULL);
+}
+
+int ms_proc_refresh_maps_stopped(struct ms_proc *p, struct ms_error *err)
+{
+	bool stop = !p->stop_mode;
+	int r;
+
+	if (stop) {
+		r = ms_proc_stop_all(p);
+		if (r)
+			return ms_error_set(err, r,
+					    "attach: stopping process %d to read its maps: %s",
+					    (int)p->pid, ms_strerror(r));
+	}
+	r = refresh_maps(p, err);
+	if (stop)
+		ms_proc_resume_all(p);
+	return r;
 }
 
 void ms_proc_reader(struct ms_proc *p, struct ms_reader *r)

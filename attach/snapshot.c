@@ -184,7 +184,7 @@ static ms_raddr_t find_page(struct ms_proc *p, bool check_threads)
 	struct ms_maps maps;
 	ms_raddr_t found = 0;
 
-	if (!build_fixed(want) || ms_maps_read(ms_proc_pid(p), &maps) != 0)
+	if (!build_fixed(want) || ms_maps_read(ms_proc_pid(p), &maps, NULL) != 0)
 		return 0;
 	for (size_t i = 0; i < maps.n && !found; i++) {
 		const struct ms_map *m = &maps.v[i];
@@ -873,10 +873,7 @@ int ms_snapshot_take(struct ms_proc *p, struct ms_snapshot **out, struct ms_erro
 	if (!rc) {
 		char path[64];
 
-		rc = ms_maps_read(s->pid, &s->maps);
-		if (rc)
-			ms_error_set(err, rc, "snapshot: /proc/%d/maps: %s", (int)s->pid,
-				     ms_strerror(rc));
+		rc = ms_maps_read(s->pid, &s->maps, err);
 		snprintf(path, sizeof(path), "/proc/%d/mem", (int)s->pid);
 		if (!rc && (s->mem_fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
 			rc = -errno;

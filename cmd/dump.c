@@ -173,7 +173,7 @@ int cmd_dump(int argc, char **argv)
 	char allocator[600], comm[64];
 	pid_t pid = 0, *tids = NULL;
 	ms_raddr_t *fs = NULL;
-	bool json = false, have_rep = false, have_loc = false, have_mem, use_snapshot = true;
+	bool json = false, have_rep = false, have_loc = false, have_mem, use_snapshot = true, glibc;
 	struct ms_snapshot *snap = NULL;
 	struct ms_error serr = {0};
 	const struct ms_maps *wmaps;
@@ -262,7 +262,20 @@ int cmd_dump(int argc, char **argv)
 	have_mem = ms_proc_mem_summary(pid, &mem) == 0;
 	meta.mem = have_mem ? &mem : NULL;
 
-	if (!ms_heap_detect_allocator(pid, ms_proc_maps(proc), allocator, sizeof(allocator))) {
+	/*
+	 * "Not glibc" is a verdict about the process: it rests on maps read with
+	 * every thread stopped, not on a read that raced with the target.
+	 */
+	glibc = ms_heap_detect_allocator(pid, ms_proc_maps(proc), allocator, sizeof(allocator));
+	if (!glibc) {
+		if (ms_proc_refresh_maps_stopped(proc, &err)) {
+			meta.fatal = err.msg;
+			goto report_without_walk;
+		}
+		glibc = ms_heap_detect_allocator(pid, ms_proc_maps(proc), allocator,
+						 sizeof(allocator));
+	}
+	if (!glibc) {
 		meta.allocator = allocator;
 		ms_error_set(&err, -MS_E_NO_GLIBC,
 			     "dump: process %d (%s) does not use glibc malloc: found %s", (int)pid,
@@ -284,16 +297,13 @@ int cmd_dump(int argc, char **argv)
 	lj.pid = pid;
 	lj.opts = &lopts;
 	lj.loc = &loc;
-	lj.r = ms_maps_read(pid, &lj.maps);
+	lj.r = ms_maps_read(pid, &lj.maps, &lj.err);
 	if (lj.r == 0) {
 		ms_pid_reader_init(&lj.pr, &lj.reader, pid, &lj.maps);
 		unsetenv("DEBUGINFOD_URLS"); /* before any thread: locate clears it too */
 		lj.started = use_snapshot && pthread_create(&lj.th, NULL, locate_main, &lj) == 0;
 		if (!lj.started)
 			locate_main(&lj);
-	} else {
-		ms_error_set(&lj.err, lj.r, "dump: reading /proc/%d/maps failed: %s", (int)pid,
-			     ms_strerror(lj.r));
 	}
 
 	/* Forked now, not in the pause: reaps the snapshot in the target if memspy dies. */

@@ -81,7 +81,7 @@ int ms_rec_verify_text(pid_t pid, const struct ms_modules *mods, struct ms_probe
 	int rc;
 
 	*note = NULL;
-	rc = ms_maps_read(pid, &maps);
+	rc = ms_maps_read(pid, &maps, NULL);
 	if (rc) {
 		*note = ms_xasprintf("could not verify the code after detach: reading "
 				     "/proc/%d/maps: %s",

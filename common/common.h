@@ -59,6 +59,7 @@ char *ms_xasprintf(const char *fmt, ...) MS_PRINTF(1, 2);
 	X(MS_E_CORRUPT, "inconsistent data in the target")                             \
 	X(MS_E_NOT_FOUND, "not found")                                                 \
 	X(MS_E_TARGET_EXITED, "the target process exited")                             \
+	X(MS_E_MAPS_UNSTABLE, "the process's memory map kept changing while it was read") \
 	X(MS_E_INTERRUPTED, "interrupted by a signal to memspy")                       \
 	X(MS_E_UNSUPPORTED, "not supported for this target")                           \
 	X(MS_E_KERNEL_THREAD, "the pid is a kernel thread")                            \

@@ -286,7 +286,11 @@ struct ms_heap_rss {
 	uint64_t total_rss;
 	bool valid;
 };
-/* Reads /proc/PID/smaps and sums over rep's segments (rep may be NULL). 0 or -errno. */
+/*
+ * Reads /proc/PID/smaps (again when a read raced with a change of the
+ * mappings) and sums over rep's segments (rep may be NULL). 0, -errno or
+ * -MS_E_MAPS_UNSTABLE; out->valid only on 0.
+ */
 int ms_heap_smaps(pid_t pid, const struct ms_heap_report *rep, struct ms_heap_rss *out);
 
 /* -------------------------------- leak scan -------------------------------- */

@@ -16,7 +16,13 @@ static bool heap_vma(const struct ms_heap_report *rep, uint64_t lo, uint64_t hi)
 	return false;
 }
 
-int ms_heap_smaps(pid_t pid, const struct ms_heap_report *rep, struct ms_heap_rss *out)
+/*
+ * One read of smaps. -EAGAIN when a mapping starts below the previous one's
+ * end: on Linux >= 6.17 smaps, like maps, is printed under per-VMA locks, so
+ * a read racing with a growing arena can print a mapping twice (its RSS
+ * counted twice); such a read is done again (ms_heap_smaps).
+ */
+static int read_smaps(pid_t pid, const struct ms_heap_report *rep, struct ms_heap_rss *out)
 {
 	char path[64], line[4200];
 	FILE *f;
@@ -37,6 +43,11 @@ int ms_heap_smaps(pid_t pid, const struct ms_heap_report *rep, struct ms_heap_rs
 		    pathpos > 0) {
 			const char *p = line + pathpos;
 
+			if (a < hi) {
+				fclose(f);
+				memset(out, 0, sizeof(*out));
+				return -EAGAIN;
+			}
 			lo = a;
 			hi = b;
 			is_heap = heap_vma(rep, lo, hi);
@@ -66,4 +77,14 @@ int ms_heap_smaps(pid_t pid, const struct ms_heap_report *rep, struct ms_heap_rs
 	fclose(f);
 	out->valid = true;
 	return 0;
+}
+
+int ms_heap_smaps(pid_t pid, const struct ms_heap_report *rep, struct ms_heap_rss *out)
+{
+	int r = -EAGAIN;
+
+	/* Bounded as maps reads are; an unstable file leaves the figures out (valid false). */
+	for (int i = 0; i < 20 && r == -EAGAIN; i++)
+		r = read_smaps(pid, rep, out);
+	return r == -EAGAIN ? -MS_E_MAPS_UNSTABLE : r;
 }

@@ -97,13 +97,9 @@ Dwfl *ms_unwind_dwfl_open(pid_t pid, bool add, Dwfl *existing, struct ms_error *
 
 	/* An on-call engineer's tracer must not block on the network. */
 	unsetenv("DEBUGINFOD_URLS");
-	r = ms_maps_read(pid, &ctx.maps);
-	if (r < 0) {
-		ms_error_set(err, r, "unwind: reading /proc/%d/maps: %s", (int)pid, ms_strerror(r));
-		if (r == -ENOENT || r == -ESRCH)
-			ms_error_hint(err, "process %d no longer exists", (int)pid);
+	r = ms_maps_read(pid, &ctx.maps, err);
+	if (r < 0)
 		return NULL;
-	}
 	if (!dwfl)
 		dwfl = dwfl_begin(&proc_callbacks);
 	if (!dwfl) {
@@ -158,7 +154,7 @@ static uint64_t maps_signature(pid_t pid)
 	struct ms_maps maps;
 	uint64_t h = 0xcbf29ce484222325ull;
 
-	if (ms_maps_read(pid, &maps) < 0)
+	if (ms_maps_read(pid, &maps, NULL) < 0)
 		return 0;
 	for (size_t i = 0; i < maps.n; i++) {
 		const struct ms_map *m = &maps.v[i];

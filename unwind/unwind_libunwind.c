@@ -216,10 +216,8 @@ static int lu_init(struct ms_unwinder *u, struct ms_error *err)
 	int r;
 
 	p->pid = u->pid;
-	r = ms_maps_read(u->pid, &p->maps);
+	r = ms_maps_read(u->pid, &p->maps, err);
 	if (r < 0) {
-		ms_error_set(err, r, "unwind: reading /proc/%d/maps: %s", (int)u->pid,
-			     ms_strerror(r));
 		free(p);
 		return r;
 	}
@@ -249,7 +247,7 @@ static int lu_refresh(struct ms_unwinder *u)
 {
 	struct unw_priv *p = u->priv;
 	struct ms_maps maps;
-	int r = ms_maps_read(u->pid, &maps);
+	int r = ms_maps_read(u->pid, &maps, NULL);
 
 	if (r < 0)
 		return r;

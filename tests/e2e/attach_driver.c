@@ -455,7 +455,7 @@ static int mode_modules(void)
 	int nbias = 0, nsym = 0;
 
 	send_cmd(&target, "a\n");
-	CHECK(ms_maps_read(target.pid, &maps) == 0, "maps");
+	CHECK(ms_maps_read(target.pid, &maps, NULL) == 0, "maps");
 	CHECK(ms_modules_load(target.pid, &maps, &mods) == 0, "modules_load");
 	for (size_t i = 0; i < mods.n; i++) {
 		char hex[129];

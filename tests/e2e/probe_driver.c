@@ -190,7 +190,7 @@ static int compare_libc(pid_t pid, int *compared)
 	int bad = 0, fd;
 
 	*compared = 0;
-	if (ms_maps_read(pid, &maps) || ms_modules_load(pid, &maps, &mods))
+	if (ms_maps_read(pid, &maps, NULL) || ms_modules_load(pid, &maps, &mods))
 		die("maps/modules");
 	libc = ms_modules_find_name(&mods, "libc.so");
 	if (!libc)
@@ -248,7 +248,7 @@ static int attach_and_install(pid_t pid, uint64_t mean, struct ms_proc **pp, str
 		fprintf(stderr, "probe_driver: %s\n%s\n", err.msg, err.hint);
 		return rc == -EPERM ? 77 : 1;
 	}
-	if (ms_maps_read(pid, &maps) || ms_modules_load(pid, &maps, &mods))
+	if (ms_maps_read(pid, &maps, NULL) || ms_modules_load(pid, &maps, &mods))
 		die("maps/modules");
 	for (size_t i = 0; i < mods.n; i++) {
 		if (mods.v[i].is_exec) {
@@ -465,7 +465,7 @@ static int regions_disarmed(pid_t pid)
 		struct ms_maps maps;
 		int found = 0, armed = 0;
 
-		if (ms_maps_read(pid, &maps))
+		if (ms_maps_read(pid, &maps, NULL))
 			return 0;
 		for (size_t i = 0; i < maps.n; i++) {
 			const struct ms_map *m = &maps.v[i];
@@ -690,7 +690,7 @@ static int run_refuse(char *target)
 		kill_target(&t);
 		return rc == -EPERM ? 77 : 1;
 	}
-	if (ms_maps_read(t.pid, &maps) || ms_modules_load(t.pid, &maps, &mods))
+	if (ms_maps_read(t.pid, &maps, NULL) || ms_modules_load(t.pid, &maps, &mods))
 		die("maps/modules");
 	rc = ms_probes_install(p, &mods, &po, &pr, &err);
 	printf("install: rc %d: %s\nhint: %s\n", rc, err.msg, err.hint);

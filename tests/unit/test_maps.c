@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: MIT
-/* Unit test: the /proc/PID/maps parser on text fixtures (no ptrace). */
+/*
+ * Unit test: the /proc/PID/maps parser and the consistent reader on text
+ * fixtures (no ptrace): torn reads (Linux >= 6.17) are read again, never a table.
+ */
 #include "attach/attach.h"
 
 #include <errno.h>
@@ -30,6 +33,110 @@ static const char fixture[] =
 	"7f2a1d400000-7f2a1d401000 r-xp 00002000 103:02 77 /tmp/old lib.so (deleted)\n"
 	"7ffd5e2e0000-7ffd5e301000 rw-p 00000000 00:00 0                          [stack]\n"
 	"ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]\n";
+
+/*
+ * Reads as the kernel printed them while a thread grew its arena (the lines
+ * seen on 6.18): the arena's heap printed, then printed again grown; a line
+ * printed twice; and the consistent read that follows.
+ */
+#define EXE "55d0c0a00000-55d0c0a01000 r--p 00000000 08:01 1311 /usr/bin/prog\n"
+#define LIBC                                                                              \
+	"7f7a1d200000-7f7a1d228000 r--p 00000000 fd:00 393223 /usr/lib/x86_64-linux-gnu/libc.so.6\n" \
+	"7f7a1d228000-7f7a1d39d000 r-xp 00028000 fd:00 393223 /usr/lib/x86_64-linux-gnu/libc.so.6\n"
+#define STACK "7ffd5e2e0000-7ffd5e301000 rw-p 00000000 00:00 0 [stack]\n"
+static const char torn_grown[] = EXE "7f69e8000000-7f69e81f4000 rw-p 00000000 00:00 0 \n"
+				 "7f69e8000000-7f69e8289000 rw-p 00000000 00:00 0 \n"
+				 "7f69e8289000-7f69ec000000 ---p 00000000 00:00 0 \n" LIBC STACK;
+static const char torn_dup[] = EXE "7f69e8000000-7f69e8289000 rw-p 00000000 00:00 0 \n"
+			       "7f69e8000000-7f69e8289000 rw-p 00000000 00:00 0 \n"
+			       "7f69e8289000-7f69ec000000 ---p 00000000 00:00 0 \n" LIBC STACK;
+static const char consistent[] = EXE "7f69e8000000-7f69e8289000 rw-p 00000000 00:00 0 \n"
+				 "7f69e8289000-7f69ec000000 ---p 00000000 00:00 0 \n" LIBC STACK;
+
+/* A text source that hands out fixtures in turn (the last one repeats) or an error. */
+struct fixtures {
+	const char *const *texts;
+	size_t n;
+	int fail; /* -errno returned by every read instead */
+	int reads;
+};
+
+static int fixture_read(void *ctx, char **text)
+{
+	struct fixtures *f = ctx;
+	size_t i = (size_t)f->reads < f->n ? (size_t)f->reads : f->n - 1;
+
+	f->reads++;
+	if (f->fail)
+		return f->fail;
+	*text = ms_xstrdup(f->texts[i]);
+	return 0;
+}
+
+static int read_fixtures(struct fixtures *f, struct ms_maps *m, struct ms_error *e)
+{
+	struct ms_maps_source src = {.read = fixture_read, .ctx = f};
+
+	memset(e, 0, sizeof(*e));
+	return ms_maps_read_from(4242, &src, m, e);
+}
+
+static bool has(const char *s, const char *sub)
+{
+	return strstr(s, sub) != NULL;
+}
+
+static void test_reader(void)
+{
+	static const char *const torn_then_ok[] = {torn_grown, torn_dup, consistent};
+	static const char *const always_torn[] = {torn_grown, torn_dup};
+	static const char *const empty[] = {""};
+	static const char *const garbage[] = {"not a maps line\n"};
+	struct fixtures f;
+	struct ms_maps m;
+	struct ms_error e;
+
+	/* Two torn reads, then the consistent table, with libc in it. */
+	f = (struct fixtures){.texts = torn_then_ok, .n = 3};
+	CHECK(read_fixtures(&f, &m, &e) == 0);
+	CHECK(f.reads == 3);
+	CHECK(m.n == 6);
+	if (m.n == 6) {
+		CHECK(m.v[1].start == 0x7f69e8000000ull && m.v[1].end == 0x7f69e8289000ull);
+		CHECK(m.v[3].path && has(m.v[3].path, "libc.so.6"));
+	}
+	ms_maps_free(&m);
+
+	/* Never consistent: a bounded number of reads, then a clear error, no table. */
+	f = (struct fixtures){.texts = always_torn, .n = 2};
+	CHECK(read_fixtures(&f, &m, &e) == -MS_E_MAPS_UNSTABLE);
+	CHECK(f.reads > 2 && f.reads <= 64);
+	CHECK(m.n == 0 && m.v == NULL);
+	CHECK(e.code == -MS_E_MAPS_UNSTABLE);
+	CHECK(has(e.msg, "/proc/4242/maps") && has(e.msg, "kept changing"));
+	CHECK(has(e.hint, "run the command again"));
+
+	/* An empty file is a process without memory, not a process without libc. */
+	f = (struct fixtures){.texts = empty, .n = 1};
+	CHECK(read_fixtures(&f, &m, &e) == -ESRCH && m.n == 0 && has(e.msg, "empty"));
+
+	/* A gone process: its error, at once, with a hint. */
+	f = (struct fixtures){.texts = empty, .n = 1, .fail = -ENOENT};
+	CHECK(read_fixtures(&f, &m, &e) == -ENOENT && f.reads == 1 && m.n == 0);
+	CHECK(has(e.hint, "no longer exists"));
+
+	/* Text that is not maps is not a race: not read again. */
+	f = (struct fixtures){.texts = garbage, .n = 1};
+	CHECK(read_fixtures(&f, &m, &e) == -EINVAL && f.reads == 1 && m.n == 0);
+	CHECK(has(e.msg, "cannot parse"));
+
+	/* A NULL error report is allowed. */
+	f = (struct fixtures){.texts = torn_then_ok, .n = 3};
+	CHECK(ms_maps_read_from(4242, &(struct ms_maps_source){.read = fixture_read, .ctx = &f},
+				&m, NULL) == 0 &&
+	      m.n == 6);
+	ms_maps_free(&m);
+}
 
 int main(void)
 {
@@ -70,15 +177,18 @@ int main(void)
 	ms_maps_free(&m);
 	CHECK(ms_maps_parse("not a maps line\n", &m) == -EINVAL && m.n == 0);
 	CHECK(ms_maps_parse("2000-1000 r--p 00000000 00:00 0\n", &m) == -EINVAL);
+	/* Overlap and disorder are a read that raced: -EAGAIN, read again. */
 	CHECK(ms_maps_parse("1000-3000 r--p 00000000 00:00 0\n2000-4000 r--p 00000000 00:00 0\n",
-			    &m) == -EINVAL);
+			    &m) == -EAGAIN && m.n == 0);
 	/* No final newline. */
 	CHECK(ms_maps_parse("1000-2000 r--p 00000000 00:00 0 /x", &m) == 0 && m.n == 1 &&
 	      m.v[0].path && !strcmp(m.v[0].path, "/x"));
 	ms_maps_free(&m);
 
+	test_reader();
+
 	/* Our own maps parse, and contain our own code. */
-	CHECK(ms_maps_read(getpid(), &m) == 0 && m.n > 5);
+	CHECK(ms_maps_read(getpid(), &m, NULL) == 0 && m.n > 5);
 	f = ms_maps_find(&m, (ms_raddr_t)(uintptr_t)&main);
 	CHECK(f && f->x && f->path);
 	ms_maps_free(&m);

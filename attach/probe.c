@@ -1796,9 +1796,9 @@ int ms_probes_install(struct ms_proc *p, const struct ms_modules *mods,
 	int rc = -MS_E_NOT_FOUND;
 
 	/*
-	 * An empty or partial snapshot (/proc/PID/maps read while the target
-	 * was changing its mappings, e.g. when attach's read failed) must not
-	 * turn into "nothing to probe": with nothing planned, the maps and the
+	 * A partial snapshot (/proc/PID/maps read while the target was changing
+	 * its mappings can miss one) must not turn into "nothing to probe":
+	 * with nothing planned, the maps (with every thread stopped) and the
 	 * module table are read again, a few times, before giving up.
 	 */
 	for (int tries = 0; tries < 4; tries++) {

@@ -923,6 +923,15 @@ int cmd_record_walk(int argc, char **argv)
 	}
 	w.glibc =
 	    ms_heap_detect_allocator(o.pid, ms_proc_maps(w.p), w.allocator, sizeof(w.allocator));
+	if (!w.glibc) {
+		/* "Uses another allocator" only from maps read with every thread stopped. */
+		if (ms_proc_refresh_maps_stopped(w.p, &err)) {
+			cli_report(&err);
+			goto out;
+		}
+		w.glibc = ms_heap_detect_allocator(o.pid, ms_proc_maps(w.p), w.allocator,
+						   sizeof(w.allocator));
+	}
 	if (w.glibc) {
 		struct ms_reader r;
 		struct ms_error herr = {0};

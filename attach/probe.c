@@ -6,6 +6,7 @@
  * takes it all back out on every path. Design: ../shared/notes/stubs.md.
  */
 #include "attach/probe.h"
+#include "attach/attach_int.h"
 #include "attach/probe_int.h"
 
 #include <errno.h>
@@ -37,14 +38,6 @@
 #define PATCH_LEN	    5
 #define PATCH_RETRIES	    50
 #define DEFAULT_STACK_BYTES (16u << 10)
-
-/* The kernel's struct sigaction on x86-64 (what rt_sigaction reads). */
-struct ksigaction {
-	uint64_t handler;
-	uint64_t flags;
-	uint64_t restorer;
-	uint64_t mask;
-};
 
 struct region {
 	ms_raddr_t base;
@@ -100,8 +93,8 @@ struct ms_probes {
 	struct ms_probe_stats st;
 	uint8_t *buf; /* trap frame + stack copy */
 	size_t buf_len;
-	int wd_fd; /* write end of the watchdog's pipe, -1 when none */
-	pid_t wd_pid;
+	int wd_fd;	/* write end of the watchdog's pipe, -1 when none */
+	uint64_t nonce; /* this install's mark on its manifests (the watchdog's key) */
 	bool sigact_installed;
 	bool removed;
 	bool ring;
@@ -957,7 +950,7 @@ static int build_regions(struct ms_probes *pr, struct ms_error *err)
 
 	for (size_t r = 0; r < pr->nrg && !rc; r++) {
 		struct region *rg = &pr->rg[r];
-		struct ksigaction ks = {
+		struct ms_ksigaction ks = {
 		    .handler = rg->base + ms_stub_sig_handler,
 		    .flags = KSA_RESTORER | KSA_RESTART,
 		    .restorer = rg->base + ms_stub_sig_restorer,
@@ -1062,112 +1055,110 @@ static int restore_sigtrap(struct ms_probes *pr)
 	return rc;
 }
 
-/* ------------------------------ watchdog ------------------------------ */
+/* ------------------------------ manifests ------------------------------ */
 
 /*
- * A grandchild of memspy (so memspy's wait loop never sees it), forked
- * before the target is stopped (a fork of an ASan build costs tens of ms),
- * holding /proc/PID/mem and a pipe. memspy sends it the address of each
- * region's `armed` byte before patching; when the pipe reports EOF (memspy
- * is gone, even by SIGKILL) it writes 0 to each. It leaves the jmps:
- * rewriting live text while threads run can tear (notes/stubs.md), and with
- * armed = 0 a stub is the original function.
+ * Writes each region's manifest (probe_int.h): its sites and the SIGTRAP
+ * action memspy is about to replace, act. Before the action is replaced and
+ * before any entry is patched, so that a memspy death at any moment after
+ * leaves what the watchdog or the next memspy need to put everything back.
  */
-/* memspy's last word to the watchdog: it is alive and done, so write nothing. */
-static const uint64_t WD_DONE = ~0ull;
-
-static void watchdog_main(int rfd, int mfd)
+static int write_manifests(struct ms_probes *pr, const struct ms_ksigaction *act)
 {
-	uint64_t addr[64];
-	size_t n = 0, have = 0;
-	uint8_t buf[8];
+	for (size_t r = 0; r < pr->nrg; r++) {
+		struct ms_stub_manifest m;
+		int rc;
 
-	for (;;) {
-		ssize_t r = read(rfd, buf + have, sizeof(buf) - have);
+		memset(&m, 0, sizeof(m));
+		memcpy(m.sig, MS_MANIFEST_SIG, sizeof(m.sig));
+		m.version = MS_MANIFEST_VERSION;
+		m.nonce = pr->nonce;
+		m.memspy_pid = (int32_t)getpid();
+		m.target_pid = (int32_t)pr->pid;
+		m.our_handler = pr->rg[0].base + ms_stub_sig_handler;
+		m.sigact_old = *act;
+		for (size_t i = 0; i < pr->ns && m.nsites < MS_MANIFEST_SITES; i++) {
+			const struct site *s = &pr->s[i];
 
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		have += (size_t)r;
-		if (have == sizeof(buf) && !memcmp(buf, &WD_DONE, sizeof(buf)))
-			_exit(0); /* memspy finished: the region may be gone (exec) */
-		if (have == sizeof(buf)) {
-			if (n < MS_ARRAY_SIZE(addr))
-				memcpy(&addr[n++], buf, sizeof(buf));
-			have = 0;
+			if (s->slot < 0 || s->region != r)
+				continue;
+			m.site[m.nsites].entry = s->entry;
+			m.site[m.nsites].stub = pr->rg[r].base + ms_stub_desc[s->slot].stub;
+			memcpy(m.site[m.nsites].orig, s->orig, sizeof(m.site[0].orig));
+			m.nsites++;
 		}
+		m.sum = ms_manifest_sum(&m);
+		rc = ms_proc_write_mem(pr->p, pr->rg[r].base + MS_STUB_MANIFEST_OFF, &m, sizeof(m));
+		if (rc)
+			return rc;
 	}
-	for (size_t i = 0; i < n; i++) {
-		uint8_t zero = 0;
-
-		if (pwrite(mfd, &zero, 1, (off_t)addr[i]) < 0)
-			break;
-	}
-	_exit(0);
-}
-
-static int start_watchdog(struct ms_probes *pr)
-{
-	char path[64];
-	int pfd[2], mfd;
-	pid_t mid;
-
-	snprintf(path, sizeof(path), "/proc/%d/mem", (int)pr->pid);
-	mfd = open(path, O_RDWR | O_CLOEXEC);
-	if (mfd < 0)
-		return -errno;
-	if (pipe2(pfd, O_CLOEXEC) < 0) {
-		close(mfd);
-		return -errno;
-	}
-	mid = fork();
-	if (mid < 0) {
-		int e = errno;
-
-		close(mfd);
-		close(pfd[0]);
-		close(pfd[1]);
-		return -e;
-	}
-	if (mid == 0) {
-		pid_t wd;
-
-		setsid();
-		signal(SIGINT, SIG_IGN);
-		wd = fork();
-		if (wd != 0)
-			_exit(wd < 0);
-		close(pfd[1]);
-		for (int fd = 3; fd < 1024; fd++)
-			if (fd != pfd[0] && fd != mfd)
-				close(fd);
-		watchdog_main(pfd[0], mfd);
-	}
-	close(pfd[0]);
-	close(mfd);
-	while (waitpid(mid, NULL, 0) < 0 && errno == EINTR)
-		;
-	pr->wd_fd = pfd[1];
 	return 0;
 }
 
-/* Tells the watchdog which `armed` bytes to clear. */
-static void watchdog_add(struct ms_probes *pr, ms_raddr_t armed)
+/* Everything is back: the manifests say nothing is left to do. */
+static void retire_manifests(struct ms_probes *pr)
 {
-	if (pr->wd_fd >= 0 && write(pr->wd_fd, &armed, sizeof(armed)) != sizeof(armed))
-		ms_warn("probe: the watchdog did not take region %#llx: %s",
-			(unsigned long long)armed, strerror(errno));
+	static const char zero_sig[16];
+
+	for (size_t r = 0; r < pr->nrg; r++)
+		if (region_intact(pr, r))
+			ms_proc_write_mem(pr->p, pr->rg[r].base + MS_STUB_MANIFEST_OFF, zero_sig,
+					  sizeof(zero_sig));
 }
 
-static void stop_watchdog(struct ms_probes *pr)
+/*
+ * Before planning (which reads the entries' bytes): puts back what an earlier
+ * memspy that died left (ms_probe_reclaim) and says so in one line. A
+ * memspy `ret` handler that could not be taken back is refused here, with
+ * its cause, rather than as a handler of the target's own.
+ */
+static int reclaim_leftovers(struct ms_probes *pr, struct ms_error *err)
 {
-	if (pr->wd_fd >= 0) {
-		if (write(pr->wd_fd, &WD_DONE, sizeof(WD_DONE)) != sizeof(WD_DONE))
-			ms_debug("probe: telling the watchdog to stand down: %s", strerror(errno));
-		close(pr->wd_fd);
+	struct ms_reclaim rec;
+	int rc;
+
+	if (!ms_probe_leftovers(pr->pid))
+		return 0;
+	ms_remote_prepare(pr->p);
+	rc = ms_proc_stop_all(pr->p);
+	if (rc)
+		return ms_error_set(err, rc, "probe: stopping the threads of process %d: %s",
+				    (int)pr->pid, ms_strerror(rc));
+	rc = ms_probe_reclaim(pr->p, NULL, 0, 0, &rec);
+	ms_proc_resume_all(pr->p);
+	if (rc || !rec.nregions)
+		return 0;
+	if (rec.restored || rec.handler_restored)
+		ms_warn("found probes left by an earlier memspy (pid %d) that was killed: restored "
+			"%zu entry point%s%s",
+			(int)rec.memspy_pid, rec.restored, rec.restored == 1 ? "" : "s",
+			rec.handler_restored ? " and the SIGTRAP action" : "");
+	if (rec.handler_found && !rec.handler_restored) {
+		ms_error_set(err, -MS_E_UNSUPPORTED,
+			     "probe: process %d still has the SIGTRAP handler of an earlier memspy "
+			     "(pid %d) that was killed: %s",
+			     (int)pr->pid, (int)rec.memspy_pid,
+			     rec.why_left ? rec.why_left : "it could not be restored");
+		ms_error_hint(err, "try again in a moment, or use `memspy record --mode walk` "
+				   "(no probes)");
+		return err ? err->code : -MS_E_UNSUPPORTED;
 	}
-	pr->wd_fd = -1;
+	if (rec.left)
+		ms_warn("probe: %zu entry point%s left by that memspy stay patched and disarmed: %s",
+			rec.left, rec.left == 1 ? "" : "s", rec.why_left ? rec.why_left : "?");
+	return 0;
+}
+
+/* The SIGTRAP action as /proc shows it: ignored or default (a handler was refused). */
+static struct ms_ksigaction sigtrap_action_now(pid_t pid)
+{
+	struct ms_ksigaction a = {0, 0, 0, 0};
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if (status_mask(path, "SigIgn") & SIGBIT(SIGTRAP))
+		a.handler = (uint64_t)(uintptr_t)SIG_IGN;
+	return a;
 }
 
 /* ------------------------------ patching ------------------------------ */
@@ -1862,6 +1853,12 @@ static int install(struct ms_proc *p, const struct ms_modules *mods,
 		pr->ns0 = ms_now_ns();
 	}
 
+	/* What a memspy that was killed left goes first: the plan reads the entries' bytes. */
+	rc = reclaim_leftovers(pr, err);
+	if (rc) {
+		ms_probes_free(pr);
+		return rc;
+	}
 	/* Everything that needs no stop comes first: the plan and the text sweep. */
 	plan_all(pr, mods);
 	if (!pr->ns) {
@@ -1876,7 +1873,8 @@ static int install(struct ms_proc *p, const struct ms_modules *mods,
 		return -MS_E_NOT_FOUND;
 	}
 
-	rc = start_watchdog(pr);
+	pr->nonce = rng_next(pr) | 1;
+	rc = ms_probe_watchdog_start(pr->pid, pr->nonce, &pr->wd_fd);
 	if (rc)
 		ms_warn("probe: no watchdog (%s): if memspy dies, the stubs stay armed (the target "
 			"survives: an untraced trap runs the stubs' `ret` SIGTRAP handler)",
@@ -1927,11 +1925,26 @@ static int install(struct ms_proc *p, const struct ms_modules *mods,
 		goto fail;
 	register_all_threads(pr);
 
-	rc = install_sigtrap(pr, err);
-	if (rc)
-		goto fail;
-	for (size_t r = 0; r < pr->nrg; r++)
-		watchdog_add(pr, rg_ctrl(&pr->rg[r], MS_CTRL_ARMED));
+	{
+		struct ms_ksigaction before = sigtrap_action_now(pr->pid), got;
+
+		rc = write_manifests(pr, &before);
+		if (rc) {
+			ms_error_set(err, rc, "probe: writing the stub manifest in process %d: %s",
+				     (int)pr->pid, ms_strerror(rc));
+			goto fail;
+		}
+		for (size_t r = 0; r < pr->nrg; r++)
+			ms_probe_watchdog_add(pr->wd_fd, pr->rg[r].base);
+		rc = install_sigtrap(pr, err);
+		if (rc)
+			goto fail;
+		/* The exact action the kernel returned (flags, mask), for the manifest too. */
+		if (ms_mem_read_pid(pr->pid, rg_ctrl(&pr->rg[0], MS_CTRL_SIGACT_OLD), &got,
+				    sizeof(got)) == (ssize_t)sizeof(got) &&
+		    memcmp(&got, &before, sizeof(got)))
+			write_manifests(pr, &got);
+	}
 	rc = patch_sites(pr);
 	if (rc) {
 		ms_error_set(err, rc,
@@ -2442,14 +2455,14 @@ int ms_probes_remove(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx, stru
 	/* Disarm first, without a stop: from here no new sample starts. */
 	set_armed(pr, false);
 	if (ms_proc_exited(pr->p, NULL)) {
-		stop_watchdog(pr);
+		ms_probe_watchdog_stop(&pr->wd_fd);
 		return 0;
 	}
 	was_stopped = ms_proc_all_stopped(pr->p);
 	if (!was_stopped) {
 		rc = ms_proc_stop_all(pr->p);
 		if (rc == -MS_E_TARGET_EXITED) {
-			stop_watchdog(pr);
+			ms_probe_watchdog_stop(&pr->wd_fd);
 			return 0;
 		}
 		if (rc) {
@@ -2559,6 +2572,8 @@ int ms_probes_remove(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx, stru
 		rc = 0;
 	} else {
 		rc = restore_sigtrap(pr);
+		if (!rc)
+			retire_manifests(pr);
 	}
 	if (rc && !ret)
 		ret =
@@ -2612,7 +2627,7 @@ gone:
 	ret = 0;
 out:
 	free(held);
-	stop_watchdog(pr);
+	ms_probe_watchdog_stop(&pr->wd_fd);
 	return ret;
 }
 
@@ -2657,7 +2672,7 @@ void ms_probes_free(struct ms_probes *pr)
 		if (ms_probes_remove(pr, NULL, NULL, &e))
 			ms_warn("%s", e.msg);
 	}
-	stop_watchdog(pr);
+	ms_probe_watchdog_stop(&pr->wd_fd);
 	for (size_t i = 0; i < pr->ns; i++) {
 		free(pr->s[i].name);
 		free(pr->s[i].open_path);

@@ -15,6 +15,7 @@
 #define MS_STUB_ORIG_OFF    0x3000 /* orig slot i at ORIG_OFF + i * ORIG_SIZE */
 #define MS_STUB_ORIG_SIZE   64
 #define MS_STUB_NSLOTS	    32
+#define MS_STUB_MANIFEST_OFF 0x3800 /* the region's manifest (struct ms_stub_manifest) */
 #define MS_STUB_CTRL_OFF    0x4000 /* control page (RW, wiped on fork) */
 #define MS_CTRL_ARMED	    0	   /* u8: stubs may sample */
 #define MS_CTRL_FREE_ALL    1	   /* u8: every free/realloc of a non-NULL pointer traps */
@@ -24,6 +25,7 @@
 #define MS_CTRL_TABFULL	    8	   /* u64: inserts that found their bucket full */
 #define MS_CTRL_SIGACT_NEW  0x40   /* struct kernel_sigaction passed to rt_sigaction */
 #define MS_CTRL_SIGACT_OLD  0x80   /* the target's previous SIGTRAP action */
+#define MS_CTRL_SIGACT_CUR  0xc0   /* scratch: the action found by a reclaim (probe_watchdog.c) */
 #define MS_CTRL_RING_HEAD   0x100  /* u64 counters of the ring mode, each its own word */
 #define MS_CTRL_DRAW_IDX    0x108
 #define MS_CTRL_FREE_HEAD   0x110
@@ -105,6 +107,88 @@ extern const uint32_t ms_stub_sig_handler;  /* offset of the SIGTRAP handler (`r
 extern const uint32_t ms_stub_sig_restorer; /* offset of `mov eax,15; syscall` */
 extern const uint32_t ms_stub_ring_ret;	    /* after the ring routine's call */
 extern const uint32_t ms_stub_rsys;	    /* the self-restoring remote-syscall trampoline */
+
+/*
+ * The manifest: what a region's memspy changed in the target, kept in the
+ * region's code page (RX, written through /proc/PID/mem; not wiped on fork,
+ * unlike the data pages, so a forked child holds it too). Written before the
+ * SIGTRAP action is replaced and before any entry is patched, so that
+ * whatever moment memspy dies at, its watchdog or a later memspy can put the
+ * target back (probe_watchdog.c). Trusted only with its signature, version
+ * and checksum; the signature is cleared once everything it lists is back.
+ */
+#define MS_MANIFEST_SIG	    "memspy-probes-1" /* 16 bytes with its NUL */
+#define MS_MANIFEST_VERSION 1u
+#define MS_MANIFEST_SITES   MS_STUB_NSLOTS
+
+/* The kernel's struct sigaction on x86-64 (what rt_sigaction reads). */
+struct ms_ksigaction {
+	uint64_t handler;
+	uint64_t flags;
+	uint64_t restorer;
+	uint64_t mask;
+};
+
+struct ms_stub_manifest {
+	char sig[16];
+	uint32_t version;
+	uint32_t nsites;
+	uint64_t nonce;	     /* per install: the watchdog only takes its own regions */
+	int32_t memspy_pid;  /* the memspy that wrote it, in its own pid namespace */
+	int32_t target_pid;  /* the process it was written in (a forked child has another) */
+	uint64_t our_handler; /* memspy's `ret` SIGTRAP handler (in the first region) */
+	struct ms_ksigaction sigact_old; /* the target's SIGTRAP action before memspy */
+	struct {
+		uint64_t entry;	  /* the patched entry point */
+		uint64_t stub;	  /* where its jmp goes: patched = `jmp stub` at entry */
+		uint8_t orig[8];  /* its first bytes before patching (PATCH_LEN used) */
+	} site[MS_MANIFEST_SITES];
+	uint64_t sum; /* FNV-1a of every byte before it */
+};
+
+/* The checksum a manifest must carry. */
+uint64_t ms_manifest_sum(const struct ms_stub_manifest *m);
+
+/* What ms_probe_reclaim found and did. */
+struct ms_reclaim {
+	size_t nregions;     /* regions with a valid manifest */
+	pid_t memspy_pid;    /* the memspy that left the first of them */
+	size_t restored;     /* entry points put back */
+	size_t left;	     /* entry points left patched (a thread inside, or a write failed) */
+	bool handler_found;  /* memspy's `ret` handler was the SIGTRAP action */
+	bool handler_restored; /* ... and the target's own action is back */
+	const char *why_left; /* why the handler or an entry stayed (static text), or NULL */
+};
+
+/*
+ * Puts back what memspies that are gone left in p, whose threads must all be
+ * stopped by the caller: disarms their stubs, moves any thread out of the
+ * stretch before a stub's int3, restores every entry point that still holds
+ * the manifest's jmp, lets any SIGTRAP already queued be taken while traced,
+ * and then restores the target's SIGTRAP action if it is still memspy's
+ * handler. Only the regions at bases (n > 0, whose manifest carries nonce)
+ * or, with n = 0, every region with a valid manifest in p's maps. Leaves
+ * every thread stopped. 0 (out says what was done; nregions 0 = nothing
+ * found) or a negative code.
+ */
+int ms_probe_reclaim(struct ms_proc *p, const ms_raddr_t *bases, size_t n, uint64_t nonce,
+		     struct ms_reclaim *out);
+
+/* Regions with a valid manifest in pid's maps (read without a stop). */
+size_t ms_probe_leftovers(pid_t pid);
+
+/*
+ * The watchdog: a grandchild of memspy forked before the target is stopped
+ * (a fork of an ASan build costs tens of ms), told each region once its
+ * manifest is written. If memspy dies (its pipe reports EOF, even after a
+ * SIGKILL) it clears each `armed` byte at once, then seizes the target as
+ * soon as the dead memspy's ptrace links are gone and runs ms_probe_reclaim
+ * on its own regions. start: 0 or -errno (*fd = -1 then, and nothing runs).
+ */
+int ms_probe_watchdog_start(pid_t target, uint64_t nonce, int *fd);
+void ms_probe_watchdog_add(int fd, ms_raddr_t region);
+/* memspy's last word: it is alive and done; the watchdog exits. Closes *fd. */
+void ms_probe_watchdog_stop(int *fd);
 
 /* Bytes below a thread's rsp at which remote.c writes the trampoline's frame. */
 #define MS_RSYS_FRAME_GAP 264

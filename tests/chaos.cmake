@@ -24,6 +24,10 @@ if(Python3_FOUND)
               COMMAND ${_chaos_drv} --scenario install-kill --trials 12 --iters 100000)
   ms_add_test(NAME chaos_remove_kill TIMEOUT 300 LABELS record chaos
               COMMAND ${_chaos_drv} --scenario remove-kill --trials 12 --iters 100000)
+  # SIGKILL of memspy mid-record: its watchdog puts the code and the SIGTRAP
+  # action back; with the watchdog held to disarming, the next memspy does.
+  ms_add_test(NAME chaos_reclaim TIMEOUT 600 LABELS record chaos
+              COMMAND ${_chaos_drv} --scenario reclaim --trials 8 --iters 300000)
   # memspy SIGKILLs itself (MEMSPY_TEST_KILL_AT, attach/remote.c) at each
   # instant of each remote syscall made through the stub page's trampoline,
   # in install and removal: the target must live on every time.

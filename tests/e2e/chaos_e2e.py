@@ -165,6 +165,15 @@ def check_untraced(pid):
                    f"{[(tid, st, f'TracerPid {tp}') for tid, st, tp in bad]}")
 
 
+def sigtrap_caught(pid):
+    """Does pid handle SIGTRAP (bit 5 of SigCgt in /proc/PID/status)?"""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) & (1 << (signal.SIGTRAP - 1)))
+    raise Fail(f"/proc/{pid}/status has no SigCgt line")
+
+
 def dmesg_lines():
     try:
         r = subprocess.run(["dmesg"], capture_output=True, text=True, timeout=10)
@@ -490,18 +499,24 @@ class Ctx:
 
 
 def after_memspy_died(ctx, t, out, must_exist=False):
-    """Checks common to every trial once memspy is gone: the target untraced
-    and running, the output whole, memspy's watchdog gone. Returns (tmp files
-    left, entries still patched)."""
+    """Checks common to every trial once memspy is gone: memspy's watchdog
+    ended (it seizes the target to put it back, so it goes first), the
+    target untraced and running, its libc entries identical to the file and
+    SIGTRAP not handled (the chaos target never handles it), the output
+    whole. Returns (tmp files left, entries still patched: none)."""
+    left = reap_orphans(ctx.known, 10.0)
+    if left:
+        raise Fail(f"processes left running 10 s after memspy died (killed now): {left}")
     d = t.died()
     if d:
         raise Fail(f"the target {d}")
     check_untraced(t.pid)
     patched = entry_diffs(read_entries(t.pid, ALLOC_FUNCS))
+    if patched:
+        raise Fail(f"entry points still patched after memspy's watchdog ended: {patched}")
+    if sigtrap_caught(t.pid):
+        raise Fail("SIGTRAP is still handled (memspy's handler) after the watchdog ended")
     tmps = check_output(out, must_exist)
-    left = reap_orphans(ctx.known, 5.0)
-    if left:
-        raise Fail(f"processes left running 5 s after memspy died (killed now): {left}")
     return tmps, patched
 
 
@@ -673,9 +688,8 @@ def scen_kill(ctx, wd, phase):
         f"({midrun} killed while the 4 workers ran); per configuration: {by_cfg}")
     log(f"info: memspy left its output's temporary file behind in {tmp_left}/{ok} trials "
         f"(SIGKILL gives it no chance to unlink it; the final file was never half-written); "
-        f"libc entries still jmp-patched afterwards (the watchdog disarms, leaves the jmps) "
-        f"in {still_patched}/{ok}, only some of them (killed mid-patching or mid-restore) "
-        f"in {partial}/{ok}")
+        f"libc entries still jmp-patched once the watchdog ended in {still_patched}/{ok} "
+        f"(each such trial fails)")
     if refused:
         log(f"info: memspy refused to probe (exit 2, target untouched) {refused} time(s); "
             f"those trials were run again")
@@ -768,6 +782,135 @@ def scen_rsys_kill(ctx, wd):
     log(f"rsys-kill: {ok}/{ok + len(fails)} kill points survived")
     if fails:
         raise Fail(f"{len(fails)} kill points lost the target: " + "; ".join(fails))
+
+
+def restored_now(pid, names, caught_before):
+    """(addresses of entries that differ from the file (aliases such as
+    memalign = aligned_alloc share one), whole-text diff, SIGTRAP handled
+    differently than before)."""
+    e = read_entries(pid, names)
+    return (sorted({a for a, h, w in e.values() if h != w}), whole_text_diff(pid),
+            sigtrap_caught(pid) != caught_before)
+
+
+def one_reclaim_trial(ctx, wd, k, opts, watchdog):
+    """Record, SIGKILL memspy mid-run; with watchdog, its watchdog must put
+    the code and the SIGTRAP action back; without (MEMSPY_TEST_WATCHDOG=
+    disarm-only: it only disarms, as before), the next memspy must. Then a
+    second record works and ends byte-identical, and the target passes."""
+    a = ctx.args
+    ref = ctx.reference(a.iters)
+    rnd = random.Random(k)
+    out1 = os.path.join(wd, f"r{k}-killed.folded")
+    out2 = os.path.join(wd, f"r{k}-again.folded")
+    names = sorted(set(ALLOC_FUNCS))
+    t = m = m2 = None
+    try:
+        t = Target(a, "mix", a.iters)
+        caught = sigtrap_caught(t.pid)
+        t.say("go")
+        m = Memspy(a, t.pid, out1, opts, echo=False,
+                   env=None if watchdog else {"MEMSPY_TEST_WATCHDOG": "disarm-only"})
+        ctx.guard(t, m)
+        m.wait_recording()
+        ents, _, sig = restored_now(t.pid, names, caught)
+        if not ents or not sig:
+            raise Fail(f"while memspy records, the checks must see its probes: {len(ents)} "
+                       f"entries differ, SIGTRAP handled: {sigtrap_caught(t.pid)}")
+        time.sleep(rnd.uniform(0.1, 0.4))
+        if t.out.seen("checksum"):
+            raise Fail("the workers finished before the kill: raise --iters")
+        m.p.kill()
+        t_kill = time.monotonic()
+        rc = m.wait(30)
+        if rc != -signal.SIGKILL:
+            raise Fail(f"memspy exit status {rc}, expected death by SIGKILL")
+        if watchdog:
+            # Polled, not timed: the figure is reported, the bound is only a hang guard.
+            while True:
+                ents, text, sig = restored_now(t.pid, names, caught)
+                if not ents and not text and not sig:
+                    break
+                if time.monotonic() - t_kill > 20:
+                    raise Fail(f"20 s after the kill: entries {ents}, text {text}, "
+                               f"SIGTRAP action changed: {sig}")
+                time.sleep(0.02)
+            log(f"  trial {k} [{' '.join(opts) or 'ring'}]: code byte-identical and SIGTRAP "
+                f"action back {time.monotonic() - t_kill:.2f} s after the SIGKILL")
+            tmps, _ = after_memspy_died(ctx, t, out1)
+        else:
+            left = reap_orphans(ctx.known, 10.0)
+            if left:
+                raise Fail(f"processes left running after memspy died: {left}")
+            ents, _, sig = restored_now(t.pid, names, caught)
+            if not ents or not sig:
+                raise Fail(f"the watchdog was told to only disarm, yet the probes are gone "
+                           f"({len(ents)} entries differ, SIGTRAP action changed: {sig}): "
+                           f"this trial would not test the new memspy's clean-up")
+            log(f"  trial {k} [{' '.join(opts) or 'ring'}]: watchdog disarm-only: "
+                f"{len(ents)} entries left patched, memspy's SIGTRAP handler left")
+            check_untraced(t.pid)
+        d = t.died()
+        if d:
+            raise Fail(f"the target {d}")
+        m2 = Memspy(a, t.pid, out2, opts + ["--duration", "1"], echo=False)
+        ctx.guard(t, m2)
+        rc = m2.wait(120)
+        if rc != 0:
+            raise Fail(f"the second memspy exited {rc}: {m2.err.lines[-6:]}")
+        said = [l for l in m2.err.lines if "left by an earlier memspy" in l]
+        if watchdog and said:
+            raise Fail(f"the watchdog put everything back, yet the second memspy says {said}")
+        if not watchdog:
+            want = (f"memspy: warning: found probes left by an earlier memspy (pid {m.p.pid}) "
+                    f"that was killed: restored {len(ents)} entry point"
+                    f"{'' if len(ents) == 1 else 's'} and the SIGTRAP action")
+            if said != [want]:
+                raise Fail(f"the second memspy should say once {want!r}; it said {said}")
+            log(f"  second memspy: {said[0]}")
+        samples = next((l.split(" from ", 1)[1] for l in m2.err.lines
+                        if " from " in l and "sample" in l), "?")
+        tmps = check_output(out2, must_exist=True)
+        if tmps:
+            raise Fail(f"the second memspy left temporary files: {tmps}")
+        ents, text, sig = restored_now(t.pid, names, caught)
+        if ents or text or sig:
+            raise Fail(f"after the second record: entries {ents}, text {text}, SIGTRAP action "
+                       f"changed: {sig}")
+        check_untraced(t.pid)
+        log(f"  second record exit 0 (from {samples.strip()}); code byte-identical, SIGTRAP "
+            f"action as before")
+        left = reap_orphans(ctx.known, 10.0)
+        if left:
+            raise Fail(f"processes left running after the second memspy: {left}")
+        line = t.wait_line("checksum", 600, "the target's checksum")
+        r, c = line.split()[1:3]
+        if r != c or r != ref:
+            raise Fail(f"checksum read {r} calc {c}, reference {ref}")
+        t.wait_line("done", 60, "'done'")
+        t.finish(ref)
+    finally:
+        for x in (m, m2, t):
+            if x:
+                x.kill()
+        reap_orphans(ctx.known, 0)
+
+
+def scen_reclaim(ctx, wd):
+    """SIGKILL of memspy mid-record: the watchdog restores; with the watchdog
+    held to disarming only, the next memspy restores and says so."""
+    fails = []
+    cfgs = [([], True), ([], False), (["--exact"], True), (["--exact"], False)]
+    for k in range(ctx.args.trials):
+        opts, watchdog = cfgs[k % len(cfgs)]
+        try:
+            one_reclaim_trial(ctx, wd, k, opts, watchdog)
+        except Fail as e:
+            fails.append(f"trial {k} [{' '.join(opts) or 'ring'}, "
+                         f"{'watchdog' if watchdog else 'disarm-only watchdog'}]: {e}")
+            log(f"  FAIL: {fails[-1]}")
+    if fails:
+        raise Fail(f"{len(fails)} of {ctx.args.trials} trials failed")
 
 
 def record_then_sigint(ctx, wd, mode, opts, at, nchild=0):
@@ -977,6 +1120,7 @@ SCENARIOS = {
     "threads": scen_threads,
     "selftest": scen_selftest,
     "rsys-kill": scen_rsys_kill,
+    "reclaim": scen_reclaim,
 }
 
 

@@ -40,6 +40,11 @@
 #define PATCH_LEN 5
 #define SIGBIT(s) (1ull << ((s)-1))
 
+/* The manifest sits in the code page, after the last orig slot. */
+_Static_assert(MS_STUB_MANIFEST_OFF >= MS_STUB_ORIG_OFF + MS_STUB_NSLOTS * MS_STUB_ORIG_SIZE &&
+		   MS_STUB_MANIFEST_OFF + sizeof(struct ms_stub_manifest) <= MS_STUB_CODE_SIZE,
+	       "the manifest must fit between the orig slots and the end of the code pages");
+
 uint64_t ms_manifest_sum(const struct ms_stub_manifest *m)
 {
 	const uint8_t *b = (const uint8_t *)m;
@@ -206,6 +211,40 @@ static bool thread_within(struct ms_proc *p, ms_raddr_t lo, ms_raddr_t hi)
 	return false;
 }
 
+/*
+ * A thread the dead memspy had pointed at a region's remote-syscall
+ * trampoline has yet to run that call (rt_sigaction installing memspy's
+ * handler, say) and to restore itself: let it, before anything is read.
+ * 0, -EAGAIN when one stays there, or a negative code from stopping.
+ */
+static int let_trampolines_finish(struct ms_proc *p, const struct found *f, size_t nf)
+{
+	for (int round = 0; round < 50; round++) {
+		bool inside = false;
+		int rc;
+
+		for (size_t i = 0; i < ms_proc_nthreads(p) && !inside; i++) {
+			struct user_regs_struct r;
+
+			if (ms_proc_get_regs(p, ms_proc_thread(p, i), &r))
+				continue;
+			for (size_t k = 0; k < nf && !inside; k++)
+				inside = f[k].ours && r.rip >= f[k].base + ms_stub_rsys &&
+					 r.rip < f[k].base + ms_stub_sig_handler;
+		}
+		if (!inside)
+			return 0;
+		ms_debug("probe: reclaim: a thread is in a remote-syscall trampoline: letting it "
+			 "finish");
+		ms_proc_resume_all(p);
+		usleep(1000);
+		rc = ms_proc_stop_all(p);
+		if (rc)
+			return rc;
+	}
+	return -EAGAIN;
+}
+
 /* A thread between a stub's armed check and its int3 would still trap: move it past. */
 static void move_past_traps(struct ms_proc *p, const struct found *f, size_t nf)
 {
@@ -358,6 +397,7 @@ int ms_probe_reclaim(struct ms_proc *p, const ms_raddr_t *bases, size_t n, uint6
 	pid_t pid = ms_proc_pid(p);
 	struct found *f = NULL;
 	size_t nf = 0, cap = 0;
+	int rc;
 
 	memset(out, 0, sizeof(*out));
 	if (n) {
@@ -380,10 +420,16 @@ int ms_probe_reclaim(struct ms_proc *p, const ms_raddr_t *bases, size_t n, uint6
 	}
 	out->nregions = nf;
 	out->memspy_pid = f[0].m.memspy_pid;
+	for (size_t k = 0; k < nf; k++)
+		f[k].ours = image_is_ours(pid, f[k].base);
+	rc = let_trampolines_finish(p, f, nf);
+	if (rc) {
+		free(f);
+		return rc;
+	}
 	for (size_t k = 0; k < nf; k++) {
 		static const uint8_t off[3];
 
-		f[k].ours = image_is_ours(pid, f[k].base);
 		/* Disarmed: armed, free-all and track (a forked child's are 0 already). */
 		ms_proc_write_mem(p, f[k].base + MS_STUB_CTRL_OFF + MS_CTRL_ARMED, off,
 				  sizeof(off));

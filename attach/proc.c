@@ -514,6 +514,18 @@ int ms_proc_seize(pid_t pid, const struct ms_attach_opts *opts, struct ms_proc *
 
 	*out = NULL;
 	ms_diag_gather("/proc", pid, getpid(), &f);
+	/*
+	 * A memspy killed a moment ago leaves its watchdog holding the target
+	 * for the few milliseconds it takes to put the probed code back: wait
+	 * (bounded) rather than call it another tracer. A memspy that is
+	 * recording it is still reported, one second later.
+	 */
+	for (int i = 0; i < 100 && f.tracer_pid > 0 && f.tracer_pid != f.self_pid &&
+			!strcmp(f.tracer_comm, "memspy");
+	     i++) {
+		usleep(10000);
+		ms_diag_gather("/proc", pid, getpid(), &f);
+	}
 	r = ms_diag_precheck(&f, "attach", err);
 	if (r)
 		return r;

@@ -789,7 +789,7 @@ def restored_now(pid, names, caught_before):
     memalign = aligned_alloc share one), whole-text diff, SIGTRAP handled
     differently than before)."""
     e = read_entries(pid, names)
-    return (sorted({a for a, h, w in e.values() if h != w}), whole_text_diff(pid),
+    return (sorted({f"0x{a:x}" for a, h, w in e.values() if h != w}), whole_text_diff(pid),
             sigtrap_caught(pid) != caught_before)
 
 

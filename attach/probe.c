@@ -1128,7 +1128,14 @@ static int reclaim_leftovers(struct ms_probes *pr, struct ms_error *err)
 	ms_proc_resume_all(pr->p);
 	if (rc || !rec.nregions)
 		return 0;
-	if (rec.restored || rec.handler_restored)
+	if ((rec.restored || rec.handler_restored) && rec.written_in != pr->pid)
+		/* A child forked while probed: its parent's memspy restored its bytes only. */
+		ms_warn("found probes memspy (pid %d) left in process %d before it forked this one: "
+			"restored %zu entry point%s%s",
+			(int)rec.memspy_pid, (int)rec.written_in, rec.restored,
+			rec.restored == 1 ? "" : "s",
+			rec.handler_restored ? " and the SIGTRAP action" : "");
+	else if (rec.restored || rec.handler_restored)
 		ms_warn("found probes left by an earlier memspy (pid %d) that was killed: restored "
 			"%zu entry point%s%s",
 			(int)rec.memspy_pid, rec.restored, rec.restored == 1 ? "" : "s",

@@ -153,6 +153,7 @@ uint64_t ms_manifest_sum(const struct ms_stub_manifest *m);
 struct ms_reclaim {
 	size_t nregions;     /* regions with a valid manifest */
 	pid_t memspy_pid;    /* the memspy that left the first of them */
+	pid_t written_in;    /* the process it probed: another one for a forked child */
 	size_t restored;     /* entry points put back */
 	size_t left;	     /* entry points left patched (a thread inside, or a write failed) */
 	bool handler_found;  /* memspy's `ret` handler was the SIGTRAP action */

@@ -420,6 +420,7 @@ int ms_probe_reclaim(struct ms_proc *p, const ms_raddr_t *bases, size_t n, uint6
 	}
 	out->nregions = nf;
 	out->memspy_pid = f[0].m.memspy_pid;
+	out->written_in = f[0].m.target_pid;
 	for (size_t k = 0; k < nf; k++)
 		f[k].ours = image_is_ours(pid, f[k].base);
 	rc = let_trampolines_finish(p, f, nf);

@@ -1080,17 +1080,23 @@ int cmd_record_walk(int argc, char **argv)
 	all = ms_profile_new();
 	build_profiles(&w, sym, alloc, all, &alloc_samples);
 	{
-		char a[32], b[32];
+		char a[32], b[32], c[32];
+		/* The rate asked is not the rate had when the pause budget skipped stops. */
+		char *rate = w.skipped_stack
+				 ? ms_xasprintf("%g Hz asked, %s stack samples skipped by the pause "
+						"budget",
+						o.rate, ms_fmt_count(c, sizeof(c), w.skipped_stack))
+				 : ms_xasprintf("%g Hz", o.rate);
 		char *sub_alloc = ms_xasprintf(
 		    "Allocator time: %s of %s thread samples (%.1f%%) were inside malloc/free "
-		    "and friends; %g Hz over %.1f s, no probes",
+		    "and friends over %.1f s (%s), no probes",
 		    ms_fmt_count(a, sizeof(a), alloc_samples), ms_fmt_count(b, sizeof(b), w.stacks.total),
 		    w.stacks.total ? 100.0 * (double)alloc_samples / (double)w.stacks.total : 0,
-		    o.rate, (double)oc.wall_ns / 1e9);
-		char *sub_all = ms_xasprintf("All threads: %s thread samples at %g Hz over %.1f s, "
+		    (double)oc.wall_ns / 1e9, rate);
+		char *sub_all = ms_xasprintf("All threads: %s thread samples over %.1f s (%s), "
 					     "no probes",
-					     ms_fmt_count(a, sizeof(a), w.stacks.total), o.rate,
-					     (double)oc.wall_ns / 1e9);
+					     ms_fmt_count(a, sizeof(a), w.stacks.total),
+					     (double)oc.wall_ns / 1e9, rate);
 		enum ms_out_format all_fmt;
 
 		if (ms_out_format_from_name(o.all_path, &all_fmt))
@@ -1102,6 +1108,7 @@ int cmd_record_walk(int argc, char **argv)
 			rc = ms_timeline_write(w.tl, o.tl_fmt, af_tl.fp, &err);
 		free(sub_alloc);
 		free(sub_all);
+		free(rate);
 	}
 	if (rc || ms_afile_commit(&af_out, &err) || ms_afile_commit(&af_all, &err) ||
 	    ms_afile_commit(&af_tl, &err)) {

@@ -166,7 +166,7 @@ static size_t scan_regions(pid_t pid, struct found **out)
 	size_t n = 0, cap = 0;
 
 	*out = NULL;
-	if (ms_maps_read(pid, &maps))
+	if (ms_maps_read(pid, &maps, NULL))
 		return 0;
 	for (size_t i = 1; i < maps.n; i++) {
 		const struct ms_map *c = &maps.v[i - 1], *d = &maps.v[i];

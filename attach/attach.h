@@ -378,7 +378,8 @@ struct ms_quiesce; /* opaque */
 
 struct ms_quiesce_stats {
 	unsigned rounds;	  /* quiesce attempts (one per stop of the process) */
-	unsigned threads_let_out; /* threads let out of malloc, over all rounds */
+	unsigned threads_let_out; /* threads let out of malloc in the last round */
+	unsigned let_out_total;	  /* the same, summed over all rounds */
 	unsigned syscalls;	  /* system calls they made before leaving (mmap, futex...) */
 	unsigned futex_waits;	  /* of which futex waits (a lock another thread held) */
 	unsigned blocked;	  /* rounds given up: a let-out thread waited on a stopped one */

@@ -68,6 +68,7 @@ int ms_diag_exited_during_attach(pid_t pid, const char *op, struct ms_error *err
  */
 #define MS_PAGE_SIZE 4096u
 #define MS_PAGE_OFF_SLOTS 0x400u
+#define MS_PAGE_OFF_CURSOR 0x3f0u /* u32: quiesce.c's next slot (below the slots) */
 int ms_code_page_get(struct ms_proc *p, ms_raddr_t *page, struct ms_error *err);
 
 /* Reads a small /proc file into buf (NUL-terminated). Bytes read or -errno. */

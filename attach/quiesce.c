@@ -419,6 +419,44 @@ static struct let *find_let(struct let *l, size_t n, pid_t tid)
 	return NULL;
 }
 
+/*
+ * Slots a thread may still return into, conservatively: any word of a
+ * thread's live stack ([rsp, end of its mapping), at most 1 MiB) that points
+ * into the slot area. Unwinding finds the ones of threads inside malloc; this
+ * also finds a thread whose signal handler runs on top of a malloc an
+ * earlier round or a dead memspy redirected. A stale word only costs a slot.
+ */
+static void mark_stack_refs(struct ms_proc *p, ms_raddr_t page, bool *busy)
+{
+	const struct ms_maps *maps = ms_proc_maps(p);
+	static uint64_t buf[8192];
+
+	for (size_t i = 0; i < ms_proc_nthreads(p); i++) {
+		struct user_regs_struct regs;
+		const struct ms_map *m;
+		ms_raddr_t a, end;
+
+		if (ms_proc_get_regs(p, ms_proc_thread(p, i), &regs) != 0)
+			continue;
+		a = regs.rsp & ~7ull;
+		m = ms_maps_find(maps, a);
+		if (!m)
+			continue;
+		end = MS_MIN(m->end, a + (1u << 20));
+		while (a < end) {
+			size_t want = (size_t)MS_MIN((uint64_t)sizeof(buf), end - a);
+			ssize_t got = ms_mem_read_pid(ms_proc_pid(p), a, buf, want);
+
+			if (got <= 0)
+				break;
+			for (size_t k = 0; k < (size_t)got / 8; k++)
+				if (buf[k] >= page + MS_PAGE_OFF_SLOTS && buf[k] < page + MS_PAGE_SIZE)
+					busy[(buf[k] - page - MS_PAGE_OFF_SLOTS) / SLOT_SIZE] = true;
+			a += (size_t)got & ~7ull;
+		}
+	}
+}
+
 /* Test hook (tests/e2e/quiesce_e2e.py diein): memspy SIGKILLs itself at that point. */
 static void test_die_at(const char *where)
 {
@@ -452,7 +490,8 @@ int ms_quiesce_run(struct ms_quiesce *q, struct ms_proc *p, struct ms_quiesce_st
 	pid_t pid = ms_proc_pid(p);
 	ms_raddr_t page = 0;
 	int rc = 0;
-	size_t next_slot = 0;
+	size_t next_slot = 0, k;
+	uint32_t cursor = 0;
 
 	st->rounds++;
 	/* Who is inside the allocator? Everyone is stopped. */
@@ -481,9 +520,10 @@ int ms_quiesce_run(struct ms_quiesce *q, struct ms_proc *p, struct ms_quiesce_st
 	}
 	ms_debug("quiesce: %zu of %zu threads inside malloc (unwound in %.2f ms)", nlet, n,
 		 (double)(ms_now_ns() - t0) / 1e6);
+	st->threads_let_out = (unsigned)nlet;
+	st->let_out_total += (unsigned)nlet;
 	if (!nlet)
 		goto out;
-	st->threads_let_out += (unsigned)nlet;
 	if (seccomp_mode(pid) != 0) {
 		rc = ms_error_set(err, -EAGAIN,
 				  "quiesce: process %d runs under seccomp: the return slots' "
@@ -507,6 +547,17 @@ int ms_quiesce_run(struct ms_quiesce *q, struct ms_proc *p, struct ms_quiesce_st
 	for (size_t i = 0; i < nlet; i++)
 		if (l[i].exit_pc >= page + MS_PAGE_OFF_SLOTS && l[i].exit_pc < page + MS_PAGE_SIZE)
 			busy[(l[i].exit_pc - page - MS_PAGE_OFF_SLOTS) / SLOT_SIZE] = true;
+	mark_stack_refs(p, page, busy);
+	/*
+	 * Slots are handed out round-robin from a cursor kept in the page, so a
+	 * slot is rewritten only after every other one was used: a thread no
+	 * scan can see returning into one (its handler on an alternate signal
+	 * stack) has that long to pass through it.
+	 */
+	if (ms_mem_read_pid(pid, page + MS_PAGE_OFF_CURSOR, &cursor, sizeof(cursor)) !=
+	    (ssize_t)sizeof(cursor))
+		cursor = 0;
+	next_slot = cursor % NSLOTS;
 	for (size_t i = 0; i < nlet; i++) {
 		struct let *t = &l[i];
 		uint8_t code[SLOT_SIZE];
@@ -516,18 +567,21 @@ int ms_quiesce_run(struct ms_quiesce *q, struct ms_proc *p, struct ms_quiesce_st
 			t->slot = t->exit_pc; /* it returns into a slot already */
 			continue;
 		}
-		while (next_slot < NSLOTS && busy[next_slot])
-			next_slot++;
-		if (next_slot == NSLOTS) {
+		for (k = 0; k < NSLOTS && busy[next_slot]; k++)
+			next_slot = (next_slot + 1) % NSLOTS;
+		if (k == NSLOTS) {
 			rc = ms_error_set(err, -EAGAIN, "quiesce: no free return slot for thread %d",
 					  (int)t->tid);
 			goto out;
 		}
 		busy[next_slot] = true;
+		cursor = (uint32_t)(next_slot + 1) % NSLOTS;
+		rc = ms_proc_write_mem(p, page + MS_PAGE_OFF_CURSOR, &cursor, sizeof(cursor));
 		t->slot = page + MS_PAGE_OFF_SLOTS + next_slot * SLOT_SIZE;
 		build_slot(code, t->exit_pc);
 		/* The slot first, then the stack word that leads there. */
-		rc = ms_proc_write_mem(p, t->slot, code, sizeof(code));
+		if (!rc)
+			rc = ms_proc_write_mem(p, t->slot, code, sizeof(code));
 		if (!rc) {
 			uint64_t to = t->slot;
 
@@ -556,6 +610,16 @@ int ms_quiesce_run(struct ms_quiesce *q, struct ms_proc *p, struct ms_quiesce_st
 		l[i].running = true;
 	}
 	test_die_at("running");
+	{
+		/* Test hook: give the first N rounds up at once (the fallback, slots in flight). */
+		const char *v = getenv("MEMSPY_TEST_QUIESCE_GIVE_UP");
+
+		if (v && st->rounds <= (unsigned)atoi(v)) {
+			park_all(p, l, nlet);
+			rc = ms_error_set(err, -EAGAIN, "quiesce: given up (test hook)");
+			goto out;
+		}
+	}
 	left = nlet;
 	last_progress = ms_now_ns();
 	while (left) {

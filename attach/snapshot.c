@@ -36,7 +36,8 @@
 #define OFF_CLONE    0x100
 #define RSYS_MAX     (OFF_CLONE - OFF_RSYS)
 /* [OFF_CLONE, MS_PAGE_OFF_SLOTS): the clone code; then quiesce.c's return slots. */
-_Static_assert(MS_PAGE_OFF_SLOTS >= OFF_CLONE + 256, "clone code overlaps the slots");
+_Static_assert(MS_PAGE_OFF_CURSOR >= OFF_CLONE + 256 && MS_PAGE_OFF_CURSOR + 4 <= MS_PAGE_OFF_SLOTS,
+	       "clone code, slot cursor and slots overlap");
 _Static_assert(MS_PAGE_SIZE == PAGE, "one page");
 /* Signals that arrive for the cloning thread meanwhile, handed back after. */
 #define MAX_REQUEUE 8

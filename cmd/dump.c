@@ -347,9 +347,15 @@ int cmd_dump(int argc, char **argv)
 				meta.fatal = err.msg;
 				goto report_without_walk;
 			}
-			if (r)
-				ms_info("dump: %s; falling back to letting the process run a moment",
+			if (r && tries < LOCK_RETRIES && !ms_signals_stop_requested()) {
+				/* A thread may still be inside malloc: let all run a moment, stop again. */
+				ms_info("dump: %s; letting the process run a moment and stopping it "
+					"again",
 					qerr.msg);
+				ms_proc_resume_all(proc);
+				ms_signals_wait(LOCK_RETRY_MS);
+				continue;
+			}
 		}
 		if (!lj.started) {
 			/* Located already: check the locks before paying for a clone. */
@@ -482,11 +488,11 @@ int cmd_dump(int argc, char **argv)
 		rep.mmap_probes, snap_note[0] ? " (no snapshot)" : "");
 	if (t_release)
 		ms_info("dump: snapshot released in %.1f ms", MS_DT(t_walked, t_release));
-	ms_info("dump: quiesce: %u thread(s) let out of malloc over %u round(s), %.2f ms in "
-		"all (longest round %.2f ms), %u syscalls of which %u futex waits, %u round(s) "
-		"fell back%s%s",
-		qst.threads_let_out, qst.rounds, qst.ms, qst.max_ms, qst.syscalls, qst.futex_waits,
-		qst.failed, qst.why[0] ? ": " : "", qst.why);
+	ms_info("dump: quiesce: %u thread(s) let out of malloc in the last round, %u over %u "
+		"round(s), %.2f ms in all (longest round %.2f ms), %u syscalls of which %u futex "
+		"waits, %u round(s) gave up%s%s",
+		qst.threads_let_out, qst.let_out_total, qst.rounds, qst.ms, qst.max_ms, qst.syscalls,
+		qst.futex_waits, qst.failed, qst.why[0] ? ": " : "", qst.why);
 #undef MS_DT
 	ms_proc_detach(proc);
 	meta.pause_ms = (double)(t_resume - t_stop) / 1e6;

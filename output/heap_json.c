@@ -107,9 +107,10 @@ int ms_heap_write_json(FILE *f, const struct ms_heap_meta *m)
 
 		json_object_set_new(
 		    root, "quiesce",
-		    json_pack("{s:b, s:i, s:i, s:f, s:f, s:i, s:i, s:i, s:i, s:i, s:o}", "available",
-			      m->quiesce_available, "rounds", (json_int_t)q->rounds,
-			      "threads_let_out", (json_int_t)q->threads_let_out, "ms", q->ms,
+		    json_pack("{s:b, s:i, s:i, s:i, s:f, s:f, s:i, s:i, s:i, s:i, s:i, s:o}",
+			      "available", m->quiesce_available, "rounds", (json_int_t)q->rounds,
+			      "threads_let_out", (json_int_t)q->threads_let_out,
+			      "threads_let_out_total", (json_int_t)q->let_out_total, "ms", q->ms,
 			      "max_ms", q->max_ms, "syscalls", (json_int_t)q->syscalls,
 			      "futex_waits", (json_int_t)q->futex_waits, "blocked",
 			      (json_int_t)q->blocked, "failed_rounds", (json_int_t)q->failed,

@@ -86,12 +86,17 @@ int ms_heap_write_text(FILE *f, const struct ms_heap_meta *m)
 		m->total_ms, m->lock_retries ? ", retried while an arena was locked" : "",
 		m->walk_source && !strcmp(m->walk_source, "snapshot") ?
 			"; heap read from a copy-on-write snapshot while it ran" : "");
-	if (m->quiesce && m->quiesce->threads_let_out)
-		fprintf(f, "  Quiesced: %u thread%s let out of malloc for %.2f ms before the "
-			   "heap was read (%u round%s%s)\n",
-			m->quiesce->threads_let_out, m->quiesce->threads_let_out == 1 ? "" : "s",
-			m->quiesce->ms, m->quiesce->rounds, m->quiesce->rounds == 1 ? "" : "s",
-			m->quiesce->failed ? ", some fell back to retrying" : "");
+	if (m->quiesce && m->quiesce->let_out_total) {
+		const struct ms_quiesce_stats *q = m->quiesce;
+
+		fprintf(f, "  Quiesced: %u thread%s let out of malloc before the heap was read, "
+			   "%.2f ms",
+			q->threads_let_out, q->threads_let_out == 1 ? "" : "s", q->ms);
+		if (q->rounds > 1)
+			fprintf(f, " (%u rounds, %u gave up; %u let out in all)", q->rounds,
+				q->failed, q->let_out_total);
+		fprintf(f, "\n");
+	}
 	if (m->quiesce && (m->quiesce->failed || !m->quiesce_available) && m->quiesce->why[0])
 		fprintf(f, "  Quiescing %s: %s\n",
 			m->quiesce_available ? "fell back to retrying" : "unavailable",

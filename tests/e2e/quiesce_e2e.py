@@ -19,6 +19,12 @@ return addresses are redirected, while the threads let out run, and when one
 has reached its slot: the target must come out untraced, keep running, give
 an exact dump when parked (its heap is intact) and exit 0.
 
+giveup: the first two quiesce rounds of each dump give up at once (memspy's
+MEMSPY_TEST_QUIESCE_GIVE_UP hook) after the return addresses were
+redirected: the process runs a moment with those slots in flight, is stopped
+again and quiesced; every dump must still be complete, say it fell back, and
+the parked target must dump exactly.
+
 All check that the target still runs (its operation counter moves on) and
 exits 0 afterwards. --count prints the exit codes instead of failing (used
 to measure before/after). Nothing asserts on wall-clock time.
@@ -105,7 +111,7 @@ def check_complete(rc, rep, err, what, counting, extra):
     q = rep.get("quiesce")
     if not isinstance(q, dict):
         fail("%s: no \"quiesce\" object in the report" % what)
-    for k in ("threads_let_out", "rounds", "ms", "fallback_retries"):
+    for k in ("threads_let_out", "threads_let_out_total", "rounds", "ms", "fallback_retries"):
         if k not in q:
             fail("%s: quiesce.%s missing: %s" % (what, k, q))
     if q["threads_let_out"] > 0 and q["ms"] <= 0:
@@ -175,11 +181,41 @@ def diein(a, extra):
         print("diein %s: target survived, exact when parked, next dump complete" % point)
 
 
+def giveup(a, extra):
+    t = Target(a.target, a.threads)
+    t.ops()
+    env = dict(os.environ, MEMSPY_TEST_QUIESCE_GIVE_UP="2")
+    fell_back = 0
+    for i in range(a.n):
+        r = subprocess.run([a.memspy, "dump", "--pid", str(t.pid), "--json"] + extra,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, timeout=120)
+        try:
+            rep = json.loads(r.stdout.decode())
+        except ValueError:
+            rep = None
+        check_complete(r.returncode, rep, r.stderr.decode(), "giveup dump %d" % i, False, extra)
+        q = rep["quiesce"]
+        if q["failed_rounds"]:
+            fell_back += 1
+            if rep["lock_retries"] < 1 or not q["fallback_reason"]:
+                fail("giveup dump %d: a round gave up but lock_retries %d, reason %r" %
+                     (i, rep["lock_retries"], q["fallback_reason"]))
+    if not fell_back:
+        fail("no dump had a thread inside malloc to let out: the fallback was not exercised")
+    check_parked_exact(a.memspy, t, extra)
+    before = t.ops()
+    after = t.ops()
+    while after == before:
+        after = t.ops()
+    t.quit()
+    print("giveup: %d dumps complete, %d of them after rounds that gave up" % (a.n, fell_back))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--memspy", required=True)
     ap.add_argument("--target", required=True)
-    ap.add_argument("mode", choices=["fresh", "long", "diein"])
+    ap.add_argument("mode", choices=["fresh", "long", "diein", "giveup"])
     ap.add_argument("--n", type=int, default=20)
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--count", action="store_true",
@@ -196,6 +232,9 @@ def main():
         if a.mode == "diein":
             diein(a, extra)
             return 0
+        if a.mode == "giveup":
+            giveup(a, extra)
+            return 0
         if a.mode == "fresh":
             for i in range(a.n):
                 t = Target(a.target, a.threads)
@@ -204,7 +243,7 @@ def main():
                 codes.append(rc)
                 check_complete(rc, rep, err, "fresh dump %d" % i, a.count, extra)
                 if rep and isinstance(rep.get("quiesce"), dict):
-                    let_out += rep["quiesce"].get("threads_let_out", 0)
+                    let_out += rep["quiesce"].get("threads_let_out_total", 0)
                 before = t.ops()
                 after = t.ops()
                 while after == before:
@@ -220,7 +259,7 @@ def main():
                 check_complete(rc, rep, err, "dump %d of the long-running target" % i,
                                a.count, extra)
                 if rep and isinstance(rep.get("quiesce"), dict):
-                    let_out += rep["quiesce"].get("threads_let_out", 0)
+                    let_out += rep["quiesce"].get("threads_let_out_total", 0)
             if not a.count:
                 # A quiescent moment: the dump must equal the program's own mallinfo2.
                 check_parked_exact(a.memspy, t, extra)

@@ -40,9 +40,10 @@ static void usage(FILE *f)
 		   "\nThe target needs ptrace permission: the same user with\n"
 		   "kernel.yama.ptrace_scope 0, or root/CAP_SYS_PTRACE (ptrace_scope 1 or 2).\n"
 		   "memspy restores every byte it patches and reads it back before it detaches\n"
-		   "(if memspy is SIGKILLed, its watchdog process disarms the probes). The pages\n"
-		   "it maps into the target stay: the disarmed probe stubs and dump's 4 KiB clone\n"
-		   "page, which a thread could still be executing.\n");
+		   "(if memspy is SIGKILLed, its watchdog process puts the code back, or the next\n"
+		   "memspy record does). The pages it maps into the target stay: the disarmed\n"
+		   "probe stubs and dump's 4 KiB clone page, which a thread could still be\n"
+		   "executing.\n");
 }
 
 int main(int argc, char **argv)

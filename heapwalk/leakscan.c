@@ -302,61 +302,101 @@ static uint64_t scan_range(struct scan *s, ms_raddr_t lo, ms_raddr_t hi)
 	return done;
 }
 
-/* Pops chunks and scans their contents, many per system call, until the stack is empty. */
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* What to do with a chunk's bytes, and with a chunk that must be read on its own. */
+typedef void (*chunk_fn)(struct scan *s, uint32_t i, const unsigned char *buf, size_t len);
+typedef void (*chunk_alone_fn)(struct scan *s, uint32_t i);
+
+/*
+ * Reads the chunks idx[0..k) (sorted: address order) in as few system calls
+ * as possible: neighbours less than SPAN_GAP apart share one read (a read
+ * of /proc/PID/mem costs a few microseconds, as much as copying ~16 KiB),
+ * up to BATCH_BYTES per read. A chunk its span could not read whole goes
+ * to alone(), which reads what it can of it.
+ */
+#define SPAN_GAP (8u << 10)
+static void read_chunks(struct scan *s, const uint32_t *idx, size_t k, chunk_fn fn,
+			chunk_alone_fn alone)
+{
+	size_t a = 0;
+
+	while (a < k) {
+		ms_raddr_t lo = s->ck[idx[a]].addr + 16, hi = scan_end(&s->ck[idx[a]]);
+		size_t b = a + 1;
+		ssize_t got;
+
+		while (b < k) {
+			const struct ms_heap_chunk *c = &s->ck[idx[b]];
+
+			if (c->addr + 16 < hi || c->addr + 16 - hi > SPAN_GAP ||
+			    scan_end(c) - lo > BATCH_BYTES)
+				break;
+			hi = scan_end(c);
+			b++;
+		}
+		got = s->r->read(s->r->ctx, lo, s->batch, (size_t)(hi - lo));
+		for (size_t q = a; q < b; q++) {
+			const struct ms_heap_chunk *c = &s->ck[idx[q]];
+			ms_raddr_t u = c->addr + 16;
+
+			if (got > 0 && scan_end(c) - lo <= (uint64_t)got)
+				fn(s, idx[q], s->batch + (u - lo), (size_t)(scan_end(c) - u));
+			else
+				alone(s, idx[q]);
+		}
+		a = b;
+	}
+}
+
+static void mark_chunk(struct scan *s, uint32_t i, const unsigned char *buf, size_t len)
+{
+	s->cur_parent = i;
+	scan_words(s, buf, len, s->ck[i].addr + 16);
+	s->out->scanned_bytes += len;
+}
+
+static void mark_alone(struct scan *s, uint32_t i)
+{
+	s->cur_parent = i;
+	s->out->scanned_bytes += scan_range(s, s->ck[i].addr + 16, scan_end(&s->ck[i]));
+}
+
+/*
+ * Pops chunks and scans their contents until the stack is empty: up to
+ * BATCH_N at a time, sorted so that neighbours share reads (marking from
+ * a root array pushes chunks in address order; popped, they come in runs).
+ */
 static void drain(struct scan *s)
 {
-	struct ms_rvec v[BATCH_N];
 	uint32_t idx[BATCH_N];
 	uint64_t steps = 0;
 
 	while (s->nstack && !s->stopped) {
-		size_t k = 0, off = 0;
-		ssize_t got;
+		size_t k = 0;
 
-		if (!(++steps & 255) && ms_signals_stop_requested()) {
+		if (!(++steps & 63) && ms_signals_stop_requested()) {
 			s->stopped = true;
 			break;
 		}
 		while (s->nstack && k < BATCH_N) {
-			uint32_t i = s->stack[s->nstack - 1];
+			uint32_t i = s->stack[--s->nstack];
 			const struct ms_heap_chunk *c = &s->ck[i];
-			uint64_t len = scan_end(c) - (c->addr + 16);
 
-			if (len > BATCH_BYTES) {
-				if (k)
-					break; /* the batch first, then this one on its own */
-				s->nstack--;
-				s->cur_parent = i;
-				s->out->scanned_bytes += scan_range(s, c->addr + 16, scan_end(c));
-				continue;
-			}
-			if (off + len > BATCH_BYTES)
-				break;
-			s->nstack--;
-			idx[k] = i;
-			v[k++] = (struct ms_rvec){.addr = c->addr + 16, .buf = s->batch + off, .len = len};
-			off += len;
+			if (scan_end(c) - (c->addr + 16) > BATCH_BYTES)
+				mark_alone(s, i); /* big: streamed through the window */
+			else
+				idx[k++] = i;
 		}
-		if (!k)
-			continue;
 		/* mark() pushes while the batch is scanned: the batch is already off the stack. */
-		for (size_t j = 0; j < k;) {
-			got = s->r->readv ? s->r->readv(s->r->ctx, v + j, k - j) : 0;
-			if (got < 0)
-				got = 0;
-			for (size_t q = j; q < j + (size_t)got; q++) {
-				s->cur_parent = idx[q];
-				scan_words(s, v[q].buf, v[q].len, v[q].addr);
-				s->out->scanned_bytes += v[q].len;
-			}
-			j += (size_t)got;
-			if (j < k) {
-				/* One piece that could not be read whole: what of it can be. */
-				s->cur_parent = idx[j];
-				s->out->scanned_bytes += scan_range(s, v[j].addr, v[j].addr + v[j].len);
-				j++;
-			}
-		}
+		if (k > 1)
+			qsort(idx, k, sizeof(*idx), cmp_u32);
+		read_chunks(s, idx, k, mark_chunk, mark_alone);
 	}
 }
 
@@ -696,6 +736,16 @@ static void leak_range(struct scan *s, ms_raddr_t lo, ms_raddr_t hi, size_t self
 	}
 }
 
+static void leak_chunk(struct scan *s, uint32_t i, const unsigned char *buf, size_t len)
+{
+	leak_words(s, buf, len, i);
+}
+
+static void leak_alone(struct scan *s, uint32_t i)
+{
+	leak_range(s, s->ck[i].addr + 16, scan_end(&s->ck[i]), i);
+}
+
 /*
  * Leaked chunks read in address order, many per system call: which leaked
  * chunks other leaked ones point to (a chunk pointing to itself does not
@@ -703,12 +753,11 @@ static void leak_range(struct scan *s, ms_raddr_t lo, ms_raddr_t hi, size_t self
  */
 static void leaked_refs(struct scan *s)
 {
-	struct ms_rvec v[BATCH_N];
-	size_t self[BATCH_N];
+	uint32_t idx[BATCH_N];
 	size_t i = 0;
 
 	while (i < s->n && !s->stopped) {
-		size_t k = 0, off = 0;
+		size_t k = 0;
 
 		if (ms_signals_stop_requested()) {
 			s->stopped = true;
@@ -716,33 +765,15 @@ static void leaked_refs(struct scan *s)
 		}
 		for (; i < s->n && k < BATCH_N; i++) {
 			const struct ms_heap_chunk *c = &s->ck[i];
-			uint64_t len = scan_end(c) - (c->addr + 16);
 
 			if (s->st[i] & (ST_GLOBAL | ST_THREAD))
 				continue;
-			if (len > BATCH_BYTES) {
-				leak_range(s, c->addr + 16, scan_end(c), i);
-				continue;
-			}
-			if (off + len > BATCH_BYTES)
-				break;
-			self[k] = i;
-			v[k++] = (struct ms_rvec){.addr = c->addr + 16, .buf = s->batch + off, .len = len};
-			off += len;
+			if (scan_end(c) - (c->addr + 16) > BATCH_BYTES)
+				leak_alone(s, (uint32_t)i);
+			else
+				idx[k++] = (uint32_t)i;
 		}
-		for (size_t j = 0; j < k;) {
-			ssize_t got = s->r->readv ? s->r->readv(s->r->ctx, v + j, k - j) : 0;
-
-			if (got < 0)
-				got = 0;
-			for (size_t q = j; q < j + (size_t)got; q++)
-				leak_words(s, v[q].buf, v[q].len, self[q]);
-			j += (size_t)got;
-			if (j < k) {
-				leak_range(s, v[j].addr, v[j].addr + v[j].len, self[j]);
-				j++;
-			}
-		}
+		read_chunks(s, idx, k, leak_chunk, leak_alone);
 	}
 }
 

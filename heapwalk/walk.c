@@ -1469,59 +1469,64 @@ static int cmp_chunk(const void *a, const void *b)
 	return x->addr < y->addr ? -1 : x->addr > y->addr;
 }
 
-static void sort_run(struct ms_heap_chunk *v, size_t n)
+/* Sorts v unless it is already; returns whether it was. */
+static bool sort_run(struct ms_heap_chunk *v, size_t n)
 {
 	for (size_t i = 1; i < n; i++)
 		if (v[i - 1].addr >= v[i].addr) {
 			qsort(v, n, sizeof(*v), cmp_chunk);
-			return;
+			return false;
 		}
-}
-
-/* Merges the sorted runs a and b into out (na + nb entries). */
-static void merge_runs(const struct ms_heap_chunk *a, size_t na, const struct ms_heap_chunk *b,
-		       size_t nb, struct ms_heap_chunk *out)
-{
-	size_t i = 0, j = 0, k = 0;
-
-	while (i < na && j < nb)
-		out[k++] = a[i].addr <= b[j].addr ? a[i++] : b[j++];
-	while (i < na)
-		out[k++] = a[i++];
-	while (j < nb)
-		out[k++] = b[j++];
+	return true;
 }
 
 /*
  * The allocations in one address-sorted array: big in-use chunks (walk
- * order), small ones no cache list holds, mmapped ones. Sorting 5 M
- * entries costs ~1 s; three sorted runs merge in one pass.
+ * order), small ones no cache list holds, mmapped ones. The last two runs
+ * are short: they are merged into the first from its end, in place (a
+ * fresh array costs a page fault per 4 KiB, ~1 s for 5 M chunks here).
  */
 static void collect_chunks(struct walker *w)
 {
-	struct ms_heap_chunk *sm = NULL, *t1, *t2;
-	size_t nsm = 0, smcap = 0, n1;
+	struct ms_heap_chunk *sm = NULL, *mm = w->ck_mm;
+	size_t nsm = 0, smcap = 0, nmm = w->nck_mm, n, a, b, c;
+	uint64_t t0 = ms_now_ns();
+	bool sorted[3];
 
 	for (size_t i = 0; i < w->nsmall; i++)
 		if (!w->small[i].kind)
 			chunk_add(&sm, &nsm, &smcap, w->small[i].addr, w->small[i].size,
 				  w->small[i].fd);
-	sort_run(w->ck, w->nck);
-	sort_run(sm, nsm);
-	sort_run(w->ck_mm, w->nck_mm);
-	n1 = w->nck + nsm;
-	t1 = ms_xmalloc((n1 ? n1 : 1) * sizeof(*t1));
-	merge_runs(w->ck, w->nck, sm, nsm, t1);
-	free(w->ck);
+	sorted[0] = sort_run(w->ck, w->nck);
+	sorted[1] = sort_run(sm, nsm);
+	sorted[2] = sort_run(mm, nmm);
+	n = w->nck + nsm + nmm;
+	ms_xgrow((void **)&w->ck, &w->ckcap, n ? n : 1, sizeof(*w->ck));
+	a = w->nck;
+	b = nsm;
+	c = nmm;
+	for (size_t out = n; out-- > 0;) {
+		ms_raddr_t xa = a ? w->ck[a - 1].addr : 0, xb = b ? sm[b - 1].addr : 0,
+			   xc = c ? mm[c - 1].addr : 0;
+
+		if (a && xa >= xb && xa >= xc) {
+			if (out == a - 1)
+				break; /* the rest of the first run is in place */
+			w->ck[out] = w->ck[--a];
+		} else if (b && xb >= xc) {
+			w->ck[out] = sm[--b];
+		} else {
+			w->ck[out] = mm[--c];
+		}
+	}
 	free(sm);
-	w->ck = NULL;
-	t2 = ms_xmalloc((n1 + w->nck_mm ? n1 + w->nck_mm : 1) * sizeof(*t2));
-	merge_runs(t1, n1, w->ck_mm, w->nck_mm, t2);
-	free(t1);
-	free(w->ck_mm);
+	free(mm);
 	w->ck_mm = NULL;
-	w->rep->chunks = t2;
-	w->rep->nchunks = n1 + w->nck_mm;
+	w->rep->chunks = w->ck;
+	w->rep->nchunks = n;
+	w->ck = NULL;
+	ms_debug("heapwalk: %zu allocations collected in %.1f ms (runs sorted: %d %d %d)", n,
+		 (double)(ms_now_ns() - t0) / 1e6, sorted[0], sorted[1], sorted[2]);
 }
 
 int ms_heap_walk_flags(const struct ms_heap_loc *loc, const struct ms_reader *const *readers,

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# memspy dump --leaks on dump_bench's big heap (~2.4 GiB in ~5.3 M chunks, 5
+# arenas): the walk's time and memspy's peak RSS without the scan, then with it
+# (scan time, its phases, what it found). Not a test: the machine is shared and
+# noisy. Use a build WITHOUT sanitizers.
+#
+#   bash bench/leaks_bench.sh [build-dir]    RUNS=3 THREADS=4 CHUNKS=1200000 (per thread)
+#                                            MEMSPY_ARGS=-v (phases on stderr)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build}
+RUNS=${RUNS:-3}
+THREADS=${THREADS:-4}
+CHUNKS=${CHUNKS:-1200000}
+MEMSPY_ARGS=${MEMSPY_ARGS:-}
+target=$build/bench/targets/dump_heap
+memspy=$build/cmd/memspy
+for f in "$target" "$memspy"; do
+	[ -x "$f" ] || { echo "leaks_bench: $f missing: cmake --build $build --target memspy dump_heap" >&2; exit 2; }
+done
+work=$(mktemp -d)
+tpid=""
+cleanup() {
+	exec 9>&- 2>/dev/null || true
+	[ -n "$tpid" ] && kill -KILL "$tpid" 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+mkfifo "$work/in" "$work/out"
+"$target" "$THREADS" "$CHUNKS" <"$work/in" >"$work/out" &
+tpid=$!
+exec 9>"$work/in" 8<"$work/out"
+while IFS= read -r -t 900 -u 8 line; do
+	[ "$line" = READY ] && break
+done
+echo "target: $(awk '/^VmRSS/ {printf "%.2f GiB RSS", $2 / 1048576}' /proc/$tpid/status)"
+for r in $(seq 1 "$RUNS"); do
+	export r
+	for mode in plain leaks; do
+		args=()
+		[ $mode = leaks ] && args=(--leaks)
+		/usr/bin/time -f "%M %e" -o "$work/time" "$memspy" dump --pid "$tpid" --json \
+			-o "$work/d.json" "${args[@]}" $MEMSPY_ARGS 2>"$work/err" || true
+		[ -n "$MEMSPY_ARGS" ] && sed "s/^/  /" "$work/err"
+		read -r maxrss wall <"$work/time"
+		if [ $mode = plain ]; then
+			jq -r --arg rss "$maxrss" --arg wall "$wall" '"run \(env.r) dump:        walk \(.walk_ms|floor) ms, \(.totals.in_use_chunks) chunks in use, pause \(.pause_ms|floor) ms; wall \($wall) s, memspy peak RSS \($rss|tonumber/1024|floor) MiB"' "$work/d.json"
+		else
+			jq -r --arg rss "$maxrss" --arg wall "$wall" '"run \(env.r) dump --leaks: walk \(.walk_ms|floor) ms, scan \(.leaks.scan_ms|floor) ms (mark \(.leaks.mark_ms|floor)), \(.leaks.roots.allocation_bytes_read/1048576|floor) MiB of allocations read, leaked \(.leaks.leaked.count) (\(.leaks.leaked.bytes) B), pause \(.pause_ms|floor) ms; wall \($wall) s, memspy peak RSS \($rss|tonumber/1024|floor) MiB"' "$work/d.json"
+		fi
+	done
+done

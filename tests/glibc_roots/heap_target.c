@@ -66,11 +66,20 @@ static size_t pick_size(uint64_t *s)
 	return 140000 + next_rand(s) % 200000;
 }
 
+/*
+ * Every thread's block arrays stay reachable from here, whatever the
+ * compiler keeps in registers (for dump --leaks: the blocks are not leaks).
+ */
+static void **volatile all_v[NTHREADS + 1]; /* volatile: never read, still kept */
+static size_t *volatile all_w[NTHREADS + 1];
+
 static void fill(void **v, size_t *w, int id)
 {
 	uint64_t s = seed * 0x9e3779b97f4a7c15ull + (uint64_t)id * 7919 + 1;
 	size_t i;
 
+	all_v[id] = v;
+	all_w[id] = w;
 	for (i = 0; i < nblocks; i++) {
 		size_t n = pick_size(&s);
 
@@ -80,8 +89,10 @@ static void fill(void **v, size_t *w, int id)
 	}
 	/* At least one mmapped chunk per thread whatever the seed. */
 	sink = malloc(200000 + 4096 * (size_t)id);
-	for (i = 0; i < nblocks; i += 3)
+	for (i = 0; i < nblocks; i += 3) {
 		free(v[i]);
+		v[i] = NULL; /* a stale pointer would keep whatever reuses the chunk alive */
+	}
 	/* Sort the unsorted bin into small and large bins. */
 	for (i = 0; i < 50; i++)
 		sink = malloc(24);
@@ -130,6 +141,23 @@ static void say(const char *fmt, ...)
 	}
 }
 
+/*
+ * Blocks nothing points to any more, for `dump --leaks` (printed as "leaked
+ * N"): these, and what each fill() left in sink (one mmapped block and 50
+ * small ones), which leak() overwrites.
+ */
+#define NLEAKED (250 + 51 * (NTHREADS + 1))
+__attribute__((noinline)) static void leak(void)
+{
+	for (int i = 0; i < 250; i++) {
+		char *p = malloc(200);
+
+		memset(p, 'L', 200);
+		sink = p;
+	}
+	sink = NULL;
+}
+
 int main(int argc, char **argv)
 {
 	pthread_t t[NTHREADS];
@@ -157,6 +185,7 @@ int main(int argc, char **argv)
 	while (ndone < NTHREADS)
 		pthread_cond_wait(&cond, &lock);
 	pthread_mutex_unlock(&lock);
+	leak();
 
 	mi = MI_FN();
 	say("memspy-heap-target pid=%d glibc=%s threads=%d blocks=%zu source=%s\n", (int)getpid(),
@@ -174,6 +203,7 @@ int main(int argc, char **argv)
 	F(fordblks);
 	F(keepcost);
 #undef F
+	say("leaked %d\n", NLEAKED);
 	/* The same line, as one JSON object, in the format of tests/targets/heap_mallinfo. */
 	say("{\"pid\": %d, \"arena\": %llu, \"ordblks\": %llu, \"smblks\": %llu, \"hblks\": %llu, "
 	    "\"hblkhd\": %llu, \"fsmblks\": %llu, \"uordblks\": %llu, \"fordblks\": %llu, "

@@ -234,6 +234,8 @@ run_variant() {
 			local out=$work/dump-$vname-$variant.json err=$work/dump-$vname-$variant.err
 			local -a args=(dump --pid "$pid" --json -o "$out")
 			[ "$variant" = no-debuginfo ] && args+=(--no-debuginfo)
+			# The leak scan on this glibc: the target leaked exactly ${want[leaked]} blocks.
+			[ "$variant" = debuginfo ] && args+=(--leaks)
 			t0=$(date +%s%N)
 			# Bounded: a hung memspy must not hold the target stopped until
 			# ctest's timeout. SIGTERM first (memspy detaches), then SIGKILL.
@@ -264,6 +266,17 @@ run_variant() {
 			debuginfo/*) log "[$vname] debug info is in the root, but memspy did not use it ($src)"; vstatus=1 ;;
 			no-debuginfo/dwarf/* | no-debuginfo/*/dwarf) log "[$vname] --no-debuginfo still used DWARF ($src)"; vstatus=1 ;;
 			esac
+			if [ "$variant" = debuginfo ]; then
+				local lk
+				lk=$(jq -r '.leaks.leaked.count // "missing"' "$out")
+				if [ "$lk" = missing ] || [ "$lk" -lt $((want[leaked] - 5)) ] ||
+					[ "$lk" -gt $((want[leaked] + 5)) ]; then
+					log "[$vname] dump --leaks found $lk leaked allocations; the target leaked ${want[leaked]} (5 either way allowed)"
+					vstatus=1
+				else
+					log "[$vname] dump --leaks: $lk leaked (the target leaked ${want[leaked]}), $(jq -r '.leaks.unreferenced.count' "$out") unreferenced"
+				fi
+			fi
 			# The nine mallinfo2 fields, wherever the schema keeps the totals.
 			while read -r k v; do
 				if [ "$variant" = debuginfo ]; then got_dbg[$k]=$v; else got_nodbg[$k]=$v; fi

@@ -189,6 +189,16 @@ int ms_proc_stop_all(struct ms_proc *p);
 int ms_proc_resume_all(struct ms_proc *p);
 bool ms_proc_all_stopped(const struct ms_proc *p);
 
+/*
+ * Called at each new thread's first stop (auto-attached through
+ * PTRACE_O_TRACECLONE, or seized during ms_proc_stop_all), before it runs
+ * any code of its own and before MS_EV_THREAD_NEW reaches the caller, with
+ * the thread's registers. The probe engine enters the thread in its stubs'
+ * thread table there. One hook per process; fn NULL removes it.
+ */
+typedef void (*ms_thread_hook_fn)(void *ctx, pid_t tid, const struct user_regs_struct *regs);
+void ms_proc_set_thread_hook(struct ms_proc *p, ms_thread_hook_fn fn, void *ctx);
+
 /* Registers of a stopped thread. 0 or -errno. */
 int ms_proc_get_regs(struct ms_proc *p, pid_t tid, struct user_regs_struct *regs);
 int ms_proc_set_regs(struct ms_proc *p, pid_t tid, const struct user_regs_struct *regs);

@@ -72,7 +72,11 @@ struct ms_probe_stats {
 	uint64_t frees;          /* free events delivered */
 	uint64_t dropped;        /* sampled blocks whose free cannot be seen (pointer table full) */
 	uint64_t ring_samples;   /* of samples, those delivered through the ring (no stop) */
-	uint64_t ring_full;      /* samples/frees that found the ring full and stopped instead */
+	uint64_t ring_full;      /* samples and frees lost because their ring was full */
+	uint64_t lost_samples;   /* ring mode: sampled allocations lost (ring full, or a thread
+				    memspy could not register): never a stop instead */
+	uint64_t lost_nothread;  /* of lost_samples, those of threads not in the thread table */
+	uint64_t lost_frees;     /* ring mode: frees of sampled blocks lost (freed ring full) */
 	uint64_t target_ns;      /* ring: time the target spent recording samples (rdtsc-based
 				    estimate; 0 when the TSC rate is unknown) */
 	size_t n_installed;      /* entry points patched */

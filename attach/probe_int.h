@@ -29,9 +29,9 @@
 #define MS_CTRL_RING_HEAD   0x100  /* u64 counters of the ring mode, each its own word */
 #define MS_CTRL_DRAW_IDX    0x108
 #define MS_CTRL_FREE_HEAD   0x110
-#define MS_CTRL_DROPS	    0x118 /* samples that found the ring full (they stopped instead) */
-#define MS_CTRL_NOTHREAD    0x120
-#define MS_CTRL_FREE_DROPS  0x128  /* frees that found the freed ring full (idem) */
+#define MS_CTRL_DROPS	    0x118 /* samples that found the ring full: lost (no stop) */
+#define MS_CTRL_NOTHREAD    0x120  /* samples of threads not in the thread table: lost */
+#define MS_CTRL_FREE_DROPS  0x128  /* frees that found the freed ring full: lost */
 /*
  * u8 per stub slot: the probed function hands small requests to its own
  * module's probed malloc (glibc: posix_memalign, memalign and aligned_alloc
@@ -98,7 +98,7 @@ struct ms_stub_desc {
 	uint32_t guard; /* [guard, trap]: a thread here would still trap after disarming */
 	uint32_t trap;	/* the int3 */
 	uint32_t kind;	/* MS_SK_* */
-	uint32_t stop;	/* the int3 path (ring mode falls back to it for unknown threads) */
+	uint32_t stop;	/* the int3 path (exact and stop-per-sample modes only) */
 	uint32_t ret;	/* after its call of the real function: marks nested calls */
 };
 extern const uint8_t ms_stub_image[]; /* MS_STUB_CODE_SIZE bytes */

@@ -5,12 +5,21 @@
  * SIGTRAP handler. Position-independent: data is addressed RIP-relatively
  * at fixed offsets from the image start, and every branch target is local.
  *
- * Unsampled calls touch only rax, r11 and flags. A sampled call pushes a
- * 3-word trap frame {size, aux, flags} (odd count: the real function sees
- * the usual alignment), calls the real function, inserts the result into
- * the sampled-pointer table and, if still armed, hits int3 with rax = the
- * result. The instruction after every int3 is valid code, so a thread that
- * traps untraced (memspy died) runs on through the `ret` SIGTRAP handler.
+ * Unsampled calls touch only rax, r11 and flags. In ring mode (the
+ * default) a sampled call never stops: it writes the ring, and when it
+ * cannot (ring full, thread unknown) the sample or free is counted as lost
+ * and the call goes on. No int3 is reachable in ring mode: a thread that
+ * blocks SIGTRAP would otherwise get it force-delivered by the kernel,
+ * which resets the process's SIGTRAP action to SIG_DFL (and unblocks it in
+ * that thread), and thread masks change without memspy seeing it
+ * (jemalloc blocks every signal around pthread_create, whose TLS setup
+ * calls calloc). Only exact mode and stop-per-sample (RING = 0) stop: such
+ * a call pushes a 3-word trap frame {size, aux, flags} (odd count: the
+ * real function sees the usual alignment), calls the real function,
+ * inserts the result into the sampled-pointer table and, if still armed,
+ * hits int3 with rax = the result. The instruction after every int3 is
+ * valid code, so a thread that traps untraced (memspy died) runs on
+ * through the `ret` SIGTRAP handler.
  */
 #include "attach/probe_int.h"
 
@@ -131,8 +140,9 @@ ms_stub_image:
 /*
  * Ring mode: records the free of rdi in the freed ring (claim a slot 0 -> 1,
  * stamp it with the slot and the TSC, publish the pointer). Clobbers rax, rdx, r11 and flags: none
- * carries an argument of free or realloc. A full ring jumps to \full, the
- * stop path: the free is reported by a trap instead of being lost.
+ * carries an argument of free or realloc. A full ring counts the free as
+ * lost (FREE_DROPS) and jumps to \full, which goes on without it: never a
+ * trap (see the top of the file).
  */
 .macro FRING_PUSH full, slot
 	mov eax, 1
@@ -262,7 +272,7 @@ ms_stub_image:
 	je 7f
 	cmp byte ptr [rip + ARMED], 0
 	je 6f
-	FRING_PUSH 7f, \i	/* ring mode: the old block's free is recorded now */
+	FRING_PUSH 6f, \i	/* ring mode: the old block's free is recorded now (or lost) */
 	jmp 6f
 7:	SLOT_ADDR		/* old pointer freed; is the new block sampled too? */
 	mov rax, rsi
@@ -320,11 +330,9 @@ ms_stub_image:
 	cmp byte ptr [rip + ARMED], 0
 	je .Lorig_\i
 	push rdx		/* a 3-argument delete passes its alignment in rdx */
-	FRING_PUSH 3f, \i
-	pop rdx
-	jmp .Lorig_\i
+	FRING_PUSH 3f, \i	/* full: counted as lost, no trap */
 3:	pop rdx
-	jmp .Lguard_\i
+	jmp .Lorig_\i
 .Lstop_\i:
 	GUARDED_TRAP \i, .Lorig_\i
 	jmp .Lorig_\i
@@ -357,8 +365,11 @@ ms_stub_image:
  * of the caller's stack (clamped to the thread's stack, from the thread
  * table) into a claimed ring slot, calls the real function, inserts the
  * result into the sampled-pointer table, and publishes the slot. No stop.
- * A thread memspy has not registered, or a full ring, takes the int3 path
- * instead: the sample costs a stop but is never lost.
+ * A thread memspy has not registered (NOTHREAD) or a full ring (DROPS)
+ * loses the sample, counted, and the call goes on: no int3 (see the top of
+ * the file). memspy registers every thread at its first ptrace stop, so
+ * NOTHREAD only counts threads the table had no room for or that moved
+ * their thread pointer.
  */
 .Lring_alloc:
 	push rbx
@@ -392,7 +403,7 @@ ms_stub_image:
 	dec r12d
 	jnz 1b
 	lock inc qword ptr [rip + NOTHREAD]
-	jmp .Lring_to_stop
+	jmp .Lring_drop
 2:	mov r12, [rdx + 8]	/* hi */
 	mov rcx, [rdx + 16]	/* lo */
 	mov eax, 1
@@ -404,7 +415,7 @@ ms_stub_image:
 	mov edx, 1
 	xor eax, eax
 	lock cmpxchg [rbx], rdx
-	jne .Lring_full		/* memspy has not drained this slot yet */
+	jne .Lring_full		/* memspy has not drained this slot yet: lost */
 	rdtsc
 	shl rdx, 32
 	or rax, rdx
@@ -496,13 +507,13 @@ ms_stub_image:
 	pop rbx
 	ret
 .Lring_full:
-	/* Ring full: take the stop path rather than lose the sample (backpressure). */
+	/* The ticket is counted as dropped: the drain's ledger needs every ticket. */
 	lock inc qword ptr [rip + DROPS]
-.Lring_to_stop:
+.Lring_drop:
+	/* Lost sample: the real function, as on the unsampled path. */
 	movzx eax, byte ptr [rsp]
-	lea r11, [rip + .Lstop_table]
-	mov eax, [r11 + rax * 4]
-	lea r11, [rip + .Limg]
+	shl eax, 6
+	lea r11, [rip + ORIGS]
 	add r11, rax
 	add rsp, 8
 	pop rdx
@@ -512,12 +523,6 @@ ms_stub_image:
 	pop r12
 	pop rbx
 	jmp r11
-
-	.p2align 2
-.Lstop_table:
-	.irp i, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31
-	.long .Lstop_\i - .Limg
-	.endr
 
 /*
  * Remote system call (attach/remote.c): memspy points a stopped thread here

@@ -63,6 +63,8 @@ struct ms_proc {
 	int mem_fd;
 	struct ms_maps maps;
 	struct ms_pid_reader pr;
+	ms_thread_hook_fn thread_hook; /* a new thread's first stop (ms_proc_set_thread_hook) */
+	void *thread_hook_ctx;
 };
 
 /* ---------------------------- small helpers ---------------------------- */
@@ -152,6 +154,16 @@ static void queue_simple(struct ms_proc *p, enum ms_event_kind kind, pid_t tid)
 	ev.kind = kind;
 	ev.tid = tid;
 	push_event(p, &ev);
+}
+
+/* A new thread's first stop: it has run none of its own code yet. */
+static void first_stop(struct ms_proc *p, pid_t tid)
+{
+	struct user_regs_struct regs;
+
+	queue_simple(p, MS_EV_THREAD_NEW, tid);
+	if (p->thread_hook && ptrace(PTRACE_GETREGS, tid, 0L, &regs) == 0)
+		p->thread_hook(p->thread_hook_ctx, tid, &regs);
 }
 
 /* Tgid and TracerPid of a task, from /proc/TID/status; -1 when unknown. */
@@ -307,7 +319,7 @@ static void handle_status(struct ms_proc *p, pid_t tid, int status)
 		bool first = t->state == T_NEW;
 
 		if (first)
-			queue_simple(p, MS_EV_THREAD_NEW, tid);
+			first_stop(p, tid);
 		t->group = is_stop_signal(sig);
 		t->state = T_STOPPED;
 		if (!p->stop_mode)
@@ -341,7 +353,7 @@ static void handle_status(struct ms_proc *p, pid_t tid, int status)
 
 	/* Signal-delivery-stop. */
 	if (t->state == T_NEW)
-		queue_simple(p, MS_EV_THREAD_NEW, tid);
+		first_stop(p, tid);
 	if (sig == SIGTRAP) {
 		siginfo_t si;
 
@@ -783,6 +795,12 @@ int ms_proc_pass_trap(struct ms_proc *p, pid_t tid)
 	t->pending_sig = SIGTRAP; /* PTRACE_CONT delivers it, as if untraced */
 	resume_thread(p, t);
 	return 0;
+}
+
+void ms_proc_set_thread_hook(struct ms_proc *p, ms_thread_hook_fn fn, void *ctx)
+{
+	p->thread_hook = fn;
+	p->thread_hook_ctx = ctx;
 }
 
 int ms_proc_get_regs(struct ms_proc *p, pid_t tid, struct user_regs_struct *regs)

@@ -497,7 +497,7 @@ static void meter_pace(struct meter *m, struct ms_probes *pr, const struct recor
 	n = (double)(rec->alloc_events - m->pace_samples) +
 	    (double)(rec->free_events - m->pace_frees) / 16; /* the free ring holds 4096 */
 	if (st.ring_full != m->pace_ring_full)
-		want = POLL_MIN_MS; /* samples stopped the target instead: drain often again */
+		want = POLL_MIN_MS; /* the ring overflowed (samples lost): drain often again */
 	else if (n > 0)
 		want = POLL_BATCH * ((double)(now - m->pace_ns) / 1e6) / n;
 	else
@@ -743,6 +743,35 @@ static void print_cost(const struct rec_opts *o, const struct ms_probe_stats *st
 			"machine has idle cores for memspy to run on\n");
 }
 
+/*
+ * What the in-target rings could not hand over. Ring mode drops rather than
+ * stop a thread (a trap could kill a process whose thread blocks SIGTRAP):
+ * say how many, and what that does to the figures.
+ */
+static void print_ring_losses(const struct rec_opts *o, const struct ms_probe_stats *st)
+{
+	uint64_t full = st->lost_samples - st->lost_nothread;
+	char a[32], b[32];
+
+	if (full)
+		fprintf(stderr,
+			"  %s of %s samples found the in-target ring full (memspy drained it too "
+			"slowly) and were dropped rather than stop the target; the samples drained "
+			"with them were weighted up to stand for them\n",
+			ms_fmt_count(a, sizeof(a), full),
+			ms_fmt_count(b, sizeof(b), st->ring_samples + full));
+	if (st->lost_nothread)
+		fprintf(stderr,
+			"  %s samples of threads memspy could not enter in its thread table (256 "
+			"entries) are missing: totals are low\n",
+			ms_fmt_count(a, sizeof(a), st->lost_nothread));
+	if (st->lost_frees && o->live)
+		fprintf(stderr,
+			"  %s frees of sampled blocks found the in-target ring full and were not "
+			"seen: live figures may be high by as many blocks\n",
+			ms_fmt_count(a, sizeof(a), st->lost_frees));
+}
+
 static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t,
 			  struct ms_probes *pr, const struct recorder *rec,
 			  const struct outcome *oc, const struct meter *m, const char *verify_note,
@@ -802,6 +831,7 @@ static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t
 			"in-target table of sampled pointers was full): the live view counts them "
 			"as still live\n",
 			ms_fmt_count(a, sizeof(a), st.dropped));
+	print_ring_losses(o, &st);
 	if (rec->unwind_failures)
 		fprintf(stderr, "  %s samples could not be unwound (shown as [unknown])\n",
 			ms_fmt_count(a, sizeof(a), rec->unwind_failures));

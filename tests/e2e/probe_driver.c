@@ -274,6 +274,7 @@ static int attach_and_install(pid_t pid, uint64_t mean, struct ms_proc **pp, str
 static int run_count(uint64_t mean, char *target, char *iters, const char *mode)
 {
 	bool fork_mode = mode && (!strcmp(mode, "fork") || !strcmp(mode, "vfork"));
+	bool blocktrap = mode && !strcmp(mode, "blocktrap");
 	char *argv[] = {target, iters, mode && strcmp(mode, "stop") ? (char *)mode : NULL, NULL};
 	struct target t;
 	struct ms_proc *p = NULL;
@@ -308,7 +309,8 @@ static int run_count(uint64_t mean, char *target, char *iters, const char *mode)
 	while (!pump(&t, "done", 0)) {
 		struct ms_event ev;
 
-		if (ms_proc_wait(p, 2, &ev))
+		/* blocktrap: drain slowly, so that the ring fills and its drop path runs. */
+		if (ms_proc_wait(p, blocktrap ? 20 : 2, &ev))
 			die("wait");
 		if (ev.kind == MS_EV_EXITED)
 			die("target exited while probed");
@@ -346,8 +348,11 @@ static int run_count(uint64_t mean, char *target, char *iters, const char *mode)
 	       (unsigned long long)c.freed[MS_FN_REALLOC], (unsigned long long)c.bytes,
 	       (unsigned long long)c.weighted, (unsigned long long)aligned,
 	       (unsigned long long)c.alloc[MS_FN_CUSTOM]);
-	printf("ring samples=%llu dropped=%llu in-target %.2f us/sample\n",
+	printf("ring samples=%llu dropped=%llu lost=%llu (unregistered threads %llu) lost "
+	       "frees=%llu in-target %.2f us/sample\n",
 	       (unsigned long long)st.ring_samples, (unsigned long long)st.dropped,
+	       (unsigned long long)st.lost_samples, (unsigned long long)st.lost_nothread,
+	       (unsigned long long)st.lost_frees,
 	       st.ring_samples ? st.target_ns / 1e3 / (double)st.ring_samples : 0.0);
 	printf("stops=%llu handler=%.2f us/stop run=%.1f ms remove pause %.3f ms\n",
 	       (unsigned long long)st.stops,
@@ -355,6 +360,17 @@ static int run_count(uint64_t mean, char *target, char *iters, const char *mode)
 	       st.remove_pause_ns / 1e6);
 	if (status != 0) {
 		fprintf(stderr, "FAIL: target exit status %d\n", status);
+		fails++;
+	}
+	if (blocktrap && !st.lost_samples) {
+		fprintf(stderr, "FAIL: the ring never filled: its drop path was not exercised\n");
+		fails++;
+	}
+	if (blocktrap && field(t.text, "masks_lost=") != 0) {
+		fprintf(stderr,
+			"FAIL: %llu thread(s) that block SIGTRAP had it unblocked: a probe trapped "
+			"them (the kernel also reset the SIGTRAP action to SIG_DFL)\n",
+			field(t.text, "masks_lost="));
 		fails++;
 	}
 	if (fork_mode && field(t.text, "child=") != 0) {
@@ -370,11 +386,18 @@ static int run_count(uint64_t mean, char *target, char *iters, const char *mode)
 			(unsigned long long)c.unmatched_free);
 		fails++;
 	}
-	if (mode && !strcmp(mode, "late") && (!st.ring_samples || !st.stops)) {
-		fprintf(stderr,
-			"FAIL: threads born after install: %llu ring samples, %llu stops "
-			"(expected both: a first stop registers each thread)\n",
-			(unsigned long long)st.ring_samples, (unsigned long long)st.stops);
+	/*
+	 * Ring mode never stops a thread: threads born after install are entered
+	 * in the thread table at their first ptrace stop, before they run, so
+	 * none of their samples is lost for want of a table entry.
+	 */
+	if (mean && !stop_per_sample && (st.stops || st.lost_nothread)) {
+		fprintf(stderr, "FAIL: ring mode: %llu stops, %llu samples of unregistered threads\n",
+			(unsigned long long)st.stops, (unsigned long long)st.lost_nothread);
+		fails++;
+	}
+	if (mode && !strcmp(mode, "late") && !st.ring_samples) {
+		fprintf(stderr, "FAIL: threads born after install: no ring samples\n");
 		fails++;
 	}
 	if (mean == 0) {
@@ -403,7 +426,12 @@ static int run_count(uint64_t mean, char *target, char *iters, const char *mode)
 				(unsigned long long)st.dropped, (unsigned long long)st.samples);
 			fails++;
 		}
-		if (got < 0.8 * want || got > 1.2 * want) {
+		/*
+		 * blocktrap starves the ring on purpose (most samples lost, a few
+		 * drains): the weights' make-up for losses rests on too few drains to
+		 * be checked there; the other ring tests check it.
+		 */
+		if (!blocktrap && (got < 0.8 * want || got > 1.2 * want)) {
 			fprintf(stderr, "FAIL: weighted bytes %.0f vs true %.0f\n", got, want);
 			fails++;
 		}

@@ -12,6 +12,8 @@
  *   -> "checksum=X child=S"  then "done"
  *   <- "exit"           exit 0
  * Usage: probe_alloc ITERS [fork|vfork|blocktrap|late|exec|idle]
+ * blocktrap: every thread blocks every signal; "masks_lost" counts those
+ * whose mask lost SIGTRAP by the end (the kernel's doing after a trap).
  * exec: after "go" the main thread re-executes itself in idle mode (prints
  * "done", waits for "exit") while the workers allocate.
  * late: the threads are created after "go" (memspy meets them only once probed;
@@ -40,6 +42,8 @@ static uint64_t sums[NTHREADS];
 static uint64_t n_malloc[NTHREADS], n_calloc[NTHREADS], n_realloc[NTHREADS], n_free[NTHREADS];
 static uint64_t n_bytes[NTHREADS], n_align[NTHREADS], n_pool[NTHREADS];
 static int child_status = -1;
+static bool blocktrap;
+static int masks_lost; /* blocktrap: threads whose mask no longer blocks SIGTRAP */
 
 static void say(const char *s)
 {
@@ -210,6 +214,14 @@ static void *worker(void *arg)
 		}
 	}
 	sums[id] = h;
+	if (blocktrap) {
+		/* A trap in a thread that blocks SIGTRAP makes the kernel unblock it. */
+		sigset_t cur;
+
+		pthread_sigmask(SIG_BLOCK, NULL, &cur);
+		if (!sigismember(&cur, SIGTRAP))
+			__atomic_add_fetch(&masks_lost, 1, __ATOMIC_SEQ_CST);
+	}
 	sem_post(&done_sem);
 	/* Stay alive: a thread's exit frees its tcache through free(), which would count. */
 	for (;;)
@@ -233,12 +245,17 @@ int main(int argc, char **argv)
 	do_fork = argc > 2 && !strcmp(argv[2], "fork");
 	do_vfork = argc > 2 && !strcmp(argv[2], "vfork");
 	if (argc > 2 && !strcmp(argv[2], "blocktrap")) {
-		/* memspy must refuse int3 probes: a trap would reset SIGTRAP to SIG_DFL. */
+		/*
+		 * Every thread blocks every signal, as jemalloc's background thread
+		 * does: an int3 would make the kernel force SIGTRAP through (action
+		 * reset to SIG_DFL, SIGTRAP unblocked). memspy must refuse modes
+		 * that trap and record in the ring without one.
+		 */
 		sigset_t set;
 
-		sigemptyset(&set);
-		sigaddset(&set, SIGTRAP);
+		sigfillset(&set);
 		pthread_sigmask(SIG_BLOCK, &set, NULL);
+		blocktrap = true;
 	}
 	sem_init(&go_sem, 0, 0);
 	sem_init(&done_sem, 0, 0);
@@ -276,11 +293,11 @@ int main(int argc, char **argv)
 	snprintf(line, sizeof(line),
 		 "counts malloc=%llu calloc=%llu realloc=%llu free=%llu bytes=%llu memalign=%llu "
 		 "pool=%llu\n"
-		 "checksum=%016llx child=%d\ndone\n",
+		 "checksum=%016llx child=%d masks_lost=%d\ndone\n",
 		 (unsigned long long)m, (unsigned long long)c, (unsigned long long)r,
 		 (unsigned long long)f, (unsigned long long)bytes, (unsigned long long)al,
 		 (unsigned long long)pl, (unsigned long long)sum,
-		 child_status);
+		 child_status, masks_lost);
 	say(line);
 	expect("exit");
 	_exit(0);

@@ -48,12 +48,20 @@
 
 /*
  * The functions of malloc.c (arena.c and hooks.c are included in it), glibc
- * 2.26 to 2.40: the exported ones are in .dynsym; the static ones only in
+ * 2.26 to 2.41: the exported ones are in .dynsym; the static ones only in
  * the .symtab of libc's debug file. Without it the unwound chain still
  * reaches an exported one above any static one. Suffixes such as ".cold",
  * ".isra.0" or ".part.0" are matched by the name before the dot.
+ *
+ * And fork(): it holds every arena lock around the clone, outside malloc's
+ * code. A thread stopped there is let out too (its child, if it completes
+ * the clone, returns through a copy of the same slot, untraced), else the
+ * threads let out of malloc would wait on those locks until given up
+ * (measured: a forking thread next to 4 malloc loops made rounds give up
+ * again and again, each restarted clone interrupted by the next stop).
  */
 static const char *const alloc_funcs[] = {
+    "fork", "__libc_fork", "__fork",
     "malloc", "free", "realloc", "calloc", "cfree", "memalign", "aligned_alloc",
     "posix_memalign", "valloc", "pvalloc", "malloc_usable_size", "malloc_trim", "mallopt",
     "mallinfo", "mallinfo2", "malloc_stats", "malloc_info", "reallocarray",

@@ -10,7 +10,9 @@ fresh: N freshly started 4-thread targets (tests/targets/quiesce_busy), one
 JSON dump each a moment after they start: exit 0, no errors, no locked
 arena, and the text the report gives about quiescing is consistent.
 
-long: one target, N dumps in a row while it runs: the same. Then the
+long: one target, N dumps in a row while it runs: the same. With --fork,
+one more thread forks without pause: fork() holds every arena lock outside
+malloc's code, so it must be let out too. Then the
 target parks its workers at a barrier outside malloc and prints its own
 mallinfo2(); a dump of that quiescent moment must equal it field for field.
 
@@ -50,8 +52,9 @@ def fail(msg):
 
 
 class Target:
-    def __init__(self, path, threads):
-        self.p = subprocess.Popen([path, str(threads)], stdin=subprocess.PIPE,
+    def __init__(self, path, threads, fork=False):
+        self.p = subprocess.Popen([path, str(threads)] + (["fork"] if fork else []),
+                                  stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, start_new_session=True)
         children.append(self.p)
         line = self.line(60)
@@ -114,6 +117,9 @@ def check_complete(rc, rep, err, what, counting, extra):
     for k in ("threads_let_out", "threads_let_out_total", "rounds", "ms", "fallback_retries"):
         if k not in q:
             fail("%s: quiesce.%s missing: %s" % (what, k, q))
+    if q.get("blocked"):
+        fail("%s: %d round(s) gave up: a thread let out of malloc waited on a stopped one (%s)"
+             % (what, q["blocked"], q.get("fallback_reason")))
     if q["threads_let_out"] > 0 and q["ms"] <= 0:
         fail("%s: %d threads let out in %s ms" % (what, q["threads_let_out"], q["ms"]))
 
@@ -218,6 +224,8 @@ def main():
     ap.add_argument("mode", choices=["fresh", "long", "diein", "giveup"])
     ap.add_argument("--n", type=int, default=20)
     ap.add_argument("--threads", type=int, default=4)
+    ap.add_argument("--fork", action="store_true",
+                    help="one more thread forks without pause (fork holds every arena lock)")
     ap.add_argument("--count", action="store_true",
                     help="print the exit codes instead of failing on the first bad dump")
     ap.add_argument("--extra", default="", help="more dump options, space separated")
@@ -237,7 +245,7 @@ def main():
             return 0
         if a.mode == "fresh":
             for i in range(a.n):
-                t = Target(a.target, a.threads)
+                t = Target(a.target, a.threads, a.fork)
                 t.ops()  # the workers have started
                 rc, rep, err = dump(a.memspy, t.pid, extra)
                 codes.append(rc)
@@ -250,7 +258,7 @@ def main():
                     after = t.ops()
                 t.quit()
         else:
-            t = Target(a.target, a.threads)
+            t = Target(a.target, a.threads, a.fork)
             t.ops()
             time.sleep(1.0)  # "ran a while": arenas grown and fragmented
             for i in range(a.n):

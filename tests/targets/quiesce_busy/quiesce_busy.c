@@ -6,7 +6,10 @@
  * "park" every worker finishes its current call and waits at a barrier
  * outside malloc; the heap is then quiescent and the program prints its own
  * mallinfo2(), which a dump taken now must equal field for field.
- *   quiesce_busy THREADS
+ *   quiesce_busy THREADS [fork]
+ * With "fork", one more thread forks without pause (each child exits at once):
+ * fork() holds every arena lock around the clone, outside malloc's code, so
+ * a thread let out of malloc then waits on a lock a stopped thread holds.
  * stdout: "READY <pid>"; stdin lines: "ping" -> "pong <ops>";
  * "park" -> one JSON line of mallinfo2 fields; "go" -> "going" (workers run
  * again); "q"/EOF: exit 0 after freeing everything.
@@ -19,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define SLOTS 1024
@@ -81,6 +85,20 @@ static void *worker(void *arg)
 	return NULL;
 }
 
+static void *forker(void *arg)
+{
+	(void)arg;
+	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
+		pid_t c = fork();
+
+		if (c == 0)
+			_exit(0);
+		if (c > 0)
+			waitpid(c, NULL, 0);
+	}
+	return NULL;
+}
+
 static void say(const char *s)
 {
 	size_t n = strlen(s);
@@ -98,7 +116,8 @@ static void say(const char *s)
 int main(int argc, char **argv)
 {
 	int nthreads = argc > 1 ? atoi(argv[1]) : 4;
-	pthread_t th[MAX_THREADS];
+	pthread_t th[MAX_THREADS], fk;
+	bool forking = argc > 2 && !strcmp(argv[2], "fork");
 	char line[128], buf[512];
 	size_t have = 0;
 	bool is_parked = false;
@@ -110,6 +129,8 @@ int main(int argc, char **argv)
 	for (int i = 0; i < nthreads; i++)
 		if (pthread_create(&th[i], NULL, worker, (void *)(uintptr_t)i))
 			return 3;
+	if (forking && pthread_create(&fk, NULL, forker, NULL))
+		return 3;
 	snprintf(buf, sizeof(buf), "READY %d\n", (int)getpid());
 	say(buf);
 	for (;;) {
@@ -162,5 +183,7 @@ quit:
 	}
 	for (int i = 0; i < nthreads; i++)
 		pthread_join(th[i], NULL);
+	if (forking)
+		pthread_join(fk, NULL);
 	return 0;
 }

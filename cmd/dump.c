@@ -378,6 +378,18 @@ int cmd_dump(int argc, char **argv)
 		t_regs = ms_now_ns();
 		if (use_snapshot && ms_snapshot_take(proc, &snap, &serr) == 0) {
 			ms_snapshot_guard_arm(&guard, snap);
+		} else if (use_snapshot && serr.code == -EINTR && tries < LOCK_RETRIES &&
+			   !ms_signals_stop_requested()) {
+			/*
+			 * A signal for the target (under ptrace even an ignored SIGCHLD
+			 * is queued) made the kernel abandon the clone: let the process
+			 * take it, then stop it again.
+			 */
+			ms_info("dump: %s; letting the process run a moment and trying again",
+				serr.msg);
+			ms_proc_resume_all(proc);
+			ms_signals_wait(LOCK_RETRY_MS);
+			continue;
 		} else if (use_snapshot) {
 			snprintf(snap_note, sizeof(snap_note), "%s", serr.msg);
 			ms_info("dump: no snapshot, walking the stopped process: %s", serr.msg);

@@ -2,7 +2,7 @@
 /*
  * Reading the target's memory with process_vm_readv. It needs ptrace access
  * permission but no stop, and it copies in one system call what PEEKDATA
- * would take thousands for (notes/breakpoints.md: 4-13 us for 8-32 KiB).
+ * would take thousands for (4-13 us for 8-32 KiB on our VM: doc/DESIGN.md, measured costs).
  */
 #include "attach/attach.h"
 

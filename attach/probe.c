@@ -3,7 +3,8 @@
  * The probe engine: plans the allocator entry points, injects the stub
  * region next to each module, patches the entries with a jmp while every
  * thread is stopped, turns each stub trap into allocation/free events, and
- * takes it all back out on every path. Design: ../shared/notes/stubs.md.
+ * takes it all back out on every path. Design: doc/DESIGN.md (record,
+ * keeping the target safe).
  */
 #include "attach/probe.h"
 #include "attach/attach_int.h"

@@ -3,8 +3,8 @@
  * attach/probe: allocator entry probes. Each probed function's first >= 5
  * bytes become a jmp to a stub in pages injected near the module; the stub
  * counts bytes down (Poisson sampling by bytes, decided in the target) and
- * only sampled calls reach memspy. See ../shared/DESIGN.md (Probes) and
- * ../shared/notes/stubs.md.
+ * only sampled calls reach memspy. See doc/DESIGN.md (record: probes that
+ * decide in the target).
  *
  * Contract between the probe engine (attach/probe*.c) and `memspy record`
  * (cmd/record.c): record installs, feeds every MS_EV_TRAP from

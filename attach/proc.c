@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * The process object: seize every thread, stop and resume them, one
- * waitpid(__WALL) event loop, clean detach on every path. The measured
- * pitfalls behind the choices are in notes/breakpoints.md section 2.7.
+ * waitpid(__WALL) event loop, clean detach on every path. Why the target
+ * stays safe: doc/DESIGN.md (keeping the target safe).
  */
 #include "attach/attach_int.h"
 
@@ -1050,7 +1050,7 @@ static bool sigtrap_pending(pid_t pid, pid_t tid)
 
 /*
  * PTRACE_INTERRUPT's stop is reported before a SIGTRAP an int3 already
- * queued (notes/stubs.md, "queued-SIGTRAP race"); detaching then would
+ * queued (get_signal runs the job-control trap first); detaching then would
  * deliver it untraced and kill the target. Let such a thread take its
  * trap while still traced, and swallow it. Runs with every thread held.
  */

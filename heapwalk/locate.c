@@ -3,7 +3,8 @@
  * Locating glibc malloc in a running process: libc's version, the layout,
  * main_arena, mp_ and each thread's tcache. DWARF from the debug file found
  * by build id when present; otherwise version tables plus heuristics that
- * were checked against the DWARF answers (../shared/notes/heapwalk.md, 2.2).
+ * were checked against the DWARF answers on glibc 2.31, 2.36 and 2.41
+ * (tests/glibc_roots).
  */
 #include "heapwalk/heapwalk_int.h"
 

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * unwind/symbolize: PC -> frames (inlined chain, function, file:line, module)
- * with libdwfl. An uncached lookup costs 50-110 us (notes/breakpoints.md
- * 2.5), so each distinct PC is symbolised once and cached.
+ * with libdwfl. An uncached lookup costs 50-110 us (doc/DESIGN.md, measured
+ * costs), so each distinct PC is symbolised once and cached.
  */
 #include "unwind/unwind_int.h"
 

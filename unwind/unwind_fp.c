@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * unwind/fp: the frame-pointer walk over the copied stack (~3 us for 20
- * frames, notes/breakpoints.md 2.5). Only right where every frame keeps rbp.
+ * frames on our VM). Only right where every frame keeps rbp.
  */
 #include "unwind/unwind_int.h"
 

@@ -44,7 +44,7 @@ struct unw_priv {
  * What the cursor's accessors get as arg. libunwind also calls access_mem
  * with the _UPT handle (the arg that find_proc_info passed on to
  * _UPT_find_proc_info), to read the unwind tables: the magic tells the two
- * apart (notes/breakpoints.md 2.5: confusing them crashed the tracer).
+ * apart (confusing them crashed the tracer in a prototype).
  */
 struct unw_ctx {
 	uint64_t magic;

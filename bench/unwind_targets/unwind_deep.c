@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * Unwind benchmark target: recurses to a depth of 20 frames (like the
- * stacks measured in notes/breakpoints.md 2.5), prints READY and blocks in
+ * stacks behind doc/DESIGN.md's unwind cost), prints READY and blocks in
  * read(2) on stdin until it is closed.
  */
 #include <stdio.h>

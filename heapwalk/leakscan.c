@@ -642,6 +642,94 @@ static int64_t vt_find(const struct vt *v, size_t n, ms_raddr_t w)
 	return -1;
 }
 
+/* Distinct first words tried through RTTI; more are left untyped. */
+#define RTTI_MAX 4096u
+
+static bool file_ro(const struct ms_maps *maps, ms_raddr_t a)
+{
+	const struct ms_map *m = ms_maps_find(maps, a);
+
+	return m && m->r && !m->w && !m->x && m->path && m->path[0] == '/';
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static size_t sort_unique(uint64_t *a, size_t n)
+{
+	size_t m = 0;
+
+	qsort(a, n, sizeof(*a), cmp_u64);
+	for (size_t i = 0; i < n; i++)
+		if (!m || a[i] != a[m - 1])
+			a[m++] = a[i];
+	return m;
+}
+
+/*
+ * Stripped modules have no _ZTV symbols: a first word pointing into a
+ * read-only file mapping (where relro keeps vtables) is tried as a vtable
+ * through RTTI instead: vtable[-1] is the typeinfo, whose second word
+ * points to the mangled name ("7Dropped"). Found classes become one-word
+ * ranges in v.
+ */
+static void rtti_vtables(struct scan *s, struct vt **v, size_t *n, size_t *cap, struct names *nm)
+{
+	uint64_t *cand = ms_xcalloc(RTTI_MAX, sizeof(*cand));
+	size_t nc = 0, nvt = *n;
+
+	for (size_t i = 0; i < s->n && nc < RTTI_MAX; i++) {
+		uint64_t w = s->ck[i].word0;
+
+		if (!w || (w & 7) || (nvt && vt_find(*v, nvt, w) >= 0) || !file_ro(s->maps, w))
+			continue;
+		if (nc && cand[nc - 1] == w)
+			continue;
+		cand[nc++] = w;
+		if (nc == RTTI_MAX)
+			nc = sort_unique(cand, nc); /* full: stops the loop only if all distinct */
+	}
+	nc = sort_unique(cand, nc);
+	for (size_t k = 0; k < nc; k++) {
+		uint64_t ti, nameptr, pair[2];
+		char name[128 + 4] = "_ZTS", *dm;
+		ssize_t got;
+		int st;
+		size_t len = 0;
+
+		if (s->r->read(s->r->ctx, cand[k] - 8, &ti, 8) != 8 || (ti & 7) || !ti ||
+		    !ms_maps_find(s->maps, ti) || s->r->read(s->r->ctx, ti, pair, 16) != 16)
+			continue;
+		nameptr = pair[1];
+		if (!file_ro(s->maps, nameptr))
+			continue;
+		got = s->r->read(s->r->ctx, nameptr, name + 4, 127);
+		if (got <= 0)
+			continue;
+		name[4 + got] = '\0';
+		while (name[4 + len] && (name[4 + len] == '_' || (name[4 + len] >= '0' && name[4 + len] <= '9') ||
+					 (name[4 + len] >= 'A' && name[4 + len] <= 'Z') ||
+					 (name[4 + len] >= 'a' && name[4 + len] <= 'z')))
+			len++;
+		if (!len || name[4 + len] || (!(name[4] >= '1' && name[4] <= '9') && name[4] != 'N'))
+			continue;
+		dm = __cxa_demangle(name, NULL, NULL, &st);
+		if (!dm || st || strncmp(dm, "typeinfo name for ", 18)) {
+			free(dm);
+			continue;
+		}
+		ms_xgrow((void **)v, cap, *n + 1, sizeof(**v));
+		(*v)[(*n)++] = (struct vt){.lo = cand[k], .hi = cand[k] + 1,
+					   .type = name_add(nm, ms_xstrdup(dm + 18))};
+		free(dm);
+	}
+	free(cand);
+}
+
 static unsigned size_class(uint64_t sz)
 {
 	unsigned b;
@@ -1082,6 +1170,9 @@ int ms_leak_scan(const struct ms_heap_report *rep, const struct ms_reader *r,
 	if (ms_modules_load(pid, maps, &mods) == 0)
 		for (size_t i = 0; i < mods.n; i++)
 			module_vtables(&mods.v[i], &vts, &nvt, &vtcap, &nm);
+	if (nvt > 1)
+		qsort(vts, nvt, sizeof(*vts), cmp_vt);
+	rtti_vtables(&s, &vts, &nvt, &vtcap, &nm);
 	dedupe_names(&nm, vts, nvt);
 	if (nvt > 1)
 		qsort(vts, nvt, sizeof(*vts), cmp_vt);

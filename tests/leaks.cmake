@@ -16,3 +16,10 @@ if(Python3_FOUND)
 else()
   message(WARNING "python3 not found: the leak-scan end-to-end tests are not built")
 endif()
+if(Python3_FOUND AND CMAKE_STRIP)
+  # No symbol table at all: class names from RTTI.
+  ms_add_test(NAME dump_leaks_stripped TIMEOUT 120 LABELS e2e leaks
+    COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/e2e/leaks_e2e.py
+            --memspy $<TARGET_FILE:memspy>
+            --target ${CMAKE_BINARY_DIR}/tests/targets/leaks_cxx_stripped --stripped)
+endif()

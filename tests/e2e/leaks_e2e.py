@@ -122,12 +122,13 @@ def check(truth, d):
               % (truth[key], t["thread_only_count"], want))
 
 
-def check_explain(memspy, pid, truth, extra):
+def check_explain(memspy, pid, truth, extra, stripped):
     """--explain on addresses the target printed: the status and where the chain starts."""
     hide = int(truth["probe_hide"], 16)
     p = {k: v if k == "kept" else hex(int(v, 16) ^ hide) for k, v in truth["probe"].items()}
     cases = [
-        ("kept", "reachable", "g_kept"),
+        # Stripped: no symbol names the global, but the module's data still holds it.
+        ("kept", "reachable", "data of" if stripped else "g_kept"),
         ("stack", "thread-only", "stack of thread %d" % truth["tid_stack"]),
         ("tls", "thread-only", "static TLS of thread %d" % truth["tid_tls"]),
         ("node", "leaked", None),
@@ -157,6 +158,7 @@ def main():
     ap.add_argument("--memspy", required=True)
     ap.add_argument("--target", required=True)
     ap.add_argument("--arg", action="append", default=[])
+    ap.add_argument("--stripped", action="store_true", help="the target has no symbol table")
     a = ap.parse_args()
 
     p = subprocess.Popen([a.target], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
@@ -169,7 +171,7 @@ def main():
             if want not in text:
                 fail("text report lacks %r:\n%s" % (want, text))
         print("ok: text report")
-        check_explain(a.memspy, p.pid, truth, a.arg)
+        check_explain(a.memspy, p.pid, truth, a.arg, a.stripped)
         p.stdin.close()
         end = read_line(p)
         if p.wait(timeout=30) != 0 or end.get("self_check") != "ok":

@@ -7,3 +7,10 @@ target_link_libraries(leaks_cxx PRIVATE pthread)
 add_executable(leaks_cxx_nodebug ${CMAKE_CURRENT_LIST_DIR}/leaks_cxx/leaks_cxx.cc)
 target_compile_options(leaks_cxx_nodebug PRIVATE -O2 -g0)
 target_link_libraries(leaks_cxx_nodebug PRIVATE pthread)
+# Stripped (no .symtab; the executable's vtables are in no .dynsym): class names
+# from RTTI (vtable[-1] -> typeinfo -> mangled name).
+add_custom_command(OUTPUT ${CMAKE_CURRENT_BINARY_DIR}/leaks_cxx_stripped
+  COMMAND ${CMAKE_STRIP} --strip-all -o ${CMAKE_CURRENT_BINARY_DIR}/leaks_cxx_stripped
+          $<TARGET_FILE:leaks_cxx_nodebug>
+  DEPENDS leaks_cxx_nodebug VERBATIM)
+add_custom_target(leaks_cxx_stripped ALL DEPENDS ${CMAKE_CURRENT_BINARY_DIR}/leaks_cxx_stripped)

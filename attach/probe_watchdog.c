@@ -112,24 +112,30 @@ static bool sigtrap_queued(struct ms_proc *p)
 }
 
 /*
- * Lets the threads run briefly, traced, so that a queued SIGTRAP reaches
- * its signal-delivery stop and is suppressed there; stops them all again.
- * 0 once none is queued, -EAGAIN, or a negative code (threads may then run).
+ * Lets the threads run, traced, until no SIGTRAP is queued: each one
+ * reaches its signal-delivery stop and is suppressed there; then stops
+ * them all again. No new one can be raised meanwhile (the stubs are
+ * disarmed, no thread is between a check and its int3), so this only
+ * waits for the scheduler: under load a thread may wait tens of
+ * milliseconds for a CPU, so the bound is in seconds, not in rounds of a
+ * fixed few milliseconds (160 ms in all gave up at load 20 on 2 cores).
+ * 0 once none is queued, -EAGAIN (one stays queued: a thread blocks it),
+ * or a negative code (threads may then run).
  */
 static int settle_queued(struct ms_proc *p)
 {
-	for (int round = 0; round < 8; round++) {
-		uint64_t end;
+	uint64_t end = ms_now_ns() + 5000000000ull;
+
+	while (sigtrap_queued(p)) {
 		int rc;
 
-		if (!sigtrap_queued(p))
-			return 0;
+		if (ms_now_ns() > end)
+			return -EAGAIN;
 		ms_debug("probe: reclaim: a SIGTRAP is queued in process %d: letting it arrive "
 			 "while traced",
 			 (int)ms_proc_pid(p));
 		ms_proc_resume_all(p);
-		end = ms_now_ns() + 20000000ull;
-		while (ms_now_ns() < end) {
+		for (int polls = 0; polls < 100 && sigtrap_queued(p); polls++) {
 			struct ms_event ev;
 
 			if (ms_proc_wait(p, 5, &ev))
@@ -145,7 +151,7 @@ static int settle_queued(struct ms_proc *p)
 		if (rc)
 			return rc;
 	}
-	return sigtrap_queued(p) ? -EAGAIN : 0;
+	return 0;
 }
 
 struct found {
@@ -211,38 +217,65 @@ static bool thread_within(struct ms_proc *p, ms_raddr_t lo, ms_raddr_t hi)
 	return false;
 }
 
+/* Is tid's rip in a remote-syscall trampoline of one of the regions? */
+static bool in_trampoline(struct ms_proc *p, pid_t tid, const struct found *f, size_t nf)
+{
+	struct user_regs_struct r;
+
+	if (ms_proc_get_regs(p, tid, &r))
+		return false;
+	for (size_t k = 0; k < nf; k++)
+		if (f[k].ours && r.rip >= f[k].base + ms_stub_rsys &&
+		    r.rip < f[k].base + ms_stub_sig_handler)
+			return true;
+	return false;
+}
+
 /*
  * A thread the dead memspy had pointed at a region's remote-syscall
  * trampoline has yet to run that call (rt_sigaction installing memspy's
  * handler, say) and to restore itself: let it, before anything is read.
+ * Only that thread runs, the others stay stopped, in windows that grow
+ * from 1 ms: under load it may not get a CPU for tens of milliseconds
+ * (50 windows of 1 ms with every thread let out gave up at load 20 on 2
+ * cores, and the handler memspy had just installed stayed). The
+ * trampoline is a few instructions with no wait in them, so the bound
+ * (5 s) is only against a thread the scheduler never runs.
  * 0, -EAGAIN when one stays there, or a negative code from stopping.
  */
 static int let_trampolines_finish(struct ms_proc *p, const struct found *f, size_t nf)
 {
-	for (int round = 0; round < 50; round++) {
-		bool inside = false;
-		int rc;
+	uint64_t end = ms_now_ns() + 5000000000ull;
+	bool let_out = false;
 
-		for (size_t i = 0; i < ms_proc_nthreads(p) && !inside; i++) {
-			struct user_regs_struct r;
+	for (size_t i = 0; i < ms_proc_nthreads(p); i++) {
+		pid_t tid = ms_proc_thread(p, i);
+		unsigned win_us = 1000;
 
-			if (ms_proc_get_regs(p, ms_proc_thread(p, i), &r))
-				continue;
-			for (size_t k = 0; k < nf && !inside; k++)
-				inside = f[k].ours && r.rip >= f[k].base + ms_stub_rsys &&
-					 r.rip < f[k].base + ms_stub_sig_handler;
+		while (in_trampoline(p, tid, f, nf)) {
+			int rc;
+
+			if (ms_now_ns() > end)
+				return -EAGAIN;
+			ms_debug("probe: reclaim: thread %d is in a remote-syscall trampoline: "
+				 "letting it finish (%u us)",
+				 (int)tid, win_us);
+			rc = ms_proc_cont_thread(p, tid);
+			if (rc)
+				return rc;
+			let_out = true;
+			usleep(win_us);
+			if (win_us < 50000)
+				win_us *= 2;
+			rc = ms_proc_stop_thread(p, tid);
+			if (rc == -ESRCH)
+				break; /* it exited */
+			if (rc)
+				return rc;
 		}
-		if (!inside)
-			return 0;
-		ms_debug("probe: reclaim: a thread is in a remote-syscall trampoline: letting it "
-			 "finish");
-		ms_proc_resume_all(p);
-		usleep(1000);
-		rc = ms_proc_stop_all(p);
-		if (rc)
-			return rc;
 	}
-	return -EAGAIN;
+	/* Every thread held again (and counted as such, and any born meanwhile). */
+	return let_out ? ms_proc_stop_all(p) : 0;
 }
 
 /* A thread between a stub's armed check and its int3 would still trap: move it past. */
@@ -522,6 +555,26 @@ static void watchdog_reclaim(pid_t target, const ms_raddr_t *base, size_t n, uin
 	ms_proc_free(p); /* detaches */
 }
 
+/*
+ * Test and diagnosis hook: MEMSPY_TEST_WATCHDOG_LOG=FILE appends the
+ * watchdog's debug lines (what its reclaim did and why) to FILE.
+ */
+static void watchdog_log(pid_t target)
+{
+	const char *path = getenv("MEMSPY_TEST_WATCHDOG_LOG");
+	int fd;
+
+	if (!path || !*path)
+		return;
+	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	dup2(fd, STDERR_FILENO);
+	close(fd);
+	ms_log_verbosity = MS_LOG_DEBUG;
+	ms_debug("watchdog %d: memspy died, reclaiming process %d", (int)getpid(), (int)target);
+}
+
 static void watchdog_main(int rfd, int mfd, pid_t target, uint64_t nonce)
 {
 	ms_raddr_t base[64];
@@ -564,6 +617,7 @@ static void watchdog_main(int rfd, int mfd, pid_t target, uint64_t nonce)
 	close(mfd);
 	/* Test hook (tests/e2e/chaos_e2e.py): a watchdog that only disarms, as before. */
 	hook = getenv("MEMSPY_TEST_WATCHDOG");
+	watchdog_log(target);
 	if (!live || (hook && !strcmp(hook, "disarm-only")))
 		_exit(0);
 	watchdog_reclaim(target, base, n, nonce);

@@ -848,59 +848,7 @@ pid_t ms_proc_plain_stopped_thread(const struct ms_proc *p)
 	return -ESRCH;
 }
 
-int ms_proc_stop_thread(struct ms_proc *p, pid_t tid)
-{
-	uint64_t deadline = ms_now_ns() + (uint64_t)STOP_TIMEOUT_MS * 1000000ull;
-	struct thread *t = find_thread(p, tid);
-
-	if (p->detached || !t)
-		return -ESRCH;
-	if (p->exited)
-		return -MS_E_TARGET_EXITED;
-	if (held(t))
-		return 0;
-	/* stop_mode: the decoder holds what it sees until ms_proc_resume_all. */
-	p->stop_mode = true;
-	if (t->state == T_RUNNING || t->state == T_LISTEN) {
-		if (ptrace(PTRACE_INTERRUPT, tid, 0L, 0L) < 0 && errno != ESRCH)
-			return -errno;
-		t->state = T_RUNNING;
-	}
-	while ((t = find_thread(p, tid)) && !held(t)) {
-		int r;
-
-		if (p->exited)
-			return -MS_E_TARGET_EXITED;
-		r = collect(p);
-		if (r == -ECHILD)
-			return -MS_E_TARGET_EXITED;
-		if (r > 0)
-			continue;
-		if (ms_now_ns() > deadline)
-			return -ETIMEDOUT;
-		nap(1);
-	}
-	return t ? 0 : -ESRCH;
-}
-
-int ms_proc_run_syscalls(struct ms_proc *p, pid_t tid)
-{
-	struct thread *t = find_thread(p, tid);
-
-	if (p->detached || !t || !held(t) || t->group)
-		return -ESRCH;
-	/* Options are per thread: only this one reports syscall stops as SIGTRAP|0x80. */
-	if (ptrace(PTRACE_SETOPTIONS, tid, 0L, p->options | PTRACE_O_TRACESYSGOOD) < 0)
-		return -errno;
-	t->sysstop = true;
-	p->all_stopped = false;
-	p->stop_mode = true;
-	t->state = T_STOPPED;
-	resume_thread(p, t);
-	return 0;
-}
-
-/* Waits until tid is held again (stop_mode holds its next stop). */
+/* Waits until tid is held (stop_mode holds its next stop), within STOP_TIMEOUT_MS. */
 static int wait_held(struct ms_proc *p, pid_t tid)
 {
 	uint64_t deadline = ms_now_ns() + (uint64_t)STOP_TIMEOUT_MS * 1000000ull;
@@ -921,6 +869,43 @@ static int wait_held(struct ms_proc *p, pid_t tid)
 		nap(1);
 	}
 	return t ? 0 : -ESRCH;
+}
+
+int ms_proc_stop_thread(struct ms_proc *p, pid_t tid)
+{
+	struct thread *t = find_thread(p, tid);
+
+	if (p->detached || !t)
+		return -ESRCH;
+	if (p->exited)
+		return -MS_E_TARGET_EXITED;
+	if (held(t))
+		return 0;
+	/* stop_mode: the decoder holds what it sees until ms_proc_resume_all. */
+	p->stop_mode = true;
+	if (t->state == T_RUNNING || t->state == T_LISTEN) {
+		if (ptrace(PTRACE_INTERRUPT, tid, 0L, 0L) < 0 && errno != ESRCH)
+			return -errno;
+		t->state = T_RUNNING;
+	}
+	return wait_held(p, tid);
+}
+
+int ms_proc_run_syscalls(struct ms_proc *p, pid_t tid)
+{
+	struct thread *t = find_thread(p, tid);
+
+	if (p->detached || !t || !held(t) || t->group)
+		return -ESRCH;
+	/* Options are per thread: only this one reports syscall stops as SIGTRAP|0x80. */
+	if (ptrace(PTRACE_SETOPTIONS, tid, 0L, p->options | PTRACE_O_TRACESYSGOOD) < 0)
+		return -errno;
+	t->sysstop = true;
+	p->all_stopped = false;
+	p->stop_mode = true;
+	t->state = T_STOPPED;
+	resume_thread(p, t);
+	return 0;
 }
 
 /* Held again after a thread was let out: all_stopped again once every thread is. */

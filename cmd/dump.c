@@ -54,8 +54,8 @@ static void locate_join(struct locate_job *j)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: memspy dump --pid PID [--leaks] [--explain ADDR] [--json] [-o FILE] [--no-debuginfo]\n"
-		"                   [--no-snapshot]\n"
+		"Usage: memspy dump --pid PID [--leaks] [--explain ADDR] [--json] [-o FILE] [--svg FILE]\n"
+		"                   [--no-debuginfo] [--no-snapshot]\n"
 		"\n"
 		"Walks the glibc malloc heap of a running process from outside and reports\n"
 		"in-use and free memory per arena, bins, caches, size classes, fragmentation\n"
@@ -85,8 +85,14 @@ static void usage(FILE *f)
 		"                      reachable (the chain of references from a root: a thread's\n"
 		"                      register or stack slot, a module's data symbol, ...), or that\n"
 		"                      it is leaked and which leaked allocations point to it\n"
+		"      --svg FILE      with the leak scan (implied): also draw the heap as an\n"
+		"                      interactive SVG icicle: arenas, then C++ classes or chunk\n"
+		"                      sizes and free memory, then the leaked part of each (red);\n"
+		"                      hover for exact bytes and counts, click to zoom, Ctrl-F\n"
+		"                      to search (?s=^leaked$ in the URL shows the share leaked)\n"
 		"  -j, --json          JSON instead of text (schema: doc/dump-json.md)\n"
-		"  -o, --output FILE   write there instead of standard output\n"
+		"  -o, --output FILE   write there instead of standard output; a FILE ending in\n"
+		"                      .svg (without --json) gets the SVG view (as --svg)\n"
 		"      --no-debuginfo  ignore libc's debug symbols: use built-in layouts and\n"
 		"                      heuristics (what happens when libc6-dbg is missing)\n"
 		"      --no-snapshot   keep the process stopped for the whole walk (no clone()\n"
@@ -98,6 +104,7 @@ static void usage(FILE *f)
 		"  memspy dump --pid 4242\n"
 		"  memspy dump --pid 4242 --json -o heap.json\n"
 		"  memspy dump --pid 4242 --leaks\n"
+		"  memspy dump --pid 4242 --leaks -o heap.svg\n"
 		"  memspy dump --pid 4242 --explain 0x55d0c3a41e70\n"
 		"\n"
 		"Exit status:\n"
@@ -148,6 +155,7 @@ int cmd_dump(int argc, char **argv)
 		{"leaks", no_argument, NULL, 'l'},
 		{"explain", required_argument, NULL, 'E'},
 		{"output", required_argument, NULL, 'o'},
+		{"svg", required_argument, NULL, 'G'},
 		{"no-debuginfo", no_argument, NULL, 'N'},
 		{"no-snapshot", no_argument, NULL, 'S'},
 		{"verbose", no_argument, NULL, 'v'},
@@ -169,7 +177,9 @@ int cmd_dump(int argc, char **argv)
 	struct ms_error err = {0};
 	struct ms_proc *proc = NULL;
 	struct ms_reader reader;
-	const char *out_path = NULL;
+	const char *out_path = NULL, *svg_path = NULL;
+	struct ms_afile svg_af = {0};
+	bool svg_main = false; /* -o FILE.svg: the SVG is the report */
 	char allocator[600], comm[64];
 	pid_t pid = 0, *tids = NULL;
 	ms_raddr_t *fs = NULL;
@@ -221,6 +231,12 @@ int cmd_dump(int argc, char **argv)
 		case 'o':
 			out_path = optarg;
 			break;
+		case 'G':
+			if (!*optarg)
+				return cli_usage_error("dump", "--svg: empty file name");
+			svg_path = optarg;
+			leaks = true;
+			break;
 		case 'N':
 			lopts.no_debuginfo = true;
 			break;
@@ -242,10 +258,26 @@ int cmd_dump(int argc, char **argv)
 	if (!pid)
 		return cli_usage_error("dump", "--pid is required");
 
+	/* -o heap.svg: the picture is what was asked for (as record picks formats by extension). */
+	if (out_path && !json && strlen(out_path) > 4 &&
+	    !strcmp(out_path + strlen(out_path) - 4, ".svg")) {
+		if (svg_path)
+			return cli_usage_error("dump", "-o %s is an SVG already: drop --svg %s, or "
+						       "give -o a .txt or .json file",
+					       out_path, svg_path);
+		svg_main = true;
+		leaks = true;
+	}
 	/* An unwritable output is found before anything is attached. */
+	if (svg_path && ms_afile_open(&svg_af, svg_path, &err) != 0) {
+		cli_report(&err);
+		return MS_EXIT_FAILED;
+	}
 	if (out_path) {
 		if (ms_afile_open(&af, out_path, &err) != 0) {
 			cli_report(&err);
+			if (svg_path)
+				ms_afile_abort(&svg_af);
 			return MS_EXIT_FAILED;
 		}
 		out = af.fp;
@@ -537,7 +569,9 @@ report_without_walk:
 render:
 	meta.exit_code = ret;
 	meta.total_ms = (double)(ms_now_ns() - t_start) / 1e6;
-	r = json ? ms_heap_write_json(out, &meta) : ms_heap_write_text(out, &meta);
+	r = svg_main ? ms_heap_write_svg(out, &meta) :
+	    json     ? ms_heap_write_json(out, &meta) :
+		       ms_heap_write_text(out, &meta);
 	if (r)
 		ms_error("dump: writing the report failed: %s", ms_strerror(r));
 	if (have_rep && ret == MS_EXIT_PARTIAL) {
@@ -549,6 +583,18 @@ render:
 				"see \"errors\" in the report\n",
 			(int)pid, rep.nerrors + rep.errors_dropped,
 			rep.nerrors + rep.errors_dropped == 1 ? "y" : "ies", v.text);
+	}
+	if (svg_path) {
+		r = ms_heap_write_svg(svg_af.fp, &meta);
+		if (r) {
+			ms_error("dump: writing %s failed: %s", svg_path, ms_strerror(r));
+			ms_afile_abort(&svg_af);
+			ret = MS_EXIT_FAILED;
+		} else if (ms_afile_commit(&svg_af, &err) != 0) {
+			cli_report(&err);
+			ret = MS_EXIT_FAILED;
+		}
+		svg_path = NULL;
 	}
 	if (out_path) {
 		if (ms_afile_commit(&af, &err) != 0) {
@@ -566,6 +612,8 @@ out:
 	ms_maps_free(&lj.maps);
 	if (out_path)
 		ms_afile_abort(&af);
+	if (svg_path)
+		ms_afile_abort(&svg_af);
 	ms_proc_free(proc);
 	ms_heap_report_free(&rep);
 	ms_leak_report_free(&lrep);

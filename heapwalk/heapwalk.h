@@ -317,6 +317,20 @@ struct ms_leak_group {
 	uint64_t example_size;                /* its chunk size */
 	unsigned char head[64];               /* its first bytes */
 	size_t nhead;
+	uint32_t id; /* the scan's own number for it, which ms_leak_cell.group names */
+};
+
+/*
+ * The allocations of one group in one arena: what the SVG view of the
+ * heap (output/heap_svg.c) draws. Sets as in ms_leak_report.
+ */
+struct ms_leak_cell {
+	int arena;      /* index into the walk's arenas, -1 for mmapped chunks */
+	uint32_t group; /* index into ms_leak_report.groups */
+	uint64_t count, bytes;
+	uint64_t leaked_count, leaked_bytes;
+	uint64_t unref_count, unref_bytes;
+	uint64_t thread_count, thread_bytes; /* reachable only from threads' stacks or registers */
 };
 
 struct ms_leak_thread_rep {
@@ -362,6 +376,9 @@ struct ms_leak_report {
 	/* Every group with an allocation, by in-use bytes (largest first). */
 	struct ms_leak_group *groups;
 	size_t ngroups;
+	/* Every (arena, group) with an allocation, by arena then group. */
+	struct ms_leak_cell *cells;
+	size_t ncells;
 	/* Root ranges read: bytes by kind. */
 	uint64_t root_module_bytes, root_anon_bytes, root_stack_bytes;
 	uint64_t scanned_bytes;  /* allocation bytes read while marking */

@@ -50,6 +50,7 @@ struct span {
 	size_t first; /* index of the first chunk whose user area ends above lo */
 	uint32_t *page; /* per 4 KiB page: first chunk whose user area ends above it */
 	size_t npages;
+	int arena; /* the walk's arena index, -1 for mmapped chunks */
 };
 
 struct range {
@@ -149,7 +150,9 @@ static void build_index(struct scan *s)
 	for (size_t i = 0; i < rep->nsegs; i++)
 		if (rep->segs[i].end > rep->segs[i].start)
 			s->spans[s->nspans++] =
-				(struct span){.lo = rep->segs[i].start, .hi = rep->segs[i].end};
+				(struct span){.lo = rep->segs[i].start,
+					      .hi = rep->segs[i].end,
+					      .arena = rep->segs[i].arena};
 	qsort(s->spans, s->nspans, sizeof(*s->spans), cmp_span);
 	s->gmin = s->nspans ? s->spans[0].lo : 0;
 	s->gmax = 0;
@@ -776,6 +779,64 @@ static int cmp_group(const void *a, const void *b)
 	return strcmp(x->type, y->type);
 }
 
+/* ------------------------------------------------------------------ cells */
+
+/* (arena, group) -> its ms_leak_cell, open addressing: there are few cells, and many chunks. */
+struct cellmap {
+	struct ms_leak_cell *v;
+	size_t n, cap;
+	uint32_t *slot; /* cell index + 1, 0 empty */
+	size_t nslot;   /* a power of two, kept at least twice n */
+};
+
+static size_t cell_hash(int arena, uint32_t group, size_t mask)
+{
+	uint64_t h = ((uint64_t)(uint32_t)arena << 32 | group) * 0x9e3779b97f4a7c15ull;
+
+	return (size_t)(h >> 17) & mask;
+}
+
+static struct ms_leak_cell *cell_get(struct cellmap *m, int arena, uint32_t group)
+{
+	size_t mask, k;
+
+	if (2 * (m->n + 1) > m->nslot) {
+		size_t ns = m->nslot ? 2 * m->nslot : 64;
+
+		free(m->slot);
+		m->slot = ms_xcalloc(ns, sizeof(*m->slot));
+		m->nslot = ns;
+		for (size_t i = 0; i < m->n; i++) {
+			k = cell_hash(m->v[i].arena, m->v[i].group, ns - 1);
+			while (m->slot[k])
+				k = (k + 1) & (ns - 1);
+			m->slot[k] = (uint32_t)i + 1;
+		}
+	}
+	mask = m->nslot - 1;
+	for (k = cell_hash(arena, group, mask); m->slot[k]; k = (k + 1) & mask) {
+		struct ms_leak_cell *c = &m->v[m->slot[k] - 1];
+
+		if (c->arena == arena && c->group == group)
+			return c;
+	}
+	ms_xgrow((void **)&m->v, &m->cap, m->n + 1, sizeof(*m->v));
+	m->v[m->n] = (struct ms_leak_cell){.arena = arena, .group = group};
+	m->slot[k] = (uint32_t)++m->n;
+	return &m->v[m->n - 1];
+}
+
+/* Arenas in the walk's order, mmapped chunks last; groups in report order within. */
+static int cmp_cell(const void *a, const void *b)
+{
+	const struct ms_leak_cell *x = a, *y = b;
+	unsigned xa = (unsigned)x->arena, ya = (unsigned)y->arena; /* -1 sorts last */
+
+	if (xa != ya)
+		return xa < ya ? -1 : 1;
+	return x->group < y->group ? -1 : x->group > y->group;
+}
+
 /* ------------------------------------------------------------------- scan */
 
 static void leak_words(struct scan *s, const unsigned char *buf, size_t len, size_t self)
@@ -1086,6 +1147,7 @@ int ms_leak_scan(const struct ms_heap_report *rep, const struct ms_reader *r,
 	struct ms_modules mods = {0};
 	struct ms_leak_group *g;
 	size_t ngroups;
+	struct cellmap cm = {0};
 	uint32_t *gtype = NULL;
 	bool *exu;
 	uint64_t t0 = ms_now_ns(), t1;
@@ -1195,19 +1257,31 @@ int ms_leak_scan(const struct ms_heap_report *rep, const struct ms_reader *r,
 	out->types_ms = (double)(ms_now_ns() - t1) / 1e6;
 
 	/* Sets and groups. */
-	for (size_t i = 0; i < s.n; i++) {
+	for (size_t i = 0, sp = 0; i < s.n; i++) {
 		const struct ms_heap_chunk *c = &s.ck[i];
 		struct ms_leak_group *x = &g[gtype[i]];
+		struct ms_leak_cell *cell;
 		uint64_t sz = csize(c);
 		uint8_t st = s.st[i];
+		int arena = -1;
 
+		/* Chunks and spans are both in address order. */
+		while (sp < s.nspans && s.spans[sp].hi <= c->addr)
+			sp++;
+		if (!(c->size & MS_HEAP_CHUNK_MMAPPED) && sp < s.nspans && s.spans[sp].lo <= c->addr)
+			arena = s.spans[sp].arena;
+		cell = cell_get(&cm, arena, gtype[i]);
 		out->inuse_count++;
 		out->inuse_bytes += sz;
 		x->count++;
 		x->bytes += sz;
+		cell->count++;
+		cell->bytes += sz;
 		if (st & ST_GLOBAL)
 			continue;
 		if (st & ST_THREAD) {
+			cell->thread_count++;
+			cell->thread_bytes += sz;
 			if (st & ST_MULTI) {
 				out->multi_thread_count++;
 				out->multi_thread_bytes += sz;
@@ -1225,11 +1299,15 @@ int ms_leak_scan(const struct ms_heap_report *rep, const struct ms_reader *r,
 		out->leaked_bytes += sz;
 		x->leaked_count++;
 		x->leaked_bytes += sz;
+		cell->leaked_count++;
+		cell->leaked_bytes += sz;
 		if (!(st & ST_LEAKREF)) {
 			out->unref_count++;
 			out->unref_bytes += sz;
 			x->unref_count++;
 			x->unref_bytes += sz;
+			cell->unref_count++;
+			cell->unref_bytes += sz;
 		}
 		/* An unreferenced chunk shows the head of a leaked structure: the better example. */
 		if (!x->example || (!exu[gtype[i]] && !(st & ST_LEAKREF))) {
@@ -1246,6 +1324,7 @@ int ms_leak_scan(const struct ms_heap_report *rep, const struct ms_reader *r,
 			continue;
 		d = &out->groups[out->ngroups++];
 		*d = g[k];
+		d->id = (uint32_t)k;
 		d->typed = k < nm.n;
 		if (d->typed) {
 			d->type = ms_xstrdup(nm.v[k]);
@@ -1255,6 +1334,21 @@ int ms_leak_scan(const struct ms_heap_report *rep, const struct ms_reader *r,
 		}
 	}
 	qsort(out->groups, out->ngroups, sizeof(*out->groups), cmp_group);
+	/* Cells name groups by their place in the report from here on. */
+	{
+		uint32_t *place = ms_xcalloc(ngroups, sizeof(*place));
+
+		for (size_t k = 0; k < out->ngroups; k++)
+			place[out->groups[k].id] = (uint32_t)k;
+		for (size_t k = 0; k < cm.n; k++)
+			cm.v[k].group = place[cm.v[k].group];
+		free(place);
+		if (cm.n > 1)
+			qsort(cm.v, cm.n, sizeof(*cm.v), cmp_cell);
+		out->cells = cm.v;
+		out->ncells = cm.n;
+		free(cm.slot);
+	}
 	for (size_t k = 0; k < out->ngroups; k++) {
 		struct ms_leak_group *d = &out->groups[k];
 		ms_raddr_t ex = d->example;
@@ -1321,6 +1415,7 @@ void ms_leak_report_free(struct ms_leak_report *lr)
 	for (size_t i = 0; i < lr->ngroups; i++)
 		free(lr->groups[i].type);
 	free(lr->groups);
+	free(lr->cells);
 	free(lr->threads);
 	memset(lr, 0, sizeof(*lr));
 }

@@ -35,6 +35,13 @@ int ms_heap_write_json(FILE *f, const struct ms_heap_meta *m);
 /* Writes the report for a person: the answer first, units on every number. 0 or -EIO. */
 int ms_heap_write_text(FILE *f, const struct ms_heap_meta *m);
 
+/*
+ * The heap as an interactive icicle SVG (heap_svg.c): arenas, then classes or
+ * chunk sizes, then leaked / thread-only / reachable. Needs m->rep and
+ * m->leaks; without them it draws a page saying why. 0 or -EIO.
+ */
+int ms_heap_write_svg(FILE *f, const struct ms_heap_meta *m);
+
 /* The leak scan's section of the text report (heap_leaks.c). */
 void ms_heap_write_leaks_text(FILE *f, const struct ms_leak_report *lr);
 /* Adds "leaks" and "types" to a JSON report (doc/dump-json.md). */

@@ -5,6 +5,7 @@
  * and initial registers from user_regs_struct in DWARF order. Also the module
  * reporting that the symbolizer shares.
  */
+#include "unwind/unwind_cfi.h"
 #include "unwind/unwind_int.h"
 
 #include <errno.h>
@@ -134,6 +135,12 @@ out:
 
 struct dwfl_priv {
 	Dwfl *dwfl;
+	/* Compiled CFI rows (NULL with MEMSPY_UNWIND_CACHE=0): most walks never call libdw. */
+	struct ms_cfi_cache *cache;
+	/* MEMSPY_VERIFY_UNWIND=1: every walk the table finishes is redone with libdw and
+	 * compared; the libdw stack is the one kept. Summary on stderr at the end. */
+	bool verify;
+	uint64_t verified, mismatches;
 	/* The walk in progress. */
 	const struct ms_stack_copy *cur;
 	ms_raddr_t *pcs;
@@ -251,15 +258,32 @@ static int attach_new(struct ms_unwinder *u, struct dwfl_priv *p, struct ms_erro
 		p->dwfl = NULL;
 		return r;
 	}
+	/* A PC may belong to another module now. */
+	if (p->cache)
+		ms_cfi_cache_clear(p->cache);
 	return 0;
+}
+
+static bool env_flag(const char *name, bool dflt)
+{
+	const char *v = getenv(name);
+
+	if (!v || !*v)
+		return dflt;
+	return strcmp(v, "0") != 0 && strcmp(v, "off") != 0 && strcmp(v, "no") != 0;
 }
 
 static int dw_init(struct ms_unwinder *u, struct ms_error *err)
 {
 	struct dwfl_priv *p = ms_xcalloc(1, sizeof(*p));
-	int r = attach_new(u, p, err);
+	int r;
 
+	if (env_flag("MEMSPY_UNWIND_CACHE", true))
+		p->cache = ms_cfi_cache_new();
+	p->verify = p->cache && env_flag("MEMSPY_VERIFY_UNWIND", false);
+	r = attach_new(u, p, err);
 	if (r < 0) {
+		ms_cfi_cache_free(p->cache);
 		free(p);
 		return r;
 	}
@@ -294,16 +318,41 @@ static void dw_fini(struct ms_unwinder *u)
 {
 	struct dwfl_priv *p = u->priv;
 
+	if (p->verify) {
+		struct ms_cfi_cache_stats st;
+
+		ms_cfi_cache_stats(p->cache, &st);
+		/* One line a script can check; the test does. */
+		fprintf(stderr,
+			"memspy: unwind verification: %llu stacks compared, %llu mismatches "
+			"(%llu walks, %llu by the CFI table, %llu by libdw; %llu rows compiled, "
+			"%llu PCs left to libdw)\n",
+			(unsigned long long)p->verified, (unsigned long long)p->mismatches,
+			(unsigned long long)st.walks, (unsigned long long)st.done,
+			(unsigned long long)st.fallbacks, (unsigned long long)st.rows,
+			(unsigned long long)st.opaque);
+	}
 	if (p->dwfl)
 		dwfl_end(p->dwfl);
+	ms_cfi_cache_free(p->cache);
 	free(p);
 }
 
-static int dw_unwind(struct ms_unwinder *u, const struct ms_stack_copy *s, ms_raddr_t *pcs,
-		     size_t max, size_t *n)
+void ms_unwind_dwfl_cache_stats(const struct ms_unwinder *u, struct ms_cfi_cache_stats *out,
+				uint64_t *mismatches)
 {
-	struct dwfl_priv *p = u->priv;
+	const struct dwfl_priv *p = u->priv;
 
+	memset(out, 0, sizeof(*out));
+	if (u->ops == &ms_unwind_dwfl_ops && p->cache)
+		ms_cfi_cache_stats(p->cache, out);
+	if (mismatches)
+		*mismatches = u->ops == &ms_unwind_dwfl_ops ? p->mismatches : 0;
+}
+
+static void libdw_walk(struct ms_unwinder *u, struct dwfl_priv *p, const struct ms_stack_copy *s,
+		       ms_raddr_t *pcs, size_t max, size_t *n)
+{
 	p->cur = s;
 	p->pcs = pcs;
 	p->max = max;
@@ -313,6 +362,54 @@ static int dw_unwind(struct ms_unwinder *u, const struct ms_stack_copy *s, ms_ra
 	dwfl_getthread_frames(p->dwfl, u->pid, frame_cb, p);
 	*n = p->n;
 	p->cur = NULL;
+}
+
+/* Prints the first few differences in full: enough to find the rule at fault. */
+static void report_mismatch(struct dwfl_priv *p, const struct ms_stack_copy *s,
+			    const ms_raddr_t *want, size_t nwant, const ms_raddr_t *got, size_t ngot)
+{
+	if (++p->mismatches > 5)
+		return;
+	fprintf(stderr, "memspy: unwind verification: mismatch at rip 0x%llx rsp 0x%llx\n",
+		(unsigned long long)s->regs->rip, (unsigned long long)s->regs->rsp);
+	for (size_t i = 0; i < nwant || i < ngot; i++) {
+		char a[24] = "-", b[24] = "-";
+
+		if (i < nwant)
+			snprintf(a, sizeof(a), "0x%llx", (unsigned long long)want[i]);
+		if (i < ngot)
+			snprintf(b, sizeof(b), "0x%llx", (unsigned long long)got[i]);
+		fprintf(stderr, "  #%-3zu libdw %-18s table %s%s\n", i, a, b,
+			i < nwant && i < ngot && want[i] == got[i] ? "" : "   <-");
+	}
+}
+
+static int dw_unwind(struct ms_unwinder *u, const struct ms_stack_copy *s, ms_raddr_t *pcs,
+		     size_t max, size_t *n)
+{
+	struct dwfl_priv *p = u->priv;
+	ms_raddr_t want[MS_UNWIND_VERIFY_MAX];
+	size_t nwant = 1;
+
+	if (!p->cache || !ms_cfi_cache_unwind(p->cache, p->dwfl, s, pcs, max, n)) {
+		*n = 1; /* the table's partial walk is dropped: libdw does it all */
+		libdw_walk(u, p, s, pcs, max, n);
+		return 0;
+	}
+	if (!p->verify)
+		return 0;
+	/* Verification: the libdw walk is the truth, and the result. */
+	if (max > MS_ARRAY_SIZE(want))
+		max = MS_ARRAY_SIZE(want); /* deeper walks: compared up to here */
+	if (*n > max)
+		*n = max;
+	want[0] = pcs[0];
+	libdw_walk(u, p, s, want, max, &nwant);
+	p->verified++;
+	if (nwant != *n || memcmp(want, pcs, nwant * sizeof(*pcs)) != 0)
+		report_mismatch(p, s, want, nwant, pcs, *n);
+	memcpy(pcs, want, nwant * sizeof(*pcs));
+	*n = nwant;
 	return 0;
 }
 

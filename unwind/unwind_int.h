@@ -38,6 +38,8 @@ extern const struct ms_unwind_ops ms_unwind_fp_ops;
  * holds rip in the first frame. libunwind numbers them the same way.
  */
 #define MS_UNWIND_NREGS 17
+/* Verification mode compares walks up to this many frames. */
+#define MS_UNWIND_VERIFY_MAX 1024
 void ms_unwind_regs_dwarf(const struct user_regs_struct *r, uint64_t out[MS_UNWIND_NREGS]);
 
 /*

@@ -592,20 +592,24 @@ static void build_profile(struct ms_profile *prof, const struct ms_rec_table *t,
 {
 	struct ms_out_frame *frames = NULL;
 	size_t cap = 0;
-	double running = 0;
-	uint64_t given = 0;
+	double running = 0, running_alloc = 0;
+	uint64_t given = 0, given_alloc = 0;
 
 	for (size_t i = 0; i < ms_rec_table_nstacks(t); i++) {
 		struct ms_rec_stack s;
 		size_t n = 0;
-		uint64_t bytes, count;
+		uint64_t bytes, count, alloc_count;
 
 		ms_rec_table_stack(t, i, &s);
 		bytes = o->live ? s.live_bytes : s.bytes;
 		running += o->live ? s.live_count : s.count;
 		count = (uint64_t)llround(running) - given;
 		given += count;
-		if (o->live && !bytes && !count)
+		/* live: what the stack allocated in all too (pprof's alloc_*), rounded alike */
+		running_alloc += s.count;
+		alloc_count = (uint64_t)llround(running_alloc) - given_alloc;
+		given_alloc += alloc_count;
+		if (o->live && !bytes && !count && !s.bytes && !alloc_count)
 			continue;
 		/* pcs are innermost first; frames must be outermost first. */
 		for (size_t k = s.npcs; k-- > 0;) {
@@ -626,16 +630,49 @@ static void build_profile(struct ms_profile *prof, const struct ms_rec_table *t,
 						strcmp(sf[j].module, "??") ? sf[j].module : NULL,
 					    .offset = sf[j].module_offset,
 					    .inlined = sf[j].inlined,
+					    .address = sf[j].address,
 					};
 				}
 			} else {
 				ms_xgrow((void **)&frames, &cap, n + 1, sizeof(*frames));
-				frames[n++] = (struct ms_out_frame){.offset = s.pcs[k]};
+				frames[n++] = (struct ms_out_frame){
+				    .offset = s.pcs[k], .address = s.pcs[k] ? s.pcs[k] - 1 : 0};
 			}
 		}
-		ms_profile_add(prof, frames, n, bytes, count);
+		if (bytes || count || !o->live)
+			ms_profile_add(prof, frames, n, bytes, count);
+		if (o->live)
+			ms_profile_add_alloc(prof, frames, n, s.bytes, alloc_count);
 	}
 	free(frames);
+}
+
+/*
+ * The modules the frames came from, as pprof mappings (address range, file
+ * offset, build id): what lets go tool pprof, Pyroscope and Parca symbolise
+ * the addresses memspy left unnamed. The executable is marked: pprof names
+ * the profile after it.
+ */
+static void add_mappings(struct ms_profile *prof, struct ms_symbolizer *sym,
+			 const struct ms_modules *mods)
+{
+	const struct ms_sym_module *sm;
+	size_t n = sym ? ms_symbolizer_modules(sym, &sm) : 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct ms_out_mapping m = {
+		    .start = sm[i].start,
+		    .limit = sm[i].limit,
+		    .file_offset = sm[i].file_offset,
+		    .path = sm[i].path,
+		    .build_id = sm[i].build_id,
+		};
+
+		for (size_t k = 0; k < mods->n; k++)
+			if (mods->v[k].is_exec && !strcmp(mods->v[k].path, sm[i].path))
+				m.is_main = true;
+		ms_profile_add_mapping(prof, &m);
+	}
 }
 
 /* ------------------------------ the command ------------------------------ */
@@ -1043,6 +1080,7 @@ int cmd_record(int argc, char **argv)
 
 	prof = ms_profile_new();
 	build_profile(prof, rec.table, sym, &o);
+	add_mappings(prof, sym, &mods);
 	{
 		struct ms_rec_totals tot;
 		char a[32], b[32], c[32];

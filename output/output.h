@@ -22,6 +22,24 @@ struct ms_out_frame {
 	const char *module;   /* path of the ELF module (libc.so.6, /usr/bin/x), or NULL */
 	uint64_t offset;      /* address relative to the module's load bias (for NULL function) */
 	bool inlined;	      /* inlined into the frame below it (its caller) */
+	uint64_t address;     /* where in the target: the address that was symbolised (the
+			       * call for a return address); 0 = unknown. pprof locations
+			       * carry it so fleet tools can symbolise later; frames at
+			       * different addresses stay distinct in the profile */
+};
+
+/*
+ * A module's executable mapping in the target, as /proc/PID/maps shows it:
+ * what pprof, Pyroscope and Parca need to turn a location's address back into
+ * an address in the file (and fetch its symbols by build id). Strings are
+ * copied.
+ */
+struct ms_out_mapping {
+	uint64_t start, limit; /* [start, limit) in the target's address space */
+	uint64_t file_offset;  /* file offset mapped at start */
+	const char *path;      /* the file as the target mapped it */
+	const char *build_id;  /* GNU build id, lower-case hex; NULL or "" when none */
+	bool is_main;	       /* the executable: pprof's first mapping ("File:") */
 };
 
 struct ms_profile; /* opaque aggregated stack tree */
@@ -39,6 +57,16 @@ void ms_profile_free(struct ms_profile *p);
  */
 void ms_profile_add(struct ms_profile *p, const struct ms_out_frame *frames, size_t n,
 		    uint64_t bytes, uint64_t count);
+/*
+ * Live profiles: what the same stack allocated in all (live or freed since),
+ * so pprof can carry alloc_* next to inuse_*. Only pprof writes it; the
+ * other writers show what ms_profile_add added. A stack may get alloc values
+ * without live ones.
+ */
+void ms_profile_add_alloc(struct ms_profile *p, const struct ms_out_frame *frames, size_t n,
+			  uint64_t bytes, uint64_t count);
+/* Records a module mapping (pprof mappings); locations are matched by address. */
+void ms_profile_add_mapping(struct ms_profile *p, const struct ms_out_mapping *m);
 /* Totals over all stacks added so far (either pointer may be NULL). */
 void ms_profile_totals(const struct ms_profile *p, uint64_t *bytes, uint64_t *count);
 

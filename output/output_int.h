@@ -18,6 +18,7 @@ struct ms_tnode {
 	uint32_t depth; /* root = 0, first frame = 1 */
 	uint64_t self_bytes, self_count;
 	uint64_t total_bytes, total_count;
+	uint64_t alloc_bytes, alloc_count; /* self, ms_profile_add_alloc (profile tree only) */
 };
 
 /* Nodes addressed by index; children found by hashing (parent, sym). */
@@ -46,6 +47,15 @@ struct ms_pframe {
 	char *module;
 	uint64_t offset;
 	bool inlined;
+	uint64_t address;
+};
+
+/* A module mapping (strings owned). */
+struct ms_pmapping {
+	uint64_t start, limit, file_offset;
+	char *path;
+	char *build_id; /* "" when none */
+	bool is_main;
 };
 
 struct ms_profile {
@@ -55,6 +65,9 @@ struct ms_profile {
 	uint32_t *fht; /* frame hash: index + 1 */
 	size_t fht_cap;
 	uint64_t total_bytes, total_count;
+	bool has_alloc; /* ms_profile_add_alloc was called */
+	struct ms_pmapping *mappings;
+	size_t n_mappings, cap_mappings;
 };
 
 /* The display view: frames named as the user sees them, children sorted by name. */

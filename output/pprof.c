@@ -2,7 +2,10 @@
 /*
  * output/pprof: gzip'd profile.proto (github.com/google/pprof), encoded by hand,
  * with Go's heap profile sample types so `go tool pprof`, Pyroscope and Parca
- * read it: alloc_objects/alloc_space, or inuse_objects/inuse_space (live view).
+ * read it: alloc_objects/alloc_space, plus inuse_objects/inuse_space for the
+ * live view. Every location has its address and mapping; mappings carry the
+ * address range, file offset, path and build id, so a tool can symbolise
+ * what memspy could not (frames without a name are left as addresses).
  */
 #include "output/output_int.h"
 
@@ -29,14 +32,22 @@ enum {
 	VT_UNIT = 2,
 	SAMPLE_LOCATION_ID = 1,
 	SAMPLE_VALUE = 2,
+	SAMPLE_LABEL = 3,
+	LABEL_KEY = 1,
+	LABEL_NUM = 3,
 	MAP_ID = 1,
+	MAP_MEMORY_START = 2,
+	MAP_MEMORY_LIMIT = 3,
+	MAP_FILE_OFFSET = 4,
 	MAP_FILENAME = 5,
+	MAP_BUILD_ID = 6,
 	MAP_HAS_FUNCTIONS = 7,
 	MAP_HAS_FILENAMES = 8,
 	MAP_HAS_LINE_NUMBERS = 9,
 	MAP_HAS_INLINE_FRAMES = 10,
 	LOC_ID = 1,
 	LOC_MAPPING_ID = 2,
+	LOC_ADDRESS = 3,
 	LOC_LINE = 4,
 	LINE_FUNCTION_ID = 1,
 	LINE_LINE = 2,
@@ -252,99 +263,170 @@ static int gzip_out(const struct buf *b, FILE *out, struct ms_error *err)
 	return ms_out_check(out, "pprof profile", err);
 }
 
+/* ---- mappings: the modules' executable mappings, the executable first ---- */
+
+struct map_out {
+	const struct ms_pmapping *pm; /* NULL: known only by the frames' module name */
+	const char *name;	      /* pm->path or the module name */
+	bool used, all_functions, all_filenames, all_lines;
+	bool placed; /* written */
+};
+
+struct maptab {
+	struct map_out *v;
+	size_t n, cap;
+};
+
+/* The mapping (index + 1) of a location whose frame is f; 0 for none. */
+static size_t map_of(struct maptab *mt, const struct ms_pframe *f)
+{
+	if (f->address) {
+		for (size_t i = 0; i < mt->n; i++) {
+			const struct ms_pmapping *pm = mt->v[i].pm;
+
+			if (pm && f->address >= pm->start && f->address < pm->limit)
+				return i + 1;
+		}
+	}
+	if (!f->module)
+		return 0;
+	/* no address range known for it: a mapping by name only, as folded input gives */
+	for (size_t i = 0; i < mt->n; i++)
+		if (!mt->v[i].pm && !strcmp(mt->v[i].name, f->module))
+			return i + 1;
+	ms_xgrow((void **)&mt->v, &mt->cap, mt->n + 1, sizeof(*mt->v));
+	mt->v[mt->n] = (struct map_out){.name = f->module};
+	return ++mt->n;
+}
+
+static bool is_main_mapping(const struct map_out *mo, const struct ms_out_opts *o)
+{
+	const char *base;
+
+	if (mo->pm)
+		return mo->pm->is_main;
+	if (!o->main_module)
+		return false;
+	base = strrchr(mo->name, '/');
+	return !strcmp(base ? base + 1 : mo->name, o->main_module);
+}
+
+/*
+ * has_functions and friends say what memspy resolved for every location of
+ * the mapping: Pyroscope and go tool pprof symbolise a mapping again (from a
+ * binary or debuginfod, by build id) only where these are false.
+ */
 static void put_mapping(struct buf *pb, struct buf *m, struct strtab *st, uint64_t id,
-			const char *module)
+			const struct map_out *mo)
 {
 	put_uint(m, MAP_ID, id);
-	put_uint(m, MAP_FILENAME, str_id(st, module));
-	put_uint(m, MAP_HAS_FUNCTIONS, 1);
-	put_uint(m, MAP_HAS_FILENAMES, 1);
-	put_uint(m, MAP_HAS_LINE_NUMBERS, 1);
-	put_uint(m, MAP_HAS_INLINE_FRAMES, 1);
+	if (mo->pm) {
+		put_uint(m, MAP_MEMORY_START, mo->pm->start);
+		put_uint(m, MAP_MEMORY_LIMIT, mo->pm->limit);
+		put_uint(m, MAP_FILE_OFFSET, mo->pm->file_offset);
+	}
+	put_uint(m, MAP_FILENAME, str_id(st, mo->name));
+	if (mo->pm)
+		put_uint(m, MAP_BUILD_ID, str_id(st, mo->pm->build_id));
+	put_uint(m, MAP_HAS_FUNCTIONS, mo->used && mo->all_functions);
+	put_uint(m, MAP_HAS_FILENAMES, mo->used && mo->all_filenames);
+	put_uint(m, MAP_HAS_LINE_NUMBERS, mo->used && mo->all_lines);
+	/* inlined frames come from the same DWARF as the line numbers */
+	put_uint(m, MAP_HAS_INLINE_FRAMES, mo->used && mo->all_lines);
 	put_msg(pb, PROF_MAPPING, m);
+}
+
+/* A frame left as an address for tools to symbolise: no name, but a place. */
+static bool frame_unresolved(const struct ms_pframe *f)
+{
+	return !f->function && f->address;
+}
+
+static void put_label_num(struct buf *b, struct buf *sub, struct strtab *st, const char *key,
+			  uint64_t num)
+{
+	put_uint(sub, LABEL_KEY, str_id(st, key));
+	put_uint(sub, LABEL_NUM, num);
+	put_msg(b, SAMPLE_LABEL, sub);
 }
 
 int ms_pprof_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE *out,
 		   struct ms_error *err)
 {
 	const struct ms_tree *t = &p->tree;
-	struct strtab st = {0};
+	struct strtab st = {0}, fns = {0};
 	struct loctab lt = {0};
-	struct buf pb = {0}, m = {0}, sub = {0};
-	uint64_t *fn_ids, *map_ids, *locs = NULL, values[2];
+	struct maptab mt = {0};
+	struct buf pb = {0}, m = {0}, sub = {0}, lab = {0};
+	uint64_t *fn_ids, *locs = NULL, values[4], *map_ids = NULL;
 	uint32_t *path = NULL, *group = NULL;
-	size_t cap_locs = 0, cap_path = 0, cap_group = 0, n_maps = 0;
+	size_t cap_locs = 0, cap_path = 0, cap_group = 0, n_fns = 0, n_values;
 	char *count_type = o->count_name ? ms_xasprintf("%ss", o->count_name) : NULL;
+	/* a live profile also carries what each stack allocated in all, as Go's heap profiles do */
+	bool four = o->live && !count_type && p->has_alloc;
 	const char *objects = count_type ? count_type : o->live ? "inuse_objects" : "alloc_objects";
 	const char *space = o->live ? "inuse_space" : "alloc_space";
 	int ret;
 
 	str_id(&st, "");
-	/* sample types: the count first, by pprof convention */
+	/* sample types in Go's order: the count before the bytes */
+	if (four) {
+		put_uint(&m, VT_TYPE, str_id(&st, "alloc_objects"));
+		put_uint(&m, VT_UNIT, str_id(&st, "count"));
+		put_msg(&pb, PROF_SAMPLE_TYPE, &m);
+		put_uint(&m, VT_TYPE, str_id(&st, "alloc_space"));
+		put_uint(&m, VT_UNIT, str_id(&st, "bytes"));
+		put_msg(&pb, PROF_SAMPLE_TYPE, &m);
+	}
 	put_uint(&m, VT_TYPE, str_id(&st, objects));
 	put_uint(&m, VT_UNIT, str_id(&st, "count"));
 	put_msg(&pb, PROF_SAMPLE_TYPE, &m);
 	put_uint(&m, VT_TYPE, str_id(&st, space));
 	put_uint(&m, VT_UNIT, str_id(&st, "bytes"));
 	put_msg(&pb, PROF_SAMPLE_TYPE, &m);
+	n_values = four ? 4 : 2;
 
-	/* mappings (one per module) and functions (one per distinct name+file) */
-	fn_ids = ms_xcalloc(p->n_frames + 1, sizeof(*fn_ids));
-	map_ids = ms_xcalloc(p->n_frames + 1, sizeof(*map_ids));
-	{
-		struct strtab fns = {0}, mods = {0};
-		size_t n_fns = 0;
-
-		/* pprof takes the first mapping for the main binary */
-		for (size_t i = 0; o->main_module && i < p->n_frames; i++) {
-			if (p->frames[i].module && !strcmp(p->frames[i].module, o->main_module)) {
-				n_maps = str_id(&mods, o->main_module) + 1;
-				put_mapping(&pb, &m, &st, 1, o->main_module);
-				break;
-			}
-		}
-		for (size_t i = 0; i < p->n_frames; i++) {
-			const struct ms_pframe *f = &p->frames[i];
-			char *name = ms_frame_text(f, false);
-			char *key = ms_xasprintf("%s%c%s", name, 1, f->file ? f->file : "");
-			uint64_t k = str_id(&fns, key);
-
-			if (k + 1 > n_fns) {
-				n_fns = k + 1;
-				put_uint(&m, FN_ID, k + 1);
-				put_uint(&m, FN_NAME, str_id(&st, name));
-				put_uint(&m, FN_SYSTEM_NAME, str_id(&st, name));
-				put_uint(&m, FN_FILENAME, str_id(&st, f->file));
-				put_msg(&pb, PROF_FUNCTION, &m);
-			}
-			fn_ids[i] = k + 1;
-			if (f->module) {
-				k = str_id(&mods, f->module);
-				if (k + 1 > n_maps) {
-					n_maps = k + 1;
-					put_mapping(&pb, &m, &st, k + 1, f->module);
-				}
-				map_ids[i] = k + 1;
-			}
-			free(key);
-			free(name);
-		}
-		for (size_t i = 0; i < fns.n; i++)
-			free(fns.s[i]);
-		for (size_t i = 0; i < mods.n; i++)
-			free(mods.s[i]);
-		free(fns.s);
-		free(fns.ht);
-		free(mods.s);
-		free(mods.ht);
+	/* the recorded mappings first, so a location finds its own by address */
+	for (size_t i = 0; i < p->n_mappings; i++) {
+		ms_xgrow((void **)&mt.v, &mt.cap, mt.n + 1, sizeof(*mt.v));
+		mt.v[mt.n++] = (struct map_out){.pm = &p->mappings[i], .name = p->mappings[i].path};
 	}
 
-	/* samples: one per stack with its own value; location ids leaf first */
+	/* functions: one per distinct name+file, for the frames that have a name */
+	fn_ids = ms_xcalloc(p->n_frames + 1, sizeof(*fn_ids));
+	for (size_t i = 0; i < p->n_frames; i++) {
+		const struct ms_pframe *f = &p->frames[i];
+		char *name, *key;
+		uint64_t k;
+
+		if (frame_unresolved(f))
+			continue;
+		/* "[unknown]" or module+0xOFFSET where no address is known (folded input) */
+		name = ms_frame_text(f, false);
+		key = ms_xasprintf("%s%c%s", name, 1, f->file ? f->file : "");
+		k = str_id(&fns, key);
+		if (k + 1 > n_fns) {
+			n_fns = k + 1;
+			put_uint(&m, FN_ID, k + 1);
+			put_uint(&m, FN_NAME, str_id(&st, name));
+			put_uint(&m, FN_SYSTEM_NAME, str_id(&st, name));
+			put_uint(&m, FN_FILENAME, str_id(&st, f->file));
+			put_msg(&pb, PROF_FUNCTION, &m);
+		}
+		fn_ids[i] = k + 1;
+		free(key);
+		free(name);
+	}
+
+	/* samples: one per stack with its own values; location ids leaf first */
 	for (size_t i = 1; i < t->n; i++) {
 		const struct ms_tnode *nd = &t->nodes[i];
 		size_t depth = 0, n_locs = 0, n_group = 0;
+		uint64_t block_bytes, block_count;
 
-		if (!nd->self_bytes && !nd->self_count)
+		if (!nd->self_bytes && !nd->self_count && !nd->alloc_bytes && !nd->alloc_count)
+			continue;
+		if (!four && !nd->self_bytes && !nd->self_count)
 			continue;
 		for (uint32_t k = (uint32_t)i; k != MS_TREE_ROOT; k = t->nodes[k].parent) {
 			ms_xgrow((void **)&path, &cap_path, depth + 1, sizeof(*path));
@@ -361,19 +443,83 @@ int ms_pprof_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE
 			n_group = 0;
 		}
 		put_packed(&m, SAMPLE_LOCATION_ID, locs, n_locs);
-		values[0] = nd->self_count;
-		values[1] = nd->self_bytes;
-		put_packed(&m, SAMPLE_VALUE, values, 2);
+		if (four) {
+			values[0] = nd->alloc_count;
+			values[1] = nd->alloc_bytes;
+			values[2] = nd->self_count;
+			values[3] = nd->self_bytes;
+		} else {
+			values[0] = nd->self_count;
+			values[1] = nd->self_bytes;
+		}
+		put_packed(&m, SAMPLE_VALUE, values, n_values);
+		/* Go's heap profiles label each sample with its block size: the
+		 * stack's mean, as Go's own (bytes over objects of its bucket) */
+		block_bytes = four ? nd->alloc_bytes : nd->self_bytes;
+		block_count = four ? nd->alloc_count : nd->self_count;
+		if (!count_type && block_count && block_bytes)
+			put_label_num(&m, &lab, &st, "bytes", block_bytes / block_count);
 		put_msg(&pb, PROF_SAMPLE, &m);
+	}
+
+	/* locations, each with its address and mapping; what each mapping resolved */
+	map_ids = ms_xcalloc(lt.n + 1, sizeof(*map_ids));
+	for (size_t i = 0; i < lt.n; i++) {
+		const uint32_t *f = lt.frames + lt.start[i];
+		size_t n = lt.start[i + 1] - lt.start[i];
+		/* the location's own (outermost) frame is the last one */
+		const struct ms_pframe *own = &p->frames[f[n - 1]];
+		size_t mi = map_of(&mt, own);
+
+		map_ids[i] = mi;
+		if (mi) {
+			struct map_out *mo = &mt.v[mi - 1];
+
+			if (!mo->used)
+				mo->all_functions = mo->all_filenames = mo->all_lines = true;
+			mo->used = true;
+			for (size_t k = 0; k < n; k++) {
+				const struct ms_pframe *pf = &p->frames[f[k]];
+
+				mo->all_functions &= pf->function != NULL;
+				mo->all_filenames &= pf->file != NULL;
+				mo->all_lines &= pf->line > 0;
+			}
+		}
+	}
+	/* pprof takes the first mapping for the main binary ("File:") */
+	{
+		size_t next_id = 1;
+		uint64_t *id_of = ms_xcalloc(mt.n + 1, sizeof(*id_of));
+
+		for (int pass = 0; pass < 2; pass++) {
+			for (size_t i = 0; i < mt.n; i++) {
+				struct map_out *mo = &mt.v[i];
+
+				if (mo->placed || (pass == 0 && !is_main_mapping(mo, o)) ||
+				    (pass == 1 && !mo->used))
+					continue;
+				mo->placed = true;
+				id_of[i + 1] = next_id;
+				put_mapping(&pb, &m, &st, next_id++, mo);
+			}
+		}
+		for (size_t i = 0; i < lt.n; i++)
+			map_ids[i] = id_of[map_ids[i]];
+		free(id_of);
 	}
 	for (size_t i = 0; i < lt.n; i++) {
 		const uint32_t *f = lt.frames + lt.start[i];
 		size_t n = lt.start[i + 1] - lt.start[i];
+		const struct ms_pframe *own = &p->frames[f[n - 1]];
 
 		put_uint(&m, LOC_ID, i + 1);
-		/* the location's own (outermost) frame is the last one */
-		put_uint(&m, LOC_MAPPING_ID, map_ids[f[n - 1]]);
+		put_uint(&m, LOC_MAPPING_ID, map_ids[i]);
+		put_uint(&m, LOC_ADDRESS, own->address);
 		for (size_t k = 0; k < n; k++) {
+			/* an unresolved frame is its address alone: tools symbolise it later */
+			if (frame_unresolved(&p->frames[f[k]]))
+				continue;
 			put_uint(&sub, LINE_FUNCTION_ID, fn_ids[f[k]]);
 			put_uint(&sub, LINE_LINE,
 				 p->frames[f[k]].line > 0 ? (uint64_t)p->frames[f[k]].line : 0);
@@ -384,10 +530,12 @@ int ms_pprof_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE
 
 	put_uint(&pb, PROF_TIME_NANOS, o->time_ns);
 	put_uint(&pb, PROF_DURATION_NANOS, o->duration_ns);
-	put_uint(&m, VT_TYPE, str_id(&st, "space"));
-	put_uint(&m, VT_UNIT, str_id(&st, "bytes"));
+	/* sampled by bytes whichever value is shown: --count changes the default
+	 * sample type, not what the period counts. Exact recording: every byte. */
+	put_uint(&m, VT_TYPE, str_id(&st, count_type ? o->count_name : "space"));
+	put_uint(&m, VT_UNIT, str_id(&st, count_type ? "count" : "bytes"));
 	put_msg(&pb, PROF_PERIOD_TYPE, &m);
-	put_uint(&pb, PROF_PERIOD, o->sample_period);
+	put_uint(&pb, PROF_PERIOD, count_type ? 1 : o->sample_period ? o->sample_period : 1);
 	if (o->title)
 		put_uint(&pb, PROF_COMMENT, str_id(&st, o->title));
 	if (o->subtitle)
@@ -402,14 +550,20 @@ int ms_pprof_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE
 
 	for (size_t i = 0; i < st.n; i++)
 		free(st.s[i]);
+	for (size_t i = 0; i < fns.n; i++)
+		free(fns.s[i]);
 	free(st.s);
 	free(st.ht);
+	free(fns.s);
+	free(fns.ht);
+	free(mt.v);
 	free(lt.frames);
 	free(lt.start);
 	free(lt.ht);
 	free(pb.d);
 	free(m.d);
 	free(sub.d);
+	free(lab.d);
 	free(fn_ids);
 	free(map_ids);
 	free(locs);

@@ -162,6 +162,11 @@ void ms_profile_free(struct ms_profile *p)
 		free(p->frames[i].file);
 		free(p->frames[i].module);
 	}
+	for (size_t i = 0; i < p->n_mappings; i++) {
+		free(p->mappings[i].path);
+		free(p->mappings[i].build_id);
+	}
+	free(p->mappings);
 	free(p->frames);
 	free(p->fht);
 	ms_tree_fini(&p->tree);
@@ -177,14 +182,14 @@ static uint64_t frame_hash(const struct ms_out_frame *f)
 	h = mix64(h ^ (uint64_t)(unsigned)f->line ^ ((uint64_t)f->inlined << 40));
 	if (!f->function)
 		h = mix64(h ^ f->offset);
-	return h;
+	return mix64(h ^ f->address);
 }
 
 static bool frame_eq(const struct ms_pframe *a, const struct ms_out_frame *b)
 {
 	return str_eq(a->function, b->function) && str_eq(a->file, b->file) && a->line == b->line &&
 	       str_eq(a->module, b->module) && a->inlined == b->inlined &&
-	       (b->function || a->offset == b->offset);
+	       a->address == b->address && (b->function || a->offset == b->offset);
 }
 
 static void frames_rehash(struct ms_profile *p)
@@ -194,8 +199,8 @@ static void frames_rehash(struct ms_profile *p)
 
 	for (size_t i = 0; i < p->n_frames; i++) {
 		const struct ms_pframe *pf = &p->frames[i];
-		struct ms_out_frame f = {pf->function, pf->file,   pf->line,
-					 pf->module,   pf->offset, pf->inlined};
+		struct ms_out_frame f = {pf->function, pf->file,    pf->line,   pf->module,
+					 pf->offset,   pf->inlined, pf->address};
 		size_t s = frame_hash(&f) & (ncap - 1);
 
 		while (ht[s])
@@ -224,6 +229,7 @@ static uint32_t frame_intern(struct ms_profile *p, const struct ms_out_frame *f)
 	pf->module = f->module ? ms_xstrdup(f->module) : NULL;
 	pf->offset = f->function ? 0 : f->offset;
 	pf->inlined = f->inlined;
+	pf->address = f->address;
 	p->fht[s] = (uint32_t)p->n_frames + 1;
 	p->n_frames++;
 	if (p->n_frames * 2 > p->fht_cap)
@@ -231,8 +237,7 @@ static uint32_t frame_intern(struct ms_profile *p, const struct ms_out_frame *f)
 	return (uint32_t)p->n_frames - 1;
 }
 
-void ms_profile_add(struct ms_profile *p, const struct ms_out_frame *frames, size_t n,
-		    uint64_t bytes, uint64_t count)
+static uint32_t stack_node(struct ms_profile *p, const struct ms_out_frame *frames, size_t n)
 {
 	static const struct ms_out_frame unknown = {.function = NULL};
 	uint32_t node = MS_TREE_ROOT;
@@ -243,9 +248,42 @@ void ms_profile_add(struct ms_profile *p, const struct ms_out_frame *frames, siz
 	}
 	for (size_t i = 0; i < n; i++)
 		node = ms_tree_child(&p->tree, node, frame_intern(p, &frames[i]));
-	ms_tree_add(&p->tree, node, bytes, count);
+	return node;
+}
+
+void ms_profile_add(struct ms_profile *p, const struct ms_out_frame *frames, size_t n,
+		    uint64_t bytes, uint64_t count)
+{
+	ms_tree_add(&p->tree, stack_node(p, frames, n), bytes, count);
 	p->total_bytes = ms_sat_add(p->total_bytes, bytes);
 	p->total_count = ms_sat_add(p->total_count, count);
+}
+
+void ms_profile_add_alloc(struct ms_profile *p, const struct ms_out_frame *frames, size_t n,
+			  uint64_t bytes, uint64_t count)
+{
+	uint32_t node = stack_node(p, frames, n); /* may move the nodes */
+	struct ms_tnode *nd = &p->tree.nodes[node];
+
+	nd->alloc_bytes = ms_sat_add(nd->alloc_bytes, bytes);
+	nd->alloc_count = ms_sat_add(nd->alloc_count, count);
+	p->has_alloc = true;
+}
+
+void ms_profile_add_mapping(struct ms_profile *p, const struct ms_out_mapping *m)
+{
+	struct ms_pmapping *pm;
+
+	ms_xgrow((void **)&p->mappings, &p->cap_mappings, p->n_mappings + 1, sizeof(*p->mappings));
+	pm = &p->mappings[p->n_mappings++];
+	*pm = (struct ms_pmapping){
+	    .start = m->start,
+	    .limit = m->limit,
+	    .file_offset = m->file_offset,
+	    .path = ms_xstrdup(m->path ? m->path : ""),
+	    .build_id = ms_xstrdup(m->build_id ? m->build_id : ""),
+	    .is_main = m->is_main,
+	};
 }
 
 void ms_profile_totals(const struct ms_profile *p, uint64_t *bytes, uint64_t *count)

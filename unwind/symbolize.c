@@ -32,6 +32,8 @@ struct ms_symbolizer {
 	Dwfl *dwfl;
 	struct mod_info *mods;
 	size_t nmods, cap_mods;
+	struct ms_sym_module *pub; /* ms_symbolizer_modules' answer */
+	size_t cap_pub;
 	struct sym_entry *tab; /* open addressing, power-of-two size */
 	size_t tab_size, tab_used;
 	struct ms_sym_frame unknown_pc0; /* for pc 0 */
@@ -81,6 +83,7 @@ void ms_symbolizer_free(struct ms_symbolizer *s)
 		free(s->mods[i].build_id);
 	}
 	free(s->mods);
+	free(s->pub);
 	free(s->tab);
 	dwfl_end(s->dwfl);
 	free(s);
@@ -291,6 +294,8 @@ int ms_symbolize(struct ms_symbolizer *s, ms_raddr_t pc, bool is_return_address,
 		h = (h + 1) & (s->tab_size - 1);
 	if (!s->tab[h].key) {
 		lookup(s, pc, is_return_address, &b);
+		for (size_t j = 0; j < b.n; j++)
+			b.v[j].address = is_return_address ? pc - 1 : pc;
 		if (2 * (s->tab_used + 1) > s->tab_size) {
 			tab_grow(s);
 			h = (size_t)(key * 0x9e3779b97f4a7c15ull) & (s->tab_size - 1);
@@ -305,4 +310,52 @@ int ms_symbolize(struct ms_symbolizer *s, ms_raddr_t pc, bool is_return_address,
 	*frames = s->tab[h].frames;
 	*n = s->tab[h].n;
 	return 0;
+}
+
+/*
+ * The executable PT_LOAD of m's ELF as the kernel maps it: page-aligned
+ * start and file offset, end rounded up. Falls back to the module's whole
+ * range (offset 0) when the ELF has no such segment.
+ */
+static void exec_segment(Dwfl_Module *mod, struct ms_sym_module *out)
+{
+	const uint64_t page = 4096;
+	Dwarf_Addr low = 0, high = 0, bias = 0;
+	Elf *elf = dwfl_module_getelf(mod, &bias);
+	size_t nph = 0;
+
+	dwfl_module_info(mod, NULL, &low, &high, NULL, NULL, NULL, NULL);
+	out->start = low;
+	out->limit = high;
+	out->file_offset = 0;
+	if (!elf || elf_getphdrnum(elf, &nph) != 0)
+		return;
+	for (size_t i = 0; i < nph; i++) {
+		GElf_Phdr ph;
+
+		if (!gelf_getphdr(elf, (int)i, &ph) || ph.p_type != PT_LOAD || !(ph.p_flags & PF_X))
+			continue;
+		out->start = (bias + ph.p_vaddr) & ~(page - 1);
+		out->limit = (bias + ph.p_vaddr + ph.p_memsz + page - 1) & ~(page - 1);
+		out->file_offset = ph.p_offset & ~(page - 1);
+		return;
+	}
+}
+
+size_t ms_symbolizer_modules(struct ms_symbolizer *s, const struct ms_sym_module **out)
+{
+	ms_xgrow((void **)&s->pub, &s->cap_pub, s->nmods + 1, sizeof(*s->pub));
+	for (size_t i = 0; i < s->nmods; i++) {
+		struct ms_sym_module *p = &s->pub[i];
+		const char *name =
+		    dwfl_module_info(s->mods[i].mod, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+
+		memset(p, 0, sizeof(*p));
+		p->path = name ? name : s->mods[i].name;
+		p->build_id = s->mods[i].build_id;
+		p->has_symbols = dwfl_module_getsymtab(s->mods[i].mod) > 0;
+		exec_segment(s->mods[i].mod, p);
+	}
+	*out = s->pub;
+	return s->nmods;
 }

@@ -108,6 +108,7 @@ struct ms_sym_frame {
 	const char *build_id;	  /* module's build id, lower-case hex; "" when none */
 	bool inlined;		  /* an inlined call: its caller is the next frame */
 	ms_raddr_t module_offset; /* pc as an ELF address of the module (pc - load bias) */
+	ms_raddr_t address;	  /* the address looked up: pc, or pc - 1 for a return address */
 };
 
 /*
@@ -120,5 +121,20 @@ struct ms_sym_frame {
  */
 int ms_symbolize(struct ms_symbolizer *s, ms_raddr_t pc, bool is_return_address,
 		 const struct ms_sym_frame **frames, size_t *n);
+
+/* A module that ms_symbolize has looked addresses up in: its executable mapping. */
+struct ms_sym_module {
+	const char *path;	     /* the file as the target mapped it */
+	const char *build_id;	     /* lower-case hex; "" when none */
+	ms_raddr_t start, limit;     /* its executable segment in the target (page bounds) */
+	ms_raddr_t file_offset;	     /* file offset mapped at start */
+	bool has_symbols;	     /* a symbol table was found (its own, debug file, MiniDebugInfo) */
+};
+
+/*
+ * The modules looked up so far, in the order first used; owned by s, valid
+ * until the next ms_symbolize or ms_symbolizer_free. Returns how many.
+ */
+size_t ms_symbolizer_modules(struct ms_symbolizer *s, const struct ms_sym_module **out);
 
 #endif

@@ -519,7 +519,7 @@ def file_totals(run, fmt, live, count_view):
     if fmt == "pprof":
         sums, comments, maps = pprof_read(path)
         # pprof names a profile after its first mapping ("File:"): the executable.
-        if maps and maps[0] != os.path.basename(run.target):
+        if maps and os.path.basename(maps[0]) != os.path.basename(run.target):
             raise Fail(f"{path}: the first mapping is {maps[0]}, not the executable")
         pre = "inuse" if live else "alloc"
         sub = [c for c in comments if " allocations" in c]

@@ -10,3 +10,7 @@ target_compile_options(unwind_deep_fp PRIVATE -O2 -g -fno-omit-frame-pointer)
 target_compile_options(unwind_deep_cfi PRIVATE -O2 -g -fomit-frame-pointer)
 add_executable(unwind_bench ${CMAKE_CURRENT_LIST_DIR}/unwind_bench.c)
 target_link_libraries(unwind_bench PRIVATE ms_unwind ms_attach ms_common)
+# Replay of a real recording's stack copies, libdw alone vs the CFI table
+# (bench/unwind_replay.sh records the dump and runs it).
+add_executable(unwind_replay ${CMAKE_CURRENT_LIST_DIR}/unwind_replay.c)
+target_link_libraries(unwind_replay PRIVATE ms_unwind ms_attach ms_common)

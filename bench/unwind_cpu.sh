@@ -8,6 +8,7 @@
 #   bash bench/unwind_cpu.sh [build-dir]     SECONDS_PER_RUN=10 THREADS=2 SAMPLE=256k
 #                                            MEMSPY_ARGS="--unwinder fp" (extra options)
 #                                            PERF=out.data (also perf record -g memspy at 2 kHz)
+#                                            WRAP="env LD_PRELOAD=..." (a command memspy runs under)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -29,8 +30,8 @@ mkfifo "$work/in"
 bench_pid=$!
 exec 9>"$work/in"
 while ! grep -q '^ready' "$work/out" 2>/dev/null; do sleep 0.05; done
-wrap=()
-[ -n "$PERF" ] && wrap=(perf record ${PERF_CG:--g} -F ${PERF_HZ:-2000} -o "$PERF" --)
+wrap=(${WRAP:-})
+[ -n "$PERF" ] && wrap+=(perf record ${PERF_CG:--g} -F ${PERF_HZ:-2000} -o "$PERF" --)
 /usr/bin/time -f '%U %S' -o "$work/time" "${wrap[@]}" "$memspy" record --pid "$bench_pid" \
 	--sample-bytes "$SAMPLE" --max-overhead off -d "${SECS}s" $MEMSPY_ARGS \
 	-o "$work/m.folded" 2>"$work/m.err" &

@@ -77,6 +77,7 @@ struct ms_unwinder *ms_unwinder_new(pid_t pid, enum ms_unwind_backend b, struct 
 		free(u);
 		return NULL;
 	}
+	ms_unwind_dump_open(u);
 	return u;
 }
 
@@ -94,6 +95,7 @@ void ms_unwinder_free(struct ms_unwinder *u)
 {
 	if (!u)
 		return;
+	ms_unwind_dump_close(u);
 	if (u->ops->fini)
 		u->ops->fini(u);
 	free(u);
@@ -127,6 +129,8 @@ int ms_unwind(struct ms_unwinder *u, const struct ms_stack_copy *s, ms_raddr_t *
 	*n = 0;
 	if (!u || !s || !s->regs || !pcs || max == 0 || (s->len && !s->data))
 		return -EINVAL;
+	if (u->dump)
+		ms_unwind_dump_write(u, s);
 	pcs[0] = s->regs->rip;
 	*n = 1;
 	if (max == 1)

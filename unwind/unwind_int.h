@@ -7,6 +7,7 @@
 #include "attach/attach.h"
 
 #include <elfutils/libdwfl.h>
+#include <stdio.h>
 
 struct ms_unwinder;
 
@@ -26,6 +27,7 @@ struct ms_unwinder {
 	enum ms_unwind_backend backend;
 	const struct ms_unwind_ops *ops;
 	void *priv;
+	FILE *dump; /* MEMSPY_UNWIND_DUMP: every copy unwound is written here */
 };
 
 extern const struct ms_unwind_ops ms_unwind_dwfl_ops;
@@ -54,5 +56,25 @@ int ms_unwind_read_word(const struct ms_stack_copy *s, ms_raddr_t addr, uint64_t
  * so it outlives the process. NULL and err filled on failure.
  */
 Dwfl *ms_unwind_dwfl_open(pid_t pid, bool add, Dwfl *existing, struct ms_error *err);
+
+/*
+ * MEMSPY_UNWIND_DUMP=FILE (unwind_dump.c): the copies an unwinder is given,
+ * written for bench/unwind_replay. open/close are no-ops without the variable.
+ */
+void ms_unwind_dump_open(struct ms_unwinder *u);
+void ms_unwind_dump_write(struct ms_unwinder *u, const struct ms_stack_copy *s);
+void ms_unwind_dump_close(struct ms_unwinder *u);
+
+/* One copy read back from a dump; data is owned by the array. */
+struct ms_unwind_dump_rec {
+	struct user_regs_struct regs;
+	uint64_t addr;
+	size_t len;
+	uint8_t *data;
+	bool at_entry;
+};
+/* Reads a whole dump into *out (a truncated last record is dropped). 0 or -1. */
+int ms_unwind_dump_load(const char *path, struct ms_unwind_dump_rec **out, size_t *n);
+void ms_unwind_dump_free(struct ms_unwind_dump_rec *v, size_t n);
 
 #endif

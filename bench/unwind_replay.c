@@ -70,7 +70,7 @@ int main(int argc, char **argv)
 	size_t n, maxlen = 0, rounds = argc > 3 ? strtoul(argv[3], NULL, 10) : 9, diff = 0;
 	const char *names[2] = {"libdw (MEMSPY_UNWIND_CACHE=0)", "CFI table"};
 	double *t[2], *tc;
-	uint64_t frames[2] = {0, 0}, ignored;
+	uint64_t frames[2] = {0, 0}, ignored, bytes = 0;
 	uint8_t *slot;
 	pid_t pid;
 
@@ -93,8 +93,10 @@ int main(int argc, char **argv)
 		}
 		t[k] = ms_xcalloc(rounds, sizeof(double));
 	}
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		maxlen = v[i].len > maxlen ? v[i].len : maxlen;
+		bytes += v[i].len;
+	}
 	slot = ms_xcalloc(1, maxlen ? maxlen : 1);
 	tc = ms_xcalloc(rounds, sizeof(double));
 	/* Same stacks, sample by sample (this also warms both: CFI read, rows compiled). */
@@ -118,8 +120,9 @@ int main(int argc, char **argv)
 			t[k][r] = pass(u[k], v, n, slot, &frames[k]);
 		tc[r] = pass(NULL, v, n, slot, &ignored);
 	}
-	printf("unwind replay: %zu samples, %.1f frames/sample, %zu rounds\n", n,
-	       (double)frames[1] / (double)n, rounds);
+	printf("unwind replay: %zu samples, %.1f frames/sample, %.0f bytes of stack copied per "
+	       "sample (mean), %zu rounds\n",
+	       n, (double)frames[1] / (double)n, (double)bytes / (double)n, rounds);
 	for (int k = 0; k < 2; k++) {
 		qsort(t[k], rounds, sizeof(double), cmp_double);
 		printf("  %-30s %8.0f ns of CPU/sample (median; min %.0f, max %.0f)\n", names[k],

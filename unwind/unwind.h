@@ -72,8 +72,10 @@ struct ms_stack_copy {
  * for a bad argument. The target's stack is never read except through
  * s->fallback. Unwind tables come from the module files (elfutils) or from
  * the target's read-only file mappings (libunwind, which looks them up in
- * memory). Backends: elfutils is the default (~6 us for 22 frames here);
- * libunwind ~46 us (Debian's libunwind makes ~2 rt_sigprocmask calls per
+ * memory). Backends: elfutils is the default: a table of CFI rows compiled
+ * from libdw's answers, once per PC, walks ~13 frames in ~0.5 us; libdw
+ * itself (~8 us for 13 frames) walks what the table cannot express
+ * (unwind_cfi.h); libunwind ~46 us (Debian's libunwind makes ~2 rt_sigprocmask calls per
  * frame); fp ~0.1 us, but only correct where every frame keeps rbp. When
  * a thread is stopped mid-function in code without frame pointers (a libc
  * syscall wrapper), fp misses that function's caller; CFI does not.

@@ -67,6 +67,12 @@ void ms_profile_add_alloc(struct ms_profile *p, const struct ms_out_frame *frame
 			  uint64_t bytes, uint64_t count);
 /* Records a module mapping (pprof mappings); locations are matched by address. */
 void ms_profile_add_mapping(struct ms_profile *p, const struct ms_out_mapping *m);
+/*
+ * ms_profile_add for an estimate: samples is how many samples the values rest on
+ * (the SVG's tooltips say it when ms_out_opts.samples is set).
+ */
+void ms_profile_add_sampled(struct ms_profile *p, const struct ms_out_frame *frames, size_t n,
+			    uint64_t bytes, uint64_t count, uint64_t samples);
 /* Totals over all stacks added so far (either pointer may be NULL). */
 void ms_profile_totals(const struct ms_profile *p, uint64_t *bytes, uint64_t *count);
 
@@ -92,6 +98,12 @@ enum ms_out_value {
 	MS_VALUE_COUNT, /* frame widths (and folded values) are allocation counts */
 };
 
+/*
+ * Below this many samples an estimate is rough (a count of n samples has a
+ * relative standard deviation of about 1/sqrt(n): 22% at 20): outputs say so.
+ */
+#define MS_OUT_FEW_SAMPLES 20
+
 /* Writer options; a zeroed struct (or NULL) gives sensible defaults. */
 struct ms_out_opts {
 	const char *title;    /* e.g. the memspy command line; NULL: "memspy" */
@@ -104,6 +116,7 @@ struct ms_out_opts {
 	const char *count_name; /* what a count counts, singular: NULL = "allocation";
 				 * e.g. "sample" for stacks caught by periodic walks */
 	uint64_t sample_period; /* mean bytes between samples (pprof period); 0 = exact */
+	bool samples;		/* values are estimates from samples: tooltips say how many */
 	uint64_t time_ns;	/* pprof time_nanos: start, CLOCK_REALTIME ns; 0 = omitted */
 	uint64_t duration_ns;	/* pprof duration_nanos; 0 = omitted */
 	const char *main_module; /* pprof: the executable's module name (as in frames), its

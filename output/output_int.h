@@ -19,6 +19,7 @@ struct ms_tnode {
 	uint64_t self_bytes, self_count;
 	uint64_t total_bytes, total_count;
 	uint64_t alloc_bytes, alloc_count; /* self, ms_profile_add_alloc (profile tree only) */
+	uint64_t self_samples, total_samples; /* samples behind the values (0: not told) */
 };
 
 /* Nodes addressed by index; children found by hashing (parent, sym). */
@@ -35,6 +36,8 @@ void ms_tree_fini(struct ms_tree *t);
 uint32_t ms_tree_child(struct ms_tree *t, uint32_t parent, uint32_t sym);
 /* Adds bytes/count as self of node and to the totals of it and its ancestors. */
 void ms_tree_add(struct ms_tree *t, uint32_t node, uint64_t bytes, uint64_t count);
+/* Adds samples as self of node (totals like ms_tree_add's). */
+void ms_tree_add_samples(struct ms_tree *t, uint32_t node, uint64_t samples);
 
 /* Frame kinds, for colours: the program, the allocator/libc/runtime, unknown code. */
 enum ms_frame_kind { MS_KIND_PROGRAM, MS_KIND_SYSTEM, MS_KIND_UNKNOWN };
@@ -64,7 +67,7 @@ struct ms_profile {
 	size_t n_frames, cap_frames;
 	uint32_t *fht; /* frame hash: index + 1 */
 	size_t fht_cap;
-	uint64_t total_bytes, total_count;
+	uint64_t total_bytes, total_count, total_samples;
 	bool has_alloc; /* ms_profile_add_alloc was called */
 	struct ms_pmapping *mappings;
 	size_t n_mappings, cap_mappings;

@@ -126,18 +126,25 @@ void ms_tree_add(struct ms_tree *t, uint32_t node, uint64_t bytes, uint64_t coun
 	nd->self_count = ms_sat_add(nd->self_count, count);
 }
 
+void ms_tree_add_samples(struct ms_tree *t, uint32_t node, uint64_t samples)
+{
+	t->nodes[node].self_samples = ms_sat_add(t->nodes[node].self_samples, samples);
+}
+
 /* Totals from self values: children always have higher indices than their parent. */
 static void tree_sum_totals(struct ms_tree *t)
 {
 	for (size_t i = 0; i < t->n; i++) {
 		t->nodes[i].total_bytes = t->nodes[i].self_bytes;
 		t->nodes[i].total_count = t->nodes[i].self_count;
+		t->nodes[i].total_samples = t->nodes[i].self_samples;
 	}
 	for (size_t i = t->n - 1; i > 0; i--) {
 		struct ms_tnode *c = &t->nodes[i], *p = &t->nodes[c->parent];
 
 		p->total_bytes = ms_sat_add(p->total_bytes, c->total_bytes);
 		p->total_count = ms_sat_add(p->total_count, c->total_count);
+		p->total_samples = ms_sat_add(p->total_samples, c->total_samples);
 	}
 }
 
@@ -254,9 +261,19 @@ static uint32_t stack_node(struct ms_profile *p, const struct ms_out_frame *fram
 void ms_profile_add(struct ms_profile *p, const struct ms_out_frame *frames, size_t n,
 		    uint64_t bytes, uint64_t count)
 {
-	ms_tree_add(&p->tree, stack_node(p, frames, n), bytes, count);
+	ms_profile_add_sampled(p, frames, n, bytes, count, 0);
+}
+
+void ms_profile_add_sampled(struct ms_profile *p, const struct ms_out_frame *frames, size_t n,
+			    uint64_t bytes, uint64_t count, uint64_t samples)
+{
+	uint32_t node = stack_node(p, frames, n);
+
+	ms_tree_add(&p->tree, node, bytes, count);
+	ms_tree_add_samples(&p->tree, node, samples);
 	p->total_bytes = ms_sat_add(p->total_bytes, bytes);
 	p->total_count = ms_sat_add(p->total_count, count);
+	p->total_samples = ms_sat_add(p->total_samples, samples);
 }
 
 void ms_profile_add_alloc(struct ms_profile *p, const struct ms_out_frame *frames, size_t n,
@@ -436,8 +453,10 @@ void ms_view_build(struct ms_view *v, const struct ms_profile *p, const struct m
 
 		vmap[i] = ms_tree_child(&v->tree, vmap[nd->parent], fsym[nd->sym]);
 		ms_tree_add(&v->tree, vmap[i], nd->self_bytes, nd->self_count);
+		ms_tree_add_samples(&v->tree, vmap[i], nd->self_samples);
 	}
 	ms_tree_add(&v->tree, MS_TREE_ROOT, pt->nodes[0].self_bytes, pt->nodes[0].self_count);
+	ms_tree_add_samples(&v->tree, MS_TREE_ROOT, pt->nodes[0].self_samples);
 	tree_sum_totals(&v->tree);
 	free(vmap);
 	free(fsym);

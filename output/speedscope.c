@@ -6,6 +6,8 @@
  */
 #include "output/output_int.h"
 
+#include <inttypes.h>
+
 #include <errno.h>
 #include <jansson.h>
 #include <stdlib.h>
@@ -95,7 +97,7 @@ int ms_speedscope_write(const struct ms_profile *p, const struct ms_out_opts *o,
 	       *profiles = json_array();
 	uint32_t *order, *frame_of_sym;
 	struct ms_view v;
-	char *name;
+	char *name, *rests_on = NULL;
 	int ret = 0;
 
 	ms_view_build(&v, p, o);
@@ -124,13 +126,24 @@ int ms_speedscope_write(const struct ms_profile *p, const struct ms_out_opts *o,
 			    json_string("https://www.speedscope.app/file-format-schema.json"));
 	json_object_set_new(shared, "frames", frames);
 	json_object_set_new(root, "shared", shared);
-	name = ms_xasprintf("%s: %s", o->live ? "live bytes" : "allocated bytes", title);
+	/* An estimate says what it rests on, where speedscope shows it: the profile's name. */
+	if (o->samples) {
+		uint64_t n = v.tree.nodes[MS_TREE_ROOT].total_samples;
+
+		rests_on = ms_xasprintf(" (estimated from %" PRIu64 " sample%s%s)", n,
+					n == 1 ? "" : "s",
+					n < MS_OUT_FEW_SAMPLES ? ": few, a rough figure" : "");
+	}
+	name = ms_xasprintf("%s: %s%s", o->live ? "live bytes" : "allocated bytes", title,
+			    rests_on ? rests_on : "");
 	json_array_append_new(profiles, sampled_profile(&v, frame_of_sym, false, name));
 	free(name);
-	name = ms_xasprintf("%s%ss: %s", o->live ? "live " : "",
-			    o->count_name ? o->count_name : "allocation", title);
+	name = ms_xasprintf("%s%ss: %s%s", o->live ? "live " : "",
+			    o->count_name ? o->count_name : "allocation", title,
+			    rests_on ? rests_on : "");
 	json_array_append_new(profiles, sampled_profile(&v, frame_of_sym, true, name));
 	free(name);
+	free(rests_on);
 	json_object_set_new(root, "profiles", profiles);
 	json_object_set_new(root, "name", jstr(title, "memspy"));
 	json_object_set_new(root, "activeProfileIndex",

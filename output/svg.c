@@ -236,7 +236,8 @@ static void put_elided(FILE *out, const struct ms_view *v, const struct placed *
 }
 
 /*
- * "name\n(1.2 MiB = 1,234,567 bytes in 42 allocations, 12.34% of total)". A
+ * "name\n(1.2 MiB = 1,234,567 bytes in 42 allocations, 12.34% of total)", and
+ * for an estimate "; estimated from 7 samples: few, a rough figure". A
  * profile without bytes (stacks from periodic walks) shows only the count.
  */
 static void put_tooltip(FILE *out, const char *name, bool inlined, const struct ms_tnode *nd,
@@ -254,8 +255,14 @@ static void put_tooltip(FILE *out, const char *name, bool inlined, const struct 
 		fprintf(out, "%s = %s bytes %sin ", human, exact, o->live ? "still live " : "");
 	fprintf(out, "%s ", count);
 	xml_put(out, noun, -1);
-	fprintf(out, "%s, %.2f%% of %s)", nd->total_count == 1 ? "" : "s",
+	fprintf(out, "%s, %.2f%% of %s", nd->total_count == 1 ? "" : "s",
 		total ? (double)value * 100.0 / (double)total : 0.0, o->live ? "live" : "total");
+	/* An estimate says what it rests on: a frame on 2 samples is a rough guess. */
+	if (o->samples)
+		fprintf(out, "; estimated from %s sample%s%s", ms_fmt_count(human, sizeof(human), nd->total_samples),
+			nd->total_samples == 1 ? "" : "s",
+			nd->total_samples < MS_OUT_FEW_SAMPLES ? ": few, a rough figure" : "");
+	fputc(')', out);
 }
 
 int ms_svg_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE *out,
@@ -367,7 +374,10 @@ int ms_svg_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE *
 			FONT_SIZE * 2);
 	}
 	fprintf(out, "<text id=\"details\" x=\"%d\" y=\"%d\">%s</text>\n", XPAD, height - 12,
-		total ? "\xc2\xa0" : "No allocations were recorded.");
+		total	     ? "\xc2\xa0"
+		: o->samples ? "No sample in this view: see the subtitle."
+		: o->live    ? "Nothing allocated during the recording is still live."
+			     : "No allocations were recorded.");
 	fprintf(out, "<text id=\"matched\" x=\"%d\" y=\"%d\">\xc2\xa0</text>\n", width - XPAD,
 		height - 12);
 

@@ -6,9 +6,13 @@
 # throughput ratios (median of $ROUNDS interleaved rounds), and per memspy run
 # its own account (measured cost, final sampling mean) on stderr. Not a test:
 # the machine is shared and noisy, so read ratios, not absolute numbers.
+# The "light" workload (tests/targets/light_leak: mostly sleeping, leaking a
+# 4 KiB block 25 times a second) has no throughput to compare: it prints
+# memspy's samples/s and the leak view's estimate against what leaked, per
+# `record --live` run of $LIGHT_SECONDS at default settings.
 #
-#   bash bench/overhead.sh [build-dir]      ROUNDS=3 SECONDS_PER_RUN=5 THREADS=4
-#                                           WORKLOADS="service tight" HEAPTRACK=0 (skip its column)
+#   bash bench/overhead.sh [build-dir]      ROUNDS=3 SECONDS_PER_RUN=5 THREADS=4 LIGHT_SECONDS=20
+#                                           WORKLOADS="service tight light" HEAPTRACK=0 (skip its column)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -16,7 +20,9 @@ ROUNDS=${ROUNDS:-3}
 SECS=${SECONDS_PER_RUN:-5}
 THREADS=${THREADS:-4}
 MEMSPY_ARGS=${MEMSPY_ARGS:-}
-WORKLOADS=${WORKLOADS:-service tight}
+WORKLOADS=${WORKLOADS:-service tight light}
+LIGHT_SECS=${LIGHT_SECONDS:-20}
+light=$build/tests/targets/memspy-light-leak
 bench=$build/bench/targets/alloc_bench
 memspy=$build/cmd/memspy
 work=$(mktemp -d)
@@ -68,16 +74,51 @@ run_one() {
 	if [ "$mode" = memspy ]; then
 		samples=$(grep -oE 'from [0-9,]+ samples' "$work/m.err" | head -1 | tr -dc '0-9' || true)
 		# memspy's own account: measured cost, its parts, what the budget did to the mean.
-		grep -E 'cost to the target|own CPU|sampling mean|cap and|dropped|lost' "$work/m.err" |
+		grep -E 'slowdown|spent|memspy used|sampling mean|cap and|dropped|lost' "$work/m.err" |
 			sed 's/^ */    memspy: /' >&2 || true
 	fi
 	awk -v s="${samples:-}" -v secs="$SECS" '/^ops/ {printf "%s %s\n", $4, (s == "" ? "-" : s / secs)}' "$out"
 	rm -f "$in" "$out" "$work"/ht*
 }
 
+# light_one -> prints "samples_per_s estimate_bytes leaked_bytes"
+light_one() {
+	local in=$work/lin.$$ out=$work/lout.$$ pid before after est samples
+	rm -f "$in" "$out"; mkfifo "$in"
+	"$light" <"$in" >"$out" &
+	pid=$!
+	exec 8>"$in"
+	while ! grep -q ' ready' "$out" 2>/dev/null; do sleep 0.05; done
+	"$memspy" record --pid "$pid" --live --duration "${LIGHT_SECS}s" -o "$work/l.folded" 2>"$work/l.err" &
+	local prof_pid=$!
+	while ! grep -q '^memspy: recording pid' "$work/l.err" 2>/dev/null; do sleep 0.05; done
+	echo mark >&8
+	wait "$prof_pid" || true
+	echo mark >&8
+	echo quit >&8
+	exec 8>&-
+	wait "$pid" || true
+	before=$(grep '^leaked' "$out" | sed -n 1p | awk '{print $2}')
+	after=$(grep '^leaked' "$out" | sed -n 2p | awk '{print $2}')
+	est=$(awk '/leak_block/ {s += $NF} END {print s + 0}' "$work/l.folded" 2>/dev/null || echo 0)
+	samples=$(grep -oE 'from [0-9,]+ samples' "$work/l.err" | head -1 | tr -dc '0-9' || true)
+	grep -E 'slowdown|spent|memspy used|sampling mean|few samples' "$work/l.err" | sed 's/^ */    memspy: /' >&2 || true
+	echo "$(echo "${samples:-0} / $LIGHT_SECS" | bc -l) $est $((after - before))"
+	rm -f "$in" "$out"
+}
+
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
 for workload in $WORKLOADS; do
+	if [ "$workload" = light ]; then
+		printf '\nlight (mostly sleeping, leaks 4 KiB 25 times a second; record --live %ss at default settings, %s rounds)\n' "$LIGHT_SECS" "$ROUNDS"
+		for r in $(seq 1 "$ROUNDS"); do
+			read -r sps est leaked < <(light_one)
+			printf '  round %s: %.0f samples/s; leak view %s B on leak_block, %s B leaked meanwhile: %.2fx\n' \
+				"$r" "$sps" "$est" "$leaked" "$(echo "$est / ($leaked + 1)" | bc -l)"
+		done
+		continue
+	fi
 	declare -A rates=()
 	sps=""
 	for r in $(seq 1 "$ROUNDS"); do

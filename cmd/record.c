@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,7 +48,8 @@ struct rec_opts {
 	bool fmt_given;
 	uint64_t duration_ns; /* 0: until Ctrl-C or the target exits */
 	bool live, count, lines, quiet;
-	uint64_t sample_bytes;
+	uint64_t sample_bytes;	    /* the mean to start with (0: exact) */
+	uint64_t min_sample_bytes; /* the narrowest the budget may pick */
 	double max_overhead; /* fraction of the target's CPU time; 0 = off */
 	bool max_overhead_given;
 	bool sample_bytes_given;
@@ -89,13 +91,17 @@ static void help(FILE *f)
 	    "      --live             bytes allocated during the recording and still not\n"
 	    "                         freed at the end (the leak view)\n"
 	    "      --count            allocation counts instead of bytes\n"
-	    "  -s, --sample-bytes N   mean bytes between samples (default 512k; k/M/G\n"
-	    "                         suffixes); 0 = every call (same as --exact)\n"
-	    "      --max-overhead PCT overhead budget, as a share of the target's CPU time\n"
-	    "                         (default 1%%; \"0.5%%\", \"off\"): memspy measures what\n"
-	    "                         sampling costs (its own CPU, time in the probes, stops)\n"
-	    "                         and widens the sampling mean when the cost exceeds it,\n"
-	    "                         never narrower than --sample-bytes. Off when\n"
+	    "  -s, --sample-bytes N   mean bytes between samples, fixed (k/M/G suffixes);\n"
+	    "                         0 = every call (same as --exact). Default: chosen by\n"
+	    "                         the budget, starting at 512k, between 4k and 1G\n"
+	    "      --max-overhead PCT budget of what sampling slows the target by, as a share\n"
+	    "                         of its CPU time (default 1%%; \"0.5%%\", \"off\"): the time\n"
+	    "                         its threads spend in the probes and stops, plus memspy's\n"
+	    "                         CPU where it delayed them (their run delay against a\n"
+	    "                         0.25 s baseline taken before attaching). memspy narrows\n"
+	    "                         the sampling mean (more samples) while the cost is under\n"
+	    "                         half the budget and widens it when over. With\n"
+	    "                         --sample-bytes N: never narrower than N. Off when\n"
 	    "                         --sample-bytes is given without it; not with --exact\n"
 	    "      --exact            record every call: exact counts, one stop (a trap) per\n"
 	    "                         call, for tests and low-rate programs; refused when a\n"
@@ -194,7 +200,8 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done)
 	int c, r;
 
 	*o = (struct rec_opts){
-	    .sample_bytes = 512 * 1024,
+	    .sample_bytes = MS_REC_BUDGET_START_MEAN,
+	    .min_sample_bytes = MS_REC_BUDGET_MIN_MEAN,
 	    .max_overhead = 0.01,
 	    .stack_bytes = 16 * 1024,
 	    .unwinder = MS_UNWIND_DWFL};
@@ -298,10 +305,12 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done)
 	if (exact)
 		o->sample_bytes = 0;
 	/*
-	 * An explicit --sample-bytes asks for that precision: the budget only
-	 * widens it when --max-overhead is given too.
+	 * An explicit --sample-bytes asks for that precision: the budget never
+	 * narrows it, and widens it only when --max-overhead is given too.
 	 */
 	o->sample_bytes_given = sample_given;
+	if (sample_given)
+		o->min_sample_bytes = o->sample_bytes;
 	if (sample_given && !o->max_overhead_given)
 		o->max_overhead = 0;
 	if (!o->sample_bytes) {
@@ -389,7 +398,24 @@ struct meter {
 	int wait_ms;
 	uint64_t next_read_ns;
 	bool set_failed; /* the engine refused a new mean: the budget stands down */
+	bool delay_unread; /* the target's run delay could not be read: not measured */
+	uint64_t last_delay;
 };
+
+/*
+ * The target's run delay before memspy attached: how long its threads wait
+ * for a CPU anyway (the machine's other load), so that only what memspy
+ * adds counts against the budget.
+ */
+struct baseline {
+	bool measured;
+	double delay_per_cpu;  /* ns waited per ns of the target's CPU; < 0: not usable */
+	double delay_per_wall; /* ns waited per ns of wall time */
+	uint64_t wall_ns, target_cpu_ns, delay_ns;
+};
+#define BASELINE_NS	   250000000ull /* how long the baseline is measured */
+#define BASELINE_MIN_CPU_NS 10000000ull /* per CPU ns only with this much target CPU */
+#define RUN_DELAY_MAX_THREADS 512	 /* beyond, reading every thread costs too much */
 
 static uint64_t self_cpu_ns(void)
 {
@@ -425,13 +451,118 @@ static uint64_t target_cpu_ns(pid_t pid, long clk_tck)
 	return (ut + st) * (1000000000ull / (uint64_t)clk_tck);
 }
 
+/*
+ * Summed run delay of the target's threads (/proc/PID/task/TID/schedstat,
+ * second field: ns spent runnable, waiting for a CPU). Threads that exited
+ * take their delay with them: the caller keeps the largest reading. 0 or
+ * -1 (unreadable: no schedstats in this kernel, too many threads).
+ */
+static int target_run_delay_ns(pid_t pid, uint64_t *out)
+{
+	char path[96], buf[128];
+	struct dirent *de;
+	uint64_t sum = 0;
+	size_t n = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return -1;
+	while ((de = readdir(d))) {
+		unsigned long long run, wait;
+		ssize_t len;
+		int fd;
+
+		if (de->d_name[0] < '0' || de->d_name[0] > '9')
+			continue;
+		if (++n > RUN_DELAY_MAX_THREADS)
+			break;
+		snprintf(path, sizeof(path), "/proc/%d/task/%.20s/schedstat", (int)pid, de->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue; /* exited meanwhile */
+		len = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (len <= 0)
+			continue;
+		buf[len] = '\0';
+		if (sscanf(buf, "%llu %llu", &run, &wait) == 2)
+			sum += wait;
+	}
+	closedir(d);
+	if (n > RUN_DELAY_MAX_THREADS || !n)
+		return -1;
+	*out = sum;
+	return 0;
+}
+
+/* The machine's non-idle CPU time over all CPUs, from /proc/stat's first line; 0 if unreadable. */
+static uint64_t machine_busy_cpu_ns(long clk_tck)
+{
+	unsigned long long v[8] = {0};
+	char buf[256];
+	FILE *f = fopen("/proc/stat", "re");
+	int n;
+
+	if (!f)
+		return 0;
+	n = fgets(buf, sizeof(buf), f)
+		? sscanf(buf, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+			 &v[3], &v[4], &v[5], &v[6], &v[7])
+		: 0;
+	fclose(f);
+	if (n < 4)
+		return 0;
+	/* user nice system [idle iowait] irq softirq steal */
+	return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) * (1000000000ull / (uint64_t)clk_tck);
+}
+
+/*
+ * Measures the target's run delay for BASELINE_NS before anything is
+ * attached. Returns false when a stop was requested meanwhile.
+ */
+static bool measure_baseline(pid_t pid, struct baseline *bl)
+{
+	long clk = sysconf(_SC_CLK_TCK);
+	uint64_t d0, d1, c0, c1, t0, t1;
+
+	*bl = (struct baseline){.delay_per_cpu = -1, .delay_per_wall = -1};
+	if (clk <= 0)
+		clk = 100;
+	if (target_run_delay_ns(pid, &d0))
+		return true;
+	c0 = target_cpu_ns(pid, clk);
+	t0 = ms_now_ns();
+	while ((t1 = ms_now_ns()) - t0 < BASELINE_NS) {
+		struct timespec ts = {0, 25000000};
+
+		if (ms_signals_stop_requested())
+			return false;
+		nanosleep(&ts, NULL);
+	}
+	if (target_run_delay_ns(pid, &d1))
+		return true;
+	c1 = target_cpu_ns(pid, clk);
+	bl->measured = true;
+	bl->wall_ns = t1 - t0;
+	bl->target_cpu_ns = c1 > c0 ? c1 - c0 : 0;
+	bl->delay_ns = d1 > d0 ? d1 - d0 : 0;
+	bl->delay_per_wall = (double)bl->delay_ns / (double)bl->wall_ns;
+	if (bl->target_cpu_ns >= BASELINE_MIN_CPU_NS)
+		bl->delay_per_cpu = (double)bl->delay_ns / (double)bl->target_cpu_ns;
+	return true;
+}
+
 static void meter_reading(struct meter *m, struct ms_probes *pr, struct ms_rec_cost *c)
 {
 	struct ms_probe_stats st;
-	uint64_t tcpu = target_cpu_ns(m->pid, m->clk_tck);
+	uint64_t tcpu = target_cpu_ns(m->pid, m->clk_tck), delay = 0;
 
 	if (tcpu > m->last_target_cpu)
 		m->last_target_cpu = tcpu;
+	if (!m->delay_unread && target_run_delay_ns(m->pid, &delay) == 0 && delay > m->last_delay)
+		m->last_delay = delay;
 	ms_probes_stats(pr, &st);
 	*c = (struct ms_rec_cost){
 	    .wall_ns = ms_now_ns(),
@@ -439,7 +570,10 @@ static void meter_reading(struct meter *m, struct ms_probes *pr, struct ms_rec_c
 	    .stopped_ns = st.stopped_ns,
 	    .stub_ns = st.target_ns,
 	    .target_cpu_ns = m->last_target_cpu,
+	    .run_delay_ns = m->last_delay,
+	    .busy_cpu_ns = machine_busy_cpu_ns(m->clk_tck),
 	    .samples = st.samples,
+	    .lost = st.lost_samples,
 	    .polls = m->polls,
 	    .idle_polls = m->idle_polls,
 	    .idle_cpu_ns = m->idle_cpu_ns,
@@ -447,7 +581,7 @@ static void meter_reading(struct meter *m, struct ms_probes *pr, struct ms_rec_c
 }
 
 static void meter_start(struct meter *m, pid_t pid, struct ms_probes *pr,
-			const struct rec_opts *o)
+			const struct rec_opts *o, const struct baseline *bl)
 {
 	struct ms_rec_cost c;
 
@@ -457,8 +591,13 @@ static void meter_start(struct meter *m, pid_t pid, struct ms_probes *pr,
 		m->clk_tck = 100;
 	m->cpu0 = m->last_cpu = self_cpu_ns();
 	ms_rec_budget_init(&m->budget, o->sample_bytes ? o->max_overhead : 0, o->sample_bytes,
-			   MS_REC_BUDGET_MAX_MEAN);
+			   o->min_sample_bytes, MS_REC_BUDGET_MAX_MEAN);
 	m->budget.floor_poll_hz = 1000.0 / POLL_MAX_MS;
+	m->delay_unread = !bl->measured;
+	if (bl->measured) {
+		m->budget.base_delay_per_cpu = bl->delay_per_cpu;
+		m->budget.base_delay_per_wall = bl->delay_per_wall;
+	}
 	meter_reading(m, pr, &c);
 	ms_rec_budget_update(&m->budget, &c);
 	m->pace_ns = c.wall_ns;
@@ -640,7 +779,8 @@ static void build_profile(struct ms_profile *prof, const struct ms_rec_table *t,
 			}
 		}
 		if (bytes || count || !o->live)
-			ms_profile_add(prof, frames, n, bytes, count);
+			ms_profile_add_sampled(prof, frames, n, bytes, count,
+					       o->live ? s.live_samples : s.samples);
 		if (o->live)
 			ms_profile_add_alloc(prof, frames, n, s.bytes, alloc_count);
 	}
@@ -696,56 +836,84 @@ struct outcome {
 #define FAST_PATH_NS 1.0
 
 /*
- * The measured cost, answer first: its share of the target's CPU time
- * against the budget, its parts, then what the budget did to the mean.
- * unsampled: the estimated calls that took the probes' fast path (the
- * sampled ones are measured, in the stubs' time).
+ * The target's CPU time comes in 10 ms ticks: under 100 ms of it, or under
+ * 0.5% of a core, a share of it says nothing; the slowdown is then not
+ * measurable (the absolute figures still are, and are printed).
+ */
+#define IDLE_TARGET_CPU_NS 100000000.0
+#define IDLE_TARGET_SHARE  0.005
+
+/*
+ * The measured cost, answer first: how much sampling slowed the target and
+ * from what (its threads' time in the probes and stops over their CPU
+ * time; memspy's CPU where it delayed them), then memspy's own CPU in
+ * absolute terms, then what the budget did to the mean. unsampled: the
+ * estimated calls that took the probes' fast path (the sampled ones are
+ * measured, in the stubs' time).
  */
 static void print_cost(const struct rec_opts *o, const struct ms_probe_stats *st,
 		       const struct meter *m, const struct outcome *oc, uint64_t unsampled)
 {
 	const struct ms_rec_budget *b = &m->budget;
 	const struct ms_rec_cost *f = &b->first, *e = &m->end;
-	uint64_t self = e->self_cpu_ns - f->self_cpu_ns;
-	uint64_t stopped = e->stopped_ns - f->stopped_ns, stub = e->stub_ns - f->stub_ns;
-	uint64_t tcpu = e->target_cpu_ns > f->target_cpu_ns ? e->target_cpu_ns - f->target_cpu_ns : 0;
-	uint64_t cost = self + stopped + stub;
-	double fixed = ms_rec_budget_floor(b, f, e);
-	char s1[32], s2[32], s3[32], s4[32], s5[32], s6[32], s7[32];
+	struct ms_rec_cost_parts pt;
+	double wall = (double)(e->wall_ns > f->wall_ns ? e->wall_ns - f->wall_ns : 0);
+	double fast;
+	bool idle;
+	char s1[32], s2[32], s3[32], s4[32], s5[32];
 
-	double fast = o->sample_bytes && tcpu ? (double)unsampled * FAST_PATH_NS : 0;
-
-	if (tcpu)
-		fprintf(stderr, "  cost to the target: %.2f%% of its CPU time measured",
-			100.0 * cost / tcpu);
+	ms_rec_budget_parts(b, f, e, &pt);
+	idle = pt.target_cpu < IDLE_TARGET_CPU_NS || pt.target_cpu < IDLE_TARGET_SHARE * wall;
+	fast = o->sample_bytes ? (double)unsampled * FAST_PATH_NS : 0;
+	if (idle)
+		fprintf(stderr,
+			"  slowdown: not measurable: the process used %s of CPU in %s (%.1f%% of a "
+			"core), too little to take a share of",
+			ms_fmt_duration(s1, sizeof(s1), (uint64_t)pt.target_cpu),
+			ms_fmt_duration(s2, sizeof(s2), (uint64_t)wall),
+			wall > 0 ? 100 * pt.target_cpu / wall : 0);
 	else
-		fprintf(stderr, "  cost to the target: not measurable (it used no CPU time)");
+		fprintf(stderr, "  slowdown: %.2f%% of the process's CPU time",
+			100 * pt.cost / pt.target_cpu);
 	if (b->budget > 0)
 		fprintf(stderr, " (budget %.2g%%)", 100 * b->budget);
 	else if (o->sample_bytes && !o->max_overhead_given)
 		fprintf(stderr, " (no budget: --sample-bytes given without --max-overhead)");
 	else if (o->sample_bytes)
 		fprintf(stderr, " (no budget: --max-overhead off)");
-	if (fast >= 1)
-		fprintf(stderr, " + ~%.1f%% estimated in the probes' fast path",
-			100.0 * fast / (double)tcpu);
-	if (tcpu)
-		fprintf(stderr, ", so about %.1f%% slower if it is CPU-bound",
-			100.0 * ((double)cost + fast) / (double)tcpu);
+	if (o->sample_bytes)
+		fprintf(stderr, "; sampled at %s", ms_fmt_bytes(s1, sizeof(s1), b->mean));
 	fprintf(stderr, "\n");
-	fprintf(stderr, "    memspy's own CPU %s", ms_fmt_duration(s1, sizeof(s1), self));
+	fprintf(stderr,
+		"    its threads spent %s in memspy's probes and %s stops (%s) over %s of their "
+		"CPU",
+		ms_fmt_duration(s1, sizeof(s1), (uint64_t)(e->stub_ns - f->stub_ns)),
+		ms_fmt_count(s2, sizeof(s2), st->stops),
+		ms_fmt_duration(s3, sizeof(s3), (uint64_t)(e->stopped_ns - f->stopped_ns)),
+		ms_fmt_duration(s4, sizeof(s4), (uint64_t)pt.target_cpu));
+	if (isnan(pt.extra_delay))
+		fprintf(stderr, "; memspy's CPU taken as competing by the process's share of the "
+				"machine's busy CPU (its run delay could not be read)");
+	else if (pt.extra_delay > 0)
+		fprintf(stderr,
+			"; they waited %s longer for a CPU than at the rate of the 0.25 s before "
+			"memspy attached (the machine's other load moves this too)",
+			ms_fmt_duration(s1, sizeof(s1), (uint64_t)pt.extra_delay));
+	else
+		fprintf(stderr, "; they waited no longer for a CPU than before memspy attached");
+	if (pt.competing >= 1000)
+		fprintf(stderr, "; %s of memspy's CPU counted as competing with them",
+			ms_fmt_duration(s1, sizeof(s1), (uint64_t)pt.competing));
+	fprintf(stderr, "\n");
+	fprintf(stderr, "    memspy used %s of CPU, %.2f%% of a core", 
+		ms_fmt_duration(s1, sizeof(s1), (uint64_t)pt.self), wall > 0 ? 100 * pt.self / wall : 0);
 	if (e->idle_polls) /* else never measured: samples came at every poll */
 		fprintf(stderr, " (%s of it fixed: polling an empty ring)",
-			ms_fmt_duration(s2, sizeof(s2), (uint64_t)fixed));
-	fprintf(stderr,
-		", %s in the probes in the target, %s stops holding threads %s in all; the target "
-		"used %s of CPU over %s\n",
-		ms_fmt_duration(s3, sizeof(s3), stub), ms_fmt_count(s4, sizeof(s4), st->stops),
-		ms_fmt_duration(s5, sizeof(s5), stopped), ms_fmt_duration(s6, sizeof(s6), tcpu),
-		ms_fmt_duration(s7, sizeof(s7), oc->wall_ns));
-	if (fast >= 1)
+			ms_fmt_duration(s2, sizeof(s2), (uint64_t)pt.fixed));
+	fprintf(stderr, "; it counts only where the process waited for it\n");
+	if (fast >= 1000)
 		fprintf(stderr,
-			"    the fast path: ~%s unsampled calls%s at ~%.0f ns, %s; estimated, and "
+			"    the fast path: ~%s unsampled calls%s at ~%.0f ns, ~%s; estimated, and "
 			"outside the budget (a wider mean cannot remove it)\n",
 			ms_fmt_count(s2, sizeof(s2), unsampled),
 			o->live ? " (frees taken as many as the allocations)" : "", FAST_PATH_NS,
@@ -753,17 +921,18 @@ static void print_cost(const struct rec_opts *o, const struct ms_probe_stats *st
 	if (o->sample_bytes) {
 		double sps = oc->wall_ns ? (double)st->samples * 1e9 / (double)oc->wall_ns : 0;
 
-		if (b->mean != b->min_mean)
+		if (b->mean != b->start_mean)
 			fprintf(stderr, "  sampling mean %s from %s to %s",
-				b->mean > b->min_mean ? "widened" : "narrowed",
-				ms_fmt_bytes(s1, sizeof(s1), b->min_mean),
+				b->mean > b->start_mean ? "widened" : "narrowed",
+				ms_fmt_bytes(s1, sizeof(s1), b->start_mean),
 				ms_fmt_bytes(s2, sizeof(s2), b->mean));
 		else
 			fprintf(stderr, "  sampling mean kept at %s",
 				ms_fmt_bytes(s1, sizeof(s1), b->mean));
 		if (b->widened + b->narrowed > 1)
-			fprintf(stderr, " (%u changes, widest %s)", b->widened + b->narrowed,
-				ms_fmt_bytes(s3, sizeof(s3), b->peak_mean));
+			fprintf(stderr, " (%u changes, between %s and %s)", b->widened + b->narrowed,
+				ms_fmt_bytes(s3, sizeof(s3), b->narrowest_mean),
+				ms_fmt_bytes(s5, sizeof(s5), b->peak_mean));
 		if (b->budget > 0)
 			fprintf(stderr, " to stay within the %.2g%% budget", 100 * b->budget);
 		fprintf(stderr, "; %.0f samples/s\n", sps);
@@ -771,14 +940,21 @@ static void print_cost(const struct rec_opts *o, const struct ms_probe_stats *st
 			fprintf(stderr,
 				"  the mean reached its %s cap and the cost stayed over the budget\n",
 				ms_fmt_bytes(s1, sizeof(s1), b->max_mean));
-		if (b->floor_over)
+		if (b->lost_over)
 			fprintf(stderr,
-				"  memspy's fixed cost alone (polling an empty ring, %s) took most of "
-				"the budget on this target: a wider mean cannot remove it\n",
-				ms_fmt_duration(s1, sizeof(s1), (uint64_t)fixed));
+				"  the mean was widened because memspy drained the in-target ring too "
+				"slowly (more than %.0f%% of samples lost: memspy got too little CPU)\n",
+				100 * MS_REC_BUDGET_MAX_LOST);
+		if (b->self_over)
+			fprintf(stderr,
+				"  the mean was widened to keep memspy's own sampling CPU under %.0f%% "
+				"of a core\n",
+				100 * MS_REC_BUDGET_SELF_MAX);
+		if (b->budget > 0 && b->mean == b->min_mean && b->mean < b->start_mean)
+			fprintf(stderr, "  the mean reached its narrowest, %s%s\n",
+				ms_fmt_bytes(s1, sizeof(s1), b->min_mean),
+				o->sample_bytes_given ? " (--sample-bytes)" : "");
 	}
-	fprintf(stderr, "  memspy's CPU is counted in full: that overstates the cost when the "
-			"machine has idle cores for memspy to run on\n");
 }
 
 /*
@@ -810,6 +986,46 @@ static void print_ring_losses(const struct rec_opts *o, const struct ms_probe_st
 			ms_fmt_count(a, sizeof(a), st->lost_frees));
 }
 
+/* The samples the written view rests on: the live ones for --live. */
+static uint64_t view_samples(const struct rec_opts *o, const struct ms_rec_totals *tot)
+{
+	return o->live ? tot->live_samples : tot->samples;
+}
+
+/* How to get more samples, for a view that rests on few; NULL when exact or enough. */
+static char *few_samples_advice(const struct rec_opts *o, const struct ms_rec_totals *tot,
+				const struct ms_rec_budget *b)
+{
+	char mean[32];
+
+	if (!o->sample_bytes || view_samples(o, tot) >= MS_OUT_FEW_SAMPLES)
+		return NULL;
+	ms_fmt_bytes(mean, sizeof(mean), b->mean);
+	if (o->sample_bytes_given && !o->max_overhead_given)
+		return ms_xasprintf("record longer or give a narrower --sample-bytes (%s now); "
+				    "--max-overhead lets memspy choose",
+				    mean);
+	return ms_xasprintf("record longer, raise --max-overhead (%.2g%% now) or give a "
+			    "narrower --sample-bytes (mean %s now)",
+			    100 * b->budget, mean);
+}
+
+static void print_few_samples(const struct rec_opts *o, const struct ms_rec_totals *tot,
+			      const struct ms_rec_budget *b)
+{
+	char *advice = few_samples_advice(o, tot, b);
+	char n[32];
+
+	if (!advice)
+		return;
+	fprintf(stderr,
+		"  WARNING: few samples: the %s view rests on %s sample%s, a rough figure (n "
+		"samples are off by about 1/sqrt(n)); for more, %s\n",
+		o->live ? "live" : "allocation", ms_fmt_count(n, sizeof(n), view_samples(o, tot)),
+		view_samples(o, tot) == 1 ? "" : "s", advice);
+	free(advice);
+}
+
 static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t,
 			  struct ms_probes *pr, const struct recorder *rec,
 			  const struct outcome *oc, const struct meter *m, const char *verify_note,
@@ -831,16 +1047,37 @@ static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t
 	fprintf(stderr, ", %s): ",
 		o->live ? (o->count ? "live allocations" : "live bytes")
 			: (o->count ? "allocation counts" : "bytes allocated"));
-	if (o->live)
-		fprintf(stderr, "%s still live in %s allocations, of ",
-			ms_fmt_bytes(a, sizeof(a), (uint64_t)tot.live_bytes),
-			ms_fmt_count(b, sizeof(b), (uint64_t)llround(tot.live_count)));
-	fprintf(stderr, "%s allocated in %s allocations",
-		ms_fmt_bytes(a, sizeof(a), (uint64_t)tot.bytes),
-		ms_fmt_count(b, sizeof(b), (uint64_t)llround(tot.count)));
-	fprintf(stderr, " over %s, from %s samples%s\n",
-		ms_fmt_duration(c, sizeof(c), (uint64_t)oc->wall_ns), ms_fmt_count(d, sizeof(d), tot.samples),
-		o->sample_bytes ? " (estimated)" : " (exact: every call)");
+	if (o->sample_bytes && !tot.samples) {
+		/* Nothing to estimate from: say what that means rather than "0 allocations". */
+		fprintf(stderr, "%sno sample at all in %s (one is taken per %s allocated on average: "
+				"the process allocated little or nothing)\n",
+			o->live ? "0 B still live: " : "",
+			ms_fmt_duration(c, sizeof(c), (uint64_t)oc->wall_ns),
+			ms_fmt_bytes(a, sizeof(a), m->budget.mean));
+	} else {
+		if (o->live && o->sample_bytes && !tot.live_samples)
+			fprintf(stderr, "0 B still live: no live sample in ");
+		else if (o->live)
+			fprintf(stderr, "%s still live in %s allocations, of ",
+				ms_fmt_bytes(a, sizeof(a), (uint64_t)tot.live_bytes),
+				ms_fmt_count(b, sizeof(b), (uint64_t)llround(tot.live_count)));
+		fprintf(stderr, "%s allocated in %s allocations",
+			ms_fmt_bytes(a, sizeof(a), (uint64_t)tot.bytes),
+			ms_fmt_count(b, sizeof(b), (uint64_t)llround(tot.count)));
+		fprintf(stderr, " over %s, from %s samples",
+			ms_fmt_duration(c, sizeof(c), (uint64_t)oc->wall_ns),
+			ms_fmt_count(d, sizeof(d), tot.samples));
+		if (!o->sample_bytes)
+			fprintf(stderr, " (exact: every call)\n");
+		else if (o->live)
+			fprintf(stderr, " (%s still live; estimated, mean %s)\n",
+				ms_fmt_count(d, sizeof(d), tot.live_samples),
+				ms_fmt_bytes(a, sizeof(a), m->budget.mean));
+		else
+			fprintf(stderr, " (estimated, mean %s)\n",
+				ms_fmt_bytes(a, sizeof(a), m->budget.mean));
+	}
+	print_few_samples(o, &tot, &m->budget);
 	if (tot.failed)
 		fprintf(stderr, "  %s sampled calls failed (returned NULL) and are not counted\n",
 			ms_fmt_count(a, sizeof(a), tot.failed));
@@ -883,6 +1120,50 @@ static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t
 		fprintf(stderr, "  %s%s\n", verified_ok ? "" : "WARNING: ", verify_note);
 }
 
+/*
+ * The file's subtitle: the same totals as the summary, what they rest on,
+ * and a warning when that is few samples.
+ */
+static char *file_subtitle(const struct rec_opts *o, const struct ms_rec_totals *tot,
+			   uint64_t wall_ns, const struct ms_rec_budget *b)
+{
+	char a[32], c[32], d[32], n[32], *what, *how, *advice, *sub;
+
+	ms_fmt_bytes(a, sizeof(a), (uint64_t)tot->bytes);
+	ms_fmt_count(c, sizeof(c), (uint64_t)llround(tot->count));
+	ms_fmt_bytes(d, sizeof(d), b->mean);
+	/* What the figures rest on. */
+	how = o->sample_bytes ? ms_xasprintf("estimated from %s sample%s%s, mean %s",
+					     ms_fmt_count(n, sizeof(n), view_samples(o, tot)),
+					     view_samples(o, tot) == 1 ? "" : "s",
+					     o->live ? " still live" : "", d)
+			      : ms_xstrdup("exact (every call)");
+	if (o->sample_bytes && !tot->samples)
+		what = ms_xasprintf("%sno sample at all in %.1f s (one per %s allocated on average)",
+				    o->live ? "0 B still live: " : "", (double)wall_ns / 1e9, d);
+	else if (o->live && o->sample_bytes && !tot->live_samples)
+		what = ms_xasprintf("0 B still live: no live sample in %s allocated in %s "
+				    "allocations over %.1f s, from %s samples (mean %s)",
+				    a, c, (double)wall_ns / 1e9,
+				    ms_fmt_count(n, sizeof(n), tot->samples), d);
+	else if (o->live)
+		what = ms_xasprintf("%s still live in %s allocations (of %s allocated) after %.1f s, %s",
+				    ms_fmt_bytes(d, sizeof(d), (uint64_t)tot->live_bytes),
+				    ms_fmt_count(n, sizeof(n), (uint64_t)llround(tot->live_count)), a,
+				    (double)wall_ns / 1e9, how);
+	else
+		what = ms_xasprintf("%s allocated in %s allocations over %.1f s, %s", a, c,
+				    (double)wall_ns / 1e9, how);
+	free(how);
+	advice = few_samples_advice(o, tot, b);
+	if (!advice)
+		return what;
+	sub = ms_xasprintf("%s. Few samples: a rough figure; for more, %s", what, advice);
+	free(what);
+	free(advice);
+	return sub;
+}
+
 int cmd_record(int argc, char **argv)
 {
 	struct rec_opts o;
@@ -897,6 +1178,7 @@ int cmd_record(int argc, char **argv)
 	struct outcome oc = {0};
 	struct progress pg = {0};
 	struct meter m = {0};
+	struct baseline baseline = {0};
 	struct ms_attach_opts aopts = {.trace_fork = true};
 	struct ms_probe_opts popts;
 	char *verify_note = NULL;
@@ -923,6 +1205,13 @@ int cmd_record(int argc, char **argv)
 	}
 	afile_open = true;
 	ms_signals_init();
+	/* Before anything is attached: how long the target waits for a CPU anyway. */
+	if (!measure_baseline(o.pid, &baseline)) {
+		ms_error_set(&err, -EINTR, "record: stopped before attaching (signal %d)",
+			     ms_signals_stop_requested());
+		cli_report(&err);
+		goto out;
+	}
 	if (cli_attach(CMD, o.pid, &aopts, &p))
 		goto out;
 	rc = ms_modules_load(o.pid, ms_proc_maps(p), &mods);
@@ -984,7 +1273,7 @@ int cmd_record(int argc, char **argv)
 			o.duration_ns ? "for " : "until Ctrl-C or its exit",
 			o.duration_ns ? ms_fmt_duration(d, sizeof(d), (uint64_t)o.duration_ns) : "");
 	}
-	meter_start(&m, o.pid, pr, &o);
+	meter_start(&m, o.pid, pr, &o, &baseline);
 	for (;;) {
 		struct ms_event ev;
 		int timeout = m.wait_ms;
@@ -1083,25 +1372,11 @@ int cmd_record(int argc, char **argv)
 	add_mappings(prof, sym, &mods);
 	{
 		struct ms_rec_totals tot;
-		char a[32], b[32], c[32];
 		char *subtitle;
 		struct ms_out_opts wo;
 
 		ms_rec_table_totals(rec.table, &tot);
-		if (o.live)
-			subtitle = ms_xasprintf(
-			    "%s still live in %s allocations (of %s allocated) "
-			    "after %.1f s%s",
-			    ms_fmt_bytes(a, sizeof(a), (uint64_t)tot.live_bytes),
-			    ms_fmt_count(b, sizeof(b), (uint64_t)llround(tot.live_count)),
-			    ms_fmt_bytes(c, sizeof(c), (uint64_t)tot.bytes), (uint64_t)oc.wall_ns / 1e9,
-			    o.sample_bytes ? ", sampled" : ", exact");
-		else
-			subtitle = ms_xasprintf(
-			    "%s allocated in %s allocations over %.1f s%s",
-			    ms_fmt_bytes(a, sizeof(a), (uint64_t)tot.bytes),
-			    ms_fmt_count(b, sizeof(b), (uint64_t)llround(tot.count)),
-			    (double)oc.wall_ns / 1e9, o.sample_bytes ? ", sampled" : ", exact");
+		subtitle = file_subtitle(&o, &tot, oc.wall_ns, &m.budget);
 		wo = (struct ms_out_opts){
 		    .title = cli_command_line(),
 		    .subtitle = subtitle,
@@ -1109,6 +1384,7 @@ int cmd_record(int argc, char **argv)
 		    .lines = o.lines,
 		    .live = o.live,
 		    .sample_period = o.sample_bytes,
+		    .samples = o.sample_bytes != 0,
 		    .duration_ns = oc.wall_ns,
 		};
 		for (size_t i = 0; i < mods.n; i++) {

@@ -18,6 +18,7 @@ struct ms_rec_stack {
 	size_t npcs;
 	int fn;		     /* enum ms_alloc_fn of the first sample (the leaf function) */
 	uint64_t samples;    /* sampled allocations on this stack */
+	uint64_t live_samples; /* of them, not freed by the end */
 	uint64_t bytes;	     /* estimated bytes allocated (sum of weights) */
 	double count;	     /* estimated allocations (sum of weight / size) */
 	uint64_t live_bytes; /* estimated bytes not freed by the end */
@@ -50,7 +51,7 @@ void ms_rec_table_stack(const struct ms_rec_table *t, size_t i, struct ms_rec_st
 
 /* Totals over every sample. Any pointer may be NULL. */
 struct ms_rec_totals {
-	uint64_t samples, frees_matched, failed;
+	uint64_t samples, live_samples, frees_matched, failed;
 	uint64_t bytes, live_bytes;
 	double count, live_count;
 	size_t distinct_pcs_hint; /* total PCs stored over distinct stacks */
@@ -69,40 +70,70 @@ struct ms_rec_cost {
 	uint64_t stopped_ns;	/* target threads held stopped by probes (sum) */
 	uint64_t stub_ns;	/* target time in the stubs recording samples */
 	uint64_t target_cpu_ns; /* target's utime + stime, whole process */
+	uint64_t run_delay_ns;	/* target threads' time waiting for a CPU (schedstat, summed) */
+	uint64_t busy_cpu_ns;	/* the machine's non-idle CPU time, all CPUs (/proc/stat) */
 	uint64_t samples;	/* allocation samples delivered */
+	uint64_t lost;		/* sampled allocations lost: the in-target ring was full */
 	uint64_t polls;		/* iterations of record's loop */
 	uint64_t idle_polls;	/* of those, iterations that delivered nothing */
 	uint64_t idle_cpu_ns;	/* memspy's CPU in the idle iterations */
 };
 
 /*
- * The --max-overhead controller. Cost = memspy's CPU + time held stopped +
- * time in the stubs, over the target's CPU time. Only the part that scales
- * with the sample rate can be changed by the mean: memspy's CPU in loop
- * iterations that delivered nothing (waiting, reading an empty ring), at
- * the slowest polling pace, is its fixed floor, estimated from those
- * iterations and left out of the step.
+ * The --max-overhead controller: the budget is what slows the target down.
+ * Its cost is the time the target's threads spend in the probes' stubs and
+ * held in stops, plus the part of memspy's own CPU that competed with them
+ * for a CPU, over the CPU time the target used. That part is measured:
+ * the target threads' run delay (time runnable but waiting for a CPU)
+ * beyond what it was before memspy attached, at most memspy's sampling
+ * CPU times the target's share of the machine's busy CPU time (memspy
+ * displaces the CPUs' users in proportion to their use). memspy's CPU on an
+ * otherwise idle core slows nothing and is not counted, only reported.
+ * memspy's fixed CPU (loop iterations that delivered nothing: waiting,
+ * reading an empty ring, at the slowest polling pace) does not shrink with
+ * the mean and is left out. As a guard for memspy itself, its sampling CPU
+ * is kept under MS_REC_BUDGET_SELF_MAX of one core, and the samples lost to
+ * a full in-target ring (memspy drains it too slowly, e.g. when it gets
+ * too little CPU) under MS_REC_BUDGET_MAX_LOST of those taken.
+ *
+ * The mean moves both ways: wider when the cost is over the budget, and
+ * narrower, down to min_mean (4 KiB by default, --sample-bytes when given
+ * with --max-overhead), when the cost is under half of it.
  */
 struct ms_rec_budget {
 	double budget;	   /* fraction of the target's CPU time; 0 = off (measure only) */
-	uint64_t min_mean; /* the user's --sample-bytes: never narrower */
+	uint64_t min_mean; /* never narrower */
 	uint64_t max_mean; /* never wider */
+	uint64_t start_mean; /* the mean the recording started with */
 	uint64_t mean;	   /* in force */
-	uint64_t peak_mean;
-	unsigned widened, narrowed, decisions;
+	uint64_t peak_mean, narrowest_mean;
+	unsigned widened, narrowed, decisions, idle_windows;
 	bool capped;	   /* over budget at max_mean: nothing more to widen */
-	bool floor_over;   /* memspy's fixed floor alone took most of the budget */
+	bool self_over;	   /* memspy's own CPU guard widened the mean at least once */
+	bool lost_over;	   /* samples lost to a full ring widened the mean at least once */
 	bool started;
 	struct ms_rec_cost first, win; /* first reading; start of the current window */
 	double last_ratio;	       /* cost / target CPU of the last decided window */
 	double floor_poll_hz; /* loop iterations per second at the slowest pace (0: all of them) */
+	/*
+	 * Run delay of the target's threads per ns of their CPU before memspy
+	 * attached; < 0 when not measured (then memspy's competing CPU is
+	 * taken as its sampling CPU times the target's share of the machine).
+	 */
+	double base_delay_per_cpu;
+	double base_delay_per_wall; /* the same per ns of wall time, for an idle baseline */
 };
 
 #define MS_REC_BUDGET_FIRST_NS	500000000ull  /* first decision after 0.5 s */
 #define MS_REC_BUDGET_WINDOW_NS 1000000000ull /* then at most one change per second */
 #define MS_REC_BUDGET_MAX_MEAN	(1ull << 30)
+#define MS_REC_BUDGET_MIN_MEAN	4096ull	      /* the narrowest mean the budget picks alone */
+#define MS_REC_BUDGET_START_MEAN (512ull * 1024) /* the default mean at the start */
+#define MS_REC_BUDGET_SELF_MAX	0.10	      /* memspy's sampling CPU: at most 10% of a core */
+#define MS_REC_BUDGET_MAX_LOST	0.25	      /* samples lost to a full ring: at most 1 in 4 */
 
-void ms_rec_budget_init(struct ms_rec_budget *b, double budget, uint64_t mean, uint64_t max_mean);
+void ms_rec_budget_init(struct ms_rec_budget *b, double budget, uint64_t mean, uint64_t min_mean,
+			uint64_t max_mean);
 /*
  * Feeds a reading. Returns the new mean to set (the caller applies it and
  * the controller assumes it took effect), or 0 for no change. Why a
@@ -118,6 +149,18 @@ double ms_rec_budget_floor_per_poll(const struct ms_rec_cost *c);
  */
 double ms_rec_budget_floor(const struct ms_rec_budget *b, const struct ms_rec_cost *from,
 			   const struct ms_rec_cost *to);
+
+/* The parts of the cost between two readings, as the controller counts them (ns). */
+struct ms_rec_cost_parts {
+	double target_cpu;   /* the target's CPU time */
+	double in_probes;    /* target threads in the stubs and held in stops */
+	double self, fixed;  /* memspy's CPU, and of it the fixed polling floor */
+	double extra_delay;  /* run delay beyond the baseline (< 0: less; NAN: not measured) */
+	double competing;    /* memspy's CPU counted as slowing the target */
+	double cost;	     /* in_probes + competing */
+};
+void ms_rec_budget_parts(const struct ms_rec_budget *b, const struct ms_rec_cost *from,
+			 const struct ms_rec_cost *to, struct ms_rec_cost_parts *out);
 
 struct ms_modules;
 struct ms_probes;

@@ -7,6 +7,7 @@
  */
 #include "cmd/record_int.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,7 +16,7 @@ struct stack {
 	uint32_t npcs;
 	int fn;
 	uint64_t hash;
-	uint64_t samples, bytes, live_bytes;
+	uint64_t samples, live_samples, bytes, live_bytes;
 	double count, live_count;
 };
 
@@ -182,6 +183,7 @@ void ms_rec_table_add(struct ms_rec_table *t, const ms_raddr_t *pcs, size_t npcs
 	id = intern_stack(t, pcs, npcs, fn);
 	s = &t->stacks[id];
 	s->samples++;
+	s->live_samples++;
 	s->bytes += weight;
 	s->count += count;
 	s->live_bytes += weight;
@@ -219,6 +221,7 @@ int ms_rec_table_free_ptr(struct ms_rec_table *t, ms_raddr_t ptr)
 	smp->freed = true;
 	s = &t->stacks[smp->stack];
 	s->live_bytes -= smp->weight;
+	s->live_samples--;
 	s->live_count -= smp->count;
 	t->frees_matched++;
 	return 1;
@@ -238,6 +241,7 @@ void ms_rec_table_stack(const struct ms_rec_table *t, size_t i, struct ms_rec_st
 	    .npcs = s->npcs,
 	    .fn = s->fn,
 	    .samples = s->samples,
+	    .live_samples = s->live_samples,
 	    .bytes = s->bytes,
 	    .count = s->count,
 	    .live_bytes = s->live_bytes,
@@ -255,6 +259,7 @@ void ms_rec_table_totals(const struct ms_rec_table *t, struct ms_rec_totals *out
 		const struct stack *s = &t->stacks[i];
 
 		r.samples += s->samples;
+		r.live_samples += s->live_samples;
 		r.bytes += s->bytes;
 		r.count += s->count;
 		r.live_bytes += s->live_bytes;
@@ -266,12 +271,14 @@ void ms_rec_table_totals(const struct ms_rec_table *t, struct ms_rec_totals *out
 /* ------------------------------ overhead budget ------------------------------ */
 
 /*
- * Below this much target CPU in a window, /proc's 10 ms ticks say too little
- * to act on; a window that stays that idle this long is dropped, so that an
- * idle spell's polling does not count against the next busy one.
+ * /proc's CPU times come in 10 ms ticks: below this much target CPU a
+ * window's ratio means little. Such a window is extended up to
+ * IDLE_WINDOW_NS and then judged as if the target had used this much: an
+ * idle target's budget is small but not zero, so sampling it (nearly free:
+ * it allocates little) can narrow the mean rather than stay blind.
  */
 #define MIN_TARGET_CPU_NS 20000000ull
-#define IDLE_RESET_NS	  5000000000ull
+#define IDLE_WINDOW_NS	  3000000000ull
 /*
  * One step changes the mean at most 64x: a window can carry one-off costs
  * (the unwinder reading a module's CFI for the first time) that the next
@@ -287,17 +294,25 @@ void ms_rec_table_totals(const struct ms_rec_table *t, struct ms_rec_totals *out
  */
 #define MAX_FIRST_STEP 8.0
 #define MIN_STEP 1.25
-#define MARGIN	 1.2 /* widen to about budget/1.2: noise stays under the budget */
+#define MAX_NARROW 4.0
+#define MARGIN	 1.2 /* aim at about budget/1.2: noise stays under the budget */
 #define MIN_SAMPLES_TO_WIDEN 10
 
-void ms_rec_budget_init(struct ms_rec_budget *b, double budget, uint64_t mean, uint64_t max_mean)
+void ms_rec_budget_init(struct ms_rec_budget *b, double budget, uint64_t mean, uint64_t min_mean,
+			uint64_t max_mean)
 {
+	if (min_mean > mean)
+		min_mean = mean;
 	*b = (struct ms_rec_budget){
 	    .budget = budget,
-	    .min_mean = mean,
+	    .min_mean = min_mean,
 	    .max_mean = max_mean < mean ? mean : max_mean,
+	    .start_mean = mean,
 	    .mean = mean,
 	    .peak_mean = mean,
+	    .narrowest_mean = mean,
+	    .base_delay_per_cpu = -1,
+	    .base_delay_per_wall = -1,
 	};
 }
 
@@ -325,11 +340,42 @@ double ms_rec_budget_floor(const struct ms_rec_budget *b, const struct ms_rec_co
 	return floor < self ? floor : self;
 }
 
+void ms_rec_budget_parts(const struct ms_rec_budget *b, const struct ms_rec_cost *from,
+			 const struct ms_rec_cost *to, struct ms_rec_cost_parts *out)
+{
+	struct ms_rec_cost_parts r = {0};
+	double wall = delta(to->wall_ns, from->wall_ns), busy, share, sampling, expected;
+
+	r.target_cpu = delta(to->target_cpu_ns, from->target_cpu_ns);
+	r.in_probes = delta(to->stopped_ns, from->stopped_ns) + delta(to->stub_ns, from->stub_ns);
+	r.self = delta(to->self_cpu_ns, from->self_cpu_ns);
+	r.fixed = ms_rec_budget_floor(b, from, to);
+	sampling = r.self - r.fixed;
+	/* memspy displaces the users of the machine's busy CPUs in proportion to their use. */
+	busy = delta(to->busy_cpu_ns, from->busy_cpu_ns);
+	share = busy > 0 ? r.target_cpu / busy : 1;
+	r.competing = sampling * (share < 1 ? share : 1);
+	if (b->base_delay_per_cpu >= 0 || b->base_delay_per_wall >= 0) {
+		expected = b->base_delay_per_cpu >= 0 ? b->base_delay_per_cpu * r.target_cpu
+						      : b->base_delay_per_wall * wall;
+		r.extra_delay = delta(to->run_delay_ns, from->run_delay_ns) - expected;
+		/* Measured: what the target did not wait longer for cannot have slowed it. */
+		if (r.competing > r.extra_delay)
+			r.competing = r.extra_delay > 0 ? r.extra_delay : 0;
+	} else {
+		r.extra_delay = NAN;
+	}
+	r.cost = r.in_probes + r.competing;
+	*out = r;
+}
+
 uint64_t ms_rec_budget_update(struct ms_rec_budget *b, const struct ms_rec_cost *now)
 {
 	const struct ms_rec_cost *w = &b->win;
-	double wall, target, self, cost, floor, var, limit, allowed, f, next = 0;
-	uint64_t samples, mean;
+	struct ms_rec_cost_parts pt;
+	double wall, target, limit, self_limit, ratio, self_ratio, lost_ratio, over, f, next = 0;
+	uint64_t samples, lost, mean;
+	bool idle = false;
 	char x[32], y[32];
 
 	if (!b->started) {
@@ -340,79 +386,75 @@ uint64_t ms_rec_budget_update(struct ms_rec_budget *b, const struct ms_rec_cost 
 	wall = delta(now->wall_ns, w->wall_ns);
 	if (wall < (double)(b->decisions ? MS_REC_BUDGET_WINDOW_NS : MS_REC_BUDGET_FIRST_NS))
 		return 0;
-	target = delta(now->target_cpu_ns, w->target_cpu_ns);
+	ms_rec_budget_parts(b, w, now, &pt);
+	target = pt.target_cpu;
 	if (target < (double)MIN_TARGET_CPU_NS) {
-		if (wall >= (double)IDLE_RESET_NS) {
-			ms_debug("record: budget: the target used %.0f ms of CPU in %.1f s: "
-				 "no decision",
-				 target / 1e6, wall / 1e9);
-			b->win = *now;
-		}
-		return 0;
+		if (wall < (double)IDLE_WINDOW_NS)
+			return 0; /* too little CPU to judge yet: a longer window */
+		idle = true;
+		target = (double)MIN_TARGET_CPU_NS;
+		b->idle_windows++;
 	}
-	self = delta(now->self_cpu_ns, w->self_cpu_ns);
-	cost = self + delta(now->stopped_ns, w->stopped_ns) + delta(now->stub_ns, w->stub_ns);
-	floor = ms_rec_budget_floor(b, w, now);
 	samples = now->samples - w->samples;
+	lost = now->lost > w->lost ? now->lost - w->lost : 0;
 	b->decisions++;
-	b->last_ratio = cost / target;
-	ms_debug("record: budget: %.1f s: cost %.1f ms (memspy %.1f ms, of which fixed %.1f ms; "
-		 "stopped %.1f ms; stubs %.1f ms) / target CPU %.1f ms = %.3f%%, %llu samples, "
-		 "mean %s",
-		 wall / 1e9, cost / 1e6, self / 1e6, floor / 1e6,
-		 delta(now->stopped_ns, w->stopped_ns) / 1e6, delta(now->stub_ns, w->stub_ns) / 1e6,
-		 target / 1e6, 100 * cost / target, (unsigned long long)samples,
+	b->last_ratio = pt.cost / target;
+	ms_debug("record: budget: %.1f s: in the probes %.2f ms + memspy competing %.2f ms "
+		 "(memspy's CPU %.1f ms, fixed %.1f ms; extra run delay %.2f ms) / target CPU "
+		 "%.1f ms%s = %.3f%%, %llu samples, mean %s",
+		 wall / 1e9, pt.in_probes / 1e6, pt.competing / 1e6, pt.self / 1e6, pt.fixed / 1e6,
+		 pt.extra_delay / 1e6, pt.target_cpu / 1e6, idle ? " (idle: judged as 20 ms)" : "",
+		 100 * pt.cost / target, (unsigned long long)samples,
 		 ms_fmt_bytes(x, sizeof(x), b->mean));
 	b->win = *now;
 	if (b->budget <= 0)
 		return 0;
 	limit = b->budget * target;
-	var = cost - floor;
-	allowed = limit - floor;
-	if (allowed < limit / 4) {
-		/* The floor does not shrink with the rate: sampling keeps a quarter of the budget. */
-		if (!b->floor_over)
-			ms_info("record: budget: memspy's fixed cost alone (%.1f ms of %.1f ms "
-				"target CPU) is over most of the %.2g%% budget; a wider mean "
-				"cannot remove it",
-				floor / 1e6, target / 1e6, 100 * b->budget);
-		b->floor_over = true;
-		allowed = limit / 4;
-	}
+	self_limit = MS_REC_BUDGET_SELF_MAX * wall;
+	ratio = pt.cost / limit;
+	self_ratio = (pt.self - pt.fixed) / self_limit;
+	/* The share of samples lost, against the most allowed: drained samples over taken. */
+	lost_ratio = samples + lost ? (double)lost / (double)(samples + lost) / MS_REC_BUDGET_MAX_LOST
+				    : 0;
+	over = ratio > self_ratio ? ratio : self_ratio;
+	if (lost_ratio > over)
+		over = lost_ratio;
 	mean = b->mean;
 	/*
 	 * With only a few samples in the window, sampling is not what cost:
-	 * the rest (an unwinder refresh, noise in the floor) does not shrink
-	 * with a wider mean.
+	 * the rest (an unwinder refresh, a stop for a new thread) does not
+	 * shrink with a wider mean.
 	 */
-	if (cost > limit && var > allowed && samples >= MIN_SAMPLES_TO_WIDEN) {
+	if (over > 1 && samples >= MIN_SAMPLES_TO_WIDEN) {
 		if (mean >= b->max_mean) {
 			b->capped = true;
 			return 0;
 		}
-		f = var / allowed * MARGIN;
+		if (self_ratio > 1 && self_ratio >= ratio && self_ratio >= lost_ratio)
+			b->self_over = true;
+		if (lost_ratio > 1 && lost_ratio >= ratio && lost_ratio >= self_ratio)
+			b->lost_over = true;
+		f = over * MARGIN;
 		f = f < MIN_STEP ? MIN_STEP : f > MAX_STEP ? MAX_STEP : f;
 		if (b->decisions == 1 && f > MAX_FIRST_STEP)
 			f = MAX_FIRST_STEP;
 		next = (double)mean * f;
 		if (next >= (double)b->max_mean) {
 			next = (double)b->max_mean;
-			if ((double)mean * var / allowed > (double)b->max_mean)
+			if ((double)mean * over > (double)b->max_mean)
 				b->capped = true;
 		}
 		b->widened++;
-	} else if (var < allowed / 2 && mean > b->min_mean && samples) {
+	} else if (over < 0.5 && lost * 20 <= samples + lost && mean > b->min_mean) {
 		/*
-		 * Sampling uses under half of what the budget leaves it: narrow
-		 * back towards budget/1.2, as a widening would. Judged on the
-		 * variable part alone: the fixed cost does not shrink with the
-		 * mean, and a first window inflated by the unwinder's start-up
-		 * (it reads each module's CFI once) must not keep the mean wide
-		 * for the rest of the recording. The band [1/2, 1] of the budget
-		 * keeps the mean from swinging.
+		 * Sampling costs under half the budget and (almost) no sample
+		 * was lost to a full ring: narrow towards
+		 * budget/1.2, as a widening would, at most 4x per window (a
+		 * window without samples narrows 4x: nothing was spent). The
+		 * band [1/2, 1] of the budget keeps the mean from swinging.
 		 */
-		f = var / allowed * MARGIN;
-		f = f < 0.25 ? 0.25 : f > 1 / MIN_STEP ? 1 / MIN_STEP : f;
+		f = over * MARGIN;
+		f = f < 1 / MAX_NARROW ? 1 / MAX_NARROW : f > 1 / MIN_STEP ? 1 / MIN_STEP : f;
 		next = (double)mean * f;
 		if (next < (double)b->min_mean)
 			next = (double)b->min_mean;
@@ -423,10 +465,15 @@ uint64_t ms_rec_budget_update(struct ms_rec_budget *b, const struct ms_rec_cost 
 	b->mean = (uint64_t)next;
 	if (b->mean > b->peak_mean)
 		b->peak_mean = b->mean;
-	ms_info("record: sampling cost %.2f%% of the target's CPU time over the last %.1f s "
-		"(budget %.2g%%): mean %s from %s to %s",
-		100 * cost / target, wall / 1e9, 100 * b->budget,
-		b->mean > mean ? "widened" : "narrowed", ms_fmt_bytes(x, sizeof(x), mean),
-		ms_fmt_bytes(y, sizeof(y), b->mean));
+	if (b->mean < b->narrowest_mean)
+		b->narrowest_mean = b->mean;
+	ms_info("record: sampling cost %.3f%% of the target's CPU time over the last %.1f s "
+		"(budget %.2g%%%s; memspy's sampling CPU %.1f%% of a core; %.0f%% of samples lost to "
+		"a full ring): mean %s from %s to %s",
+		100 * pt.cost / target, wall / 1e9, 100 * b->budget, idle ? ", the target idle" : "",
+		100 * (pt.self - pt.fixed) / wall,
+		samples + lost ? 100.0 * (double)lost / (double)(samples + lost) : 0.0,
+		b->mean > mean ? "widened" : "narrowed",
+		ms_fmt_bytes(x, sizeof(x), mean), ms_fmt_bytes(y, sizeof(y), b->mean));
 	return b->mean;
 }

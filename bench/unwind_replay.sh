@@ -39,4 +39,4 @@ echo go >&9
 wait "$prof" || { cat "$work/m.err" >&2; exit 1; }
 # Stopped (alive, modules in place) so that its threads do not compete with the replay.
 kill -STOP "$bench_pid"
-nice -n 10 "$replay" "$bench_pid" "$work/dump" "$ROUNDS"
+${REPLAY_WRAP:-} nice -n 10 "$replay" "$bench_pid" "$work/dump" "$ROUNDS"

@@ -24,7 +24,7 @@
 #define SP_REG	  7
 #define ALL_REGS  ((1u << NREGS) - 1)
 #define NO_ROW	  UINT32_MAX /* a PC the table leaves to libdw */
-#define MAX_SLOTS (1u << 18) /* then the table starts over (bounded memory on hostile stacks) */
+#define MAX_SLOTS (1u << 16) /* then the table starts over: ~6 MiB at most on hostile stacks */
 
 enum rule_kind {
 	RULE_SAME,   /* the caller's value is this frame's (when this frame knows it) */
@@ -34,16 +34,16 @@ enum rule_kind {
 };
 
 struct rule {
+	int32_t off;  /* CFA offset, or the source register of RULE_REG */
 	uint8_t reg;  /* DWARF number of the register the rule sets */
 	uint8_t kind; /* enum rule_kind */
-	int64_t off;
 };
 
 /* One compiled row: registers without a rule are undefined in the caller. */
 struct row {
+	int32_t cfa_off;
 	uint8_t cfa_reg;
 	uint8_t nrules;
-	int64_t cfa_off;
 	struct rule rules[NREGS];
 };
 
@@ -141,15 +141,20 @@ static bool compile_register(Dwarf_Frame *fr, int regno, struct row *row)
 		if (ops[0].number >= NREGS)
 			return true; /* a register libdwfl does not track: unknown */
 		r.kind = RULE_REG;
-		r.off = (int64_t)ops[0].number;
+		r.off = (int32_t)ops[0].number;
 		row->rules[row->nrules++] = r;
 		return true;
 	}
 	/* call_frame_cfa [plus_uconst N] [stack_value]: a location or a value. */
 	if (ops[k++].atom != DW_OP_call_frame_cfa)
 		return false;
-	if (k < nops && ops[k].atom == DW_OP_plus_uconst)
-		r.off = (int64_t)ops[k++].number;
+	if (k < nops && ops[k].atom == DW_OP_plus_uconst) {
+		int64_t off = (int64_t)ops[k++].number;
+
+		if (off != (int32_t)off)
+			return false;
+		r.off = (int32_t)off;
+	}
 	if (k < nops && ops[k].atom == DW_OP_stack_value) {
 		value = true;
 		k++;
@@ -183,6 +188,8 @@ static bool compile_row(Dwfl *dwfl, uint64_t pc, struct row *row)
 		goto out;
 	row->cfa_reg = (uint8_t)ops[0].number;
 	row->cfa_off = (int64_t)ops[0].number2;
+	if (row->cfa_off != (int32_t)row->cfa_off)
+		goto out;
 	row->nrules = 0;
 	for (int regno = 0; regno < NREGS; regno++)
 		if (!compile_register(fr, regno, row))
@@ -243,12 +250,12 @@ static inline bool read_word(const struct ms_stack_copy *s, uint64_t addr, uint6
 bool ms_cfi_cache_unwind(struct ms_cfi_cache *c, Dwfl *dwfl, const struct ms_stack_copy *s,
 			 ms_raddr_t *pcs, size_t max, size_t *n)
 {
-	uint64_t regs[NREGS], next[NREGS] = {0}, last_sp = s->regs->rsp;
+	uint64_t a[NREGS], b[NREGS] = {0}, *regs = a, *next = b, last_sp = s->regs->rsp;
 	uint32_t known = ALL_REGS;
 	bool initial = true;
 
 	c->st.walks++;
-	ms_unwind_regs_dwarf(s->regs, regs);
+	ms_unwind_regs_dwarf(s->regs, a);
 	while (*n < max) {
 		/* A return address points after its call: look up the call. */
 		uint64_t pc = regs[RA_REG], cfa = 0;
@@ -301,7 +308,13 @@ bool ms_cfi_cache_unwind(struct ms_cfi_cache *c, Dwfl *dwfl, const struct ms_sta
 			last_sp = next[SP_REG];
 		}
 		pcs[(*n)++] = next[RA_REG];
-		memcpy(regs, next, sizeof(regs));
+		/* The caller's registers become the current ones (only known ones are read). */
+		{
+			uint64_t *t = regs;
+
+			regs = next;
+			next = t;
+		}
 		known = next_known;
 		initial = false;
 	}

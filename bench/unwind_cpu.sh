@@ -48,7 +48,7 @@ wait "$bench_pid" || true
 bench_pid=""
 samples=$(grep -oE 'from [0-9,]+ samples' "$work/m.err" | head -1 | tr -dc '0-9' || true)
 read -r ut st <"$work/time"
-grep -E 'own CPU|samples/s' "$work/m.err" | sed 's/^ */  memspy: /' || true
+grep -E 'own CPU|memspy used|samples/s' "$work/m.err" | sed 's/^ */  memspy: /' || true
 awk -v s="${samples:-0}" -v u="$ut" -v t="$st" 'BEGIN {
 	printf "samples %d  memspy CPU %.3f s (user %.3f, sys %.3f)  %.2f us/sample\n",
 	       s, u + t, u, t, s ? (u + t) * 1e6 / s : 0 }'

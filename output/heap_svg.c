@@ -189,13 +189,13 @@ static void group_colour(char *buf, size_t len, const struct ms_leak_group *g)
 	h ^= h >> 29;
 	h *= 0xbf58476d1ce4e5b9ull;
 	h ^= h >> 32;
+	/* integer arithmetic on bytes of h, so each component is provably 0..255 */
+	unsigned b0 = (unsigned)(h & 0xff), b1 = (unsigned)((h >> 8) & 0xff), b2 = (unsigned)((h >> 16) & 0xff);
+
 	if (g->typed)
-		snprintf(buf, len, "rgb(%d,%d,%d)", 230 + (int)(25 * (double)(h & 0xff) / 256),
-			 120 + (int)(110 * (double)((h >> 8) & 0xff) / 256),
-			 (int)(60 * (double)((h >> 16) & 0xff) / 256));
+		snprintf(buf, len, "rgb(%u,%u,%u)", 230 + b0 * 25 / 256, 120 + b1 * 110 / 256, b2 * 60 / 256);
 	else
-		snprintf(buf, len, "rgb(%d,%d,%d)", 160 + (int)(40 * (double)(h & 0xff) / 256),
-			 175 + (int)(40 * (double)(h & 0xff) / 256), 205 + (int)(30 * (double)(h & 0xff) / 256));
+		snprintf(buf, len, "rgb(%u,%u,%u)", 160 + b0 * 40 / 256, 175 + b0 * 40 / 256, 205 + b0 * 30 / 256);
 }
 
 static const enum ms_heap_kind free_kinds[] = {MS_HK_TCACHE,   MS_HK_FAST,  MS_HK_UNSORTED,

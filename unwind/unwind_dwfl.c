@@ -332,6 +332,16 @@ static void dw_fini(struct ms_unwinder *u)
 			(unsigned long long)st.fallbacks, (unsigned long long)st.rows,
 			(unsigned long long)st.opaque);
 	}
+	if (p->cache && !p->verify) {
+		struct ms_cfi_cache_stats st;
+
+		ms_cfi_cache_stats(p->cache, &st);
+		ms_debug("unwind: %llu walks, %llu by the CFI table, %llu by libdw; %llu rows "
+			 "compiled, %llu PCs left to libdw, %llu flushes",
+			 (unsigned long long)st.walks, (unsigned long long)st.done,
+			 (unsigned long long)st.fallbacks, (unsigned long long)st.rows,
+			 (unsigned long long)st.opaque, (unsigned long long)st.flushes);
+	}
 	if (p->dwfl)
 		dwfl_end(p->dwfl);
 	ms_cfi_cache_free(p->cache);

@@ -40,6 +40,7 @@ struct walk_opts {
 	double rate;
 	uint64_t walk_ns;
 	bool full_walk, quiet, lines, verbose;
+	bool idle;	  /* --idle: sleeping threads' stacks in the all-threads view too */
 	double max_share; /* fraction of wall time the target may spend stopped */
 	uint64_t stack_bytes, max_reads;
 	enum ms_unwind_backend unwinder;
@@ -57,7 +58,8 @@ static void help(FILE *f)
 	    "  - an allocator-time flame graph (-o): the stacks of threads caught inside\n"
 	    "    malloc, free, realloc, calloc, the memalign family, operator new/delete\n"
 	    "    or the allocator's internals: where the program spends its time allocating;\n"
-	    "  - an all-threads flame graph (--all-threads): every sampled stack;\n"
+	    "  - an all-threads flame graph (--all-threads): the stacks of the threads that\n"
+	    "    were running (on a CPU or waiting for one); --idle adds the sleeping ones;\n"
 	    "  - a heap timeline (--timeline): in use, free, top, mmapped and RSS over time,\n"
 	    "    in total and per arena (glibc malloc only; RSS for other allocators).\n"
 	    "\n"
@@ -73,7 +75,13 @@ static void help(FILE *f)
 	    "  -d, --duration D        stop after D (\"30\", \"30s\", \"500ms\", \"2m\"); "
 	    "default:\n"
 	    "                          until Ctrl-C (SIGINT/SIGTERM/SIGHUP) or the target exits\n"
-	    "      --rate HZ           stack samples per second (default 100)\n"
+	    "      --rate HZ           stops per second for stacks, on average (default 100;\n"
+	    "                          the instants are random, so that no periodic activity\n"
+	    "                          of the process is seen at one phase only)\n"
+	    "      --idle              also show the stacks of threads asleep in a system call\n"
+	    "                          (futex, epoll_wait, nanosleep, poll, read...) in the\n"
+	    "                          all-threads view; they are counted either way and\n"
+	    "                          never count as inside the allocator\n"
 	    "      --walk-interval D   time between heap reads (default 1s)\n"
 	    "      --full-walk         walk every chunk at each heap read (exact, but the pause\n"
 	    "                          grows with the heap) instead of the arena headers and\n"
@@ -110,6 +118,7 @@ enum {
 	OPT_UNWINDER,
 	OPT_LINES,
 	OPT_MAX_READS,
+	OPT_IDLE,
 };
 
 static const struct option long_opts[] = {
@@ -128,6 +137,7 @@ static const struct option long_opts[] = {
     {"unwinder", required_argument, NULL, OPT_UNWINDER},
     {"lines", no_argument, NULL, OPT_LINES},
     {"max-list-reads", required_argument, NULL, OPT_MAX_READS},
+    {"idle", no_argument, NULL, OPT_IDLE},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -266,6 +276,9 @@ static int parse_opts(int argc, char **argv, struct walk_opts *o, bool *done)
 						       "count",
 						       optarg);
 			break;
+		case OPT_IDLE:
+			o->idle = true;
+			break;
 		case 'q':
 			o->quiet = true;
 			break;
@@ -323,6 +336,7 @@ struct stk {
 	size_t n;
 	uint64_t count, hash;
 	int in_alloc; /* -1 not decided yet, 0 no, 1 yes */
+	int asleep;   /* 0 running, else 1 + the system call the thread slept in */
 };
 
 struct stk_table {
@@ -349,9 +363,9 @@ static void stk_rehash(struct stk_table *t)
 	}
 }
 
-static void stk_add(struct stk_table *t, const ms_raddr_t *pcs, size_t n)
+static void stk_add(struct stk_table *t, const ms_raddr_t *pcs, size_t n, int asleep)
 {
-	uint64_t h = ms_hash_u64s(pcs, n);
+	uint64_t h = ms_hash_u64s(pcs, n) ^ ((uint64_t)asleep * 0x9e3779b97f4a7c15ull);
 	size_t s;
 
 	t->total++;
@@ -360,7 +374,8 @@ static void stk_add(struct stk_table *t, const ms_raddr_t *pcs, size_t n)
 	for (s = h & (t->nslot - 1); t->slot[s]; s = (s + 1) & (t->nslot - 1)) {
 		struct stk *e = &t->v[t->slot[s] - 1];
 
-		if (e->hash == h && e->n == n && !memcmp(e->pcs, pcs, n * sizeof(*pcs))) {
+		if (e->hash == h && e->n == n && e->asleep == asleep &&
+		    !memcmp(e->pcs, pcs, n * sizeof(*pcs))) {
 			e->count++;
 			return;
 		}
@@ -370,7 +385,8 @@ static void stk_add(struct stk_table *t, const ms_raddr_t *pcs, size_t n)
 				  .n = n,
 				  .count = 1,
 				  .hash = h,
-				  .in_alloc = -1};
+				  .in_alloc = -1,
+				  .asleep = asleep};
 	if (n)
 		memcpy(t->v[t->n].pcs, pcs, n * sizeof(*pcs));
 	t->slot[s] = ++t->n;
@@ -425,6 +441,8 @@ struct thr {
 	uint8_t *stack;
 	size_t len;
 	bool ok;
+	bool asleep;	/* asleep (not running, nor waiting for a CPU) at the stop */
+	int syscall_nr; /* the system call it was in, or -1 */
 };
 
 struct walker {
@@ -455,6 +473,25 @@ struct walker {
 	uint64_t thread_samples, unwind_failures, heap_capped, heap_inconsistent;
 	uint64_t start_ns, last_read_ns;
 	int last_stop_error;
+
+	/* running or asleep at the stop (issue: a sleeping thread is idle, not busy) */
+	uint64_t running_samples, sleeping_samples, alloc_asleep;
+	uint64_t asleep_in[RW_NSYSCALLS + 1]; /* by system call; the last: any other */
+
+	/* sampling instants (record_walk_sampler.c) and the rate actually had */
+	struct rw_rng rng;
+	pid_t *pre_tid; /* each thread's state letter just before the stop */
+	char *pre_state;
+	size_t npre, pre_cap;
+	bool realtime;		 /* may wake at real-time priority (rw_prio_realtime) */
+	uint64_t late_ns;	 /* sum over stack stops of how late memspy woke */
+	uint64_t skipped_busy;	 /* instants that came due while memspy was busy: skipped */
+	uint64_t busy_until;	 /* when memspy's last stop (and its unwinding) ended */
+	uint64_t stack_work_ns;	 /* memspy's time per stack stop: stop, copy, resume, unwind */
+	struct rw_sched kernel0; /* the threads' schedstat when recording began */
+	bool kernel_ok;		 /* and their shares over the window: */
+	double kernel_run, kernel_wait;
+	size_t kernel_threads;
 };
 
 static uint64_t paused_ns(const struct walker *w)
@@ -473,6 +510,49 @@ static void threads_reserve(struct walker *w, size_t n)
 		w->thr[i].stack = ms_xmalloc(w->o->stack_bytes);
 }
 
+/* Just before a stop, while the threads run: the state each one is in. */
+static void read_states(struct walker *w)
+{
+	size_t n = ms_proc_nthreads(w->p);
+
+	if (n > w->pre_cap) {
+		w->pre_cap = n;
+		w->pre_tid = ms_xrealloc(w->pre_tid, n * sizeof(*w->pre_tid));
+		w->pre_state = ms_xrealloc(w->pre_state, n);
+	}
+	for (size_t i = 0; i < n; i++) {
+		w->pre_tid[i] = ms_proc_thread(w->p, i);
+		w->pre_state[i] = rw_thread_state(ms_proc_pid(w->p), w->pre_tid[i]);
+	}
+	w->npre = n;
+}
+
+/*
+ * Was the i-th thread asleep at the stop? The state the kernel gave just
+ * before it: 'S' or 'D' asleep, 'R' running or waiting for a CPU. For a
+ * thread not seen then (born since), the registers: a wait the stop cut
+ * short returns a restart code.
+ */
+static bool thread_asleep(struct walker *w, size_t i, struct thr *t)
+{
+	char st = 0;
+	bool by_regs = rw_regs_sleeping(&t->regs, &t->syscall_nr);
+
+	if ((long)t->regs.orig_rax >= 0)
+		t->syscall_nr = (int)t->regs.orig_rax;
+	if (i < w->npre && w->pre_tid[i] == t->tid)
+		st = w->pre_state[i];
+	else
+		for (size_t k = 0; k < w->npre && !st; k++)
+			if (w->pre_tid[k] == t->tid)
+				st = w->pre_state[k];
+	if (st == 'S' || st == 'D')
+		return true;
+	if (st == 'R')
+		return false;
+	return by_regs;
+}
+
 /* While stopped: registers and one stack copy per thread, nothing else. */
 static void grab_threads(struct walker *w, bool stacks)
 {
@@ -489,6 +569,7 @@ static void grab_threads(struct walker *w, bool stacks)
 		t->len = 0;
 		if (ms_proc_get_regs(w->p, t->tid, &t->regs))
 			continue; /* a thread held at a trap or gone: skip it this time */
+		t->asleep = thread_asleep(w, i, t);
 		w->nthr++;
 		if (!stacks)
 			continue;
@@ -510,12 +591,20 @@ static void unwind_threads(struct walker *w)
 		if (!t->ok)
 			continue;
 		w->thread_samples++;
+		if (t->asleep) {
+			w->sleeping_samples++;
+			w->asleep_in[t->syscall_nr >= 0 && t->syscall_nr < RW_NSYSCALLS
+					 ? t->syscall_nr
+					 : RW_NSYSCALLS]++;
+		} else {
+			w->running_samples++;
+		}
 		if (ms_unwind(w->unwinder, &sc, w->pcs, MAX_PCS, &n) || !n) {
 			w->unwind_failures++;
 			w->pcs[0] = t->regs.rip;
 			n = 1;
 		}
-		stk_add(&w->stacks, w->pcs, n);
+		stk_add(&w->stacks, w->pcs, n, t->asleep ? 1 + t->syscall_nr : 0);
 	}
 }
 
@@ -623,6 +712,9 @@ static int tick(struct walker *w, bool do_stack, bool do_heap, bool heap_read)
 	if (heap_read)
 		ms_proc_refresh_maps(w->p); /* while it runs: the heap may have grown */
 	if (do_stack || heap_read) {
+		w->npre = 0;
+		if (do_stack)
+			read_states(w);
 		t0 = ms_now_ns();
 		rc = ms_proc_stop_all(w->p);
 		if (rc) {
@@ -644,11 +736,22 @@ static int tick(struct walker *w, bool do_stack, bool do_heap, bool heap_read)
 		}
 		ms_proc_resume_all(w->p);
 		t1 = ms_now_ns();
+		/*
+		 * Real-time priority ends with the resume; the unwinding runs at
+		 * normal priority, beside the target. Dropped earlier (right
+		 * after the states were read), the stops were short but late
+		 * again: memspy sent its interrupts when a CPU came free, after
+		 * the bursts (1 ms bursts every 10 ms: 17-21% of samples in them
+		 * against 24-27% of the time).
+		 */
+		if (w->realtime)
+			rw_prio_realtime(false);
 		w->stops++;
 		pause_add(heap_read ? &w->heap_pauses : &w->stack_pauses, t1 - t0);
 		if (do_stack) {
 			w->stack_ticks++;
 			unwind_threads(w);
+			w->stack_work_ns += ms_now_ns() - t0;
 		}
 	}
 	if (do_heap) {
@@ -705,6 +808,7 @@ static void build_profiles(struct walker *w, struct ms_symbolizer *sym, struct m
 {
 	struct ms_out_frame *frames = NULL;
 	size_t cap = 0;
+	char asleep_name[64];
 
 	*alloc_samples = 0;
 	for (size_t i = 0; i < w->stacks.n; i++) {
@@ -712,6 +816,13 @@ static void build_profiles(struct walker *w, struct ms_symbolizer *sym, struct m
 		size_t n = 0;
 
 		s->in_alloc = sym && stack_in_allocator(sym, s);
+		if (s->asleep) {
+			/* Asleep inside allocator code: a lock, or an allocator's own thread. */
+			if (s->in_alloc)
+				w->alloc_asleep += s->count;
+			if (!w->o->idle)
+				continue;
+		}
 		for (size_t k = s->n; k-- > 0;) {
 			const struct ms_sym_frame *sf = NULL;
 			size_t nsf = 0;
@@ -737,8 +848,20 @@ static void build_profiles(struct walker *w, struct ms_symbolizer *sym, struct m
 				frames[n++] = (struct ms_out_frame){.offset = s->pcs[k]};
 			}
 		}
+		if (s->asleep) {
+			/* The leaf says so: "[asleep in futex]". */
+			const char *sc = rw_syscall_name(s->asleep - 1);
+
+			ms_xgrow((void **)&frames, &cap, n + 1, sizeof(*frames));
+			if (sc)
+				snprintf(asleep_name, sizeof(asleep_name), "[asleep in %s]", sc);
+			else
+				snprintf(asleep_name, sizeof(asleep_name),
+					 "[asleep in system call %d]", s->asleep - 1);
+			frames[n++] = (struct ms_out_frame){.function = asleep_name};
+		}
 		ms_profile_add(all, frames, n, 0, s->count);
-		if (s->in_alloc) {
+		if (s->in_alloc && !s->asleep) {
 			ms_profile_add(alloc, frames, n, 0, s->count);
 			*alloc_samples += s->count;
 		}
@@ -769,6 +892,104 @@ static void progress(struct walker *w, bool tty, uint64_t now, uint64_t *last, b
 	*shown = true;
 }
 
+/* "12,345 running and 3,193 sleeping (in clock_nanosleep 3,000, futex 193)", and the kernel's view.
+ */
+static void print_thread_states(struct walker *w, const struct outcome *oc)
+{
+	char a[32], b[32], c[32], list[256] = "";
+	bool taken[RW_NSYSCALLS + 1] = {false};
+	size_t len = 0;
+
+	/* The four commonest waits, largest first ("other" when not one syscall). */
+	for (int k = 0; k < 4; k++) {
+		size_t best = SIZE_MAX;
+
+		for (size_t i = 0; i <= RW_NSYSCALLS; i++)
+			if (!taken[i] && w->asleep_in[i] &&
+			    (best == SIZE_MAX || w->asleep_in[i] > w->asleep_in[best]))
+				best = i;
+		if (best == SIZE_MAX)
+			break;
+		taken[best] = true;
+		if (len < sizeof(list))
+			len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s %s",
+						len ? ", " : "in ",
+						best == RW_NSYSCALLS ? "other calls"
+						: rw_syscall_name((int)best)
+						    ? rw_syscall_name((int)best)
+						    : ms_fmt_count(c, sizeof(c), (uint64_t)best),
+						ms_fmt_count(a, sizeof(a), w->asleep_in[best]));
+	}
+	fprintf(stderr, "  thread samples: %s running and %s sleeping%s%s%s\n",
+		ms_fmt_count(a, sizeof(a), w->running_samples),
+		ms_fmt_count(b, sizeof(b), w->sleeping_samples), len ? " (" : "", list,
+		len ? ")" : "");
+	if (w->alloc_asleep)
+		fprintf(stderr,
+			"  %s of the sleeping samples were waiting inside allocator code (a lock "
+			"inside malloc, or an allocator's own thread): not counted as allocator "
+			"time\n",
+			ms_fmt_count(a, sizeof(a), w->alloc_asleep));
+	/* The same question asked of the kernel: is the sampler fair? */
+	if (w->thread_samples && w->kernel_ok)
+		fprintf(stderr,
+			"  running share: %.1f%% of thread samples; the kernel's: %.1f%% of the "
+			"time of %zu threads on a CPU, %.1f%% with their wait for one "
+			"(/proc/PID/task/*/schedstat)\n",
+			100.0 * (double)w->running_samples / (double)w->thread_samples,
+			100 * w->kernel_run, w->kernel_threads,
+			100 * (w->kernel_run + w->kernel_wait));
+}
+
+/* The rate asked against the rate had, and why they differ. */
+static void print_rate(struct walker *w, const struct outcome *oc)
+{
+	const struct walk_opts *o = w->o;
+	char a[32], b[32], why[512] = "";
+	size_t len = 0;
+	double had = oc->wall_ns ? (double)w->stack_ticks * 1e9 / (double)oc->wall_ns : 0;
+	double work = w->stack_ticks ? (double)w->stack_work_ns / (double)w->stack_ticks : 0;
+	double late = w->stack_ticks ? (double)w->late_ns / (double)w->stack_ticks : 0;
+
+	fprintf(stderr,
+		"  stacks: %g Hz asked, %.1f Hz had (%s stops with stacks in %.1f s, at "
+		"random instants)",
+		o->rate, had, ms_fmt_count(a, sizeof(a), w->stack_ticks),
+		(double)oc->wall_ns / 1e9);
+	if (had >= 0.9 * o->rate) {
+		fprintf(stderr, "\n");
+		return;
+	}
+#define WHY(...)                                                                                   \
+	do {                                                                                       \
+		if (len < sizeof(why))                                                             \
+			len += (size_t)snprintf(why + len, sizeof(why) - len, __VA_ARGS__);        \
+	} while (0)
+	if (w->skipped_stack)
+		WHY("%sthe pause budget skipped %s (--max-pause-share %.2g%%; a stop paused the "
+		    "target %s at the median)",
+		    len ? "; " : "", ms_fmt_count(a, sizeof(a), w->skipped_stack),
+		    o->max_share * 100,
+		    ms_fmt_duration(b, sizeof(b), pause_median_ns(&w->stack_pauses)));
+	if (w->skipped_busy)
+		WHY("%s%s instants came due while memspy was still busy with the stop before "
+		    "(stop, copy, unwind of %zu threads: %s each on average) and were skipped",
+		    len ? "; " : "", ms_fmt_count(a, sizeof(a), w->skipped_busy), w->nthr,
+		    ms_fmt_duration(b, sizeof(b), (uint64_t)work));
+	if (late > 200000)
+		WHY("%smemspy woke %s late on average (%s: the machine's CPUs were busy)",
+		    len ? "; " : "", ms_fmt_duration(a, sizeof(a), (uint64_t)late),
+		    w->realtime ? "even at real-time priority"
+				: "real-time priority was refused (CAP_SYS_NICE)");
+	if (w->stop_failures)
+		WHY("%s%s stops failed", len ? "; " : "",
+		    ms_fmt_count(a, sizeof(a), w->stop_failures));
+	if (!len)
+		WHY("memspy did not get the CPU time to keep up");
+#undef WHY
+	fprintf(stderr, ": fewer, because %s\n", why);
+}
+
 static void print_summary(struct walker *w, const struct outcome *oc, uint64_t alloc_samples,
 			  uint64_t cpu_ns)
 {
@@ -778,13 +999,16 @@ static void print_summary(struct walker *w, const struct outcome *oc, uint64_t a
 	size_t nt = ms_timeline_nsamples(w->tl);
 
 	fprintf(stderr,
-		"memspy: wrote %s (%s, allocator time): %s of %s thread samples (%.1f%%) "
+		"memspy: wrote %s (%s, allocator time): %s of %s running thread samples (%.1f%%) "
 		"were inside the allocator, over %s\n",
 		o->out_path, ms_out_format_name(o->fmt), ms_fmt_count(a, sizeof(a), alloc_samples),
-		ms_fmt_count(b, sizeof(b), w->stacks.total),
-		w->stacks.total ? 100.0 * (double)alloc_samples / (double)w->stacks.total : 0,
+		ms_fmt_count(b, sizeof(b), w->running_samples),
+		w->running_samples ? 100.0 * (double)alloc_samples / (double)w->running_samples : 0,
 		ms_fmt_duration(c, sizeof(c), (uint64_t)oc->wall_ns));
-	fprintf(stderr, "  all threads: wrote %s (every sampled stack)\n", o->all_path);
+	print_thread_states(w, oc);
+	fprintf(stderr, "  all threads: wrote %s (%s)\n", o->all_path,
+		o->idle ? "every sampled stack, the sleeping ones under [asleep in ...]"
+			: "the running threads' stacks; --idle adds the sleeping ones");
 	fprintf(stderr, "  heap timeline: wrote %s (%zu samples", o->tl_path, nt);
 	if (w->glibc && nt) {
 		const struct ms_tl_sample *f = ms_timeline_sample(w->tl, 0);
@@ -818,7 +1042,8 @@ static void print_summary(struct walker *w, const struct outcome *oc, uint64_t a
 		fprintf(stderr,
 			"  %s heap reads cut a free list short (more than %llu chunks): their "
 			"free bytes are a lower bound (--max-list-reads, or --full-walk)\n",
-			ms_fmt_count(a, sizeof(a), w->heap_capped), (unsigned long long)o->max_reads);
+			ms_fmt_count(a, sizeof(a), w->heap_capped),
+			(unsigned long long)o->max_reads);
 	if (w->heap_inconsistent)
 		fprintf(stderr,
 			"  %s heap reads found an arena locked (a thread inside malloc): "
@@ -835,20 +1060,23 @@ static void print_summary(struct walker *w, const struct outcome *oc, uint64_t a
 	fprintf(stderr,
 		"; stopped %s in all = estimated slowdown %.2f%% (stopped time / wall "
 		"time; budget %.2g%%)\n",
-		ms_fmt_duration(d, sizeof(d), (uint64_t)paused_ns(w)), share * 100, o->max_share * 100);
-	if (w->skipped_stack || w->skipped_heap)
+		ms_fmt_duration(d, sizeof(d), (uint64_t)paused_ns(w)), share * 100,
+		o->max_share * 100);
+	print_rate(w, oc);
+	if (w->skipped_heap)
 		fprintf(stderr,
-			"  the pause budget skipped %s stack samples and %s heap reads "
-			"(--max-pause-share, --rate, --walk-interval)\n",
-			ms_fmt_count(a, sizeof(a), w->skipped_stack),
+			"  the pause budget skipped %s heap reads (--max-pause-share, "
+			"--walk-interval)\n",
 			ms_fmt_count(b, sizeof(b), w->skipped_heap));
 	if (w->stop_failures)
 		fprintf(stderr, "  %s stops failed (last: %s): those samples are missing\n",
-			ms_fmt_count(a, sizeof(a), w->stop_failures), ms_strerror(w->last_stop_error));
+			ms_fmt_count(a, sizeof(a), w->stop_failures),
+			ms_strerror(w->last_stop_error));
 	if (w->unwind_failures)
 		fprintf(stderr, "  %s stacks could not be unwound past their first frame\n",
 			ms_fmt_count(a, sizeof(a), w->unwind_failures));
-	fprintf(stderr, "  memspy itself used %s of CPU\n", ms_fmt_duration(a, sizeof(a), (uint64_t)cpu_ns));
+	fprintf(stderr, "  memspy itself used %s of CPU\n",
+		ms_fmt_duration(a, sizeof(a), (uint64_t)cpu_ns));
 }
 
 static uint64_t cpu_time_ns(void)
@@ -889,6 +1117,7 @@ int cmd_record_walk(int argc, char **argv)
 	struct outcome oc = {0};
 	uint64_t next_stack, next_heap, stack_period, deadline = 0, cpu0, last_pg = 0;
 	uint64_t alloc_samples = 0;
+	unsigned long old_slack = 0;
 	bool done, tty, shown = false;
 	int rc, ret = MS_EXIT_FAILED;
 	char comm[64];
@@ -972,11 +1201,29 @@ int cmd_record_walk(int argc, char **argv)
 		free(note);
 	}
 
+	/*
+	 * Sampling instants independent of the target (record_walk_sampler.c):
+	 * no timer slack to coalesce memspy's wake-ups with the target's, and
+	 * exponential intervals, so no periodic activity is seen at one phase.
+	 */
+	old_slack = rw_timer_slack_minimal();
+	w.realtime = rw_prio_realtime(true);
+	rw_rng_seed(&w.rng, ms_now_ns() ^ ((uint64_t)getpid() << 32));
+	{
+		size_t nt = ms_proc_nthreads(w.p);
+		pid_t *tids = ms_xcalloc(nt ? nt : 1, sizeof(*tids));
+
+		for (size_t i = 0; i < nt; i++)
+			tids[i] = ms_proc_thread(w.p, i);
+		rw_sched_begin(&w.kernel0, o.pid, tids, nt);
+		free(tids);
+	}
 	w.start_ns = ms_now_ns();
 	if (o.duration_ns)
 		deadline = w.start_ns + o.duration_ns;
 	stack_period = (uint64_t)(1e9 / o.rate);
-	next_stack = next_heap = w.start_ns;
+	next_heap = w.start_ns;
+	next_stack = w.start_ns + rw_interval_ns(&w.rng, stack_period);
 	tty = !o.quiet && isatty(STDERR_FILENO);
 	if (!o.quiet) {
 		char d[32], e[32];
@@ -990,7 +1237,8 @@ int cmd_record_walk(int argc, char **argv)
 			: o.full_walk ? "full walk"
 				      : "arena headers",
 			o.duration_ns ? "for " : "until Ctrl-C or its exit",
-			o.duration_ns ? ms_fmt_duration(e, sizeof(e), (uint64_t)o.duration_ns) : "");
+			o.duration_ns ? ms_fmt_duration(e, sizeof(e), (uint64_t)o.duration_ns)
+				      : "");
 	}
 	for (;;) {
 		struct ms_event ev;
@@ -1006,8 +1254,16 @@ int cmd_record_walk(int argc, char **argv)
 			break;
 		if (deadline)
 			due = MS_MIN(due, deadline);
+		if (w.realtime)
+			rw_prio_realtime(true); /* wake up on time, even on a loaded machine */
+		if (now < due && due - now < 1000000) {
+			/* The last stretch to the nanosecond (waits below take whole ms). */
+			rw_sleep_until(due);
+			continue;
+		}
 		if (now < due) {
-			rc = ms_proc_wait(w.p, (int)((due - now + 999999) / 1000000), &ev);
+			/* Whole milliseconds, rounded down: events wake it early. */
+			rc = ms_proc_wait(w.p, (int)((due - now) / 1000000), &ev);
 			if (rc) {
 				oc.wait_error = rc;
 				break;
@@ -1022,16 +1278,33 @@ int cmd_record_walk(int argc, char **argv)
 				break;
 			}
 			if (ev.kind == MS_EV_TRAP)
-				ms_proc_pass_trap(w.p, ev.tid); /* the target's own: nothing is patched */
+				ms_proc_pass_trap(
+				    w.p, ev.tid); /* the target's own: nothing is patched */
 			if (ev.kind == MS_EV_FORK)
 				ms_proc_fork_child_detach(ev.child);
 			continue;
 		}
 		do_stack = now >= next_stack;
 		do_heap = now >= next_heap;
-		/* Missed ticks are not made up for: the next one is a period from now. */
-		if (do_stack)
-			next_stack = MS_MAX(next_stack + stack_period, now + stack_period / 2);
+		/*
+		 * An instant that came due while memspy was busy with its last
+		 * stop is skipped, not taken late: taken late, it would land
+		 * just after a resume, when every thread the stop woke is
+		 * runnable again. Otherwise the next instant is an exponential
+		 * interval after this one's, so memspy's wake-up latency does
+		 * not shift the schedule (and a fresh start from now when even
+		 * that is past: missed instants are not made up for in a burst).
+		 */
+		if (do_stack && next_stack < w.busy_until) {
+			w.skipped_busy++;
+			next_stack = now + rw_interval_ns(&w.rng, stack_period);
+			do_stack = false;
+		} else if (do_stack) {
+			w.late_ns += now - next_stack;
+			next_stack += rw_interval_ns(&w.rng, stack_period);
+			if (next_stack <= now)
+				next_stack = now + rw_interval_ns(&w.rng, stack_period);
+		}
 		if (do_heap)
 			next_heap = MS_MAX(next_heap + o.walk_ns, now + o.walk_ns / 2);
 		/* The pause budget: stopped time may not exceed max_share of wall time. */
@@ -1053,12 +1326,14 @@ int cmd_record_walk(int argc, char **argv)
 			 * --rate only to skip: memspy's own CPU competes with the target.
 			 */
 			w.skipped_stack += 1 + skip / stack_period;
-			next_stack = MS_MAX(next_stack, now + skip);
+			next_stack =
+			    MS_MAX(next_stack, now + skip) + rw_interval_ns(&w.rng, stack_period);
 			do_stack = false;
 		}
 		if (!do_stack && !do_heap)
 			continue;
 		rc = tick(&w, do_stack, do_heap, heap_read);
+		w.busy_until = ms_now_ns();
 		if (rc == -MS_E_TARGET_EXITED) {
 			oc.target_exited = true;
 			ms_proc_exited(w.p, &oc.exit_status);
@@ -1067,6 +1342,15 @@ int cmd_record_walk(int argc, char **argv)
 		progress(&w, tty, ms_now_ns(), &last_pg, &shown);
 	}
 	oc.wall_ns = ms_now_ns() - w.start_ns;
+	if (o.verbose)
+		fprintf(stderr, "memspy: recording ended at %.9f s (CLOCK_MONOTONIC)\n",
+			(double)(w.start_ns + oc.wall_ns) / 1e9);
+	rw_timer_slack_restore(old_slack);
+	if (w.realtime)
+		rw_prio_realtime(false);
+	/* The kernel's accounting over the same window, before anything else runs. */
+	w.kernel_ok = rw_sched_end(&w.kernel0, o.pid, oc.wall_ns, &w.kernel_run, &w.kernel_wait,
+				   &w.kernel_threads);
 	if (shown)
 		fprintf(stderr, "\r\033[K");
 	if (!oc.target_exited && ms_proc_exited(w.p, &oc.exit_status))
@@ -1080,23 +1364,36 @@ int cmd_record_walk(int argc, char **argv)
 	all = ms_profile_new();
 	build_profiles(&w, sym, alloc, all, &alloc_samples);
 	{
-		char a[32], b[32], c[32];
+		char a[32], b[32], c[32], d[32];
 		/* The rate asked is not the rate had when the pause budget skipped stops. */
-		char *rate = w.skipped_stack
-				 ? ms_xasprintf("%g Hz asked, %s stack samples skipped by the pause "
-						"budget",
-						o.rate, ms_fmt_count(c, sizeof(c), w.skipped_stack))
-				 : ms_xasprintf("%g Hz", o.rate);
+		double had = oc.wall_ns ? (double)w.stack_ticks * 1e9 / (double)oc.wall_ns : 0;
+		char *rate =
+		    w.skipped_stack
+			? ms_xasprintf("%g Hz asked, %.1f Hz had: %s stack samples skipped "
+				       "by the pause budget",
+				       o.rate, had, ms_fmt_count(c, sizeof(c), w.skipped_stack))
+			: ms_xasprintf("%g Hz asked, %.1f Hz had", o.rate, had);
 		char *sub_alloc = ms_xasprintf(
-		    "Allocator time: %s of %s thread samples (%.1f%%) were inside malloc/free "
-		    "and friends over %.1f s (%s), no probes",
-		    ms_fmt_count(a, sizeof(a), alloc_samples), ms_fmt_count(b, sizeof(b), w.stacks.total),
-		    w.stacks.total ? 100.0 * (double)alloc_samples / (double)w.stacks.total : 0,
-		    (double)oc.wall_ns / 1e9, rate);
-		char *sub_all = ms_xasprintf("All threads: %s thread samples over %.1f s (%s), "
-					     "no probes",
-					     ms_fmt_count(a, sizeof(a), w.stacks.total),
-					     (double)oc.wall_ns / 1e9, rate);
+		    "Allocator time: %s of %s running thread samples (%.1f%%) were inside "
+		    "malloc/free and friends over %.1f s (%s; %s sleeping left out), no probes",
+		    ms_fmt_count(a, sizeof(a), alloc_samples),
+		    ms_fmt_count(b, sizeof(b), w.running_samples),
+		    w.running_samples ? 100.0 * (double)alloc_samples / (double)w.running_samples
+				      : 0,
+		    (double)oc.wall_ns / 1e9, rate, ms_fmt_count(d, sizeof(d), w.sleeping_samples));
+		char *sub_all =
+		    o.idle
+			? ms_xasprintf("All threads: %s thread samples (%s running, %s sleeping) "
+				       "over %.1f s (%s), no probes",
+				       ms_fmt_count(a, sizeof(a), w.stacks.total),
+				       ms_fmt_count(b, sizeof(b), w.running_samples),
+				       ms_fmt_count(d, sizeof(d), w.sleeping_samples),
+				       (double)oc.wall_ns / 1e9, rate)
+			: ms_xasprintf("All threads: %s running thread samples over %.1f s (%s; "
+				       "%s sleeping left out, --idle shows them), no probes",
+				       ms_fmt_count(a, sizeof(a), w.running_samples),
+				       (double)oc.wall_ns / 1e9, rate,
+				       ms_fmt_count(d, sizeof(d), w.sleeping_samples));
 		enum ms_out_format all_fmt;
 
 		if (ms_out_format_from_name(o.all_path, &all_fmt))
@@ -1138,6 +1435,9 @@ out:
 	rw_heap_free(&w.heap);
 	ms_heap_loc_free(&w.loc);
 	ms_timeline_free(w.tl);
+	rw_sched_free(&w.kernel0);
+	free(w.pre_tid);
+	free(w.pre_state);
 	free(w.stack_pauses.us);
 	free(w.heap_pauses.us);
 	opts_free(&o);

@@ -3,6 +3,7 @@
 # against the self-checking targets of tests/targets/walk.cmake.
 add_executable(memspy-walk ${CMAKE_CURRENT_LIST_DIR}/e2e/walk_main.c
                ${PROJECT_SOURCE_DIR}/cmd/record_walk.c ${PROJECT_SOURCE_DIR}/cmd/record_walk_heap.c
+               ${PROJECT_SOURCE_DIR}/cmd/record_walk_sampler.c
                ${PROJECT_SOURCE_DIR}/cmd/cli.c ${PROJECT_SOURCE_DIR}/cmd/attach_cli.c
                ${PROJECT_SOURCE_DIR}/cmd/record_opts.c)
 target_include_directories(memspy-walk PRIVATE ${PROJECT_SOURCE_DIR})
@@ -20,6 +21,13 @@ if(Python3_FOUND)
                         --rec $<TARGET_FILE:memspy-rec-target>
                         --workdir ${CMAKE_CURRENT_BINARY_DIR}/walk-e2e)
   endforeach()
+  # Sampling bias against the kernel's accounting (tests/e2e/walk_bias.py):
+  # three burst shapes, two runs each; ~45 s of recording in all.
+  ms_add_test(NAME walk_bias TIMEOUT 600 LABELS e2e walk
+              COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/e2e/walk_bias.py
+                      --memspy $<TARGET_FILE:memspy-walk>
+                      --bursts $<TARGET_FILE:memspy-walk-bursts>
+                      --workdir ${CMAKE_CURRENT_BINARY_DIR}/walk-bias)
 else()
   message(WARNING "python3 not found: the walk-mode end-to-end tests are not built")
 endif()

@@ -213,7 +213,10 @@ def scenario_sites(a):
     out = os.path.join(a.workdir, "sites.folded")
     allf = os.path.join(a.workdir, "sites.all.folded")
     tl = os.path.join(a.workdir, "sites.timeline.svg")
-    m, err = start_memspy(a, pid, ["-d", "4s", "--rate", "200", "--max-pause-share", "10",
+    # 8 s: on a loaded machine a stop that lands while the thread runs (as an
+    # unbiased one must) waits for the thread to get a CPU, and the pause
+    # budget then allows ~25 stops/s; 100 allocator samples need ~5 s.
+    m, err = start_memspy(a, pid, ["-d", "8s", "--rate", "200", "--max-pause-share", "10",
                                    "-o", out, "--all-threads", allf, "--timeline", tl])
     text = finish_memspy(m, err, (0,))
     send(t, "stop")

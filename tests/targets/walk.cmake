@@ -14,3 +14,9 @@ file(GLOB _walk_own_src CONFIGURE_DEPENDS ${CMAKE_CURRENT_LIST_DIR}/walk_own/*.c
 add_executable(memspy-walk-own ${_walk_own_src})
 target_compile_options(memspy-walk-own PRIVATE -O2 -g -fno-optimize-sibling-calls -fno-builtin)
 target_link_libraries(memspy-walk-own PRIVATE pthread)
+
+# Workers that run malloc/free bursts of a known CPU length between sleeps:
+# walk mode's sampling bias against the kernel's accounting (walk_bias).
+add_executable(memspy-walk-bursts ${CMAKE_CURRENT_LIST_DIR}/walk_bursts/bursts.c)
+target_compile_options(memspy-walk-bursts PRIVATE -O2 -g -fno-optimize-sibling-calls)
+target_link_libraries(memspy-walk-bursts PRIVATE pthread)

@@ -1,0 +1,296 @@
+// SPDX-License-Identifier: MIT
+/*
+ * memspy record --mode walk: when to stop the target, and what each thread
+ * was doing at that instant.
+ *
+ * A sampling profiler is only as good as the independence of its instants
+ * from what the threads do (doc/DESIGN.md, "walk mode: sampling instants").
+ * Three things tied walk mode's stops to the target's own wake-ups:
+ *   - timer slack: the kernel lets a sleep end anywhere in [t, t + slack]
+ *     (50 us by default) and expires every timer whose window has opened in
+ *     the same interrupt, so memspy woke with the target's sleepers and
+ *     stopped them before they had run a single instruction of their burst;
+ *   - a fixed period: a target whose cycle divides it is seen at one phase;
+ *   - waits rounded up to whole milliseconds, another fixed grid.
+ * So: slack of 1 ns on memspy's thread, intervals drawn from an exponential
+ * distribution (a Poisson process: the instants are memoryless, so no
+ * periodic target can lock onto them), and waits to the nanosecond.
+ */
+#include "cmd/record_walk.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ------------------------------ instants ------------------------------ */
+
+unsigned long rw_timer_slack_minimal(void)
+{
+	int old = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
+
+	/* 1 ns: the smallest the kernel takes (0 would mean "back to the default"). */
+	prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+	return old > 0 ? (unsigned long)old : 0;
+}
+
+void rw_timer_slack_restore(unsigned long old)
+{
+	if (old)
+		prctl(PR_SET_TIMERSLACK, old, 0, 0, 0);
+}
+
+void rw_rng_seed(struct rw_rng *r, uint64_t seed)
+{
+	r->s = seed ? seed : 0x9e3779b97f4a7c15ull;
+}
+
+/* xorshift64*: plenty for spacing samples, and no libc state shared with anyone. */
+static uint64_t rng_next(struct rw_rng *r)
+{
+	r->s ^= r->s >> 12;
+	r->s ^= r->s << 25;
+	r->s ^= r->s >> 27;
+	return r->s * 0x2545f4914f6cdd1dull;
+}
+
+uint64_t rw_interval_ns(struct rw_rng *r, uint64_t mean_ns)
+{
+	/* u in (0, 1]: 53 random bits, never 0 (log(0) is -inf). */
+	double u = ((double)(rng_next(r) >> 11) + 1.0) / 9007199254740992.0;
+	double x = -log(u);
+
+	/* Capped at 10 means (probability e^-10): a bounded wait, the rate unchanged. */
+	return (uint64_t)((double)mean_ns * (x < 10 ? x : 10));
+}
+
+void rw_sleep_until(uint64_t due_ns)
+{
+	struct timespec ts = {.tv_sec = (time_t)(due_ns / 1000000000ull),
+			      .tv_nsec = (long)(due_ns % 1000000000ull)};
+
+	/* Absolute, on CLOCK_MONOTONIC as ms_now_ns(): no drift, no rounding. */
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+		;
+}
+
+/* --------------------------- running or asleep --------------------------- */
+
+/*
+ * A thread stopped by PTRACE_INTERRUPT while it ran user code shows
+ * orig_rax = -1. One stopped inside a system call shows the call's number in
+ * orig_rax and, in rax, what the call returns: a call that was waiting
+ * (futex, epoll_wait, nanosleep, poll, read on a socket...) was woken by the
+ * interrupt and returns one of the restart codes or -EINTR; a call that was
+ * doing work, or whose wait had already ended (woken, waiting for a CPU),
+ * returns its own result. The kernel restarts the call after the stop
+ * (the restart codes never reach the program).
+ */
+#define ERESTARTSYS	      512
+#define ERESTARTNOINTR	      513
+#define ERESTARTNOHAND	      514
+#define ERESTART_RESTARTBLOCK 516
+
+bool rw_regs_sleeping(const struct user_regs_struct *regs, int *syscall_nr)
+{
+	long nr = (long)regs->orig_rax, ret = (long)regs->rax;
+
+	*syscall_nr = -1;
+	if (nr < 0)
+		return false;
+	if (ret != -ERESTARTSYS && ret != -ERESTARTNOINTR && ret != -ERESTARTNOHAND &&
+	    ret != -ERESTART_RESTARTBLOCK && ret != -EINTR)
+		return false;
+	*syscall_nr = (int)nr;
+	return true;
+}
+
+const char *rw_syscall_name(int nr)
+{
+	switch (nr) {
+	case SYS_read:
+		return "read";
+	case SYS_write:
+		return "write";
+	case SYS_poll:
+		return "poll";
+	case SYS_select:
+		return "select";
+	case SYS_nanosleep:
+		return "nanosleep";
+	case SYS_pause:
+		return "pause";
+	case SYS_accept:
+		return "accept";
+	case SYS_accept4:
+		return "accept4";
+	case SYS_recvfrom:
+		return "recvfrom";
+	case SYS_recvmsg:
+		return "recvmsg";
+	case SYS_wait4:
+		return "wait4";
+	case SYS_waitid:
+		return "waitid";
+	case SYS_futex:
+		return "futex";
+	case SYS_epoll_wait:
+		return "epoll_wait";
+	case SYS_epoll_pwait:
+		return "epoll_pwait";
+#ifdef SYS_epoll_pwait2
+	case SYS_epoll_pwait2:
+		return "epoll_pwait2";
+#endif
+	case SYS_clock_nanosleep:
+		return "clock_nanosleep";
+	case SYS_ppoll:
+		return "ppoll";
+	case SYS_pselect6:
+		return "pselect6";
+	case SYS_rt_sigtimedwait:
+		return "rt_sigtimedwait";
+	case SYS_rt_sigsuspend:
+		return "rt_sigsuspend";
+	case SYS_io_getevents:
+		return "io_getevents";
+#ifdef SYS_io_uring_enter
+	case SYS_io_uring_enter:
+		return "io_uring_enter";
+#endif
+	case SYS_msgrcv:
+		return "msgrcv";
+	case SYS_semop:
+		return "semop";
+	case SYS_semtimedop:
+		return "semtimedop";
+	case SYS_connect:
+		return "connect";
+	case SYS_sendto:
+		return "sendto";
+	case SYS_sendmsg:
+		return "sendmsg";
+	case SYS_flock:
+		return "flock";
+	case SYS_fcntl:
+		return "fcntl";
+	default:
+		return NULL;
+	}
+}
+
+/* ------------------------ the kernel's own accounting ------------------------ */
+
+/* /proc/PID/task/TID/schedstat: time on a CPU, time waiting for one (ns). */
+static bool read_schedstat(pid_t pid, pid_t tid, uint64_t *run, uint64_t *wait)
+{
+	char path[96], buf[128];
+	unsigned long long r, wt;
+	ssize_t got;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/schedstat", (int)pid, (int)tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	got = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (got <= 0)
+		return false;
+	buf[got] = 0;
+	if (sscanf(buf, "%llu %llu", &r, &wt) != 2)
+		return false;
+	*run = r;
+	*wait = wt;
+	return true;
+}
+
+void rw_sched_begin(struct rw_sched *st, pid_t pid, const pid_t *tids, size_t n)
+{
+	st->tid = ms_xcalloc(n ? n : 1, sizeof(*st->tid));
+	st->run = ms_xcalloc(n ? n : 1, sizeof(*st->run));
+	st->wait = ms_xcalloc(n ? n : 1, sizeof(*st->wait));
+	st->n = 0;
+	for (size_t i = 0; i < n; i++)
+		if (read_schedstat(pid, tids[i], &st->run[st->n], &st->wait[st->n]))
+			st->tid[st->n++] = tids[i];
+}
+
+bool rw_sched_end(const struct rw_sched *st, pid_t pid, uint64_t wall_ns, double *run_share,
+		  double *wait_share, size_t *nthreads)
+{
+	uint64_t run = 0, wait = 0;
+	size_t both = 0;
+
+	for (size_t i = 0; i < st->n; i++) {
+		uint64_t r, wt;
+
+		/* Threads alive at both ends only: a thread's share needs its whole window. */
+		if (!read_schedstat(pid, st->tid[i], &r, &wt) || r < st->run[i] || wt < st->wait[i])
+			continue;
+		run += r - st->run[i];
+		wait += wt - st->wait[i];
+		both++;
+	}
+	*nthreads = both;
+	if (!both || !wall_ns)
+		return false;
+	*run_share = (double)run / ((double)wall_ns * (double)both);
+	*wait_share = (double)wait / ((double)wall_ns * (double)both);
+	return true;
+}
+
+void rw_sched_free(struct rw_sched *st)
+{
+	free(st->tid);
+	free(st->run);
+	free(st->wait);
+	memset(st, 0, sizeof(*st));
+}
+
+/* ------------------------- waking up on time ------------------------- */
+
+/*
+ * On a loaded machine a woken memspy waits for a CPU, and gets one when a
+ * thread gives its CPU up: often a target thread ending its burst. The stop
+ * then lands just after the burst, never inside it. With the lowest
+ * real-time priority memspy's wake-up preempts at once, so the instant the
+ * timer chose is the instant of the stop. Held from the wait to the resume:
+ * the unwinding runs at normal priority, beside the target. The price, on a
+ * loaded machine only: a thread memspy preempted waits for a CPU to reach
+ * its stop, so stops last longer (doc/DESIGN.md).
+ */
+bool rw_prio_realtime(bool on)
+{
+	struct sched_param sp = {.sched_priority = on ? 1 : 0};
+
+	return sched_setscheduler(0, on ? SCHED_FIFO | SCHED_RESET_ON_FORK : SCHED_OTHER, &sp) == 0;
+}
+
+char rw_thread_state(pid_t pid, pid_t tid)
+{
+	char path[96], buf[512];
+	const char *close_paren;
+	ssize_t got;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	got = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (got <= 0)
+		return 0;
+	buf[got] = 0;
+	/* "tid (comm) S ...": the name may hold anything, ')' included; the last one ends it. */
+	close_paren = strrchr(buf, ')');
+	return close_paren && close_paren[1] == ' ' ? close_paren[2] : 0;
+}

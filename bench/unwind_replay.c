@@ -62,6 +62,38 @@ static double pass(struct ms_unwinder *u, const struct ms_unwind_dump_rec *v, si
 	return (double)(cpu_ns() - t0) / (double)n;
 }
 
+/*
+ * How much of each copy the walk needs: the share of samples whose stack is
+ * unchanged when only the first N bytes had been copied (what a drain that
+ * reads a prefix of each slot first would get).
+ */
+static void depth_report(struct ms_unwinder *u, const struct ms_unwind_dump_rec *v, size_t n)
+{
+	static const size_t cuts[] = {256, 512, 1024, 2048, 4096};
+
+	printf("  stacks unchanged when only a prefix of the copy is read:");
+	for (size_t c = 0; c < MS_ARRAY_SIZE(cuts); c++) {
+		size_t same = 0;
+
+		for (size_t i = 0; i < n; i++) {
+			ms_raddr_t a[MAX_PCS], b[MAX_PCS];
+			size_t na = 0, nb = 0;
+			struct ms_stack_copy s = {.regs = &v[i].regs,
+						  .data = v[i].data,
+						  .len = v[i].len,
+						  .addr = v[i].addr,
+						  .at_entry = v[i].at_entry};
+
+			ms_unwind(u, &s, a, MAX_PCS, &na);
+			s.len = MS_MIN(s.len, cuts[c]);
+			ms_unwind(u, &s, b, MAX_PCS, &nb);
+			same += na == nb && memcmp(a, b, na * sizeof(*a)) == 0;
+		}
+		printf(" %zu B: %.1f%%%s", cuts[c], 100.0 * (double)same / (double)n,
+		       c + 1 < MS_ARRAY_SIZE(cuts) ? "," : "\n");
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct ms_unwind_dump_rec *v;
@@ -132,6 +164,7 @@ int main(int argc, char **argv)
 	printf("  (of which copying the slot out: %.0f ns/sample)\n", tc[rounds / 2]);
 	printf("  speed-up %.1fx; stacks that differ: %zu of %zu\n", t[0][rounds / 2] / t[1][rounds / 2],
 	       diff, n);
+	depth_report(u[1], v, n);
 	for (int k = 0; k < 2; k++) {
 		ms_unwinder_free(u[k]);
 		free(t[k]);

@@ -53,7 +53,7 @@ none="" walked=""
 for r in $(seq 1 "$ROUNDS"); do
 	none+="$(run_one none) "
 	walked+="$(run_one walk) "
-	grep -E 'cost to the target|skipped|memspy itself' "$work/m.err" | sed "s/^ */  round $r: /" >>"$work/costs"
+	grep -E 'cost to the target|skipped|stacks:|thread samples|running share|memspy itself' "$work/m.err" | sed "s/^ */  round $r: /" >>"$work/costs"
 done
 base=$(echo $none | tr ' ' '\n' | median)
 w=$(echo $walked | tr ' ' '\n' | median)

@@ -149,6 +149,8 @@ const char *rw_syscall_name(int nr)
 	case SYS_epoll_pwait2:
 		return "epoll_pwait2";
 #endif
+	case SYS_restart_syscall: /* a sleep or poll resumed after a stop (memspy's own) */
+		return "restart_syscall";
 	case SYS_clock_nanosleep:
 		return "clock_nanosleep";
 	case SYS_ppoll:

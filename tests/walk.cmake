@@ -11,7 +11,7 @@ target_link_libraries(memspy-walk PRIVATE ms_output ms_heapwalk ms_unwind ms_att
 
 find_package(Python3 COMPONENTS Interpreter)
 if(Python3_FOUND)
-  foreach(_s usage phases sites own target-exits fork-threads)
+  foreach(_s usage phases sites own target-exits fork-threads idle)
     ms_add_test(NAME walk_${_s} TIMEOUT 120 LABELS e2e walk
                 COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/e2e/walk_e2e.py
                         --memspy $<TARGET_FILE:memspy-walk> --scenario ${_s}
@@ -19,6 +19,7 @@ if(Python3_FOUND)
                         --sites $<TARGET_FILE:memspy-walk-sites>
                         --own $<TARGET_FILE:memspy-walk-own>
                         --rec $<TARGET_FILE:memspy-rec-target>
+                        --bursts $<TARGET_FILE:memspy-walk-bursts>
                         --workdir ${CMAKE_CURRENT_BINARY_DIR}/walk-e2e)
   endforeach()
   # Sampling bias against the kernel's accounting (tests/e2e/walk_bias.py):

@@ -325,6 +325,47 @@ def scenario_fork_threads(a):
         fail("no heap timeline from the fork/threads target")
 
 
+def scenario_idle(a):
+    """Sleeping threads: counted apart, out of the flame graphs unless --idle."""
+    for idle in (False, True):
+        t = spawn([a.bursts, "1000", "10000", "2", os.path.join(a.workdir, "stats")],
+                  stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        tout = Lines(t.stdout, echo="target: ")
+        pid = int(tout.until(lambda l: re.match(r"READY pid=(\d+)", l), "READY").group(1))
+        out = os.path.join(a.workdir, "idle%d.folded" % idle)
+        allf = os.path.join(a.workdir, "idle%d.all.folded" % idle)
+        m, err = start_memspy(a, pid, ["-d", "2s", "--max-pause-share", "10", "-o", out,
+                                       "--all-threads", allf, "--timeline",
+                                       os.path.join(a.workdir, "idle.json")] +
+                              (["--idle"] if idle else []))
+        text = finish_memspy(m, err, (0,))
+        send(t, "stop")
+        tout.until(lambda l: l == "DONE", "DONE")
+        if t.wait(timeout=LINE_TIMEOUT) != 0:
+            fail("the target did not exit cleanly")
+        sm = re.search(r"thread samples: ([\d,]+) running and ([\d,]+) sleeping \(in ([^)]*)\)",
+                       text)
+        if not sm:
+            fail("no count of running and sleeping samples in the summary:\n" + text)
+        running, sleeping = (int(sm.group(i).replace(",", "")) for i in (1, 2))
+        # The main thread waits in read() all along, the workers sleep 90% of the time.
+        if sleeping <= running or "clock_nanosleep" not in sm.group(3) or \
+                "read" not in sm.group(3):
+            fail("the sleeping samples are not where the threads sleep: %s" % sm.group(0))
+        asleep = sum(v for s, v in folded(allf) if s[-1].startswith("[asleep in "))
+        total = sum(v for s, v in folded(allf))
+        if not idle and (asleep or total != running):
+            fail("without --idle the all-threads view holds %d sleeping of %d samples "
+                 "(%d running)" % (asleep, total, running))
+        if idle and (asleep != sleeping or total != running + sleeping):
+            fail("with --idle the all-threads view holds %d sleeping of %d samples, the "
+                 "summary says %d and %d" % (asleep, total, sleeping, running))
+        if any(s[-1].startswith("[asleep in ") for s, v in folded(out)):
+            fail("a sleeping stack in the allocator view")
+        print("idle=%s: %d running, %d sleeping (%s); all-threads view %d samples" % (
+            idle, running, sleeping, sm.group(3), total))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--memspy", required=True)
@@ -333,6 +374,7 @@ def main():
     ap.add_argument("--sites")
     ap.add_argument("--own")
     ap.add_argument("--rec")
+    ap.add_argument("--bursts")
     ap.add_argument("--workdir", required=True)
     ap.add_argument("-v", "--verbose", action="store_true")
     a = ap.parse_args()
@@ -340,7 +382,7 @@ def main():
     os.makedirs(a.workdir, exist_ok=True)
     fn = {"usage": scenario_usage, "phases": scenario_phases, "sites": scenario_sites,
           "own": scenario_own, "target-exits": scenario_target_exits,
-          "fork-threads": scenario_fork_threads}[a.scenario]
+          "fork-threads": scenario_fork_threads, "idle": scenario_idle}[a.scenario]
     try:
         fn(a)
     finally:

@@ -18,6 +18,7 @@
  * stopping it again, and says so.
  */
 #include "attach/attach_int.h"
+#include "attach/debuginfo.h"
 
 #include <elfutils/libdwfl.h>
 #include <errno.h>
@@ -121,12 +122,10 @@ struct let {
 
 /* ---------------------------------------------------------- unwinding */
 
-static char *debuginfo_path;
-
 static const Dwfl_Callbacks callbacks = {
     .find_elf = dwfl_linux_proc_find_elf,
-    .find_debuginfo = dwfl_standard_find_debuginfo,
-    .debuginfo_path = &debuginfo_path,
+    .find_debuginfo = ms_debuginfo_find, /* local only: quiesce never allows the network */
+    .debuginfo_path = &ms_debuginfo_search_path,
 };
 
 static pid_t next_thread(Dwfl *dwfl, void *arg, void **thread_argp)
@@ -286,7 +285,7 @@ struct ms_quiesce *ms_quiesce_new(pid_t pid, const struct ms_maps *maps, struct 
 	int r, nsym;
 
 	/* An on-call engineer's tool must not block on the network. */
-	unsetenv("DEBUGINFOD_URLS");
+	ms_debuginfo_init();
 	r = ms_modules_load(pid, maps, &mods);
 	if (r) {
 		ms_error_set(err, r, "quiesce: modules of process %d: %s", (int)pid, ms_strerror(r));

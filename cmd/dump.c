@@ -5,6 +5,7 @@
  */
 #include "cmd/cmd.h"
 #include "attach/attach.h"
+#include "attach/debuginfo.h"
 #include "heapwalk/heapwalk.h"
 #include "output/heap.h"
 
@@ -332,7 +333,7 @@ int cmd_dump(int argc, char **argv)
 	lj.r = ms_maps_read(pid, &lj.maps, &lj.err);
 	if (lj.r == 0) {
 		ms_pid_reader_init(&lj.pr, &lj.reader, pid, &lj.maps);
-		unsetenv("DEBUGINFOD_URLS"); /* before any thread: locate clears it too */
+		ms_debuginfo_init(); /* before any thread: DEBUGINFOD_URLS out of libdwfl's reach */
 		lj.started = use_snapshot && pthread_create(&lj.th, NULL, locate_main, &lj) == 0;
 		if (!lj.started)
 			locate_main(&lj);

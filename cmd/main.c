@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* memspy: entry point, subcommand table, global options. */
 #include "cmd/cmd.h"
+#include "attach/debuginfo.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -50,6 +51,8 @@ int main(int argc, char **argv)
 {
 	const char *cmd;
 
+	/* before any thread or dwfl: DEBUGINFOD_URLS only for memspy's own, bounded lookups */
+	ms_debuginfo_init();
 	if (argc < 2) {
 		usage(stderr);
 		return MS_EXIT_USAGE;

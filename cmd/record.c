@@ -1368,6 +1368,10 @@ int cmd_record(int argc, char **argv)
 	cli_report_early_end(o.pid, oc.wait_error, oc.target_exited, oc.exit_status);
 
 	prof = ms_profile_new();
+	/* detached, the target runs: a debuginfod fetch (only with the user's
+	 * DEBUGINFOD_URLS) can no longer stall it */
+	if (sym)
+		ms_symbolizer_set_debuginfod(sym, true);
 	build_profile(prof, rec.table, sym, &o);
 	add_mappings(prof, sym, &mods);
 	{
@@ -1401,8 +1405,14 @@ int cmd_record(int argc, char **argv)
 		goto out;
 	}
 	afile_open = false;
-	if (!o.quiet)
+	if (!o.quiet) {
+		char *hint = sym ? ms_symbolizer_names_hint(sym) : NULL;
+
 		print_summary(&o, rec.table, pr, &rec, &oc, &m, verify_note, verified_ok);
+		if (hint)
+			fprintf(stderr, "  %s\n", hint);
+		free(hint);
+	}
 	if (!removed_ok)
 		ret = MS_EXIT_FAILED;
 	else if (oc.target_exited || oc.wait_error)

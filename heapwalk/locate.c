@@ -7,6 +7,7 @@
  * (tests/glibc_roots).
  */
 #include "heapwalk/heapwalk_int.h"
+#include "attach/debuginfo.h"
 
 #include <elfutils/libdwfl.h>
 #include <errno.h>
@@ -196,7 +197,7 @@ static int locate_dwarf(pid_t pid, const char *open_path, ms_raddr_t bias, struc
 	char *dbg_path_p = dbg_path;
 	Dwfl_Callbacks cb = {
 		.find_elf = dwfl_build_id_find_elf,
-		.find_debuginfo = dwfl_standard_find_debuginfo,
+		.find_debuginfo = ms_debuginfo_find, /* local only: the target is paused */
 		.debuginfo_path = &dbg_path_p,
 	};
 	Dwfl *dwfl;
@@ -206,7 +207,7 @@ static int locate_dwarf(pid_t pid, const char *open_path, ms_raddr_t bias, struc
 	int nsym, r = -MS_E_NOT_FOUND;
 
 	/* Never go to the network mid-incident: no debuginfod. */
-	unsetenv("DEBUGINFOD_URLS");
+	ms_debuginfo_init();
 	/* The target's own debug directory too, for processes in containers. */
 	snprintf(dbg_path, sizeof(dbg_path), "+:.debug:/usr/lib/debug:/proc/%d/root/usr/lib/debug",
 		 (int)pid);

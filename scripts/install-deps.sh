@@ -10,6 +10,8 @@ pkgs=(build-essential cmake pkg-config
       gdb           # the cross-check some tests and benchmarks compare with
       chromium      # renders the flame graph SVG in a test
       protobuf-compiler  # protoc --decode_raw checks the pprof writer in a test
+      golang-go golang-github-google-pprof-dev  # go tool pprof reads memspy's pprof; google/pprof symbolises it later
+      debuginfod libdebuginfod1  # a local debuginfod server in a test; the client memspy loads for DEBUGINFOD_URLS
       debootstrap curl jq  # other glibc versions for the heap-walk tests (curl probes the mirror, jq reads the JSON)
       python3       # drives the record, walk and coverage end-to-end tests (not built without it)
       clang libclang-rt-14-dev  # the heap-walk libFuzzer test (clang's fuzzer runtime is only a Recommends)

@@ -5,6 +5,7 @@
  * costs), so each distinct PC is symbolised once and cached.
  */
 #include "unwind/unwind_int.h"
+#include "attach/debuginfo.h"
 
 #include <dwarf.h>
 #include <errno.h>
@@ -19,12 +20,14 @@ struct mod_info {
 	char *name;	/* basename */
 	char *build_id; /* hex */
 	Dwarf_Addr bias;
+	unsigned long unnamed; /* frames asked for with no function name found */
 };
 
 struct sym_entry {
 	uint64_t key; /* pc * 2 + is_return_address; 0 = empty slot (pc 0 is never cached) */
 	struct ms_sym_frame *frames;
 	size_t n;
+	long mod; /* index into mods, -1 for none */
 };
 
 struct ms_symbolizer {
@@ -37,6 +40,8 @@ struct ms_symbolizer {
 	struct sym_entry *tab; /* open addressing, power-of-two size */
 	size_t tab_size, tab_used;
 	struct ms_sym_frame unknown_pc0; /* for pc 0 */
+	bool debuginfod;		 /* lookups may ask debuginfod */
+	unsigned long frames, unnamed;	 /* ms_symbolize calls, and those without a name */
 };
 
 struct ms_symbolizer *ms_symbolizer_new(pid_t pid, struct ms_error *err)
@@ -188,7 +193,8 @@ static void push_frame(struct frame_buf *b, const struct mod_info *m, ms_raddr_t
 	f->module_offset = m ? pc - m->bias : pc;
 }
 
-static void lookup(struct ms_symbolizer *s, ms_raddr_t pc, bool is_ra, struct frame_buf *b)
+static void lookup(struct ms_symbolizer *s, ms_raddr_t pc, bool is_ra, struct frame_buf *b,
+		   long *mod_index)
 {
 	Dwarf_Addr addr = is_ra && pc ? pc - 1 : pc, dwbias = 0;
 	Dwfl_Module *mod = dwfl_addrmodule(s->dwfl, addr);
@@ -202,11 +208,13 @@ static void lookup(struct ms_symbolizer *s, ms_raddr_t pc, bool is_ra, struct fr
 	int line = 0, nscopes = 0, i;
 	bool have_sub = false;
 
+	*mod_index = -1;
 	if (!mod) {
 		push_frame(b, NULL, pc, NULL, NULL, 0, false);
 		return;
 	}
 	m = mod_info(s, mod);
+	*mod_index = m - s->mods;
 	symname = dwfl_module_addrinfo(mod, addr, &off, &sym, NULL, NULL, NULL);
 	dline = dwfl_module_getsrc(mod, addr);
 	if (dline)
@@ -293,7 +301,11 @@ int ms_symbolize(struct ms_symbolizer *s, ms_raddr_t pc, bool is_return_address,
 	while (s->tab[h].key && s->tab[h].key != key)
 		h = (h + 1) & (s->tab_size - 1);
 	if (!s->tab[h].key) {
-		lookup(s, pc, is_return_address, &b);
+		bool net = ms_debuginfo_allow_network(s->debuginfod);
+		long mod_index;
+
+		lookup(s, pc, is_return_address, &b, &mod_index);
+		ms_debuginfo_allow_network(net);
 		for (size_t j = 0; j < b.n; j++)
 			b.v[j].address = is_return_address ? pc - 1 : pc;
 		if (2 * (s->tab_used + 1) > s->tab_size) {
@@ -305,7 +317,15 @@ int ms_symbolize(struct ms_symbolizer *s, ms_raddr_t pc, bool is_return_address,
 		s->tab[h].key = key;
 		s->tab[h].frames = b.v;
 		s->tab[h].n = b.n;
+		s->tab[h].mod = mod_index;
 		s->tab_used++;
+	}
+	/* the containing function (last) without a name: a frame tools show as an address */
+	s->frames++;
+	if (!strcmp(s->tab[h].frames[s->tab[h].n - 1].function, "??")) {
+		s->unnamed++;
+		if (s->tab[h].mod >= 0)
+			s->mods[s->tab[h].mod].unnamed++;
 	}
 	*frames = s->tab[h].frames;
 	*n = s->tab[h].n;
@@ -358,4 +378,26 @@ size_t ms_symbolizer_modules(struct ms_symbolizer *s, const struct ms_sym_module
 	}
 	*out = s->pub;
 	return s->nmods;
+}
+
+void ms_symbolizer_set_debuginfod(struct ms_symbolizer *s, bool allow)
+{
+	s->debuginfod = allow;
+}
+
+char *ms_symbolizer_names_hint(struct ms_symbolizer *s)
+{
+	const struct mod_info *worst = NULL;
+	const char *path;
+
+	if (!s->frames || s->unnamed * 20 < s->frames)
+		return NULL;
+	for (size_t i = 0; i < s->nmods; i++)
+		if (s->mods[i].unnamed && (!worst || s->mods[i].unnamed > worst->unnamed))
+			worst = &s->mods[i];
+	if (!worst)
+		return NULL;
+	path = dwfl_module_info(worst->mod, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+	return ms_debuginfo_hint(path ? path : worst->name, worst->build_id,
+				 (unsigned)(s->unnamed * 100 / s->frames));
 }

@@ -93,7 +93,9 @@ struct ms_symbolizer; /* opaque */
  * A symboliser for pid. It reports pid's modules and opens every ELF file
  * right away while the process is alive, then keeps them: symbolising
  * keeps working after the target exited (create it at attach time).
- * Separate debug files are found by build id under /usr/lib/debug.
+ * Separate debug files are found by build id or debuglink under
+ * /usr/lib/debug (and MEMSPY_DEBUGINFO_PATH), MiniDebugInfo is read, and
+ * debuginfod is asked only when allowed (ms_symbolizer_set_debuginfod).
  * NULL on failure with err filled.
  */
 struct ms_symbolizer *ms_symbolizer_new(pid_t pid, struct ms_error *err);
@@ -123,6 +125,21 @@ struct ms_sym_frame {
  */
 int ms_symbolize(struct ms_symbolizer *s, ms_raddr_t pc, bool is_return_address,
 		 const struct ms_sym_frame **frames, size_t *n);
+
+/*
+ * Lets the symboliser fetch missing debug info from the servers in the
+ * user's DEBUGINFOD_URLS (bounded, with a progress line on stderr). Off by
+ * default: turn it on only where a stall cannot hurt the target (after the
+ * recording, the target running). Separate debug files on disk are always used.
+ */
+void ms_symbolizer_set_debuginfod(struct ms_symbolizer *s, bool allow);
+
+/*
+ * When at least 5% of the frames symbolised since creation have no function
+ * name: one line saying how many and how to get names for the module with
+ * most of them (owned by the caller). NULL otherwise.
+ */
+char *ms_symbolizer_names_hint(struct ms_symbolizer *s);
 
 /* A module that ms_symbolize has looked addresses up in: its executable mapping. */
 struct ms_sym_module {

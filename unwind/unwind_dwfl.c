@@ -7,6 +7,7 @@
  */
 #include "unwind/unwind_cfi.h"
 #include "unwind/unwind_int.h"
+#include "attach/debuginfo.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -73,12 +74,11 @@ static int find_elf(Dwfl_Module *mod, void **userdata, const char *name, Dwarf_A
 	return dwfl_linux_proc_find_elf(mod, userdata, name, base, file_name, elfp);
 }
 
-static char *debuginfo_path;
-
+/* Separate debug info: attach/debuginfo (build id, debuglink, debuginfod when allowed). */
 static const Dwfl_Callbacks proc_callbacks = {
     .find_elf = find_elf,
-    .find_debuginfo = dwfl_standard_find_debuginfo,
-    .debuginfo_path = &debuginfo_path,
+    .find_debuginfo = ms_debuginfo_find,
+    .debuginfo_path = &ms_debuginfo_search_path,
 };
 
 static int open_elf_cb(Dwfl_Module *mod, void **userdata, const char *name, Dwarf_Addr start,
@@ -96,8 +96,8 @@ Dwfl *ms_unwind_dwfl_open(pid_t pid, bool add, Dwfl *existing, struct ms_error *
 	Dwfl *dwfl = existing;
 	int r;
 
-	/* An on-call engineer's tracer must not block on the network. */
-	unsetenv("DEBUGINFOD_URLS");
+	/* No network behind memspy's back: DEBUGINFOD_URLS only for its own lookups. */
+	ms_debuginfo_init();
 	r = ms_maps_read(pid, &ctx.maps, err);
 	if (r < 0)
 		return NULL;

@@ -337,7 +337,7 @@ def scen_debuginfod(args, wd):
             out = os.path.join(wd, "debuginfod.folded")
             err = record(args, t.p.pid, out, env=env)
             got, _ = names_in(out)
-            progress = [l for l in err.splitlines() if "debuginfod" in l]
+            progress = [l for l in err.splitlines() if l.startswith("memspy: debuginfod:")]
             print(f"  names through {url}: {got}; progress: {progress}")
             if len(got) < 3:
                 raise Fail("no names through debuginfod:\n" + err)
@@ -352,6 +352,8 @@ def scen_debuginfod(args, wd):
             print(f"  from the cache, server stopped: {got2}")
             if len(got2) < 3:
                 raise Fail("the fetched debug file was not cached:\n" + err2)
+            if not any("got" in l for l in err2.splitlines() if l.startswith("memspy: debuginfod:")):
+                raise Fail("no line saying where the debug info came from:\n" + err2)
         # without DEBUGINFOD_URLS no network call is made: a server would not be asked
         with Target(exe) as t:
             out3 = os.path.join(wd, "nourl.folded")
@@ -359,7 +361,8 @@ def scen_debuginfod(args, wd):
                         MEMSPY_DEBUGINFO_PATH=os.path.join(wd, "empty-debug-root"))
             env3.pop("DEBUGINFOD_URLS", None)
             err3 = record(args, t.p.pid, out3, env=env3)
-            if any("debuginfod:" in l and "fetch" in l for l in err3.splitlines()):
+            got3, _ = names_in(out3)
+            if got3 or any(l.startswith("memspy: debuginfod:") for l in err3.splitlines()):
                 raise Fail("memspy went to debuginfod without DEBUGINFOD_URLS:\n" + err3)
     finally:
         if srv.poll() is None:

@@ -1,6 +1,6 @@
 # The compiled CFI table against libdw: `memspy record` on real targets (C and
 # C++, -O2, with and without frame pointers; sampled through the ring and exact
-# through stops) with MEMSPY_VERIFY_UNWIND=1 must report zero mismatches.
+# through stops; calls that end their function) with MEMSPY_VERIFY_UNWIND=1 must report zero mismatches.
 find_package(Python3 COMPONENTS Interpreter)
 if(Python3_FOUND)
   ms_add_test(NAME unwind_verify TIMEOUT 600 LABELS e2e unwind
@@ -12,5 +12,6 @@ if(Python3_FOUND)
                       --run $<TARGET_FILE:memspy-cov-cxx>:cxx:300
                       --run $<TARGET_FILE:memspy-cov-cxx-nofp>:cxx:300
                       --run $<TARGET_FILE:memspy-cov-c>:nested:300
-                      --run $<TARGET_FILE:memspy-cov-c>:spread:300)
+                      --run $<TARGET_FILE:memspy-cov-c>:spread:300
+                      --run $<TARGET_FILE:memspy-uv-noreturn>:noreturn:20000)
 endif()

@@ -12,3 +12,8 @@ target_compile_options(memspy-cov-cxx-nofp PRIVATE -O2 -g -fno-optimize-sibling-
                        -fomit-frame-pointer)
 set_target_properties(memspy-cov-cxx-nofp PROPERTIES CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON)
 target_link_libraries(memspy-cov-cxx-nofp PRIVATE pthread)
+
+# Calls that end their function (noreturn): the return address - 1 rule.
+add_executable(memspy-uv-noreturn ${CMAKE_CURRENT_LIST_DIR}/unwind_noreturn/uv_noreturn.c)
+target_compile_options(memspy-uv-noreturn PRIVATE -O2 -g -fomit-frame-pointer
+                       -falign-functions=1 -fno-reorder-functions)

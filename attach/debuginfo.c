@@ -304,21 +304,24 @@ char *ms_debuginfo_hint(const char *module_path, const char *build_id, unsigned 
 	else
 		how = ms_xstrdup("install its separate debug file (its -dbgsym/-debuginfo package, "
 				 "or a .build-id folder in MEMSPY_DEBUGINFO_PATH), or ");
-	if (!user_urls)
+	if (!user_urls) {
 		line = ms_xasprintf("names: %u%% of the frames have no function name, most in %s "
-				    "(build id %.16s...); to get names: %sset "
-				    "DEBUGINFOD_URLS (e.g. https://debuginfod.debian.net) and "
-				    "record again",
+				    "(build id %s); to get names: %sset DEBUGINFOD_URLS (e.g. "
+				    "https://debuginfod.debian.net) and record again",
 				    share, name, build_id && *build_id ? build_id : "none", how);
-	else
+	} else {
+		char *said = asked == 1   ? ms_xstrdup("was not asked (no build id, or its time "
+							 "budget was spent)")
+			     : asked == 0 ? ms_xstrdup("sent a debug file without symbols")
+			     : asked == -ENOENT ? ms_xstrdup("has none")
+						: ms_xasprintf("failed: %s", strerror(-asked));
+
 		line = ms_xasprintf("names: %u%% of the frames have no function name, most in %s "
-				    "(build id %.16s...); debuginfod %s; to get names: %s"
-				    "a server that has it",
-				    share, name, build_id && *build_id ? build_id : "none",
-				    asked == 1 ? "was not asked (no build id, or time budget spent)"
-				    : asked == 0 ? "sent its debug info, but it has no symbols"
-						 : "had none",
-				    how);
+				    "(build id %s); debuginfod %s; to get names: %sa debuginfod "
+				    "server that has it",
+				    share, name, build_id && *build_id ? build_id : "none", said, how);
+		free(said);
+	}
 	free(how);
 	free(pkg);
 	free(codename);

@@ -362,8 +362,9 @@ int ms_pprof_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE
 	uint32_t *path = NULL, *group = NULL;
 	size_t cap_locs = 0, cap_path = 0, cap_group = 0, n_fns = 0, n_values;
 	char *count_type = o->count_name ? ms_xasprintf("%ss", o->count_name) : NULL;
-	/* a live profile also carries what each stack allocated in all, as Go's heap profiles do */
-	bool four = o->live && !count_type && p->has_alloc;
+	/* a live profile also carries what each stack allocated in all, as Go's heap
+	 * profiles do (an empty one declares them too, so files stay comparable) */
+	bool four = o->live && !count_type && (p->has_alloc || p->tree.n <= 1);
 	const char *objects = count_type ? count_type : o->live ? "inuse_objects" : "alloc_objects";
 	const char *space = o->live ? "inuse_space" : "alloc_space";
 	int ret;

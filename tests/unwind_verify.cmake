@@ -15,3 +15,9 @@ if(Python3_FOUND)
                       --run $<TARGET_FILE:memspy-cov-c>:spread:300
                       --run $<TARGET_FILE:memspy-uv-noreturn>:noreturn:20000)
 endif()
+
+# The same comparison on random hostile copies (no ptrace: this process's own code).
+add_executable(test_unwind_cfi_verify ${CMAKE_CURRENT_LIST_DIR}/unit/test_unwind_cfi_verify.c)
+target_link_libraries(test_unwind_cfi_verify PRIVATE ms_unwind ms_attach ms_common)
+ms_add_test(NAME unwind_cfi_verify_random TIMEOUT 300 LABELS unit unwind
+            COMMAND $<TARGET_FILE:test_unwind_cfi_verify>)

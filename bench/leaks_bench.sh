@@ -7,6 +7,10 @@
 #
 #   bash bench/leaks_bench.sh [build-dir]    RUNS=3 THREADS=4 CHUNKS=1200000 (per thread)
 #                                            MEMSPY_ARGS=-v (phases on stderr)
+#                                            OTHER=path/to/memspy: also run that one (e.g.
+#                                            main's build) on the same heap, alternating,
+#                                            and print median scan/walk ratios of both
+#                                            PERF=1: perf record the last --leaks runs (PERF_DIR, /tmp)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -14,6 +18,7 @@ RUNS=${RUNS:-3}
 THREADS=${THREADS:-4}
 CHUNKS=${CHUNKS:-1200000}
 MEMSPY_ARGS=${MEMSPY_ARGS:-}
+OTHER=${OTHER:-}
 target=$build/bench/targets/dump_heap
 memspy=$build/cmd/memspy
 for f in "$target" "$memspy"; do
@@ -35,19 +40,36 @@ while IFS= read -r -t 900 -u 8 line; do
 	[ "$line" = READY ] && break
 done
 echo "target: $(awk '/^VmRSS/ {printf "%.2f GiB RSS", $2 / 1048576}' /proc/$tpid/status)"
+bins=("$memspy")
+[ -n "$OTHER" ] && bins+=("$OTHER")
 for r in $(seq 1 "$RUNS"); do
 	export r
+	for bi in "${!bins[@]}"; do
+	bin=${bins[$bi]}
+	export who=$([ "$bi" = 0 ] && echo this || echo other)
 	for mode in plain leaks; do
 		args=()
 		[ $mode = leaks ] && args=(--leaks)
-		/usr/bin/time -f "%M %e" -o "$work/time" "$memspy" dump --pid "$tpid" --json \
+		pre=()
+		[ -n "${PERF:-}" ] && [ $mode = leaks ] && [ "$r" = "$RUNS" ] &&
+			pre=(perf record -g -o "${PERF_DIR:-/tmp}/perf-$who.data" --)
+		/usr/bin/time -f "%M %e" -o "$work/time" "${pre[@]}" "$bin" dump --pid "$tpid" --json \
 			-o "$work/d.json" "${args[@]}" $MEMSPY_ARGS 2>"$work/err" || true
 		[ -n "$MEMSPY_ARGS" ] && sed "s/^/  /" "$work/err"
 		read -r maxrss wall <"$work/time"
 		if [ $mode = plain ]; then
-			jq -r --arg rss "$maxrss" --arg wall "$wall" '"run \(env.r) dump:        walk \(.walk_ms|floor) ms, \(.totals.in_use_chunks) chunks in use, pause \(.pause_ms|floor) ms; wall \($wall) s, memspy peak RSS \($rss|tonumber/1024|floor) MiB"' "$work/d.json"
+			jq -r --arg rss "$maxrss" --arg wall "$wall" '"run \(env.r) \(env.who) dump:        walk \(.walk_ms|floor) ms, \(.totals.in_use_chunks) chunks in use, pause \(.pause_ms|floor) ms; wall \($wall) s, memspy peak RSS \($rss|tonumber/1024|floor) MiB"' "$work/d.json"
 		else
-			jq -r --arg rss "$maxrss" --arg wall "$wall" '"run \(env.r) dump --leaks: walk \(.walk_ms|floor) ms, scan \(.leaks.scan_ms|floor) ms (mark \(.leaks.mark_ms|floor)), \(.leaks.roots.allocation_bytes_read/1048576|floor) MiB of allocations read, leaked \(.leaks.leaked.count) (\(.leaks.leaked.bytes) B), pause \(.pause_ms|floor) ms; wall \($wall) s, memspy peak RSS \($rss|tonumber/1024|floor) MiB"' "$work/d.json"
+			jq -r --arg rss "$maxrss" --arg wall "$wall" '"run \(env.r) \(env.who) dump --leaks: walk \(.walk_ms|floor) ms, scan \(.leaks.scan_ms|floor) ms (mark \(.leaks.mark_ms|floor)), \(.leaks.roots.allocation_bytes_read/1048576|floor) MiB of allocations read, leaked \(.leaks.leaked.count) (\(.leaks.leaked.bytes) B), pause \(.pause_ms|floor) ms; wall \($wall) s, memspy peak RSS \($rss|tonumber/1024|floor) MiB"' "$work/d.json"
+			jq -r '"\(env.who) \(.leaks.scan_ms) \(.walk_ms)"' "$work/d.json" >>"$work/ratios"
 		fi
 	done
+	done
+done
+# Medians of scan/walk in the same --leaks run (the walk is the yardstick the scan is held to).
+for who in this other; do
+	grep "^$who " "$work/ratios" 2>/dev/null | awk '{ printf "%.3f\n", $2 / $3 }' | sort -n >"$work/r-$who" || true
+	n=$(wc -l <"$work/r-$who")
+	[ "$n" = 0 ] && continue
+	echo "$who: scan/walk median $(sed -n "$(((n + 1) / 2))p" "$work/r-$who") over $n runs ($(paste -sd' ' "$work/r-$who"))"
 done

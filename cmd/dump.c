@@ -502,11 +502,12 @@ int cmd_dump(int argc, char **argv)
 	if (leaks && have_rep) {
 		/* On the snapshot the target runs meanwhile; stopped, the pause grows by the scan. */
 		have_leaks = true;
-		if (ms_leak_scan(&rep, &wreader, wmaps, pid, lthreads, nlthreads, explain,
-				 &lrep))
+		if (ms_leak_scan_mt(&rep, wreaders, 2, wmaps, pid, lthreads, nlthreads, explain,
+				    &lrep))
 			ms_info("dump: leak scan partial: %s", lrep.note);
-		ms_info("dump: leak scan %.1f ms (mark %.1f, types %.1f), %zu allocations",
-			lrep.scan_ms, lrep.mark_ms, lrep.types_ms, rep.nchunks);
+		ms_info("dump: leak scan %.1f ms (mark %.1f, %" PRIu64 " batches on two threads; "
+			"types %.1f), %zu allocations",
+			lrep.scan_ms, lrep.mark_ms, lrep.shared_batches, lrep.types_ms, rep.nchunks);
 	}
 	if (snap) {
 		ms_snapshot_release(proc, snap);

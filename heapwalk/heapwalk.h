@@ -383,6 +383,9 @@ struct ms_leak_report {
 	uint64_t root_module_bytes, root_anon_bytes, root_stack_bytes;
 	uint64_t scanned_bytes;  /* allocation bytes read while marking */
 	uint64_t unreadable_bytes; /* roots or chunks that could not be read */
+	uint64_t shared_batches;   /* batches of chunks marked with the helper thread */
+	uint64_t dropped_chunks;   /* allocations the walk listed that were not scanned: out of
+				      order, overlapping or outside malloc's segments (partial) */
 	size_t nvtables;         /* _ZTV symbols known */
 	double scan_ms, mark_ms, classify_ms, types_ms;
 	bool partial;            /* interrupted or reads failed: see note */
@@ -404,6 +407,15 @@ struct ms_leak_report {
 int ms_leak_scan(const struct ms_heap_report *rep, const struct ms_reader *r,
 		 const struct ms_maps *maps, pid_t pid, const struct ms_leak_thread *threads,
 		 size_t n, ms_raddr_t explain, struct ms_leak_report *out);
+/*
+ * The same scan with up to two readers (each usable from its own thread):
+ * with two, a second thread reads and scans half of each large batch of
+ * chunks, as ms_heap_walk_mt splits the walk. Same sets and counts.
+ */
+int ms_leak_scan_mt(const struct ms_heap_report *rep, const struct ms_reader *const *readers,
+		    size_t nreaders, const struct ms_maps *maps, pid_t pid,
+		    const struct ms_leak_thread *threads, size_t n, ms_raddr_t explain,
+		    struct ms_leak_report *out);
 void ms_leak_report_free(struct ms_leak_report *lr);
 
 #endif

@@ -13,6 +13,7 @@
 #include <gelf.h>
 #include <inttypes.h>
 #include <libelf.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,8 +23,8 @@
 /* libstdc++'s demangler (C ABI). */
 extern char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *status);
 
-/* Chunks read per batch while marking: process_vm_readv takes 1024 iovecs. */
-#define BATCH_N 1024u
+/* Chunks popped per batch while marking (sorted, then read in runs). */
+#define BATCH_N 4096u
 #define BATCH_BYTES (1u << 20)
 /* Root ranges and big chunks are streamed through this window. */
 #define WIN (1u << 20)
@@ -59,6 +60,14 @@ struct range {
 	size_t thr;
 };
 
+/* A reference the helper thread found, for the marking thread to apply. */
+struct hit {
+	uint32_t chunk, parent;
+	ms_raddr_t at;
+};
+
+struct helper;
+
 struct scan {
 	const struct ms_heap_report *rep;
 	const struct ms_heap_chunk *ck;
@@ -91,6 +100,14 @@ struct scan {
 	struct range *roots;
 	size_t nroots;
 	const struct ms_leak_thread *thr;
+	/*
+	 * Set in the helper's copy only: references are collected here instead
+	 * of marked (the helper reads only what marking never writes).
+	 */
+	struct hit *hits;
+	size_t nhits, hitcap;
+	struct helper *helper; /* the marking thread's second reader and thread, or NULL */
+	uint64_t share_min;    /* batches of at least this many bytes are shared with it */
 };
 
 #define PARENT_NONE UINT32_MAX
@@ -142,7 +159,7 @@ static size_t first_above(const struct scan *s, ms_raddr_t a)
 	return lo;
 }
 
-static void build_index(struct scan *s)
+static void build_spans(struct scan *s)
 {
 	const struct ms_heap_report *rep = s->rep;
 
@@ -154,6 +171,74 @@ static void build_index(struct scan *s)
 					      .hi = rep->segs[i].end,
 					      .arena = rep->segs[i].arena};
 	qsort(s->spans, s->nspans, sizeof(*s->spans), cmp_span);
+}
+
+/* The last span starting at or below a, or NULL. */
+static const struct span *span_at(const struct scan *s, ms_raddr_t a)
+{
+	size_t lo = 0, hi = s->nspans;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (s->spans[mid].lo <= a)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo ? &s->spans[lo - 1] : NULL;
+}
+
+static bool chunk_ok(const struct scan *s, const struct ms_heap_chunk *c, ms_raddr_t prev_end)
+{
+	const struct span *p = span_at(s, c->addr);
+	uint64_t sz = csize(c);
+
+	return c->addr >= prev_end && !(c->addr & 15) && sz >= 32 && p && sz <= p->hi - c->addr &&
+	       c->addr >= p->lo;
+}
+
+/*
+ * The walk hands over sorted, disjoint chunks inside its segments, which
+ * every lookup here relies on. Anything else (a bug, or damage the walk let
+ * through) is left out of the scan, said in the note, never followed: on a
+ * damaged list a copy of the good chunks is scanned instead.
+ */
+static void check_chunks(struct scan *s, struct ms_heap_chunk **copy)
+{
+	ms_raddr_t end = 0;
+	size_t bad = 0, k = 0;
+	struct ms_heap_chunk *v;
+
+	*copy = NULL;
+	for (size_t i = 0; i < s->n; i++) {
+		if (!chunk_ok(s, &s->ck[i], end)) {
+			bad++;
+			continue;
+		}
+		end = s->ck[i].addr + csize(&s->ck[i]);
+	}
+	if (!bad)
+		return;
+	v = ms_xmalloc((s->n - bad ? s->n - bad : 1) * sizeof(*v));
+	end = 0;
+	for (size_t i = 0; i < s->n; i++) {
+		if (!chunk_ok(s, &s->ck[i], end))
+			continue;
+		end = s->ck[i].addr + csize(&s->ck[i]);
+		v[k++] = s->ck[i];
+	}
+	s->out->dropped_chunks = bad;
+	s->ck = v;
+	s->n = k;
+	*copy = v;
+}
+
+/* Pages a span's index may have: beyond (a damaged segment), chunks are found by bisection. */
+#define MAX_SPAN_PAGES (1ull << 26)
+
+static void build_index(struct scan *s)
+{
 	s->gmin = s->nspans ? s->spans[0].lo : 0;
 	s->gmax = 0;
 	for (size_t i = 0; i < s->nspans; i++) {
@@ -163,7 +248,7 @@ static void build_index(struct scan *s)
 		p->first = first_above(s, p->lo);
 		/* mmapped chunks are one per span: no page table needed. */
 		p->npages = (p->hi - p->lo + 4095) >> 12;
-		if (p->npages <= 1)
+		if (p->npages <= 1 || p->npages > MAX_SPAN_PAGES)
 			continue;
 		p->page = ms_xmalloc((p->npages + 1) * sizeof(*p->page));
 		for (size_t k = 0, j = p->first; k <= p->npages; k++) {
@@ -204,7 +289,7 @@ static inline ssize_t lookup(const struct scan *s, ms_raddr_t v)
 		b = MS_MIN((size_t)p->page[k + 1] + 1, s->n);
 	} else {
 		a = p->first;
-		b = MS_MIN(a + 1, s->n);
+		b = p->npages <= 1 ? MS_MIN(a + 1, s->n) : s->n;
 	}
 	/* The first chunk in [a, b) whose ref_end is above v. */
 	while (a < b) {
@@ -238,8 +323,15 @@ static inline void note_parent(struct scan *s, size_t i, ms_raddr_t at)
 /* A reference to chunk i, in the word at address at, found in the current pass. */
 static inline void mark(struct scan *s, size_t i, ms_raddr_t at)
 {
-	uint8_t *st = &s->st[i];
+	uint8_t *st;
 
+	if (s->hitcap) {
+		if (s->nhits == s->hitcap)
+			ms_xgrow((void **)&s->hits, &s->hitcap, s->nhits + 1, sizeof(*s->hits));
+		s->hits[s->nhits++] = (struct hit){(uint32_t)i, s->cur_parent, at};
+		return;
+	}
+	st = &s->st[i];
 	if (*st & ST_GLOBAL)
 		return;
 	if (!s->pass) {
@@ -262,21 +354,71 @@ static inline void mark(struct scan *s, size_t i, ms_raddr_t at)
 }
 
 /* The words of buf, read at base in the target (registers: base is the register index * 8). */
+static inline void scan_word(struct scan *s, uint64_t v, ms_raddr_t at)
+{
+	ssize_t i = lookup(s, v);
+
+	if (i >= 0)
+		mark(s, (size_t)i, at);
+}
+
+/*
+ * Most words of a heap are no address in it (data, small integers, text):
+ * eight at a time are tested against the heap's bounds without a branch per
+ * word (the compiler vectorises it), and only a block with a candidate is
+ * looked at word by word.
+ */
 static void scan_words(struct scan *s, const unsigned char *buf, size_t len, ms_raddr_t base)
 {
-	size_t nw = len / 8;
+	const uint64_t lo = s->gmin, span = s->gmax - s->gmin;
+	size_t nw = len / 8, k = 0;
 
-	for (size_t k = 0; k < nw; k++) {
+	for (; k + 8 <= nw; k += 8) {
+		uint64_t w[8];
+		unsigned any = 0;
+
+		memcpy(w, buf + 8 * k, sizeof(w));
+		for (unsigned j = 0; j < 8; j++)
+			any |= (w[j] - lo) < span;
+		if (!any)
+			continue;
+		for (unsigned j = 0; j < 8; j++)
+			if (w[j] - lo < span)
+				scan_word(s, w[j], base + 8 * (k + j));
+	}
+	for (; k < nw; k++) {
 		uint64_t v;
-		ssize_t i;
 
 		memcpy(&v, buf + 8 * k, 8);
-		if (v < s->gmin || v >= s->gmax)
-			continue;
-		i = lookup(s, v);
-		if (i >= 0)
-			mark(s, (size_t)i, base + 8 * k);
+		if (v - lo < span)
+			scan_word(s, v, base + 8 * k);
 	}
+}
+
+/*
+ * Where to try reading again after a failed read at a: the next page inside
+ * a readable mapping, else the start of the next mapping (a damaged size can
+ * span terabytes of nothing: never step through them page by page).
+ */
+static ms_raddr_t after_unreadable(const struct scan *s, ms_raddr_t a)
+{
+	const struct ms_maps *m = s->maps;
+	size_t lo = 0, hi = m->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (m->v[mid].end <= a)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < m->n && m->v[lo].start <= a && m->v[lo].r)
+		return (a | 4095) + 1;
+	for (; lo < m->n; lo++)
+		if (m->v[lo].start > a && m->v[lo].r)
+			return m->v[lo].start;
+	return UINT64_MAX;
 }
 
 /* Reads [lo, hi) window by window and scans it; unreadable pages are skipped and counted. */
@@ -290,10 +432,10 @@ static uint64_t scan_range(struct scan *s, ms_raddr_t lo, ms_raddr_t hi)
 		ssize_t got = s->r->read(s->r->ctx, lo, s->win, len);
 
 		if (got <= 0) {
-			ms_raddr_t next = (lo | 4095) + 1;
+			ms_raddr_t next = after_unreadable(s, lo);
 
 			s->out->unreadable_bytes += MS_MIN(next, hi) - lo;
-			lo = next;
+			lo = MS_MIN(next, hi);
 			continue;
 		}
 		scan_words(s, s->win, (size_t)got, lo);
@@ -375,6 +517,140 @@ static void mark_alone(struct scan *s, uint32_t i)
  * BATCH_N at a time, sorted so that neighbours share reads (marking from
  * a root array pushes chunks in address order; popped, they come in runs).
  */
+/*
+ * The helper: a second thread with its own reader reads and scans the upper
+ * half (by bytes) of each big batch while the marking thread does the lower
+ * half, as the walk splits its segments between two readers. It looks chunks
+ * up in the index (never written while marking) and hands back what it found.
+ */
+#ifndef HELPER_MIN_BYTES /* the fuzzer sets it low, to share its small batches too */
+#define HELPER_MIN_BYTES (256u << 10)
+#endif
+struct helper {
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool busy, quit;
+	struct scan sub; /* a copy of the scan, with its own reader, buffers and counters */
+	struct ms_leak_report counters;
+	const uint32_t *idx;
+	size_t k;
+};
+
+static void *helper_main(void *arg)
+{
+	struct helper *h = arg;
+
+	pthread_mutex_lock(&h->mu);
+	for (;;) {
+		while (!h->busy && !h->quit)
+			pthread_cond_wait(&h->cv, &h->mu);
+		if (h->quit)
+			break;
+		pthread_mutex_unlock(&h->mu);
+		read_chunks(&h->sub, h->idx, h->k, mark_chunk, mark_alone);
+		pthread_mutex_lock(&h->mu);
+		h->busy = false;
+		pthread_cond_broadcast(&h->cv);
+	}
+	pthread_mutex_unlock(&h->mu);
+	return NULL;
+}
+
+static struct helper *helper_start(struct scan *s, const struct ms_reader *r2)
+{
+	struct helper *h = ms_xcalloc(1, sizeof(*h));
+
+	h->sub = *s;
+	h->sub.r = r2;
+	h->sub.out = &h->counters;
+	h->sub.win = ms_xmalloc(WIN);
+	h->sub.batch = ms_xmalloc(BATCH_BYTES);
+	h->sub.hits = NULL;
+	h->sub.nhits = 0;
+	h->sub.hitcap = 1; /* collect, never mark */
+	h->sub.hits = ms_xmalloc(sizeof(*h->sub.hits));
+	h->sub.stack = NULL;
+	h->sub.helper = NULL;
+	pthread_mutex_init(&h->mu, NULL);
+	pthread_cond_init(&h->cv, NULL);
+	if (pthread_create(&h->th, NULL, helper_main, h) != 0) {
+		pthread_mutex_destroy(&h->mu);
+		pthread_cond_destroy(&h->cv);
+		free(h->sub.win);
+		free(h->sub.batch);
+		free(h->sub.hits);
+		free(h);
+		return NULL;
+	}
+	return h;
+}
+
+static void helper_stop(struct scan *s)
+{
+	struct helper *h = s->helper;
+
+	if (!h)
+		return;
+	pthread_mutex_lock(&h->mu);
+	h->quit = true;
+	pthread_cond_broadcast(&h->cv);
+	pthread_mutex_unlock(&h->mu);
+	pthread_join(h->th, NULL);
+	pthread_mutex_destroy(&h->mu);
+	pthread_cond_destroy(&h->cv);
+	s->out->scanned_bytes += h->counters.scanned_bytes;
+	s->out->unreadable_bytes += h->counters.unreadable_bytes;
+	free(h->sub.win);
+	free(h->sub.batch);
+	free(h->sub.hits);
+	free(h);
+	s->helper = NULL;
+}
+
+/*
+ * Scans the sorted batch idx[0..k): split between this thread and the
+ * helper when it is big, the helper's references marked afterwards (in the
+ * same pass, so the sets come out the same; only --explain's choice among
+ * equally valid chains may differ).
+ */
+static void scan_batch(struct scan *s, const uint32_t *idx, size_t k)
+{
+	struct helper *h = s->helper;
+	uint64_t bytes = 0, half = 0;
+	size_t m = k;
+
+	if (h && k >= 2) {
+		for (size_t q = 0; q < k; q++)
+			bytes += csize(&s->ck[idx[q]]);
+		if (bytes >= s->share_min)
+			for (m = 0; m < k && half < bytes / 2; m++)
+				half += csize(&s->ck[idx[m]]);
+	}
+	if (m >= k) {
+		read_chunks(s, idx, k, mark_chunk, mark_alone);
+		return;
+	}
+	pthread_mutex_lock(&h->mu);
+	h->idx = idx + m;
+	h->k = k - m;
+	h->sub.nhits = 0;
+	h->sub.pass = s->pass;
+	h->busy = true;
+	pthread_cond_broadcast(&h->cv);
+	pthread_mutex_unlock(&h->mu);
+	s->out->shared_batches++;
+	read_chunks(s, idx, m, mark_chunk, mark_alone);
+	pthread_mutex_lock(&h->mu);
+	while (h->busy)
+		pthread_cond_wait(&h->cv, &h->mu);
+	pthread_mutex_unlock(&h->mu);
+	for (size_t q = 0; q < h->sub.nhits; q++) {
+		s->cur_parent = h->sub.hits[q].parent;
+		mark(s, h->sub.hits[q].chunk, h->sub.hits[q].at);
+	}
+}
+
 static void drain(struct scan *s)
 {
 	uint32_t idx[BATCH_N];
@@ -399,7 +675,7 @@ static void drain(struct scan *s)
 		/* mark() pushes while the batch is scanned: the batch is already off the stack. */
 		if (k > 1)
 			qsort(idx, k, sizeof(*idx), cmp_u32);
-		read_chunks(s, idx, k, mark_chunk, mark_alone);
+		scan_batch(s, idx, k);
 	}
 }
 
@@ -874,10 +1150,10 @@ static void leak_range(struct scan *s, ms_raddr_t lo, ms_raddr_t hi, size_t self
 		ssize_t got = s->r->read(s->r->ctx, lo, s->win, (size_t)MS_MIN(hi - lo, (uint64_t)WIN));
 
 		if (got < 8) {
-			ms_raddr_t next = (lo | 4095) + 1;
+			ms_raddr_t next = after_unreadable(s, lo);
 
 			s->out->unreadable_bytes += MS_MIN(next, hi) - lo;
-			lo = next;
+			lo = MS_MIN(next, hi);
 			continue;
 		}
 		leak_words(s, s->win, (size_t)got, self);
@@ -1138,6 +1414,15 @@ int ms_leak_scan(const struct ms_heap_report *rep, const struct ms_reader *r,
 		 const struct ms_maps *maps, pid_t pid, const struct ms_leak_thread *threads,
 		 size_t nthr, ms_raddr_t explain, struct ms_leak_report *out)
 {
+	return ms_leak_scan_mt(rep, &r, 1, maps, pid, threads, nthr, explain, out);
+}
+
+int ms_leak_scan_mt(const struct ms_heap_report *rep, const struct ms_reader *const *readers,
+		    size_t nreaders, const struct ms_maps *maps, pid_t pid,
+		    const struct ms_leak_thread *threads, size_t nthr, ms_raddr_t explain,
+		    struct ms_leak_report *out)
+{
+	const struct ms_reader *r = readers[0];
 	struct scan s = {.rep = rep, .ck = rep->chunks, .n = rep->nchunks, .r = r, .maps = maps,
 			 .out = out};
 	struct range *roots = NULL;
@@ -1148,6 +1433,7 @@ int ms_leak_scan(const struct ms_heap_report *rep, const struct ms_reader *r,
 	struct ms_leak_group *g;
 	size_t ngroups;
 	struct cellmap cm = {0};
+	struct ms_heap_chunk *ck_copy = NULL;
 	uint32_t *gtype = NULL;
 	bool *exu;
 	uint64_t t0 = ms_now_ns(), t1;
@@ -1165,6 +1451,8 @@ int ms_leak_scan(const struct ms_heap_report *rep, const struct ms_reader *r,
 	s.win = ms_xmalloc(WIN);
 	s.batch = ms_xmalloc(BATCH_BYTES);
 	s.explain_idx = SIZE_MAX;
+	build_spans(&s);
+	check_chunks(&s, &ck_copy);
 	build_index(&s);
 	nroots = collect_roots(&s, threads, nthr, &roots);
 	s.roots = roots;
@@ -1186,6 +1474,12 @@ int ms_leak_scan(const struct ms_heap_report *rep, const struct ms_reader *r,
 		s.from = ms_xcalloc(s.n ? s.n : 1, sizeof(*s.from));
 	}
 
+	/* Tests lower the bar, so that small heaps exercise the helper too. */
+	s.share_min = getenv("MEMSPY_TEST_SCAN_SHARE_BYTES") ?
+			      strtoull(getenv("MEMSPY_TEST_SCAN_SHARE_BYTES"), NULL, 0) :
+			      HELPER_MIN_BYTES;
+	if (nreaders > 1 && s.n)
+		s.helper = helper_start(&s, readers[1]);
 	/* Pass 0: everything but the threads' stacks and registers. */
 	s.pass = 0;
 	for (size_t i = 0; i < nroots && !s.stopped; i++) {
@@ -1223,6 +1517,7 @@ int ms_leak_scan(const struct ms_heap_report *rep, const struct ms_reader *r,
 			drain(&s);
 		}
 	}
+	helper_stop(&s);
 	t1 = ms_now_ns();
 	out->mark_ms = (double)(t1 - t0) / 1e6;
 	leaked_refs(&s);
@@ -1380,12 +1675,19 @@ int ms_leak_scan(const struct ms_heap_report *rep, const struct ms_reader *r,
 		snprintf(out->note, sizeof(out->note),
 			 "interrupted: chunks not reached yet are counted as leaked");
 		ret = -MS_E_INTERRUPTED;
+	} else if (out->dropped_chunks) {
+		out->partial = true;
+		snprintf(out->note, sizeof(out->note),
+			 "%" PRIu64 " allocations from the walk overlap, are out of order or lie "
+			 "outside malloc's segments (a damaged heap): left out of the scan",
+			 out->dropped_chunks);
 	} else if (out->unreadable_bytes) {
 		char b[32];
 
 		snprintf(out->note, sizeof(out->note), "%s of roots or allocations could not be read",
 			 ms_fmt_bytes(b, sizeof(b), out->unreadable_bytes));
 	}
+	free(ck_copy);
 	for (size_t i = 0; i < s.nspans; i++)
 		free(s.spans[i].page);
 	free(s.spans);

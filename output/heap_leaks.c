@@ -232,10 +232,11 @@ void ms_heap_leaks_json(json_t *root, const struct ms_leak_report *lr)
 	json_object_set_new(lk, "by_type", by);
 	json_object_set_new(
 		lk, "roots",
-		json_pack("{s:o,s:o,s:o,s:o,s:o}", "module_bytes", u64(lr->root_module_bytes),
+		json_pack("{s:o,s:o,s:o,s:o,s:o,s:o}", "module_bytes", u64(lr->root_module_bytes),
 			  "anonymous_bytes", u64(lr->root_anon_bytes), "stack_bytes",
 			  u64(lr->root_stack_bytes), "allocation_bytes_read", u64(lr->scanned_bytes),
-			  "unreadable_bytes", u64(lr->unreadable_bytes)));
+			  "unreadable_bytes", u64(lr->unreadable_bytes), "allocations_left_out",
+			  u64(lr->dropped_chunks)));
 	json_object_set_new(lk, "vtables", u64(lr->nvtables));
 	json_object_set_new(lk, "scan_ms", json_real(lr->scan_ms));
 	json_object_set_new(lk, "mark_ms", json_real(lr->mark_ms));

@@ -9,6 +9,11 @@ if(Python3_FOUND)
   ms_add_test(NAME dump_leaks_nodebug TIMEOUT 120 LABELS e2e leaks
     COMMAND ${Python3_EXECUTABLE} ${_lk} --memspy $<TARGET_FILE:memspy>
             --target $<TARGET_FILE:leaks_cxx_nodebug>)
+  # Every batch of the marking shared with the second thread (big heaps only, otherwise).
+  ms_add_test(NAME dump_leaks_shared TIMEOUT 120 LABELS e2e leaks
+    COMMAND ${Python3_EXECUTABLE} ${_lk} --memspy $<TARGET_FILE:memspy>
+            --target $<TARGET_FILE:leaks_cxx>)
+  set_tests_properties(dump_leaks_shared PROPERTIES ENVIRONMENT MEMSPY_TEST_SCAN_SHARE_BYTES=1)
   # The same scan with the target stopped throughout (no snapshot).
   ms_add_test(NAME dump_leaks_nosnapshot TIMEOUT 120 LABELS e2e leaks
     COMMAND ${Python3_EXECUTABLE} ${_lk} --memspy $<TARGET_FILE:memspy>

@@ -1,0 +1,31 @@
+# libFuzzer on the leak scan over damaged synthetic heaps (clang only): a short
+# fixed run here; long runs by hand (doc/TESTING.md).
+find_program(MS_CLANG NAMES clang-14 clang)
+if(MS_CLANG)
+  file(GLOB _ls_src CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/heapwalk/*.c)
+  add_custom_command(OUTPUT ${CMAKE_CURRENT_BINARY_DIR}/fuzz_leakscan
+    COMMAND ${MS_CLANG} -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE
+            -DHELPER_MIN_BYTES=64
+            -I${PROJECT_SOURCE_DIR} -o ${CMAKE_CURRENT_BINARY_DIR}/fuzz_leakscan
+            ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_leakscan.c ${_ls_src}
+            ${PROJECT_SOURCE_DIR}/attach/maps.c ${PROJECT_SOURCE_DIR}/attach/modules.c
+            ${PROJECT_SOURCE_DIR}/common/alloc.c ${PROJECT_SOURCE_DIR}/common/util.c
+            ${PROJECT_SOURCE_DIR}/common/error.c ${PROJECT_SOURCE_DIR}/common/log.c
+            ${PROJECT_SOURCE_DIR}/common/format.c ${PROJECT_SOURCE_DIR}/common/signals.c
+            -ldw -lelf -lstdc++ -lpthread
+    DEPENDS ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_leakscan.c
+            ${CMAKE_CURRENT_LIST_DIR}/unit/heap_synth.h ${_ls_src}
+    VERBATIM)
+  add_custom_target(fuzz_leakscan ALL DEPENDS ${CMAKE_CURRENT_BINARY_DIR}/fuzz_leakscan)
+  # New inputs go to the first directory (the build's), the seeds are only read.
+  file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/leakscan_corpus)
+  ms_add_test(NAME leak_scan_fuzz TIMEOUT 120
+    COMMAND ${CMAKE_CURRENT_BINARY_DIR}/fuzz_leakscan -max_total_time=30 -timeout=10
+            -rss_limit_mb=1024 -max_len=4096 ${CMAKE_CURRENT_BINARY_DIR}/leakscan_corpus
+            ${CMAKE_CURRENT_LIST_DIR}/fuzz/leakscan_seeds)
+  # Inputs that once hung or crashed the scan, each run once: a chunk list whose
+  # sizes reach over unmapped terabytes (was read page by page: a hang).
+  file(GLOB _ls_seeds ${CMAKE_CURRENT_LIST_DIR}/fuzz/leakscan_seeds/*)
+  ms_add_test(NAME leak_scan_regress TIMEOUT 60
+    COMMAND ${CMAKE_CURRENT_BINARY_DIR}/fuzz_leakscan -timeout=20 ${_ls_seeds})
+endif()

@@ -49,6 +49,7 @@ struct vt {
 struct span {
 	ms_raddr_t lo, hi;
 	size_t first; /* index of the first chunk whose user area ends above lo */
+	size_t end;   /* ... above hi: [first, end] may hold what points inside */
 	uint32_t *page; /* per 4 KiB page: first chunk whose user area ends above it */
 	size_t npages;
 	int arena; /* the walk's arena index, -1 for mmapped chunks */
@@ -234,7 +235,7 @@ static void check_chunks(struct scan *s, struct ms_heap_chunk **copy)
 	*copy = v;
 }
 
-/* Pages a span's index may have: beyond (a damaged segment), chunks are found by bisection. */
+/* Pages a span's index may have: beyond, chunks are found by bisection. */
 #define MAX_SPAN_PAGES (1ull << 26)
 
 static void build_index(struct scan *s)
@@ -246,9 +247,17 @@ static void build_index(struct scan *s)
 
 		s->gmax = MS_MAX(s->gmax, p->hi);
 		p->first = first_above(s, p->lo);
+		p->end = first_above(s, p->hi);
 		/* mmapped chunks are one per span: no page table needed. */
 		p->npages = (p->hi - p->lo + 4095) >> 12;
-		if (p->npages <= 1 || p->npages > MAX_SPAN_PAGES)
+		if (p->npages <= 1)
+			continue;
+		/*
+		 * Pages far outnumbering the span's chunks (a damaged segment size, or
+		 * mostly free space): bisection costs less than building the index.
+		 */
+		if (p->npages > MAX_SPAN_PAGES ||
+		    p->npages > 64 * (p->end - p->first) + 64)
 			continue;
 		p->page = ms_xmalloc((p->npages + 1) * sizeof(*p->page));
 		for (size_t k = 0, j = p->first; k <= p->npages; k++) {
@@ -289,7 +298,7 @@ static inline ssize_t lookup(const struct scan *s, ms_raddr_t v)
 		b = MS_MIN((size_t)p->page[k + 1] + 1, s->n);
 	} else {
 		a = p->first;
-		b = p->npages <= 1 ? MS_MIN(a + 1, s->n) : s->n;
+		b = MS_MIN((p->npages <= 1 ? a : p->end) + 1, s->n);
 	}
 	/* The first chunk in [a, b) whose ref_end is above v. */
 	while (a < b) {

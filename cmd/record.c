@@ -810,6 +810,7 @@ static void add_mappings(struct ms_profile *prof, struct ms_symbolizer *sym,
 		    .file_offset = sm[i].file_offset,
 		    .path = sm[i].path,
 		    .build_id = sm[i].build_id,
+		    .is_main = sm[i].is_main,
 		};
 
 		for (size_t k = 0; k < mods->n; k++)

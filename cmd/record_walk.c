@@ -803,6 +803,28 @@ static bool stack_in_allocator(struct ms_symbolizer *sym, const struct stk *s)
 	return false;
 }
 
+/* The modules the frames came from, as pprof mappings (range, file offset, build id). */
+static void add_mappings(struct ms_symbolizer *sym, struct ms_profile *alloc,
+			 struct ms_profile *all)
+{
+	const struct ms_sym_module *sm;
+	size_t n = sym ? ms_symbolizer_modules(sym, &sm) : 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct ms_out_mapping m = {
+		    .start = sm[i].start,
+		    .limit = sm[i].limit,
+		    .file_offset = sm[i].file_offset,
+		    .path = sm[i].path,
+		    .build_id = sm[i].build_id,
+		    .is_main = sm[i].is_main,
+		};
+
+		ms_profile_add_mapping(alloc, &m);
+		ms_profile_add_mapping(all, &m);
+	}
+}
+
 static void build_profiles(struct walker *w, struct ms_symbolizer *sym, struct ms_profile *alloc,
 			   struct ms_profile *all, uint64_t *alloc_samples)
 {
@@ -841,6 +863,7 @@ static void build_profiles(struct walker *w, struct ms_symbolizer *sym, struct m
 						strcmp(sf[j].module, "??") ? sf[j].module : NULL,
 					    .offset = sf[j].module_offset,
 					    .inlined = sf[j].inlined,
+					    .address = sf[j].address,
 					};
 				}
 			} else {
@@ -1363,6 +1386,7 @@ int cmd_record_walk(int argc, char **argv)
 	alloc = ms_profile_new();
 	all = ms_profile_new();
 	build_profiles(&w, sym, alloc, all, &alloc_samples);
+	add_mappings(sym, alloc, all);
 	{
 		char a[32], b[32], c[32], d[32];
 		/* The rate asked is not the rate had when the pause budget skipped stops. */

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* libstdc++'s demangler (C ABI). */
 extern char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *status);
@@ -41,6 +42,7 @@ struct ms_symbolizer {
 	size_t tab_size, tab_used;
 	struct ms_sym_frame unknown_pc0; /* for pc 0 */
 	bool debuginfod;		 /* lookups may ask debuginfod */
+	char exe[4096];			 /* /proc/PID/exe at creation; "" unknown */
 	unsigned long frames, unnamed;	 /* ms_symbolize calls, and those without a name */
 };
 
@@ -57,6 +59,14 @@ struct ms_symbolizer *ms_symbolizer_new(pid_t pid, struct ms_error *err)
 	s->tab_size = 1024;
 	s->tab = ms_xcalloc(s->tab_size, sizeof(*s->tab));
 	s->unknown_pc0 = (struct ms_sym_frame){.function = "??", .module = "??", .build_id = ""};
+	{
+		char link[64];
+		ssize_t n;
+
+		snprintf(link, sizeof(link), "/proc/%d/exe", (int)pid);
+		n = readlink(link, s->exe, sizeof(s->exe) - 1);
+		s->exe[n > 0 ? n : 0] = '\0';
+	}
 	return s;
 }
 
@@ -374,6 +384,7 @@ size_t ms_symbolizer_modules(struct ms_symbolizer *s, const struct ms_sym_module
 		p->path = name ? name : s->mods[i].name;
 		p->build_id = s->mods[i].build_id;
 		p->has_symbols = dwfl_module_getsymtab(s->mods[i].mod) > 0;
+		p->is_main = s->exe[0] && !strcmp(p->path, s->exe);
 		exec_segment(s->mods[i].mod, p);
 	}
 	*out = s->pub;

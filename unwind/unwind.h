@@ -148,6 +148,7 @@ struct ms_sym_module {
 	ms_raddr_t start, limit;     /* its executable segment in the target (page bounds) */
 	ms_raddr_t file_offset;	     /* file offset mapped at start */
 	bool has_symbols;	     /* a symbol table was found (its own, debug file, MiniDebugInfo) */
+	bool is_main;		     /* the executable (/proc/PID/exe when the symboliser was made) */
 };
 
 /*

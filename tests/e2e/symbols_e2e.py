@@ -58,8 +58,8 @@ class Target:
 
 
 def record(args, pid, out, extra=(), env=None, timeout=120):
-    cmd = [args.memspy, "record", "--pid", str(pid), "-d", "1500ms", "-s", "64k", "-o", out]
-    cmd += list(extra)
+    cmd = [args.memspy, "record", "--pid", str(pid), "-d", "1500ms", "-o", out]
+    cmd += list(extra) if "walk" in extra else ["-s", "64k"] + list(extra)
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     print(f"$ {' '.join(cmd)}  -> {r.returncode}", flush=True)
     if r.returncode != 0:
@@ -127,6 +127,8 @@ def check_mappings(raw, exe, want_fn):
             raise Fail(f"a mapping without range, path or build id: {l!r}")
     in_exe = 0
     for l in raw["Locations"]:
+        if re.match(r"\s+\d+: 0x0 \[asleep in ", l):
+            continue  # walk --idle's synthetic leaf: a state, not code
         lm = re.match(r"\s+\d+: 0x([0-9a-f]+) M=(\d+)", l)
         if not lm:
             if re.match(r"\s+\d+: ", l):
@@ -154,7 +156,11 @@ def scen_pprof(args, wd):
         record(args, t.p.pid, b)
         record(args, t.p.pid, live, ["--live"])
         record(args, t.p.pid, cnt, ["--count"])
+        walk = os.path.join(wd, "walk.pb.gz")
+        record(args, t.p.pid, walk, ["--mode", "walk", "--idle"])
     bad = []
+    # walk mode's flame graph of all threads: the same mappings and addresses
+    check_mappings(raw_sections(pprof("-raw", os.path.join(wd, "walk.all.pb.gz"))), exe, True)
     raw = pprof("-raw", a)
     sec = raw_sections(raw)
     check_mappings(sec, exe, True)

@@ -20,10 +20,11 @@ echo "$ready"
 
 ./build/cmd/memspy record --pid "$demo" --duration 5s -o "$out/flame.svg"
 ./build/cmd/memspy record --pid "$demo" --duration 5s --live -o "$out/leaks.svg"
-./build/cmd/memspy dump --pid "$demo" --json -o "$out/heap.json"
+./build/cmd/memspy dump --pid "$demo" --json -o "$out/heap.json" --svg "$out/heap.svg"
 ./build/cmd/memspy dump --pid "$demo"
 
 echo
 echo "flame graph: $PWD/$out/flame.svg   (bytes allocated; open it in a browser: click to zoom, Ctrl-F to search)"
 echo "leak view:   $PWD/$out/leaks.svg   (bytes allocated during the recording and still live at its end)"
 echo "heap dump:   $PWD/$out/heap.json"
+echo "heap view:   $PWD/$out/heap.svg   (the heap by arena and type, leaked parts in red)"

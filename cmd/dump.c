@@ -134,6 +134,22 @@ static int get_fs_bases(struct ms_proc *p, pid_t **tids, ms_raddr_t **fs)
 	return (int)n;
 }
 
+/* memspy's own peak resident memory so far (VmHWM), MiB; 0 when unknown. For -v. */
+static unsigned long peak_rss_mib(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[128];
+	unsigned long kib = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmHWM: %lu kB", &kib) == 1)
+			break;
+	fclose(f);
+	return kib >> 10;
+}
+
 /* Every thread's registers, for the leak scan's roots (taken in the pause, as fs_base is). */
 static struct ms_leak_thread *get_leak_threads(struct ms_proc *p, size_t *n)
 {
@@ -502,12 +518,15 @@ int cmd_dump(int argc, char **argv)
 	if (leaks && have_rep) {
 		/* On the snapshot the target runs meanwhile; stopped, the pause grows by the scan. */
 		have_leaks = true;
+		ms_info("dump: memspy peak RSS after the walk %lu MiB (%zu allocations listed)",
+			peak_rss_mib(), rep.nchunks);
 		if (ms_leak_scan_mt(&rep, wreaders, 2, wmaps, pid, lthreads, nlthreads, explain,
 				    &lrep))
 			ms_info("dump: leak scan partial: %s", lrep.note);
 		ms_info("dump: leak scan %.1f ms (mark %.1f, %" PRIu64 " batches on two threads; "
 			"types %.1f), %zu allocations",
 			lrep.scan_ms, lrep.mark_ms, lrep.shared_batches, lrep.types_ms, rep.nchunks);
+		ms_info("dump: memspy peak RSS after the leak scan %lu MiB", peak_rss_mib());
 	}
 	if (snap) {
 		ms_snapshot_release(proc, snap);

@@ -47,7 +47,8 @@ wait_attached() {
 # run_one WORKLOAD MODE -> prints "rate samples_per_s"
 run_one() {
 	local workload=$1 mode=$2 prof_pid="" samples=""
-	local in=$work/in.$$ out=$work/out.$$
+	# Named per call: the previous call may still be removing its own files when this one starts.
+	local in=$work/in.$BASHPID out=$work/out.$BASHPID
 	rm -f "$in" "$out"; mkfifo "$in"
 	"$bench" "$workload" "$THREADS" "$SECS" <"$in" >"$out" &
 	local pid=$!
@@ -83,7 +84,7 @@ run_one() {
 
 # light_one -> prints "samples_per_s estimate_bytes leaked_bytes"
 light_one() {
-	local in=$work/lin.$$ out=$work/lout.$$ pid before after est samples
+	local in=$work/lin.$BASHPID out=$work/lout.$BASHPID pid before after est samples
 	rm -f "$in" "$out"; mkfifo "$in"
 	"$light" <"$in" >"$out" &
 	pid=$!

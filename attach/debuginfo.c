@@ -21,8 +21,8 @@
 
 /* Without progress for this long, a fetch is given up (libdebuginfod's own
  * DEBUGINFOD_TIMEOUT bounds connecting); all fetches of a run share a budget. */
-#define FETCH_MAX_S  30.0
-#define BUDGET_MAX_S 90.0
+#define FETCH_MAX_S  15.0
+#define BUDGET_MAX_S 60.0
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static char *user_urls; /* DEBUGINFOD_URLS as the user set it; NULL when unset or empty */
@@ -126,7 +126,7 @@ static struct {
 	double start, last_progress;
 	long last_bytes;
 	const char *name;
-	bool tty, shown;
+	bool tty, shown, gave_up;
 } cur;
 
 /* libdebuginfod calls this while a transfer runs; non-zero cancels it. */
@@ -135,20 +135,20 @@ static int on_progress(dclient *c, long done, long total)
 	double t = now_s();
 
 	(void)c;
-	if (done != cur.last_bytes) {
+	/* Until a server answers, libdebuginfod passes a loop count, not bytes, and
+	 * no total: only bytes of a sized answer count as progress. */
+	if (total > 0 && done != cur.last_bytes) {
 		cur.last_bytes = done;
 		cur.last_progress = t;
 	}
-	if (cur.tty && done > 0) {
-		if (total > 0)
-			fprintf(stderr, "\r\033[Kmemspy: debuginfod: %s: %.1f of %.1f MiB", cur.name,
-				done / 1048576.0, total / 1048576.0);
-		else
-			fprintf(stderr, "\r\033[Kmemspy: debuginfod: %s: %.1f MiB", cur.name,
-				done / 1048576.0);
+	if (cur.tty && total > 0) {
+		fprintf(stderr, "\r\033[Kmemspy: debuginfod: %s: %.1f of %.1f MiB", cur.name,
+			done / 1048576.0, total / 1048576.0);
 		cur.shown = true;
 	}
-	return t - cur.last_progress > FETCH_MAX_S || budget_spent + (t - cur.start) > BUDGET_MAX_S;
+	cur.gave_up = t - cur.last_progress > FETCH_MAX_S ||
+		      budget_spent + (t - cur.start) > BUDGET_MAX_S;
+	return cur.gave_up;
 }
 
 static const char *base_name(const char *p)
@@ -207,8 +207,10 @@ static int fetch(const char *modname, const unsigned char *bits, int len, char *
 			kib >= 1024 ? kib / 1024 : kib, kib >= 1024 ? "MiB" : "KiB", t,
 			path ? path : "cached");
 	} else {
+		if (cur.gave_up)
+			fd = -ETIMEDOUT;
 		fprintf(stderr, "memspy: debuginfod: %s: none (%s, %.1f s)\n", cur.name,
-			fd == -EINTR ? "given up: too slow" : strerror(-fd), t);
+			cur.gave_up ? "given up: no progress" : strerror(-fd), t);
 	}
 	ms_xgrow((void **)&fetched, &cap_fetched, n_fetched + 1, sizeof(*fetched));
 	snprintf(fetched[n_fetched].build_id, sizeof(fetched[n_fetched].build_id), "%s", hex);
@@ -314,6 +316,8 @@ char *ms_debuginfo_hint(const char *module_path, const char *build_id, unsigned 
 							 "budget was spent)")
 			     : asked == 0 ? ms_xstrdup("sent a debug file without symbols")
 			     : asked == -ENOENT ? ms_xstrdup("has none")
+			     : asked == -ETIMEDOUT
+				 ? ms_xstrdup("was given up: nothing came for 15 s")
 						: ms_xasprintf("failed: %s", strerror(-asked));
 
 		line = ms_xasprintf("names: %u%% of the frames have no function name, most in %s "

@@ -4,7 +4,7 @@
 find_package(Python3 COMPONENTS Interpreter)
 if(Python3_FOUND)
   set(_st ${CMAKE_BINARY_DIR}/tests/targets/memspy-symtest)
-  foreach(_s pprof pprof-stripped build-id-dir debuginfod minidebuginfo)
+  foreach(_s pprof pprof-stripped build-id-dir debuginfod debuginfod-silent minidebuginfo)
     ms_add_test(NAME symbols_${_s} TIMEOUT 400 LABELS e2e symbols
                 COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/e2e/symbols_e2e.py
                         --memspy $<TARGET_FILE:memspy> --target ${_st}

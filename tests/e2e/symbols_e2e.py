@@ -380,6 +380,34 @@ def scen_debuginfod(args, wd):
                 srv.wait()
 
 
+def scen_debuginfod_silent(args, wd):
+    """A server that accepts the connection and never answers: memspy gives up on it
+    (no progress for 15 s), says so, writes its file, and the hint says what happened."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)  # connections complete in the backlog; nothing is ever read or sent
+    url = f"http://127.0.0.1:{srv.getsockname()[1]}"
+    try:
+        env = dict(os.environ, DEBUGINFOD_URLS=url,
+                   DEBUGINFOD_CACHE_PATH=os.path.join(wd, "cache"),
+                   MEMSPY_DEBUGINFO_PATH=os.path.join(wd, "empty-debug-root"))
+        with Target(args.stripped) as t:
+            out = os.path.join(wd, "silent.folded")
+            err = record(args, t.p.pid, out, env=env, timeout=200)
+            if t.p.poll() is not None:
+                raise Fail("the target died")
+    finally:
+        srv.close()
+    lines = [l for l in err.splitlines() if l.startswith("memspy: debuginfod:") or "names:" in l]
+    print("  " + "\n  ".join(lines))
+    if not any("given up" in l for l in lines):
+        raise Fail("no line saying the silent server was given up:\n" + err)
+    if not any("names:" in l and "given up" in l for l in lines):
+        raise Fail("the names: hint does not say the server was given up:\n" + err)
+    if not os.path.getsize(out):
+        raise Fail("no profile written")
+
+
 def scen_minidebuginfo(args, wd):
     """.gnu_debugdata (an xz'd symbol table in the stripped file, as Fedora ships)."""
     exe = args.minidebug
@@ -397,6 +425,7 @@ SCENARIOS = {
     "pprof-stripped": scen_pprof_stripped,
     "build-id-dir": scen_build_id_dir,
     "debuginfod": scen_debuginfod,
+    "debuginfod-silent": scen_debuginfod_silent,
     "minidebuginfo": scen_minidebuginfo,
 }
 

@@ -199,6 +199,14 @@ bool ms_proc_all_stopped(const struct ms_proc *p);
 typedef void (*ms_thread_hook_fn)(void *ctx, pid_t tid, const struct user_regs_struct *regs);
 void ms_proc_set_thread_hook(struct ms_proc *p, ms_thread_hook_fn fn, void *ctx);
 
+/*
+ * Called by ms_proc_stop_all once every interrupt is sent, before it waits
+ * for the stops (walk mode drops its real-time priority there: the instant
+ * is taken, and a tracer that races its tracees into their stop waits a
+ * scheduler tick in the kernel for each). NULL: none.
+ */
+void ms_proc_set_interrupted_hook(struct ms_proc *p, void (*fn)(void *ctx), void *ctx);
+
 /* Registers of a stopped thread. 0 or -errno. */
 int ms_proc_get_regs(struct ms_proc *p, pid_t tid, struct user_regs_struct *regs);
 int ms_proc_set_regs(struct ms_proc *p, pid_t tid, const struct user_regs_struct *regs);

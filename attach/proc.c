@@ -65,6 +65,8 @@ struct ms_proc {
 	struct ms_pid_reader pr;
 	ms_thread_hook_fn thread_hook; /* a new thread's first stop (ms_proc_set_thread_hook) */
 	void *thread_hook_ctx;
+	void (*interrupted_hook)(void *ctx); /* ms_proc_set_interrupted_hook */
+	void *interrupted_hook_ctx;
 };
 
 /* ---------------------------- small helpers ---------------------------- */
@@ -694,6 +696,8 @@ static int stop_all(struct ms_proc *p, int timeout_ms)
 			t->state = T_RUNNING;
 		}
 	}
+	if (p->interrupted_hook)
+		p->interrupted_hook(p->interrupted_hook_ctx);
 	for (;;) {
 		size_t waiting = 0;
 		int r;
@@ -795,6 +799,12 @@ int ms_proc_pass_trap(struct ms_proc *p, pid_t tid)
 	t->pending_sig = SIGTRAP; /* PTRACE_CONT delivers it, as if untraced */
 	resume_thread(p, t);
 	return 0;
+}
+
+void ms_proc_set_interrupted_hook(struct ms_proc *p, void (*fn)(void *ctx), void *ctx)
+{
+	p->interrupted_hook = fn;
+	p->interrupted_hook_ctx = ctx;
 }
 
 void ms_proc_set_thread_hook(struct ms_proc *p, ms_thread_hook_fn fn, void *ctx)

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -507,7 +508,7 @@ static void threads_reserve(struct walker *w, size_t n)
 		return;
 	ms_xgrow((void **)&w->thr, &w->thr_cap, n, sizeof(*w->thr));
 	for (size_t i = old; i < w->thr_cap; i++)
-		w->thr[i].stack = ms_xmalloc(w->o->stack_bytes);
+		w->thr[i] = (struct thr){.stack = ms_xmalloc(w->o->stack_bytes), .syscall_nr = -1};
 }
 
 /* Just before a stop, while the threads run: the state each one is in. */
@@ -553,6 +554,22 @@ static bool thread_asleep(struct walker *w, size_t i, struct thr *t)
 	return by_regs;
 }
 
+/*
+ * Every thread has been sent its interrupt: the instant is taken, and real-
+ * time priority ends. Held until the resume, it made stops of busy threads
+ * on a loaded machine last 2-30 ms instead of ~0.1 ms: a real-time tracer
+ * woken by a tracee's stop finds it not yet off its CPU and the kernel makes
+ * it wait a scheduler tick. Dropped before the interrupts were sent, the
+ * stops were short but late again: memspy sent them when a CPU came free,
+ * after the bursts (17-21% of samples in 1 ms bursts taking 24-27% of the
+ * time).
+ */
+static void interrupts_sent(void *ctx)
+{
+	(void)ctx;
+	rw_prio_realtime(false);
+}
+
 /* While stopped: registers and one stack copy per thread, nothing else. */
 static void grab_threads(struct walker *w, bool stacks)
 {
@@ -562,6 +579,8 @@ static void grab_threads(struct walker *w, bool stacks)
 	w->nthr = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct thr *t = &w->thr[w->nthr];
+		pid_t last_tid = t->tid; /* this slot at the stop before */
+		int last_nr = t->asleep ? t->syscall_nr : -1;
 		ssize_t got;
 
 		t->tid = ms_proc_thread(w->p, i);
@@ -570,6 +589,13 @@ static void grab_threads(struct walker *w, bool stacks)
 		if (ms_proc_get_regs(w->p, t->tid, &t->regs))
 			continue; /* a thread held at a trap or gone: skip it this time */
 		t->asleep = thread_asleep(w, i, t);
+		/*
+		 * A sleep memspy's last stop cut short goes on in restart_syscall:
+		 * it is still the same wait, named as at that stop.
+		 */
+		if (t->asleep && t->syscall_nr == SYS_restart_syscall && last_tid == t->tid &&
+		    last_nr >= 0)
+			t->syscall_nr = last_nr;
 		w->nthr++;
 		if (!stacks)
 			continue;
@@ -736,16 +762,6 @@ static int tick(struct walker *w, bool do_stack, bool do_heap, bool heap_read)
 		}
 		ms_proc_resume_all(w->p);
 		t1 = ms_now_ns();
-		/*
-		 * Real-time priority ends with the resume; the unwinding runs at
-		 * normal priority, beside the target. Dropped earlier (right
-		 * after the states were read), the stops were short but late
-		 * again: memspy sent its interrupts when a CPU came free, after
-		 * the bursts (1 ms bursts every 10 ms: 17-21% of samples in them
-		 * against 24-27% of the time).
-		 */
-		if (w->realtime)
-			rw_prio_realtime(false);
 		w->stops++;
 		pause_add(heap_read ? &w->heap_pauses : &w->stack_pauses, t1 - t0);
 		if (do_stack) {
@@ -1231,6 +1247,8 @@ int cmd_record_walk(int argc, char **argv)
 	 */
 	old_slack = rw_timer_slack_minimal();
 	w.realtime = rw_prio_realtime(true);
+	if (w.realtime)
+		ms_proc_set_interrupted_hook(w.p, interrupts_sent, &w);
 	rw_rng_seed(&w.rng, ms_now_ns() ^ ((uint64_t)getpid() << 32));
 	{
 		size_t nt = ms_proc_nthreads(w.p);
@@ -1300,9 +1318,9 @@ int cmd_record_walk(int argc, char **argv)
 				oc.stop_signal = ms_signals_stop_requested();
 				break;
 			}
+			/* A trap is the target's own: nothing is patched. */
 			if (ev.kind == MS_EV_TRAP)
-				ms_proc_pass_trap(
-				    w.p, ev.tid); /* the target's own: nothing is patched */
+				ms_proc_pass_trap(w.p, ev.tid);
 			if (ev.kind == MS_EV_FORK)
 				ms_proc_fork_child_detach(ev.child);
 			continue;
@@ -1374,6 +1392,10 @@ int cmd_record_walk(int argc, char **argv)
 	/* The kernel's accounting over the same window, before anything else runs. */
 	w.kernel_ok = rw_sched_end(&w.kernel0, o.pid, oc.wall_ns, &w.kernel_run, &w.kernel_wait,
 				   &w.kernel_threads);
+	/* Comparable only when the sampled threads are the ones alive all along. */
+	if (w.kernel_ok && (w.kernel_threads != w.kernel0.n ||
+			    (!ms_proc_exited(w.p, NULL) && w.kernel_threads != ms_proc_nthreads(w.p))))
+		w.kernel_ok = false;
 	if (shown)
 		fprintf(stderr, "\r\033[K");
 	if (!oc.target_exited && ms_proc_exited(w.p, &oc.exit_status))

@@ -150,6 +150,19 @@ const char *ms_fmt_bytes(char *buf, size_t size, uint64_t bytes);
 const char *ms_fmt_count(char *buf, size_t size, uint64_t n);
 const char *ms_fmt_duration(char *buf, size_t size, uint64_t ns);
 
+/*
+ * ---- text from the target ----
+ * Names come from the target's binaries and file names: any bytes. Output
+ * formats need UTF-8 that their strict readers take (XML, JSON, protobuf
+ * strings): no overlong forms, no surrogates, nothing past U+10FFFF.
+ */
+/* Length (1-4) of the valid UTF-8 sequence at s (NUL-terminated), or 0. */
+size_t ms_utf8_len(const char *s);
+/* A malloc'd copy of s with each byte that starts no valid sequence made '?'. */
+char *ms_utf8_fix(const char *s);
+/* True when all of s is valid UTF-8. */
+bool ms_utf8_valid(const char *s);
+
 /* FNV-1a style hash of n 64-bit words, mixed per word (stacks of PCs). */
 uint64_t ms_hash_u64s(const uint64_t *v, size_t n);
 

@@ -144,7 +144,27 @@ static uint64_t str_hash(const char *s)
 	return h ^ (h >> 31);
 }
 
+static uint64_t str_id_valid(struct strtab *t, const char *s);
+
+/*
+ * profile.proto's strings are proto3 strings: a reader built on Go's
+ * protobuf (Parca, Pyroscope) refuses the whole profile when one is not
+ * UTF-8, and names come from the target's binaries (any bytes).
+ */
 static uint64_t str_id(struct strtab *t, const char *s)
+{
+	char *fixed;
+	uint64_t id;
+
+	if (!s || ms_utf8_valid(s))
+		return str_id_valid(t, s);
+	fixed = ms_utf8_fix(s);
+	id = str_id_valid(t, fixed);
+	free(fixed);
+	return id;
+}
+
+static uint64_t str_id_valid(struct strtab *t, const char *s)
 {
 	size_t i;
 

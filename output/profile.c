@@ -219,10 +219,18 @@ static void frames_rehash(struct ms_profile *p)
 	p->fht_cap = ncap;
 }
 
-static uint32_t frame_intern(struct ms_profile *p, const struct ms_out_frame *f)
+static uint32_t frame_intern(struct ms_profile *p, const struct ms_out_frame *in)
 {
-	size_t s = frame_hash(f) & (p->fht_cap - 1);
+	struct ms_out_frame named = *in;
+	const struct ms_out_frame *f = &named;
+	size_t s;
 	struct ms_pframe *pf;
+
+	/* An empty name (a symbol table can hold one) would be an empty frame in
+	 * folded stacks, which readers drop: it is shown as module+offset. */
+	if (named.function && !named.function[0])
+		named.function = NULL;
+	s = frame_hash(f) & (p->fht_cap - 1);
 
 	for (; p->fht[s]; s = (s + 1) & (p->fht_cap - 1))
 		if (frame_eq(&p->frames[p->fht[s] - 1], f))

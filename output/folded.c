@@ -19,6 +19,7 @@
 static char *escape_frame(const char *s)
 {
 	char *r = ms_xstrdup(s);
+	size_t e, d;
 
 	for (char *c = r; *c; c++) {
 		if (*c == ';')
@@ -26,6 +27,18 @@ static char *escape_frame(const char *s)
 		else if (*c == '\n' || *c == '\r' || *c == '\t')
 			*c = ' ';
 	}
+	/*
+	 * A reader takes a line's last one or two space-separated numbers as
+	 * its values: a leaf named "f 17" (or "f 17 ") would lend its stack a
+	 * value. Trailing spaces and the space before a trailing number
+	 * become '_'.
+	 */
+	for (e = strlen(r); e && r[e - 1] == ' '; e--)
+		r[e - 1] = '_';
+	for (d = e; d && isdigit((unsigned char)r[d - 1]); d--)
+		;
+	if (d < e && d && r[d - 1] == ' ')
+		r[d - 1] = '_';
 	return r;
 }
 

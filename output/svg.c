@@ -29,25 +29,13 @@ enum {
  */
 #define MAX_ELIDED 100000
 
-/* Length of the valid UTF-8 sequence at s, or 0 when it is not one. */
+/*
+ * Length of the valid UTF-8 sequence at s, or 0 when it is not one. Strict
+ * (common/utf8.c): an XML reader refuses overlong forms and surrogates.
+ */
 static size_t utf8_len(const unsigned char *s)
 {
-	size_t n;
-
-	if (s[0] < 0x80)
-		return 1;
-	if ((s[0] & 0xe0) == 0xc0 && s[0] >= 0xc2)
-		n = 2;
-	else if ((s[0] & 0xf0) == 0xe0)
-		n = 3;
-	else if ((s[0] & 0xf8) == 0xf0 && s[0] <= 0xf4)
-		n = 4;
-	else
-		return 0;
-	for (size_t i = 1; i < n; i++)
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-	return n;
+	return ms_utf8_len((const char *)s);
 }
 
 /*

@@ -7,6 +7,7 @@
 
 #include <dwarf.h>
 #include <elfutils/libdw.h>
+#include <stdio.h>
 
 /* x86_64 glibc constants that no version changed. */
 #define HW_SIZE_SZ 8u
@@ -41,6 +42,13 @@ bool hw_range_readable(const struct ms_maps *maps, ms_raddr_t a, uint64_t len);
  * is in no readable mapping.
  */
 bool hw_readable_run(const struct ms_maps *maps, ms_raddr_t a, ms_raddr_t *lo, ms_raddr_t *hi);
+
+/*
+ * One read of smaps from f (ms_heap_smaps opens /proc/PID/smaps; the fuzzer
+ * feeds any text). 0, or -EAGAIN when the mappings are out of order (a read
+ * that raced with a change).
+ */
+int ms_heap_smaps_parse(FILE *f, const struct ms_heap_report *rep, struct ms_heap_rss *out);
 
 /* Parses "2.36" style versions. 0 or -EINVAL. */
 int hw_parse_version(const char *s, unsigned *major, unsigned *minor);

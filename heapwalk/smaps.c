@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /* Resident memory of the heap mappings and of all anonymous memory, from /proc/PID/smaps. */
-#include "heapwalk/heapwalk.h"
+#include "heapwalk/heapwalk_int.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -22,29 +22,33 @@ static bool heap_vma(const struct ms_heap_report *rep, uint64_t lo, uint64_t hi)
  * a read racing with a growing arena can print a mapping twice (its RSS
  * counted twice); such a read is done again (ms_heap_smaps).
  */
-static int read_smaps(pid_t pid, const struct ms_heap_report *rep, struct ms_heap_rss *out)
+int ms_heap_smaps_parse(FILE *f, const struct ms_heap_report *rep, struct ms_heap_rss *out)
 {
-	char path[64], line[4200];
-	FILE *f;
+	char line[4200];
 	uint64_t lo = 0, hi = 0;
-	bool is_heap = false, is_anon = false;
+	bool is_heap = false, is_anon = false, cont = false;
 
 	memset(out, 0, sizeof(*out));
-	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
-		return -errno;
 	while (fgets(line, sizeof(line), f)) {
 		unsigned long long a, b, kb;
 		char name[64];
 		int pathpos = 0;
+		/*
+		 * A mapping's line ends in its file's path, which the target
+		 * names (up to PATH_MAX): the rest of a line longer than the
+		 * buffer is skipped, never read as a line of its own (a path
+		 * could end in "Rss: 999999999 kB" or in a mapping header).
+		 */
+		bool was_cont = cont;
 
+		cont = !strchr(line, '\n') && !feof(f);
+		if (was_cont)
+			continue;
 		if (sscanf(line, "%llx-%llx %*s %*s %*s %*s %n", &a, &b, &pathpos) == 2 &&
 		    pathpos > 0) {
 			const char *p = line + pathpos;
 
-			if (a < hi) {
-				fclose(f);
+			if (a < hi || b < a) {
 				memset(out, 0, sizeof(*out));
 				return -EAGAIN;
 			}
@@ -74,9 +78,24 @@ static int read_smaps(pid_t pid, const struct ms_heap_report *rep, struct ms_hea
 			out->heap_swap += kb;
 		}
 	}
-	fclose(f);
 	out->valid = true;
 	return 0;
+}
+
+static int read_smaps(pid_t pid, const struct ms_heap_report *rep, struct ms_heap_rss *out)
+{
+	char path[64];
+	FILE *f;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	r = ms_heap_smaps_parse(f, rep, out);
+	fclose(f);
+	return r;
 }
 
 int ms_heap_smaps(pid_t pid, const struct ms_heap_report *rep, struct ms_heap_rss *out)

@@ -72,14 +72,19 @@ static void read_uids(const char *status, long uid[4])
 		sscanf(v, "%ld %ld %ld %ld", &uid[0], &uid[1], &uid[2], &uid[3]);
 }
 
+/*
+ * A name from the target (its comm: any bytes but NUL and '/') for a
+ * message on the user's terminal: the kernel escapes only some control
+ * characters in status, so the others become '?'.
+ */
 static void copy_line(char *dst, size_t size, const char *src)
 {
 	size_t n = src ? strcspn(src, "\n") : 0;
 
 	if (n >= size)
 		n = size - 1;
-	if (n)
-		memcpy(dst, src, n);
+	for (size_t i = 0; i < n; i++)
+		dst[i] = (unsigned char)src[i] < 0x20 || src[i] == 0x7f ? '?' : src[i];
 	dst[n] = '\0';
 }
 

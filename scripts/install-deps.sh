@@ -15,6 +15,7 @@ pkgs=(build-essential cmake pkg-config
       debootstrap curl jq  # other glibc versions for the heap-walk tests (curl probes the mirror, jq reads the JSON)
       python3       # drives the record, walk and coverage end-to-end tests (not built without it)
       clang libclang-rt-14-dev  # the heap-walk libFuzzer test (clang's fuzzer runtime is only a Recommends)
+      libexpat1-dev  # fuzz_output parses every flame graph it makes as XML (a strict reader)
       libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0 musl-tools   # dump's foreign-allocator tests
       redis-server redis-tools nginx memcached apache2-utils)  # real servers the suite drives on 127.0.0.1 (redis-benchmark, ab)
 if [ "${MEMSPY_BENCH:-0}" = 1 ]; then pkgs+=(heaptrack bc); fi  # bc: the benches' ratios

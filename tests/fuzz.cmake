@@ -1,0 +1,64 @@
+# libFuzzer targets for what memspy reads from a target (doc/INPUTS.md): the
+# unwinder over arbitrary registers and stack bytes, the /proc parsers, and the
+# profile writers over hostile frame names. Each runs a short fixed time in
+# CI (clang only, as the heap walker's fuzzer in tests/heapwalk.cmake); run one
+# longer by hand with e.g. build/tests/fuzz_output -max_total_time=600 DIR.
+# The code under test is compiled again here with clang's coverage and
+# sanitizers; the rest of memspy is not needed.
+find_program(MS_CLANG NAMES clang-14 clang)
+find_path(MS_EXPAT_H expat.h) # the SVG check parses the flame graph as XML
+if(MS_CLANG)
+  set(_fz_flags -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -I${PROJECT_SOURCE_DIR})
+  set(_fz_common ${PROJECT_SOURCE_DIR}/common/alloc.c ${PROJECT_SOURCE_DIR}/common/util.c
+                 ${PROJECT_SOURCE_DIR}/common/error.c ${PROJECT_SOURCE_DIR}/common/log.c
+                 ${PROJECT_SOURCE_DIR}/common/format.c ${PROJECT_SOURCE_DIR}/common/utf8.c)
+  set(_fz_dir ${CMAKE_CURRENT_LIST_DIR}/fuzz)
+  # libFuzzer adds what it finds to the first corpus directory: one in the
+  # build tree, then the seeds from the source tree (read only).
+  set(_fz_work ${CMAKE_CURRENT_BINARY_DIR}/fuzz_corpus)
+  file(MAKE_DIRECTORY ${_fz_work}/proc ${_fz_work}/unwind ${_fz_work}/output)
+
+  # fuzz_proc: maps, status, stat, ptrace_scope and smaps text.
+  set(_fz_proc_src ${_fz_dir}/fuzz_proc.c ${PROJECT_SOURCE_DIR}/attach/maps.c
+                   ${PROJECT_SOURCE_DIR}/attach/diagnose.c ${PROJECT_SOURCE_DIR}/heapwalk/smaps.c)
+  add_custom_command(OUTPUT ${CMAKE_CURRENT_BINARY_DIR}/fuzz_proc
+    COMMAND ${MS_CLANG} ${_fz_flags} -o ${CMAKE_CURRENT_BINARY_DIR}/fuzz_proc
+            ${_fz_proc_src} ${_fz_common}
+    DEPENDS ${_fz_proc_src} ${_fz_common} VERBATIM)
+  add_custom_target(fuzz_proc ALL DEPENDS ${CMAKE_CURRENT_BINARY_DIR}/fuzz_proc)
+  ms_add_test(NAME fuzz_proc TIMEOUT 120 LABELS unit
+    COMMAND ${CMAKE_CURRENT_BINARY_DIR}/fuzz_proc -max_total_time=30 -timeout=10
+            -rss_limit_mb=1024 -max_len=16384 ${_fz_work}/proc ${_fz_dir}/corpus/proc)
+
+  # fuzz_unwind: every backend over this process's own modules.
+  file(GLOB _fz_unwind_src CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/unwind/*.c)
+  list(APPEND _fz_unwind_src ${_fz_dir}/fuzz_unwind.c ${PROJECT_SOURCE_DIR}/attach/maps.c
+              ${PROJECT_SOURCE_DIR}/attach/mem.c)
+  add_custom_command(OUTPUT ${CMAKE_CURRENT_BINARY_DIR}/fuzz_unwind
+    COMMAND ${MS_CLANG} ${_fz_flags} -o ${CMAKE_CURRENT_BINARY_DIR}/fuzz_unwind
+            ${_fz_unwind_src} ${_fz_common} -lunwind-ptrace -lunwind-generic -lunwind
+            -ldw -lelf -lstdc++
+    DEPENDS ${_fz_unwind_src} ${_fz_common} VERBATIM)
+  add_custom_target(fuzz_unwind ALL DEPENDS ${CMAKE_CURRENT_BINARY_DIR}/fuzz_unwind)
+  ms_add_test(NAME fuzz_unwind TIMEOUT 120 LABELS unwind
+    COMMAND ${CMAKE_CURRENT_BINARY_DIR}/fuzz_unwind -max_total_time=30 -timeout=10
+            -rss_limit_mb=1024 -max_len=4096 ${_fz_work}/unwind ${_fz_dir}/corpus/unwind)
+
+  # fuzz_output: SVG (as XML), speedscope (as JSON), folded (read back), pprof (decoded).
+  if(MS_EXPAT_H)
+    set(_fz_out_src ${_fz_dir}/fuzz_output.c ${PROJECT_SOURCE_DIR}/output/profile.c
+                    ${PROJECT_SOURCE_DIR}/output/svg.c ${PROJECT_SOURCE_DIR}/output/folded.c
+                    ${PROJECT_SOURCE_DIR}/output/speedscope.c
+                    ${PROJECT_SOURCE_DIR}/output/pprof.c)
+    add_custom_command(OUTPUT ${CMAKE_CURRENT_BINARY_DIR}/fuzz_output
+      COMMAND ${MS_CLANG} ${_fz_flags} -o ${CMAKE_CURRENT_BINARY_DIR}/fuzz_output
+              ${_fz_out_src} ${CMAKE_BINARY_DIR}/output/assets.c ${_fz_common}
+              -ljansson -lz -lexpat
+      DEPENDS ${_fz_out_src} ${_fz_common} VERBATIM)
+    add_custom_target(fuzz_output ALL DEPENDS ${CMAKE_CURRENT_BINARY_DIR}/fuzz_output)
+    add_dependencies(fuzz_output ms_output) # generates output/assets.c
+    ms_add_test(NAME fuzz_output TIMEOUT 120 LABELS output
+      COMMAND ${CMAKE_CURRENT_BINARY_DIR}/fuzz_output -max_total_time=30 -timeout=10
+              -rss_limit_mb=1024 -max_len=8192 ${_fz_work}/output ${_fz_dir}/corpus/output)
+  endif()
+endif()

@@ -358,6 +358,9 @@ struct rwbuf {
 	unsigned char *buf;
 };
 
+/* The most of one writable mapping of libc's file searched for main_arena. */
+#define LIBC_RW_MAX (64ull << 20)
+
 static size_t libc_rw(const struct ms_maps *maps, const struct ms_map *libc,
 		      const struct ms_reader *r, struct rwbuf *out, size_t max)
 {
@@ -371,10 +374,17 @@ static size_t libc_rw(const struct ms_maps *maps, const struct ms_map *libc,
 		if (!m->path || m->inode != libc->inode || m->dev_major != libc->dev_major ||
 		    m->dev_minor != libc->dev_minor || !m->w || !m->r)
 			continue;
+		/*
+		 * libc's own writable data is tens of KiB; the process can map
+		 * libc's file again, writable, as long as it likes (past the
+		 * file's end too): such a mapping is not read whole.
+		 */
+		if (m->end - m->start > LIBC_RW_MAX)
+			continue;
 		out[n].start = m->start;
 		out[n].len = m->end - m->start;
 		if (next && !next->path && next->start == m->end && next->w && next->r &&
-		    next->end - next->start < (64u << 20))
+		    next->end - next->start < LIBC_RW_MAX)
 			out[n].len += next->end - next->start;
 		out[n].buf = ms_xmalloc(out[n].len);
 		got = r->read(r->ctx, out[n].start, out[n].buf, out[n].len);

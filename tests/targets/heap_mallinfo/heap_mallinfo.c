@@ -5,14 +5,20 @@
  * one JSON line and block until stdin closes. Optionally a forked copy
  * corrupts its own heap first (the corruption tests attach to that copy).
  *   heap_mallinfo [threads [blocks-per-thread [corrupt-mode]]]
- *   corrupt-mode: none | size | fastcycle | tcachenext
+ *   corrupt-mode: none | size | fastcycle | tcachenext | libcremap
+ * libcremap damages nothing: the process maps libc's file again, private,
+ * writable and 64 GiB long (mmap allows a length past the file's end), as a
+ * hostile process may, and prints its mallinfo2() as with none.
  */
+#include <dlfcn.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -162,6 +168,24 @@ static void corrupt(const char *mode, void **keep)
 	}
 }
 
+/* libc's file mapped again, writable and far longer than the file. */
+static int remap_libc(void)
+{
+	Dl_info info;
+	int fd;
+
+	if (!dladdr((void *)malloc, &info) || !info.dli_fname)
+		return -1;
+	fd = open(info.dli_fname, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	if (mmap(NULL, 64ull << 30, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0) ==
+	    MAP_FAILED)
+		return -1;
+	close(fd);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	int nthreads = argc > 1 ? atoi(argv[1]) : 4;
@@ -181,6 +205,11 @@ int main(int argc, char **argv)
 			return 2;
 	mine = work(0);
 	pthread_barrier_wait(&done);
+	if (!strcmp(mode, "libcremap")) {
+		if (remap_libc() != 0)
+			return 2;
+		mode = "none";
+	}
 	if (strcmp(mode, "none")) {
 		pid_t child = fork();
 

@@ -1,0 +1,10 @@
+# Hostile inputs that are not fuzzed (doc/INPUTS.md): a process shaping what
+# memspy reads, end to end. The fuzzers are in tests/fuzz.cmake.
+
+# A process that maps libc's file again, writable and 64 GiB long: dump
+# without libc's debug info searches libc's writable mappings for main_arena
+# and allocated each one whole (ASan: out of memory; without it, an abort).
+# It must find the real arena and give the exact mallinfo2().
+ms_add_test(NAME dump_libc_remapped_nodebug TIMEOUT 120 LABELS heapwalk e2e
+  COMMAND $<TARGET_FILE:dump_e2e> mallinfo $<TARGET_FILE:memspy> --arg --no-debuginfo
+          --expect symbol_source=heuristic -- $<TARGET_FILE:heap_mallinfo> 4 4000 libcremap)

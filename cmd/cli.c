@@ -91,9 +91,15 @@ int cli_parse_bytes(const char *s, uint64_t *bytes)
 
 void cli_report(const struct ms_error *err)
 {
-	fprintf(stderr, "memspy: %s\n", err->msg[0] ? err->msg : ms_strerror(err->code));
-	if (err->hint[0])
-		fprintf(stderr, "hint: %s\n", err->hint);
+	/* Messages carry names the target chose (paths, thread names). */
+	fputs("memspy: ", stderr);
+	ms_fputs_terminal(err->msg[0] ? err->msg : ms_strerror(err->code), stderr);
+	fputc('\n', stderr);
+	if (err->hint[0]) {
+		fputs("hint: ", stderr);
+		ms_fputs_terminal(err->hint, stderr);
+		fputc('\n', stderr);
+	}
 }
 
 const char *cli_command_line(void)

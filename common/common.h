@@ -162,6 +162,12 @@ size_t ms_utf8_len(const char *s);
 char *ms_utf8_fix(const char *s);
 /* True when all of s is valid UTF-8. */
 bool ms_utf8_valid(const char *s);
+/*
+ * Writes s for a terminal: control characters (C0 but newline and tab, DEL,
+ * and the C1 range U+0080-U+009F, which holds CSI) become '?', so a name
+ * the target chose cannot drive the user's terminal. Other bytes as they are.
+ */
+void ms_fputs_terminal(const char *s, FILE *f);
 
 /* FNV-1a style hash of n 64-bit words, mixed per word (stacks of PCs). */
 uint64_t ms_hash_u64s(const uint64_t *v, size_t n);

@@ -3,6 +3,7 @@
 #include "common/common.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 int ms_log_verbosity = MS_LOG_WARN;
 
@@ -13,12 +14,17 @@ void ms_log(enum ms_log_level level, const char *fmt, ...)
 		[MS_LOG_INFO] = "",  [MS_LOG_DEBUG] = "debug: ",
 	};
 	va_list ap;
+	char *text;
 
 	if ((int)level > ms_log_verbosity)
 		return;
 	fprintf(stderr, "memspy: %s", prefix[level]);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	/* Messages carry names the target chose (paths, thread names). */
+	if (vasprintf(&text, fmt, ap) >= 0) {
+		ms_fputs_terminal(text, stderr);
+		free(text);
+	}
 	va_end(ap);
 	fputc('\n', stderr);
 }

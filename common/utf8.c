@@ -2,6 +2,7 @@
 /* UTF-8 checks for names that came from the target (any bytes) on their way into output files. */
 #include "common/common.h"
 
+#include <stdio.h>
 #include <string.h>
 
 size_t ms_utf8_len(const char *str)
@@ -63,4 +64,20 @@ char *ms_utf8_fix(const char *s)
 		}
 	}
 	return r;
+}
+
+void ms_fputs_terminal(const char *str, FILE *f)
+{
+	const unsigned char *s = (const unsigned char *)str;
+
+	for (; *s; s++) {
+		if ((*s < 0x20 && *s != '\n' && *s != '\t') || *s == 0x7f) {
+			fputc('?', f);
+		} else if (*s == 0xc2 && s[1] >= 0x80 && s[1] <= 0x9f) {
+			fputc('?', f); /* a C1 control as UTF-8 */
+			s++;
+		} else {
+			fputc(*s, f);
+		}
+	}
 }

@@ -8,3 +8,8 @@
 ms_add_test(NAME dump_libc_remapped_nodebug TIMEOUT 120 LABELS heapwalk e2e
   COMMAND $<TARGET_FILE:dump_e2e> mallinfo $<TARGET_FILE:memspy> --arg --no-debuginfo
           --expect symbol_source=heuristic -- $<TARGET_FILE:heap_mallinfo> 4 4000 libcremap)
+
+# Control characters in names the target chose never reach the terminal.
+add_executable(test_log_terminal ${CMAKE_CURRENT_LIST_DIR}/unit/test_log_terminal.c)
+target_link_libraries(test_log_terminal PRIVATE ms_common)
+ms_add_test(NAME log_terminal TIMEOUT 30 LABELS unit COMMAND test_log_terminal)

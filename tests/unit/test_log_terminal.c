@@ -1,0 +1,53 @@
+// SPDX-License-Identifier: MIT
+/*
+ * memspy's messages carry names the target chose (file paths from maps,
+ * thread names from status): control characters in them must not reach the
+ * user's terminal. Logs a message holding an OSC sequence, BEL, ESC, DEL
+ * and a UTF-8-encoded C1 CSI, captures stderr, and checks that none of them
+ * came out while the rest of the text, UTF-8 included, did.
+ */
+#include "common/common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int main(void)
+{
+	const char *hostile = "/tmp/lib\x1b]0;owned\x07x\x7f\xc2\x9b" "31m\xc3\xa9t\xc3\xa9.so";
+	char out[512] = {0};
+	FILE *cap = tmpfile();
+	int saved = dup(2);
+	size_t n;
+	int fail = 0;
+
+	if (!cap || saved < 0)
+		return 2;
+	fflush(stderr);
+	dup2(fileno(cap), 2);
+	ms_log(MS_LOG_WARN, "cannot open %s", hostile);
+	fflush(stderr);
+	dup2(saved, 2);
+	rewind(cap);
+	n = fread(out, 1, sizeof(out) - 1, cap);
+	out[n] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)out[i];
+
+		if ((c < 0x20 && c != '\n') || c == 0x7f ||
+		    (c == 0xc2 && (unsigned char)out[i + 1] >= 0x80 &&
+		     (unsigned char)out[i + 1] <= 0x9f)) {
+			fprintf(stderr, "FAIL: byte 0x%02x at %zu of the message reached stderr\n", c,
+				i);
+			fail = 1;
+		}
+	}
+	if (!strstr(out, "cannot open /tmp/lib") || !strstr(out, "\xc3\xa9t\xc3\xa9.so")) {
+		fprintf(stderr, "FAIL: the printable text was not kept: '%s'\n", out);
+		fail = 1;
+	}
+	if (!fail)
+		printf("ok: %s", out);
+	return fail;
+}

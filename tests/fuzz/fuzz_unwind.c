@@ -8,6 +8,14 @@
  * must end without a crash, a hang or a read outside the copy, with
  * 1 <= n <= max and pcs[0] == rip.
  *
+ * FUZZ_UNWIND_COMPARE=1 also holds the elfutils backend's compiled CFI table
+ * (unwind/unwind_cfi.c, on by default) to giving exactly the stack libdw
+ * gives: each elfutils walk is done again by an unwinder made with
+ * MEMSPY_UNWIND_CACHE=0 and the two are compared. Off in CI: they differ
+ * where a return address cannot be read from the copy at the CFA (the
+ * table ends the walk; libdw then tries its frame-pointer step, and may go
+ * on from rbp); corpus/unwind/table_vs_libdw_fp_step is such an input.
+ *
  * Input: byte 0 picks the backend and whether rip is at a function's entry;
  * then 17 registers (DWARF order, rip last), 8 bytes each; the rest is the
  * stack copy. Random words rarely land in code or in the copy, so a
@@ -30,7 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define COPY_ADDR 0x7ffc12340000ull
 #define MAX_TEXT  64
 
-static struct ms_unwinder *unw[3];
+static struct ms_unwinder *unw[3], *libdw_only;
 static struct {
 	ms_raddr_t start, len;
 } text[MAX_TEXT];
@@ -62,6 +70,16 @@ static void setup(void)
 			abort();
 		}
 	}
+	if (!getenv("FUZZ_UNWIND_COMPARE") || strcmp(getenv("FUZZ_UNWIND_COMPARE"), "1"))
+		goto out;
+	setenv("MEMSPY_UNWIND_CACHE", "0", 1);
+	libdw_only = ms_unwinder_new(getpid(), MS_UNWIND_DWFL, &err);
+	unsetenv("MEMSPY_UNWIND_CACHE");
+	if (!libdw_only) {
+		fprintf(stderr, "fuzz_unwind: elfutils without the table: %s\n", err.msg);
+		abort();
+	}
+out:
 	if (!ntext)
 		abort();
 }
@@ -129,6 +147,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			ms_unwind_backend_name(ms_unwinder_backend(unw[data[0] % 3])), rc, n,
 			(unsigned long long)pcs[0], (unsigned long long)regs.rip);
 		abort();
+	}
+	if (libdw_only && data[0] % 3 == 0) {
+		ms_raddr_t ref[MAX_PCS];
+		size_t nref = 0;
+
+		ms_unwind(libdw_only, &s, ref, 1 + (data[0] >> 3) % MAX_PCS, &nref);
+		if (nref != n || memcmp(ref, pcs, n * sizeof(*pcs))) {
+			fprintf(stderr, "fuzz_unwind: the CFI table gave %zu pcs, libdw %zu:\n", n,
+				nref);
+			for (size_t i = 0; i < n || i < nref; i++)
+				fprintf(stderr, "  %2zu  table %#18llx  libdw %#18llx\n", i,
+					i < n ? (unsigned long long)pcs[i] : 0ull,
+					i < nref ? (unsigned long long)ref[i] : 0ull);
+			abort();
+		}
 	}
 	free((void *)s.data);
 	return 0;

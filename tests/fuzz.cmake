@@ -33,7 +33,7 @@ if(MS_CLANG)
   # fuzz_unwind: every backend over this process's own modules.
   file(GLOB _fz_unwind_src CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/unwind/*.c)
   list(APPEND _fz_unwind_src ${_fz_dir}/fuzz_unwind.c ${PROJECT_SOURCE_DIR}/attach/maps.c
-              ${PROJECT_SOURCE_DIR}/attach/mem.c)
+              ${PROJECT_SOURCE_DIR}/attach/mem.c ${PROJECT_SOURCE_DIR}/attach/debuginfo.c)
   add_custom_command(OUTPUT ${CMAKE_CURRENT_BINARY_DIR}/fuzz_unwind
     COMMAND ${MS_CLANG} ${_fz_flags} -o ${CMAKE_CURRENT_BINARY_DIR}/fuzz_unwind
             ${_fz_unwind_src} ${_fz_common} -lunwind-ptrace -lunwind-generic -lunwind

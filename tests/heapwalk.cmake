@@ -93,7 +93,7 @@ if(MS_CLANG)
             ${PROJECT_SOURCE_DIR}/attach/maps.c ${PROJECT_SOURCE_DIR}/attach/debuginfo.c
             ${PROJECT_SOURCE_DIR}/common/alloc.c
             ${PROJECT_SOURCE_DIR}/common/util.c ${PROJECT_SOURCE_DIR}/common/error.c
-            ${PROJECT_SOURCE_DIR}/common/log.c -ldw -lelf
+            ${PROJECT_SOURCE_DIR}/common/log.c ${PROJECT_SOURCE_DIR}/common/utf8.c -ldw -lelf
     DEPENDS ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_heapwalk.c ${CMAKE_CURRENT_LIST_DIR}/unit/heap_synth.h
             ${PROJECT_SOURCE_DIR}/attach/debuginfo.c
             ${_hw_src}

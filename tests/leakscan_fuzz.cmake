@@ -12,6 +12,7 @@ if(MS_CLANG)
             ${PROJECT_SOURCE_DIR}/attach/debuginfo.c
             ${PROJECT_SOURCE_DIR}/common/alloc.c ${PROJECT_SOURCE_DIR}/common/util.c
             ${PROJECT_SOURCE_DIR}/common/error.c ${PROJECT_SOURCE_DIR}/common/log.c
+            ${PROJECT_SOURCE_DIR}/common/utf8.c
             ${PROJECT_SOURCE_DIR}/common/format.c ${PROJECT_SOURCE_DIR}/common/signals.c
             -ldw -lelf -lstdc++ -lpthread
     DEPENDS ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_leakscan.c

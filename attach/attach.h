@@ -290,8 +290,9 @@ int ms_proc_fork_child_detach(pid_t child);
 unsigned long ms_proc_ptrace_options(const struct ms_proc *p);
 /*
  * A thread held by memspy in a plain stop (not a group-stop, no signal of
- * the target's to deliver, not at a trap): one that can be made to run an
- * injected instruction and put back. -ESRCH when there is none.
+ * the target's to deliver, not at a trap, not inside a half-done system
+ * call such as vfork): one that can be made to run an injected
+ * instruction and put back. -ESRCH when there is none.
  */
 pid_t ms_proc_plain_stopped_thread(const struct ms_proc *p);
 /*

@@ -39,6 +39,9 @@ struct thread {
 	int pending_sig; /* a signal meant for the target, to deliver on resume/detach */
 	bool sysstop;    /* let out by ms_proc_run_syscalls: resumed with PTRACE_SYSCALL, its
 			    syscall stops reported, its signals passed on at once */
+	bool in_call;    /* held at an event stop inside a system call (vfork, or an event
+			    memspy did not ask for): its registers are the call's, half done,
+			    so nothing may be injected into it (see handle_status) */
 };
 
 struct fork_child {
@@ -208,6 +211,7 @@ static void resume_thread(struct ms_proc *p, struct thread *t)
 	/* ESRCH: the thread is dying; its exit report will remove it. */
 	t->group = false;
 	t->pending_sig = 0;
+	t->in_call = false;
 	(void)p;
 }
 
@@ -312,8 +316,25 @@ static void handle_status(struct ms_proc *p, pid_t tid, int status)
 			}
 		}
 		t->state = T_STOPPED;
-		if (!p->stop_mode)
+		if (!p->stop_mode) {
 			resume_thread(p, t);
+		} else if (event != PTRACE_EVENT_VFORK && !t->sysstop) {
+			/*
+			 * Stopped inside clone() or fork(): the call is half done
+			 * (rax is still -ENOSYS, the child's id not yet returned).
+			 * A system call injected here would take the call's exit
+			 * and the thread would see clone fail although the child
+			 * runs: glibc then clones again onto the same stack and
+			 * the process dies. Let the call finish; the pending
+			 * interrupt holds the thread at its exit to user space.
+			 */
+			if (ptrace(PTRACE_INTERRUPT, tid, 0L, 0L) < 0 && errno != ESRCH)
+				ms_debug("attach: interrupt %d: %s", (int)tid, strerror(errno));
+			resume_thread(p, t);
+		} else {
+			/* vfork waits for its child, which memspy may hold: keep it here, marked. */
+			t->in_call = true;
+		}
 		return;
 	}
 
@@ -335,6 +356,8 @@ static void handle_status(struct ms_proc *p, pid_t tid, int status)
 		t->group = false;
 		if (!p->stop_mode)
 			resume_thread(p, t);
+		else
+			t->in_call = true;
 		return;
 	}
 
@@ -846,13 +869,14 @@ pid_t ms_proc_plain_stopped_thread(const struct ms_proc *p)
 	for (size_t i = 0; i < p->nt; i++) {
 		const struct thread *t = &p->t[i];
 
-		if (t->state == T_STOPPED && !t->group && !t->pending_sig && t->tid == p->pid)
+		if (t->state == T_STOPPED && !t->group && !t->pending_sig && !t->in_call &&
+		    t->tid == p->pid)
 			return t->tid;
 	}
 	for (size_t i = 0; i < p->nt; i++) {
 		const struct thread *t = &p->t[i];
 
-		if (t->state == T_STOPPED && !t->group && !t->pending_sig)
+		if (t->state == T_STOPPED && !t->group && !t->pending_sig && !t->in_call)
 			return t->tid;
 	}
 	return -ESRCH;

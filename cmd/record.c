@@ -1023,11 +1023,16 @@ static void print_few_samples(const struct rec_opts *o, const struct ms_rec_tota
 
 	if (!advice)
 		return;
-	fprintf(stderr,
-		"  WARNING: few samples: the %s view rests on %s sample%s, a rough figure (n "
-		"samples are off by about 1/sqrt(n)); for more, %s\n",
-		o->live ? "live" : "allocation", ms_fmt_count(n, sizeof(n), view_samples(o, tot)),
-		view_samples(o, tot) == 1 ? "" : "s", advice);
+	if (!view_samples(o, tot))
+		fprintf(stderr, "  WARNING: few samples: none in the %s view; to see more, %s\n",
+			o->live ? "live" : "allocation", advice);
+	else
+		fprintf(stderr,
+			"  WARNING: few samples: the %s view rests on %s sample%s, a rough figure "
+			"(n samples are off by about 1/sqrt(n)); for more, %s\n",
+			o->live ? "live" : "allocation",
+			ms_fmt_count(n, sizeof(n), view_samples(o, tot)),
+			view_samples(o, tot) == 1 ? "" : "s", advice);
 	free(advice);
 }
 
@@ -1163,7 +1168,9 @@ static char *file_subtitle(const struct rec_opts *o, const struct ms_rec_totals 
 	advice = few_samples_advice(o, tot, b);
 	if (!advice)
 		return what;
-	sub = ms_xasprintf("%s. Few samples: a rough figure; for more, %s", what, advice);
+	sub = view_samples(o, tot)
+		  ? ms_xasprintf("%s. Few samples: a rough figure; for more, %s", what, advice)
+		  : ms_xasprintf("%s. Few samples: none in this view; to see more, %s", what, advice);
 	free(what);
 	free(advice);
 	return sub;

@@ -264,10 +264,11 @@ void rw_sched_free(struct rw_sched *st)
  * thread gives its CPU up: often a target thread ending its burst. The stop
  * then lands just after the burst, never inside it. With the lowest
  * real-time priority memspy's wake-up preempts at once, so the instant the
- * timer chose is the instant of the stop. Held from the wait to the resume:
- * the unwinding runs at normal priority, beside the target. The price, on a
- * loaded machine only: a thread memspy preempted waits for a CPU to reach
- * its stop, so stops last longer (doc/DESIGN.md).
+ * timer chose is the instant of the stop. Held from the wait until every
+ * thread has been sent its interrupt (record_walk.c, interrupts_sent): the
+ * rest runs at normal priority, beside the target. The price, on a loaded
+ * machine only: a thread memspy preempted waits for a CPU to reach its
+ * stop, so stops last longer (doc/DESIGN.md).
  */
 bool rw_prio_realtime(bool on)
 {

@@ -191,8 +191,9 @@ def one_run(a, shape_name, run_no):
         # the running share is at least the run share, always. For the
         # CPU-bound shape (never asleep) it must be the runnable share; for
         # the bursty ones it is printed against it, not checked: a
-        # real-time memspy holds one CPU for the moment of its stop, and
-        # threads woken meanwhile wait for one there (doc/DESIGN.md).
+        # real-time memspy holds one CPU for the moment it takes its
+        # instant, and threads woken meanwhile wait for one there
+        # (doc/DESIGN.md, "Running or asleep").
         p_lo, p = min(1.0, (run + wait) / wall), min(1.0, (run + wait) / live)
         if period_us == 0:
             racc = accept(p_lo, p, n)

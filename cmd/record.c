@@ -1169,8 +1169,8 @@ static char *file_subtitle(const struct rec_opts *o, const struct ms_rec_totals 
 	if (!advice)
 		return what;
 	sub = view_samples(o, tot)
-		  ? ms_xasprintf("%s. Few samples: a rough figure; for more, %s", what, advice)
-		  : ms_xasprintf("%s. Few samples: none in this view; to see more, %s", what, advice);
+		  ? ms_xasprintf("%s\nFew samples: a rough figure; for more, %s", what, advice)
+		  : ms_xasprintf("%s\nFew samples: none in this view; to see more, %s", what, advice);
 	free(what);
 	free(advice);
 	return sub;

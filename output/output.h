@@ -107,7 +107,8 @@ enum ms_out_value {
 /* Writer options; a zeroed struct (or NULL) gives sensible defaults. */
 struct ms_out_opts {
 	const char *title;    /* e.g. the memspy command line; NULL: "memspy" */
-	const char *subtitle; /* e.g. "Total: 1.2 GiB allocated in 3,456 allocations, ..." */
+	const char *subtitle; /* e.g. "Total: 1.2 GiB allocated in 3,456 allocations, ..."; the
+			       * SVG shows what follows a newline as a warning line under it */
 	enum ms_out_value value;
 	bool lines;		/* show "function (file.c:42)" instead of "function" */
 	bool live;		/* leak/live view: values are bytes still live, worded so */

@@ -266,6 +266,7 @@ int ms_svg_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE *
 	bool el_truncated = false;
 	uint32_t max_depth = 0;
 	uint64_t total, min_value;
+	const char *warning;
 	int ypad_top, height, ret;
 
 	ms_view_build(&v, p, o);
@@ -320,7 +321,11 @@ int ms_svg_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE *
 		}
 	}
 
+	/* A subtitle's second line (after a newline) is a warning, shown under it. */
+	warning = o->subtitle ? strchr(o->subtitle, '\n') : NULL;
 	ypad_top = o->subtitle ? FONT_SIZE * 5 : FONT_SIZE * 4 - 4;
+	if (warning)
+		ypad_top += FONT_SIZE + 4;
 	height = ypad_top + (int)(max_depth + 1) * FRAME_H + YPAD_BOTTOM;
 
 	fprintf(out,
@@ -351,7 +356,23 @@ int ms_svg_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE *
 	if (o->subtitle) {
 		fprintf(out, "<text id=\"subtitle\" x=\"%.2f\" y=\"%d\">", width / 2.0,
 			FONT_SIZE * 2 + FONT_SIZE + 8);
-		xml_put(out, o->subtitle, -1);
+		if (warning) {
+			char *first = ms_xasprintf("%.*s", (int)(warning - o->subtitle), o->subtitle);
+
+			xml_put(out, first, -1);
+			free(first);
+		} else {
+			xml_put(out, o->subtitle, -1);
+		}
+		fputs("</text>\n", out);
+	}
+	if (warning) {
+		/* Styled inline: the embedded style sheet stays the same for every graph. */
+		fprintf(out,
+			"<text id=\"subtitle-warning\" x=\"%.2f\" y=\"%d\" "
+			"style=\"text-anchor: middle; fill: rgb(170, 60, 0)\">",
+			width / 2.0, FONT_SIZE * 2 + 2 * FONT_SIZE + 12);
+		xml_put(out, warning + 1, -1);
 		fputs("</text>\n", out);
 	}
 	if (!o->no_script) {

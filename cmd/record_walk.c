@@ -490,6 +490,7 @@ struct walker {
 	uint64_t busy_until;	 /* when memspy's last stop (and its unwinding) ended */
 	uint64_t stack_work_ns;	 /* memspy's time per stack stop: stop, copy, resume, unwind */
 	struct rw_sched kernel0; /* the threads' schedstat when recording began */
+	bool threads_changed;	 /* a stop saw other threads than those */
 	bool kernel_ok;		 /* and their shares over the window: */
 	double kernel_run, kernel_wait;
 	size_t kernel_threads;
@@ -576,6 +577,8 @@ static void grab_threads(struct walker *w, bool stacks)
 	size_t n = ms_proc_nthreads(w->p);
 
 	threads_reserve(w, n);
+	if (n != w->kernel0.n)
+		w->threads_changed = true;
 	w->nthr = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct thr *t = &w->thr[w->nthr];
@@ -1393,8 +1396,7 @@ int cmd_record_walk(int argc, char **argv)
 	w.kernel_ok = rw_sched_end(&w.kernel0, o.pid, oc.wall_ns, &w.kernel_run, &w.kernel_wait,
 				   &w.kernel_threads);
 	/* Comparable only when the sampled threads are the ones alive all along. */
-	if (w.kernel_ok && (w.kernel_threads != w.kernel0.n ||
-			    (!ms_proc_exited(w.p, NULL) && w.kernel_threads != ms_proc_nthreads(w.p))))
+	if (w.threads_changed || w.kernel_threads != w.kernel0.n)
 		w.kernel_ok = false;
 	if (shown)
 		fprintf(stderr, "\r\033[K");

@@ -58,12 +58,22 @@ struct region {
 	uint64_t scan_from, fscan_from;
 	uint64_t taken, ftaken; /* samples and frees taken from the rings so far */
 	uint64_t drops, fdrops, nothread, tabfull; /* loss counters, last read */
+	uint64_t head, fhead;	 /* ticket counters at the last reading that passed the checks */
 	uint64_t drops_weighted; /* ring-full losses made up for so far (lost_weight) */
+	uint8_t ctl[5];		       /* the control bytes memspy wrote (armed tracked apart) */
+	uint8_t relay[MS_STUB_NSLOTS]; /* the relay flags memspy wrote */
+	uint64_t discarded;	       /* slots and freed entries that failed the checks */
+	/*
+	 * Its pages failed a check no stub could fail (tamper checks, below): never
+	 * read, written or believed again; the probes go (ms_probes_poll says so).
+	 */
+	bool tampered;
 };
 
 /* memspy's mirror of the in-target thread table (the same in every region). */
 struct thr {
 	uint64_t tp;
+	uint64_t lo, hi; /* the stack bounds written for it: a slot's copy length must match */
 	pid_t tid;
 };
 
@@ -109,6 +119,11 @@ struct ms_probes {
 	bool sigact_installed;
 	bool removed;
 	bool ring;
+	bool armed; /* what memspy last wrote in the armed bytes */
+	uint64_t armed_ns; /* when sampling began */
+	unsigned ncpu; /* CPUs configured: the bound on what the stubs can count */
+	struct ms_ksigaction sigact_old; /* the target's SIGTRAP action, as the kernel gave it */
+	const struct ms_ring_io *io;	 /* the fuzzer's memory instead of the target's */
 	struct thr thr[MS_STUB_NTHR];
 	struct skip *skips; /* entry points planned but not probed, reported once */
 	size_t nskips, cap_skips;
@@ -273,10 +288,30 @@ static uint64_t mean_at(const struct ms_probes *pr, uint64_t tsc)
 
 /* ------------------------------ helpers ------------------------------ */
 
+/*
+ * The drain's reads and writes of the target's memory. A fuzzer
+ * (tests/fuzz/fuzz_ring.c) serves them from arbitrary bytes instead.
+ */
+static ssize_t ring_readv(struct ms_probes *pr, const struct iovec *l, size_t nl,
+			  const struct iovec *r, size_t nr)
+{
+	if (pr->io)
+		return pr->io->readv(pr->io->ctx, l, nl, r, nr);
+	return process_vm_readv(pr->pid, l, nl, r, nr, 0);
+}
+
+static ssize_t ring_writev(struct ms_probes *pr, const struct iovec *l, size_t nl,
+			   const struct iovec *r, size_t nr)
+{
+	if (pr->io)
+		return pr->io->writev(pr->io->ctx, l, nl, r, nr);
+	return process_vm_writev(pr->pid, l, nl, r, nr, 0);
+}
+
 static int write_remote(struct ms_probes *pr, ms_raddr_t addr, const void *buf, size_t len)
 {
 	struct iovec l = {(void *)buf, len}, r = {(void *)(uintptr_t)addr, len};
-	ssize_t n = process_vm_writev(pr->pid, &l, 1, &r, 1, 0);
+	ssize_t n = ring_writev(pr, &l, 1, &r, 1);
 
 	if (n < 0)
 		return -errno;
@@ -314,6 +349,8 @@ static pid_t any_thread(struct ms_probes *pr)
 }
 
 static bool region_intact(const struct ms_probes *pr, size_t r);
+static bool code_intact(const struct ms_probes *pr, size_t r);
+static uint64_t size_of(const uint8_t *h, unsigned kind);
 
 /* Notes that site s will not be probed (reported once, by report_skips). */
 static void skip_site(struct ms_probes *pr, const struct site *s, const char *fmt, ...)
@@ -1061,6 +1098,7 @@ static int build_regions(struct ms_probes *pr, struct ms_error *err)
 		};
 		int64_t cnt[MS_STUB_NCNT * 8];
 		uint8_t ctl[5], relay[MS_STUB_NSLOTS] = {0};
+		uint64_t sig[2];
 		long ret;
 
 		memcpy(img, ms_stub_image, MS_STUB_CODE_SIZE);
@@ -1099,10 +1137,15 @@ static int build_regions(struct ms_probes *pr, struct ms_error *err)
 		ctl[MS_CTRL_TRACK] = !pr->exact && pr->opts.track_frees;
 		ctl[MS_CTRL_RING] = pr->ring;
 		ctl[MS_CTRL_EXACT] = pr->exact;
+		memcpy(rg->ctl, ctl, sizeof(ctl));
+		memcpy(rg->relay, relay, sizeof(relay));
+		sig[0] = MS_RING_MAGIC;
+		sig[1] = pr->nonce ^ rg->base;
 		if (pr->ring)
 			refill_draws(pr, rg, 0, MS_STUB_NDRAW);
 		if ((rc = write_remote(pr, rg->base + MS_STUB_CNT_OFF, cnt, sizeof(cnt))) ||
 		    (rc = write_remote(pr, rg_ctrl(rg, 0), ctl, sizeof(ctl))) ||
+		    (rc = write_remote(pr, rg_ctrl(rg, MS_CTRL_MAGIC), sig, sizeof(sig))) ||
 		    (rc = write_remote(pr, rg_ctrl(rg, MS_CTRL_RELAY), relay, sizeof(relay))) ||
 		    (rc = write_remote(pr, rg_ctrl(rg, MS_CTRL_SIGACT_NEW), &ks, sizeof(ks)))) {
 			ms_error_set(err, rc, "probe: writing the stub data at %#llx: %s",
@@ -1145,12 +1188,28 @@ static int restore_sigtrap(struct ms_probes *pr)
 	long ret;
 	int rc;
 
+	ms_raddr_t from;
+
 	if (!pr->sigact_installed)
 		return 0;
-	if (!region_intact(pr, 0))
+	if (!code_intact(pr, 0))
 		return 0; /* exec'd: the kernel reset every handler already */
-	rc = rsyscall(pr, SYS_rt_sigaction, SIGTRAP, (long)rg_ctrl(&pr->rg[0], MS_CTRL_SIGACT_OLD),
-		      0, 8, 0, 0, &ret);
+	from = rg_ctrl(&pr->rg[0], MS_CTRL_SIGACT_OLD);
+	if (pr->rg[0].tampered) {
+		/*
+		 * The control page's copy is the target's to overwrite: take the
+		 * manifest's (code page, read-only to the target), if it is still
+		 * what memspy wrote.
+		 */
+		struct ms_ksigaction m;
+
+		from = pr->rg[0].base + MS_STUB_MANIFEST_OFF +
+		       offsetof(struct ms_stub_manifest, sigact_old);
+		if (ms_mem_read_pid(pr->pid, from, &m, sizeof(m)) != (ssize_t)sizeof(m) ||
+		    memcmp(&m, &pr->sigact_old, sizeof(m)))
+			return -MS_E_CORRUPT;
+	}
+	rc = rsyscall(pr, SYS_rt_sigaction, SIGTRAP, (long)from, 0, 8, 0, 0, &ret);
 	if (!rc && ret)
 		rc = (int)ret;
 	if (!rc)
@@ -1204,7 +1263,7 @@ static void retire_manifests(struct ms_probes *pr)
 	static const char zero_sig[16];
 
 	for (size_t r = 0; r < pr->nrg; r++)
-		if (region_intact(pr, r))
+		if (code_intact(pr, r))
 			ms_proc_write_mem(pr->p, pr->rg[r].base + MS_STUB_MANIFEST_OFF, zero_sig,
 					  sizeof(zero_sig));
 }
@@ -1291,13 +1350,24 @@ static bool thread_inside(struct ms_probes *pr, ms_raddr_t lo, ms_raddr_t hi)
  * Does region r still hold memspy's stub code? After an exec (not traced)
  * or an munmap its addresses may belong to something else: never write there.
  */
-static bool region_intact(const struct ms_probes *pr, size_t r)
+static bool code_intact(const struct ms_probes *pr, size_t r)
 {
 	uint8_t code[64];
+	struct iovec l = {code, sizeof(code)};
+	struct iovec rv = {(void *)(uintptr_t)pr->rg[r].base, sizeof(code)};
 
-	return ms_mem_read_pid(pr->pid, pr->rg[r].base, code, sizeof(code)) ==
-		   (ssize_t)sizeof(code) &&
+	return ring_readv((struct ms_probes *)pr, &l, 1, &rv, 1) == (ssize_t)sizeof(code) &&
 	       !memcmp(code, ms_stub_image, sizeof(code));
+}
+
+/*
+ * ... and are its data pages still memspy's? A region whose pages failed
+ * the drain's checks is neither written (its pages may now hold the
+ * target's own data) nor used for remote system calls.
+ */
+static bool region_intact(const struct ms_probes *pr, size_t r)
+{
+	return !pr->rg[r].tampered && code_intact(pr, r);
 }
 
 /* The 5-byte jmp from site s to its stub. */
@@ -1335,6 +1405,9 @@ static int set_armed(struct ms_probes *pr, bool on)
 {
 	int rc = 0;
 
+	if (on && !pr->armed)
+		pr->armed_ns = ms_now_ns();
+	pr->armed = on;
 	for (size_t r = 0; r < pr->nrg; r++) {
 		uint8_t v = on;
 		int e;
@@ -1347,6 +1420,9 @@ static int set_armed(struct ms_probes *pr, bool on)
 			rc = e;
 		if (!on) {
 			uint8_t z[2] = {0, 0};
+
+			/* What the drain's checks expect from here on. */
+			pr->rg[r].ctl[MS_CTRL_FREE_ALL] = pr->rg[r].ctl[MS_CTRL_TRACK] = 0;
 
 			write_remote(pr, rg_ctrl(&pr->rg[r], MS_CTRL_FREE_ALL), z, 2);
 		}
@@ -1445,27 +1521,32 @@ static void register_thread(struct ms_probes *pr, pid_t tid, const struct user_r
 		return; /* no room: its samples are lost, counted (NOTHREAD), never a trap */
 	pr->thr[slot].tp = tp;
 	pr->thr[slot].tid = tid;
+	pr->thr[slot].lo = lo;
+	pr->thr[slot].hi = hi;
 	ent[0] = hi;
 	ent[1] = lo;
 	ent[2] = (uint64_t)tid;
 	for (size_t r = 0; r < pr->nrg; r++) {
 		ms_raddr_t a = pr->rg[r].base + MS_STUB_THR_OFF + (ms_raddr_t)slot * 32;
 
+		if (pr->rg[r].tampered)
+			continue;
 		/* Bounds first, then the key: a stub that matches tp sees valid bounds. */
 		write_remote(pr, a + 8, ent, sizeof(ent));
 		write_remote(pr, a, &tp, sizeof(tp));
 	}
 }
 
-static pid_t tid_of(const struct ms_probes *pr, uint64_t tp)
+/* The thread memspy entered with thread pointer tp, or NULL. */
+static const struct thr *thr_of(const struct ms_probes *pr, uint64_t tp)
 {
-	for (unsigned k = 0; k < 8; k++) {
+	for (unsigned k = 0; k < 8 && tp; k++) {
 		const struct thr *t = &pr->thr[(unsigned)((tp >> 12) + k) & (MS_STUB_NTHR - 1)];
 
 		if (t->tp == tp)
-			return t->tid;
+			return t;
 	}
-	return 0;
+	return NULL;
 }
 
 /*
@@ -1586,13 +1667,9 @@ static double lost_weight(struct region *rg, size_t taken, uint64_t drops)
  */
 static void restart_lost_weight(struct ms_probes *pr)
 {
-	for (size_t r = 0; r < pr->nrg; r++) {
-		uint64_t drops;
-
-		if (ms_mem_read_pid(pr->pid, rg_ctrl(&pr->rg[r], MS_CTRL_DROPS), &drops,
-				    sizeof(drops)) == (ssize_t)sizeof(drops))
-			pr->rg[r].drops_weighted = drops;
-	}
+	/* The count as of the drain just made (checked there), not a fresh unchecked read. */
+	for (size_t r = 0; r < pr->nrg; r++)
+		pr->rg[r].drops_weighted = pr->rg[r].drops;
 }
 
 static void emit_ring_sample(struct ms_probes *pr, size_t r, int i, ms_alloc_event_cb cb, void *ctx,
@@ -1607,24 +1684,13 @@ static void emit_ring_sample(struct ms_probes *pr, size_t r, int i, ms_alloc_eve
 	memset(&ev, 0, sizeof(ev));
 	ev.type = MS_AE_ALLOC;
 	ev.fn = s ? s->fn : MS_FN_CUSTOM;
-	ev.tid = tid_of(pr, rd64(h, MS_H_TP));
-	switch (kind) {
-	case MS_SK_CALLOC:
-		ev.size = rd64(h, MS_H_RDI) * rd64(h, MS_H_RSI);
-		break;
-	case MS_SK_REALLOC:
-	case MS_SK_RSI:
-		ev.size = rd64(h, MS_H_RSI);
-		break;
-	case MS_SK_PMEMALIGN:
-		ev.size = rd64(h, MS_H_RDX);
-		break;
-	default:
-		ev.size = rd64(h, MS_H_RDI);
-	}
+	ev.tid = thr_of(pr, rd64(h, MS_H_TP))->tid; /* checked: a thread memspy entered */
+	ev.size = size_of(h, (unsigned)kind);
 	ev.weight = sample_weight(pr, ev.size, mean_at(pr, rd64(h, MS_H_TSC0)));
-	if (scale != 1.0)
-		ev.weight = (uint64_t)((double)ev.weight * scale + 0.5);
+	if (scale != 1.0) /* saturated: a cast out of range is undefined */
+		ev.weight = (double)ev.weight * scale < 1.8e19
+				? (uint64_t)((double)ev.weight * scale + 0.5)
+				: UINT64_MAX;
 	ev.ptr = rd64(h, MS_H_RES);
 	ev.time_ns = now;
 	ev.regs.rip = s ? s->entry : 0;
@@ -1700,15 +1766,213 @@ static void settle_window(uint64_t *scan_from, uint64_t *taken, uint64_t head, u
 	*scan_from = head;
 }
 
-/* Ring counters, one read from the table-full word to the free drops. */
-#define CTL_FIRST MS_CTRL_TABFULL
-#define CTL_WORDS ((MS_CTRL_FREE_DROPS + 8 - CTL_FIRST) / 8)
+/*
+ * The control page, one read from its start to the relay flags: the
+ * layout signature, the control bytes and the ring counters.
+ */
+#define CTL_FIRST 0
+#define CTL_WORDS ((MS_CTRL_RELAY + MS_STUB_NSLOTS - CTL_FIRST) / 8)
 #define CTL(c, off) ((c)[((off) - CTL_FIRST) / 8])
+#define CTL_BYTES(c) ((const uint8_t *)(c) - CTL_FIRST)
+
+/* ------------------------------ tamper checks ------------------------------ */
 
 /*
- * What the stubs could not hand over, from a reading of the counters. A
- * full ring or an unknown thread loses the sample (or free) rather than
- * stop the thread: see "Why ring mode never traps" in doc/INTERNALS.md.
+ * The target can write any byte of memspy's pages (a bug, or on purpose),
+ * so nothing read from them is believed unchecked: the control page must
+ * carry the layout signature and the control bytes memspy wrote, its
+ * counters may only grow and only as fast as calls can happen, and each
+ * slot's header must be what the stub writes. A slot or freed entry that
+ * fails is dropped and counted; a control page that fails means the pages
+ * are not memspy's any more: the region is never read or written again and
+ * the probes go (ms_probes_poll returns -MS_E_TAMPERED).
+ */
+
+/*
+ * The most probed calls the stubs can have counted since install: one per
+ * 10 ns per CPU (a real sampled call takes microseconds, a drop tens of
+ * ns), plus a margin. Counts above it are not counts.
+ */
+#define CALLS_PER_CPU_NS 0.1
+static uint64_t max_calls(const struct ms_probes *pr, uint64_t now_ns)
+{
+	double span = (double)(now_ns > pr->ns0 ? now_ns - pr->ns0 : 0) + 1e7;
+
+	return (uint64_t)(span * (double)pr->ncpu * CALLS_PER_CPU_NS) + 65536;
+}
+
+/* Slack on the stubs' TSC stamps (CPUs of a VM may disagree a little): ~1 s. */
+#define TSC_SLACK (1ull << 32)
+/* Samples with a bad header after which the ring is taken as no longer memspy's. */
+#define MAX_BAD_SLOTS 64
+
+/*
+ * Does an entry point of region r still jump to its stub? Not after an exec
+ * or an unload: then the pages went with the image, and that is no tampering.
+ */
+static bool still_patched(struct ms_probes *pr, size_t r)
+{
+	if (pr->io)
+		return true; /* the fuzzer's image has no text */
+	for (size_t i = 0; i < pr->ns; i++) {
+		const struct site *s = &pr->s[i];
+		uint8_t jmp[PATCH_LEN], now[PATCH_LEN];
+
+		if (!s->patched || s->region != r || s->slot < 0)
+			continue;
+		site_jmp(pr, s, jmp);
+		if (ms_mem_read_pid(pr->pid, s->entry, now, PATCH_LEN) == PATCH_LEN &&
+		    !memcmp(now, jmp, PATCH_LEN))
+			return true;
+	}
+	return false;
+}
+
+static void tamper(struct ms_probes *pr, size_t r, const char *why)
+{
+	struct region *rg = &pr->rg[r];
+
+	if (rg->tampered)
+		return;
+	rg->tampered = true;
+	if (!still_patched(pr, r)) {
+		ms_debug("probe: region %zu: the image changed (exec or unload): no longer drained",
+			 r);
+		return;
+	}
+	pr->st.tampered++;
+	if (!pr->st.tamper_why) {
+		pr->st.tamper_why = why;
+		pr->st.tamper_after_ns = pr->armed_ns ? ms_now_ns() - pr->armed_ns : 0;
+	}
+	ms_warn("probe: memspy's pages at %#llx in process %d fail their checks (%s): sampling "
+		"stops, the probes are removed",
+		(unsigned long long)rg->base, (int)pr->pid, why);
+}
+
+/* One counter: it may only grow, and only as fast as calls can happen. */
+static bool counter_ok(uint64_t now, uint64_t last, uint64_t limit)
+{
+	return now >= last && now <= limit;
+}
+
+/* The control page of region r against what memspy wrote and read before: NULL if it passes. */
+static const char *check_ctl(const struct ms_probes *pr, const struct region *rg,
+			     const uint64_t *ctl, uint64_t now_ns)
+{
+	const uint8_t *b = CTL_BYTES(ctl);
+	uint64_t lim = max_calls(pr, now_ns);
+	uint64_t head = CTL(ctl, MS_CTRL_RING_HEAD), fhead = CTL(ctl, MS_CTRL_FREE_HEAD),
+		 draw = CTL(ctl, MS_CTRL_DRAW_IDX), drops = CTL(ctl, MS_CTRL_DROPS),
+		 fdrops = CTL(ctl, MS_CTRL_FREE_DROPS), nothread = CTL(ctl, MS_CTRL_NOTHREAD),
+		 tabfull = CTL(ctl, MS_CTRL_TABFULL);
+
+	if (CTL(ctl, MS_CTRL_MAGIC) != MS_RING_MAGIC ||
+	    CTL(ctl, MS_CTRL_TAG) != (pr->nonce ^ rg->base))
+		return "the layout signature was overwritten";
+	if (b[MS_CTRL_ARMED] != pr->armed || memcmp(b + 1, rg->ctl + 1, sizeof(rg->ctl) - 1) ||
+	    memcmp(b + MS_CTRL_RELAY, rg->relay, sizeof(rg->relay)))
+		return "the control flags were changed";
+	if (!counter_ok(head, rg->head, lim) || !counter_ok(fhead, rg->fhead, lim) ||
+	    !counter_ok(draw, rg->last_draw, lim) || !counter_ok(drops, rg->drops, lim) ||
+	    !counter_ok(fdrops, rg->fdrops, lim) || !counter_ok(nothread, rg->nothread, lim) ||
+	    !counter_ok(tabfull, rg->tabfull, lim))
+		return "a counter went backwards or grew faster than calls can happen";
+	/*
+	 * What the stub does in order: a draw for every sampled call, then a
+	 * ticket or a no-thread loss; a drop or a full table per ticket. The
+	 * counters are read in one copy but not at one instant: calls in
+	 * flight during the copy get a margin.
+	 */
+	if (drops > head || tabfull > head || fdrops > fhead ||
+	    head + nothread > draw + 4 * MS_STUB_NTHR)
+		return "the counters disagree with each other";
+	return NULL;
+}
+
+/* The bytes a sample asked for, from its stub's kind (calloc: the product, wrapping like the stub's). */
+static uint64_t size_of(const uint8_t *h, unsigned kind)
+{
+	switch (kind) {
+	case MS_SK_CALLOC:
+		return rd64(h, MS_H_RDI) * rd64(h, MS_H_RSI);
+	case MS_SK_REALLOC:
+	case MS_SK_RSI:
+		return rd64(h, MS_H_RSI);
+	case MS_SK_PMEMALIGN:
+		return rd64(h, MS_H_RDX);
+	default:
+		return rd64(h, MS_H_RDI);
+	}
+}
+
+/*
+ * A published sample header (index i, read by a drain whose window of
+ * tickets was [from, to)) against what the stub writes: NULL if it passes.
+ */
+static const char *check_sample(const struct ms_probes *pr, size_t r, const uint8_t *h, int i,
+				uint64_t from, uint64_t to, uint64_t tsc_hi)
+{
+	uint64_t sw = rd64(h, MS_H_SLOT), seq = rd64(h, MS_H_SEQ), sp = rd64(h, MS_H_SP),
+		 len = rd64(h, MS_H_LEN), t0 = rd64(h, MS_H_TSC0), t1 = rd64(h, MS_H_TSC1),
+		 want = 0;
+	unsigned slot = (unsigned)(sw & 0xff), kind = (unsigned)(sw >> 8);
+	const struct thr *t;
+
+	if ((seq & (MS_STUB_NHDR - 1)) != (uint64_t)i || seq < from || seq >= to)
+		return "a sample's sequence number is not one of the drain's tickets";
+	if (slot >= MS_STUB_NSLOTS || !site_for(pr, r, (int)slot) ||
+	    kind != ms_stub_desc[slot].kind || kind == MS_SK_FREE)
+		return "a sample names a stub that does not sample";
+	t = thr_of(pr, rd64(h, MS_H_TP));
+	if (!t)
+		return "a sample's thread is not one memspy entered";
+	if (sp >= t->lo && sp < t->hi)
+		want = MS_MIN(t->hi - sp, (uint64_t)MS_STUB_DATA_SIZE);
+	if (len != want || (sp & 7))
+		return "a sample's stack does not match its thread's";
+	if (rd64(h, MS_H_FLAGS) > 1)
+		return "a sample's flags are not the stub's";
+	/* No block outlives the user address space (47 bits on x86-64). */
+	if (rd64(h, MS_H_RES) >> 47 || (rd64(h, MS_H_RES) && size_of(h, kind) >> 47))
+		return "a sample's block is larger than the address space";
+	/* t0 and t1 may come from two CPUs (the thread moved): both get the slack. */
+	if (t0 + TSC_SLACK < pr->tsc0 || t1 + TSC_SLACK < t0 || t1 > tsc_hi + TSC_SLACK ||
+	    rd64(h, MS_H_CALL) > (t1 > t0 ? t1 - t0 : 0) + TSC_SLACK)
+		return "a sample's timestamps are out of order or outside the recording";
+	return NULL;
+}
+
+/* A freed-ring entry {ptr, slot << 56 | tsc}: NULL if it passes. */
+static const char *check_free(const struct ms_probes *pr, size_t r, uint64_t stamp,
+			      uint64_t tsc_hi)
+{
+	unsigned slot = (unsigned)(stamp >> 56);
+	uint64_t since = ((stamp & TSC_MASK) - pr->tsc0) & TSC_MASK; /* wraps with the mask */
+
+	if (slot >= MS_STUB_NSLOTS || !site_for(pr, r, (int)slot) ||
+	    (ms_stub_desc[slot].kind != MS_SK_FREE && ms_stub_desc[slot].kind != MS_SK_REALLOC))
+		return "a free names a stub that does not free";
+	if (since > tsc_hi - pr->tsc0 + TSC_SLACK && since < TSC_MASK - TSC_SLACK)
+		return "a free's timestamp is outside the recording";
+	return NULL;
+}
+
+/* A slot or entry that failed: dropped, counted; too many and the ring is not memspy's. */
+static void discard(struct ms_probes *pr, size_t r, const char *why)
+{
+	pr->rg[r].discarded++;
+	pr->st.discarded++;
+	ms_debug("probe: region %zu: dropped a ring entry: %s", r, why);
+	if (pr->rg[r].discarded >= MAX_BAD_SLOTS)
+		tamper(pr, r, why);
+}
+
+/*
+ * What the stubs could not hand over, from a reading of the counters (one
+ * that passed check_ctl: they only grew). A full ring or an unknown thread
+ * loses the sample (or free) rather than stop the thread: see "Why ring
+ * mode never traps" in doc/INTERNALS.md.
  */
 static void account_losses(struct ms_probes *pr, struct region *rg, const uint64_t *ctl)
 {
@@ -1724,6 +1988,8 @@ static void account_losses(struct ms_probes *pr, struct region *rg, const uint64
 	rg->nothread = nothread;
 	pr->st.dropped += tabfull - rg->tabfull;
 	rg->tabfull = tabfull;
+	rg->head = CTL(ctl, MS_CTRL_RING_HEAD);
+	rg->fhead = CTL(ctl, MS_CTRL_FREE_HEAD);
 }
 
 /* Drains one region's rings: published samples and frees, in the order they happened. */
@@ -1731,7 +1997,7 @@ static int drain_region(struct ms_probes *pr, size_t r, ms_alloc_event_cb cb, vo
 {
 	struct region *rg = &pr->rg[r];
 	uint64_t ctl[CTL_WORDS], ctl2[CTL_WORDS];
-	uint64_t head, fhead, now;
+	uint64_t head, fhead, now, tsc_hi;
 	double ns_per_tick, scale;
 	struct iovec liov[MS_STUB_NHDR + 1], riov[MS_STUB_NHDR + 1], friov[512];
 	struct pending_ev *ev;
@@ -1739,11 +2005,26 @@ static int drain_region(struct ms_probes *pr, size_t r, ms_alloc_event_cb cb, vo
 	unsigned nw;
 	ssize_t n;
 	int nfree_done = 0;
+	bool second_ok;
+	const char *why;
 	static const uint64_t zeros[MS_STUB_NFRING];
 
-	n = ms_mem_read_pid(pr->pid, rg_ctrl(rg, CTL_FIRST), ctl, sizeof(ctl));
-	if (n != (ssize_t)sizeof(ctl))
-		return n < 0 ? (int)n : -EIO;
+	if (rg->tampered)
+		return 0;
+	liov[0] = (struct iovec){ctl, sizeof(ctl)};
+	riov[0] = (struct iovec){(void *)(uintptr_t)rg_ctrl(rg, CTL_FIRST), sizeof(ctl)};
+	n = ring_readv(pr, liov, 1, riov, 1);
+	if (n != (ssize_t)sizeof(ctl)) {
+		if (n < 0 && errno == ESRCH)
+			return -ESRCH;
+		/* The process lives (record checks) but its control page cannot be read. */
+		tamper(pr, r, "its pages were unmapped or made unreadable");
+		return 0;
+	}
+	if ((why = check_ctl(pr, rg, ctl, ms_now_ns()))) {
+		tamper(pr, r, why);
+		return 0;
+	}
 	head = CTL(ctl, MS_CTRL_RING_HEAD);
 	fhead = CTL(ctl, MS_CTRL_FREE_HEAD);
 	if (CTL(ctl, MS_CTRL_DRAW_IDX) != rg->last_draw) {
@@ -1767,7 +2048,7 @@ static int drain_region(struct ms_probes *pr, size_t r, ms_alloc_event_cb cb, vo
 				 rg->base + MS_STUB_FRING_OFF, pr->fring, liov, riov);
 		for (unsigned k = 0; k < nw; k++)
 			want += liov[k].iov_len;
-		n = process_vm_readv(pr->pid, liov, nw, riov, nw, 0);
+		n = ring_readv(pr, liov, nw, riov, nw);
 		if (n != (ssize_t)want)
 			nw = 0; /* read again at the next drain: the window stays */
 		for (unsigned k = 0; k < nw; k++) {
@@ -1779,11 +2060,16 @@ static int drain_region(struct ms_probes *pr, size_t r, ms_alloc_event_cb cb, vo
 
 				if (p <= 1)
 					continue;
-				ev[nev++] = (struct pending_ev){
-				    .key = pr->fring[2 * i + 1] & TSC_MASK,
-				    .hdr = -1,
-				    .ptr = p,
-				    .slot = (int)(pr->fring[2 * i + 1] >> 56)};
+				/* Taken either way: the ledger counts the ticket, the slot goes back. */
+				why = check_free(pr, r, pr->fring[2 * i + 1], tsc_now());
+				if (why)
+					discard(pr, r, why);
+				else
+					ev[nev++] = (struct pending_ev){
+					    .key = pr->fring[2 * i + 1] & TSC_MASK,
+					    .hdr = -1,
+					    .ptr = p,
+					    .slot = (int)(pr->fring[2 * i + 1] >> 56)};
 				ftaken++;
 				/* Give the slot back (ptr = 0), batched. */
 				friov[nfree_done].iov_base = (void *)(uintptr_t)(
@@ -1792,8 +2078,7 @@ static int drain_region(struct ms_probes *pr, size_t r, ms_alloc_event_cb cb, vo
 				if (++nfree_done == MS_ARRAY_SIZE(friov)) {
 					struct iovec z = {(void *)zeros, 8 * (size_t)nfree_done};
 
-					process_vm_writev(pr->pid, &z, 1, friov,
-							  (unsigned long)nfree_done, 0);
+					ring_writev(pr, &z, 1, friov, (size_t)nfree_done);
 					nfree_done = 0;
 				}
 			}
@@ -1805,7 +2090,7 @@ static int drain_region(struct ms_probes *pr, size_t r, ms_alloc_event_cb cb, vo
 		want = 0;
 		for (unsigned k = 0; k < nw; k++)
 			want += liov[k].iov_len;
-		n = process_vm_readv(pr->pid, liov, nw, riov, nw, 0);
+		n = ring_readv(pr, liov, nw, riov, nw);
 		/* The frees read stay in the ring (not given back): the next drain has them. */
 		if (n != (ssize_t)want)
 			return n < 0 ? -errno : -EIO;
@@ -1854,19 +2139,41 @@ static int drain_region(struct ms_probes *pr, size_t r, ms_alloc_event_cb cb, vo
 	want = 0;
 	for (size_t k = 0; k <= nrd; k++)
 		want += liov[k].iov_len;
-	n = process_vm_readv(pr->pid, liov, nrd + 1, riov, nrd + 1, 0);
-	if (n != (ssize_t)want) {
+	n = ring_readv(pr, liov, nrd + 1, riov, nrd + 1);
+	tsc_hi = tsc_now();
+	second_ok = n == (ssize_t)want;
+	if (!second_ok) {
 		if (nrd)
 			ms_debug("probe: reading %zu ring stack copies: %s", nrd,
 				 n < 0 ? strerror(errno) : "short read");
 		/* Without the second reading the window cannot move on. */
-		memset(ctl2, 0, sizeof(ctl2));
+		memcpy(ctl2, ctl, sizeof(ctl2));
+	} else if ((why = check_ctl(pr, rg, ctl2, ms_now_ns()))) {
+		tamper(pr, r, why);
+		return 0;
 	}
+	/*
+	 * Each published header against what the stub writes, its ticket
+	 * within the window the two readings bound. A slot that fails is given
+	 * back like the others (the ring must keep moving) but not believed.
+	 */
+	for (size_t k = 0; k < nev; k++) {
+		if (ev[k].hdr < 0)
+			continue;
+		why = check_sample(pr, r, pr->hdrs + (size_t)ev[k].hdr * MS_STUB_HDR_SIZE,
+				   ev[k].hdr, rg->scan_from, CTL(ctl2, MS_CTRL_RING_HEAD), tsc_hi);
+		if (why) {
+			discard(pr, r, why);
+			ev[k].slot = -2; /* given back, not emitted */
+		}
+	}
+	if (rg->tampered)
+		return 0; /* too many bad slots: nothing of this drain is believed either */
 
 	if (nfree_done) {
 		struct iovec z = {(void *)zeros, 8 * (size_t)nfree_done};
 
-		process_vm_writev(pr->pid, &z, 1, friov, (unsigned long)nfree_done, 0);
+		ring_writev(pr, &z, 1, friov, (size_t)nfree_done);
 	}
 	/*
 	 * Return the consumed headers (state = 0) in one call, before the events
@@ -1886,15 +2193,20 @@ static int drain_region(struct ms_probes *pr, size_t r, ms_alloc_event_cb cb, vo
 	if (nrd) {
 		liov[0].iov_base = (void *)zeros;
 		liov[0].iov_len = nrd * 8;
-		process_vm_writev(pr->pid, liov, 1, riov, nrd, 0);
+		ring_writev(pr, liov, 1, riov, nrd);
 	}
 	qsort(ev, nev, sizeof(*ev), cmp_pending);
-	scale = lost_weight(rg, taken, CTL(ctl2, MS_CTRL_DROPS)); /* 0 when unread */
+	/* Unread, the second reading is the first: no losses to make up for from it. */
+	scale = second_ok ? lost_weight(rg, taken, CTL(ctl2, MS_CTRL_DROPS)) : 1.0;
+	if (second_ok)
+		account_losses(pr, rg, ctl2);
 	now = ms_now_ns();
 	ns_per_tick = nev ? (double)tsc_to_ns(pr, 1000000000ull) / 1e9 : 0;
 	for (size_t k = 0; k < nev; k++) {
 		if (ev[k].hdr >= 0) {
-			emit_ring_sample(pr, r, ev[k].hdr, cb, ctx, now, ns_per_tick, scale);
+			if (ev[k].slot != -2)
+				emit_ring_sample(pr, r, ev[k].hdr, cb, ctx, now, ns_per_tick,
+						 scale);
 		} else {
 			const struct site *fs = site_for(pr, r, ev[k].slot);
 			struct ms_alloc_event fe;
@@ -1911,7 +2223,7 @@ static int drain_region(struct ms_probes *pr, size_t r, ms_alloc_event_cb cb, vo
 	}
 	rg->taken += taken;
 	rg->ftaken += ftaken;
-	if (n == (ssize_t)want) {
+	if (second_ok) {
 		settle_window(&rg->scan_from, &rg->taken, CTL(ctl2, MS_CTRL_RING_HEAD),
 			      CTL(ctl2, MS_CTRL_DROPS));
 		settle_window(&rg->fscan_from, &rg->ftaken, CTL(ctl2, MS_CTRL_FREE_HEAD),
@@ -1919,7 +2231,6 @@ static int drain_region(struct ms_probes *pr, size_t r, ms_alloc_event_cb cb, vo
 	}
 	return 0;
 }
-
 static int drain_all(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx)
 {
 	uint64_t t0 = ms_now_ns(), before = pr->st.samples + pr->st.frees;
@@ -2029,6 +2340,7 @@ static int install(struct ms_proc *p, const struct ms_modules *mods,
 		pr->tsc0 = tsc_now();
 		pr->ns0 = ms_now_ns();
 	}
+	pr->ncpu = (unsigned)MS_MAX(1L, sysconf(_SC_NPROCESSORS_CONF));
 
 	/* What a memspy that was killed left goes first: the plan reads the entries' bytes. */
 	rc = reclaim_leftovers(pr, err);
@@ -2122,10 +2434,13 @@ static int install(struct ms_proc *p, const struct ms_modules *mods,
 		if (rc)
 			goto fail;
 		/* The exact action the kernel returned (flags, mask), for the manifest too. */
+		pr->sigact_old = before;
 		if (ms_mem_read_pid(pr->pid, rg_ctrl(&pr->rg[0], MS_CTRL_SIGACT_OLD), &got,
 				    sizeof(got)) == (ssize_t)sizeof(got) &&
-		    memcmp(&got, &before, sizeof(got)))
+		    memcmp(&got, &before, sizeof(got))) {
 			write_manifests(pr, &got);
+			pr->sigact_old = got;
+		}
 	}
 	rc = patch_sites(pr);
 	if (rc) {
@@ -2318,6 +2633,14 @@ static void on_trap(struct ms_probes *pr, pid_t tid, const struct user_regs_stru
 	ms_raddr_t entry_sp;
 	ssize_t n;
 
+	if (pr->ring) {
+		/*
+		 * Ring mode has no reachable int3: only control bytes the target
+		 * changed lead here. Its frame is not the stub's either.
+		 */
+		tamper(pr, region, "a stub trapped in ring mode: the control flags were changed");
+		return;
+	}
 	memset(&ev, 0, sizeof(ev));
 	ev.fn = s ? s->fn : MS_FN_CUSTOM;
 	ev.tid = tid;
@@ -2424,10 +2747,15 @@ int ms_probes_poll(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx)
 	int rc;
 
 	if (!pr || pr->removed || !pr->ring)
-		return 0;
+		return pr && pr->st.tampered ? -MS_E_TAMPERED : 0;
 	rc = drain_all(pr, cb, ctx);
 	if (rc == -ESRCH)
 		rc = 0; /* the target is gone: record sees MS_EV_EXITED */
+	if (pr->st.tampered) {
+		/* Disarm what is still provably memspy's now; the caller removes the probes. */
+		set_armed(pr, false);
+		return -MS_E_TAMPERED;
+	}
 	return rc;
 }
 
@@ -2689,7 +3017,7 @@ int ms_probes_remove(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx, stru
 		if (ms_proc_get_regs(pr->p, tid, &regs))
 			continue;
 		for (size_t r = 0; r < pr->nrg; r++) {
-			if (!region_intact(pr, r))
+			if (!code_intact(pr, r))
 				continue;
 			for (int k = 0; k < MS_STUB_NSLOTS; k++) {
 				ms_raddr_t g = pr->rg[r].base + ms_stub_desc[k].guard;
@@ -2849,7 +3177,7 @@ void ms_probes_free(struct ms_probes *pr)
 {
 	if (!pr)
 		return;
-	if (!pr->removed) {
+	if (!pr->removed && !pr->io) {
 		struct ms_error e;
 
 		if (ms_probes_remove(pr, NULL, NULL, &e))
@@ -2875,3 +3203,78 @@ void ms_probes_free(struct ms_probes *pr)
 	free(pr->pev);
 	free(pr);
 }
+
+#ifdef MEMSPY_FUZZ_RING
+static uint8_t *fuzz_hdrs, *fuzz_data;
+static uint64_t *fuzz_fring;
+static struct pending_ev *fuzz_pev;
+
+void ms_probes_fuzz_free(struct ms_probes *pr)
+{
+	pr->hdrs = pr->data = NULL;
+	pr->fring = NULL;
+	pr->pev = NULL;
+	ms_probes_free(pr);
+}
+
+struct ms_probes *ms_probes_fuzz_new(const struct ms_ring_io *io, ms_raddr_t base,
+				     uint64_t nonce, const uint64_t (*threads)[3], size_t nthreads)
+{
+	static const struct {
+		enum ms_alloc_fn fn;
+		int slot;
+	} plan[] = {{MS_FN_MALLOC, 0}, {MS_FN_CALLOC, 12}, {MS_FN_REALLOC, 14},
+		    {MS_FN_POSIX_MEMALIGN, 20}, {MS_FN_FREE, 22}};
+	struct ms_probes *pr = ms_xcalloc(1, sizeof(*pr));
+
+	pr->io = io;
+	pr->pid = -1;
+	pr->wd_fd = -1;
+	pr->ring = true;
+	pr->armed = true;
+	pr->nonce = nonce;
+	pr->opts.sample_bytes = 512 << 10;
+	pr->opts.stack_bytes = DEFAULT_STACK_BYTES;
+	pr->rng = 1;
+	pr->ncpu = 2;
+	/* The big buffers are kept from one input to the next (fuzz_release). */
+	if (!fuzz_data) {
+		fuzz_hdrs = ms_xmalloc((size_t)MS_STUB_NHDR * MS_STUB_HDR_SIZE);
+		fuzz_data = ms_xmalloc((size_t)MS_STUB_NHDR * MS_STUB_DATA_SIZE);
+		fuzz_fring = ms_xmalloc((size_t)MS_STUB_NFRING * 16);
+		fuzz_pev = ms_xmalloc((MS_STUB_NHDR + MS_STUB_NFRING) * sizeof(*pr->pev));
+	}
+	pr->hdrs = fuzz_hdrs;
+	pr->data = fuzz_data;
+	pr->fring = fuzz_fring;
+	pr->pev = fuzz_pev;
+	pr->tsc0 = tsc_now();
+	pr->ns0 = ms_now_ns();
+	pr->rg = ms_xcalloc(1, sizeof(*pr->rg));
+	pr->nrg = pr->cap_rg = 1;
+	pr->rg[0].base = base;
+	pr->rg[0].ctl[MS_CTRL_ARMED] = 1;
+	pr->rg[0].ctl[MS_CTRL_TRACK] = 1;
+	pr->rg[0].ctl[MS_CTRL_RING] = 1;
+	pr->s = ms_xcalloc(MS_ARRAY_SIZE(plan), sizeof(*pr->s));
+	for (size_t i = 0; i < MS_ARRAY_SIZE(plan); i++) {
+		struct site *st = &pr->s[pr->ns++];
+
+		st->fn = plan[i].fn;
+		st->name = ms_xasprintf("%s@fuzz", ms_alloc_fn_name(plan[i].fn));
+		st->entry = 0x7f0000001000ull + 0x100 * i;
+		st->end = st->entry + 0x100;
+		st->slot = plan[i].slot;
+		st->patched = true;
+		pr->rg[0].used[plan[i].slot] = true;
+	}
+	for (size_t i = 0; i < nthreads && i < 8; i++) {
+		struct thr *t = &pr->thr[(unsigned)((threads[i][0] >> 12) + i) & (MS_STUB_NTHR - 1)];
+
+		*t = (struct thr){.tp = threads[i][0], .lo = threads[i][1], .hi = threads[i][2],
+				  .tid = (pid_t)(1000 + i)};
+	}
+	pr->removed = false;
+	return pr;
+}
+#endif

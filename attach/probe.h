@@ -79,6 +79,16 @@ struct ms_probe_stats {
 	uint64_t lost_frees;     /* ring mode: frees of sampled blocks lost (freed ring full) */
 	uint64_t target_ns;      /* ring: time the target spent recording samples (rdtsc-based
 				    estimate; 0 when the TSC rate is unknown) */
+	/*
+	 * Tamper checks (doc/INTERNALS.md): what the target wrote over memspy's
+	 * pages. discarded: ring samples and frees whose header was not what
+	 * the stub writes (dropped, never believed). tampered: regions whose
+	 * pages were found not memspy's any more; sampling stopped then.
+	 */
+	uint64_t discarded;
+	size_t tampered;
+	const char *tamper_why;   /* the first check that failed (static text), or NULL */
+	uint64_t tamper_after_ns; /* when, counted from the moment sampling began */
 	size_t n_installed;      /* entry points patched */
 	uint64_t attach_pause_ns; /* install: all threads stopped for this long */
 	uint64_t remove_pause_ns; /* remove: idem */
@@ -108,7 +118,12 @@ int ms_probes_install(struct ms_proc *p, const struct ms_modules *mods,
 int ms_probes_handle_event(struct ms_probes *pr, const struct ms_event *ev,
 			   ms_alloc_event_cb cb, void *ctx);
 
-/* Drains in-target buffers (ring mode), emitting events through cb. 0 or -errno. */
+/*
+ * Drains in-target buffers (ring mode), emitting events through cb. 0 or
+ * -errno; -MS_E_TAMPERED once memspy's pages failed their checks (the stats
+ * say which and when): nothing more is sampled, and the caller is to
+ * remove the probes.
+ */
 int ms_probes_poll(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx);
 
 /*

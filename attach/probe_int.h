@@ -23,6 +23,14 @@
 #define MS_CTRL_RING	    3	   /* u8: sampled calls go to the ring, not int3 */
 #define MS_CTRL_EXACT	    4	   /* u8: every call is sampled, whatever its size */
 #define MS_CTRL_TABFULL	    8	   /* u64: inserts that found their bucket full */
+/*
+ * The layout signature, checked at every drain: the target can write any
+ * byte of these pages, and a drain that finds another value stops
+ * believing them (see "Tamper checks" in doc/INTERNALS.md).
+ */
+#define MS_CTRL_MAGIC	    0x10   /* u64: MS_RING_MAGIC */
+#define MS_CTRL_TAG	    0x18   /* u64: this install's nonce ^ the region's base */
+#define MS_RING_MAGIC	    0x31527970736d656dull /* "memspyR1" */
 #define MS_CTRL_SIGACT_NEW  0x40   /* struct kernel_sigaction passed to rt_sigaction */
 #define MS_CTRL_SIGACT_OLD  0x80   /* the target's previous SIGTRAP action */
 #define MS_CTRL_SIGACT_CUR  0xc0   /* scratch: the action found by a reclaim (probe_watchdog.c) */
@@ -79,6 +87,7 @@
 #define MS_H_FLAGS 128 /* bit 0: inserted into the table */
 #define MS_H_TP	   136
 #define MS_H_CALL  144 /* ticks spent in the real function (excluded from the cost) */
+#define MS_H_SEQ   152 /* the ticket the slot was claimed with: slot = SEQ % NHDR */
 
 /* Stub kinds, by slot: what the size argument is and what the trap frame holds. */
 #define MS_SK_RDI	0 /* size in rdi (malloc, valloc, pvalloc, custom) */
@@ -190,6 +199,30 @@ int ms_probe_watchdog_start(pid_t target, uint64_t nonce, int *fd);
 void ms_probe_watchdog_add(int fd, ms_raddr_t region);
 /* memspy's last word: it is alive and done; the watchdog exits. Closes *fd. */
 void ms_probe_watchdog_stop(int *fd);
+
+/*
+ * The ring drain's access to the target's memory, for the fuzzer
+ * (tests/fuzz/fuzz_ring.c): NULL in struct ms_probes means
+ * process_vm_readv/writev on the target.
+ */
+struct iovec;
+struct ms_ring_io {
+	ssize_t (*readv)(void *ctx, const struct iovec *l, size_t nl, const struct iovec *r,
+			 size_t nr);
+	ssize_t (*writev)(void *ctx, const struct iovec *l, size_t nl, const struct iovec *r,
+			  size_t nr);
+	void *ctx;
+};
+
+/*
+ * Fuzzing only (built with MEMSPY_FUZZ_RING): a probe engine with one
+ * ring-mode region at base, stubs planned for malloc, calloc, realloc and
+ * free in its slots, and the threads {tp, lo, hi} entered, whose memory is
+ * io. Drains run against it with ms_probes_poll.
+ */
+struct ms_probes *ms_probes_fuzz_new(const struct ms_ring_io *io, ms_raddr_t base,
+				     uint64_t nonce, const uint64_t (*threads)[3], size_t nthreads);
+void ms_probes_fuzz_free(struct ms_probes *pr);
 
 /* Bytes below a thread's rsp at which remote.c writes the trampoline's frame. */
 #define MS_RSYS_FRAME_GAP 264

@@ -408,6 +408,7 @@ ms_stub_image:
 	mov rcx, [rdx + 16]	/* lo */
 	mov eax, 1
 	lock xadd [rip + RING_HEAD], rax
+	mov r11, rax		/* the ticket: the slot's sequence number */
 	and eax, MS_STUB_NHDR - 1
 	shl eax, 8
 	lea rbx, [rip + HDRS]
@@ -416,6 +417,7 @@ ms_stub_image:
 	xor eax, eax
 	lock cmpxchg [rbx], rdx
 	jne .Lring_full		/* memspy has not drained this slot yet: lost */
+	mov [rbx + MS_H_SEQ], r11	/* memspy checks it against its window */
 	rdtsc
 	shl rdx, 32
 	or rax, rdx

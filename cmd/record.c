@@ -135,8 +135,8 @@ static void help(FILE *f)
 	    "Exit status:\n"
 	    "  0   complete: the file holds the whole recording\n"
 	    "  1   partial: the file was written but the recording is incomplete (the\n"
-	    "      target exited, or --live could not follow some sampled blocks to their\n"
-	    "      free); the reason is printed\n"
+	    "      target exited, it overwrote memspy's pages in it, or --live could not\n"
+	    "      follow some sampled blocks to their free); the reason is printed\n"
 	    "  2   failed: nothing written (cannot attach, no allocator found, output\n"
 	    "      not writable); also when a probe could not be removed and verified\n"
 	    "      (the file is still written then, and the byte at fault is named)\n"
@@ -1036,6 +1036,30 @@ static void print_few_samples(const struct rec_opts *o, const struct ms_rec_tota
 	free(advice);
 }
 
+/*
+ * The target wrote over memspy's pages in it (attach/probe.c's tamper
+ * checks): what was dropped, and whether sampling stopped. Read on its own
+ * by tests/e2e/hostile_e2e.py.
+ */
+static void print_tampering(const struct rec_opts *o, const struct ms_probe_stats *st)
+{
+	char a[32], b[32];
+
+	if (st->tampered)
+		fprintf(stderr,
+			"  WARNING: memspy's pages in process %d were overwritten: %s samples "
+			"discarded; sampling stopped %s after it began (%s), the figures above "
+			"cover only the time before%s\n",
+			(int)o->pid, ms_fmt_count(a, sizeof(a), st->discarded),
+			ms_fmt_duration(b, sizeof(b), st->tamper_after_ns), st->tamper_why,
+			o->live ? "; blocks freed after it count as live" : "");
+	else if (st->discarded)
+		fprintf(stderr,
+			"  WARNING: %s samples or frees in memspy's pages in process %d were not "
+			"what its probes write (overwritten by the target?) and were discarded\n",
+			ms_fmt_count(a, sizeof(a), st->discarded), (int)o->pid);
+}
+
 static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t,
 			  struct ms_probes *pr, const struct recorder *rec,
 			  const struct outcome *oc, const struct meter *m, const char *verify_note,
@@ -1117,6 +1141,19 @@ static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t
 			"as still live\n",
 			ms_fmt_count(a, sizeof(a), st.dropped));
 	print_ring_losses(o, &st);
+	print_tampering(o, &st);
+	if (tot.stacks_capped)
+		fprintf(stderr,
+			"  memspy's bound of %s distinct stacks was reached: %s later samples on "
+			"new stacks are shown as [unknown]\n",
+			ms_fmt_count(a, sizeof(a), tot.max_stacks),
+			ms_fmt_count(b, sizeof(b), tot.stacks_capped));
+	if (tot.untracked && o->live)
+		fprintf(stderr,
+			"  memspy's bound of %s live samples was reached: %s later samples could not "
+			"be followed to their free and count as live\n",
+			ms_fmt_count(a, sizeof(a), tot.max_samples),
+			ms_fmt_count(b, sizeof(b), tot.untracked));
 	if (rec->unwind_failures)
 		fprintf(stderr, "  %s samples could not be unwound (shown as [unknown])\n",
 			ms_fmt_count(a, sizeof(a), rec->unwind_failures));
@@ -1338,6 +1375,8 @@ int cmd_record(int argc, char **argv)
 		if (oc.target_exited || ev.kind == MS_EV_STOP_REQUEST)
 			break;
 		rc = ms_probes_poll(pr, on_alloc_event, &rec);
+		if (rc == -MS_E_TAMPERED)
+			break; /* the pages are not memspy's any more: stop, say so (summary) */
 		if (rc && rc != -EAGAIN) {
 			oc.wait_error = rc;
 			break;
@@ -1433,7 +1472,7 @@ int cmd_record(int argc, char **argv)
 		struct ms_probe_stats st;
 
 		ms_probes_stats(pr, &st);
-		ret = st.dropped ? MS_EXIT_PARTIAL : MS_EXIT_OK;
+		ret = st.dropped || st.tampered || st.discarded ? MS_EXIT_PARTIAL : MS_EXIT_OK;
 	}
 out:
 	if (afile_open)

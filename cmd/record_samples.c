@@ -11,6 +11,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+/*
+ * What a target can make memspy keep is bounded (it can feed millions of
+ * distinct fake stacks, or never free): past a bound, a new stack shares
+ * its function's stack with no frames (shown as [unknown]), and a sample is
+ * counted but not kept for matching its free (its block counts as live).
+ * The summary says which bound was hit (ms_rec_totals).
+ */
+#define MAX_STACKS    (1u << 18) /* distinct stacks: ~20 MiB with their index */
+#define MAX_TABLE_PCS (1u << 22) /* PCs kept over every distinct stack: 32 MiB */
+#define MAX_SAMPLES   (1u << 21) /* samples kept for matching frees: 80 MiB */
+
 struct stack {
 	size_t pc_off; /* into t->pcs */
 	uint32_t npcs;
@@ -47,6 +58,8 @@ struct ms_rec_table {
 	struct ptr_slot *live;
 	size_t live_cap, live_used; /* slots whose ptr was ever set (never emptied but on rehash) */
 	uint64_t frees_matched, failed;
+	uint64_t stacks_capped; /* samples whose stack was past MAX_STACKS / MAX_TABLE_PCS */
+	uint64_t untracked;	/* samples not kept: MAX_SAMPLES live ones were */
 };
 
 static uint64_t hash_ptr(ms_raddr_t p)
@@ -101,6 +114,10 @@ static uint32_t intern_stack(struct ms_rec_table *t, const ms_raddr_t *pcs, size
 		if (s->hash == h && s->npcs == npcs && s->fn == fn &&
 		    !memcmp(t->pcs + s->pc_off, pcs, npcs * sizeof(*pcs)))
 			return t->stack_index[i] - 1;
+	}
+	if (npcs && (t->nstacks >= MAX_STACKS || t->npcs + npcs > MAX_TABLE_PCS)) {
+		t->stacks_capped++;
+		return intern_stack(t, pcs, 0, fn); /* at most one per function: always room */
 	}
 	if ((t->nstacks + 1) * 2 > t->stack_index_cap) {
 		size_t cap = t->stack_index_cap * 2;
@@ -163,6 +180,36 @@ static void live_rehash(struct ms_rec_table *t)
 	t->live_used = n;
 }
 
+/*
+ * At MAX_SAMPLES: drops the samples already freed (renumbering the rest and
+ * their pointer chains). Returns whether there is room again (a quarter of
+ * the bound at least); if not, later samples are counted but not kept.
+ */
+static bool compact_samples(struct ms_rec_table *t)
+{
+	uint32_t *to = ms_xmalloc(t->nsamples * sizeof(*to));
+	size_t n = 0;
+
+	for (size_t i = 0; i < t->nsamples; i++) {
+		to[i] = 0;
+		if (t->samples[i].freed)
+			continue;
+		t->samples[n] = t->samples[i];
+		to[i] = (uint32_t)(n + 1);
+		n++;
+	}
+	/* A chain holds live samples only (a free unlinks its head): every link maps. */
+	for (size_t i = 0; i < n; i++)
+		if (t->samples[i].prev)
+			t->samples[i].prev = to[t->samples[i].prev - 1];
+	for (size_t i = 0; i < t->live_cap; i++)
+		if (t->live[i].ptr && t->live[i].head)
+			t->live[i].head = to[t->live[i].head - 1];
+	free(to);
+	t->nsamples = n;
+	return n <= MAX_SAMPLES / 4 * 3;
+}
+
 void ms_rec_table_add(struct ms_rec_table *t, const ms_raddr_t *pcs, size_t npcs, int fn,
 		      uint64_t weight, uint64_t size, ms_raddr_t ptr, pid_t tid)
 {
@@ -188,6 +235,10 @@ void ms_rec_table_add(struct ms_rec_table *t, const ms_raddr_t *pcs, size_t npcs
 	s->count += count;
 	s->live_bytes += weight;
 	s->live_count += count;
+	if (t->untracked || (t->nsamples >= MAX_SAMPLES && !compact_samples(t))) {
+		t->untracked++; /* counted above; its free cannot be matched */
+		return;
+	}
 	ms_xgrow((void **)&t->samples, &t->samples_cap, t->nsamples + 1, sizeof(*t->samples));
 	smp = &t->samples[t->nsamples];
 	*smp = (struct sample){.ptr = ptr, .weight = weight, .count = count, .stack = id};
@@ -252,8 +303,13 @@ void ms_rec_table_stack(const struct ms_rec_table *t, size_t i, struct ms_rec_st
 
 void ms_rec_table_totals(const struct ms_rec_table *t, struct ms_rec_totals *out)
 {
-	struct ms_rec_totals r = {
-	    .frees_matched = t->frees_matched, .failed = t->failed, .distinct_pcs_hint = t->npcs};
+	struct ms_rec_totals r = {.frees_matched = t->frees_matched,
+				  .failed = t->failed,
+				  .distinct_pcs_hint = t->npcs,
+				  .stacks_capped = t->stacks_capped,
+				  .untracked = t->untracked,
+				  .max_stacks = MAX_STACKS,
+				  .max_samples = MAX_SAMPLES};
 
 	for (size_t i = 0; i < t->nstacks; i++) {
 		const struct stack *s = &t->stacks[i];

@@ -65,7 +65,8 @@ char *ms_xasprintf(const char *fmt, ...) MS_PRINTF(1, 2);
 	X(MS_E_KERNEL_THREAD, "the pid is a kernel thread")                            \
 	X(MS_E_ZOMBIE, "the process is a zombie")                                      \
 	X(MS_E_ALREADY_TRACED, "the process is already being traced")                 \
-	X(MS_E_SELF, "memspy cannot attach to itself")
+	X(MS_E_SELF, "memspy cannot attach to itself") \
+	X(MS_E_TAMPERED, "memspy's pages in the target were overwritten")
 
 enum ms_err_code {
 	MS_E_BASE = 10000,

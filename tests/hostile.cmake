@@ -1,0 +1,22 @@
+# SPDX-License-Identifier: MIT
+# The target attacks memspy's pages in it (tests/e2e/hostile_e2e.py drives the
+# real binary against memspy-hostile-target): random bytes over every new
+# writable anonymous mapping near libc every 20 ms, an munmap or a
+# PROT_NONE of memspy's region mid-recording, fork+exec and posix_spawn as
+# fast as it can. memspy must end normally within its memory bound, report
+# the tampering, print no impossible figure, and the target must survive.
+find_package(Python3 COMPONENTS Interpreter)
+if(Python3_FOUND)
+  set(_hostile_drv ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/e2e/hostile_e2e.py
+                   --memspy $<TARGET_FILE:memspy> --target $<TARGET_FILE:memspy-hostile-target>
+                   --workdir ${CMAKE_CURRENT_BINARY_DIR}/hostile-e2e)
+  ms_add_test(NAME record_hostile_scribble TIMEOUT 300 LABELS record hostile
+              COMMAND ${_hostile_drv} --mode scribble --trials 3)
+  ms_add_test(NAME record_hostile_unmap TIMEOUT 300 LABELS record hostile
+              COMMAND ${_hostile_drv} --mode unmap --trials 2)
+  ms_add_test(NAME record_hostile_protect TIMEOUT 300 LABELS record hostile
+              COMMAND ${_hostile_drv} --mode protect --trials 2)
+  ms_add_test(NAME record_hostile_forkexec TIMEOUT 300 LABELS record hostile
+              COMMAND ${_hostile_drv} --mode forkexec --trials 2)
+endif()
+

@@ -18,5 +18,9 @@ if(Python3_FOUND)
               COMMAND ${_hostile_drv} --mode protect --trials 2)
   ms_add_test(NAME record_hostile_forkexec TIMEOUT 300 LABELS record hostile
               COMMAND ${_hostile_drv} --mode forkexec --trials 2)
+  # Random recursions up to 400 deep: a distinct stack per sample, deeper than
+  # the stack copy (16 KiB) and the frame cap (256): memory stays bounded.
+  ms_add_test(NAME record_hostile_deep TIMEOUT 300 LABELS record hostile
+              COMMAND ${_hostile_drv} --mode deep --trials 1 --seconds 8)
 endif()
 

@@ -41,7 +41,8 @@ def figures(text):
 
 def trial(args, mode, k):
     out = os.path.join(args.workdir, f"{mode}-{k}.svg")
-    tgt = subprocess.Popen([args.target, mode, str(args.seconds)], stdout=subprocess.PIPE,
+    # The target outlives the recording: memspy's end is what is tested.
+    tgt = subprocess.Popen([args.target, mode, str(args.seconds + 4)], stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
     try:
         line = tgt.stdout.readline()
@@ -49,6 +50,9 @@ def trial(args, mode, k):
             raise Fail(f"target did not start: {line!r}")
         cmd = [args.memspy, "record", "-p", str(tgt.pid), "-o", out, "--live",
                "-d", str(args.seconds)]
+        if mode == "deep":
+            # As many samples as the ring gives: a new distinct stack at each.
+            cmd += ["--sample-bytes", "4k", "--max-overhead", "off"]
         t0 = time.monotonic()
         m = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
@@ -112,7 +116,7 @@ def main():
     ap.add_argument("--memspy", required=True)
     ap.add_argument("--target", required=True)
     ap.add_argument("--workdir", required=True)
-    ap.add_argument("--mode", required=True, choices=["scribble", "unmap", "protect", "forkexec"])
+    ap.add_argument("--mode", required=True, choices=["scribble", "unmap", "protect", "forkexec", "deep"])
     ap.add_argument("--trials", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=3)
     ap.add_argument("--max-rss-mib", type=int, default=512)

@@ -11,6 +11,9 @@
  *             malloc's entry to be restored, resume
  *   protect   the same with mprotect(PROT_NONE)
  *   forkexec  fork + exec /bin/true, and posix_spawn it, as fast as it can
+ *   deep      the threads allocate at the end of random recursions up to 400
+ *             deep through two functions: a new distinct stack at nearly
+ *             every sample, deeper than memspy's stack copy and frame cap
  *
  * Prints its own truth at the end: "hostile: calls=N bytes=N forks=N
  * survived=1" (exit 0), or why it gave up (exit 1).
@@ -39,6 +42,34 @@ extern char **environ;
 
 static atomic_int stop, pause_req, paused;
 static atomic_uint_fast64_t calls, bytes;
+static int deep_mode;
+
+static void *deep_b(int d, uint64_t *x, size_t n);
+
+/* A path of random turns through two functions: 2^depth distinct stacks. */
+static __attribute__((noinline)) void *deep_a(int d, uint64_t *x, size_t n)
+{
+	volatile char pad[24];
+	void *p;
+
+	pad[0] = (char)d;
+	*x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
+	p = !d ? malloc(n) : (*x & 1) ? deep_a(d - 1, x, n) : deep_b(d - 1, x, n);
+	pad[1] = pad[0]; /* after the call: no tail call, every frame stays */
+	return p;
+}
+
+static __attribute__((noinline)) void *deep_b(int d, uint64_t *x, size_t n)
+{
+	volatile char pad[40];
+	void *p;
+
+	pad[0] = (char)d;
+	*x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
+	p = !d ? malloc(n) : (*x & 2) ? deep_a(d - 1, x, n) : deep_b(d - 1, x, n);
+	pad[2] = pad[0];
+	return p;
+}
 
 static void nap_ms(long ms)
 {
@@ -75,7 +106,7 @@ static void *churn(void *arg)
 			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
 			n = 16 + x % 2000; /* small: never an mmap'd chunk near the libraries */
 			free(keep[k]);
-			keep[k] = malloc(n);
+			keep[k] = deep_mode ? deep_a((int)(x % 400), &x, n) : malloc(n);
 			if (keep[k])
 				memset(keep[k], 1, 8);
 			atomic_fetch_add(&calls, 2);
@@ -188,6 +219,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	libc_at = (uintptr_t)di.dli_fbase;
+	deep_mode = !strcmp(mode, "deep");
 	for (long i = 0; i < 2; i++)
 		pthread_create(&th[i], NULL, churn, (void *)(i + 1));
 	nap_ms(50); /* both threads have their arenas: their mappings are in the snapshot */

@@ -1144,9 +1144,11 @@ static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t
 	print_tampering(o, &st);
 	if (tot.stacks_capped)
 		fprintf(stderr,
-			"  memspy's bound of %s distinct stacks was reached: %s later samples on "
-			"new stacks are shown as [unknown]\n",
+			"  memspy's bound on the stacks it keeps (%s distinct stacks, %s frames "
+			"over them) was reached: %s later samples on new stacks are shown as "
+			"[unknown]\n",
 			ms_fmt_count(a, sizeof(a), tot.max_stacks),
+			ms_fmt_count(c, sizeof(c), tot.max_pcs),
 			ms_fmt_count(b, sizeof(b), tot.stacks_capped));
 	if (tot.untracked && o->live)
 		fprintf(stderr,

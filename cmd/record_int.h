@@ -58,7 +58,7 @@ struct ms_rec_totals {
 	/* Bounds on memspy's memory (record_samples.c) and what hitting them did. */
 	uint64_t stacks_capped; /* samples past the bound on distinct stacks: no frames kept */
 	uint64_t untracked;	/* samples past the bound on kept samples: free not matched */
-	size_t max_stacks, max_samples;
+	size_t max_stacks, max_pcs, max_samples;
 };
 void ms_rec_table_totals(const struct ms_rec_table *t, struct ms_rec_totals *out);
 

@@ -19,7 +19,8 @@
  * The summary says which bound was hit (ms_rec_totals).
  */
 #define MAX_STACKS    (1u << 18) /* distinct stacks: ~20 MiB with their index */
-#define MAX_TABLE_PCS (1u << 22) /* PCs kept over every distinct stack: 32 MiB */
+#define MAX_TABLE_PCS (1u << 20) /* PCs kept over every distinct stack: 8 MiB (the output
+				   tree built from them costs ~100x that) */
 #define MAX_SAMPLES   (1u << 21) /* samples kept for matching frees: 80 MiB */
 
 struct stack {
@@ -309,6 +310,7 @@ void ms_rec_table_totals(const struct ms_rec_table *t, struct ms_rec_totals *out
 				  .stacks_capped = t->stacks_capped,
 				  .untracked = t->untracked,
 				  .max_stacks = MAX_STACKS,
+				  .max_pcs = MAX_TABLE_PCS,
 				  .max_samples = MAX_SAMPLES};
 
 	for (size_t i = 0; i < t->nstacks; i++) {

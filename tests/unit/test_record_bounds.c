@@ -25,14 +25,14 @@ int main(void)
 {
 	struct ms_rec_table *t = ms_rec_table_new();
 	struct ms_rec_totals tot;
-	ms_raddr_t pcs[8];
-	const uint64_t nstacks = 400000, nsamples = 3000000;
+	ms_raddr_t pcs[256];
+	const uint64_t nstacks = 400000, ndeep = 10000, nsamples = 3000000;
 
 	/* Distinct fake stacks: past the bound they share one frameless stack. */
 	for (uint64_t i = 0; i < nstacks; i++) {
-		for (int k = 0; k < 8; k++)
+		for (int k = 0; k < 2; k++)
 			pcs[k] = 0x400000 + i * 64 + (uint64_t)k;
-		ms_rec_table_add(t, pcs, 8, 0, 10, 10, 0x10000000 + i * 16, 1);
+		ms_rec_table_add(t, pcs, 2, 0, 10, 10, 0x10000000 + i * 16, 1);
 	}
 	ms_rec_table_totals(t, &tot);
 	CHECK(tot.samples == nstacks);
@@ -42,6 +42,22 @@ int main(void)
 	printf("%llu distinct stacks fed: %zu kept, %llu samples past the bound of %zu\n",
 	       (unsigned long long)nstacks, ms_rec_table_nstacks(t),
 	       (unsigned long long)tot.stacks_capped, tot.max_stacks);
+	ms_rec_table_free(t);
+
+	/* Deep distinct stacks (256 frames): the bound on frames kept comes first. */
+	t = ms_rec_table_new();
+	for (uint64_t i = 0; i < ndeep; i++) {
+		for (int k = 0; k < 256; k++)
+			pcs[k] = 0x400000 + i * 4096 + (uint64_t)k;
+		ms_rec_table_add(t, pcs, 256, 0, 10, 10, 0x10000000 + i * 16, 1);
+	}
+	ms_rec_table_totals(t, &tot);
+	CHECK(tot.samples == ndeep);
+	CHECK(tot.distinct_pcs_hint <= tot.max_pcs);
+	CHECK(tot.stacks_capped == ndeep - tot.max_pcs / 256);
+	printf("%llu deep stacks fed: %zu kept (%zu frames), %llu past the bound of %zu frames\n",
+	       (unsigned long long)ndeep, ms_rec_table_nstacks(t), tot.distinct_pcs_hint,
+	       (unsigned long long)tot.stacks_capped, tot.max_pcs);
 	ms_rec_table_free(t);
 
 	/* Samples freed as they go: the table compacts, frees keep matching. */

@@ -68,6 +68,7 @@ struct region {
 	 * read, written or believed again; the probes go (ms_probes_poll says so).
 	 */
 	bool tampered;
+	bool overwritten; /* ... and not by an exec or an unload: by the target (counted) */
 };
 
 /* memspy's mirror of the in-target thread table (the same in every region). */
@@ -1192,22 +1193,26 @@ static int restore_sigtrap(struct ms_probes *pr)
 
 	if (!pr->sigact_installed)
 		return 0;
-	if (!code_intact(pr, 0))
-		return 0; /* exec'd: the kernel reset every handler already */
-	from = rg_ctrl(&pr->rg[0], MS_CTRL_SIGACT_OLD);
-	if (pr->rg[0].tampered) {
+	if (pr->rg[0].overwritten) {
 		/*
-		 * The control page's copy is the target's to overwrite: take the
-		 * manifest's (code page, read-only to the target), if it is still
-		 * what memspy wrote.
+		 * The control page's copy is the target's to overwrite, and the
+		 * region may be gone or unreadable: memspy's own copy goes below a
+		 * stopped thread's stack (under the red zone and the remote-syscall
+		 * frame: scratch to a stopped thread), for the kernel to read.
 		 */
-		struct ms_ksigaction m;
+		struct user_regs_struct regs;
+		pid_t tid = any_thread(pr);
 
-		from = pr->rg[0].base + MS_STUB_MANIFEST_OFF +
-		       offsetof(struct ms_stub_manifest, sigact_old);
-		if (ms_mem_read_pid(pr->pid, from, &m, sizeof(m)) != (ssize_t)sizeof(m) ||
-		    memcmp(&m, &pr->sigact_old, sizeof(m)))
-			return -MS_E_CORRUPT;
+		if (tid < 0 || ms_proc_get_regs(pr->p, tid, &regs))
+			return -MS_E_TARGET_EXITED;
+		from = (regs.rsp - 1024) & ~(ms_raddr_t)15;
+		rc = ms_proc_write_mem(pr->p, from, &pr->sigact_old, sizeof(pr->sigact_old));
+		if (rc)
+			return rc;
+	} else if (!code_intact(pr, 0)) {
+		return 0; /* exec'd: the kernel reset every handler already */
+	} else {
+		from = rg_ctrl(&pr->rg[0], MS_CTRL_SIGACT_OLD);
 	}
 	rc = rsyscall(pr, SYS_rt_sigaction, SIGTRAP, (long)from, 0, 8, 0, 0, &ret);
 	if (!rc && ret)
@@ -1840,6 +1845,7 @@ static void tamper(struct ms_probes *pr, size_t r, const char *why)
 			 r);
 		return;
 	}
+	rg->overwritten = true;
 	pr->st.tampered++;
 	if (!pr->st.tamper_why) {
 		pr->st.tamper_why = why;

@@ -89,7 +89,11 @@ def trial(args, mode, k):
         raise Fail(f"memspy exited {m.returncode} (want 0 or 1: a normal end)")
     if tgt.returncode != 0 or "survived=1" not in tout:
         raise Fail(f"the target did not survive (exit {tgt.returncode})")
-    truth = dict(re.findall(r"(\w+)=(\d+)", tout.splitlines()[-1]))
+    truth = dict(re.findall(r"(\w+)=(\w+)", tout.splitlines()[-1]))
+    # Unharmed: nothing traces it, malloc is its own, its SIGTRAP action is back.
+    if truth.get("tracer") != "0" or truth.get("probed") != "0" or truth.get("sigtrap") != "default":
+        raise Fail(f"the target was left changed: tracer={truth.get('tracer')} "
+                   f"probed={truth.get('probed')} sigtrap={truth.get('sigtrap')}")
     calls, nbytes = int(truth["calls"]), int(truth["bytes"])
     counts, sizes = figures(merr)
     # A sample, a loss, a block: each is one of the target's calls at most.

@@ -119,6 +119,15 @@ const struct ms_module *ms_modules_find_name(const struct ms_modules *mods, cons
 const char *ms_module_build_id_hex(const struct ms_module *m, char *buf, size_t size);
 
 /*
+ * Opens one of the target's files read-only (a module, through
+ * /proc/PID/map_files or /proc/PID/root). Only a regular file: the path
+ * under /proc/PID/root is the target's to choose, and a FIFO there would
+ * block open() for good (O_NONBLOCK; SIGTERM does not end a blocked open).
+ * An fd, or -errno (-EINVAL when it is not a regular file).
+ */
+int ms_open_target_file(const char *path);
+
+/*
  * Looks up a symbol's runtime address (bias applied) and size in m's
  * .dynsym, then .symtab, of the mapped file. Only defined FUNC, IFUNC and
  * OBJECT symbols count. 0, or -MS_E_NOT_FOUND.

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -229,6 +230,21 @@ int ms_maps_read(pid_t pid, struct ms_maps *out, struct ms_error *err)
 	struct ms_maps_source src = {.read = read_proc, .ctx = &pid};
 
 	return ms_maps_read_from(pid, &src, out, err);
+}
+
+/* A mapping's file, opened for reading: attach.h. */
+int ms_open_target_file(const char *path)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return -EINVAL;
+	}
+	return fd;
 }
 
 const struct ms_map *ms_maps_find(const struct ms_maps *maps, ms_raddr_t addr)

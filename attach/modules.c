@@ -36,7 +36,7 @@ static Elf *open_elf(const char *path, int *fdp)
 	*fdp = -1;
 	if (!elf_ready())
 		return NULL;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = ms_open_target_file(path);
 	if (fd < 0)
 		return NULL;
 	e = elf_begin(fd, ELF_C_READ_MMAP, NULL);

@@ -94,9 +94,9 @@ int ms_rec_verify_text(pid_t pid, const struct ms_modules *mods, struct ms_probe
 
 		if (!m->path || !module_probed(m, names, nnames))
 			continue;
-		fd = open(m->open_path, O_RDONLY | O_CLOEXEC);
+		fd = ms_open_target_file(m->open_path);
 		if (fd < 0) {
-			rc = -errno;
+			rc = fd;
 			*note = ms_xasprintf("could not verify %s after detach: open %s: %s",
 					     base_name(m->path), m->open_path, ms_strerror(rc));
 			goto out;

@@ -61,12 +61,11 @@ static int open_mapped(pid_t pid, const struct ms_map *m)
 
 	snprintf(p, sizeof(p), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)pid, m->start,
 		 m->end);
-	fd = open(p, O_RDONLY | O_CLOEXEC);
+	fd = ms_open_target_file(p);
 	if (fd >= 0)
 		return fd;
 	snprintf(p, sizeof(p), "/proc/%d/root%s", (int)pid, m->path ? m->path : "");
-	fd = open(p, O_RDONLY | O_CLOEXEC);
-	return fd >= 0 ? fd : -errno;
+	return ms_open_target_file(p);
 }
 
 /* Load bias from the PT_LOAD that maps file offset m->offset. */

@@ -13,3 +13,9 @@ ms_add_test(NAME dump_libc_remapped_nodebug TIMEOUT 120 LABELS heapwalk e2e
 add_executable(test_log_terminal ${CMAKE_CURRENT_LIST_DIR}/unit/test_log_terminal.c)
 target_link_libraries(test_log_terminal PRIVATE ms_common)
 ms_add_test(NAME log_terminal TIMEOUT 30 LABELS unit COMMAND test_log_terminal)
+
+# A module file replaced by a FIFO (open through /proc/PID/root would block
+# for good): memspy record without CAP_SYS_ADMIN ends by itself.
+ms_add_test(NAME record_fifo_module TIMEOUT 120 LABELS record e2e
+  COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/e2e/fifo_module.sh $<TARGET_FILE:memspy>
+          $<TARGET_FILE:fifo_module>)

@@ -45,13 +45,14 @@ static int open_module_file(const struct open_ctx *c, const char *name)
 			continue;
 		snprintf(path, sizeof(path), "/proc/%d/map_files/%llx-%llx", (int)c->pid,
 			 (unsigned long long)m->start, (unsigned long long)m->end);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
+		fd = ms_open_target_file(path);
 		if (fd >= 0)
 			return fd;
 		break;
 	}
 	snprintf(path, sizeof(path), "/proc/%d/root%s", (int)c->pid, name);
-	return open(path, O_RDONLY | O_CLOEXEC);
+	fd = ms_open_target_file(path);
+	return fd >= 0 ? fd : -1;
 }
 
 static int find_elf(Dwfl_Module *mod, void **userdata, const char *name, Dwarf_Addr base,
@@ -69,6 +70,12 @@ static int find_elf(Dwfl_Module *mod, void **userdata, const char *name, Dwarf_A
 			*elfp = NULL;
 			return fd;
 		}
+		/*
+		 * Not libdwfl's own lookup: it opens the path in memspy's mount
+		 * namespace, and the target chooses what is there (a FIFO
+		 * blocked open() for good). The module goes without ELF.
+		 */
+		return -1;
 	}
 	/* The vDSO ("[vdso: PID]") is read from memory by libdwfl itself. */
 	return dwfl_linux_proc_find_elf(mod, userdata, name, base, file_name, elfp);

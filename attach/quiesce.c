@@ -97,6 +97,8 @@ struct ms_quiesce {
 	pid_t pid;
 	Dwfl *dwfl;
 	Dwfl_Module *libc;
+	Dwarf_CFI *eh_cfi;    /* libc's .eh_frame, loaded before the pause */
+	Dwarf_Addr eh_bias;
 	ms_raddr_t libc_lo, libc_hi;
 	struct range *r;
 	size_t nr;
@@ -210,6 +212,25 @@ static bool in_alloc(const struct ms_quiesce *q, ms_raddr_t pc)
 }
 
 /*
+ * Whether libc's .eh_frame describes the instruction at pc. It does not
+ * after the system call of clone() and clone3(): glibc ends their CFI
+ * before it, so that the child's unwind stops there, and a thread stopped
+ * inside clone() is held exactly there (attach lets the call finish).
+ * Without libc's .eh_frame (not loaded), libdw decides.
+ */
+static bool eh_covers(const struct ms_quiesce *q, ms_raddr_t pc)
+{
+	Dwarf_Frame *frame = NULL;
+
+	if (!q->eh_cfi)
+		return true;
+	if (dwarf_cfi_addrframe(q->eh_cfi, pc - q->eh_bias, &frame) != 0)
+		return false;
+	free(frame);
+	return true;
+}
+
+/*
  * Where the thread is: outside the allocator, inside it with the stack word
  * that holds the return address of its outermost allocator frame, or inside
  * it with no such word found.
@@ -220,10 +241,25 @@ static enum where classify(struct ms_quiesce *q, const struct user_regs_struct *
 	size_t i, last_in = SIZE_MAX;
 	uint64_t word;
 
-	q->regs = regs;
 	q->nf = 0;
-	dwfl_getthread_frames(q->dwfl, q->pid, frame_cb, q);
-	q->regs = NULL;
+	if (regs->rip >= q->libc_lo && regs->rip < q->libc_hi && !eh_covers(q, regs->rip)) {
+		/*
+		 * No caller can be found from here, and libdw, finding no
+		 * .eh_frame entry, would try .debug_frame: it loads and inflates
+		 * all of libc's DWARF from the debug file, 100-250 ms inside the
+		 * pause. The chain is this one frame, as it was after that load.
+		 */
+		q->f[0].pc = regs->rip;
+		q->f[0].sp = regs->rsp;
+		q->f[0].activation = true;
+		q->nf = 1;
+		ms_debug("quiesce: pc 0x%llx of a thread is outside libc's .eh_frame (inside clone()): "
+			 "one frame, not unwound", (unsigned long long)regs->rip);
+	} else {
+		q->regs = regs;
+		dwfl_getthread_frames(q->dwfl, q->pid, frame_cb, q);
+		q->regs = NULL;
+	}
 	if (q->nf == 0)
 		return in_alloc(q, regs->rip) ? W_LOST : W_OUT;
 	for (i = 0; i < q->nf; i++) {
@@ -349,7 +385,8 @@ struct ms_quiesce *ms_quiesce_new(pid_t pid, const struct ms_maps *maps, struct 
 		struct user_regs_struct dry;
 		ms_raddr_t x, y;
 
-		dwfl_module_eh_cfi(q->libc, &bias);
+		q->eh_cfi = dwfl_module_eh_cfi(q->libc, &bias);
+		q->eh_bias = bias;
 		memset(&dry, 0, sizeof(dry));
 		for (size_t i = 0; i < q->nr; i++) {
 			dry.rip = q->r[i].lo;

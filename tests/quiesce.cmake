@@ -16,3 +16,11 @@ if(Python3_FOUND)
 else()
   message(WARNING "python3 not found: the dump quiescing tests are not built")
 endif()
+# Debian's python3 starting a thread per millisecond: a dump catches one
+# inside clone(), where libc's .eh_frame ends; quiesce must not make libdw
+# load libc's whole DWARF inside the pause (tests/e2e/dump_python_threads.py).
+if(Python3_FOUND)
+  ms_add_test(NAME dump_python_threads TIMEOUT 300 LABELS e2e servers
+    COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/e2e/dump_python_threads.py
+            --memspy $<TARGET_FILE:memspy>)
+endif()

@@ -93,7 +93,8 @@ static void usage(FILE *f)
 		"                      to search (?s=^leaked$ in the URL shows the share leaked)\n"
 		"  -j, --json          JSON instead of text (schema: doc/dump-json.md)\n"
 		"  -o, --output FILE   write there instead of standard output; a FILE ending in\n"
-		"                      .svg (without --json) gets the SVG view (as --svg)\n"
+		"                      .svg (without --json) gets the SVG view (as --svg),\n"
+		"                      and one ending in .json is JSON (as --json)\n"
 		"      --no-debuginfo  ignore libc's debug symbols: use built-in layouts and\n"
 		"                      heuristics (what happens when libc6-dbg is missing)\n"
 		"      --no-snapshot   keep the process stopped for the whole walk (no clone()\n"
@@ -162,6 +163,13 @@ static struct ms_leak_thread *get_leak_threads(struct ms_proc *p, size_t *n)
 		t[i].have_regs = ms_proc_get_regs(p, t[i].tid, &t[i].regs) == 0;
 	}
 	return t;
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), k = strlen(suffix);
+
+	return n > k && !strcmp(s + n - k, suffix);
 }
 
 int cmd_dump(int argc, char **argv)
@@ -275,6 +283,19 @@ int cmd_dump(int argc, char **argv)
 	if (!pid)
 		return cli_usage_error("dump", "--pid is required");
 
+	/*
+	 * -o heap.json is JSON, as record picks formats by extension: text in a
+	 * .json file is what a script then fails to parse. record's own formats
+	 * are refused rather than written as text under their names.
+	 */
+	if (out_path && (ends_with(out_path, ".pb.gz") || ends_with(out_path, ".pb") ||
+			 ends_with(out_path, ".folded")))
+		return cli_usage_error("dump", "-o %s: dump writes text (.txt), JSON (.json) or an "
+					       "SVG of the heap (.svg); pprof and folded stacks are "
+					       "'memspy record' outputs",
+				       out_path);
+	if (out_path && ends_with(out_path, ".json"))
+		json = true;
 	/* -o heap.svg: the picture is what was asked for (as record picks formats by extension). */
 	if (out_path && !json && strlen(out_path) > 4 &&
 	    !strcmp(out_path + strlen(out_path) - 4, ".svg")) {

@@ -124,3 +124,10 @@ if(Python3_FOUND)
 else()
   message(WARNING "python3 not found: dump_nginx_prefork is not built")
 endif()
+# dump -o picks the format by extension: .json is JSON, record's formats are refused
+# (tests/e2e/dump_output_ext.py, on Debian's python3).
+if(Python3_FOUND)
+  ms_add_test(NAME dump_output_ext TIMEOUT 120 LABELS e2e
+    COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/e2e/dump_output_ext.py
+            --memspy $<TARGET_FILE:memspy>)
+endif()

@@ -42,6 +42,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static char root[64];
 
+static const char *const fixture_files[] = {"4242/status", "4242/stat", "self/status",
+					      "sys/kernel/yama/ptrace_scope", "sys/kernel/yama",
+					      "sys/kernel", "sys", "self", "4242", ""};
+
+/* The fixture tree goes when the fuzzer ends (files, then directories). */
+static void remove_fixture(void)
+{
+	char p[160];
+
+	for (size_t i = 0; i < sizeof(fixture_files) / sizeof(*fixture_files); i++) {
+		snprintf(p, sizeof(p), "%s/%s", root, fixture_files[i]);
+		if (unlink(p) != 0)
+			rmdir(p);
+	}
+}
+
 static void setup(void)
 {
 	char p[128];
@@ -58,6 +74,7 @@ static void setup(void)
 	mkdir(p, 0700);
 	snprintf(p, sizeof(p), "%s/sys/kernel/yama", root);
 	mkdir(p, 0700);
+	atexit(remove_fixture);
 }
 
 static void put(const char *rel, const char *text, size_t n)

@@ -226,7 +226,11 @@ int ms_heap_write_json(FILE *f, const struct ms_heap_meta *m)
 					      "rss_anon", u64(m->mem->rss_anon), "rss_file",
 					      u64(m->mem->rss_file), "vm_size", u64(m->mem->vm_size),
 					      "vm_data", u64(m->mem->vm_data)));
-	r = json_dumpf(root, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	/*
+	 * The reals are times in ms: 9 significant digits keep microseconds up
+	 * to 1000 s, where jansson's default 17 wrote 13.547629000000001.
+	 */
+	r = json_dumpf(root, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
 	fputc('\n', f);
 	json_decref(root);
 	return r == 0 && !ferror(f) ? 0 : -EIO;

@@ -4,7 +4,8 @@
 `memspy dump -o FILE` picks the format from FILE's extension, as record
 does: Debian's python3 (a real glibc program, running a small allocating
 loop) dumped with -o heap.json must give JSON that parses (before: the text
-report, under a .json name), and -o heap.pb.gz or heap.folded (record's
+report, under a .json name), its times written with 9 significant digits
+(before: jansson's 17, 13.547629000000001), and -o heap.pb.gz or heap.folded (record's
 formats) must be refused as a usage error (exit 64) without creating the
 file. Skips (77) when /usr/bin/python3 is missing.
 
@@ -61,6 +62,14 @@ def main():
         if doc.get("tool") != "memspy dump" or doc.get("pid") != target.pid or not doc.get("complete"):
             raise SystemExit("FAIL: unexpected JSON header: %r" % {k: doc.get(k) for k in
                                                                   ("tool", "pid", "complete")})
+        # Times are written with 9 significant digits, not jansson's 17
+        # (13.547629000000001): the digits of every real as written.
+        import re
+        long_reals = [m for m in re.findall(r'": (-?[0-9]+\.[0-9]+(?:e-?[0-9]+)?)', text)
+                      if len(m.split("e")[0].replace("-", "").replace(".", "").lstrip("0")) > 9]
+        if long_reals:
+            raise SystemExit("FAIL: reals written with more than 9 significant digits: %s"
+                             % ", ".join(long_reals[:5]))
         in_use = doc.get("totals", {}).get("in_use_bytes")
         print("  JSON ok: complete, in use %s bytes" % in_use)
         for name in ("heap.pb.gz", "heap.folded"):

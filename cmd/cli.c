@@ -89,17 +89,24 @@ int cli_parse_bytes(const char *s, uint64_t *bytes)
 	return 0;
 }
 
+/* One line to stderr in one write (stderr is unbuffered), its text made safe for a terminal. */
+static void report_line(const char *label, const char *text)
+{
+	char *line;
+
+	if (asprintf(&line, "%s%s\n", label, text) < 0)
+		return;
+	ms_terminal_clean(line);
+	fwrite(line, 1, strlen(line), stderr);
+	free(line);
+}
+
 void cli_report(const struct ms_error *err)
 {
 	/* Messages carry names the target chose (paths, thread names). */
-	fputs("memspy: ", stderr);
-	ms_fputs_terminal(err->msg[0] ? err->msg : ms_strerror(err->code), stderr);
-	fputc('\n', stderr);
-	if (err->hint[0]) {
-		fputs("hint: ", stderr);
-		ms_fputs_terminal(err->hint, stderr);
-		fputc('\n', stderr);
-	}
+	report_line("memspy: ", err->msg[0] ? err->msg : ms_strerror(err->code));
+	if (err->hint[0])
+		report_line("hint: ", err->hint);
 }
 
 const char *cli_command_line(void)

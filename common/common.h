@@ -169,6 +169,8 @@ bool ms_utf8_valid(const char *s);
  * the target chose cannot drive the user's terminal. Other bytes as they are.
  */
 void ms_fputs_terminal(const char *s, FILE *f);
+/* The same replacement in place (the result is never longer). */
+void ms_terminal_clean(char *s);
 
 /* FNV-1a style hash of n 64-bit words, mixed per word (stacks of PCs). */
 uint64_t ms_hash_u64s(const uint64_t *v, size_t n);

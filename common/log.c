@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int ms_log_verbosity = MS_LOG_WARN;
 
@@ -18,13 +19,20 @@ void ms_log(enum ms_log_level level, const char *fmt, ...)
 
 	if ((int)level > ms_log_verbosity)
 		return;
-	fprintf(stderr, "memspy: %s", prefix[level]);
 	va_start(ap, fmt);
 	/* Messages carry names the target chose (paths, thread names). */
-	if (vasprintf(&text, fmt, ap) >= 0) {
-		ms_fputs_terminal(text, stderr);
+	if (vasprintf(&text, fmt, ap) < 0)
+		text = NULL;
+	va_end(ap);
+	if (text) {
+		char *line;
+
+		ms_terminal_clean(text);
+		/* the whole line in one write: stderr is unbuffered */
+		if (asprintf(&line, "memspy: %s%s\n", prefix[level], text) >= 0) {
+			fwrite(line, 1, strlen(line), stderr);
+			free(line);
+		}
 		free(text);
 	}
-	va_end(ap);
-	fputc('\n', stderr);
 }

@@ -3,6 +3,7 @@
 #include "common/common.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 size_t ms_utf8_len(const char *str)
@@ -66,18 +67,31 @@ char *ms_utf8_fix(const char *s)
 	return r;
 }
 
-void ms_fputs_terminal(const char *str, FILE *f)
+void ms_terminal_clean(char *str)
 {
-	const unsigned char *s = (const unsigned char *)str;
+	unsigned char *s = (unsigned char *)str, *d = s;
 
 	for (; *s; s++) {
 		if ((*s < 0x20 && *s != '\n' && *s != '\t') || *s == 0x7f) {
-			fputc('?', f);
+			*d++ = '?';
 		} else if (*s == 0xc2 && s[1] >= 0x80 && s[1] <= 0x9f) {
-			fputc('?', f); /* a C1 control as UTF-8 */
+			*d++ = '?'; /* a C1 control as UTF-8 */
 			s++;
 		} else {
-			fputc(*s, f);
+			*d++ = *s;
 		}
 	}
+	*d = 0;
+}
+
+void ms_fputs_terminal(const char *str, FILE *f)
+{
+	char *copy = strdup(str);
+
+	if (!copy)
+		return;
+	ms_terminal_clean(copy);
+	/* one write: stderr is unbuffered, and a byte at a time interleaves with other writers */
+	fwrite(copy, 1, strlen(copy), f);
+	free(copy);
 }

@@ -43,6 +43,8 @@ if(MS_CLANG)
   ms_add_test(NAME fuzz_unwind TIMEOUT 120 LABELS unwind
     COMMAND ${CMAKE_CURRENT_BINARY_DIR}/fuzz_unwind -max_total_time=30 -timeout=10
             -rss_limit_mb=1024 -max_len=4096 ${_fz_work}/unwind ${_fz_dir}/corpus/unwind)
+  # ...and every walk of the compiled CFI table is checked against libdw's (same Dwfl).
+  set_tests_properties(fuzz_unwind PROPERTIES ENVIRONMENT FUZZ_UNWIND_COMPARE=1)
 
   # fuzz_output: SVG (as XML), speedscope (as JSON), folded (read back), pprof (decoded).
   if(MS_EXPAT_H)

@@ -93,6 +93,9 @@ int ms_folded_write(const struct ms_profile *p, const struct ms_out_opts *o, FIL
 		if (w->node != MS_TREE_ROOT)
 			path[len++] = ';';
 		memcpy(path + len, name, nl + 1);
+		/* A line that starts with '#' is a comment to the format's readers (a module named '#x'). */
+		if (w->node == MS_TREE_ROOT && path[0] == '#')
+			path[0] = '_';
 		val = ms_view_value(o, v.tree.nodes[c].self_bytes, v.tree.nodes[c].self_count);
 		if (val) {
 			if (n_lines == cap_lines)

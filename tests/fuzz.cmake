@@ -5,6 +5,8 @@
 # longer by hand with e.g. build/tests/fuzz_output -max_total_time=600 DIR.
 # The code under test is compiled again here with clang's coverage and
 # sanitizers; the rest of memspy is not needed.
+# -error_exitcode=1 on every fuzz test: libFuzzer's default, 77, is the
+# suite's 'skipped' code (SKIP_RETURN_CODE), so a crash it found passed as a skip.
 find_program(MS_CLANG NAMES clang-14 clang)
 find_path(MS_EXPAT_H expat.h) # the SVG check parses the flame graph as XML
 if(MS_CLANG)
@@ -27,7 +29,7 @@ if(MS_CLANG)
     DEPENDS ${_fz_proc_src} ${_fz_common} VERBATIM)
   add_custom_target(fuzz_proc ALL DEPENDS ${CMAKE_CURRENT_BINARY_DIR}/fuzz_proc)
   ms_add_test(NAME fuzz_proc TIMEOUT 120 LABELS unit
-    COMMAND ${CMAKE_CURRENT_BINARY_DIR}/fuzz_proc -max_total_time=30 -timeout=10
+    COMMAND ${CMAKE_CURRENT_BINARY_DIR}/fuzz_proc -max_total_time=30 -timeout=10 -error_exitcode=1
             -rss_limit_mb=1024 -max_len=16384 ${_fz_work}/proc ${_fz_dir}/corpus/proc)
 
   # fuzz_unwind: every backend over this process's own modules.
@@ -41,7 +43,7 @@ if(MS_CLANG)
     DEPENDS ${_fz_unwind_src} ${_fz_common} VERBATIM)
   add_custom_target(fuzz_unwind ALL DEPENDS ${CMAKE_CURRENT_BINARY_DIR}/fuzz_unwind)
   ms_add_test(NAME fuzz_unwind TIMEOUT 120 LABELS unwind
-    COMMAND ${CMAKE_CURRENT_BINARY_DIR}/fuzz_unwind -max_total_time=30 -timeout=10
+    COMMAND ${CMAKE_CURRENT_BINARY_DIR}/fuzz_unwind -max_total_time=30 -timeout=10 -error_exitcode=1
             -rss_limit_mb=1024 -max_len=4096 ${_fz_work}/unwind ${_fz_dir}/corpus/unwind)
   # ...and every walk of the compiled CFI table is checked against libdw's (same Dwfl).
   set_tests_properties(fuzz_unwind PROPERTIES ENVIRONMENT FUZZ_UNWIND_COMPARE=1)
@@ -60,7 +62,7 @@ if(MS_CLANG)
     add_custom_target(fuzz_output ALL DEPENDS ${CMAKE_CURRENT_BINARY_DIR}/fuzz_output)
     add_dependencies(fuzz_output ms_output) # generates output/assets.c
     ms_add_test(NAME fuzz_output TIMEOUT 120 LABELS output
-      COMMAND ${CMAKE_CURRENT_BINARY_DIR}/fuzz_output -max_total_time=30 -timeout=10
+      COMMAND ${CMAKE_CURRENT_BINARY_DIR}/fuzz_output -max_total_time=30 -timeout=10 -error_exitcode=1
               -rss_limit_mb=1024 -max_len=8192 ${_fz_work}/output ${_fz_dir}/corpus/output)
   endif()
 endif()

@@ -100,7 +100,7 @@ if(MS_CLANG)
     VERBATIM)
   add_custom_target(fuzz_heapwalk ALL DEPENDS ${CMAKE_CURRENT_BINARY_DIR}/fuzz_heapwalk)
   ms_add_test(NAME heap_walk_fuzz TIMEOUT 120
-    COMMAND ${CMAKE_CURRENT_BINARY_DIR}/fuzz_heapwalk -max_total_time=30 -timeout=10
+    COMMAND ${CMAKE_CURRENT_BINARY_DIR}/fuzz_heapwalk -max_total_time=30 -timeout=10 -error_exitcode=1
             -rss_limit_mb=1024 -max_len=4096)
 endif()
 

@@ -23,7 +23,7 @@ if(MS_CLANG)
   # New inputs go to the first directory (the build's), the seeds are only read.
   file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/leakscan_corpus)
   ms_add_test(NAME leak_scan_fuzz TIMEOUT 120
-    COMMAND ${CMAKE_CURRENT_BINARY_DIR}/fuzz_leakscan -max_total_time=30 -timeout=10
+    COMMAND ${CMAKE_CURRENT_BINARY_DIR}/fuzz_leakscan -max_total_time=30 -timeout=10 -error_exitcode=1
             -rss_limit_mb=1024 -max_len=4096 ${CMAKE_CURRENT_BINARY_DIR}/leakscan_corpus
             ${CMAKE_CURRENT_LIST_DIR}/fuzz/leakscan_seeds)
   # Inputs that once hung or crashed the scan, each run once: a chunk list whose

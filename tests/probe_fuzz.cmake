@@ -21,6 +21,6 @@ if(MS_CLANG)
   # ~1,050 of the ~1,120 edges a 10-minute run finds within 20 s.
   file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/fuzz_corpus/ring)
   ms_add_test(NAME probe_ring_fuzz TIMEOUT 120 LABELS unit
-    COMMAND ${CMAKE_CURRENT_BINARY_DIR}/fuzz_ring -max_total_time=30 -timeout=10
+    COMMAND ${CMAKE_CURRENT_BINARY_DIR}/fuzz_ring -max_total_time=30 -timeout=10 -error_exitcode=1
             -rss_limit_mb=2048 -max_len=4096 ${CMAKE_CURRENT_BINARY_DIR}/fuzz_corpus/ring)
 endif()

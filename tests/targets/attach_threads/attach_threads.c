@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define NWORKERS 4
@@ -172,6 +173,31 @@ int main(int argc, char **argv)
 			break;
 		}
 	}
+	/*
+	 * Every worker must run on after memspy has gone: wait (bounded) until
+	 * each has finished a round since 'q'. Not a check of how much it ran
+	 * while the test went on: on a loaded machine a worker may not have
+	 * been scheduled at all in those few milliseconds.
+	 */
+	{
+		unsigned long at_quit[NWORKERS];
+		struct timespec nap = {0, 1000000};
+
+		for (i = 0; i < NWORKERS; i++)
+			at_quit[i] = rounds[i];
+		for (int waited = 0; waited < 20000; waited++) {
+			int behind = 0;
+
+			for (i = 0; i < NWORKERS; i++)
+				behind += rounds[i] == at_quit[i];
+			if (!behind)
+				break;
+			nanosleep(&nap, NULL);
+		}
+		for (i = 0; i < NWORKERS; i++)
+			if (rounds[i] == at_quit[i])
+				rounds[i] = 0; /* reported below */
+	}
 	quitting = 1;
 	for (i = 0; i < NWORKERS; i++)
 		pthread_join(w[i], NULL);
@@ -182,7 +208,7 @@ int main(int argc, char **argv)
 	}
 	for (i = 0; i < NWORKERS; i++) {
 		if (!rounds[i]) {
-			printf("FAIL worker %d made no progress\n", i);
+			printf("FAIL worker %d made no progress in 20 s after the test\n", i);
 			return 1;
 		}
 	}

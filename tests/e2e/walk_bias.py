@@ -220,6 +220,29 @@ SHAPES = {"10us-200us": (10, 200, "6s"), "1ms-10ms": (1000, 10000, "6s"),
           "cpu": (1000, 0, "10s")}
 
 
+def run_shape(a, sh):
+    """Runs one shape a.runs times; returns the failed checks (empty: ok)."""
+    bad = []
+    rows = []
+    for r in range(a.runs):
+        row = one_run(a, sh, r)
+        rows.append(row)
+        if not row["ok"]:
+            bad.append("%s run %d" % (sh, r))
+    # The runs of a shape pooled: more samples, a narrower tolerance.
+    n = sum(x["n"] for x in rows)
+    obs = sum(x["n_burst"] for x in rows) / float(n)
+    p = min(1.0, sum(x["bwall"] for x in rows) / sum(x["wall"] for x in rows))
+    acc = accept(p, p, n)
+    ok = acc[0] <= obs <= acc[1]
+    print("%-10s pooled: %5d worker samples; in bursts %5.1f%% (expected %5.1f%%, "
+          "accept %5.1f-%5.1f%%) %s" % (sh, n, 100 * obs, 100 * p, 100 * acc[0],
+                                        100 * acc[1], "ok" if ok else "BIASED"), flush=True)
+    if not ok:
+        bad.append("%s pooled" % sh)
+    return bad
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--memspy", required=True)
@@ -240,23 +263,18 @@ def main():
     bad = []
     try:
         for sh in a.shape or sorted(SHAPES):
-            rows = []
-            for r in range(a.runs):
-                row = one_run(a, sh, r)
-                rows.append(row)
-                if not row["ok"]:
-                    bad.append("%s run %d" % (sh, r))
-            # The runs of a shape pooled: more samples, a narrower tolerance.
-            n = sum(x["n"] for x in rows)
-            obs = sum(x["n_burst"] for x in rows) / float(n)
-            p = min(1.0, sum(x["bwall"] for x in rows) / sum(x["wall"] for x in rows))
-            acc = accept(p, p, n)
-            ok = acc[0] <= obs <= acc[1]
-            print("%-10s pooled: %5d worker samples; in bursts %5.1f%% (expected %5.1f%%, "
-                  "accept %5.1f-%5.1f%%) %s" % (sh, n, 100 * obs, 100 * p, 100 * acc[0],
-                                                100 * acc[1], "ok" if ok else "BIASED"))
-            if not ok:
-                bad.append("%s pooled" % sh)
+            # A shape that fails is measured once more and counts as biased
+            # only if it fails again: under heavy machine load (two CI runs
+            # side by side, load ~9 on 2 cores) the 10 us shape was once seen
+            # over-sampled, 6.0% of samples against 4.2% of the time. The old
+            # sampler's bias (0.6% against 2.8%) fails every attempt.
+            for attempt in (1, 2):
+                shape_bad = run_shape(a, sh)
+                if not shape_bad:
+                    break
+                print("%-10s attempt %d biased: %s%s" % (sh, attempt, ", ".join(shape_bad),
+                      "; measuring it once more" if attempt == 1 else ""), flush=True)
+            bad += shape_bad
     finally:
         for p in children:
             if p.poll() is None:

@@ -9,6 +9,7 @@
  * search and report the share matched (?s=^leaked$: the share leaked).
  */
 #include "output/heap.h"
+#include "output/output_int.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -28,7 +29,7 @@ enum {
 	BOTTOM = 2 * FONT_SIZE + 10, /* details line */
 	NDEPTH = 5,
 };
-#define CHAR_W (FONT_SIZE * 0.59)
+#define CHAR_W (FONT_SIZE * 0.59) /* the legend's text width, as the flame graph estimates */
 /* Frames narrower than this share of the heap are listed for the search, not drawn. */
 #define MIN_SHARE 0.001
 
@@ -88,95 +89,6 @@ static char *fmt(const char *f, ...)
 		s = NULL;
 	va_end(ap);
 	return s ? s : ms_xstrdup("");
-}
-
-/* Text of names from the target's binaries as XML: bad UTF-8 and control characters become '?'. */
-static size_t utf8_len(const unsigned char *s)
-{
-	size_t n;
-
-	if (s[0] < 0x80)
-		return 1;
-	if ((s[0] & 0xe0) == 0xc0 && s[0] >= 0xc2)
-		n = 2;
-	else if ((s[0] & 0xf0) == 0xe0)
-		n = 3;
-	else if ((s[0] & 0xf8) == 0xf0 && s[0] <= 0xf4)
-		n = 4;
-	else
-		return 0;
-	for (size_t i = 1; i < n; i++)
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-	return n;
-}
-
-static void xml_put(FILE *out, const char *str, long max_chars)
-{
-	const unsigned char *s = (const unsigned char *)str;
-
-	for (long chars = 0; *s && (max_chars < 0 || chars < max_chars); chars++) {
-		size_t n = utf8_len(s);
-
-		if (n == 0 || (n == 1 && *s < 0x20)) {
-			fputc('?', out);
-			s++;
-			continue;
-		}
-		if (*s == '&')
-			fputs("&amp;", out);
-		else if (*s == '<')
-			fputs("&lt;", out);
-		else if (*s == '>')
-			fputs("&gt;", out);
-		else if (*s == '"')
-			fputs("&quot;", out);
-		else
-			fwrite(s, 1, n, out);
-		s += n;
-	}
-}
-
-/* A JSON string inside CDATA: '<', '>' and '&' escaped too, so "]]>" cannot occur. */
-static void json_put(FILE *out, const char *str)
-{
-	const unsigned char *s = (const unsigned char *)str;
-
-	fputc('"', out);
-	while (*s) {
-		size_t n = utf8_len(s);
-
-		if (n == 0) {
-			fputc('?', out);
-			s++;
-		} else {
-			if (n == 1 && (*s < 0x20 || strchr("<>&", *s)))
-				fprintf(out, "\\u%04x", *s);
-			else if (*s == '"' || *s == '\\')
-				fprintf(out, "\\%c", *s);
-			else
-				fwrite(s, 1, n, out);
-			s += n;
-		}
-	}
-	fputc('"', out);
-}
-
-/* The label for a frame w pixels wide: all of it, its start and "..", or nothing. */
-static void put_label(FILE *out, const char *name, double w)
-{
-	long fit = (long)((w - 6) / CHAR_W), len = 0;
-
-	if (fit < 3)
-		return;
-	for (const unsigned char *s = (const unsigned char *)name; *s; len++)
-		s += utf8_len(s) ? utf8_len(s) : 1;
-	if (len <= fit) {
-		xml_put(out, name, -1);
-		return;
-	}
-	xml_put(out, name, fit - 2);
-	fputs("..", out);
 }
 
 /* Warm colours for classes (as the flame graph's program frames), cool greys for size classes. */
@@ -323,12 +235,12 @@ static void put_header(FILE *out, const struct ms_heap_meta *m, int height, uint
 		FONT_SIZE * 2, (int)m->pid);
 	if (m->comm) {
 		fputs(" (", out);
-		xml_put(out, m->comm, -1);
+		ms_svg_xml_put(out, m->comm, -1);
 		fputc(')', out);
 	}
 	fputs("</text>\n", out);
 	fprintf(out, "<text id=\"subtitle\" x=\"%.2f\" y=\"%d\">", WIDTH / 2.0, FONT_SIZE * 2 + 20);
-	xml_put(out, subtitle, -1);
+	ms_svg_xml_put(out, subtitle, -1);
 	fputs("</text>\n", out);
 	fprintf(out, "<text id=\"unzoom\" class=\"hide\" x=\"%d\" y=\"%d\">Reset Zoom</text>\n",
 		XPAD, FONT_SIZE * 2);
@@ -497,15 +409,15 @@ int ms_heap_write_svg(FILE *out, const struct ms_heap_meta *m)
 				"<g class=\"f%s\" data-s=\"%" PRIu64 "\" data-v=\"%" PRIu64
 				"\" data-d=\"%u\"><title>",
 				p->leak ? " leak" : "", p->start, p->value, p->depth);
-			xml_put(out, p->name, -1);
+			ms_svg_xml_put(out, p->name, -1);
 			fputc('\n', out);
-			xml_put(out, p->tip, -1);
+			ms_svg_xml_put(out, p->tip, -1);
 			fprintf(out,
 				"</title><rect x=\"%.2f\" y=\"%.1f\" width=\"%.2f\" height=\"%d\" "
 				"fill=\"%s\" rx=\"2\" ry=\"2\"/><text x=\"%.2f\" y=\"%.1f\"%s>",
 				x, y, w, ROW_H - 1, p->fill, x + 3, y + 15.0,
 				p->leak ? " fill=\"rgb(255,255,255)\"" : "");
-			put_label(out, p->name, w);
+			ms_svg_put_label(out, p->name, w);
 			fputs("</text></g>\n", out);
 		}
 	}
@@ -520,7 +432,7 @@ int ms_heap_write_svg(FILE *out, const struct ms_heap_meta *m)
 
 		if (i)
 			fputc(',', out);
-		json_put(out, n ? n : "");
+		ms_svg_json_put(out, n ? n : "");
 	}
 	fputs("],\n\"frames\":[", out);
 	{

@@ -101,6 +101,17 @@ static inline uint64_t ms_view_value(const struct ms_out_opts *o, uint64_t bytes
 }
 
 /* Display text of frame f ("fn", "fn (file.c:42)", "libc.so.6+0x1234", "[unknown]"); owned. */
+/*
+ * SVG text shared by the flame graph and the heap view (output/svg.c). Names
+ * come from the target's binaries: invalid UTF-8 (strict) and control
+ * characters become '?'. ms_svg_xml_put writes up to max_chars characters as
+ * XML text (< 0: all); ms_svg_json_put a JSON string safe inside CDATA;
+ * ms_svg_put_label a frame's label for its width in pixels (all of it, its
+ * start and "..", or nothing).
+ */
+void ms_svg_xml_put(FILE *out, const char *str, long max_chars);
+void ms_svg_json_put(FILE *out, const char *str);
+void ms_svg_put_label(FILE *out, const char *name, double w);
 char *ms_frame_text(const struct ms_pframe *f, bool lines);
 enum ms_frame_kind ms_frame_kind_of(const struct ms_pframe *f);
 

@@ -43,7 +43,7 @@ static size_t utf8_len(const unsigned char *s)
  * Names come from the target's binaries: anything that is not valid UTF-8, or
  * a control character XML 1.0 forbids, becomes '?'.
  */
-static void xml_put(FILE *out, const char *str, long max_chars)
+void ms_svg_xml_put(FILE *out, const char *str, long max_chars)
 {
 	const unsigned char *s = (const unsigned char *)str;
 	long chars = 0;
@@ -95,7 +95,7 @@ static long utf8_chars(const char *str)
 }
 
 /* The label for a frame w pixels wide: all of it, its start and "..", or nothing. */
-static void put_label(FILE *out, const char *name, double w)
+void ms_svg_put_label(FILE *out, const char *name, double w)
 {
 	long fit = (long)((w - 6) / CHAR_W);
 	long len;
@@ -104,10 +104,10 @@ static void put_label(FILE *out, const char *name, double w)
 		return;
 	len = utf8_chars(name);
 	if (len <= fit) {
-		xml_put(out, name, -1);
+		ms_svg_xml_put(out, name, -1);
 		return;
 	}
-	xml_put(out, name, fit - 2);
+	ms_svg_xml_put(out, name, fit - 2);
 	fputs("..", out);
 }
 
@@ -169,7 +169,7 @@ struct walk {
 };
 
 /* A JSON string inside CDATA: '<', '>' and '&' escaped too, so "]]>" cannot occur. */
-static void json_put(FILE *out, const char *str)
+void ms_svg_json_put(FILE *out, const char *str)
 {
 	const unsigned char *s = (const unsigned char *)str;
 
@@ -209,7 +209,7 @@ static void put_elided(FILE *out, const struct ms_view *v, const struct placed *
 		idx[sym] = ++n_names;
 		if (n_names > 1)
 			fputc(',', out);
-		json_put(out, v->syms[sym].name);
+		ms_svg_json_put(out, v->syms[sym].name);
 	}
 	fputs("],\n\"frames\":[", out);
 	for (size_t i = 0; i < n; i++) {
@@ -237,12 +237,12 @@ static void put_tooltip(FILE *out, const char *name, bool inlined, const struct 
 	ms_fmt_bytes(human, sizeof(human), nd->total_bytes);
 	ms_fmt_count(exact, sizeof(exact), nd->total_bytes);
 	ms_fmt_count(count, sizeof(count), nd->total_count);
-	xml_put(out, name, -1);
+	ms_svg_xml_put(out, name, -1);
 	fprintf(out, "\n(%s", inlined ? "inlined; " : "");
 	if (has_bytes)
 		fprintf(out, "%s = %s bytes %sin ", human, exact, o->live ? "still live " : "");
 	fprintf(out, "%s ", count);
-	xml_put(out, noun, -1);
+	ms_svg_xml_put(out, noun, -1);
 	fprintf(out, "%s, %.2f%% of %s", nd->total_count == 1 ? "" : "s",
 		total ? (double)value * 100.0 / (double)total : 0.0, o->live ? "live" : "total");
 	/* An estimate says what it rests on: a frame on 2 samples is a rough guess. */
@@ -351,7 +351,7 @@ int ms_svg_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE *
 		"<rect x=\"0\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"url(#background)\"/>\n",
 		width, height);
 	fprintf(out, "<text id=\"title\" x=\"%.2f\" y=\"%d\">", width / 2.0, FONT_SIZE * 2);
-	xml_put(out, title, -1);
+	ms_svg_xml_put(out, title, -1);
 	fputs("</text>\n", out);
 	if (o->subtitle) {
 		fprintf(out, "<text id=\"subtitle\" x=\"%.2f\" y=\"%d\">", width / 2.0,
@@ -359,10 +359,10 @@ int ms_svg_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE *
 		if (warning) {
 			char *first = ms_xasprintf("%.*s", (int)(warning - o->subtitle), o->subtitle);
 
-			xml_put(out, first, -1);
+			ms_svg_xml_put(out, first, -1);
 			free(first);
 		} else {
-			xml_put(out, o->subtitle, -1);
+			ms_svg_xml_put(out, o->subtitle, -1);
 		}
 		fputs("</text>\n", out);
 	}
@@ -372,7 +372,7 @@ int ms_svg_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE *
 			"<text id=\"subtitle-warning\" x=\"%.2f\" y=\"%d\" "
 			"style=\"text-anchor: middle; fill: rgb(170, 60, 0)\">",
 			width / 2.0, FONT_SIZE * 2 + 2 * FONT_SIZE + 12);
-		xml_put(out, warning + 1, -1);
+		ms_svg_xml_put(out, warning + 1, -1);
 		fputs("</text>\n", out);
 	}
 	if (!o->no_script) {
@@ -417,7 +417,7 @@ int ms_svg_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE *
 			"</title><rect x=\"%.2f\" y=\"%.1f\" width=\"%.2f\" height=\"%d\" "
 			"fill=\"%s\" rx=\"2\" ry=\"2\"/><text x=\"%.2f\" y=\"%.1f\">",
 			x, y, w, FRAME_H - 1, colour, x + 3, y + 10.5);
-		put_label(out, name, w);
+		ms_svg_put_label(out, name, w);
 		fputs("</text></g>\n", out);
 	}
 	fputs("</g>\n", out);

@@ -30,12 +30,18 @@ enum {
 #define MAX_ELIDED 100000
 
 /*
- * Length of the valid UTF-8 sequence at s, or 0 when it is not one. Strict
- * (common/utf8.c): an XML reader refuses overlong forms and surrogates.
+ * Length of the valid UTF-8 sequence at s, or 0 when it is not one or is a
+ * character XML 1.0 does not allow. Strict (common/utf8.c): an XML reader
+ * refuses overlong forms and surrogates, and U+FFFE and U+FFFF (EF BF BE,
+ * EF BF BF), which are valid UTF-8.
  */
 static size_t utf8_len(const unsigned char *s)
 {
-	return ms_utf8_len((const char *)s);
+	size_t n = ms_utf8_len((const char *)s);
+
+	if (n == 3 && s[0] == 0xef && s[1] == 0xbf && (s[2] == 0xbe || s[2] == 0xbf))
+		return 0;
+	return n;
 }
 
 /*

@@ -65,6 +65,7 @@ struct recorder {
 	struct ms_rec_table *table;
 	const struct ms_probes *probes; /* which frames are the allocator's own */
 	uint64_t alloc_events, free_events, unwind_failures, short_stacks;
+	uint64_t one_frame; /* samples whose stack is the allocator's caller alone */
 	ms_raddr_t pcs[MAX_PCS];
 };
 
@@ -380,6 +381,8 @@ static void on_alloc_event(const struct ms_alloc_event *ev, void *ctx)
 	skip = n > 1 ? 1 : n;
 	while (r->probes && skip + 1 < n && ms_probes_in_allocator(r->probes, r->pcs[skip] - 1))
 		skip++;
+	if (n - skip <= 1)
+		r->one_frame++;
 	ms_rec_table_add(r->table, r->pcs + skip, n - skip, ev->fn, ev->weight, ev->size, ev->ptr,
 			 ev->tid);
 }
@@ -1159,6 +1162,20 @@ static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t
 	if (rec->unwind_failures)
 		fprintf(stderr, "  %s samples could not be unwound (shown as [unknown])\n",
 			ms_fmt_count(a, sizeof(a), rec->unwind_failures));
+	/*
+	 * Stacks that stop at the allocator's caller are no flame graph: with
+	 * --unwinder fp that is a program built without frame pointers (most
+	 * distribution binaries), and nothing else would say so.
+	 */
+	if (rec->alloc_events >= 20 && rec->one_frame * 2 >= rec->alloc_events)
+		fprintf(stderr,
+			"  WARNING: %s of %s stacks stop at the allocator's caller (one frame)%s\n",
+			ms_fmt_count(a, sizeof(a), rec->one_frame),
+			ms_fmt_count(b, sizeof(b), rec->alloc_events),
+			o->unwinder == MS_UNWIND_FP
+			    ? ": the code was built without frame pointers; record again without "
+			      "--unwinder fp (the default unwinder reads the CFI)"
+			    : "");
 	if (nnames) {
 		fprintf(stderr, "  probed %zu entry points:", nnames);
 		for (size_t i = 0; i < nnames; i++)

@@ -71,8 +71,8 @@ static void help(FILE *f)
 	    "  -f, --format FMT        svg, folded, speedscope or pprof (default: from FILE)\n"
 	    "      --all-threads FILE  all-threads flame graph (default: FILE with .all\n"
 	    "                          before the extension, e.g. memspy-PID.all.svg)\n"
-	    "      --timeline FILE     heap timeline, .svg or .json (default "
-	    "memspy-PID.timeline.svg)\n"
+	    "      --timeline FILE     heap timeline, .svg or .json (default: beside -o, "
+	    "OUT.timeline.svg)\n"
 	    "  -d, --duration D        stop after D (\"30\", \"30s\", \"500ms\", \"2m\"); "
 	    "default:\n"
 	    "                          until Ctrl-C (SIGINT/SIGTERM/SIGHUP) or the target exits\n"
@@ -153,22 +153,30 @@ static void opts_free(struct walk_opts *o)
 }
 
 /* "a/b.svg" + ".all" -> "a/b.all.svg"; no extension: appended. */
-static char *with_infix(const char *path, const char *infix, const char *ext_if_none)
+/* The length of path without its extension; a double extension of ours stays whole: x.speedscope.json, x.pb.gz. */
+static size_t stem_len(const char *path)
 {
 	const char *slash = strrchr(path, '/'), *dot = strrchr(path, '.');
+	size_t stem;
+	const char *inner;
 
-	/* A double extension of ours stays whole: x.speedscope.json, x.pb.gz. */
-	if (dot && (!slash || dot > slash)) {
-		size_t stem = (size_t)(dot - path);
-		const char *inner = memrchr(path, '.', stem);
+	if (!dot || (slash && dot < slash))
+		return strlen(path);
+	stem = (size_t)(dot - path);
+	inner = memrchr(path, '.', stem);
+	if (inner && (!slash || inner > slash) && (!strcmp(dot, ".gz") || !strcmp(dot, ".json")) &&
+	    (!strncmp(inner, ".pb.", 4) || !strncmp(inner, ".speedscope.", 12)))
+		stem = (size_t)(inner - path);
+	return stem;
+}
 
-		if (inner && (!slash || inner > slash) &&
-		    (!strcmp(dot, ".gz") || !strcmp(dot, ".json")) &&
-		    (!strncmp(inner, ".pb.", 4) || !strncmp(inner, ".speedscope.", 12)))
-			stem = (size_t)(inner - path);
-		return ms_xasprintf("%.*s%s%s", (int)stem, path, infix, path + stem);
-	}
-	return ms_xasprintf("%s%s%s", path, infix, ext_if_none);
+static char *with_infix(const char *path, const char *infix, const char *ext_if_none)
+{
+	size_t stem = stem_len(path);
+
+	if (!path[stem])
+		return ms_xasprintf("%s%s%s", path, infix, ext_if_none);
+	return ms_xasprintf("%.*s%s%s", (int)stem, path, infix, path + stem);
 }
 
 static int parse_opts(int argc, char **argv, struct walk_opts *o, bool *done)
@@ -320,7 +328,9 @@ static int parse_opts(int argc, char **argv, struct walk_opts *o, bool *done)
 		o->all_path = o->all_default;
 	}
 	if (!o->tl_path) {
-		o->tl_default = ms_xasprintf("memspy-%d.timeline.svg", (int)o->pid);
+		/* Beside -o, as the all-threads graph: w.svg -> w.timeline.svg. */
+		o->tl_default = ms_xasprintf("%.*s.timeline.svg", (int)stem_len(o->out_path),
+					     o->out_path);
 		o->tl_path = o->tl_default;
 	}
 	if (!strcmp(o->out_path, o->all_path) || !strcmp(o->out_path, o->tl_path) ||

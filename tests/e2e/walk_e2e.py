@@ -212,12 +212,16 @@ def scenario_sites(a):
     t, tout, pid = start_target(a.sites)
     out = os.path.join(a.workdir, "sites.folded")
     allf = os.path.join(a.workdir, "sites.all.folded")
+    # No --timeline: the default lands beside -o (it went to the working directory as
+    # memspy-PID.timeline.svg, away from the other files).
     tl = os.path.join(a.workdir, "sites.timeline.svg")
+    if os.path.exists(tl):
+        os.unlink(tl)
     # 8 s: on a loaded machine a stop that lands while the thread runs (as an
     # unbiased one must) waits for the thread to get a CPU, and the pause
     # budget then allows ~25 stops/s; 100 allocator samples need ~5 s.
     m, err = start_memspy(a, pid, ["-d", "8s", "--rate", "200", "--max-pause-share", "10",
-                                   "-o", out, "--all-threads", allf, "--timeline", tl])
+                                   "-o", out, "--all-threads", allf])
     text = finish_memspy(m, err, (0,))
     send(t, "stop")
     sm = tout.until(lambda l: re.match(r"SITES a_ns=(\d+) b_ns=(\d+)", l), "SITES")

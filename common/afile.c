@@ -7,12 +7,62 @@
  */
 #include "common/common.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+
+/*
+ * A memspy killed by SIGKILL (or a power cut) cannot remove its temporary
+ * file. Each writer holds an flock on its own from creation to rename, and
+ * the kernel drops that lock when the writer dies: so the next memspy that
+ * writes the same name removes the PATH.tmp.XXXXXX files it can lock, when
+ * they are also over a minute old (a writer between mkstemp and flock, a
+ * moment, is never taken for dead). Returns how many it removed.
+ */
+static int remove_stale_tmp(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir = slash ? ms_xasprintf("%.*s", (int)(slash - path + 1), path) : ms_xstrdup(".");
+	const char *base = slash ? slash + 1 : path;
+	size_t blen = strlen(base);
+	time_t now = time(NULL);
+	struct dirent *de;
+	int removed = 0;
+	DIR *d = opendir(dir);
+
+	while (d && (de = readdir(d))) {
+		struct stat st;
+		char *full;
+		int fd;
+
+		if (strncmp(de->d_name, base, blen) || strncmp(de->d_name + blen, ".tmp.", 5) ||
+		    strlen(de->d_name + blen + 5) != 6)
+			continue;
+		full = ms_xasprintf("%s%s%s", dir, slash ? "" : "/", de->d_name);
+		fd = open(full, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+		    st.st_uid == geteuid() && now - st.st_mtime > 60 &&
+		    flock(fd, LOCK_EX | LOCK_NB) == 0 && unlink(full) == 0) {
+			removed++;
+			ms_warn("output: removed %s, a temporary file left by a memspy killed while "
+				    "writing", full);
+		}
+		if (fd >= 0)
+			close(fd);
+		free(full);
+	}
+	if (d)
+		closedir(d);
+	free(dir);
+	return removed;
+}
 
 int ms_afile_open(struct ms_afile *af, const char *path, struct ms_error *err)
 {
@@ -27,6 +77,7 @@ int ms_afile_open(struct ms_afile *af, const char *path, struct ms_error *err)
 		ms_error_hint(err, "name a file, e.g. -o %s/memspy.svg", path);
 		return -EISDIR;
 	}
+	remove_stale_tmp(path);
 	af->tmp_path = ms_xasprintf("%s.tmp.XXXXXX", path);
 	fd = mkstemp(af->tmp_path);
 	if (fd < 0) {
@@ -42,6 +93,8 @@ int ms_afile_open(struct ms_afile *af, const char *path, struct ms_error *err)
 		af->tmp_path = NULL;
 		return -e;
 	}
+	/* Held until the file is renamed or removed: the kernel drops it if memspy dies. */
+	flock(fd, LOCK_EX | LOCK_NB);
 	/* mkstemp creates 0600; output files are ordinary, readable ones. */
 	fchmod(fd, 0644);
 	af->fp = fdopen(fd, "w");

@@ -25,3 +25,11 @@ ms_add_test(NAME output_pprof_protoc TIMEOUT 60
           $<TARGET_FILE:test_output_render> ${CMAKE_CURRENT_LIST_DIR}/golden/output/service.folded
           ${CMAKE_CURRENT_BINARY_DIR}/output_pprof_protoc
   LABELS unit output)
+# A memspy killed by SIGKILL leaves OUT.tmp.XXXXXX; the next one writing OUT removes it
+# (unlocked and over a minute old) and says so (tests/e2e/afile_stale.py).
+find_package(Python3 COMPONENTS Interpreter)
+if(Python3_FOUND)
+  ms_add_test(NAME output_stale_tmp TIMEOUT 180 LABELS e2e output
+    COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/e2e/afile_stale.py
+            --memspy $<TARGET_FILE:memspy> --workdir ${CMAKE_CURRENT_BINARY_DIR}/afile-stale)
+endif()

@@ -20,3 +20,12 @@ add_executable(record_table_test ${CMAKE_CURRENT_LIST_DIR}/e2e/record_table_test
 target_include_directories(record_table_test PRIVATE ${PROJECT_SOURCE_DIR})
 target_link_libraries(record_table_test PRIVATE ms_common)
 ms_add_test(NAME record_table TIMEOUT 60 LABELS unit record COMMAND record_table_test)
+# A target that exits the moment memspy detaches: a complete recording exits 0 and says
+# the code could not be read back (tests/e2e/exit_on_detach.py).
+find_package(Python3 COMPONENTS Interpreter)
+if(Python3_FOUND)
+  ms_add_test(NAME record_exit_on_detach TIMEOUT 180 LABELS e2e record
+    COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/e2e/exit_on_detach.py
+            --memspy $<TARGET_FILE:memspy> --target $<TARGET_FILE:memspy-exit-on-detach>
+            --workdir ${CMAKE_CURRENT_BINARY_DIR}/exit-on-detach)
+endif()

@@ -7,6 +7,7 @@
 #include "cmd/cmd.h"
 #include "cmd/record_opts.h"
 #include "cmd/record_int.h"
+#include "cmd/record_interval.h"
 #include "cmd/record_walk.h"
 #include "attach/attach.h"
 #include "attach/probe.h"
@@ -57,6 +58,8 @@ struct rec_opts {
 	enum ms_unwind_backend unwinder;
 	const char **probes;
 	size_t nprobes, probes_cap;
+	uint64_t interval_ns; /* --interval: one file per interval (0: one file at the end) */
+	unsigned keep;	      /* --keep: files kept (0: all) */
 };
 
 /* What the allocation callback needs: borrowed pointers, owned by cmd_record(). */
@@ -89,6 +92,15 @@ static void help(FILE *f)
 	    "                         extension of FILE: .svg .folded .txt .json .pb.gz)\n"
 	    "  -d, --duration D       stop after D (\"30\", \"30s\", \"500ms\", \"2m\"); default:\n"
 	    "                         until Ctrl-C (SIGINT/SIGTERM/SIGHUP) or the target exits\n"
+	    "      --interval D       one file per interval of D (1s or more), for long leak\n"
+	    "                         hunts: FILE is a pattern with {n} (1, 2, ...) or {time}\n"
+	    "                         (its end, UTC, 20261202T101500Z), and {pid}; each file\n"
+	    "                         holds what was allocated in its interval and what the\n"
+	    "                         recording sampled and is still live at its end (frees\n"
+	    "                         are followed, as with --live). Compare two with\n"
+	    "                         go tool pprof -diff_base A B. With --live the SVG,\n"
+	    "                         folded and speedscope files show the live view\n"
+	    "      --keep N           with --interval: keep only the last N files\n"
 	    "      --live             bytes allocated during the recording and still not\n"
 	    "                         freed at the end (the leak view)\n"
 	    "      --count            allocation counts instead of bytes\n"
@@ -128,6 +140,7 @@ static void help(FILE *f)
 	    "  memspy record --pid 4242 --count -o calls.folded\n"
 	    "  memspy record --pid 4242 --exact --duration 5s -o all.speedscope.json\n"
 	    "  memspy record --pid 4242 --probe my_pool_alloc -o pool.svg\n"
+	    "  memspy record --pid 4242 --interval 10m --keep 12 -o 'heap-{n}.pb.gz'\n"
 	    "\n"
 	    "Symbols: separate debug files by build id under /usr/lib/debug (and the\n"
 	    "roots in MEMSPY_DEBUGINFO_PATH); a debuginfod server only when\n"
@@ -158,6 +171,8 @@ enum {
 	OPT_SUBPROCESSES,
 	OPT_MODE,
 	OPT_MAX_OVERHEAD,
+	OPT_INTERVAL,
+	OPT_KEEP,
 };
 
 static const struct option long_opts[] = {
@@ -176,6 +191,8 @@ static const struct option long_opts[] = {
     {"subprocesses", no_argument, NULL, OPT_SUBPROCESSES},
     {"mode", required_argument, NULL, OPT_MODE},
     {"max-overhead", required_argument, NULL, OPT_MAX_OVERHEAD},
+    {"interval", required_argument, NULL, OPT_INTERVAL},
+    {"keep", required_argument, NULL, OPT_KEEP},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -265,6 +282,14 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done)
 		case OPT_LINES:
 			o->lines = true;
 			break;
+		case OPT_INTERVAL:
+			if ((r = ms_rec_interval_opt(CMD, optarg, &o->interval_ns)))
+				return r;
+			break;
+		case OPT_KEEP:
+			if ((r = ms_rec_interval_opt_keep(CMD, optarg, &o->keep)))
+				return r;
+			break;
 		case OPT_PROBE:
 			if (!valid_symbol(optarg))
 				return cli_usage_error(CMD, "--probe: '%s' is not a symbol name",
@@ -327,7 +352,8 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done)
 		o->max_overhead = 0;
 	}
 	if (!o->out_path) {
-		o->out_default = ms_xasprintf("memspy-%d.%s", (int)o->pid,
+		o->out_default = ms_xasprintf("memspy-%d%s.%s", (int)o->pid,
+					      o->interval_ns ? "-{n}" : "",
 					      o->fmt_given ? (o->fmt == MS_OUT_PPROF ? "pb.gz"
 							      : o->fmt == MS_OUT_SPEEDSCOPE
 								  ? "speedscope.json"
@@ -342,7 +368,7 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done)
 				       "--format svg|folded|speedscope|pprof",
 				       o->out_path);
 	}
-	return 0;
+	return ms_rec_interval_check(CMD, o->out_path, o->interval_ns, o->keep);
 }
 
 /* ------------------------------ recording ------------------------------ */
@@ -725,6 +751,7 @@ struct progress {
 	bool tty;
 	uint64_t start_ns, last_ns;
 	bool shown;
+	const struct ms_rec_interval *iv; /* --interval: which one, and when the next file */
 };
 
 /* Returns true when it printed. */
@@ -732,7 +759,7 @@ static bool progress_update(struct progress *pg, struct ms_probes *pr, const str
 			    uint64_t now)
 {
 	struct ms_probe_stats st;
-	char a[32], b[32], c[32], d[32];
+	char a[32], b[32], c[32], d[32], e[64];
 
 	if (!pg->tty || now - pg->last_ns < PROGRESS_NS)
 		return false;
@@ -742,8 +769,9 @@ static bool progress_update(struct progress *pg, struct ms_probes *pr, const str
 		ms_fmt_count(a, sizeof(a), st.samples));
 	if (m->budget.mean)
 		fprintf(stderr, " (mean %s)", ms_fmt_bytes(d, sizeof(d), m->budget.mean));
-	fprintf(stderr, ", %s stops, target stopped %s\033[K", ms_fmt_count(b, sizeof(b), st.stops),
-		ms_fmt_duration(c, sizeof(c), (uint64_t)st.stopped_ns));
+	fprintf(stderr, ", %s stops, target stopped %s%s\033[K", ms_fmt_count(b, sizeof(b), st.stops),
+		ms_fmt_duration(c, sizeof(c), (uint64_t)st.stopped_ns),
+		pg->iv ? ms_rec_interval_progress(pg->iv, now, e, sizeof(e)) : "");
 	pg->shown = true;
 	return true;
 }
@@ -769,7 +797,8 @@ static void progress_clear(struct progress *pg)
  * the subtitle by a few allocations. No stack moves by a whole allocation.
  */
 static void build_profile(struct ms_profile *prof, const struct ms_rec_table *t,
-			  struct ms_symbolizer *sym, const struct rec_opts *o)
+			  struct ms_symbolizer *sym, const struct rec_opts *o,
+			  const struct ms_rec_interval *iv)
 {
 	struct ms_out_frame *frames = NULL;
 	size_t cap = 0;
@@ -781,7 +810,10 @@ static void build_profile(struct ms_profile *prof, const struct ms_rec_table *t,
 		size_t n = 0;
 		uint64_t bytes, count, alloc_count;
 
-		ms_rec_table_stack(t, i, &s);
+		if (iv) /* allocated: in this interval; live: since the recording began */
+			ms_rec_interval_stack(iv, t, i, &s);
+		else
+			ms_rec_table_stack(t, i, &s);
 		bytes = o->live ? s.live_bytes : s.bytes;
 		running += o->live ? s.live_count : s.count;
 		count = (uint64_t)llround(running) - given;
@@ -1101,7 +1133,7 @@ static void print_tampering(const struct rec_opts *o, const struct ms_probe_stat
 static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t,
 			  struct ms_probes *pr, const struct recorder *rec,
 			  const struct outcome *oc, const struct meter *m, const char *verify_note,
-			  int verified_ok)
+			  int verified_ok, const struct ms_rec_interval *iv)
 {
 	struct ms_probe_stats st = {0};
 	struct ms_rec_totals tot;
@@ -1115,7 +1147,14 @@ static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t
 		ms_probes_stats(pr, &st);
 		nnames = ms_probes_sites(pr, &names);
 	}
-	fprintf(stderr, "memspy: wrote %s (%s", o->out_path, ms_out_format_name(o->fmt));
+	if (iv) {
+		char *files = ms_rec_interval_summary(iv);
+
+		fprintf(stderr, "memspy: wrote %s (%s", files, ms_out_format_name(o->fmt));
+		free(files);
+	} else {
+		fprintf(stderr, "memspy: wrote %s (%s", o->out_path, ms_out_format_name(o->fmt));
+	}
 	fprintf(stderr, ", %s): ",
 		o->live ? (o->count ? "live allocations" : "live bytes")
 			: (o->count ? "allocation counts" : "bytes allocated"));
@@ -1159,7 +1198,8 @@ static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t
 	 */
 	allocs = (uint64_t)llround(tot.count);
 	print_cost(o, &st, m, oc,
-		   (allocs > tot.samples ? allocs - tot.samples : 0) + (o->live ? allocs : 0));
+		   (allocs > tot.samples ? allocs - tot.samples : 0) +
+		       (o->live || o->interval_ns ? allocs : 0));
 	if (oc->wall_ns && st.stops * 1e9 / (double)oc->wall_ns > 200)
 		fprintf(stderr,
 			"  note: %.0f stops/s; each also costs a wake-up not counted above, so a "
@@ -1217,6 +1257,11 @@ static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t
 			fprintf(stderr, "%s %s", i ? "," : "", names[i]);
 		fprintf(stderr, "\n");
 	}
+	if (iv && ms_rec_interval_cpu_ns(iv))
+		fprintf(stderr,
+			"  writing the interval files took %s of memspy's CPU (outside the "
+			"budget: a wider mean would not reduce it)\n",
+			ms_fmt_duration(a, sizeof(a), ms_rec_interval_cpu_ns(iv)));
 	if (verify_note)
 		fprintf(stderr, "  %s%s\n", verified_ok ? "" : "WARNING: ", verify_note);
 }
@@ -1267,6 +1312,94 @@ static char *file_subtitle(const struct rec_opts *o, const struct ms_rec_totals 
 	return sub;
 }
 
+/*
+ * Writes the profile of t to fp: the whole recording (iv NULL, wall_ns
+ * long), or the current interval of iv, ending at now_ns. 0 or a negative
+ * code with err filled.
+ */
+static int write_profile(const struct rec_opts *o, const struct ms_rec_table *t,
+			 struct ms_symbolizer *sym, const struct ms_modules *mods,
+			 const struct ms_rec_interval *iv, uint64_t wall_ns, uint64_t now_ns,
+			 const struct ms_rec_budget *b, FILE *fp, struct ms_error *err)
+{
+	struct ms_profile *prof = ms_profile_new();
+	struct rec_opts view = *o;
+	struct ms_out_opts wo;
+	char *subtitle;
+	int rc;
+
+	/* An interval's pprof file carries both views (alloc_* and inuse_*), as Go's heap
+	 * profiles do: -diff_base of two of them shows what grew. */
+	if (iv && o->fmt == MS_OUT_PPROF)
+		view.live = true;
+	build_profile(prof, t, sym, &view, iv);
+	add_mappings(prof, sym, mods);
+	if (iv) {
+		subtitle = ms_rec_interval_subtitle(iv, t, now_ns, o->live,
+						    o->sample_bytes ? b->mean : 0);
+	} else {
+		struct ms_rec_totals tot;
+
+		ms_rec_table_totals(t, &tot);
+		subtitle = file_subtitle(o, &tot, wall_ns, b);
+	}
+	wo = (struct ms_out_opts){
+	    .title = cli_command_line(),
+	    .subtitle = subtitle,
+	    .value = o->count ? MS_VALUE_COUNT : MS_VALUE_BYTES,
+	    .lines = o->lines,
+	    .live = view.live,
+	    .sample_period = o->sample_bytes,
+	    .samples = o->sample_bytes != 0,
+	    .duration_ns = wall_ns,
+	};
+	if (iv)
+		ms_rec_interval_times(iv, now_ns, &wo.time_ns, &wo.duration_ns);
+	for (size_t i = 0; i < mods->n; i++) {
+		const char *slash = strrchr(mods->v[i].path, '/');
+
+		if (mods->v[i].is_exec)
+			wo.main_module = slash ? slash + 1 : mods->v[i].path;
+	}
+	rc = ms_profile_write(prof, o->fmt, &wo, fp, err);
+	free(subtitle);
+	ms_profile_free(prof);
+	return rc;
+}
+
+/*
+ * Ends the current interval at now (the rings were just drained): writes
+ * its file atomically and says where it went. memspy's CPU for it is kept
+ * out of the overhead budget, which a wider mean would not reduce; the
+ * summary reports it.
+ */
+static void interval_cut(const struct rec_opts *o, struct ms_rec_interval *iv,
+			 const struct ms_rec_table *t, struct ms_symbolizer *sym,
+			 const struct ms_modules *mods, struct meter *m, struct progress *pg,
+			 uint64_t now)
+{
+	uint64_t cpu = self_cpu_ns(), spent;
+	struct ms_afile af = {0};
+	struct ms_error err = {0};
+	int rc;
+
+	progress_clear(pg);
+	if (sym)
+		ms_symbolizer_refresh(sym); /* modules mapped meanwhile */
+	rc = ms_rec_interval_open(iv, &af, &err);
+	if (!rc) {
+		rc = write_profile(o, t, sym, mods, iv, 0, now, &m->budget, af.fp, &err);
+		if (rc)
+			ms_afile_abort(&af);
+		else
+			rc = ms_afile_commit(&af, &err);
+	}
+	spent = self_cpu_ns() - cpu;
+	ms_rec_interval_done(iv, t, now, rc == 0, &err, spent, o->quiet);
+	m->cpu0 += spent;
+	m->last_cpu += spent;
+}
+
 int cmd_record(int argc, char **argv)
 {
 	struct rec_opts o;
@@ -1276,7 +1409,8 @@ int cmd_record(int argc, char **argv)
 	struct ms_modules mods = {0};
 	struct ms_probes *pr = NULL;
 	struct ms_symbolizer *sym = NULL;
-	struct ms_profile *prof = NULL;
+	struct ms_rec_interval *iv = NULL;
+	unsigned interval_failed = 0;
 	struct recorder rec = {0};
 	struct outcome oc = {0};
 	struct progress pg = {0};
@@ -1302,11 +1436,18 @@ int cmd_record(int argc, char **argv)
 		return rc;
 	}
 	/* An unwritable output is found before anything is attached. */
-	if (ms_afile_open(&af, o.out_path, &err)) {
-		cli_report(&err);
-		goto out;
+	if (o.interval_ns) {
+		if (ms_rec_interval_probe_dir(o.out_path, o.pid, &err)) {
+			cli_report(&err);
+			goto out;
+		}
+	} else {
+		if (ms_afile_open(&af, o.out_path, &err)) {
+			cli_report(&err);
+			goto out;
+		}
+		afile_open = true;
 	}
-	afile_open = true;
 	ms_signals_init();
 	/* Before anything is attached: how long the target waits for a CPU anyway. */
 	if (!measure_baseline(o.pid, &baseline)) {
@@ -1343,7 +1484,7 @@ int cmd_record(int argc, char **argv)
 	     * Only --live needs frees. Probing free anyway cost every free()
 	     * a hash-table look-up: 1.38x on the tight malloc/free bench.
 	     */
-	    .track_frees = o.live,
+	    .track_frees = o.live || o.interval_ns, /* an interval's file holds the live view */
 	    .custom_symbols = o.probes,
 	    .n_custom = o.nprobes,
 	};
@@ -1362,19 +1503,27 @@ int cmd_record(int argc, char **argv)
 	start_ns = last_refresh = ms_now_ns();
 	if (o.duration_ns)
 		deadline = start_ns + o.duration_ns;
-	pg = (struct progress){
-	    .tty = !o.quiet && isatty(STDERR_FILENO), .start_ns = start_ns, .last_ns = start_ns};
+	if (o.interval_ns)
+		iv = ms_rec_interval_new(o.out_path, o.interval_ns, o.keep, o.pid, start_ns);
+	pg = (struct progress){.tty = !o.quiet && isatty(STDERR_FILENO),
+			       .start_ns = start_ns,
+			       .last_ns = start_ns,
+			       .iv = iv};
 	if (!o.quiet) {
 		const char **names;
 		char comm[64], d[32];
 
 		fprintf(stderr,
 			"memspy: recording pid %d (%s, %zu threads, %zu entry points "
-			"probed) %s%s\n",
+			"probed) %s%s",
 			(int)o.pid, ms_proc_comm(o.pid, comm, sizeof(comm)), ms_proc_nthreads(p),
 			ms_probes_sites(pr, &names),
 			o.duration_ns ? "for " : "until Ctrl-C or its exit",
 			o.duration_ns ? ms_fmt_duration(d, sizeof(d), (uint64_t)o.duration_ns) : "");
+		if (iv)
+			fprintf(stderr, ", a file every %s: %s",
+				ms_fmt_duration(d, sizeof(d), o.interval_ns), o.out_path);
+		fprintf(stderr, "\n");
 	}
 	meter_start(&m, o.pid, pr, &o, &baseline);
 	for (;;) {
@@ -1390,6 +1539,9 @@ int cmd_record(int argc, char **argv)
 			if (deadline - now < (uint64_t)timeout * 1000000)
 				timeout = (int)((deadline - now) / 1000000) + 1;
 		}
+		if (iv && ms_rec_interval_end(iv) > now &&
+		    ms_rec_interval_end(iv) - now < (uint64_t)timeout * 1000000)
+			timeout = (int)((ms_rec_interval_end(iv) - now) / 1000000) + 1;
 		if ((oc.stop_signal = ms_signals_stop_requested()))
 			break;
 		meter_iteration(&m, &rec);
@@ -1436,6 +1588,11 @@ int cmd_record(int argc, char **argv)
 			break;
 		}
 		now = ms_now_ns();
+		/* Just drained: what was sampled before the boundary is in the table. */
+		if (iv && now >= ms_rec_interval_end(iv)) {
+			interval_cut(&o, iv, rec.table, sym, &mods, &m, &pg, now);
+			now = ms_now_ns();
+		}
 		m.busy = ev.kind != MS_EV_TIMEOUT;
 		meter_pace(&m, pr, &rec, now);
 		if (now >= m.next_read_ns)
@@ -1483,55 +1640,35 @@ int cmd_record(int argc, char **argv)
 
 	cli_report_early_end(o.pid, oc.wait_error, oc.target_exited, oc.exit_status);
 
-	prof = ms_profile_new();
 	/* detached, the target runs: a debuginfod fetch (only with the user's
 	 * DEBUGINFOD_URLS) can no longer stall it */
 	if (sym)
 		ms_symbolizer_set_debuginfod(sym, true);
-	build_profile(prof, rec.table, sym, &o);
-	add_mappings(prof, sym, &mods);
-	{
-		struct ms_rec_totals tot;
-		char *subtitle;
-		struct ms_out_opts wo;
-
-		ms_rec_table_totals(rec.table, &tot);
-		subtitle = file_subtitle(&o, &tot, oc.wall_ns, &m.budget);
-		wo = (struct ms_out_opts){
-		    .title = cli_command_line(),
-		    .subtitle = subtitle,
-		    .value = o.count ? MS_VALUE_COUNT : MS_VALUE_BYTES,
-		    .lines = o.lines,
-		    .live = o.live,
-		    .sample_period = o.sample_bytes,
-		    .samples = o.sample_bytes != 0,
-		    .duration_ns = oc.wall_ns,
-		};
-		for (size_t i = 0; i < mods.n; i++) {
-			const char *slash = strrchr(mods.v[i].path, '/');
-
-			if (mods.v[i].is_exec)
-				wo.main_module = slash ? slash + 1 : mods.v[i].path;
-		}
-		rc = ms_profile_write(prof, o.fmt, &wo, af.fp, &err);
-		free(subtitle);
+	if (iv) {
+		/* the last interval ends here; its file is written like the others */
+		interval_cut(&o, iv, rec.table, sym, &mods, &m, &pg, start_ns + oc.wall_ns);
+		goto summary;
 	}
+	rc = write_profile(&o, rec.table, sym, &mods, NULL, oc.wall_ns, 0, &m.budget, af.fp, &err);
 	if (rc || ms_afile_commit(&af, &err)) {
 		cli_report(&err);
 		goto out;
 	}
 	afile_open = false;
+summary:
 	if (!o.quiet) {
 		char *hint = sym ? ms_symbolizer_names_hint(sym) : NULL;
 
-		print_summary(&o, rec.table, pr, &rec, &oc, &m, verify_note, verified_ok);
+		print_summary(&o, rec.table, pr, &rec, &oc, &m, verify_note, verified_ok, iv);
 		if (hint)
 			fprintf(stderr, "  %s\n", hint);
 		free(hint);
 	}
-	if (!removed_ok)
+	if (iv)
+		interval_failed = ms_rec_interval_failed(iv);
+	if (!removed_ok || (iv && !ms_rec_interval_written(iv)))
 		ret = MS_EXIT_FAILED;
-	else if (oc.target_exited || oc.wait_error)
+	else if (oc.target_exited || oc.wait_error || interval_failed)
 		ret = MS_EXIT_PARTIAL;
 	else {
 		struct ms_probe_stats st;
@@ -1544,7 +1681,7 @@ out:
 		ms_afile_abort(&af);
 	ms_probes_free(pr);
 	ms_proc_free(p);
-	ms_profile_free(prof);
+	ms_rec_interval_free(iv);
 	ms_symbolizer_free(sym);
 	ms_unwinder_free(rec.unwinder);
 	ms_rec_table_free(rec.table);

@@ -322,6 +322,210 @@ void ms_remote_apply_restart(struct user_regs_struct *r);
 int ms_remote_syscall_at(struct ms_proc *p, pid_t tid, ms_raddr_t tramp, long nr,
 			 const long args[6], long *ret);
 
+/* ======================= the probe engine's own state (probe*.c) ======================= */
+
+/*
+ * The engine is one struct shared by the files that each do one of its
+ * jobs: probe.c (entry points, sampling maths, remote-call helpers),
+ * probe_sites.c (which entry points), probe_region.c (where the stubs go),
+ * probe_patch.c (what memspy changes in the target and how it is armed),
+ * probe_ring.c (thread table and ring drain), probe_traps.c (stops at a
+ * stub's int3 and forked children), probe_remove.c (taking it all out).
+ */
+#include "attach/probe.h"
+
+#define PATCH_LEN 5 /* bytes of the jmp written at an entry */
+#define SIGBIT(s) (1ull << ((s)-1))
+
+struct region {
+	ms_raddr_t base;
+	bool tramp; /* its code page holds the stub image: remote syscalls can use it */
+	bool used[MS_STUB_NSLOTS];
+	uint64_t last_draw; /* the draw index seen at the last drain */
+	/*
+	 * The drain reads only the slots of tickets from scan_from up to the
+	 * head. Every ticket below scan_from is accounted for: taken by a
+	 * drain or counted as a drop. A ticket is claimed (xadd) before its
+	 * slot is (cmpxchg), so a slot read as free may still be written for
+	 * a ticket already counted: the window only moves on once the count
+	 * of tickets equals what was taken plus what dropped.
+	 */
+	uint64_t scan_from, fscan_from;
+	uint64_t taken, ftaken; /* samples and frees taken from the rings so far */
+	uint64_t drops, fdrops, nothread, tabfull; /* loss counters, last read */
+	uint64_t head, fhead;	 /* ticket counters at the last reading that passed the checks */
+	uint64_t drops_weighted; /* ring-full losses made up for so far (lost_weight) */
+	uint8_t ctl[5];		       /* the control bytes memspy wrote (armed tracked apart) */
+	uint8_t relay[MS_STUB_NSLOTS]; /* the relay flags memspy wrote */
+	uint64_t discarded;	       /* slots and freed entries that failed the checks */
+	/*
+	 * Its pages failed a check no stub could fail (tamper checks, below): never
+	 * read, written or believed again; the probes go (ms_probes_poll says so).
+	 */
+	bool tampered;
+	bool overwritten; /* ... and not by an exec or an unload: by the target (counted) */
+};
+
+/* memspy's mirror of the in-target thread table (the same in every region). */
+struct thr {
+	uint64_t tp;
+	uint64_t lo, hi; /* the stack bounds written for it: a slot's copy length must match */
+	pid_t tid;
+};
+
+struct site {
+	enum ms_alloc_fn fn;
+	char *name;	 /* "malloc@libc.so.6" */
+	const char *sym; /* symbol name (static or from opts) */
+	ms_raddr_t entry;
+	ms_raddr_t end;	       /* the end of its symbol (entry + st_size) */
+	bool glibc;	       /* in glibc's malloc (relays small requests to its malloc) */
+	uint8_t orig[32];      /* the entry's bytes before patching */
+	struct ms_reloc reloc; /* displaced = bytes relocated into the stub */
+	size_t mod;	       /* index in the module table */
+	char *open_path;       /* the module file, for the final comparison */
+	size_t region;
+	int slot;
+	bool patched;
+};
+
+/* An entry point memspy found but does not probe, and why. */
+struct skip {
+	enum ms_alloc_fn fn;
+	char *name; /* "malloc@libc.so.6" */
+	char *why;
+};
+
+struct ms_probes {
+	struct ms_proc *p;
+	pid_t pid;
+	struct ms_probe_opts opts;
+	bool exact;
+	struct site *s;
+	size_t ns, cap_s;
+	struct region *rg;
+	size_t nrg, cap_rg;
+	const char **names;
+	uint64_t rng;
+	struct ms_probe_stats st;
+	uint8_t *buf; /* trap frame + stack copy */
+	size_t buf_len;
+	int wd_fd;	/* write end of the watchdog's pipe, -1 when none */
+	uint64_t nonce; /* this install's mark on its manifests (the watchdog's key) */
+	bool sigact_installed;
+	bool removed;
+	bool ring;
+	bool armed; /* what memspy last wrote in the armed bytes */
+	uint64_t armed_ns; /* when sampling began */
+	unsigned ncpu; /* CPUs configured: the bound on what the stubs can count */
+	struct ms_ksigaction sigact_old; /* the target's SIGTRAP action, as the kernel gave it */
+	const struct ms_ring_io *io;	 /* the fuzzer's memory instead of the target's */
+	struct thr thr[MS_STUB_NTHR];
+	struct skip *skips; /* entry points planned but not probed, reported once */
+	size_t nskips, cap_skips;
+	uint8_t *hdrs;			      /* MS_STUB_NHDR headers */
+	uint8_t *data;			      /* MS_STUB_NHDR stack copies */
+	uint64_t *fring;		      /* MS_STUB_NFRING x 2 words */
+	struct pending_ev *pev;		      /* the drain's events, kept between drains */
+	uint64_t tsc0, ns0;		      /* for converting the stubs' rdtsc stamps */
+	uint64_t n_drains, drain_ns, drained; /* drain statistics (debug log at removal) */
+	uint64_t ticks[1024];		      /* in-target TSC ticks of the first samples */
+	size_t nticks;
+	uint64_t nested; /* allocations inside a sampled probed call: not reported */
+	/*
+	 * Mean changes, oldest first: until TSC tsc, countdowns were drawn with
+	 * mean. A sample whose countdown fired before a change but that was
+	 * published after the drain that preceded it keeps the old weight.
+	 */
+	struct mean_change {
+		uint64_t tsc, mean;
+	} changes[16];
+	size_t nchanges;
+};
+
+/* One event of a drain, sorted by time before it is reported. */
+struct pending_ev {
+	uint64_t key; /* TSC when it happened: frees after the allocation they free */
+	int hdr;      /* header index, or -1 for a free */
+	int slot;     /* a free: the stub slot that recorded it */
+	uint64_t ptr;
+};
+
+/* probe.c: helpers every job uses. */
+/* The stub kind (MS_SK_*) that probes fn. */
+int probe_fn_kind(enum ms_alloc_fn fn);
+/* Sampling: the next countdown, a sample's weight, the mean in force at a TSC stamp. */
+int64_t probe_draw_countdown(struct ms_probes *pr);
+uint64_t probe_sample_weight(const struct ms_probes *pr, uint64_t size, uint64_t mean);
+uint64_t probe_mean_at(const struct ms_probes *pr, uint64_t tsc);
+/* The target's memory as the drain sees it (the fuzzer's when pr->io is set): bytes or -1. */
+ssize_t probe_ring_readv(struct ms_probes *pr, const struct iovec *l, size_t nl,
+			 const struct iovec *r, size_t nr);
+ssize_t probe_ring_writev(struct ms_probes *pr, const struct iovec *l, size_t nl,
+			  const struct iovec *r, size_t nr);
+/* 0 or a negative code. */
+int probe_write_remote(struct ms_probes *pr, ms_raddr_t addr, const void *buf, size_t len);
+/* Address of the control word at off in region rg. */
+ms_raddr_t probe_rg_ctrl(const struct region *rg, unsigned off);
+/* The file name part of path (borrowed from it), "?" for NULL. */
+const char *probe_base_name(const char *path);
+/* A stopped thread to run remote system calls on, or -1. */
+pid_t probe_any_thread(struct ms_probes *pr);
+/* Notes that site s will not be probed, and why (reported once at install). */
+void probe_skip_site(struct ms_probes *pr, const struct site *s, const char *fmt, ...)
+    MS_PRINTF(3, 4);
+/* Runs a system call in the target (via the trampoline once it exists): 0 and *ret, or -code. */
+int probe_rsyscall(struct ms_probes *pr, long nr, long a0, long a1, long a2, long a3, long a4,
+		    long a5, long *ret);
+/* A hex signal mask field (key) of a /proc status file at path; 0 if absent. */
+uint64_t probe_status_mask(const char *path, const char *key);
+
+/* probe_sites.c: plans the entry points and refuses those a jmp cannot safely patch. */
+void probe_plan_sites(struct ms_probes *pr, const struct ms_modules *mods);
+void probe_plan_cxx(struct ms_probes *pr, const struct ms_modules *mods);
+void probe_check_sites(struct ms_probes *pr);
+void probe_sweep_sites(struct ms_probes *pr, const struct ms_modules *mods,
+			const struct ms_maps *maps);
+
+/* probe_region.c: places a stub region within rel32 reach of a module; 0 or a negative code. */
+bool probe_in_reach(ms_raddr_t base, const struct ms_module *m);
+int probe_map_region(struct ms_probes *pr, const struct ms_module *m, struct ms_error *err);
+int probe_take_slot(struct region *r, int kind);
+int probe_build_regions(struct ms_probes *pr, struct ms_error *err);
+
+/* probe_patch.c: SIGTRAP action, manifests, integrity, patching, arming; 0 or a negative code. */
+int probe_install_sigtrap(struct ms_probes *pr, struct ms_error *err);
+int probe_restore_sigtrap(struct ms_probes *pr);
+int probe_write_manifests(struct ms_probes *pr, const struct ms_ksigaction *act);
+void probe_retire_manifests(struct ms_probes *pr);
+int probe_reclaim_leftovers(struct ms_probes *pr, struct ms_error *err);
+struct ms_ksigaction probe_sigtrap_action_now(pid_t pid);
+bool probe_code_intact(const struct ms_probes *pr, size_t r);
+bool probe_region_intact(const struct ms_probes *pr, size_t r);
+void probe_site_jmp(const struct ms_probes *pr, const struct site *s, uint8_t jmp[PATCH_LEN]);
+void probe_prefault_ring(struct ms_probes *pr);
+int probe_set_armed(struct ms_probes *pr, bool on);
+int probe_patch_sites(struct ms_probes *pr);
+
+/* probe_ring.c: the thread table and the ring drain (0 or a negative code). */
+void probe_on_new_thread(void *ctx, pid_t tid, const struct user_regs_struct *regs);
+void probe_register_all_threads(struct ms_probes *pr);
+void probe_refill_draws(struct ms_probes *pr, const struct region *rg, uint64_t from, uint64_t to);
+uint64_t probe_tsc_now(void);
+uint64_t probe_tsc_to_ns(const struct ms_probes *pr, uint64_t ticks);
+void probe_restart_lost_weight(struct ms_probes *pr);
+void probe_tamper(struct ms_probes *pr, size_t r, const char *why);
+uint64_t probe_size_of(const uint8_t *h, unsigned kind);
+int probe_drain_all(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx);
+
+/* probe_traps.c: stops at a stub's int3 and forked children. */
+const struct site *probe_site_for(const struct ms_probes *pr, size_t region, int slot);
+bool probe_find_trap(const struct ms_probes *pr, ms_raddr_t addr, size_t *region, int *slot);
+bool probe_nested_call(const struct ms_probes *pr, const uint8_t *stack, size_t len);
+void probe_on_trap(struct ms_probes *pr, pid_t tid, const struct user_regs_struct *regs,
+		    size_t region, int slot, ms_alloc_event_cb cb, void *ctx);
+void probe_restore_child(struct ms_probes *pr, pid_t child);
+
 #endif /* __ASSEMBLER__ */
 
 #endif

@@ -37,9 +37,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define PATCH_LEN 5
-#define SIGBIT(s) (1ull << ((s)-1))
-
 /* The manifest sits in the code page, after the last orig slot. */
 _Static_assert(MS_STUB_MANIFEST_OFF >= MS_STUB_ORIG_OFF + MS_STUB_NSLOTS * MS_STUB_ORIG_SIZE &&
 		   MS_STUB_MANIFEST_OFF + sizeof(struct ms_stub_manifest) <= MS_STUB_CODE_SIZE,

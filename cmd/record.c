@@ -1107,7 +1107,7 @@ static void print_few_samples(const struct rec_opts *o, const struct ms_rec_tota
 }
 
 /*
- * The target wrote over memspy's pages in it (attach/probe.c's tamper
+ * The target wrote over memspy's pages in it (attach/probe_ring.c's tamper
  * checks): what was dropped, and whether sampling stopped. Read on its own
  * by tests/e2e/hostile_e2e.py.
  */

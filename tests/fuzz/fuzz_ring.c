@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * libFuzzer target: memspy's ring drain (attach/probe.c, drain_region and
+ * libFuzzer target: memspy's ring drain (attach/probe_ring.c, drain_region and
  * its tamper checks) over arbitrary contents of its pages in the target.
  * The region lives in a local image (memory reads and writes go through
  * struct ms_ring_io); the fuzz input is a list of operations: overwrite

@@ -1,0 +1,279 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Where the stubs go: a region within rel32 reach of each probed module,
+ * mapped in the target by remote mmap, filled with the stub image, the
+ * relocated entry bytes and the countdowns, and given a slot per site.
+ * Placement is its own job because it is the only part that depends on the
+ * target's address space layout.
+ */
+#include "attach/probe.h"
+#include "attach/attach_int.h"
+#include "attach/probe_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <libelf.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+#ifndef MADV_WIPEONFORK
+#define MADV_WIPEONFORK 18
+#endif
+#define KSA_RESTORER 0x04000000ul
+#define KSA_RESTART  0x10000000ul
+
+#define PAGE	     4096ull
+#define REACH	     ((int64_t)2 << 30)
+#define REACH_MARGIN ((int64_t)64 << 20)
+
+bool probe_in_reach(ms_raddr_t base, const struct ms_module *m)
+{
+	int64_t d1 = (int64_t)(base - m->start),
+		d2 = (int64_t)(base + MS_STUB_REGION_SIZE - m->end);
+
+	return llabs(d1) < REACH - REACH_MARGIN && llabs(d2) < REACH - REACH_MARGIN;
+}
+
+/* Candidate addresses in the free gaps of maps, nearest to m first. */
+static size_t region_candidates(const struct ms_maps *maps, const struct ms_module *m,
+				ms_raddr_t *out, size_t max)
+{
+	size_t n = 0;
+	uint64_t need = MS_STUB_REGION_SIZE + 2 * PAGE;
+
+	for (size_t i = 0; i + 1 <= maps->n; i++) {
+		ms_raddr_t lo = i ? maps->v[i - 1].end : 0x10000, hi = maps->v[i].start;
+		const char *below = i ? maps->v[i - 1].path : NULL;
+		const char *above = maps->v[i].path;
+		ms_raddr_t c;
+
+		if (hi <= lo || hi - lo < need)
+			continue;
+		/* Keep out of brk's way above [heap] and of [stack]'s growth below it. */
+		if (above && !strcmp(above, "[stack]"))
+			c = lo + PAGE;
+		else if (below && !strcmp(below, "[heap]"))
+			c = hi - MS_STUB_REGION_SIZE - PAGE;
+		else if (hi <= m->start)
+			c = hi - MS_STUB_REGION_SIZE - PAGE;
+		else
+			c = lo + PAGE;
+		if (above && !strcmp(above, "[stack]") && below && !strcmp(below, "[heap]"))
+			c = lo + (hi - lo) / 2;
+		c &= ~(PAGE - 1);
+		if (!probe_in_reach(c, m) || n >= max)
+			continue;
+		out[n++] = c;
+	}
+	/* Nearest first. */
+	for (size_t i = 1; i < n; i++) {
+		for (size_t j = i; j > 0; j--) {
+			int64_t a = llabs((int64_t)(out[j] - m->start));
+			int64_t b = llabs((int64_t)(out[j - 1] - m->start));
+
+			if (a >= b)
+				break;
+			ms_raddr_t t = out[j];
+
+			out[j] = out[j - 1];
+			out[j - 1] = t;
+		}
+	}
+	return n;
+}
+
+int probe_map_region(struct ms_probes *pr, const struct ms_module *m, struct ms_error *err)
+{
+	ms_raddr_t cand[64];
+	size_t n;
+	long ret = 0;
+	int rc;
+
+	rc = ms_proc_refresh_maps(pr->p);
+	if (rc)
+		return ms_error_set(err, rc, "probe: reading /proc/%d/maps: %s", (int)pr->pid,
+				    ms_strerror(rc));
+	n = region_candidates(ms_proc_maps(pr->p), m, cand, MS_ARRAY_SIZE(cand));
+	for (size_t i = 0; i < n; i++) {
+		struct region *rg;
+
+		/*
+		 * Mapped RX: the stub image goes in through /proc/PID/mem at once,
+		 * so the rest of the set-up (the data pages made RW first) already
+		 * runs through its trampoline.
+		 */
+		rc = probe_rsyscall(pr, SYS_mmap, (long)cand[i], MS_STUB_REGION_SIZE,
+			      PROT_READ | PROT_EXEC,
+			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0, &ret);
+		if (rc)
+			return ms_error_set(err, rc, "probe: remote mmap in process %d: %s",
+					    (int)pr->pid, ms_strerror(rc));
+		if (ret == -EEXIST)
+			continue;
+		if (ret < 0 && ret > -4096)
+			return ms_error_set(err, (int)ret,
+					    "probe: remote mmap(%#llx, %#x) in process %d: %s",
+					    (unsigned long long)cand[i], MS_STUB_REGION_SIZE,
+					    (int)pr->pid, strerror((int)-ret));
+		if ((ms_raddr_t)ret != cand[i]) {
+			/* A kernel older than 4.17 took the flag as a hint. */
+			long r2;
+
+			probe_rsyscall(pr, SYS_munmap, ret, MS_STUB_REGION_SIZE, 0, 0, 0, 0, &r2);
+			continue;
+		}
+		ms_xgrow((void **)&pr->rg, &pr->cap_rg, pr->nrg + 1, sizeof(*pr->rg));
+		rg = &pr->rg[pr->nrg++];
+		memset(rg, 0, sizeof(*rg));
+		rg->base = cand[i];
+		ms_debug("probe: region %#llx (+%#x) for %s", (unsigned long long)cand[i],
+			 MS_STUB_REGION_SIZE, m->path);
+		rc = ms_proc_write_mem(pr->p, rg->base, ms_stub_image, MS_STUB_CODE_SIZE);
+		if (rc)
+			return ms_error_set(err, rc, "probe: writing the stub code at %#llx: %s",
+					    (unsigned long long)rg->base, ms_strerror(rc));
+		rg->tramp = true;
+		rc = probe_rsyscall(pr, SYS_mprotect, (long)(rg->base + MS_STUB_CTRL_OFF),
+			      MS_STUB_REGION_SIZE - MS_STUB_CTRL_OFF, PROT_READ | PROT_WRITE, 0, 0,
+			      0, &ret);
+		if (!rc && ret)
+			rc = (int)ret;
+		if (rc)
+			return ms_error_set(err, rc, "probe: remote mprotect(%#llx, RW): %s",
+					    (unsigned long long)(rg->base + MS_STUB_CTRL_OFF),
+					    ms_strerror(rc));
+		return 0;
+	}
+	return ms_error_set(err, -ENOMEM,
+			    "probe: no free address range within +-2 GiB of %s in process %d",
+			    m->path, (int)pr->pid);
+}
+
+/* A free slot of kind in region r, or -1. */
+int probe_take_slot(struct region *r, int kind)
+{
+	for (int i = 0; i < MS_STUB_NSLOTS; i++) {
+		if (!r->used[i] && (int)ms_stub_desc[i].kind == kind) {
+			r->used[i] = true;
+			return i;
+		}
+	}
+	return -1;
+}
+
+/* Fills the regions' code pages, control pages and countdowns; maps code RX. */
+/*
+ * Does glibc serve some calls of this site by jumping to its own malloc
+ * entry (posix_memalign, memalign and aligned_alloc for alignments up to
+ * MS_RELAY_ALIGN; realloc of NULL), and is that malloc probed in the same
+ * region? Then the stub leaves those calls to the malloc probe.
+ */
+static bool relays(const struct ms_probes *pr, const struct site *s)
+{
+	if (!s->glibc || (s->fn != MS_FN_POSIX_MEMALIGN && s->fn != MS_FN_MEMALIGN &&
+			  s->fn != MS_FN_ALIGNED_ALLOC && s->fn != MS_FN_REALLOC))
+		return false;
+	for (size_t i = 0; i < pr->ns; i++)
+		if (pr->s[i].fn == MS_FN_MALLOC && pr->s[i].mod == s->mod &&
+		    pr->s[i].region == s->region && pr->s[i].slot >= 0)
+			return true;
+	return false;
+}
+
+int probe_build_regions(struct ms_probes *pr, struct ms_error *err)
+{
+	uint8_t *img = ms_xmalloc(MS_STUB_CODE_SIZE);
+	int rc = 0;
+
+	for (size_t r = 0; r < pr->nrg && !rc; r++) {
+		struct region *rg = &pr->rg[r];
+		struct ms_ksigaction ks = {
+		    .handler = rg->base + ms_stub_sig_handler,
+		    .flags = KSA_RESTORER | KSA_RESTART,
+		    .restorer = rg->base + ms_stub_sig_restorer,
+		    .mask = 0,
+		};
+		int64_t cnt[MS_STUB_NCNT * 8];
+		uint8_t ctl[5], relay[MS_STUB_NSLOTS] = {0};
+		uint64_t sig[2];
+		long ret;
+
+		memcpy(img, ms_stub_image, MS_STUB_CODE_SIZE);
+		for (size_t i = 0; i < pr->ns; i++) {
+			struct site *s = &pr->s[i];
+			const struct ms_stub_desc *d;
+
+			if (s->region != r || s->slot < 0)
+				continue;
+			d = &ms_stub_desc[s->slot];
+			rc = ms_decode_relocate(s->orig, sizeof(s->orig), s->entry,
+						rg->base + d->orig, PATCH_LEN, &s->reloc);
+			if (rc) {
+				probe_skip_site(pr, s, "%s", s->reloc.why);
+				s->slot = -1;
+				rc = 0;
+				continue;
+			}
+			memcpy(img + d->orig, s->reloc.code, s->reloc.len);
+		}
+		for (size_t i = 0; i < pr->ns; i++)
+			if (pr->s[i].region == r && pr->s[i].slot >= 0 && relays(pr, &pr->s[i]))
+				relay[pr->s[i].slot] = 1;
+		/* RX already: written through /proc/PID/mem, and read back. */
+		rc = ms_proc_write_mem(pr->p, rg->base, img, MS_STUB_CODE_SIZE);
+		if (rc) {
+			ms_error_set(err, rc, "probe: writing the stub code at %#llx: %s",
+				     (unsigned long long)rg->base, ms_strerror(rc));
+			break;
+		}
+		memset(cnt, 0, sizeof(cnt));
+		for (int k = 0; k < MS_STUB_NCNT; k++)
+			cnt[k * 8] = pr->exact ? INT64_MIN / 2 : probe_draw_countdown(pr);
+		ctl[MS_CTRL_ARMED] = 0;
+		ctl[MS_CTRL_FREE_ALL] = pr->exact && pr->opts.track_frees;
+		ctl[MS_CTRL_TRACK] = !pr->exact && pr->opts.track_frees;
+		ctl[MS_CTRL_RING] = pr->ring;
+		ctl[MS_CTRL_EXACT] = pr->exact;
+		memcpy(rg->ctl, ctl, sizeof(ctl));
+		memcpy(rg->relay, relay, sizeof(relay));
+		sig[0] = MS_RING_MAGIC;
+		sig[1] = pr->nonce ^ rg->base;
+		if (pr->ring)
+			probe_refill_draws(pr, rg, 0, MS_STUB_NDRAW);
+		if ((rc = probe_write_remote(pr, rg->base + MS_STUB_CNT_OFF, cnt, sizeof(cnt))) ||
+		    (rc = probe_write_remote(pr, probe_rg_ctrl(rg, 0), ctl, sizeof(ctl))) ||
+		    (rc = probe_write_remote(pr, probe_rg_ctrl(rg, MS_CTRL_MAGIC), sig,
+					     sizeof(sig))) ||
+		    (rc = probe_write_remote(pr, probe_rg_ctrl(rg, MS_CTRL_RELAY), relay,
+					     sizeof(relay))) ||
+		    (rc = probe_write_remote(pr, probe_rg_ctrl(rg, MS_CTRL_SIGACT_NEW), &ks,
+					     sizeof(ks)))) {
+			ms_error_set(err, rc, "probe: writing the stub data at %#llx: %s",
+				     (unsigned long long)rg->base, ms_strerror(rc));
+			break;
+		}
+		/* A forked child must see armed = 0, zero counters and an empty table. */
+		rc = probe_rsyscall(pr, SYS_madvise, (long)(rg->base + MS_STUB_CTRL_OFF),
+			      MS_STUB_REGION_SIZE - MS_STUB_CTRL_OFF, MADV_WIPEONFORK, 0, 0, 0,
+			      &ret);
+		if (!rc && ret)
+			ms_warn("probe: madvise(MADV_WIPEONFORK) failed in process %d (%s): "
+				"forked children keep armed stubs until memspy restores them",
+				(int)pr->pid, strerror((int)-ret));
+		rc = 0;
+	}
+	free(img);
+	return rc;
+}

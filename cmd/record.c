@@ -1374,7 +1374,7 @@ static int write_profile(const struct rec_opts *o, const struct ms_rec_table *t,
  * summary reports it.
  */
 static void interval_cut(const struct rec_opts *o, struct ms_rec_interval *iv,
-			 const struct ms_rec_table *t, struct ms_symbolizer *sym,
+			 struct ms_rec_table *t, struct ms_symbolizer *sym,
 			 const struct ms_modules *mods, struct meter *m, struct progress *pg,
 			 uint64_t now)
 {
@@ -1396,6 +1396,8 @@ static void interval_cut(const struct rec_opts *o, struct ms_rec_interval *iv,
 	}
 	spent = self_cpu_ns() - cpu;
 	ms_rec_interval_done(iv, t, now, rc == 0, &err, spent, o->quiet);
+	/* hours of churn: memory for the live samples only, not every one ever freed */
+	ms_rec_table_compact(t);
 	m->cpu0 += spent;
 	m->last_cpu += spent;
 }

@@ -45,6 +45,13 @@ void ms_rec_table_add(struct ms_rec_table *t, const ms_raddr_t *pcs, size_t npcs
  */
 int ms_rec_table_free_ptr(struct ms_rec_table *t, ms_raddr_t ptr);
 
+/*
+ * Drops the samples already freed (their figures stay in their stacks'), so
+ * that a recording of hours keeps only its live samples between calls
+ * (record --interval calls it at each interval's end).
+ */
+void ms_rec_table_compact(struct ms_rec_table *t);
+
 /* Number of distinct stacks; stack i's totals into *out (pcs borrowed from t). */
 size_t ms_rec_table_nstacks(const struct ms_rec_table *t);
 void ms_rec_table_stack(const struct ms_rec_table *t, size_t i, struct ms_rec_stack *out);

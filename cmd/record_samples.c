@@ -211,6 +211,12 @@ static bool compact_samples(struct ms_rec_table *t)
 	return n <= MAX_SAMPLES / 4 * 3;
 }
 
+void ms_rec_table_compact(struct ms_rec_table *t)
+{
+	if (t->nsamples)
+		compact_samples(t);
+}
+
 void ms_rec_table_add(struct ms_rec_table *t, const ms_raddr_t *pcs, size_t npcs, int fn,
 		      uint64_t weight, uint64_t size, ms_raddr_t ptr, pid_t tid)
 {

@@ -318,7 +318,7 @@ struct ms_quiesce *ms_quiesce_new(pid_t pid, const struct ms_maps *maps, struct 
 	const struct ms_module *m;
 	struct ms_quiesce *q = NULL;
 	size_t cap = 0;
-	int r, nsym;
+	int r, nsym, fd;
 
 	/* An on-call engineer's tool must not block on the network. */
 	ms_debuginfo_init();
@@ -341,9 +341,21 @@ struct ms_quiesce *ms_quiesce_new(pid_t pid, const struct ms_maps *maps, struct 
 		ms_error_set(err, -ENOMEM, "quiesce: dwfl_begin: %s", dwfl_errmsg(-1));
 		goto fail;
 	}
+	/*
+	 * Opened here, not by libdwfl: a plain open() of a path the target
+	 * controls blocks for good on a FIFO (ms_open_target_file takes
+	 * regular files only). libdwfl consumes the descriptor on success.
+	 */
+	fd = ms_open_target_file(m->open_path);
+	if (fd < 0) {
+		ms_error_set(err, fd, "quiesce: opening %s: %s", m->open_path, strerror(-fd));
+		goto fail;
+	}
 	dwfl_report_begin(q->dwfl);
-	q->libc = dwfl_report_elf(q->dwfl, "libc.so.6", m->open_path, -1, m->bias, false);
+	q->libc = dwfl_report_elf(q->dwfl, "libc.so.6", m->open_path, fd, m->bias, false);
 	dwfl_report_end(q->dwfl, NULL, NULL);
+	if (!q->libc)
+		close(fd);
 	if (!q->libc) {
 		ms_error_set(err, -EIO, "quiesce: reading %s: %s", m->open_path, dwfl_errmsg(-1));
 		goto fail;

@@ -14,9 +14,7 @@ SECS=${SECONDS_PER_RUN:-5}
 THREADS=${THREADS:-4}
 WALK_ARGS=${WALK_ARGS:-}
 bench=$build/bench/targets/alloc_bench
-# Until cmd/main.c routes `record --mode walk`, the test-only entry point runs it.
-if [ -x "$build/tests/memspy-walk" ]; then walk=("$build/tests/memspy-walk" --mode walk)
-else walk=("$build/cmd/memspy" record --mode walk); fi
+walk=("$build/cmd/memspy" record --mode walk)
 work=$(mktemp -d)
 trap 'rm -rf "$work"; jobs -p | xargs -r kill 2>/dev/null || true' EXIT
 

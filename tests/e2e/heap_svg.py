@@ -27,20 +27,15 @@ import tempfile
 import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from leaks_e2e import fail, read_line  # noqa: E402
+from leaks_e2e import finish_target, start_target  # noqa: E402
+from mstest import SKIP, fail, main, run_ok, spawn  # noqa: E402
 
 NS = "{http://www.w3.org/2000/svg}"
 LEAK_FILL = "rgb(220,40,40)"
 
 
 def dump(memspy, pid, args):
-    cmd = [memspy, "dump", "--pid", str(pid)] + args
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                       timeout=120)
-    sys.stderr.write(r.stderr)
-    if r.returncode != 0:
-        fail("%s exited %d" % (" ".join(cmd), r.returncode))
-    return r.stdout
+    return run_ok([memspy, "dump", "--pid", str(pid)] + args)
 
 
 def frames_of(path):
@@ -110,7 +105,7 @@ def chromium_check(svg, work, total, leaked):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:
         print("SKIP: chromium is not installed: the browser checks did not run")
-        return 77
+        return SKIP
     prof = tempfile.mkdtemp()
     base = [chromium, "--headless", "--no-sandbox", "--disable-gpu",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -119,7 +114,7 @@ def chromium_check(svg, work, total, leaked):
     def run(args, out):
         # Own session: a hung browser and its helpers are killed as a group.
         with open(out, "w") as f, open(os.path.join(work, "chromium.log"), "a") as log:
-            p = subprocess.Popen(base + args, stdout=f, stderr=log, start_new_session=True)
+            p = spawn(base + args, stdout=f, stderr=log)
             try:
                 p.wait(timeout=60)
             except subprocess.TimeoutExpired:
@@ -152,7 +147,7 @@ def chromium_check(svg, work, total, leaked):
     return 0
 
 
-def main():
+def check_all():
     ap = argparse.ArgumentParser()
     ap.add_argument("--memspy", required=True)
     ap.add_argument("--target", required=True)
@@ -162,30 +157,19 @@ def main():
     js, svg, svg2 = (os.path.join(os.path.abspath(a.work), n)
                      for n in ("heap.json", "heap.svg", "heap-o.svg"))
 
-    p = subprocess.Popen([a.target], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                         start_new_session=True)
-    try:
-        truth = read_line(p)
-        dump(a.memspy, p.pid, ["--leaks", "--json", "-o", js, "--svg", svg])
-        with open(js) as f:
-            d = json.load(f)
-        total = check_numbers(svg, d, truth)
-        dump(a.memspy, p.pid, ["-o", svg2])
-        root, fr = frames_of(svg2)
-        if not any(n == "leaked" for n, *_ in fr):
-            fail("-o heap-o.svg: no leaked frames")
-        print("ok: -o FILE.svg writes the view (%d frames)" % len(fr))
-        p.stdin.close()
-        end = read_line(p)
-        if p.wait(timeout=30) != 0 or end.get("self_check") != "ok":
-            fail("target self-check: %s, exit %s" % (end, p.returncode))
-        print("ok: target unharmed (self-check ok, exit 0)")
-    finally:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
-    sys.exit(chromium_check(svg, os.path.abspath(a.work), total, d["leaks"]["leaked"]["bytes"]))
+    t, truth = start_target([a.target])
+    dump(a.memspy, t.pid, ["--leaks", "--json", "-o", js, "--svg", svg])
+    with open(js) as f:
+        d = json.load(f)
+    total = check_numbers(svg, d, truth)
+    dump(a.memspy, t.pid, ["-o", svg2])
+    root, fr = frames_of(svg2)
+    if not any(n == "leaked" for n, *_ in fr):
+        fail("-o heap-o.svg: no leaked frames")
+    print("ok: -o FILE.svg writes the view (%d frames)" % len(fr))
+    finish_target(t)
+    return chromium_check(svg, os.path.abspath(a.work), total, d["leaks"]["leaked"]["bytes"])
 
 
 if __name__ == "__main__":
-    main()
+    main(check_all)

@@ -11,34 +11,34 @@ beyond a handful, and the target must finish its own self-check.
 import argparse
 import json
 import os
-import select
-import signal
-import subprocess
 import sys
 import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mstest import Target, fail, main, run_ok  # noqa: E402
 
 # Stale words in registers or live stack slots can keep a few leaked chunks
 # alive, and libc/libstdc++ may leak a few of their own: allowed either way.
 HANDFUL = 5
 
 
-def fail(msg):
-    print("FAIL: " + msg, file=sys.stderr)
-    sys.exit(1)
-
-
 def close(got, want):
     return abs(got - want) <= max(HANDFUL, 0.03 * want)
 
 
-def read_line(p, timeout=30):
-    r, _, _ = select.select([p.stdout], [], [], timeout)
-    if not r:
-        fail("target printed nothing within %d s" % timeout)
-    line = p.stdout.readline()
-    if not line:
-        fail("target exited early (status %s)" % p.poll())
-    return json.loads(line)
+def start_target(argv):
+    """The target prints what it leaked and kept as one JSON line, then waits."""
+    t = Target(argv, ready=r"^\{", echo=False)
+    return t, json.loads(t.ready.string)
+
+
+def finish_target(t):
+    """Closing its stdin makes the target check itself: one more JSON line, exit 0."""
+    t.p.stdin.close()
+    end = json.loads(t.line(30, "the target's self-check"))
+    if t.wait(30) != 0 or end.get("self_check") != "ok":
+        fail("target self-check: %s, exit %s" % (end, t.p.returncode))
+    print("ok: target unharmed (self-check ok, exit 0)")
 
 
 def run_memspy(memspy, pid, extra, json_out):
@@ -47,13 +47,9 @@ def run_memspy(memspy, pid, extra, json_out):
         fd, path = tempfile.mkstemp(suffix=".json")
         os.close(fd)
         cmd += ["--json", "-o", path]
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                       timeout=120)
-    sys.stderr.write(r.stderr)
-    if r.returncode != 0:
-        fail("%s exited %d" % (" ".join(cmd), r.returncode))
+    out = run_ok(cmd)
     if not json_out:
-        return r.stdout
+        return out
     with open(path) as f:
         d = json.load(f)
     os.unlink(path)
@@ -153,7 +149,7 @@ def check_explain(memspy, pid, truth, extra, stripped):
                                             % len(e["leaked_referrers"])))
 
 
-def main():
+def check_all():
     ap = argparse.ArgumentParser()
     ap.add_argument("--memspy", required=True)
     ap.add_argument("--target", required=True)
@@ -161,27 +157,16 @@ def main():
     ap.add_argument("--stripped", action="store_true", help="the target has no symbol table")
     a = ap.parse_args()
 
-    p = subprocess.Popen([a.target], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                         start_new_session=True)
-    try:
-        truth = read_line(p)
-        check(truth, run_memspy(a.memspy, p.pid, a.arg, True))
-        text = run_memspy(a.memspy, p.pid, a.arg, False)
-        for want in ("Leaked:", "Unreferenced:", "Dropped", "Examples", "raw block"):
-            if want not in text:
-                fail("text report lacks %r:\n%s" % (want, text))
-        print("ok: text report")
-        check_explain(a.memspy, p.pid, truth, a.arg, a.stripped)
-        p.stdin.close()
-        end = read_line(p)
-        if p.wait(timeout=30) != 0 or end.get("self_check") != "ok":
-            fail("target self-check: %s, exit %s" % (end, p.returncode))
-        print("ok: target unharmed (self-check ok, exit 0)")
-    finally:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
+    t, truth = start_target([a.target])
+    check(truth, run_memspy(a.memspy, t.pid, a.arg, True))
+    text = run_memspy(a.memspy, t.pid, a.arg, False)
+    for want in ("Leaked:", "Unreferenced:", "Dropped", "Examples", "raw block"):
+        if want not in text:
+            fail("text report lacks %r:\n%s" % (want, text))
+    print("ok: text report")
+    check_explain(a.memspy, t.pid, truth, a.arg, a.stripped)
+    finish_target(t)
 
 
 if __name__ == "__main__":
-    main()
+    main(check_all)

@@ -24,64 +24,24 @@ Readiness is a pipe handshake (READY line); nothing asserts on time.
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 
-SKIP = 77
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mstest  # noqa: E402
+from mstest import fail, skip_if_not_permitted  # noqa: E402
+
 VERDICTS = ("does not use glibc", "no allocator entry point", "found no libc")
-children = []
 
 
-def fail(msg):
-    print("FAIL: " + msg, file=sys.stderr)
-    sys.exit(1)
-
-
-def reap_all():
-    for p in children:
-        if p.poll() is None:
-            p.kill()
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-
-
-class Target:
-    def __init__(self, path, threads=4):
-        self.p = subprocess.Popen([path, str(threads)], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE)
-        children.append(self.p)
-        line = self.p.stdout.readline().decode()
-        if not line.startswith("READY "):
-            fail("target did not start: %r" % line)
-        self.pid = self.p.pid
-
-    def alive(self):
-        return self.p.poll() is None
-
-    def quit(self):
-        """Asks it to finish: it must exit 0 (unharmed)."""
-        self.p.stdin.write(b"q\n")
-        self.p.stdin.close()
-        rc = self.p.wait(timeout=60)
-        if rc != 0:
-            fail("target %d exited %d after memspy" % (self.pid, rc))
+def churn_target(path, threads=4):
+    """A maps_churn process, ready once it printed READY; quit() must see it exit 0."""
+    return mstest.Target([path, str(threads)], ready=r"^READY ", timeout=60, echo=False)
 
 
 def run(argv, env=None):
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    children.append(p)
-    out, err = p.communicate(timeout=120)
-    return p.returncode, out.decode(errors="replace") + err.decode(errors="replace")
-
-
-def skip_if_not_permitted(rc, text):
-    if rc == 2 and "Operation not permitted" in text:
-        print("SKIP: ptrace not permitted here: " + text.strip().splitlines()[0])
-        sys.exit(SKIP)
+    r = mstest.run(argv, env=env)
+    return r.returncode, r.stdout + r.stderr
 
 
 def dump(memspy, pid, env=None):
@@ -123,13 +83,13 @@ def check_dump_ok(what, rc, text, rep):
 def loop(a):
     partial = 0
     for i in range(a.fresh):
-        t = Target(a.target)
+        t = churn_target(a.target)
         rc, text, rep = dump(a.memspy, t.pid)
         check_dump_ok("dump of fresh process %d (%d of %d)" % (t.pid, i + 1, a.fresh),
                       rc, text, rep)
         partial += rc == 1
         t.quit()
-        t = Target(a.target)
+        t = churn_target(a.target)
         rc, text = record(a.memspy, t.pid)
         what = "record of fresh process %d (%d of %d)" % (t.pid, i + 1, a.fresh)
         no_verdict(what, text)
@@ -141,7 +101,7 @@ def loop(a):
 
 
 def inject(a):
-    t = Target(a.target)
+    t = churn_target(a.target)
     few = dict(os.environ, MEMSPY_TEST_MAPS_TORN="3")
     every = dict(os.environ, MEMSPY_TEST_MAPS_TORN="1000000")
 
@@ -173,12 +133,8 @@ def main():
     ap.add_argument("--fresh", type=int, default=30)
     ap.add_argument("mode", choices=["loop", "inject"])
     a = ap.parse_args()
-    try:
-        {"loop": loop, "inject": inject}[a.mode](a)
-    finally:
-        reap_all()
+    mstest.main(lambda: {"loop": loop, "inject": inject}[a.mode](a))
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     main()

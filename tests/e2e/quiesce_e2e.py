@@ -34,57 +34,21 @@ to measure before/after). Nothing asserts on wall-clock time.
 import argparse
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
 import time
 
-SKIP = 77
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mstest  # noqa: E402
+from mstest import SKIP, fail, tracer_of  # noqa: E402
+
 FIELDS = ["arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
           "fordblks", "keepcost"]
-children = []
 
 
-def fail(msg):
-    print("FAIL: " + msg, file=sys.stderr)
-    sys.exit(1)
-
-
-class Target:
-    def __init__(self, path, threads, fork=False):
-        self.p = subprocess.Popen([path, str(threads)] + (["fork"] if fork else []),
-                                  stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, start_new_session=True)
-        children.append(self.p)
-        line = self.line(60)
-        if not line.startswith("READY "):
-            fail("target did not get ready: %r" % line)
-        self.pid = int(line.split()[1])
-
-    def line(self, timeout=60):
-        r, _, _ = select.select([self.p.stdout], [], [], timeout)
-        if not r:
-            fail("target %d did not answer within %d s" % (self.p.pid, timeout))
-        return self.p.stdout.readline().decode().strip()
-
-    def ask(self, cmd):
-        self.p.stdin.write((cmd + "\n").encode())
-        self.p.stdin.flush()
-        return self.line()
-
-    def ops(self):
-        a = self.ask("ping")
-        if not a.startswith("pong "):
-            fail("bad answer to ping: %r" % a)
-        return int(a.split()[1])
-
-    def quit(self):
-        self.p.stdin.write(b"q\n")
-        self.p.stdin.flush()
-        rc = self.p.wait(timeout=60)
-        if rc != 0:
-            fail("target %d exited %d" % (self.pid, rc))
+def Target(path, threads, fork=False):
+    return mstest.BusyTarget([path, str(threads)] + (["fork"] if fork else []))
 
 
 def dump(memspy, pid, extra=()):
@@ -145,14 +109,6 @@ def check_parked_exact(memspy, t, extra):
         fail("target did not resume")
 
 
-def tracer_of(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("TracerPid:"):
-                return int(line.split()[1])
-    return -1
-
-
 def diein(a, extra):
     for point in ("patched", "running", "arrived"):
         t = Target(a.target, a.threads)
@@ -176,10 +132,7 @@ def diein(a, extra):
             time.sleep(0.01)
         else:
             fail("%s: target still traced by %d" % (point, tracer_of(t.pid)))
-        before = t.ops()
-        after = t.ops()
-        while after == before:
-            after = t.ops()
+        t.runs_on()
         check_parked_exact(a.memspy, t, extra)
         rc, rep, err = dump(a.memspy, t.pid, extra)
         check_complete(rc, rep, err, "%s: the next dump" % point, False, extra)
@@ -209,10 +162,7 @@ def giveup(a, extra):
     if not fell_back:
         fail("no dump had a thread inside malloc to let out: the fallback was not exercised")
     check_parked_exact(a.memspy, t, extra)
-    before = t.ops()
-    after = t.ops()
-    while after == before:
-        after = t.ops()
+    t.runs_on()
     t.quit()
     print("giveup: %d dumps complete, %d of them after rounds that gave up" % (a.n, fell_back))
 
@@ -252,10 +202,7 @@ def main():
                 check_complete(rc, rep, err, "fresh dump %d" % i, a.count, extra)
                 if rep and isinstance(rep.get("quiesce"), dict):
                     let_out += rep["quiesce"].get("threads_let_out_total", 0)
-                before = t.ops()
-                after = t.ops()
-                while after == before:
-                    after = t.ops()
+                t.runs_on()
                 t.quit()
         else:
             t = Target(a.target, a.threads, a.fork)
@@ -271,19 +218,10 @@ def main():
             if not a.count:
                 # A quiescent moment: the dump must equal the program's own mallinfo2.
                 check_parked_exact(a.memspy, t, extra)
-            before = t.ops()
-            after = t.ops()
-            while after == before:
-                after = t.ops()
+            t.runs_on()
             t.quit()
     finally:
-        for p in children:
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGKILL)
-                except OSError:
-                    pass
-                p.wait()
+        mstest.reap_all()
     bad = sum(1 for c in codes if c != 0)
     print("%s: %d dumps, %d not exit 0 (codes %s), %d threads let out in all" %
           (a.mode, len(codes), bad, "".join(str(c) for c in codes), let_out))
@@ -293,4 +231,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    mstest.main(main)

@@ -3,24 +3,22 @@
 # End-to-end tests of record's overhead budget (--max-overhead) against real,
 # self-checking targets: memspy-rec-target (a known 60:30:10 mix of bytes)
 # and memspy-budget-tight (4 threads of malloc/free). The recording driver is
-# record_e2e.run(): handshake, SIGINT after "done", text and self checks.
+# mstest.record(): handshake, SIGINT after "done", text and self checks.
 import os
 import re
-import subprocess
 import sys
-import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from record_e2e import (Fail, expect_lines, parse_folded, run, scenario_main,  # noqa: E402
-                        sum_matching)
+from mstest import (Fail, expect_lines, parse_folded, record, run, scenario_main,  # noqa: E402
+                    sum_matching)
 
 BUDGET = "10%"
 WIDENED = re.compile(r"record: sampling cost ([0-9.]+)% .*: mean widened from (\S+ \S+) to (\S+ \S+)")
 
 
 def recording(args, target, mode, iters, opts, out):
-    a = types.SimpleNamespace(memspy=args.memspy, target=target)
-    return run(a, mode, iters, opts, out)
+    r = record(args.memspy, [target, mode, str(iters)], opts, out)
+    return r.expect, r.err
 
 
 def summary_line(err, prefix):
@@ -149,8 +147,7 @@ def scen_exact(args, wd):
 
 def scen_usage(args, wd):
     def mem(*a):
-        return subprocess.run([args.memspy, "record", *a], capture_output=True, text=True,
-                              timeout=30)
+        return run([args.memspy, "record", *a], timeout=30)
     for bad in ("abc", "-1", "101", "", "5x", "nan", "1%%", "inf"):
         r = mem("--pid", "1", "--max-overhead", bad)
         if (r.returncode != 64 or "--max-overhead" not in r.stderr or

@@ -4,70 +4,17 @@
 # (C++ operator new/delete, the memalign family, a preloaded jemalloc or
 # tcmalloc, an executable's own malloc, glibc's nested entries, edge cases),
 # recorded from the memspy-cov-* targets, which announce what memspy must find.
-import argparse
 import gzip
 import json
 import os
 import re
-import queue
-import signal
-import subprocess
 import sys
-import threading
-import time
 
-SKIP = 77
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mstest import Fail, Skip, parse_folded, scenario_main  # noqa: E402
+from mstest import record as mstest_record  # noqa: E402
+
 LIBDIR = "/usr/lib/x86_64-linux-gnu"
-
-
-class Fail(Exception):
-    pass
-
-
-class Skip(Exception):
-    pass
-
-
-class LineReader:
-    """Reads a pipe's lines in a thread so every wait has a deadline."""
-
-    def __init__(self, pipe, name):
-        self.q = queue.Queue()
-        self.lines = []
-        self.name = name
-        self.t = threading.Thread(target=self._run, args=(pipe,), daemon=True)
-        self.t.start()
-
-    def _run(self, pipe):
-        for line in pipe:
-            line = line.rstrip("\n")
-            self.lines.append(line)
-            print(f"[{self.name}] {line}", flush=True)
-            self.q.put(line)
-        self.q.put(None)
-
-    def next(self, timeout, what):
-        end = time.monotonic() + timeout
-        while True:
-            left = end - time.monotonic()
-            if left <= 0:
-                raise Fail(f"timed out after {timeout} s waiting for {what}")
-            try:
-                line = self.q.get(timeout=left)
-            except queue.Empty:
-                continue
-            if line is None:
-                raise Fail(f"{self.name} closed its output before {what}")
-            return line
-
-
-def kill(p):
-    if p and p.poll() is None:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except OSError:
-            p.kill()
-        p.wait()
 
 
 PARTIAL = []  # complaints about partial recordings, reported by finish()
@@ -90,87 +37,15 @@ class Run:
 
 
 def record(args, target, mode, iters, opts, out, env=None, folded=True):
-    tgt = memspy = None
-    try:
-        tgt = subprocess.Popen([target, mode, str(iters)], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, text=True, bufsize=1,
-                               env=env, start_new_session=True)
-        tout = LineReader(tgt.stdout, "target")
-        line = tout.next(30, "the target's 'ready'")
-        if not line.startswith("ready "):
-            raise Fail(f"target: {line}")
-        pid = int(line.split()[1])
-        cmd = [args.memspy, "record", "--pid", str(pid), "-o", out] + opts
-        print("$ " + " ".join(cmd), flush=True)
-        memspy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                  text=True, start_new_session=True)
-        merr = LineReader(memspy.stderr, "memspy")
-        while True:
-            try:
-                line = merr.next(60, "memspy's 'recording' line")
-            except Fail:
-                memspy.wait(timeout=30)
-                text = "\n".join(merr.lines)
-                if memspy.returncode == 2 and ("not permitted" in text or
-                                               "ptrace_scope" in text):
-                    raise Skip("ptrace is not permitted here")
-                raise
-            if line.startswith("memspy: recording pid"):
-                break
-        # The probes are in: the counted allocations start now.
-        tgt.stdin.write("go\n")
-        tgt.stdin.flush()
-        expect = []
-        while True:
-            line = tout.next(240, "the target's 'done'")
-            if line.startswith("expect"):
-                expect.append(line)
-            elif line == "done":
-                break
-        memspy.send_signal(signal.SIGINT)
-        try:
-            rc = memspy.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            raise Fail("memspy did not exit within 120 s of SIGINT")
-        merr.t.join(5)
-        if tgt.poll() is not None:
-            raise Fail(f"the target died during the recording: status {tgt.returncode}")
-        tgt.stdin.write("check\n")
-        tgt.stdin.flush()
-        line = tout.next(60, "the target's self-check")
-        if line != "selfcheck ok":
-            raise Fail(f"target: {line}")
-        if tgt.wait(timeout=30) != 0:
-            raise Fail(f"target exited {tgt.returncode}")
-        if rc == 1:
-            # Partial: still compare the figures, and fail at the end with the reason.
-            why = [l.strip() for l in merr.lines if "lost" in l or "partial" in l]
-            PARTIAL.append(f"memspy exited 1 (partial), expected 0: {'; '.join(why)}")
-        elif rc != 0:
-            raise Fail(f"memspy exited {rc}, expected 0")
-        run = Run(expect, merr.lines, parse_folded(out) if folded else None, out)
-        run.target = target
-        return run
-    finally:
-        kill(memspy)
-        kill(tgt)
-
-
-def parse_folded(path):
-    """[(frames, value)]; every line must be 'a;b;c VALUE'. Empty is allowed."""
-    out = []
-    if not os.path.exists(path):
-        raise Fail(f"no output file at {path}")
-    with open(path) as f:
-        for no, line in enumerate(f, 1):
-            line = line.rstrip("\n")
-            if not line:
-                continue
-            stack, _, val = line.rpartition(" ")
-            if not stack or not val.isdigit():
-                raise Fail(f"{path}:{no}: not a folded line: {line!r}")
-            out.append((stack.split(";"), int(val)))
-    return out
+    r = mstest_record(args.memspy, [target, mode, str(iters)], opts, out, env=env,
+                      expect_rc=(0, 1), check_text=False, done_timeout=240)
+    if r.rc == 1:
+        # Partial: still compare the figures, and fail at the end with the reason.
+        why = [l.strip() for l in r.err if "lost" in l or "partial" in l]
+        PARTIAL.append(f"memspy exited 1 (partial), expected 0: {'; '.join(why)}")
+    run = Run(r.expect, r.err, parse_folded(out, allow_empty=True) if folded else None, out)
+    run.target = target
+    return run
 
 
 def find(frames, seq):
@@ -496,7 +371,7 @@ def file_totals(run, fmt, live, count_view):
     """(bytes, count, subtitle) as the written file states them; None where it has no figure."""
     path = run.path
     if fmt == "folded":
-        total = sum(v for _, v in parse_folded(path))
+        total = sum(v for _, v in parse_folded(path, allow_empty=True))
         return (None, total, None) if count_view else (total, None, None)
     if fmt == "svg":
         text = open(path).read()
@@ -691,31 +566,5 @@ SCENARIOS = {
 }
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--memspy", required=True)
-    ap.add_argument("--cov-c", required=True)
-    ap.add_argument("--cov-cxx", required=True)
-    ap.add_argument("--cov-bump", required=True)
-    ap.add_argument("--scenario", required=True, choices=sorted(SCENARIOS))
-    ap.add_argument("--workdir", required=True)
-    ap.add_argument("--iters", type=int, default=0, help="override the target's iterations")
-    args = ap.parse_args()
-    wd = os.path.join(args.workdir, args.scenario)
-    os.makedirs(wd, exist_ok=True)
-    for n in os.listdir(wd):
-        os.unlink(os.path.join(wd, n))
-    try:
-        SCENARIOS[args.scenario](args, wd)
-    except Skip as e:
-        print(f"SKIP: {args.scenario}: {e}", flush=True)
-        return SKIP
-    except Fail as e:
-        print(f"FAIL: {args.scenario}: {e}", flush=True)
-        return 1
-    print(f"PASS: {args.scenario}", flush=True)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    scenario_main(SCENARIOS, ["cov-c", "cov-cxx", "cov-bump"])

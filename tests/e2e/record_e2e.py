@@ -3,218 +3,28 @@
 # End-to-end tests of `memspy record` against memspy-rec-target (a real,
 # self-checking child): stacks and shares, exact counts, the leak view, and
 # the target's survival when memspy is interrupted or the target forks/dies.
-import argparse
-import json
 import os
-import queue
 import re
 import signal
-import subprocess
 import sys
-import threading
-import time
-import xml.etree.ElementTree as ET
 
-SKIP = 77
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mstest import (Fail, Target, check_output_valid, expect_lines, parse_folded,  # noqa: E402
+                    record, scenario_main, sum_matching, tracer_of)
+from mstest import run as run_memspy  # noqa: E402
+# Drivers written against this file before mstest.py import these from here.
+from mstest import SKIP, LineReader, kill, text_check  # noqa: E402,F401
+
 SITES = ["rec_site_a", "rec_site_b", "rec_site_c"]
-
-
-class Fail(Exception):
-    pass
-
-
-class LineReader:
-    """Reads a pipe's lines in a thread so every wait has a deadline."""
-
-    def __init__(self, pipe, name, echo=True):
-        self.q = queue.Queue()
-        self.lines = []
-        self.name = name
-        self.echo = echo
-        self.t = threading.Thread(target=self._run, args=(pipe,), daemon=True)
-        self.t.start()
-
-    def _run(self, pipe):
-        for line in pipe:
-            line = line.rstrip("\n")
-            self.lines.append(line)
-            if self.echo:
-                print(f"[{self.name}] {line}", flush=True)
-            self.q.put(line)
-        self.q.put(None)
-
-    def wait_for(self, pred, timeout, what):
-        end = time.monotonic() + timeout
-        while True:
-            left = end - time.monotonic()
-            if left <= 0:
-                raise Fail(f"timed out after {timeout} s waiting for {what}")
-            try:
-                line = self.q.get(timeout=left)
-            except queue.Empty:
-                continue
-            if line is None:
-                raise Fail(f"{self.name} closed its output before {what}")
-            if pred(line):
-                return line
-
-
-def text_check(pid):
-    """Every executable file mapping of pid must equal its file: no probe left behind."""
-    checked = []
-    with open(f"/proc/{pid}/maps") as f:
-        maps = f.read().splitlines()
-    with open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
-        for line in maps:
-            parts = line.split(None, 5)
-            if len(parts) < 6 or "x" not in parts[1] or not parts[5].startswith("/"):
-                continue
-            start, end = (int(x, 16) for x in parts[0].split("-"))
-            off, path = int(parts[2], 16), parts[5]
-            try:
-                with open(path, "rb") as fh:
-                    fh.seek(off)
-                    want = fh.read(end - start)
-            except OSError as e:
-                raise Fail(f"text check: cannot read {path}: {e}")
-            mem.seek(start)
-            have = mem.read(len(want))
-            if have != want:
-                i = next(i for i in range(len(want)) if have[i] != want[i])
-                raise Fail(f"text check: {path} differs from its file at 0x{start + i:x} "
-                           f"(file offset 0x{off + i:x}): {have[i:i+8].hex()} != "
-                           f"{want[i:i+8].hex()}")
-            checked.append((os.path.basename(path), len(want)))
-    if not any(name.startswith("libc.so") for name, _ in checked):
-        raise Fail(f"text check: no libc mapping found in {pid}'s maps")
-    print("text check: identical to the files: " +
-          ", ".join(f"{n} ({s} B)" for n, s in checked), flush=True)
-
-
-def parse_folded(path):
-    """[(frames, value)] from a folded file; every line must be 'a;b;c VALUE'."""
-    out = []
-    with open(path) as f:
-        for no, line in enumerate(f, 1):
-            line = line.rstrip("\n")
-            if not line:
-                continue
-            stack, _, val = line.rpartition(" ")
-            if not stack or not val.isdigit():
-                raise Fail(f"{path}:{no}: not a folded line: {line!r}")
-            out.append((stack.split(";"), int(val)))
-    if not out:
-        raise Fail(f"{path}: empty")
-    return out
-
-
-def sum_matching(folded, expect):
-    """Sum of the values of folded lines whose stack ends with the frames in expect."""
-    e = expect.split(";")
-    return sum(v for fr, v in folded if fr[-len(e):] == e)
-
-
-def check_output_valid(path, fmt):
-    if not os.path.exists(path):
-        raise Fail(f"no output file at {path}")
-    if fmt == "folded":
-        parse_folded(path)
-    elif fmt == "svg":
-        root = ET.parse(path).getroot()
-        if not root.tag.endswith("svg"):
-            raise Fail(f"{path}: root element is {root.tag}, not svg")
-    elif fmt == "speedscope":
-        with open(path) as f:
-            doc = json.load(f)
-        if "profiles" not in doc or "shared" not in doc:
-            raise Fail(f"{path}: not a speedscope document")
-    leftovers = [n for n in os.listdir(os.path.dirname(path) or ".")
-                 if n.startswith(os.path.basename(path) + ".") or ".tmp" in n]
-    if leftovers:
-        raise Fail(f"temporary files left next to the output: {leftovers}")
-    print(f"output {path}: valid {fmt}", flush=True)
-
-
-def kill(p):
-    if p and p.poll() is None:
-        p.kill()
-        p.wait()
 
 
 def run(args, mode, iters, memspy_opts, out, on_half=None, stop_after_done=signal.SIGINT,
         expect_rc=0, check_text=True, target_survives=True):
-    """One recording. Returns (target's expect lines, memspy's stderr lines)."""
-    target = memspy = None
-    try:
-        target = subprocess.Popen([args.target, mode, str(iters)], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, text=True, bufsize=1)
-        tout = LineReader(target.stdout, "target")
-        pid = int(tout.wait_for(lambda l: l.startswith("ready "), 30, "the target's 'ready'")
-                  .split()[1])
-        cmd = [args.memspy, "record", "--pid", str(pid), "-o", out] + memspy_opts
-        print("$ " + " ".join(cmd), flush=True)
-        memspy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                  text=True)
-        merr = LineReader(memspy.stderr, "memspy")
-        try:
-            merr.wait_for(lambda l: l.startswith("memspy: recording pid"), 60,
-                          "memspy's 'recording' line")
-        except Fail:
-            memspy.wait(timeout=30)
-            text = "\n".join(merr.lines)
-            if memspy.returncode == 2 and ("not permitted" in text or "ptrace_scope" in text):
-                print("SKIP: ptrace is not permitted here", flush=True)
-                sys.exit(SKIP)
-            raise
-        # memspy's probes are in: the counted allocations start now.
-        target.stdin.write("go\n")
-        target.stdin.flush()
-        expect = []
-        while True:
-            line = tout.wait_for(lambda l: True, 120, "the target's 'done'")
-            if line == "half" and on_half:
-                on_half(target, memspy)
-                if not target_survives:
-                    break
-            elif line.startswith("expect"):
-                expect.append(line)
-            elif line == "done":
-                break
-        if target_survives and stop_after_done:
-            memspy.send_signal(stop_after_done)
-        try:
-            rc = memspy.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            raise Fail("memspy did not exit within 120 s")
-        merr.t.join(5)
-        if rc != expect_rc:
-            raise Fail(f"memspy exited {rc}, expected {expect_rc}")
-        if target_survives:
-            if target.poll() is not None:
-                raise Fail(f"the target died during the recording: status {target.returncode}")
-            if check_text:
-                text_check(pid)
-            target.stdin.write("check\n")
-            target.stdin.flush()
-            line = tout.wait_for(lambda l: l.startswith("selfcheck"), 60,
-                                 "the target's self-check")
-            if line != "selfcheck ok":
-                raise Fail(f"target: {line}")
-            if target.wait(timeout=30) != 0:
-                raise Fail(f"target exited {target.returncode}")
-        return expect, merr.lines
-    finally:
-        kill(memspy)
-        kill(target)
-
-
-def expect_lines(expect, kind):
-    out = {}
-    for line in expect:
-        parts = line.split()
-        if parts[0] == kind:
-            out[parts[1]] = (int(parts[2]), int(parts[3]))
-    return out
+    """One recording of args.target. Returns (target's expect lines, memspy's stderr lines)."""
+    r = record(args.memspy, [args.target, mode, str(iters)], memspy_opts, out, on_half=on_half,
+               stop=stop_after_done, expect_rc=(expect_rc,), check_text=check_text,
+               target_survives=target_survives)
+    return r.expect, r.err
 
 
 def scen_mix_exact(args, wd):
@@ -378,8 +188,7 @@ def scen_fork_threads(args, wd):
 
 def scen_usage(args, wd):
     def mem(*a):
-        return subprocess.run([args.memspy, "record", *a], capture_output=True, text=True,
-                              timeout=30)
+        return run_memspy([args.memspy, "record", *a], timeout=30)
     cases = [
         ([], "--pid is required"),
         (["--pid", "abc"], "not a process id"),
@@ -407,38 +216,26 @@ def scen_usage(args, wd):
 
 def scen_unwritable(args, wd):
     # The output's directory does not exist: exit 2, nothing attached, no file left.
-    target = None
-    try:
-        target = subprocess.Popen([args.target, "mix", "10"], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, text=True, bufsize=1)
-        tout = LineReader(target.stdout, "target")
-        pid = int(tout.wait_for(lambda l: l.startswith("ready "), 30, "'ready'").split()[1])
-        out = os.path.join(wd, "no-such-dir", "x.svg")
-        r = subprocess.run([args.memspy, "record", "--pid", str(pid), "-o", out],
-                           capture_output=True, text=True, timeout=30)
-        print(r.stderr, end="", flush=True)
-        if r.returncode != 2 or "hint:" not in r.stderr:
-            raise Fail(f"unwritable output: exit {r.returncode}, expected 2 with a hint")
-        with open(f"/proc/{pid}/status") as f:
-            if "TracerPid:\t0" not in f.read():
-                raise Fail("memspy attached although the output was unwritable")
-        if os.path.exists(os.path.dirname(out)):
-            raise Fail("a file was left behind")
-        # A nonexistent pid: exit 2 with a diagnosis, no output file.
-        out2 = os.path.join(wd, "nopid.svg")
-        r = subprocess.run([args.memspy, "record", "--pid", "999999999", "-o", out2],
-                           capture_output=True, text=True, timeout=30)
-        print(r.stderr, end="", flush=True)
-        if r.returncode != 2 or os.path.exists(out2) or [n for n in os.listdir(wd)
-                                                         if "nopid" in n]:
-            raise Fail(f"nonexistent pid: exit {r.returncode}, expected 2 and no file")
-        target.stdin.write("go\ncheck\n")
-        target.stdin.flush()
-        line = tout.wait_for(lambda l: l.startswith("selfcheck"), 60, "self-check")
-        if line != "selfcheck ok":
-            raise Fail(line)
-    finally:
-        kill(target)
+    target = Target([args.target, "mix", "10"])
+    pid = target.pid
+    out = os.path.join(wd, "no-such-dir", "x.svg")
+    r = run_memspy([args.memspy, "record", "--pid", str(pid), "-o", out], timeout=30)
+    print(r.stderr, end="", flush=True)
+    if r.returncode != 2 or "hint:" not in r.stderr:
+        raise Fail(f"unwritable output: exit {r.returncode}, expected 2 with a hint")
+    if tracer_of(pid) != 0:
+        raise Fail("memspy attached although the output was unwritable")
+    if os.path.exists(os.path.dirname(out)):
+        raise Fail("a file was left behind")
+    # A nonexistent pid: exit 2 with a diagnosis, no output file.
+    out2 = os.path.join(wd, "nopid.svg")
+    r = run_memspy([args.memspy, "record", "--pid", "999999999", "-o", out2], timeout=30)
+    print(r.stderr, end="", flush=True)
+    if r.returncode != 2 or os.path.exists(out2) or [n for n in os.listdir(wd)
+                                                     if "nopid" in n]:
+        raise Fail(f"nonexistent pid: exit {r.returncode}, expected 2 and no file")
+    target.send("go")
+    target.selfcheck()
 
 
 SCENARIOS = {
@@ -457,30 +254,5 @@ SCENARIOS = {
 }
 
 
-def scenario_main(scenarios, targets):
-    """Runs the one scenario named on the command line: --memspy, one
-    --TARGET path per name in targets, --scenario, --workdir, --iters.
-    The scenario gets the parsed arguments and an emptied work directory."""
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--memspy", required=True)
-    for t in targets:
-        ap.add_argument(f"--{t}", required=True)
-    ap.add_argument("--scenario", required=True, choices=sorted(scenarios))
-    ap.add_argument("--workdir", required=True)
-    ap.add_argument("--iters", type=int, default=0, help="override the target's iterations")
-    args = ap.parse_args()
-    wd = os.path.join(args.workdir, args.scenario)
-    os.makedirs(wd, exist_ok=True)
-    for n in os.listdir(wd):
-        os.unlink(os.path.join(wd, n))
-    try:
-        scenarios[args.scenario](args, wd)
-    except Fail as e:
-        print(f"FAIL: {args.scenario}: {e}", flush=True)
-        return 1
-    print(f"PASS: {args.scenario}", flush=True)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(scenario_main(SCENARIOS, ["target"]))
+    scenario_main(SCENARIOS, ["target"])

@@ -5,23 +5,21 @@
 #   light  default settings, --live, 20 s: most live bytes on the leaking
 #          stack, the estimate within a factor of 1.5 of what leaked meanwhile
 #   few    a view resting on few samples says so, in the summary and the SVG
-import argparse
 import os
 import re
-import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from record_e2e import SKIP, Fail, LineReader, kill, parse_folded, text_check  # noqa: E402
+from mstest import (Fail, Target, kill, parse_folded, scenario_main,  # noqa: E402
+                    start_recording, text_check)
 
 LEAK = "handle_request;leak_block"
 
 
-def mark(target, tout):
-    target.stdin.write("mark\n")
-    target.stdin.flush()
-    line = tout.wait_for(lambda l: l.startswith("leaked "), 30, "the target's 'leaked' line")
+def mark(target):
+    target.send("mark")
+    line = target.wait_for(lambda l: l.startswith("leaked "), 30, "the target's 'leaked' line")
     return int(line.split()[1])
 
 
@@ -29,44 +27,24 @@ def record(args, opts, out):
     """One recording of a fresh target. Returns (bytes leaked meanwhile, memspy's stderr)."""
     target = memspy = None
     try:
-        target = subprocess.Popen([args.target], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  text=True, bufsize=1)
-        tout = LineReader(target.stdout, "target")
-        pid = int(re.search(r"pid (\d+) ready",
-                            tout.wait_for(lambda l: " ready" in l, 30, "the target's 'ready'"))
-                  .group(1))
-        cmd = [args.memspy, "record", "--pid", str(pid), "-o", out] + opts
-        print("$ " + " ".join(cmd), flush=True)
-        memspy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                  text=True)
-        merr = LineReader(memspy.stderr, "memspy")
-        try:
-            merr.wait_for(lambda l: l.startswith("memspy: recording pid"), 90,
-                          "memspy's 'recording' line")
-        except Fail:
-            memspy.wait(timeout=30)
-            text = "\n".join(merr.lines)
-            if memspy.returncode == 2 and ("not permitted" in text or "ptrace_scope" in text):
-                print("SKIP: ptrace is not permitted here", flush=True)
-                sys.exit(SKIP)
-            raise
-        before = mark(target, tout)  # the probes are in: what leaks from now on is seen
+        target = Target([args.target], ready=r"pid (\d+) ready")
+        pid = target.pid
+        memspy, merr = start_recording([args.memspy, "record", "--pid", str(pid), "-o", out] +
+                                       opts, timeout=90)
+        before = mark(target)  # the probes are in: what leaks from now on is seen
         rc = memspy.wait(timeout=180)
-        merr.t.join(5)
-        after = mark(target, tout)
+        merr.join()
+        after = mark(target)
         if rc != 0:
             raise Fail(f"memspy exited {rc}")
-        if target.poll() is not None:
-            raise Fail(f"the target died during the recording: status {target.returncode}")
+        target.check_alive()
         text_check(pid)
-        target.stdin.write("quit\n")
-        target.stdin.flush()
-        if target.wait(timeout=30) != 0:
-            raise Fail(f"target exited {target.returncode}")
+        target.quit("quit", close=False, timeout=30)
         return after - before, merr.lines
     finally:
         kill(memspy)
-        kill(target)
+        if target:
+            target.kill()
 
 
 def scen_light(args, wd):
@@ -122,23 +100,9 @@ def scen_few(args, wd):
 SCENARIOS = {"light": scen_light, "few": scen_few}
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--memspy", required=True)
-    ap.add_argument("--target", required=True)
-    ap.add_argument("--scenario", required=True, choices=sorted(SCENARIOS))
-    ap.add_argument("--workdir", required=True)
+def add_args(ap):
     ap.add_argument("--duration", default="20s")
-    args = ap.parse_args()
-    os.makedirs(args.workdir, exist_ok=True)
-    try:
-        SCENARIOS[args.scenario](args, args.workdir)
-    except Fail as e:
-        print(f"FAIL: {e}", flush=True)
-        return 1
-    print("PASS", flush=True)
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    scenario_main(SCENARIOS, ["target"], add_args, subdir=False)

@@ -18,8 +18,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from record_e2e import (SKIP, Fail, LineReader, kill, parse_folded,  # noqa: E402
-                        scenario_main, text_check)
+from mstest import (Fail, Skip, Target, kill, parse_folded, run, scenario_main,  # noqa: E402
+                    spawn, text_check)
 
 SIGTRAP_BIT = 1 << (signal.SIGTRAP - 1)
 
@@ -41,17 +41,8 @@ def blocking_threads(pid):
 def memspy(args, opts, timeout=120):
     cmd = [args.memspy, "record"] + opts
     print("$ " + " ".join(cmd), flush=True)
-    try:
-        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise Fail(f"memspy did not exit within {timeout} s")
-    for line in p.stderr.splitlines():
-        print(f"[memspy] {line}", flush=True)
+    p = run(cmd, timeout=timeout, skip_unpermitted=True, echo=True)
     print(f"memspy exit status {p.returncode}", flush=True)
-    if p.returncode == 2 and ("not permitted" in p.stderr or "ptrace_scope" in p.stderr):
-        print("SKIP: ptrace is not permitted here", flush=True)
-        sys.exit(SKIP)
     return p.returncode, p.stderr
 
 
@@ -62,11 +53,8 @@ def stacks_ending(folded, leaf):
 def scen_blocked(args, wd):
     target = None
     try:
-        target = subprocess.Popen([args.sigblock], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, text=True, bufsize=1)
-        tout = LineReader(target.stdout, "target")
-        pid = int(tout.wait_for(lambda l: l.startswith("ready "), 30, "the target's 'ready'")
-                  .split()[1])
+        target = Target([args.sigblock])
+        pid = target.pid
         blk = blocking_threads(pid)
         print(f"threads of {pid} blocking SIGTRAP: {blk}", flush=True)
         if len(blk) < 2:
@@ -78,7 +66,7 @@ def scen_blocked(args, wd):
         if rc != 2 or "blocks SIGTRAP" not in err or "without --exact" not in err:
             raise Fail(f"--exact on threads that block SIGTRAP: exit {rc}, expected 2 with "
                        "a message naming the cause and a hint to record without --exact")
-        if target.poll() is not None:
+        if not target.alive():
             raise Fail("the target died after the --exact refusal")
 
         # Sampled (ring) mode: recorded, with no warning and no trap.
@@ -89,8 +77,7 @@ def scen_blocked(args, wd):
         warnings = [l for l in err.splitlines() if "warning" in l.lower()]
         if warnings:
             raise Fail(f"warnings on an ordinary recording: {warnings}")
-        if target.poll() is not None:
-            raise Fail(f"the target died during the recording: status {target.returncode}")
+        target.check_alive()
         folded = parse_folded(out)
         for leaf, thread in (("sb_site_normal", "normal_thread"),
                              ("sb_site_blocked", "blocked_thread"),
@@ -103,17 +90,17 @@ def scen_blocked(args, wd):
                 raise Fail(f"{leaf} recorded on a stack without {thread}: {';'.join(wrong[0])}")
             print(f"{leaf}: {len(st)} stacks, all through {thread}", flush=True)
         text_check(pid)
-        target.stdin.write("check\n")
-        target.stdin.flush()
-        line = tout.wait_for(lambda l: l.startswith("selfcheck"), 60, "the target's self-check")
+        target.send("check")
+        line = target.wait_for(lambda l: l.startswith("selfcheck"), 60, "the target's self-check")
         if not line.startswith("selfcheck ok"):
             raise Fail(f"the target's self-check: {line}")
-        target.stdin.write("exit\n")
-        target.stdin.flush()
-        if target.wait(timeout=30) != 0:
-            raise Fail(f"the target exited {target.returncode}")
+        target.send("exit")
+        rc = target.wait(30)
+        if rc != 0:
+            raise Fail(f"the target exited {rc}")
     finally:
-        kill(target)
+        if target:
+            target.kill()
 
 
 def free_port(lo=17300, hi=17399):
@@ -156,8 +143,7 @@ def scen_redis(args, wd):
     server = "/usr/bin/redis-server"
     if not (os.path.exists(server) and shutil.which("redis-benchmark")
             and shutil.which("redis-cli")):
-        print("SKIP: redis-server, redis-benchmark or redis-cli is not installed", flush=True)
-        sys.exit(SKIP)
+        raise Skip("redis-server, redis-benchmark or redis-cli is not installed")
     port = free_port()
     rdir = wd  # its own directory (the scenario's, emptied first); nothing is saved there
     srv = bench = None
@@ -166,7 +152,7 @@ def scen_redis(args, wd):
                "--save", "", "--appendonly", "no", "--daemonize", "no",
                "--logfile", os.path.join(rdir, "redis.log")]
         print("$ " + " ".join(repr(c) if c == "" else c for c in cmd), flush=True)
-        srv = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+        srv = spawn(cmd, stdin=subprocess.DEVNULL)
         end = time.monotonic() + 30
         while redis_cli(port, "ping") != "PONG":
             if srv.poll() is not None or time.monotonic() > end:
@@ -185,7 +171,7 @@ def scen_redis(args, wd):
         bcmd = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-n", "200000", "-q",
                 "-t", "set,get,incr,lpush,lpop,lrange_100"]
         print("$ " + " ".join(bcmd) + " &", flush=True)
-        bench = subprocess.Popen(bcmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        bench = spawn(bcmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
         out = os.path.join(wd, "redis.folded")
         rc, err = memspy(args, ["--pid", str(srv.pid), "-d", "4", "-s", "32k", "-o", out])

@@ -36,67 +36,16 @@ import sys
 import tempfile
 import time
 
-SKIP = 77
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mstest  # noqa: E402
+from mstest import Skip, fail, spawn  # noqa: E402
+
 ECHILD = 10
-children = []
 
 
-def fail(msg):
-    print("FAIL: " + msg, file=sys.stderr)
-    sys.exit(1)
-
-
-def reap_all():
-    for p in children:
-        if p.poll() is None:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except OSError:
-                p.kill()
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-
-
-class Target:
-    def __init__(self, path, threads, heap_mb, preexec=None):
-        self.p = subprocess.Popen([path, str(threads), str(heap_mb)], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, start_new_session=True,
-                                  preexec_fn=preexec)
-        children.append(self.p)
-        line = self.line(120)
-        if not line.startswith("READY "):
-            fail("target did not get ready: %r" % line)
-        self.pid = int(line.split()[1])
-
-    def line(self, timeout=60):
-        import select
-        r, _, _ = select.select([self.p.stdout], [], [], timeout)
-        if not r:
-            fail("target did not answer within %d s (hung or stopped?)" % timeout)
-        return self.p.stdout.readline().decode().strip()
-
-    def ask(self, cmd):
-        self.p.stdin.write((cmd + "\n").encode())
-        self.p.stdin.flush()
-        return self.line()
-
-    def ops(self):
-        a = self.ask("ping")
-        if not a.startswith("pong "):
-            fail("target answered %r to ping" % a)
-        return int(a.split()[1])
-
-    def quit(self):
-        self.p.stdin.write(b"q\n")
-        self.p.stdin.close()
-        try:
-            rc = self.p.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            fail("target did not exit after q")
-        if rc != 0:
-            fail("target exited with %d, expected 0" % rc)
+def Target(path, threads, heap_mb, preexec=None):
+    return mstest.BusyTarget([path, str(threads), str(heap_mb)], timeout=120,
+                             preexec_fn=preexec)
 
 
 def status(pid):
@@ -189,9 +138,7 @@ def poll(cond, what, limit=10.0):
 
 def dump(memspy, pid, extra, out):
     argv = [memspy, "dump", "--pid", str(pid), "--json", "-o", out, "-v"] + extra
-    p = subprocess.Popen(argv, stderr=subprocess.PIPE, start_new_session=True)
-    children.append(p)
-    return p
+    return spawn(argv, stderr=subprocess.PIPE)
 
 
 def check_ptrace_allowed(memspy, t):
@@ -199,8 +146,7 @@ def check_ptrace_allowed(memspy, t):
         p = dump(memspy, t.pid, ["--no-snapshot"], tf.name)
         _, err = p.communicate(timeout=120)
         if p.returncode == 2 and b"Operation not permitted" in err:
-            print("SKIP: ptrace not permitted here: %s" % err.decode().strip())
-            sys.exit(SKIP)
+            raise Skip("ptrace not permitted here: %s" % err.decode().strip())
 
 
 def hygiene(a):
@@ -218,8 +164,7 @@ def hygiene(a):
             _, err = p.communicate(timeout=120)
             err = err.decode(errors="replace")
             if p.returncode == 2 and "Operation not permitted" in err:
-                print("SKIP: " + err.strip())
-                sys.exit(SKIP)
+                raise Skip(err.strip())
             try:
                 rep = json.load(open(tf.name))
             except ValueError:
@@ -345,9 +290,8 @@ def diein(a):
         ops0 = t.ops()
         with tempfile.NamedTemporaryFile(suffix=".json") as tf:
             env = dict(os.environ, **hook)
-            p = subprocess.Popen([a.memspy, "dump", "--pid", str(t.pid), "--json", "-o", tf.name],
-                                 env=env, stderr=subprocess.PIPE, start_new_session=True)
-            children.append(p)
+            p = spawn([a.memspy, "dump", "--pid", str(t.pid), "--json", "-o", tf.name],
+                      env=env, stderr=subprocess.PIPE)
             p.communicate(timeout=120)
         if p.returncode != -signal.SIGKILL:
             fail("%s: memspy exited %s, expected to die by the test hook" % (stop, p.returncode))
@@ -381,8 +325,7 @@ def cgroup(a):
     try:
         os.mkdir(d)
     except OSError as e:
-        print("SKIP: cannot make a memory cgroup: %s" % e)
-        sys.exit(SKIP)
+        raise Skip("cannot make a memory cgroup: %s" % e)
     t = None
     try:
         procs = os.path.join(d, "cgroup.procs")
@@ -397,8 +340,7 @@ def cgroup(a):
             # Room for the busy threads' churn, but less than a quarter of the heap.
             open(os.path.join(d, limit_f), "w").write(str(usage + (a.heap_mb << 20) // 8))
         except (OSError, subprocess.SubprocessError) as e:
-            print("SKIP: cannot set up the memory cgroup: %s" % e)
-            sys.exit(SKIP)
+            raise Skip("cannot set up the memory cgroup: %s" % e)
         with tempfile.NamedTemporaryFile(suffix=".json") as tf:
             p = dump(a.memspy, t.pid, [], tf.name)
             _, err = p.communicate(timeout=120)
@@ -441,10 +383,8 @@ def main():
     a = ap.parse_args()
     signal.signal(signal.SIGALRM, lambda *_: fail("driver timeout"))
     signal.alarm(280)
-    try:
-        {"hygiene": hygiene, "kill": kill, "diein": diein, "cgroup": cgroup}[a.scenario](a)
-    finally:
-        reap_all()
+    mstest.main(lambda: {"hygiene": hygiene, "kill": kill, "diein": diein,
+                         "cgroup": cgroup}[a.scenario](a))
 
 
 if __name__ == "__main__":

@@ -100,7 +100,7 @@ def one_run(a, shape_name, run_no):
         fail("the target did not say READY")
     pid, tids = int(m.group(1)), [int(x) for x in m.group(2).split(",")]
     allf = os.path.join(wd, "all.folded")
-    argv = [a.memspy, "--mode", "walk", "--pid", str(pid), "-d", a.duration or duration, "--rate",
+    argv = a.memspy + ["--mode", "walk", "--pid", str(pid), "-d", a.duration or duration, "--rate",
             str(a.rate), "--max-pause-share", str(a.max_pause), "-o",
             os.path.join(wd, "alloc.folded"), "--all-threads", allf, "--timeline",
             os.path.join(wd, "tl.json"), "--walk-interval", "1h", "-v"]
@@ -259,7 +259,8 @@ def run_shape(a, sh):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--memspy", required=True)
+    ap.add_argument("--memspy", required=True, nargs="+",
+                    help="the command before --mode walk: MEMSPY record (or a memspy-walk binary)")
     ap.add_argument("--bursts", required=True)
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--shape", action="append", choices=sorted(SHAPES))

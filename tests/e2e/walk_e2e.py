@@ -11,80 +11,36 @@ import argparse
 import json
 import math
 import os
-import queue
 import re
 import signal
 import subprocess
 import sys
-import threading
 import xml.etree.ElementTree as ET
 
-SKIP = 77
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mstest  # noqa: E402
+from mstest import fail, skip_if_not_permitted, spawn  # noqa: E402
+
 LINE_TIMEOUT = 60  # seconds to wait for any one expected line (a hang, not a timing assert)
 
-children = []
 
+class Lines(mstest.LineReader):
+    """A pipe followed line by line, every wait LINE_TIMEOUT at most."""
 
-def fail(msg):
-    print("FAIL: " + msg, file=sys.stderr)
-    sys.exit(1)
+    def __init__(self, f, name, echo=True):
+        super().__init__(f, name, echo)
+        self.all = self.lines
 
-
-def spawn(argv, **kw):
-    p = subprocess.Popen(argv, **kw)
-    children.append(p)
-    return p
-
-
-def reap_all():
-    for p in children:
-        if p.poll() is None:
-            p.kill()
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-
-
-class Lines:
-    """Reads a pipe line by line on a thread, so two pipes can be followed at once."""
-
-    def __init__(self, f, echo=None):
-        self.q = queue.Queue()
-        self.all = []
-        self.echo = echo
-
-        def run():
-            for raw in iter(f.readline, b""):
-                line = raw.decode(errors="replace").rstrip("\n")
-                self.all.append(line)
-                if self.echo:
-                    print(self.echo + line, file=sys.stderr)
-                self.q.put(line)
-            self.q.put(None)
-
-        threading.Thread(target=run, daemon=True).start()
-
-    def next(self, what):
-        try:
-            line = self.q.get(timeout=LINE_TIMEOUT)
-        except queue.Empty:
-            fail("no %s within %d s" % (what, LINE_TIMEOUT))
-        if line is None:
-            fail("pipe closed while waiting for %s" % what)
-        return line
+    def next(self, what, timeout=LINE_TIMEOUT):
+        return super().next(timeout, what)
 
     def until(self, pred, what):
-        while True:
-            line = self.next(what)
-            m = pred(line)
-            if m:
-                return m
+        return super().until(pred, LINE_TIMEOUT, what)
 
 
 def start_target(path):
     t = spawn([path], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    out = Lines(t.stdout, echo="target: ")
+    out = Lines(t.stdout, "target")
     m = out.until(lambda l: re.match(r"READY pid=(\d+)", l), "READY from the target")
     return t, out, int(m.group(1))
 
@@ -94,23 +50,23 @@ def send(t, line="go"):
     t.stdin.flush()
 
 
-def check_permission(stderr_text):
-    if "Operation not permitted" in stderr_text and "attach" in stderr_text:
-        print("SKIP: ptrace not permitted here", file=sys.stderr)
-        sys.exit(SKIP)
+def memspy_argv(a, *args):
+    """`memspy record --mode walk ARGS`"""
+    return [a.memspy, "record", "--mode", "walk"] + list(args)
 
 
 def start_memspy(a, pid, extra):
-    argv = [a.memspy, "--mode", "walk", "--pid", str(pid)] + extra
+    argv = memspy_argv(a, "--pid", str(pid), *extra)
     print("run: " + " ".join(argv), file=sys.stderr)
     m = spawn(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    return m, Lines(m.stderr, echo="memspy: " if a.verbose else None)
+    return m, Lines(m.stderr, "memspy", echo=a.verbose)
 
 
 def finish_memspy(m, err, want_rc):
     rc = m.wait(timeout=LINE_TIMEOUT)
+    err.join()
     text = "\n".join(err.all)
-    check_permission(text)
+    skip_if_not_permitted(rc, text)
     if rc not in want_rc:
         fail("memspy exited with %d, expected %s; stderr:\n%s" % (rc, want_rc, text))
     return text
@@ -140,8 +96,7 @@ def scenario_usage(a):
         (["--pid", "1", "--mode", "probe"], 64, "walk mode"),
         (["--help"], 0, "--walk-interval"),
     ]:
-        r = subprocess.run([a.memspy] + argv, capture_output=True, text=True, timeout=30,
-                           cwd=a.workdir)
+        r = mstest.run(memspy_argv(a, *argv), timeout=30, cwd=a.workdir)
         if r.returncode != want or text not in r.stdout + r.stderr:
             fail("%s: rc %d (want %d), output %r" % (argv, r.returncode, want,
                                                      r.stdout + r.stderr))
@@ -149,8 +104,7 @@ def scenario_usage(a):
     dead = subprocess.Popen(["true"])
     dead.wait()
     out = os.path.join(a.workdir, "dead.svg")
-    r = subprocess.run([a.memspy, "--mode", "walk", "--pid", str(dead.pid), "-o", out],
-                       capture_output=True, text=True, timeout=30, cwd=a.workdir)
+    r = mstest.run(memspy_argv(a, "--pid", str(dead.pid), "-o", out), timeout=30, cwd=a.workdir)
     if r.returncode != 2 or str(dead.pid) not in r.stderr or os.path.exists(out):
         fail("dead pid: rc %d, stderr %r" % (r.returncode, r.stderr))
 
@@ -306,7 +260,7 @@ def scenario_target_exits(a):
 def scenario_fork_threads(a):
     """The record target forks a child and spawns short-lived threads mid-recording."""
     t = spawn([a.rec, "forkthreads", "400"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    tout = Lines(t.stdout, echo="target: ")
+    tout = Lines(t.stdout, "target")
     pid = int(tout.until(lambda l: re.match(r"ready (\d+)", l), "ready").group(1))
     m, err = start_memspy(a, pid, ["-v", "--walk-interval", "50ms", "--rate", "200",
                                    "--max-pause-share", "20",
@@ -334,7 +288,7 @@ def scenario_idle(a):
     for idle in (False, True):
         t = spawn([a.bursts, "1000", "10000", "2", os.path.join(a.workdir, "stats")],
                   stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        tout = Lines(t.stdout, echo="target: ")
+        tout = Lines(t.stdout, "target")
         pid = int(tout.until(lambda l: re.match(r"READY pid=(\d+)", l), "READY").group(1))
         out = os.path.join(a.workdir, "idle%d.folded" % idle)
         allf = os.path.join(a.workdir, "idle%d.all.folded" % idle)
@@ -372,7 +326,7 @@ def scenario_idle(a):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--memspy", required=True)
+    ap.add_argument("--memspy", required=True, help="the memspy binary (its record --mode walk)")
     ap.add_argument("--scenario", required=True)
     ap.add_argument("--phases")
     ap.add_argument("--sites")
@@ -387,11 +341,12 @@ def main():
     fn = {"usage": scenario_usage, "phases": scenario_phases, "sites": scenario_sites,
           "own": scenario_own, "target-exits": scenario_target_exits,
           "fork-threads": scenario_fork_threads, "idle": scenario_idle}[a.scenario]
-    try:
+
+    def one():
         fn(a)
-    finally:
-        reap_all()
-    print("PASS: walk %s" % a.scenario)
+        print("PASS: walk %s" % a.scenario)
+
+    mstest.main(one)
 
 
 if __name__ == "__main__":

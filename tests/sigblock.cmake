@@ -13,3 +13,11 @@ if(Python3_FOUND)
 else()
   message(WARNING "python3 not found: the sigblock end-to-end tests are not built")
 endif()
+# --exact on Debian's python3 starting threads: glibc's block-all moment around clone() is
+# not a thread that blocks SIGTRAP (tests/e2e/exact_threads.py).
+find_package(Python3 COMPONENTS Interpreter)
+if(Python3_FOUND)
+  ms_add_test(NAME record_exact_python_threads TIMEOUT 180 LABELS e2e record servers
+    COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/e2e/exact_threads.py
+            --memspy $<TARGET_FILE:memspy>)
+endif()

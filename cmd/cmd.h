@@ -8,6 +8,7 @@
 /* Each subcommand gets argv with argv[0] = its own name; returns an exit code. */
 int cmd_record(int argc, char **argv);
 int cmd_dump(int argc, char **argv);
+int cmd_top(int argc, char **argv);
 
 /* Usage error: "memspy <cmd>: <message>" + "Try 'memspy <cmd> --help'." Returns 64. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) MS_PRINTF(2, 3);

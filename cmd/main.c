@@ -15,6 +15,8 @@ struct subcommand {
 static const struct subcommand subcommands[] = {
 	{.name = "record", .run = cmd_record,
 	 .summary = "sample allocation call stacks of a running process into a flame graph"},
+	{.name = "top", .run = cmd_top,
+	 .summary = "a live table of the functions that allocate, refreshed every second"},
 	{.name = "dump", .run = cmd_dump,
 	 .summary = "walk the glibc malloc heap of a running process and report it"},
 };
@@ -28,6 +30,7 @@ static void usage(FILE *f)
 	fprintf(f, "\nExamples:\n"
 		   "  memspy record --pid 4242 -o alloc.svg --duration 30s\n"
 		   "  memspy record --pid 4242 --live -o leaks.svg\n"
+		   "  memspy top --pid 4242\n"
 		   "  memspy dump --pid 4242\n"
 		   "  memspy dump --pid 4242 --json -o heap.json\n"
 		   "\nRun 'memspy <command> --help' for the options of a command.\n"

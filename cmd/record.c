@@ -26,7 +26,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CMD	    "record"
+/* "record", or the command that runs record's loop with hooks (ms_rec_main) */
+static const char *cmd_name = "record";
+#define CMD cmd_name
 #define MAX_PCS	    256
 /*
  * The ring is drained at a pace that follows the sample rate: every 5 ms
@@ -215,8 +217,12 @@ static bool valid_symbol(const char *s)
 	return true;
 }
 
-/* Returns 0, or the exit code to return (64 usage error, or 0 after --help with *done). */
-static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done)
+/*
+ * Returns 0, or the exit code to return (64 usage error, or 0 after --help
+ * with *done). With hooks (h): h's help, and no option about a file.
+ */
+static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done,
+		      const struct ms_rec_hooks *h)
 {
 	bool exact = false, sample_given = false;
 	int c, r;
@@ -231,6 +237,9 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done)
 	optind = 1;
 	opterr = 0; /* our own one-line messages, through cli_usage_error */
 	while ((c = getopt_long(argc, argv, ":p:o:f:d:s:qvh", long_opts, NULL)) != -1) {
+		if (h && (c == 'o' || c == 'f' || c == OPT_COUNT || c == OPT_LINES || c == OPT_MODE))
+			return cli_usage_error(CMD, "%s is an option of memspy record, not of %s",
+					       argv[optind - 1], CMD);
 		switch (c) {
 		case 'p':
 			if ((r = cli_opt_pid(CMD, optarg, &o->pid)))
@@ -317,7 +326,7 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done)
 				ms_log_verbosity++;
 			break;
 		case 'h':
-			help(stdout);
+			(h ? h->help : help)(stdout);
 			*done = true;
 			return MS_EXIT_OK;
 		default: /* ':' or '?' */
@@ -327,8 +336,8 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done)
 	if ((r = cli_getopt_error(CMD, -1, argc, argv)))
 		return r;
 	if (!o->pid)
-		return cli_usage_error(CMD, "--pid is required (e.g. memspy record --pid "
-					    "$(pidof myservice) -o alloc.svg)");
+		return cli_usage_error(CMD, "--pid is required (e.g. memspy %s --pid "
+					    "$(pidof myservice)%s)", CMD, h ? "" : " -o alloc.svg");
 	if (exact && sample_given && o->sample_bytes)
 		return cli_usage_error(CMD, "--exact and --sample-bytes %s contradict each other",
 				       "N > 0");
@@ -351,6 +360,8 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done)
 					"the end)\n");
 		o->max_overhead = 0;
 	}
+	if (h)
+		return 0; /* no file */
 	if (!o->out_path) {
 		o->out_default = ms_xasprintf("memspy-%d%s.%s", (int)o->pid,
 					      o->interval_ns ? "-{n}" : "",
@@ -468,6 +479,7 @@ struct meter {
 	bool set_failed; /* the engine refused a new mean: the budget stands down */
 	bool delay_unread; /* the target's run delay could not be read: not measured */
 	uint64_t last_delay;
+	struct ms_rec_cost last; /* the latest budget reading */
 };
 
 /*
@@ -668,6 +680,7 @@ static void meter_start(struct meter *m, pid_t pid, struct ms_probes *pr,
 	}
 	meter_reading(m, pr, &c);
 	ms_rec_budget_update(&m->budget, &c);
+	m->last = c;
 	m->pace_ns = c.wall_ns;
 	m->next_read_ns = c.wall_ns + BUDGET_READ_NS;
 }
@@ -730,6 +743,7 @@ static void meter_read(struct meter *m, struct ms_probes *pr, struct recorder *r
 	m->next_read_ns = now + BUDGET_READ_NS;
 	m->busy = true;
 	meter_reading(m, pr, &c);
+	m->last = c;
 	mean = ms_rec_budget_update(&m->budget, &c);
 	if (!mean || m->set_failed)
 		return;
@@ -911,14 +925,6 @@ struct outcome {
 #define FAST_PATH_NS 1.0
 
 /*
- * The target's CPU time comes in 10 ms ticks: under 100 ms of it, or under
- * 0.5% of a core, a share of it says nothing; the slowdown is then not
- * measurable (the absolute figures still are, and are printed).
- */
-#define IDLE_TARGET_CPU_NS 100000000.0
-#define IDLE_TARGET_SHARE  0.005
-
-/*
  * The measured cost, answer first: how much sampling slowed the target and
  * from what (its threads' time in the probes and stops over their CPU
  * time; memspy's CPU where it delayed them), then memspy's own CPU in
@@ -938,7 +944,8 @@ static void print_cost(const struct rec_opts *o, const struct ms_probe_stats *st
 	char s1[32], s2[32], s3[32], s4[32], s5[32];
 
 	ms_rec_budget_parts(b, f, e, &pt);
-	idle = pt.target_cpu < IDLE_TARGET_CPU_NS || pt.target_cpu < IDLE_TARGET_SHARE * wall;
+	idle = pt.target_cpu < MS_REC_IDLE_TARGET_CPU_NS ||
+	       pt.target_cpu < MS_REC_IDLE_TARGET_SHARE * wall;
 	fast = o->sample_bytes ? (double)unsampled * FAST_PATH_NS : 0;
 	if (idle)
 		fprintf(stderr,
@@ -1152,12 +1159,15 @@ static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t
 
 		fprintf(stderr, "memspy: wrote %s (%s", files, ms_out_format_name(o->fmt));
 		free(files);
-	} else {
+	} else if (o->out_path) {
 		fprintf(stderr, "memspy: wrote %s (%s", o->out_path, ms_out_format_name(o->fmt));
+	} else { /* hooks: no file */
+		fprintf(stderr, "memspy %s: pid %d: ", CMD, (int)o->pid);
 	}
-	fprintf(stderr, ", %s): ",
-		o->live ? (o->count ? "live allocations" : "live bytes")
-			: (o->count ? "allocation counts" : "bytes allocated"));
+	if (iv || o->out_path)
+		fprintf(stderr, ", %s): ",
+			o->live ? (o->count ? "live allocations" : "live bytes")
+				: (o->count ? "allocation counts" : "bytes allocated"));
 	if (o->sample_bytes && !tot.samples) {
 		/* Nothing to estimate from: say what that means rather than "0 allocations". */
 		fprintf(stderr, "%sno sample at all in %s (one is taken per %s allocated on average: "
@@ -1402,7 +1412,27 @@ static void interval_cut(const struct rec_opts *o, struct ms_rec_interval *iv,
 	m->last_cpu += spent;
 }
 
+/* What a hook sees of the recording (ms_rec_hooks). */
+static void fill_view(struct ms_rec_view *v, const struct rec_opts *o, const struct recorder *rec,
+		      struct ms_symbolizer *sym, const struct meter *m, uint64_t start_ns)
+{
+	*v = (struct ms_rec_view){
+	    .pid = o->pid,
+	    .live = o->live,
+	    .start_ns = start_ns,
+	    .table = rec->table,
+	    .sym = sym,
+	    .budget = &m->budget,
+	    .last = &m->last,
+	};
+}
+
 int cmd_record(int argc, char **argv)
+{
+	return ms_rec_main(argc, argv, NULL);
+}
+
+int ms_rec_main(int argc, char **argv, const struct ms_rec_hooks *h)
 {
 	struct rec_opts o;
 	struct ms_afile af = {0};
@@ -1426,19 +1456,23 @@ int cmd_record(int argc, char **argv)
 	uint64_t start_ns, deadline = 0, now, last_refresh;
 	int rc, ret = MS_EXIT_FAILED;
 
+	if (h)
+		cmd_name = h->cmd;
 	/* --mode walk patches nothing and is a different recorder altogether. */
-	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
+	for (int i = 1; !h && i < argc && strcmp(argv[i], "--"); i++) {
 		if ((!strcmp(argv[i], "--mode") && i + 1 < argc && !strcmp(argv[i + 1], "walk")) ||
 		    !strcmp(argv[i], "--mode=walk"))
 			return cmd_record_walk(argc, argv);
 	}
-	rc = parse_opts(argc, argv, &o, &done);
+	rc = parse_opts(argc, argv, &o, &done, h);
 	if (rc || done) {
 		opts_free(&o);
 		return rc;
 	}
 	/* An unwritable output is found before anything is attached. */
-	if (o.interval_ns) {
+	if (h) {
+		/* no file */
+	} else if (o.interval_ns) {
 		if (ms_rec_interval_probe_dir(o.out_path, o.pid, &err)) {
 			cli_report(&err);
 			goto out;
@@ -1507,11 +1541,11 @@ int cmd_record(int argc, char **argv)
 		deadline = start_ns + o.duration_ns;
 	if (o.interval_ns)
 		iv = ms_rec_interval_new(o.out_path, o.interval_ns, o.keep, o.pid, start_ns);
-	pg = (struct progress){.tty = !o.quiet && isatty(STDERR_FILENO),
+	pg = (struct progress){.tty = !o.quiet && !h && isatty(STDERR_FILENO),
 			       .start_ns = start_ns,
 			       .last_ns = start_ns,
 			       .iv = iv};
-	if (!o.quiet) {
+	if (!o.quiet && !h) {
 		const char **names;
 		char comm[64], d[32];
 
@@ -1601,6 +1635,17 @@ int cmd_record(int argc, char **argv)
 			meter_read(&m, pr, &rec, now);
 		if (progress_update(&pg, pr, &m, now))
 			m.busy = true;
+		if (h && h->step) {
+			struct ms_rec_view v;
+			int s;
+
+			fill_view(&v, &o, &rec, sym, &m, start_ns);
+			s = h->step(h->ctx, &v);
+			if (s & MS_REC_STEP_BUSY)
+				m.busy = true; /* the hook's CPU is not idle polling */
+			if (s & MS_REC_STEP_STOP)
+				break;
+		}
 		/* Libraries dlopen'ed meanwhile: their CFI is needed to unwind through them. */
 		if (now - last_refresh > REFRESH_NS) {
 			ms_unwinder_refresh(rec.unwinder);
@@ -1640,7 +1685,16 @@ int cmd_record(int argc, char **argv)
 			removed_ok = false;
 	}
 
+	if (h && h->ended) {
+		struct ms_rec_view v;
+
+		fill_view(&v, &o, &rec, sym, &m, start_ns);
+		v.last = &m.end;
+		h->ended(h->ctx, &v);
+	}
 	cli_report_early_end(o.pid, oc.wait_error, oc.target_exited, oc.exit_status);
+	if (h)
+		goto summary;
 
 	/* detached, the target runs: a debuginfod fetch (only with the user's
 	 * DEBUGINFOD_URLS) can no longer stall it */

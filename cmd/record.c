@@ -239,7 +239,12 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done,
 	while ((c = getopt_long(argc, argv, ":p:o:f:d:s:qvh", long_opts, NULL)) != -1) {
 		if (h && (c == 'o' || c == 'f' || c == OPT_COUNT || c == OPT_LINES || c == OPT_MODE))
 			return cli_usage_error(CMD, "%s is an option of memspy record, not of %s",
-					       argv[optind - 1], CMD);
+					       c == 'o'	  ? "-o/--output"
+					       : c == 'f' ? "-f/--format"
+					       : c == OPT_COUNT ? "--count"
+					       : c == OPT_LINES ? "--lines"
+								: "--mode",
+					       CMD);
 		switch (c) {
 		case 'p':
 			if ((r = cli_opt_pid(CMD, optarg, &o->pid)))

@@ -217,6 +217,15 @@ static bool valid_symbol(const char *s)
 	return true;
 }
 
+/* The long name of option c. */
+static const char *opt_name(int c)
+{
+	for (const struct option *lo = long_opts; lo->name; lo++)
+		if (lo->val == c)
+			return lo->name;
+	return "?";
+}
+
 /*
  * Returns 0, or the exit code to return (64 usage error, or 0 after --help
  * with *done). With hooks (h): h's help, and no option about a file.
@@ -237,14 +246,10 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done,
 	optind = 1;
 	opterr = 0; /* our own one-line messages, through cli_usage_error */
 	while ((c = getopt_long(argc, argv, ":p:o:f:d:s:qvh", long_opts, NULL)) != -1) {
-		if (h && (c == 'o' || c == 'f' || c == OPT_COUNT || c == OPT_LINES || c == OPT_MODE))
-			return cli_usage_error(CMD, "%s is an option of memspy record, not of %s",
-					       c == 'o'	  ? "-o/--output"
-					       : c == 'f' ? "-f/--format"
-					       : c == OPT_COUNT ? "--count"
-					       : c == OPT_LINES ? "--lines"
-								: "--mode",
-					       CMD);
+		if (h && (c == 'o' || c == 'f' || c == OPT_COUNT || c == OPT_LINES || c == OPT_MODE ||
+			  c == OPT_INTERVAL || c == OPT_KEEP))
+			return cli_usage_error(CMD, "--%s is an option of memspy record, not of %s",
+					       opt_name(c), CMD);
 		switch (c) {
 		case 'p':
 			if ((r = cli_opt_pid(CMD, optarg, &o->pid)))

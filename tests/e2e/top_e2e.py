@@ -455,8 +455,12 @@ def scenario_pipe(a, live):
 def scenario_usage(a):
     r = subprocess.run([a.memspy, "top", "--pid", "1", "-o", "x.svg"], capture_output=True,
                        text=True, timeout=30)
-    if r.returncode != 64 or "-o/--output is an option of memspy record, not of top" not in r.stderr:
+    if r.returncode != 64 or "--output is an option of memspy record, not of top" not in r.stderr:
         raise Fail(f"-o: status {r.returncode}, {r.stderr!r}")
+    r = subprocess.run([a.memspy, "top", "--pid", "1", "--interval", "10s"], capture_output=True,
+                       text=True, timeout=30)
+    if r.returncode != 64 or "--interval is an option of memspy record, not of top" not in r.stderr:
+        raise Fail(f"--interval: status {r.returncode}, {r.stderr!r}")
     r = subprocess.run([a.memspy, "top"], capture_output=True, text=True, timeout=30)
     if r.returncode != 64 or "--pid is required (e.g. memspy top --pid" not in r.stderr:
         raise Fail(f"no --pid: status {r.returncode}, {r.stderr!r}")

@@ -1,6 +1,6 @@
 # Tests of attach/: unit tests (no ptrace) and end-to-end tests against real targets.
 add_executable(attach_driver ${CMAKE_CURRENT_LIST_DIR}/e2e/attach_driver.c)
-target_link_libraries(attach_driver PRIVATE ms_attach ms_common)
+target_link_libraries(attach_driver PRIVATE ms_attach ms_common ms_testlib)
 foreach(_mode stress signal-int signal-term exit groupstop modules errors)
   ms_add_test(NAME attach_${_mode} TIMEOUT 120
               COMMAND attach_driver ${_mode} $<TARGET_FILE:attach_threads> LABELS attach e2e)
@@ -11,6 +11,6 @@ ms_add_test(NAME attach_cli TIMEOUT 120
             LABELS attach e2e)
 foreach(_t test_maps test_attach_diag)
   add_executable(${_t} ${CMAKE_CURRENT_LIST_DIR}/unit/${_t}.c)
-  target_link_libraries(${_t} PRIVATE ms_attach ms_common)
+  target_link_libraries(${_t} PRIVATE ms_attach ms_common ms_testlib)
   ms_add_test(NAME ${_t} TIMEOUT 30 COMMAND ${_t} LABELS attach unit)
 endforeach()

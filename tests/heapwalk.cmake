@@ -77,7 +77,7 @@ endif()
 
 # The walker on synthetic memory images (no ptrace).
 add_executable(test_heap_walk ${CMAKE_CURRENT_LIST_DIR}/unit/test_heap_walk.c)
-target_link_libraries(test_heap_walk PRIVATE ms_heapwalk ms_attach ms_common)
+target_link_libraries(test_heap_walk PRIVATE ms_heapwalk ms_attach ms_common ms_testlib)
 ms_add_test(NAME heap_walk_synthetic TIMEOUT 30 COMMAND test_heap_walk)
 
 # libFuzzer on random damage to the synthetic heap, a short fixed run (clang only).

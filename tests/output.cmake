@@ -1,6 +1,6 @@
 # Tests of output/ (the profile writers): unit tests, goldens, headless browser.
 add_executable(test_output_tree ${CMAKE_CURRENT_LIST_DIR}/unit/test_output_tree.c)
-target_link_libraries(test_output_tree PRIVATE ms_output ms_common)
+target_link_libraries(test_output_tree PRIVATE ms_output ms_common ms_testlib)
 ms_add_test(NAME output_tree TIMEOUT 180 COMMAND test_output_tree LABELS unit output)
 
 # folded in -> any format out; the golden and browser tests drive it

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 # Probe engine tests: relocation unit tests, and e2e runs against real targets.
 add_executable(test_probe_decode ${CMAKE_CURRENT_LIST_DIR}/unit/test_probe_decode.c)
-target_link_libraries(test_probe_decode PRIVATE ms_attach)
+target_link_libraries(test_probe_decode PRIVATE ms_attach ms_testlib)
 ms_add_test(NAME probe_decode TIMEOUT 30 COMMAND test_probe_decode LABELS unit)
 
 add_executable(probe_driver ${CMAKE_CURRENT_LIST_DIR}/e2e/probe_driver.c)

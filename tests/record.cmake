@@ -18,7 +18,7 @@ endif()
 add_executable(record_table_test ${CMAKE_CURRENT_LIST_DIR}/e2e/record_table_test.c
                                  ${PROJECT_SOURCE_DIR}/cmd/record_samples.c)
 target_include_directories(record_table_test PRIVATE ${PROJECT_SOURCE_DIR})
-target_link_libraries(record_table_test PRIVATE ms_common)
+target_link_libraries(record_table_test PRIVATE ms_common ms_testlib)
 ms_add_test(NAME record_table TIMEOUT 60 LABELS unit record COMMAND record_table_test)
 # A target that exits the moment memspy detaches: a complete recording exits 0 and says
 # the code could not be read back (tests/e2e/exit_on_detach.py).

@@ -3,5 +3,5 @@
 add_executable(test_record_bounds ${CMAKE_CURRENT_LIST_DIR}/unit/test_record_bounds.c
                ${PROJECT_SOURCE_DIR}/cmd/record_samples.c)
 target_include_directories(test_record_bounds PRIVATE ${PROJECT_SOURCE_DIR})
-target_link_libraries(test_record_bounds PRIVATE ms_common m)
+target_link_libraries(test_record_bounds PRIVATE ms_common ms_testlib m)
 ms_add_test(NAME record_table_bounds TIMEOUT 120 LABELS unit record COMMAND test_record_bounds)

@@ -5,7 +5,7 @@
 add_executable(record_budget_test ${CMAKE_CURRENT_LIST_DIR}/e2e/record_budget_test.c
                                   ${PROJECT_SOURCE_DIR}/cmd/record_samples.c)
 target_include_directories(record_budget_test PRIVATE ${PROJECT_SOURCE_DIR})
-target_link_libraries(record_budget_test PRIVATE ms_common)
+target_link_libraries(record_budget_test PRIVATE ms_common ms_testlib)
 ms_add_test(NAME record_budget_unit TIMEOUT 60 LABELS unit record COMMAND record_budget_test)
 
 find_package(Python3 COMPONENTS Interpreter)

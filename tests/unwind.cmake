@@ -1,8 +1,8 @@
 # unwind: end-to-end stacks of real targets with each backend, and hostile copies.
 add_executable(unwind_stack ${CMAKE_CURRENT_LIST_DIR}/e2e/unwind_stack.c)
-target_link_libraries(unwind_stack PRIVATE ms_unwind ms_attach ms_common)
+target_link_libraries(unwind_stack PRIVATE ms_unwind ms_attach ms_common ms_testlib)
 add_executable(test_unwind_hostile ${CMAKE_CURRENT_LIST_DIR}/unit/test_unwind_hostile.c)
-target_link_libraries(test_unwind_hostile PRIVATE ms_unwind ms_attach ms_common)
+target_link_libraries(test_unwind_hostile PRIVATE ms_unwind ms_attach ms_common ms_testlib)
 
 set(_us $<TARGET_FILE:unwind_stack>)
 ms_add_test(NAME unwind_fp TIMEOUT 60 LABELS unwind

@@ -7,6 +7,7 @@
  * Exit 0 pass, 1 fail, 77 when ptrace is not permitted here.
  */
 #include "attach/attach.h"
+#include "tests/lib/mstest.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -23,17 +24,7 @@
 
 #define LINE_TIMEOUT_MS 20000
 
-static int failures;
 
-#define CHECK(cond, ...)                                                              \
-	do {                                                                          \
-		if (!(cond)) {                                                        \
-			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-			fprintf(stderr, __VA_ARGS__);                                 \
-			fprintf(stderr, "\n");                                        \
-			failures++;                                                   \
-		}                                                                     \
-	} while (0)
 
 struct child {
 	pid_t pid;
@@ -272,7 +263,7 @@ static int mode_stress(void)
 	CHECK(ms_proc_detach(p) == 0, "second detach");
 	ms_proc_free(p);
 	finish_target(rtsent);
-	return failures ? 1 : 0;
+	return ms_test_failures ? 1 : 0;
 }
 
 /* The loop memspy's commands run, interrupted by SIGINT/SIGTERM from another process. */
@@ -341,7 +332,7 @@ static int mode_signal(int sig)
 	close(go[1]);
 	waitpid(helper, NULL, 0);
 	finish_target(-1);
-	return failures ? 1 : 0;
+	return ms_test_failures ? 1 : 0;
 }
 
 static int mode_exit(void)
@@ -369,7 +360,7 @@ static int mode_exit(void)
 	CHECK(r == -1 && errno == ECHILD, "target not reaped: r=%d", r);
 	target.pid = 0;
 	fprintf(stderr, "exit: MS_EV_EXITED with status 7\n");
-	return failures ? 1 : 0;
+	return ms_test_failures ? 1 : 0;
 }
 
 static char proc_state(pid_t pid, pid_t tid)
@@ -444,7 +435,7 @@ static int mode_groupstop(void)
 	kill(target.pid, SIGCONT);
 	finish_target(-1);
 	fprintf(stderr, "groupstop: done\n");
-	return failures ? 1 : 0;
+	return ms_test_failures ? 1 : 0;
 }
 
 static int mode_modules(void)
@@ -531,7 +522,7 @@ static int mode_modules(void)
 	ms_modules_free(&mods);
 	ms_maps_free(&maps);
 	finish_target(-1);
-	return failures ? 1 : 0;
+	return ms_test_failures ? 1 : 0;
 }
 
 /* Seizes pid expecting failure code want; checks that msg and hint contain the given words. */
@@ -679,12 +670,12 @@ static int mode_errors(void)
 	if (geteuid() == 0) {
 		c = fork();
 		if (c == 0) {
-			failures = 0;
+			ms_test_failures = 0;
 			if (setresgid(65534, 65534, 65534) || setresuid(65534, 65534, 65534))
 				_exit(77);
 			expect_error("another user", target.pid, -EPERM,
 				     "Operation not permitted", "belongs to uid 0");
-			_exit(failures ? 1 : 0);
+			_exit(ms_test_failures ? 1 : 0);
 		}
 		waitpid(c, &status, 0);
 		if (WIFEXITED(status) && WEXITSTATUS(status) == 77)
@@ -696,7 +687,7 @@ static int mode_errors(void)
 
 	/* After all that, the target is unharmed. */
 	finish_target(-1);
-	return failures ? 1 : 0;
+	return ms_test_failures ? 1 : 0;
 }
 
 /* Copies file from to (created with mode); 0 or -1. */
@@ -868,7 +859,7 @@ static int mode_cli(const char *memspy)
 	}
 
 	finish_target(-1);
-	return failures ? 1 : 0;
+	return ms_test_failures ? 1 : 0;
 }
 
 int main(int argc, char **argv)

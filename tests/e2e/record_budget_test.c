@@ -1,19 +1,12 @@
 // SPDX-License-Identifier: MIT
 /* Unit test of record's --max-overhead controller (no ptrace): decisions on synthetic readings. */
 #include "cmd/record_int.h"
+#include "tests/lib/mstest.h"
 
 #include <math.h>
 #include <stdio.h>
 
-static int failures;
 
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-			failures++;                                                                \
-		}                                                                                  \
-	} while (0)
 
 #define MS   1000000ull
 #define KiB  1024ull
@@ -229,10 +222,5 @@ int main(void)
 	test_idle_and_off();
 	test_competing();
 	test_self_guard_and_few_samples();
-	if (failures) {
-		fprintf(stderr, "record_budget_test: %d checks failed\n", failures);
-		return 1;
-	}
-	printf("record_budget_test: all checks passed\n");
-	return 0;
+	return ms_test_result("record_budget_test");
 }

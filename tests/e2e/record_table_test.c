@@ -1,21 +1,14 @@
 // SPDX-License-Identifier: MIT
 /* Unit test of record's sample table: stack interning, weights, the live multiset. */
 #include "cmd/record_int.h"
+#include "tests/lib/mstest.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int failures;
 
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-			failures++;                                                                \
-		}                                                                                  \
-	} while (0)
 
 static const struct ms_rec_stack *find(struct ms_rec_table *t, const ms_raddr_t *pcs, size_t n,
 				       struct ms_rec_stack *s)
@@ -74,8 +67,5 @@ int main(void)
 	CHECK(tot.frees_matched == 2 + 45000);
 	CHECK(tot.failed == 1);
 	ms_rec_table_free(t);
-	if (failures)
-		return 1;
-	printf("record_table: ok\n");
-	return 0;
+	return ms_test_result("record_table");
 }

@@ -9,6 +9,7 @@
  */
 #include "attach/attach.h"
 #include "unwind/unwind.h"
+#include "tests/lib/mstest.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -24,17 +25,7 @@
 #define MAXB 3
 
 static pid_t child = -1;
-static int failures;
 
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                       \
-			fprintf(stderr, __VA_ARGS__);                                              \
-			fputc('\n', stderr);                                                       \
-			failures++;                                                                \
-		}                                                                                  \
-	} while (0)
 
 static void kill_child(void)
 {
@@ -347,9 +338,5 @@ int main(int argc, char **argv)
 		free(e.names[i]);
 	fclose(out);
 	free(copy);
-	if (failures)
-		fprintf(stderr, "%d check(s) failed\n", failures);
-	else
-		fprintf(stderr, "OK\n");
-	return failures ? 1 : 0;
+	return ms_test_result("unwind_stack");
 }

@@ -4,6 +4,7 @@
  * error case gets the right code, a message naming the pid, and the hint.
  */
 #include "attach/attach_int.h"
+#include "tests/lib/mstest.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -11,18 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int passed, failed;
 static char root[256];
 
-#define CHECK(cond)                                                           \
-	do {                                                                  \
-		if (cond) {                                                   \
-			passed++;                                             \
-		} else {                                                      \
-			failed++;                                             \
-			fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-		}                                                             \
-	} while (0)
 
 static void put(const char *rel, const char *text)
 {
@@ -211,6 +202,5 @@ int main(void)
 	}
 
 	rm_tree();
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	return ms_test_result("test_attach_diag");
 }

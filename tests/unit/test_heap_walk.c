@@ -1,18 +1,11 @@
 // SPDX-License-Identifier: MIT
 /* The heap walker on a synthetic glibc 2.36 heap: exact classification, then damage. */
 #include "heap_synth.h"
+#include "tests/lib/mstest.h"
 
 #include <stdio.h>
 
-static int failures;
 
-#define CHECK(c)                                                                   \
-	do {                                                                       \
-		if (!(c)) {                                                        \
-			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c); \
-			failures++;                                                \
-		}                                                                  \
-	} while (0)
 
 static bool has_error(const struct ms_heap_report *rep, const char *kind)
 {
@@ -189,9 +182,5 @@ int main(void)
 	ms_heap_report_free(&rep);
 
 	ms_maps_free(&s.maps);
-	if (failures)
-		fprintf(stderr, "%d check(s) failed\n", failures);
-	else
-		printf("test_heap_walk: all checks passed\n");
-	return failures ? 1 : 0;
+	return ms_test_result("test_heap_walk");
 }

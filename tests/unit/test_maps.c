@@ -4,22 +4,13 @@
  * fixtures (no ptrace): torn reads (Linux >= 6.17) are read again, never a table.
  */
 #include "attach/attach.h"
+#include "tests/lib/mstest.h"
 
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
 
-static int passed, failed;
 
-#define CHECK(cond)                                                           \
-	do {                                                                  \
-		if (cond) {                                                   \
-			passed++;                                             \
-		} else {                                                      \
-			failed++;                                             \
-			fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-		}                                                             \
-	} while (0)
 
 static const char fixture[] =
 	"55d0c0a00000-55d0c0a01000 r--p 00000000 08:01 1311 /usr/bin/my prog\n"
@@ -193,6 +184,5 @@ int main(void)
 	CHECK(f && f->x && f->path);
 	ms_maps_free(&m);
 
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	return ms_test_result("test_maps");
 }

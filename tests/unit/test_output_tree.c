@@ -5,6 +5,7 @@
  * the pprof and speedscope files decoded back and checked against the input.
  */
 #include "output/output.h"
+#include "tests/lib/mstest.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -12,15 +13,7 @@
 #include <string.h>
 #include <zlib.h>
 
-static int failures;
 
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-			failures++;                                                                \
-		}                                                                                  \
-	} while (0)
 
 struct mem {
 	char *d;
@@ -658,10 +651,5 @@ int main(void)
 	test_write_error();
 	test_pprof();
 	test_speedscope();
-	if (failures) {
-		fprintf(stderr, "test_output_tree: %d check(s) failed\n", failures);
-		return 1;
-	}
-	printf("test_output_tree: all checks passed\n");
-	return 0;
+	return ms_test_result("test_output_tree");
 }

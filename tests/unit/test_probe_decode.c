@@ -5,21 +5,12 @@
  * RIP-relative operands re-based, and the sites that must be refused.
  */
 #include "attach/probe_int.h"
+#include "tests/lib/mstest.h"
 
 #include <stdio.h>
 #include <string.h>
 
-static int failures;
 
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			failures++;                                                                \
-			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);            \
-			fprintf(stderr, __VA_ARGS__);                                              \
-			fputc('\n', stderr);                                                       \
-		}                                                                                  \
-	} while (0)
 
 static int32_t rd32(const uint8_t *p)
 {
@@ -232,10 +223,5 @@ int main(void)
 	test_call_and_jmp();
 	test_refusals();
 	test_sweep();
-	if (failures) {
-		fprintf(stderr, "%d check(s) failed\n", failures);
-		return 1;
-	}
-	printf("test_probe_decode: all checks passed\n");
-	return 0;
+	return ms_test_result("test_probe_decode");
 }

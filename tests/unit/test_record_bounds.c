@@ -7,19 +7,12 @@
  * sample after the table compacted itself.
  */
 #include "cmd/record_int.h"
+#include "tests/lib/mstest.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 
-static int failures;
 
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-			failures++;                                                                \
-		}                                                                                  \
-	} while (0)
 
 int main(void)
 {
@@ -84,7 +77,5 @@ int main(void)
 	printf("%llu live samples fed: %llu past the bound of %zu not kept\n",
 	       (unsigned long long)nsamples, (unsigned long long)tot.untracked, tot.max_samples);
 	ms_rec_table_free(t);
-	if (failures)
-		fprintf(stderr, "%d check(s) failed\n", failures);
-	return failures ? 1 : 0;
+	return ms_test_result("test_record_bounds");
 }

@@ -6,6 +6,7 @@
  * frame-pointer walk on a hand-made chain and a cyclic one.
  */
 #include "unwind/unwind.h"
+#include "tests/lib/mstest.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,17 +17,7 @@
 #define MAXF   32
 #define ROUNDS 3000
 
-static int failures;
 
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                       \
-			fprintf(stderr, __VA_ARGS__);                                              \
-			fputc('\n', stderr);                                                       \
-			failures++;                                                                \
-		}                                                                                  \
-	} while (0)
 
 static uint64_t rng = 0x243f6a8885a308d3ull;
 
@@ -165,7 +156,5 @@ int main(void)
 	test_random(MS_UNWIND_FP);
 	test_random(MS_UNWIND_DWFL);
 	test_random(MS_UNWIND_LIBUNWIND);
-	if (failures)
-		fprintf(stderr, "%d check(s) failed\n", failures);
-	return failures ? 1 : 0;
+	return ms_test_result("test_unwind_hostile");
 }

@@ -10,6 +10,7 @@
  * line (or EOF); "selfcheck ok" (exit 0) or "selfcheck FAILED: why" (exit 1).
  */
 #include "cov.h"
+#include "../common/handshake.h"
 
 #include <pthread.h>
 #include <stdint.h>
@@ -45,30 +46,6 @@ NOINLINE static void *cov_worker(void *arg)
 	return NULL;
 }
 
-static int read_line(char *buf, size_t size)
-{
-	if (!fgets(buf, (int)size, stdin))
-		return -1;
-	buf[strcspn(buf, "\n")] = '\0';
-	return 0;
-}
-
-/* Nonzero TracerPid after memspy exited would mean it left us traced. */
-static int tracer_pid(void)
-{
-	char line[256];
-	int tp = -1;
-	FILE *f = fopen("/proc/self/status", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "TracerPid: %d", &tp) == 1)
-			break;
-	fclose(f);
-	return tp;
-}
-
 int main(int argc, char **argv)
 {
 	pthread_t t[COV_NWORKERS];
@@ -90,9 +67,8 @@ int main(int argc, char **argv)
 	for (int i = 0; i < COV_NWORKERS; i++)
 		if (pthread_create(&t[i], NULL, cov_worker, (void *)(uintptr_t)i))
 			return 2;
-	printf("ready %d\n", (int)getpid());
-	fflush(stdout);
-	if (read_line(line, sizeof(line)) || strcmp(line, "go"))
+	hs_ready();
+	if (hs_wait_go())
 		cov_fail("no 'go' on stdin");
 	pthread_barrier_wait(&start_barrier);
 	for (int i = 0; i < COV_NWORKERS; i++)
@@ -104,8 +80,8 @@ int main(int argc, char **argv)
 	fflush(stdout);
 
 	/* memspy has detached by now: check everything it could have harmed. */
-	read_line(line, sizeof(line));
-	if (tracer_pid() != 0)
+	hs_read_line(line, sizeof(line));
+	if (hs_tracer_pid() != 0)
 		cov_fail("still traced after memspy exited");
 	if (mode->check && !mode->check(rounds))
 		cov_fail("the kept blocks are corrupt or missing");

@@ -7,6 +7,8 @@
  *
  *   memspy-budget-tight tight ROUNDS      (1024 malloc/free pairs per round and thread)
  */
+#include "../common/handshake.h"
+
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -76,21 +78,6 @@ NOINLINE static void *budget_worker(void *arg)
 	return NULL;
 }
 
-static int tracer_pid(void)
-{
-	char line[256];
-	int tp = -1;
-	FILE *f = fopen("/proc/self/status", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "TracerPid: %d", &tp) == 1)
-			break;
-	fclose(f);
-	return tp;
-}
-
 int main(int argc, char **argv)
 {
 	pthread_t t[NWORKERS];
@@ -106,9 +93,8 @@ int main(int argc, char **argv)
 	for (int i = 0; i < NWORKERS; i++)
 		if (pthread_create(&t[i], NULL, budget_worker, (void *)(uintptr_t)i))
 			return 2;
-	printf("ready %d\n", (int)getpid());
-	fflush(stdout);
-	if (!fgets(line, sizeof(line), stdin) || strcmp(line, "go\n"))
+	hs_ready();
+	if (hs_wait_go())
 		failed = 1;
 	pthread_barrier_wait(&start_barrier);
 	for (int i = 0; i < NWORKERS; i++)
@@ -119,9 +105,8 @@ int main(int argc, char **argv)
 	fflush(stdout);
 
 	/* memspy has detached by now: the allocator must still work, untraced. */
-	if (!fgets(line, sizeof(line), stdin))
-		line[0] = '\0';
-	if (tracer_pid() != 0)
+	hs_read_line(line, sizeof(line));
+	if (hs_tracer_pid() != 0)
 		failed = 1;
 	if (!budget_tight_round(&seed, &b))
 		failed = 1;

@@ -11,6 +11,7 @@
  * then "selfcheck ok" (exit 0) or "selfcheck FAILED: why" (exit 1).
  */
 #include "sites.h"
+#include "../common/handshake.h"
 
 #include <pthread.h>
 #include <stdint.h>
@@ -135,30 +136,6 @@ NOINLINE static void *rec_worker(void *arg)
 	return NULL;
 }
 
-static int read_line(char *buf, size_t size)
-{
-	if (!fgets(buf, (int)size, stdin))
-		return -1;
-	buf[strcspn(buf, "\n")] = '\0';
-	return 0;
-}
-
-/* Nonzero TracerPid after memspy exited would mean it left us traced. */
-static int tracer_pid(void)
-{
-	char line[256];
-	int tp = -1;
-	FILE *f = fopen("/proc/self/status", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "TracerPid: %d", &tp) == 1)
-			break;
-	fclose(f);
-	return tp;
-}
-
 int main(int argc, char **argv)
 {
 	pthread_t t[NWORKERS];
@@ -183,9 +160,8 @@ int main(int argc, char **argv)
 	for (int i = 0; i < NWORKERS; i++)
 		if (pthread_create(&t[i], NULL, rec_worker, (void *)(uintptr_t)i))
 			return 2;
-	printf("ready %d\n", (int)getpid());
-	fflush(stdout);
-	if (read_line(line, sizeof(line)) || strcmp(line, "go"))
+	hs_ready();
+	if (hs_wait_go())
 		fail("no 'go' on stdin");
 	pthread_barrier_wait(&start_barrier);
 	for (int i = 0; i < NWORKERS; i++)
@@ -216,7 +192,7 @@ int main(int argc, char **argv)
 	fflush(stdout);
 
 	/* memspy has detached by now: check everything it could have harmed. */
-	read_line(line, sizeof(line));
+	hs_read_line(line, sizeof(line));
 	leaked_blocks = rec_leak_check();
 	if (mode == LEAK && leaked_blocks != leaks)
 		fail("the kept blocks are corrupt or missing");
@@ -225,7 +201,7 @@ int main(int argc, char **argv)
 		fail("the forked child did not pass its own check");
 	if (mode == FORKTHREADS && !extra_threads_ok)
 		fail("a short-lived thread saw corrupt data");
-	if (tracer_pid() != 0)
+	if (hs_tracer_pid() != 0)
 		fail("still traced after memspy exited");
 	/* One more round of every site after detach: the allocator works untraced. */
 	if (!rec_round(424242, 0))

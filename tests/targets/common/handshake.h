@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The handshake of the recording targets with their driver
+ * (tests/e2e/mstest.py, record()): "ready PID" on stdout, then a line from
+ * stdin ("go") before the counted work; after "done", one more line before
+ * the self-check, which ends with the target checking it is no longer traced.
+ * Readiness is a pipe, never a sleep. Header only: targets are built apart
+ * from memspy's libraries.
+ */
+#ifndef MS_TARGETS_HANDSHAKE_H
+#define MS_TARGETS_HANDSHAKE_H
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Announces the target: "ready PID". */
+static inline void hs_ready(void)
+{
+	printf("ready %d\n", (int)getpid());
+	fflush(stdout);
+}
+
+/* Reads one line from stdin without its newline: 0, or -1 at EOF. */
+static inline int hs_read_line(char *buf, size_t size)
+{
+	if (!fgets(buf, (int)size, stdin))
+		return -1;
+	buf[strcspn(buf, "\n")] = '\0';
+	return 0;
+}
+
+/* Waits for the driver's "go": 0 when it came, -1 on anything else or EOF. */
+static inline int hs_wait_go(void)
+{
+	char line[64];
+
+	return hs_read_line(line, sizeof(line)) || strcmp(line, "go") ? -1 : 0;
+}
+
+/* This process's TracerPid (nonzero after memspy exited: it left us traced), -1 if unknown. */
+static inline int hs_tracer_pid(void)
+{
+	char line[256];
+	int tp = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "TracerPid: %d", &tp) == 1)
+			break;
+	fclose(f);
+	return tp;
+}
+
+#endif

@@ -168,26 +168,36 @@ static void axes(FILE *out, struct frame *f, const char *ylabel, bool xlabel)
 	fputs("</text>\n", out);
 }
 
-/* One series as a path; a sample without heap figures breaks the line. */
+/* Sample i's values for series s (of arena_id, or the totals when < 0); NULL: none. */
+static const struct ms_tl_values *values_at(const struct ms_timeline *t, size_t i, enum series s,
+					    int arena_id)
+{
+	const struct ms_tl_sample *sm = &t->s[i];
+
+	if (s != S_RSS && !sm->heap)
+		return NULL;
+	if (arena_id < 0)
+		return &sm->total;
+	for (size_t k = 0; k < sm->narenas; k++)
+		if ((int)ms_tl_arena_id(t, sm->arenas[k].addr) == arena_id)
+			return &sm->arenas[k].v;
+	return NULL;
+}
+
+/*
+ * One series as a path; a sample without heap figures breaks the line. A
+ * point with no neighbour to join (a recording with one heap read, or one
+ * between two gaps) is a dot: a path of one point draws nothing.
+ */
 static void line(FILE *out, const struct frame *f, const struct ms_timeline *t, enum series s,
 		 int arena_id)
 {
 	bool pen = false, any = false;
 
 	for (size_t i = 0; i < t->n; i++) {
-		const struct ms_tl_sample *sm = &t->s[i];
-		const struct ms_tl_values *v = &sm->total;
-		bool ok = s == S_RSS || sm->heap;
+		const struct ms_tl_values *v = values_at(t, i, s, arena_id);
 
-		if (ok && arena_id >= 0) {
-			ok = false;
-			for (size_t k = 0; k < sm->narenas; k++)
-				if ((int)ms_tl_arena_id(t, sm->arenas[k].addr) == arena_id) {
-					v = &sm->arenas[k].v;
-					ok = true;
-				}
-		}
-		if (!ok) {
+		if (!v) {
 			pen = false;
 			continue;
 		}
@@ -197,12 +207,20 @@ static void line(FILE *out, const struct frame *f, const struct ms_timeline *t, 
 				series[s].color, arena_id >= 0 ? "1.5" : "2",
 				series[s].dash ? " stroke-dasharray=\"" : "",
 				series[s].dash ? series[s].dash : "", series[s].dash ? "\"" : "");
-		fprintf(out, "%s%.1f,%.1f", pen ? " L" : (any ? " M" : "M"), px(f, sm->t_ns),
+		fprintf(out, "%s%.1f,%.1f", pen ? " L" : (any ? " M" : "M"), px(f, t->s[i].t_ns),
 			py(f, value_of(v, s)));
 		pen = any = true;
 	}
 	if (any)
 		fputs("\"/>\n", out);
+	for (size_t i = 0; i < t->n; i++) {
+		const struct ms_tl_values *v = values_at(t, i, s, arena_id);
+
+		if (v && (i == 0 || !values_at(t, i - 1, s, arena_id)) &&
+		    (i + 1 == t->n || !values_at(t, i + 1, s, arena_id)))
+			fprintf(out, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n",
+				px(f, t->s[i].t_ns), py(f, value_of(v, s)), series[s].color);
+	}
 }
 
 static void legend(FILE *out, double x, double y, bool heap)

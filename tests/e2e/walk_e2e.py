@@ -237,6 +237,26 @@ def scenario_own(a):
              open(out).read()[:2000])
 
 
+def scenario_one_point(a):
+    """One heap read in the whole recording: its point must show (a path of one point
+    draws nothing, and the timeline looked empty)."""
+    t, tout, pid = start_target(a.sites)
+    out = os.path.join(a.workdir, "one.folded")
+    tl = os.path.join(a.workdir, "one.timeline.svg")
+    m, err = start_memspy(a, pid, ["-d", "1s", "--walk-interval", "1h", "-o", out,
+                                   "--timeline", tl])
+    finish_memspy(m, err, (0,))
+    send(t, "stop")
+    t.wait(timeout=LINE_TIMEOUT)
+    svg = open(tl).read()
+    ET.fromstring(svg)  # well-formed
+    body = re.sub(r'<g class="hover">.*?</g>', "", svg, flags=re.S)
+    dots = re.findall(r'<circle [^>]*r="3" fill="[^"]+"', body)
+    if not dots:
+        fail("a timeline of one heap read draws no point:\n" + svg[:3000])
+    print("one-point timeline: %d dots" % len(dots))
+
+
 def scenario_target_exits(a):
     t, tout, pid = start_target(a.sites)
     out = os.path.join(a.workdir, "exits.svg")
@@ -340,7 +360,8 @@ def main():
     os.makedirs(a.workdir, exist_ok=True)
     fn = {"usage": scenario_usage, "phases": scenario_phases, "sites": scenario_sites,
           "own": scenario_own, "target-exits": scenario_target_exits,
-          "fork-threads": scenario_fork_threads, "idle": scenario_idle}[a.scenario]
+          "fork-threads": scenario_fork_threads, "idle": scenario_idle,
+          "one-point": scenario_one_point}[a.scenario]
 
     def one():
         fn(a)

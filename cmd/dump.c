@@ -4,6 +4,7 @@
  * state from outside, resume, and report (text, or JSON per doc/dump-json.md).
  */
 #include "cmd/cmd.h"
+#include "cmd/subprocesses.h"
 #include "attach/attach.h"
 #include "attach/debuginfo.h"
 #include "heapwalk/heapwalk.h"
@@ -97,6 +98,8 @@ static void usage(FILE *f)
 		"                      and one ending in .json is JSON (as --json)\n"
 		"      --no-debuginfo  ignore libc's debug symbols: use built-in layouts and\n"
 		"                      heuristics (what happens when libc6-dbg is missing)\n"
+		"      --subprocesses  the process and each of its descendants, one after the\n"
+		"                      other, then their sum (text or --json; not with --leaks)\n"
 		"      --no-snapshot   keep the process stopped for the whole walk (no clone()\n"
 		"                      in it, no copy-on-write memory)\n"
 		"  -v, --verbose       more diagnostics on standard error\n"
@@ -227,6 +230,9 @@ int cmd_dump(int argc, char **argv)
 	uint64_t t_snap = 0, t_release = 0, t_res0 = 0;
 	FILE *out = stdout;
 	int c, r, ret = MS_EXIT_FAILED;
+
+	if (cli_has_subprocesses(argc, argv))
+		return cmd_dump_subprocesses(argc, argv);
 
 	optind = 1;
 	opterr = 0; /* our own one-line messages, through cli_getopt_error */

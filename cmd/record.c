@@ -9,6 +9,7 @@
 #include "cmd/record_int.h"
 #include "cmd/record_interval.h"
 #include "cmd/record_walk.h"
+#include "cmd/subprocesses.h"
 #include "attach/attach.h"
 #include "attach/probe.h"
 #include "output/output.h"
@@ -126,8 +127,10 @@ static void help(FILE *f)
 	    "      --lines            show file:line in frame names\n"
 	    "      --probe SYMBOL     also probe SYMBOL as a malloc-like allocator taking the\n"
 	    "                         size as first argument (repeatable)\n"
-	    "      --subprocesses     follow forked children (not supported yet: forked\n"
-	    "                         children are restored and let go)\n"
+	    "      --subprocesses     the process and all its descendants, those forked or\n"
+	    "                         exec'd during the recording too (one root frame per\n"
+	    "                         process): pre-forking servers (nginx, postgres,\n"
+	    "                         gunicorn, php-fpm) work in their children\n"
 	    "      --mode MODE        probe (default: allocator probes, as above) or walk\n"
 	    "                         (no probes: periodic stops and heap reads; see\n"
 	    "                         'memspy record --mode walk --help')\n"
@@ -318,10 +321,8 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done,
 			o->probes[o->nprobes++] = optarg;
 			break;
 		case OPT_SUBPROCESSES:
-			return cli_usage_error(
-			    CMD, "--subprocesses: following forked children is not "
-				 "supported yet (without it, a forked child is "
-				 "restored and let go; record it with its own --pid)");
+			/* cmd_record() hands it to cmd_record_subprocesses(), which drops it. */
+			break;
 		case OPT_MODE:
 			/* "walk" never gets here: cmd_record() hands it to cmd_record_walk(). */
 			if (strcmp(optarg, "probe"))
@@ -1468,6 +1469,8 @@ int ms_rec_main(int argc, char **argv, const struct ms_rec_hooks *h)
 
 	if (h)
 		cmd_name = h->cmd;
+	if (!h && cli_has_subprocesses(argc, argv))
+		return cmd_record_subprocesses(argc, argv);
 	/* --mode walk patches nothing and is a different recorder altogether. */
 	for (int i = 1; !h && i < argc && strcmp(argv[i], "--"); i++) {
 		if ((!strcmp(argv[i], "--mode") && i + 1 < argc && !strcmp(argv[i + 1], "walk")) ||
@@ -1726,6 +1729,12 @@ summary:
 		char *hint = sym ? ms_symbolizer_names_hint(sym) : NULL;
 
 		print_summary(&o, rec.table, pr, &rec, &oc, &m, verify_note, verified_ok, iv);
+		{
+			struct ms_rec_totals tot;
+
+			ms_rec_table_totals(rec.table, &tot);
+			ms_subprocess_hint(stderr, o.pid, tot.samples);
+		}
 		if (hint)
 			fprintf(stderr, "  %s\n", hint);
 		free(hint);

@@ -1,0 +1,773 @@
+// SPDX-License-Identifier: MIT
+/*
+ * memspy record --subprocesses: a coordinator that runs one `memspy record`
+ * per process of the tree (a fork of memspy calling cmd_record, so each
+ * process gets the whole machinery: its probes, their removal and check,
+ * the watchdog), follows the tree as it forks and execs, stops them all
+ * together and merges their profiles under one root frame per process.
+ *
+ * A tracee has one tracer: a child forked during the recording is first
+ * the parent recorder's (PTRACE_O_TRACEFORK), which restores the text it
+ * inherited and lets it go; the coordinator finds it on its next scan of
+ * /proc and starts its own recorder. What the child allocates in between
+ * (a few ms) is not seen.
+ */
+#include "cmd/cmd.h"
+#include "cmd/record_opts.h"
+#include "cmd/subprocesses.h"
+#include "attach/attach.h"
+#include "attach/descendants.h"
+#include "output/output.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define CMD	    "record"
+#define TICK_MS	    20	/* the coordinator's pace: reaping, readiness, exec checks */
+#define SCAN_NS	    50000000ull /* the tree is scanned again this often */
+#define MAX_PROCS   4096
+#define READY_LINE  "memspy: recording pid "
+
+struct sp_proc {
+	pid_t pid;
+	unsigned gen; /* recordings of this pid before this one (one per exec) */
+	char *title;
+	char *out, *log; /* the recorder's profile (speedscope) and its stderr */
+	pid_t rec;	 /* its recorder while it runs, else 0 */
+	int status;	 /* the recorder's wait status once it ended */
+	bool late;	 /* appeared during the recording */
+	bool ready, ended, exec_seen, stop_sent;
+	uint64_t image; /* image_id() when its recorder started */
+	uint64_t bytes, count;
+	bool have_profile;
+	char *note; /* the recorder's line about its check of the code after detach */
+};
+
+struct sp {
+	pid_t root;
+	const char *out_path;
+	char *out_default;
+	enum ms_out_format fmt;
+	bool fmt_given, quiet, count, live, lines;
+	int verbose;
+	uint64_t duration_ns;
+	char **pass; /* options for each recorder, in the order given */
+	size_t npass;
+	char dir[64]; /* temporary directory for the recorders' files */
+	struct sp_proc *v;
+	size_t n, cap;
+	unsigned untraceable; /* descendants left out (traced by someone else) */
+	bool started;	      /* the first scan is done: what appears now is late */
+};
+
+bool cli_has_subprocesses(int argc, char **argv)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+		if (!strcmp(argv[i], "--subprocesses"))
+			return true;
+	return false;
+}
+
+/* record's options that take a value (short and long), for passing them through. */
+static bool takes_value(const char *a)
+{
+	static const char *const with_value[] = {
+	    "-p", "--pid", "-o", "--output", "-f", "--format", "-d", "--duration",
+	    "-s", "--sample-bytes", "--stack-bytes", "--unwinder", "--probe", "--mode",
+	    "--max-overhead", "--interval", "--keep"};
+
+	for (size_t i = 0; i < MS_ARRAY_SIZE(with_value); i++)
+		if (!strcmp(a, with_value[i]))
+			return true;
+	return false;
+}
+
+/* "--opt=value" or "--opt value" or "-xvalue": the value of option name/shrt, or NULL. */
+static const char *opt_value(int argc, char **argv, int *i, const char *name, const char *shrt)
+{
+	const char *a = argv[*i];
+	size_t ln = strlen(name);
+
+	if (!strncmp(a, name, ln) && a[ln] == '=')
+		return a + ln + 1;
+	if (!strcmp(a, name) || (shrt && !strcmp(a, shrt))) {
+		if (*i + 1 >= argc)
+			return NULL;
+		return argv[++*i];
+	}
+	if (shrt && !strncmp(a, shrt, 2) && a[2])
+		return a + 2;
+	return NULL;
+}
+
+static bool is_opt(const char *a, const char *name, const char *shrt)
+{
+	size_t ln = strlen(name);
+
+	return !strcmp(a, name) || (!strncmp(a, name, ln) && a[ln] == '=') ||
+	       (shrt && !strncmp(a, shrt, 2));
+}
+
+static void pass(struct sp *s, char *a)
+{
+	s->pass = realloc(s->pass, (s->npass + 1) * sizeof(*s->pass));
+	if (!s->pass)
+		abort();
+	s->pass[s->npass++] = a;
+}
+
+/* The options the coordinator reads itself; the rest go to every recorder. 0 or an exit code. */
+static int parse(struct sp *s, int argc, char **argv, bool *help)
+{
+	int r;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v;
+
+		if (!strcmp(a, "--")) {
+			for (; i < argc; i++)
+				pass(s, argv[i]);
+			break;
+		}
+		if (!strcmp(a, "--subprocesses"))
+			continue;
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			*help = true;
+			return 0;
+		}
+		if (is_opt(a, "--interval", NULL) || is_opt(a, "--keep", NULL))
+			return cli_usage_error(CMD, "%s is not available with --subprocesses yet", a);
+		if (is_opt(a, "--pid", "-p")) {
+			if (!(v = opt_value(argc, argv, &i, "--pid", "-p")))
+				return cli_usage_error(CMD, "option '%s' requires a value", a);
+			if ((r = cli_opt_pid(CMD, v, &s->root)))
+				return r;
+		} else if (is_opt(a, "--output", "-o")) {
+			if (!(v = opt_value(argc, argv, &i, "--output", "-o")))
+				return cli_usage_error(CMD, "option '%s' requires a value", a);
+			if ((r = cli_opt_output(CMD, v, &s->out_path)))
+				return r;
+		} else if (is_opt(a, "--format", "-f")) {
+			if (!(v = opt_value(argc, argv, &i, "--format", "-f")))
+				return cli_usage_error(CMD, "option '%s' requires a value", a);
+			if ((r = cli_opt_format(CMD, v, &s->fmt)))
+				return r;
+			s->fmt_given = true;
+		} else if (is_opt(a, "--duration", "-d")) {
+			if (!(v = opt_value(argc, argv, &i, "--duration", "-d")))
+				return cli_usage_error(CMD, "option '%s' requires a value", a);
+			if ((r = cli_opt_duration(CMD, v, &s->duration_ns)))
+				return r;
+		} else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+			s->quiet = true;
+		} else {
+			if (!strcmp(a, "-v") || !strcmp(a, "--verbose"))
+				s->verbose++;
+			if (!strcmp(a, "--count"))
+				s->count = true;
+			if (!strcmp(a, "--live"))
+				s->live = true;
+			if (!strcmp(a, "--lines"))
+				s->lines = true;
+			pass(s, argv[i]);
+			if (a[0] == '-' && !strchr(a, '=') && takes_value(a) && i + 1 < argc)
+				pass(s, argv[++i]);
+		}
+	}
+	if (!s->root)
+		return cli_usage_error(CMD, "--pid is required (e.g. memspy record --pid "
+					    "$(pidof nginx | tr ' ' '\\n' | sort -n | head -1) "
+					    "--subprocesses -o alloc.svg)");
+	if (!s->out_path) {
+		s->out_default = ms_xasprintf("memspy-%d.%s", (int)s->root,
+					      !s->fmt_given		     ? "svg"
+					      : s->fmt == MS_OUT_PPROF	     ? "pb.gz"
+					      : s->fmt == MS_OUT_SPEEDSCOPE ? "speedscope.json"
+									     : ms_out_format_name(s->fmt));
+		s->out_path = s->out_default;
+		if (!s->fmt_given)
+			s->fmt = MS_OUT_SVG;
+	} else if (!s->fmt_given && ms_out_format_from_name(s->out_path, &s->fmt)) {
+		return cli_usage_error(CMD,
+				       "cannot tell the format from the name '%s': use "
+				       "--format svg|folded|speedscope|pprof",
+				       s->out_path);
+	}
+	return 0;
+}
+
+static bool known(const struct sp *s, pid_t pid)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (s->v[i].pid == pid)
+			return true;
+	return false;
+}
+
+static bool is_recorder(const struct sp *s, pid_t pid)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (s->v[i].rec == pid)
+			return true;
+	return false;
+}
+
+/*
+ * What identifies the image pid runs: its executable's device and inode,
+ * and a hash of its auxiliary vector, which each exec rebuilds (AT_RANDOM
+ * and the stack move with ASLR, AT_ENTRY with a PIE): an exec of the same
+ * binary, as a server's binary upgrade does, is seen too. 0 when gone.
+ */
+static uint64_t image_id(pid_t pid)
+{
+	char path[64];
+	unsigned char buf[1024];
+	struct stat st;
+	uint64_t h = 1469598103934665603ull;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+	if (stat(path, &st))
+		return 0;
+	h = (h ^ (uint64_t)st.st_dev) * 1099511628211ull;
+	h = (h ^ (uint64_t)st.st_ino) * 1099511628211ull;
+	snprintf(path, sizeof(path), "/proc/%d/auxv", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		while ((n = read(fd, buf, sizeof(buf))) > 0)
+			for (ssize_t i = 0; i < n; i++)
+				h = (h ^ buf[i]) * 1099511628211ull;
+		close(fd);
+	}
+	return h ? h : 1;
+}
+
+/* Starts a recorder for pid: a fork of memspy that runs cmd_record on it. 0 or -errno. */
+static int spawn(struct sp *s, pid_t pid, unsigned gen, bool late)
+{
+	struct sp_proc *p;
+	pid_t self = getpid(), c;
+	char pidbuf[16];
+
+	ms_xgrow((void **)&s->v, &s->cap, s->n + 1, sizeof(*s->v));
+	p = &s->v[s->n++];
+	*p = (struct sp_proc){.pid = pid, .gen = gen, .late = late};
+	p->title = ms_proc_title(pid);
+	p->out = ms_xasprintf("%s/%d.%u.speedscope.json", s->dir, (int)pid, gen);
+	p->log = ms_xasprintf("%s/%d.%u.log", s->dir, (int)pid, gen);
+	p->image = image_id(pid);
+	snprintf(pidbuf, sizeof(pidbuf), "%d", (int)pid);
+	fflush(stdout);
+	fflush(stderr);
+	c = fork();
+	if (c < 0) {
+		p->ended = true;
+		p->status = MS_EXIT_FAILED << 8;
+		return -errno;
+	}
+	if (c == 0) {
+		char **argv = ms_xcalloc(s->npass + 10, sizeof(*argv));
+		size_t n = 0;
+		int fd;
+
+		/* The coordinator killed: stop as on Ctrl-C (probes removed, checked). */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != self)
+			_exit(MS_EXIT_FAILED);
+		fd = open(p->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		if (fd >= 0) {
+			dup2(fd, STDERR_FILENO);
+			close(fd);
+		}
+		argv[n++] = (char *)"record";
+		for (size_t i = 0; i < s->npass; i++)
+			argv[n++] = s->pass[i];
+		argv[n++] = (char *)"--pid";
+		argv[n++] = pidbuf;
+		argv[n++] = (char *)"-o";
+		argv[n++] = p->out;
+		argv[n++] = (char *)"-f";
+		argv[n++] = (char *)"speedscope";
+		argv[n] = NULL;
+		_exit(cmd_record((int)n, argv));
+	}
+	p->rec = c;
+	if (!s->quiet && s->verbose)
+		fprintf(stderr, "memspy: process %d (%s): recorder %d started\n", (int)pid,
+			p->title, (int)c);
+	return 0;
+}
+
+/* Has p's recorder said it is recording (probes installed)? */
+static void check_ready(struct sp *s, struct sp_proc *p)
+{
+	char buf[4096];
+	FILE *f;
+
+	if (p->ready || p->ended)
+		return;
+	f = fopen(p->log, "re");
+	if (!f)
+		return;
+	while (fgets(buf, sizeof(buf), f))
+		if (!strncmp(buf, READY_LINE, strlen(READY_LINE)))
+			p->ready = true;
+	fclose(f);
+	if (p->ready && !s->quiet) {
+		free(p->title); /* the name it has now, probes in: a worker renames itself */
+		p->title = ms_proc_title(p->pid);
+		fprintf(stderr, "memspy: recording pid %d (%s)%s\n", (int)p->pid, p->title,
+			p->gen ? ", probed again in its new image after exec"
+			: p->late ? ", forked during the recording"
+				  : "");
+	}
+}
+
+/* New processes in the tree: a recorder for each that no one traces. */
+static void scan_tree(struct sp *s)
+{
+	pid_t *seen = NULL, *desc = NULL;
+	size_t nseen = 0, ndesc;
+
+	seen = ms_xcalloc(s->n + 1, sizeof(*seen));
+	for (size_t i = 0; i < s->n; i++)
+		seen[nseen++] = s->v[i].pid;
+	ndesc = ms_descendants(seen, nseen, getpid(), &desc);
+	for (size_t i = 0; i < ndesc && s->n < MAX_PROCS; i++) {
+		pid_t d = desc[i], tracer;
+
+		if (known(s, d) || is_recorder(s, d))
+			continue;
+		tracer = ms_proc_tracer(d);
+		if (tracer < 0)
+			continue; /* gone */
+		if (tracer == 0) {
+			spawn(s, d, 0, s->started);
+			continue;
+		}
+		/* Still held by its parent's recorder (restoring its text): next scan. */
+		if (is_recorder(s, tracer))
+			continue;
+		/* A process another tracer holds cannot be recorded: said once at the end. */
+		s->untraceable++;
+		ms_xgrow((void **)&s->v, &s->cap, s->n + 1, sizeof(*s->v));
+		s->v[s->n++] = (struct sp_proc){.pid = d,
+						.title = ms_proc_title(d),
+						.ended = true,
+						.status = MS_EXIT_FAILED << 8,
+						.note = ms_xasprintf("not recorded: traced by pid %d",
+								     (int)tracer)};
+	}
+	free(desc);
+	free(seen);
+}
+
+/* Collects ended recorders; a process that exec'd gets a new one. */
+static void reap(struct sp *s, bool stopping)
+{
+	for (;;) {
+		int status;
+		pid_t r = waitpid(-1, &status, WNOHANG);
+
+		if (r <= 0)
+			break;
+		for (size_t i = 0; i < s->n; i++) {
+			struct sp_proc *p = &s->v[i];
+
+			if (p->rec != r || p->ended)
+				continue;
+			p->ended = true;
+			p->status = status;
+			p->rec = 0;
+			if (p->exec_seen && !stopping && kill(p->pid, 0) == 0 && s->n < MAX_PROCS)
+				spawn(s, p->pid, p->gen + 1, true);
+			break;
+		}
+	}
+}
+
+static void check_exec(struct sp *s)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		struct sp_proc *p = &s->v[i];
+		uint64_t id;
+
+		if (p->ended || p->exec_seen || !p->rec)
+			continue;
+		id = image_id(p->pid);
+		if (id && p->image && id != p->image) {
+			p->exec_seen = true;
+			kill(p->rec, SIGINT);
+			p->stop_sent = true;
+		}
+	}
+}
+
+static size_t running(const struct sp *s)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->n; i++)
+		n += !s->v[i].ended;
+	return n;
+}
+
+/* The recorder's line about the code after detach ("verified after detach: ..."). */
+static void read_note(struct sp_proc *p)
+{
+	char buf[4096];
+	FILE *f = fopen(p->log, "re");
+
+	if (!f)
+		return;
+	while (fgets(buf, sizeof(buf), f)) {
+		const char *t = buf + strspn(buf, " ");
+
+		if (!strncmp(t, "verified after detach", 21) ||
+		    !strncmp(t, "WARNING: ", 9) || !strncmp(t, "could not verify", 16)) {
+			buf[strcspn(buf, "\n")] = '\0';
+			free(p->note);
+			p->note = ms_xstrdup(t);
+		}
+	}
+	fclose(f);
+}
+
+/* Prints the recorder's own output (what it said went wrong). */
+static void print_log(const struct sp_proc *p)
+{
+	char buf[4096];
+	FILE *f = fopen(p->log, "re");
+
+	if (!f)
+		return;
+	while (fgets(buf, sizeof(buf), f))
+		fprintf(stderr, "  [pid %d] %s", (int)p->pid, buf);
+	fclose(f);
+}
+
+/* Adds p's profile under a root frame "TITLE (PID)". 0 or -EINVAL. */
+static int merge(struct ms_profile *prof, struct sp_proc *p)
+{
+	json_error_t jerr;
+	json_t *doc = json_load_file(p->out, 0, &jerr), *frames, *profiles;
+	struct ms_out_frame *fr = NULL;
+	size_t cap = 0;
+	char *rootname;
+	int ret = -EINVAL;
+
+	if (!doc)
+		return -EINVAL;
+	frames = json_object_get(json_object_get(doc, "shared"), "frames");
+	profiles = json_object_get(doc, "profiles");
+	if (!json_is_array(frames) || !json_is_array(profiles) || json_array_size(profiles) < 2)
+		goto out;
+	rootname = ms_xasprintf("%s (%d)", p->title, (int)p->pid);
+	for (size_t k = 0; k < 2; k++) {
+		json_t *pr = json_array_get(profiles, k);
+		json_t *samples = json_object_get(pr, "samples"), *weights = json_object_get(pr, "weights");
+
+		if (!json_is_array(samples) || !json_is_array(weights) ||
+		    json_array_size(samples) != json_array_size(weights))
+			continue;
+		for (size_t i = 0; i < json_array_size(samples); i++) {
+			json_t *st = json_array_get(samples, i);
+			json_int_t w = json_integer_value(json_array_get(weights, i));
+			size_t n = 0;
+
+			if (!json_is_array(st) || w <= 0)
+				continue;
+			ms_xgrow((void **)&fr, &cap, json_array_size(st) + 1, sizeof(*fr));
+			fr[n++] = (struct ms_out_frame){.function = rootname};
+			for (size_t j = 0; j < json_array_size(st); j++) {
+				json_t *f = json_array_get(
+				    frames, (size_t)json_integer_value(json_array_get(st, j)));
+				const char *name = json_string_value(json_object_get(f, "name"));
+
+				fr[n++] = (struct ms_out_frame){
+				    .function = name ? name : "[unknown]",
+				    .file = json_string_value(json_object_get(f, "file")),
+				    .line = (int)json_integer_value(json_object_get(f, "line"))};
+			}
+			if (k == 0) {
+				ms_profile_add(prof, fr, n, (uint64_t)w, 0);
+				p->bytes += (uint64_t)w;
+			} else {
+				ms_profile_add(prof, fr, n, 0, (uint64_t)w);
+				p->count += (uint64_t)w;
+			}
+		}
+	}
+	free(rootname);
+	p->have_profile = true;
+	ret = 0;
+out:
+	free(fr);
+	json_decref(doc);
+	return ret;
+}
+
+static int cmp_proc(const void *a, const void *b)
+{
+	const struct sp_proc *x = a, *y = b;
+
+	if (x->pid != y->pid)
+		return (x->pid > y->pid) - (x->pid < y->pid);
+	return (x->gen > y->gen) - (x->gen < y->gen);
+}
+
+static void remove_dir(struct sp *s)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		if (s->v[i].out)
+			unlink(s->v[i].out);
+		if (s->v[i].log)
+			unlink(s->v[i].log);
+	}
+	rmdir(s->dir);
+}
+
+/* What the recorder's exit status says, for the summary. */
+static const char *status_word(const struct sp_proc *p, bool *failed, bool *partial)
+{
+	int st = p->status;
+	bool gone = kill(p->pid, 0) != 0 && errno == ESRCH;
+
+	if (WIFSIGNALED(st)) {
+		*failed = true;
+		return "its recorder was killed";
+	}
+	switch (WEXITSTATUS(st)) {
+	case MS_EXIT_OK:
+		return NULL;
+	case MS_EXIT_PARTIAL:
+		/* A worker that exits ends its own recording: all of its life is there. */
+		if (gone || p->exec_seen)
+			return p->exec_seen ? "until it exec'd" : "until it exited";
+		*partial = true;
+		return "partial";
+	default:
+		*failed = true;
+		return "FAILED";
+	}
+}
+
+int cmd_record_subprocesses(int argc, char **argv)
+{
+	struct sp s = {0};
+	struct ms_afile af = {0};
+	struct ms_error err = {0};
+	struct ms_profile *prof = NULL;
+	bool help = false, afile_open = false, failed = false, partial = false, stopping = false;
+	uint64_t start, deadline = 0, last_scan = 0;
+	const char *why = NULL;
+	int ret, stop_sig = 0;
+
+	ret = parse(&s, argc, argv, &help);
+	if (help) {
+		char *h[] = {(char *)"record", (char *)"--help", NULL};
+
+		ret = cmd_record(2, h);
+		goto out_opts;
+	}
+	if (ret)
+		goto out_opts;
+	ret = MS_EXIT_FAILED;
+	if (ms_proc_check(s.root, &err)) {
+		cli_report(&err);
+		goto out_opts;
+	}
+	if (ms_afile_open(&af, s.out_path, &err)) {
+		cli_report(&err);
+		goto out_opts;
+	}
+	afile_open = true;
+	snprintf(s.dir, sizeof(s.dir), "/tmp/memspy-subprocesses-XXXXXX");
+	if (!mkdtemp(s.dir)) {
+		ms_error_set(&err, -errno, "record: mkdtemp %s: %s", s.dir, strerror(errno));
+		cli_report(&err);
+		goto out;
+	}
+	ms_signals_init();
+	start = ms_now_ns();
+	if (s.duration_ns)
+		deadline = start + s.duration_ns;
+	spawn(&s, s.root, 0, false);
+	scan_tree(&s);
+	s.started = true;
+	last_scan = ms_now_ns();
+	if (!s.quiet) {
+		char d[32];
+
+		fprintf(stderr, "memspy: recording pid %d and its descendants (--subprocesses) %s%s\n",
+			(int)s.root, s.duration_ns ? "for " : "until Ctrl-C or they all exit",
+			s.duration_ns ? ms_fmt_duration(d, sizeof(d), s.duration_ns) : "");
+	}
+	for (;;) {
+		uint64_t now = ms_now_ns();
+
+		reap(&s, stopping);
+		for (size_t i = 0; i < s.n; i++)
+			check_ready(&s, &s.v[i]);
+		if (!stopping) {
+			if ((stop_sig = ms_signals_stop_requested()))
+				why = "stop requested";
+			else if (deadline && now >= deadline)
+				why = "duration elapsed";
+			/* The root's recorder failed at once: nothing to follow. */
+			else if (s.v[0].ended && !s.v[0].ready && WIFEXITED(s.v[0].status) &&
+				 WEXITSTATUS(s.v[0].status) >= MS_EXIT_FAILED) {
+				print_log(&s.v[0]);
+				remove_dir(&s);
+				ret = WEXITSTATUS(s.v[0].status);
+				goto out;
+			}
+			if (why) {
+				stopping = true;
+				for (size_t i = 0; i < s.n; i++)
+					if (s.v[i].rec && !s.v[i].ended) {
+						kill(s.v[i].rec, SIGINT);
+						s.v[i].stop_sent = true;
+					}
+			} else {
+				check_exec(&s);
+				if (now - last_scan >= SCAN_NS) {
+					scan_tree(&s);
+					last_scan = now;
+				}
+			}
+		}
+		if (!running(&s)) {
+			if (!why)
+				why = "every process exited";
+			break;
+		}
+		ms_signals_wait(TICK_MS);
+	}
+	if (!s.quiet)
+		fprintf(stderr, "memspy: %s: %zu recording%s ended, probes removed\n", why, s.n,
+			s.n == 1 ? "" : "s");
+
+	qsort(s.v + 1, s.n - 1, sizeof(*s.v), cmp_proc);
+	prof = ms_profile_new();
+	for (size_t i = 0; i < s.n; i++) {
+		struct sp_proc *p = &s.v[i];
+
+		if (p->log) {
+			read_note(p);
+			if (!p->have_profile && access(p->out, F_OK) == 0 && merge(prof, p))
+				ms_warn("record: the profile of pid %d could not be read back",
+					(int)p->pid);
+		}
+	}
+	{
+		uint64_t bytes = 0, count = 0;
+		size_t nproc = 0;
+		char a[32], b[32], *subtitle;
+		struct ms_out_opts wo;
+
+		for (size_t i = 0; i < s.n; i++) {
+			bytes += s.v[i].bytes;
+			count += s.v[i].count;
+			nproc += s.v[i].have_profile;
+		}
+		subtitle = ms_xasprintf("Total: %s %s in %s allocations, %zu processes (--subprocesses)",
+					ms_fmt_bytes(a, sizeof(a), bytes), s.live ? "still live" : "allocated",
+					ms_fmt_count(b, sizeof(b), count), nproc);
+		wo = (struct ms_out_opts){
+		    .title = cli_command_line(),
+		    .subtitle = subtitle,
+		    .value = s.count ? MS_VALUE_COUNT : MS_VALUE_BYTES,
+		    .lines = s.lines,
+		    .live = s.live,
+		    .duration_ns = ms_now_ns() - start,
+		};
+		ret = ms_profile_write(prof, s.fmt, &wo, af.fp, &err);
+		free(subtitle);
+		if (ret || ms_afile_commit(&af, &err)) {
+			cli_report(&err);
+			ret = MS_EXIT_FAILED;
+			goto out_dir;
+		}
+		afile_open = false;
+		for (size_t i = 0; i < s.n; i++) {
+			struct sp_proc *p = &s.v[i];
+			bool f = false, pa = false;
+			const char *w = status_word(p, &f, &pa);
+
+			failed |= f;
+			partial |= pa;
+			if (s.quiet && !f)
+				continue;
+			if (i == 0 && !s.quiet)
+				fprintf(stderr, "memspy: wrote %s (%s): %s %s in %s allocations over %zu "
+						"processes:\n",
+					s.out_path, ms_out_format_name(s.fmt),
+					ms_fmt_bytes(a, sizeof(a), bytes),
+					s.live ? "still live" : "allocated",
+					ms_fmt_count(b, sizeof(b), count), nproc);
+			fprintf(stderr, "  pid %-7d %-40s %10s in %s allocations%s%s%s\n", (int)p->pid,
+				p->title, ms_fmt_bytes(a, sizeof(a), p->bytes),
+				ms_fmt_count(b, sizeof(b), p->count), w ? " (" : "", w ? w : "",
+				w ? ")" : "");
+			if (p->note && (s.verbose || f || strncmp(p->note, "verified", 8)))
+				fprintf(stderr, "      %s\n", p->note);
+			if (f && p->log)
+				print_log(p);
+		}
+		if (s.untraceable && !s.quiet)
+			fprintf(stderr, "  %u process%s of the tree could not be recorded (another "
+					"tracer holds them)\n",
+				s.untraceable, s.untraceable == 1 ? "" : "es");
+	}
+	ret = failed ? MS_EXIT_FAILED : partial ? MS_EXIT_PARTIAL : MS_EXIT_OK;
+out_dir:
+	remove_dir(&s);
+out:
+	if (afile_open)
+		ms_afile_abort(&af);
+	ms_profile_free(prof);
+	for (size_t i = 0; i < s.n; i++) {
+		free(s.v[i].title);
+		free(s.v[i].out);
+		free(s.v[i].log);
+		free(s.v[i].note);
+	}
+	free(s.v);
+out_opts:
+	free(s.pass);
+	free(s.out_default);
+	return ret;
+}
+
+void ms_subprocess_hint(FILE *f, pid_t pid, uint64_t samples)
+{
+	pid_t *kids = NULL;
+	size_t n = ms_children(pid, getpid(), &kids);
+	uint64_t own = ms_proc_cpu_ticks(pid), theirs = 0;
+
+	for (size_t i = 0; i < n; i++)
+		theirs += ms_proc_cpu_ticks(kids[i]);
+	if (n && (!samples || theirs > own)) {
+		fprintf(f, "  hint: process %d has %zu child process%s (", (int)pid, n,
+			n == 1 ? "" : "es");
+		for (size_t i = 0; i < n && i < 3; i++) {
+			char *t = ms_proc_title(kids[i]);
+
+			fprintf(f, "%s%s %d", i ? ", " : "", t, (int)kids[i]);
+			free(t);
+		}
+		fprintf(f, "%s); its work may be there: add --subprocesses\n", n > 3 ? ", ..." : "");
+	}
+	free(kids);
+}

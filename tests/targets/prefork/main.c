@@ -16,7 +16,8 @@
  *             ROUNDS" every 100 rounds and "counts K PID a=.. b=.. c=..
  *             bad=.." when it ends (SIGTERM) or execs.
  *   quiet N   the same tree, but each process allocates a known set,
- *             prints "mallinfo NAME PID {mallinfo2 as JSON}" at a point
+ *             prints "worker K PID" (workers), then
+ *             "mallinfo NAME PID {mallinfo2 as JSON}" at a point
  *             where it never allocates again, and waits (master: for EOF on
  *             stdin; workers: for SIGTERM).
  *   worker K  (what an exec'd worker runs) worker K's loop.
@@ -134,8 +135,14 @@ static void keep(unsigned n, size_t base, bool big)
 		else
 			kept[nkept++] = p;
 	}
-	if (big && nkept < 4096)
-		kept[nkept++] = malloc(300000 + base);
+	if (big && nkept < 4096) {
+		unsigned char *p = malloc(300000 + base);
+
+		if (!p)
+			abort();
+		pf_fill_check(p, 300000 + base, n); /* used: the compiler keeps it */
+		kept[nkept++] = p;
+	}
 }
 
 static void print_mallinfo(const char *name)
@@ -157,6 +164,7 @@ static void quiet_worker(unsigned k)
 	snprintf(t, sizeof(t), "prefork: worker %u", k);
 	set_title(t);
 	handlers();
+	printf("worker %u %d\n", k, (int)getpid());
 	keep(300 * (k + 1), 100 + 64 * k, k % 2);
 	snprintf(name, sizeof(name), "worker%u", k);
 	print_mallinfo(name);

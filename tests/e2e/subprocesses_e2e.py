@@ -1,0 +1,470 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# End-to-end tests of --subprocesses (record and dump) against
+# memspy-prefork-target, a pre-forking daemon whose workers count their own
+# allocations per site, and against nginx when it is installed: every
+# process of the tree is recorded (workers forked before and during the
+# recording, one that execs), each under its own root frame with its own
+# shares, and each is left running with its code identical to its files.
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from record_e2e import Fail, LineReader, kill, parse_folded, scenario_main, text_check  # noqa: E402
+
+SKIP = 77
+SIZES = {"pf_site_a": 4001, "pf_site_b": 2003, "pf_site_c": 1009}
+MIX = [(3, 1, 0), (0, 2, 2), (1, 1, 4), (2, 0, 1), (1, 3, 1), (0, 1, 3), (4, 1, 1), (1, 0, 2)]
+
+
+class Tree:
+    """memspy-prefork-target MODE N: the daemon's lines, its workers, its stdin."""
+
+    def __init__(self, target, mode, n):
+        self.p = subprocess.Popen([target, mode, str(n)], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        self.out = LineReader(self.p.stdout, "target", echo=False)
+        m = seen(self.out, lambda l: l.startswith("master "), 30, "the master's pid")
+        self.master = int(m.split()[1])
+        self.workers = {}  # index -> pid
+        seen(self.out, lambda l: l == "ready", 30, "the master ready")
+        end = time.monotonic() + 30
+        while len(self.workers) < n:
+            self.sync()
+            if time.monotonic() > end:
+                raise Fail(f"only {len(self.workers)} of {n} workers announced themselves")
+            time.sleep(0.05)
+        self.p.wait(timeout=30)  # the original process: daemonized, it exits at once
+        if self.p.returncode != 0:
+            raise Fail(f"the original process exited {self.p.returncode}")
+
+    def sync(self):
+        for l in list(self.out.lines):
+            f = l.split()
+            if f and f[0] == "worker":
+                self.workers[int(f[1])] = int(f[2])
+
+    def send(self, line):
+        self.p.stdin.write(line + "\n")
+        self.p.stdin.flush()
+
+    def wait_worker(self, k, timeout=30):
+        line = seen(self.out, lambda l: l.startswith(f"worker {k} "), timeout,
+                    f"worker {k} to start")
+        self.workers[k] = int(line.split()[2])
+        return self.workers[k]
+
+    def pids(self):
+        return [self.master] + sorted(set(self.workers.values()))
+
+    def finish(self):
+        """EOF on the master's stdin: the workers print their counts, all exit."""
+        self.p.stdin.close()
+        seen(self.out, lambda l: l.startswith("master done"), 60, "the master to finish")
+        done = [l for l in self.out.lines if l.startswith("master done")][0]
+        if done != "master done 0":
+            raise Fail(f"the target reports failing workers: {done}")
+        counts = {}
+        print("\n".join("[target] " + l for l in self.out.lines if not l.startswith("tick ")),
+              flush=True)
+        for l in self.out.lines:
+            m = re.match(r"counts (\d+) (\d+) a=(\d+) b=(\d+) c=(\d+) bad=(\d+)$", l)
+            if m:
+                k, pid, a, b, c, bad = map(int, m.groups())
+                if bad:
+                    raise Fail(f"worker {k} found its blocks corrupted: {l}")
+                counts[k] = (pid, {"pf_site_a": a, "pf_site_b": b, "pf_site_c": c})
+        return counts
+
+    def kill_all(self):
+        for pid in self.pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def tracer_of(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for l in f:
+            if l.startswith("TracerPid:"):
+                return int(l.split()[1])
+    return -1
+
+
+def state_of(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def check_unharmed(pids, wait_untraced=0):
+    """Each pid runs (not stopped, not a zombie), untraced, its code as in its files."""
+    end = time.monotonic() + wait_untraced
+    for pid in pids:
+        while tracer_of(pid) != 0 and time.monotonic() < end:
+            time.sleep(0.1)
+        if tracer_of(pid) != 0:
+            raise Fail(f"process {pid} is still traced by {tracer_of(pid)}")
+        st = state_of(pid)
+        if st not in ("R", "S", "D"):
+            raise Fail(f"process {pid} is in state {st} after memspy")
+        print(f"process {pid}: ", end="", flush=True)
+        text_check(pid)
+
+
+def shares(d):
+    tot = sum(d.values())
+    return {k: v / tot for k, v in d.items()} if tot else {}
+
+
+def check_worker_shares(folded, counts, extra_note=""):
+    """Under each worker's root frame, the byte share of each site is the worker's own."""
+    by_root = {}
+    for frames, v in folded:
+        by_root.setdefault(frames[0], {}).setdefault(frames[-1], 0)
+        by_root[frames[0]][frames[-1]] += v
+    for k, (pid, calls) in sorted(counts.items()):
+        roots = [r for r in by_root if r.startswith(f"prefork: worker {k} (") and
+                 r.endswith(f"({pid})")]
+        if len(roots) != 1:
+            raise Fail(f"worker {k} (pid {pid}): {len(roots)} root frames for it among "
+                       f"{sorted(by_root)}")
+        got = {s: by_root[roots[0]].get(s, 0) for s in SIZES}
+        want = shares({s: calls[s] * SIZES[s] for s in SIZES})
+        have = shares(got)
+        line = ", ".join(f"{s} {have.get(s, 0):.3f} (own {want[s]:.3f})" for s in SIZES)
+        print(f"worker {k} pid {pid}: {line}", flush=True)
+        if sum(got.values()) == 0:
+            raise Fail(f"worker {k} (pid {pid}): nothing recorded under {roots[0]}")
+        others = set(by_root[roots[0]]) - set(SIZES)
+        if others:
+            raise Fail(f"worker {k}: stacks not ending in a site: {sorted(others)}")
+        for s in SIZES:
+            if abs(have.get(s, 0) - want[s]) > 0.05:
+                raise Fail(f"worker {k}: {s} has {have.get(s, 0):.3f} of the bytes, the "
+                           f"worker's own count says {want[s]:.3f}{extra_note}")
+
+
+def start_record(args, tree, out, extra=()):
+    cmd = [args.memspy, "record", "--pid", str(tree.master), "--subprocesses", "-s", "1k",
+           "-o", out, *extra]
+    print("$ " + " ".join(cmd), flush=True)
+    m = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    err = LineReader(m.stderr, "memspy")
+    return m, err
+
+
+def seen(reader, pred, timeout, what):
+    """A line matching pred among all the reader's lines so far or to come (in any order)."""
+    end = time.monotonic() + timeout
+    while True:
+        hit = next((l for l in list(reader.lines) if pred(l)), None)
+        if hit is not None:
+            return hit
+        if time.monotonic() > end:
+            raise Fail(f"timed out after {timeout} s waiting for {what}")
+        if not reader.t.is_alive():
+            raise Fail(f"{reader.name} closed its output before {what}")
+        time.sleep(0.05)
+
+
+def wait_recording(err, pid, timeout=60, what=""):
+    return seen(err, lambda l: l.startswith(f"memspy: recording pid {pid} (") and what in l,
+                timeout, f"memspy to record pid {pid} {what}")
+
+
+def wait_ticks(tree, k, pid, n=2, timeout=60):
+    """n more 'tick' lines from worker k (pid): it ran on meanwhile."""
+    def ticks():
+        return sum(1 for l in list(tree.out.lines) if l.startswith(f"tick {k} {pid} "))
+    want, end = ticks() + n, time.monotonic() + timeout
+    while ticks() < want:
+        if time.monotonic() > end:
+            raise Fail(f"worker {k} (pid {pid}) did not run on")
+        time.sleep(0.05)
+
+
+def scen_record(args, wd):
+    """Workers before and during the recording, an exec, a worker that exits."""
+    tree = Tree(args.target, "busy", 3)
+    m = None
+    try:
+        out = os.path.join(wd, "tree.folded")
+        m, err = start_record(args, tree, out)
+        for pid in tree.pids():
+            wait_recording(err, pid)
+        tree.send("fork")
+        late = tree.wait_worker(3)
+        wait_recording(err, late, what="forked during the recording")
+        tree.send("exec")
+        ex = tree.wait_worker(4)
+        wait_recording(err, ex)
+        wait_ticks(tree, 4, ex)
+        os.kill(ex, signal.SIGUSR1)  # worker 4 execs as worker 5, same pid
+        tree.wait_worker(5)
+        wait_recording(err, ex, what="new image after exec")
+        wait_ticks(tree, 5, ex)
+        tree.send("stop 1")  # a worker exits during the recording
+        seen(tree.out, lambda l: l.startswith("stopped 1 "), 30, "worker 1 to stop")
+        wait_ticks(tree, 3, late)
+        m.send_signal(signal.SIGINT)
+        rc = m.wait(timeout=120)
+        err.t.join(10)
+        if rc != 0:
+            raise Fail(f"memspy exited {rc}")
+        alive = [p for k, p in tree.workers.items() if k not in (1, 4)] + [tree.master]
+        check_unharmed(sorted(set(alive)))
+        summary = "\n".join(err.lines)
+        for k, pid in tree.workers.items():
+            if f"pid {pid} " not in summary:
+                raise Fail(f"the summary does not list worker {k} (pid {pid})")
+        if "until it exited" not in summary or "until it exec'd" not in summary:
+            raise Fail("the summary does not say that a worker exited and one exec'd")
+        folded = parse_folded(out)
+        counts = tree.finish()
+        if sorted(counts) != [0, 1, 2, 3, 4, 5]:
+            raise Fail(f"counts from workers {sorted(counts)}, want 0-5")
+        check_worker_shares(folded, counts)
+        master_roots = [fr for fr, _ in folded if fr[0] == f"prefork: master ({tree.master})"]
+        if master_roots:
+            raise Fail(f"the master allocates nothing while it waits, memspy shows {master_roots[:3]}")
+    finally:
+        kill(m)
+        tree.kill_all()
+
+
+def interrupted(args, wd, how):
+    tree = Tree(args.target, "busy", 2)
+    m = None
+    try:
+        m, err = start_record(args, tree, os.path.join(wd, "x.folded"))
+        for pid in tree.pids():
+            wait_recording(err, pid)
+        tree.send("fork")
+        late = tree.wait_worker(2)
+        wait_recording(err, late)
+        wait_ticks(tree, 2, late, 1)
+        m.send_signal(how)
+        rc = m.wait(timeout=120)
+        print(f"memspy exited {rc} after signal {how}", flush=True)
+        if how != signal.SIGKILL and rc != 0:
+            raise Fail(f"memspy exited {rc} after signal {how}")
+        # SIGKILL: each recorder stops on its own (parent death signal) and restores.
+        check_unharmed(tree.pids(), wait_untraced=60)
+        for k, pid in tree.workers.items():
+            wait_ticks(tree, k, pid, 1)  # still working
+        counts = tree.finish()
+        if len(counts) != 3:
+            raise Fail(f"counts from {len(counts)} workers, want 3")
+    finally:
+        kill(m)
+        tree.kill_all()
+
+
+def scen_sigterm(args, wd):
+    interrupted(args, wd, signal.SIGTERM)
+
+
+def scen_sigkill(args, wd):
+    interrupted(args, wd, signal.SIGKILL)
+
+
+def scen_hint(args, wd):
+    """The master alone, without the flag: it allocates nothing, the hint names its workers."""
+    tree = Tree(args.target, "busy", 2)
+    try:
+        cmd = [args.memspy, "record", "--pid", str(tree.master), "-d", "1s", "-o",
+               os.path.join(wd, "master.folded")]
+        r = subprocess.run(cmd, stderr=subprocess.PIPE, text=True, timeout=120)
+        print(r.stderr, flush=True)
+        if r.returncode != 0:
+            raise Fail(f"memspy exited {r.returncode}")
+        hint = [l for l in r.stderr.splitlines() if "add --subprocesses" in l]
+        if not hint:
+            raise Fail("no hint about --subprocesses")
+        want = f"process {tree.master} has 2 child processes ("
+        if want not in hint[0]:
+            raise Fail(f"the hint does not say {want!r}: {hint[0]!r}")
+        for k, pid in tree.workers.items():
+            if f"prefork: worker {k} {pid}" not in hint[0]:
+                raise Fail(f"the hint does not name worker {k} ({pid}): {hint[0]!r}")
+        check_unharmed(tree.pids())
+        # A worker recorded alone does its own work: no hint.
+        w = tree.workers[0]
+        r = subprocess.run([args.memspy, "record", "--pid", str(w), "-d", "1s", "-s", "4k", "-o",
+                            os.path.join(wd, "worker.folded")],
+                           stderr=subprocess.PIPE, text=True, timeout=120)
+        if "add --subprocesses" in r.stderr:
+            raise Fail(f"a worker without children got the hint: {r.stderr}")
+        tree.finish()
+    finally:
+        tree.kill_all()
+
+
+def scen_dump(args, wd):
+    """dump --subprocesses: each process's mallinfo2() and the sum."""
+    tree = Tree(args.target, "quiet", 3)
+    try:
+        own = {}
+        for _ in range(4):
+            l = tree.out.wait_for(lambda l: l.startswith("mallinfo "), 30, "mallinfo lines")  # in order
+            _, name, pid, js = l.split(" ", 3)
+            own[int(pid)] = json.loads(js)
+        if sorted(own) != sorted(tree.pids()):
+            raise Fail(f"mallinfo from {sorted(own)}, processes {tree.pids()}")
+        out = os.path.join(wd, "heap.json")
+        r = subprocess.run([args.memspy, "dump", "--pid", str(tree.master), "--subprocesses",
+                            "--json", "-o", out], stderr=subprocess.PIPE, text=True, timeout=300)
+        print(r.stderr, flush=True)
+        if r.returncode != 0:
+            raise Fail(f"memspy dump --subprocesses --json exited {r.returncode}")
+        with open(out) as f:
+            doc = json.load(f)
+        got = {p["pid"]: p for p in doc["processes"]}
+        if sorted(got) != sorted(own):
+            raise Fail(f"the report has processes {sorted(got)}, want {sorted(own)}")
+        keys = ["arena", "ordblks", "smblks", "hblks", "hblkhd", "fsmblks", "uordblks",
+                "fordblks", "keepcost"]
+        for pid, mi in own.items():
+            have = got[pid]["mallinfo2"]
+            bad = [k for k in keys if have[k] != mi[k]]
+            print(f"pid {pid} ({got[pid]['title']}): uordblks {have['uordblks']} own "
+                  f"{mi['uordblks']}, arena {have['arena']} own {mi['arena']}", flush=True)
+            if bad:
+                raise Fail(f"pid {pid}: {', '.join(f'{k} {have[k]} != own {mi[k]}' for k in bad)}")
+        for k in keys:
+            want = sum(mi[k] for mi in own.values())
+            if doc["sum"]["mallinfo2"][k] != want:
+                raise Fail(f"sum {k}: {doc['sum']['mallinfo2'][k]} != {want} (sum of own)")
+        if doc["sum"]["processes"] != 4 or doc["exit_code"] != 0:
+            raise Fail(f"sum over {doc['sum']['processes']} processes, exit_code {doc['exit_code']}")
+        # The text report: a line per process and the sum, with the same uordblks.
+        r = subprocess.run([args.memspy, "dump", "--pid", str(tree.master), "--subprocesses"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)
+        print(r.stdout, flush=True)
+        if r.returncode != 0:
+            raise Fail(f"memspy dump --subprocesses exited {r.returncode}: {r.stderr}")
+        lines = r.stdout.splitlines()
+        for pid, mi in own.items():
+            i = next((i for i, l in enumerate(lines) if l.startswith(f"process {pid} (")), None)
+            if i is None or f"uordblks {mi['uordblks']} " not in lines[i + 1]:
+                raise Fail(f"the text report has no right line for pid {pid}")
+        i = next((i for i, l in enumerate(lines) if l.startswith("sum over 4 processes")), None)
+        total = sum(mi["uordblks"] for mi in own.values())
+        if i is None or f"uordblks {total} " not in lines[i + 1]:
+            raise Fail(f"the text report's sum is not uordblks {total}")
+        check_unharmed(tree.pids())
+        tree.finish()
+    finally:
+        tree.kill_all()
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def scen_nginx(args, wd):
+    """Real nginx (if installed): a master and 2 workers under a bounded local load."""
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx")
+                                      else None)
+    ab = shutil.which("ab")
+    if not nginx or not ab:
+        print(f"SKIP: nginx ({nginx}) or ab ({ab}) not installed", flush=True)
+        sys.exit(SKIP)
+    root = tempfile.mkdtemp(prefix="nginx-", dir=wd)
+    port = free_port()
+    for d in ("logs", "html", "tmp"):
+        os.makedirs(os.path.join(root, d))
+    with open(os.path.join(root, "html", "index.html"), "w") as f:
+        f.write("<html>" + "memspy " * 300 + "</html>\n")
+    conf = os.path.join(root, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""worker_processes 2;
+pid {root}/nginx.pid;
+error_log {root}/logs/error.log;
+events {{ worker_connections 64; }}
+http {{
+  access_log {root}/logs/access.log;
+  client_body_temp_path {root}/tmp; proxy_temp_path {root}/tmp;
+  fastcgi_temp_path {root}/tmp; uwsgi_temp_path {root}/tmp; scgi_temp_path {root}/tmp;
+  server {{ listen 127.0.0.1:{port}; root {root}/html; }}
+}}
+""")
+    user = [] if os.geteuid() else ["-g", "user root;"]
+    r = subprocess.run([nginx, "-p", root, "-c", conf, *user], capture_output=True, text=True,
+                       timeout=30)
+    if r.returncode:
+        raise Fail(f"nginx did not start: {r.stderr}")
+    m = None
+    try:
+        end = time.monotonic() + 30
+        while not os.path.exists(os.path.join(root, "nginx.pid")):
+            if time.monotonic() > end:
+                raise Fail("nginx wrote no pid file")
+            time.sleep(0.05)
+        master = int(open(os.path.join(root, "nginx.pid")).read())
+        url = f"http://127.0.0.1:{port}/"
+        subprocess.run([ab, "-q", "-n", "200", "-c", "2", url], capture_output=True, timeout=60)
+        kids = [int(p) for p in os.listdir("/proc") if p.isdigit() and
+                os.path.exists(f"/proc/{p}/stat") and
+                open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1] == str(master)]
+        out = os.path.join(wd, "nginx.folded")
+        cmd = [args.memspy, "record", "--pid", str(master), "--subprocesses", "-s", "4k",
+               "-o", out]
+        print("$ " + " ".join(cmd), flush=True)
+        m = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+        err = LineReader(m.stderr, "memspy")
+        for pid in [master] + kids:
+            wait_recording(err, pid)
+        r = subprocess.run([ab, "-n", "3000", "-c", "4", url], capture_output=True, text=True,
+                           timeout=120)
+        print("\n".join(l for l in r.stdout.splitlines()
+                        if l.startswith(("Complete requests", "Failed requests",
+                                         "Requests per second"))), flush=True)
+        m.send_signal(signal.SIGINT)
+        rc = m.wait(timeout=120)
+        err.t.join(10)
+        if rc != 0:
+            raise Fail(f"memspy exited {rc}")
+        folded = parse_folded(out)
+        roots = {}
+        for fr, v in folded:
+            roots[fr[0]] = roots.get(fr[0], 0) + v
+        print(f"root frames: {roots}", flush=True)
+        workers = [r for r in roots if r.startswith("nginx: worker process (")]
+        if not workers or not sum(roots[w] for w in workers):
+            raise Fail(f"no allocation under a worker's root frame: {sorted(roots)}")
+        check_unharmed([master] + kids)
+        r = subprocess.run([ab, "-q", "-n", "200", "-c", "2", url], capture_output=True,
+                           text=True, timeout=60)
+        if "Failed requests:        0" not in r.stdout:
+            raise Fail(f"nginx does not serve after memspy: {r.stdout[-400:]}")
+    finally:
+        kill(m)
+        subprocess.run([nginx, "-p", root, "-c", conf, *user, "-s", "quit"], capture_output=True,
+                       timeout=30)
+
+
+SCENARIOS = {
+    "record": scen_record,
+    "sigterm": scen_sigterm,
+    "sigkill": scen_sigkill,
+    "hint": scen_hint,
+    "dump": scen_dump,
+    "nginx": scen_nginx,
+}
+
+if __name__ == "__main__":
+    sys.exit(scenario_main(SCENARIOS, ["target"]))

@@ -148,7 +148,7 @@ int cmd_dump_subprocesses(int argc, char **argv)
 								 : NULL;
 
 			if (!v) {
-				ret = cli_usage_error(CMD, "option '%s' requires a value", a);
+				ret = cli_usage_error(CMD, "option '%s' needs a value", a);
 				goto out;
 			}
 			if ((r = cli_opt_pid(CMD, v, &root))) {
@@ -157,7 +157,7 @@ int cmd_dump_subprocesses(int argc, char **argv)
 			}
 		} else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
 			if (i + 1 >= argc) {
-				ret = cli_usage_error(CMD, "option '%s' requires a value", a);
+				ret = cli_usage_error(CMD, "option '%s' needs a value", a);
 				goto out;
 			}
 			out_path = argv[++i];

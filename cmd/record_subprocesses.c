@@ -146,25 +146,29 @@ static int parse(struct sp *s, int argc, char **argv, bool *help)
 		}
 		if (is_opt(a, "--interval", NULL) || is_opt(a, "--keep", NULL))
 			return cli_usage_error(CMD, "%s is not available with --subprocesses yet", a);
+		if ((!strcmp(a, "--mode") && i + 1 < argc && !strcmp(argv[i + 1], "walk")) ||
+		    !strcmp(a, "--mode=walk"))
+			return cli_usage_error(CMD, "--mode walk is not available with --subprocesses "
+						    "yet (probe mode is)");
 		if (is_opt(a, "--pid", "-p")) {
 			if (!(v = opt_value(argc, argv, &i, "--pid", "-p")))
-				return cli_usage_error(CMD, "option '%s' requires a value", a);
+				return cli_usage_error(CMD, "option '%s' needs a value", a);
 			if ((r = cli_opt_pid(CMD, v, &s->root)))
 				return r;
 		} else if (is_opt(a, "--output", "-o")) {
 			if (!(v = opt_value(argc, argv, &i, "--output", "-o")))
-				return cli_usage_error(CMD, "option '%s' requires a value", a);
+				return cli_usage_error(CMD, "option '%s' needs a value", a);
 			if ((r = cli_opt_output(CMD, v, &s->out_path)))
 				return r;
 		} else if (is_opt(a, "--format", "-f")) {
 			if (!(v = opt_value(argc, argv, &i, "--format", "-f")))
-				return cli_usage_error(CMD, "option '%s' requires a value", a);
+				return cli_usage_error(CMD, "option '%s' needs a value", a);
 			if ((r = cli_opt_format(CMD, v, &s->fmt)))
 				return r;
 			s->fmt_given = true;
 		} else if (is_opt(a, "--duration", "-d")) {
 			if (!(v = opt_value(argc, argv, &i, "--duration", "-d")))
-				return cli_usage_error(CMD, "option '%s' requires a value", a);
+				return cli_usage_error(CMD, "option '%s' needs a value", a);
 			if ((r = cli_opt_duration(CMD, v, &s->duration_ns)))
 				return r;
 		} else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
@@ -299,7 +303,14 @@ static int spawn(struct sp *s, pid_t pid, unsigned gen, bool late)
 		argv[n++] = (char *)"-f";
 		argv[n++] = (char *)"speedscope";
 		argv[n] = NULL;
-		_exit(cmd_record((int)n, argv));
+		fd = cmd_record((int)n, argv);
+		/* The coordinator was killed: no one reads these files. */
+		if (getppid() != self) {
+			unlink(p->out);
+			unlink(p->log);
+			rmdir(s->dir); /* the last recorder to end removes it */
+		}
+		_exit(fd);
 	}
 	p->rec = c;
 	if (!s->quiet && s->verbose)

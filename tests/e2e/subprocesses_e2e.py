@@ -383,7 +383,7 @@ def scen_nginx(args, wd):
     if not nginx or not ab:
         print(f"SKIP: nginx ({nginx}) or ab ({ab}) not installed", flush=True)
         sys.exit(SKIP)
-    root = tempfile.mkdtemp(prefix="nginx-", dir=wd)
+    root = tempfile.mkdtemp(prefix="memspy-nginx-")  # removed at the end
     port = free_port()
     for d in ("logs", "html", "tmp"):
         os.makedirs(os.path.join(root, d))
@@ -455,6 +455,10 @@ http {{
         kill(m)
         subprocess.run([nginx, "-p", root, "-c", conf, *user, "-s", "quit"], capture_output=True,
                        timeout=30)
+        end = time.monotonic() + 30
+        while os.path.exists(os.path.join(root, "nginx.pid")) and time.monotonic() < end:
+            time.sleep(0.05)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 SCENARIOS = {

@@ -86,7 +86,8 @@ static void add_ints(json_t *sum, json_t *obj, const char *const *keys, size_t n
 		}
 		return;
 	}
-	json_object_foreach(obj, k, v) {
+	json_object_foreach(obj, k, v)
+	{
 		if (json_is_integer(v))
 			json_object_set_new(
 			    sum, k,
@@ -100,12 +101,17 @@ static void print_text(FILE *out, const char *what, json_t *mi, json_t *tot)
 	char a[32], b[32], c[32], d[32];
 
 	fprintf(out, "%s: in use %s in %s chunks, free %s, system %s\n", what,
-		ms_fmt_bytes(a, sizeof(a), (uint64_t)json_integer_value(json_object_get(tot, "in_use_bytes"))),
-		ms_fmt_count(b, sizeof(b), (uint64_t)json_integer_value(json_object_get(tot, "in_use_chunks"))),
-		ms_fmt_bytes(c, sizeof(c), (uint64_t)json_integer_value(json_object_get(tot, "free_bytes"))),
-		ms_fmt_bytes(d, sizeof(d), (uint64_t)json_integer_value(json_object_get(tot, "system_bytes"))));
-	fprintf(out, "  mallinfo2: arena %lld ordblks %lld smblks %lld hblks %lld hblkhd %lld "
-		     "fsmblks %lld uordblks %lld fordblks %lld keepcost %lld\n",
+		ms_fmt_bytes(a, sizeof(a),
+			     (uint64_t)json_integer_value(json_object_get(tot, "in_use_bytes"))),
+		ms_fmt_count(b, sizeof(b),
+			     (uint64_t)json_integer_value(json_object_get(tot, "in_use_chunks"))),
+		ms_fmt_bytes(c, sizeof(c),
+			     (uint64_t)json_integer_value(json_object_get(tot, "free_bytes"))),
+		ms_fmt_bytes(d, sizeof(d),
+			     (uint64_t)json_integer_value(json_object_get(tot, "system_bytes"))));
+	fprintf(out,
+		"  mallinfo2: arena %lld ordblks %lld smblks %lld hblks %lld hblkhd %lld "
+		"fsmblks %lld uordblks %lld fordblks %lld keepcost %lld\n",
 		(long long)json_integer_value(json_object_get(mi, "arena")),
 		(long long)json_integer_value(json_object_get(mi, "ordblks")),
 		(long long)json_integer_value(json_object_get(mi, "smblks")),
@@ -167,9 +173,10 @@ int cmd_dump_subprocesses(int argc, char **argv)
 			   !strcmp(a, "-v") || !strcmp(a, "--verbose")) {
 			pass[npass++] = argv[i];
 		} else {
-			ret = cli_usage_error(CMD, "%s: not available with --subprocesses (which takes "
-						   "--pid, --json, -o FILE(.txt|.json), --no-debuginfo, "
-						   "--no-snapshot, -v)",
+			ret = cli_usage_error(CMD,
+					      "%s: not available with --subprocesses (which takes "
+					      "--pid, --json, -o FILE(.txt|.json), --no-debuginfo, "
+					      "--no-snapshot, -v)",
 					      a);
 			goto out;
 		}
@@ -181,8 +188,9 @@ int cmd_dump_subprocesses(int argc, char **argv)
 	if (out_path && ends_with(out_path, ".json"))
 		json = true;
 	if (out_path && !ends_with(out_path, ".json") && !ends_with(out_path, ".txt")) {
-		ret = cli_usage_error(CMD, "-o %s: with --subprocesses dump writes text (.txt) or "
-					   "JSON (.json)",
+		ret = cli_usage_error(CMD,
+				      "-o %s: with --subprocesses dump writes text (.txt) or "
+				      "JSON (.json)",
 				      out_path);
 		goto out;
 	}
@@ -258,17 +266,19 @@ int cmd_dump_subprocesses(int argc, char **argv)
 					    ? json_string_value(json_object_get(rep, "error"))
 					    : "no report");
 			if (code == MS_EXIT_PARTIAL)
-				fprintf(out, "  partial: %s\n",
-					json_string_value(json_object_get(rep, "cause_message"))
-					    ? json_string_value(json_object_get(rep, "cause_message"))
-					    : "see the report of this process alone");
+				fprintf(
+				    out, "  partial: %s\n",
+				    json_string_value(json_object_get(rep, "cause_message"))
+					? json_string_value(json_object_get(rep, "cause_message"))
+					: "see the report of this process alone");
 			free(what);
 		}
 		free(title);
 		json_array_append_new(arr, rep);
 	}
 	if (!json) {
-		char *what = ms_xasprintf("sum over %zu process%s", nwalked, nwalked == 1 ? "" : "es");
+		char *what =
+		    ms_xasprintf("sum over %zu process%s", nwalked, nwalked == 1 ? "" : "es");
 
 		print_text(out, what, sum_mi, sum_tot);
 		if (nwalked < json_array_size(arr))
@@ -292,7 +302,8 @@ int cmd_dump_subprocesses(int argc, char **argv)
 		json_object_set_new(doc, "exit_code", json_integer(worst));
 		json_object_set_new(doc, "complete", json_boolean(worst == MS_EXIT_OK));
 		json_object_set(doc, "processes", arr);
-		if (json_dumpf(doc, out, JSON_INDENT(2) | JSON_REAL_PRECISION(9)) || fputc('\n', out) == EOF) {
+		if (json_dumpf(doc, out, JSON_INDENT(2) | JSON_REAL_PRECISION(9)) ||
+		    fputc('\n', out) == EOF) {
 			ms_error_set(&err, -EIO, "dump: writing the report: %s", strerror(errno));
 			cli_report(&err);
 			json_decref(arr);

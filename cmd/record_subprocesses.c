@@ -31,11 +31,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define CMD	    "record"
-#define TICK_MS	    20	/* the coordinator's pace: reaping, readiness, exec checks */
-#define SCAN_NS	    50000000ull /* the tree is scanned again this often */
-#define MAX_PROCS   4096
-#define READY_LINE  "memspy: recording pid "
+#define CMD	   "record"
+#define TICK_MS	   20	       /* the coordinator's pace: reaping, readiness, exec checks */
+#define SCAN_NS	   50000000ull /* the tree is scanned again this often */
+#define MAX_PROCS  4096
+#define READY_LINE "memspy: recording pid "
 
 struct sp_proc {
 	pid_t pid;
@@ -80,10 +80,23 @@ bool cli_has_subprocesses(int argc, char **argv)
 /* record's options that take a value (short and long), for passing them through. */
 static bool takes_value(const char *a)
 {
-	static const char *const with_value[] = {
-	    "-p", "--pid", "-o", "--output", "-f", "--format", "-d", "--duration",
-	    "-s", "--sample-bytes", "--stack-bytes", "--unwinder", "--probe", "--mode",
-	    "--max-overhead", "--interval", "--keep"};
+	static const char *const with_value[] = {"-p",
+						 "--pid",
+						 "-o",
+						 "--output",
+						 "-f",
+						 "--format",
+						 "-d",
+						 "--duration",
+						 "-s",
+						 "--sample-bytes",
+						 "--stack-bytes",
+						 "--unwinder",
+						 "--probe",
+						 "--mode",
+						 "--max-overhead",
+						 "--interval",
+						 "--keep"};
 
 	for (size_t i = 0; i < MS_ARRAY_SIZE(with_value); i++)
 		if (!strcmp(a, with_value[i]))
@@ -145,11 +158,13 @@ static int parse(struct sp *s, int argc, char **argv, bool *help)
 			return 0;
 		}
 		if (is_opt(a, "--interval", NULL) || is_opt(a, "--keep", NULL))
-			return cli_usage_error(CMD, "%s is not available with --subprocesses yet", a);
+			return cli_usage_error(CMD, "%s is not available with --subprocesses yet",
+					       a);
 		if ((!strcmp(a, "--mode") && i + 1 < argc && !strcmp(argv[i + 1], "walk")) ||
 		    !strcmp(a, "--mode=walk"))
-			return cli_usage_error(CMD, "--mode walk is not available with --subprocesses "
-						    "yet (probe mode is)");
+			return cli_usage_error(CMD,
+					       "--mode walk is not available with --subprocesses "
+					       "yet (probe mode is)");
 		if (is_opt(a, "--pid", "-p")) {
 			if (!(v = opt_value(argc, argv, &i, "--pid", "-p")))
 				return cli_usage_error(CMD, "option '%s' needs a value", a);
@@ -192,11 +207,12 @@ static int parse(struct sp *s, int argc, char **argv, bool *help)
 					    "$(pidof nginx | tr ' ' '\\n' | sort -n | head -1) "
 					    "--subprocesses -o alloc.svg)");
 	if (!s->out_path) {
-		s->out_default = ms_xasprintf("memspy-%d.%s", (int)s->root,
-					      !s->fmt_given		     ? "svg"
-					      : s->fmt == MS_OUT_PPROF	     ? "pb.gz"
-					      : s->fmt == MS_OUT_SPEEDSCOPE ? "speedscope.json"
-									     : ms_out_format_name(s->fmt));
+		s->out_default =
+		    ms_xasprintf("memspy-%d.%s", (int)s->root,
+				 !s->fmt_given		       ? "svg"
+				 : s->fmt == MS_OUT_PPROF      ? "pb.gz"
+				 : s->fmt == MS_OUT_SPEEDSCOPE ? "speedscope.json"
+							       : ms_out_format_name(s->fmt));
 		s->out_path = s->out_default;
 		if (!s->fmt_given)
 			s->fmt = MS_OUT_SVG;
@@ -338,7 +354,7 @@ static void check_ready(struct sp *s, struct sp_proc *p)
 		free(p->title); /* the name it has now, probes in: a worker renames itself */
 		p->title = ms_proc_title(p->pid);
 		fprintf(stderr, "memspy: recording pid %d (%s)%s\n", (int)p->pid, p->title,
-			p->gen ? ", probed again in its new image after exec"
+			p->gen	  ? ", probed again in its new image after exec"
 			: p->late ? ", forked during the recording"
 				  : "");
 	}
@@ -372,12 +388,12 @@ static void scan_tree(struct sp *s)
 		/* A process another tracer holds cannot be recorded: said once at the end. */
 		s->untraceable++;
 		ms_xgrow((void **)&s->v, &s->cap, s->n + 1, sizeof(*s->v));
-		s->v[s->n++] = (struct sp_proc){.pid = d,
-						.title = ms_proc_title(d),
-						.ended = true,
-						.status = MS_EXIT_FAILED << 8,
-						.note = ms_xasprintf("not recorded: traced by pid %d",
-								     (int)tracer)};
+		s->v[s->n++] = (struct sp_proc){
+		    .pid = d,
+		    .title = ms_proc_title(d),
+		    .ended = true,
+		    .status = MS_EXIT_FAILED << 8,
+		    .note = ms_xasprintf("not recorded: traced by pid %d", (int)tracer)};
 	}
 	free(desc);
 	free(seen);
@@ -444,8 +460,8 @@ static void read_note(struct sp_proc *p)
 	while (fgets(buf, sizeof(buf), f)) {
 		const char *t = buf + strspn(buf, " ");
 
-		if (!strncmp(t, "verified after detach", 21) ||
-		    !strncmp(t, "WARNING: ", 9) || !strncmp(t, "could not verify", 16)) {
+		if (!strncmp(t, "verified after detach", 21) || !strncmp(t, "WARNING: ", 9) ||
+		    !strncmp(t, "could not verify", 16)) {
 			buf[strcspn(buf, "\n")] = '\0';
 			free(p->note);
 			p->note = ms_xstrdup(t);
@@ -486,7 +502,8 @@ static int merge(struct ms_profile *prof, struct sp_proc *p)
 	rootname = ms_xasprintf("%s (%d)", p->title, (int)p->pid);
 	for (size_t k = 0; k < 2; k++) {
 		json_t *pr = json_array_get(profiles, k);
-		json_t *samples = json_object_get(pr, "samples"), *weights = json_object_get(pr, "weights");
+		json_t *samples = json_object_get(pr, "samples"),
+		       *weights = json_object_get(pr, "weights");
 
 		if (!json_is_array(samples) || !json_is_array(weights) ||
 		    json_array_size(samples) != json_array_size(weights))
@@ -628,7 +645,8 @@ int cmd_record_subprocesses(int argc, char **argv)
 	if (!s.quiet) {
 		char d[32];
 
-		fprintf(stderr, "memspy: recording pid %d and its descendants (--subprocesses) %s%s\n",
+		fprintf(stderr,
+			"memspy: recording pid %d and its descendants (--subprocesses) %s%s\n",
 			(int)s.root, s.duration_ns ? "for " : "until Ctrl-C or they all exit",
 			s.duration_ns ? ms_fmt_duration(d, sizeof(d), s.duration_ns) : "");
 	}
@@ -700,9 +718,10 @@ int cmd_record_subprocesses(int argc, char **argv)
 			count += s.v[i].count;
 			nproc += s.v[i].have_profile;
 		}
-		subtitle = ms_xasprintf("Total: %s %s in %s allocations, %zu processes (--subprocesses)",
-					ms_fmt_bytes(a, sizeof(a), bytes), s.live ? "still live" : "allocated",
-					ms_fmt_count(b, sizeof(b), count), nproc);
+		subtitle = ms_xasprintf(
+		    "Total: %s %s in %s allocations, %zu processes (--subprocesses)",
+		    ms_fmt_bytes(a, sizeof(a), bytes), s.live ? "still live" : "allocated",
+		    ms_fmt_count(b, sizeof(b), count), nproc);
 		wo = (struct ms_out_opts){
 		    .title = cli_command_line(),
 		    .subtitle = subtitle,
@@ -729,14 +748,15 @@ int cmd_record_subprocesses(int argc, char **argv)
 			if (s.quiet && !f)
 				continue;
 			if (i == 0 && !s.quiet)
-				fprintf(stderr, "memspy: wrote %s (%s): %s %s in %s allocations over %zu "
-						"processes:\n",
+				fprintf(stderr,
+					"memspy: wrote %s (%s): %s %s in %s allocations over %zu "
+					"processes:\n",
 					s.out_path, ms_out_format_name(s.fmt),
 					ms_fmt_bytes(a, sizeof(a), bytes),
 					s.live ? "still live" : "allocated",
 					ms_fmt_count(b, sizeof(b), count), nproc);
-			fprintf(stderr, "  pid %-7d %-40s %10s in %s allocations%s%s%s\n", (int)p->pid,
-				p->title, ms_fmt_bytes(a, sizeof(a), p->bytes),
+			fprintf(stderr, "  pid %-7d %-40s %10s in %s allocations%s%s%s\n",
+				(int)p->pid, p->title, ms_fmt_bytes(a, sizeof(a), p->bytes),
 				ms_fmt_count(b, sizeof(b), p->count), w ? " (" : "", w ? w : "",
 				w ? ")" : "");
 			if (p->note && (s.verbose || f || strncmp(p->note, "verified", 8)))
@@ -745,8 +765,9 @@ int cmd_record_subprocesses(int argc, char **argv)
 				print_log(p);
 		}
 		if (s.untraceable && !s.quiet)
-			fprintf(stderr, "  %u process%s of the tree could not be recorded (another "
-					"tracer holds them)\n",
+			fprintf(stderr,
+				"  %u process%s of the tree could not be recorded (another "
+				"tracer holds them)\n",
 				s.untraceable, s.untraceable == 1 ? "" : "es");
 	}
 	ret = failed ? MS_EXIT_FAILED : partial ? MS_EXIT_PARTIAL : MS_EXIT_OK;
@@ -786,7 +807,8 @@ void ms_subprocess_hint(FILE *f, pid_t pid, uint64_t samples)
 			fprintf(f, "%s%s %d", i ? ", " : "", t, (int)kids[i]);
 			free(t);
 		}
-		fprintf(f, "%s); its work may be there: add --subprocesses\n", n > 3 ? ", ..." : "");
+		fprintf(f, "%s); its work may be there: add --subprocesses\n",
+			n > 3 ? ", ..." : "");
 	}
 	free(kids);
 }

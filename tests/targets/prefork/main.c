@@ -152,8 +152,8 @@ static void print_mallinfo(const char *name)
 	printf("mallinfo %s %d {\"arena\": %zu, \"ordblks\": %zu, \"smblks\": %zu, \"hblks\": %zu, "
 	       "\"hblkhd\": %zu, \"usmblks\": %zu, \"fsmblks\": %zu, \"uordblks\": %zu, "
 	       "\"fordblks\": %zu, \"keepcost\": %zu}\n",
-	       name, (int)getpid(), mi.arena, mi.ordblks, mi.smblks, mi.hblks, mi.hblkhd, mi.usmblks,
-	       mi.fsmblks, mi.uordblks, mi.fordblks, mi.keepcost);
+	       name, (int)getpid(), mi.arena, mi.ordblks, mi.smblks, mi.hblks, mi.hblkhd,
+	       mi.usmblks, mi.fsmblks, mi.uordblks, mi.fordblks, mi.keepcost);
 	fflush(stdout);
 }
 
@@ -222,8 +222,8 @@ int main(int argc, char **argv)
 
 	title_area = argv[0];
 	title_len = (size_t)(argv[argc - 1] + strlen(argv[argc - 1]) + 1 - argv[0]);
-	if (argc != 3 || (strcmp(argv[1], "busy") && strcmp(argv[1], "quiet") &&
-			  strcmp(argv[1], "worker"))) {
+	if (argc != 3 ||
+	    (strcmp(argv[1], "busy") && strcmp(argv[1], "quiet") && strcmp(argv[1], "worker"))) {
 		fprintf(stderr, "usage: %s busy|quiet N | worker K\n", argv[0]);
 		return 64;
 	}
@@ -268,7 +268,8 @@ int main(int argc, char **argv)
 			waitpid(workers[k], &st, 0);
 			failures += !WIFEXITED(st) || WEXITSTATUS(st);
 			workers[k] = 0;
-			printf("stopped %u %d\n", k, WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+			printf("stopped %u %d\n", k,
+			       WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
 			fflush(stdout);
 		}
 	}

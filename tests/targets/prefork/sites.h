@@ -15,7 +15,8 @@
 #define PF_SIZE_B 2003
 #define PF_SIZE_C 1009
 
-/* Each allocates its size, fills and checks it, frees it; returns 0 when the bytes read back wrong. */
+/* Each allocates its size, fills and checks it, frees it; returns 0 when the bytes read back wrong.
+ */
 NOINLINE unsigned long pf_site_a(unsigned seed);
 NOINLINE unsigned long pf_site_b(unsigned seed);
 NOINLINE unsigned long pf_site_c(unsigned seed);

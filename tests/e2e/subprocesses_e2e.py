@@ -18,9 +18,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from record_e2e import Fail, LineReader, kill, parse_folded, scenario_main, text_check  # noqa: E402
-
-SKIP = 77
+from mstest import (Fail, LineReader, Skip, kill, parse_folded, scenario_main,  # noqa: E402
+                    text_check, tracer_of)
 SIZES = {"pf_site_a": 4001, "pf_site_b": 2003, "pf_site_c": 1009}
 MIX = [(3, 1, 0), (0, 2, 2), (1, 1, 4), (2, 0, 1), (1, 3, 1), (0, 1, 3), (4, 1, 1), (1, 0, 2)]
 
@@ -90,14 +89,6 @@ class Tree:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-
-
-def tracer_of(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for l in f:
-            if l.startswith("TracerPid:"):
-                return int(l.split()[1])
-    return -1
 
 
 def state_of(pid):
@@ -381,8 +372,7 @@ def scen_nginx(args, wd):
                                       else None)
     ab = shutil.which("ab")
     if not nginx or not ab:
-        print(f"SKIP: nginx ({nginx}) or ab ({ab}) not installed", flush=True)
-        sys.exit(SKIP)
+        raise Skip(f"nginx ({nginx}) or ab ({ab}) not installed")
     root = tempfile.mkdtemp(prefix="memspy-nginx-")  # removed at the end
     port = free_port()
     for d in ("logs", "html", "tmp"):

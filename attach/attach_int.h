@@ -76,4 +76,28 @@ ssize_t ms_proc_read_file(const char *path, char *buf, size_t size);
 /* The value after "key:" in /proc status-like text, or NULL. Borrowed from text. */
 const char *ms_proc_status_field(const char *text, const char *key);
 
+/*
+ * The dead man's helper (deadman.c, which says why it is built so): a child
+ * of memspy that runs on_death(st) if memspy dies (EOF on its pipe) before
+ * ms_deadman_stop. st is the helper's copy (fork) of the caller's state;
+ * on_msg(st, a, b) runs in the helper for each ms_deadman_send, in order.
+ * keep_fd: a descriptor the helper keeps (the caller still closes its own
+ * copy), or -1.
+ */
+struct ms_deadman_ops {
+	void (*on_msg)(void *st, uint64_t a, uint64_t b);
+	void (*on_death)(void *st); /* the helper exits when it returns */
+};
+struct ms_deadman {
+	int fd;	   /* write end of its pipe, -1 when none */
+	pid_t pid; /* the helper, -1 when none */
+};
+/* 0, or -errno (d then holds fd = pid = -1, and nothing runs). */
+int ms_deadman_start(struct ms_deadman *d, const struct ms_deadman_ops *ops, void *st,
+		     int keep_fd);
+/* 0 or -errno (no helper, or the pipe failed). */
+int ms_deadman_send(const struct ms_deadman *d, uint64_t a, uint64_t b);
+/* memspy's last word: the helper exits without acting and is reaped. d is reset; no-op if none. */
+void ms_deadman_stop(struct ms_deadman *d);
+
 #endif

@@ -499,7 +499,7 @@ static int install(struct ms_proc *p, const struct ms_modules *mods,
 	pr->pid = ms_proc_pid(p);
 	pr->opts = *opts;
 	pr->exact = opts->sample_bytes == 0;
-	pr->wd_fd = -1;
+	pr->wd.fd = pr->wd.pid = -1;
 	if (!pr->opts.stack_bytes)
 		pr->opts.stack_bytes = DEFAULT_STACK_BYTES;
 	pr->rng = opts->seed ? opts->seed : ms_now_ns() ^ ((uint64_t)getpid() << 32);
@@ -539,7 +539,7 @@ static int install(struct ms_proc *p, const struct ms_modules *mods,
 	}
 
 	pr->nonce = rng_next(pr) | 1;
-	rc = ms_probe_watchdog_start(pr->pid, pr->nonce, &pr->wd_fd);
+	rc = ms_probe_watchdog_start(pr->pid, pr->nonce, &pr->wd);
 	if (rc)
 		ms_warn("probe: no watchdog (%s): if memspy dies, the stubs stay armed (the target "
 			"survives: an untraced trap runs the stubs' `ret` SIGTRAP handler)",
@@ -604,7 +604,7 @@ static int install(struct ms_proc *p, const struct ms_modules *mods,
 			goto fail;
 		}
 		for (size_t r = 0; r < pr->nrg; r++)
-			ms_probe_watchdog_add(pr->wd_fd, pr->rg[r].base);
+			ms_probe_watchdog_add(&pr->wd, pr->rg[r].base);
 		rc = probe_install_sigtrap(pr, err);
 		if (rc)
 			goto fail;
@@ -781,7 +781,7 @@ void ms_probes_free(struct ms_probes *pr)
 		if (ms_probes_remove(pr, NULL, NULL, &e))
 			ms_warn("%s", e.msg);
 	}
-	ms_probe_watchdog_stop(&pr->wd_fd);
+	ms_probe_watchdog_stop(&pr->wd);
 	for (size_t i = 0; i < pr->ns; i++) {
 		free(pr->s[i].name);
 		free(pr->s[i].open_path);
@@ -827,7 +827,7 @@ struct ms_probes *ms_probes_fuzz_new(const struct ms_ring_io *io, ms_raddr_t bas
 
 	pr->io = io;
 	pr->pid = -1;
-	pr->wd_fd = -1;
+	pr->wd.fd = pr->wd.pid = -1;
 	pr->ring = true;
 	pr->armed = true;
 	pr->nonce = nonce;

@@ -99,6 +99,7 @@
 
 #ifndef __ASSEMBLER__
 #include "attach/attach.h"
+#include "attach/attach_int.h"
 
 /* One slot of the stub image (offsets from the region start). */
 struct ms_stub_desc {
@@ -188,17 +189,17 @@ int ms_probe_reclaim(struct ms_proc *p, const ms_raddr_t *bases, size_t n, uint6
 size_t ms_probe_leftovers(pid_t pid);
 
 /*
- * The watchdog: a grandchild of memspy forked before the target is stopped
- * (a fork of an ASan build costs tens of ms), told each region once its
- * manifest is written. If memspy dies (its pipe reports EOF, even after a
- * SIGKILL) it clears each `armed` byte at once, then seizes the target as
- * soon as the dead memspy's ptrace links are gone and runs ms_probe_reclaim
- * on its own regions. start: 0 or -errno (*fd = -1 then, and nothing runs).
+ * The watchdog, a dead man's helper (deadman.c), started before the target
+ * is stopped and told each region once its manifest is written. If memspy
+ * dies (even by SIGKILL) it clears each `armed` byte at once, then seizes
+ * the target as soon as the dead memspy's ptrace links are gone and runs
+ * ms_probe_reclaim on its own regions. start: 0 or -errno (wd->fd = -1
+ * then, and nothing runs).
  */
-int ms_probe_watchdog_start(pid_t target, uint64_t nonce, int *fd);
-void ms_probe_watchdog_add(int fd, ms_raddr_t region);
-/* memspy's last word: it is alive and done; the watchdog exits. Closes *fd. */
-void ms_probe_watchdog_stop(int *fd);
+int ms_probe_watchdog_start(pid_t target, uint64_t nonce, struct ms_deadman *wd);
+void ms_probe_watchdog_add(const struct ms_deadman *wd, ms_raddr_t region);
+/* memspy's last word: it is alive and done; the watchdog exits and is reaped. */
+void ms_probe_watchdog_stop(struct ms_deadman *wd);
 
 /*
  * The ring drain's access to the target's memory, for the fuzzer
@@ -410,7 +411,7 @@ struct ms_probes {
 	struct ms_probe_stats st;
 	uint8_t *buf; /* trap frame + stack copy */
 	size_t buf_len;
-	int wd_fd;	/* write end of the watchdog's pipe, -1 when none */
+	struct ms_deadman wd; /* the watchdog (fd -1 when none) */
 	uint64_t nonce; /* this install's mark on its manifests (the watchdog's key) */
 	bool sigact_installed;
 	bool removed;

@@ -182,14 +182,14 @@ int ms_probes_remove(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx, stru
 	/* Disarm first, without a stop: from here no new sample starts. */
 	probe_set_armed(pr, false);
 	if (ms_proc_exited(pr->p, NULL)) {
-		ms_probe_watchdog_stop(&pr->wd_fd);
+		ms_probe_watchdog_stop(&pr->wd);
 		return 0;
 	}
 	was_stopped = ms_proc_all_stopped(pr->p);
 	if (!was_stopped) {
 		rc = ms_proc_stop_all(pr->p);
 		if (rc == -MS_E_TARGET_EXITED) {
-			ms_probe_watchdog_stop(&pr->wd_fd);
+			ms_probe_watchdog_stop(&pr->wd);
 			return 0;
 		}
 		if (rc) {
@@ -354,6 +354,6 @@ gone:
 	ret = 0;
 out:
 	free(held);
-	ms_probe_watchdog_stop(&pr->wd_fd);
+	ms_probe_watchdog_stop(&pr->wd);
 	return ret;
 }

@@ -487,9 +487,6 @@ int ms_probe_reclaim(struct ms_proc *p, const ms_raddr_t *bases, size_t n, uint6
 
 /* ------------------------------ watchdog ------------------------------ */
 
-/* memspy's last word to the watchdog: it is alive and done, so write nothing. */
-static const uint64_t WD_DONE = ~0ull;
-
 /* Has any thread of pid a tracer? (the dead memspy's links go during its exit) */
 static bool traced(pid_t pid)
 {
@@ -572,124 +569,86 @@ static void watchdog_log(pid_t target)
 	ms_debug("watchdog %d: memspy died, reclaiming process %d", (int)getpid(), (int)target);
 }
 
-static void watchdog_main(int rfd, int mfd, pid_t target, uint64_t nonce)
-{
+/* The watchdog's state, in the helper process (deadman.c). */
+struct watchdog {
+	pid_t target;
+	uint64_t nonce;
+	int mfd; /* the target's /proc/PID/mem, opened before memspy changed anything */
 	ms_raddr_t base[64];
-	size_t n = 0, have = 0, live = 0;
-	uint8_t buf[8];
+	size_t n;
+};
+
+static void watchdog_msg(void *st, uint64_t region, uint64_t unused)
+{
+	struct watchdog *w = st;
+
+	(void)unused;
+	if (w->n < MS_ARRAY_SIZE(w->base))
+		w->base[w->n++] = region;
+}
+
+static void watchdog_died(void *st)
+{
+	struct watchdog *w = st;
+	size_t live = 0;
 	const char *hook;
 
-	for (;;) {
-		ssize_t r = read(rfd, buf + have, sizeof(buf) - have);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		have += (size_t)r;
-		if (have == sizeof(buf) && !memcmp(buf, &WD_DONE, sizeof(buf)))
-			_exit(0); /* memspy finished: the region may be gone (exec) */
-		if (have == sizeof(buf)) {
-			if (n < MS_ARRAY_SIZE(base))
-				memcpy(&base[n++], buf, sizeof(buf));
-			have = 0;
-		}
-	}
+	/* memspy's own fault injection (attach/remote.c) is not the watchdog's. */
+	unsetenv("MEMSPY_TEST_KILL_AT");
 	/*
 	 * First, at once and without a stop: no new sample starts. mfd was
 	 * opened on the target's address space before memspy touched it, so
 	 * a pid reused since cannot be written by mistake.
 	 */
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < w->n; i++) {
 		uint8_t zero = 0;
 		struct ms_stub_manifest m;
 
-		if (pwrite(mfd, &zero, 1, (off_t)(base[i] + MS_STUB_CTRL_OFF + MS_CTRL_ARMED)) < 0)
+		if (pwrite(w->mfd, &zero, 1, (off_t)(w->base[i] + MS_STUB_CTRL_OFF + MS_CTRL_ARMED)) <
+		    0)
 			break;
-		if (pread(mfd, &m, sizeof(m), (off_t)(base[i] + MS_STUB_MANIFEST_OFF)) ==
+		if (pread(w->mfd, &m, sizeof(m), (off_t)(w->base[i] + MS_STUB_MANIFEST_OFF)) ==
 			(ssize_t)sizeof(m) &&
-		    !memcmp(m.sig, MS_MANIFEST_SIG, sizeof(m.sig)) && m.nonce == nonce)
+		    !memcmp(m.sig, MS_MANIFEST_SIG, sizeof(m.sig)) && m.nonce == w->nonce)
 			live++;
 	}
-	close(mfd);
+	close(w->mfd);
 	/* Test hook (tests/e2e/chaos_e2e.py): a watchdog that only disarms, as before. */
 	hook = getenv("MEMSPY_TEST_WATCHDOG");
-	watchdog_log(target);
+	watchdog_log(w->target);
 	if (!live || (hook && !strcmp(hook, "disarm-only")))
-		_exit(0);
-	watchdog_reclaim(target, base, n, nonce);
-	_exit(0);
+		return;
+	watchdog_reclaim(w->target, w->base, w->n, w->nonce);
 }
 
-int ms_probe_watchdog_start(pid_t target, uint64_t nonce, int *fd)
+int ms_probe_watchdog_start(pid_t target, uint64_t nonce, struct ms_deadman *wd)
 {
+	static const struct ms_deadman_ops ops = {.on_msg = watchdog_msg,
+						  .on_death = watchdog_died};
+	struct watchdog w = {.target = target, .nonce = nonce};
 	char path[64];
-	int pfd[2], mfd;
-	pid_t mid;
+	int rc;
 
-	*fd = -1;
+	wd->fd = wd->pid = -1;
 	snprintf(path, sizeof(path), "/proc/%d/mem", (int)target);
-	mfd = open(path, O_RDWR | O_CLOEXEC);
-	if (mfd < 0)
+	w.mfd = open(path, O_RDWR | O_CLOEXEC);
+	if (w.mfd < 0)
 		return -errno;
-	if (pipe2(pfd, O_CLOEXEC) < 0) {
-		close(mfd);
-		return -errno;
-	}
-	mid = fork();
-	if (mid < 0) {
-		int e = errno;
-
-		close(mfd);
-		close(pfd[0]);
-		close(pfd[1]);
-		return -e;
-	}
-	if (mid == 0) {
-		pid_t wd;
-
-		/*
-		 * A grandchild in its own session: memspy's wait loop never sees
-		 * it, and a Ctrl-C, SIGTERM or hang-up meant for memspy does not
-		 * reach it. SIGPIPE ignored: its one line may go to a closed pipe.
-		 */
-		setsid();
-		/* memspy's own fault injection (attach/remote.c) is not the watchdog's. */
-		unsetenv("MEMSPY_TEST_KILL_AT");
-		signal(SIGINT, SIG_IGN);
-		signal(SIGTERM, SIG_IGN);
-		signal(SIGHUP, SIG_IGN);
-		signal(SIGPIPE, SIG_IGN);
-		wd = fork();
-		if (wd != 0)
-			_exit(wd < 0);
-		close(pfd[1]);
-		for (int i = 3; i < 1024; i++)
-			if (i != pfd[0] && i != mfd)
-				close(i);
-		watchdog_main(pfd[0], mfd, target, nonce);
-	}
-	close(pfd[0]);
-	close(mfd);
-	while (waitpid(mid, NULL, 0) < 0 && errno == EINTR)
-		;
-	*fd = pfd[1];
-	return 0;
+	rc = ms_deadman_start(wd, &ops, &w, w.mfd);
+	close(w.mfd);
+	return rc;
 }
 
-void ms_probe_watchdog_add(int fd, ms_raddr_t region)
+void ms_probe_watchdog_add(const struct ms_deadman *wd, ms_raddr_t region)
 {
-	if (fd >= 0 && write(fd, &region, sizeof(region)) != sizeof(region))
+	int rc = ms_deadman_send(wd, region, 0);
+
+	if (rc && wd->fd >= 0)
 		ms_warn("probe: the watchdog did not take region %#llx: %s",
-			(unsigned long long)region, strerror(errno));
+			(unsigned long long)region, strerror(-rc));
 }
 
-void ms_probe_watchdog_stop(int *fd)
+void ms_probe_watchdog_stop(struct ms_deadman *wd)
 {
-	if (*fd >= 0) {
-		if (write(*fd, &WD_DONE, sizeof(WD_DONE)) != sizeof(WD_DONE))
-			ms_debug("probe: telling the watchdog to stand down: %s", strerror(errno));
-		close(*fd);
-	}
-	*fd = -1;
+	ms_deadman_stop(wd);
 }

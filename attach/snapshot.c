@@ -592,107 +592,77 @@ out:
 /*
  * If memspy dies while a snapshot exists, the kernel kills the child
  * (EXITKILL) and it stays a zombie child of the target, which only the
- * target can reap. The guard does it then: a child of memspy forked before
- * the target is stopped, told the snapshot's pids over a pipe; on EOF with
- * a snapshot armed it seizes the target and injects the same wait4 as
- * ms_snapshot_release. A child, not a grandchild: memspy reaps it at the
- * end, so no orphan is left to an init that may not reap (in a container
- * that may be the application itself). It exits only when told to or on
- * EOF, so memspy's wait loop never meets its status before that.
+ * target can reap. The guard does it then: a dead man's helper (deadman.c)
+ * told the snapshot's pids; when memspy dies with a snapshot armed it
+ * seizes the target and injects the same wait4 as ms_snapshot_release.
  */
-struct guard_msg {
-	int32_t pid, ns_pid; /* 0, 0: disarmed; -1, -1: memspy is done */
+struct guard {
+	pid_t target;
+	int32_t pid, ns_pid; /* the armed snapshot; 0, 0: disarmed */
 };
 
-static void guard_main(int rfd, pid_t target)
+static void guard_msg(void *st, uint64_t pid, uint64_t ns_pid)
 {
-	struct guard_msg m = {0, 0}, in;
+	struct guard *g = st;
+
+	g->pid = (int32_t)pid;
+	g->ns_pid = (int32_t)ns_pid;
+}
+
+static void guard_died(void *st)
+{
+	struct guard *g = st;
 	struct ms_proc *p = NULL;
 
-	for (;;) {
-		ssize_t r = read(rfd, &in, sizeof(in));
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r != (ssize_t)sizeof(in))
-			break;
-		if (in.pid == -1)
-			_exit(0);
-		m = in;
-	}
-	if (m.ns_pid <= 0)
-		_exit(0);
+	if (g->ns_pid <= 0)
+		return;
 	ms_log_verbosity = MS_LOG_ERROR;
 	/* The kernel's SIGKILL is on its way: wait (bounded) until the child is a zombie. */
-	for (int i = 0; i < 2000 && !dead_or_zombie(m.pid); i++)
+	for (int i = 0; i < 2000 && !dead_or_zombie(g->pid); i++)
 		usleep(1000);
-	if (ms_proc_seize(target, NULL, &p, NULL) == 0) {
-		reap_in_target(p, m.ns_pid, find_page(p, false));
+	if (ms_proc_seize(g->target, NULL, &p, NULL) == 0) {
+		reap_in_target(p, g->ns_pid, find_page(p, false));
 		ms_proc_free(p);
 	}
-	_exit(0);
 }
 
 int ms_snapshot_guard_start(pid_t target, struct ms_snapshot_guard *g)
 {
-	int pfd[2];
+	static const struct ms_deadman_ops ops = {.on_msg = guard_msg, .on_death = guard_died};
+	struct guard st = {.target = target};
+	struct ms_deadman d;
+	int rc = ms_deadman_start(&d, &ops, &st, -1);
 
-	g->fd = -1;
-	g->pid = -1;
-	if (pipe2(pfd, O_CLOEXEC) < 0)
-		return -errno;
-	g->pid = fork();
-	if (g->pid < 0) {
-		int e = errno;
-
-		close(pfd[0]);
-		close(pfd[1]);
-		return -e;
-	}
-	if (g->pid == 0) {
-		/* Its own session: a Ctrl-C meant for memspy must not end it too. */
-		setsid();
-		signal(SIGINT, SIG_IGN);
-		signal(SIGTERM, SIG_IGN);
-		signal(SIGHUP, SIG_IGN);
-		close(pfd[1]);
-		for (int fd = 3; fd < 1024; fd++)
-			if (fd != pfd[0])
-				close(fd);
-		guard_main(pfd[0], target);
-	}
-	close(pfd[0]);
-	g->fd = pfd[1];
-	return 0;
+	g->fd = d.fd;
+	g->pid = d.pid;
+	return rc;
 }
 
-static void guard_send(int fd, int32_t pid, int32_t ns_pid)
+static void guard_send(const struct ms_snapshot_guard *g, int32_t pid, int32_t ns_pid)
 {
-	struct guard_msg m = {pid, ns_pid};
+	struct ms_deadman d = {.fd = g->fd, .pid = g->pid};
+	int rc = ms_deadman_send(&d, (uint64_t)pid, (uint64_t)ns_pid);
 
-	if (fd >= 0 && write(fd, &m, sizeof(m)) != (ssize_t)sizeof(m))
-		ms_debug("snapshot: guard: %s", strerror(errno));
+	if (rc && g->fd >= 0)
+		ms_debug("snapshot: guard: %s", strerror(-rc));
 }
 
 void ms_snapshot_guard_arm(const struct ms_snapshot_guard *g, const struct ms_snapshot *s)
 {
 	if (s)
-		guard_send(g->fd, s->pid, s->ns_pid);
+		guard_send(g, s->pid, s->ns_pid);
 }
 
 void ms_snapshot_guard_disarm(const struct ms_snapshot_guard *g)
 {
-	guard_send(g->fd, 0, 0);
+	guard_send(g, 0, 0);
 }
 
 void ms_snapshot_guard_stop(struct ms_snapshot_guard *g)
 {
-	if (g->fd >= 0) {
-		guard_send(g->fd, -1, -1);
-		close(g->fd);
-	}
-	while (g->pid > 0 && waitpid(g->pid, NULL, 0) < 0 && errno == EINTR)
-		;
+	struct ms_deadman d = {.fd = g->fd, .pid = g->pid};
+
+	ms_deadman_stop(&d);
 	g->fd = -1;
 	g->pid = -1;
 }

@@ -83,7 +83,7 @@ class LineReader:
 # ---------------------------------------------------------------- processes
 
 def become_subreaper():
-    """memspy's watchdog is a setsid'd grandchild: when memspy dies it is
+    """memspy's watchdog is a setsid'd child of memspy: when memspy dies it is
     re-parented to us, so that we can see whether it ends, and reap it."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)

@@ -1459,6 +1459,7 @@ int cmd_record_walk(int argc, char **argv)
 		rc = write_profile(alloc, &o, o.fmt, sub_alloc, &af_out, oc.wall_ns, &err);
 		if (!rc)
 			rc = write_profile(all, &o, all_fmt, sub_all, &af_all, oc.wall_ns, &err);
+		ms_timeline_set_duration(w.tl, oc.wall_ns);
 		if (!rc)
 			rc = ms_timeline_write(w.tl, o.tl_fmt, af_tl.fp, &err);
 		free(sub_alloc);

@@ -64,6 +64,8 @@ void ms_timeline_free(struct ms_timeline *t);
 /* Appends a sample (copied). Samples must come in time order. */
 void ms_timeline_add(struct ms_timeline *t, const struct ms_tl_sample *s);
 size_t ms_timeline_nsamples(const struct ms_timeline *t);
+/* The recording's length: the time axis spans it even where heap reads stopped early. */
+void ms_timeline_set_duration(struct ms_timeline *t, uint64_t ns);
 /* Sample i, borrowed from t until the next add or free. */
 const struct ms_tl_sample *ms_timeline_sample(const struct ms_timeline *t, size_t i);
 

@@ -11,6 +11,7 @@ struct ms_timeline {
 	size_t n, cap;
 	ms_raddr_t *arena_addr; /* every arena seen, in order of first appearance */
 	size_t narena_addr, arena_cap;
+	uint64_t duration_ns; /* the recording's length, when told; 0: the last sample's time */
 };
 
 /* Stable small id of an arena address (its order of first appearance). */

@@ -79,6 +79,11 @@ size_t ms_timeline_nsamples(const struct ms_timeline *t)
 	return t->n;
 }
 
+void ms_timeline_set_duration(struct ms_timeline *t, uint64_t ns)
+{
+	t->duration_ns = ns;
+}
+
 const struct ms_tl_sample *ms_timeline_sample(const struct ms_timeline *t, size_t i)
 {
 	return i < t->n ? &t->s[i] : NULL;

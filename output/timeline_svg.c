@@ -301,8 +301,8 @@ int ms_timeline_write_svg(const struct ms_timeline *t, FILE *out, struct ms_erro
 	int top_y = 92, rows = (int)((nsmall + 1) / 2);
 	int height = top_y + MAIN_H + 60 + (nsmall ? 30 + rows * (SMALL_H + 56) : 0) + 20;
 	struct frame f = {.x = ML, .y = top_y, .w = PLOT_W, .h = MAIN_H};
-	uint64_t tmax_ns = t->n ? t->s[t->n - 1].t_ns : 0;
-	char a[32], b[32];
+	uint64_t tmax_ns = MS_MAX(t->n ? t->s[t->n - 1].t_ns : 0, t->duration_ns);
+	char a[32], b[32], c[32];
 
 	f.tmax = (double)tmax_ns / 1e9;
 	f.vmax = (double)max_of(t, -1);
@@ -334,14 +334,19 @@ int ms_timeline_write_svg(const struct ms_timeline *t, FILE *out, struct ms_erro
 	}
 	fputs("</text>\n", out);
 	fprintf(out, "<text x=\"%d\" y=\"44\" text-anchor=\"middle\" class=\"sub\">", W / 2);
-	fprintf(out, "%zu samples over %.1f s, heap read every %.3g s; allocator: ", t->n,
-		(double)tmax_ns / 1e9, (double)t->info.interval_ns / 1e9);
+	fprintf(out, "%zu sample%s over %s, heap read every %s; allocator: ", t->n,
+		t->n == 1 ? "" : "s", ms_fmt_duration(b, sizeof(b), tmax_ns),
+		ms_fmt_duration(c, sizeof(c), t->info.interval_ns));
 	xml_put(out, t->info.allocator ? t->info.allocator : "unknown");
 	fputs("</text>\n", out);
 	if (t->info.note || t->info.command) {
-		fprintf(out, "<text x=\"%d\" y=\"62\" text-anchor=\"middle\" class=\"sub\">",
-			W / 2);
-		xml_put(out, t->info.note ? t->info.note : t->info.command);
+		const char *line3 = t->info.note ? t->info.note : t->info.command;
+		/* ~7 px a character at 12 px: a longer line starts at the left edge, not off it. */
+		bool wide = strlen(line3) * 7 > (size_t)W - 20;
+
+		fprintf(out, "<text x=\"%d\" y=\"62\" text-anchor=\"%s\" class=\"sub\">",
+			wide ? 10 : W / 2, wide ? "start" : "middle");
+		xml_put(out, line3);
 		fputs("</text>\n", out);
 	}
 

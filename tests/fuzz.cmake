@@ -11,9 +11,7 @@ find_program(MS_CLANG NAMES clang-14 clang)
 find_path(MS_EXPAT_H expat.h) # the SVG check parses the flame graph as XML
 if(MS_CLANG)
   set(_fz_flags -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -I${PROJECT_SOURCE_DIR})
-  set(_fz_common ${PROJECT_SOURCE_DIR}/common/alloc.c ${PROJECT_SOURCE_DIR}/common/util.c
-                 ${PROJECT_SOURCE_DIR}/common/error.c ${PROJECT_SOURCE_DIR}/common/log.c
-                 ${PROJECT_SOURCE_DIR}/common/format.c ${PROJECT_SOURCE_DIR}/common/utf8.c)
+  set(_fz_common ${MS_FUZZ_COMMON_SRC}) # tests/CMakeLists.txt
   set(_fz_dir ${CMAKE_CURRENT_LIST_DIR}/fuzz)
   # libFuzzer adds what it finds to the first corpus directory: one in the
   # build tree, then the seeds from the source tree (read only).
@@ -21,12 +19,12 @@ if(MS_CLANG)
   file(MAKE_DIRECTORY ${_fz_work}/proc ${_fz_work}/unwind ${_fz_work}/output)
 
   # fuzz_proc: maps, status, stat, ptrace_scope and smaps text.
-  set(_fz_proc_src ${_fz_dir}/fuzz_proc.c ${PROJECT_SOURCE_DIR}/attach/maps.c
-                   ${PROJECT_SOURCE_DIR}/attach/diagnose.c ${PROJECT_SOURCE_DIR}/heapwalk/smaps.c)
+  set(_fz_proc_src ${_fz_dir}/fuzz_proc.c ${PROJECT_SOURCE_DIR}/heapwalk/smaps.c
+                   ${MS_FUZZ_READERS_SRC})
   add_custom_command(OUTPUT ${CMAKE_CURRENT_BINARY_DIR}/fuzz_proc
     COMMAND ${MS_CLANG} ${_fz_flags} -o ${CMAKE_CURRENT_BINARY_DIR}/fuzz_proc
-            ${_fz_proc_src} ${_fz_common}
-    DEPENDS ${_fz_proc_src} ${_fz_common} VERBATIM)
+            ${_fz_proc_src} ${MS_FUZZ_READERS_LIBS}
+    DEPENDS ${_fz_proc_src} VERBATIM)
   add_custom_target(fuzz_proc ALL DEPENDS ${CMAKE_CURRENT_BINARY_DIR}/fuzz_proc)
   ms_add_test(NAME fuzz_proc TIMEOUT 120 LABELS unit
     COMMAND ${CMAKE_CURRENT_BINARY_DIR}/fuzz_proc -max_total_time=30 -timeout=10 -error_exitcode=1
@@ -34,13 +32,12 @@ if(MS_CLANG)
 
   # fuzz_unwind: every backend over this process's own modules.
   file(GLOB _fz_unwind_src CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/unwind/*.c)
-  list(APPEND _fz_unwind_src ${_fz_dir}/fuzz_unwind.c ${PROJECT_SOURCE_DIR}/attach/maps.c
-              ${PROJECT_SOURCE_DIR}/attach/mem.c ${PROJECT_SOURCE_DIR}/attach/debuginfo.c)
+  list(APPEND _fz_unwind_src ${_fz_dir}/fuzz_unwind.c ${MS_FUZZ_READERS_SRC})
   add_custom_command(OUTPUT ${CMAKE_CURRENT_BINARY_DIR}/fuzz_unwind
     COMMAND ${MS_CLANG} ${_fz_flags} -o ${CMAKE_CURRENT_BINARY_DIR}/fuzz_unwind
-            ${_fz_unwind_src} ${_fz_common} -lunwind-ptrace -lunwind-generic -lunwind
-            -ldw -lelf -lstdc++
-    DEPENDS ${_fz_unwind_src} ${_fz_common} VERBATIM)
+            ${_fz_unwind_src} -lunwind-ptrace -lunwind-generic -lunwind
+            ${MS_FUZZ_READERS_LIBS} -lstdc++
+    DEPENDS ${_fz_unwind_src} VERBATIM)
   add_custom_target(fuzz_unwind ALL DEPENDS ${CMAKE_CURRENT_BINARY_DIR}/fuzz_unwind)
   ms_add_test(NAME fuzz_unwind TIMEOUT 120 LABELS unwind
     COMMAND ${CMAKE_CURRENT_BINARY_DIR}/fuzz_unwind -max_total_time=30 -timeout=10 -error_exitcode=1

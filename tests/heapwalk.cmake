@@ -90,13 +90,9 @@ if(MS_CLANG)
     COMMAND ${MS_CLANG} -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE
             -I${PROJECT_SOURCE_DIR} -o ${CMAKE_CURRENT_BINARY_DIR}/fuzz_heapwalk
             ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_heapwalk.c ${_hw_src}
-            ${PROJECT_SOURCE_DIR}/attach/maps.c ${PROJECT_SOURCE_DIR}/attach/debuginfo.c
-            ${PROJECT_SOURCE_DIR}/common/alloc.c
-            ${PROJECT_SOURCE_DIR}/common/util.c ${PROJECT_SOURCE_DIR}/common/error.c
-            ${PROJECT_SOURCE_DIR}/common/log.c ${PROJECT_SOURCE_DIR}/common/utf8.c -ldw -lelf
+            ${MS_FUZZ_READERS_SRC} ${MS_FUZZ_READERS_LIBS}
     DEPENDS ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_heapwalk.c ${CMAKE_CURRENT_LIST_DIR}/unit/heap_synth.h
-            ${PROJECT_SOURCE_DIR}/attach/debuginfo.c
-            ${_hw_src}
+            ${_hw_src} ${MS_FUZZ_READERS_SRC}
     VERBATIM)
   add_custom_target(fuzz_heapwalk ALL DEPENDS ${CMAKE_CURRENT_BINARY_DIR}/fuzz_heapwalk)
   ms_add_test(NAME heap_walk_fuzz TIMEOUT 120

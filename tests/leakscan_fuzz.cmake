@@ -8,16 +8,9 @@ if(MS_CLANG)
             -DHELPER_MIN_BYTES=64
             -I${PROJECT_SOURCE_DIR} -o ${CMAKE_CURRENT_BINARY_DIR}/fuzz_leakscan
             ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_leakscan.c ${_ls_src}
-            ${PROJECT_SOURCE_DIR}/attach/maps.c ${PROJECT_SOURCE_DIR}/attach/modules.c
-            ${PROJECT_SOURCE_DIR}/attach/debuginfo.c
-            ${PROJECT_SOURCE_DIR}/common/alloc.c ${PROJECT_SOURCE_DIR}/common/util.c
-            ${PROJECT_SOURCE_DIR}/common/error.c ${PROJECT_SOURCE_DIR}/common/log.c
-            ${PROJECT_SOURCE_DIR}/common/utf8.c
-            ${PROJECT_SOURCE_DIR}/common/format.c ${PROJECT_SOURCE_DIR}/common/signals.c
-            -ldw -lelf -lstdc++ -lpthread
+            ${MS_FUZZ_READERS_SRC} ${MS_FUZZ_READERS_LIBS} -lstdc++
     DEPENDS ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_leakscan.c
-            ${CMAKE_CURRENT_LIST_DIR}/unit/heap_synth.h ${_ls_src}
-            ${PROJECT_SOURCE_DIR}/attach/debuginfo.c
+            ${CMAKE_CURRENT_LIST_DIR}/unit/heap_synth.h ${_ls_src} ${MS_FUZZ_READERS_SRC}
     VERBATIM)
   add_custom_target(fuzz_leakscan ALL DEPENDS ${CMAKE_CURRENT_BINARY_DIR}/fuzz_leakscan)
   # New inputs go to the first directory (the build's), the seeds are only read.

@@ -5,8 +5,8 @@
 #   nice -n 10 build/tests/fuzz_ring -max_total_time=600 -rss_limit_mb=2048 DIR
 find_program(MS_CLANG NAMES clang-14 clang)
 if(MS_CLANG)
-  file(GLOB _ring_src CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/attach/*.c
-                                        ${PROJECT_SOURCE_DIR}/common/*.c)
+  file(GLOB _ring_src CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/attach/*.c)
+  list(APPEND _ring_src ${MS_FUZZ_COMMON_SRC})
   add_custom_command(OUTPUT ${CMAKE_CURRENT_BINARY_DIR}/fuzz_ring
     COMMAND ${MS_CLANG} -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE
             -DMEMSPY_FUZZ_RING -I${PROJECT_SOURCE_DIR} -I${ZYDIS_INCLUDE_DIR}

@@ -16,26 +16,16 @@ import subprocess
 import sys
 import time
 
-SKIP = 77
-
-
-def tracer_of(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("TracerPid:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mstest import Fail, main, skip_if_not_permitted, spawn, tracer_of  # noqa: E402
 
 
 def one_round(args, n):
-    target = subprocess.Popen([args.target, args.mode, "2"], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    target = spawn([args.target, args.mode, "2"], stdin=subprocess.PIPE,
+                   stdout=subprocess.PIPE, text=True)
     ready = target.stdout.readline().split()
     if not ready or ready[0] != "ready":
-        raise SystemExit(f"FAIL: target did not start: {ready}")
+        raise Fail(f"target did not start: {ready}")
     pid = target.pid
     if args.job == "record":
         cmd = [args.memspy, "record", "--pid", str(pid), "--duration", "1s", "-o",
@@ -43,39 +33,33 @@ def one_round(args, n):
     else:
         cmd = [args.memspy, "dump", "--pid", str(pid), "--json", "-o", os.devnull]
     print(f"round {n}: $ {' '.join(cmd)}", flush=True)
-    m = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    m = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while tracer_of(pid) == 0 and m.poll() is None and time.monotonic() < deadline:
+    while not tracer_of(pid) and m.poll() is None and time.monotonic() < deadline:
         time.sleep(0.0005)
     target.stdin.write("go\n")
     target.stdin.flush()
     try:
         out, err = m.communicate(timeout=120)
     except subprocess.TimeoutExpired:
-        m.kill()
-        target.kill()
-        raise SystemExit("FAIL: memspy did not exit within 120 s")
+        raise Fail("memspy did not exit within 120 s")
     for line in err.splitlines():
         print(f"  [memspy] {line}", flush=True)
-    if m.returncode == 2 and ("not permitted" in err or "ptrace_scope" in err):
-        target.kill()
-        print("SKIP: ptrace is not permitted here")
-        sys.exit(SKIP)
+    skip_if_not_permitted(m.returncode, err)
     try:
         tout, _ = target.communicate(timeout=60)
     except subprocess.TimeoutExpired:
-        target.kill()
-        raise SystemExit("FAIL: the target did not finish its loop within 60 s")
+        raise Fail("the target did not finish its loop within 60 s")
     print(f"  memspy exit {m.returncode}; target exit {target.returncode}: {tout.strip()}",
           flush=True)
     if target.returncode != 0 or not tout.strip().startswith("ok "):
-        raise SystemExit(f"FAIL: round {n}: the target was harmed (exit status "
-                         f"{target.returncode}, said {tout.strip()!r})")
+        raise Fail(f"round {n}: the target was harmed (exit status "
+                   f"{target.returncode}, said {tout.strip()!r})")
     if m.returncode != 0:
-        raise SystemExit(f"FAIL: round {n}: memspy exited {m.returncode}")
+        raise Fail(f"round {n}: memspy exited {m.returncode}")
 
 
-def main():
+def rounds():
     ap = argparse.ArgumentParser()
     ap.add_argument("--memspy", required=True)
     ap.add_argument("--target", required=True)
@@ -89,4 +73,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(rounds)

@@ -15,19 +15,13 @@ import subprocess
 import sys
 import time
 
-SKIP = 77
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mstest import Fail, log, main, spawn  # noqa: E402
+
 # The byte suffixes ms_fmt_bytes prints.
 UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
          "PiB": 1 << 50, "EiB": 1 << 60}
 TAMPER = re.compile(r"memspy's pages in process (\d+) were overwritten: ([\d,]+) samples discarded")
-
-
-class Fail(Exception):
-    pass
-
-
-def log(msg):
-    print(msg, flush=True)
 
 
 def figures(text):
@@ -42,8 +36,8 @@ def figures(text):
 def trial(args, mode, k):
     out = os.path.join(args.workdir, f"{mode}-{k}.svg")
     # The target outlives the recording: memspy's end is what is tested.
-    tgt = subprocess.Popen([args.target, mode, str(args.seconds + 4)], stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True)
+    tgt = spawn([args.target, mode, str(args.seconds + 4)], stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, text=True)
     try:
         line = tgt.stdout.readline()
         if "ready" not in line:
@@ -58,8 +52,7 @@ def trial(args, mode, k):
         # a small one, so that the bound measures memspy's own memory.
         env = dict(os.environ)
         env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=16"
-        m = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env=env)
+        m = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         try:
             mout, merr = m.communicate(timeout=args.seconds + 120)
         except subprocess.TimeoutExpired:
@@ -120,7 +113,7 @@ def trial(args, mode, k):
         raise Fail(f"{out} was not written")
 
 
-def main():
+def trials():
     ap = argparse.ArgumentParser()
     ap.add_argument("--memspy", required=True)
     ap.add_argument("--target", required=True)
@@ -131,15 +124,10 @@ def main():
     ap.add_argument("--max-rss-mib", type=int, default=512)
     args = ap.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
-    try:
-        for k in range(args.trials):
-            trial(args, args.mode, k)
-    except Fail as e:
-        log(f"FAIL ({args.mode}): {e}")
-        return 1
+    for k in range(args.trials):
+        trial(args, args.mode, k)
     log(f"ok: {args.trials} trials of {args.mode}")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main(trials, "hostile")

@@ -11,6 +11,7 @@
 #include "cmd/cmd.h"
 #include "cmd/top_int.h"
 #include "attach/attach.h"
+#include "unwind/unwind.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -21,22 +22,24 @@
 #include <termios.h>
 #include <unistd.h>
 
-#define REFRESH_NS    1000000000ull /* one view per second */
-#define PIPE_MAX_ROWS 20	    /* functions per block when stdout is not a terminal */
-#define HEADER_LINES  5		    /* process, sampling, totals, keys, blank */
+#define REFRESH_NS     1000000000ull /* one view per second */
+#define SYM_REFRESH_NS 5000000000ull /* modules mapped since (dlopen) looked for at most so often  \
+				      */
+#define PIPE_MAX_ROWS 20	     /* functions per block when stdout is not a terminal */
+#define HEADER_LINES  5		     /* process, sampling, totals, keys, blank */
 
 struct top {
-	bool tty;      /* stdout is a terminal: a screen redrawn in place */
-	bool keys;     /* stdin is a terminal too: keys are read from it */
-	bool started;  /* the first step ran (terminal set up) */
-	bool raw;      /* saved holds the terminal's modes to restore */
-	bool screen;   /* the alternate screen is shown */
-	bool failed;   /* writing to stdout failed: the view ends */
+	bool tty;     /* stdout is a terminal: a screen redrawn in place */
+	bool keys;    /* stdin is a terminal too: keys are read from it */
+	bool started; /* the first step ran (terminal set up) */
+	bool raw;     /* saved holds the terminal's modes to restore */
+	bool screen;  /* the alternate screen is shown */
+	bool failed;  /* writing to stdout failed: the view ends */
 	struct termios saved;
 	unsigned rows, cols;
 	struct ms_top_view view;
 	struct ms_top_table *tab;
-	uint64_t last_ns, next_ns;
+	uint64_t last_ns, next_ns, sym_ns;
 	uint64_t last_samples;
 	double samples_per_s; /* over the last window */
 	char comm[64];
@@ -48,48 +51,49 @@ struct top {
 
 static void help(FILE *f)
 {
-	fprintf(f,
-		"Usage: memspy top --pid PID [options]\n"
-		"\n"
-		"A live view of where a running process allocates: memspy record's sampling\n"
-		"(the same probes, budget and clean detach), shown as a table of functions\n"
-		"refreshed every second, like py-spy top.\n"
-		"\n"
-		"Columns (rates over the last second):\n"
-		"  OWN B/s, OWN ALLOCS/s      bytes and allocations the function asked for itself\n"
-		"  TOTAL B/s, TOTAL ALLOCS/s  the same for it and everything it called\n"
-		"  OWN LIVE, TOTAL LIVE       with --live: bytes allocated since memspy attached\n"
-		"                             and not freed yet\n"
-		"\n"
-		"Keys (on a terminal): 1-4 (1-6 with --live) sort by that column, left/right\n"
-		"arrows move the sort column, c toggles rates over the last second / since the\n"
-		"start, q or Ctrl-C quits (every probe removed, the target detached).\n"
-		"When stdout is not a terminal: one plain text block per second, and a final\n"
-		"block of the averages since the start.\n"
-		"\n"
-		"Options:\n"
-		"  -p, --pid PID          process to watch (required)\n"
-		"  -d, --duration D       stop after D (\"30s\", \"2m\"); default: until q, Ctrl-C,\n"
-		"                         SIGTERM/SIGHUP or the target's exit\n"
-		"      --live             also probe free: live bytes per function\n"
-		"  -s, --sample-bytes N   mean bytes between samples, fixed (as memspy record)\n"
-		"      --max-overhead PCT budget of what sampling slows the target by (default\n"
-		"                         1%%; as memspy record)\n"
-		"      --exact            every call (a trap each: for low-rate programs)\n"
-		"      --stack-bytes N    bytes of stack copied per sample (default 16k)\n"
-		"      --unwinder U       elfutils (default), libunwind, or fp\n"
-		"      --probe SYMBOL     also probe SYMBOL as a malloc-like allocator\n"
-		"  -q, --quiet            no summary at the end\n"
-		"  -v, --verbose          say what memspy does\n"
-		"  -h, --help             this help\n"
-		"\n"
-		"The header shows the sampling mean, samples/s and what sampling cost the\n"
-		"target so far, as memspy record's summary measures it; the same summary is\n"
-		"printed on stderr at the end.\n"
-		"\n"
-		"Exit status: as memspy record's (0 complete, 1 the target exited or\n"
-		"overwrote memspy's pages, 2 failed or a probe could not be removed and\n"
-		"verified, 64 usage error).\n");
+	fprintf(
+	    f,
+	    "Usage: memspy top --pid PID [options]\n"
+	    "\n"
+	    "A live view of where a running process allocates: memspy record's sampling\n"
+	    "(the same probes, budget and clean detach), shown as a table of functions\n"
+	    "refreshed every second, like py-spy top.\n"
+	    "\n"
+	    "Columns (rates over the last second):\n"
+	    "  OWN B/s, OWN ALLOCS/s      bytes and allocations the function asked for itself\n"
+	    "  TOTAL B/s, TOTAL ALLOCS/s  the same for it and everything it called\n"
+	    "  OWN LIVE, TOTAL LIVE       with --live: bytes allocated since memspy attached\n"
+	    "                             and not freed yet\n"
+	    "\n"
+	    "Keys (on a terminal): 1-4 (1-6 with --live) sort by that column, left/right\n"
+	    "arrows move the sort column, c toggles rates over the last second / since the\n"
+	    "start, q or Ctrl-C quits (every probe removed, the target detached).\n"
+	    "When stdout is not a terminal: one plain text block per second, and a final\n"
+	    "block of the averages since the start.\n"
+	    "\n"
+	    "Options:\n"
+	    "  -p, --pid PID          process to watch (required)\n"
+	    "  -d, --duration D       stop after D (\"30s\", \"2m\"); default: until q, Ctrl-C,\n"
+	    "                         SIGTERM/SIGHUP or the target's exit\n"
+	    "      --live             also probe free: live bytes per function\n"
+	    "  -s, --sample-bytes N   mean bytes between samples, fixed (as memspy record)\n"
+	    "      --max-overhead PCT budget of what sampling slows the target by (default\n"
+	    "                         1%%; as memspy record)\n"
+	    "      --exact            every call (a trap each: for low-rate programs)\n"
+	    "      --stack-bytes N    bytes of stack copied per sample (default 16k)\n"
+	    "      --unwinder U       elfutils (default), libunwind, or fp\n"
+	    "      --probe SYMBOL     also probe SYMBOL as a malloc-like allocator\n"
+	    "  -q, --quiet            no summary at the end\n"
+	    "  -v, --verbose          say what memspy does\n"
+	    "  -h, --help             this help\n"
+	    "\n"
+	    "The header shows the sampling mean, samples/s and what sampling cost the\n"
+	    "target so far, as memspy record's summary measures it; the same summary is\n"
+	    "printed on stderr at the end.\n"
+	    "\n"
+	    "Exit status: as memspy record's (0 complete, 1 the target exited or\n"
+	    "overwrote memspy's pages, 2 failed or a probe could not be removed and\n"
+	    "verified, 64 usage error).\n");
 }
 
 /* ------------------------------ the terminal ------------------------------ */
@@ -169,10 +173,10 @@ static bool draw(struct top *t)
 		char *nl = strchr(line, '\n');
 		size_t n = nl ? (size_t)(nl - line) : strlen(line);
 
-		ms_top_buf_printf(&screen, &len, &cap, "\033[%u;1H%s%.*s%s%s", row + 1,
-				  row == HEADER_LINES ? "\033[7m" : "",
-				  (int)(n < t->cols ? n : t->cols), line,
-				  row == HEADER_LINES ? "\033[0m" : "", n < t->cols ? "\033[K" : "");
+		ms_top_buf_printf(
+		    &screen, &len, &cap, "\033[%u;1H%s%.*s%s%s", row + 1,
+		    row == HEADER_LINES ? "\033[7m" : "", (int)(n < t->cols ? n : t->cols), line,
+		    row == HEADER_LINES ? "\033[0m" : "", n < t->cols ? "\033[K" : "");
 		row++;
 		line = nl ? nl + 1 : NULL;
 	}
@@ -200,14 +204,14 @@ static void render_header(struct top *t, const struct ms_rec_view *v, uint64_t n
 			  final ? ": final, averages since the start" : "");
 	/* The same figures as record's summary: from the first reading to the latest. */
 	ms_rec_budget_parts(b, &b->first, v->last, &pt);
-	wall = (double)(v->last->wall_ns > b->first.wall_ns ? v->last->wall_ns - b->first.wall_ns
-							       : 0);
+	wall =
+	    (double)(v->last->wall_ns > b->first.wall_ns ? v->last->wall_ns - b->first.wall_ns : 0);
 	if (b->mean)
 		ms_top_buf_printf(&t->buf, &t->len, &t->cap, "sampling: mean %s, %.0f samples/s",
 				  ms_fmt_bytes(s1, sizeof(s1), b->mean),
-				  final && wall > 0 ? (double)(v->last->samples - b->first.samples) *
-							  1e9 / wall
-						    : t->samples_per_s);
+				  final && wall > 0
+				      ? (double)(v->last->samples - b->first.samples) * 1e9 / wall
+				      : t->samples_per_s);
 	else
 		ms_top_buf_printf(&t->buf, &t->len, &t->cap, "sampling: exact (every call), %.0f/s",
 				  t->samples_per_s);
@@ -218,21 +222,22 @@ static void render_header(struct top *t, const struct ms_rec_view *v, uint64_t n
 				  ms_fmt_duration(s2, sizeof(s2), (uint64_t)pt.target_cpu));
 	else
 		ms_top_buf_printf(&t->buf, &t->len, &t->cap,
-				  "; cost to the target: %.2f%% of its CPU", 100 * pt.cost / pt.target_cpu);
+				  "; cost to the target: %.2f%% of its CPU",
+				  100 * pt.cost / pt.target_cpu);
 	if (b->budget > 0)
 		ms_top_buf_printf(&t->buf, &t->len, &t->cap, " (budget %.2g%%)", 100 * b->budget);
 	ms_top_buf_printf(&t->buf, &t->len, &t->cap, "\n");
 	secs = (double)(t->view.cumulative ? tot.cum_ns : tot.window_ns) / 1e9;
 	ms_top_buf_printf(
 	    &t->buf, &t->len, &t->cap, "allocated: %s/s in %s allocations/s (%s)",
-	    ms_fmt_bytes(s1, sizeof(s1),
-			 secs > 0 ? (uint64_t)((t->view.cumulative ? tot.cum_bytes : tot.win_bytes) /
-					       secs)
-				  : 0),
-	    ms_fmt_count(s2, sizeof(s2),
-			 secs > 0 ? (uint64_t)((t->view.cumulative ? tot.cum_count : tot.win_count) /
-					       secs)
-				  : 0),
+	    ms_fmt_bytes(
+		s1, sizeof(s1),
+		secs > 0 ? (uint64_t)((t->view.cumulative ? tot.cum_bytes : tot.win_bytes) / secs)
+			 : 0),
+	    ms_fmt_count(
+		s2, sizeof(s2),
+		secs > 0 ? (uint64_t)((t->view.cumulative ? tot.cum_count : tot.win_count) / secs)
+			 : 0),
 	    t->view.cumulative ? "since the start" : "over the last second");
 	if (v->live)
 		ms_top_buf_printf(&t->buf, &t->len, &t->cap, "; still live: %s",
@@ -256,8 +261,8 @@ static void show(struct top *t, const struct ms_rec_view *v, uint64_t now, bool 
 	if (t->buf)
 		t->buf[0] = '\0';
 	render_header(t, v, now, final);
-	t->view.max_rows = t->tty ? (t->rows > HEADER_LINES + 1 ? t->rows - HEADER_LINES - 1 : 0)
-				  : PIPE_MAX_ROWS;
+	t->view.max_rows =
+	    t->tty ? (t->rows > HEADER_LINES + 1 ? t->rows - HEADER_LINES - 1 : 0) : PIPE_MAX_ROWS;
 	ms_top_table_render(t->tab, &t->view, &t->buf, &t->len, &t->cap);
 	if (t->tty && t->screen) {
 		if (!draw(t))
@@ -292,7 +297,8 @@ static bool read_keys(struct top *t, bool live, bool *changed)
 	for (ssize_t i = 0; i < n; i++) {
 		unsigned char k = in[i];
 
-		if (t->nesc) { /* ESC [ C (right), ESC [ D (left); anything else ends the sequence */
+		if (t->nesc) { /* ESC [ C (right), ESC [ D (left); anything else ends the sequence
+				*/
 			if (t->nesc < sizeof(t->esc))
 				t->esc[t->nesc++] = (char)k;
 			if (t->nesc == 2 && k != '[' && k != 'O') {
@@ -328,10 +334,14 @@ static void update(struct top *t, const struct ms_rec_view *v, uint64_t now)
 {
 	uint64_t window = now > t->last_ns ? now - t->last_ns : 0;
 
+	/* New stacks are named once: with the libraries loaded meanwhile known first. */
+	if (v->sym && now - t->sym_ns >= SYM_REFRESH_NS && ms_top_table_pending(t->tab, v->table)) {
+		ms_symbolizer_refresh(v->sym);
+		t->sym_ns = now;
+	}
 	ms_top_table_update(t->tab, v->table, v->sym, window);
-	t->samples_per_s = window ? (double)(v->last->samples - t->last_samples) * 1e9 /
-					(double)window
-				  : 0;
+	t->samples_per_s =
+	    window ? (double)(v->last->samples - t->last_samples) * 1e9 / (double)window : 0;
 	t->last_samples = v->last->samples;
 	t->last_ns = now;
 }

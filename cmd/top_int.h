@@ -12,11 +12,11 @@
 
 /* The table's columns, in the order shown; the sort keys 1-6 are these + 1. */
 enum ms_top_col {
-	MS_TOP_OWN_BYTES,  /* bytes/s allocated by the function itself */
-	MS_TOP_TOT_BYTES,  /* bytes/s allocated under it (itself and its callees) */
-	MS_TOP_OWN_COUNT,  /* allocations/s */
+	MS_TOP_OWN_BYTES, /* bytes/s allocated by the function itself */
+	MS_TOP_TOT_BYTES, /* bytes/s allocated under it (itself and its callees) */
+	MS_TOP_OWN_COUNT, /* allocations/s */
 	MS_TOP_TOT_COUNT,
-	MS_TOP_OWN_LIVE,   /* bytes still live (--live) */
+	MS_TOP_OWN_LIVE, /* bytes still live (--live) */
 	MS_TOP_TOT_LIVE,
 	MS_TOP_NCOLS,
 };
@@ -35,6 +35,9 @@ void ms_top_table_free(struct ms_top_table *t);
 void ms_top_table_update(struct ms_top_table *t, const struct ms_rec_table *rt,
 			 struct ms_symbolizer *sym, uint64_t window_ns);
 
+/* Whether rt has stacks that t has not named yet. */
+bool ms_top_table_pending(const struct ms_top_table *t, const struct ms_rec_table *rt);
+
 /* Totals of the last window and since the first update (bytes, allocations), and live bytes. */
 struct ms_top_totals {
 	double win_bytes, win_count, cum_bytes, cum_count, live_bytes;
@@ -46,9 +49,9 @@ void ms_top_table_totals(const struct ms_top_table *t, struct ms_top_totals *out
 /* How to show the table. */
 struct ms_top_view {
 	enum ms_top_col sort;
-	bool live;	   /* show the live columns */
-	bool cumulative;   /* rates since the start rather than over the last window */
-	size_t max_rows;   /* functions shown at most */
+	bool live;	 /* show the live columns */
+	bool cumulative; /* rates since the start rather than over the last window */
+	size_t max_rows; /* functions shown at most */
 };
 
 /*

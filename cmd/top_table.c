@@ -17,17 +17,17 @@
 #define NAME_MAX_LEN 512 /* a longer name is cut (C++ templates) */
 
 struct fn {
-	char *name;	 /* "function (module)", printable ASCII */
-	double win[4];	 /* this window: own bytes, total bytes, own count, total count */
-	double cum[4];	 /* since the first update, the same */
-	double live[2];	 /* bytes still live now: own, total */
+	char *name;	/* "function (module)", printable ASCII */
+	double win[4];	/* this window: own bytes, total bytes, own count, total count */
+	double cum[4];	/* since the first update, the same */
+	double live[2]; /* bytes still live now: own, total */
 };
 
 struct stack {
-	uint32_t leaf;	   /* index in fns */
-	uint32_t *fns;	   /* distinct functions on the stack, leaf included */
+	uint32_t leaf; /* index in fns */
+	uint32_t *fns; /* distinct functions on the stack, leaf included */
 	size_t nfns;
-	uint64_t bytes;	   /* the recording table's totals at the last update */
+	uint64_t bytes; /* the recording table's totals at the last update */
 	double count;
 };
 
@@ -243,6 +243,11 @@ void ms_top_table_update(struct ms_top_table *t, const struct ms_rec_table *rt,
 	for (size_t i = 0; i < t->nfns; i++)
 		for (int c = 0; c < 4; c++)
 			t->fns[i].cum[c] += t->fns[i].win[c];
+}
+
+bool ms_top_table_pending(const struct ms_top_table *t, const struct ms_rec_table *rt)
+{
+	return ms_rec_table_nstacks(rt) > t->nstacks;
 }
 
 void ms_top_table_totals(const struct ms_top_table *t, struct ms_top_totals *out)

@@ -20,17 +20,17 @@ int top_fill_check(unsigned char *p, size_t n, unsigned seed)
  * Each site calls malloc itself (the leaf memspy shows): n blocks, filled,
  * checked, freed.
  */
-#define BLOCKS(size, n, seed)                                                            \
-	do {                                                                             \
-		unsigned char *p_[16];                                                   \
-		int ok_ = 1;                                                             \
-		for (int i_ = 0; i_ < (n); i_++) {                                       \
-			p_[i_] = malloc(size);                                           \
-			ok_ &= p_[i_] && top_fill_check(p_[i_], size, (seed) + (unsigned)i_); \
-		}                                                                        \
-		for (int i_ = 0; i_ < (n); i_++)                                         \
-			free(p_[i_]);                                                    \
-		return ok_;                                                              \
+#define BLOCKS(size, n, seed)                                                                      \
+	do {                                                                                       \
+		unsigned char *p_[16];                                                             \
+		int ok_ = 1;                                                                       \
+		for (int i_ = 0; i_ < (n); i_++) {                                                 \
+			p_[i_] = malloc(size);                                                     \
+			ok_ &= p_[i_] && top_fill_check(p_[i_], size, (seed) + (unsigned)i_);      \
+		}                                                                                  \
+		for (int i_ = 0; i_ < (n); i_++)                                                   \
+			free(p_[i_]);                                                              \
+		return ok_;                                                                        \
 	} while (0)
 
 NOINLINE int top_site_big(unsigned seed)

@@ -10,7 +10,11 @@
  * the parent recorder's (PTRACE_O_TRACEFORK), which restores the text it
  * inherited and lets it go; the coordinator finds it on its next scan of
  * /proc and starts its own recorder. What the child allocates in between
- * (a few ms) is not seen.
+ * is not seen: from the fork to its probes being in, 1.2-2.7 s (median
+ * 2.1 s over 7 forks) on a 2-core machine at load 14 with the sanitizer
+ * build, most of it the recorder's own start (a plain `memspy record`
+ * takes 0.8-1.0 s there from launch to recording: the 0.25 s baseline,
+ * opening every module for the unwinder and symboliser, the install).
  */
 #include "cmd/cmd.h"
 #include "cmd/record_opts.h"

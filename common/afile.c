@@ -77,6 +77,23 @@ int ms_afile_open(struct ms_afile *af, const char *path, struct ms_error *err)
 		ms_error_hint(err, "name a file, e.g. -o %s/memspy.svg", path);
 		return -EISDIR;
 	}
+	/*
+	 * /dev/null, /dev/stdout, a FIFO, a terminal: written in place. A
+	 * rename over them would replace the device node with a regular file
+	 * (run as root, `-o /dev/null` left the machine without /dev/null).
+	 * Nothing to make atomic there, and nothing to remove on failure.
+	 */
+	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+		fd = open(path, O_WRONLY | O_NOCTTY | O_CLOEXEC);
+		if (fd < 0) {
+			e = errno;
+			ms_error_set(err, -e, "output: cannot open %s: %s", path, strerror(e));
+			return -e;
+		}
+		af->fp = fdopen(fd, "w");
+		af->path = ms_xstrdup(path);
+		return 0;
+	}
 	remove_stale_tmp(path);
 	af->tmp_path = ms_xasprintf("%s.tmp.XXXXXX", path);
 	fd = mkstemp(af->tmp_path);
@@ -108,18 +125,20 @@ int ms_afile_commit(struct ms_afile *af, struct ms_error *err)
 
 	if (!af->fp)
 		return ms_error_set(err, -EBADF, "output: %s was not open", af->path ? af->path : "?");
-	if (fflush(af->fp) != 0 || ferror(af->fp) || fsync(fileno(af->fp)) != 0)
+	/* fsync is for a file to rename; a device or pipe (no tmp_path) may refuse it. */
+	if (fflush(af->fp) != 0 || ferror(af->fp) || (af->tmp_path && fsync(fileno(af->fp)) != 0))
 		e = errno ? errno : EIO;
 	if (fclose(af->fp) != 0 && !e)
 		e = errno;
 	af->fp = NULL;
-	if (!e && rename(af->tmp_path, af->path) != 0)
+	if (!e && af->tmp_path && rename(af->tmp_path, af->path) != 0)
 		e = errno;
 	if (e) {
 		ms_error_set(err, -e, "output: writing %s failed: %s", af->path, strerror(e));
 		if (e == ENOSPC)
 			ms_error_hint(err, "the file system is full; free space or write elsewhere");
-		unlink(af->tmp_path);
+		if (af->tmp_path)
+			unlink(af->tmp_path);
 	}
 	free(af->tmp_path);
 	free(af->path);

@@ -33,3 +33,10 @@ if(Python3_FOUND)
     COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/e2e/afile_stale.py
             --memspy $<TARGET_FILE:memspy> --workdir ${CMAKE_CURRENT_BINARY_DIR}/afile-stale)
 endif()
+# An output path that is not a regular file (a FIFO standing in for /dev/null) is written
+# in place, never replaced by a rename (tests/e2e/output_special.py).
+if(Python3_FOUND)
+  ms_add_test(NAME output_special_file TIMEOUT 180 LABELS e2e output
+    COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/e2e/output_special.py
+            --memspy $<TARGET_FILE:memspy> --workdir ${CMAKE_CURRENT_BINARY_DIR}/output-special)
+endif()

@@ -14,6 +14,24 @@
 #include <string.h>
 #include <unistd.h>
 
+/*
+ * Writes s whole to stdout with write(2), unbuffered and safe where stdio is
+ * not (between fork and exec, in a signal handler); exits 3 if stdout is gone.
+ */
+static inline void hs_say(const char *s)
+{
+	size_t n = strlen(s);
+
+	while (n) {
+		ssize_t w = write(1, s, n);
+
+		if (w <= 0)
+			_exit(3);
+		s += w;
+		n -= (size_t)w;
+	}
+}
+
 /* Announces the target: "ready PID". */
 static inline void hs_ready(void)
 {

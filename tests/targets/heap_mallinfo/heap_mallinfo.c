@@ -22,6 +22,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../common/handshake.h"
+
 static int nblocks = 4000;
 static pthread_barrier_t done;
 static pthread_mutex_t hold = PTHREAD_MUTEX_INITIALIZER;
@@ -88,20 +90,6 @@ static void *thread_main(void *arg)
 	return NULL;
 }
 
-static void say(const char *s)
-{
-	size_t n = strlen(s);
-
-	while (n) {
-		ssize_t w = write(1, s, n);
-
-		if (w <= 0)
-			_exit(3);
-		s += w;
-		n -= (size_t)w;
-	}
-}
-
 static void print_mallinfo(void)
 {
 	struct mallinfo2 m = mallinfo2();
@@ -113,7 +101,7 @@ static void print_mallinfo(void)
 		 "\"keepcost\": %zu}\n",
 		 (int)getpid(), m.arena, m.ordblks, m.smblks, m.hblks, m.hblkhd, m.fsmblks,
 		 m.uordblks, m.fordblks, m.keepcost);
-	say(buf);
+	hs_say(buf);
 }
 
 /* Blocks until stdin closes or says 'q'. No malloc happens here. */
@@ -221,7 +209,7 @@ int main(int argc, char **argv)
 			corrupt(mode, mine);
 			/* No mallinfo2() here: glibc's own walk would loop on a fastbin cycle. */
 			snprintf(buf, sizeof(buf), "{\"pid\": %d}\n", (int)getpid());
-			say(buf);
+			hs_say(buf);
 			wait_stdin();
 			_exit(0);
 		}

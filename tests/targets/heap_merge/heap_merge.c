@@ -20,6 +20,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "../common/handshake.h"
+
 #define HEAP_MAX (64ul << 20) /* x86_64, no hugetlb tunable */
 #define BIG (65ul << 20)      /* larger than any gap above the heap (< 64 MiB) */
 
@@ -51,20 +53,6 @@ static int remap_noreserve(void *mem)
 	c[0] = hdr[0];
 	c[1] = hdr[1];
 	return 0;
-}
-
-static void say(const char *s)
-{
-	size_t n = strlen(s);
-
-	while (n) {
-		ssize_t w = write(1, s, n);
-
-		if (w <= 0)
-			_exit(3);
-		s += w;
-		n -= (size_t)w;
-	}
 }
 
 /* Start and end of the mapping containing a, from /proc/self/maps (no malloc). */
@@ -127,7 +115,7 @@ int main(void)
 		 "\"keepcost\": %zu, \"merged_vma\": \"0x%lx-0x%lx\"}\n",
 		 (int)getpid(), m.arena, m.ordblks, m.smblks, m.hblks, m.hblkhd, m.fsmblks,
 		 m.uordblks, m.fordblks, m.keepcost, (unsigned long)lo, (unsigned long)hi);
-	say(line);
+	hs_say(line);
 	while (read(0, &c, 1) == 1 && c != 'q')
 		;
 	pthread_mutex_unlock(&hold);

@@ -22,6 +22,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../common/handshake.h"
+
 #define HEAP_MAX (64ul << 20) /* glibc's HEAP_MAX_SIZE on x86_64 */
 
 static int nblocks = 3000;
@@ -121,20 +123,6 @@ static void run_thread_to_end(unsigned seed)
 	pthread_barrier_destroy(&parked);
 }
 
-static void say(const char *s)
-{
-	size_t n = strlen(s);
-
-	while (n) {
-		ssize_t w = write(1, s, n);
-
-		if (w <= 0)
-			_exit(3);
-		s += w;
-		n -= (size_t)w;
-	}
-}
-
 /*
  * How many rw lines of /proc/self/maps are [heap] (heap_named) or lie in
  * [lo, hi). No malloc: read(2) into a static buffer.
@@ -183,7 +171,7 @@ static void report_and_wait(const char *role)
 		 "\"uordblks\": %zu, \"fordblks\": %zu, \"keepcost\": %zu}\n",
 		 (int)getpid(), role, heap_maps, thread_maps, m.arena, m.ordblks, m.smblks,
 		 m.hblks, m.hblkhd, m.fsmblks, m.uordblks, m.fordblks, m.keepcost);
-	say(buf); /* one write, under PIPE_BUF: lines of master and workers never interleave */
+	hs_say(buf); /* one write, under PIPE_BUF: lines of master and workers never interleave */
 	while (read(0, &c, 1) == 1)
 		;
 }

@@ -33,6 +33,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../common/handshake.h"
+
 #define NTHREADS 4
 
 static long iters;
@@ -44,20 +46,6 @@ static uint64_t n_bytes[NTHREADS], n_align[NTHREADS], n_pool[NTHREADS];
 static int child_status = -1;
 static bool blocktrap;
 static int masks_lost; /* blocktrap: threads whose mask no longer blocks SIGTRAP */
-
-static void say(const char *s)
-{
-	size_t n = strlen(s);
-
-	while (n) {
-		ssize_t w = write(1, s, n);
-
-		if (w <= 0)
-			_exit(3);
-		s += w;
-		n -= (size_t)w;
-	}
-}
 
 /* Reads one line from stdin without stdio. */
 static void expect(const char *word)
@@ -238,7 +226,7 @@ int main(int argc, char **argv)
 
 	iters = argc > 1 ? atol(argv[1]) : 1000;
 	if (argc > 2 && !strcmp(argv[2], "idle")) {
-		say("done\n");
+		hs_say("done\n");
 		expect("exit");
 		_exit(0);
 	}
@@ -264,7 +252,7 @@ int main(int argc, char **argv)
 		if (pthread_create(&t[i], NULL, worker, (void *)(intptr_t)i))
 			return 2;
 	snprintf(line, sizeof(line), "ready %d\n", (int)getpid());
-	say(line);
+	hs_say(line);
 	expect("go");
 	for (int i = 0; i < NTHREADS && late; i++)
 		if (pthread_create(&t[i], NULL, worker, (void *)(intptr_t)i))
@@ -298,7 +286,7 @@ int main(int argc, char **argv)
 		 (unsigned long long)f, (unsigned long long)bytes, (unsigned long long)al,
 		 (unsigned long long)pl, (unsigned long long)sum,
 		 child_status, masks_lost);
-	say(line);
+	hs_say(line);
 	expect("exit");
 	_exit(0);
 }

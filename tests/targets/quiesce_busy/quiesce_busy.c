@@ -25,6 +25,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../common/handshake.h"
+
 #define SLOTS 1024
 #define MAX_THREADS 64
 
@@ -99,20 +101,6 @@ static void *forker(void *arg)
 	return NULL;
 }
 
-static void say(const char *s)
-{
-	size_t n = strlen(s);
-
-	while (n) {
-		ssize_t w = write(1, s, n);
-
-		if (w <= 0)
-			_exit(3);
-		s += w;
-		n -= (size_t)w;
-	}
-}
-
 int main(int argc, char **argv)
 {
 	int nthreads = argc > 1 ? atoi(argv[1]) : 4;
@@ -132,7 +120,7 @@ int main(int argc, char **argv)
 	if (forking && pthread_create(&fk, NULL, forker, NULL))
 		return 3;
 	snprintf(buf, sizeof(buf), "READY %d\n", (int)getpid());
-	say(buf);
+	hs_say(buf);
 	for (;;) {
 		ssize_t n = read(0, line + have, sizeof(line) - 1 - have);
 		char *nl;
@@ -147,7 +135,7 @@ int main(int argc, char **argv)
 				goto quit;
 			if (!strcmp(line, "ping")) {
 				snprintf(buf, sizeof(buf), "pong %lu\n", atomic_load(&ops));
-				say(buf);
+				hs_say(buf);
 			} else if (!strcmp(line, "park") && !is_parked) {
 				struct mallinfo2 m;
 
@@ -162,12 +150,12 @@ int main(int argc, char **argv)
 					 "\"keepcost\": %zu}\n",
 					 m.arena, m.ordblks, m.smblks, m.hblks, m.hblkhd, m.usmblks,
 					 m.fsmblks, m.uordblks, m.fordblks, m.keepcost);
-				say(buf);
+				hs_say(buf);
 			} else if (!strcmp(line, "go") && is_parked) {
 				atomic_store(&park, 0);
 				pthread_barrier_wait(&resumed);
 				is_parked = false;
-				say("going\n");
+				hs_say("going\n");
 			}
 			have -= (size_t)(nl + 1 - line);
 			memmove(line, nl + 1, have + 1);

@@ -19,6 +19,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../common/handshake.h"
+
 #define SLOTS 4096
 
 static atomic_int stop;
@@ -59,20 +61,6 @@ static void on_chld(int sig)
 	sigchld++;
 }
 
-static void say(const char *s)
-{
-	size_t n = strlen(s);
-
-	while (n) {
-		ssize_t w = write(1, s, n);
-
-		if (w <= 0)
-			_exit(3);
-		s += w;
-		n -= (size_t)w;
-	}
-}
-
 int main(int argc, char **argv)
 {
 	int nthreads = argc > 1 ? atoi(argv[1]) : 4;
@@ -104,7 +92,7 @@ int main(int argc, char **argv)
 		if (pthread_create(&th[i], NULL, worker, (void *)(uintptr_t)i))
 			return 3;
 	snprintf(buf, sizeof(buf), "READY %d\n", (int)getpid());
-	say(buf);
+	hs_say(buf);
 	for (;;) {
 		ssize_t n = read(0, line + have, sizeof(line) - 1 - have);
 		char *nl;
@@ -119,7 +107,7 @@ int main(int argc, char **argv)
 				goto quit;
 			if (!strcmp(line, "ping")) {
 				snprintf(buf, sizeof(buf), "pong %lu\n", atomic_load(&ops));
-				say(buf);
+				hs_say(buf);
 			} else if (!strcmp(line, "wait")) {
 				int st, e1, e2;
 				pid_t r1, r2;
@@ -130,7 +118,7 @@ int main(int argc, char **argv)
 				e2 = r2 < 0 ? errno : 0;
 				snprintf(buf, sizeof(buf), "wait %d %d %d %d sigchld=%d\n", (int)r1,
 					 e1, (int)r2, e2, (int)sigchld);
-				say(buf);
+				hs_say(buf);
 			}
 			have -= (size_t)(nl + 1 - line);
 			memmove(line, nl + 1, have + 1);

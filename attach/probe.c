@@ -45,6 +45,7 @@ const char *ms_alloc_fn_name(enum ms_alloc_fn fn)
 	    [MS_FN_OPERATOR_NEW] = "operator new",
 	    [MS_FN_OPERATOR_DELETE] = "operator delete",
 	    [MS_FN_CUSTOM] = "custom",
+	    [MS_FN_CUSTOM_FREE] = "custom free",
 	};
 
 	return (unsigned)fn < MS_FN_COUNT ? names[fn] : "?";
@@ -59,6 +60,7 @@ int probe_fn_kind(enum ms_alloc_fn fn)
 		return MS_SK_REALLOC;
 	case MS_FN_FREE:
 	case MS_FN_OPERATOR_DELETE:
+	case MS_FN_CUSTOM_FREE:
 		return MS_SK_FREE;
 	case MS_FN_POSIX_MEMALIGN:
 		return MS_SK_PMEMALIGN;
@@ -278,6 +280,7 @@ static void report_skips(struct ms_probes *pr, bool installed)
 		case MS_FN_OPERATOR_NEW:
 		case MS_FN_OPERATOR_DELETE:
 		case MS_FN_CUSTOM:
+		case MS_FN_CUSTOM_FREE:
 			loud = installed && !family_left;
 			break;
 		default:
@@ -750,7 +753,8 @@ void ms_probes_stats(const struct ms_probes *pr, struct ms_probe_stats *out)
 bool ms_probes_in_allocator(const struct ms_probes *pr, ms_raddr_t pc)
 {
 	for (size_t i = 0; i < pr->ns; i++)
-		if (pr->s[i].fn != MS_FN_CUSTOM && pc >= pr->s[i].entry && pc < pr->s[i].end)
+		if (pr->s[i].fn != MS_FN_CUSTOM && pr->s[i].fn != MS_FN_CUSTOM_FREE &&
+		    pc >= pr->s[i].entry && pc < pr->s[i].end)
 			return true;
 	return false;
 }

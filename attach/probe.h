@@ -30,6 +30,7 @@ enum ms_alloc_fn {
 	MS_FN_OPERATOR_NEW,    /* operator new / new[] (all variants that do not just call malloc) */
 	MS_FN_OPERATOR_DELETE, /* operator delete / delete[] (idem) */
 	MS_FN_CUSTOM,          /* --probe SYMBOL: treated as malloc(size_t) */
+	MS_FN_CUSTOM_FREE,     /* --probe-free SYMBOL: treated as free(void *) */
 	MS_FN_COUNT
 };
 const char *ms_alloc_fn_name(enum ms_alloc_fn fn);
@@ -40,6 +41,9 @@ struct ms_probe_opts {
 	bool track_frees;      /* report frees of sampled pointers (needed for --live) */
 	const char *const *custom_symbols; /* --probe SYMBOL ... */
 	size_t n_custom;
+	/* --probe-free SYMBOL ...: frees any sampled block (with track_frees only) */
+	const char *const *custom_free_symbols;
+	size_t n_custom_free;
 	uint64_t seed;         /* for the exponential draws; 0 = from the clock */
 	bool stop_per_sample;  /* sampled calls stop the thread (int3) instead of being
 				  written to the in-target ring (ring: no stop; stack copy

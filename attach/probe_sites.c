@@ -117,6 +117,15 @@ void probe_plan_sites(struct ms_probes *pr, const struct ms_modules *mods)
 			ms_warn("probe: --probe %s: no module of process %d defines it",
 				pr->opts.custom_symbols[c], (int)pr->pid);
 	}
+	for (size_t c = 0; c < pr->opts.n_custom_free && pr->opts.track_frees; c++) {
+		size_t before = pr->ns;
+
+		for (size_t mi = 0; mi < mods->n && pr->ns == before; mi++)
+			add_site(pr, mods, mi, pr->opts.custom_free_symbols[c], MS_FN_CUSTOM_FREE);
+		if (pr->ns == before)
+			ms_warn("probe: --probe-free %s: no module of process %d defines it",
+				pr->opts.custom_free_symbols[c], (int)pr->pid);
+	}
 }
 
 /*

@@ -61,6 +61,8 @@ struct rec_opts {
 	enum ms_unwind_backend unwinder;
 	const char **probes;
 	size_t nprobes, probes_cap;
+	const char **probe_frees; /* --probe-free */
+	size_t nprobe_frees, probe_frees_cap;
 	uint64_t interval_ns; /* --interval: one file per interval (0: one file at the end) */
 	unsigned keep;	      /* --keep: files kept (0: all) */
 };
@@ -127,6 +129,11 @@ static void help(FILE *f)
 	    "      --lines            show file:line in frame names\n"
 	    "      --probe SYMBOL     also probe SYMBOL as a malloc-like allocator taking the\n"
 	    "                         size as first argument (repeatable)\n"
+	    "      --probe-free SYMBOL  with --live or --interval: also probe SYMBOL as a\n"
+	    "                         free-like function taking the pointer as first\n"
+	    "                         argument, the partner of --probe (repeatable): without\n"
+	    "                         it the blocks of a --probe allocator are never seen\n"
+	    "                         freed and all count as live\n"
 	    "      --subprocesses     the process and all its descendants, those forked or\n"
 	    "                         exec'd during the recording too (one root frame per\n"
 	    "                         process): pre-forking servers (nginx, postgres,\n"
@@ -145,6 +152,7 @@ static void help(FILE *f)
 	    "  memspy record --pid 4242 --count -o calls.folded\n"
 	    "  memspy record --pid 4242 --exact --duration 5s -o all.speedscope.json\n"
 	    "  memspy record --pid 4242 --probe my_pool_alloc -o pool.svg\n"
+	    "  memspy record --pid 4242 --live --probe pool_get --probe-free pool_put -o live.svg\n"
 	    "  memspy record --pid 4242 --interval 10m --keep 12 -o 'heap-{n}.pb.gz'\n"
 	    "\n"
 	    "Symbols: separate debug files by build id under /usr/lib/debug (and the\n"
@@ -178,6 +186,7 @@ enum {
 	OPT_MAX_OVERHEAD,
 	OPT_INTERVAL,
 	OPT_KEEP,
+	OPT_PROBE_FREE,
 };
 
 static const struct option long_opts[] = {
@@ -193,6 +202,7 @@ static const struct option long_opts[] = {
     {"unwinder", required_argument, NULL, OPT_UNWINDER},
     {"lines", no_argument, NULL, OPT_LINES},
     {"probe", required_argument, NULL, OPT_PROBE},
+    {"probe-free", required_argument, NULL, OPT_PROBE_FREE},
     {"subprocesses", no_argument, NULL, OPT_SUBPROCESSES},
     {"mode", required_argument, NULL, OPT_MODE},
     {"max-overhead", required_argument, NULL, OPT_MAX_OVERHEAD},
@@ -208,6 +218,7 @@ static void opts_free(struct rec_opts *o)
 {
 	free(o->out_default);
 	free(o->probes);
+	free(o->probe_frees);
 }
 
 static bool valid_symbol(const char *s)
@@ -218,6 +229,34 @@ static bool valid_symbol(const char *s)
 		if (*s <= ' ' || *s == '@' || *s == ';')
 			return false;
 	return true;
+}
+
+/*
+ * A --probe allocator's blocks are given back through its own free
+ * function: unless --probe-free names one, memspy never sees them freed and
+ * the live view holds every sampled one. memspy cannot tell which free
+ * goes with which allocator (any probed free matches any sampled block), so
+ * one --probe-free silences the warning for all.
+ */
+static void warn_probe_frees(const struct rec_opts *o)
+{
+	bool frees = o->live || o->interval_ns;
+
+	if (o->quiet)
+		return;
+	if (frees && !o->nprobe_frees) {
+		for (size_t i = 0; i < o->nprobes; i++)
+			fprintf(stderr,
+				"memspy %s: warning: --probe %s without --probe-free: memspy "
+				"never sees these blocks freed, so %s counts every sampled block "
+				"as live (name its free function with --probe-free SYMBOL)\n",
+				CMD, o->probes[i], o->live ? "--live" : "--interval's live view");
+	}
+	if (!frees && o->nprobe_frees)
+		fprintf(stderr,
+			"memspy %s: note: --probe-free has no effect without --live or "
+			"--interval (frees are not followed)\n",
+			CMD);
 }
 
 /* The long name of option c. */
@@ -320,6 +359,15 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done,
 				 sizeof(*o->probes));
 			o->probes[o->nprobes++] = optarg;
 			break;
+		case OPT_PROBE_FREE:
+			if (!valid_symbol(optarg))
+				return cli_usage_error(CMD,
+						       "--probe-free: '%s' is not a symbol name",
+						       optarg);
+			ms_xgrow((void **)&o->probe_frees, &o->probe_frees_cap,
+				 o->nprobe_frees + 1, sizeof(*o->probe_frees));
+			o->probe_frees[o->nprobe_frees++] = optarg;
+			break;
 		case OPT_SUBPROCESSES:
 			/* cmd_record() hands it to cmd_record_subprocesses(), which drops it. */
 			break;
@@ -371,6 +419,7 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done,
 					"the end)\n");
 		o->max_overhead = 0;
 	}
+	warn_probe_frees(o);
 	if (h)
 		return 0; /* no file */
 	if (!o->out_path) {
@@ -1536,6 +1585,8 @@ int ms_rec_main(int argc, char **argv, const struct ms_rec_hooks *h)
 	    .track_frees = o.live || o.interval_ns, /* an interval's file holds the live view */
 	    .custom_symbols = o.probes,
 	    .n_custom = o.nprobes,
+	    .custom_free_symbols = o.probe_frees,
+	    .n_custom_free = o.nprobe_frees,
 	};
 	rc = ms_probes_install(p, &mods, &popts, &pr, &err);
 	rec.probes = pr;

@@ -97,6 +97,7 @@ static bool takes_value(const char *a)
 						 "--stack-bytes",
 						 "--unwinder",
 						 "--probe",
+						 "--probe-free",
 						 "--mode",
 						 "--max-overhead",
 						 "--interval",

@@ -6,14 +6,14 @@
 #   diff     pprof files, one a second: `go tool pprof -diff_base A B` shows
 #            leak_block on top, grown by what the target leaked between the
 #            two files' ends (their time_nanos + duration_nanos), within
-#            4 standard deviations of the sampling estimate
+#            what Poisson byte sampling leaves out 1 time in 10,000
 #   keep     --keep 2 leaves exactly the last 2 files, and nothing temporary
 #   formats  svg, folded and speedscope per interval, each file valid; the
 #            folded live view grows by the batch on the leaking stack
 #   usage    bad patterns and options are usage errors (64) that say why
 #   probe-free  --live --probe my_alloc --probe-free my_free: the pool blocks
 #            still live are what the target says (exactly with --exact
-#            --count, within 4 sd sampled); without --probe-free memspy
+#            --count, within the 1-in-10,000 sampling bound sampled); without --probe-free memspy
 #            warns, and counts the freed blocks as live
 import argparse
 import gzip
@@ -31,11 +31,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from record_e2e import (SKIP, Fail, LineReader, check_output_valid, kill,  # noqa: E402
                         parse_folded, text_check)
 
-# Blocks several times the mean are sampled nearly always (p = 1 - exp(-96000/16384)
-# = 0.997): a batch is a few dozen samples, which a loaded machine's memspy drains
-# in time, and the estimate's spread is small (4 sd: 3.4% of 40 blocks).
+# Blocks many times the mean are sampled nearly always (missed with probability
+# exp(-96000/8192) = 8e-6): a batch is a few dozen samples, which a loaded
+# machine's memspy drains in time, and the estimate is within one block of the
+# truth but 1 time in 10,000 or less.
 LEAK_BYTES = 96000
-MEAN = 16384
+MEAN = 8192
 BATCHES = (40, 60)
 INTERVAL_LINE = re.compile(r"^memspy: interval (\d+), .* -> (\S+): ")
 
@@ -162,23 +163,36 @@ def pprof_top(path, base=None, index="inuse_space"):
     return rows
 
 
-def sampling_sd(n_blocks):
-    """Standard deviation of the estimate of n leaked blocks under Poisson byte sampling."""
-    p = 1 - math.exp(-LEAK_BYTES / MEAN)
-    return LEAK_BYTES * math.sqrt(n_blocks * (1 - p) / p)
+def sampling_tolerance(n, size=LEAK_BYTES, mean=MEAN, eps=1e-4):
+    """How far memspy's estimate of n blocks of size bytes may be from n * size under
+    Poisson byte sampling with this mean, but with probability eps. Each block is
+    sampled with p = 1 - exp(-size/mean) and a sample weighs size / p, so the estimate
+    is (n - K) * size / p for K ~ Binomial(n, 1 - p) blocks missed. The binomial's
+    tail is computed exactly: with p near 1 it is far heavier than a normal's."""
+    q = math.exp(-size / mean)
+    w = size / (1 - q)
+    tail, k = 1.0, 0
+    while True:
+        tail -= math.comb(n, k) * q ** k * (1 - q) ** (n - k)  # now P(K > k)
+        if tail < eps:
+            break
+        k += 1
+    # the extremes: every block sampled (each over by w - size), or k missed;
+    # plus a byte per sample for the rounding of weights
+    return max(n * (w - size), n * size - (n - k) * w) + n
 
 
 def check_growth(name, rows, blocks, loss=0):
     want = blocks * LEAK_BYTES
     flat, fn = max(rows, key=lambda r: r[0])
-    tol = 4 * sampling_sd(blocks) + loss
+    tol = sampling_tolerance(blocks) + loss
     print(f"{name}: top of the diff {fn} +{flat} B; the target leaked {want} B "
-          f"({blocks} blocks); tolerance 4 sd = {tol:.0f} B", flush=True)
+          f"({blocks} blocks); tolerance {tol:.0f} B", flush=True)
     if fn != "leak_block":
         raise Fail(f"{name}: the diff's top function is {fn}, not leak_block")
     if abs(flat - want) > tol:
         raise Fail(f"{name}: growth {flat} B is {flat - want:+d} B from the {want} B leaked, "
-                   f"beyond 4 standard deviations of the sampling ({tol:.0f} B)")
+                   f"beyond what sampling explains but 1 time in 10,000 ({tol:.0f} B)")
     others = [(f, n) for f, n in rows if n != "leak_block" and abs(f) > tol]
     if others:
         raise Fail(f"{name}: other functions moved by more than the tolerance: {others}")
@@ -257,7 +271,7 @@ def scen_diff(args, wd):
             got += sum(f for f, fn in pprof_top(spans[i][0], index="alloc_space")
                        if fn == "leak_block")
         names = ", ".join(os.path.basename(spans[i][0]) for i in range(lo, hi + 1))
-        tol = 4 * sampling_sd(blocks) + loss
+        tol = sampling_tolerance(blocks) + loss
         print(f"{names}: alloc_space on leak_block {got} B; the target leaked "
               f"{blocks * LEAK_BYTES} B in their intervals (tolerance {tol:.0f} B)", flush=True)
         if abs(got - blocks * LEAK_BYTES) > tol:
@@ -316,17 +330,17 @@ def scen_formats(args, wd):
         files = [(int(x.group(1)), x.group(2)) for x in map(INTERVAL_LINE.match, err) if x]
         if len(files) < 3:
             raise Fail(f"{len(files)} files, expected 3 or more")
-        # The first file may show nothing live (an empty folded file); the others hold the leak.
-        if fmt != "folded" or os.path.getsize(files[0][1]):
-            check_output_valid(files[0][1], fmt)
-        for _, path in files[1:]:
-            check_output_valid(path, fmt)
+        # A file from before the batch may show nothing live (an empty folded file);
+        # the last one holds the batch.
+        for _, path in files:
+            if fmt != "folded" or os.path.getsize(path) or path == files[-1][1]:
+                check_output_valid(path, fmt)
         if fmt == "folded":
             live = [sum(v for fr, v in parse_folded(p) if fr[-1] == "leak_block")
                     if os.path.getsize(p) else 0 for _, p in files]
             grown = live[-1] - live[0]
             want = BATCHES[0] * LEAK_BYTES
-            tol = 4 * sampling_sd(BATCHES[0]) + ring_loss_bytes(err)
+            tol = sampling_tolerance(BATCHES[0]) + ring_loss_bytes(err)
             print(f"folded live on leak_block per file: {live}; grew {grown} B, leaked "
                   f"{want} B (tolerance {tol:.0f} B)", flush=True)
             if abs(grown - want) > tol:
@@ -387,13 +401,12 @@ def scen_probe_free(args, wd):
         raise Fail("the summary does not list my_free among the probed entry points")
     if any(warning in l for l in err):
         raise Fail("memspy warns of a missing --probe-free that was given")
-    # Sampled: within 4 sd of Poisson byte sampling.
+    # Sampled: within what Poisson byte sampling leaves out 1 time in 10,000.
     mean = 4096
-    p = 1 - math.exp(-POOL_BYTES / mean)
     live, got, err = pool_run(args, wd, "sampled", ["--sample-bytes", str(mean),
                                                     "--probe-free", "my_free"])
     want = live * POOL_BYTES
-    tol = 4 * POOL_BYTES * math.sqrt(live * (1 - p) / p)
+    tol = sampling_tolerance(live, POOL_BYTES, mean)
     print(f"sampled with --probe-free: memspy {got} B live on {POOL_STACK}, target "
           f"{want} B ({live} blocks); tolerance {tol:.0f} B", flush=True)
     if abs(got - want) > tol:

@@ -1446,9 +1446,10 @@ static int write_profile(const struct rec_opts *o, const struct ms_rec_table *t,
 static void interval_cut(const struct rec_opts *o, struct ms_rec_interval *iv,
 			 struct ms_rec_table *t, struct ms_symbolizer *sym,
 			 const struct ms_modules *mods, struct meter *m, struct progress *pg,
-			 uint64_t now)
+			 struct ms_probes *pr, uint64_t now)
 {
 	uint64_t cpu = self_cpu_ns(), spent;
+	struct ms_probe_stats st;
 	struct ms_afile af = {0};
 	struct ms_error err = {0};
 	int rc;
@@ -1465,7 +1466,8 @@ static void interval_cut(const struct rec_opts *o, struct ms_rec_interval *iv,
 			rc = ms_afile_commit(&af, &err);
 	}
 	spent = self_cpu_ns() - cpu;
-	ms_rec_interval_done(iv, t, now, rc == 0, &err, spent, o->quiet);
+	ms_probes_stats(pr, &st);
+	ms_rec_interval_done(iv, t, now, rc == 0, &err, spent, st.dropped, o->quiet);
 	/* hours of churn: memory for the live samples only, not every one ever freed */
 	ms_rec_table_compact(t);
 	m->cpu0 += spent;
@@ -1690,7 +1692,7 @@ int ms_rec_main(int argc, char **argv, const struct ms_rec_hooks *h)
 		now = ms_now_ns();
 		/* Just drained: what was sampled before the boundary is in the table. */
 		if (iv && now >= ms_rec_interval_end(iv)) {
-			interval_cut(&o, iv, rec.table, sym, &mods, &m, &pg, now);
+			interval_cut(&o, iv, rec.table, sym, &mods, &m, &pg, pr, now);
 			now = ms_now_ns();
 		}
 		m.busy = ev.kind != MS_EV_TIMEOUT;
@@ -1766,7 +1768,7 @@ int ms_rec_main(int argc, char **argv, const struct ms_rec_hooks *h)
 		ms_symbolizer_set_debuginfod(sym, true);
 	if (iv) {
 		/* the last interval ends here; its file is written like the others */
-		interval_cut(&o, iv, rec.table, sym, &mods, &m, &pg, start_ns + oc.wall_ns);
+		interval_cut(&o, iv, rec.table, sym, &mods, &m, &pg, pr, start_ns + oc.wall_ns);
 		goto summary;
 	}
 	rc = write_profile(&o, rec.table, sym, &mods, NULL, oc.wall_ns, 0, &m.budget, af.fp, &err);

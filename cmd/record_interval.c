@@ -35,6 +35,7 @@ struct ms_rec_interval {
 	size_t nbase, base_cap;
 	struct base total;	/* the totals when it began */
 	uint64_t prev_live;	/* live bytes at the end of the previous file (for "+X") */
+	uint64_t prev_unfollowed; /* sampled blocks not followed to their free, so far */
 	bool have_prev;
 	char *open_name;	/* the file being written */
 	/* The files written, oldest first: at most keep of them (the last one without --keep). */
@@ -357,8 +358,9 @@ static char *rotate(struct ms_rec_interval *iv, char *name)
 
 void ms_rec_interval_done(struct ms_rec_interval *iv, const struct ms_rec_table *t,
 			  uint64_t now_ns, bool written, const struct ms_error *err,
-			  uint64_t cpu_ns, bool quiet)
+			  uint64_t cpu_ns, uint64_t dropped, bool quiet)
 {
+	uint64_t unfollowed;
 	struct ms_rec_totals in, all;
 	size_t nstacks = ms_rec_table_nstacks(t);
 	char *label = interval_label(iv, now_ns), *gone = NULL;
@@ -397,6 +399,19 @@ void ms_rec_interval_done(struct ms_rec_interval *iv, const struct ms_rec_table 
 		if (err && err->hint[0])
 			fprintf(stderr, "hint: %s\n", err->hint);
 	}
+	/*
+	 * Blocks whose free memspy cannot see (the probes' pointer table in the
+	 * target, or memspy's bound on kept samples, was full) stay live in this
+	 * file and every later one: a diff would show them as growth.
+	 */
+	unfollowed = dropped + all.untracked;
+	if (!quiet && unfollowed > iv->prev_unfollowed)
+		fprintf(stderr,
+			"memspy: WARNING: %s more sampled blocks could not be followed to their "
+			"free (memspy's table of sampled pointers is full): they count as live in "
+			"this file and the later ones, and a diff shows them as growth\n",
+			ms_fmt_count(a, sizeof(a), unfollowed - iv->prev_unfollowed));
+	iv->prev_unfollowed = unfollowed;
 	free(gone);
 	free(label);
 	if (written) {

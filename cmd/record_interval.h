@@ -88,10 +88,13 @@ int ms_rec_interval_open(struct ms_rec_interval *iv, struct ms_afile *af, struct
  * committed (err says why not, when it was not). Prints where it went
  * (unless quiet), removes the oldest files beyond --keep, and starts the
  * next interval from t's figures. cpu_ns: memspy's CPU spent writing it.
+ * dropped: the probes' count so far of sampled blocks whose free cannot be
+ * seen (their in-target pointer table was full); a rise is warned of, since
+ * those blocks count as live in this file and every later one.
  */
 void ms_rec_interval_done(struct ms_rec_interval *iv, const struct ms_rec_table *t,
 			  uint64_t now_ns, bool written, const struct ms_error *err,
-			  uint64_t cpu_ns, bool quiet);
+			  uint64_t cpu_ns, uint64_t dropped, bool quiet);
 /*
  * For the progress line: " | interval N, next file in 12 s" into buf.
  * Returns buf.

@@ -59,5 +59,5 @@ done
 wait "$mpid" || echo "memspy exited $?"
 mpid=
 grep -E '^memspy: (interval|wrote)' "$work/memspy.err" | tail -3
-grep -E 'sampling mean|memspy used|writing the interval|bound' "$work/memspy.err" || true
+grep -E 'sampling mean|memspy used|writing the interval|bound|could not|WARNING|ring full' "$work/memspy.err" || true
 tail -1 "$work/target.out"

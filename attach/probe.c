@@ -759,6 +759,29 @@ bool ms_probes_in_allocator(const struct ms_probes *pr, ms_raddr_t pc)
 	return false;
 }
 
+/*
+ * Found on the unwound stack, not by scanning the copy: a scan for a stub's
+ * return address found stale ones in dead stack slots (a caller's
+ * uninitialised locals) and dropped real allocations: --exact lost every
+ * call of two of three sites of a program that keeps a local array of
+ * pointers (9,541 stops, 734 allocations reported). The unwinder stops at
+ * a stub's frame (it has no CFI), after reporting its address.
+ */
+bool ms_probes_nested_sample(struct ms_probes *pr, const ms_raddr_t *pcs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		for (size_t r = 0; r < pr->nrg; r++)
+			if (pcs[i] > pr->rg[r].base && pcs[i] <= pr->rg[r].base + MS_STUB_CODE_SIZE) {
+				pr->nested++;
+				if (pr->st.samples)
+					pr->st.samples--;
+				if (pr->ring && pr->st.ring_samples)
+					pr->st.ring_samples--;
+				return true;
+			}
+	return false;
+}
+
 size_t ms_probes_sites(const struct ms_probes *pr, const char ***names)
 {
 	size_t n = 0;

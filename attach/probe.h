@@ -160,6 +160,14 @@ size_t ms_probes_sites(const struct ms_probes *pr, const char ***names);
  * allocator's own, not its caller.
  */
 bool ms_probes_in_allocator(const struct ms_probes *pr, ms_raddr_t pc);
+/*
+ * Is this sample an allocation made inside another probed call that is
+ * being sampled (tcmalloc's valloc calls its malloc, say)? pcs are the
+ * sample's unwound return addresses above the probed entry: one of them is
+ * a stub's, only then. The outer call is reported; the inner one would
+ * count twice. It is counted, and the sample is to be dropped.
+ */
+bool ms_probes_nested_sample(struct ms_probes *pr, const ms_raddr_t *pcs, size_t n);
 void ms_probes_free(struct ms_probes *pr);
 
 #endif

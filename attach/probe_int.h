@@ -522,7 +522,6 @@ int probe_drain_all(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx);
 /* probe_traps.c: stops at a stub's int3 and forked children. */
 const struct site *probe_site_for(const struct ms_probes *pr, size_t region, int slot);
 bool probe_find_trap(const struct ms_probes *pr, ms_raddr_t addr, size_t *region, int *slot);
-bool probe_nested_call(const struct ms_probes *pr, const uint8_t *stack, size_t len);
 void probe_on_trap(struct ms_probes *pr, pid_t tid, const struct user_regs_struct *regs,
 		    size_t region, int slot, ms_alloc_event_cb cb, void *ctx);
 void probe_restore_child(struct ms_probes *pr, pid_t child);

@@ -252,10 +252,6 @@ static void emit_ring_sample(struct ms_probes *pr, size_t r, int i, ms_alloc_eve
 	ev.regs.fs_base = rd64(h, MS_H_TP);
 	ev.stack = pr->data + (size_t)i * MS_STUB_DATA_SIZE;
 	ev.stack_len = (size_t)MS_MIN(len, (uint64_t)MS_STUB_DATA_SIZE);
-	if (probe_nested_call(pr, ev.stack, ev.stack_len)) {
-		pr->nested++;
-		return;
-	}
 	pr->st.samples++;
 	pr->st.ring_samples++;
 	/* The stub's own work: the whole span minus the time inside the real function. */

@@ -52,77 +52,6 @@ bool probe_find_trap(const struct ms_probes *pr, ms_raddr_t addr, size_t *region
 	return false;
 }
 
-/*
- * Is this allocation made inside another probed call that is being sampled
- * (glibc's memalign family calls malloc for small alignments; tcmalloc's
- * valloc does too)? The outer stub's return address then sits on the copied
- * stack. The outer call is reported: the inner one would count twice.
- */
-bool probe_nested_call(const struct ms_probes *pr, const uint8_t *stack, size_t len)
-{
-	ms_raddr_t lo = UINT64_MAX, hi = 0;
-	size_t off = 0;
-
-	/*
-	 * Most stack words are nowhere near a stub: one range check over a
-	 * block of words (branch-free, so the compiler vectorises it) skips
-	 * the blocks that hold none.
-	 */
-	for (size_t r = 0; r < pr->nrg; r++) {
-		lo = MS_MIN(lo, pr->rg[r].base);
-		hi = MS_MAX(hi, pr->rg[r].base + MS_STUB_CODE_SIZE);
-	}
-	if (lo >= hi)
-		return false;
-	for (; off + 8 <= len; off += 8) {
-		uint64_t w;
-
-		if (off % 128 == 0 && off + 128 <= len) {
-			uint64_t blk[16];
-			int any = 0;
-
-			memcpy(blk, stack + off, sizeof(blk));
-			for (int k = 0; k < 16; k++)
-				any |= blk[k] - lo < hi - lo;
-			if (!any) {
-				off += 120;
-				continue;
-			}
-		}
-		memcpy(&w, stack + off, 8);
-		if (w < lo || w >= hi)
-			continue;
-		for (size_t r = 0; r < pr->nrg; r++) {
-			ms_raddr_t b = pr->rg[r].base;
-			int slot = -1;
-			const struct site *s;
-
-			if (w < b || w >= b + MS_STUB_CODE_SIZE)
-				continue;
-			if (w == b + ms_stub_ring_ret && off + 16 <= len) {
-				uint64_t sw;
-
-				/* The ring routine's slot word sits just above its return address.
-				 */
-				memcpy(&sw, stack + off + 8, 8);
-				slot = (int)(sw & 0xff);
-			}
-			for (int k = 0; k < MS_STUB_NSLOTS && slot < 0; k++)
-				if (ms_stub_desc[k].kind != MS_SK_FREE &&
-				    w == b + ms_stub_desc[k].ret)
-					slot = k;
-			/*
-			 * A --probe wrapper around malloc returns its own pointer: both
-			 * are reported, as the user asked. The malloc family is not.
-			 */
-			s = slot >= 0 && slot < MS_STUB_NSLOTS ? probe_site_for(pr, r, slot) : NULL;
-			if (s && s->fn != MS_FN_CUSTOM)
-				return true;
-		}
-	}
-	return false;
-}
-
 /* The stack mapping's end above sp (to clamp the copy), or sp + want. */
 static size_t stack_room(struct ms_probes *pr, ms_raddr_t sp, size_t want)
 {
@@ -203,10 +132,6 @@ void probe_on_trap(struct ms_probes *pr, pid_t tid, const struct user_regs_struc
 	if (!(flags & 2))
 		return;
 	refill(pr, &pr->rg[region], entry_sp);
-	if (probe_nested_call(pr, pr->buf + frame, (size_t)n - frame)) {
-		pr->nested++;
-		return;
-	}
 	ev.type = MS_AE_ALLOC;
 	ev.size = size;
 	ev.weight = probe_sample_weight(pr, size, pr->opts.sample_bytes);

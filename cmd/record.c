@@ -71,7 +71,7 @@ struct rec_opts {
 struct recorder {
 	struct ms_unwinder *unwinder;
 	struct ms_rec_table *table;
-	const struct ms_probes *probes; /* which frames are the allocator's own */
+	struct ms_probes *probes;     /* which frames are the allocator's own */
 	uint64_t alloc_events, free_events, unwind_failures, short_stacks;
 	uint64_t one_frame; /* samples whose stack is the allocator's caller alone */
 	ms_raddr_t pcs[MAX_PCS];
@@ -475,6 +475,11 @@ static void on_alloc_event(const struct ms_alloc_event *ev, void *ctx)
 	 * the allocator's too, so the leaf is the same as for a call it made
 	 * itself, sampled or exact. Return addresses: pc - 1 is in the call.
 	 */
+	/* Inside another sampled probed call: that one is reported (pcs[0] is the entry). */
+	if (r->probes && n > 1 && ms_probes_nested_sample(r->probes, r->pcs + 1, n - 1)) {
+		r->alloc_events--;
+		return;
+	}
 	skip = n > 1 ? 1 : n;
 	while (r->probes && skip + 1 < n && ms_probes_in_allocator(r->probes, r->pcs[skip] - 1))
 		skip++;

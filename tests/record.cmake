@@ -29,3 +29,11 @@ if(Python3_FOUND)
             --memspy $<TARGET_FILE:memspy> --target $<TARGET_FILE:memspy-exit-on-detach>
             --workdir ${CMAKE_CURRENT_BINARY_DIR}/exit-on-detach)
 endif()
+# Stale stub return addresses in a caller's dead stack slots are no nested call
+# (tests/e2e/exact_stale_stack.py, on memspy-top-target).
+if(Python3_FOUND)
+  ms_add_test(NAME record_exact_stale_stack TIMEOUT 180 LABELS e2e record
+    COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/e2e/exact_stale_stack.py
+            --memspy $<TARGET_FILE:memspy> --target $<TARGET_FILE:memspy-top-target>
+            --workdir ${CMAKE_CURRENT_BINARY_DIR}/exact-stale-stack)
+endif()

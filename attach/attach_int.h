@@ -71,10 +71,16 @@ int ms_diag_exited_during_attach(pid_t pid, const char *op, struct ms_error *err
 #define MS_PAGE_OFF_CURSOR 0x3f0u /* u32: quiesce.c's next slot (below the slots) */
 int ms_code_page_get(struct ms_proc *p, ms_raddr_t *page, struct ms_error *err);
 
-/* Reads a small /proc file into buf (NUL-terminated). Bytes read or -errno. */
+/* Reads a small /proc file into buf (NUL-terminated; procfs.c). Bytes read or -errno. */
 ssize_t ms_proc_read_file(const char *path, char *buf, size_t size);
 /* The value after "key:" in /proc status-like text, or NULL. Borrowed from text. */
 const char *ms_proc_status_field(const char *text, const char *key);
+/*
+ * A hex signal mask field (SigPnd, ShdPnd, SigBlk, SigCgt, ...) of
+ * /proc/PID/status, or of /proc/PID/task/TID/status when tid > 0; 0 if the
+ * file or the field is missing (procfs.c).
+ */
+uint64_t ms_procfs_status_mask(pid_t pid, pid_t tid, const char *key);
 
 /*
  * The dead man's helper (deadman.c, which says why it is built so): a child

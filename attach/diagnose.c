@@ -11,57 +11,6 @@
 #include <string.h>
 #include <unistd.h>
 
-ssize_t ms_proc_read_file(const char *path, char *buf, size_t size)
-{
-	size_t len = 0;
-	int fd;
-
-	if (!size)
-		return -EINVAL;
-	buf[0] = '\0';
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	while (len + 1 < size) {
-		ssize_t n = read(fd, buf + len, size - 1 - len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			int e = -errno;
-
-			close(fd);
-			return e;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	close(fd);
-	buf[len] = '\0';
-	return (ssize_t)len;
-}
-
-const char *ms_proc_status_field(const char *text, const char *key)
-{
-	size_t klen = strlen(key);
-	const char *line = text;
-
-	while (line && *line) {
-		if (!strncmp(line, key, klen) && line[klen] == ':') {
-			const char *v = line + klen + 1;
-
-			while (*v == ' ' || *v == '\t')
-				v++;
-			return v;
-		}
-		line = strchr(line, '\n');
-		if (line)
-			line++;
-	}
-	return NULL;
-}
-
 static void read_uids(const char *status, long uid[4])
 {
 	const char *v = ms_proc_status_field(status, "Uid");

@@ -327,40 +327,13 @@ int probe_rsyscall(struct ms_probes *pr, long nr, long a0, long a1, long a2, lon
 	return rsyscall_via(pr, true, nr, a0, a1, a2, a3, a4, a5, ret);
 }
 
-/* Parses a hex signal mask field of a /proc status file; 0 if absent. */
-uint64_t probe_status_mask(const char *path, const char *key)
-{
-	char buf[4096];
-	const char *v;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n;
-
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
-	v = strstr(buf, key);
-	if (!v)
-		return 0;
-	v += strlen(key);
-	while (*v == ':' || *v == ' ' || *v == '\t')
-		v++;
-	return strtoull(v, NULL, 16);
-}
-
 /*
  * The stubs' untraced-trap safety net is a SIGTRAP handler that is just
  * `ret`: refuse when the target handles SIGTRAP itself.
  */
 static int check_sigtrap(struct ms_probes *pr, struct ms_error *err)
 {
-	char path[96];
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pr->pid);
-	if (probe_status_mask(path, "SigCgt") & SIGBIT(SIGTRAP)) {
+	if (ms_procfs_status_mask(pr->pid, 0, "SigCgt") & SIGBIT(SIGTRAP)) {
 		ms_error_set(err, -MS_E_UNSUPPORTED,
 			     "probe: process %d handles SIGTRAP itself; memspy's probes need "
 			     "their own SIGTRAP handler",
@@ -387,8 +360,6 @@ static int check_sigtrap(struct ms_probes *pr, struct ms_error *err)
  */
 static int check_sigtrap_blocked(struct ms_probes *pr, struct ms_error *err)
 {
-	char path[96];
-
 	if (pr->ring)
 		return 0;
 	for (size_t i = 0; i < ms_proc_nthreads(pr->p); i++) {
@@ -396,8 +367,7 @@ static int check_sigtrap_blocked(struct ms_probes *pr, struct ms_error *err)
 
 		uint64_t blk;
 
-		snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pr->pid, (int)tid);
-		blk = probe_status_mask(path, "SigBlk");
+		blk = ms_procfs_status_mask(pr->pid, tid, "SigBlk");
 		/*
 		 * glibc's own signals (32, 33: thread cancellation and setxid)
 		 * cannot be blocked through pthread_sigmask or sigprocmask; only

@@ -478,8 +478,6 @@ void probe_skip_site(struct ms_probes *pr, const struct site *s, const char *fmt
 /* Runs a system call in the target (via the trampoline once it exists): 0 and *ret, or -code. */
 int probe_rsyscall(struct ms_probes *pr, long nr, long a0, long a1, long a2, long a3, long a4,
 		    long a5, long *ret);
-/* A hex signal mask field (key) of a /proc status file at path; 0 if absent. */
-uint64_t probe_status_mask(const char *path, const char *key);
 
 /* probe_sites.c: plans the entry points and refuses those a jmp cannot safely patch. */
 void probe_plan_sites(struct ms_probes *pr, const struct ms_modules *mods);

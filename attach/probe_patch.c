@@ -191,10 +191,8 @@ int probe_reclaim_leftovers(struct ms_probes *pr, struct ms_error *err)
 struct ms_ksigaction probe_sigtrap_action_now(pid_t pid)
 {
 	struct ms_ksigaction a = {0, 0, 0, 0};
-	char path[64];
 
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	if (probe_status_mask(path, "SigIgn") & SIGBIT(SIGTRAP))
+	if (ms_procfs_status_mask(pid, 0, "SigIgn") & SIGBIT(SIGTRAP))
 		a.handler = (uint64_t)(uintptr_t)SIG_IGN;
 	return a;
 }

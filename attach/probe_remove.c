@@ -28,10 +28,8 @@
 /* A SIGTRAP queued for tid, or for the whole process (ShdPnd). */
 static bool sigtrap_pending(pid_t pid, pid_t tid)
 {
-	char path[96];
-
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid, (int)tid);
-	return (probe_status_mask(path, "SigPnd") | probe_status_mask(path, "ShdPnd")) &
+	return (ms_procfs_status_mask(pid, tid, "SigPnd") |
+		ms_procfs_status_mask(pid, tid, "ShdPnd")) &
 	       SIGBIT(SIGTRAP);
 }
 

@@ -76,33 +76,15 @@ static bool image_is_ours(pid_t pid, ms_raddr_t base)
 	return ok;
 }
 
-/* Parses a hex signal mask field of a /proc status file; 0 if absent. */
-static uint64_t status_mask(const char *path, const char *key)
-{
-	char buf[4096];
-	const char *v;
-	ssize_t n = ms_proc_read_file(path, buf, sizeof(buf));
-
-	if (n <= 0)
-		return 0;
-	v = strstr(buf, key);
-	if (!v)
-		return 0;
-	v += strlen(key);
-	while (*v == ':' || *v == ' ' || *v == '\t')
-		v++;
-	return strtoull(v, NULL, 16);
-}
-
 /* Is a SIGTRAP queued for any thread of p, or for the whole process? */
 static bool sigtrap_queued(struct ms_proc *p)
 {
-	char path[96];
-
 	for (size_t i = 0; i < ms_proc_nthreads(p); i++) {
-		snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)ms_proc_pid(p),
-			 (int)ms_proc_thread(p, i));
-		if ((status_mask(path, "SigPnd") | status_mask(path, "ShdPnd")) & SIGBIT(SIGTRAP))
+		pid_t pid = ms_proc_pid(p), tid = ms_proc_thread(p, i);
+
+		if ((ms_procfs_status_mask(pid, tid, "SigPnd") |
+		     ms_procfs_status_mask(pid, tid, "ShdPnd")) &
+		    SIGBIT(SIGTRAP))
 			return true;
 	}
 	return false;

@@ -127,6 +127,9 @@ const char *ms_module_build_id_hex(const struct ms_module *m, char *buf, size_t 
  */
 int ms_open_target_file(const char *path);
 
+/* Has pid exited: gone from /proc, or a zombie (Z, X) its parent has not reaped? */
+bool ms_procfs_gone(pid_t pid);
+
 /*
  * Looks up a symbol's runtime address (bias applied) and size in m's
  * .dynsym, then .symtab, of the mapped file. Only defined FUNC, IFUNC and

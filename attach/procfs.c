@@ -82,3 +82,16 @@ uint64_t ms_procfs_status_mask(pid_t pid, pid_t tid, const char *key)
 	v = ms_proc_status_field(buf, key);
 	return v ? strtoull(v, NULL, 16) : 0;
 }
+
+bool ms_procfs_gone(pid_t pid)
+{
+	char path[64], buf[512];
+	const char *c;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (ms_proc_read_file(path, buf, sizeof(buf)) <= 0)
+		return true;
+	/* "pid (comm) S ...": the name may hold anything, ')' included; the last one ends it. */
+	c = strrchr(buf, ')');
+	return !c || c[1] != ' ' || c[2] == 'Z' || c[2] == 'X';
+}

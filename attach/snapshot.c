@@ -520,18 +520,6 @@ static void kill_child(struct ms_snapshot *s)
 	s->tracer_reaped = true;
 }
 
-static bool dead_or_zombie(pid_t pid)
-{
-	char path[64], buf[512];
-	const char *c;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if (ms_proc_read_file(path, buf, sizeof(buf)) <= 0)
-		return true;
-	c = strrchr(buf, ')');
-	return !c || c[1] != ' ' || c[2] == 'Z' || c[2] == 'X';
-}
-
 /*
  * The dead child is now a zombie child of the target (its exit signal is 0,
  * so the target got no SIGCHLD and its wait()/waitpid() without __WALL
@@ -546,7 +534,7 @@ static int reap_in_target(struct ms_proc *p, pid_t ns_pid, ms_raddr_t page)
 	pid_t tid;
 
 	/* A target that exited left its children to init, which reaps them. */
-	if (ns_pid <= 0 || ms_proc_exited(p, NULL) || dead_or_zombie(ms_proc_pid(p)))
+	if (ns_pid <= 0 || ms_proc_exited(p, NULL) || ms_procfs_gone(ms_proc_pid(p)))
 		return 0;
 	tid = ms_proc_plain_stopped_thread(p);
 	for (size_t i = 0; tid < 0 && i < ms_proc_nthreads(p) && i < 4; i++) {
@@ -578,7 +566,7 @@ static int reap_in_target(struct ms_proc *p, pid_t ns_pid, ms_raddr_t page)
 		usleep(1000); /* not a zombie yet: the kill is still in flight */
 	}
 out:
-	if (rc && !dead_or_zombie(ms_proc_pid(p)))
+	if (rc && !ms_procfs_gone(ms_proc_pid(p)))
 		ms_warn("snapshot: the snapshot child %d may stay a zombie of process %d until it "
 			"exits: wait4 in the target failed: %s",
 			(int)ns_pid, (int)ms_proc_pid(p), ms_strerror(rc));
@@ -618,7 +606,7 @@ static void guard_died(void *st)
 		return;
 	ms_log_verbosity = MS_LOG_ERROR;
 	/* The kernel's SIGKILL is on its way: wait (bounded) until the child is a zombie. */
-	for (int i = 0; i < 2000 && !dead_or_zombie(g->pid); i++)
+	for (int i = 0; i < 2000 && !ms_procfs_gone(g->pid); i++)
 		usleep(1000);
 	if (ms_proc_seize(g->target, NULL, &p, NULL) == 0) {
 		reap_in_target(p, g->ns_pid, find_page(p, false));

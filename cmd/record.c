@@ -489,35 +489,15 @@ static void on_alloc_event(const struct ms_alloc_event *ev, void *ctx)
 			 ev->tid);
 }
 
-/* Has pid exited (gone, or a zombie its parent has not reaped)? */
-static bool process_gone_now(pid_t pid)
-{
-	char path[64], buf[256], *paren;
-	ssize_t got;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT || errno == ESRCH;
-	got = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (got <= 0)
-		return true;
-	buf[got] = 0;
-	paren = strrchr(buf, ')');
-	return paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X');
-}
-
 /*
- * The same, allowing a process that is exiting a moment to finish: its
+ * Has pid exited, allowing a process that is exiting a moment to finish: its
  * memory is released (reads of it fail with ESRCH) before its state
  * becomes Z. Only asked when a read of the process failed.
  */
 static bool process_gone(pid_t pid)
 {
 	for (int i = 0; i < 40; i++) {
-		if (process_gone_now(pid))
+		if (ms_procfs_gone(pid))
 			return true;
 		usleep(5000);
 	}

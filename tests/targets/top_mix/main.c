@@ -12,6 +12,7 @@
  * "selfcheck ok" (exit 0) or "selfcheck FAILED: why" (exit 1).
  */
 #include "sites.h"
+#include "../common/handshake.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -58,21 +59,6 @@ NOINLINE static void *top_worker(void *arg)
 	return NULL;
 }
 
-static int tracer_pid(void)
-{
-	char line[256];
-	int tp = -1;
-	FILE *f = fopen("/proc/self/status", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "TracerPid: %d", &tp) == 1)
-			break;
-	fclose(f);
-	return tp;
-}
-
 int main(int argc, char **argv)
 {
 	pthread_t t;
@@ -107,8 +93,8 @@ int main(int argc, char **argv)
 		printf("selfcheck FAILED: %ld kept blocks intact of %ld\n", n, kept);
 		return 1;
 	}
-	if (tracer_pid() != 0) {
-		printf("selfcheck FAILED: still traced (TracerPid %d)\n", tracer_pid());
+	if (hs_tracer_pid() != 0) {
+		printf("selfcheck FAILED: still traced (TracerPid %d)\n", hs_tracer_pid());
 		return 1;
 	}
 	/* once more after memspy left: the allocator works untraced */

@@ -14,14 +14,9 @@ a round at each end); sampled: every site is present.
 import argparse
 import os
 import subprocess
-import sys
 
-SKIP = 77
-
-
-def fail(msg):
-    print("FAIL: " + msg, file=sys.stderr)
-    sys.exit(1)
+import mstest
+from mstest import fail
 
 
 def per_site(path):
@@ -42,45 +37,36 @@ def main():
     ap.add_argument("--workdir", required=True)
     a = ap.parse_args()
     os.makedirs(a.workdir, exist_ok=True)
-    t = subprocess.Popen([a.target, "mix"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         text=True)
-    try:
-        if not t.stdout.readline().startswith("ready"):
-            fail("the target did not say ready")
-        expect = {}
-        for _ in range(3):
-            _, name, nbytes, nallocs = t.stdout.readline().split()
-            expect[name] = (int(nbytes), int(nallocs))
-        for mode, extra in (("exact", ["--exact", "--count"]), ("sampled", ["-s", "4k"])):
-            out = os.path.join(a.workdir, mode + ".folded")
-            p = subprocess.run([a.memspy, "record", "--pid", str(t.pid), "-d", "1", "-o", out]
-                               + extra, capture_output=True, text=True, timeout=120)
-            if "Operation not permitted" in p.stderr and "attach" in p.stderr:
-                print("SKIP: ptrace not permitted here", file=sys.stderr)
-                sys.exit(SKIP)
-            if p.returncode != 0:
-                fail("%s: memspy exited %d:\n%s" % (mode, p.returncode, p.stderr))
-            got = per_site(out)
-            print("%s: %s (target per round: %s)" % (mode, got, expect))
-            missing = [s for s in expect if not got.get(s)]
-            if missing:
-                fail("%s: no allocation from %s" % (mode, ", ".join(missing)))
-            if mode == "exact":
-                rounds = got["top_site_big"] / expect["top_site_big"][1]
-                for s, (_, n) in expect.items():
-                    if abs(got[s] - rounds * n) > n:
-                        fail("exact: %s made %d allocations, %.0f rounds of %d expected" %
-                             (s, got[s], rounds, n))
-        t.stdin.write("stop\n")
-        t.stdin.flush()
-        if t.wait(timeout=60) != 0:
-            fail("the target's self-check failed")
-        print("PASS: every site of memspy-top-target, exact and sampled")
-    finally:
-        if t.poll() is None:
-            t.kill()
-            t.wait()
-
+    t = mstest.spawn([a.target, "mix"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                     text=True)
+    if not t.stdout.readline().startswith("ready"):
+        fail("the target did not say ready")
+    expect = {}
+    for _ in range(3):
+        _, name, nbytes, nallocs = t.stdout.readline().split()
+        expect[name] = (int(nbytes), int(nallocs))
+    for mode, extra in (("exact", ["--exact", "--count"]), ("sampled", ["-s", "4k"])):
+        out = os.path.join(a.workdir, mode + ".folded")
+        p = mstest.run([a.memspy, "record", "--pid", str(t.pid), "-d", "1", "-o", out] + extra,
+                       skip_unpermitted=True)
+        if p.returncode != 0:
+            fail("%s: memspy exited %d:\n%s" % (mode, p.returncode, p.stderr))
+        got = per_site(out)
+        print("%s: %s (target per round: %s)" % (mode, got, expect))
+        missing = [s for s in expect if not got.get(s)]
+        if missing:
+            fail("%s: no allocation from %s" % (mode, ", ".join(missing)))
+        if mode == "exact":
+            rounds = got["top_site_big"] / expect["top_site_big"][1]
+            for s, (_, n) in expect.items():
+                if abs(got[s] - rounds * n) > n:
+                    fail("exact: %s made %d allocations, %.0f rounds of %d expected" %
+                         (s, got[s], rounds, n))
+    t.stdin.write("stop\n")
+    t.stdin.flush()
+    if t.wait(timeout=60) != 0:
+        fail("the target's self-check failed")
+    print("PASS: every site of memspy-top-target, exact and sampled")
 
 if __name__ == "__main__":
-    main()
+    mstest.main(main)

@@ -14,11 +14,11 @@ A thread that really blocks SIGTRAP is still refused (sigblock_* tests).
 import argparse
 import os
 import subprocess
-import sys
 import tempfile
 import time
 
-SKIP = 77
+import mstest
+from mstest import Skip, fail
 PY = "/usr/bin/python3"
 LOOP = r"""
 import threading, sys
@@ -32,11 +32,6 @@ while True:
 """
 
 
-def fail(msg):
-    print("FAIL: " + msg, file=sys.stderr)
-    sys.exit(1)
-
-
 def dispositions(pid):
     with open("/proc/%d/status" % pid) as f:
         return [l for l in f if l.startswith(("SigIgn", "SigCgt"))]
@@ -47,9 +42,8 @@ def main():
     ap.add_argument("--memspy", required=True)
     a = ap.parse_args()
     if not os.path.exists(PY):
-        print("SKIP: no %s" % PY, file=sys.stderr)
-        sys.exit(SKIP)
-    t = subprocess.Popen([PY, "-c", LOOP], stdout=subprocess.PIPE, text=True)
+        raise Skip("no %s" % PY)
+    t = mstest.spawn([PY, "-c", LOOP], stdout=subprocess.PIPE, text=True)
     d = tempfile.mkdtemp(prefix="memspy-exact-")
     try:
         if t.stdout.readline().strip() != "READY":
@@ -58,11 +52,8 @@ def main():
         before = dispositions(t.pid)
         for r in range(5):
             out = os.path.join(d, "x%d.folded" % r)
-            p = subprocess.run([a.memspy, "record", "--exact", "--pid", str(t.pid), "-d", "1",
-                                "-o", out], capture_output=True, text=True, timeout=120)
-            if "Operation not permitted" in p.stderr and "attach" in p.stderr:
-                print("SKIP: ptrace not permitted here", file=sys.stderr)
-                sys.exit(SKIP)
+            p = mstest.run([a.memspy, "record", "--exact", "--pid", str(t.pid), "-d", "1",
+                            "-o", out], skip_unpermitted=True)
             if p.returncode != 0:
                 fail("round %d: memspy record --exact exited %d:\n%s" %
                      (r, p.returncode, p.stderr))
@@ -78,12 +69,10 @@ def main():
             fail("python3's signal dispositions changed: %s -> %s" % (before, after))
         print("PASS: 5 exact recordings of python3 starting threads")
     finally:
-        t.kill()
-        t.wait()
         for f in os.listdir(d):
             os.unlink(os.path.join(d, f))
         os.rmdir(d)
 
 
 if __name__ == "__main__":
-    main()
+    mstest.main(main)

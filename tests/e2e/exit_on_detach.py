@@ -12,14 +12,9 @@ found no process). Five rounds: the race is won by the target in most.
 import argparse
 import os
 import subprocess
-import sys
 
-SKIP = 77
-
-
-def fail(msg):
-    print("FAIL: " + msg, file=sys.stderr)
-    sys.exit(1)
+import mstest
+from mstest import fail
 
 
 def main():
@@ -31,22 +26,14 @@ def main():
     os.makedirs(a.workdir, exist_ok=True)
     raced = 0
     for r in range(5):
-        t = subprocess.Popen([a.target], stdout=subprocess.PIPE, text=True)
-        try:
-            if not t.stdout.readline().startswith("READY"):
-                fail("the target did not say READY")
-            out = os.path.join(a.workdir, "r%d.folded" % r)
-            p = subprocess.run([a.memspy, "record", "--pid", str(t.pid), "-d", "1", "-o", out],
-                               capture_output=True, text=True, timeout=120)
-            if "Operation not permitted" in p.stderr and "attach" in p.stderr:
-                print("SKIP: ptrace not permitted here", file=sys.stderr)
-                sys.exit(SKIP)
-            if t.wait(timeout=60) != 0:
-                fail("round %d: the target exited %d" % (r, t.returncode))
-        finally:
-            if t.poll() is None:
-                t.kill()
-                t.wait()
+        t = mstest.spawn([a.target], stdout=subprocess.PIPE, text=True)
+        if not t.stdout.readline().startswith("READY"):
+            fail("the target did not say READY")
+        out = os.path.join(a.workdir, "r%d.folded" % r)
+        p = mstest.run([a.memspy, "record", "--pid", str(t.pid), "-d", "1", "-o", out],
+                       skip_unpermitted=True)
+        if t.wait(timeout=60) != 0:
+            fail("round %d: the target exited %d" % (r, t.returncode))
         if p.returncode != 0:
             fail("round %d: memspy exited %d for a complete recording:\n%s" %
                  (r, p.returncode, p.stderr))
@@ -60,4 +47,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    mstest.main(main)

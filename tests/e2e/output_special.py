@@ -15,16 +15,10 @@ import argparse
 import json
 import os
 import stat
-import subprocess
-import sys
 import threading
 
-SKIP = 77
-
-
-def fail(msg):
-    print("FAIL: " + msg, file=sys.stderr)
-    sys.exit(1)
+import mstest
+from mstest import fail
 
 
 def through_fifo(fifo, argv):
@@ -36,15 +30,12 @@ def through_fifo(fifo, argv):
 
     th = threading.Thread(target=reader, daemon=True)
     th.start()
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    p = mstest.run(argv, skip_unpermitted=True)
     if p.returncode != 0 and not got:
         # Unblock the reader if memspy never opened the FIFO.
         fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
         os.close(fd)
     th.join(timeout=30)
-    if "Operation not permitted" in p.stderr and "attach" in p.stderr:
-        print("SKIP: ptrace not permitted here", file=sys.stderr)
-        sys.exit(SKIP)
     if p.returncode != 0:
         fail("%s exited %d:\n%s" % (" ".join(argv), p.returncode, p.stderr))
     if not stat.S_ISFIFO(os.lstat(fifo).st_mode):
@@ -62,7 +53,7 @@ def main():
     if os.path.lexists(fifo):
         os.unlink(fifo)
     os.mkfifo(fifo)
-    t = subprocess.Popen(["sleep", "120"])
+    t = mstest.spawn(["sleep", "120"])
     try:
         data = through_fifo(fifo, [a.memspy, "dump", "--pid", str(t.pid), "--json", "-o", fifo])
         doc = json.loads(data.decode())
@@ -75,10 +66,8 @@ def main():
         print("PASS: dump JSON (%d B) and a folded recording (%d B) through a FIFO, "
               "which stayed a FIFO" % (len(doc and json.dumps(doc)), len(data)))
     finally:
-        t.kill()
-        t.wait()
         os.unlink(fifo)
 
 
 if __name__ == "__main__":
-    main()
+    mstest.main(main)

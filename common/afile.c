@@ -67,12 +67,14 @@ static int remove_stale_tmp(const char *path)
 int ms_afile_open(struct ms_afile *af, const char *path, struct ms_error *err)
 {
 	struct stat st;
+	bool exists;
 	int fd, e;
 
 	memset(af, 0, sizeof(*af));
 	if (!path || !*path)
 		return ms_error_set(err, -EINVAL, "output: empty file name");
-	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+	exists = stat(path, &st) == 0;
+	if (exists && S_ISDIR(st.st_mode)) {
 		ms_error_set(err, -EISDIR, "output: %s is a directory", path);
 		ms_error_hint(err, "name a file, e.g. -o %s/memspy.svg", path);
 		return -EISDIR;
@@ -83,7 +85,7 @@ int ms_afile_open(struct ms_afile *af, const char *path, struct ms_error *err)
 	 * (run as root, `-o /dev/null` left the machine without /dev/null).
 	 * Nothing to make atomic there, and nothing to remove on failure.
 	 */
-	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+	if (exists && !S_ISREG(st.st_mode)) {
 		fd = open(path, O_WRONLY | O_NOCTTY | O_CLOEXEC);
 		if (fd < 0) {
 			e = errno;

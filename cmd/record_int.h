@@ -89,6 +89,8 @@ struct ms_rec_cost {
 	uint64_t polls;		/* iterations of record's loop */
 	uint64_t idle_polls;	/* of those, iterations that delivered nothing */
 	uint64_t idle_cpu_ns;	/* memspy's CPU in the idle iterations */
+	uint64_t upkeep_ns;	/* memspy's CPU in upkeep that samples do not drive: budget
+				 * readings, the progress line, module refreshes, a view's hook */
 };
 
 /*

@@ -400,7 +400,7 @@ double ms_rec_budget_floor(const struct ms_rec_budget *b, const struct ms_rec_co
 
 	if (b->floor_poll_hz > 0 && slowest < polls)
 		polls = slowest;
-	floor = ms_rec_budget_floor_per_poll(to) * polls;
+	floor = ms_rec_budget_floor_per_poll(to) * polls + delta(to->upkeep_ns, from->upkeep_ns);
 	return floor < self ? floor : self;
 }
 
@@ -408,7 +408,7 @@ void ms_rec_budget_parts(const struct ms_rec_budget *b, const struct ms_rec_cost
 			 const struct ms_rec_cost *to, struct ms_rec_cost_parts *out)
 {
 	struct ms_rec_cost_parts r = {0};
-	double wall = delta(to->wall_ns, from->wall_ns), busy, share, sampling, expected;
+	double wall = delta(to->wall_ns, from->wall_ns), busy, share, sampling, expected, extra;
 
 	r.target_cpu = delta(to->target_cpu_ns, from->target_cpu_ns);
 	r.in_probes = delta(to->stopped_ns, from->stopped_ns) + delta(to->stub_ns, from->stub_ns);
@@ -423,9 +423,15 @@ void ms_rec_budget_parts(const struct ms_rec_budget *b, const struct ms_rec_cost
 		expected = b->base_delay_per_cpu >= 0 ? b->base_delay_per_cpu * r.target_cpu
 						      : b->base_delay_per_wall * wall;
 		r.extra_delay = delta(to->run_delay_ns, from->run_delay_ns) - expected;
-		/* Measured: what the target did not wait longer for cannot have slowed it. */
-		if (r.competing > r.extra_delay)
-			r.competing = r.extra_delay > 0 ? r.extra_delay : 0;
+		/*
+		 * Measured: what the target did not wait longer for cannot have
+		 * slowed it; and of what it did wait longer, sampling caused the
+		 * share its CPU has of memspy's (the fixed part, polling and
+		 * upkeep, makes the target wait as much with no sample at all).
+		 */
+		extra = r.extra_delay > 0 && r.self > 0 ? r.extra_delay * sampling / r.self : 0;
+		if (r.competing > extra)
+			r.competing = extra;
 	} else {
 		r.extra_delay = NAN;
 	}

@@ -1,6 +1,6 @@
 # The overhead budget of `memspy record` (--max-overhead): the controller on
 # synthetic readings (no ptrace), then real recordings of real targets
-# (tests/e2e/record_budget.py): accuracy across several changes of the mean,
+# (tests/e2e/record_budget.py): accuracy across changes of the mean,
 # the tight-loop case widening, --max-overhead off, --exact, option errors.
 add_executable(record_budget_test ${CMAKE_CURRENT_LIST_DIR}/e2e/record_budget_test.c
                                   ${PROJECT_SOURCE_DIR}/cmd/record_samples.c)

@@ -114,8 +114,11 @@ NOINLINE static uint64_t render(struct session *s, uint32_t *seed)
 			cap *= 2;
 			out = realloc(out, cap);
 		}
-		memcpy(out + n, s->body + (n % s->len), 64);
-		n += 64;
+		/* The last piece is short: never read past the body. */
+		size_t piece = s->len - n < 64 ? s->len - n : 64;
+
+		memcpy(out + n, s->body + n, piece);
+		n += piece;
 	}
 	for (size_t i = 0; i < n; i += 97)
 		h += (unsigned char)out[i];

@@ -38,9 +38,12 @@ def check_total(folded, stack, actual, lo, hi):
 
 
 def scen_accuracy(args, wd):
-    # A budget far below what sampling at 4 KiB costs: the mean must widen
-    # several times, and samples taken under each mean must carry its weight,
-    # so that shares and totals still match what the target made. The budget
+    # A budget far below what sampling at 4 KiB costs: the mean must widen,
+    # and samples taken under each mean must carry its weight, so that shares
+    # and totals still match what the target made. One change is enough to
+    # mix two means (a sample weighted with the old mean after it would move
+    # the total by the ratio of the two); how many more the controller makes
+    # depends on the machine's load, which the test does not control. The budget
     # is not tiny: it decides how many samples there are, and the shares need
     # a few thousand (memspy under ASan costs ~150 us per sample).
     out = os.path.join(wd, "acc.folded")
@@ -48,8 +51,8 @@ def scen_accuracy(args, wd):
                             ["--sample-bytes", "4k", "--max-overhead", BUDGET, "-v"], out)
     changes = [m.groups() for m in map(WIDENED.search, err) if m]
     print(f"widenings: {changes}", flush=True)
-    if len(changes) < 2:
-        raise Fail(f"expected several widenings of the mean, saw {len(changes)}")
+    if not changes:
+        raise Fail("expected the mean to widen from 4 KiB, it never changed")
     line = summary_line(err, "sampling mean ")  # widened, or narrowed back: either way
     if f"{BUDGET} budget" not in line:
         raise Fail(f"the summary does not name the budget: {line!r}")

@@ -131,6 +131,34 @@ int ms_open_target_file(const char *path);
 bool ms_procfs_gone(pid_t pid);
 
 /*
+ * The CPU time a process's threads ran and the time they waited for a CPU,
+ * in ns, from each thread's /proc/PID/task/TID/schedstat (exact, where
+ * /proc/PID/stat counts in clock ticks: 10 ms, as much as a light process
+ * uses in a third of a second). The totals only grow: each reading adds, per
+ * thread, what it ran and waited since the previous reading (the whole of
+ * it for a thread born since), so a thread that exits takes nothing with it
+ * (only its last partial interval is not seen).
+ */
+struct ms_sched_thread {
+	pid_t tid;
+	uint64_t run_ns, wait_ns;
+};
+struct ms_sched_account {
+	uint64_t run_ns, wait_ns;     /* totals since the first reading */
+	struct ms_sched_thread *t;    /* the last reading, sorted by tid */
+	size_t n, cap;
+	unsigned readings;
+};
+/*
+ * One reading of pid's threads into a. 0; -ENOENT when no thread could be
+ * read (the process is gone, or the kernel has no schedstats); -E2BIG when
+ * it has more than max_threads threads (reading them all would cost more
+ * than it tells): a stays as it was.
+ */
+int ms_sched_account_read(struct ms_sched_account *a, pid_t pid, size_t max_threads);
+void ms_sched_account_free(struct ms_sched_account *a);
+
+/*
  * Looks up a symbol's runtime address (bias applied) and size in m's
  * .dynsym, then .symtab, of the mapped file. Only defined FUNC, IFUNC and
  * OBJECT symbols count. 0, or -MS_E_NOT_FOUND.

@@ -5,11 +5,13 @@
  * text, and the signal masks of a process's or a thread's status. Every
  * reader of /proc/PID/status and /proc/PID/task/TID/status in attach/ goes
  * through here, so a kernel quirk (a field that moves, a file larger than
- * a page) is handled once. The maps parser stays in maps.c (it has its own
+ * a page) is handled once; and the threads' scheduler accounting
+ * (schedstat), summed per thread so that exits do not move the totals. The maps parser stays in maps.c (it has its own
  * fuzzer and torn-read handling).
  */
 #include "attach/attach_int.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -94,4 +96,77 @@ bool ms_procfs_gone(pid_t pid)
 	/* "pid (comm) S ...": the name may hold anything, ')' included; the last one ends it. */
 	c = strrchr(buf, ')');
 	return !c || c[1] != ' ' || c[2] == 'Z' || c[2] == 'X';
+}
+
+static int sched_thread_cmp(const void *a, const void *b)
+{
+	pid_t x = ((const struct ms_sched_thread *)a)->tid, y = ((const struct ms_sched_thread *)b)->tid;
+
+	return (x > y) - (x < y);
+}
+
+int ms_sched_account_read(struct ms_sched_account *a, pid_t pid, size_t max_threads)
+{
+	struct ms_sched_thread *now = NULL, *prev;
+	size_t n = 0, cap = 0;
+	char path[96], buf[128];
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return -ENOENT;
+	while ((de = readdir(d))) {
+		unsigned long long run, wait;
+		char *end;
+		long tid = strtol(de->d_name, &end, 10);
+
+		if (*end || tid <= 0)
+			continue;
+		if (n == max_threads) {
+			closedir(d);
+			free(now);
+			return -E2BIG;
+		}
+		snprintf(path, sizeof(path), "/proc/%d/task/%ld/schedstat", (int)pid, tid);
+		if (ms_proc_read_file(path, buf, sizeof(buf)) <= 0 ||
+		    sscanf(buf, "%llu %llu", &run, &wait) != 2)
+			continue; /* exited meanwhile */
+		if (n == cap) {
+			cap = cap ? 2 * cap : 16;
+			now = ms_xrealloc(now, cap * sizeof(*now));
+		}
+		now[n++] = (struct ms_sched_thread){(pid_t)tid, run, wait};
+	}
+	closedir(d);
+	if (!n) {
+		free(now);
+		return -ENOENT;
+	}
+	qsort(now, n, sizeof(*now), sched_thread_cmp);
+	for (size_t i = 0; i < n; i++) {
+		prev = a->readings ? bsearch(&now[i], a->t, a->n, sizeof(*a->t), sched_thread_cmp)
+				   : NULL;
+		/* A tid reused by a new thread reads lower than the old one had: all of it is new. */
+		if (prev && now[i].run_ns >= prev->run_ns && now[i].wait_ns >= prev->wait_ns) {
+			a->run_ns += now[i].run_ns - prev->run_ns;
+			a->wait_ns += now[i].wait_ns - prev->wait_ns;
+		} else {
+			a->run_ns += now[i].run_ns;
+			a->wait_ns += now[i].wait_ns;
+		}
+	}
+	free(a->t);
+	a->t = now;
+	a->n = n;
+	a->cap = cap;
+	a->readings++;
+	return 0;
+}
+
+void ms_sched_account_free(struct ms_sched_account *a)
+{
+	free(a->t);
+	*a = (struct ms_sched_account){0};
 }

@@ -525,6 +525,9 @@ struct meter {
 	bool set_failed; /* the engine refused a new mean: the budget stands down */
 	bool delay_unread; /* the target's run delay could not be read: not measured */
 	uint64_t last_delay;
+	struct ms_sched_account sched; /* the target's threads: CPU and run delay, exact */
+	bool sched_ticks;	       /* too many threads: CPU from /proc/PID/stat's ticks */
+	uint64_t ticks_offset;	       /* added to the ticks, to go on from sched's total */
 	struct ms_rec_cost last; /* the latest budget reading */
 };
 
@@ -577,52 +580,6 @@ static uint64_t target_cpu_ns(pid_t pid, long clk_tck)
 	return (ut + st) * (1000000000ull / (uint64_t)clk_tck);
 }
 
-/*
- * Summed run delay of the target's threads (/proc/PID/task/TID/schedstat,
- * second field: ns spent runnable, waiting for a CPU). Threads that exited
- * take their delay with them: the caller keeps the largest reading. 0 or
- * -1 (unreadable: no schedstats in this kernel, too many threads).
- */
-static int target_run_delay_ns(pid_t pid, uint64_t *out)
-{
-	char path[96], buf[128];
-	struct dirent *de;
-	uint64_t sum = 0;
-	size_t n = 0;
-	DIR *d;
-
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-	d = opendir(path);
-	if (!d)
-		return -1;
-	while ((de = readdir(d))) {
-		unsigned long long run, wait;
-		ssize_t len;
-		int fd;
-
-		if (de->d_name[0] < '0' || de->d_name[0] > '9')
-			continue;
-		if (++n > RUN_DELAY_MAX_THREADS)
-			break;
-		snprintf(path, sizeof(path), "/proc/%d/task/%.20s/schedstat", (int)pid, de->d_name);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			continue; /* exited meanwhile */
-		len = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
-		if (len <= 0)
-			continue;
-		buf[len] = '\0';
-		if (sscanf(buf, "%llu %llu", &run, &wait) == 2)
-			sum += wait;
-	}
-	closedir(d);
-	if (n > RUN_DELAY_MAX_THREADS || !n)
-		return -1;
-	*out = sum;
-	return 0;
-}
-
 /* The machine's non-idle CPU time over all CPUs, from /proc/stat's first line; 0 if unreadable. */
 static uint64_t machine_busy_cpu_ns(long clk_tck)
 {
@@ -650,44 +607,82 @@ static uint64_t machine_busy_cpu_ns(long clk_tck)
  */
 static bool measure_baseline(pid_t pid, struct baseline *bl)
 {
-	long clk = sysconf(_SC_CLK_TCK);
-	uint64_t d0, d1, c0, c1, t0, t1;
+	struct ms_sched_account a = {0};
+	uint64_t d0, c0, t0, t1;
 
 	*bl = (struct baseline){.delay_per_cpu = -1, .delay_per_wall = -1};
-	if (clk <= 0)
-		clk = 100;
-	if (target_run_delay_ns(pid, &d0))
+	if (ms_sched_account_read(&a, pid, RUN_DELAY_MAX_THREADS))
 		return true;
-	c0 = target_cpu_ns(pid, clk);
+	d0 = a.wait_ns;
+	c0 = a.run_ns;
 	t0 = ms_now_ns();
 	while ((t1 = ms_now_ns()) - t0 < BASELINE_NS) {
 		struct timespec ts = {0, 25000000};
 
-		if (ms_signals_stop_requested())
+		if (ms_signals_stop_requested()) {
+			ms_sched_account_free(&a);
 			return false;
+		}
 		nanosleep(&ts, NULL);
 	}
-	if (target_run_delay_ns(pid, &d1))
+	if (ms_sched_account_read(&a, pid, RUN_DELAY_MAX_THREADS)) {
+		ms_sched_account_free(&a);
 		return true;
-	c1 = target_cpu_ns(pid, clk);
+	}
 	bl->measured = true;
 	bl->wall_ns = t1 - t0;
-	bl->target_cpu_ns = c1 > c0 ? c1 - c0 : 0;
-	bl->delay_ns = d1 > d0 ? d1 - d0 : 0;
+	bl->target_cpu_ns = a.run_ns - c0;
+	bl->delay_ns = a.wait_ns - d0;
+	ms_sched_account_free(&a);
 	bl->delay_per_wall = (double)bl->delay_ns / (double)bl->wall_ns;
 	if (bl->target_cpu_ns >= BASELINE_MIN_CPU_NS)
 		bl->delay_per_cpu = (double)bl->delay_ns / (double)bl->target_cpu_ns;
 	return true;
 }
 
+/*
+ * The target's CPU time and run delay, as totals that only grow: exact from
+ * its threads' schedstat; past RUN_DELAY_MAX_THREADS threads (or without
+ * schedstats), its CPU from /proc/PID/stat's ticks, going on from the exact
+ * total, and the run delay no longer measured.
+ */
+static void meter_target(struct meter *m, uint64_t *cpu, uint64_t *delay)
+{
+	uint64_t ticks;
+
+	if (!m->sched_ticks) {
+		int rc = ms_sched_account_read(&m->sched, m->pid, RUN_DELAY_MAX_THREADS);
+
+		if (!rc) {
+			*cpu = m->sched.run_ns;
+			*delay = m->sched.wait_ns;
+			return;
+		}
+		if (rc == -ENOENT && ms_procfs_gone(m->pid)) {
+			*cpu = m->last_target_cpu; /* exited: nothing more to read */
+			*delay = m->last_delay;
+			return;
+		}
+		m->sched_ticks = true;
+		m->delay_unread = true; /* and the budget stops comparing it with the baseline: */
+		m->budget.base_delay_per_cpu = m->budget.base_delay_per_wall = -1;
+		ticks = target_cpu_ns(m->pid, m->clk_tck);
+		m->ticks_offset = m->sched.run_ns > ticks ? m->sched.run_ns - ticks : 0;
+	}
+	ticks = target_cpu_ns(m->pid, m->clk_tck);
+	*cpu = ticks ? ticks + m->ticks_offset : 0;
+	*delay = m->last_delay;
+}
+
 static void meter_reading(struct meter *m, struct ms_probes *pr, struct ms_rec_cost *c)
 {
 	struct ms_probe_stats st;
-	uint64_t tcpu = target_cpu_ns(m->pid, m->clk_tck), delay = 0;
+	uint64_t tcpu, delay;
 
+	meter_target(m, &tcpu, &delay);
 	if (tcpu > m->last_target_cpu)
 		m->last_target_cpu = tcpu;
-	if (!m->delay_unread && target_run_delay_ns(m->pid, &delay) == 0 && delay > m->last_delay)
+	if (!m->delay_unread && delay > m->last_delay)
 		m->last_delay = delay;
 	ms_probes_stats(pr, &st);
 	*c = (struct ms_rec_cost){
@@ -1808,6 +1803,7 @@ out:
 	ms_unwinder_free(rec.unwinder);
 	ms_rec_table_free(rec.table);
 	ms_modules_free(&mods);
+	ms_sched_account_free(&m.sched);
 	free(verify_note);
 	opts_free(&o);
 	return ret;

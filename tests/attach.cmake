@@ -9,7 +9,7 @@ endforeach()
 ms_add_test(NAME attach_cli TIMEOUT 120
             COMMAND attach_driver cli $<TARGET_FILE:attach_threads> $<TARGET_FILE:memspy>
             LABELS attach e2e)
-foreach(_t test_maps test_attach_diag)
+foreach(_t test_maps test_attach_diag test_sched_account)
   add_executable(${_t} ${CMAKE_CURRENT_LIST_DIR}/unit/${_t}.c)
   target_link_libraries(${_t} PRIVATE ms_attach ms_common ms_testlib)
   ms_add_test(NAME ${_t} TIMEOUT 30 COMMAND ${_t} LABELS attach unit)

@@ -842,8 +842,8 @@ static void progress_clear(struct progress *pg)
 /* ------------------------------ the profile ------------------------------ */
 
 /*
- * Builds the profile from the table: each distinct PC symbolised once (the
- * symboliser caches), frames root first, the values of the chosen view.
+ * Builds the profile from the table: each stack's frames (ms_rec_frames,
+ * each distinct PC symbolised once), the values of the chosen view.
  *
  * Sampled counts are estimates with fractions. Each stack gets the rounded
  * running total minus what the stacks before it got, so the stacks add up
@@ -863,7 +863,7 @@ static void build_profile(struct ms_profile *prof, const struct ms_rec_table *t,
 
 	for (size_t i = 0; i < ms_rec_table_nstacks(t); i++) {
 		struct ms_rec_stack s;
-		size_t n = 0;
+		size_t n;
 		uint64_t bytes, count, alloc_count;
 
 		if (iv) /* allocated: in this interval; live: since the recording began */
@@ -880,34 +880,9 @@ static void build_profile(struct ms_profile *prof, const struct ms_rec_table *t,
 		given_alloc += alloc_count;
 		if (o->live && !bytes && !count && !s.bytes && !alloc_count)
 			continue;
-		/* pcs are innermost first; frames must be outermost first. */
-		for (size_t k = s.npcs; k-- > 0;) {
-			const struct ms_sym_frame *sf = NULL;
-			size_t nsf = 0;
-
-			if (sym && ms_symbolize(sym, s.pcs[k], true, &sf, &nsf) == 0 && nsf) {
-				/* sf is innermost first: the containing function comes last. */
-				for (size_t j = nsf; j-- > 0;) {
-					ms_xgrow((void **)&frames, &cap, n + 1, sizeof(*frames));
-					frames[n++] = (struct ms_out_frame){
-					    .function = strcmp(sf[j].function, "??")
-							    ? sf[j].function
-							    : NULL,
-					    .file = o->lines ? sf[j].file : NULL,
-					    .line = o->lines ? sf[j].line : 0,
-					    .module =
-						strcmp(sf[j].module, "??") ? sf[j].module : NULL,
-					    .offset = sf[j].module_offset,
-					    .inlined = sf[j].inlined,
-					    .address = sf[j].address,
-					};
-				}
-			} else {
-				ms_xgrow((void **)&frames, &cap, n + 1, sizeof(*frames));
-				frames[n++] = (struct ms_out_frame){
-				    .offset = s.pcs[k], .address = s.pcs[k] ? s.pcs[k] - 1 : 0};
-			}
-		}
+		n = ms_rec_frames(sym, s.pcs, s.npcs,
+				  MS_REC_FRAMES_ADDRESS | (o->lines ? MS_REC_FRAMES_LINES : 0), &frames,
+				  &cap, 0);
 		if (bytes || count || !o->live)
 			ms_profile_add_sampled(prof, frames, n, bytes, count,
 					       o->live ? s.live_samples : s.samples);

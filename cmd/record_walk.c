@@ -7,6 +7,7 @@
 #include "cmd/cmd.h"
 #include "cmd/record_opts.h"
 #include "cmd/record_walk.h"
+#include "record/record.h"
 #include "attach/attach.h"
 #include "heapwalk/heapwalk.h"
 #include "output/output.h"
@@ -340,77 +341,6 @@ static int parse_opts(int argc, char **argv, struct walk_opts *o, bool *done)
 	return 0;
 }
 
-/* ------------------------------ stack table ------------------------------ */
-
-struct stk {
-	ms_raddr_t *pcs; /* innermost first: pcs[0] is the interrupted PC itself */
-	size_t n;
-	uint64_t count, hash;
-	int in_alloc; /* -1 not decided yet, 0 no, 1 yes */
-	int asleep;   /* 0 running, else 1 + the system call the thread slept in */
-};
-
-struct stk_table {
-	struct stk *v;
-	size_t n, cap;
-	size_t *slot; /* open addressing: index + 1, 0 = empty */
-	size_t nslot;
-	uint64_t total;
-};
-
-static void stk_rehash(struct stk_table *t)
-{
-	size_t ns = t->nslot ? t->nslot * 2 : 1024;
-
-	free(t->slot);
-	t->slot = ms_xcalloc(ns, sizeof(*t->slot));
-	t->nslot = ns;
-	for (size_t i = 0; i < t->n; i++) {
-		size_t s = t->v[i].hash & (ns - 1);
-
-		while (t->slot[s])
-			s = (s + 1) & (ns - 1);
-		t->slot[s] = i + 1;
-	}
-}
-
-static void stk_add(struct stk_table *t, const ms_raddr_t *pcs, size_t n, int asleep)
-{
-	uint64_t h = ms_hash_u64s(pcs, n) ^ ((uint64_t)asleep * 0x9e3779b97f4a7c15ull);
-	size_t s;
-
-	t->total++;
-	if ((t->n + 1) * 2 > t->nslot)
-		stk_rehash(t);
-	for (s = h & (t->nslot - 1); t->slot[s]; s = (s + 1) & (t->nslot - 1)) {
-		struct stk *e = &t->v[t->slot[s] - 1];
-
-		if (e->hash == h && e->n == n && e->asleep == asleep &&
-		    !memcmp(e->pcs, pcs, n * sizeof(*pcs))) {
-			e->count++;
-			return;
-		}
-	}
-	ms_xgrow((void **)&t->v, &t->cap, t->n + 1, sizeof(*t->v));
-	t->v[t->n] = (struct stk){.pcs = ms_xmalloc((n ? n : 1) * sizeof(*pcs)),
-				  .n = n,
-				  .count = 1,
-				  .hash = h,
-				  .in_alloc = -1,
-				  .asleep = asleep};
-	if (n)
-		memcpy(t->v[t->n].pcs, pcs, n * sizeof(*pcs));
-	t->slot[s] = ++t->n;
-}
-
-static void stk_free(struct stk_table *t)
-{
-	for (size_t i = 0; i < t->n; i++)
-		free(t->v[i].pcs);
-	free(t->v);
-	free(t->slot);
-}
-
 /* ------------------------------ pauses ------------------------------ */
 
 struct pauses {
@@ -460,7 +390,7 @@ struct walker {
 	struct walk_opts *o;
 	struct ms_proc *p;
 	struct ms_unwinder *unwinder;
-	struct stk_table stacks;
+	struct ms_rec_table *stacks; /* tagged 0 running, 1 + the system call asleep in */
 	struct thr *thr;
 	size_t nthr, thr_cap;
 	ms_raddr_t pcs[MAX_PCS];
@@ -643,7 +573,7 @@ static void unwind_threads(struct walker *w)
 			w->pcs[0] = t->regs.rip;
 			n = 1;
 		}
-		stk_add(&w->stacks, w->pcs, n, t->asleep ? 1 + t->syscall_nr : 0);
+		ms_rec_table_count(w->stacks, w->pcs, n, t->asleep ? 1 + t->syscall_nr : 0);
 	}
 }
 
@@ -811,9 +741,9 @@ static int tick(struct walker *w, bool do_stack, bool do_heap, bool heap_read)
 
 /* --------------------------- the end: profiles --------------------------- */
 
-static bool stack_in_allocator(struct ms_symbolizer *sym, const struct stk *s)
+static bool stack_in_allocator(struct ms_symbolizer *sym, const struct ms_rec_stack *s)
 {
-	for (size_t i = 0; i < s->n && i < CLASSIFY_DEPTH; i++) {
+	for (size_t i = 0; i < s->npcs && i < CLASSIFY_DEPTH; i++) {
 		const struct ms_sym_frame *sf;
 		size_t nsf;
 
@@ -862,60 +792,43 @@ static void build_profiles(struct walker *w, struct ms_symbolizer *sym, struct m
 	char asleep_name[64];
 
 	*alloc_samples = 0;
-	for (size_t i = 0; i < w->stacks.n; i++) {
-		struct stk *s = &w->stacks.v[i];
-		size_t n = 0;
+	for (size_t i = 0; i < ms_rec_table_nstacks(w->stacks); i++) {
+		struct ms_rec_stack rs;
+		const struct ms_rec_stack *s = &rs;
+		int asleep;
+		bool in_alloc;
+		size_t n;
 
-		s->in_alloc = sym && stack_in_allocator(sym, s);
-		if (s->asleep) {
+		ms_rec_table_stack(w->stacks, i, &rs);
+		asleep = s->fn; /* 0 running, else 1 + the system call it slept in */
+		in_alloc = sym && stack_in_allocator(sym, s);
+		if (asleep) {
 			/* Asleep inside allocator code: a lock, or an allocator's own thread. */
-			if (s->in_alloc)
-				w->alloc_asleep += s->count;
+			if (in_alloc)
+				w->alloc_asleep += s->samples;
 			if (!w->o->idle)
 				continue;
 		}
-		for (size_t k = s->n; k-- > 0;) {
-			const struct ms_sym_frame *sf = NULL;
-			size_t nsf = 0;
-
-			/* pcs[0] is where the thread was stopped, the others return addresses. */
-			if (sym && ms_symbolize(sym, s->pcs[k], k > 0, &sf, &nsf) == 0 && nsf) {
-				for (size_t j = nsf; j-- > 0;) {
-					ms_xgrow((void **)&frames, &cap, n + 1, sizeof(*frames));
-					frames[n++] = (struct ms_out_frame){
-					    .function = strcmp(sf[j].function, "??")
-							    ? sf[j].function
-							    : NULL,
-					    .file = w->o->lines ? sf[j].file : NULL,
-					    .line = w->o->lines ? sf[j].line : 0,
-					    .module =
-						strcmp(sf[j].module, "??") ? sf[j].module : NULL,
-					    .offset = sf[j].module_offset,
-					    .inlined = sf[j].inlined,
-					    .address = sf[j].address,
-					};
-				}
-			} else {
-				ms_xgrow((void **)&frames, &cap, n + 1, sizeof(*frames));
-				frames[n++] = (struct ms_out_frame){.offset = s->pcs[k]};
-			}
-		}
-		if (s->asleep) {
+		/* pcs[0] is where the thread was stopped, the others return addresses. */
+		n = ms_rec_frames(sym, s->pcs, s->npcs,
+				  MS_REC_FRAMES_LEAF_IS_PC | (w->o->lines ? MS_REC_FRAMES_LINES : 0),
+				  &frames, &cap, 0);
+		if (asleep) {
 			/* The leaf says so: "[asleep in futex]". */
-			const char *sc = rw_syscall_name(s->asleep - 1);
+			const char *sc = rw_syscall_name(asleep - 1);
 
 			ms_xgrow((void **)&frames, &cap, n + 1, sizeof(*frames));
 			if (sc)
 				snprintf(asleep_name, sizeof(asleep_name), "[asleep in %s]", sc);
 			else
 				snprintf(asleep_name, sizeof(asleep_name),
-					 "[asleep in system call %d]", s->asleep - 1);
+					 "[asleep in system call %d]", asleep - 1);
 			frames[n++] = (struct ms_out_frame){.function = asleep_name};
 		}
-		ms_profile_add(all, frames, n, 0, s->count);
-		if (s->in_alloc && !s->asleep) {
-			ms_profile_add(alloc, frames, n, 0, s->count);
-			*alloc_samples += s->count;
+		ms_profile_add(all, frames, n, 0, s->samples);
+		if (in_alloc && !asleep) {
+			ms_profile_add(alloc, frames, n, 0, s->samples);
+			*alloc_samples += s->samples;
 		}
 	}
 	free(frames);
@@ -1180,6 +1093,7 @@ int cmd_record_walk(int argc, char **argv)
 		opts_free(&o);
 		return rc;
 	}
+	w.stacks = ms_rec_table_new();
 	w.o = &o;
 	/* Unwritable outputs are found before anything is attached. */
 	if (ms_afile_open(&af_out, o.out_path, &err) || ms_afile_open(&af_all, o.all_path, &err) ||
@@ -1423,6 +1337,8 @@ int cmd_record_walk(int argc, char **argv)
 	add_mappings(sym, alloc, all);
 	{
 		char a[32], b[32], c[32], d[32];
+		struct ms_rec_totals tot;
+		uint64_t all_samples = (ms_rec_table_totals(w.stacks, &tot), tot.samples);
 		/* The rate asked is not the rate had when the pause budget skipped stops. */
 		double had = oc.wall_ns ? (double)w.stack_ticks * 1e9 / (double)oc.wall_ns : 0;
 		char *rate =
@@ -1443,7 +1359,7 @@ int cmd_record_walk(int argc, char **argv)
 		    o.idle
 			? ms_xasprintf("All threads: %s thread samples (%s running, %s sleeping) "
 				       "over %.1f s (%s), no probes",
-				       ms_fmt_count(a, sizeof(a), w.stacks.total),
+				       ms_fmt_count(a, sizeof(a), all_samples),
 				       ms_fmt_count(b, sizeof(b), w.running_samples),
 				       ms_fmt_count(d, sizeof(d), w.sleeping_samples),
 				       (double)oc.wall_ns / 1e9, rate)
@@ -1484,7 +1400,7 @@ out:
 	ms_profile_free(all);
 	ms_symbolizer_free(sym);
 	ms_unwinder_free(w.unwinder);
-	stk_free(&w.stacks);
+	ms_rec_table_free(w.stacks);
 	for (size_t i = 0; i < w.thr_cap; i++)
 		free(w.thr[i].stack);
 	free(w.thr);

@@ -15,10 +15,9 @@ else()
 endif()
 
 # The sample table (no ptrace).
-add_executable(record_table_test ${CMAKE_CURRENT_LIST_DIR}/e2e/record_table_test.c
-                                 ${PROJECT_SOURCE_DIR}/cmd/record_samples.c)
+add_executable(record_table_test ${CMAKE_CURRENT_LIST_DIR}/e2e/record_table_test.c)
 target_include_directories(record_table_test PRIVATE ${PROJECT_SOURCE_DIR})
-target_link_libraries(record_table_test PRIVATE ms_common ms_testlib)
+target_link_libraries(record_table_test PRIVATE ms_record ms_testlib)
 ms_add_test(NAME record_table TIMEOUT 60 LABELS unit record COMMAND record_table_test)
 # A target that exits the moment memspy detaches: a complete recording exits 0 and says
 # the code could not be read back (tests/e2e/exit_on_detach.py).

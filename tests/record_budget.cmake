@@ -2,10 +2,9 @@
 # synthetic readings (no ptrace), then real recordings of real targets
 # (tests/e2e/record_budget.py): accuracy across changes of the mean,
 # the tight-loop case widening, --max-overhead off, --exact, option errors.
-add_executable(record_budget_test ${CMAKE_CURRENT_LIST_DIR}/e2e/record_budget_test.c
-                                  ${PROJECT_SOURCE_DIR}/cmd/record_samples.c)
+add_executable(record_budget_test ${CMAKE_CURRENT_LIST_DIR}/e2e/record_budget_test.c)
 target_include_directories(record_budget_test PRIVATE ${PROJECT_SOURCE_DIR})
-target_link_libraries(record_budget_test PRIVATE ms_common ms_testlib)
+target_link_libraries(record_budget_test PRIVATE ms_record ms_testlib)
 ms_add_test(NAME record_budget_unit TIMEOUT 60 LABELS unit record COMMAND record_budget_test)
 
 find_package(Python3 COMPONENTS Interpreter)

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /* Unit test of record's --max-overhead controller (no ptrace): decisions on synthetic readings. */
-#include "cmd/record_int.h"
+#include "record/record.h"
 #include "tests/lib/mstest.h"
 
 #include <math.h>

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /* Unit test of record's sample table: stack interning, weights, the live multiset. */
-#include "cmd/record_int.h"
+#include "record/record.h"
 #include "tests/lib/mstest.h"
 
 #include <math.h>

@@ -6,7 +6,7 @@
  * every sample still counts in the totals, and frees still find the right
  * sample after the table compacted itself.
  */
-#include "cmd/record_int.h"
+#include "record/record.h"
 #include "tests/lib/mstest.h"
 
 #include <stdio.h>

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
 /*
- * memspy record: the sample table. Stacks are interned (one copy of the PCs
- * per distinct stack), and sampled pointers are kept in a multiset so that a
+ * record: the stack table of both modes. Stacks are interned (one copy of
+ * the PCs per distinct stack, keyed by their PCs and a tag); probe mode adds
+ * weighted allocation samples, walk mode counts threads caught on a stack.
+ * Sampled pointers are kept in a multiset so that a
  * free marks the right sample even when an address is reused. Also the
  * --max-overhead controller, which decides on figures alone (no ptrace).
  */
-#include "cmd/record_int.h"
+#include "record/record.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -260,6 +262,13 @@ void ms_rec_table_add(struct ms_rec_table *t, const ms_raddr_t *pcs, size_t npcs
 	smp->prev = slot->head;
 	slot->head = (uint32_t)(t->nsamples + 1);
 	t->nsamples++;
+}
+
+void ms_rec_table_count(struct ms_rec_table *t, const ms_raddr_t *pcs, size_t npcs, int tag)
+{
+	uint32_t id = intern_stack(t, pcs, npcs, tag); /* may move t->stacks */
+
+	t->stacks[id].samples++;
 }
 
 int ms_rec_table_free_ptr(struct ms_rec_table *t, ms_raddr_t ptr)

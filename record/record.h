@@ -1,0 +1,222 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * record: the recording engine as a library, for both modes (probe mode,
+ * walk mode): the stack table each stop fills (raw PCs, interned per
+ * distinct stack) and the end reads back, the conversion of a stack's PCs
+ * into frames for output/, and the --max-overhead controller. Nothing here
+ * prints to the user or exits; cmd/ does.
+ */
+#ifndef MEMSPY_RECORD_RECORD_H
+#define MEMSPY_RECORD_RECORD_H
+
+#include "common/common.h"
+
+#include <stdio.h>
+#include <sys/types.h>
+
+struct ms_rec_table; /* opaque */
+
+/* Totals of one distinct stack, as estimated from its samples. */
+struct ms_rec_stack {
+	const ms_raddr_t *pcs; /* leaf first: pcs[0] = the allocator's entry; borrowed */
+	size_t npcs;
+	int fn;		     /* the stack's tag: probe mode, enum ms_alloc_fn of the first
+			      * sample (the leaf function); walk mode, 0 running or 1 + the
+			      * system call the thread slept in (ms_rec_table_count) */
+	uint64_t samples;    /* sampled allocations on this stack */
+	uint64_t live_samples; /* of them, not freed by the end */
+	uint64_t bytes;	     /* estimated bytes allocated (sum of weights) */
+	double count;	     /* estimated allocations (sum of weight / size) */
+	uint64_t live_bytes; /* estimated bytes not freed by the end */
+	double live_count;   /* estimated allocations not freed by the end */
+};
+
+struct ms_rec_table *ms_rec_table_new(void);
+void ms_rec_table_free(struct ms_rec_table *t);
+
+/*
+ * Stores one sampled allocation: its stack (copied), the bytes it stands for
+ * (weight), the bytes asked for (size), the returned pointer and the
+ * function called. A call that returned 0 allocated nothing: it is only
+ * counted in ms_rec_totals.failed.
+ */
+void ms_rec_table_add(struct ms_rec_table *t, const ms_raddr_t *pcs, size_t npcs, int fn,
+		      uint64_t weight, uint64_t size, ms_raddr_t ptr, pid_t tid);
+
+/*
+ * Walk mode: one thread caught on this stack (copied) at a stop, tagged 0
+ * running or 1 + the system call it slept in. The stack's samples (its
+ * weight) grow by one; bytes and counts stay 0 (nothing was allocated).
+ */
+void ms_rec_table_count(struct ms_rec_table *t, const ms_raddr_t *pcs, size_t npcs, int tag);
+
+/*
+ * A free of ptr: marks the most recent live sample at ptr freed (the same
+ * address can be sampled again after it was freed). Returns 1 when a sample
+ * matched, 0 when none did (a pointer allocated before the recording, or not
+ * sampled).
+ */
+int ms_rec_table_free_ptr(struct ms_rec_table *t, ms_raddr_t ptr);
+
+/*
+ * Drops the samples already freed (their figures stay in their stacks'), so
+ * that a recording of hours keeps only its live samples between calls
+ * (record --interval calls it at each interval's end).
+ */
+void ms_rec_table_compact(struct ms_rec_table *t);
+
+/* Number of distinct stacks; stack i's totals into *out (pcs borrowed from t). */
+size_t ms_rec_table_nstacks(const struct ms_rec_table *t);
+void ms_rec_table_stack(const struct ms_rec_table *t, size_t i, struct ms_rec_stack *out);
+
+/* Totals over every sample. Any pointer may be NULL. */
+struct ms_rec_totals {
+	uint64_t samples, live_samples, frees_matched, failed;
+	uint64_t bytes, live_bytes;
+	double count, live_count;
+	size_t distinct_pcs_hint; /* total PCs stored over distinct stacks */
+	/* Bounds on memspy's memory (record_samples.c) and what hitting them did. */
+	uint64_t stacks_capped; /* samples past the bound on distinct stacks: no frames kept */
+	uint64_t untracked;	/* samples past the bound on kept samples: free not matched */
+	size_t max_stacks, max_pcs, max_samples;
+};
+void ms_rec_table_totals(const struct ms_rec_table *t, struct ms_rec_totals *out);
+
+/* ------------------------- frames, for output/ (frames.c) ------------------------- */
+
+struct ms_symbolizer;
+struct ms_out_frame;
+
+#define MS_REC_FRAMES_LINES	 1u /* file and line in each frame */
+#define MS_REC_FRAMES_LEAF_IS_PC 2u /* pcs[0] is where a thread stopped (walk mode), not a
+				     * return address: symbolised as it is */
+#define MS_REC_FRAMES_ADDRESS	 4u /* a frame left unsymbolised carries its address (the
+				     * call: pc - 1), for pprof (probe mode) */
+
+/*
+ * The frames of one stack as output/ takes them: pcs are innermost first
+ * (return addresses but with MS_REC_FRAMES_LEAF_IS_PC), frames come out
+ * outermost first, each PC expanded into its inlined chain (sym caches each
+ * PC: once per PC in a recording). A PC sym cannot name (or sym NULL) is a
+ * frame with its address in .offset. Appends to *frames (grown as needed,
+ * *cap its capacity; the caller frees it) from index at; returns the new
+ * count. The strings are sym's, valid until it is freed.
+ */
+size_t ms_rec_frames(struct ms_symbolizer *sym, const ms_raddr_t *pcs, size_t npcs, unsigned flags,
+		     struct ms_out_frame **frames, size_t *cap, size_t at);
+
+/* ------------------------------ overhead budget ------------------------------ */
+
+/*
+ * Cumulative figures since the recording started, read by record's loop;
+ * the budget works on the differences between two readings.
+ */
+struct ms_rec_cost {
+	uint64_t wall_ns;	/* CLOCK_MONOTONIC */
+	uint64_t self_cpu_ns;	/* memspy's CPU, all its threads */
+	uint64_t stopped_ns;	/* target threads held stopped by probes (sum) */
+	uint64_t stub_ns;	/* target time in the stubs recording samples */
+	uint64_t target_cpu_ns; /* target's utime + stime, whole process */
+	uint64_t run_delay_ns;	/* target threads' time waiting for a CPU (schedstat, summed) */
+	uint64_t busy_cpu_ns;	/* the machine's non-idle CPU time, all CPUs (/proc/stat) */
+	uint64_t samples;	/* allocation samples delivered */
+	uint64_t lost;		/* sampled allocations lost: the in-target ring was full */
+	uint64_t polls;		/* iterations of record's loop */
+	uint64_t idle_polls;	/* of those, iterations that delivered nothing */
+	uint64_t idle_cpu_ns;	/* memspy's CPU in the idle iterations */
+	uint64_t upkeep_ns;	/* memspy's CPU in upkeep that samples do not drive: budget
+				 * readings, the progress line, module refreshes, a view's hook */
+};
+
+/*
+ * The --max-overhead controller: the budget is what slows the target down.
+ * Its cost is the time the target's threads spend in the probes' stubs and
+ * held in stops, plus the part of memspy's own CPU that competed with them
+ * for a CPU, over the CPU time the target used. That part is measured:
+ * the target threads' run delay (time runnable but waiting for a CPU)
+ * beyond what it was before memspy attached, at most memspy's sampling
+ * CPU times the target's share of the machine's busy CPU time (memspy
+ * displaces the CPUs' users in proportion to their use). memspy's CPU on an
+ * otherwise idle core slows nothing and is not counted, only reported.
+ * memspy's fixed CPU (loop iterations that delivered nothing: waiting,
+ * reading an empty ring, at the slowest polling pace) does not shrink with
+ * the mean and is left out. As a guard for memspy itself, its sampling CPU
+ * is kept under MS_REC_BUDGET_SELF_MAX of one core, and the samples lost to
+ * a full in-target ring (memspy drains it too slowly, e.g. when it gets
+ * too little CPU) under MS_REC_BUDGET_MAX_LOST of those taken.
+ *
+ * The mean moves both ways: wider when the cost is over the budget, and
+ * narrower, down to min_mean (4 KiB by default, --sample-bytes when given
+ * with --max-overhead), when the cost is under half of it.
+ */
+struct ms_rec_budget {
+	double budget;	   /* fraction of the target's CPU time; 0 = off (measure only) */
+	uint64_t min_mean; /* never narrower */
+	uint64_t max_mean; /* never wider */
+	uint64_t start_mean; /* the mean the recording started with */
+	uint64_t mean;	   /* in force */
+	uint64_t peak_mean, narrowest_mean;
+	unsigned widened, narrowed, decisions, idle_windows;
+	bool capped;	   /* over budget at max_mean: nothing more to widen */
+	bool self_over;	   /* memspy's own CPU guard widened the mean at least once */
+	bool lost_over;	   /* samples lost to a full ring widened the mean at least once */
+	bool started;
+	struct ms_rec_cost first, win; /* first reading; start of the current window */
+	double last_ratio;	       /* cost / target CPU of the last decided window */
+	double floor_poll_hz; /* loop iterations per second at the slowest pace (0: all of them) */
+	/*
+	 * Run delay of the target's threads per ns of their CPU before memspy
+	 * attached; < 0 when not measured (then memspy's competing CPU is
+	 * taken as its sampling CPU times the target's share of the machine).
+	 */
+	double base_delay_per_cpu;
+	double base_delay_per_wall; /* the same per ns of wall time, for an idle baseline */
+};
+
+#define MS_REC_BUDGET_FIRST_NS	500000000ull  /* first decision after 0.5 s */
+#define MS_REC_BUDGET_WINDOW_NS 1000000000ull /* then at most one change per second */
+#define MS_REC_BUDGET_MAX_MEAN	(1ull << 30)
+#define MS_REC_BUDGET_MIN_MEAN	4096ull	      /* the narrowest mean the budget picks alone */
+#define MS_REC_BUDGET_START_MEAN (512ull * 1024) /* the default mean at the start */
+#define MS_REC_BUDGET_SELF_MAX	0.10	      /* memspy's sampling CPU: at most 10% of a core */
+#define MS_REC_BUDGET_MAX_LOST	0.25	      /* samples lost to a full ring: at most 1 in 4 */
+
+void ms_rec_budget_init(struct ms_rec_budget *b, double budget, uint64_t mean, uint64_t min_mean,
+			uint64_t max_mean);
+/*
+ * Feeds a reading. Returns the new mean to set (the caller applies it and
+ * the controller assumes it took effect), or 0 for no change. Why a
+ * decision was taken is logged at info level, every window at debug level.
+ */
+uint64_t ms_rec_budget_update(struct ms_rec_budget *b, const struct ms_rec_cost *now);
+/* memspy's fixed CPU per loop iteration, as estimated from the idle iterations (ns). */
+double ms_rec_budget_floor_per_poll(const struct ms_rec_cost *c);
+/*
+ * memspy's fixed cost between two readings (ns): what it would spend with
+ * no samples at all, polling at its slowest pace. The loop polls faster
+ * when samples come fast, so the extra polls count as sampling cost.
+ */
+double ms_rec_budget_floor(const struct ms_rec_budget *b, const struct ms_rec_cost *from,
+			   const struct ms_rec_cost *to);
+
+/* The parts of the cost between two readings, as the controller counts them (ns). */
+struct ms_rec_cost_parts {
+	double target_cpu;   /* the target's CPU time */
+	double in_probes;    /* target threads in the stubs and held in stops */
+	double self, fixed;  /* memspy's CPU, and of it the fixed polling floor */
+	double extra_delay;  /* run delay beyond the baseline (< 0: less; NAN: not measured) */
+	double competing;    /* memspy's CPU counted as slowing the target */
+	double cost;	     /* in_probes + competing */
+};
+void ms_rec_budget_parts(const struct ms_rec_budget *b, const struct ms_rec_cost *from,
+			 const struct ms_rec_cost *to, struct ms_rec_cost_parts *out);
+
+/*
+ * The target's CPU time comes in 10 ms ticks: under 100 ms of it, or under
+ * 0.5% of a core, a share of it says nothing; the slowdown is then not
+ * measurable (the absolute figures still are, and are printed).
+ */
+#define MS_REC_IDLE_TARGET_CPU_NS 100000000.0
+#define MS_REC_IDLE_TARGET_SHARE  0.005
+
+#endif

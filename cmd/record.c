@@ -31,16 +31,6 @@
 static const char *cmd_name = "record";
 #define CMD cmd_name
 #define MAX_PCS	    256
-/*
- * The ring is drained at a pace that follows the sample rate: every 5 ms
- * when samples come fast (the ring holds 256), up to every 50 ms when they
- * are rare, because an empty drain still reads the whole ring (~60 us here)
- * and that fixed cost counts against the overhead budget.
- */
-#define POLL_MIN_MS 5
-#define POLL_MAX_MS 50
-#define POLL_BATCH  64 /* samples waiting per drain to aim for */
-#define BUDGET_READ_NS 100000000ull /* budget readings: 10 per second */
 #define PROGRESS_NS 200000000ull  /* progress line refresh: 5 per second */
 #define REFRESH_NS  2000000000ull /* module list refresh for the unwinder */
 
@@ -504,303 +494,6 @@ static bool process_gone(pid_t pid)
 	return false;
 }
 
-/* ------------------------------ overhead ------------------------------ */
-
-/* What the loop measures, for --max-overhead and for the summary. */
-struct meter {
-	pid_t pid;
-	long clk_tck;
-	struct ms_rec_budget budget;
-	struct ms_rec_cost end;	    /* the last reading, when the loop ended */
-	uint64_t cpu0, last_cpu;    /* memspy's CPU at the start, at the last iteration */
-	uint64_t last_target_cpu;   /* the last target CPU read (kept when it exits) */
-	uint64_t polls, idle_polls, idle_cpu_ns;
-	uint64_t upkeep_ns;	    /* CPU in upkeep (ms_rec_cost.upkeep_ns) */
-	uint64_t last_events;	    /* alloc + free events at the last iteration */
-	bool busy;		    /* this iteration did more than wait and drain nothing */
-	bool counting;
-	uint64_t pace_ns, pace_samples, pace_frees, pace_ring_full;
-	int wait_ms;
-	uint64_t next_read_ns;
-	bool set_failed; /* the engine refused a new mean: the budget stands down */
-	bool delay_unread; /* the target's run delay could not be read: not measured */
-	uint64_t last_delay;
-	struct ms_sched_account sched; /* the target's threads: CPU and run delay, exact */
-	bool sched_ticks;	       /* too many threads: CPU from /proc/PID/stat's ticks */
-	uint64_t ticks_offset;	       /* added to the ticks, to go on from sched's total */
-	struct ms_rec_cost last; /* the latest budget reading */
-};
-
-/*
- * The target's run delay before memspy attached: how long its threads wait
- * for a CPU anyway (the machine's other load), so that only what memspy
- * adds counts against the budget.
- */
-struct baseline {
-	bool measured;
-	double delay_per_cpu;  /* ns waited per ns of the target's CPU; < 0: not usable */
-	double delay_per_wall; /* ns waited per ns of wall time */
-	uint64_t wall_ns, target_cpu_ns, delay_ns;
-};
-#define BASELINE_NS	   250000000ull /* how long the baseline is measured */
-#define BASELINE_MIN_CPU_NS 10000000ull /* per CPU ns only with this much target CPU */
-#define RUN_DELAY_MAX_THREADS 512	 /* beyond, reading every thread costs too much */
-
-static uint64_t self_cpu_ns(void)
-{
-	struct timespec ts;
-
-	if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts))
-		return 0;
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* utime + stime of the whole process (all threads), from /proc/PID/stat; 0 if unreadable. */
-static uint64_t target_cpu_ns(pid_t pid, long clk_tck)
-{
-	char path[64], buf[1024], *q;
-	unsigned long long ut, st;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	/* comm may hold spaces and parentheses: the fields start after the last ')'. */
-	q = strrchr(buf, ')');
-	if (!q || sscanf(q + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
-			 &st) != 2)
-		return 0;
-	return (ut + st) * (1000000000ull / (uint64_t)clk_tck);
-}
-
-/* The machine's non-idle CPU time over all CPUs, from /proc/stat's first line; 0 if unreadable. */
-static uint64_t machine_busy_cpu_ns(long clk_tck)
-{
-	unsigned long long v[8] = {0};
-	char buf[256];
-	FILE *f = fopen("/proc/stat", "re");
-	int n;
-
-	if (!f)
-		return 0;
-	n = fgets(buf, sizeof(buf), f)
-		? sscanf(buf, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
-			 &v[3], &v[4], &v[5], &v[6], &v[7])
-		: 0;
-	fclose(f);
-	if (n < 4)
-		return 0;
-	/* user nice system [idle iowait] irq softirq steal */
-	return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) * (1000000000ull / (uint64_t)clk_tck);
-}
-
-/*
- * Measures the target's run delay for BASELINE_NS before anything is
- * attached. Returns false when a stop was requested meanwhile.
- */
-static bool measure_baseline(pid_t pid, struct baseline *bl)
-{
-	struct ms_sched_account a = {0};
-	uint64_t d0, c0, t0, t1;
-
-	*bl = (struct baseline){.delay_per_cpu = -1, .delay_per_wall = -1};
-	if (ms_sched_account_read(&a, pid, RUN_DELAY_MAX_THREADS))
-		return true;
-	d0 = a.wait_ns;
-	c0 = a.run_ns;
-	t0 = ms_now_ns();
-	while ((t1 = ms_now_ns()) - t0 < BASELINE_NS) {
-		struct timespec ts = {0, 25000000};
-
-		if (ms_signals_stop_requested()) {
-			ms_sched_account_free(&a);
-			return false;
-		}
-		nanosleep(&ts, NULL);
-	}
-	if (ms_sched_account_read(&a, pid, RUN_DELAY_MAX_THREADS)) {
-		ms_sched_account_free(&a);
-		return true;
-	}
-	bl->measured = true;
-	bl->wall_ns = t1 - t0;
-	bl->target_cpu_ns = a.run_ns - c0;
-	bl->delay_ns = a.wait_ns - d0;
-	ms_sched_account_free(&a);
-	bl->delay_per_wall = (double)bl->delay_ns / (double)bl->wall_ns;
-	if (bl->target_cpu_ns >= BASELINE_MIN_CPU_NS)
-		bl->delay_per_cpu = (double)bl->delay_ns / (double)bl->target_cpu_ns;
-	return true;
-}
-
-/*
- * The target's CPU time and run delay, as totals that only grow: exact from
- * its threads' schedstat; past RUN_DELAY_MAX_THREADS threads (or without
- * schedstats), its CPU from /proc/PID/stat's ticks, going on from the exact
- * total, and the run delay no longer measured.
- */
-static void meter_target(struct meter *m, uint64_t *cpu, uint64_t *delay)
-{
-	uint64_t ticks;
-
-	if (!m->sched_ticks) {
-		int rc = ms_sched_account_read(&m->sched, m->pid, RUN_DELAY_MAX_THREADS);
-
-		if (!rc) {
-			*cpu = m->sched.run_ns;
-			*delay = m->sched.wait_ns;
-			return;
-		}
-		if (rc == -ENOENT && ms_procfs_gone(m->pid)) {
-			*cpu = m->last_target_cpu; /* exited: nothing more to read */
-			*delay = m->last_delay;
-			return;
-		}
-		m->sched_ticks = true;
-		m->delay_unread = true; /* and the budget stops comparing it with the baseline: */
-		m->budget.base_delay_per_cpu = m->budget.base_delay_per_wall = -1;
-		ticks = target_cpu_ns(m->pid, m->clk_tck);
-		m->ticks_offset = m->sched.run_ns > ticks ? m->sched.run_ns - ticks : 0;
-	}
-	ticks = target_cpu_ns(m->pid, m->clk_tck);
-	*cpu = ticks ? ticks + m->ticks_offset : 0;
-	*delay = m->last_delay;
-}
-
-static void meter_reading(struct meter *m, struct ms_probes *pr, struct ms_rec_cost *c)
-{
-	struct ms_probe_stats st;
-	uint64_t tcpu, delay;
-
-	meter_target(m, &tcpu, &delay);
-	if (tcpu > m->last_target_cpu)
-		m->last_target_cpu = tcpu;
-	if (!m->delay_unread && delay > m->last_delay)
-		m->last_delay = delay;
-	ms_probes_stats(pr, &st);
-	*c = (struct ms_rec_cost){
-	    .wall_ns = ms_now_ns(),
-	    .self_cpu_ns = self_cpu_ns() - m->cpu0,
-	    .stopped_ns = st.stopped_ns,
-	    .stub_ns = st.target_ns,
-	    .target_cpu_ns = m->last_target_cpu,
-	    .run_delay_ns = m->last_delay,
-	    .busy_cpu_ns = machine_busy_cpu_ns(m->clk_tck),
-	    .samples = st.samples,
-	    .lost = st.lost_samples,
-	    .polls = m->polls,
-	    .idle_polls = m->idle_polls,
-	    .idle_cpu_ns = m->idle_cpu_ns,
-	    .upkeep_ns = m->upkeep_ns,
-	};
-}
-
-static void meter_start(struct meter *m, pid_t pid, struct ms_probes *pr,
-			const struct rec_opts *o, const struct baseline *bl)
-{
-	struct ms_rec_cost c;
-
-	*m = (struct meter){.pid = pid, .wait_ms = POLL_MIN_MS};
-	m->clk_tck = sysconf(_SC_CLK_TCK);
-	if (m->clk_tck <= 0)
-		m->clk_tck = 100;
-	m->cpu0 = m->last_cpu = self_cpu_ns();
-	ms_rec_budget_init(&m->budget, o->sample_bytes ? o->max_overhead : 0, o->sample_bytes,
-			   o->min_sample_bytes, MS_REC_BUDGET_MAX_MEAN);
-	m->budget.floor_poll_hz = 1000.0 / POLL_MAX_MS;
-	m->delay_unread = !bl->measured;
-	if (bl->measured) {
-		m->budget.base_delay_per_cpu = bl->delay_per_cpu;
-		m->budget.base_delay_per_wall = bl->delay_per_wall;
-	}
-	meter_reading(m, pr, &c);
-	ms_rec_budget_update(&m->budget, &c);
-	m->last = c;
-	m->pace_ns = c.wall_ns;
-	m->next_read_ns = c.wall_ns + BUDGET_READ_NS;
-}
-
-/*
- * At the top of each iteration: memspy's CPU in the last one. The idle
- * ones (a wait that timed out, an empty drain) are its fixed cost, which
- * the budget must not try to remove by widening the mean.
- */
-static void meter_iteration(struct meter *m, const struct recorder *rec)
-{
-	uint64_t cpu = self_cpu_ns(), events = rec->alloc_events + rec->free_events;
-
-	if (m->counting) {
-		m->polls++;
-		if (!m->busy && events == m->last_events && cpu >= m->last_cpu) {
-			m->idle_polls++;
-			m->idle_cpu_ns += cpu - m->last_cpu;
-		}
-	}
-	m->counting = true;
-	m->busy = false;
-	m->last_cpu = cpu;
-	m->last_events = events;
-}
-
-/* After a drain: the next wait, from the rate samples come at. */
-static void meter_pace(struct meter *m, struct ms_probes *pr, const struct recorder *rec,
-		       uint64_t now)
-{
-	struct ms_probe_stats st;
-	double n, want;
-
-	ms_probes_stats(pr, &st);
-	n = (double)(rec->alloc_events - m->pace_samples) +
-	    (double)(rec->free_events - m->pace_frees) / 16; /* the free ring holds 4096 */
-	if (st.ring_full != m->pace_ring_full)
-		want = POLL_MIN_MS; /* the ring overflowed (samples lost): drain often again */
-	else if (n > 0)
-		want = POLL_BATCH * ((double)(now - m->pace_ns) / 1e6) / n;
-	else
-		want = 2.0 * m->wait_ms;
-	if (want > 2.0 * m->wait_ms)
-		want = 2.0 * m->wait_ms; /* slow down gradually, speed up at once */
-	m->wait_ms = want < POLL_MIN_MS ? POLL_MIN_MS : want > POLL_MAX_MS ? POLL_MAX_MS : (int)want;
-	m->pace_ns = now;
-	m->pace_samples = rec->alloc_events;
-	m->pace_frees = rec->free_events;
-	m->pace_ring_full = st.ring_full;
-}
-
-/* A budget reading; applies a new mean when the controller asks for one. */
-static void meter_read(struct meter *m, struct ms_probes *pr, struct recorder *rec, uint64_t now)
-{
-	struct ms_rec_cost c;
-	uint64_t mean;
-	char a[32];
-	int rc;
-
-	m->next_read_ns = now + BUDGET_READ_NS;
-	m->busy = true;
-	meter_reading(m, pr, &c);
-	m->last = c;
-	mean = ms_rec_budget_update(&m->budget, &c);
-	if (!mean || m->set_failed)
-		return;
-	rc = ms_probes_set_sample_bytes(pr, mean, on_alloc_event, rec);
-	if (rc) {
-		m->set_failed = true;
-		m->budget.mean = ms_probes_sample_bytes(pr);
-		m->budget.budget = 0;
-		ms_warn("record: setting the sampling mean to %s failed (%s): it stays at %s and "
-			"--max-overhead is off for the rest of the recording",
-			ms_fmt_bytes(a, sizeof(a), mean), ms_strerror(rc),
-			ms_fmt_bytes(a, sizeof(a), m->budget.mean));
-	}
-}
-
 /* ------------------------------ progress ------------------------------ */
 
 struct progress {
@@ -811,7 +504,7 @@ struct progress {
 };
 
 /* Returns true when it printed. */
-static bool progress_update(struct progress *pg, struct ms_probes *pr, const struct meter *m,
+static bool progress_update(struct progress *pg, struct ms_probes *pr, const struct ms_rec_meter *m,
 			    uint64_t now)
 {
 	struct ms_probe_stats st;
@@ -950,7 +643,7 @@ struct outcome {
  * measured, in the stubs' time).
  */
 static void print_cost(const struct rec_opts *o, const struct ms_probe_stats *st,
-		       const struct meter *m, const struct outcome *oc, uint64_t unsampled)
+		       const struct ms_rec_meter *m, const struct outcome *oc, uint64_t unsampled)
 {
 	const struct ms_rec_budget *b = &m->budget;
 	const struct ms_rec_cost *f = &b->first, *e = &m->end;
@@ -1156,7 +849,7 @@ static void print_tampering(const struct rec_opts *o, const struct ms_probe_stat
 
 static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t,
 			  struct ms_probes *pr, const struct recorder *rec,
-			  const struct outcome *oc, const struct meter *m, const char *verify_note,
+			  const struct outcome *oc, const struct ms_rec_meter *m, const char *verify_note,
 			  int verified_ok, const struct ms_rec_interval *iv)
 {
 	struct ms_probe_stats st = {0};
@@ -1402,10 +1095,10 @@ static int write_profile(const struct rec_opts *o, const struct ms_rec_table *t,
  */
 static void interval_cut(const struct rec_opts *o, struct ms_rec_interval *iv,
 			 struct ms_rec_table *t, struct ms_symbolizer *sym,
-			 const struct ms_modules *mods, struct meter *m, struct progress *pg,
+			 const struct ms_modules *mods, struct ms_rec_meter *m, struct progress *pg,
 			 struct ms_probes *pr, uint64_t now)
 {
-	uint64_t cpu = self_cpu_ns(), spent;
+	uint64_t cpu = ms_rec_self_cpu_ns(), spent;
 	struct ms_probe_stats st;
 	struct ms_afile af = {0};
 	struct ms_error err = {0};
@@ -1422,7 +1115,7 @@ static void interval_cut(const struct rec_opts *o, struct ms_rec_interval *iv,
 		else
 			rc = ms_afile_commit(&af, &err);
 	}
-	spent = self_cpu_ns() - cpu;
+	spent = ms_rec_self_cpu_ns() - cpu;
 	ms_probes_stats(pr, &st);
 	ms_rec_interval_done(iv, t, now, rc == 0, &err, spent, st.dropped, o->quiet);
 	/* hours of churn: memory for the live samples only, not every one ever freed */
@@ -1433,7 +1126,7 @@ static void interval_cut(const struct rec_opts *o, struct ms_rec_interval *iv,
 
 /* What a hook sees of the recording (ms_rec_hooks). */
 static void fill_view(struct ms_rec_view *v, const struct rec_opts *o, const struct recorder *rec,
-		      struct ms_symbolizer *sym, const struct meter *m, uint64_t start_ns)
+		      struct ms_symbolizer *sym, const struct ms_rec_meter *m, uint64_t start_ns)
 {
 	*v = (struct ms_rec_view){
 	    .pid = o->pid,
@@ -1465,8 +1158,8 @@ int ms_rec_main(int argc, char **argv, const struct ms_rec_hooks *h)
 	struct recorder rec = {0};
 	struct outcome oc = {0};
 	struct progress pg = {0};
-	struct meter m = {0};
-	struct baseline baseline = {0};
+	struct ms_rec_meter m = {0};
+	struct ms_rec_baseline baseline = {0};
 	struct ms_attach_opts aopts = {.trace_fork = true};
 	struct ms_probe_opts popts;
 	char *verify_note = NULL;
@@ -1507,7 +1200,7 @@ int ms_rec_main(int argc, char **argv, const struct ms_rec_hooks *h)
 	}
 	ms_signals_init();
 	/* Before anything is attached: how long the target waits for a CPU anyway. */
-	if (!measure_baseline(o.pid, &baseline)) {
+	if (!ms_rec_baseline_measure(o.pid, &baseline)) {
 		ms_error_set(&err, -EINTR, "record: stopped before attaching (signal %d)",
 			     ms_signals_stop_requested());
 		cli_report(&err);
@@ -1584,7 +1277,8 @@ int ms_rec_main(int argc, char **argv, const struct ms_rec_hooks *h)
 				ms_fmt_duration(d, sizeof(d), o.interval_ns), o.out_path);
 		fprintf(stderr, "\n");
 	}
-	meter_start(&m, o.pid, pr, &o, &baseline);
+	ms_rec_meter_start(&m, o.pid, pr, o.max_overhead, o.sample_bytes, o.min_sample_bytes,
+			   &baseline);
 	for (;;) {
 		struct ms_event ev;
 		int timeout = m.wait_ms;
@@ -1603,7 +1297,7 @@ int ms_rec_main(int argc, char **argv, const struct ms_rec_hooks *h)
 			timeout = (int)((ms_rec_interval_end(iv) - now) / 1000000) + 1;
 		if ((oc.stop_signal = ms_signals_stop_requested()))
 			break;
-		meter_iteration(&m, &rec);
+		ms_rec_meter_iteration(&m, rec.alloc_events + rec.free_events);
 		rc = ms_proc_wait(p, timeout, &ev);
 		if (rc) {
 			oc.wait_error = rc;
@@ -1653,15 +1347,15 @@ int ms_rec_main(int argc, char **argv, const struct ms_rec_hooks *h)
 			now = ms_now_ns();
 		}
 		m.busy = ev.kind != MS_EV_TIMEOUT;
-		meter_pace(&m, pr, &rec, now);
+		ms_rec_meter_pace(&m, pr, rec.alloc_events, rec.free_events, now);
 		/*
 		 * Upkeep from here on: its CPU is the budget's fixed cost, which a
 		 * wider mean cannot remove (counted as sampling, it widened a
 		 * light process's mean 16x under ASan with one sample a second).
 		 */
-		upkeep0 = self_cpu_ns();
+		upkeep0 = ms_rec_self_cpu_ns();
 		if (now >= m.next_read_ns)
-			meter_read(&m, pr, &rec, now);
+			ms_rec_meter_read(&m, pr, now, on_alloc_event, &rec);
 		if (progress_update(&pg, pr, &m, now))
 			m.busy = true;
 		if (h && h->step) {
@@ -1681,10 +1375,10 @@ int ms_rec_main(int argc, char **argv, const struct ms_rec_hooks *h)
 			last_refresh = now;
 			m.busy = true;
 		}
-		m.upkeep_ns += self_cpu_ns() - upkeep0;
+		m.upkeep_ns += ms_rec_self_cpu_ns() - upkeep0;
 	}
 	oc.wall_ns = ms_now_ns() - start_ns;
-	meter_reading(&m, pr, &m.end);
+	ms_rec_meter_reading(&m, pr, &m.end);
 	progress_clear(&pg);
 	if (!oc.target_exited && ms_proc_exited(p, &oc.exit_status))
 		oc.target_exited = true;
@@ -1778,7 +1472,7 @@ out:
 	ms_unwinder_free(rec.unwinder);
 	ms_rec_table_free(rec.table);
 	ms_modules_free(&mods);
-	ms_sched_account_free(&m.sched);
+	ms_rec_meter_free(&m);
 	free(verify_note);
 	opts_free(&o);
 	return ret;

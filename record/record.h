@@ -10,6 +10,8 @@
 #define MEMSPY_RECORD_RECORD_H
 
 #include "common/common.h"
+#include "attach/attach.h"
+#include "attach/probe.h"
 
 #include <stdio.h>
 #include <sys/types.h>
@@ -218,5 +220,91 @@ void ms_rec_budget_parts(const struct ms_rec_budget *b, const struct ms_rec_cost
  */
 #define MS_REC_IDLE_TARGET_CPU_NS 100000000.0
 #define MS_REC_IDLE_TARGET_SHARE  0.005
+
+/* ------------------------------ the cost meter (meter.c) ------------------------------ */
+
+/*
+ * The ring is drained at a pace that follows the sample rate: every 5 ms
+ * when samples come fast (the ring holds 256), up to every 50 ms when they
+ * are rare, because an empty drain still reads the whole ring (~60 us here)
+ * and that fixed cost counts against the overhead budget.
+ */
+#define MS_REC_POLL_MIN_MS 5
+#define MS_REC_POLL_MAX_MS 50
+
+/*
+ * The target's run delay before memspy attached: how long its threads wait
+ * for a CPU anyway (the machine's other load), so that only what memspy
+ * adds counts against the budget.
+ */
+struct ms_rec_baseline {
+	bool measured;
+	double delay_per_cpu;  /* ns waited per ns of the target's CPU; < 0: not usable */
+	double delay_per_wall; /* ns waited per ns of wall time */
+	uint64_t wall_ns, target_cpu_ns, delay_ns;
+};
+
+/*
+ * Measures pid's run delay for 0.25 s, before anything is attached (it only
+ * reads /proc). Returns false when a stop was requested meanwhile; a
+ * baseline that could not be read is returned with measured false.
+ */
+bool ms_rec_baseline_measure(pid_t pid, struct ms_rec_baseline *bl);
+
+/* What the loop measures, for --max-overhead and for the summary. Plain data. */
+struct ms_rec_meter {
+	pid_t pid;
+	long clk_tck;
+	struct ms_rec_budget budget;
+	struct ms_rec_cost end;	    /* the last reading, when the loop ended */
+	uint64_t cpu0, last_cpu;    /* memspy's CPU at the start, at the last iteration */
+	uint64_t last_target_cpu;   /* the last target CPU read (kept when it exits) */
+	uint64_t polls, idle_polls, idle_cpu_ns;
+	uint64_t upkeep_ns;	    /* CPU in upkeep (ms_rec_cost.upkeep_ns) */
+	uint64_t last_events;	    /* alloc + free events at the last iteration */
+	bool busy;		    /* this iteration did more than wait and drain nothing */
+	bool counting;
+	uint64_t pace_ns, pace_samples, pace_frees, pace_ring_full;
+	int wait_ms;		    /* the next wait for the target's events and samples */
+	uint64_t next_read_ns;
+	bool set_failed; /* the engine refused a new mean: the budget stands down */
+	bool delay_unread; /* the target's run delay could not be read: not measured */
+	uint64_t last_delay;
+	struct ms_sched_account sched; /* the target's threads: CPU and run delay, exact */
+	bool sched_ticks;	       /* too many threads: CPU from /proc/PID/stat's ticks */
+	uint64_t ticks_offset;	       /* added to the ticks, to go on from sched's total */
+	struct ms_rec_cost last; /* the latest budget reading */
+};
+
+/* memspy's CPU time, all its threads (ns). */
+uint64_t ms_rec_self_cpu_ns(void);
+/*
+ * Starts the meter once the probes are in: the budget at max_overhead
+ * (0: off; exact recording, mean 0: off) from mean, never narrower than
+ * min_mean, with bl's baseline; takes the first reading.
+ */
+void ms_rec_meter_start(struct ms_rec_meter *m, pid_t pid, struct ms_probes *pr, double max_overhead,
+			uint64_t mean, uint64_t min_mean, const struct ms_rec_baseline *bl);
+/* Frees what the meter holds (its per-thread account). */
+void ms_rec_meter_free(struct ms_rec_meter *m);
+/* A reading of every figure into *c (cumulative since the start). */
+void ms_rec_meter_reading(struct ms_rec_meter *m, struct ms_probes *pr, struct ms_rec_cost *c);
+/*
+ * At the top of each iteration of the loop: memspy's CPU in the last one.
+ * The idle ones (a wait that timed out, an empty drain) are its fixed
+ * cost, which the budget must not try to remove by widening the mean.
+ * events: allocation and free events delivered so far.
+ */
+void ms_rec_meter_iteration(struct ms_rec_meter *m, uint64_t events);
+/* After a drain: the next wait (m->wait_ms), from the rate samples come at. */
+void ms_rec_meter_pace(struct ms_rec_meter *m, struct ms_probes *pr, uint64_t alloc_events,
+		       uint64_t free_events, uint64_t now);
+/*
+ * A budget reading, when m->next_read_ns has come: a new mean the controller
+ * asks for is applied to the probes (cb and ctx take the samples drained
+ * meanwhile). A refusal turns the budget off, with a warning.
+ */
+void ms_rec_meter_read(struct ms_rec_meter *m, struct ms_probes *pr, uint64_t now, ms_alloc_event_cb cb,
+		       void *ctx);
 
 #endif

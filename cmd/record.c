@@ -30,9 +30,7 @@
 /* "record", or the command that runs record's loop with hooks (ms_rec_main) */
 static const char *cmd_name = "record";
 #define CMD cmd_name
-#define MAX_PCS	    256
 #define PROGRESS_NS 200000000ull  /* progress line refresh: 5 per second */
-#define REFRESH_NS  2000000000ull /* module list refresh for the unwinder */
 
 struct rec_opts {
 	pid_t pid;
@@ -55,16 +53,6 @@ struct rec_opts {
 	size_t nprobe_frees, probe_frees_cap;
 	uint64_t interval_ns; /* --interval: one file per interval (0: one file at the end) */
 	unsigned keep;	      /* --keep: files kept (0: all) */
-};
-
-/* What the allocation callback needs: borrowed pointers, owned by cmd_record(). */
-struct recorder {
-	struct ms_unwinder *unwinder;
-	struct ms_rec_table *table;
-	struct ms_probes *probes;     /* which frames are the allocator's own */
-	uint64_t alloc_events, free_events, unwind_failures, short_stacks;
-	uint64_t one_frame; /* samples whose stack is the allocator's caller alone */
-	ms_raddr_t pcs[MAX_PCS];
 };
 
 static void help(FILE *f)
@@ -432,68 +420,6 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done,
 	return ms_rec_interval_check(CMD, o->out_path, o->interval_ns, o->keep);
 }
 
-/* ------------------------------ recording ------------------------------ */
-
-static void on_alloc_event(const struct ms_alloc_event *ev, void *ctx)
-{
-	struct recorder *r = ctx;
-	struct ms_stack_copy sc;
-	size_t n = 0, skip;
-
-	if (ev->type == MS_AE_FREE) {
-		r->free_events++;
-		ms_rec_table_free_ptr(r->table, ev->ptr);
-		return;
-	}
-	r->alloc_events++;
-	/* The stack copy is borrowed for this call only: unwind now, symbolise at the end. */
-	sc = (struct ms_stack_copy){.regs = &ev->regs,
-				    .data = ev->stack,
-				    .len = ev->stack_len,
-				    .addr = ev->regs.rsp,
-				    .at_entry = true};
-	if (!ev->stack || ms_unwind(r->unwinder, &sc, r->pcs, MAX_PCS, &n) || n == 0) {
-		r->unwind_failures++;
-		n = 0;
-	} else if (n == 1) {
-		r->short_stacks++;
-	}
-	/*
-	 * pcs[0] is the allocator's own entry: the leaf shown is its caller. A
-	 * call another probed function handed on (glibc's posix_memalign calls
-	 * its malloc for small alignments) has that function's frames next:
-	 * the allocator's too, so the leaf is the same as for a call it made
-	 * itself, sampled or exact. Return addresses: pc - 1 is in the call.
-	 */
-	/* Inside another sampled probed call: that one is reported (pcs[0] is the entry). */
-	if (r->probes && n > 1 && ms_probes_nested_sample(r->probes, r->pcs + 1, n - 1)) {
-		r->alloc_events--;
-		return;
-	}
-	skip = n > 1 ? 1 : n;
-	while (r->probes && skip + 1 < n && ms_probes_in_allocator(r->probes, r->pcs[skip] - 1))
-		skip++;
-	if (n - skip <= 1)
-		r->one_frame++;
-	ms_rec_table_add(r->table, r->pcs + skip, n - skip, ev->fn, ev->weight, ev->size, ev->ptr,
-			 ev->tid);
-}
-
-/*
- * Has pid exited, allowing a process that is exiting a moment to finish: its
- * memory is released (reads of it fail with ESRCH) before its state
- * becomes Z. Only asked when a read of the process failed.
- */
-static bool process_gone(pid_t pid)
-{
-	for (int i = 0; i < 40; i++) {
-		if (ms_procfs_gone(pid))
-			return true;
-		usleep(5000);
-	}
-	return false;
-}
-
 /* ------------------------------ progress ------------------------------ */
 
 struct progress {
@@ -616,14 +542,6 @@ static void add_mappings(struct ms_profile *prof, struct ms_symbolizer *sym,
 
 /* ------------------------------ the command ------------------------------ */
 
-struct outcome {
-	bool target_exited;
-	int exit_status;
-	int wait_error;
-	int stop_signal;
-	bool duration_elapsed;
-	uint64_t wall_ns;
-};
 
 /*
  * Calls that are not sampled still pass through the probes' fast path (a
@@ -643,7 +561,7 @@ struct outcome {
  * measured, in the stubs' time).
  */
 static void print_cost(const struct rec_opts *o, const struct ms_probe_stats *st,
-		       const struct ms_rec_meter *m, const struct outcome *oc, uint64_t unsampled)
+		       const struct ms_rec_meter *m, const struct ms_rec_end *oc, uint64_t unsampled)
 {
 	const struct ms_rec_budget *b = &m->budget;
 	const struct ms_rec_cost *f = &b->first, *e = &m->end;
@@ -848,8 +766,8 @@ static void print_tampering(const struct rec_opts *o, const struct ms_probe_stat
 }
 
 static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t,
-			  struct ms_probes *pr, const struct recorder *rec,
-			  const struct outcome *oc, const struct ms_rec_meter *m, const char *verify_note,
+			  struct ms_probes *pr, const struct ms_rec_counts *rec,
+			  const struct ms_rec_end *oc, const struct ms_rec_meter *m, const char *verify_note,
 			  int verified_ok, const struct ms_rec_interval *iv)
 {
 	struct ms_probe_stats st = {0};
@@ -1094,48 +1012,49 @@ static int write_profile(const struct rec_opts *o, const struct ms_rec_table *t,
  * summary reports it.
  */
 static void interval_cut(const struct rec_opts *o, struct ms_rec_interval *iv,
-			 struct ms_rec_table *t, struct ms_symbolizer *sym,
-			 const struct ms_modules *mods, struct ms_rec_meter *m, struct progress *pg,
-			 struct ms_probes *pr, uint64_t now)
+			 struct ms_rec_session *rs, struct progress *pg, uint64_t now)
 {
 	uint64_t cpu = ms_rec_self_cpu_ns(), spent;
 	struct ms_probe_stats st;
 	struct ms_afile af = {0};
 	struct ms_error err = {0};
+	struct ms_rec_read r;
 	int rc;
 
 	progress_clear(pg);
-	if (sym)
-		ms_symbolizer_refresh(sym); /* modules mapped meanwhile */
+	ms_rec_session_read(rs, &r);
+	if (r.sym)
+		ms_symbolizer_refresh(r.sym); /* modules mapped meanwhile */
 	rc = ms_rec_interval_open(iv, &af, &err);
 	if (!rc) {
-		rc = write_profile(o, t, sym, mods, iv, 0, now, &m->budget, af.fp, &err);
+		rc = write_profile(o, r.table, r.sym, r.mods, iv, 0, now, &r.meter->budget, af.fp,
+				   &err);
 		if (rc)
 			ms_afile_abort(&af);
 		else
 			rc = ms_afile_commit(&af, &err);
 	}
 	spent = ms_rec_self_cpu_ns() - cpu;
-	ms_probes_stats(pr, &st);
-	ms_rec_interval_done(iv, t, now, rc == 0, &err, spent, st.dropped, o->quiet);
-	/* hours of churn: memory for the live samples only, not every one ever freed */
-	ms_rec_table_compact(t);
-	m->cpu0 += spent;
-	m->last_cpu += spent;
+	ms_probes_stats(r.probes, &st);
+	ms_rec_interval_done(iv, r.table, now, rc == 0, &err, spent, st.dropped, o->quiet);
+	ms_rec_session_cut(rs, spent);
 }
 
 /* What a hook sees of the recording (ms_rec_hooks). */
-static void fill_view(struct ms_rec_view *v, const struct rec_opts *o, const struct recorder *rec,
-		      struct ms_symbolizer *sym, const struct ms_rec_meter *m, uint64_t start_ns)
+static void fill_view(struct ms_rec_view *v, const struct rec_opts *o,
+		      const struct ms_rec_session *rs)
 {
+	struct ms_rec_read r;
+
+	ms_rec_session_read(rs, &r);
 	*v = (struct ms_rec_view){
 	    .pid = o->pid,
 	    .live = o->live,
-	    .start_ns = start_ns,
-	    .table = rec->table,
-	    .sym = sym,
-	    .budget = &m->budget,
-	    .last = &m->last,
+	    .start_ns = r.start_ns,
+	    .table = r.table,
+	    .sym = r.sym,
+	    .budget = &r.meter->budget,
+	    .last = r.last,
 	};
 }
 
@@ -1150,22 +1069,17 @@ int ms_rec_main(int argc, char **argv, const struct ms_rec_hooks *h)
 	struct ms_afile af = {0};
 	struct ms_error err = {0};
 	struct ms_proc *p = NULL;
-	struct ms_modules mods = {0};
-	struct ms_probes *pr = NULL;
-	struct ms_symbolizer *sym = NULL;
+	struct ms_rec_session *rs = NULL;
+	struct ms_rec_session_opts so;
+	struct ms_rec_read r;
+	struct ms_rec_closed closed = {.verified = true};
 	struct ms_rec_interval *iv = NULL;
 	unsigned interval_failed = 0;
-	struct recorder rec = {0};
-	struct outcome oc = {0};
 	struct progress pg = {0};
-	struct ms_rec_meter m = {0};
 	struct ms_rec_baseline baseline = {0};
 	struct ms_attach_opts aopts = {.trace_fork = true};
-	struct ms_probe_opts popts;
-	char *verify_note = NULL;
-	int verified_ok = 1;
-	bool done, afile_open = false, removed_ok = true;
-	uint64_t start_ns, deadline = 0, now, last_refresh, upkeep0;
+	bool done, afile_open = false;
+	uint64_t now;
 	int rc, ret = MS_EXIT_FAILED;
 
 	if (h)
@@ -1208,58 +1122,30 @@ int ms_rec_main(int argc, char **argv, const struct ms_rec_hooks *h)
 	}
 	if (cli_attach(CMD, o.pid, &aopts, &p))
 		goto out;
-	rc = ms_modules_load(o.pid, ms_proc_maps(p), &mods);
-	if (rc) {
-		ms_error_set(&err, rc, "record: reading the modules of pid %d: %s", (int)o.pid,
-			     ms_strerror(rc));
-		cli_report(&err);
-		goto out;
-	}
-	rec.table = ms_rec_table_new();
-	rec.unwinder = ms_unwinder_new(o.pid, o.unwinder, &err);
-	if (!rec.unwinder) {
-		cli_report(&err);
-		goto out;
-	}
-	/* Opens every module file now: symbolising still works after the target exits. */
-	sym = ms_symbolizer_new(o.pid, &err);
-	if (!sym) {
-		cli_report(&err);
-		goto out;
-	}
-	popts = (struct ms_probe_opts){
+	so = (struct ms_rec_session_opts){
+	    .duration_ns = o.duration_ns,
 	    .sample_bytes = o.sample_bytes,
+	    .min_sample_bytes = o.min_sample_bytes,
+	    .max_overhead = o.max_overhead,
 	    .stack_bytes = o.stack_bytes,
-	    /*
-	     * Only --live needs frees. Probing free anyway cost every free()
-	     * a hash-table look-up: 1.38x on the tight malloc/free bench.
-	     */
+	    .unwinder = o.unwinder,
 	    .track_frees = o.live || o.interval_ns, /* an interval's file holds the live view */
-	    .custom_symbols = o.probes,
-	    .n_custom = o.nprobes,
-	    .custom_free_symbols = o.probe_frees,
-	    .n_custom_free = o.nprobe_frees,
+	    .probes = o.probes,
+	    .nprobes = o.nprobes,
+	    .probe_frees = o.probe_frees,
+	    .nprobe_frees = o.nprobe_frees,
 	};
-	rc = ms_probes_install(p, &mods, &popts, &pr, &err);
-	rec.probes = pr;
-	if (rc) {
-		pr = NULL;
-		rec.probes = NULL;
-		if (!err.msg[0])
-			ms_error_set(&err, rc, "record: probing the allocator of pid %d: %s",
-				     (int)o.pid, ms_strerror(rc));
+	/* The session owns p from here on. */
+	if (ms_rec_session_open(p, &so, &baseline, &rs, &err)) {
 		cli_report(&err);
 		goto out;
 	}
-
-	start_ns = last_refresh = ms_now_ns();
-	if (o.duration_ns)
-		deadline = start_ns + o.duration_ns;
+	ms_rec_session_read(rs, &r);
 	if (o.interval_ns)
-		iv = ms_rec_interval_new(o.out_path, o.interval_ns, o.keep, o.pid, start_ns);
+		iv = ms_rec_interval_new(o.out_path, o.interval_ns, o.keep, o.pid, r.start_ns);
 	pg = (struct progress){.tty = !o.quiet && !h && isatty(STDERR_FILENO),
-			       .start_ns = start_ns,
-			       .last_ns = start_ns,
+			       .start_ns = r.start_ns,
+			       .last_ns = r.start_ns,
 			       .iv = iv};
 	if (!o.quiet && !h) {
 		const char **names;
@@ -1268,8 +1154,8 @@ int ms_rec_main(int argc, char **argv, const struct ms_rec_hooks *h)
 		fprintf(stderr,
 			"memspy: recording pid %d (%s, %zu threads, %zu entry points "
 			"probed) %s%s",
-			(int)o.pid, ms_proc_comm(o.pid, comm, sizeof(comm)), ms_proc_nthreads(p),
-			ms_probes_sites(pr, &names),
+			(int)o.pid, ms_proc_comm(o.pid, comm, sizeof(comm)), ms_proc_nthreads(r.proc),
+			ms_probes_sites(r.probes, &names),
 			o.duration_ns ? "for " : "until Ctrl-C or its exit",
 			o.duration_ns ? ms_fmt_duration(d, sizeof(d), (uint64_t)o.duration_ns) : "");
 		if (iv)
@@ -1277,159 +1163,55 @@ int ms_rec_main(int argc, char **argv, const struct ms_rec_hooks *h)
 				ms_fmt_duration(d, sizeof(d), o.interval_ns), o.out_path);
 		fprintf(stderr, "\n");
 	}
-	ms_rec_meter_start(&m, o.pid, pr, o.max_overhead, o.sample_bytes, o.min_sample_bytes,
-			   &baseline);
-	for (;;) {
-		struct ms_event ev;
-		int timeout = m.wait_ms;
-
-		now = ms_now_ns();
-		if (deadline) {
-			if (now >= deadline) {
-				oc.duration_elapsed = true;
-				break;
-			}
-			if (deadline - now < (uint64_t)timeout * 1000000)
-				timeout = (int)((deadline - now) / 1000000) + 1;
-		}
-		if (iv && ms_rec_interval_end(iv) > now &&
-		    ms_rec_interval_end(iv) - now < (uint64_t)timeout * 1000000)
-			timeout = (int)((ms_rec_interval_end(iv) - now) / 1000000) + 1;
-		if ((oc.stop_signal = ms_signals_stop_requested()))
-			break;
-		ms_rec_meter_iteration(&m, rec.alloc_events + rec.free_events);
-		rc = ms_proc_wait(p, timeout, &ev);
-		if (rc) {
-			oc.wait_error = rc;
-			break;
-		}
-		switch (ev.kind) {
-		case MS_EV_TRAP:
-			if (ms_probes_handle_event(pr, &ev, on_alloc_event, &rec) == 0) {
-				/* Not a probe's trap: the target's own; deliver it as if untraced. */
-				ms_debug("record: SIGTRAP at 0x%llx in thread %d is not a probe's",
-					 (unsigned long long)ev.regs.rip, (int)ev.tid);
-				ms_proc_pass_trap(p, ev.tid);
-			}
-			break;
-		case MS_EV_FORK:
-			/* The child inherited the patched text: the engine restores it. */
-			if (ms_probes_handle_event(pr, &ev, on_alloc_event, &rec) == 0) {
-				ms_warn(
-				    "record: forked child %d was not restored by the probe engine",
-				    (int)ev.child);
-				ms_proc_fork_child_detach(ev.child);
-			}
-			break;
-		case MS_EV_STOP_REQUEST:
-			oc.stop_signal = ms_signals_stop_requested();
-			break;
-		case MS_EV_EXITED:
-			oc.target_exited = true;
-			oc.exit_status = ev.status;
-			break;
-		default:
-			break;
-		}
-		if (oc.target_exited || ev.kind == MS_EV_STOP_REQUEST)
-			break;
-		rc = ms_probes_poll(pr, on_alloc_event, &rec);
-		if (rc == -MS_E_TAMPERED)
-			break; /* the pages are not memspy's any more: stop, say so (summary) */
-		if (rc && rc != -EAGAIN) {
-			oc.wait_error = rc;
-			break;
-		}
+	while (ms_rec_session_step(rs, iv ? ms_rec_interval_end(iv) : 0) == 0) {
 		now = ms_now_ns();
 		/* Just drained: what was sampled before the boundary is in the table. */
-		if (iv && now >= ms_rec_interval_end(iv)) {
-			interval_cut(&o, iv, rec.table, sym, &mods, &m, &pg, pr, now);
-			now = ms_now_ns();
-		}
-		m.busy = ev.kind != MS_EV_TIMEOUT;
-		ms_rec_meter_pace(&m, pr, rec.alloc_events, rec.free_events, now);
-		/*
-		 * Upkeep from here on: its CPU is the budget's fixed cost, which a
-		 * wider mean cannot remove (counted as sampling, it widened a
-		 * light process's mean 16x under ASan with one sample a second).
-		 */
-		upkeep0 = ms_rec_self_cpu_ns();
-		if (now >= m.next_read_ns)
-			ms_rec_meter_read(&m, pr, now, on_alloc_event, &rec);
-		if (progress_update(&pg, pr, &m, now))
-			m.busy = true;
+		if (iv && now >= ms_rec_interval_end(iv))
+			interval_cut(&o, iv, rs, &pg, now);
+		ms_rec_session_upkeep(rs);
+		ms_rec_session_read(rs, &r);
+		if (progress_update(&pg, r.probes, r.meter, ms_now_ns()))
+			ms_rec_session_busy(rs);
 		if (h && h->step) {
 			struct ms_rec_view v;
 			int s;
 
-			fill_view(&v, &o, &rec, sym, &m, start_ns);
+			fill_view(&v, &o, rs);
 			s = h->step(h->ctx, &v);
 			if (s & MS_REC_STEP_BUSY)
-				m.busy = true; /* the hook's CPU is not idle polling */
+				ms_rec_session_busy(rs); /* the hook's CPU is not idle polling */
 			if (s & MS_REC_STEP_STOP)
 				break;
 		}
-		/* Libraries dlopen'ed meanwhile: their CFI is needed to unwind through them. */
-		if (now - last_refresh > REFRESH_NS) {
-			ms_unwinder_refresh(rec.unwinder);
-			last_refresh = now;
-			m.busy = true;
-		}
-		m.upkeep_ns += ms_rec_self_cpu_ns() - upkeep0;
 	}
-	oc.wall_ns = ms_now_ns() - start_ns;
-	ms_rec_meter_reading(&m, pr, &m.end);
 	progress_clear(&pg);
-	if (!oc.target_exited && ms_proc_exited(p, &oc.exit_status))
-		oc.target_exited = true;
-	if (!oc.target_exited)
-		ms_symbolizer_refresh(sym); /* modules mapped during the recording */
-
 	/* The target first: every byte back, verified, before anything else. */
-	rc = ms_probes_remove(pr, on_alloc_event, &rec, &err);
-	if (rc) {
-		removed_ok = false;
+	if (ms_rec_session_close(rs, &closed, &err))
 		cli_report(&err);
-	}
-	ms_proc_detach(p);
-	if (!oc.target_exited && removed_ok) {
-		verified_ok = ms_rec_verify_text(o.pid, &mods, pr, &verify_note) == 0;
-		/*
-		 * A process that exited between the removal and the read-back
-		 * cannot be read, and has nothing left to harm: the recording
-		 * is complete, and no failure.
-		 */
-		if (!verified_ok && process_gone(o.pid)) {
-			free(verify_note);
-			verify_note = ms_xasprintf("not verified after detach: the process exited "
-						   "the moment memspy detached (nothing left to check)");
-			verified_ok = true;
-		}
-		if (!verified_ok)
-			removed_ok = false;
-	}
+	ms_rec_session_read(rs, &r);
 
 	if (h && h->ended) {
 		struct ms_rec_view v;
 
-		fill_view(&v, &o, &rec, sym, &m, start_ns);
-		v.last = &m.end;
+		fill_view(&v, &o, rs);
 		h->ended(h->ctx, &v);
 	}
-	cli_report_early_end(o.pid, oc.wait_error, oc.target_exited, oc.exit_status);
+	cli_report_early_end(o.pid, r.end->wait_error, r.end->target_exited, r.end->exit_status);
 	if (h)
 		goto summary;
 
 	/* detached, the target runs: a debuginfod fetch (only with the user's
 	 * DEBUGINFOD_URLS) can no longer stall it */
-	if (sym)
-		ms_symbolizer_set_debuginfod(sym, true);
+	if (r.sym)
+		ms_symbolizer_set_debuginfod(r.sym, true);
 	if (iv) {
 		/* the last interval ends here; its file is written like the others */
-		interval_cut(&o, iv, rec.table, sym, &mods, &m, &pg, pr, start_ns + oc.wall_ns);
+		interval_cut(&o, iv, rs, &pg, r.start_ns + r.end->wall_ns);
+		ms_rec_session_read(rs, &r);
 		goto summary;
 	}
-	rc = write_profile(&o, rec.table, sym, &mods, NULL, oc.wall_ns, 0, &m.budget, af.fp, &err);
+	rc = write_profile(&o, r.table, r.sym, r.mods, NULL, r.end->wall_ns, 0, &r.meter->budget,
+			   af.fp, &err);
 	if (rc || ms_afile_commit(&af, &err)) {
 		cli_report(&err);
 		goto out;
@@ -1437,13 +1219,14 @@ int ms_rec_main(int argc, char **argv, const struct ms_rec_hooks *h)
 	afile_open = false;
 summary:
 	if (!o.quiet) {
-		char *hint = sym ? ms_symbolizer_names_hint(sym) : NULL;
+		char *hint = r.sym ? ms_symbolizer_names_hint(r.sym) : NULL;
 
-		print_summary(&o, rec.table, pr, &rec, &oc, &m, verify_note, verified_ok, iv);
+		print_summary(&o, r.table, r.probes, r.counts, r.end, r.meter, closed.verify_note,
+			      closed.verified, iv);
 		{
 			struct ms_rec_totals tot;
 
-			ms_rec_table_totals(rec.table, &tot);
+			ms_rec_table_totals(r.table, &tot);
 			ms_subprocess_hint(stderr, o.pid, tot.samples);
 		}
 		if (hint)
@@ -1452,28 +1235,25 @@ summary:
 	}
 	if (iv)
 		interval_failed = ms_rec_interval_failed(iv);
-	if (!removed_ok || (iv && !ms_rec_interval_written(iv)))
+	if (!closed.removed || (iv && !ms_rec_interval_written(iv)))
 		ret = MS_EXIT_FAILED;
-	else if (oc.target_exited || oc.wait_error || interval_failed)
+	else if (r.end->target_exited || r.end->wait_error || interval_failed)
 		ret = MS_EXIT_PARTIAL;
 	else {
 		struct ms_probe_stats st;
 
-		ms_probes_stats(pr, &st);
+		ms_probes_stats(r.probes, &st);
 		ret = st.dropped || st.tampered || st.discarded ? MS_EXIT_PARTIAL : MS_EXIT_OK;
 	}
 out:
 	if (afile_open)
 		ms_afile_abort(&af);
-	ms_probes_free(pr);
-	ms_proc_free(p);
+	if (rs)
+		ms_rec_session_free(rs); /* and p with it */
+	else
+		ms_proc_free(p);
 	ms_rec_interval_free(iv);
-	ms_symbolizer_free(sym);
-	ms_unwinder_free(rec.unwinder);
-	ms_rec_table_free(rec.table);
-	ms_modules_free(&mods);
-	ms_rec_meter_free(&m);
-	free(verify_note);
+	free(closed.verify_note);
 	opts_free(&o);
 	return ret;
 }

@@ -46,15 +46,4 @@ struct ms_rec_hooks {
 /* memspy record's main (h NULL), or with hooks; returns the exit code record's help lists. */
 int ms_rec_main(int argc, char **argv, const struct ms_rec_hooks *h);
 
-struct ms_modules;
-struct ms_probes;
-/*
- * After detach: compares the executable mappings of every module that had a
- * probe with the module's file, byte for byte. Returns 0 when identical
- * (note says what was checked), -EIO when a byte differs (note names the
- * first one), or another negative code when the check could not be done
- * (note says why). *note is allocated; the caller frees it.
- */
-int ms_rec_verify_text(pid_t pid, const struct ms_modules *mods, struct ms_probes *pr, char **note);
-
 #endif

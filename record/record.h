@@ -12,6 +12,7 @@
 #include "common/common.h"
 #include "attach/attach.h"
 #include "attach/probe.h"
+#include "unwind/unwind.h"
 
 #include <stdio.h>
 #include <sys/types.h>
@@ -306,5 +307,123 @@ void ms_rec_meter_pace(struct ms_rec_meter *m, struct ms_probes *pr, uint64_t al
  */
 void ms_rec_meter_read(struct ms_rec_meter *m, struct ms_probes *pr, uint64_t now, ms_alloc_event_cb cb,
 		       void *ctx);
+
+/* ------------------------- probe mode's session (session.c) ------------------------- */
+
+struct ms_proc;
+struct ms_modules;
+struct ms_rec_session; /* opaque */
+
+struct ms_rec_session_opts {
+	uint64_t duration_ns;	   /* 0: until a stop request or the target's exit */
+	uint64_t sample_bytes;	   /* the mean to start with (0: exact, every call) */
+	uint64_t min_sample_bytes; /* the narrowest the budget may pick */
+	double max_overhead;	   /* fraction of the target's CPU time; 0 = off */
+	uint64_t stack_bytes;
+	enum ms_unwind_backend unwinder;
+	/*
+	 * Probe frees too: only the live view needs them. Probing free anyway
+	 * cost every free() a hash-table look-up: 1.38x on the tight
+	 * malloc/free bench.
+	 */
+	bool track_frees;
+	const char *const *probes; /* --probe SYMBOL ... */
+	size_t nprobes;
+	const char *const *probe_frees; /* --probe-free SYMBOL ... */
+	size_t nprobe_frees;
+};
+
+/* What the samples came to beyond the table. */
+struct ms_rec_counts {
+	uint64_t alloc_events, free_events, unwind_failures, short_stacks;
+	uint64_t one_frame; /* samples whose stack is the allocator's caller alone */
+};
+
+/* Why the recording ended. */
+struct ms_rec_end {
+	bool target_exited, duration_elapsed;
+	int exit_status; /* the target's wait status, when it exited */
+	int wait_error;	 /* waiting for the target or draining failed: a negative code */
+	int stop_signal; /* a stop request (SIGINT, SIGTERM, SIGHUP): which */
+	uint64_t wall_ns; /* from the probes' start to the end (set by close) */
+};
+
+/* A reading of a session; everything borrowed, valid until the next step or its free. */
+struct ms_rec_read {
+	pid_t pid;
+	struct ms_proc *proc;
+	uint64_t start_ns;		  /* ms_now_ns() when the probes went in */
+	const struct ms_rec_table *table; /* the stacks, their weights */
+	uint64_t mean; /* how certain: 0 every call was seen, else the sampling mean in force */
+	struct ms_symbolizer *sym; /* made at attach time; symbolises after the target exits */
+	const struct ms_modules *mods;
+	struct ms_probes *probes;	   /* ms_probes_stats, ms_probes_sites */
+	const struct ms_rec_meter *meter;  /* the cost account: the budget, its readings */
+	const struct ms_rec_cost *last;	   /* the latest reading; the final one once closed */
+	const struct ms_rec_counts *counts;
+	const struct ms_rec_end *end;
+};
+
+/*
+ * Opens a recording on p, a process seized with forks traced; the session
+ * owns p from now on, also on failure (ms_rec_session_free frees it). Loads
+ * the module table, makes the unwinder and the symboliser, installs the
+ * probes and starts the cost meter (bl: the run delay measured before
+ * attaching). 0, or a negative code with err filled; *out is set either
+ * way and must be freed.
+ */
+int ms_rec_session_open(struct ms_proc *p, const struct ms_rec_session_opts *o,
+			const struct ms_rec_baseline *bl, struct ms_rec_session **out,
+			struct ms_error *err);
+/*
+ * One iteration of the loop: waits for the target's events (at most the
+ * drains' pace, and until wake_ns when not 0), handles them (a probe's
+ * trap, a fork's child restored and let go, the target's own SIGTRAP passed
+ * on) and drains the rings, each sample unwound into the stack table.
+ * Returns 0 to go on, 1 when the recording has ended (the read's end says
+ * why: duration, a stop request, the target's exit, tampering, an error).
+ */
+int ms_rec_session_step(struct ms_rec_session *s, uint64_t wake_ns);
+/*
+ * After a step: the next wait's pace, a budget reading when due (a new mean
+ * applied), the unwinder's module list every 2 s. memspy's CPU from here to
+ * the next step is upkeep, the budget's fixed cost.
+ */
+void ms_rec_session_upkeep(struct ms_rec_session *s);
+/* The caller did work between steps (a progress line, a view): not idle polling. */
+void ms_rec_session_busy(struct ms_rec_session *s);
+/*
+ * An interval's file was written from the table (after a step): the samples
+ * already freed are dropped from it, and cpu_ns (memspy's CPU writing the
+ * file) is kept out of the budget, which a wider mean would not reduce.
+ */
+void ms_rec_session_cut(struct ms_rec_session *s, uint64_t cpu_ns);
+void ms_rec_session_read(const struct ms_rec_session *s, struct ms_rec_read *out);
+
+/* What closing did. */
+struct ms_rec_closed {
+	bool removed;	   /* every probe removed and, unless the target exited, verified */
+	bool verified;	   /* the code after detach is the files' (or was not readable) */
+	char *verify_note; /* what the check found (allocated: the caller frees it), or NULL */
+};
+/*
+ * Ends the recording: the final reading, the probes removed (every byte
+ * restored and read back), every thread detached, and the probed modules'
+ * code compared with their files. Returns 0, or the removal's negative
+ * code with err filled; *out says what was verified either way.
+ */
+int ms_rec_session_close(struct ms_rec_session *s, struct ms_rec_closed *out,
+			 struct ms_error *err);
+/* Frees the session, its process (detached on every path) and what it read. NULL: no-op. */
+void ms_rec_session_free(struct ms_rec_session *s);
+
+/*
+ * After detach: compares the executable mappings of every module that had a
+ * probe with the module's file, byte for byte. Returns 0 when identical
+ * (note says what was checked), -EIO when a byte differs (note names the
+ * first one), or another negative code when the check could not be done
+ * (note says why). *note is allocated; the caller frees it.
+ */
+int ms_rec_verify_text(pid_t pid, const struct ms_modules *mods, struct ms_probes *pr, char **note);
 
 #endif

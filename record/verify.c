@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
- * memspy record: after detach, proves the target's code is as the file says
+ * record: after detach, proves the target's code is as the file says
  * by reading every executable mapping of each probed module back.
  */
-#include "cmd/record_int.h"
+#include "record/record.h"
 #include "attach/attach.h"
 #include "attach/probe.h"
 

@@ -13,6 +13,7 @@
 #include "attach/attach.h"
 #include "attach/probe.h"
 #include "unwind/unwind.h"
+#include "output/timeline.h"
 
 #include <stdio.h>
 #include <sys/types.h>
@@ -425,5 +426,115 @@ void ms_rec_session_free(struct ms_rec_session *s);
  * (note says why). *note is allocated; the caller frees it.
  */
 int ms_rec_verify_text(pid_t pid, const struct ms_modules *mods, struct ms_probes *pr, char **note);
+
+/* ------------------------- walk mode's session (walk.c) ------------------------- */
+
+struct ms_rec_walk; /* opaque */
+struct ms_timeline;
+
+/* Pauses of the target, one kind of stop (plain data). */
+struct ms_rec_pauses {
+	uint32_t *us; /* every pause, microseconds */
+	size_t n, cap;
+	uint64_t total_ns, worst_ns;
+	double ewma_ns;
+};
+/* The median pause (ns); sorts p->us. */
+double ms_rec_pauses_median_ns(struct ms_rec_pauses *p);
+
+/* System calls counted one by one in the summary (x86_64 numbers are below this). */
+#define MS_REC_WALK_NSYSCALLS 512
+
+struct ms_rec_walk_opts {
+	uint64_t duration_ns; /* 0: until a stop request or the target's exit */
+	double rate;	      /* stops for stacks per second, on average */
+	uint64_t walk_ns;     /* a heap read every walk_ns */
+	bool full_walk;	      /* the whole heap walked, not the arena headers */
+	double max_share;     /* fraction of wall time the target may spend stopped */
+	uint64_t stack_bytes, max_reads;
+	enum ms_unwind_backend unwinder;
+	const char *command; /* the heap timeline's title (copied by the timeline) */
+};
+
+/* What one heap sample found, for a -v line (the newest; fresh after the step that took it). */
+struct ms_rec_walk_heap_sample {
+	bool fresh, heap; /* heap: it has heap figures (else RSS only) */
+	size_t index;	  /* in the timeline */
+	uint64_t stop_ns; /* CLOCK_MONOTONIC */
+	struct ms_tl_values total;
+	uint64_t read_ns, reads; /* the heap read's time and remote reads (0: no read) */
+};
+
+/* What walk mode measured: the cost account, the threads' states, the heap (plain data). */
+struct ms_rec_walk_account {
+	struct ms_rec_pauses stack_pauses, heap_pauses;
+	uint64_t stops, stack_ticks, heap_ticks, skipped_stack, skipped_heap, stop_failures;
+	uint64_t thread_samples, unwind_failures, heap_capped, heap_inconsistent;
+	uint64_t start_ns; /* when the sampling began */
+	int last_stop_error;
+	size_t nthr; /* threads at the last stop */
+	/* running or asleep at the stop (a sleeping thread is idle, not busy) */
+	uint64_t running_samples, sleeping_samples;
+	uint64_t asleep_in[MS_REC_WALK_NSYSCALLS + 1]; /* by system call; the last: any other */
+	/* sampling instants and the rate actually had */
+	bool realtime;	       /* may wake at real-time priority */
+	uint64_t late_ns;      /* sum over stack stops of how late memspy woke */
+	uint64_t skipped_busy; /* instants that came due while memspy was busy: skipped */
+	uint64_t stack_work_ns; /* memspy's time per stack stop: stop, copy, resume, unwind */
+	bool kernel_ok;	       /* the kernel's run and wait shares over the window (schedstat) */
+	double kernel_run, kernel_wait;
+	size_t kernel_threads;
+	/* the heap */
+	bool glibc, have_loc; /* glibc malloc; its state located */
+	char allocator[600];
+	struct ms_timeline *tl; /* the heap timeline, one sample per heap read */
+	struct ms_rec_walk_heap_sample heap_sample;
+	struct ms_rec_end end;
+};
+/* Time the target spent stopped, all stops (ns). */
+uint64_t ms_rec_walk_paused_ns(const struct ms_rec_walk_account *a);
+
+struct ms_rec_walk_read {
+	struct ms_rec_walk_account *account;
+	struct ms_proc *proc;
+	const struct ms_rec_table *table; /* threads per stack, tagged 0 running or 1 + syscall */
+	struct ms_symbolizer *sym;
+	const struct ms_error *heap_err; /* glibc's state was not found: why; else NULL */
+};
+
+/*
+ * Opens a walk-mode recording on p (seized; nothing is patched, forks are
+ * no concern); the session owns p from now on, also on failure. Makes the
+ * unwinder and symboliser, tells the allocator, locates glibc's state (a
+ * failure is no error: the read's heap_err says why, and the timeline holds
+ * RSS only), starts the timeline and the sampling instants. 0, or a
+ * negative code with err filled; *out is set either way and must be freed.
+ */
+int ms_rec_walk_open(struct ms_proc *p, const struct ms_rec_walk_opts *o, struct ms_rec_walk **out,
+		     struct ms_error *err);
+#define MS_REC_WALK_STOPPED 1 /* a step stopped the target (stacks or heap) */
+#define MS_REC_WALK_ENDED   2 /* the recording has ended: the account's end says why */
+/*
+ * One step: waits for the next instant (the target's events handled
+ * meanwhile) or takes it: stop all, registers and a stack copy per thread,
+ * the heap read when due, resume, unwind into the stack table. Returns 0,
+ * MS_REC_WALK_STOPPED or MS_REC_WALK_ENDED.
+ */
+int ms_rec_walk_step(struct ms_rec_walk *w);
+/* Ends: the kernel's accounting over the window, every thread detached. */
+void ms_rec_walk_close(struct ms_rec_walk *w);
+void ms_rec_walk_read(struct ms_rec_walk *w, struct ms_rec_walk_read *out);
+/* Frees the session, its process (detached on every path) and its timeline. NULL: no-op. */
+void ms_rec_walk_free(struct ms_rec_walk *w);
+
+/*
+ * Was a thread stopped on this stack (innermost first, pcs[0] where it
+ * stopped) inside the allocator: is the first frame of its innermost ones
+ * that lies outside the runtime libraries (libc, ld.so, vdso) malloc and
+ * friends or their internals?
+ */
+bool ms_rec_stack_in_allocator(struct ms_symbolizer *sym, const ms_raddr_t *pcs, size_t npcs);
+/* "futex", "epoll_wait", ...; NULL for a call not in the table. */
+const char *ms_rec_syscall_name(int nr);
 
 #endif

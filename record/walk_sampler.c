@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * memspy record --mode walk: when to stop the target, and what each thread
+ * record, walk mode: when to stop the target, and what each thread
  * was doing at that instant.
  *
  * A sampling profiler is only as good as the independence of its instants
@@ -16,7 +16,7 @@
  * distribution (a Poisson process: the instants are memoryless, so no
  * periodic target can lock onto them), and waits to the nanosecond.
  */
-#include "cmd/record_walk.h"
+#include "record/walk_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -112,7 +112,7 @@ bool rw_regs_sleeping(const struct user_regs_struct *regs, int *syscall_nr)
 	return true;
 }
 
-const char *rw_syscall_name(int nr)
+const char *ms_rec_syscall_name(int nr)
 {
 	switch (nr) {
 	case SYS_read:

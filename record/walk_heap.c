@@ -1,16 +1,18 @@
 // SPDX-License-Identifier: MIT
 /*
- * memspy record --mode walk: the cheap heap read done at each heap stop
+ * record, walk mode: the cheap heap read done at each heap stop
  * (arena headers, free-list sizes, mp_ counters, tcache counts; no chunk
  * walk), and which symbolised frames belong to the allocator.
  */
-#include "cmd/record_walk.h"
+#include "record/walk_int.h"
 #include "heapwalk/heapwalk.h"
+#include "unwind/unwind.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#define CLASSIFY_DEPTH 48 /* innermost PCs looked at to decide "inside the allocator" */
 #define MAX_ARENAS 1024u /* glibc caps arenas at 8 x cores; this caps a corrupt ring */
 #define NBINS	   128u
 
@@ -241,7 +243,7 @@ static const char *const alloc_names[] = {
     "tcache_double_free_verify",
 };
 
-bool rw_frame_is_allocator(const char *function, const char *file, const char *module)
+bool ms_rec_frame_is_allocator(const char *function, const char *file, const char *module)
 {
 	const char *m = base_name(module), *f = base_name(file);
 
@@ -263,11 +265,32 @@ bool rw_frame_is_allocator(const char *function, const char *file, const char *m
 	return false;
 }
 
-bool rw_module_is_runtime(const char *module)
+bool ms_rec_module_is_runtime(const char *module)
 {
 	const char *m = base_name(module);
 
 	return !strncmp(m, "libc.so", 7) || !strncmp(m, "ld-linux", 8) ||
 	       !strncmp(m, "linux-vdso", 10) || !strncmp(m, "libpthread", 10) ||
 	       !strncmp(m, "libstdc++", 9) || !strncmp(m, "libgcc_s", 8) || !strcmp(m, "??") || !*m;
+}
+
+bool ms_rec_stack_in_allocator(struct ms_symbolizer *sym, const ms_raddr_t *pcs, size_t npcs)
+{
+	for (size_t i = 0; i < npcs && i < CLASSIFY_DEPTH; i++) {
+		const struct ms_sym_frame *sf;
+		size_t nsf;
+
+		if (ms_symbolize(sym, pcs[i], i > 0, &sf, &nsf) || !nsf)
+			continue;
+		/* Innermost (inlined) first: the first frame outside the runtime decides. */
+		for (size_t j = 0; j < nsf; j++) {
+			const char *fn = strcmp(sf[j].function, "??") ? sf[j].function : NULL;
+
+			if (ms_rec_frame_is_allocator(fn, sf[j].file, sf[j].module))
+				return true;
+			if (!ms_rec_module_is_runtime(sf[j].module))
+				return false;
+		}
+	}
+	return false;
 }

@@ -6,52 +6,17 @@
 #include "cmd/cmd.h"
 #include "cmd/subprocesses.h"
 #include "attach/attach.h"
-#include "attach/debuginfo.h"
 #include "heapwalk/heapwalk.h"
+#include "record/record.h"
 #include "output/heap.h"
 
 #include <errno.h>
 #include <getopt.h>
-#include <pthread.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-/* A thread inside malloc holds its arena's lock: let it finish, at most this often. */
-#define LOCK_RETRIES 20
-#define LOCK_RETRY_MS 5
-
-/* ms_heap_locate on a thread of its own (see cmd_dump). */
-struct locate_job {
-	pid_t pid;
-	const struct ms_heap_locate_opts *opts;
-	struct ms_heap_loc *loc;
-	struct ms_maps maps; /* its own copy: the main thread refreshes the process's */
-	struct ms_pid_reader pr;
-	struct ms_reader reader;
-	struct ms_error err;
-	pthread_t th;
-	bool started; /* running on th, not joined yet */
-	int r;
-};
-
-static void *locate_main(void *arg)
-{
-	struct locate_job *j = arg;
-
-	j->r = ms_heap_locate(j->pid, &j->maps, &j->reader, j->opts, j->loc, &j->err);
-	return NULL;
-}
-
-static void locate_join(struct locate_job *j)
-{
-	if (j->started) {
-		pthread_join(j->th, NULL);
-		j->started = false;
-	}
-}
 
 static void usage(FILE *f)
 {
@@ -122,52 +87,6 @@ static void usage(FILE *f)
 		"  64  usage error\n");
 }
 
-static int get_fs_bases(struct ms_proc *p, pid_t **tids, ms_raddr_t **fs)
-{
-	size_t n = ms_proc_nthreads(p);
-
-	*tids = ms_xcalloc(n ? n : 1, sizeof(**tids));
-	*fs = ms_xcalloc(n ? n : 1, sizeof(**fs));
-	for (size_t i = 0; i < n; i++) {
-		struct user_regs_struct regs;
-
-		(*tids)[i] = ms_proc_thread(p, i);
-		if (ms_proc_get_regs(p, (*tids)[i], &regs) == 0)
-			(*fs)[i] = regs.fs_base;
-	}
-	return (int)n;
-}
-
-/* memspy's own peak resident memory so far (VmHWM), MiB; 0 when unknown. For -v. */
-static unsigned long peak_rss_mib(void)
-{
-	FILE *f = fopen("/proc/self/status", "r");
-	char line[128];
-	unsigned long kib = 0;
-
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmHWM: %lu kB", &kib) == 1)
-			break;
-	fclose(f);
-	return kib >> 10;
-}
-
-/* Every thread's registers, for the leak scan's roots (taken in the pause, as fs_base is). */
-static struct ms_leak_thread *get_leak_threads(struct ms_proc *p, size_t *n)
-{
-	struct ms_leak_thread *t;
-
-	*n = ms_proc_nthreads(p);
-	t = ms_xcalloc(*n ? *n : 1, sizeof(*t));
-	for (size_t i = 0; i < *n; i++) {
-		t[i].tid = ms_proc_thread(p, i);
-		t[i].have_regs = ms_proc_get_regs(p, t[i].tid, &t[i].regs) == 0;
-	}
-	return t;
-}
-
 static bool ends_with(const char *s, const char *suffix)
 {
 	size_t n = strlen(s), k = strlen(suffix);
@@ -191,11 +110,9 @@ int cmd_dump(int argc, char **argv)
 		{0},
 	};
 	struct ms_heap_locate_opts lopts = {0};
-	struct ms_heap_loc loc = {0};
+	struct ms_rec_capture cap = {.guard = {.fd = -1, .pid = -1}};
 	struct ms_heap_report rep = {0};
 	struct ms_leak_report lrep = {0};
-	struct ms_leak_thread *lthreads = NULL;
-	size_t nlthreads = 0;
 	bool leaks = false, have_leaks = false;
 	ms_raddr_t explain = 0;
 	struct ms_heap_rss rss = {0};
@@ -204,30 +121,14 @@ int cmd_dump(int argc, char **argv)
 	struct ms_afile af = {0};
 	struct ms_error err = {0};
 	struct ms_proc *proc = NULL;
-	struct ms_reader reader;
 	const char *out_path = NULL, *svg_path = NULL;
 	struct ms_afile svg_af = {0};
 	bool svg_main = false; /* -o FILE.svg: the SVG is the report */
 	char allocator[600], comm[64];
-	pid_t pid = 0, *tids = NULL;
-	ms_raddr_t *fs = NULL;
-	bool json = false, have_rep = false, have_loc = false, have_mem, use_snapshot = true, glibc;
-	struct ms_snapshot *snap = NULL;
-	struct ms_error serr = {0};
-	const struct ms_maps *wmaps;
-	struct ms_reader wreader, wreader2;
-	struct ms_pid_reader pr2;
-	const struct ms_reader *wreaders[2];
-	char snap_note[600] = "";
-	struct locate_job lj = {0};
-	struct ms_snapshot_guard guard = {.fd = -1, .pid = -1};
-	struct ms_quiesce *quiesce = NULL;
-	struct ms_quiesce_stats qst = {0};
-	struct ms_error qerr = {0};
-	unsigned tries;
-	uint64_t t_start = ms_now_ns(), t_stop = 0, t_resume = 0;
-	uint64_t t_stopped = 0, t_maps = 0, t_lock = 0, t_regs = 0, t_threads = 0, t_walked = 0;
-	uint64_t t_snap = 0, t_release = 0, t_res0 = 0;
+	pid_t pid = 0;
+	bool json = false, have_rep = false, have_mem, use_snapshot = true, glibc;
+	struct ms_rec_capture_opts copts;
+	uint64_t t_start = ms_now_ns();
 	FILE *out = stdout;
 	int c, r, ret = MS_EXIT_FAILED;
 
@@ -332,7 +233,6 @@ int cmd_dump(int argc, char **argv)
 		ret = r;
 		goto out;
 	}
-	ms_proc_reader(proc, &reader);
 	meta.pid = pid;
 	meta.comm = ms_proc_comm(pid, comm, sizeof(comm));
 	have_mem = ms_proc_mem_summary(pid, &mem) == 0;
@@ -363,231 +263,26 @@ int cmd_dump(int argc, char **argv)
 	}
 	meta.allocator = "glibc";
 
-	/*
-	 * Locating reads libc's DWARF, inflating its compressed debug sections
-	 * (0.1-0.3 s on a loaded machine): with a snapshot a thread does it, on
-	 * its own copy of the maps, while this one stops the target and clones
-	 * it; the arena locks are then checked in the frozen snapshot. Without
-	 * one it is done first, so that it stays out of the pause.
-	 */
-	lj.pid = pid;
-	lj.opts = &lopts;
-	lj.loc = &loc;
-	lj.r = ms_maps_read(pid, &lj.maps, &lj.err);
-	if (lj.r == 0) {
-		ms_pid_reader_init(&lj.pr, &lj.reader, pid, &lj.maps);
-		ms_debuginfo_init(); /* before any thread: DEBUGINFOD_URLS out of libdwfl's reach */
-		lj.started = use_snapshot && pthread_create(&lj.th, NULL, locate_main, &lj) == 0;
-		if (!lj.started)
-			locate_main(&lj);
+	/* The pause: stop, let threads out of malloc, registers, snapshot, resume (record/capture.c). */
+	copts = (struct ms_rec_capture_opts){
+	    .use_snapshot = use_snapshot, .leaks = leaks, .locate = &lopts};
+	r = ms_rec_capture_take(proc, &copts, &cap, &err);
+	if (cap.snap_note[0])
+		meta.snapshot_fallback = cap.snap_note;
+	if (r) {
+		meta.fatal = err.msg;
+		goto report_without_walk;
 	}
-
-	/* Forked now, not in the pause: reaps the snapshot in the target if memspy dies. */
-	if (use_snapshot)
-		ms_snapshot_guard_start(pid, &guard);
-	/*
-	 * libc's allocator functions and unwind tables, read before the stop: in
-	 * it, the threads inside malloc are let out of it (attach/quiesce.c).
-	 * Without it the lock check and retry below remain.
-	 */
-	quiesce = ms_quiesce_new(pid, ms_proc_maps(proc), &qerr);
-	if (!quiesce)
-		snprintf(qst.why, sizeof(qst.why), "%s", qerr.msg);
-
-	for (tries = 0;; tries++) {
-		int locked = 0;
-
-		t_stop = ms_now_ns();
-		/* lj.r is the thread's until it is joined. */
-		r = !lj.started && lj.r ? lj.r : ms_proc_stop_all(proc);
-		if (r) {
-			locate_join(&lj);
-			if (lj.r)
-				err = lj.err;
-			else
-				ms_error_set(&err, r, "dump: stopping process %d failed: %s", (int)pid,
-					     ms_strerror(r));
-			meta.fatal = err.msg;
-			goto report_without_walk;
-		}
-		t_stopped = ms_now_ns();
-		ms_proc_refresh_maps(proc);
-		t_maps = ms_now_ns();
-		if (quiesce) {
-			/* No thread inside malloc from here on, or the lock check decides. */
-			r = ms_quiesce_run(quiesce, proc, &qst, &qerr);
-			if (r == -MS_E_TARGET_EXITED || r == -EINTR) {
-				ms_proc_resume_all(proc);
-				locate_join(&lj);
-				err = qerr;
-				meta.fatal = err.msg;
-				goto report_without_walk;
-			}
-			if (r && tries < LOCK_RETRIES && !ms_signals_stop_requested()) {
-				/* A thread may still be inside malloc: let all run a moment, stop again. */
-				ms_info("dump: %s; letting the process run a moment and stopping it "
-					"again",
-					qerr.msg);
-				ms_proc_resume_all(proc);
-				ms_signals_wait(LOCK_RETRY_MS);
-				continue;
-			}
-		}
-		if (!lj.started) {
-			/* Located already: check the locks before paying for a clone. */
-			locked = ms_heap_locked_arenas(&loc, &reader);
-			if (locked > 0 && tries < LOCK_RETRIES && !ms_signals_stop_requested()) {
-				/* A thread holds an arena lock: let it leave malloc, then look again. */
-				ms_proc_resume_all(proc);
-				ms_signals_wait(LOCK_RETRY_MS);
-				continue;
-			}
-		}
-		t_lock = ms_now_ns();
-		free(tids);
-		free(fs);
-		get_fs_bases(proc, &tids, &fs);
-		if (leaks) {
-			free(lthreads);
-			lthreads = get_leak_threads(proc, &nlthreads);
-		}
-		t_regs = ms_now_ns();
-		if (use_snapshot && ms_snapshot_take(proc, &snap, &serr) == 0) {
-			ms_snapshot_guard_arm(&guard, snap);
-		} else if (use_snapshot && serr.code == -EINTR && tries < LOCK_RETRIES &&
-			   !ms_signals_stop_requested()) {
-			/*
-			 * A signal for the target (under ptrace even an ignored SIGCHLD
-			 * is queued) made the kernel abandon the clone: let the process
-			 * take it, then stop it again.
-			 */
-			ms_info("dump: %s; letting the process run a moment and trying again",
-				serr.msg);
-			ms_proc_resume_all(proc);
-			ms_signals_wait(LOCK_RETRY_MS);
-			continue;
-		} else if (use_snapshot) {
-			snprintf(snap_note, sizeof(snap_note), "%s", serr.msg);
-			ms_info("dump: no snapshot, walking the stopped process: %s", serr.msg);
-			meta.snapshot_fallback = snap_note;
-			use_snapshot = false;
-		}
-		t_snap = ms_now_ns();
-		if (!snap) {
-			if (lj.started) {
-				/* No snapshot after all: the stopped walk needs the layout now. */
-				locate_join(&lj);
-				if (lj.r == 0 && ms_heap_locked_arenas(&loc, &reader) > 0 &&
-				    tries < LOCK_RETRIES && !ms_signals_stop_requested()) {
-					ms_proc_resume_all(proc);
-					ms_signals_wait(LOCK_RETRY_MS);
-					continue;
-				}
-			}
-			if (lj.r) {
-				ms_proc_resume_all(proc);
-				err = lj.err;
-				meta.fatal = err.msg;
-				goto report_without_walk;
-			}
-			break;
-		}
-		t_res0 = ms_now_ns();
-		ms_proc_resume_all(proc);
-		t_resume = ms_now_ns();
-		if (!lj.started)
-			break; /* the locks were checked before the clone */
-		locate_join(&lj);
-		if (lj.r) {
-			ms_snapshot_release(proc, snap);
-			ms_snapshot_guard_disarm(&guard);
-			snap = NULL;
-			err = lj.err;
-			meta.fatal = err.msg;
-			goto report_without_walk;
-		}
-		ms_snapshot_reader(snap, &wreader);
-		locked = ms_heap_locked_arenas(&loc, &wreader);
-		if (locked <= 0 || tries >= LOCK_RETRIES || ms_signals_stop_requested())
-			break;
-		/* The snapshot caught a thread inside malloc: drop it and try again. */
-		ms_snapshot_release(proc, snap);
-		ms_snapshot_guard_disarm(&guard);
-		snap = NULL;
-		ms_signals_wait(LOCK_RETRY_MS);
-	}
-	meta.lock_retries = tries;
-	meta.quiesce = &qst;
-	meta.quiesce_available = quiesce != NULL;
-	have_loc = true;
-	meta.loc = &loc;
-	if (snap) {
-		const struct ms_snapshot_stats *st = ms_snapshot_stats(snap);
-
-		meta.snapshot_ms = (double)(st->t_cloned - st->t_entered) / 1e6;
-		ms_snapshot_reader(snap, &wreader);
-		ms_snapshot_reader(snap, &wreader2);
-		wmaps = ms_snapshot_maps(snap);
-	} else {
-		wreader = reader;
-		wmaps = ms_proc_maps(proc);
-		/* A reader of its own for the second walker thread: its counters are not shared. */
-		ms_pid_reader_init(&pr2, &wreader2, pid, wmaps);
-	}
-	wreaders[0] = &wreader;
-	wreaders[1] = &wreader2;
-	meta.walk_source = snap ? "snapshot" : "stopped";
-	ms_heap_locate_threads(&loc, &wreader, wmaps, tids, fs, ms_proc_nthreads(proc));
-	t_threads = ms_now_ns();
-	r = ms_heap_walk_flags(&loc, wreaders, 2, wmaps, leaks ? MS_HEAP_WALK_CHUNKS : 0, &rep);
-	t_walked = ms_now_ns();
-	have_rep = r == 0 || r == -MS_E_CORRUPT || rep.narenas;
-	if (leaks && have_rep) {
-		/* On the snapshot the target runs meanwhile; stopped, the pause grows by the scan. */
-		have_leaks = true;
-		ms_info("dump: memspy peak RSS after the walk %lu MiB (%zu allocations listed)",
-			peak_rss_mib(), rep.nchunks);
-		if (ms_leak_scan_mt(&rep, wreaders, 2, wmaps, pid, lthreads, nlthreads, explain,
-				    &lrep))
-			ms_info("dump: leak scan partial: %s", lrep.note);
-		ms_info("dump: leak scan %.1f ms (mark %.1f, %" PRIu64 " batches on two threads; "
-			"types %.1f), %zu allocations",
-			lrep.scan_ms, lrep.mark_ms, lrep.shared_batches, lrep.types_ms, rep.nchunks);
-		ms_info("dump: memspy peak RSS after the leak scan %lu MiB", peak_rss_mib());
-	}
-	if (snap) {
-		ms_snapshot_release(proc, snap);
-		ms_snapshot_guard_disarm(&guard);
-		snap = NULL;
-		t_release = ms_now_ns();
-	} else {
-		t_res0 = ms_now_ns();
-		ms_proc_resume_all(proc);
-		t_resume = ms_now_ns();
-	}
-#define MS_DT(a, b) ((double)((b) - (a)) / 1e6)
-	ms_info("dump: pause %.1f ms: stop %zu threads %.1f, maps %.1f, quiesce and lock check %.1f, "
-		"registers %.1f, snapshot %.1f (clone %.1f), %s %.1f, resume %.1f",
-		MS_DT(t_stop, t_resume), ms_proc_nthreads(proc), MS_DT(t_stop, t_stopped),
-		MS_DT(t_stopped, t_maps), MS_DT(t_maps, t_lock), MS_DT(t_lock, t_regs),
-		MS_DT(t_regs, t_snap), meta.snapshot_ms, t_release ? "walk (outside)" : "walk",
-		t_release ? 0.0 : MS_DT(t_snap, t_walked), MS_DT(t_res0, t_resume));
-	ms_info("dump: walk (%s) %.1f ms: tcache pointers %.1f, heaps %.1f (%" PRIu64
-		" chunks, %" PRIu64 " MiB read), lists and bins %.1f (%" PRIu64
-		" cache-list candidates), mmapped scan %.1f (%" PRIu64 " probes)%s",
-		meta.walk_source, MS_DT(t_snap, t_walked), MS_DT(t_snap, t_threads), rep.chunks_ms,
-		rep.chunks_walked, rep.bytes_read >> 20, rep.lists_ms, rep.list_candidates, rep.mmap_ms,
-		rep.mmap_probes, snap_note[0] ? " (no snapshot)" : "");
-	if (t_release)
-		ms_info("dump: snapshot released in %.1f ms", MS_DT(t_walked, t_release));
-	ms_info("dump: quiesce: %u thread(s) let out of malloc in the last round, %u over %u "
-		"round(s), %.2f ms in all (longest round %.2f ms), %u syscalls of which %u futex "
-		"waits, %u round(s) gave up%s%s",
-		qst.threads_let_out, qst.let_out_total, qst.rounds, qst.ms, qst.max_ms, qst.syscalls,
-		qst.futex_waits, qst.failed, qst.why[0] ? ": " : "", qst.why);
-#undef MS_DT
+	meta.lock_retries = cap.tries;
+	meta.quiesce = &cap.qst;
+	meta.quiesce_available = cap.quiesce != NULL;
+	meta.loc = &cap.loc;
+	/* The walk (and the leak scan) of the snapshot while the target runs, or of it stopped. */
+	r = ms_rec_capture_walk(&cap, proc, leaks, explain, &rep, &lrep, &have_rep, &have_leaks);
+	meta.snapshot_ms = cap.snapshot_ms;
+	meta.walk_source = cap.walk_source;
 	ms_proc_detach(proc);
-	meta.pause_ms = (double)(t_resume - t_stop) / 1e6;
+	meta.pause_ms = cap.pause_ms;
 	if (!have_rep) {
 		ms_error_set(&err, r, "dump: walking the heap of process %d failed: %s", (int)pid,
 			     rep.nerrors ? rep.errors[0].msg : ms_strerror(r));
@@ -654,10 +349,7 @@ render:
 	}
 	out_path = NULL;
 out:
-	ms_quiesce_free(quiesce);
-	ms_snapshot_guard_stop(&guard);
-	locate_join(&lj);
-	ms_maps_free(&lj.maps);
+	ms_rec_capture_free(&cap);
 	if (out_path)
 		ms_afile_abort(&af);
 	if (svg_path)
@@ -665,10 +357,5 @@ out:
 	ms_proc_free(proc);
 	ms_heap_report_free(&rep);
 	ms_leak_report_free(&lrep);
-	free(lthreads);
-	if (have_loc || loc.threads || loc.tpoff_cand)
-		ms_heap_loc_free(&loc);
-	free(tids);
-	free(fs);
 	return ret;
 }

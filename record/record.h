@@ -14,6 +14,7 @@
 #include "attach/probe.h"
 #include "unwind/unwind.h"
 #include "output/timeline.h"
+#include "heapwalk/heapwalk.h"
 
 #include <stdio.h>
 #include <sys/types.h>
@@ -536,5 +537,69 @@ void ms_rec_walk_free(struct ms_rec_walk *w);
 bool ms_rec_stack_in_allocator(struct ms_symbolizer *sym, const ms_raddr_t *pcs, size_t npcs);
 /* "futex", "epoll_wait", ...; NULL for a call not in the table. */
 const char *ms_rec_syscall_name(int nr);
+
+/* ------------------------- dump's capture sequence (capture.c) ------------------------- */
+
+struct ms_snapshot;
+struct ms_quiesce;
+struct ms_heap_locate_opts;
+struct ms_heap_report;
+struct ms_leak_report;
+struct ms_rec_locate_job; /* private to capture.c */
+
+struct ms_rec_capture_opts {
+	bool use_snapshot; /* a copy-on-write snapshot, walked while the target runs */
+	bool leaks;	   /* each thread's registers too, for the leak scan's roots */
+	const struct ms_heap_locate_opts *locate;
+};
+
+/* What the capture took and measured (plain data; ms_rec_capture_free frees it). */
+struct ms_rec_capture {
+	struct ms_heap_loc loc; /* glibc's state, each thread's tcache */
+	bool have_loc;
+	bool use_snapshot; /* still: false once the snapshot fell back to the stopped walk */
+	char snap_note[600]; /* why there is no snapshot after all; "" when there is one
+			      * or none was wanted */
+	pid_t *tids;	     /* the threads and their fs bases, read in the pause */
+	ms_raddr_t *fs;
+	struct ms_leak_thread *lthreads; /* with opts.leaks: their registers */
+	size_t nlthreads;
+	struct ms_snapshot *snap; /* until the walk released it */
+	struct ms_snapshot_guard guard;
+	struct ms_quiesce *quiesce; /* NULL: quiescing was not available (qst.why says why) */
+	struct ms_quiesce_stats qst;
+	unsigned tries;		 /* stops retried because an arena was locked */
+	const char *walk_source; /* "snapshot" or "stopped" (static) */
+	double snapshot_ms, pause_ms;
+	uint64_t t_start, t_stop, t_stopped, t_maps, t_lock, t_regs, t_snap, t_res0, t_resume,
+	    t_release;
+	struct ms_rec_locate_job *lj;
+};
+
+/*
+ * The pause, on a seized process: glibc's state located (on a thread of its
+ * own while the target is stopped and cloned, with a snapshot), the guard
+ * forked, then at most 20 times, 5 ms apart: stop every thread, let those
+ * inside malloc out of it (attach/quiesce.c), read each thread's fs base
+ * (and registers with opts.leaks), clone the snapshot, resume; again while
+ * an arena is locked in what will be walked. Without a snapshot (refused,
+ * failed) the target stays stopped for the walk. 0 with *c filled, or a
+ * negative code with err filled and the target running; *c must be freed
+ * with ms_rec_capture_free either way.
+ */
+int ms_rec_capture_take(struct ms_proc *proc, const struct ms_rec_capture_opts *o,
+			 struct ms_rec_capture *c, struct ms_error *err);
+/*
+ * Walks what the capture took (the snapshot on two readers, or the stopped
+ * target), scans it for leaks with leaks (explain: an address to explain,
+ * 0 none), then releases the snapshot or resumes the target, and logs the
+ * pause's and the walk's timings at info level. Returns the walk's code;
+ * *have_rep says whether rep holds a report, *have_leaks whether lrep does.
+ */
+int ms_rec_capture_walk(struct ms_rec_capture *c, struct ms_proc *proc, bool leaks,
+			 ms_raddr_t explain, struct ms_heap_report *rep, struct ms_leak_report *lrep,
+			 bool *have_rep, bool *have_leaks);
+/* Frees what the capture holds; stops the guard. Idempotent. */
+void ms_rec_capture_free(struct ms_rec_capture *c);
 
 #endif

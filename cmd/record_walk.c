@@ -417,7 +417,8 @@ static void build_profiles(const struct walk_opts *o, const struct ms_rec_table 
 /* ------------------------------ the command ------------------------------ */
 
 
-static void progress(struct ms_rec_walk_account *w, bool tty, uint64_t now, uint64_t *last, bool *shown)
+static void progress(struct ms_rec_walk_account *w, bool tty, uint64_t now, uint64_t *last,
+		     bool *shown)
 {
 	char a[32], b[32], c[32];
 

@@ -101,7 +101,7 @@ static struct ms_leak_thread *get_leak_threads(struct ms_proc *p, size_t *n)
 }
 
 int ms_rec_capture_take(struct ms_proc *proc, const struct ms_rec_capture_opts *o,
-			 struct ms_rec_capture *c, struct ms_error *err)
+			struct ms_rec_capture *c, struct ms_error *err)
 {
 	pid_t pid = ms_proc_pid(proc);
 	struct ms_rec_locate_job *lj = ms_xcalloc(1, sizeof(*lj));
@@ -270,8 +270,8 @@ int ms_rec_capture_take(struct ms_proc *proc, const struct ms_rec_capture_opts *
 }
 
 int ms_rec_capture_walk(struct ms_rec_capture *c, struct ms_proc *proc, bool leaks,
-			 ms_raddr_t explain, struct ms_heap_report *rep,
-			 struct ms_leak_report *lrep, bool *have_rep, bool *have_leaks)
+			ms_raddr_t explain, struct ms_heap_report *rep, struct ms_leak_report *lrep,
+			bool *have_rep, bool *have_leaks)
 {
 	pid_t pid = ms_proc_pid(proc);
 	const struct ms_maps *wmaps;

@@ -27,7 +27,8 @@ size_t ms_rec_frames(struct ms_symbolizer *sym, const ms_raddr_t *pcs, size_t np
 			for (size_t j = nsf; j-- > 0;) {
 				ms_xgrow((void **)frames, cap, n + 1, sizeof(**frames));
 				(*frames)[n++] = (struct ms_out_frame){
-				    .function = strcmp(sf[j].function, "??") ? sf[j].function : NULL,
+				    .function =
+					strcmp(sf[j].function, "??") ? sf[j].function : NULL,
 				    .file = lines ? sf[j].file : NULL,
 				    .line = lines ? sf[j].line : 0,
 				    .module = strcmp(sf[j].module, "??") ? sf[j].module : NULL,

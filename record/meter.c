@@ -186,8 +186,9 @@ void ms_rec_meter_reading(struct ms_rec_meter *m, struct ms_probes *pr, struct m
 	};
 }
 
-void ms_rec_meter_start(struct ms_rec_meter *m, pid_t pid, struct ms_probes *pr, double max_overhead,
-			uint64_t mean, uint64_t min_mean, const struct ms_rec_baseline *bl)
+void ms_rec_meter_start(struct ms_rec_meter *m, pid_t pid, struct ms_probes *pr,
+			double max_overhead, uint64_t mean, uint64_t min_mean,
+			const struct ms_rec_baseline *bl)
 {
 	struct ms_rec_cost c;
 
@@ -258,8 +259,8 @@ void ms_rec_meter_pace(struct ms_rec_meter *m, struct ms_probes *pr, uint64_t al
 }
 
 /* A budget reading; applies a new mean when the controller asks for one. */
-void ms_rec_meter_read(struct ms_rec_meter *m, struct ms_probes *pr, uint64_t now, ms_alloc_event_cb cb,
-		       void *ctx)
+void ms_rec_meter_read(struct ms_rec_meter *m, struct ms_probes *pr, uint64_t now,
+		       ms_alloc_event_cb cb, void *ctx)
 {
 	struct ms_rec_cost c;
 	uint64_t mean;

@@ -286,8 +286,9 @@ uint64_t ms_rec_self_cpu_ns(void);
  * (0: off; exact recording, mean 0: off) from mean, never narrower than
  * min_mean, with bl's baseline; takes the first reading.
  */
-void ms_rec_meter_start(struct ms_rec_meter *m, pid_t pid, struct ms_probes *pr, double max_overhead,
-			uint64_t mean, uint64_t min_mean, const struct ms_rec_baseline *bl);
+void ms_rec_meter_start(struct ms_rec_meter *m, pid_t pid, struct ms_probes *pr,
+			double max_overhead, uint64_t mean, uint64_t min_mean,
+			const struct ms_rec_baseline *bl);
 /* Frees what the meter holds (its per-thread account). */
 void ms_rec_meter_free(struct ms_rec_meter *m);
 /* A reading of every figure into *c (cumulative since the start). */
@@ -307,8 +308,8 @@ void ms_rec_meter_pace(struct ms_rec_meter *m, struct ms_probes *pr, uint64_t al
  * asks for is applied to the probes (cb and ctx take the samples drained
  * meanwhile). A refusal turns the budget off, with a warning.
  */
-void ms_rec_meter_read(struct ms_rec_meter *m, struct ms_probes *pr, uint64_t now, ms_alloc_event_cb cb,
-		       void *ctx);
+void ms_rec_meter_read(struct ms_rec_meter *m, struct ms_probes *pr, uint64_t now,
+		       ms_alloc_event_cb cb, void *ctx);
 
 /* ------------------------- probe mode's session (session.c) ------------------------- */
 

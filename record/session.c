@@ -281,8 +281,7 @@ void ms_rec_session_read(const struct ms_rec_session *s, struct ms_rec_read *out
 	};
 }
 
-int ms_rec_session_close(struct ms_rec_session *s, struct ms_rec_closed *out,
-			 struct ms_error *err)
+int ms_rec_session_close(struct ms_rec_session *s, struct ms_rec_closed *out, struct ms_error *err)
 {
 	struct ms_rec_end *oc = &s->end;
 	int rc;

@@ -25,7 +25,6 @@
 
 /* ------------------------------ pauses ------------------------------ */
 
-
 static void pause_add(struct ms_rec_pauses *p, uint64_t ns)
 {
 	ms_xgrow((void **)&p->us, &p->cap, p->n + 1, sizeof(*p->us));
@@ -224,8 +223,8 @@ static void unwind_threads(struct ms_rec_walk *w)
 		if (t->asleep) {
 			w->a.sleeping_samples++;
 			w->a.asleep_in[t->syscall_nr >= 0 && t->syscall_nr < MS_REC_WALK_NSYSCALLS
-					 ? t->syscall_nr
-					 : MS_REC_WALK_NSYSCALLS]++;
+					   ? t->syscall_nr
+					   : MS_REC_WALK_NSYSCALLS]++;
 		} else {
 			w->a.running_samples++;
 		}
@@ -397,7 +396,6 @@ static int tick(struct ms_rec_walk *w, bool do_stack, bool do_heap, bool heap_re
 	ms_heap_report_free(&rep);
 	return 0;
 }
-
 
 /* ------------------------------ the session ------------------------------ */
 
@@ -581,8 +579,8 @@ int ms_rec_walk_step(struct ms_rec_walk *w)
 		 * --rate only to skip: memspy's own CPU competes with the target.
 		 */
 		w->a.skipped_stack += 1 + skip / w->stack_period;
-		w->next_stack = MS_MAX(w->next_stack, now + skip) +
-				rw_interval_ns(&w->rng, w->stack_period);
+		w->next_stack =
+		    MS_MAX(w->next_stack, now + skip) + rw_interval_ns(&w->rng, w->stack_period);
 		do_stack = false;
 	}
 	if (!do_stack && !do_heap)
@@ -610,8 +608,8 @@ void ms_rec_walk_close(struct ms_rec_walk *w)
 	if (w->a.realtime)
 		rw_prio_realtime(false);
 	/* The kernel's accounting over the same window, before anything else runs. */
-	w->a.kernel_ok = rw_sched_end(&w->kernel0, ms_proc_pid(w->p), oc->wall_ns,
-				      &w->a.kernel_run, &w->a.kernel_wait, &w->a.kernel_threads);
+	w->a.kernel_ok = rw_sched_end(&w->kernel0, ms_proc_pid(w->p), oc->wall_ns, &w->a.kernel_run,
+				      &w->a.kernel_wait, &w->a.kernel_threads);
 	/* Comparable only when the sampled threads are the ones alive all along. */
 	if (w->threads_changed || w->a.kernel_threads != w->kernel0.n)
 		w->a.kernel_ok = false;

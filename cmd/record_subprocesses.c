@@ -574,7 +574,7 @@ static void remove_dir(struct sp *s)
 static const char *status_word(const struct sp_proc *p, bool *failed, bool *partial)
 {
 	int st = p->status;
-	bool gone = kill(p->pid, 0) != 0 && errno == ESRCH;
+	bool gone = ms_procfs_gone(p->pid); /* a zombie its parent has not reaped has exited too */
 
 	if (WIFSIGNALED(st)) {
 		*failed = true;

@@ -1672,8 +1672,12 @@ int ms_rec_main(int argc, char **argv, const struct ms_rec_hooks *h)
 			break;
 		}
 		now = ms_now_ns();
-		/* Just drained: what was sampled before the boundary is in the table. */
-		if (iv && now >= ms_rec_interval_end(iv)) {
+		/*
+		 * Just drained: what was sampled before the boundary is in the table.
+		 * A boundary at the end of --duration is the last file's, written
+		 * after the loop (cut here too, it left a 0.0-s file after it).
+		 */
+		if (iv && now >= ms_rec_interval_end(iv) && !(deadline && now >= deadline)) {
 			interval_cut(&o, iv, rec.table, sym, &mods, &m, &pg, pr, now);
 			now = ms_now_ns();
 		}

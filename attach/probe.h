@@ -69,6 +69,15 @@ struct ms_alloc_event {
 };
 typedef void (*ms_alloc_event_cb)(const struct ms_alloc_event *ev, void *ctx);
 
+/*
+ * The in-target table of the sampled pointers whose free the stubs follow
+ * (--live, --interval): 1024 buckets of 8 ways (probe_int.h). An insert into
+ * a full bucket is lost (ms_probe_stats.dropped): that block then counts as
+ * live for good. With random pointers, at 2 entries per bucket on average
+ * about 1 bucket of the 1024 is full, at 4 about 50.
+ */
+#define MS_PROBE_PTR_TABLE_SLOTS 8192
+
 struct ms_probe_stats {
 	uint64_t stops;          /* ptrace stops caused by probes */
 	uint64_t stopped_ns;     /* time target threads spent stopped by probes (sum) */

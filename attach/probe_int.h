@@ -54,6 +54,7 @@
 #define MS_STUB_NCNT	    64
 #define MS_STUB_TAB_OFF	    0x6000 /* sampled-pointer table: 1024 buckets x 8 ways */
 #define MS_STUB_TAB_BUCKETS 1024
+#define MS_STUB_TAB_WAYS    8 /* probe_stubs.S: PROBE_RDI, INSERT */
 #define MS_STUB_THR_OFF	    0x16000 /* thread table: 256 x {tp, hi, lo, tid} */
 #define MS_STUB_NTHR	    256
 #define MS_STUB_DRAW_OFF    0x18000 /* 4096 pre-drawn countdowns */
@@ -334,6 +335,9 @@ int ms_remote_syscall_at(struct ms_proc *p, pid_t tid, ms_raddr_t tramp, long nr
  * stub's int3 and forked children), probe_remove.c (taking it all out).
  */
 #include "attach/probe.h"
+
+_Static_assert(MS_STUB_TAB_BUCKETS * MS_STUB_TAB_WAYS == MS_PROBE_PTR_TABLE_SLOTS,
+	       "probe.h states the size of the sampled-pointer table");
 
 #define PATCH_LEN 5 /* bytes of the jmp written at an entry */
 #define SIGBIT(s) (1ull << ((s)-1))

@@ -524,6 +524,7 @@ struct meter {
 	uint64_t next_read_ns;
 	bool set_failed; /* the engine refused a new mean: the budget stands down */
 	bool delay_unread; /* the target's run delay could not be read: not measured */
+	bool follow_frees; /* --live, --interval: sampled blocks fill the in-target table */
 	uint64_t last_delay;
 	struct ms_sched_account sched; /* the target's threads: CPU and run delay, exact */
 	bool sched_ticks;	       /* too many threads: CPU from /proc/PID/stat's ticks */
@@ -700,6 +701,9 @@ static void meter_reading(struct meter *m, struct ms_probes *pr, struct ms_rec_c
 	    .idle_cpu_ns = m->idle_cpu_ns,
 	    .upkeep_ns = m->upkeep_ns,
 	};
+	/* In the table: sampled, not seen freed (nor lost freed), and not refused by a full bucket. */
+	if (m->follow_frees && st.samples > st.frees + st.lost_frees + st.dropped)
+		c->tracked = st.samples - st.frees - st.lost_frees - st.dropped;
 }
 
 static void meter_start(struct meter *m, pid_t pid, struct ms_probes *pr,
@@ -707,7 +711,7 @@ static void meter_start(struct meter *m, pid_t pid, struct ms_probes *pr,
 {
 	struct ms_rec_cost c;
 
-	*m = (struct meter){.pid = pid, .wait_ms = POLL_MIN_MS};
+	*m = (struct meter){.pid = pid, .wait_ms = POLL_MIN_MS, .follow_frees = o->live || o->interval_ns};
 	m->clk_tck = sysconf(_SC_CLK_TCK);
 	if (m->clk_tck <= 0)
 		m->clk_tck = 100;
@@ -1074,6 +1078,12 @@ static void print_cost(const struct rec_opts *o, const struct ms_probe_stats *st
 				"  the mean was widened to keep memspy's own sampling CPU under %.0f%% "
 				"of a core\n",
 				100 * MS_REC_BUDGET_SELF_MAX);
+		if (b->table_over)
+			fprintf(stderr,
+				"  the mean was widened to keep the sampled blocks memspy follows to "
+				"their free (%s at most) within its in-target table: a narrower mean "
+				"would lose some and count them live for good\n",
+				ms_fmt_count(s1, sizeof(s1), b->peak_tracked));
 		if (b->budget > 0 && b->mean == b->min_mean && b->mean < b->start_mean)
 			fprintf(stderr, "  the mean reached its narrowest, %s%s\n",
 				ms_fmt_bytes(s1, sizeof(s1), b->min_mean),

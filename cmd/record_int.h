@@ -91,6 +91,8 @@ struct ms_rec_cost {
 	uint64_t idle_cpu_ns;	/* memspy's CPU in the idle iterations */
 	uint64_t upkeep_ns;	/* memspy's CPU in upkeep that samples do not drive: budget
 				 * readings, the progress line, module refreshes, a view's hook */
+	uint64_t tracked;	/* sampled blocks whose free the probes follow now (in the
+				 * in-target table; 0 when frees are not followed) */
 };
 
 /*
@@ -113,6 +115,14 @@ struct ms_rec_cost {
  * The mean moves both ways: wider when the cost is over the budget, and
  * narrower, down to min_mean (4 KiB by default, --sample-bytes when given
  * with --max-overhead), when the cost is under half of it.
+ *
+ * When frees are followed (--live, --interval), the sampled blocks not yet
+ * freed sit in the probes' in-target table (MS_PROBE_PTR_TABLE_SLOTS): past
+ * MS_REC_BUDGET_TABLE_FILL of it its buckets overflow, and a block whose
+ * insert fails counts as live for good (a false leak). Their number,
+ * against that level, is one more cost: the mean widens above it (fewer
+ * new entries; the held ones leave as they are freed) and narrows only
+ * below half of it.
  */
 struct ms_rec_budget {
 	double budget;	   /* fraction of the target's CPU time; 0 = off (measure only) */
@@ -125,6 +135,8 @@ struct ms_rec_budget {
 	bool capped;	   /* over budget at max_mean: nothing more to widen */
 	bool self_over;	   /* memspy's own CPU guard widened the mean at least once */
 	bool lost_over;	   /* samples lost to a full ring widened the mean at least once */
+	bool table_over;   /* the in-target pointer table filling widened it at least once */
+	uint64_t peak_tracked; /* most sampled blocks followed at once */
 	bool started;
 	struct ms_rec_cost first, win; /* first reading; start of the current window */
 	double last_ratio;	       /* cost / target CPU of the last decided window */
@@ -145,6 +157,7 @@ struct ms_rec_budget {
 #define MS_REC_BUDGET_START_MEAN (512ull * 1024) /* the default mean at the start */
 #define MS_REC_BUDGET_SELF_MAX	0.10	      /* memspy's sampling CPU: at most 10% of a core */
 #define MS_REC_BUDGET_MAX_LOST	0.25	      /* samples lost to a full ring: at most 1 in 4 */
+#define MS_REC_BUDGET_TABLE_FILL 0.1875      /* followed blocks: 1.5 per bucket of 8 on average */
 
 void ms_rec_budget_init(struct ms_rec_budget *b, double budget, uint64_t mean, uint64_t min_mean,
 			uint64_t max_mean);

@@ -158,6 +158,7 @@ struct ms_rec_budget {
 #define MS_REC_BUDGET_SELF_MAX	0.10	      /* memspy's sampling CPU: at most 10% of a core */
 #define MS_REC_BUDGET_MAX_LOST	0.25	      /* samples lost to a full ring: at most 1 in 4 */
 #define MS_REC_BUDGET_TABLE_FILL 0.1875      /* followed blocks: 1.5 per bucket of 8 on average */
+#define MS_REC_BUDGET_TABLE_MAX_MEAN (512ull * 1024) /* the table guard widens up to this */
 
 void ms_rec_budget_init(struct ms_rec_budget *b, double budget, uint64_t mean, uint64_t min_mean,
 			uint64_t max_mean);

@@ -495,11 +495,14 @@ uint64_t ms_rec_budget_update(struct ms_rec_budget *b, const struct ms_rec_cost 
 	 * The followed blocks, against what the in-target table holds without
 	 * overflowing. A wider mean does not empty it (its blocks leave as they
 	 * are freed), only slows its growth: above the level, widen while it
-	 * still grew over the window, else hold (no narrowing either).
+	 * still grew over the window, else hold (no narrowing either). Blocks
+	 * never freed (a leak) make it grow for good: the guard stops widening
+	 * at MS_REC_BUDGET_TABLE_MAX_MEAN, so that new leaks are still sampled
+	 * (past it the table fills, and the summary says how many went unfollowed).
 	 */
 	fill_ratio = (double)now->tracked /
 		     (MS_REC_BUDGET_TABLE_FILL * (double)MS_PROBE_PTR_TABLE_SLOTS);
-	if (fill_ratio > 1 && now->tracked <= tracked0)
+	if (fill_ratio > 1 && (now->tracked <= tracked0 || b->mean >= MS_REC_BUDGET_TABLE_MAX_MEAN))
 		fill_ratio = 0.5;
 	over = ratio > self_ratio ? ratio : self_ratio;
 	if (lost_ratio > over)

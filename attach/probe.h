@@ -61,6 +61,8 @@ struct ms_alloc_event {
 	uint64_t weight;     /* MS_AE_ALLOC: bytes this sample stands for (== size when exact) */
 	ms_raddr_t ptr;      /* ALLOC: returned pointer (0 if it failed); FREE: freed pointer */
 	uint64_t time_ns;    /* CLOCK_MONOTONIC, when memspy saw it */
+	bool unfollowed;     /* ALLOC, frees followed: the pointer table had no room for it,
+				so no free of it will ever be reported */
 	/* ALLOC only: registers at the allocator's entry (rip = the entry, rsp -> return
 	 * address) and a copy of the stack from regs.rsp upwards, for unwinding. */
 	struct user_regs_struct regs;

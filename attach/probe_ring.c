@@ -236,6 +236,7 @@ static void emit_ring_sample(struct ms_probes *pr, size_t r, int i, ms_alloc_eve
 				? (uint64_t)((double)ev.weight * scale + 0.5)
 				: UINT64_MAX;
 	ev.ptr = rd64(h, MS_H_RES);
+	ev.unfollowed = pr->opts.track_frees && ev.ptr && !(rd64(h, MS_H_FLAGS) & 1);
 	ev.time_ns = now;
 	ev.regs.rip = s ? s->entry : 0;
 	ev.regs.rsp = rd64(h, MS_H_SP);

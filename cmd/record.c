@@ -485,8 +485,12 @@ static void on_alloc_event(const struct ms_alloc_event *ev, void *ctx)
 		skip++;
 	if (n - skip <= 1)
 		r->one_frame++;
-	ms_rec_table_add(r->table, r->pcs + skip, n - skip, ev->fn, ev->weight, ev->size, ev->ptr,
-			 ev->tid);
+	if (ev->unfollowed)
+		ms_rec_table_add_unfollowed(r->table, r->pcs + skip, n - skip, ev->fn, ev->weight,
+					    ev->size, ev->ptr);
+	else
+		ms_rec_table_add(r->table, r->pcs + skip, n - skip, ev->fn, ev->weight, ev->size,
+				 ev->ptr, ev->tid);
 }
 
 /*

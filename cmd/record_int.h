@@ -37,6 +37,14 @@ void ms_rec_table_free(struct ms_rec_table *t);
  */
 void ms_rec_table_add(struct ms_rec_table *t, const ms_raddr_t *pcs, size_t npcs, int fn,
 		      uint64_t weight, uint64_t size, ms_raddr_t ptr, pid_t tid);
+/*
+ * The same for a sample whose free will never be reported (the probes'
+ * pointer table had no room for it): counted live for good in its stack's
+ * figures, and not kept one by one (no free can match it). Once the table
+ * is full every sample is one: kept, they grew memspy by ~1.9 MiB a minute.
+ */
+void ms_rec_table_add_unfollowed(struct ms_rec_table *t, const ms_raddr_t *pcs, size_t npcs,
+				 int fn, uint64_t weight, uint64_t size, ms_raddr_t ptr);
 
 /*
  * A free of ptr: marks the most recent live sample at ptr freed (the same

@@ -218,8 +218,8 @@ void ms_rec_table_compact(struct ms_rec_table *t)
 		compact_samples(t);
 }
 
-void ms_rec_table_add(struct ms_rec_table *t, const ms_raddr_t *pcs, size_t npcs, int fn,
-		      uint64_t weight, uint64_t size, ms_raddr_t ptr, pid_t tid)
+static void add(struct ms_rec_table *t, const ms_raddr_t *pcs, size_t npcs, int fn,
+		uint64_t weight, uint64_t size, ms_raddr_t ptr, bool keep)
 {
 	/* Poisson sampling by bytes: a sample of size s weighted w stands for w/s calls. */
 	double count = size && weight != size ? (double)weight / (double)size : 1.0;
@@ -229,7 +229,6 @@ void ms_rec_table_add(struct ms_rec_table *t, const ms_raddr_t *pcs, size_t npcs
 	uint32_t id;
 	bool found;
 
-	(void)tid;
 	if (!ptr) {
 		/* A failed call allocated nothing (realloc(p, 0) returns NULL and frees). */
 		t->failed++;
@@ -243,6 +242,8 @@ void ms_rec_table_add(struct ms_rec_table *t, const ms_raddr_t *pcs, size_t npcs
 	s->count += count;
 	s->live_bytes += weight;
 	s->live_count += count;
+	if (!keep)
+		return; /* never freed, as far as memspy will know */
 	if (t->untracked || (t->nsamples >= MAX_SAMPLES && !compact_samples(t))) {
 		t->untracked++; /* counted above; its free cannot be matched */
 		return;
@@ -261,6 +262,19 @@ void ms_rec_table_add(struct ms_rec_table *t, const ms_raddr_t *pcs, size_t npcs
 	smp->prev = slot->head;
 	slot->head = (uint32_t)(t->nsamples + 1);
 	t->nsamples++;
+}
+
+void ms_rec_table_add(struct ms_rec_table *t, const ms_raddr_t *pcs, size_t npcs, int fn,
+		      uint64_t weight, uint64_t size, ms_raddr_t ptr, pid_t tid)
+{
+	(void)tid;
+	add(t, pcs, npcs, fn, weight, size, ptr, true);
+}
+
+void ms_rec_table_add_unfollowed(struct ms_rec_table *t, const ms_raddr_t *pcs, size_t npcs,
+				 int fn, uint64_t weight, uint64_t size, ms_raddr_t ptr)
+{
+	add(t, pcs, npcs, fn, weight, size, ptr, false);
 }
 
 int ms_rec_table_free_ptr(struct ms_rec_table *t, ms_raddr_t ptr)

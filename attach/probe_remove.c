@@ -318,6 +318,9 @@ int ms_probes_remove(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx, stru
 				 &mret);
 		}
 	}
+	/* A shared ring's pages only go with memspy's mapping let go and freed. */
+	for (size_t r = 0; r < pr->nrg; r++)
+		probe_unshare_ring(&pr->rg[r], true);
 	pr->st.remove_pause_ns = ms_now_ns() - t0;
 	if (pr->nested)
 		ms_debug(

@@ -27,6 +27,12 @@ struct ms_rec_stack {
 };
 
 struct ms_rec_table *ms_rec_table_new(void);
+/*
+ * Frees will not be reported (no --live, no --interval): a sample counts in
+ * its stack's totals but is not kept for matching a free, so the table
+ * does no per-sample bookkeeping that nothing reads.
+ */
+void ms_rec_table_no_frees(struct ms_rec_table *t);
 void ms_rec_table_free(struct ms_rec_table *t);
 
 /*

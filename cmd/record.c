@@ -1562,6 +1562,8 @@ int ms_rec_main(int argc, char **argv, const struct ms_rec_hooks *h)
 		goto out;
 	}
 	rec.table = ms_rec_table_new();
+	if (!o.live && !o.interval_ns) /* as .track_frees below */
+		ms_rec_table_no_frees(rec.table);
 	rec.unwinder = ms_unwinder_new(o.pid, o.unwinder, &err);
 	if (!rec.unwinder) {
 		cli_report(&err);

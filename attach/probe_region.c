@@ -131,6 +131,7 @@ static void share_ring(struct ms_probes *pr, struct region *rg)
 	struct stat st;
 	void *v = MAP_FAILED;
 	const char *why = NULL;
+	uint64_t t0 = ms_now_ns();
 
 	if (!pr->ring || pr->io || (env && !strcmp(env, "0")))
 		return;
@@ -155,15 +156,13 @@ static void share_ring(struct ms_probes *pr, struct region *rg)
 		why = "sizing or sealing the memfd failed";
 		goto out;
 	}
-	/* Its pages now, from memspy: the target's mapping below only maps them. */
-	(void)fallocate(fd, 0, 0, MS_STUB_SHARED_SIZE);
 	v = mmap(NULL, MS_STUB_SHARED_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (v == MAP_FAILED) {
 		why = "mapping the memfd in memspy failed";
 		goto out;
 	}
 	if (probe_rsyscall(pr, SYS_mmap, (long)at, MS_STUB_SHARED_SIZE, PROT_READ | PROT_WRITE,
-			   MAP_SHARED | MAP_FIXED | MAP_POPULATE, tfd, 0, &ret) ||
+			   MAP_SHARED | MAP_FIXED, tfd, 0, &ret) ||
 	    (ms_raddr_t)ret != at) {
 		long r2 = 0;
 
@@ -191,8 +190,8 @@ out:
 		ms_debug("probe: region %#llx: ring pages stay private (%s)",
 			 (unsigned long long)rg->base, why);
 	else
-		ms_debug("probe: region %#llx: ring pages shared with memspy",
-			 (unsigned long long)rg->base);
+		ms_debug("probe: region %#llx: ring pages shared with memspy (%.1f ms)",
+			 (unsigned long long)rg->base, (double)(ms_now_ns() - t0) / 1e6);
 }
 
 void probe_unshare_ring(struct region *rg, bool release)

@@ -175,13 +175,109 @@ uint64_t probe_mean_at(const struct ms_probes *pr, uint64_t tsc)
 
 /*
  * The drain's reads and writes of the target's memory. A fuzzer
- * (tests/fuzz/fuzz_ring.c) serves them from arbitrary bytes instead.
+ * (tests/fuzz/fuzz_ring.c) serves them from arbitrary bytes instead. A
+ * range in a region's shared part is copied from memspy's own mapping of
+ * it (no system call, no page pinning); the others go through
+ * process_vm_readv/writev, in the order of the ranges: the drain reads the
+ * counters after the slots.
  */
+
+/* memspy's address for [a, a + len) of the target, when a region's shared part holds it. */
+static uint8_t *view_of(const struct ms_probes *pr, ms_raddr_t a, size_t len)
+{
+	for (size_t r = 0; r < pr->nrg; r++) {
+		const struct region *rg = &pr->rg[r];
+		ms_raddr_t lo = rg->base + MS_STUB_SHARED_OFF;
+
+		if (rg->view && a >= lo && len <= MS_STUB_SHARED_SIZE &&
+		    a - lo <= MS_STUB_SHARED_SIZE - len)
+			return rg->view + (a - lo);
+	}
+	return NULL;
+}
+
+static bool any_viewed(const struct ms_probes *pr, const struct iovec *r, size_t nr)
+{
+	bool any = false;
+
+	for (size_t r0 = 0; r0 < pr->nrg && !any; r0++)
+		any = pr->rg[r0].view != NULL;
+	for (size_t k = 0; k < nr && any; k++)
+		if (view_of(pr, (ms_raddr_t)(uintptr_t)r[k].iov_base, r[k].iov_len))
+			return true;
+	return false;
+}
+
+/*
+ * process_vm_readv/writev over the two lists, each remote range that a
+ * view holds copied with memcpy: the bytes moved (a short count at the
+ * first failure), or -1 with errno when none moved.
+ */
+static ssize_t viewed_rw(struct ms_probes *pr, bool write, const struct iovec *l, size_t nl,
+			 const struct iovec *r, size_t nr)
+{
+	size_t li = 0, loff = 0, done = 0;
+
+	if (!write)
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	else
+		__atomic_thread_fence(__ATOMIC_RELEASE);
+	for (size_t ri = 0; ri < nr; ri++) {
+		ms_raddr_t ra = (ms_raddr_t)(uintptr_t)r[ri].iov_base;
+		size_t rlen = r[ri].iov_len;
+		uint8_t *v = view_of(pr, ra, rlen);
+
+		while (rlen) {
+			size_t n;
+			uint8_t *lp;
+
+			while (li < nl && loff == l[li].iov_len) {
+				li++;
+				loff = 0;
+			}
+			if (li == nl)
+				return (ssize_t)done;
+			n = MS_MIN(rlen, l[li].iov_len - loff);
+			lp = (uint8_t *)l[li].iov_base + loff;
+			if (v) {
+				if (write)
+					memcpy(v, lp, n);
+				else
+					memcpy(lp, v, n);
+				v += n;
+			} else {
+				struct iovec li1 = {lp, n}, ri1 = {(void *)(uintptr_t)ra, n};
+				ssize_t got = write ? process_vm_writev(pr->pid, &li1, 1, &ri1, 1, 0)
+						    : process_vm_readv(pr->pid, &li1, 1, &ri1, 1, 0);
+
+				if (got < 0)
+					return done ? (ssize_t)done : -1;
+				done += (size_t)got;
+				if ((size_t)got != n)
+					return (ssize_t)done;
+				ra += n;
+				rlen -= n;
+				loff += n;
+				continue;
+			}
+			done += n;
+			ra += n;
+			rlen -= n;
+			loff += n;
+		}
+	}
+	if (!write)
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	return (ssize_t)done;
+}
+
 ssize_t probe_ring_readv(struct ms_probes *pr, const struct iovec *l, size_t nl,
 			  const struct iovec *r, size_t nr)
 {
 	if (pr->io)
 		return pr->io->readv(pr->io->ctx, l, nl, r, nr);
+	if (any_viewed(pr, r, nr))
+		return viewed_rw(pr, false, l, nl, r, nr);
 	return process_vm_readv(pr->pid, l, nl, r, nr, 0);
 }
 
@@ -190,6 +286,8 @@ ssize_t probe_ring_writev(struct ms_probes *pr, const struct iovec *l, size_t nl
 {
 	if (pr->io)
 		return pr->io->writev(pr->io->ctx, l, nl, r, nr);
+	if (any_viewed(pr, r, nr))
+		return viewed_rw(pr, true, l, nl, r, nr);
 	return process_vm_writev(pr->pid, l, nl, r, nr, 0);
 }
 
@@ -784,6 +882,8 @@ void ms_probes_free(struct ms_probes *pr)
 		free(pr->s[i].open_path);
 	}
 	free(pr->s);
+	for (size_t r = 0; r < pr->nrg; r++)
+		probe_unshare_ring(&pr->rg[r], false);
 	for (size_t i = 0; i < pr->nskips; i++) {
 		free(pr->skips[i].name);
 		free(pr->skips[i].why);

@@ -61,6 +61,8 @@ struct ms_alloc_event {
 	uint64_t weight;     /* MS_AE_ALLOC: bytes this sample stands for (== size when exact) */
 	ms_raddr_t ptr;      /* ALLOC: returned pointer (0 if it failed); FREE: freed pointer */
 	uint64_t time_ns;    /* CLOCK_MONOTONIC, when memspy saw it */
+	bool unfollowed;     /* ALLOC, frees followed: the pointer table had no room for it,
+				so no free of it will ever be reported */
 	/* ALLOC only: registers at the allocator's entry (rip = the entry, rsp -> return
 	 * address) and a copy of the stack from regs.rsp upwards, for unwinding. */
 	struct user_regs_struct regs;
@@ -68,6 +70,15 @@ struct ms_alloc_event {
 	size_t stack_len;
 };
 typedef void (*ms_alloc_event_cb)(const struct ms_alloc_event *ev, void *ctx);
+
+/*
+ * The in-target table of the sampled pointers whose free the stubs follow
+ * (--live, --interval): 1024 buckets of 8 ways (probe_int.h). An insert into
+ * a full bucket is lost (ms_probe_stats.dropped): that block then counts as
+ * live for good. With random pointers, at 2 entries per bucket on average
+ * about 1 bucket of the 1024 is full, at 4 about 50.
+ */
+#define MS_PROBE_PTR_TABLE_SLOTS 8192
 
 struct ms_probe_stats {
 	uint64_t stops;          /* ptrace stops caused by probes */

@@ -54,6 +54,7 @@
 #define MS_STUB_NCNT	    64
 #define MS_STUB_TAB_OFF	    0x6000 /* sampled-pointer table: 1024 buckets x 8 ways */
 #define MS_STUB_TAB_BUCKETS 1024
+#define MS_STUB_TAB_WAYS    8 /* probe_stubs.S: PROBE_RDI, INSERT */
 #define MS_STUB_THR_OFF	    0x16000 /* thread table: 256 x {tp, hi, lo, tid} */
 #define MS_STUB_NTHR	    256
 #define MS_STUB_DRAW_OFF    0x18000 /* 4096 pre-drawn countdowns */
@@ -66,6 +67,14 @@
 #define MS_STUB_DATA_OFF    0x40000 /* 256 stack copies of up to 16 KiB */
 #define MS_STUB_DATA_SIZE   16384
 #define MS_STUB_REGION_SIZE 0x440000
+/*
+ * [SHARED_OFF, REGION_SIZE): the draws and the rings, which only an armed
+ * stub touches. In ring mode a memfd mapped both in the target and in
+ * memspy (probe_region.c) when the kernel allows, so that the drain reads
+ * them with no system call; the pages below stay private and wiped on fork.
+ */
+#define MS_STUB_SHARED_OFF  MS_STUB_DRAW_OFF
+#define MS_STUB_SHARED_SIZE (MS_STUB_REGION_SIZE - MS_STUB_SHARED_OFF)
 
 /* A sample header (offsets). state: 0 free, 1 being written, 2 published. */
 #define MS_H_STATE 0
@@ -335,6 +344,9 @@ int ms_remote_syscall_at(struct ms_proc *p, pid_t tid, ms_raddr_t tramp, long nr
  */
 #include "attach/probe.h"
 
+_Static_assert(MS_STUB_TAB_BUCKETS * MS_STUB_TAB_WAYS == MS_PROBE_PTR_TABLE_SLOTS,
+	       "probe.h states the size of the sampled-pointer table");
+
 #define PATCH_LEN 5 /* bytes of the jmp written at an entry */
 #define SIGBIT(s) (1ull << ((s)-1))
 
@@ -365,6 +377,11 @@ struct region {
 	 */
 	bool tampered;
 	bool overwritten; /* ... and not by an exec or an unload: by the target (counted) */
+	/*
+	 * memspy's own mapping of the region's shared part (MS_STUB_SHARED_OFF
+	 * on), or NULL when the part is private and read by process_vm_readv.
+	 */
+	uint8_t *view;
 };
 
 /* memspy's mirror of the in-target thread table (the same in every region). */
@@ -489,6 +506,8 @@ void probe_sweep_sites(struct ms_probes *pr, const struct ms_modules *mods,
 /* probe_region.c: places a stub region within rel32 reach of a module; 0 or a negative code. */
 bool probe_in_reach(ms_raddr_t base, const struct ms_module *m);
 int probe_map_region(struct ms_probes *pr, const struct ms_module *m, struct ms_error *err);
+/* Drops memspy's mapping of a region's shared ring part; release: free its pages too. */
+void probe_unshare_ring(struct region *rg, bool release);
 int probe_take_slot(struct region *r, int kind);
 int probe_build_regions(struct ms_probes *pr, struct ms_error *err);
 

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -30,6 +31,15 @@
 #endif
 #ifndef MADV_WIPEONFORK
 #define MADV_WIPEONFORK 18
+#endif
+#ifndef MFD_CLOEXEC
+#define MFD_CLOEXEC 0x0001u
+#endif
+#ifndef MFD_ALLOW_SEALING
+#define MFD_ALLOW_SEALING 0x0002u
+#endif
+#ifndef MAP_SHARED_VALIDATE
+#define MAP_SHARED_VALIDATE 0x03
 #endif
 #define KSA_RESTORER 0x04000000ul
 #define KSA_RESTART  0x10000000ul
@@ -94,6 +104,107 @@ static size_t region_candidates(const struct ms_maps *maps, const struct ms_modu
 	return n;
 }
 
+/*
+ * Ring mode: the region's shared part (draws and rings, MS_STUB_SHARED_OFF
+ * on) becomes a memfd mapped in the target and in memspy, so that the
+ * drain copies slots with memcpy instead of process_vm_readv (each of which
+ * pins the pages it reads: on this VM ~3 us a call and ~0.3 us a page).
+ * Every thread is stopped. The memfd is sealed against shrinking before
+ * memspy maps it (the target could otherwise truncate it under memspy's
+ * reads: SIGBUS), and its descriptor is closed in the target at once, so
+ * the target keeps only a mapping, as with the private pages: if memspy
+ * dies or stops, a stub writes the ring as before and never waits for
+ * anything. Only an armed stub touches this part, and the control page
+ * (armed, counters) stays private and wiped on fork: a child's stubs see
+ * armed = 0 and never write its parent's rings. Any failure leaves the
+ * part private (the drain then reads it with process_vm_readv).
+ * MEMSPY_SHARED_RING=0 keeps it private.
+ */
+static void share_ring(struct ms_probes *pr, struct region *rg)
+{
+	static const char name[] = "memspy-ring";
+	const char *env = getenv("MEMSPY_SHARED_RING");
+	ms_raddr_t at = rg->base + MS_STUB_SHARED_OFF;
+	char path[64];
+	long tfd = -1, ret = 0;
+	int fd = -1;
+	struct stat st;
+	void *v = MAP_FAILED;
+	const char *why = NULL;
+	uint64_t t0 = ms_now_ns();
+
+	if (!pr->ring || pr->io || (env && !strcmp(env, "0")))
+		return;
+	/* The name goes where the mapping will be: the page is the region's own. */
+	if (ms_proc_write_mem(pr->p, at, name, sizeof(name)) ||
+	    probe_rsyscall(pr, SYS_memfd_create, (long)at, MFD_CLOEXEC | MFD_ALLOW_SEALING, 0, 0,
+			   0, 0, &tfd) ||
+	    tfd < 0) {
+		why = "memfd_create in the target failed";
+		tfd = -1;
+		goto out;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/fd/%ld", (int)pr->pid, tfd);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	/* The target is stopped: the descriptor is the memfd just made, empty and unlinked. */
+	if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size || st.st_nlink) {
+		why = "opening the target's memfd failed";
+		goto out;
+	}
+	if (ftruncate(fd, MS_STUB_SHARED_SIZE) ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)) {
+		why = "sizing or sealing the memfd failed";
+		goto out;
+	}
+	v = mmap(NULL, MS_STUB_SHARED_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (v == MAP_FAILED) {
+		why = "mapping the memfd in memspy failed";
+		goto out;
+	}
+	if (probe_rsyscall(pr, SYS_mmap, (long)at, MS_STUB_SHARED_SIZE, PROT_READ | PROT_WRITE,
+			   MAP_SHARED | MAP_FIXED, tfd, 0, &ret) ||
+	    (ms_raddr_t)ret != at) {
+		long r2 = 0;
+
+		why = "mapping the memfd in the target failed";
+		/* A failed MAP_FIXED may have unmapped the range: private pages again. */
+		if (probe_rsyscall(pr, SYS_mmap, (long)at, MS_STUB_SHARED_SIZE,
+				   PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+				   -1, 0, &r2) ||
+		    (ms_raddr_t)r2 != at)
+			ms_warn("probe: the ring pages at %#llx in process %d could not be mapped "
+				"again: sampling there will fail",
+				(unsigned long long)at, (int)pr->pid);
+		munmap(v, MS_STUB_SHARED_SIZE);
+		v = MAP_FAILED;
+		goto out;
+	}
+	rg->view = v;
+out:
+	if (tfd >= 0 && (probe_rsyscall(pr, SYS_close, tfd, 0, 0, 0, 0, 0, &ret) || ret))
+		ms_warn("probe: closing memspy's memfd (descriptor %ld) in process %d failed",
+			tfd, (int)pr->pid);
+	if (fd >= 0)
+		close(fd);
+	if (why)
+		ms_debug("probe: region %#llx: ring pages stay private (%s)",
+			 (unsigned long long)rg->base, why);
+	else
+		ms_debug("probe: region %#llx: ring pages shared with memspy (%.1f ms)",
+			 (unsigned long long)rg->base, (double)(ms_now_ns() - t0) / 1e6);
+}
+
+void probe_unshare_ring(struct region *rg, bool release)
+{
+	if (!rg->view)
+		return;
+	/* The pages go for both sides; a straggler's write faults in a zero page. */
+	if (release)
+		madvise(rg->view, MS_STUB_SHARED_SIZE, MADV_REMOVE);
+	munmap(rg->view, MS_STUB_SHARED_SIZE);
+	rg->view = NULL;
+}
+
 int probe_map_region(struct ms_probes *pr, const struct ms_module *m, struct ms_error *err)
 {
 	ms_raddr_t cand[64];
@@ -154,6 +265,7 @@ int probe_map_region(struct ms_probes *pr, const struct ms_module *m, struct ms_
 			return ms_error_set(err, rc, "probe: remote mprotect(%#llx, RW): %s",
 					    (unsigned long long)(rg->base + MS_STUB_CTRL_OFF),
 					    ms_strerror(rc));
+		share_ring(pr, rg);
 		return 0;
 	}
 	return ms_error_set(err, -ENOMEM,
@@ -265,9 +377,11 @@ int probe_build_regions(struct ms_probes *pr, struct ms_error *err)
 			break;
 		}
 		/* A forked child must see armed = 0, zero counters and an empty table. */
+		/* (Only the private part: a shared mapping cannot be wiped on fork.) */
 		rc = probe_rsyscall(pr, SYS_madvise, (long)(rg->base + MS_STUB_CTRL_OFF),
-			      MS_STUB_REGION_SIZE - MS_STUB_CTRL_OFF, MADV_WIPEONFORK, 0, 0, 0,
-			      &ret);
+			      (rg->view ? MS_STUB_SHARED_OFF : MS_STUB_REGION_SIZE) -
+				  MS_STUB_CTRL_OFF,
+			      MADV_WIPEONFORK, 0, 0, 0, &ret);
 		if (!rc && ret)
 			ms_warn("probe: madvise(MADV_WIPEONFORK) failed in process %d (%s): "
 				"forked children keep armed stubs until memspy restores them",

@@ -346,6 +346,13 @@ int ms_probes_remove(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx, stru
 		ms_proc_resume_all(pr->p);
 	for (size_t k = 0; k < nheld; k++)
 		ms_proc_cont_thread(pr->p, held[k]);
+	/*
+	 * A shared ring's pages only go once freed through memspy's mapping
+	 * (the target's MADV_DONTNEED above just unmaps them): done with the
+	 * target running, as nothing of it waits on this.
+	 */
+	for (size_t r = 0; r < pr->nrg; r++)
+		probe_unshare_ring(&pr->rg[r], true);
 	goto out;
 gone:
 	/* The target exited while we removed: nothing left to restore. */

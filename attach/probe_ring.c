@@ -236,6 +236,7 @@ static void emit_ring_sample(struct ms_probes *pr, size_t r, int i, ms_alloc_eve
 				? (uint64_t)((double)ev.weight * scale + 0.5)
 				: UINT64_MAX;
 	ev.ptr = rd64(h, MS_H_RES);
+	ev.unfollowed = pr->opts.track_frees && ev.ptr && !(rd64(h, MS_H_FLAGS) & 1);
 	ev.time_ns = now;
 	ev.regs.rip = s ? s->entry : 0;
 	ev.regs.rsp = rd64(h, MS_H_SP);
@@ -250,7 +251,16 @@ static void emit_ring_sample(struct ms_probes *pr, size_t r, int i, ms_alloc_eve
 	ev.regs.rdx = rd64(h, MS_H_RDX);
 	ev.regs.rax = ev.ptr;
 	ev.regs.fs_base = rd64(h, MS_H_TP);
-	ev.stack = pr->data + (size_t)i * MS_STUB_DATA_SIZE;
+	/*
+	 * A shared ring's copy is read in place: the slot stays memspy's (state
+	 * 2, which no stub claims) until the events are out, and a target that
+	 * writes it meanwhile only changes what the bounded unwinder reads.
+	 */
+	if (pr->rg[r].view)
+		ev.stack = pr->rg[r].view + (MS_STUB_DATA_OFF - MS_STUB_SHARED_OFF) +
+			   (size_t)i * MS_STUB_DATA_SIZE;
+	else
+		ev.stack = pr->data + (size_t)i * MS_STUB_DATA_SIZE;
 	ev.stack_len = (size_t)MS_MIN(len, (uint64_t)MS_STUB_DATA_SIZE);
 	pr->st.samples++;
 	pr->st.ring_samples++;
@@ -534,6 +544,28 @@ static void account_losses(struct ms_probes *pr, struct region *rg, const uint64
 	rg->fhead = CTL(ctl, MS_CTRL_FREE_HEAD);
 }
 
+/* Hands the drain's sample slots back to the stubs (state = 0), in one call. */
+static void give_back(struct ms_probes *pr, const struct region *rg, const struct pending_ev *ev,
+		      size_t nev, struct iovec *liov, struct iovec *riov)
+{
+	static const uint64_t zeros[MS_STUB_NHDR];
+	size_t n = 0;
+
+	for (size_t k = 0; k < nev; k++) {
+		if (ev[k].hdr < 0)
+			continue;
+		riov[n].iov_base = (void *)(uintptr_t)(rg->base + MS_STUB_HDR_OFF +
+						       (ms_raddr_t)ev[k].hdr * MS_STUB_HDR_SIZE);
+		riov[n].iov_len = 8;
+		n++;
+	}
+	if (n) {
+		liov[0].iov_base = (void *)zeros;
+		liov[0].iov_len = n * 8;
+		probe_ring_writev(pr, liov, 1, riov, n);
+	}
+}
+
 /* Drains one region's rings: published samples and frees, in the order they happened. */
 static int drain_region(struct ms_probes *pr, size_t r, ms_alloc_event_cb cb, void *ctx)
 {
@@ -656,7 +688,7 @@ static int drain_region(struct ms_probes *pr, size_t r, ms_alloc_event_cb cb, vo
 					ev[nev++] = (struct pending_ev){
 					    .key = rd64(h, MS_H_TSC1) & TSC_MASK, .hdr = i};
 					taken++;
-					if (len) {
+					if (len && !rg->view) {
 						liov[nrd].iov_base =
 						    pr->data + (size_t)i * MS_STUB_DATA_SIZE;
 						liov[nrd].iov_len = len;
@@ -722,22 +754,11 @@ static int drain_region(struct ms_probes *pr, size_t r, ms_alloc_event_cb cb, vo
 	 * Return the consumed headers (state = 0) in one call, before the events
 	 * go out: the headers and stacks were copied, and the callback (record
 	 * unwinds each sample there) can take long enough for the stubs to fill
-	 * the ring again meanwhile rather than lose every sample.
+	 * the ring again meanwhile rather than lose every sample. A shared
+	 * ring's stacks are read in place: its slots go back after the events.
 	 */
-	nrd = 0;
-	for (size_t k = 0; k < nev; k++) {
-		if (ev[k].hdr < 0)
-			continue;
-		riov[nrd].iov_base = (void *)(uintptr_t)(rg->base + MS_STUB_HDR_OFF +
-							 (ms_raddr_t)ev[k].hdr * MS_STUB_HDR_SIZE);
-		riov[nrd].iov_len = 8;
-		nrd++;
-	}
-	if (nrd) {
-		liov[0].iov_base = (void *)zeros;
-		liov[0].iov_len = nrd * 8;
-		probe_ring_writev(pr, liov, 1, riov, nrd);
-	}
+	if (!rg->view)
+		give_back(pr, rg, ev, nev, liov, riov);
 	qsort(ev, nev, sizeof(*ev), cmp_pending);
 	/* Unread, the second reading is the first: no losses to make up for from it. */
 	scale = second_ok ? lost_weight(rg, taken, CTL(ctl2, MS_CTRL_DROPS)) : 1.0;
@@ -764,6 +785,8 @@ static int drain_region(struct ms_probes *pr, size_t r, ms_alloc_event_cb cb, vo
 				cb(&fe, ctx);
 		}
 	}
+	if (rg->view)
+		give_back(pr, rg, ev, nev, liov, riov);
 	rg->taken += taken;
 	rg->ftaken += ftaken;
 	if (second_ok) {

@@ -160,7 +160,8 @@ static size_t scan_regions(pid_t pid, struct found **out)
 
 		if (c->path || d->path || !c->x || c->w || !d->w || c->shared || d->shared ||
 		    c->end != d->start || d->start - c->start < MS_STUB_CODE_SIZE ||
-		    d->end - d->start < MS_STUB_REGION_SIZE - MS_STUB_CODE_SIZE)
+		    /* Ring mode's shared part, when mapped, is a mapping of its own after d. */
+		    d->end - d->start < MS_STUB_SHARED_OFF - MS_STUB_CODE_SIZE)
 			continue;
 		if (!read_manifest(pid, base, &m))
 			continue;

@@ -4,7 +4,9 @@
 # `memspy record` (default settings, or $MEMSPY_ARGS), and under
 # `heaptrack -p` (attached to the running process, as memspy is). Prints
 # throughput ratios (median of $ROUNDS interleaved rounds), and per memspy run
-# its own account (measured cost, final sampling mean) on stderr. Not a test:
+# its own account (measured cost, final sampling mean) on stderr, and per
+# workload memspy's samples/s and its CPU per sample (its rusage over the
+# recording, fixed upkeep included, divided by its samples). Not a test:
 # the machine is shared and noisy, so read ratios, not absolute numbers.
 # The "light" workload (tests/targets/light_leak: mostly sleeping, leaking a
 # 4 KiB block 25 times a second) has no throughput to compare: it prints
@@ -44,9 +46,15 @@ wait_attached() {
 	return 1
 }
 
-# run_one WORKLOAD MODE -> prints "rate samples_per_s"
+# memspy's CPU in microseconds from its summary ("memspy used 450.3 ms of CPU").
+memspy_cpu_us() {
+	grep -oE 'memspy used [0-9.]+ (us|ms|s) of CPU' "$1" | head -1 |
+		awk '{v = $3; if ($4 == "ms") v *= 1000; else if ($4 == "s") v *= 1000000; print v}'
+}
+
+# run_one WORKLOAD MODE -> prints "rate samples_per_s cpu_us_per_sample"
 run_one() {
-	local workload=$1 mode=$2 prof_pid="" samples=""
+	local workload=$1 mode=$2 prof_pid="" samples="" cpu=""
 	# Named per call: the previous call may still be removing its own files when this one starts.
 	local in=$work/in.$BASHPID out=$work/out.$BASHPID
 	rm -f "$in" "$out"; mkfifo "$in"
@@ -74,11 +82,14 @@ run_one() {
 	fi
 	if [ "$mode" = memspy ]; then
 		samples=$(grep -oE 'from [0-9,]+ samples' "$work/m.err" | head -1 | tr -dc '0-9' || true)
+		cpu=$(memspy_cpu_us "$work/m.err" || true)
 		# memspy's own account: measured cost, its parts, what the budget did to the mean.
 		grep -E 'slowdown|spent|memspy used|sampling mean|cap and|dropped|lost' "$work/m.err" |
 			sed 's/^ */    memspy: /' >&2 || true
 	fi
-	awk -v s="${samples:-}" -v secs="$SECS" '/^ops/ {printf "%s %s\n", $4, (s == "" ? "-" : s / secs)}' "$out"
+	awk -v s="${samples:-}" -v secs="$SECS" -v c="${cpu:-}" '/^ops/ {
+		printf "%s %s %s\n", $4, (s == "" ? "-" : s / secs), (s == "" || c == "" || s == 0 ? "-" : sprintf("%.2f", c / s))
+	}' "$out"
 	rm -f "$in" "$out" "$work"/ht*
 }
 
@@ -121,13 +132,13 @@ for workload in $WORKLOADS; do
 		continue
 	fi
 	declare -A rates=()
-	sps=""
+	sps="" cps=""
 	for r in $(seq 1 "$ROUNDS"); do
 		for mode in none memspy heaptrack; do
 			[ "$mode" = heaptrack ] && [ $have_heaptrack = 0 ] && continue
-			read -r rate s < <(run_one "$workload" "$mode")
+			read -r rate s c < <(run_one "$workload" "$mode")
 			rates[$mode]+="$rate "
-			[ "$mode" = memspy ] && sps+="$s "
+			[ "$mode" = memspy ] && sps+="$s " && cps+="$c "
 		done
 	done
 	base=$(echo ${rates[none]} | tr ' ' '\n' | median)
@@ -138,6 +149,11 @@ for workload in $WORKLOADS; do
 		m=$(echo ${rates[$mode]} | tr ' ' '\n' | median)
 		printf '  %-10s %14.0f ops/s   %.2fx slower   (runs: %s)\n' "$mode" "$m" "$(echo "$base / $m" | bc -l)" "${rates[$mode]}"
 	done
-	[ -n "$sps" ] && printf '  memspy samples/s: %s\n' "$sps"
+	if [ -n "$sps" ]; then
+		printf '  memspy samples/s: median %.0f   (runs: %s)\n' \
+			"$(echo $sps | tr ' ' '\n' | grep -v -- - | median)" "$sps"
+		printf '  memspy CPU per sample: median %s us, its upkeep included   (runs: %s)\n' \
+			"$(echo $cps | tr ' ' '\n' | grep -v -- - | median)" "$cps"
+	fi
 	unset rates
 done

@@ -257,7 +257,11 @@ int cmd_dump(int argc, char **argv)
 			     "dump: process %d (%s) does not use glibc malloc: found %s", (int)pid,
 			     comm, allocator);
 		ms_error_hint(&err, "memspy dump walks glibc's ptmalloc only; the memory summary "
-				    "(RSS, anonymous mappings) below does not depend on the allocator");
+				    "(RSS, anonymous mappings) below does not depend on the allocator; "
+				    "where memory is allocated and what of it stays live, by call "
+				    "stack: memspy record --pid %d --live (from its start on; it "
+				    "probes the malloc and free of %s)",
+			      (int)pid, allocator);
 		meta.fatal = err.msg;
 		goto report_without_walk;
 	}

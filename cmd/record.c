@@ -660,6 +660,12 @@ static void print_cost(const struct rec_opts *o, const struct ms_probe_stats *st
 				"  the mean was widened to keep memspy's own sampling CPU under %.0f%% "
 				"of a core\n",
 				100 * MS_REC_BUDGET_SELF_MAX);
+		if (b->table_over)
+			fprintf(stderr,
+				"  the mean was widened to keep the sampled blocks memspy follows to "
+				"their free (%s at most) within its in-target table: a narrower mean "
+				"would lose some and count them live for good\n",
+				ms_fmt_count(s1, sizeof(s1), b->peak_tracked));
 		if (b->budget > 0 && b->mean == b->min_mean && b->mean < b->start_mean)
 			fprintf(stderr, "  the mean reached its narrowest, %s%s\n",
 				ms_fmt_bytes(s1, sizeof(s1), b->min_mean),
@@ -1165,8 +1171,13 @@ int ms_rec_main(int argc, char **argv, const struct ms_rec_hooks *h)
 	}
 	while (ms_rec_session_step(rs, iv ? ms_rec_interval_end(iv) : 0) == 0) {
 		now = ms_now_ns();
-		/* Just drained: what was sampled before the boundary is in the table. */
-		if (iv && now >= ms_rec_interval_end(iv))
+		/*
+		 * Just drained: what was sampled before the boundary is in the table.
+		 * A boundary at the end of --duration is the last file's, written
+		 * after the loop (cut here too, it left a 0.0-s file after it).
+		 */
+		if (iv && now >= ms_rec_interval_end(iv) &&
+		    !(o.duration_ns && now >= r.start_ns + (uint64_t)o.duration_ns))
 			interval_cut(&o, iv, rs, &pg, now);
 		ms_rec_session_upkeep(rs);
 		ms_rec_session_read(rs, &r);

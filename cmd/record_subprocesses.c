@@ -570,11 +570,45 @@ static void remove_dir(struct sp *s)
 	rmdir(s->dir);
 }
 
+/* Does p's recorder's log hold a line containing what? */
+static bool log_has(const struct sp_proc *p, const char *what)
+{
+	char buf[4096];
+	bool found = false;
+	FILE *f = p->log ? fopen(p->log, "re") : NULL;
+
+	if (!f)
+		return false;
+	while (!found && fgets(buf, sizeof(buf), f))
+		found = strstr(buf, what) != NULL;
+	fclose(f);
+	return found;
+}
+
+/*
+ * A process the recording never reached: it exited before its recorder could
+ * attach (a short-lived child: a backend per connection under pgbench -C, a
+ * CGI), or it appeared as the recording ended and its recorder was told to
+ * stop before attaching. Neither is a failure: nothing of it was patched.
+ * 1 for the first, 2 for the second, else 0.
+ */
+static int never_reached(const struct sp_proc *p)
+{
+	if (p->ready || p->have_profile || p->exec_seen || !WIFEXITED(p->status) ||
+	    WEXITSTATUS(p->status) != MS_EXIT_FAILED || !p->log)
+		return 0;
+	if (ms_procfs_gone(p->pid))
+		return 1;
+	if (p->stop_sent && log_has(p, "stopped before attaching"))
+		return 2;
+	return 0;
+}
+
 /* What the recorder's exit status says, for the summary. */
 static const char *status_word(const struct sp_proc *p, bool *failed, bool *partial)
 {
 	int st = p->status;
-	bool gone = kill(p->pid, 0) != 0 && errno == ESRCH;
+	bool gone = ms_procfs_gone(p->pid); /* a zombie its parent has not reaped has exited too */
 
 	if (WIFSIGNALED(st)) {
 		*failed = true;
@@ -715,6 +749,7 @@ int cmd_record_subprocesses(int argc, char **argv)
 	{
 		uint64_t bytes = 0, count = 0;
 		size_t nproc = 0;
+		unsigned early = 0, late = 0; /* processes the recording never reached */
 		char a[32], b[32], *subtitle;
 		struct ms_out_opts wo;
 
@@ -743,23 +778,33 @@ int cmd_record_subprocesses(int argc, char **argv)
 			goto out_dir;
 		}
 		afile_open = false;
+		if (!s.quiet)
+			fprintf(stderr,
+				"memspy: wrote %s (%s): %s %s in %s allocations over %zu "
+				"process%s:\n",
+				s.out_path, ms_out_format_name(s.fmt),
+				ms_fmt_bytes(a, sizeof(a), bytes),
+				s.live ? "still live" : "allocated",
+				ms_fmt_count(b, sizeof(b), count), nproc, nproc == 1 ? "" : "es");
 		for (size_t i = 0; i < s.n; i++) {
 			struct sp_proc *p = &s.v[i];
 			bool f = false, pa = false;
-			const char *w = status_word(p, &f, &pa);
+			const char *w;
+			int nr = never_reached(p);
 
+			if (nr) {
+				(nr == 1 ? &early : &late)[0]++;
+				if (!s.verbose)
+					continue;
+				w = nr == 1 ? "exited before memspy attached"
+					    : "appeared as the recording ended";
+			} else {
+				w = status_word(p, &f, &pa);
+			}
 			failed |= f;
 			partial |= pa;
 			if (s.quiet && !f)
 				continue;
-			if (i == 0 && !s.quiet)
-				fprintf(stderr,
-					"memspy: wrote %s (%s): %s %s in %s allocations over %zu "
-					"processes:\n",
-					s.out_path, ms_out_format_name(s.fmt),
-					ms_fmt_bytes(a, sizeof(a), bytes),
-					s.live ? "still live" : "allocated",
-					ms_fmt_count(b, sizeof(b), count), nproc);
 			fprintf(stderr, "  pid %-7d %-40s %10s in %s allocations%s%s%s\n",
 				(int)p->pid, p->title, ms_fmt_bytes(a, sizeof(a), p->bytes),
 				ms_fmt_count(b, sizeof(b), p->count), w ? " (" : "", w ? w : "",
@@ -769,6 +814,17 @@ int cmd_record_subprocesses(int argc, char **argv)
 			if (f && p->log)
 				print_log(p);
 		}
+		if (early && !s.quiet)
+			fprintf(stderr,
+				"  %u process%s exited before memspy could attach to %s (it "
+				"takes ~1 s): what %s allocated is not in the profile\n",
+				early, early == 1 ? "" : "es", early == 1 ? "it" : "them",
+				early == 1 ? "it" : "they");
+		if (late && !s.quiet)
+			fprintf(stderr,
+				"  %u process%s appeared as the recording ended and %s not "
+				"recorded\n",
+				late, late == 1 ? "" : "es", late == 1 ? "was" : "were");
 		if (s.untraceable && !s.quiet)
 			fprintf(stderr,
 				"  %u process%s of the tree could not be recorded (another "

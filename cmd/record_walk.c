@@ -562,9 +562,15 @@ static void print_summary(const struct walk_opts *o, struct ms_rec_walk_account 
 		for (size_t i = nt; i-- > 0 && !l->heap;)
 			l = ms_timeline_sample(w->tl, i);
 
-		fprintf(stderr, "; in use %s -> %s, RSS %s -> %s%s)\n",
+		fprintf(stderr, "; in use %s -> %s",
 			ms_fmt_bytes(a, sizeof(a), (uint64_t)f->total.in_use),
-			ms_fmt_bytes(b, sizeof(b), (uint64_t)l->total.in_use),
+			ms_fmt_bytes(b, sizeof(b), (uint64_t)l->total.in_use));
+		/* Blocks above the mmap threshold are not in the arenas' figures. */
+		if (f->total.mmapped || l->total.mmapped)
+			fprintf(stderr, " in the arenas, mmapped chunks %s -> %s",
+				ms_fmt_bytes(a, sizeof(a), (uint64_t)f->total.mmapped),
+				ms_fmt_bytes(b, sizeof(b), (uint64_t)l->total.mmapped));
+		fprintf(stderr, ", RSS %s -> %s%s)\n",
 			ms_fmt_bytes(c, sizeof(c), (uint64_t)f->total.rss),
 			ms_fmt_bytes(d, sizeof(d), (uint64_t)l->total.rss),
 			o->full_walk ? ", every chunk walked" : ", from the arena headers");

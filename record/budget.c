@@ -5,6 +5,7 @@
  * widens when the cost is over the budget and narrows when it is well under.
  */
 #include "record/record.h"
+#include "attach/probe.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -121,11 +122,14 @@ uint64_t ms_rec_budget_update(struct ms_rec_budget *b, const struct ms_rec_cost 
 {
 	const struct ms_rec_cost *w = &b->win;
 	struct ms_rec_cost_parts pt;
-	double wall, target, limit, self_limit, ratio, self_ratio, lost_ratio, over, f, next = 0;
-	uint64_t samples, lost, mean;
+	double wall, target, limit, self_limit, ratio, self_ratio, lost_ratio, fill_ratio, over, f;
+	double next = 0;
+	uint64_t samples, lost, mean, tracked0;
 	bool idle = false;
 	char x[32], y[32];
 
+	if (now->tracked > b->peak_tracked)
+		b->peak_tracked = now->tracked;
 	if (!b->started) {
 		b->first = b->win = *now;
 		b->started = true;
@@ -154,6 +158,7 @@ uint64_t ms_rec_budget_update(struct ms_rec_budget *b, const struct ms_rec_cost 
 		 pt.extra_delay / 1e6, pt.target_cpu / 1e6, idle ? " (idle: judged as 20 ms)" : "",
 		 100 * pt.cost / target, (unsigned long long)samples,
 		 ms_fmt_bytes(x, sizeof(x), b->mean));
+	tracked0 = w->tracked; /* w is the window's start until here */
 	b->win = *now;
 	if (b->budget <= 0)
 		return 0;
@@ -164,9 +169,24 @@ uint64_t ms_rec_budget_update(struct ms_rec_budget *b, const struct ms_rec_cost 
 	/* The share of samples lost, against the most allowed: drained samples over taken. */
 	lost_ratio = samples + lost ? (double)lost / (double)(samples + lost) / MS_REC_BUDGET_MAX_LOST
 				    : 0;
+	/*
+	 * The followed blocks, against what the in-target table holds without
+	 * overflowing. A wider mean does not empty it (its blocks leave as they
+	 * are freed), only slows its growth: above the level, widen while it
+	 * still grew over the window, else hold (no narrowing either). Blocks
+	 * never freed (a leak) make it grow for good: the guard stops widening
+	 * at MS_REC_BUDGET_TABLE_MAX_MEAN, so that new leaks are still sampled
+	 * (past it the table fills, and the summary says how many went unfollowed).
+	 */
+	fill_ratio = (double)now->tracked /
+		     (MS_REC_BUDGET_TABLE_FILL * (double)MS_PROBE_PTR_TABLE_SLOTS);
+	if (fill_ratio > 1 && (now->tracked <= tracked0 || b->mean >= MS_REC_BUDGET_TABLE_MAX_MEAN))
+		fill_ratio = 0.5;
 	over = ratio > self_ratio ? ratio : self_ratio;
 	if (lost_ratio > over)
 		over = lost_ratio;
+	if (fill_ratio > over)
+		over = fill_ratio;
 	mean = b->mean;
 	/*
 	 * With only a few samples in the window, sampling is not what cost:
@@ -182,6 +202,9 @@ uint64_t ms_rec_budget_update(struct ms_rec_budget *b, const struct ms_rec_cost 
 			b->self_over = true;
 		if (lost_ratio > 1 && lost_ratio >= ratio && lost_ratio >= self_ratio)
 			b->lost_over = true;
+		if (fill_ratio > 1 && fill_ratio >= ratio && fill_ratio >= self_ratio &&
+		    fill_ratio >= lost_ratio)
+			b->table_over = true;
 		f = over * MARGIN;
 		f = f < MIN_STEP ? MIN_STEP : f > MAX_STEP ? MAX_STEP : f;
 		if (b->decisions == 1 && f > MAX_FIRST_STEP)
@@ -217,10 +240,11 @@ uint64_t ms_rec_budget_update(struct ms_rec_budget *b, const struct ms_rec_cost 
 		b->narrowest_mean = b->mean;
 	ms_info("record: sampling cost %.3f%% of the target's CPU time over the last %.1f s "
 		"(budget %.2g%%%s; memspy's sampling CPU %.1f%% of a core; %.0f%% of samples lost to "
-		"a full ring): mean %s from %s to %s",
+		"a full ring; %llu sampled blocks followed to their free): mean %s from %s to %s",
 		100 * pt.cost / target, wall / 1e9, 100 * b->budget, idle ? ", the target idle" : "",
 		100 * (pt.self - pt.fixed) / wall,
 		samples + lost ? 100.0 * (double)lost / (double)(samples + lost) : 0.0,
+		(unsigned long long)now->tracked,
 		b->mean > mean ? "widened" : "narrowed",
 		ms_fmt_bytes(x, sizeof(x), mean), ms_fmt_bytes(y, sizeof(y), b->mean));
 	return b->mean;

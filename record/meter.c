@@ -184,6 +184,9 @@ void ms_rec_meter_reading(struct ms_rec_meter *m, struct ms_probes *pr, struct m
 	    .idle_cpu_ns = m->idle_cpu_ns,
 	    .upkeep_ns = m->upkeep_ns,
 	};
+	/* In the table: sampled, not seen freed (nor lost freed), and not refused by a full bucket. */
+	if (m->follow_frees && st.samples > st.frees + st.lost_frees + st.dropped)
+		c->tracked = st.samples - st.frees - st.lost_frees - st.dropped;
 }
 
 void ms_rec_meter_start(struct ms_rec_meter *m, pid_t pid, struct ms_probes *pr,

@@ -37,6 +37,12 @@ struct ms_rec_stack {
 };
 
 struct ms_rec_table *ms_rec_table_new(void);
+/*
+ * Frees will not be reported (no --live, no --interval): a sample counts in
+ * its stack's totals but is not kept for matching a free, so the table
+ * does no per-sample bookkeeping that nothing reads.
+ */
+void ms_rec_table_no_frees(struct ms_rec_table *t);
 void ms_rec_table_free(struct ms_rec_table *t);
 
 /*
@@ -47,6 +53,14 @@ void ms_rec_table_free(struct ms_rec_table *t);
  */
 void ms_rec_table_add(struct ms_rec_table *t, const ms_raddr_t *pcs, size_t npcs, int fn,
 		      uint64_t weight, uint64_t size, ms_raddr_t ptr, pid_t tid);
+/*
+ * The same for a sample whose free will never be reported (the probes'
+ * pointer table had no room for it): counted live for good in its stack's
+ * figures, and not kept one by one (no free can match it). Once the table
+ * is full every sample is one: kept, they grew memspy by ~1.9 MiB a minute.
+ */
+void ms_rec_table_add_unfollowed(struct ms_rec_table *t, const ms_raddr_t *pcs, size_t npcs,
+				 int fn, uint64_t weight, uint64_t size, ms_raddr_t ptr);
 
 /*
  * Walk mode: one thread caught on this stack (copied) at a stop, tagged 0
@@ -131,6 +145,8 @@ struct ms_rec_cost {
 	uint64_t idle_cpu_ns;	/* memspy's CPU in the idle iterations */
 	uint64_t upkeep_ns;	/* memspy's CPU in upkeep that samples do not drive: budget
 				 * readings, the progress line, module refreshes, a view's hook */
+	uint64_t tracked;	/* sampled blocks whose free the probes follow now (in the
+				 * in-target table; 0 when frees are not followed) */
 };
 
 /*
@@ -153,6 +169,14 @@ struct ms_rec_cost {
  * The mean moves both ways: wider when the cost is over the budget, and
  * narrower, down to min_mean (4 KiB by default, --sample-bytes when given
  * with --max-overhead), when the cost is under half of it.
+ *
+ * When frees are followed (--live, --interval), the sampled blocks not yet
+ * freed sit in the probes' in-target table (MS_PROBE_PTR_TABLE_SLOTS): past
+ * MS_REC_BUDGET_TABLE_FILL of it its buckets overflow, and a block whose
+ * insert fails counts as live for good (a false leak). Their number,
+ * against that level, is one more cost: the mean widens above it (fewer
+ * new entries; the held ones leave as they are freed) and narrows only
+ * below half of it.
  */
 struct ms_rec_budget {
 	double budget;	   /* fraction of the target's CPU time; 0 = off (measure only) */
@@ -165,6 +189,8 @@ struct ms_rec_budget {
 	bool capped;	   /* over budget at max_mean: nothing more to widen */
 	bool self_over;	   /* memspy's own CPU guard widened the mean at least once */
 	bool lost_over;	   /* samples lost to a full ring widened the mean at least once */
+	bool table_over;   /* the in-target pointer table filling widened it at least once */
+	uint64_t peak_tracked; /* most sampled blocks followed at once */
 	bool started;
 	struct ms_rec_cost first, win; /* first reading; start of the current window */
 	double last_ratio;	       /* cost / target CPU of the last decided window */
@@ -185,6 +211,8 @@ struct ms_rec_budget {
 #define MS_REC_BUDGET_START_MEAN (512ull * 1024) /* the default mean at the start */
 #define MS_REC_BUDGET_SELF_MAX	0.10	      /* memspy's sampling CPU: at most 10% of a core */
 #define MS_REC_BUDGET_MAX_LOST	0.25	      /* samples lost to a full ring: at most 1 in 4 */
+#define MS_REC_BUDGET_TABLE_FILL 0.1875      /* followed blocks: 1.5 per bucket of 8 on average */
+#define MS_REC_BUDGET_TABLE_MAX_MEAN (512ull * 1024) /* the table guard widens up to this */
 
 void ms_rec_budget_init(struct ms_rec_budget *b, double budget, uint64_t mean, uint64_t min_mean,
 			uint64_t max_mean);
@@ -272,6 +300,7 @@ struct ms_rec_meter {
 	uint64_t next_read_ns;
 	bool set_failed; /* the engine refused a new mean: the budget stands down */
 	bool delay_unread; /* the target's run delay could not be read: not measured */
+	bool follow_frees; /* --live, --interval: sampled blocks fill the in-target table */
 	uint64_t last_delay;
 	struct ms_sched_account sched; /* the target's threads: CPU and run delay, exact */
 	bool sched_ticks;	       /* too many threads: CPU from /proc/PID/stat's ticks */

@@ -78,8 +78,12 @@ static void on_alloc_event(const struct ms_alloc_event *ev, void *ctx)
 		skip++;
 	if (n - skip <= 1)
 		r->counts.one_frame++;
-	ms_rec_table_add(r->table, r->pcs + skip, n - skip, ev->fn, ev->weight, ev->size, ev->ptr,
-			 ev->tid);
+	if (ev->unfollowed)
+		ms_rec_table_add_unfollowed(r->table, r->pcs + skip, n - skip, ev->fn, ev->weight,
+					    ev->size, ev->ptr);
+	else
+		ms_rec_table_add(r->table, r->pcs + skip, n - skip, ev->fn, ev->weight, ev->size,
+				 ev->ptr, ev->tid);
 }
 
 /*
@@ -117,6 +121,8 @@ int ms_rec_session_open(struct ms_proc *p, const struct ms_rec_session_opts *o,
 		return rc;
 	}
 	s->table = ms_rec_table_new();
+	if (!o->track_frees) /* no free will be reported */
+		ms_rec_table_no_frees(s->table);
 	s->unwinder = ms_unwinder_new(s->pid, o->unwinder, err);
 	if (!s->unwinder)
 		return err->code ? err->code : -EINVAL;
@@ -146,6 +152,7 @@ int ms_rec_session_open(struct ms_proc *p, const struct ms_rec_session_opts *o,
 		s->deadline = s->start_ns + o->duration_ns;
 	ms_rec_meter_start(&s->m, s->pid, s->pr, o->max_overhead, o->sample_bytes,
 			   o->min_sample_bytes, bl);
+	s->m.follow_frees = o->track_frees; /* none followed yet: the first reading holds */
 	return 0;
 }
 

@@ -57,11 +57,15 @@ struct ms_rec_table {
 	size_t stack_index_cap; /* power of two */
 	struct sample *samples;
 	size_t nsamples, samples_cap;
+	uint32_t free_samples; /* 1 + index of a freed sample to reuse (chained by prev); 0 = none */
 	struct ptr_slot *live;
 	size_t live_cap, live_used; /* slots whose ptr was ever set (never emptied but on rehash) */
+	struct ptr_slot *live_spare; /* the table before the last rehash, reused by the next */
+	size_t live_spare_cap;
 	uint64_t frees_matched, failed;
 	uint64_t stacks_capped; /* samples whose stack was past MAX_STACKS / MAX_TABLE_PCS */
 	uint64_t untracked;	/* samples not kept: MAX_SAMPLES live ones were */
+	bool no_frees;		/* frees are not followed: samples are not kept (ms_rec_table_no_frees) */
 };
 
 static uint64_t hash_ptr(ms_raddr_t p)
@@ -83,6 +87,11 @@ struct ms_rec_table *ms_rec_table_new(void)
 	return t;
 }
 
+void ms_rec_table_no_frees(struct ms_rec_table *t)
+{
+	t->no_frees = true;
+}
+
 void ms_rec_table_free(struct ms_rec_table *t)
 {
 	if (!t)
@@ -92,6 +101,7 @@ void ms_rec_table_free(struct ms_rec_table *t)
 	free(t->stack_index);
 	free(t->samples);
 	free(t->live);
+	free(t->live_spare);
 	free(t);
 }
 
@@ -171,12 +181,20 @@ static void live_rehash(struct ms_rec_table *t)
 	cap = t->live_cap;
 	while ((n + 1) * 4 > cap)
 		cap *= 2;
-	tab = ms_xcalloc(cap, sizeof(*tab));
+	/* The previous table's pages again when the size is the same (no new page faults). */
+	if (t->live_spare && t->live_spare_cap == cap) {
+		tab = t->live_spare;
+		memset(tab, 0, cap * sizeof(*tab));
+	} else {
+		free(t->live_spare);
+		tab = ms_xcalloc(cap, sizeof(*tab));
+	}
 	for (size_t i = 0; i < t->live_cap; i++) {
 		if (t->live[i].ptr && t->live[i].head)
 			*live_slot(tab, cap, t->live[i].ptr, &found) = t->live[i];
 	}
-	free(t->live);
+	t->live_spare = t->live;
+	t->live_spare_cap = t->live_cap;
 	t->live = tab;
 	t->live_cap = cap;
 	t->live_used = n;
@@ -209,6 +227,7 @@ static bool compact_samples(struct ms_rec_table *t)
 			t->live[i].head = to[t->live[i].head - 1];
 	free(to);
 	t->nsamples = n;
+	t->free_samples = 0; /* the freed ones are gone */
 	return n <= MAX_SAMPLES / 4 * 3;
 }
 
@@ -218,18 +237,17 @@ void ms_rec_table_compact(struct ms_rec_table *t)
 		compact_samples(t);
 }
 
-void ms_rec_table_add(struct ms_rec_table *t, const ms_raddr_t *pcs, size_t npcs, int fn,
-		      uint64_t weight, uint64_t size, ms_raddr_t ptr, pid_t tid)
+static void add(struct ms_rec_table *t, const ms_raddr_t *pcs, size_t npcs, int fn,
+		uint64_t weight, uint64_t size, ms_raddr_t ptr, bool keep)
 {
 	/* Poisson sampling by bytes: a sample of size s weighted w stands for w/s calls. */
 	double count = size && weight != size ? (double)weight / (double)size : 1.0;
 	struct sample *smp;
 	struct ptr_slot *slot;
 	struct stack *s;
-	uint32_t id;
+	uint32_t id, idx;
 	bool found;
 
-	(void)tid;
 	if (!ptr) {
 		/* A failed call allocated nothing (realloc(p, 0) returns NULL and frees). */
 		t->failed++;
@@ -243,12 +261,29 @@ void ms_rec_table_add(struct ms_rec_table *t, const ms_raddr_t *pcs, size_t npcs
 	s->count += count;
 	s->live_bytes += weight;
 	s->live_count += count;
-	if (t->untracked || (t->nsamples >= MAX_SAMPLES && !compact_samples(t))) {
+	if (!keep)
+		return; /* never freed, as far as memspy will know */
+	if (t->no_frees)
+		return; /* nothing will ask for it: no per-sample record, no pointer slot */
+	if (t->untracked ||
+	    (t->nsamples >= MAX_SAMPLES && !t->free_samples && !compact_samples(t))) {
 		t->untracked++; /* counted above; its free cannot be matched */
 		return;
 	}
-	ms_xgrow((void **)&t->samples, &t->samples_cap, t->nsamples + 1, sizeof(*t->samples));
-	smp = &t->samples[t->nsamples];
+	/*
+	 * A freed sample's record is taken again (no chain holds it: a free
+	 * unlinks the head of its pointer's chain), so the array stops growing
+	 * once frees keep up with samples.
+	 */
+	if (t->free_samples) {
+		idx = t->free_samples - 1;
+		t->free_samples = t->samples[idx].prev;
+	} else {
+		ms_xgrow((void **)&t->samples, &t->samples_cap, t->nsamples + 1,
+			 sizeof(*t->samples));
+		idx = (uint32_t)t->nsamples++;
+	}
+	smp = &t->samples[idx];
 	*smp = (struct sample){.ptr = ptr, .weight = weight, .count = count, .stack = id};
 	if ((t->live_used + 1) * 2 > t->live_cap)
 		live_rehash(t);
@@ -259,8 +294,20 @@ void ms_rec_table_add(struct ms_rec_table *t, const ms_raddr_t *pcs, size_t npcs
 		t->live_used++;
 	}
 	smp->prev = slot->head;
-	slot->head = (uint32_t)(t->nsamples + 1);
-	t->nsamples++;
+	slot->head = idx + 1;
+}
+
+void ms_rec_table_add(struct ms_rec_table *t, const ms_raddr_t *pcs, size_t npcs, int fn,
+		      uint64_t weight, uint64_t size, ms_raddr_t ptr, pid_t tid)
+{
+	(void)tid;
+	add(t, pcs, npcs, fn, weight, size, ptr, true);
+}
+
+void ms_rec_table_add_unfollowed(struct ms_rec_table *t, const ms_raddr_t *pcs, size_t npcs,
+				 int fn, uint64_t weight, uint64_t size, ms_raddr_t ptr)
+{
+	add(t, pcs, npcs, fn, weight, size, ptr, false);
 }
 
 void ms_rec_table_count(struct ms_rec_table *t, const ms_raddr_t *pcs, size_t npcs, int tag)
@@ -275,6 +322,7 @@ int ms_rec_table_free_ptr(struct ms_rec_table *t, ms_raddr_t ptr)
 	struct ptr_slot *slot;
 	struct sample *smp;
 	struct stack *s;
+	uint32_t idx;
 	bool found;
 
 	if (!ptr)
@@ -282,9 +330,12 @@ int ms_rec_table_free_ptr(struct ms_rec_table *t, ms_raddr_t ptr)
 	slot = live_slot(t->live, t->live_cap, ptr, &found);
 	if (!found || !slot->head)
 		return 0;
-	smp = &t->samples[slot->head - 1];
+	idx = slot->head - 1;
+	smp = &t->samples[idx];
 	slot->head = smp->prev;
 	smp->freed = true;
+	smp->prev = t->free_samples;
+	t->free_samples = idx + 1;
 	s = &t->stacks[smp->stack];
 	s->live_bytes -= smp->weight;
 	s->live_samples--;

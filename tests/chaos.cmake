@@ -31,7 +31,7 @@ if(Python3_FOUND)
   # memspy SIGKILLs itself (MEMSPY_TEST_KILL_AT, attach/remote.c) at each
   # instant of each remote syscall made through the stub page's trampoline,
   # in install and removal: the target must live on every time.
-  ms_add_test(NAME chaos_rsys_kill TIMEOUT 300 LABELS record chaos
+  ms_add_test(NAME chaos_rsys_kill TIMEOUT 600 LABELS record chaos
               COMMAND ${_chaos_drv} --scenario rsys-kill --iters 100000)
 else()
   message(WARNING "python3 not found: the chaos (survival) tests are not built")

@@ -8,3 +8,17 @@ if(Python3_FOUND)
     COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/e2e/record_redis.py
             --memspy $<TARGET_FILE:memspy> --port-base 17300)
 endif()
+
+# record on Debian's python3 running tests/e2e/py_service.py (tests/e2e/record_python.py):
+# --live while a ring of bytearrays turns over (the budget must keep the sampled blocks
+# within the in-target pointer table; the live figure against what the target holds), and
+# --subprocesses on a root whose short-lived children exit before they can be attached and
+# which exits unreaped itself (exit 0, nothing FAILED).
+if(Python3_FOUND)
+  foreach(_s live-turnover subprocesses-exit)
+    ms_add_test(NAME record_python_${_s} TIMEOUT 300 LABELS e2e servers
+      COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/e2e/record_python.py
+              --memspy $<TARGET_FILE:memspy> --scenario ${_s}
+              --workdir ${CMAKE_CURRENT_BINARY_DIR}/record-python)
+  endforeach()
+endif()

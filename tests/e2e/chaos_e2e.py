@@ -701,10 +701,15 @@ def scen_kill(ctx, wd, phase):
 
 # Remote system calls (attach/remote.c) in the order memspy makes them: in
 # install, mmap of the region (libc's `syscall` instruction: no trampoline
-# exists yet), mprotect of its data pages, madvise(WIPEONFORK),
-# rt_sigaction(SIGTRAP); in removal, rt_sigaction back, madvise(DONTNEED)
-# of the ring. (name, syscall number, k-th call of that number, at removal)
-RSYS_CALLS = [("mprotect", 10, 1, False), ("madvise-wipeonfork", 28, 1, False),
+# exists yet), mprotect of its data pages, in ring mode memfd_create, mmap
+# of the memfd over the ring part and close of its descriptor (the ring
+# shared with memspy), madvise(WIPEONFORK), rt_sigaction(SIGTRAP); in
+# removal, rt_sigaction back, madvise(DONTNEED) of the ring. (name, syscall
+# number, k-th call of that number, at removal)
+RING_ONLY = ("madvise-dontneed", "memfd_create", "mmap-shared", "close-memfd")
+RSYS_CALLS = [("mprotect", 10, 1, False), ("memfd_create", 319, 1, False),
+              ("mmap-shared", 9, 2, False), ("close-memfd", 3, 1, False),
+              ("madvise-wipeonfork", 28, 1, False),
               ("rt_sigaction-install", 13, 1, False), ("rt_sigaction-restore", 13, 2, True),
               ("madvise-dontneed", 28, 2, True)]
 RSYS_POINTS = ["set", "enter", "exit", "back"]
@@ -760,8 +765,8 @@ def scen_rsys_kill(ctx, wd):
     fails, ok = [], 0
     for opts in ([], ["--exact"]):
         for name, nr, k, removal in RSYS_CALLS:
-            if name == "madvise-dontneed" and opts:
-                continue  # the ring is only released in ring mode
+            if name in RING_ONLY and opts:
+                continue  # the ring is only shared and released in ring mode
             for point in RSYS_POINTS:
                 try:
                     d = one_rsys_trial(ctx, wd, name, nr, k, removal, point, opts)

@@ -317,6 +317,28 @@ def scen_keep(args, wd):
         raise Fail(f"the summary does not say what --keep kept: {summary}")
 
 
+def scen_boundary(args, wd):
+    # --duration a whole number of intervals: exactly that many files, the last a
+    # whole interval (the cut at the last boundary and then the end wrote a
+    # fourth file of 0.0 s after three of 1 s).
+    s = Session(args, ["--interval", "1s", "--duration", "3s", "--sample-bytes", str(MEAN),
+                       "-o", os.path.join(wd, "b-{n}.folded")])
+    try:
+        err = s.stop(interrupt=False)  # --duration ends it
+    finally:
+        s.close()
+    lines = [l for l in err if INTERVAL_LINE.match(l)]
+    print("\n".join(lines), flush=True)
+    if len(lines) != 3:
+        raise Fail(f"{len(lines)} interval files for --duration 3s --interval 1s, expected 3")
+    m = re.search(r" \((\d+\.\d+) s\) -> ", lines[-1])
+    if not m or float(m.group(1)) < 0.5:
+        raise Fail(f"the last interval is not a whole one: {lines[-1]}")
+    left = sorted(f for f in os.listdir(wd) if f.startswith("b-"))
+    if left != ["b-1.folded", "b-2.folded", "b-3.folded"]:
+        raise Fail(f"files left: {left}")
+
+
 def scen_formats(args, wd):
     for fmt, ext in (("folded", "folded"), ("svg", "svg"), ("speedscope", "speedscope.json")):
         pattern = os.path.join(wd, f"f-{{n}}.{ext}")
@@ -424,7 +446,7 @@ def scen_probe_free(args, wd):
                    f"not {got}")
 
 
-SCENARIOS = {"diff": scen_diff, "keep": scen_keep, "formats": scen_formats,
+SCENARIOS = {"diff": scen_diff, "keep": scen_keep, "boundary": scen_boundary, "formats": scen_formats,
              "usage": scen_usage, "probe-free": scen_probe_free}
 
 

@@ -133,10 +133,11 @@ bool ms_rec_baseline_measure(pid_t pid, struct ms_rec_baseline *bl)
 static void meter_target(struct ms_rec_meter *m, uint64_t *cpu, uint64_t *delay)
 {
 	uint64_t ticks;
+	int rc;
 
+	*delay = m->last_delay;
 	if (!m->sched_ticks) {
-		int rc = ms_sched_account_read(&m->sched, m->pid, RUN_DELAY_MAX_THREADS);
-
+		rc = ms_sched_account_read(&m->sched, m->pid, RUN_DELAY_MAX_THREADS);
 		if (!rc) {
 			*cpu = m->sched.run_ns;
 			*delay = m->sched.wait_ns;
@@ -144,18 +145,17 @@ static void meter_target(struct ms_rec_meter *m, uint64_t *cpu, uint64_t *delay)
 		}
 		if (rc == -ENOENT && ms_procfs_gone(m->pid)) {
 			*cpu = m->last_target_cpu; /* exited: nothing more to read */
-			*delay = m->last_delay;
 			return;
 		}
+	}
+	ticks = target_cpu_ns(m->pid, m->clk_tck);
+	if (!m->sched_ticks) {
 		m->sched_ticks = true;
 		m->delay_unread = true; /* and the budget stops comparing it with the baseline: */
 		m->budget.base_delay_per_cpu = m->budget.base_delay_per_wall = -1;
-		ticks = target_cpu_ns(m->pid, m->clk_tck);
 		m->ticks_offset = m->sched.run_ns > ticks ? m->sched.run_ns - ticks : 0;
 	}
-	ticks = target_cpu_ns(m->pid, m->clk_tck);
 	*cpu = ticks ? ticks + m->ticks_offset : 0;
-	*delay = m->last_delay;
 }
 
 void ms_rec_meter_reading(struct ms_rec_meter *m, struct ms_probes *pr, struct ms_rec_cost *c)

@@ -75,7 +75,7 @@ struct ms_rec_walk {
 	/* heap */
 	struct ms_heap_loc loc;
 	struct ms_error heap_err; /* why glibc's state was not found */
-	struct rw_heap heap;
+	struct ms_rec_walk_heap heap;
 	pid_t *tids;
 	ms_raddr_t *fsb;
 	size_t ntids_cap;
@@ -84,12 +84,12 @@ struct ms_rec_walk {
 	uint64_t last_read_ns;
 
 	/* sampling instants (walk_sampler.c) */
-	struct rw_rng rng;
+	struct ms_rec_walk_rng rng;
 	pid_t *pre_tid; /* each thread's state letter just before the stop */
 	char *pre_state;
 	size_t npre, pre_cap;
 	uint64_t busy_until;	 /* when memspy's last stop (and its unwinding) ended */
-	struct rw_sched kernel0; /* the threads' schedstat when recording began */
+	struct ms_rec_walk_sched kernel0; /* the threads' schedstat when recording began */
 	bool threads_changed;	 /* a stop saw other threads than those */
 	unsigned long old_slack;
 	uint64_t deadline, stack_period, next_stack, next_heap;
@@ -124,7 +124,7 @@ static void read_states(struct ms_rec_walk *w)
 	}
 	for (size_t i = 0; i < n; i++) {
 		w->pre_tid[i] = ms_proc_thread(w->p, i);
-		w->pre_state[i] = rw_thread_state(ms_proc_pid(w->p), w->pre_tid[i]);
+		w->pre_state[i] = ms_rec_walk_thread_state(ms_proc_pid(w->p), w->pre_tid[i]);
 	}
 	w->npre = n;
 }
@@ -138,7 +138,7 @@ static void read_states(struct ms_rec_walk *w)
 static bool thread_asleep(struct ms_rec_walk *w, size_t i, struct thr *t)
 {
 	char st = 0;
-	bool by_regs = rw_regs_sleeping(&t->regs, &t->syscall_nr);
+	bool by_regs = ms_rec_walk_regs_sleeping(&t->regs, &t->syscall_nr);
 
 	if ((long)t->regs.orig_rax >= 0)
 		t->syscall_nr = (int)t->regs.orig_rax;
@@ -168,7 +168,7 @@ static bool thread_asleep(struct ms_rec_walk *w, size_t i, struct thr *t)
 static void interrupts_sent(void *ctx)
 {
 	(void)ctx;
-	rw_prio_realtime(false);
+	ms_rec_walk_prio_realtime(false);
 }
 
 /* While stopped: registers and one stack copy per thread, nothing else. */
@@ -257,7 +257,7 @@ static void read_heap(struct ms_rec_walk *w, struct ms_tl_sample *s, struct ms_h
 		s->full_walk = true;
 		return;
 	}
-	rc = rw_heap_read(&w->loc, &r, &w->heap, w->o.max_reads);
+	rc = ms_rec_walk_heap_read(&w->loc, &r, &w->heap, w->o.max_reads);
 	s->heap = rc == 0;
 }
 
@@ -292,11 +292,11 @@ static void heap_sample(struct ms_rec_walk *w, struct ms_tl_sample *s, struct ms
 		s->approximate = rep->partial;
 		s->inconsistent = rep->inconsistent;
 	} else {
-		struct rw_heap *h = &w->heap;
+		struct ms_rec_walk_heap *h = &w->heap;
 
 		ms_xgrow((void **)&w->tla, &w->tla_cap, h->narenas + 1, sizeof(*w->tla));
 		for (size_t i = 0; i < h->narenas; i++) {
-			const struct rw_arena *a = &h->arenas[i];
+			const struct ms_rec_walk_arena *a = &h->arenas[i];
 			struct ms_tl_values *v = &w->tla[i].v;
 			uint64_t fr = a->fast + a->unsorted + a->small + a->large;
 
@@ -464,18 +464,18 @@ int ms_rec_walk_open(struct ms_proc *p, const struct ms_rec_walk_opts *o, struct
 	 * timer slack to coalesce memspy's wake-ups with the target's, and
 	 * exponential intervals, so no periodic activity is seen at one phase.
 	 */
-	w->old_slack = rw_timer_slack_minimal();
-	w->a.realtime = rw_prio_realtime(true);
+	w->old_slack = ms_rec_walk_timer_slack_minimal();
+	w->a.realtime = ms_rec_walk_prio_realtime(true);
 	if (w->a.realtime)
 		ms_proc_set_interrupted_hook(p, interrupts_sent, w);
-	rw_rng_seed(&w->rng, ms_now_ns() ^ ((uint64_t)getpid() << 32));
+	ms_rec_walk_rng_seed(&w->rng, ms_now_ns() ^ ((uint64_t)getpid() << 32));
 	{
 		size_t nt = ms_proc_nthreads(p);
 		pid_t *tids = ms_xcalloc(nt ? nt : 1, sizeof(*tids));
 
 		for (size_t i = 0; i < nt; i++)
 			tids[i] = ms_proc_thread(p, i);
-		rw_sched_begin(&w->kernel0, pid, tids, nt);
+		ms_rec_walk_sched_begin(&w->kernel0, pid, tids, nt);
 		free(tids);
 	}
 	w->a.start_ns = ms_now_ns();
@@ -483,7 +483,7 @@ int ms_rec_walk_open(struct ms_proc *p, const struct ms_rec_walk_opts *o, struct
 		w->deadline = w->a.start_ns + o->duration_ns;
 	w->stack_period = (uint64_t)(1e9 / o->rate);
 	w->next_heap = w->a.start_ns;
-	w->next_stack = w->a.start_ns + rw_interval_ns(&w->rng, w->stack_period);
+	w->next_stack = w->a.start_ns + ms_rec_walk_interval_ns(&w->rng, w->stack_period);
 	return 0;
 }
 
@@ -508,10 +508,10 @@ int ms_rec_walk_step(struct ms_rec_walk *w)
 	if (w->deadline)
 		due = MS_MIN(due, w->deadline);
 	if (w->a.realtime)
-		rw_prio_realtime(true); /* wake up on time, even on a loaded machine */
+		ms_rec_walk_prio_realtime(true); /* wake up on time, even on a loaded machine */
 	if (now < due && due - now < 1000000) {
 		/* The last stretch to the nanosecond (waits below take whole ms). */
-		rw_sleep_until(due);
+		ms_rec_walk_sleep_until(due);
 		return 0;
 	}
 	if (now < due) {
@@ -550,13 +550,13 @@ int ms_rec_walk_step(struct ms_rec_walk *w)
 	 */
 	if (do_stack && w->next_stack < w->busy_until) {
 		w->a.skipped_busy++;
-		w->next_stack = now + rw_interval_ns(&w->rng, w->stack_period);
+		w->next_stack = now + ms_rec_walk_interval_ns(&w->rng, w->stack_period);
 		do_stack = false;
 	} else if (do_stack) {
 		w->a.late_ns += now - w->next_stack;
-		w->next_stack += rw_interval_ns(&w->rng, w->stack_period);
+		w->next_stack += ms_rec_walk_interval_ns(&w->rng, w->stack_period);
 		if (w->next_stack <= now)
-			w->next_stack = now + rw_interval_ns(&w->rng, w->stack_period);
+			w->next_stack = now + ms_rec_walk_interval_ns(&w->rng, w->stack_period);
 	}
 	if (do_heap)
 		w->next_heap = MS_MAX(w->next_heap + w->o.walk_ns, now + w->o.walk_ns / 2);
@@ -579,8 +579,8 @@ int ms_rec_walk_step(struct ms_rec_walk *w)
 		 * --rate only to skip: memspy's own CPU competes with the target.
 		 */
 		w->a.skipped_stack += 1 + skip / w->stack_period;
-		w->next_stack =
-		    MS_MAX(w->next_stack, now + skip) + rw_interval_ns(&w->rng, w->stack_period);
+		w->next_stack = MS_MAX(w->next_stack, now + skip) +
+				ms_rec_walk_interval_ns(&w->rng, w->stack_period);
 		do_stack = false;
 	}
 	if (!do_stack && !do_heap)
@@ -604,12 +604,13 @@ void ms_rec_walk_close(struct ms_rec_walk *w)
 
 	w->ended = true;
 	oc->wall_ns = ms_now_ns() - w->a.start_ns;
-	rw_timer_slack_restore(w->old_slack);
+	ms_rec_walk_timer_slack_restore(w->old_slack);
 	if (w->a.realtime)
-		rw_prio_realtime(false);
+		ms_rec_walk_prio_realtime(false);
 	/* The kernel's accounting over the same window, before anything else runs. */
-	w->a.kernel_ok = rw_sched_end(&w->kernel0, ms_proc_pid(w->p), oc->wall_ns, &w->a.kernel_run,
-				      &w->a.kernel_wait, &w->a.kernel_threads);
+	w->a.kernel_ok =
+	    ms_rec_walk_sched_end(&w->kernel0, ms_proc_pid(w->p), oc->wall_ns, &w->a.kernel_run,
+				  &w->a.kernel_wait, &w->a.kernel_threads);
 	/* Comparable only when the sampled threads are the ones alive all along. */
 	if (w->threads_changed || w->a.kernel_threads != w->kernel0.n)
 		w->a.kernel_ok = false;
@@ -644,10 +645,10 @@ void ms_rec_walk_free(struct ms_rec_walk *w)
 	free(w->tids);
 	free(w->fsb);
 	free(w->tla);
-	rw_heap_free(&w->heap);
+	ms_rec_walk_heap_free(&w->heap);
 	ms_heap_loc_free(&w->loc);
 	ms_timeline_free(w->a.tl);
-	rw_sched_free(&w->kernel0);
+	ms_rec_walk_sched_free(&w->kernel0);
 	free(w->pre_tid);
 	free(w->pre_state);
 	free(w->a.stack_pauses.us);

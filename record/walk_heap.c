@@ -49,7 +49,8 @@ static bool sum_list(const struct ms_reader *r, ms_raddr_t first, ms_raddr_t hea
 }
 
 static int read_arena(const struct ms_heap_loc *loc, const struct ms_reader *r, ms_raddr_t a,
-		      unsigned char *b, struct rw_arena *ar, struct rw_heap *h, uint64_t max_reads)
+		      unsigned char *b, struct ms_rec_walk_arena *ar, struct ms_rec_walk_heap *h,
+		      uint64_t max_reads)
 {
 	const struct ms_heap_layout *l = &loc->layout;
 	int32_t mutex;
@@ -88,8 +89,8 @@ static int read_arena(const struct ms_heap_loc *loc, const struct ms_reader *r, 
 	return 0;
 }
 
-int rw_heap_read(const struct ms_heap_loc *loc, const struct ms_reader *r, struct rw_heap *h,
-		 uint64_t max_reads)
+int ms_rec_walk_heap_read(const struct ms_heap_loc *loc, const struct ms_reader *r,
+			  struct ms_rec_walk_heap *h, uint64_t max_reads)
 {
 	const struct ms_heap_layout *l = &loc->layout;
 	unsigned char *b = ms_xmalloc(l->ar_size);
@@ -100,7 +101,7 @@ int rw_heap_read(const struct ms_heap_loc *loc, const struct ms_reader *r, struc
 	h->mmapped_mem = h->n_mmaps = h->tcache = h->reads = 0;
 	h->capped = h->inconsistent = h->tcache_known = false;
 	for (unsigned n = 0; n < MAX_ARENAS; n++) {
-		struct rw_arena ar;
+		struct ms_rec_walk_arena ar;
 		ms_raddr_t next;
 		bool seen = false;
 
@@ -159,7 +160,7 @@ int rw_heap_read(const struct ms_heap_loc *loc, const struct ms_reader *r, struc
 	return ret;
 }
 
-void rw_heap_free(struct rw_heap *h)
+void ms_rec_walk_heap_free(struct ms_rec_walk_heap *h)
 {
 	free(h->arenas);
 	h->arenas = NULL;

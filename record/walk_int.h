@@ -12,7 +12,7 @@
 struct ms_heap_loc;
 
 /* One arena as read from its header and free lists. */
-struct rw_arena {
+struct ms_rec_walk_arena {
 	ms_raddr_t addr;
 	bool is_main;
 	int mutex;
@@ -21,8 +21,8 @@ struct rw_arena {
 };
 
 /* What one cheap heap read found. */
-struct rw_heap {
-	struct rw_arena *arenas;
+struct ms_rec_walk_heap {
+	struct ms_rec_walk_arena *arenas;
 	size_t narenas, cap;
 	uint64_t mmapped_mem, n_mmaps;
 	uint64_t tcache;	   /* bytes in every thread's tcache (from the counts) */
@@ -38,10 +38,9 @@ struct rw_heap {
  * stopped. 0, or a negative code when main_arena itself cannot be read.
  * h is reset first and keeps its buffer between calls.
  */
-int rw_heap_read(const struct ms_heap_loc *loc, const struct ms_reader *r, struct rw_heap *h,
-		 uint64_t max_reads);
-void rw_heap_free(struct rw_heap *h);
-
+int ms_rec_walk_heap_read(const struct ms_heap_loc *loc, const struct ms_reader *r,
+			  struct ms_rec_walk_heap *h, uint64_t max_reads);
+void ms_rec_walk_heap_free(struct ms_rec_walk_heap *h);
 
 /* Is this symbolised frame a part of an allocator (malloc and friends, their internals)? */
 bool ms_rec_frame_is_allocator(const char *function, const char *file, const char *module);
@@ -54,51 +53,51 @@ bool ms_rec_module_is_runtime(const char *module);
 #include <sys/user.h>
 
 /* Sets this thread's timer slack to 1 ns; returns the old value for ..._restore. */
-unsigned long rw_timer_slack_minimal(void);
-void rw_timer_slack_restore(unsigned long old);
+unsigned long ms_rec_walk_timer_slack_minimal(void);
+void ms_rec_walk_timer_slack_restore(unsigned long old);
 
-struct rw_rng {
+struct ms_rec_walk_rng {
 	uint64_t s;
 };
-void rw_rng_seed(struct rw_rng *r, uint64_t seed);
+void ms_rec_walk_rng_seed(struct ms_rec_walk_rng *r, uint64_t seed);
 /* An interval drawn from the exponential distribution of this mean (capped at 10 means). */
-uint64_t rw_interval_ns(struct rw_rng *r, uint64_t mean_ns);
+uint64_t ms_rec_walk_interval_ns(struct ms_rec_walk_rng *r, uint64_t mean_ns);
 /*
  * Real-time priority 1 (SCHED_FIFO) on, or back to SCHED_OTHER; false when
  * the system refuses (no CAP_SYS_NICE, or RLIMIT_RTPRIO is 0).
  */
-bool rw_prio_realtime(bool on);
+bool ms_rec_walk_prio_realtime(bool on);
 /* Sleeps until due_ns on CLOCK_MONOTONIC (ms_now_ns's clock), to the nanosecond. */
-void rw_sleep_until(uint64_t due_ns);
+void ms_rec_walk_sleep_until(uint64_t due_ns);
 
 /*
  * Registers of a thread stopped by PTRACE_INTERRUPT: was it asleep in a
  * system call (which one in *syscall_nr), or running (on a CPU or waiting
  * for one)?
  */
-bool rw_regs_sleeping(const struct user_regs_struct *regs, int *syscall_nr);
+bool ms_rec_walk_regs_sleeping(const struct user_regs_struct *regs, int *syscall_nr);
 /*
  * The thread's state letter in /proc/PID/task/TID/stat ('R' running or
  * waiting for a CPU, 'S' asleep, 'D' uninterruptible wait, ...), 0 when
  * unreadable. Read just before the stop: the registers after it cannot tell
  * a sleep that ended while the stop was on its way from a thread that ran.
  */
-char rw_thread_state(pid_t pid, pid_t tid);
+char ms_rec_walk_thread_state(pid_t pid, pid_t tid);
 
 /* The threads' run and run-delay times (schedstat) at the start of a window. */
-struct rw_sched {
+struct ms_rec_walk_sched {
 	pid_t *tid;
 	uint64_t *run, *wait;
 	size_t n;
 };
-void rw_sched_begin(struct rw_sched *st, pid_t pid, const pid_t *tids, size_t n);
+void ms_rec_walk_sched_begin(struct ms_rec_walk_sched *st, pid_t pid, const pid_t *tids, size_t n);
 /*
- * Over the window since rw_sched_begin, for the threads alive at both ends:
+ * Over the window since ms_rec_walk_sched_begin, for the threads alive at both ends:
  * the share of wall time they ran, and the share they waited for a CPU.
  * false when no thread was alive at both ends.
  */
-bool rw_sched_end(const struct rw_sched *st, pid_t pid, uint64_t wall_ns, double *run_share,
-		  double *wait_share, size_t *nthreads);
-void rw_sched_free(struct rw_sched *st);
+bool ms_rec_walk_sched_end(const struct ms_rec_walk_sched *st, pid_t pid, uint64_t wall_ns,
+			   double *run_share, double *wait_share, size_t *nthreads);
+void ms_rec_walk_sched_free(struct ms_rec_walk_sched *st);
 
 #endif

@@ -32,7 +32,7 @@
 
 /* ------------------------------ instants ------------------------------ */
 
-unsigned long rw_timer_slack_minimal(void)
+unsigned long ms_rec_walk_timer_slack_minimal(void)
 {
 	int old = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
 
@@ -41,19 +41,19 @@ unsigned long rw_timer_slack_minimal(void)
 	return old > 0 ? (unsigned long)old : 0;
 }
 
-void rw_timer_slack_restore(unsigned long old)
+void ms_rec_walk_timer_slack_restore(unsigned long old)
 {
 	if (old)
 		prctl(PR_SET_TIMERSLACK, old, 0, 0, 0);
 }
 
-void rw_rng_seed(struct rw_rng *r, uint64_t seed)
+void ms_rec_walk_rng_seed(struct ms_rec_walk_rng *r, uint64_t seed)
 {
 	r->s = seed ? seed : 0x9e3779b97f4a7c15ull;
 }
 
 /* xorshift64*: plenty for spacing samples, and no libc state shared with anyone. */
-static uint64_t rng_next(struct rw_rng *r)
+static uint64_t rng_next(struct ms_rec_walk_rng *r)
 {
 	r->s ^= r->s >> 12;
 	r->s ^= r->s << 25;
@@ -61,7 +61,7 @@ static uint64_t rng_next(struct rw_rng *r)
 	return r->s * 0x2545f4914f6cdd1dull;
 }
 
-uint64_t rw_interval_ns(struct rw_rng *r, uint64_t mean_ns)
+uint64_t ms_rec_walk_interval_ns(struct ms_rec_walk_rng *r, uint64_t mean_ns)
 {
 	/* u in (0, 1]: 53 random bits, never 0 (log(0) is -inf). */
 	double u = ((double)(rng_next(r) >> 11) + 1.0) / 9007199254740992.0;
@@ -71,7 +71,7 @@ uint64_t rw_interval_ns(struct rw_rng *r, uint64_t mean_ns)
 	return (uint64_t)((double)mean_ns * (x < 10 ? x : 10));
 }
 
-void rw_sleep_until(uint64_t due_ns)
+void ms_rec_walk_sleep_until(uint64_t due_ns)
 {
 	struct timespec ts = {.tv_sec = (time_t)(due_ns / 1000000000ull),
 			      .tv_nsec = (long)(due_ns % 1000000000ull)};
@@ -98,7 +98,7 @@ void rw_sleep_until(uint64_t due_ns)
 #define ERESTARTNOHAND	      514
 #define ERESTART_RESTARTBLOCK 516
 
-bool rw_regs_sleeping(const struct user_regs_struct *regs, int *syscall_nr)
+bool ms_rec_walk_regs_sleeping(const struct user_regs_struct *regs, int *syscall_nr)
 {
 	long nr = (long)regs->orig_rax, ret = (long)regs->rax;
 
@@ -214,7 +214,7 @@ static bool read_schedstat(pid_t pid, pid_t tid, uint64_t *run, uint64_t *wait)
 	return true;
 }
 
-void rw_sched_begin(struct rw_sched *st, pid_t pid, const pid_t *tids, size_t n)
+void ms_rec_walk_sched_begin(struct ms_rec_walk_sched *st, pid_t pid, const pid_t *tids, size_t n)
 {
 	st->tid = ms_xcalloc(n ? n : 1, sizeof(*st->tid));
 	st->run = ms_xcalloc(n ? n : 1, sizeof(*st->run));
@@ -225,8 +225,8 @@ void rw_sched_begin(struct rw_sched *st, pid_t pid, const pid_t *tids, size_t n)
 			st->tid[st->n++] = tids[i];
 }
 
-bool rw_sched_end(const struct rw_sched *st, pid_t pid, uint64_t wall_ns, double *run_share,
-		  double *wait_share, size_t *nthreads)
+bool ms_rec_walk_sched_end(const struct ms_rec_walk_sched *st, pid_t pid, uint64_t wall_ns,
+			   double *run_share, double *wait_share, size_t *nthreads)
 {
 	uint64_t run = 0, wait = 0;
 	size_t both = 0;
@@ -249,7 +249,7 @@ bool rw_sched_end(const struct rw_sched *st, pid_t pid, uint64_t wall_ns, double
 	return true;
 }
 
-void rw_sched_free(struct rw_sched *st)
+void ms_rec_walk_sched_free(struct ms_rec_walk_sched *st)
 {
 	free(st->tid);
 	free(st->run);
@@ -270,14 +270,14 @@ void rw_sched_free(struct rw_sched *st)
  * machine only: a thread memspy preempted waits for a CPU to reach its
  * stop, so stops last longer (doc/DESIGN.md).
  */
-bool rw_prio_realtime(bool on)
+bool ms_rec_walk_prio_realtime(bool on)
 {
 	struct sched_param sp = {.sched_priority = on ? 1 : 0};
 
 	return sched_setscheduler(0, on ? SCHED_FIFO | SCHED_RESET_ON_FORK : SCHED_OTHER, &sp) == 0;
 }
 
-char rw_thread_state(pid_t pid, pid_t tid)
+char ms_rec_walk_thread_state(pid_t pid, pid_t tid)
 {
 	char path[96], buf[512];
 	const char *close_paren;

@@ -322,11 +322,11 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done,
 			o->lines = true;
 			break;
 		case OPT_INTERVAL:
-			if ((r = ms_rec_interval_opt(CMD, optarg, &o->interval_ns)))
+			if ((r = cli_interval_opt(CMD, optarg, &o->interval_ns)))
 				return r;
 			break;
 		case OPT_KEEP:
-			if ((r = ms_rec_interval_opt_keep(CMD, optarg, &o->keep)))
+			if ((r = cli_interval_opt_keep(CMD, optarg, &o->keep)))
 				return r;
 			break;
 		case OPT_PROBE:
@@ -417,7 +417,7 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done,
 				       "--format svg|folded|speedscope|pprof",
 				       o->out_path);
 	}
-	return ms_rec_interval_check(CMD, o->out_path, o->interval_ns, o->keep);
+	return cli_interval_check(CMD, o->out_path, o->interval_ns, o->keep);
 }
 
 /* ------------------------------ progress ------------------------------ */
@@ -446,7 +446,7 @@ static bool progress_update(struct progress *pg, struct ms_probes *pr, const str
 		fprintf(stderr, " (mean %s)", ms_fmt_bytes(d, sizeof(d), m->budget.mean));
 	fprintf(stderr, ", %s stops, target stopped %s%s\033[K", ms_fmt_count(b, sizeof(b), st.stops),
 		ms_fmt_duration(c, sizeof(c), (uint64_t)st.stopped_ns),
-		pg->iv ? ms_rec_interval_progress(pg->iv, now, e, sizeof(e)) : "");
+		pg->iv ? cli_interval_progress(pg->iv, now, e, sizeof(e)) : "");
 	pg->shown = true;
 	return true;
 }
@@ -774,7 +774,7 @@ static void print_tampering(const struct rec_opts *o, const struct ms_probe_stat
 static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t,
 			  struct ms_probes *pr, const struct ms_rec_counts *rec,
 			  const struct ms_rec_end *oc, const struct ms_rec_meter *m, const char *verify_note,
-			  int verified_ok, const struct ms_rec_interval *iv)
+			  int verified_ok, const struct cli_interval_files *ivf)
 {
 	struct ms_probe_stats st = {0};
 	struct ms_rec_totals tot;
@@ -788,8 +788,8 @@ static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t
 		ms_probes_stats(pr, &st);
 		nnames = ms_probes_sites(pr, &names);
 	}
-	if (iv) {
-		char *files = ms_rec_interval_summary(iv);
+	if (ivf) {
+		char *files = cli_interval_files_summary(ivf);
 
 		fprintf(stderr, "memspy: wrote %s (%s", files, ms_out_format_name(o->fmt));
 		free(files);
@@ -798,7 +798,7 @@ static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t
 	} else { /* hooks: no file */
 		fprintf(stderr, "memspy %s: pid %d: ", CMD, (int)o->pid);
 	}
-	if (iv || o->out_path)
+	if (ivf || o->out_path)
 		fprintf(stderr, ", %s): ",
 			o->live ? (o->count ? "live allocations" : "live bytes")
 				: (o->count ? "allocation counts" : "bytes allocated"));
@@ -901,11 +901,11 @@ static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t
 			fprintf(stderr, "%s %s", i ? "," : "", names[i]);
 		fprintf(stderr, "\n");
 	}
-	if (iv && ms_rec_interval_cpu_ns(iv))
+	if (ivf && cli_interval_files_cpu_ns(ivf))
 		fprintf(stderr,
 			"  writing the interval files took %s of memspy's CPU (outside the "
 			"budget: a wider mean would not reduce it)\n",
-			ms_fmt_duration(a, sizeof(a), ms_rec_interval_cpu_ns(iv)));
+			ms_fmt_duration(a, sizeof(a), cli_interval_files_cpu_ns(ivf)));
 	if (verify_note)
 		fprintf(stderr, "  %s%s\n", verified_ok ? "" : "WARNING: ", verify_note);
 }
@@ -979,8 +979,8 @@ static int write_profile(const struct rec_opts *o, const struct ms_rec_table *t,
 	build_profile(prof, t, sym, &view, iv);
 	add_mappings(prof, sym, mods);
 	if (iv) {
-		subtitle = ms_rec_interval_subtitle(iv, t, now_ns, o->live,
-						    o->sample_bytes ? b->mean : 0);
+		subtitle = cli_interval_subtitle(iv, t, now_ns, o->live,
+						 o->sample_bytes ? b->mean : 0);
 	} else {
 		struct ms_rec_totals tot;
 
@@ -1018,7 +1018,8 @@ static int write_profile(const struct rec_opts *o, const struct ms_rec_table *t,
  * summary reports it.
  */
 static void interval_cut(const struct rec_opts *o, struct ms_rec_interval *iv,
-			 struct ms_rec_session *rs, struct progress *pg, uint64_t now)
+			 struct cli_interval_files *ivf, struct ms_rec_session *rs,
+			 struct progress *pg, uint64_t now)
 {
 	uint64_t cpu = ms_rec_self_cpu_ns(), spent;
 	struct ms_probe_stats st;
@@ -1031,7 +1032,7 @@ static void interval_cut(const struct rec_opts *o, struct ms_rec_interval *iv,
 	ms_rec_session_read(rs, &r);
 	if (r.sym)
 		ms_symbolizer_refresh(r.sym); /* modules mapped meanwhile */
-	rc = ms_rec_interval_open(iv, &af, &err);
+	rc = cli_interval_files_open(ivf, iv, &af, &err);
 	if (!rc) {
 		rc = write_profile(o, r.table, r.sym, r.mods, iv, 0, now, &r.meter->budget, af.fp,
 				   &err);
@@ -1042,7 +1043,8 @@ static void interval_cut(const struct rec_opts *o, struct ms_rec_interval *iv,
 	}
 	spent = ms_rec_self_cpu_ns() - cpu;
 	ms_probes_stats(r.probes, &st);
-	ms_rec_interval_done(iv, r.table, now, rc == 0, &err, spent, st.dropped, o->quiet);
+	cli_interval_files_done(ivf, iv, r.table, now, rc == 0, &err, spent, st.dropped, o->quiet);
+	ms_rec_interval_next(iv, r.table, now);
 	ms_rec_session_cut(rs, spent);
 }
 
@@ -1080,6 +1082,7 @@ int ms_rec_main(int argc, char **argv, const struct ms_rec_hooks *h)
 	struct ms_rec_read r;
 	struct ms_rec_closed closed = {.verified = true};
 	struct ms_rec_interval *iv = NULL;
+	struct cli_interval_files *ivf = NULL;
 	unsigned interval_failed = 0;
 	struct progress pg = {0};
 	struct ms_rec_baseline baseline = {0};
@@ -1107,7 +1110,7 @@ int ms_rec_main(int argc, char **argv, const struct ms_rec_hooks *h)
 	if (h) {
 		/* no file */
 	} else if (o.interval_ns) {
-		if (ms_rec_interval_probe_dir(o.out_path, o.pid, &err)) {
+		if (cli_interval_probe_dir(o.out_path, o.pid, &err)) {
 			cli_report(&err);
 			goto out;
 		}
@@ -1147,8 +1150,10 @@ int ms_rec_main(int argc, char **argv, const struct ms_rec_hooks *h)
 		goto out;
 	}
 	ms_rec_session_read(rs, &r);
-	if (o.interval_ns)
-		iv = ms_rec_interval_new(o.out_path, o.interval_ns, o.keep, o.pid, r.start_ns);
+	if (o.interval_ns) {
+		iv = ms_rec_interval_new(o.interval_ns, r.start_ns);
+		ivf = cli_interval_files_new(o.out_path, o.keep, o.pid);
+	}
 	pg = (struct progress){.tty = !o.quiet && !h && isatty(STDERR_FILENO),
 			       .start_ns = r.start_ns,
 			       .last_ns = r.start_ns,
@@ -1176,9 +1181,9 @@ int ms_rec_main(int argc, char **argv, const struct ms_rec_hooks *h)
 		 * A boundary at the end of --duration is the last file's, written
 		 * after the loop (cut here too, it left a 0.0-s file after it).
 		 */
-		if (iv && now >= ms_rec_interval_end(iv) &&
-		    !(o.duration_ns && now >= r.start_ns + (uint64_t)o.duration_ns))
-			interval_cut(&o, iv, rs, &pg, now);
+		if (iv && ms_rec_interval_due(iv, now,
+					      o.duration_ns ? r.start_ns + o.duration_ns : 0))
+			interval_cut(&o, iv, ivf, rs, &pg, now);
 		ms_rec_session_upkeep(rs);
 		ms_rec_session_read(rs, &r);
 		if (progress_update(&pg, r.probes, r.meter, ms_now_ns()))
@@ -1217,7 +1222,7 @@ int ms_rec_main(int argc, char **argv, const struct ms_rec_hooks *h)
 		ms_symbolizer_set_debuginfod(r.sym, true);
 	if (iv) {
 		/* the last interval ends here; its file is written like the others */
-		interval_cut(&o, iv, rs, &pg, r.start_ns + r.end->wall_ns);
+		interval_cut(&o, iv, ivf, rs, &pg, r.start_ns + r.end->wall_ns);
 		ms_rec_session_read(rs, &r);
 		goto summary;
 	}
@@ -1233,7 +1238,7 @@ summary:
 		char *hint = r.sym ? ms_symbolizer_names_hint(r.sym) : NULL;
 
 		print_summary(&o, r.table, r.probes, r.counts, r.end, r.meter, closed.verify_note,
-			      closed.verified, iv);
+			      closed.verified, ivf);
 		{
 			struct ms_rec_totals tot;
 
@@ -1244,9 +1249,9 @@ summary:
 			fprintf(stderr, "  %s\n", hint);
 		free(hint);
 	}
-	if (iv)
-		interval_failed = ms_rec_interval_failed(iv);
-	if (!closed.removed || (iv && !ms_rec_interval_written(iv)))
+	if (ivf)
+		interval_failed = cli_interval_files_failed(ivf);
+	if (!closed.removed || (ivf && !cli_interval_files_written(ivf)))
 		ret = MS_EXIT_FAILED;
 	else if (r.end->target_exited || r.end->wait_error || interval_failed)
 		ret = MS_EXIT_PARTIAL;
@@ -1264,6 +1269,7 @@ out:
 	else
 		ms_proc_free(p);
 	ms_rec_interval_free(iv);
+	cli_interval_files_free(ivf);
 	free(closed.verify_note);
 	opts_free(&o);
 	return ret;

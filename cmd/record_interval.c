@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
- * memspy record --interval: file names from a pattern, --keep rotation, and
- * each interval's view of the sample table (allocated in the interval, live
- * since the recording began). The recording loop (cmd/record.c) decides
- * when an interval ends and writes its file through these.
+ * memspy record --interval, the command's side: the options, file names
+ * from a pattern, --keep rotation, and what is said about each file. The
+ * intervals themselves (record/interval.c) and the recording loop
+ * (cmd/record.c) decide when one ends; its file is written through these.
  */
 #include "cmd/record_interval.h"
 #include "cmd/cmd.h"
@@ -15,29 +15,14 @@
 #include <time.h>
 #include <unistd.h>
 
-/* A stack's cumulative figures when the current interval began. */
-struct base {
-	uint64_t samples, bytes;
-	double count;
-};
-
-struct ms_rec_interval {
+struct cli_interval_files {
 	char *pattern;
-	uint64_t every_ns;
 	unsigned keep; /* 0: every file is kept */
 	pid_t pid;
-	uint64_t start_ns;	/* the recording's start (CLOCK_MONOTONIC) */
-	uint64_t from_ns;	/* this interval's start (CLOCK_MONOTONIC) */
-	uint64_t from_real_ns;	/* the same, CLOCK_REALTIME */
-	uint64_t end_ns;	/* when it ends */
-	unsigned n;		/* its number, from 1 */
-	struct base *base;	/* per stack; stacks past nbase are new (all zero) */
-	size_t nbase, base_cap;
-	struct base total;	/* the totals when it began */
-	uint64_t prev_live;	/* live bytes at the end of the previous file (for "+X") */
+	uint64_t prev_live;	  /* live bytes at the end of the previous file (for "+X") */
 	uint64_t prev_unfollowed; /* sampled blocks not followed to their free, so far */
 	bool have_prev;
-	char *open_name;	/* the file being written */
+	char *open_name; /* the file being written */
 	/* The files written, oldest first: at most keep of them (the last one without --keep). */
 	char **names;
 	size_t nnames, names_cap;
@@ -48,7 +33,7 @@ struct ms_rec_interval {
 
 /* ------------------------------ options ------------------------------ */
 
-int ms_rec_interval_opt(const char *cmd, const char *arg, uint64_t *ns)
+int cli_interval_opt(const char *cmd, const char *arg, uint64_t *ns)
 {
 	if (cli_parse_duration(arg, ns) || *ns < MS_REC_INTERVAL_MIN_NS)
 		return cli_usage_error(cmd,
@@ -58,7 +43,7 @@ int ms_rec_interval_opt(const char *cmd, const char *arg, uint64_t *ns)
 	return 0;
 }
 
-int ms_rec_interval_opt_keep(const char *cmd, const char *arg, unsigned *keep)
+int cli_interval_opt_keep(const char *cmd, const char *arg, unsigned *keep)
 {
 	char *end;
 	long v;
@@ -91,8 +76,8 @@ static enum ph placeholder(const char *s, size_t *len)
 	return PH_BAD;
 }
 
-int ms_rec_interval_check(const char *cmd, const char *pattern, uint64_t interval_ns,
-			  unsigned keep)
+int cli_interval_check(const char *cmd, const char *pattern, uint64_t interval_ns,
+		       unsigned keep)
 {
 	bool has_n = false, has_time = false, has_any = false;
 	size_t len;
@@ -131,7 +116,7 @@ int ms_rec_interval_check(const char *cmd, const char *pattern, uint64_t interva
 	return 0;
 }
 
-char *ms_rec_interval_name(const char *pattern, unsigned n, time_t t, pid_t pid)
+char *cli_interval_name(const char *pattern, unsigned n, time_t t, pid_t pid)
 {
 	char *out = NULL, tbuf[32];
 	size_t cap = 0, used = 0, len;
@@ -161,7 +146,7 @@ char *ms_rec_interval_name(const char *pattern, unsigned n, time_t t, pid_t pid)
 				add = num;
 				alen = strlen(num);
 				break;
-			default: /* refused by ms_rec_interval_check: kept as written */
+			default: /* refused by cli_interval_check: kept as written */
 				break;
 			}
 		}
@@ -174,49 +159,34 @@ char *ms_rec_interval_name(const char *pattern, unsigned n, time_t t, pid_t pid)
 	return out;
 }
 
-/* ------------------------------ the intervals ------------------------------ */
+/* ------------------------------ the files ------------------------------ */
 
-static uint64_t real_ns(void)
+struct cli_interval_files *cli_interval_files_new(const char *pattern, unsigned keep, pid_t pid)
 {
-	struct timespec ts;
+	struct cli_interval_files *f = ms_xcalloc(1, sizeof(*f));
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	f->pattern = ms_xstrdup(pattern);
+	f->keep = keep;
+	f->pid = pid;
+	return f;
 }
 
-struct ms_rec_interval *ms_rec_interval_new(const char *pattern, uint64_t every_ns,
-					    unsigned keep, pid_t pid, uint64_t start_ns)
+void cli_interval_files_free(struct cli_interval_files *f)
 {
-	struct ms_rec_interval *iv = ms_xcalloc(1, sizeof(*iv));
-
-	iv->pattern = ms_xstrdup(pattern);
-	iv->every_ns = every_ns;
-	iv->keep = keep;
-	iv->pid = pid;
-	iv->start_ns = iv->from_ns = start_ns;
-	iv->from_real_ns = real_ns() - (ms_now_ns() - start_ns);
-	iv->end_ns = start_ns + every_ns;
-	iv->n = 1;
-	return iv;
-}
-
-void ms_rec_interval_free(struct ms_rec_interval *iv)
-{
-	if (!iv)
+	if (!f)
 		return;
-	for (size_t i = 0; i < iv->nnames; i++)
-		free(iv->names[i]);
-	free(iv->names);
-	free(iv->first_name);
-	free(iv->open_name);
-	free(iv->base);
-	free(iv->pattern);
-	free(iv);
+	for (size_t i = 0; i < f->nnames; i++)
+		free(f->names[i]);
+	free(f->names);
+	free(f->first_name);
+	free(f->open_name);
+	free(f->pattern);
+	free(f);
 }
 
-int ms_rec_interval_probe_dir(const char *pattern, pid_t pid, struct ms_error *err)
+int cli_interval_probe_dir(const char *pattern, pid_t pid, struct ms_error *err)
 {
-	char *name = ms_rec_interval_name(pattern, 1, time(NULL), pid);
+	char *name = cli_interval_name(pattern, 1, time(NULL), pid);
 	struct ms_afile af = {0};
 	int rc = ms_afile_open(&af, name, err);
 
@@ -224,41 +194,6 @@ int ms_rec_interval_probe_dir(const char *pattern, pid_t pid, struct ms_error *e
 		ms_afile_abort(&af);
 	free(name);
 	return rc;
-}
-
-uint64_t ms_rec_interval_end(const struct ms_rec_interval *iv)
-{
-	return iv->end_ns;
-}
-
-unsigned ms_rec_interval_number(const struct ms_rec_interval *iv)
-{
-	return iv->n;
-}
-
-void ms_rec_interval_stack(const struct ms_rec_interval *iv, const struct ms_rec_table *t,
-			   size_t i, struct ms_rec_stack *out)
-{
-	ms_rec_table_stack(t, i, out);
-	if (i >= iv->nbase)
-		return;
-	out->samples -= iv->base[i].samples;
-	out->bytes -= iv->base[i].bytes;
-	out->count -= iv->base[i].count;
-	/* Sums of doubles: what an unchanged stack leaves is rounding, not allocations. */
-	if (out->count < 1e-9)
-		out->count = 0;
-}
-
-void ms_rec_interval_totals(const struct ms_rec_interval *iv, const struct ms_rec_table *t,
-			    struct ms_rec_totals *out)
-{
-	ms_rec_table_totals(t, out);
-	out->samples -= iv->total.samples;
-	out->bytes -= iv->total.bytes;
-	out->count -= iv->total.count;
-	if (out->count < 1e-9)
-		out->count = 0;
 }
 
 static void fmt_clock(char *buf, size_t size, uint64_t real)
@@ -273,16 +208,18 @@ static void fmt_clock(char *buf, size_t size, uint64_t real)
 /* "interval 3, 10:14:00-10:15:00 UTC (60.0 s)" */
 static char *interval_label(const struct ms_rec_interval *iv, uint64_t now_ns)
 {
-	uint64_t len = now_ns > iv->from_ns ? now_ns - iv->from_ns : 0;
+	uint64_t from_real, len;
 	char a[16], b[16];
 
-	fmt_clock(a, sizeof(a), iv->from_real_ns);
-	fmt_clock(b, sizeof(b), iv->from_real_ns + len);
-	return ms_xasprintf("interval %u, %s-%s UTC (%.1f s)", iv->n, a, b, (double)len / 1e9);
+	ms_rec_interval_times(iv, now_ns, &from_real, &len);
+	fmt_clock(a, sizeof(a), from_real);
+	fmt_clock(b, sizeof(b), from_real + len);
+	return ms_xasprintf("interval %u, %s-%s UTC (%.1f s)", ms_rec_interval_number(iv), a, b,
+			    (double)len / 1e9);
 }
 
-char *ms_rec_interval_subtitle(const struct ms_rec_interval *iv, const struct ms_rec_table *t,
-			       uint64_t now_ns, bool live, uint64_t mean)
+char *cli_interval_subtitle(const struct ms_rec_interval *iv, const struct ms_rec_table *t,
+			    uint64_t now_ns, bool live, uint64_t mean)
 {
 	struct ms_rec_totals in, all;
 	char *label = interval_label(iv, now_ns), *how, *sub;
@@ -309,89 +246,84 @@ char *ms_rec_interval_subtitle(const struct ms_rec_interval *iv, const struct ms
 	return sub;
 }
 
-void ms_rec_interval_times(const struct ms_rec_interval *iv, uint64_t now_ns, uint64_t *time_ns,
-			   uint64_t *duration_ns)
+int cli_interval_files_open(struct cli_interval_files *f, const struct ms_rec_interval *iv,
+			    struct ms_afile *af, struct ms_error *err)
 {
-	*time_ns = iv->from_real_ns;
-	*duration_ns = now_ns > iv->from_ns ? now_ns - iv->from_ns : 0;
-}
-
-int ms_rec_interval_open(struct ms_rec_interval *iv, struct ms_afile *af, struct ms_error *err)
-{
-	free(iv->open_name);
-	iv->open_name = ms_rec_interval_name(iv->pattern, iv->n, time(NULL), iv->pid);
-	return ms_afile_open(af, iv->open_name, err);
+	free(f->open_name);
+	f->open_name =
+	    cli_interval_name(f->pattern, ms_rec_interval_number(iv), time(NULL), f->pid);
+	return ms_afile_open(af, f->open_name, err);
 }
 
 /* Records a written file; beyond --keep, removes the oldest. Returns the removed name or NULL. */
-static char *rotate(struct ms_rec_interval *iv, char *name)
+static char *rotate(struct cli_interval_files *f, char *name)
 {
 	char *gone = NULL;
-	size_t hold = iv->keep ? iv->keep : 1;
+	size_t hold = f->keep ? f->keep : 1;
 
 	/* The same name again ({time} alone, within a second): one file, listed once. */
-	if (iv->nnames && !strcmp(iv->names[iv->nnames - 1], name)) {
+	if (f->nnames && !strcmp(f->names[f->nnames - 1], name)) {
 		free(name);
 		return NULL;
 	}
-	if (iv->nnames == hold) {
-		gone = iv->names[0];
-		memmove(iv->names, iv->names + 1, (iv->nnames - 1) * sizeof(*iv->names));
-		iv->nnames--;
-		if (iv->keep) {
+	if (f->nnames == hold) {
+		gone = f->names[0];
+		memmove(f->names, f->names + 1, (f->nnames - 1) * sizeof(*f->names));
+		f->nnames--;
+		if (f->keep) {
 			if (unlink(gone) == 0 || errno == ENOENT) {
-				iv->removed++;
+				f->removed++;
 			} else {
-				ms_warn("record: --keep %u: removing %s: %s", iv->keep, gone,
+				ms_warn("record: --keep %u: removing %s: %s", f->keep, gone,
 					strerror(errno));
-				iv->remove_failed++;
+				f->remove_failed++;
 			}
 		} else {
 			free(gone); /* not removed: only forgotten, the summary names the last */
 			gone = NULL;
 		}
 	}
-	ms_xgrow((void **)&iv->names, &iv->names_cap, iv->nnames + 1, sizeof(*iv->names));
-	iv->names[iv->nnames++] = name;
+	ms_xgrow((void **)&f->names, &f->names_cap, f->nnames + 1, sizeof(*f->names));
+	f->names[f->nnames++] = name;
 	return gone;
 }
 
-void ms_rec_interval_done(struct ms_rec_interval *iv, const struct ms_rec_table *t,
-			  uint64_t now_ns, bool written, const struct ms_error *err,
-			  uint64_t cpu_ns, uint64_t dropped, bool quiet)
+void cli_interval_files_done(struct cli_interval_files *f, const struct ms_rec_interval *iv,
+			     const struct ms_rec_table *t, uint64_t now_ns, bool written,
+			     const struct ms_error *err, uint64_t cpu_ns, uint64_t dropped,
+			     bool quiet)
 {
 	uint64_t unfollowed;
 	struct ms_rec_totals in, all;
-	size_t nstacks = ms_rec_table_nstacks(t);
 	char *label = interval_label(iv, now_ns), *gone = NULL;
 	char a[32], b[32], c[32];
 
 	ms_rec_interval_totals(iv, t, &in);
 	ms_rec_table_totals(t, &all);
-	iv->cpu_ns += cpu_ns;
+	f->cpu_ns += cpu_ns;
 	if (written) {
-		iv->written++;
-		if (!iv->first_name)
-			iv->first_name = ms_xstrdup(iv->open_name);
-		gone = rotate(iv, iv->open_name);
-		iv->open_name = NULL;
+		f->written++;
+		if (!f->first_name)
+			f->first_name = ms_xstrdup(f->open_name);
+		gone = rotate(f, f->open_name);
+		f->open_name = NULL;
 	} else {
-		iv->failed++;
+		f->failed++;
 	}
 	if (!quiet && written) {
-		fprintf(stderr, "memspy: %s -> %s: %s live", label, iv->names[iv->nnames - 1],
+		fprintf(stderr, "memspy: %s -> %s: %s live", label, f->names[f->nnames - 1],
 			ms_fmt_bytes(a, sizeof(a), all.live_bytes));
-		if (iv->have_prev)
+		if (f->have_prev)
 			fprintf(stderr, " (%s%s since the last file)",
-				all.live_bytes >= iv->prev_live ? "+" : "-",
+				all.live_bytes >= f->prev_live ? "+" : "-",
 				ms_fmt_bytes(b, sizeof(b),
-					     all.live_bytes >= iv->prev_live
-						 ? all.live_bytes - iv->prev_live
-						 : iv->prev_live - all.live_bytes));
+					     all.live_bytes >= f->prev_live
+						 ? all.live_bytes - f->prev_live
+						 : f->prev_live - all.live_bytes));
 		fprintf(stderr, ", %s allocated in it (%s samples)",
 			ms_fmt_bytes(c, sizeof(c), in.bytes), ms_fmt_count(b, sizeof(b), in.samples));
 		if (gone)
-			fprintf(stderr, "; removed %s (--keep %u)", gone, iv->keep);
+			fprintf(stderr, "; removed %s (--keep %u)", gone, f->keep);
 		fprintf(stderr, "\n");
 	} else if (!written) {
 		fprintf(stderr, "memspy: %s: no file written: %s\n", label,
@@ -405,85 +337,69 @@ void ms_rec_interval_done(struct ms_rec_interval *iv, const struct ms_rec_table 
 	 * file and every later one: a diff would show them as growth.
 	 */
 	unfollowed = dropped + all.untracked;
-	if (!quiet && unfollowed > iv->prev_unfollowed)
+	if (!quiet && unfollowed > f->prev_unfollowed)
 		fprintf(stderr,
 			"memspy: WARNING: %s more sampled blocks could not be followed to their "
 			"free (memspy's table of sampled pointers is full): they count as live in "
 			"this file and the later ones, and a diff shows them as growth\n",
-			ms_fmt_count(a, sizeof(a), unfollowed - iv->prev_unfollowed));
-	iv->prev_unfollowed = unfollowed;
+			ms_fmt_count(a, sizeof(a), unfollowed - f->prev_unfollowed));
+	f->prev_unfollowed = unfollowed;
 	free(gone);
 	free(label);
 	if (written) {
-		iv->prev_live = all.live_bytes;
-		iv->have_prev = true;
+		f->prev_live = all.live_bytes;
+		f->have_prev = true;
 	}
-
-	/* The next interval starts from the table as it is now. */
-	ms_xgrow((void **)&iv->base, &iv->base_cap, nstacks + 1, sizeof(*iv->base));
-	for (size_t i = 0; i < nstacks; i++) {
-		struct ms_rec_stack s;
-
-		ms_rec_table_stack(t, i, &s);
-		iv->base[i] = (struct base){.samples = s.samples, .bytes = s.bytes, .count = s.count};
-	}
-	iv->nbase = nstacks;
-	iv->total = (struct base){.samples = all.samples, .bytes = all.bytes, .count = all.count};
-	iv->from_real_ns += now_ns - iv->from_ns;
-	iv->from_ns = now_ns;
-	iv->n++;
-	/* Boundaries stay on the grid of the start; a write that overran one skips it. */
-	while (iv->end_ns <= now_ns)
-		iv->end_ns += iv->every_ns;
 }
 
-const char *ms_rec_interval_progress(const struct ms_rec_interval *iv, uint64_t now_ns,
-				     char *buf, size_t size)
+const char *cli_interval_progress(const struct ms_rec_interval *iv, uint64_t now_ns, char *buf,
+				  size_t size)
 {
+	uint64_t end = ms_rec_interval_end(iv);
 	char d[32];
 
-	snprintf(buf, size, " | interval %u, next file in %s", iv->n,
-		 ms_fmt_duration(d, sizeof(d), iv->end_ns > now_ns ? iv->end_ns - now_ns : 0));
+	snprintf(buf, size, " | interval %u, next file in %s", ms_rec_interval_number(iv),
+		 ms_fmt_duration(d, sizeof(d), end > now_ns ? end - now_ns : 0));
 	return buf;
 }
 
-char *ms_rec_interval_summary(const struct ms_rec_interval *iv)
+char *cli_interval_files_summary(const struct cli_interval_files *f)
 {
-	const char *last = iv->nnames ? iv->names[iv->nnames - 1] : NULL;
+	const char *last = f->nnames ? f->names[f->nnames - 1] : NULL;
 	char *s, *more;
 
-	if (!iv->written)
-		s = ms_xasprintf("no interval file (pattern %s)", iv->pattern);
-	else if (iv->written == 1)
+	if (!f->written)
+		s = ms_xasprintf("no interval file (pattern %s)", f->pattern);
+	else if (f->written == 1)
 		s = ms_xasprintf("1 interval file, %s", last);
 	else
-		s = ms_xasprintf("%u interval files, %s to %s", iv->written, iv->first_name, last);
-	if (iv->keep && iv->removed) {
-		more = ms_xasprintf("%s; kept the last %zu (--keep %u), from %s", s, iv->nnames,
-				    iv->keep, iv->names[0]);
+		s = ms_xasprintf("%u interval files, %s to %s", f->written, f->first_name, last);
+	if (f->keep && f->removed) {
+		more = ms_xasprintf("%s; kept the last %zu (--keep %u), from %s", s, f->nnames,
+				    f->keep, f->names[0]);
 		free(s);
 		s = more;
 	}
-	if (iv->failed) {
-		more = ms_xasprintf("%s; %u interval%s could not be written", s, iv->failed,
-				    iv->failed == 1 ? "" : "s");
+	if (f->failed) {
+		more = ms_xasprintf("%s; %u interval%s could not be written", s, f->failed,
+				    f->failed == 1 ? "" : "s");
 		free(s);
 		s = more;
 	}
 	return s;
 }
 
-uint64_t ms_rec_interval_cpu_ns(const struct ms_rec_interval *iv)
+uint64_t cli_interval_files_cpu_ns(const struct cli_interval_files *f)
 {
-	return iv->cpu_ns;
+	return f->cpu_ns;
 }
 
-unsigned ms_rec_interval_written(const struct ms_rec_interval *iv)
+unsigned cli_interval_files_written(const struct cli_interval_files *f)
 {
-	return iv->written;
+	return f->written;
 }
 
-unsigned ms_rec_interval_failed(const struct ms_rec_interval *iv)
+unsigned cli_interval_files_failed(const struct cli_interval_files *f)
 {
-	return iv->failed;
+	return f->failed;
 }

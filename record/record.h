@@ -101,6 +101,72 @@ struct ms_rec_totals {
 };
 void ms_rec_table_totals(const struct ms_rec_table *t, struct ms_rec_totals *out);
 
+/* ------------------------- the table since a mark (mark.c) ------------------------- */
+
+struct ms_rec_mark; /* opaque */
+
+/* A mark at the table's start: every figure counts as since. */
+struct ms_rec_mark *ms_rec_mark_new(void);
+/* NULL is a no-op. */
+void ms_rec_mark_free(struct ms_rec_mark *m);
+/* Moves the mark to now: each stack's figures and the totals of t as they are. */
+void ms_rec_mark_set(struct ms_rec_mark *m, const struct ms_rec_table *t);
+/*
+ * Stack i of t since the mark: samples, bytes and count are what it gained
+ * since (a stack new since has all of its own); the live figures are t's,
+ * since the recording began.
+ */
+void ms_rec_mark_stack(const struct ms_rec_mark *m, const struct ms_rec_table *t, size_t i,
+		       struct ms_rec_stack *out);
+/* The same for the totals of t (see ms_rec_table_totals). */
+void ms_rec_mark_totals(const struct ms_rec_mark *m, const struct ms_rec_table *t,
+			struct ms_rec_totals *out);
+
+/* ------------------------- intervals (interval.c) ------------------------- */
+
+struct ms_rec_interval; /* opaque */
+
+/*
+ * A recording cut into intervals of every_ns, the first starting at
+ * start_ns (CLOCK_MONOTONIC; the recording's start).
+ */
+struct ms_rec_interval *ms_rec_interval_new(uint64_t every_ns, uint64_t start_ns);
+/* NULL is a no-op. */
+void ms_rec_interval_free(struct ms_rec_interval *iv);
+/* When the current interval ends (CLOCK_MONOTONIC ns). */
+uint64_t ms_rec_interval_end(const struct ms_rec_interval *iv);
+/* The current interval's number, from 1. */
+unsigned ms_rec_interval_number(const struct ms_rec_interval *iv);
+/*
+ * Is the current interval over at now_ns, with the recording going on?
+ * stop_ns: when the recording ends by itself (--duration), 0 if it does
+ * not; a boundary there is the last interval's end, cut after the loop.
+ */
+bool ms_rec_interval_due(const struct ms_rec_interval *iv, uint64_t now_ns, uint64_t stop_ns);
+/*
+ * The current interval ending at now_ns: its start in real time (ns since
+ * the epoch) and its length.
+ */
+void ms_rec_interval_times(const struct ms_rec_interval *iv, uint64_t now_ns, uint64_t *time_ns,
+			   uint64_t *duration_ns);
+/*
+ * Stack i of t as the current interval's file shows it: samples, bytes and
+ * count are what was allocated since the interval began; the live figures
+ * are the recording's (everything sampled since it started and not freed).
+ */
+void ms_rec_interval_stack(const struct ms_rec_interval *iv, const struct ms_rec_table *t,
+			   size_t i, struct ms_rec_stack *out);
+/* The same for the totals of t (see ms_rec_table_totals). */
+void ms_rec_interval_totals(const struct ms_rec_interval *iv, const struct ms_rec_table *t,
+			    struct ms_rec_totals *out);
+/*
+ * Ends the current interval at now_ns and starts the next from t's figures;
+ * the boundaries stay on the grid of the start (one that now_ns already
+ * passed is skipped).
+ */
+void ms_rec_interval_next(struct ms_rec_interval *iv, const struct ms_rec_table *t,
+			  uint64_t now_ns);
+
 /* ------------------------- frames, for output/ (frames.c) ------------------------- */
 
 struct ms_symbolizer;

@@ -458,88 +458,6 @@ static void progress_clear(struct progress *pg)
 	pg->shown = false;
 }
 
-/* ------------------------------ the profile ------------------------------ */
-
-/*
- * Builds the profile from the table: each stack's frames (ms_rec_frames,
- * each distinct PC symbolised once), the values of the chosen view.
- *
- * Sampled counts are estimates with fractions. Each stack gets the rounded
- * running total minus what the stacks before it got, so the stacks add up
- * to exactly the rounded total that the summary and the subtitle print
- * (ms_rec_table_totals sums the same values in the same order): rounding
- * each stack alone made a flame graph's root or a pprof total differ from
- * the subtitle by a few allocations. No stack moves by a whole allocation.
- */
-static void build_profile(struct ms_profile *prof, const struct ms_rec_table *t,
-			  struct ms_symbolizer *sym, const struct rec_opts *o,
-			  const struct ms_rec_interval *iv)
-{
-	struct ms_out_frame *frames = NULL;
-	size_t cap = 0;
-	double running = 0, running_alloc = 0;
-	uint64_t given = 0, given_alloc = 0;
-
-	for (size_t i = 0; i < ms_rec_table_nstacks(t); i++) {
-		struct ms_rec_stack s;
-		size_t n;
-		uint64_t bytes, count, alloc_count;
-
-		if (iv) /* allocated: in this interval; live: since the recording began */
-			ms_rec_interval_stack(iv, t, i, &s);
-		else
-			ms_rec_table_stack(t, i, &s);
-		bytes = o->live ? s.live_bytes : s.bytes;
-		running += o->live ? s.live_count : s.count;
-		count = (uint64_t)llround(running) - given;
-		given += count;
-		/* live: what the stack allocated in all too (pprof's alloc_*), rounded alike */
-		running_alloc += s.count;
-		alloc_count = (uint64_t)llround(running_alloc) - given_alloc;
-		given_alloc += alloc_count;
-		if (o->live && !bytes && !count && !s.bytes && !alloc_count)
-			continue;
-		n = ms_rec_frames(sym, s.pcs, s.npcs,
-				  MS_REC_FRAMES_ADDRESS | (o->lines ? MS_REC_FRAMES_LINES : 0), &frames,
-				  &cap, 0);
-		if (bytes || count || !o->live)
-			ms_profile_add_sampled(prof, frames, n, bytes, count,
-					       o->live ? s.live_samples : s.samples);
-		if (o->live)
-			ms_profile_add_alloc(prof, frames, n, s.bytes, alloc_count);
-	}
-	free(frames);
-}
-
-/*
- * The modules the frames came from, as pprof mappings (address range, file
- * offset, build id): what lets go tool pprof, Pyroscope and Parca symbolise
- * the addresses memspy left unnamed. The executable is marked: pprof names
- * the profile after it.
- */
-static void add_mappings(struct ms_profile *prof, struct ms_symbolizer *sym,
-			 const struct ms_modules *mods)
-{
-	const struct ms_sym_module *sm;
-	size_t n = sym ? ms_symbolizer_modules(sym, &sm) : 0;
-
-	for (size_t i = 0; i < n; i++) {
-		struct ms_out_mapping m = {
-		    .start = sm[i].start,
-		    .limit = sm[i].limit,
-		    .file_offset = sm[i].file_offset,
-		    .path = sm[i].path,
-		    .build_id = sm[i].build_id,
-		    .is_main = sm[i].is_main,
-		};
-
-		for (size_t k = 0; k < mods->n; k++)
-			if (mods->v[k].is_exec && !strcmp(mods->v[k].path, sm[i].path))
-				m.is_main = true;
-		ms_profile_add_mapping(prof, &m);
-	}
-}
-
 /* ------------------------------ the command ------------------------------ */
 
 
@@ -967,7 +885,7 @@ static int write_profile(const struct rec_opts *o, const struct ms_rec_table *t,
 			 const struct ms_rec_budget *b, FILE *fp, struct ms_error *err)
 {
 	struct ms_profile *prof = ms_profile_new();
-	struct rec_opts view = *o;
+	struct ms_rec_profile_opts view = {.live = o->live, .lines = o->lines, .iv = iv};
 	struct ms_out_opts wo;
 	char *subtitle;
 	int rc;
@@ -976,8 +894,8 @@ static int write_profile(const struct rec_opts *o, const struct ms_rec_table *t,
 	 * profiles do: -diff_base of two of them shows what grew. */
 	if (iv && o->fmt == MS_OUT_PPROF)
 		view.live = true;
-	build_profile(prof, t, sym, &view, iv);
-	add_mappings(prof, sym, mods);
+	ms_rec_profile_build(prof, t, sym, &view);
+	ms_rec_profile_mappings(prof, sym, mods);
 	if (iv) {
 		subtitle = cli_interval_subtitle(iv, t, now_ns, o->live,
 						 o->sample_bytes ? b->mean : 0);

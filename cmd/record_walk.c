@@ -338,82 +338,6 @@ static int parse_opts(int argc, char **argv, struct walk_opts *o, bool *done)
 	return 0;
 }
 
-/* --------------------------- the end: profiles --------------------------- */
-
-/* The modules the frames came from, as pprof mappings (range, file offset, build id). */
-static void add_mappings(struct ms_symbolizer *sym, struct ms_profile *alloc,
-			 struct ms_profile *all)
-{
-	const struct ms_sym_module *sm;
-	size_t n = sym ? ms_symbolizer_modules(sym, &sm) : 0;
-
-	for (size_t i = 0; i < n; i++) {
-		struct ms_out_mapping m = {
-		    .start = sm[i].start,
-		    .limit = sm[i].limit,
-		    .file_offset = sm[i].file_offset,
-		    .path = sm[i].path,
-		    .build_id = sm[i].build_id,
-		    .is_main = sm[i].is_main,
-		};
-
-		ms_profile_add_mapping(alloc, &m);
-		ms_profile_add_mapping(all, &m);
-	}
-}
-
-static void build_profiles(const struct walk_opts *o, const struct ms_rec_table *stacks,
-			   struct ms_symbolizer *sym, struct ms_profile *alloc, struct ms_profile *all,
-			   uint64_t *alloc_samples, uint64_t *alloc_asleep)
-{
-	struct ms_out_frame *frames = NULL;
-	size_t cap = 0;
-	char asleep_name[64];
-
-	*alloc_samples = 0;
-	*alloc_asleep = 0;
-	for (size_t i = 0; i < ms_rec_table_nstacks(stacks); i++) {
-		struct ms_rec_stack rs;
-		const struct ms_rec_stack *s = &rs;
-		int asleep;
-		bool in_alloc;
-		size_t n;
-
-		ms_rec_table_stack(stacks, i, &rs);
-		asleep = s->fn; /* 0 running, else 1 + the system call it slept in */
-		in_alloc = sym && ms_rec_stack_in_allocator(sym, s->pcs, s->npcs);
-		if (asleep) {
-			/* Asleep inside allocator code: a lock, or an allocator's own thread. */
-			if (in_alloc)
-				*alloc_asleep += s->samples;
-			if (!o->idle)
-				continue;
-		}
-		/* pcs[0] is where the thread was stopped, the others return addresses. */
-		n = ms_rec_frames(sym, s->pcs, s->npcs,
-				  MS_REC_FRAMES_LEAF_IS_PC | (o->lines ? MS_REC_FRAMES_LINES : 0),
-				  &frames, &cap, 0);
-		if (asleep) {
-			/* The leaf says so: "[asleep in futex]". */
-			const char *sc = ms_rec_syscall_name(asleep - 1);
-
-			ms_xgrow((void **)&frames, &cap, n + 1, sizeof(*frames));
-			if (sc)
-				snprintf(asleep_name, sizeof(asleep_name), "[asleep in %s]", sc);
-			else
-				snprintf(asleep_name, sizeof(asleep_name),
-					 "[asleep in system call %d]", asleep - 1);
-			frames[n++] = (struct ms_out_frame){.function = asleep_name};
-		}
-		ms_profile_add(all, frames, n, 0, s->samples);
-		if (in_alloc && !asleep) {
-			ms_profile_add(alloc, frames, n, 0, s->samples);
-			*alloc_samples += s->samples;
-		}
-	}
-	free(frames);
-}
-
 /* ------------------------------ the command ------------------------------ */
 
 
@@ -761,8 +685,10 @@ int cmd_record_walk(int argc, char **argv)
 
 	alloc = ms_profile_new();
 	all = ms_profile_new();
-	build_profiles(&o, r.table, r.sym, alloc, all, &alloc_samples, &alloc_asleep);
-	add_mappings(r.sym, alloc, all);
+	ms_rec_profile_build_walk(alloc, all, r.table, r.sym, o.idle, o.lines, &alloc_samples,
+				  &alloc_asleep);
+	ms_rec_profile_mappings(alloc, r.sym, NULL);
+	ms_rec_profile_mappings(all, r.sym, NULL);
 	{
 		char a[32], b[32], c[32], d[32];
 		struct ms_rec_totals tot;

@@ -190,6 +190,51 @@ struct ms_out_frame;
 size_t ms_rec_frames(struct ms_symbolizer *sym, const ms_raddr_t *pcs, size_t npcs, unsigned flags,
 		     struct ms_out_frame **frames, size_t *cap, size_t at);
 
+/* ------------------------- profiles, for output/ (profile.c) ------------------------- */
+
+struct ms_profile;
+struct ms_modules;
+
+/* Which view of probe mode's table a profile shows. */
+struct ms_rec_profile_opts {
+	/*
+	 * The live view: each stack's live bytes and count (samples not freed),
+	 * and beside them what it allocated in all (pprof's alloc_* values);
+	 * else what was allocated.
+	 */
+	bool live;
+	bool lines; /* file and line in each frame */
+	/* The current interval's view of the table (ms_rec_interval_stack); NULL: the whole */
+	const struct ms_rec_interval *iv;
+};
+/*
+ * Adds every stack of probe mode's table t to prof, frames through
+ * ms_rec_frames (unnamed PCs keep their address), with the values of the
+ * view o asks for; estimated counts are rounded so that the stacks add up
+ * to the rounded total of ms_rec_table_totals. In the live view, a stack
+ * with nothing live and nothing allocated is left out.
+ */
+void ms_rec_profile_build(struct ms_profile *prof, const struct ms_rec_table *t,
+			  struct ms_symbolizer *sym, const struct ms_rec_profile_opts *o);
+/*
+ * Walk mode's two profiles from its table t (threads per stack): all, the
+ * threads that ran (and with idle, those asleep, under a leaf "[asleep in
+ * futex]"); alloc, those running inside the allocator. *alloc_samples:
+ * the samples in alloc; *alloc_asleep: those asleep inside the allocator
+ * (a lock, or an allocator's own thread), in neither profile without idle.
+ */
+void ms_rec_profile_build_walk(struct ms_profile *alloc, struct ms_profile *all,
+			       const struct ms_rec_table *t, struct ms_symbolizer *sym, bool idle,
+			       bool lines, uint64_t *alloc_samples, uint64_t *alloc_asleep);
+/*
+ * The modules sym knows, as pprof mappings of prof (address range, file
+ * offset, build id): what lets go tool pprof, Pyroscope and Parca symbolise
+ * the addresses memspy left unnamed. The executable is marked main, as sym
+ * says or, with mods (may be NULL), as the module table says.
+ */
+void ms_rec_profile_mappings(struct ms_profile *prof, struct ms_symbolizer *sym,
+			     const struct ms_modules *mods);
+
 /* ------------------------------ overhead budget ------------------------------ */
 
 /*

@@ -38,7 +38,7 @@ struct top {
 	struct termios saved;
 	unsigned rows, cols;
 	struct ms_top_view view;
-	struct ms_top_table *tab;
+	struct ms_rec_fns *tab;
 	uint64_t last_ns, next_ns, sym_ns;
 	uint64_t last_samples;
 	double samples_per_s; /* over the last window */
@@ -193,11 +193,11 @@ static void render_header(struct top *t, const struct ms_rec_view *v, uint64_t n
 {
 	const struct ms_rec_budget *b = v->budget;
 	struct ms_rec_cost_parts pt;
-	struct ms_top_totals tot;
+	struct ms_rec_fns_totals tot;
 	char s1[32], s2[32], s3[32];
 	double wall, secs;
 
-	ms_top_table_totals(t->tab, &tot);
+	ms_rec_fns_totals(t->tab, &tot);
 	ms_top_buf_printf(&t->buf, &t->len, &t->cap, "memspy top: pid %d (%s), %.1f s%s%s\n",
 			  (int)v->pid, t->comm, (double)(now - v->start_ns) / 1e9,
 			  v->live ? ", --live" : "",
@@ -335,11 +335,11 @@ static void update(struct top *t, const struct ms_rec_view *v, uint64_t now)
 	uint64_t window = now > t->last_ns ? now - t->last_ns : 0;
 
 	/* New stacks are named once: with the libraries loaded meanwhile known first. */
-	if (v->sym && now - t->sym_ns >= SYM_REFRESH_NS && ms_top_table_pending(t->tab, v->table)) {
+	if (v->sym && now - t->sym_ns >= SYM_REFRESH_NS && ms_rec_fns_pending(t->tab, v->table)) {
 		ms_symbolizer_refresh(v->sym);
 		t->sym_ns = now;
 	}
-	ms_top_table_update(t->tab, v->table, v->sym, window);
+	ms_rec_fns_update(t->tab, v->table, v->sym, window);
 	t->samples_per_s =
 	    window ? (double)(v->last->samples - t->last_samples) * 1e9 / (double)window : 0;
 	t->last_samples = v->last->samples;
@@ -420,10 +420,10 @@ int cmd_top(int argc, char **argv)
 		term_size(&t);
 	/* A closed pipe or terminal ends the view (write fails), not memspy mid-recording. */
 	signal(SIGPIPE, SIG_IGN);
-	t.tab = ms_top_table_new();
+	t.tab = ms_rec_fns_new();
 	rc = ms_rec_main(argc, argv, &h);
 	term_leave(&t);
-	ms_top_table_free(t.tab);
+	ms_rec_fns_free(t.tab);
 	free(t.buf);
 	return rc;
 }

@@ -167,6 +167,48 @@ void ms_rec_interval_totals(const struct ms_rec_interval *iv, const struct ms_re
 void ms_rec_interval_next(struct ms_rec_interval *iv, const struct ms_rec_table *t,
 			  uint64_t now_ns);
 
+/* ------------------------- per function (functions.c) ------------------------- */
+
+/*
+ * One function's figures: own, as the allocator's caller (the stack's
+ * leaf); total, anywhere on the stack (once per stack, however often it
+ * recurses). Plain data.
+ */
+#define MS_REC_FN_OWN_BYTES 0
+#define MS_REC_FN_TOT_BYTES 1
+#define MS_REC_FN_OWN_COUNT 2
+#define MS_REC_FN_TOT_COUNT 3
+struct ms_rec_fn {
+	char *name;	/* "function (module)", printable ASCII, at most 512 bytes */
+	double win[4];	/* the last window, by MS_REC_FN_*: bytes and allocations */
+	double cum[4];	/* since the first update, the same */
+	double live[2]; /* bytes still live now: own, total */
+};
+
+struct ms_rec_fns; /* opaque */
+
+struct ms_rec_fns *ms_rec_fns_new(void);
+/* NULL is a no-op. */
+void ms_rec_fns_free(struct ms_rec_fns *t);
+/*
+ * Ends a window of window_ns: what each stack of rt gained since the last
+ * update is this window's. Stacks new to t are symbolised (once each) with
+ * sym, which may be NULL (addresses).
+ */
+void ms_rec_fns_update(struct ms_rec_fns *t, const struct ms_rec_table *rt,
+		       struct ms_symbolizer *sym, uint64_t window_ns);
+/* Whether rt has stacks that t has not named yet. */
+bool ms_rec_fns_pending(const struct ms_rec_fns *t, const struct ms_rec_table *rt);
+/* Totals of the last window and since the first update (bytes, allocations), and live bytes. */
+struct ms_rec_fns_totals {
+	double win_bytes, win_count, cum_bytes, cum_count, live_bytes;
+	uint64_t window_ns, cum_ns;
+	size_t nfns;
+};
+void ms_rec_fns_totals(const struct ms_rec_fns *t, struct ms_rec_fns_totals *out);
+/* The functions in the order first seen, *n of them; borrowed until the next update. */
+const struct ms_rec_fn *ms_rec_fns_list(const struct ms_rec_fns *t, size_t *n);
+
 /* ------------------------- frames, for output/ (frames.c) ------------------------- */
 
 struct ms_symbolizer;

@@ -17,21 +17,15 @@ import subprocess
 import sys
 import time
 
-SKIP = 77
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mstest import SKIP, Fail, log, text_check, tracer_of  # noqa: E402
+
 SITES = ["top_site_big", "top_site_mid", "top_site_small"]
 UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
 BYTES = r"([\d.]+) (B|KiB|MiB|GiB|TiB)"
 ROW = re.compile(r"^\s*" + BYTES + r"/s\s+" + BYTES + r"/s\s+([\d,]+)\s+([\d,]+)\s+"
                  r"(?:" + BYTES + r"\s+" + BYTES + r"\s+)?(\S.*)$")
 MEAN = "256k"  # fixed sampling mean: enough samples per second for the shares
-
-
-class Fail(Exception):
-    pass
-
-
-def log(msg):
-    print(msg, flush=True)
 
 
 def to_bytes(num, unit):
@@ -138,41 +132,6 @@ def check_sorted(view, key):
         raise Fail(f"rows not in decreasing {key}: {vals}")
 
 
-def text_check(pid):
-    """Every executable file mapping of pid equals its file: no probe left behind."""
-    checked = 0
-    with open(f"/proc/{pid}/maps") as f:
-        maps = f.read().splitlines()
-    with open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
-        for line in maps:
-            parts = line.split(None, 5)
-            if len(parts) < 6 or "x" not in parts[1] or not parts[5].startswith("/"):
-                continue
-            start, end = (int(x, 16) for x in parts[0].split("-"))
-            off, path = int(parts[2], 16), parts[5]
-            with open(path, "rb") as fh:
-                fh.seek(off)
-                want = fh.read(end - start)
-            mem.seek(start)
-            got = mem.read(len(want))
-            if got != want:
-                bad = next(i for i in range(len(want)) if got[i] != want[i])
-                raise Fail(f"text check: {path} differs at 0x{start + bad:x}: "
-                           f"0x{got[bad]:02x}, file 0x{want[bad]:02x}")
-            checked += len(want)
-    if not checked:
-        raise Fail("text check: no executable file mapping checked")
-    log(f"text check: {checked} bytes of code identical to the files")
-
-
-def tracer_pid(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("TracerPid:"):
-                return int(line.split()[1])
-    return -1
-
-
 class Target:
     def __init__(self, path, mode):
         self.p = subprocess.Popen([path, mode], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -192,8 +151,8 @@ class Target:
         if self.p.poll() is not None:
             raise Fail(f"the target died: status {self.p.returncode}")
         text_check(self.pid)
-        if tracer_pid(self.pid) != 0:
-            raise Fail(f"the target is still traced (TracerPid {tracer_pid(self.pid)})")
+        if tracer_of(self.pid) != 0:
+            raise Fail(f"the target is still traced (TracerPid {tracer_of(self.pid)})")
         out, _ = self.p.communicate("stop\n", timeout=60)
         log("target: " + out.replace("\n", " | "))
         if "selfcheck ok" not in out or self.p.returncode != 0:

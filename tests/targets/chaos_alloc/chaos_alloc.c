@@ -32,6 +32,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../common/handshake.h"
+
 #define NWORKERS  4
 #define NSLOTS	  64
 #define MAXCHILD  16
@@ -320,15 +322,10 @@ static int read_line(char *buf, size_t size)
 static const char *ptrace_leftover(void)
 {
 	static char why[128];
-	char line[256];
-	FILE *f = fopen("/proc/self/status", "r");
-	int tp = -1;
+	int tp = hs_tracer_pid();
 
-	if (!f)
+	if (tp < 0)
 		return "cannot read /proc/self/status";
-	while (fgets(line, sizeof(line), f))
-		sscanf(line, "TracerPid: %d", &tp);
-	fclose(f);
 	if (tp != 0) {
 		snprintf(why, sizeof(why), "TracerPid is %d after memspy left", tp);
 		return why;

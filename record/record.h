@@ -2,9 +2,11 @@
 /*
  * record: the recording engine as a library, for both modes (probe mode,
  * walk mode): the stack table each stop fills (raw PCs, interned per
- * distinct stack) and the end reads back, the conversion of a stack's PCs
- * into frames for output/, and the --max-overhead controller. Nothing here
- * prints to the user or exits; cmd/ does.
+ * distinct stack) and the end reads back, the table since a mark and cut
+ * into intervals, summed per function, the conversion of a stack's PCs
+ * into frames and of the table into output/'s profile, the cost meter and
+ * the --max-overhead controller, the sessions of both modes, and dump's
+ * capture. Nothing here prints to the user or exits; cmd/ does.
  */
 #ifndef MEMSPY_RECORD_RECORD_H
 #define MEMSPY_RECORD_RECORD_H

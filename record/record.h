@@ -96,7 +96,7 @@ struct ms_rec_totals {
 	uint64_t bytes, live_bytes;
 	double count, live_count;
 	size_t distinct_pcs_hint; /* total PCs stored over distinct stacks */
-	/* Bounds on memspy's memory (record_samples.c) and what hitting them did. */
+	/* Bounds on memspy's memory (stacks.c) and what hitting them did. */
 	uint64_t stacks_capped; /* samples past the bound on distinct stacks: no frames kept */
 	uint64_t untracked;	/* samples past the bound on kept samples: free not matched */
 	size_t max_stacks, max_pcs, max_samples;

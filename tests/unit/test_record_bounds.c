@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Unit test of the bounds on record's sample table (cmd/record_samples.c):
+ * Unit test of the bounds on record's sample table (record/stacks.c):
  * a target that feeds hundreds of thousands of distinct stacks, or millions
  * of blocks it never frees, cannot make memspy's memory grow without bound,
  * every sample still counts in the totals, and frees still find the right

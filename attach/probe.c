@@ -208,6 +208,17 @@ static bool any_viewed(const struct ms_probes *pr, const struct iovec *r, size_t
 	return false;
 }
 
+/* process_vm_readv/writev, or the fuzzer's memory when pr->io is set. */
+static ssize_t plain_rw(struct ms_probes *pr, bool write, const struct iovec *l, size_t nl,
+			const struct iovec *r, size_t nr)
+{
+	if (pr->io)
+		return write ? pr->io->writev(pr->io->ctx, l, nl, r, nr)
+			     : pr->io->readv(pr->io->ctx, l, nl, r, nr);
+	return write ? process_vm_writev(pr->pid, l, nl, r, nr, 0)
+		     : process_vm_readv(pr->pid, l, nl, r, nr, 0);
+}
+
 /*
  * process_vm_readv/writev over the two lists, each remote range that a
  * view holds copied with memcpy: the bytes moved (a short count at the
@@ -247,8 +258,7 @@ static ssize_t viewed_rw(struct ms_probes *pr, bool write, const struct iovec *l
 				v += n;
 			} else {
 				struct iovec li1 = {lp, n}, ri1 = {(void *)(uintptr_t)ra, n};
-				ssize_t got = write ? process_vm_writev(pr->pid, &li1, 1, &ri1, 1, 0)
-						    : process_vm_readv(pr->pid, &li1, 1, &ri1, 1, 0);
+				ssize_t got = plain_rw(pr, write, &li1, 1, &ri1, 1);
 
 				if (got < 0)
 					return done ? (ssize_t)done : -1;
@@ -274,21 +284,17 @@ static ssize_t viewed_rw(struct ms_probes *pr, bool write, const struct iovec *l
 ssize_t probe_ring_readv(struct ms_probes *pr, const struct iovec *l, size_t nl,
 			  const struct iovec *r, size_t nr)
 {
-	if (pr->io)
-		return pr->io->readv(pr->io->ctx, l, nl, r, nr);
 	if (any_viewed(pr, r, nr))
 		return viewed_rw(pr, false, l, nl, r, nr);
-	return process_vm_readv(pr->pid, l, nl, r, nr, 0);
+	return plain_rw(pr, false, l, nl, r, nr);
 }
 
 ssize_t probe_ring_writev(struct ms_probes *pr, const struct iovec *l, size_t nl,
 			   const struct iovec *r, size_t nr)
 {
-	if (pr->io)
-		return pr->io->writev(pr->io->ctx, l, nl, r, nr);
 	if (any_viewed(pr, r, nr))
 		return viewed_rw(pr, true, l, nl, r, nr);
-	return process_vm_writev(pr->pid, l, nl, r, nr, 0);
+	return plain_rw(pr, true, l, nl, r, nr);
 }
 
 int probe_write_remote(struct ms_probes *pr, ms_raddr_t addr, const void *buf, size_t len)
@@ -904,8 +910,14 @@ static uint8_t *fuzz_hdrs, *fuzz_data;
 static uint64_t *fuzz_fring;
 static struct pending_ev *fuzz_pev;
 
+void ms_probes_fuzz_share(struct ms_probes *pr, uint8_t *view)
+{
+	pr->rg[0].view = view;
+}
+
 void ms_probes_fuzz_free(struct ms_probes *pr)
 {
+	pr->rg[0].view = NULL; /* the fuzzer's, not a mapping to unmap */
 	pr->hdrs = pr->data = NULL;
 	pr->fring = NULL;
 	pr->pev = NULL;

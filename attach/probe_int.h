@@ -232,6 +232,11 @@ struct ms_ring_io {
  */
 struct ms_probes *ms_probes_fuzz_new(const struct ms_ring_io *io, ms_raddr_t base,
 				     uint64_t nonce, const uint64_t (*threads)[3], size_t nthreads);
+/*
+ * ...and its region's shared part (MS_STUB_SHARED_OFF on) read and written
+ * at view with memcpy, as a MEMSPY_SHARED_RING memfd mapping is.
+ */
+void ms_probes_fuzz_share(struct ms_probes *pr, uint8_t *view);
 void ms_probes_fuzz_free(struct ms_probes *pr);
 
 /* Bytes below a thread's rsp at which remote.c writes the trampoline's frame. */

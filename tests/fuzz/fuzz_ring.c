@@ -8,6 +8,15 @@
  * stubs do (with fuzzed fields), bump a counter, or drain. Every drain must
  * end without a crash, a hang, a leak or an access outside the image, and
  * every event it hands over must have a stack within its slot.
+ *
+ * The first byte's low bit picks the ring: private (every read a
+ * process_vm_readv, here ms_ring_io) or shared (MEMSPY_SHARED_RING, the
+ * default: the draws and rings, MS_STUB_SHARED_OFF on, are memspy's own
+ * mapping of a memfd, read and written with memcpy, the stacks unwound in
+ * place). In the shared ring the target can write the slots while memspy
+ * reads them: the input may overwrite bytes of the shared part from inside
+ * each event's callback, and a shared event's stack must point into its
+ * own slot of the image.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -82,15 +91,48 @@ static ssize_t img_writev(void *ctx, const struct iovec *l, size_t nl, const str
 }
 
 static uint64_t events, sink;
+static bool shared;		     /* this input's ring is the shared one */
+static const uint8_t *cb_d, *cb_end; /* the input, for writes from inside a callback */
+
+/* The next n input bytes as a number (0 when the input ran out). */
+static uint64_t take(const uint8_t **d, const uint8_t *end, size_t n)
+{
+	uint64_t v = 0;
+
+	for (size_t i = 0; i < n && *d < end; i++, (*d)++)
+		v |= (uint64_t)**d << (8 * i);
+	return v;
+}
 
 static void on_event(const struct ms_alloc_event *ev, void *ctx)
 {
 	(void)ctx;
 	events++;
+	if (ev->stack_len > MS_STUB_DATA_SIZE)
+		abort();
+	if (shared && ev->stack_len) {
+		/* Read in place: within one slot of the image's stack copies. */
+		const uint8_t *lo = img + MS_STUB_DATA_OFF, *p = ev->stack;
+		size_t off;
+
+		if (p < lo || p >= lo + (size_t)MS_STUB_NHDR * MS_STUB_DATA_SIZE)
+			abort();
+		off = (size_t)(p - lo) % MS_STUB_DATA_SIZE;
+		if (off || ev->stack_len > MS_STUB_DATA_SIZE - off)
+			abort();
+	}
 	/* ASan checks that the stack handed over is readable to its end. */
 	if (ev->stack_len)
 		sink += ev->stack[0] + ev->stack[ev->stack_len - 1];
 	sink += ev->size + ev->weight + ev->ptr + (uint64_t)ev->tid;
+	/* The target writes its shared pages while memspy reads them. */
+	if (shared && cb_d && take(&cb_d, cb_end, 1) % 4 == 0) {
+		uint64_t off = MS_STUB_SHARED_OFF + take(&cb_d, cb_end, 3) % MS_STUB_SHARED_SIZE;
+		size_t n = (size_t)take(&cb_d, cb_end, 1);
+
+		for (size_t i = 0; i < n && cb_d < cb_end && off + i < MS_STUB_REGION_SIZE; i++)
+			img[off + i] = *cb_d++;
+	}
 }
 
 static uint64_t *ctl64(unsigned off)
@@ -101,16 +143,6 @@ static uint64_t *ctl64(unsigned off)
 static void put64(uint8_t *p, uint64_t v)
 {
 	memcpy(p, &v, 8);
-}
-
-/* The next n input bytes as a number (0 when the input ran out). */
-static uint64_t take(const uint8_t **d, const uint8_t *end, size_t n)
-{
-	uint64_t v = 0;
-
-	for (size_t i = 0; i < n && *d < end; i++, (*d)++)
-		v |= (uint64_t)**d << (8 * i);
-	return v;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -137,6 +169,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	img[MS_STUB_CTRL_OFF + MS_CTRL_TRACK] = 1;
 	img[MS_STUB_CTRL_OFF + MS_CTRL_RING] = 1;
 	pr = ms_probes_fuzz_new(&io, BASE, NONCE, threads, 1);
+	shared = take(&d, end, 1) & 1;
+	if (shared)
+		ms_probes_fuzz_share(pr, img + MS_STUB_SHARED_OFF);
 
 	while (d < end && drains < 64) {
 		unsigned op = (unsigned)take(&d, end, 1) % 5;
@@ -188,8 +223,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 			*ctl64(ctr[take(&d, end, 1) % 7]) += take(&d, end, 2);
 		} else {
+			int rc;
+
 			drains++;
-			if (ms_probes_poll(pr, on_event, NULL) == -MS_E_TAMPERED)
+			cb_d = d;
+			cb_end = end;
+			rc = ms_probes_poll(pr, on_event, NULL);
+			d = cb_d;
+			cb_d = NULL;
+			if (rc == -MS_E_TAMPERED)
 				break;
 		}
 	}

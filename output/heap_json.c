@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 static json_t *addr(ms_raddr_t a)
 {
@@ -20,9 +21,29 @@ static json_t *u64(uint64_t v)
 	return json_integer((json_int_t)v);
 }
 
+/*
+ * A string of the target's (its name, paths, notes quoting them) as JSON:
+ * bytes that are not UTF-8 become '?'. json_string() refuses such a string
+ * (NULL), and a NULL value left the key out or the whole json_pack() object.
+ */
+json_t *ms_heap_json_text(const char *s)
+{
+	json_t *j;
+	char *fixed;
+
+	if (!s)
+		return json_null();
+	if (ms_utf8_valid(s))
+		return json_string(s);
+	fixed = ms_utf8_fix(s);
+	j = json_string(fixed);
+	free(fixed);
+	return j;
+}
+
 static json_t *str_or_null(const char *s)
 {
-	return s ? json_string(s) : json_null();
+	return ms_heap_json_text(s);
 }
 
 static json_t *counts(const struct ms_heap_counts *c)
@@ -87,9 +108,9 @@ int ms_heap_write_json(FILE *f, const struct ms_heap_meta *m)
 	json_object_set_new(root, "exit_code", json_integer(m->exit_code));
 	json_object_set_new(root, "complete", json_boolean(m->exit_code == 0));
 	if (m->loc) {
-		json_object_set_new(root, "glibc_version", json_string(m->loc->glibc_version));
-		json_object_set_new(root, "libc", json_string(m->loc->libc_path));
-		json_object_set_new(root, "build_id", json_string(m->loc->build_id));
+		json_object_set_new(root, "glibc_version", ms_heap_json_text(m->loc->glibc_version));
+		json_object_set_new(root, "libc", ms_heap_json_text(m->loc->libc_path));
+		json_object_set_new(root, "build_id", ms_heap_json_text(m->loc->build_id));
 		json_object_set_new(root, "layout_source", str_or_null(m->loc->layout_source));
 		json_object_set_new(root, "symbol_source", str_or_null(m->loc->symbol_source));
 		json_object_set_new(root, "main_arena", addr(m->loc->main_arena));
@@ -202,9 +223,10 @@ int ms_heap_write_json(FILE *f, const struct ms_heap_meta *m)
 			const struct ms_heap_error *e = &rep->errors[i];
 
 			json_array_append_new(errors,
-					      json_pack("{s:s,s:o,s:i,s:s}", "kind", e->kind,
-							"address", addr(e->addr), "arena", e->arena,
-							"message", e->msg));
+					      json_pack("{s:o,s:o,s:i,s:o}", "kind",
+							ms_heap_json_text(e->kind), "address",
+							addr(e->addr), "arena", e->arena, "message",
+							ms_heap_json_text(e->msg)));
 		}
 		json_object_set_new(root, "errors", errors);
 		json_object_set_new(root, "errors_dropped", u64(rep->errors_dropped));

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* "1.52 GiB" style; exact bytes are printed next to it where they matter. */
@@ -36,7 +37,7 @@ static void summary_rss(FILE *f, const struct ms_heap_meta *m)
 	}
 }
 
-int ms_heap_write_text(FILE *f, const struct ms_heap_meta *m)
+static int write_text(FILE *f, const struct ms_heap_meta *m)
 {
 	const struct ms_heap_report *rep = m->rep;
 	const struct ms_heap_arena *big = NULL;
@@ -155,4 +156,30 @@ int ms_heap_write_text(FILE *f, const struct ms_heap_meta *m)
 				rep->errors[i].addr, rep->errors[i].msg);
 	}
 	return ferror(f) ? -EIO : 0;
+}
+
+/*
+ * The report is built in memory, then written with every control character
+ * made '?' (ms_terminal_clean): the process's name, its module paths, class
+ * names and the walk's notes are the target's bytes, and this text is read
+ * on a terminal.
+ */
+int ms_heap_write_text(FILE *f, const struct ms_heap_meta *m)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *mf = open_memstream(&buf, &len);
+	int rc;
+
+	if (!mf)
+		return -EIO;
+	rc = write_text(mf, m);
+	if (fclose(mf) || !buf) {
+		free(buf);
+		return -EIO;
+	}
+	ms_terminal_clean(buf);
+	fwrite(buf, 1, strlen(buf), f);
+	free(buf);
+	return rc ? rc : ferror(f) ? -EIO : 0;
 }

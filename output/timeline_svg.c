@@ -5,6 +5,7 @@
  * growth intervals shaded and numbered, then one small chart per arena.
  */
 #include "output/timeline.h"
+#include "output/output_int.h"
 #include "output/timeline_int.h"
 
 #include <errno.h>
@@ -52,27 +53,14 @@ static uint64_t value_of(const struct ms_tl_values *v, enum series s)
 	}
 }
 
+/*
+ * XML text: the target's name, notes and command line as the flame graph's
+ * names are written (bytes that are not UTF-8 and control characters become '?').
+ */
 static void xml_put(FILE *f, const char *s)
 {
-	for (; s && *s; s++) {
-		switch (*s) {
-		case '<':
-			fputs("&lt;", f);
-			break;
-		case '>':
-			fputs("&gt;", f);
-			break;
-		case '&':
-			fputs("&amp;", f);
-			break;
-		case '"':
-			fputs("&quot;", f);
-			break;
-		default:
-			if ((unsigned char)*s >= 0x20 || *s == '\t')
-				fputc(*s, f);
-		}
-	}
+	if (s)
+		ms_svg_xml_put(f, s, -1);
 }
 
 /* The unit a whole axis is labelled in, so every tick reads in the same one. */

@@ -61,5 +61,28 @@ if(MS_CLANG)
     ms_add_test(NAME fuzz_output TIMEOUT 120 LABELS output
       COMMAND ${CMAKE_CURRENT_BINARY_DIR}/fuzz_output -max_total_time=30 -timeout=10 -error_exitcode=1
               -rss_limit_mb=1024 -max_len=8192 ${_fz_work}/output ${_fz_dir}/corpus/output)
+
+    # fuzz_report: dump's text and JSON reports and the walk timeline (JSON, SVG as XML)
+    # over hostile names. The heap walker comes along for ms_heap_verdict and the kind names.
+    file(GLOB _fz_rep_hw CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/heapwalk/*.c)
+    list(FILTER _fz_rep_hw EXCLUDE REGEX "leakscan\\.c$")
+    set(_fz_rep_src ${_fz_dir}/fuzz_report.c ${PROJECT_SOURCE_DIR}/output/heap_text.c
+                    ${PROJECT_SOURCE_DIR}/output/heap_json.c ${PROJECT_SOURCE_DIR}/output/heap_leaks.c
+                    ${PROJECT_SOURCE_DIR}/output/timeline_json.c
+                    ${PROJECT_SOURCE_DIR}/output/timeline_svg.c ${PROJECT_SOURCE_DIR}/output/svg.c
+                    ${PROJECT_SOURCE_DIR}/output/profile.c ${PROJECT_SOURCE_DIR}/output/folded.c
+                    ${PROJECT_SOURCE_DIR}/output/speedscope.c ${PROJECT_SOURCE_DIR}/output/pprof.c
+                    ${_fz_rep_hw})
+    file(MAKE_DIRECTORY ${_fz_work}/report)
+    add_custom_command(OUTPUT ${CMAKE_CURRENT_BINARY_DIR}/fuzz_report
+      COMMAND ${MS_CLANG} ${_fz_flags} -o ${CMAKE_CURRENT_BINARY_DIR}/fuzz_report
+              ${_fz_rep_src} ${CMAKE_BINARY_DIR}/output/assets.c ${MS_FUZZ_READERS_SRC}
+              ${MS_FUZZ_READERS_LIBS} -ljansson -lz -lexpat -lm
+      DEPENDS ${_fz_rep_src} ${MS_FUZZ_READERS_SRC} VERBATIM)
+    add_custom_target(fuzz_report ALL DEPENDS ${CMAKE_CURRENT_BINARY_DIR}/fuzz_report)
+    add_dependencies(fuzz_report ms_output) # generates output/assets.c
+    ms_add_test(NAME fuzz_report TIMEOUT 120 LABELS output
+      COMMAND ${CMAKE_CURRENT_BINARY_DIR}/fuzz_report -max_total_time=30 -timeout=10 -error_exitcode=1
+              -rss_limit_mb=1024 -max_len=4096 ${_fz_work}/report ${_fz_dir}/corpus/report)
   endif()
 endif()

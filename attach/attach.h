@@ -474,7 +474,11 @@ struct ms_proc_mem_summary {
 	uint64_t vm_rss, rss_anon, rss_file, vm_size, vm_data;
 };
 int ms_proc_mem_summary(pid_t pid, struct ms_proc_mem_summary *out);
-/* The command name (/proc/PID/comm) into buf; "" on failure. */
+/*
+ * The command name (/proc/PID/comm) into buf; "" on failure. The process
+ * chose it (any 15 bytes but NUL and '/'): control characters, DEL and C1
+ * are made '?' (ms_terminal_clean), as it is shown on terminals.
+ */
 const char *ms_proc_comm(pid_t pid, char *buf, size_t size);
 
 #endif

@@ -1334,5 +1334,6 @@ const char *ms_proc_comm(pid_t pid, char *buf, size_t size)
 		return buf;
 	}
 	buf[strcspn(buf, "\n")] = '\0';
+	ms_terminal_clean(buf);
 	return buf;
 }

@@ -815,8 +815,10 @@ static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t
 			    : "");
 	if (nnames) {
 		fprintf(stderr, "  probed %zu entry points:", nnames);
-		for (size_t i = 0; i < nnames; i++)
-			fprintf(stderr, "%s %s", i ? "," : "", names[i]);
+		for (size_t i = 0; i < nnames; i++) {
+			fputs(i ? ", " : " ", stderr);
+			ms_fputs_terminal(names[i], stderr); /* the module's name is the target's */
+		}
 		fprintf(stderr, "\n");
 	}
 	if (ivf && cli_interval_files_cpu_ns(ivf))
@@ -824,8 +826,11 @@ static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t
 			"  writing the interval files took %s of memspy's CPU (outside the "
 			"budget: a wider mean would not reduce it)\n",
 			ms_fmt_duration(a, sizeof(a), cli_interval_files_cpu_ns(ivf)));
-	if (verify_note)
-		fprintf(stderr, "  %s%s\n", verified_ok ? "" : "WARNING: ", verify_note);
+	if (verify_note) {
+		fprintf(stderr, "  %s", verified_ok ? "" : "WARNING: ");
+		ms_fputs_terminal(verify_note, stderr); /* module paths */
+		fputc('\n', stderr);
+	}
 }
 
 /*

@@ -24,3 +24,12 @@ if(Python3_FOUND)
               COMMAND ${_hostile_drv} --mode deep --trials 1 --seconds 8)
 endif()
 
+
+# A module whose file name holds escape sequences: record's summary names the
+# probed entry points by it, with every control character made '?'.
+if(Python3_FOUND)
+  ms_add_test(NAME record_hostile_names TIMEOUT 300 LABELS record hostile
+    COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/e2e/hostile_names.py
+            --memspy $<TARGET_FILE:memspy> --target $<TARGET_FILE:memspy-rec-target>
+            --scenario probed-names --workdir ${CMAKE_CURRENT_BINARY_DIR}/hostile-names)
+endif()

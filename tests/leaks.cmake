@@ -1,4 +1,4 @@
-# memspy dump --leaks: e2e against a C++ target that prints what it leaked and kept.
+# memspy dump --leaks: e2e against C++ and C targets that print what they leaked and kept.
 find_package(Python3 COMPONENTS Interpreter)
 if(Python3_FOUND)
   set(_lk ${CMAKE_CURRENT_LIST_DIR}/e2e/leaks_e2e.py)
@@ -9,6 +9,10 @@ if(Python3_FOUND)
   ms_add_test(NAME dump_leaks_nodebug TIMEOUT 120 LABELS e2e leaks
     COMMAND ${Python3_EXECUTABLE} ${_lk} --memspy $<TARGET_FILE:memspy>
             --target $<TARGET_FILE:leaks_cxx_nodebug>)
+  # The C cases: every group untyped, held to its size class.
+  ms_add_test(NAME dump_leaks_c TIMEOUT 120 LABELS e2e leaks
+    COMMAND ${Python3_EXECUTABLE} ${_lk} --memspy $<TARGET_FILE:memspy>
+            --target $<TARGET_FILE:leaks_c>)
   # Every batch of the marking shared with the second thread (big heaps only, otherwise).
   ms_add_test(NAME dump_leaks_shared TIMEOUT 120 LABELS e2e leaks
     COMMAND ${Python3_EXECUTABLE} ${_lk} --memspy $<TARGET_FILE:memspy>

@@ -14,3 +14,8 @@ add_custom_command(OUTPUT ${CMAKE_CURRENT_BINARY_DIR}/leaks_cxx_stripped
           $<TARGET_FILE:leaks_cxx_nodebug>
   DEPENDS leaks_cxx_nodebug VERBATIM)
 add_custom_target(leaks_cxx_stripped ALL DEPENDS ${CMAKE_CURRENT_BINARY_DIR}/leaks_cxx_stripped)
+# The same cases in C (no vtables: every allocation in a size class of its own),
+# without debug info.
+add_executable(leaks_c ${CMAKE_CURRENT_LIST_DIR}/leaks_c/leaks_c.c)
+target_compile_options(leaks_c PRIVATE -O2 -g0)
+target_link_libraries(leaks_c PRIVATE pthread)

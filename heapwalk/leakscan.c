@@ -19,6 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#endif
 
 /* libstdc++'s demangler (C ABI). */
 extern char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *status);
@@ -81,6 +84,8 @@ struct scan {
 	uint16_t *owner;  /* thread index for ST_THREAD */
 	struct span *spans;
 	size_t nspans;
+	size_t hint; /* span of the last reference found (lookup's first guess) */
+	bool avx2;   /* scan_words_avx2 runs on this CPU */
 	ms_raddr_t gmin, gmax;
 	uint32_t *stack;
 	size_t nstack, stackcap;
@@ -190,13 +195,33 @@ static const struct span *span_at(const struct scan *s, ms_raddr_t a)
 	return lo ? &s->spans[lo - 1] : NULL;
 }
 
-static bool chunk_ok(const struct scan *s, const struct ms_heap_chunk *c, ms_raddr_t prev_end)
+/*
+ * The span holding chunk c, starting from the one the previous good chunk was
+ * in (*cur): good chunks come in address order, so this is a step or two;
+ * anything else falls back to bisection, and only a good chunk moves *cur.
+ */
+static bool chunk_ok(const struct scan *s, const struct ms_heap_chunk *c, ms_raddr_t prev_end,
+		     size_t *cur)
 {
-	const struct span *p = span_at(s, c->addr);
+	const struct span *p = NULL;
 	uint64_t sz = csize(c);
+	size_t k = *cur;
 
-	return c->addr >= prev_end && !(c->addr & 15) && sz >= 32 && p && sz <= p->hi - c->addr &&
-	       c->addr >= p->lo;
+	if (c->addr < prev_end)
+		return false;
+	for (unsigned step = 0; k < s->nspans && step < 3; step++, k++)
+		if (s->spans[k].lo <= c->addr &&
+		    (k + 1 == s->nspans || s->spans[k + 1].lo > c->addr)) {
+			p = &s->spans[k];
+			break;
+		}
+	if (!p)
+		p = span_at(s, c->addr);
+	if (!(c->addr & 15) && sz >= 32 && p && sz <= p->hi - c->addr && c->addr >= p->lo) {
+		*cur = (size_t)(p - s->spans);
+		return true;
+	}
+	return false;
 }
 
 /*
@@ -208,12 +233,12 @@ static bool chunk_ok(const struct scan *s, const struct ms_heap_chunk *c, ms_rad
 static void check_chunks(struct scan *s, struct ms_heap_chunk **copy)
 {
 	ms_raddr_t end = 0;
-	size_t bad = 0, k = 0;
+	size_t bad = 0, k = 0, cur = 0;
 	struct ms_heap_chunk *v;
 
 	*copy = NULL;
 	for (size_t i = 0; i < s->n; i++) {
-		if (!chunk_ok(s, &s->ck[i], end)) {
+		if (!chunk_ok(s, &s->ck[i], end, &cur)) {
 			bad++;
 			continue;
 		}
@@ -223,8 +248,9 @@ static void check_chunks(struct scan *s, struct ms_heap_chunk **copy)
 		return;
 	v = ms_xmalloc((s->n - bad ? s->n - bad : 1) * sizeof(*v));
 	end = 0;
+	cur = 0;
 	for (size_t i = 0; i < s->n; i++) {
-		if (!chunk_ok(s, &s->ck[i], end))
+		if (!chunk_ok(s, &s->ck[i], end, &cur))
 			continue;
 		end = s->ck[i].addr + csize(&s->ck[i]);
 		v[k++] = s->ck[i];
@@ -270,27 +296,34 @@ static void build_index(struct scan *s)
 	}
 }
 
-/* The chunk whose reference area holds v, or -1. */
-static inline ssize_t lookup(const struct scan *s, ms_raddr_t v)
+/*
+ * The chunk whose reference area holds v, or -1. References come in runs
+ * into one segment (an array of pointers, a list's nodes): the span the
+ * last one hit is tried before bisecting the spans.
+ */
+static inline ssize_t lookup(struct scan *s, ms_raddr_t v)
 {
 	size_t lo = 0, hi = s->nspans, a, b;
-	const struct span *p;
+	const struct span *p = &s->spans[s->hint];
 
 	if (v < s->gmin || v >= s->gmax)
 		return -1;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
+	if (v < p->lo || v >= p->hi) {
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
 
-		if (s->spans[mid].lo <= v)
-			lo = mid + 1;
-		else
-			hi = mid;
+			if (s->spans[mid].lo <= v)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (!lo)
+			return -1;
+		p = &s->spans[lo - 1];
+		if (v >= p->hi)
+			return -1;
+		s->hint = lo - 1;
 	}
-	if (!lo)
-		return -1;
-	p = &s->spans[lo - 1];
-	if (v >= p->hi)
-		return -1;
 	if (p->page) {
 		size_t k = (v - p->lo) >> 12;
 
@@ -374,10 +407,9 @@ static inline void scan_word(struct scan *s, uint64_t v, ms_raddr_t at)
 /*
  * Most words of a heap are no address in it (data, small integers, text):
  * eight at a time are tested against the heap's bounds without a branch per
- * word (the compiler vectorises it), and only a block with a candidate is
- * looked at word by word.
+ * word, and only a block with a candidate is looked at word by word.
  */
-static void scan_words(struct scan *s, const unsigned char *buf, size_t len, ms_raddr_t base)
+static void scan_words_plain(struct scan *s, const unsigned char *buf, size_t len, ms_raddr_t base)
 {
 	const uint64_t lo = s->gmin, span = s->gmax - s->gmin;
 	size_t nw = len / 8, k = 0;
@@ -402,6 +434,63 @@ static void scan_words(struct scan *s, const unsigned char *buf, size_t len, ms_
 		if (v - lo < span)
 			scan_word(s, v, base + 8 * k);
 	}
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define HAVE_AVX2_PATH 1
+/*
+ * The same with AVX2, sixteen words per test (the baseline x86-64 build has
+ * no 64-bit vector compare, so the plain loop above runs word by word):
+ * unsigned (w - lo) < span is a signed compare once both sides have their
+ * sign bit flipped. Measured on the bench heap (2.1 GiB read), the test
+ * was ~20% of the scan's CPU time before.
+ */
+__attribute__((target("avx2"))) static void scan_words_avx2(struct scan *s,
+							     const unsigned char *buf, size_t len,
+							     ms_raddr_t base)
+{
+	const uint64_t flip = 1ull << 63;
+	const __m256i vlo = _mm256_set1_epi64x((long long)s->gmin);
+	const __m256i sign = _mm256_set1_epi64x((long long)flip);
+	const __m256i vspan = _mm256_set1_epi64x((long long)((s->gmax - s->gmin) ^ flip));
+	size_t nw = len / 8, k = 0;
+
+	for (; k + 16 <= nw; k += 16) {
+		__m256i c[4], any;
+		unsigned m = 0;
+
+		for (unsigned j = 0; j < 4; j++) {
+			__m256i w = _mm256_loadu_si256((const __m256i *)(const void *)(buf + 8 * k + 32 * j));
+
+			c[j] = _mm256_cmpgt_epi64(vspan, _mm256_xor_si256(_mm256_sub_epi64(w, vlo), sign));
+		}
+		any = _mm256_or_si256(_mm256_or_si256(c[0], c[1]), _mm256_or_si256(c[2], c[3]));
+		if (_mm256_testz_si256(any, any))
+			continue;
+		for (unsigned j = 0; j < 4; j++)
+			m |= (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(c[j])) << (4 * j);
+		while (m) {
+			unsigned j = (unsigned)__builtin_ctz(m);
+			uint64_t v;
+
+			m &= m - 1;
+			memcpy(&v, buf + 8 * (k + j), 8);
+			scan_word(s, v, base + 8 * (k + j));
+		}
+	}
+	scan_words_plain(s, buf + 8 * k, len - 8 * k, base + 8 * k);
+}
+#endif
+
+static void scan_words(struct scan *s, const unsigned char *buf, size_t len, ms_raddr_t base)
+{
+#ifdef HAVE_AVX2_PATH
+	if (s->avx2) {
+		scan_words_avx2(s, buf, len, base);
+		return;
+	}
+#endif
+	scan_words_plain(s, buf, len, base);
 }
 
 /*
@@ -454,13 +543,6 @@ static uint64_t scan_range(struct scan *s, ms_raddr_t lo, ms_raddr_t hi)
 			lo += 8;
 	}
 	return done;
-}
-
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
 }
 
 /* What to do with a chunk's bytes, and with a chunk that must be read on its own. */
@@ -660,6 +742,52 @@ static void scan_batch(struct scan *s, const uint32_t *idx, size_t k)
 	}
 }
 
+/*
+ * Sorts a popped batch into address order. Chunks reached from an array or
+ * a list are pushed in address order and pop in reverse, so a reversal
+ * mostly does; otherwise a radix sort (4 passes of 8 bits: no comparison
+ * callback per element as qsort's).
+ */
+static void sort_batch(uint32_t *idx, size_t k)
+{
+	uint32_t tmp[BATCH_N], *a = idx, *b = tmp;
+	bool up = true, down = true;
+
+	for (size_t q = 1; q < k && (up || down); q++) {
+		up &= idx[q - 1] <= idx[q];
+		down &= idx[q - 1] >= idx[q];
+	}
+	if (up)
+		return;
+	if (down) {
+		for (size_t x = 0, y = k - 1; x < y; x++, y--) {
+			uint32_t t = idx[x];
+
+			idx[x] = idx[y];
+			idx[y] = t;
+		}
+		return;
+	}
+	for (unsigned sh = 0; sh < 32; sh += 8) {
+		size_t cnt[257] = {0};
+		uint32_t *t;
+
+		for (size_t q = 0; q < k; q++)
+			cnt[((a[q] >> sh) & 255) + 1]++;
+		if (cnt[((a[0] >> sh) & 255) + 1] == k)
+			continue; /* one digit for all (the high bytes of small indices) */
+		for (unsigned d = 0; d < 256; d++)
+			cnt[d + 1] += cnt[d];
+		for (size_t q = 0; q < k; q++)
+			b[cnt[(a[q] >> sh) & 255]++] = a[q];
+		t = a;
+		a = b;
+		b = t;
+	}
+	if (a != idx)
+		memcpy(idx, a, k * sizeof(*idx));
+}
+
 static void drain(struct scan *s)
 {
 	uint32_t idx[BATCH_N];
@@ -682,8 +810,7 @@ static void drain(struct scan *s)
 				idx[k++] = i;
 		}
 		/* mark() pushes while the batch is scanned: the batch is already off the stack. */
-		if (k > 1)
-			qsort(idx, k, sizeof(*idx), cmp_u32);
+		sort_batch(idx, k);
 		scan_batch(s, idx, k);
 	}
 }
@@ -1442,10 +1569,12 @@ int ms_leak_scan_mt(const struct ms_heap_report *rep, const struct ms_reader *co
 	struct ms_leak_group *g;
 	size_t ngroups;
 	struct cellmap cm = {0};
+	struct ms_leak_cell *cell;
 	struct ms_heap_chunk *ck_copy = NULL;
 	uint32_t *gtype = NULL;
 	bool *exu;
 	uint64_t t0 = ms_now_ns(), t1;
+	ms_raddr_t vt_end = 0;
 	int ret = 0;
 
 	memset(out, 0, sizeof(*out));
@@ -1483,6 +1612,10 @@ int ms_leak_scan_mt(const struct ms_heap_report *rep, const struct ms_reader *co
 		s.from = ms_xcalloc(s.n ? s.n : 1, sizeof(*s.from));
 	}
 
+#ifdef HAVE_AVX2_PATH
+	/* Tests turn it off, so that the plain loop stays covered on machines with AVX2. */
+	s.avx2 = __builtin_cpu_supports("avx2") && !getenv("MEMSPY_TEST_SCAN_PLAIN");
+#endif
 	/* Tests lower the bar, so that small heaps exercise the helper too. */
 	s.share_min = getenv("MEMSPY_TEST_SCAN_SHARE_BYTES") ?
 			      strtoull(getenv("MEMSPY_TEST_SCAN_SHARE_BYTES"), NULL, 0) :
@@ -1543,6 +1676,8 @@ int ms_leak_scan_mt(const struct ms_heap_report *rep, const struct ms_reader *co
 	if (nvt > 1)
 		qsort(vts, nvt, sizeof(*vts), cmp_vt);
 	out->nvtables = nvt;
+	for (size_t k = 0; k < nvt; k++)
+		vt_end = MS_MAX(vt_end, vts[k].hi);
 	ngroups = nm.n + NCLASS;
 	g = ms_xcalloc(ngroups, sizeof(*g));
 	gtype = ms_xcalloc(s.n ? s.n : 1, sizeof(*gtype));
@@ -1554,17 +1689,17 @@ int ms_leak_scan_mt(const struct ms_heap_report *rep, const struct ms_reader *co
 
 		if (c->size & MS_HEAP_CHUNK_MMAPPED && nvt && r->read(r->ctx, c->addr + 16, &w0, 8) != 8)
 			w0 = 0;
-		if (nvt && w0 >= vts[0].lo)
+		if (nvt && w0 >= vts[0].lo && w0 < vt_end)
 			ty = vt_find(vts, nvt, w0);
 		gtype[i] = (uint32_t)(ty >= 0 ? ty : (int64_t)(nm.n + size_class(csize(c))));
 	}
 	out->types_ms = (double)(ms_now_ns() - t1) / 1e6;
 
 	/* Sets and groups. */
+	cell = NULL;
 	for (size_t i = 0, sp = 0; i < s.n; i++) {
 		const struct ms_heap_chunk *c = &s.ck[i];
 		struct ms_leak_group *x = &g[gtype[i]];
-		struct ms_leak_cell *cell;
 		uint64_t sz = csize(c);
 		uint8_t st = s.st[i];
 		int arena = -1;
@@ -1574,7 +1709,9 @@ int ms_leak_scan_mt(const struct ms_heap_report *rep, const struct ms_reader *co
 			sp++;
 		if (!(c->size & MS_HEAP_CHUNK_MMAPPED) && sp < s.nspans && s.spans[sp].lo <= c->addr)
 			arena = s.spans[sp].arena;
-		cell = cell_get(&cm, arena, gtype[i]);
+		/* Neighbours are mostly of one arena and group: the last cell, else the map. */
+		if (!cell || cell->arena != arena || cell->group != gtype[i])
+			cell = cell_get(&cm, arena, gtype[i]);
 		out->inuse_count++;
 		out->inuse_bytes += sz;
 		x->count++;

@@ -11,6 +11,9 @@
 #                                            main's build) on the same heap, alternating,
 #                                            and print median scan/walk ratios of both
 #                                            PERF=1: perf record the last --leaks runs (PERF_DIR, /tmp)
+#                                            and print the CPU samples of the scan and of the walk
+#                                            in each (on a loaded machine a steadier yardstick than
+#                                            wall time: threads waiting for a core take no samples)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -73,3 +76,23 @@ for who in this other; do
 	[ "$n" = 0 ] && continue
 	echo "$who: scan/walk median $(sed -n "$(((n + 1) / 2))p" "$work/r-$who") over $n runs ($(paste -sd' ' "$work/r-$who"))"
 done
+# CPU samples by phase: a sample belongs to the scan when its stack passes through the scan's
+# entry or its helper thread, to the walk through the walk's entry or its worker thread
+# (frames of leaf functions without a frame pointer are lost: those samples count as neither).
+if [ -n "${PERF:-}" ]; then
+	for who in this other; do
+		f=${PERF_DIR:-/tmp}/perf-$who.data
+		[ -f "$f" ] || continue
+		perf script -i "$f" -F ip,sym 2>/dev/null | awk -v who="$who" '
+			function flush() {
+				if (n) { all++; if (sc) scan++; else if (wk) walk++ }
+				n = sc = wk = 0
+			}
+			NF == 0 { flush(); next }
+			{ n++; sym = $2; sub(/\+.*/, "", sym)
+			  if (sym == "ms_leak_scan_mt" || sym == "helper_main") sc = 1
+			  if (sym == "ms_heap_walk_flags" || sym == "worker_main") wk = 1 }
+			END { flush(); printf "%s: CPU samples: scan %d, walk %d (scan/walk %.3f), %d in all\n",
+				who, scan, walk, walk ? scan / walk : 0, all }'
+	done
+fi

@@ -12,6 +12,7 @@
 #include "../unit/heap_synth.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -81,7 +82,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			}
 		}
 	}
-	/* Bit 2: the marking shares its batches with a second thread. */
+	/* Bit 2: the marking shares its batches with a second thread; bit 3: no AVX2 word test. */
+	if (mode & 8)
+		setenv("MEMSPY_TEST_SCAN_PLAIN", "1", 1);
+	else
+		unsetenv("MEMSPY_TEST_SCAN_PLAIN");
 	ms_leak_scan_mt(&rep, rs, mode & 4 ? 2 : 1, &s.maps, 0, &th, 1, mode & 2 ? explain : 0,
 			&lr);
 	/* Every allocation in exactly one set. */

@@ -101,8 +101,9 @@ static void help(FILE *f)
 	    "  memspy record --mode walk --pid 4242 -o alloc.svg --timeline heap.json\n"
 	    "  memspy record --mode walk --pid 4242 --rate 20 --walk-interval 200ms\n"
 	    "\n"
-	    "Exit status: 0 complete, 1 partial (the target exited, or a stop failed; what was\n"
-	    "collected is written), 2 failed (nothing written), 64 usage error.\n");
+	    "Exit status: 0 complete, 1 partial (the target exited or exec'd, or a stop\n"
+	    "failed; what was collected is written), 2 failed (nothing written), 64 usage\n"
+	    "error.\n");
 }
 
 enum {
@@ -682,6 +683,11 @@ int cmd_record_walk(int argc, char **argv)
 			(double)(w->start_ns + oc.wall_ns) / 1e9);
 
 	cli_report_early_end(o.pid, oc.wait_error, oc.target_exited, oc.exit_status);
+	if (oc.target_execd)
+		fprintf(stderr,
+			"memspy: the target (pid %d) exec'd a new program during the recording; "
+			"writing what was collected before\n",
+			(int)o.pid);
 
 	alloc = ms_profile_new();
 	all = ms_profile_new();
@@ -743,7 +749,7 @@ int cmd_record_walk(int argc, char **argv)
 	}
 	if (!o.quiet)
 		print_summary(&o, w, &oc, alloc_samples, alloc_asleep, cpu_time_ns() - cpu0);
-	ret = oc.target_exited || oc.wait_error ? MS_EXIT_PARTIAL : MS_EXIT_OK;
+	ret = oc.target_exited || oc.target_execd || oc.wait_error ? MS_EXIT_PARTIAL : MS_EXIT_OK;
 out:
 	/* Aborting a committed file is a no-op (its temporary name is gone). */
 	ms_afile_abort(&af_out);

@@ -529,6 +529,7 @@ struct ms_rec_counts {
 /* Why the recording ended. */
 struct ms_rec_end {
 	bool target_exited, duration_elapsed;
+	bool target_execd; /* walk mode: it exec'd another program; the recording ended there */
 	int exit_status; /* the target's wait status, when it exited */
 	int wait_error;	 /* waiting for the target or draining failed: a negative code */
 	int stop_signal; /* a stop request (SIGINT, SIGTERM, SIGHUP): which */

@@ -13,6 +13,7 @@
 #include "unwind/unwind.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +92,9 @@ struct ms_rec_walk {
 	uint64_t busy_until;	 /* when memspy's last stop (and its unwinding) ended */
 	struct ms_rec_walk_sched kernel0; /* the threads' schedstat when recording began */
 	bool threads_changed;	 /* a stop saw other threads than those */
+	/* /proc/PID/auxv at the start: each exec rebuilds it (AT_RANDOM, AT_ENTRY) */
+	unsigned char auxv[1024];
+	size_t auxv_len;
 	unsigned long old_slack;
 	uint64_t deadline, stack_period, next_stack, next_heap;
 	bool ended;
@@ -399,6 +403,40 @@ static int tick(struct ms_rec_walk *w, bool do_stack, bool do_heap, bool heap_re
 
 /* ------------------------------ the session ------------------------------ */
 
+/* pid's auxiliary vector into buf (at most cap bytes); its length, 0 when unreadable. */
+static size_t read_auxv(pid_t pid, unsigned char *buf, size_t cap)
+{
+	char path[64];
+	size_t n = 0;
+	ssize_t r;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/auxv", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	while (n < cap && (r = read(fd, buf + n, cap - n)) > 0)
+		n += (size_t)r;
+	close(fd);
+	return n;
+}
+
+/*
+ * Has the target exec'd since the start? A seized tracee execs silently
+ * (no SIGTRAP without PTRACE_O_TRACEEXEC), and its stacks would then be
+ * named from the old program's modules.
+ */
+static bool execd(const struct ms_rec_walk *w)
+{
+	unsigned char now[sizeof(w->auxv)];
+	size_t n;
+
+	if (!w->auxv_len)
+		return false;
+	n = read_auxv(ms_proc_pid(w->p), now, sizeof(now));
+	return n && (n != w->auxv_len || memcmp(now, w->auxv, n));
+}
+
 int ms_rec_walk_open(struct ms_proc *p, const struct ms_rec_walk_opts *o, struct ms_rec_walk **out,
 		     struct ms_error *err)
 {
@@ -478,6 +516,7 @@ int ms_rec_walk_open(struct ms_proc *p, const struct ms_rec_walk_opts *o, struct
 		ms_rec_walk_sched_begin(&w->kernel0, pid, tids, nt);
 		free(tids);
 	}
+	w->auxv_len = read_auxv(pid, w->auxv, sizeof(w->auxv));
 	w->a.start_ns = ms_now_ns();
 	if (o->duration_ns)
 		w->deadline = w->a.start_ns + o->duration_ns;
@@ -585,6 +624,11 @@ int ms_rec_walk_step(struct ms_rec_walk *w)
 	}
 	if (!do_stack && !do_heap)
 		return 0;
+	/* Checked just before the stop: a stop after an exec would take the new program's stacks. */
+	if (execd(w)) {
+		oc->target_execd = true;
+		goto ended;
+	}
 	rc = tick(w, do_stack, do_heap, heap_read);
 	w->busy_until = ms_now_ns();
 	if (rc == -MS_E_TARGET_EXITED) {

@@ -5,6 +5,9 @@
  * process gets the whole machinery: its probes, their removal and check,
  * the watchdog), follows the tree as it forks and execs, stops them all
  * together and merges their profiles under one root frame per process.
+ * With --mode walk the recorders are walk mode's: their allocator-time and
+ * all-threads graphs are merged the same way, and each writes its heap
+ * timeline under the user's name with its pid.
  *
  * A tracee has one tracer: a child forked during the recording is first
  * the parent recorder's (PTRACE_O_TRACEFORK), which restores the text it
@@ -22,6 +25,7 @@
 #include "attach/attach.h"
 #include "attach/descendants.h"
 #include "output/output.h"
+#include "output/timeline.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -46,13 +50,15 @@ struct sp_proc {
 	unsigned gen; /* recordings of this pid before this one (one per exec) */
 	char *title;
 	char *out, *log; /* the recorder's profile (speedscope) and its stderr */
+	char *all, *tl;	 /* walk mode: its all-threads profile (speedscope), its timeline */
 	pid_t rec;	 /* its recorder while it runs, else 0 */
 	int status;	 /* the recorder's wait status once it ended */
 	bool late;	 /* appeared during the recording */
 	bool ready, ended, exec_seen, stop_sent;
 	uint64_t image; /* image_id() when its recorder started */
 	uint64_t bytes, count;
-	bool have_profile;
+	uint64_t running; /* walk mode: running thread samples (all-threads profile) */
+	bool have_profile, have_timeline;
 	char *note; /* the recorder's line about its check of the code after detach */
 };
 
@@ -60,6 +66,10 @@ struct sp {
 	pid_t root;
 	const char *out_path;
 	char *out_default;
+	bool walk, idle;      /* --mode walk; --idle */
+	const char *all_path; /* walk: the merged all-threads profile */
+	const char *tl_path;  /* walk: the timelines' name, {pid} for each process */
+	char *all_default, *tl_default;
 	enum ms_out_format fmt;
 	bool fmt_given, quiet, count, live, lines;
 	int verbose;
@@ -101,7 +111,13 @@ static bool takes_value(const char *a)
 						 "--mode",
 						 "--max-overhead",
 						 "--interval",
-						 "--keep"};
+						 "--keep",
+						 "--rate",
+						 "--walk-interval",
+						 "--max-pause-share",
+						 "--max-list-reads",
+						 "--all-threads",
+						 "--timeline"};
 
 	for (size_t i = 0; i < MS_ARRAY_SIZE(with_value); i++)
 		if (!strcmp(a, with_value[i]))
@@ -143,6 +159,47 @@ static void pass(struct sp *s, char *a)
 	s->pass[s->npass++] = a;
 }
 
+/*
+ * The length of path without its extension; ours with two dots stay whole
+ * (x.pb.gz, x.speedscope.json), as walk mode's own names of its files.
+ */
+static size_t stem_len(const char *path)
+{
+	const char *slash = strrchr(path, '/'), *dot = strrchr(path, '.');
+	static const char *const two[] = {".pb.gz", ".speedscope.json"};
+	size_t n = strlen(path);
+
+	for (size_t i = 0; i < MS_ARRAY_SIZE(two); i++) {
+		size_t l = strlen(two[i]);
+
+		if (n > l && !strcmp(path + n - l, two[i]) && (!slash || path + n - l > slash))
+			return n - l;
+	}
+	if (!dot || (slash && dot < slash))
+		return n;
+	return (size_t)(dot - path);
+}
+
+/*
+ * Walk mode: the heap timeline of process pid (gen: its recordings before,
+ * one per exec), from --timeline: {pid} replaced, else "-PID" before the
+ * extension (heap.svg -> heap-1234.svg).
+ */
+static char *timeline_name(const char *pattern, pid_t pid, unsigned gen)
+{
+	const char *at = strstr(pattern, "{pid}");
+	char id[48];
+
+	if (gen)
+		snprintf(id, sizeof(id), "%d-exec%u", (int)pid, gen);
+	else
+		snprintf(id, sizeof(id), "%d", (int)pid);
+	if (at)
+		return ms_xasprintf("%.*s%s%s", (int)(at - pattern), pattern, id, at + 5);
+	return ms_xasprintf("%.*s-%s%s", (int)stem_len(pattern), pattern, id,
+			    pattern + stem_len(pattern));
+}
+
 /* The options the coordinator reads itself; the rest go to every recorder. 0 or an exit code. */
 static int parse(struct sp *s, int argc, char **argv, bool *help)
 {
@@ -165,11 +222,6 @@ static int parse(struct sp *s, int argc, char **argv, bool *help)
 		if (is_opt(a, "--interval", NULL) || is_opt(a, "--keep", NULL))
 			return cli_usage_error(CMD, "%s is not available with --subprocesses yet",
 					       a);
-		if ((!strcmp(a, "--mode") && i + 1 < argc && !strcmp(argv[i + 1], "walk")) ||
-		    !strcmp(a, "--mode=walk"))
-			return cli_usage_error(CMD,
-					       "--mode walk is not available with --subprocesses "
-					       "yet (probe mode is)");
 		if (is_opt(a, "--pid", "-p")) {
 			if (!(v = opt_value(argc, argv, &i, "--pid", "-p")))
 				return cli_usage_error(CMD, "option '%s' needs a value", a);
@@ -193,7 +245,29 @@ static int parse(struct sp *s, int argc, char **argv, bool *help)
 				return r;
 		} else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
 			s->quiet = true;
+		} else if (is_opt(a, "--all-threads", NULL)) {
+			if (!(v = opt_value(argc, argv, &i, "--all-threads", NULL)) || !*v)
+				return cli_usage_error(CMD, "--all-threads needs a file name");
+			s->all_path = v;
+		} else if (is_opt(a, "--timeline", NULL)) {
+			enum ms_tl_format tf;
+
+			if (!(v = opt_value(argc, argv, &i, "--timeline", NULL)))
+				return cli_usage_error(CMD, "option '%s' needs a value", a);
+			if (ms_tl_format_from_name(v, &tf))
+				return cli_usage_error(
+				    CMD, "--timeline: '%s' must end in .svg or .json", v);
+			s->tl_path = v;
 		} else {
+			if (is_opt(a, "--mode", NULL)) {
+				const char *m = a[6] == '='    ? a + 7
+						: i + 1 < argc ? argv[i + 1]
+							       : "";
+
+				s->walk = !strcmp(m, "walk");
+			}
+			if (!strcmp(a, "--idle"))
+				s->idle = true;
 			if (!strcmp(a, "-v") || !strcmp(a, "--verbose"))
 				s->verbose++;
 			if (!strcmp(a, "--count"))
@@ -227,6 +301,26 @@ static int parse(struct sp *s, int argc, char **argv, bool *help)
 				       "--format svg|folded|speedscope|pprof",
 				       s->out_path);
 	}
+	if (!s->walk) {
+		if (s->all_path || s->tl_path)
+			return cli_usage_error(CMD, "--all-threads and --timeline are walk mode's "
+						    "(--mode walk)");
+		return 0;
+	}
+	/* Walk mode's other files, named as it names them (memspy record --mode walk --help). */
+	if (!s->all_path) {
+		size_t st = stem_len(s->out_path);
+
+		s->all_default = ms_xasprintf("%.*s.all%s", (int)st, s->out_path, s->out_path + st);
+		s->all_path = s->all_default;
+	}
+	if (!s->tl_path) {
+		s->tl_default = ms_xasprintf("%.*s.timeline-{pid}.svg", (int)stem_len(s->out_path),
+					     s->out_path);
+		s->tl_path = s->tl_default;
+	}
+	if (!strcmp(s->out_path, s->all_path))
+		return cli_usage_error(CMD, "-o and --all-threads must name two different files");
 	return 0;
 }
 
@@ -290,6 +384,10 @@ static int spawn(struct sp *s, pid_t pid, unsigned gen, bool late)
 	p->title = ms_proc_title(pid);
 	p->out = ms_xasprintf("%s/%d.%u.speedscope.json", s->dir, (int)pid, gen);
 	p->log = ms_xasprintf("%s/%d.%u.log", s->dir, (int)pid, gen);
+	if (s->walk) {
+		p->all = ms_xasprintf("%s/%d.%u.all.speedscope.json", s->dir, (int)pid, gen);
+		p->tl = timeline_name(s->tl_path, pid, gen);
+	}
 	p->image = image_id(pid);
 	snprintf(pidbuf, sizeof(pidbuf), "%d", (int)pid);
 	fflush(stdout);
@@ -301,7 +399,7 @@ static int spawn(struct sp *s, pid_t pid, unsigned gen, bool late)
 		return -errno;
 	}
 	if (c == 0) {
-		char **argv = ms_xcalloc(s->npass + 10, sizeof(*argv));
+		char **argv = ms_xcalloc(s->npass + 14, sizeof(*argv));
 		size_t n = 0;
 		int fd;
 
@@ -323,12 +421,20 @@ static int spawn(struct sp *s, pid_t pid, unsigned gen, bool late)
 		argv[n++] = p->out;
 		argv[n++] = (char *)"-f";
 		argv[n++] = (char *)"speedscope";
+		if (s->walk) {
+			argv[n++] = (char *)"--all-threads";
+			argv[n++] = p->all;
+			argv[n++] = (char *)"--timeline";
+			argv[n++] = p->tl;
+		}
 		argv[n] = NULL;
 		fd = cmd_record((int)n, argv);
 		/* The coordinator was killed: no one reads these files. */
 		if (getppid() != self) {
 			unlink(p->out);
 			unlink(p->log);
+			if (p->all)
+				unlink(p->all);
 			rmdir(s->dir); /* the last recorder to end removes it */
 		}
 		_exit(fd);
@@ -421,6 +527,12 @@ static void reap(struct sp *s, bool stopping)
 			p->ended = true;
 			p->status = status;
 			p->rec = 0;
+			/* Walk mode's recorder ends by itself when it sees the exec. */
+			if (!p->exec_seen && p->image) {
+				uint64_t id = image_id(p->pid);
+
+				p->exec_seen = id && id != p->image;
+			}
 			if (p->exec_seen && !stopping && kill(p->pid, 0) == 0 && s->n < MAX_PROCS)
 				spawn(s, p->pid, p->gen + 1, true);
 			break;
@@ -445,7 +557,7 @@ static void check_exec(struct sp *s)
 	}
 }
 
-static size_t running(const struct sp *s)
+static size_t n_running(const struct sp *s)
 {
 	size_t n = 0;
 
@@ -488,11 +600,16 @@ static void print_log(const struct sp_proc *p)
 	fclose(f);
 }
 
-/* Adds p's profile under a root frame "TITLE (PID)". 0 or -EINVAL. */
-static int merge(struct ms_profile *prof, struct sp_proc *p)
+/*
+ * Adds the profile a recorder wrote to path under a root frame "TITLE (PID)",
+ * its totals to *bytes and *count, and (running != NULL: walk mode's
+ * all-threads profile) its samples that are not asleep to *running. 0 or -EINVAL.
+ */
+static int merge_file(struct ms_profile *prof, const struct sp_proc *p, const char *path,
+		      uint64_t *bytes, uint64_t *count, uint64_t *running)
 {
 	json_error_t jerr;
-	json_t *doc = json_load_file(p->out, 0, &jerr), *frames, *profiles;
+	json_t *doc = json_load_file(path, 0, &jerr), *frames, *profiles;
 	struct ms_out_frame *fr = NULL;
 	size_t cap = 0;
 	char *rootname;
@@ -534,20 +651,37 @@ static int merge(struct ms_profile *prof, struct sp_proc *p)
 			}
 			if (k == 0) {
 				ms_profile_add(prof, fr, n, (uint64_t)w, 0);
-				p->bytes += (uint64_t)w;
+				*bytes += (uint64_t)w;
 			} else {
 				ms_profile_add(prof, fr, n, 0, (uint64_t)w);
-				p->count += (uint64_t)w;
+				*count += (uint64_t)w;
+				/* Walk mode marks a sleeping thread's leaf "[asleep in ...]". */
+				if (running && strncmp(fr[n - 1].function, "[asleep in ", 11))
+					*running += (uint64_t)w;
 			}
 		}
 	}
 	free(rootname);
-	p->have_profile = true;
 	ret = 0;
 out:
 	free(fr);
 	json_decref(doc);
 	return ret;
+}
+
+/* Adds p's profiles (walk mode: both) to prof and all. 0 or -EINVAL. */
+static int merge(struct ms_profile *prof, struct ms_profile *all, struct sp_proc *p)
+{
+	uint64_t ignored = 0;
+
+	if (merge_file(prof, p, p->out, &p->bytes, &p->count, NULL))
+		return -EINVAL;
+	p->have_profile = true;
+	if (p->all && access(p->all, F_OK) == 0 &&
+	    merge_file(all, p, p->all, &ignored, &ignored, &p->running))
+		return -EINVAL;
+	p->have_timeline = p->tl && access(p->tl, F_OK) == 0;
+	return 0;
 }
 
 static int cmp_proc(const void *a, const void *b)
@@ -566,6 +700,8 @@ static void remove_dir(struct sp *s)
 			unlink(s->v[i].out);
 		if (s->v[i].log)
 			unlink(s->v[i].log);
+		if (s->v[i].all)
+			unlink(s->v[i].all);
 	}
 	rmdir(s->dir);
 }
@@ -616,7 +752,8 @@ static const char *status_word(const struct sp_proc *p, bool *failed, bool *part
 	}
 	switch (WEXITSTATUS(st)) {
 	case MS_EXIT_OK:
-		return NULL;
+		/* Walk mode patched nothing: stopped at the exec, it ends well. */
+		return p->exec_seen ? "until it exec'd" : NULL;
 	case MS_EXIT_PARTIAL:
 		/* A worker that exits ends its own recording: all of its life is there. */
 		if (gone || p->exec_seen)
@@ -640,9 +777,9 @@ static const char *status_word(const struct sp_proc *p, bool *failed, bool *part
 int cmd_record_subprocesses(int argc, char **argv)
 {
 	struct sp s = {0};
-	struct ms_afile af = {0};
+	struct ms_afile af = {0}, af_all = {0};
 	struct ms_error err = {0};
-	struct ms_profile *prof = NULL;
+	struct ms_profile *prof = NULL, *all = NULL;
 	bool help = false, afile_open = false, failed = false, partial = false, stopping = false;
 	uint64_t start, deadline = 0, last_scan = 0;
 	const char *why = NULL;
@@ -650,9 +787,16 @@ int cmd_record_subprocesses(int argc, char **argv)
 
 	ret = parse(&s, argc, argv, &help);
 	if (help) {
-		char *h[] = {(char *)"record", (char *)"--help", NULL};
+		char *h[] = {(char *)"record", (char *)"--mode", (char *)"walk", (char *)"--help",
+			     NULL};
+		bool walk = false;
 
-		ret = cmd_record(2, h);
+		for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+			walk |= !strcmp(argv[i], "--mode=walk") ||
+				(!strcmp(argv[i], "--mode") && i + 1 < argc &&
+				 !strcmp(argv[i + 1], "walk"));
+		h[1] = walk ? h[1] : h[3];
+		ret = cmd_record(walk ? 4 : 2, h);
 		goto out_opts;
 	}
 	if (ret)
@@ -662,8 +806,10 @@ int cmd_record_subprocesses(int argc, char **argv)
 		cli_report(&err);
 		goto out_opts;
 	}
-	if (ms_afile_open(&af, s.out_path, &err)) {
+	if (ms_afile_open(&af, s.out_path, &err) ||
+	    (s.walk && ms_afile_open(&af_all, s.all_path, &err))) {
 		cli_report(&err);
+		ms_afile_abort(&af);
 		goto out_opts;
 	}
 	afile_open = true;
@@ -723,7 +869,7 @@ int cmd_record_subprocesses(int argc, char **argv)
 				}
 			}
 		}
-		if (!running(&s)) {
+		if (!n_running(&s)) {
 			if (!why)
 				why = "every process exited";
 			break;
@@ -731,24 +877,25 @@ int cmd_record_subprocesses(int argc, char **argv)
 		ms_signals_wait(TICK_MS);
 	}
 	if (!s.quiet)
-		fprintf(stderr, "memspy: %s: %zu recording%s ended, probes removed\n", why, s.n,
-			s.n == 1 ? "" : "s");
+		fprintf(stderr, "memspy: %s: %zu recording%s ended%s\n", why, s.n,
+			s.n == 1 ? "" : "s", s.walk ? "" : ", probes removed");
 
 	qsort(s.v + 1, s.n - 1, sizeof(*s.v), cmp_proc);
 	prof = ms_profile_new();
+	all = ms_profile_new();
 	for (size_t i = 0; i < s.n; i++) {
 		struct sp_proc *p = &s.v[i];
 
 		if (p->log) {
 			read_note(p);
-			if (!p->have_profile && access(p->out, F_OK) == 0 && merge(prof, p))
+			if (!p->have_profile && access(p->out, F_OK) == 0 && merge(prof, all, p))
 				ms_warn("record: the profile of pid %d could not be read back",
 					(int)p->pid);
 		}
 	}
 	{
-		uint64_t bytes = 0, count = 0;
-		size_t nproc = 0;
+		uint64_t bytes = 0, count = 0, run = 0;
+		size_t nproc = 0, ntl = 0;
 		unsigned early = 0, late = 0; /* processes the recording never reached */
 		char a[32], b[32], *subtitle;
 		struct ms_out_opts wo;
@@ -757,28 +904,68 @@ int cmd_record_subprocesses(int argc, char **argv)
 			bytes += s.v[i].bytes;
 			count += s.v[i].count;
 			nproc += s.v[i].have_profile;
+			run += s.v[i].running;
+			ntl += s.v[i].have_timeline;
 		}
-		subtitle = ms_xasprintf(
-		    "Total: %s %s in %s allocations, %zu processes (--subprocesses)",
-		    ms_fmt_bytes(a, sizeof(a), bytes), s.live ? "still live" : "allocated",
-		    ms_fmt_count(b, sizeof(b), count), nproc);
+		if (s.walk)
+			subtitle = ms_xasprintf(
+			    "Allocator time: %s of %s running thread samples (%.1f%%) were inside "
+			    "malloc/free and friends, %zu processes (--subprocesses), stops at "
+			    "random "
+			    "instants, no probes",
+			    ms_fmt_count(a, sizeof(a), count), ms_fmt_count(b, sizeof(b), run),
+			    run ? 100.0 * (double)count / (double)run : 0, nproc);
+		else
+			subtitle = ms_xasprintf(
+			    "Total: %s %s in %s allocations, %zu processes (--subprocesses)",
+			    ms_fmt_bytes(a, sizeof(a), bytes), s.live ? "still live" : "allocated",
+			    ms_fmt_count(b, sizeof(b), count), nproc);
 		wo = (struct ms_out_opts){
 		    .title = cli_command_line(),
 		    .subtitle = subtitle,
-		    .value = s.count ? MS_VALUE_COUNT : MS_VALUE_BYTES,
+		    .value = s.count || s.walk ? MS_VALUE_COUNT : MS_VALUE_BYTES,
+		    .count_name = s.walk ? "sample" : NULL,
 		    .lines = s.lines,
 		    .live = s.live,
 		    .duration_ns = ms_now_ns() - start,
 		};
 		ret = ms_profile_write(prof, s.fmt, &wo, af.fp, &err);
 		free(subtitle);
-		if (ret || ms_afile_commit(&af, &err)) {
+		if (!ret && s.walk) {
+			enum ms_out_format all_fmt;
+			uint64_t nall = 0;
+
+			if (ms_out_format_from_name(s.all_path, &all_fmt))
+				all_fmt = s.fmt;
+			subtitle = ms_xasprintf(
+			    "All threads: %s%s thread samples of %zu processes (--subprocesses), "
+			    "stops at random instants, no probes%s",
+			    ms_fmt_count(a, sizeof(a),
+					 s.idle ? (ms_profile_totals(all, NULL, &nall), nall)
+						: run),
+			    s.idle ? "" : " running", nproc,
+			    s.idle ? "" : " (--idle shows the sleeping ones)");
+			wo.subtitle = subtitle;
+			ret = ms_profile_write(all, all_fmt, &wo, af_all.fp, &err);
+			free(subtitle);
+		}
+		if (ret || ms_afile_commit(&af, &err) ||
+		    (s.walk && ms_afile_commit(&af_all, &err))) {
 			cli_report(&err);
 			ret = MS_EXIT_FAILED;
 			goto out_dir;
 		}
 		afile_open = false;
-		if (!s.quiet)
+		if (!s.quiet && s.walk)
+			fprintf(stderr,
+				"memspy: wrote %s (%s, allocator time): %s of %s running thread "
+				"samples (%.1f%%) were inside the allocator, over %zu process%s "
+				"(stops at random instants: shares are estimates):\n",
+				s.out_path, ms_out_format_name(s.fmt),
+				ms_fmt_count(a, sizeof(a), count), ms_fmt_count(b, sizeof(b), run),
+				run ? 100.0 * (double)count / (double)run : 0, nproc,
+				nproc == 1 ? "" : "es");
+		else if (!s.quiet)
 			fprintf(stderr,
 				"memspy: wrote %s (%s): %s %s in %s allocations over %zu "
 				"process%s:\n",
@@ -805,10 +992,20 @@ int cmd_record_subprocesses(int argc, char **argv)
 			partial |= pa;
 			if (s.quiet && !f)
 				continue;
-			fprintf(stderr, "  pid %-7d %-40s %10s in %s allocations%s%s%s\n",
-				(int)p->pid, p->title, ms_fmt_bytes(a, sizeof(a), p->bytes),
-				ms_fmt_count(b, sizeof(b), p->count), w ? " (" : "", w ? w : "",
-				w ? ")" : "");
+			if (s.walk)
+				fprintf(stderr,
+					"  pid %-7d %-40s %s of %s running samples in the "
+					"allocator%s%s%s\n",
+					(int)p->pid, p->title, ms_fmt_count(a, sizeof(a), p->count),
+					ms_fmt_count(b, sizeof(b), p->running), w ? " (" : "",
+					w ? w : "", w ? ")" : "");
+			else
+				fprintf(stderr, "  pid %-7d %-40s %10s in %s allocations%s%s%s\n",
+					(int)p->pid, p->title, ms_fmt_bytes(a, sizeof(a), p->bytes),
+					ms_fmt_count(b, sizeof(b), p->count), w ? " (" : "",
+					w ? w : "", w ? ")" : "");
+			if (p->have_timeline && !s.quiet)
+				fprintf(stderr, "      heap timeline: %s\n", p->tl);
 			if (p->note && (s.verbose || f || strncmp(p->note, "verified", 8)))
 				fprintf(stderr, "      %s\n", p->note);
 			if (f && p->log)
@@ -830,24 +1027,40 @@ int cmd_record_subprocesses(int argc, char **argv)
 				"  %u process%s of the tree could not be recorded (another "
 				"tracer holds them)\n",
 				s.untraceable, s.untraceable == 1 ? "" : "es");
+		if (s.walk && !s.quiet)
+			fprintf(stderr,
+				"  all threads: wrote %s (%s); heap timelines: %zu, one per "
+				"process (above)\n",
+				s.all_path,
+				s.idle
+				    ? "every sampled stack, the sleeping ones under [asleep in ...]"
+				    : "the running threads' stacks; --idle adds the sleeping ones",
+				ntl);
 	}
 	ret = failed ? MS_EXIT_FAILED : partial ? MS_EXIT_PARTIAL : MS_EXIT_OK;
 out_dir:
 	remove_dir(&s);
 out:
-	if (afile_open)
+	if (afile_open) {
 		ms_afile_abort(&af);
+		ms_afile_abort(&af_all);
+	}
 	ms_profile_free(prof);
+	ms_profile_free(all);
 	for (size_t i = 0; i < s.n; i++) {
 		free(s.v[i].title);
 		free(s.v[i].out);
 		free(s.v[i].log);
+		free(s.v[i].all);
+		free(s.v[i].tl);
 		free(s.v[i].note);
 	}
 	free(s.v);
 out_opts:
 	free(s.pass);
 	free(s.out_default);
+	free(s.all_default);
+	free(s.tl_default);
 	return ret;
 }
 

@@ -144,9 +144,9 @@ def check_worker_shares(folded, counts, extra_note=""):
                            f"worker's own count says {want[s]:.3f}{extra_note}")
 
 
-def start_record(args, tree, out, extra=()):
-    cmd = [args.memspy, "record", "--pid", str(tree.master), "--subprocesses", "-s", "1k",
-           "-o", out, *extra]
+def start_record(args, tree, out, extra=("-s", "1k")):
+    cmd = [args.memspy, "record", "--pid", str(tree.master), "--subprocesses", "-o", out,
+           *extra]
     print("$ " + " ".join(cmd), flush=True)
     m = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     err = LineReader(m.stderr, "memspy")
@@ -451,8 +451,105 @@ http {{
         shutil.rmtree(root, ignore_errors=True)
 
 
+def scen_walk(args, wd):
+    """record --mode walk --subprocesses: workers before and during the recording, an exec.
+
+    Walk mode patches nothing: it stops each process at random instants.
+    Every process of the tree gets its root frame in the all-threads view
+    (--idle: the sleeping stacks too), each worker's stacks are its own
+    (no site it never calls, its own loop), the master is never caught in
+    the allocator, each process gets its own heap timeline, and each is left
+    running, untraced, its code as in its files.
+    """
+    tree = Tree(args.target, "spin", 2)
+    m = None
+    try:
+        out = os.path.join(wd, "walk.folded")
+        tl = os.path.join(wd, "walk-tl-{pid}.json")
+        for f in os.listdir(wd):
+            if f.startswith("walk"):
+                os.unlink(os.path.join(wd, f))
+        m, err = start_record(args, tree, out, ["--mode", "walk", "--idle", "--timeline", tl,
+                                                "--max-pause-share", "5"])
+        for pid in tree.pids():
+            wait_recording(err, pid)
+        tree.send("fork")
+        late = tree.wait_worker(2)
+        wait_recording(err, late, what="forked during the recording")
+        tree.send("exec")
+        ex = tree.wait_worker(3)
+        wait_recording(err, ex)
+        wait_ticks(tree, 3, ex, 4)  # ~4 s: stops within the pause budget on a loaded machine
+        os.kill(ex, signal.SIGUSR1)  # worker 3 execs as worker 4, same pid
+        tree.wait_worker(4)
+        wait_recording(err, ex, what="new image after exec")
+        for k in (0, 1, 2, 4):
+            wait_ticks(tree, k, tree.workers[k], 3)
+        m.send_signal(signal.SIGINT)
+        rc = m.wait(timeout=120)
+        err.t.join(10)
+        if rc != 0:
+            raise Fail(f"memspy exited {rc}")
+        check_unharmed(tree.pids())
+        summary = "\n".join(err.lines)
+        if "shares are estimates" not in summary:
+            raise Fail("the summary does not say that its shares are estimates")
+        for pid in tree.pids():
+            if f"pid {pid} " not in summary:
+                raise Fail(f"the summary does not list pid {pid}")
+        if "until it exec'd" not in summary:
+            raise Fail("the summary does not say that a worker exec'd")
+        alloc = parse_folded(out, allow_empty=True)
+        allthr = parse_folded(os.path.join(wd, "walk.all.folded"))
+        counts = tree.finish()
+        if sorted(counts) != [0, 1, 2, 3, 4]:
+            raise Fail(f"counts from workers {sorted(counts)}, want 0-4")
+        roots = {}
+        for view, folded in (("allocator", alloc), ("all-threads", allthr)):
+            for fr, v in folded:
+                r = roots.setdefault((view, fr[0]), {"n": 0, "frames": set()})
+                r["n"] += v
+                r["frames"].update(fr[1:])
+        print("\n".join(f"{view}: {root}: {r['n']} samples" for (view, root), r in
+                        sorted(roots.items())), flush=True)
+        master = f"prefork: master ({tree.master})"
+        if ("all-threads", master) not in roots:
+            raise Fail("the master has no root frame in the all-threads view")
+        if ("allocator", master) in roots:
+            raise Fail(f"the master waits in read(2) and never allocates, memspy caught it "
+                       f"in the allocator: {sorted(roots[('allocator', master)]['frames'])}")
+        nalloc = 0
+        for k, (pid, calls) in sorted(counts.items()):
+            root = f"prefork: worker {k} ({pid})"
+            r = roots.get(("all-threads", root))
+            if not r:
+                raise Fail(f"worker {k} (pid {pid}) has no root frame in the all-threads view")
+            if "worker_loop" not in r["frames"]:
+                raise Fail(f"worker {k}: no worker_loop under its root: {sorted(r['frames'])}")
+            for view in ("allocator", "all-threads"):
+                fr = roots.get((view, root), {"frames": set()})["frames"]
+                wrong = [s for s in SIZES if s in fr and not calls[s]]
+                if wrong:
+                    raise Fail(f"worker {k} never calls {wrong}, memspy shows them under its "
+                               f"root in the {view} view")
+            nalloc += roots.get(("allocator", root), {"n": 0})["n"]
+        if not nalloc:
+            raise Fail("no worker was ever caught inside the allocator")
+        for pid, name in [(p, str(p)) for p in tree.pids()] + [(ex, f"{ex}-exec1")]:
+            path = tl.replace("{pid}", name)
+            with open(path) as f:
+                doc = json.load(f)
+            if doc.get("pid") != pid or not doc.get("samples"):
+                raise Fail(f"{path}: pid {doc.get('pid')}, {len(doc.get('samples', []))} "
+                           f"samples; want pid {pid} and samples")
+    finally:
+        kill(m)
+        tree.kill_all()
+
+
 SCENARIOS = {
     "record": scen_record,
+    "walk": scen_walk,
     "sigterm": scen_sigterm,
     "sigkill": scen_sigkill,
     "hint": scen_hint,

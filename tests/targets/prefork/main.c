@@ -20,7 +20,11 @@
  *             "mallinfo NAME PID {mallinfo2 as JSON}" at a point
  *             where it never allocates again, and waits (master: for EOF on
  *             stdin; workers: for SIGTERM).
- *   worker K  (what an exec'd worker runs) worker K's loop.
+ *   spin N    as busy, but each worker calls its sites without a pause for
+ *             ~1.5 ms out of every 10 ms (a tick every 10 of these), so
+ *             that stops at random instants catch it inside malloc
+ *             (record --mode walk)
+ *   worker K, spin-worker K  (what an exec'd worker runs) worker K's loop.
  */
 #include "sites.h"
 
@@ -28,6 +32,7 @@
 #include <malloc.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +47,7 @@ static const unsigned mix[8][3] = {{3, 1, 0}, {0, 2, 2}, {1, 1, 4}, {2, 0, 1},
 static char *title_area;
 static size_t title_len;
 static volatile sig_atomic_t stop_flag, exec_flag;
+static bool spin; /* spin mode: busy ~1.5 ms of every 10 ms */
 static pid_t workers[MAX_WORKERS];
 static void *kept[4096];
 static size_t nkept;
@@ -82,8 +88,18 @@ static void nap_ms(long ms)
 	nanosleep(&ts, NULL);
 }
 
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 static void worker_loop(unsigned k)
 {
+	uint64_t busy_until = 0;
+	unsigned long cycles = 0;
 	unsigned long calls[3] = {0}, bad = 0, rounds = 0;
 	const unsigned *m = mix[k % 8];
 	unsigned seed = k * 7919u;
@@ -101,7 +117,21 @@ static void worker_loop(unsigned k)
 			bad += !pf_site_b(seed++);
 		for (unsigned i = 0; i < m[2]; i++, calls[2]++)
 			bad += !pf_site_c(seed++);
-		if (++rounds % 100 == 0) {
+		++rounds;
+		if (spin) {
+			if (!busy_until)
+				busy_until = now_us() + 1500;
+			if (now_us() < busy_until)
+				continue;
+			busy_until = 0;
+			if (++cycles % 10 == 0) {
+				printf("tick %u %d %lu\n", k, (int)getpid(), rounds);
+				fflush(stdout);
+			}
+			nap_ms(8);
+			continue;
+		}
+		if (rounds % 100 == 0) {
 			printf("tick %u %d %lu\n", k, (int)getpid(), rounds);
 			fflush(stdout);
 		}
@@ -114,7 +144,8 @@ static void worker_loop(unsigned k)
 		char kb[16];
 
 		snprintf(kb, sizeof(kb), "%u", k + 1);
-		execl("/proc/self/exe", "memspy-prefork-target", "worker", kb, (char *)NULL);
+		execl("/proc/self/exe", "memspy-prefork-target", spin ? "spin-worker" : "worker",
+		      kb, (char *)NULL);
 		perror("prefork: exec");
 		_exit(1);
 	}
@@ -223,11 +254,13 @@ int main(int argc, char **argv)
 	title_area = argv[0];
 	title_len = (size_t)(argv[argc - 1] + strlen(argv[argc - 1]) + 1 - argv[0]);
 	if (argc != 3 ||
-	    (strcmp(argv[1], "busy") && strcmp(argv[1], "quiet") && strcmp(argv[1], "worker"))) {
-		fprintf(stderr, "usage: %s busy|quiet N | worker K\n", argv[0]);
+	    (strcmp(argv[1], "busy") && strcmp(argv[1], "quiet") && strcmp(argv[1], "spin") &&
+	     strcmp(argv[1], "worker") && strcmp(argv[1], "spin-worker"))) {
+		fprintf(stderr, "usage: %s busy|quiet|spin N | worker|spin-worker K\n", argv[0]);
 		return 64;
 	}
-	if (!strcmp(argv[1], "worker"))
+	spin = !strcmp(argv[1], "spin") || !strcmp(argv[1], "spin-worker");
+	if (!strcmp(argv[1], "worker") || !strcmp(argv[1], "spin-worker"))
 		worker_loop((unsigned)atoi(argv[2]));
 	quiet = !strcmp(argv[1], "quiet");
 	n = (unsigned)atoi(argv[2]);

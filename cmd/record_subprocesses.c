@@ -58,6 +58,10 @@ struct sp_proc {
 	uint64_t image; /* image_id() when its recorder started */
 	uint64_t bytes, count;
 	uint64_t running; /* walk mode: running thread samples (all-threads profile) */
+	uint64_t samples; /* probe mode: the samples its figures rest on (its summary) */
+	bool exact;	  /* probe mode: every call seen (-s 0), no estimate */
+	bool live;	  /* --live: samples counts the samples still live */
+	char mean[32];	  /* probe mode: its sampling mean at the end ("4.00 KiB") */
 	bool have_profile, have_timeline;
 	char *note; /* the recorder's line about its check of the code after detach */
 };
@@ -577,6 +581,38 @@ static void read_note(struct sp_proc *p)
 	while (fgets(buf, sizeof(buf), f)) {
 		const char *t = buf + strspn(buf, " ");
 
+		/*
+		 * Probe mode's summary: "memspy: wrote F (...): ... over D, from N
+		 * samples (estimated, mean M)", or "(exact: every call)".
+		 */
+		if (!strncmp(buf, "memspy: wrote ", 14)) {
+			const char *from = strstr(buf, ", from "), *mean = strstr(buf, "mean ");
+
+			p->exact = strstr(buf, "(exact: every call)") != NULL;
+			p->live = strstr(buf, "still live") != NULL;
+			if (from) {
+				p->samples = 0;
+				for (from += 7; *from && *from != ' '; from++)
+					if (*from >= '0' && *from <= '9')
+						p->samples =
+						    p->samples * 10 + (uint64_t)(*from - '0');
+			}
+			/* --live: the view rests on the samples still live, "(N still live; ". */
+			if (from && (from = strstr(from, " samples (")) &&
+			    strstr(from, " still live;")) {
+				p->samples = 0;
+				for (from += 10; *from && *from != ' '; from++)
+					if (*from >= '0' && *from <= '9')
+						p->samples =
+						    p->samples * 10 + (uint64_t)(*from - '0');
+			}
+			if (mean) {
+				mean += 5;
+				snprintf(p->mean, sizeof(p->mean), "%.*s",
+					 (int)strcspn(mean, ")\n"), mean);
+			}
+		}
+
 		if (!strncmp(t, "verified after detach", 21) || !strncmp(t, "WARNING: ", 9) ||
 		    !strncmp(t, "could not verify", 16)) {
 			buf[strcspn(buf, "\n")] = '\0';
@@ -740,6 +776,23 @@ static int never_reached(const struct sp_proc *p)
 	return 0;
 }
 
+/* What p's figures rest on (probe mode), into buf: "estimated from 120 samples, mean 4 KiB". */
+static const char *estimate(const struct sp_proc *p, char *buf, size_t size)
+{
+	char n[32];
+
+	if (p->exact)
+		return "exact: every call";
+	if (!p->samples)
+		return p->live ? "no live sample" : "no sample";
+	snprintf(buf, size, "estimated from %s%s sample%s%s%s%s",
+		 ms_fmt_count(n, sizeof(n), p->samples), p->live ? " live" : "",
+		 p->samples == 1 ? "" : "s",
+		 p->samples < MS_OUT_FEW_SAMPLES ? ": few, a rough figure" : "",
+		 p->mean[0] ? ", mean " : "", p->mean);
+	return buf;
+}
+
 /* What the recorder's exit status says, for the summary. */
 static const char *status_word(const struct sp_proc *p, bool *failed, bool *partial)
 {
@@ -897,7 +950,10 @@ int cmd_record_subprocesses(int argc, char **argv)
 		uint64_t bytes = 0, count = 0, run = 0;
 		size_t nproc = 0, ntl = 0;
 		unsigned early = 0, late = 0; /* processes the recording never reached */
-		char a[32], b[32], *subtitle;
+		uint64_t samples = 0;
+		bool exact = true, one_mean = true;
+		const char *mean = NULL;
+		char a[32], b[32], c[96], *subtitle, *how;
 		struct ms_out_opts wo;
 
 		for (size_t i = 0; i < s.n; i++) {
@@ -906,7 +962,26 @@ int cmd_record_subprocesses(int argc, char **argv)
 			nproc += s.v[i].have_profile;
 			run += s.v[i].running;
 			ntl += s.v[i].have_timeline;
+			if (!s.v[i].have_profile)
+				continue;
+			samples += s.v[i].samples;
+			exact &= s.v[i].exact;
+			if (!s.v[i].exact && s.v[i].mean[0]) {
+				one_mean &= !mean || !strcmp(mean, s.v[i].mean);
+				mean = s.v[i].mean;
+			}
 		}
+		/* What the figures rest on, as one process's summary says it. */
+		if (exact && nproc)
+			how = ms_xstrdup("exact: every call");
+		else if (mean && one_mean)
+			how = ms_xasprintf("estimated from %s%s samples, mean %s",
+					   ms_fmt_count(a, sizeof(a), samples),
+					   s.live ? " live" : "", mean);
+		else
+			how = ms_xasprintf(
+			    "estimated from %s%s samples, each process at its own mean",
+			    ms_fmt_count(a, sizeof(a), samples), s.live ? " live" : "");
 		if (s.walk)
 			subtitle = ms_xasprintf(
 			    "Allocator time: %s of %s running thread samples (%.1f%%) were inside "
@@ -917,9 +992,9 @@ int cmd_record_subprocesses(int argc, char **argv)
 			    run ? 100.0 * (double)count / (double)run : 0, nproc);
 		else
 			subtitle = ms_xasprintf(
-			    "Total: %s %s in %s allocations, %zu processes (--subprocesses)",
+			    "Total: %s %s in %s allocations, %zu processes (--subprocesses), %s",
 			    ms_fmt_bytes(a, sizeof(a), bytes), s.live ? "still live" : "allocated",
-			    ms_fmt_count(b, sizeof(b), count), nproc);
+			    ms_fmt_count(b, sizeof(b), count), nproc, how);
 		wo = (struct ms_out_opts){
 		    .title = cli_command_line(),
 		    .subtitle = subtitle,
@@ -953,6 +1028,7 @@ int cmd_record_subprocesses(int argc, char **argv)
 		    (s.walk && ms_afile_commit(&af_all, &err))) {
 			cli_report(&err);
 			ret = MS_EXIT_FAILED;
+			free(how);
 			goto out_dir;
 		}
 		afile_open = false;
@@ -966,13 +1042,13 @@ int cmd_record_subprocesses(int argc, char **argv)
 				run ? 100.0 * (double)count / (double)run : 0, nproc,
 				nproc == 1 ? "" : "es");
 		else if (!s.quiet)
-			fprintf(stderr,
-				"memspy: wrote %s (%s): %s %s in %s allocations over %zu "
-				"process%s:\n",
-				s.out_path, ms_out_format_name(s.fmt),
-				ms_fmt_bytes(a, sizeof(a), bytes),
-				s.live ? "still live" : "allocated",
-				ms_fmt_count(b, sizeof(b), count), nproc, nproc == 1 ? "" : "es");
+			fprintf(
+			    stderr,
+			    "memspy: wrote %s (%s): %s %s in %s allocations over %zu "
+			    "process%s (%s):\n",
+			    s.out_path, ms_out_format_name(s.fmt),
+			    ms_fmt_bytes(a, sizeof(a), bytes), s.live ? "still live" : "allocated",
+			    ms_fmt_count(b, sizeof(b), count), nproc, nproc == 1 ? "" : "es", how);
 		for (size_t i = 0; i < s.n; i++) {
 			struct sp_proc *p = &s.v[i];
 			bool f = false, pa = false;
@@ -1000,10 +1076,11 @@ int cmd_record_subprocesses(int argc, char **argv)
 					ms_fmt_count(b, sizeof(b), p->running), w ? " (" : "",
 					w ? w : "", w ? ")" : "");
 			else
-				fprintf(stderr, "  pid %-7d %-40s %10s in %s allocations%s%s%s\n",
+				fprintf(stderr,
+					"  pid %-7d %-40s %10s in %s allocations (%s%s%s)\n",
 					(int)p->pid, p->title, ms_fmt_bytes(a, sizeof(a), p->bytes),
-					ms_fmt_count(b, sizeof(b), p->count), w ? " (" : "",
-					w ? w : "", w ? ")" : "");
+					ms_fmt_count(b, sizeof(b), p->count),
+					estimate(p, c, sizeof(c)), w ? "; " : "", w ? w : "");
 			if (p->have_timeline && !s.quiet)
 				fprintf(stderr, "      heap timeline: %s\n", p->tl);
 			if (p->note && (s.verbose || f || strncmp(p->note, "verified", 8)))
@@ -1036,6 +1113,7 @@ int cmd_record_subprocesses(int argc, char **argv)
 				    ? "every sampled stack, the sleeping ones under [asleep in ...]"
 				    : "the running threads' stacks; --idle adds the sleeping ones",
 				ntl);
+		free(how);
 	}
 	ret = failed ? MS_EXIT_FAILED : partial ? MS_EXIT_PARTIAL : MS_EXIT_OK;
 out_dir:

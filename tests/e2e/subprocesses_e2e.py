@@ -219,6 +219,13 @@ def scen_record(args, wd):
                 raise Fail(f"the summary does not list worker {k} (pid {pid})")
         if "until it exited" not in summary or "until it exec'd" not in summary:
             raise Fail("the summary does not say that a worker exited and one exec'd")
+        head = [l for l in err.lines if l.startswith("memspy: wrote ")]
+        if not head or "(estimated from " not in head[0]:
+            raise Fail(f"the summary does not say that its totals are estimates: {head}")
+        for k, pid in tree.workers.items():
+            line = [l for l in err.lines if l.startswith(f"  pid {pid} ")]
+            if not any("estimated from " in l for l in line):
+                raise Fail(f"worker {k}'s line does not say what its figures rest on: {line}")
         folded = parse_folded(out)
         counts = tree.finish()
         if sorted(counts) != [0, 1, 2, 3, 4, 5]:

@@ -637,6 +637,28 @@ static void print_log(const struct sp_proc *p)
 }
 
 /*
+ * A partial recording: the recorder's own lines about why ("memspy: waiting
+ * for pid ...", "WARNING: ..."), not its progress and summary (-v prints all).
+ */
+static void print_reasons(const struct sp_proc *p)
+{
+	char buf[4096];
+	FILE *f = fopen(p->log, "re");
+
+	if (!f)
+		return;
+	while (fgets(buf, sizeof(buf), f)) {
+		const char *t = buf + strspn(buf, " ");
+
+		if ((!strncmp(buf, "memspy: ", 8) && strncmp(buf, READY_LINE, strlen(READY_LINE)) &&
+		     strncmp(buf, "memspy: wrote ", 14)) ||
+		    !strncmp(t, "WARNING: ", 9))
+			fprintf(stderr, "      [pid %d] %s", (int)p->pid, t);
+	}
+	fclose(f);
+}
+
+/*
  * Adds the profile a recorder wrote to path under a root frame "TITLE (PID)",
  * its totals to *bytes and *count, and (running != NULL: walk mode's
  * all-threads profile) its samples that are not asleep to *running. 0 or -EINVAL.
@@ -1085,8 +1107,10 @@ int cmd_record_subprocesses(int argc, char **argv)
 				fprintf(stderr, "      heap timeline: %s\n", p->tl);
 			if (p->note && (s.verbose || f || strncmp(p->note, "verified", 8)))
 				fprintf(stderr, "      %s\n", p->note);
-			if (f && p->log)
+			if ((f || (pa && s.verbose)) && p->log)
 				print_log(p);
+			else if (pa && p->log)
+				print_reasons(p);
 		}
 		if (early && !s.quiet)
 			fprintf(stderr,

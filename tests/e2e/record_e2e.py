@@ -200,7 +200,9 @@ def scen_usage(args, wd):
         (["--pid", "1", "--unwinder", "magic"], "unknown unwinder"),
         (["--pid", "1", "--subprocesses", "--interval", "5s"], "not available with --subprocesses"),
         (["--pid", "1", "--subprocesses", "--duration", "soon"], "not a positive duration"),
-        (["--pid", "1", "--subprocesses", "--mode", "walk"], "not available with --subprocesses"),
+        (["--pid", "1", "--subprocesses", "--timeline", "t.svg"], "are walk mode's"),
+        (["--pid", "1", "--subprocesses", "--mode", "walk", "--timeline", "t.txt"],
+         "must end in .svg or .json"),
         (["--pid"], "needs a value"),
         (["--pid", "1", "--mode", "magic"], "unknown mode"),
     ]

@@ -477,7 +477,7 @@ def scen_walk(args, wd):
             if f.startswith("walk"):
                 os.unlink(os.path.join(wd, f))
         m, err = start_record(args, tree, out, ["--mode", "walk", "--idle", "--timeline", tl,
-                                                "--max-pause-share", "5"])
+                                                "--max-pause-share", "10"])
         for pid in tree.pids():
             wait_recording(err, pid)
         tree.send("fork")

@@ -111,13 +111,30 @@ void ms_unwind_regs_dwarf(const struct user_regs_struct *r, uint64_t out[MS_UNWI
 	memcpy(out, v, sizeof(v));
 }
 
+void ms_unwind_note_read(const struct ms_stack_copy *s, ms_raddr_t addr, bool in_copy)
+{
+	uint64_t off = addr - s->addr;
+
+	if (in_copy) {
+		if (off + 8 > s->use->used)
+			s->use->used = (size_t)(off + 8);
+	} else if (addr >= s->addr && off >= s->len && off < SIZE_MAX - 8 &&
+		   (!s->use->beyond || off + 8 < s->use->beyond)) {
+		s->use->beyond = (size_t)(off + 8);
+	}
+}
+
 int ms_unwind_read_word(const struct ms_stack_copy *s, ms_raddr_t addr, uint64_t *out)
 {
 	/* Written so that addr + 8 cannot overflow past the checks. */
 	if (s->data && addr >= s->addr && s->len >= 8 && addr - s->addr <= s->len - 8) {
 		memcpy(out, s->data + (addr - s->addr), 8);
+		if (s->use)
+			ms_unwind_note_read(s, addr, true);
 		return 0;
 	}
+	if (s->use)
+		ms_unwind_note_read(s, addr, false);
 	if (s->fallback && addr <= UINT64_MAX - 8)
 		return ms_read_exact(s->fallback, addr, out, 8) < 0 ? -EFAULT : 0;
 	return -EFAULT;
@@ -129,6 +146,8 @@ int ms_unwind(struct ms_unwinder *u, const struct ms_stack_copy *s, ms_raddr_t *
 	*n = 0;
 	if (!u || !s || !s->regs || !pcs || max == 0 || (s->len && !s->data))
 		return -EINVAL;
+	if (s->use)
+		*s->use = (struct ms_stack_use){0};
 	if (u->dump)
 		ms_unwind_dump_write(u, s);
 	pcs[0] = s->regs->rip;

@@ -41,6 +41,15 @@ enum ms_unwind_backend ms_unwinder_backend(const struct ms_unwinder *u);
 void ms_unwinder_free(struct ms_unwinder *u);
 
 /*
+ * What a walk read of a stack copy (filled by ms_unwind when asked for), in
+ * bytes from the copy's addr: how deep the copy has to reach for it.
+ */
+struct ms_stack_use {
+	size_t used;   /* the end of the highest word read from the copy */
+	size_t beyond; /* the end of the lowest word asked for above the copy's end; 0: none */
+};
+
+/*
  * What one thread looked like: its registers and a copy of [addr, addr+len)
  * of its stack, normally addr == regs->rsp. Everything is borrowed.
  */
@@ -61,6 +70,8 @@ struct ms_stack_copy {
 	 * the caller's. The frame-pointer walk needs to know; CFI does not.
 	 */
 	bool at_entry;
+	/* Optional: set by ms_unwind to what its walk read of the copy. */
+	struct ms_stack_use *use;
 };
 
 /*

@@ -242,9 +242,15 @@ static inline bool read_word(const struct ms_stack_copy *s, uint64_t addr, uint6
 {
 	if (addr >= s->addr && s->len >= 8 && addr - s->addr <= s->len - 8) {
 		memcpy(out, s->data + (addr - s->addr), 8);
+		if (s->use)
+			ms_unwind_note_read(s, addr, true);
 		return true;
 	}
-	return s->fallback && ms_unwind_read_word(s, addr, out) == 0;
+	if (s->fallback)
+		return ms_unwind_read_word(s, addr, out) == 0;
+	if (s->use)
+		ms_unwind_note_read(s, addr, false);
+	return false;
 }
 
 bool ms_cfi_cache_unwind(struct ms_cfi_cache *c, Dwfl *dwfl, const struct ms_stack_copy *s,

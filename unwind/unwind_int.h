@@ -49,6 +49,8 @@ void ms_unwind_regs_dwarf(const struct user_regs_struct *r, uint64_t out[MS_UNWI
  * 0, or -EFAULT when neither has it (never touches the live stack otherwise).
  */
 int ms_unwind_read_word(const struct ms_stack_copy *s, ms_raddr_t addr, uint64_t *out);
+/* Notes a read of the word at addr in s->use (non-NULL): served by the copy, or not. */
+void ms_unwind_note_read(const struct ms_stack_copy *s, ms_raddr_t addr, bool in_copy);
 
 /*
  * A Dwfl with pid's modules reported (files opened through

@@ -94,6 +94,9 @@ struct ms_probe_stats {
 	uint64_t lost_frees;     /* ring mode: frees of sampled blocks lost (freed ring full) */
 	uint64_t target_ns;      /* ring: time the target spent recording samples (rdtsc-based
 				    estimate; 0 when the TSC rate is unknown) */
+	uint64_t stack_cap;      /* ring: the most bytes of stack a sample copies now */
+	uint64_t stack_cut;      /* ring: samples whose copy that cap cut short of what their
+				    unwinding needed (fewer frames; the cap was raised) */
 	/*
 	 * Tamper checks (doc/INTERNALS.md): what the target wrote over memspy's
 	 * pages. discarded: ring samples and frees whose header was not what
@@ -179,6 +182,17 @@ bool ms_probes_in_allocator(const struct ms_probes *pr, ms_raddr_t pc);
  * count twice. It is counted, and the sample is to be dropped.
  */
 bool ms_probes_nested_sample(struct ms_probes *pr, const ms_raddr_t *pcs, size_t n);
+/*
+ * Ring mode: what unwinding the sample ev read of its stack copy. used: the
+ * end of the highest word read, in bytes from ev->regs.rsp; beyond: the end
+ * of the lowest word asked for above the copy's end (0: none). The stubs'
+ * copies are cut to the deepest read seen plus a margin (they copy up to
+ * 16 KiB until enough samples were seen), and a copy that the cut left too
+ * short for its unwinding raises the cap and is counted
+ * (ms_probe_stats.stack_cut). Call it for every sample the callback unwinds.
+ */
+void ms_probes_stack_use(struct ms_probes *pr, const struct ms_alloc_event *ev, size_t used,
+			 size_t beyond);
 void ms_probes_free(struct ms_probes *pr);
 
 #endif

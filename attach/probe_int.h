@@ -41,6 +41,12 @@
 #define MS_CTRL_NOTHREAD    0x120  /* samples of threads not in the thread table: lost */
 #define MS_CTRL_FREE_DROPS  0x128  /* frees that found the freed ring full: lost */
 /*
+ * u64: the most bytes of stack a sample copies, written by memspy from what
+ * its unwinder reads (probe_ring.c, "The stack cap"); 0 (install) or a value
+ * outside [1, MS_STUB_DATA_SIZE]: MS_STUB_DATA_SIZE.
+ */
+#define MS_CTRL_STACK_CAP   0x130
+/*
  * u8 per stub slot: the probed function hands small requests to its own
  * module's probed malloc (glibc: posix_memalign, memalign and aligned_alloc
  * with an alignment <= MS_RELAY_ALIGN, realloc(NULL, n)). Such a call is
@@ -76,6 +82,9 @@
 #define MS_STUB_SHARED_OFF  MS_STUB_DRAW_OFF
 #define MS_STUB_SHARED_SIZE (MS_STUB_REGION_SIZE - MS_STUB_SHARED_OFF)
 
+/* Stack caps are whole multiples of this (64 of them up to MS_STUB_DATA_SIZE). */
+#define MS_CAP_STEP 256
+
 /* A sample header (offsets). state: 0 free, 1 being written, 2 published. */
 #define MS_H_STATE 0
 #define MS_H_SLOT  8 /* kind << 8 | stub slot */
@@ -97,6 +106,7 @@
 #define MS_H_TP	   136
 #define MS_H_CALL  144 /* ticks spent in the real function (excluded from the cost) */
 #define MS_H_SEQ   152 /* the ticket the slot was claimed with: slot = SEQ % NHDR */
+#define MS_H_CAP   160 /* MS_CTRL_STACK_CAP as the stub read it: LEN = min(hi - SP, cap) */
 
 /* Stub kinds, by slot: what the size argument is and what the trap frame holds. */
 #define MS_SK_RDI	0 /* size in rdi (malloc, valloc, pvalloc, custom) */
@@ -376,6 +386,7 @@ struct region {
 	uint8_t ctl[5];		       /* the control bytes memspy wrote (armed tracked apart) */
 	uint8_t relay[MS_STUB_NSLOTS]; /* the relay flags memspy wrote */
 	uint64_t discarded;	       /* slots and freed entries that failed the checks */
+	uint64_t stack_cap;	       /* the MS_CTRL_STACK_CAP word memspy wrote (0 at install) */
 	/*
 	 * Its pages failed a check no stub could fail (tamper checks, below): never
 	 * read, written or believed again; the probes go (ms_probes_poll says so).
@@ -464,6 +475,13 @@ struct ms_probes {
 		uint64_t tsc, mean;
 	} changes[16];
 	size_t nchanges;
+	/*
+	 * The stack cap (probe_ring.c): the cap the stubs were last given (0:
+	 * the install's, MS_STUB_DATA_SIZE), the one the unwinder's reads ask
+	 * for, every cap word written so far (bit k: (k + 1) * MS_CAP_STEP
+	 * bytes), the deepest byte read of a copy, and the samples learned from.
+	 */
+	uint64_t cap, cap_want, caps_written, cap_used_max, cap_learned;
 };
 
 /* One event of a drain, sorted by time before it is reported. */

@@ -422,7 +422,8 @@ static const char *check_ctl(const struct ms_probes *pr, const struct region *rg
 	    CTL(ctl, MS_CTRL_TAG) != (pr->nonce ^ rg->base))
 		return "the layout signature was overwritten";
 	if (b[MS_CTRL_ARMED] != pr->armed || memcmp(b + 1, rg->ctl + 1, sizeof(rg->ctl) - 1) ||
-	    memcmp(b + MS_CTRL_RELAY, rg->relay, sizeof(rg->relay)))
+	    memcmp(b + MS_CTRL_RELAY, rg->relay, sizeof(rg->relay)) ||
+	    CTL(ctl, MS_CTRL_STACK_CAP) != rg->stack_cap)
 		return "the control flags were changed";
 	if (!counter_ok(head, rg->head, lim) || !counter_ok(fhead, rg->fhead, lim) ||
 	    !counter_ok(draw, rg->last_draw, lim) || !counter_ok(drops, rg->drops, lim) ||
@@ -467,7 +468,7 @@ static const char *check_sample(const struct ms_probes *pr, size_t r, const uint
 {
 	uint64_t sw = rd64(h, MS_H_SLOT), seq = rd64(h, MS_H_SEQ), sp = rd64(h, MS_H_SP),
 		 len = rd64(h, MS_H_LEN), t0 = rd64(h, MS_H_TSC0), t1 = rd64(h, MS_H_TSC1),
-		 want = 0;
+		 cap = rd64(h, MS_H_CAP), want = 0;
 	unsigned slot = (unsigned)(sw & 0xff), kind = (unsigned)(sw >> 8);
 	const struct thr *t;
 
@@ -479,8 +480,12 @@ static const char *check_sample(const struct ms_probes *pr, size_t r, const uint
 	t = thr_of(pr, rd64(h, MS_H_TP));
 	if (!t)
 		return "a sample's thread is not one memspy entered";
+	/* The cap as the stub read it: one memspy wrote (it may have changed since). */
+	if (cap && (cap % MS_CAP_STEP || cap > MS_STUB_DATA_SIZE ||
+		    !(pr->caps_written >> (cap / MS_CAP_STEP - 1) & 1)))
+		return "a sample's stack cap is not one memspy set";
 	if (sp >= t->lo && sp < t->hi)
-		want = MS_MIN(t->hi - sp, (uint64_t)MS_STUB_DATA_SIZE);
+		want = MS_MIN(t->hi - sp, cap ? cap : (uint64_t)MS_STUB_DATA_SIZE);
 	if (len != want || (sp & 7))
 		return "a sample's stack does not match its thread's";
 	if (rd64(h, MS_H_FLAGS) > 1)
@@ -797,6 +802,96 @@ static int drain_region(struct ms_probes *pr, size_t r, ms_alloc_event_cb cb, vo
 	}
 	return 0;
 }
+/* ------------------------------ the stack cap ------------------------------ */
+
+/*
+ * A sample's stub copies the stack from the entry's rsp up to the thread's
+ * stack top, at most 16 KiB. In a process that mostly sleeps every line of
+ * that copy is cold, and the copy was nearly all of a sample's cost there
+ * (10-30 us against ~0.5 us in a busy one), though the unwinder only reads
+ * up to the outermost frame's CFA: the main thread's stack top also holds
+ * argv, the environment and the auxiliary vector. So the stubs copy at most
+ * a cap memspy keeps in the control page: the first CAP_LEARN samples copy
+ * up to 16 KiB, and then the cap is the deepest byte any unwinding read
+ * plus a margin, raised as deeper reads come. A copy the cap cut short
+ * where the unwinding asked for the bytes above it lost frames: it is
+ * counted (stack_cut), the copies are whole again from the next drain on,
+ * and the cap is learned anew from the next CAP_LEARN samples.
+ *
+ * The stub records the cap word it read in the header, and the check
+ * (check_sample) accepts min(hi - sp, cap) for a cap memspy has written at
+ * some point (caps_written): a thread can read the word just before memspy
+ * changes it and publish much later.
+ */
+#define CAP_LEARN 32
+
+/* The cap for a deepest read of used bytes: a quarter more and 1 KiB, in whole steps. */
+static uint64_t cap_for(uint64_t used)
+{
+	uint64_t c = used + used / 4 + 1024;
+
+	c = (c + MS_CAP_STEP - 1) / MS_CAP_STEP * MS_CAP_STEP;
+	return MS_MIN(c, (uint64_t)MS_STUB_DATA_SIZE);
+}
+
+void ms_probes_stack_use(struct ms_probes *pr, const struct ms_alloc_event *ev, size_t used,
+			 size_t beyond)
+{
+	const struct thr *t;
+	uint64_t sp, full, len;
+
+	if (!pr || !pr->ring || pr->removed || ev->type != MS_AE_ALLOC || !ev->stack)
+		return;
+	t = thr_of(pr, ev->regs.fs_base);
+	sp = ev->regs.rsp;
+	len = ev->stack_len;
+	if (!t || sp < t->lo || sp >= t->hi || used > len)
+		return;
+	full = MS_MIN(t->hi - sp, (uint64_t)MS_STUB_DATA_SIZE);
+	if (used > pr->cap_used_max)
+		pr->cap_used_max = used;
+	if (len < full && beyond > len && beyond <= full) {
+		/*
+		 * Cut short of what the walk asked for: frames were lost. How deep
+		 * the new stacks go is not known: whole copies again, and the cap
+		 * learned anew from them (the deepest read so far included).
+		 */
+		pr->st.stack_cut++;
+		pr->cap_want = MS_STUB_DATA_SIZE;
+		pr->cap_learned = 0;
+		return;
+	}
+	if (pr->cap_learned < CAP_LEARN) {
+		if (++pr->cap_learned == CAP_LEARN)
+			pr->cap_want = cap_for(pr->cap_used_max);
+		return;
+	}
+	/* Deeper reads than before: the margin moves up with them. */
+	pr->cap_want = MS_MAX(pr->cap_want, cap_for(used));
+}
+
+/* Gives the stubs the cap the unwinding asked for (between drains: the check knows it first). */
+static void apply_stack_cap(struct ms_probes *pr)
+{
+	uint64_t cap = pr->cap_want;
+
+	if (!cap || cap == pr->cap || !pr->armed || pr->removed)
+		return;
+	pr->caps_written |= 1ull << (cap / MS_CAP_STEP - 1);
+	for (size_t r = 0; r < pr->nrg; r++) {
+		struct region *rg = &pr->rg[r];
+
+		if (rg->tampered)
+			continue;
+		if (probe_write_remote(pr, probe_rg_ctrl(rg, MS_CTRL_STACK_CAP), &cap, sizeof(cap)))
+			return; /* tried again after the next drain; the word is what it was */
+		rg->stack_cap = cap;
+	}
+	ms_debug("probe: stack copies capped at %llu bytes (deepest read %llu)",
+		 (unsigned long long)cap, (unsigned long long)pr->cap_used_max);
+	pr->cap = cap;
+}
+
 int probe_drain_all(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx)
 {
 	uint64_t t0 = ms_now_ns(), before = pr->st.samples + pr->st.frees;
@@ -815,5 +910,8 @@ int probe_drain_all(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx)
 		pr->drain_ns += ms_now_ns() - t0;
 		pr->drained += pr->st.samples + pr->st.frees - before;
 	}
+	if (!rc)
+		apply_stack_cap(pr);
+	pr->st.stack_cap = pr->cap ? pr->cap : MS_STUB_DATA_SIZE;
 	return rc;
 }

@@ -43,6 +43,7 @@ ms_stub_image:
 #define NOTHREAD (.Limg + MS_STUB_CTRL_OFF + MS_CTRL_NOTHREAD)
 #define FREE_DROPS (.Limg + MS_STUB_CTRL_OFF + MS_CTRL_FREE_DROPS)
 #define RELAY (.Limg + MS_STUB_CTRL_OFF + MS_CTRL_RELAY)
+#define STACK_CAP (.Limg + MS_STUB_CTRL_OFF + MS_CTRL_STACK_CAP)
 #define THREADS (.Limg + MS_STUB_THR_OFF)
 #define DRAWS (.Limg + MS_STUB_DRAW_OFF)
 #define FRING (.Limg + MS_STUB_FRING_OFF)
@@ -363,8 +364,9 @@ ms_stub_image:
  * r11 = the countdown slot, every argument register intact and rsp as at
  * the function's entry. Copies the registers an unwinder needs and the top
  * of the caller's stack (clamped to the thread's stack, from the thread
- * table) into a claimed ring slot, calls the real function, inserts the
- * result into the sampled-pointer table, and publishes the slot. No stop.
+ * table, and to the cap memspy keeps in the control page) into a claimed
+ * ring slot, calls the real function, inserts the result into the
+ * sampled-pointer table, and publishes the slot. No stop.
  * A thread memspy has not registered (NOTHREAD) or a full ring (DROPS)
  * loses the sample, counted, and the call goes on: no int3 (see the top of
  * the file). memspy registers every thread at its first ptrace stop, so
@@ -442,17 +444,28 @@ ms_stub_image:
 	mov [rbx + MS_H_TP], rdx
 	lea rax, [rsp + 56]
 	mov [rbx + MS_H_SP], rax
-	/* len = lo <= sp < hi ? min(hi - sp, DATA_SIZE) : 0 */
-	xor edx, edx
+	/*
+	 * The cap memspy set (the deepest its unwinder needs, plus a margin),
+	 * recorded as read: memspy checks the length against it. 0, or a value
+	 * the slot cannot hold, copies the whole DATA_SIZE.
+	 */
+	mov r11, [rip + STACK_CAP]
+	mov [rbx + MS_H_CAP], r11
+	lea rdx, [r11 - 1]
+	cmp rdx, MS_STUB_DATA_SIZE
+	jb 5f
+	mov r11d, MS_STUB_DATA_SIZE
+	/* len = lo <= sp < hi ? min(hi - sp, cap) : 0 */
+5:	xor edx, edx
 	cmp rax, rcx
 	jb 3f
 	cmp rax, r12
 	jae 3f
 	mov rdx, r12
 	sub rdx, rax
-	cmp rdx, MS_STUB_DATA_SIZE
+	cmp rdx, r11
 	jbe 3f
-	mov edx, MS_STUB_DATA_SIZE
+	mov rdx, r11
 3:	mov [rbx + MS_H_LEN], rdx
 	mov rsi, rax
 	lea rax, [rip + HDRS]

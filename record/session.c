@@ -41,6 +41,7 @@ static void on_alloc_event(const struct ms_alloc_event *ev, void *ctx)
 {
 	struct ms_rec_session *r = ctx;
 	struct ms_stack_copy sc;
+	struct ms_stack_use use;
 	size_t n = 0, skip;
 
 	if (ev->type == MS_AE_FREE) {
@@ -54,13 +55,17 @@ static void on_alloc_event(const struct ms_alloc_event *ev, void *ctx)
 				    .data = ev->stack,
 				    .len = ev->stack_len,
 				    .addr = ev->regs.rsp,
-				    .at_entry = true};
+				    .at_entry = true,
+				    .use = &use};
 	if (!ev->stack || ms_unwind(r->unwinder, &sc, r->pcs, MAX_PCS, &n) || n == 0) {
 		r->counts.unwind_failures++;
 		n = 0;
 	} else if (n == 1) {
 		r->counts.short_stacks++;
 	}
+	/* How deep the stubs' copies must reach (they copy no more than that). */
+	if (ev->stack && n)
+		ms_probes_stack_use(r->pr, ev, use.used, use.beyond);
 	/*
 	 * pcs[0] is the allocator's own entry: the leaf shown is its caller. A
 	 * call another probed function handed on (glibc's posix_memalign calls

@@ -618,6 +618,12 @@ static void print_ring_losses(const struct rec_opts *o, const struct ms_probe_st
 			"  %s frees of sampled blocks found the in-target ring full and were not "
 			"seen: live figures may be high by as many blocks\n",
 			ms_fmt_count(a, sizeof(a), st->lost_frees));
+	if (st->stack_cut)
+		fprintf(stderr,
+			"  %s samples lost their outer frames: the stack copy (only as deep as "
+			"unwinding had needed) was too short for them; it now reaches %s\n",
+			ms_fmt_count(a, sizeof(a), st->stack_cut),
+			ms_fmt_bytes(b, sizeof(b), st->stack_cap));
 }
 
 /* The samples the written view rests on: the live ones for --live. */

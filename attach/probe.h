@@ -104,6 +104,8 @@ struct ms_probe_stats {
 	 * pages were found not memspy's any more; sampling stopped then.
 	 */
 	uint64_t discarded;
+	/* samples dropped (frees kept) for a timestamp outside the recording: an unstable TSC */
+	uint64_t clock_odd;
 	size_t tampered;
 	const char *tamper_why;   /* the first check that failed (static text), or NULL */
 	uint64_t tamper_after_ns; /* when, counted from the moment sampling began */

@@ -460,6 +460,16 @@ uint64_t probe_size_of(const uint8_t *h, unsigned kind)
 }
 
 /*
+ * A timestamp outside the recording is no proof of tampering on its own: on
+ * a machine whose TSC is not stable (a VM booted with tsc=unstable, paused
+ * or moved between hosts) honest stubs write such stamps. An hour-long
+ * recording was stopped at 47 minutes as "overwritten" by this check alone.
+ * Such a sample is dropped and counted apart; a free is kept (not following
+ * it would count its block live for good), ordered as if it came now.
+ */
+static const char TS_OUTSIDE[] = "a timestamp is out of order or outside the recording";
+
+/*
  * A published sample header (index i, read by a drain whose window of
  * tickets was [from, to)) against what the stub writes: NULL if it passes.
  */
@@ -496,7 +506,7 @@ static const char *check_sample(const struct ms_probes *pr, size_t r, const uint
 	/* t0 and t1 may come from two CPUs (the thread moved): both get the slack. */
 	if (t0 + TSC_SLACK < pr->tsc0 || t1 + TSC_SLACK < t0 || t1 > tsc_hi + TSC_SLACK ||
 	    rd64(h, MS_H_CALL) > (t1 > t0 ? t1 - t0 : 0) + TSC_SLACK)
-		return "a sample's timestamps are out of order or outside the recording";
+		return TS_OUTSIDE;
 	return NULL;
 }
 
@@ -511,7 +521,7 @@ static const char *check_free(const struct ms_probes *pr, size_t r, uint64_t sta
 	    (ms_stub_desc[slot].kind != MS_SK_FREE && ms_stub_desc[slot].kind != MS_SK_REALLOC))
 		return "a free names a stub that does not free";
 	if (since > tsc_hi - pr->tsc0 + TSC_SLACK && since < TSC_MASK - TSC_SLACK)
-		return "a free's timestamp is outside the recording";
+		return TS_OUTSIDE;
 	return NULL;
 }
 
@@ -641,12 +651,17 @@ static int drain_region(struct ms_probes *pr, size_t r, ms_alloc_event_cb cb, vo
 					continue;
 				/* Taken either way: the ledger counts the ticket, the slot goes
 				 * back. */
-				why = check_free(pr, r, pr->fring[2 * i + 1], probe_tsc_now());
-				if (why)
+				uint64_t tnow = probe_tsc_now();
+
+				why = check_free(pr, r, pr->fring[2 * i + 1], tnow);
+				if (why == TS_OUTSIDE)
+					pr->st.clock_odd++;
+				if (why && why != TS_OUTSIDE)
 					discard(pr, r, why);
 				else
 					ev[nev++] = (struct pending_ev){
-					    .key = pr->fring[2 * i + 1] & TSC_MASK,
+					    .key = why ? tnow & TSC_MASK
+						       : pr->fring[2 * i + 1] & TSC_MASK,
 					    .hdr = -1,
 					    .ptr = p,
 					    .slot = (int)(pr->fring[2 * i + 1] >> 56)};
@@ -742,7 +757,10 @@ static int drain_region(struct ms_probes *pr, size_t r, ms_alloc_event_cb cb, vo
 			continue;
 		why = check_sample(pr, r, pr->hdrs + (size_t)ev[k].hdr * MS_STUB_HDR_SIZE,
 				   ev[k].hdr, rg->scan_from, CTL(ctl2, MS_CTRL_RING_HEAD), tsc_hi);
-		if (why) {
+		if (why == TS_OUTSIDE) {
+			pr->st.clock_odd++;
+			ev[k].slot = -2; /* given back, not emitted */
+		} else if (why) {
 			discard(pr, r, why);
 			ev[k].slot = -2; /* given back, not emitted */
 		}

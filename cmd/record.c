@@ -693,6 +693,12 @@ static void print_tampering(const struct rec_opts *o, const struct ms_probe_stat
 			"  WARNING: %s samples or frees in memspy's pages in process %d were not "
 			"what its probes write (overwritten by the target?) and were discarded\n",
 			ms_fmt_count(a, sizeof(a), st->discarded), (int)o->pid);
+	if (st->clock_odd)
+		fprintf(stderr,
+			"  %s samples or frees carried a timestamp outside the recording (this "
+			"machine's TSC is not stable: a VM?): the samples were dropped (totals a "
+			"little low), the frees kept\n",
+			ms_fmt_count(a, sizeof(a), st->clock_odd));
 }
 
 static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t,

@@ -47,7 +47,5 @@ void ms_heap_write_leaks_text(FILE *f, const struct ms_leak_report *lr);
 /* Adds "leaks" and "types" to a JSON report (doc/dump-json.md). */
 struct json_t;
 void ms_heap_leaks_json(struct json_t *root, const struct ms_leak_report *lr);
-/* s (the target's bytes) as a JSON string, bytes that are not UTF-8 made '?'; NULL: null. */
-struct json_t *ms_heap_json_text(const char *s);
 
 #endif

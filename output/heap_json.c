@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* The JSON rendering of a heap report (memspy dump --json); schema in doc/dump-json.md. */
 #include "output/heap.h"
+#include "output/json_text.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -19,31 +20,6 @@ static json_t *addr(ms_raddr_t a)
 static json_t *u64(uint64_t v)
 {
 	return json_integer((json_int_t)v);
-}
-
-/*
- * A string of the target's (its name, paths, notes quoting them) as JSON:
- * bytes that are not UTF-8 become '?'. json_string() refuses such a string
- * (NULL), and a NULL value left the key out or the whole json_pack() object.
- */
-json_t *ms_heap_json_text(const char *s)
-{
-	json_t *j;
-	char *fixed;
-
-	if (!s)
-		return json_null();
-	if (ms_utf8_valid(s))
-		return json_string(s);
-	fixed = ms_utf8_fix(s);
-	j = json_string(fixed);
-	free(fixed);
-	return j;
-}
-
-static json_t *str_or_null(const char *s)
-{
-	return ms_heap_json_text(s);
 }
 
 static json_t *counts(const struct ms_heap_counts *c)
@@ -102,17 +78,17 @@ int ms_heap_write_json(FILE *f, const struct ms_heap_meta *m)
 	json_object_set_new(root, "tool", json_string("memspy dump"));
 	json_object_set_new(root, "schema_version", json_integer(1));
 	json_object_set_new(root, "pid", json_integer(m->pid));
-	json_object_set_new(root, "comm", str_or_null(m->comm));
-	json_object_set_new(root, "allocator", str_or_null(m->allocator));
-	json_object_set_new(root, "error", str_or_null(m->fatal));
+	json_object_set_new(root, "comm", ms_out_json_text(m->comm));
+	json_object_set_new(root, "allocator", ms_out_json_text(m->allocator));
+	json_object_set_new(root, "error", ms_out_json_text(m->fatal));
 	json_object_set_new(root, "exit_code", json_integer(m->exit_code));
 	json_object_set_new(root, "complete", json_boolean(m->exit_code == 0));
 	if (m->loc) {
-		json_object_set_new(root, "glibc_version", ms_heap_json_text(m->loc->glibc_version));
-		json_object_set_new(root, "libc", ms_heap_json_text(m->loc->libc_path));
-		json_object_set_new(root, "build_id", ms_heap_json_text(m->loc->build_id));
-		json_object_set_new(root, "layout_source", str_or_null(m->loc->layout_source));
-		json_object_set_new(root, "symbol_source", str_or_null(m->loc->symbol_source));
+		json_object_set_new(root, "glibc_version", ms_out_json_text(m->loc->glibc_version));
+		json_object_set_new(root, "libc", ms_out_json_text(m->loc->libc_path));
+		json_object_set_new(root, "build_id", ms_out_json_text(m->loc->build_id));
+		json_object_set_new(root, "layout_source", ms_out_json_text(m->loc->layout_source));
+		json_object_set_new(root, "symbol_source", ms_out_json_text(m->loc->symbol_source));
 		json_object_set_new(root, "main_arena", addr(m->loc->main_arena));
 		json_object_set_new(root, "mp_", addr(m->loc->mp));
 		json_object_set_new(root, "locate_ms", json_real(m->loc->locate_ms));
@@ -120,8 +96,8 @@ int ms_heap_write_json(FILE *f, const struct ms_heap_meta *m)
 	json_object_set_new(root, "pause_ms", json_real(m->pause_ms));
 	json_object_set_new(root, "total_ms", json_real(m->total_ms));
 	json_object_set_new(root, "lock_retries", json_integer(m->lock_retries));
-	json_object_set_new(root, "walk_source", str_or_null(m->walk_source));
-	json_object_set_new(root, "snapshot_fallback", str_or_null(m->snapshot_fallback));
+	json_object_set_new(root, "walk_source", ms_out_json_text(m->walk_source));
+	json_object_set_new(root, "snapshot_fallback", ms_out_json_text(m->snapshot_fallback));
 	json_object_set_new(root, "snapshot_ms", json_real(m->snapshot_ms));
 	if (m->quiesce) {
 		const struct ms_quiesce_stats *q = m->quiesce;
@@ -136,7 +112,7 @@ int ms_heap_write_json(FILE *f, const struct ms_heap_meta *m)
 			      "futex_waits", (json_int_t)q->futex_waits, "blocked",
 			      (json_int_t)q->blocked, "failed_rounds", (json_int_t)q->failed,
 			      "fallback_retries", (json_int_t)m->lock_retries, "fallback_reason",
-			      str_or_null(q->why[0] ? q->why : NULL)));
+			      ms_out_json_text(q->why[0] ? q->why : NULL)));
 	}
 	if (rep) {
 		json_t *arenas = json_array(), *threads = json_array(), *hist = json_array();
@@ -150,9 +126,9 @@ int ms_heap_write_json(FILE *f, const struct ms_heap_meta *m)
 			struct ms_heap_verdict v;
 
 			ms_heap_verdict(rep, &v);
-			json_object_set_new(root, "cause", str_or_null(ms_heap_cause_name(v.cause)));
+			json_object_set_new(root, "cause", ms_out_json_text(ms_heap_cause_name(v.cause)));
 			json_object_set_new(root, "cause_message",
-					    str_or_null(v.text[0] ? v.text : NULL));
+					    ms_out_json_text(v.text[0] ? v.text : NULL));
 		}
 		json_object_set_new(root, "mallinfo2", mallinfo(&rep->mi));
 		json_object_set_new(
@@ -224,9 +200,9 @@ int ms_heap_write_json(FILE *f, const struct ms_heap_meta *m)
 
 			json_array_append_new(errors,
 					      json_pack("{s:o,s:o,s:i,s:o}", "kind",
-							ms_heap_json_text(e->kind), "address",
+							ms_out_json_text(e->kind), "address",
 							addr(e->addr), "arena", e->arena, "message",
-							ms_heap_json_text(e->msg)));
+							ms_out_json_text(e->msg)));
 		}
 		json_object_set_new(root, "errors", errors);
 		json_object_set_new(root, "errors_dropped", u64(rep->errors_dropped));

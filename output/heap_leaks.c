@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* The leak scan's part of a heap report (memspy dump --leaks): text and JSON. */
 #include "output/heap.h"
+#include "output/json_text.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -169,7 +170,7 @@ static json_t *group(const struct ms_leak_group *g, bool leaked)
 {
 	json_t *o = json_object();
 
-	json_object_set_new(o, "type", ms_heap_json_text(g->type));
+	json_object_set_new(o, "type", ms_out_json_text(g->type));
 	json_object_set_new(o, "typed", json_boolean(g->typed));
 	if (!g->typed) {
 		json_object_set_new(o, "chunk_size_min", u64(g->size_lo));
@@ -205,7 +206,7 @@ void ms_heap_leaks_json(json_t *root, const struct ms_leak_report *lr)
 	json_t *lk = json_object(), *by = json_array(), *types = json_array(), *thr = json_array();
 
 	json_object_set_new(lk, "partial", json_boolean(lr->partial));
-	json_object_set_new(lk, "note", ms_heap_json_text(lr->note[0] ? lr->note : NULL));
+	json_object_set_new(lk, "note", ms_out_json_text(lr->note[0] ? lr->note : NULL));
 	json_object_set_new(lk, "in_use", json_pack("{s:o,s:o}", "count", u64(lr->inuse_count),
 						   "bytes", u64(lr->inuse_bytes)));
 	json_object_set_new(lk, "leaked", json_pack("{s:o,s:o}", "count", u64(lr->leaked_count),
@@ -247,18 +248,18 @@ void ms_heap_leaks_json(json_t *root, const struct ms_leak_report *lr)
 
 #define A(x) (snprintf(a, sizeof(a), "0x%" PRIx64, (x)), json_string(a))
 		json_object_set_new(o, "address", A(e->addr));
-		json_object_set_new(o, "status", ms_heap_json_text(e->status));
+		json_object_set_new(o, "status", ms_out_json_text(e->status));
 		json_object_set_new(o, "allocation", e->chunk ? A(e->chunk) : json_null());
 		json_object_set_new(o, "chunk_size", u64(e->size));
-		json_object_set_new(o, "type", ms_heap_json_text(e->type));
-		json_object_set_new(o, "root", ms_heap_json_text(e->nchain ? e->root : NULL));
+		json_object_set_new(o, "type", ms_out_json_text(e->type));
+		json_object_set_new(o, "root", ms_out_json_text(e->nchain ? e->root : NULL));
 		json_object_set_new(o, "root_address", e->root_at ? A(e->root_at) : json_null());
 		for (size_t i = 0; i < e->nchain; i++) {
 			json_t *h = json_object();
 
 			json_object_set_new(h, "allocation", A(e->chain[i].chunk));
 			json_object_set_new(h, "chunk_size", u64(e->chain[i].size));
-			json_object_set_new(h, "type", ms_heap_json_text(e->chain[i].type));
+			json_object_set_new(h, "type", ms_out_json_text(e->chain[i].type));
 			json_object_set_new(h, "next_at", e->chain[i].at ? A(e->chain[i].at) : json_null());
 			json_array_append_new(ch, h);
 		}

@@ -5,6 +5,7 @@
  * bytes and one by allocation count.
  */
 #include "output/output_int.h"
+#include "output/json_text.h"
 
 #include <inttypes.h>
 
@@ -26,14 +27,6 @@ static json_t *json_u64(uint64_t v)
 	return json_integer(v > (uint64_t)INT64_MAX ? INT64_MAX : (json_int_t)v);
 }
 
-/* A JSON string; jansson refuses invalid UTF-8, which becomes the fallback. */
-static json_t *jstr(const char *s, const char *fallback)
-{
-	json_t *j = json_string(s);
-
-	return j ? j : json_string(fallback);
-}
-
 struct walk {
 	uint32_t node;
 	uint32_t next;
@@ -49,7 +42,7 @@ static json_t *sampled_profile(const struct ms_view *v, const uint32_t *frame_of
 	const struct ms_tnode *root = &v->tree.nodes[0];
 
 	json_object_set_new(prof, "type", json_string("sampled"));
-	json_object_set_new(prof, "name", jstr(name, "memspy"));
+	json_object_set_new(prof, "name", ms_out_json_text(name));
 	json_object_set_new(prof, "unit", json_string(counts ? "none" : "bytes"));
 	json_object_set_new(prof, "startValue", json_integer(0));
 	json_object_set_new(prof, "endValue",
@@ -113,10 +106,10 @@ int ms_speedscope_write(const struct ms_profile *p, const struct ms_out_opts *o,
 		json_t *f = json_object();
 
 		frame_of_sym[order[i]] = (uint32_t)i;
-		json_object_set_new(f, "name", jstr(vs->name, "[name not valid UTF-8]"));
+		json_object_set_new(f, "name", ms_out_json_text(vs->name));
 		if (pf->file) {
 			json_object_set_new(f, "file",
-					    jstr(pf->file, "[file name not valid UTF-8]"));
+					    ms_out_json_text(pf->file));
 			if (pf->line > 0)
 				json_object_set_new(f, "line", json_integer(pf->line));
 		}
@@ -145,7 +138,7 @@ int ms_speedscope_write(const struct ms_profile *p, const struct ms_out_opts *o,
 	free(name);
 	free(rests_on);
 	json_object_set_new(root, "profiles", profiles);
-	json_object_set_new(root, "name", jstr(title, "memspy"));
+	json_object_set_new(root, "name", ms_out_json_text(title));
 	json_object_set_new(root, "activeProfileIndex",
 			    json_integer(o->value == MS_VALUE_COUNT ? 1 : 0));
 	json_object_set_new(root, "exporter", json_string("memspy"));

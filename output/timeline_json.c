@@ -5,26 +5,13 @@
  */
 #include "output/timeline.h"
 #include "output/timeline_int.h"
+#include "output/json_text.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* The target's bytes as a JSON string: what is not UTF-8 becomes '?' (json_string() refuses it). */
-static json_t *text(const char *s)
-{
-	char *fixed;
-	json_t *j;
-
-	if (ms_utf8_valid(s))
-		return json_string(s);
-	fixed = ms_utf8_fix(s);
-	j = json_string(fixed);
-	free(fixed);
-	return j;
-}
 
 static char *dup_or_null(const char *s)
 {
@@ -258,14 +245,14 @@ static json_t *to_json(const struct ms_timeline *t)
 	json_object_set_new(root, "memspy_timeline", json_integer(1));
 	json_object_set_new(root, "pid", json_integer(t->info.pid));
 	if (t->info.comm)
-		json_object_set_new(root, "comm", text(t->info.comm));
+		json_object_set_new(root, "comm", ms_out_json_text(t->info.comm));
 	if (t->info.command)
-		json_object_set_new(root, "command", text(t->info.command));
+		json_object_set_new(root, "command", ms_out_json_text(t->info.command));
 	json_object_set_new(root, "allocator",
-			    text(t->info.allocator ? t->info.allocator : "unknown"));
+			    ms_out_json_text(t->info.allocator ? t->info.allocator : "unknown"));
 	json_object_set_new(root, "heap", json_boolean(ms_tl_has_heap(t)));
 	if (t->info.note)
-		json_object_set_new(root, "note", text(t->info.note));
+		json_object_set_new(root, "note", ms_out_json_text(t->info.note));
 	json_object_set_new(root, "interval_s", json_real((double)t->info.interval_ns / 1e9));
 	json_object_set_new(units, "t", json_string("seconds since the start of the recording"));
 	json_object_set_new(units, "values", json_string("bytes"));

@@ -25,6 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/handshake.h"
+
 #define NWORKERS 4
 
 static volatile int quitting;
@@ -153,9 +155,9 @@ int main(int argc, char **argv)
 	for (i = 0; i < NWORKERS; i++)
 		pthread_create(&w[i], NULL, worker, (void *)(intptr_t)i);
 	pthread_create(&sp, NULL, spawner, NULL);
-	printf("ready %d\n", (int)getpid());
+	hs_ready();
 
-	while (fgets(line, sizeof(line), stdin)) {
+	while (!hs_read_line(line, sizeof(line))) {
 		if (line[0] == 'p') {
 			printf("pong\n");
 		} else if (line[0] == 'x') {

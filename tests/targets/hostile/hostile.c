@@ -39,6 +39,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/handshake.h"
+
 extern char **environ;
 
 static atomic_int stop, pause_req, paused;
@@ -314,16 +316,8 @@ int main(int argc, char **argv)
 	{
 		/* memspy is gone (the recording ends first): what it changed must be back. */
 		struct sigaction sa;
-		char st[4096];
-		int fd = open("/proc/self/status", O_RDONLY), tracer = -1;
-		ssize_t n = fd >= 0 ? read(fd, st, sizeof(st) - 1) : -1;
-		const char *tp;
+		int tracer = hs_tracer_pid();
 
-		if (fd >= 0)
-			close(fd);
-		st[n > 0 ? n : 0] = 0;
-		if ((tp = strstr(st, "TracerPid:")))
-			tracer = atoi(tp + 10);
 		sigaction(SIGTRAP, NULL, &sa);
 		printf("hostile: calls=%" PRIu64 " bytes=%" PRIu64 " forks=%" PRIu64
 		       " scribbles=%" PRIu64 " failed_children=%" PRIu64 " tracer=%d sigtrap=%s"

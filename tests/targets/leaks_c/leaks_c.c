@@ -22,8 +22,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
+
+#include "../common/leaks_truth.h"
 
 #define N_DROPPED 900
 #define N_RINGS 120 /* of 3 nodes */
@@ -70,29 +71,10 @@ static struct entry **g_buckets;
 static struct block **g_vec;
 static size_t g_nvec, g_capvec;
 static __thread struct block *t_tls[N_TLS];
-static int go[2];
 static pid_t tid_stack, tid_tls;
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-static int nready;
 static bool ok_stack = true, ok_tls = true;
-/* Addresses for --explain, XOR-ed so that they are no references. */
-#define HIDE 0x5a5a5a5a5a5a5a5aull
+/* Addresses for --explain, XOR-ed with LK_HIDE. */
 static uintptr_t probe_stack, probe_tls, probe_node, probe_dropped, probe_text;
-
-static void escape(void *p)
-{
-	__asm__ volatile("" : : "r"(p) : "memory");
-}
-
-/* Overwrites the dead stack below the caller, so no stale pointer outlives a leak. */
-__attribute__((noinline)) static void scrub_stack(void)
-{
-	volatile char buf[64 << 10];
-
-	memset((char *)buf, 0, sizeof(buf));
-	escape((void *)buf);
-}
 
 static struct block *block_new(size_t size, uint64_t id)
 {
@@ -111,34 +93,18 @@ static bool block_ok(const struct block *b, uint64_t id)
 	return b->magic == MAGIC && b->id == id;
 }
 
-static void signal_ready(void)
-{
-	pthread_mutex_lock(&mu);
-	nready++;
-	pthread_cond_broadcast(&cv);
-	pthread_mutex_unlock(&mu);
-}
-
-static void wait_go(void)
-{
-	char c;
-
-	while (read(go[0], &c, 1) < 0) {
-	}
-}
-
 static void *stack_thread(void *arg)
 {
 	struct block *arr[N_STACK];
 
 	(void)arg;
-	tid_stack = (pid_t)syscall(SYS_gettid);
+	tid_stack = lk_gettid();
 	for (int i = 0; i < N_STACK; i++)
 		arr[i] = block_new(SZ_STACK, (uint64_t)i);
-	probe_stack = (uintptr_t)arr[3] ^ HIDE;
-	escape(arr);
-	signal_ready();
-	wait_go();
+	probe_stack = (uintptr_t)arr[3] ^ LK_HIDE;
+	lk_escape(arr);
+	lk_thread_ready();
+	lk_thread_wait();
 	for (int i = 0; i < N_STACK; i++) {
 		ok_stack &= block_ok(arr[i], (uint64_t)i);
 		free(arr[i]);
@@ -149,13 +115,13 @@ static void *stack_thread(void *arg)
 static void *tls_thread(void *arg)
 {
 	(void)arg;
-	tid_tls = (pid_t)syscall(SYS_gettid);
+	tid_tls = lk_gettid();
 	for (int i = 0; i < N_TLS; i++)
 		t_tls[i] = block_new(SZ_TLS, (uint64_t)i);
-	probe_tls = (uintptr_t)t_tls[5] ^ HIDE;
-	signal_ready();
-	scrub_stack();
-	wait_go();
+	probe_tls = (uintptr_t)t_tls[5] ^ LK_HIDE;
+	lk_thread_ready();
+	lk_scrub_stack();
+	lk_thread_wait();
 	for (int i = 0; i < N_TLS; i++) {
 		ok_tls &= block_ok(t_tls[i], (uint64_t)i);
 		free(t_tls[i]);
@@ -171,8 +137,8 @@ __attribute__((noinline)) static void leak_dropped(void)
 		snprintf(b->fill, SZ_DROPPED - sizeof(*b), "dropped block %d, nothing points here",
 			 i);
 		if (i == 10)
-			probe_dropped = (uintptr_t)b ^ HIDE;
-		escape(b);
+			probe_dropped = (uintptr_t)b ^ LK_HIDE;
+		lk_escape(b);
 	}
 }
 
@@ -188,8 +154,8 @@ __attribute__((noinline)) static void leak_rings(void)
 		b->next = c;
 		c->next = a;
 		if (i == 10)
-			probe_node = (uintptr_t)b ^ HIDE;
-		escape(a);
+			probe_node = (uintptr_t)b ^ LK_HIDE;
+		lk_escape(a);
 	}
 }
 
@@ -209,11 +175,11 @@ __attribute__((noinline)) static void leak_holders(void)
 		if (!h->text)
 			abort();
 		if (i == 10)
-			probe_text = (uintptr_t)h->text ^ HIDE;
-		escape(h);
+			probe_text = (uintptr_t)h->text ^ LK_HIDE;
+		lk_escape(h);
 	}
 	memset(text, 0, sizeof(text));
-	escape(text);
+	lk_escape(text);
 }
 
 __attribute__((noinline)) static void keep(void)
@@ -245,13 +211,6 @@ __attribute__((noinline)) static void keep(void)
 	}
 }
 
-static size_t chunk(size_t n)
-{
-	size_t c = (n + 8 + 15) & ~(size_t)15;
-
-	return c < 32 ? 32 : c;
-}
-
 static bool check_kept(void)
 {
 	bool ok = true;
@@ -271,47 +230,41 @@ static bool check_kept(void)
 int main(void)
 {
 	static char obuf[4096];
-	pthread_t t1, t2;
+	pthread_t t[2];
 	bool ok;
-	char c;
 
 	/* No stdout buffer from malloc. */
 	setvbuf(stdout, obuf, _IOFBF, sizeof(obuf));
-	if (pipe(go))
-		return 2;
 	keep();
 	leak_dropped();
 	leak_rings();
 	leak_holders();
-	pthread_create(&t1, NULL, stack_thread, NULL);
-	pthread_create(&t2, NULL, tls_thread, NULL);
-	pthread_mutex_lock(&mu);
-	while (nready < 2)
-		pthread_cond_wait(&cv, &mu);
-	pthread_mutex_unlock(&mu);
-	scrub_stack();
-	printf("{\"pid\":%d,\"tid_stack\":%d,\"tid_tls\":%d,\"untyped\":true,"
-	       "\"leaked\":{\"dropped\":[%d,%d,%zu],\"ring_node\":[%d,%d,%zu],\"holder\":[%d,%d,%zu],"
-	       "\"string_body\":[%d,%d,%zu]},"
-	       "\"kept\":{\"global\":[%d,%zu],\"hash_entry\":[%d,%zu],\"vector_elem\":[%d,%zu],"
-	       "\"StackOnly\":[%d,%zu],\"TlsOnly\":[%d,%zu]},"
-	       "\"probe_hide\":\"0x5a5a5a5a5a5a5a5a\",\"probe\":{\"kept\":\"%p\",\"stack\":\"0x%lx\","
-	       "\"tls\":\"0x%lx\",\"node\":\"0x%lx\",\"dropped\":\"0x%lx\",\"string_body\":\"0x%lx\"}}\n",
-	       (int)getpid(), (int)tid_stack, (int)tid_tls, N_DROPPED, N_DROPPED, chunk(SZ_DROPPED),
-	       3 * N_RINGS, 0, chunk(SZ_NODE), N_HOLDERS, N_HOLDERS, chunk(SZ_HOLDER), N_HOLDERS, 0,
-	       chunk(SZ_TEXT + 1), N_KEPT, chunk(SZ_KEPT), N_HASH, chunk(SZ_HASH), N_VEC,
-	       chunk(SZ_VEC), N_STACK, chunk(SZ_STACK), N_TLS, chunk(SZ_TLS), (void *)g_kept[7],
-	       (unsigned long)probe_stack, (unsigned long)probe_tls, (unsigned long)probe_node,
-	       (unsigned long)probe_dropped, (unsigned long)probe_text);
-	fflush(stdout);
-	while (read(0, &c, 1) > 0) {
-	}
-	/* Self-check: everything kept is intact. */
-	if (write(go[1], "gg", 2) != 2)
+	if (lk_start(t, stack_thread, tls_thread))
 		return 2;
-	pthread_join(t1, NULL);
-	pthread_join(t2, NULL);
+	lk_scrub_stack();
+	{
+		const struct lk_case leaked[] = {
+		    {"dropped", N_DROPPED, N_DROPPED, lk_chunk(SZ_DROPPED)},
+		    {"ring_node", 3 * N_RINGS, 0, lk_chunk(SZ_NODE)},
+		    {"holder", N_HOLDERS, N_HOLDERS, lk_chunk(SZ_HOLDER)},
+		    {"string_body", N_HOLDERS, 0, lk_chunk(SZ_TEXT + 1)},
+		};
+		const struct lk_case kept[] = {
+		    {"global", N_KEPT, 0, lk_chunk(SZ_KEPT)},
+		    {"hash_entry", N_HASH, 0, lk_chunk(SZ_HASH)},
+		    {"vector_elem", N_VEC, 0, lk_chunk(SZ_VEC)},
+		    {"StackOnly", N_STACK, 0, lk_chunk(SZ_STACK)},
+		    {"TlsOnly", N_TLS, 0, lk_chunk(SZ_TLS)},
+		};
+		const char *const names[] = {"stack", "tls", "node", "dropped", "string_body"};
+		const uintptr_t probes[] = {probe_stack, probe_tls, probe_node, probe_dropped,
+					    probe_text};
+
+		lk_print_truth(tid_stack, tid_tls, true, leaked, 4, kept, 5, g_kept[7], names,
+			       probes, 5);
+	}
+	if (lk_finish(t))
+		return 2;
 	ok = check_kept() && ok_stack && ok_tls;
-	printf("{\"self_check\":\"%s\"}\n", ok ? "ok" : "FAILED");
-	return ok ? 0 : 1;
+	return lk_self_check(ok);
 }

@@ -47,29 +47,6 @@ static int child_status = -1;
 static bool blocktrap;
 static int masks_lost; /* blocktrap: threads whose mask no longer blocks SIGTRAP */
 
-/* Reads one line from stdin without stdio. */
-static void expect(const char *word)
-{
-	char buf[64];
-	size_t n = 0;
-
-	for (;;) {
-		char c;
-
-		if (read(0, &c, 1) != 1)
-			_exit(4);
-		if (c == '\n')
-			break;
-		if (n + 1 < sizeof(buf))
-			buf[n++] = c;
-	}
-	buf[n] = 0;
-	if (strcmp(buf, word)) {
-		fprintf(stderr, "probe_alloc: expected '%s', got '%s'\n", word, buf);
-		_exit(5);
-	}
-}
-
 static uint64_t mix(uint64_t h, uint64_t v)
 {
 	h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
@@ -227,7 +204,7 @@ int main(int argc, char **argv)
 	iters = argc > 1 ? atol(argv[1]) : 1000;
 	if (argc > 2 && !strcmp(argv[2], "idle")) {
 		hs_say("done\n");
-		expect("exit");
+		hs_expect("exit");
 		_exit(0);
 	}
 	do_fork = argc > 2 && !strcmp(argv[2], "fork");
@@ -251,9 +228,8 @@ int main(int argc, char **argv)
 	for (int i = 0; i < NTHREADS && !late; i++)
 		if (pthread_create(&t[i], NULL, worker, (void *)(intptr_t)i))
 			return 2;
-	snprintf(line, sizeof(line), "ready %d\n", (int)getpid());
-	hs_say(line);
-	expect("go");
+	hs_ready_raw();
+	hs_expect("go");
 	for (int i = 0; i < NTHREADS && late; i++)
 		if (pthread_create(&t[i], NULL, worker, (void *)(intptr_t)i))
 			return 2;
@@ -287,6 +263,6 @@ int main(int argc, char **argv)
 		 (unsigned long long)pl, (unsigned long long)sum,
 		 child_status, masks_lost);
 	hs_say(line);
-	expect("exit");
+	hs_expect("exit");
 	_exit(0);
 }

@@ -14,6 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../common/handshake.h"
+
 namespace {
 
 const int kThreads = 2;
@@ -29,40 +31,6 @@ struct Node {
 	Node *next;
 	long v;
 };
-
-void say(const char *s)
-{
-	size_t n = strlen(s);
-
-	while (n) {
-		ssize_t w = write(1, s, n);
-
-		if (w <= 0)
-			_exit(3);
-		s += w;
-		n -= (size_t)w;
-	}
-}
-
-void expect(const char *word)
-{
-	char buf[64];
-	size_t n = 0;
-
-	for (;;) {
-		char c;
-
-		if (read(0, &c, 1) != 1)
-			_exit(4);
-		if (c == '\n')
-			break;
-		if (n + 1 < sizeof(buf))
-			buf[n++] = c;
-	}
-	buf[n] = 0;
-	if (strcmp(buf, word))
-		_exit(5);
-}
 
 void *worker(void *arg)
 {
@@ -109,9 +77,8 @@ int main(int argc, char **argv)
 	for (int i = 0; i < kThreads; i++)
 		if (pthread_create(&t[i], nullptr, worker, (void *)(long)i))
 			return 2;
-	snprintf(line, sizeof(line), "ready %d\n", (int)getpid());
-	say(line);
-	expect("go");
+	hs_ready_raw();
+	hs_expect("go");
 	for (int i = 0; i < kThreads; i++)
 		sem_post(&go_sem);
 	for (int i = 0; i < kThreads; i++)
@@ -123,7 +90,7 @@ int main(int argc, char **argv)
 	}
 	snprintf(line, sizeof(line), "counts news=%lu deletes=%lu\nchecksum=%016lx\ndone\n", nn, nd,
 		 sum);
-	say(line);
-	expect("exit");
+	hs_say(line);
+	hs_expect("exit");
 	_exit(0);
 }

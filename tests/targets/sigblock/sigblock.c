@@ -32,6 +32,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/handshake.h"
+
 static atomic_bool stop;
 static atomic_int running;
 static atomic_int failures;
@@ -191,9 +193,9 @@ int main(void)
 			return 2;
 	while (atomic_load(&running) < 4)
 		usleep(1000);
-	printf("ready %d\n", (int)getpid());
-	while (fgets(line, sizeof(line), stdin)) {
-		if (!strcmp(line, "check\n")) {
+	hs_ready();
+	while (!hs_read_line(line, sizeof(line))) {
+		if (!strcmp(line, "check")) {
 			atomic_store(&stop, true);
 			for (int i = 0; i < 4; i++)
 				pthread_join(t[i], NULL);
@@ -209,7 +211,7 @@ int main(void)
 				       "allocations in %lu threads\n",
 				       atomic_load(&n_normal), atomic_load(&n_blocked),
 				       atomic_load(&n_spawned), atomic_load(&n_children));
-		} else if (!strcmp(line, "exit\n")) {
+		} else if (!strcmp(line, "exit")) {
 			return atomic_load(&failures) ? 1 : 0;
 		}
 	}

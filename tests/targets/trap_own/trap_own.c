@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../common/handshake.h"
+
 static volatile sig_atomic_t handled;
 
 static void on_trap(int sig)
@@ -30,9 +32,8 @@ int main(int argc, char **argv)
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_trap;
 	sigaction(SIGTRAP, &sa, NULL);
-	printf("ready %d\n", (int)getpid());
-	fflush(stdout);
-	if (!fgets(line, sizeof(line), stdin))
+	hs_ready();
+	if (hs_read_line(line, sizeof(line)))
 		return 2;
 	for (long i = 0; i < n; i++) {
 		char *p = malloc(64 + (size_t)(i % 512));

@@ -18,6 +18,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../common/handshake.h"
+
 #define NOINLINE __attribute__((noinline))
 
 static jmp_buf back;
@@ -66,15 +68,15 @@ int main(int argc, char **argv)
 		return 64;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	printf("ready %d\n", (int)getpid());
-	if (!fgets(line, sizeof(line), stdin))
+	hs_ready();
+	if (hs_read_line(line, sizeof(line)))
 		return 1;
 	for (unsigned long i = 0; i < iters; i++) {
 		want += (unsigned char)i;
 		uv_round(i);
 	}
 	printf("done\n");
-	if (!fgets(line, sizeof(line), stdin))
+	if (hs_read_line(line, sizeof(line)))
 		line[0] = 0;
 	if (sum != want) {
 		printf("selfcheck FAILED: sum %lu, want %lu\n", sum, want);

@@ -33,20 +33,13 @@ static const char *cmd_name = "record";
 #define PROGRESS_NS 200000000ull  /* progress line refresh: 5 per second */
 
 struct rec_opts {
-	pid_t pid;
-	const char *out_path;
-	char *out_default;
-	enum ms_out_format fmt;
-	bool fmt_given;
-	uint64_t duration_ns; /* 0: until Ctrl-C or the target exits */
-	bool live, count, lines, quiet;
+	struct cli_rec_opts co; /* the options walk mode takes too */
+	bool live, count;
 	uint64_t sample_bytes;	    /* the mean to start with (0: exact) */
 	uint64_t min_sample_bytes; /* the narrowest the budget may pick */
 	double max_overhead; /* fraction of the target's CPU time; 0 = off */
 	bool max_overhead_given;
 	bool sample_bytes_given;
-	uint64_t stack_bytes;
-	enum ms_unwind_backend unwinder;
 	const char **probes;
 	size_t nprobes, probes_cap;
 	const char **probe_frees; /* --probe-free */
@@ -152,15 +145,11 @@ static void help(FILE *f)
 }
 
 enum {
-	OPT_LIVE = 256,
+	OPT_LIVE = CLI_OPT_REC_OWN,
 	OPT_COUNT,
 	OPT_EXACT,
-	OPT_STACK_BYTES,
-	OPT_UNWINDER,
-	OPT_LINES,
 	OPT_PROBE,
 	OPT_SUBPROCESSES,
-	OPT_MODE,
 	OPT_MAX_OVERHEAD,
 	OPT_INTERVAL,
 	OPT_KEEP,
@@ -168,33 +157,23 @@ enum {
 };
 
 static const struct option long_opts[] = {
-    {"pid", required_argument, NULL, 'p'},
-    {"output", required_argument, NULL, 'o'},
-    {"format", required_argument, NULL, 'f'},
-    {"duration", required_argument, NULL, 'd'},
+    CLI_REC_LONG_OPTS,
     {"live", no_argument, NULL, OPT_LIVE},
     {"count", no_argument, NULL, OPT_COUNT},
     {"sample-bytes", required_argument, NULL, 's'},
     {"exact", no_argument, NULL, OPT_EXACT},
-    {"stack-bytes", required_argument, NULL, OPT_STACK_BYTES},
-    {"unwinder", required_argument, NULL, OPT_UNWINDER},
-    {"lines", no_argument, NULL, OPT_LINES},
     {"probe", required_argument, NULL, OPT_PROBE},
     {"probe-free", required_argument, NULL, OPT_PROBE_FREE},
     {"subprocesses", no_argument, NULL, OPT_SUBPROCESSES},
-    {"mode", required_argument, NULL, OPT_MODE},
     {"max-overhead", required_argument, NULL, OPT_MAX_OVERHEAD},
     {"interval", required_argument, NULL, OPT_INTERVAL},
     {"keep", required_argument, NULL, OPT_KEEP},
-    {"quiet", no_argument, NULL, 'q'},
-    {"verbose", no_argument, NULL, 'v'},
-    {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
 
 static void opts_free(struct rec_opts *o)
 {
-	free(o->out_default);
+	cli_rec_opts_free(&o->co);
 	free(o->probes);
 	free(o->probe_frees);
 }
@@ -220,7 +199,7 @@ static void warn_probe_frees(const struct rec_opts *o)
 {
 	bool frees = o->live || o->interval_ns;
 
-	if (o->quiet)
+	if (o->co.quiet)
 		return;
 	if (frees && !o->nprobe_frees) {
 		for (size_t i = 0; i < o->nprobes; i++)
@@ -259,35 +238,27 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done,
 	*o = (struct rec_opts){
 	    .sample_bytes = MS_REC_BUDGET_START_MEAN,
 	    .min_sample_bytes = MS_REC_BUDGET_MIN_MEAN,
-	    .max_overhead = 0.01,
-	    .stack_bytes = 16 * 1024,
-	    .unwinder = MS_UNWIND_DWFL};
+	    .max_overhead = 0.01};
+	cli_rec_opts_init(&o->co);
 	*done = false;
 	optind = 1;
 	opterr = 0; /* our own one-line messages, through cli_usage_error */
-	while ((c = getopt_long(argc, argv, ":p:o:f:d:s:qvh", long_opts, NULL)) != -1) {
-		if (h && (c == 'o' || c == 'f' || c == OPT_COUNT || c == OPT_LINES || c == OPT_MODE ||
-			  c == OPT_INTERVAL || c == OPT_KEEP))
+	while ((c = getopt_long(argc, argv, CLI_REC_SHORT_OPTS "s:", long_opts, NULL)) != -1) {
+		if (h && (c == 'o' || c == 'f' || c == OPT_COUNT || c == CLI_OPT_LINES ||
+			  c == CLI_OPT_MODE || c == OPT_INTERVAL || c == OPT_KEEP))
 			return cli_usage_error(CMD, "--%s is an option of memspy record, not of %s",
 					       opt_name(c), CMD);
+		if ((r = cli_rec_opt(CMD, c, optarg, &o->co)) != 1) {
+			if (r)
+				return r;
+			if (o->co.help) {
+				(h ? h->help : help)(stdout);
+				*done = true;
+				return MS_EXIT_OK;
+			}
+			continue;
+		}
 		switch (c) {
-		case 'p':
-			if ((r = cli_opt_pid(CMD, optarg, &o->pid)))
-				return r;
-			break;
-		case 'o':
-			if ((r = cli_opt_output(CMD, optarg, &o->out_path)))
-				return r;
-			break;
-		case 'f':
-			if ((r = cli_opt_format(CMD, optarg, &o->fmt)))
-				return r;
-			o->fmt_given = true;
-			break;
-		case 'd':
-			if ((r = cli_opt_duration(CMD, optarg, &o->duration_ns)))
-				return r;
-			break;
 		case OPT_LIVE:
 			o->live = true;
 			break;
@@ -309,17 +280,6 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done,
 			if ((r = cli_opt_max_overhead(CMD, optarg, &o->max_overhead)))
 				return r;
 			o->max_overhead_given = true;
-			break;
-		case OPT_STACK_BYTES:
-			if ((r = cli_opt_stack_bytes(CMD, optarg, &o->stack_bytes)))
-				return r;
-			break;
-		case OPT_UNWINDER:
-			if ((r = cli_opt_unwinder(CMD, optarg, &o->unwinder)))
-				return r;
-			break;
-		case OPT_LINES:
-			o->lines = true;
 			break;
 		case OPT_INTERVAL:
 			if ((r = cli_interval_opt(CMD, optarg, &o->interval_ns)))
@@ -349,32 +309,29 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done,
 		case OPT_SUBPROCESSES:
 			/* cmd_record() hands it to cmd_record_subprocesses(), which drops it. */
 			break;
-		case OPT_MODE:
+		case CLI_OPT_MODE:
 			/* "walk" never gets here: cmd_record() hands it to cmd_record_walk(). */
 			if (strcmp(optarg, "probe"))
 				return cli_usage_error(
 				    CMD, "--mode: unknown mode '%s' (use probe or walk)", optarg);
 			break;
-		case 'q':
-			o->quiet = true;
-			break;
-		case 'v':
-			if (ms_log_verbosity < MS_LOG_DEBUG)
-				ms_log_verbosity++;
-			break;
-		case 'h':
-			(h ? h->help : help)(stdout);
-			*done = true;
-			return MS_EXIT_OK;
 		default: /* ':' or '?' */
 			return cli_getopt_error(CMD, c, argc, argv);
 		}
 	}
 	if ((r = cli_getopt_error(CMD, -1, argc, argv)))
 		return r;
-	if (!o->pid)
-		return cli_usage_error(CMD, "--pid is required (e.g. memspy %s --pid "
-					    "$(pidof myservice)%s)", CMD, h ? "" : " -o alloc.svg");
+	for (unsigned i = 0; i < o->co.verbose; i++)
+		if (ms_log_verbosity < MS_LOG_DEBUG)
+			ms_log_verbosity++;
+	if (!o->co.pid) {
+		char *example = ms_xasprintf("memspy %s --pid $(pidof myservice)%s", CMD,
+					     h ? "" : " -o alloc.svg");
+
+		r = cli_rec_opts_need_pid(CMD, &o->co, example);
+		free(example);
+		return r;
+	}
 	if (exact && sample_given && o->sample_bytes)
 		return cli_usage_error(CMD, "--exact and --sample-bytes %s contradict each other",
 				       "N > 0");
@@ -391,7 +348,7 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done,
 		o->max_overhead = 0;
 	if (!o->sample_bytes) {
 		/* Exact must stay exact: no budget may widen it. */
-		if (o->max_overhead_given && o->max_overhead > 0 && !o->quiet)
+		if (o->max_overhead_given && o->max_overhead > 0 && !o->co.quiet)
 			fprintf(stderr, "memspy record: note: --max-overhead is ignored with "
 					"--exact (every call is recorded; the cost is reported at "
 					"the end)\n");
@@ -400,24 +357,9 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done,
 	warn_probe_frees(o);
 	if (h)
 		return 0; /* no file */
-	if (!o->out_path) {
-		o->out_default = ms_xasprintf("memspy-%d%s.%s", (int)o->pid,
-					      o->interval_ns ? "-{n}" : "",
-					      o->fmt_given ? (o->fmt == MS_OUT_PPROF ? "pb.gz"
-							      : o->fmt == MS_OUT_SPEEDSCOPE
-								  ? "speedscope.json"
-								  : ms_out_format_name(o->fmt))
-							   : "svg");
-		o->out_path = o->out_default;
-		if (!o->fmt_given)
-			o->fmt = MS_OUT_SVG;
-	} else if (!o->fmt_given && ms_out_format_from_name(o->out_path, &o->fmt)) {
-		return cli_usage_error(CMD,
-				       "cannot tell the format from the name '%s': use "
-				       "--format svg|folded|speedscope|pprof",
-				       o->out_path);
-	}
-	return cli_interval_check(CMD, o->out_path, o->interval_ns, o->keep);
+	if ((r = cli_rec_opts_output(CMD, &o->co, o->interval_ns ? "-{n}" : "")))
+		return r;
+	return cli_interval_check(CMD, o->co.out_path, o->interval_ns, o->keep);
 }
 
 /* ------------------------------ progress ------------------------------ */
@@ -685,14 +627,14 @@ static void print_tampering(const struct rec_opts *o, const struct ms_probe_stat
 			"  WARNING: memspy's pages in process %d were overwritten: %s samples "
 			"discarded; sampling stopped %s after it began (%s), the figures above "
 			"cover only the time before%s\n",
-			(int)o->pid, ms_fmt_count(a, sizeof(a), st->discarded),
+			(int)o->co.pid, ms_fmt_count(a, sizeof(a), st->discarded),
 			ms_fmt_duration(b, sizeof(b), st->tamper_after_ns), st->tamper_why,
 			o->live ? "; blocks freed after it count as live" : "");
 	else if (st->discarded)
 		fprintf(stderr,
 			"  WARNING: %s samples or frees in memspy's pages in process %d were not "
 			"what its probes write (overwritten by the target?) and were discarded\n",
-			ms_fmt_count(a, sizeof(a), st->discarded), (int)o->pid);
+			ms_fmt_count(a, sizeof(a), st->discarded), (int)o->co.pid);
 	if (st->clock_odd)
 		fprintf(stderr,
 			"  %s samples or frees carried a timestamp outside the recording (this "
@@ -721,14 +663,14 @@ static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t
 	if (ivf) {
 		char *files = cli_interval_files_summary(ivf);
 
-		fprintf(stderr, "memspy: wrote %s (%s", files, ms_out_format_name(o->fmt));
+		fprintf(stderr, "memspy: wrote %s (%s", files, ms_out_format_name(o->co.fmt));
 		free(files);
-	} else if (o->out_path) {
-		fprintf(stderr, "memspy: wrote %s (%s", o->out_path, ms_out_format_name(o->fmt));
+	} else if (o->co.out_path) {
+		fprintf(stderr, "memspy: wrote %s (%s", o->co.out_path, ms_out_format_name(o->co.fmt));
 	} else { /* hooks: no file */
-		fprintf(stderr, "memspy %s: pid %d: ", CMD, (int)o->pid);
+		fprintf(stderr, "memspy %s: pid %d: ", CMD, (int)o->co.pid);
 	}
-	if (ivf || o->out_path)
+	if (ivf || o->co.out_path)
 		fprintf(stderr, ", %s): ",
 			o->live ? (o->count ? "live allocations" : "live bytes")
 				: (o->count ? "allocation counts" : "bytes allocated"));
@@ -821,7 +763,7 @@ static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t
 			"  WARNING: %s of %s stacks stop at the allocator's caller (one frame)%s\n",
 			ms_fmt_count(a, sizeof(a), rec->one_frame),
 			ms_fmt_count(b, sizeof(b), rec->alloc_events),
-			o->unwinder == MS_UNWIND_FP
+			o->co.unwinder == MS_UNWIND_FP
 			    ? ": the code was built without frame pointers; record again without "
 			      "--unwinder fp (the default unwinder reads the CFI)"
 			    : "");
@@ -902,14 +844,14 @@ static int write_profile(const struct rec_opts *o, const struct ms_rec_table *t,
 			 const struct ms_rec_budget *b, FILE *fp, struct ms_error *err)
 {
 	struct ms_profile *prof = ms_profile_new();
-	struct ms_rec_profile_opts view = {.live = o->live, .lines = o->lines, .iv = iv};
+	struct ms_rec_profile_opts view = {.live = o->live, .lines = o->co.lines, .iv = iv};
 	struct ms_out_opts wo;
 	char *subtitle;
 	int rc;
 
 	/* An interval's pprof file carries both views (alloc_* and inuse_*), as Go's heap
 	 * profiles do: -diff_base of two of them shows what grew. */
-	if (iv && o->fmt == MS_OUT_PPROF)
+	if (iv && o->co.fmt == MS_OUT_PPROF)
 		view.live = true;
 	ms_rec_profile_build(prof, t, sym, &view);
 	ms_rec_profile_mappings(prof, sym, mods);
@@ -926,7 +868,7 @@ static int write_profile(const struct rec_opts *o, const struct ms_rec_table *t,
 	    .title = cli_command_line(),
 	    .subtitle = subtitle,
 	    .value = o->count ? MS_VALUE_COUNT : MS_VALUE_BYTES,
-	    .lines = o->lines,
+	    .lines = o->co.lines,
 	    .live = view.live,
 	    .sample_period = o->sample_bytes,
 	    .samples = o->sample_bytes != 0,
@@ -940,7 +882,7 @@ static int write_profile(const struct rec_opts *o, const struct ms_rec_table *t,
 		if (mods->v[i].is_exec)
 			wo.main_module = slash ? slash + 1 : mods->v[i].path;
 	}
-	rc = ms_profile_write(prof, o->fmt, &wo, fp, err);
+	rc = ms_profile_write(prof, o->co.fmt, &wo, fp, err);
 	free(subtitle);
 	ms_profile_free(prof);
 	return rc;
@@ -978,7 +920,7 @@ static void interval_cut(const struct rec_opts *o, struct ms_rec_interval *iv,
 	}
 	spent = ms_rec_self_cpu_ns() - cpu;
 	ms_probes_stats(r.probes, &st);
-	cli_interval_files_done(ivf, iv, r.table, now, rc == 0, &err, spent, st.dropped, o->quiet);
+	cli_interval_files_done(ivf, iv, r.table, now, rc == 0, &err, spent, st.dropped, o->co.quiet);
 	ms_rec_interval_next(iv, r.table, now);
 	ms_rec_session_cut(rs, spent);
 }
@@ -991,7 +933,7 @@ static void fill_view(struct ms_rec_view *v, const struct rec_opts *o,
 
 	ms_rec_session_read(rs, &r);
 	*v = (struct ms_rec_view){
-	    .pid = o->pid,
+	    .pid = o->co.pid,
 	    .live = o->live,
 	    .start_ns = r.start_ns,
 	    .table = r.table,
@@ -1045,12 +987,12 @@ int ms_rec_main(int argc, char **argv, const struct ms_rec_hooks *h)
 	if (h) {
 		/* no file */
 	} else if (o.interval_ns) {
-		if (cli_interval_probe_dir(o.out_path, o.pid, &err)) {
+		if (cli_interval_probe_dir(o.co.out_path, o.co.pid, &err)) {
 			cli_report(&err);
 			goto out;
 		}
 	} else {
-		if (ms_afile_open(&af, o.out_path, &err)) {
+		if (ms_afile_open(&af, o.co.out_path, &err)) {
 			cli_report(&err);
 			goto out;
 		}
@@ -1058,21 +1000,21 @@ int ms_rec_main(int argc, char **argv, const struct ms_rec_hooks *h)
 	}
 	ms_signals_init();
 	/* Before anything is attached: how long the target waits for a CPU anyway. */
-	if (!ms_rec_baseline_measure(o.pid, &baseline)) {
+	if (!ms_rec_baseline_measure(o.co.pid, &baseline)) {
 		ms_error_set(&err, -EINTR, "record: stopped before attaching (signal %d)",
 			     ms_signals_stop_requested());
 		cli_report(&err);
 		goto out;
 	}
-	if (cli_attach(CMD, o.pid, &aopts, &p))
+	if (cli_attach(CMD, o.co.pid, &aopts, &p))
 		goto out;
 	so = (struct ms_rec_session_opts){
-	    .duration_ns = o.duration_ns,
+	    .duration_ns = o.co.duration_ns,
 	    .sample_bytes = o.sample_bytes,
 	    .min_sample_bytes = o.min_sample_bytes,
 	    .max_overhead = o.max_overhead,
-	    .stack_bytes = o.stack_bytes,
-	    .unwinder = o.unwinder,
+	    .stack_bytes = o.co.stack_bytes,
+	    .unwinder = o.co.unwinder,
 	    .track_frees = o.live || o.interval_ns, /* an interval's file holds the live view */
 	    .probes = o.probes,
 	    .nprobes = o.nprobes,
@@ -1087,26 +1029,26 @@ int ms_rec_main(int argc, char **argv, const struct ms_rec_hooks *h)
 	ms_rec_session_read(rs, &r);
 	if (o.interval_ns) {
 		iv = ms_rec_interval_new(o.interval_ns, r.start_ns);
-		ivf = cli_interval_files_new(o.out_path, o.keep, o.pid);
+		ivf = cli_interval_files_new(o.co.out_path, o.keep, o.co.pid);
 	}
-	pg = (struct progress){.tty = !o.quiet && !h && isatty(STDERR_FILENO),
+	pg = (struct progress){.tty = !o.co.quiet && !h && isatty(STDERR_FILENO),
 			       .start_ns = r.start_ns,
 			       .last_ns = r.start_ns,
 			       .iv = iv};
-	if (!o.quiet && !h) {
+	if (!o.co.quiet && !h) {
 		const char **names;
 		char comm[64], d[32];
 
 		fprintf(stderr,
 			"memspy: recording pid %d (%s, %zu threads, %zu entry points "
 			"probed) %s%s",
-			(int)o.pid, ms_proc_comm(o.pid, comm, sizeof(comm)), ms_proc_nthreads(r.proc),
+			(int)o.co.pid, ms_proc_comm(o.co.pid, comm, sizeof(comm)), ms_proc_nthreads(r.proc),
 			ms_probes_sites(r.probes, &names),
-			o.duration_ns ? "for " : "until Ctrl-C or its exit",
-			o.duration_ns ? ms_fmt_duration(d, sizeof(d), (uint64_t)o.duration_ns) : "");
+			o.co.duration_ns ? "for " : "until Ctrl-C or its exit",
+			o.co.duration_ns ? ms_fmt_duration(d, sizeof(d), (uint64_t)o.co.duration_ns) : "");
 		if (iv)
 			fprintf(stderr, ", a file every %s: %s",
-				ms_fmt_duration(d, sizeof(d), o.interval_ns), o.out_path);
+				ms_fmt_duration(d, sizeof(d), o.interval_ns), o.co.out_path);
 		fprintf(stderr, "\n");
 	}
 	while (ms_rec_session_step(rs, iv ? ms_rec_interval_end(iv) : 0) == 0) {
@@ -1117,7 +1059,7 @@ int ms_rec_main(int argc, char **argv, const struct ms_rec_hooks *h)
 		 * after the loop (cut here too, it left a 0.0-s file after it).
 		 */
 		if (iv && ms_rec_interval_due(iv, now,
-					      o.duration_ns ? r.start_ns + o.duration_ns : 0))
+					      o.co.duration_ns ? r.start_ns + o.co.duration_ns : 0))
 			interval_cut(&o, iv, ivf, rs, &pg, now);
 		ms_rec_session_upkeep(rs);
 		ms_rec_session_read(rs, &r);
@@ -1147,7 +1089,7 @@ int ms_rec_main(int argc, char **argv, const struct ms_rec_hooks *h)
 		fill_view(&v, &o, rs);
 		h->ended(h->ctx, &v);
 	}
-	cli_report_early_end(o.pid, r.end->wait_error, r.end->target_exited, r.end->exit_status);
+	cli_report_early_end(o.co.pid, r.end->wait_error, r.end->target_exited, r.end->exit_status);
 	if (h)
 		goto summary;
 
@@ -1169,7 +1111,7 @@ int ms_rec_main(int argc, char **argv, const struct ms_rec_hooks *h)
 	}
 	afile_open = false;
 summary:
-	if (!o.quiet) {
+	if (!o.co.quiet) {
 		char *hint = r.sym ? ms_symbolizer_names_hint(r.sym) : NULL;
 
 		print_summary(&o, r.table, r.probes, r.counts, r.end, r.meter, closed.verify_note,
@@ -1178,7 +1120,7 @@ summary:
 			struct ms_rec_totals tot;
 
 			ms_rec_table_totals(r.table, &tot);
-			ms_subprocess_hint(stderr, o.pid, tot.samples);
+			ms_subprocess_hint(stderr, o.co.pid, tot.samples);
 		}
 		if (hint)
 			fprintf(stderr, "  %s\n", hint);

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-/* Validation and messages of the options shared by both recording modes. */
+/* The options shared by both recording modes: their validation, messages and defaults. */
 #include "cmd/record_opts.h"
 
 #include <errno.h>
@@ -72,5 +72,79 @@ int cli_opt_max_overhead(const char *cmd, const char *arg, double *frac)
 				       "(e.g. 1, 0.5%%, or off; default 1%%)",
 				       arg);
 	*frac = v / 100;
+	return 0;
+}
+
+void cli_rec_opts_init(struct cli_rec_opts *co)
+{
+	*co = (struct cli_rec_opts){.stack_bytes = 16 * 1024, .unwinder = MS_UNWIND_DWFL};
+}
+
+void cli_rec_opts_free(struct cli_rec_opts *co)
+{
+	free(co->out_default);
+	co->out_default = NULL;
+}
+
+int cli_rec_opt(const char *cmd, int c, const char *arg, struct cli_rec_opts *co)
+{
+	int r;
+
+	switch (c) {
+	case 'p':
+		return cli_opt_pid(cmd, arg, &co->pid);
+	case 'o':
+		return cli_opt_output(cmd, arg, &co->out_path);
+	case 'f':
+		if ((r = cli_opt_format(cmd, arg, &co->fmt)))
+			return r;
+		co->fmt_given = true;
+		return 0;
+	case 'd':
+		return cli_opt_duration(cmd, arg, &co->duration_ns);
+	case CLI_OPT_STACK_BYTES:
+		return cli_opt_stack_bytes(cmd, arg, &co->stack_bytes);
+	case CLI_OPT_UNWINDER:
+		return cli_opt_unwinder(cmd, arg, &co->unwinder);
+	case CLI_OPT_LINES:
+		co->lines = true;
+		return 0;
+	case 'q':
+		co->quiet = true;
+		return 0;
+	case 'v':
+		co->verbose++;
+		return 0;
+	case 'h':
+		co->help = true;
+		return 0;
+	default:
+		return 1;
+	}
+}
+
+int cli_rec_opts_need_pid(const char *cmd, const struct cli_rec_opts *co, const char *example)
+{
+	return co->pid ? 0 : cli_usage_error(cmd, "--pid is required (e.g. %s)", example);
+}
+
+int cli_rec_opts_output(const char *cmd, struct cli_rec_opts *co, const char *infix)
+{
+	if (!co->out_path) {
+		co->out_default =
+		    ms_xasprintf("memspy-%d%s.%s", (int)co->pid, infix,
+				 !co->fmt_given		       ? "svg"
+				 : co->fmt == MS_OUT_PPROF      ? "pb.gz"
+				 : co->fmt == MS_OUT_SPEEDSCOPE ? "speedscope.json"
+								: ms_out_format_name(co->fmt));
+		co->out_path = co->out_default;
+		if (!co->fmt_given)
+			co->fmt = MS_OUT_SVG;
+	} else if (!co->fmt_given && ms_out_format_from_name(co->out_path, &co->fmt)) {
+		return cli_usage_error(cmd,
+				       "cannot tell the format from the name '%s': use "
+				       "--format svg|folded|speedscope|pprof",
+				       co->out_path);
+	}
 	return 0;
 }

@@ -12,6 +12,64 @@
 #include "output/output.h"
 #include "unwind/unwind.h"
 
+#include <getopt.h>
+
+/*
+ * The options both recording modes take, one table and one parser: each
+ * mode's getopt table starts with CLI_REC_LONG_OPTS and its own option
+ * values start at CLI_OPT_REC_OWN; its switch hands every option to
+ * cli_rec_opt() first.
+ */
+enum {
+	CLI_OPT_STACK_BYTES = 256,
+	CLI_OPT_UNWINDER,
+	CLI_OPT_LINES,
+	CLI_OPT_MODE, /* each mode checks its own name (cli_rec_opt leaves it) */
+	CLI_OPT_REC_OWN,
+};
+
+#define CLI_REC_SHORT_OPTS ":p:o:f:d:qvh"
+#define CLI_REC_LONG_OPTS                                                                          \
+	{"pid", required_argument, NULL, 'p'}, {"output", required_argument, NULL, 'o'},          \
+	    {"format", required_argument, NULL, 'f'},                                              \
+	    {"duration", required_argument, NULL, 'd'},                                            \
+	    {"stack-bytes", required_argument, NULL, CLI_OPT_STACK_BYTES},                         \
+	    {"unwinder", required_argument, NULL, CLI_OPT_UNWINDER},                               \
+	    {"lines", no_argument, NULL, CLI_OPT_LINES},                                           \
+	    {"mode", required_argument, NULL, CLI_OPT_MODE}, {"quiet", no_argument, NULL, 'q'},   \
+	    {"verbose", no_argument, NULL, 'v'}, {"help", no_argument, NULL, 'h'}
+
+/* What the shared options set; cli_rec_opts_init() gives the defaults. */
+struct cli_rec_opts {
+	pid_t pid;
+	const char *out_path;
+	char *out_default; /* out_path when memspy named the file */
+	enum ms_out_format fmt;
+	bool fmt_given;
+	uint64_t duration_ns; /* 0: until Ctrl-C or the target exits */
+	uint64_t stack_bytes;
+	enum ms_unwind_backend unwinder;
+	bool lines, quiet;
+	unsigned verbose; /* -v given this many times */
+	bool help;	  /* -h: print the help and return 0 */
+};
+
+void cli_rec_opts_init(struct cli_rec_opts *co);
+void cli_rec_opts_free(struct cli_rec_opts *co);
+/*
+ * Option c (getopt_long's value, arg its argument): 0 when it was one of
+ * the shared options and taken, 1 when it is not one (the mode's own, or
+ * getopt's ':' and '?'), else the exit code of a usage error.
+ */
+int cli_rec_opt(const char *cmd, int c, const char *arg, struct cli_rec_opts *co);
+/* After the options: --pid is required (example: a command line that shows how). */
+int cli_rec_opts_need_pid(const char *cmd, const struct cli_rec_opts *co, const char *example);
+/*
+ * -o defaults to memspy-PID<infix>.<the format's extension>, the format to
+ * the file name's. 0 or an exit code.
+ */
+int cli_rec_opts_output(const char *cmd, struct cli_rec_opts *co, const char *infix);
+
 int cli_opt_output(const char *cmd, const char *arg, const char **out);
 int cli_opt_format(const char *cmd, const char *arg, enum ms_out_format *out);
 int cli_opt_duration(const char *cmd, const char *arg, uint64_t *ns);

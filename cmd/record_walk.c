@@ -29,20 +29,16 @@
 #define PROGRESS_NS	 200000000ull
 
 struct walk_opts {
-	pid_t pid;
-	const char *out_path, *all_path, *tl_path;
-	char *out_default, *all_default, *tl_default;
-	enum ms_out_format fmt;
-	bool fmt_given;
+	struct cli_rec_opts co; /* the options probe mode takes too */
+	const char *all_path, *tl_path;
+	char *all_default, *tl_default;
 	enum ms_tl_format tl_fmt;
-	uint64_t duration_ns;
 	double rate;
 	uint64_t walk_ns;
-	bool full_walk, quiet, lines, verbose;
+	bool full_walk;
 	bool idle;	  /* --idle: sleeping threads' stacks in the all-threads view too */
 	double max_share; /* fraction of wall time the target may spend stopped */
-	uint64_t stack_bytes, max_reads;
-	enum ms_unwind_backend unwinder;
+	uint64_t max_reads;
 };
 
 static void help(FILE *f)
@@ -110,46 +106,32 @@ static void help(FILE *f)
 }
 
 enum {
-	OPT_MODE = 256,
-	OPT_RATE,
+	OPT_RATE = CLI_OPT_REC_OWN,
 	OPT_WALK_INTERVAL,
 	OPT_FULL_WALK,
 	OPT_TIMELINE,
 	OPT_MAX_PAUSE,
 	OPT_ALL,
-	OPT_STACK_BYTES,
-	OPT_UNWINDER,
-	OPT_LINES,
 	OPT_MAX_READS,
 	OPT_IDLE,
 };
 
 static const struct option long_opts[] = {
-    {"pid", required_argument, NULL, 'p'},
-    {"mode", required_argument, NULL, OPT_MODE},
-    {"output", required_argument, NULL, 'o'},
-    {"format", required_argument, NULL, 'f'},
-    {"duration", required_argument, NULL, 'd'},
+    CLI_REC_LONG_OPTS,
     {"rate", required_argument, NULL, OPT_RATE},
     {"walk-interval", required_argument, NULL, OPT_WALK_INTERVAL},
     {"full-walk", no_argument, NULL, OPT_FULL_WALK},
     {"timeline", required_argument, NULL, OPT_TIMELINE},
     {"max-pause-share", required_argument, NULL, OPT_MAX_PAUSE},
     {"all-threads", required_argument, NULL, OPT_ALL},
-    {"stack-bytes", required_argument, NULL, OPT_STACK_BYTES},
-    {"unwinder", required_argument, NULL, OPT_UNWINDER},
-    {"lines", no_argument, NULL, OPT_LINES},
     {"max-list-reads", required_argument, NULL, OPT_MAX_READS},
     {"idle", no_argument, NULL, OPT_IDLE},
-    {"quiet", no_argument, NULL, 'q'},
-    {"verbose", no_argument, NULL, 'v'},
-    {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
 
 static void opts_free(struct walk_opts *o)
 {
-	free(o->out_default);
+	cli_rec_opts_free(&o->co);
 	free(o->all_default);
 	free(o->tl_default);
 }
@@ -188,42 +170,34 @@ static int parse_opts(int argc, char **argv, struct walk_opts *o, bool *done)
 	*o = (struct walk_opts){.rate = 100,
 				.walk_ns = 1000000000ull,
 				.max_share = 0.01,
-				.stack_bytes = 16 * 1024,
 				.max_reads = 20000,
-				.unwinder = MS_UNWIND_DWFL,
 				.tl_fmt = MS_TL_SVG};
+	cli_rec_opts_init(&o->co);
 	*done = false;
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":p:o:f:d:qvh", long_opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, CLI_REC_SHORT_OPTS, long_opts, NULL)) != -1) {
 		char *end;
 		double v;
 
-		switch (c) {
-		case 'p':
-			if ((r = cli_opt_pid(CMD, optarg, &o->pid)))
+		if ((r = cli_rec_opt(CMD, c, optarg, &o->co)) != 1) {
+			if (r)
 				return r;
-			break;
-		case OPT_MODE:
+			if (o->co.help) {
+				help(stdout);
+				*done = true;
+				return MS_EXIT_OK;
+			}
+			continue;
+		}
+		switch (c) {
+		case CLI_OPT_MODE:
 			if (strcmp(optarg, "walk"))
 				return cli_usage_error(CMD,
 						       "--mode: '%s' is not handled here (this is "
 						       "the walk mode; probes are record's default "
 						       "mode)",
 						       optarg);
-			break;
-		case 'o':
-			if ((r = cli_opt_output(CMD, optarg, &o->out_path)))
-				return r;
-			break;
-		case 'f':
-			if ((r = cli_opt_format(CMD, optarg, &o->fmt)))
-				return r;
-			o->fmt_given = true;
-			break;
-		case 'd':
-			if ((r = cli_opt_duration(CMD, optarg, &o->duration_ns)))
-				return r;
 			break;
 		case OPT_RATE:
 			errno = 0;
@@ -269,17 +243,6 @@ static int parse_opts(int argc, char **argv, struct walk_opts *o, bool *done)
 				return cli_usage_error(CMD, "--all-threads: empty file name");
 			o->all_path = optarg;
 			break;
-		case OPT_STACK_BYTES:
-			if ((r = cli_opt_stack_bytes(CMD, optarg, &o->stack_bytes)))
-				return r;
-			break;
-		case OPT_UNWINDER:
-			if ((r = cli_opt_unwinder(CMD, optarg, &o->unwinder)))
-				return r;
-			break;
-		case OPT_LINES:
-			o->lines = true;
-			break;
 		case OPT_MAX_READS:
 			if (cli_parse_bytes(optarg, &o->max_reads) || !o->max_reads)
 				return cli_usage_error(CMD,
@@ -290,52 +253,27 @@ static int parse_opts(int argc, char **argv, struct walk_opts *o, bool *done)
 		case OPT_IDLE:
 			o->idle = true;
 			break;
-		case 'q':
-			o->quiet = true;
-			break;
-		case 'v':
-			o->verbose = true;
-			break;
-		case 'h':
-			help(stdout);
-			*done = true;
-			return MS_EXIT_OK;
 		default: /* ':' or '?' */
 			return cli_getopt_error(CMD, c, argc, argv);
 		}
 	}
 	if ((r = cli_getopt_error(CMD, -1, argc, argv)))
 		return r;
-	if (!o->pid)
-		return cli_usage_error(CMD, "--pid is required (e.g. memspy record --mode walk "
-					    "--pid $(pidof myservice))");
-	if (!o->out_path) {
-		o->out_default =
-		    ms_xasprintf("memspy-%d.%s", (int)o->pid,
-				 !o->fmt_given		       ? "svg"
-				 : o->fmt == MS_OUT_PPROF      ? "pb.gz"
-				 : o->fmt == MS_OUT_SPEEDSCOPE ? "speedscope.json"
-							       : ms_out_format_name(o->fmt));
-		o->out_path = o->out_default;
-		if (!o->fmt_given)
-			o->fmt = MS_OUT_SVG;
-	} else if (!o->fmt_given && ms_out_format_from_name(o->out_path, &o->fmt)) {
-		return cli_usage_error(CMD,
-				       "cannot tell the format from the name '%s': use "
-				       "--format svg|folded|speedscope|pprof",
-				       o->out_path);
-	}
+	if ((r = cli_rec_opts_need_pid(CMD, &o->co,
+				       "memspy record --mode walk --pid $(pidof myservice)")) ||
+	    (r = cli_rec_opts_output(CMD, &o->co, "")))
+		return r;
 	if (!o->all_path) {
-		o->all_default = with_infix(o->out_path, ".all", "");
+		o->all_default = with_infix(o->co.out_path, ".all", "");
 		o->all_path = o->all_default;
 	}
 	if (!o->tl_path) {
 		/* Beside -o, as the all-threads graph: w.svg -> w.timeline.svg. */
-		o->tl_default = ms_xasprintf("%.*s.timeline.svg", (int)stem_len(o->out_path),
-					     o->out_path);
+		o->tl_default = ms_xasprintf("%.*s.timeline.svg", (int)stem_len(o->co.out_path),
+					     o->co.out_path);
 		o->tl_path = o->tl_default;
 	}
-	if (!strcmp(o->out_path, o->all_path) || !strcmp(o->out_path, o->tl_path) ||
+	if (!strcmp(o->co.out_path, o->all_path) || !strcmp(o->co.out_path, o->tl_path) ||
 	    !strcmp(o->all_path, o->tl_path))
 		return cli_usage_error(CMD, "-o, --all-threads and --timeline must name three "
 					    "different files");
@@ -471,7 +409,7 @@ static void print_summary(const struct walk_opts *o, struct ms_rec_walk_account 
 	fprintf(stderr,
 		"memspy: wrote %s (%s, allocator time): %s of %s running thread samples (%.1f%%) "
 		"were inside the allocator, over %s\n",
-		o->out_path, ms_out_format_name(o->fmt), ms_fmt_count(a, sizeof(a), alloc_samples),
+		o->co.out_path, ms_out_format_name(o->co.fmt), ms_fmt_count(a, sizeof(a), alloc_samples),
 		ms_fmt_count(b, sizeof(b), w->running_samples),
 		w->running_samples ? 100.0 * (double)alloc_samples / (double)w->running_samples : 0,
 		ms_fmt_duration(c, sizeof(c), (uint64_t)oc->wall_ns));
@@ -573,7 +511,7 @@ static int write_profile(struct ms_profile *prof, const struct walk_opts *o, enu
 	    .subtitle = subtitle,
 	    .value = MS_VALUE_COUNT,
 	    .count_name = "sample", /* thread stacks caught in a stop, not allocations */
-	    .lines = o->lines,
+	    .lines = o->co.lines,
 	    .duration_ns = wall_ns,
 	};
 
@@ -606,24 +544,24 @@ int cmd_record_walk(int argc, char **argv)
 		return rc;
 	}
 	/* Unwritable outputs are found before anything is attached. */
-	if (ms_afile_open(&af_out, o.out_path, &err) || ms_afile_open(&af_all, o.all_path, &err) ||
+	if (ms_afile_open(&af_out, o.co.out_path, &err) || ms_afile_open(&af_all, o.all_path, &err) ||
 	    ms_afile_open(&af_tl, o.tl_path, &err)) {
 		cli_report(&err);
 		goto out;
 	}
 	ms_signals_init();
 	cpu0 = cpu_time_ns();
-	if (cli_attach(CMD, o.pid, &aopts, &p))
+	if (cli_attach(CMD, o.co.pid, &aopts, &p))
 		goto out;
 	wo = (struct ms_rec_walk_opts){
-	    .duration_ns = o.duration_ns,
+	    .duration_ns = o.co.duration_ns,
 	    .rate = o.rate,
 	    .walk_ns = o.walk_ns,
 	    .full_walk = o.full_walk,
 	    .max_share = o.max_share,
-	    .stack_bytes = o.stack_bytes,
+	    .stack_bytes = o.co.stack_bytes,
 	    .max_reads = o.max_reads,
-	    .unwinder = o.unwinder,
+	    .unwinder = o.co.unwinder,
 	    .command = cli_command_line(),
 	};
 	/* The session owns p from here on. */
@@ -642,20 +580,20 @@ int cmd_record_walk(int argc, char **argv)
 		cli_report(&err);
 		goto out;
 	}
-	tty = !o.quiet && isatty(STDERR_FILENO);
-	if (!o.quiet) {
+	tty = !o.co.quiet && isatty(STDERR_FILENO);
+	if (!o.co.quiet) {
 		char d[32], e[32];
 
 		fprintf(stderr,
 			"memspy: recording pid %d (%s, %zu threads) without probes: stacks at "
 			"%g Hz, heap every %s (%s), %s%s\n",
-			(int)o.pid, ms_proc_comm(o.pid, comm, sizeof(comm)), ms_proc_nthreads(r.proc),
+			(int)o.co.pid, ms_proc_comm(o.co.pid, comm, sizeof(comm)), ms_proc_nthreads(r.proc),
 			o.rate, ms_fmt_duration(d, sizeof(d), (uint64_t)o.walk_ns),
 			!w->have_loc  ? "RSS only"
 			: o.full_walk ? "full walk"
 				      : "arena headers",
-			o.duration_ns ? "for " : "until Ctrl-C or its exit",
-			o.duration_ns ? ms_fmt_duration(e, sizeof(e), (uint64_t)o.duration_ns)
+			o.co.duration_ns ? "for " : "until Ctrl-C or its exit",
+			o.co.duration_ns ? ms_fmt_duration(e, sizeof(e), (uint64_t)o.co.duration_ns)
 				      : "");
 	}
 	while ((rc = ms_rec_walk_step(rw)) != MS_REC_WALK_ENDED) {
@@ -663,7 +601,7 @@ int cmd_record_walk(int argc, char **argv)
 
 		if (rc != MS_REC_WALK_STOPPED)
 			continue;
-		if (o.verbose && hs->fresh)
+		if (o.co.verbose && hs->fresh)
 			fprintf(stderr,
 				"memspy: heap sample %zu: stopped at %.9f s (CLOCK_MONOTONIC)%s "
 				"in_use %llu free %llu top %llu mmapped %llu rss %llu (read %llu us, "
@@ -681,20 +619,20 @@ int cmd_record_walk(int argc, char **argv)
 		fprintf(stderr, "\r\033[K");
 	ms_rec_walk_close(rw);
 	oc = w->end;
-	if (o.verbose)
+	if (o.co.verbose)
 		fprintf(stderr, "memspy: recording ended at %.9f s (CLOCK_MONOTONIC)\n",
 			(double)(w->start_ns + oc.wall_ns) / 1e9);
 
-	cli_report_early_end(o.pid, oc.wait_error, oc.target_exited, oc.exit_status);
+	cli_report_early_end(o.co.pid, oc.wait_error, oc.target_exited, oc.exit_status);
 	if (oc.target_execd)
 		fprintf(stderr,
 			"memspy: the target (pid %d) exec'd a new program during the recording; "
 			"writing what was collected before\n",
-			(int)o.pid);
+			(int)o.co.pid);
 
 	alloc = ms_profile_new();
 	all = ms_profile_new();
-	ms_rec_profile_build_walk(alloc, all, r.table, r.sym, o.idle, o.lines, &alloc_samples,
+	ms_rec_profile_build_walk(alloc, all, r.table, r.sym, o.idle, o.co.lines, &alloc_samples,
 				  &alloc_asleep);
 	ms_rec_profile_mappings(alloc, r.sym, NULL);
 	ms_rec_profile_mappings(all, r.sym, NULL);
@@ -734,8 +672,8 @@ int cmd_record_walk(int argc, char **argv)
 		enum ms_out_format all_fmt;
 
 		if (ms_out_format_from_name(o.all_path, &all_fmt))
-			all_fmt = o.fmt;
-		rc = write_profile(alloc, &o, o.fmt, sub_alloc, &af_out, oc.wall_ns, &err);
+			all_fmt = o.co.fmt;
+		rc = write_profile(alloc, &o, o.co.fmt, sub_alloc, &af_out, oc.wall_ns, &err);
 		if (!rc)
 			rc = write_profile(all, &o, all_fmt, sub_all, &af_all, oc.wall_ns, &err);
 		ms_timeline_set_duration(w->tl, oc.wall_ns);
@@ -750,7 +688,7 @@ int cmd_record_walk(int argc, char **argv)
 		cli_report(&err);
 		goto out;
 	}
-	if (!o.quiet)
+	if (!o.co.quiet)
 		print_summary(&o, w, &oc, alloc_samples, alloc_asleep, cpu_time_ns() - cpu0);
 	ret = oc.target_exited || oc.target_execd || oc.wait_error ? MS_EXIT_PARTIAL : MS_EXIT_OK;
 out:

@@ -404,15 +404,6 @@ static void progress_clear(struct progress *pg)
 
 
 /*
- * Calls that are not sampled still pass through the probes' fast path (a
- * countdown subtraction and two jumps). Not measured per run (timing each
- * call would cost more than the call): about 1 ns per call, from the gap
- * between the measured cost and bench/overhead.sh's tight malloc loop
- * (1.10x slower where the measured parts came to ~2.4%).
- */
-#define FAST_PATH_NS 1.0
-
-/*
  * The measured cost, answer first: how much sampling slowed the target and
  * from what (its threads' time in the probes and stops over their CPU
  * time; memspy's CPU where it delayed them), then memspy's own CPU in
@@ -425,26 +416,23 @@ static void print_cost(const struct rec_opts *o, const struct ms_probe_stats *st
 {
 	const struct ms_rec_budget *b = &m->budget;
 	const struct ms_rec_cost *f = &b->first, *e = &m->end;
-	struct ms_rec_cost_parts pt;
-	double wall = (double)(e->wall_ns > f->wall_ns ? e->wall_ns - f->wall_ns : 0);
-	double fast;
-	bool idle;
+	struct ms_rec_account acc;
+	const struct ms_rec_cost_parts *pt = &acc.parts;
+	double wall, fast;
 	char s1[32], s2[32], s3[32], s4[32], s5[32];
 
-	ms_rec_budget_parts(b, f, e, &pt);
-	idle = pt.target_cpu < MS_REC_IDLE_TARGET_CPU_NS ||
-	       pt.target_cpu < MS_REC_IDLE_TARGET_SHARE * wall;
-	fast = o->sample_bytes ? (double)unsampled * FAST_PATH_NS : 0;
-	if (idle)
+	ms_rec_account_read(b, e, &acc);
+	wall = acc.wall_ns;
+	fast = o->sample_bytes ? (double)unsampled * MS_REC_FAST_PATH_NS : 0;
+	if (!acc.measurable)
 		fprintf(stderr,
 			"  slowdown: not measurable: the process used %s of CPU in %s (%.1f%% of a "
 			"core), too little to take a share of",
-			ms_fmt_duration(s1, sizeof(s1), (uint64_t)pt.target_cpu),
+			ms_fmt_duration(s1, sizeof(s1), (uint64_t)pt->target_cpu),
 			ms_fmt_duration(s2, sizeof(s2), (uint64_t)wall),
-			wall > 0 ? 100 * pt.target_cpu / wall : 0);
+			wall > 0 ? 100 * pt->target_cpu / wall : 0);
 	else
-		fprintf(stderr, "  slowdown: %.2f%% of the process's CPU time",
-			100 * pt.cost / pt.target_cpu);
+		fprintf(stderr, "  slowdown: %.2f%% of the process's CPU time", 100 * acc.slowdown);
 	if (b->budget > 0)
 		fprintf(stderr, " (budget %.2g%%)", 100 * b->budget);
 	else if (o->sample_bytes && !o->max_overhead_given)
@@ -460,33 +448,33 @@ static void print_cost(const struct rec_opts *o, const struct ms_probe_stats *st
 		ms_fmt_duration(s1, sizeof(s1), (uint64_t)(e->stub_ns - f->stub_ns)),
 		ms_fmt_count(s2, sizeof(s2), st->stops),
 		ms_fmt_duration(s3, sizeof(s3), (uint64_t)(e->stopped_ns - f->stopped_ns)),
-		ms_fmt_duration(s4, sizeof(s4), (uint64_t)pt.target_cpu));
-	if (isnan(pt.extra_delay))
+		ms_fmt_duration(s4, sizeof(s4), (uint64_t)pt->target_cpu));
+	if (isnan(pt->extra_delay))
 		fprintf(stderr, "; memspy's CPU taken as competing by the process's share of the "
 				"machine's busy CPU (its run delay could not be read)");
-	else if (pt.extra_delay > 0)
+	else if (pt->extra_delay > 0)
 		fprintf(stderr,
 			"; they waited %s longer for a CPU than at the rate of the 0.25 s before "
 			"memspy attached (the machine's other load moves this too)",
-			ms_fmt_duration(s1, sizeof(s1), (uint64_t)pt.extra_delay));
+			ms_fmt_duration(s1, sizeof(s1), (uint64_t)pt->extra_delay));
 	else
 		fprintf(stderr, "; they waited no longer for a CPU than before memspy attached");
-	if (pt.competing >= 1000)
+	if (pt->competing >= 1000)
 		fprintf(stderr, "; %s of memspy's CPU counted as competing with them",
-			ms_fmt_duration(s1, sizeof(s1), (uint64_t)pt.competing));
+			ms_fmt_duration(s1, sizeof(s1), (uint64_t)pt->competing));
 	fprintf(stderr, "\n");
 	fprintf(stderr, "    memspy used %s of CPU, %.2f%% of a core", 
-		ms_fmt_duration(s1, sizeof(s1), (uint64_t)pt.self), wall > 0 ? 100 * pt.self / wall : 0);
+		ms_fmt_duration(s1, sizeof(s1), (uint64_t)pt->self), wall > 0 ? 100 * pt->self / wall : 0);
 	if (e->idle_polls) /* else never measured: samples came at every poll */
 		fprintf(stderr, " (%s of it fixed: polling an empty ring and upkeep)",
-			ms_fmt_duration(s2, sizeof(s2), (uint64_t)pt.fixed));
+			ms_fmt_duration(s2, sizeof(s2), (uint64_t)pt->fixed));
 	fprintf(stderr, "; it counts only where the process waited for it\n");
 	if (fast >= 1000)
 		fprintf(stderr,
 			"    the fast path: ~%s unsampled calls%s at ~%.0f ns, ~%s; estimated, and "
 			"outside the budget (a wider mean cannot remove it)\n",
 			ms_fmt_count(s2, sizeof(s2), unsampled),
-			o->live ? " (frees taken as many as the allocations)" : "", FAST_PATH_NS,
+			o->live ? " (frees taken as many as the allocations)" : "", MS_REC_FAST_PATH_NS,
 			ms_fmt_duration(s1, sizeof(s1), (uint64_t)fast));
 	if (o->sample_bytes) {
 		double sps = oc->wall_ns ? (double)st->samples * 1e9 / (double)oc->wall_ns : 0;
@@ -652,7 +640,6 @@ static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t
 	struct ms_rec_totals tot;
 	const char **names = NULL;
 	size_t nnames = 0;
-	uint64_t allocs;
 	char a[32], b[32], c[32], d[32];
 
 	ms_rec_table_totals(t, &tot);
@@ -708,14 +695,7 @@ static void print_summary(const struct rec_opts *o, const struct ms_rec_table *t
 	if (tot.failed)
 		fprintf(stderr, "  %s sampled calls failed (returned NULL) and are not counted\n",
 			ms_fmt_count(a, sizeof(a), tot.failed));
-	/*
-	 * The allocations that were not sampled, and (--live probes free too)
-	 * about as many frees, none of which is a sample.
-	 */
-	allocs = (uint64_t)llround(tot.count);
-	print_cost(o, &st, m, oc,
-		   (allocs > tot.samples ? allocs - tot.samples : 0) +
-		       (o->live || o->interval_ns ? allocs : 0));
+	print_cost(o, &st, m, oc, ms_rec_unsampled_calls(&tot, o->live || o->interval_ns));
 	if (oc->wall_ns && st.stops * 1e9 / (double)oc->wall_ns > 200)
 		fprintf(stderr,
 			"  note: %.0f stops/s; each also costs a wake-up not counted above, so a "
@@ -876,12 +856,7 @@ static int write_profile(const struct rec_opts *o, const struct ms_rec_table *t,
 	};
 	if (iv)
 		ms_rec_interval_times(iv, now_ns, &wo.time_ns, &wo.duration_ns);
-	for (size_t i = 0; i < mods->n; i++) {
-		const char *slash = strrchr(mods->v[i].path, '/');
-
-		if (mods->v[i].is_exec)
-			wo.main_module = slash ? slash + 1 : mods->v[i].path;
-	}
+	wo.main_module = ms_rec_profile_main_module(mods);
 	rc = ms_profile_write(prof, o->co.fmt, &wo, fp, err);
 	free(subtitle);
 	ms_profile_free(prof);

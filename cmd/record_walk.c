@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -355,7 +354,7 @@ static void print_rate(const struct walk_opts *o, struct ms_rec_walk_account *w,
 {
 	char a[32], b[32], why[512] = "";
 	size_t len = 0;
-	double had = oc->wall_ns ? (double)w->stack_ticks * 1e9 / (double)oc->wall_ns : 0;
+	double had = ms_rec_walk_rate_had(w);
 	double work = w->stack_ticks ? (double)w->stack_work_ns / (double)w->stack_ticks : 0;
 	double late = w->stack_ticks ? (double)w->late_ns / (double)w->stack_ticks : 0;
 
@@ -493,15 +492,6 @@ static void print_summary(const struct walk_opts *o, struct ms_rec_walk_account 
 		ms_fmt_duration(a, sizeof(a), (uint64_t)cpu_ns));
 }
 
-static uint64_t cpu_time_ns(void)
-{
-	struct rusage ru;
-
-	getrusage(RUSAGE_SELF, &ru);
-	return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000ull +
-	       (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000ull;
-}
-
 static int write_profile(struct ms_profile *prof, const struct walk_opts *o, enum ms_out_format fmt,
 			 const char *subtitle, struct ms_afile *af, uint64_t wall_ns,
 			 struct ms_error *err)
@@ -550,7 +540,7 @@ int cmd_record_walk(int argc, char **argv)
 		goto out;
 	}
 	ms_signals_init();
-	cpu0 = cpu_time_ns();
+	cpu0 = ms_rec_self_cpu_ns();
 	if (cli_attach(CMD, o.co.pid, &aopts, &p))
 		goto out;
 	wo = (struct ms_rec_walk_opts){
@@ -641,7 +631,7 @@ int cmd_record_walk(int argc, char **argv)
 		struct ms_rec_totals tot;
 		uint64_t all_samples = (ms_rec_table_totals(r.table, &tot), tot.samples);
 		/* The rate asked is not the rate had when the pause budget skipped stops. */
-		double had = oc.wall_ns ? (double)w->stack_ticks * 1e9 / (double)oc.wall_ns : 0;
+		double had = ms_rec_walk_rate_had(w);
 		char *rate =
 		    w->skipped_stack
 			? ms_xasprintf("%g Hz asked, %.1f Hz had: %s stack samples skipped "
@@ -689,7 +679,7 @@ int cmd_record_walk(int argc, char **argv)
 		goto out;
 	}
 	if (!o.co.quiet)
-		print_summary(&o, w, &oc, alloc_samples, alloc_asleep, cpu_time_ns() - cpu0);
+		print_summary(&o, w, &oc, alloc_samples, alloc_asleep, ms_rec_self_cpu_ns() - cpu0);
 	ret = oc.target_exited || oc.target_execd || oc.wait_error ? MS_EXIT_PARTIAL : MS_EXIT_OK;
 out:
 	/* Aborting a committed file is a no-op (its temporary name is gone). */

@@ -192,10 +192,10 @@ static bool draw(struct top *t)
 static void render_header(struct top *t, const struct ms_rec_view *v, uint64_t now, bool final)
 {
 	const struct ms_rec_budget *b = v->budget;
-	struct ms_rec_cost_parts pt;
+	struct ms_rec_account acc;
 	struct ms_rec_fns_totals tot;
 	char s1[32], s2[32], s3[32];
-	double wall, secs;
+	double secs;
 
 	ms_rec_fns_totals(t->tab, &tot);
 	ms_top_buf_printf(&t->buf, &t->len, &t->cap, "memspy top: pid %d (%s), %.1f s%s%s\n",
@@ -203,27 +203,21 @@ static void render_header(struct top *t, const struct ms_rec_view *v, uint64_t n
 			  v->live ? ", --live" : "",
 			  final ? ": final, averages since the start" : "");
 	/* The same figures as record's summary: from the first reading to the latest. */
-	ms_rec_budget_parts(b, &b->first, v->last, &pt);
-	wall =
-	    (double)(v->last->wall_ns > b->first.wall_ns ? v->last->wall_ns - b->first.wall_ns : 0);
+	ms_rec_account_read(b, v->last, &acc);
 	if (b->mean)
 		ms_top_buf_printf(&t->buf, &t->len, &t->cap, "sampling: mean %s, %.0f samples/s",
 				  ms_fmt_bytes(s1, sizeof(s1), b->mean),
-				  final && wall > 0
-				      ? (double)(v->last->samples - b->first.samples) * 1e9 / wall
-				      : t->samples_per_s);
+				  final && acc.wall_ns > 0 ? acc.samples_per_s : t->samples_per_s);
 	else
 		ms_top_buf_printf(&t->buf, &t->len, &t->cap, "sampling: exact (every call), %.0f/s",
 				  t->samples_per_s);
-	if (pt.target_cpu < MS_REC_IDLE_TARGET_CPU_NS ||
-	    pt.target_cpu < MS_REC_IDLE_TARGET_SHARE * wall)
+	if (!acc.measurable)
 		ms_top_buf_printf(&t->buf, &t->len, &t->cap,
 				  "; cost to the target: not measurable yet (%s of its CPU)",
-				  ms_fmt_duration(s2, sizeof(s2), (uint64_t)pt.target_cpu));
+				  ms_fmt_duration(s2, sizeof(s2), (uint64_t)acc.parts.target_cpu));
 	else
 		ms_top_buf_printf(&t->buf, &t->len, &t->cap,
-				  "; cost to the target: %.2f%% of its CPU",
-				  100 * pt.cost / pt.target_cpu);
+				  "; cost to the target: %.2f%% of its CPU", 100 * acc.slowdown);
 	if (b->budget > 0)
 		ms_top_buf_printf(&t->buf, &t->len, &t->cap, " (budget %.2g%%)", 100 * b->budget);
 	ms_top_buf_printf(&t->buf, &t->len, &t->cap, "\n");

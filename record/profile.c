@@ -139,3 +139,16 @@ void ms_rec_profile_mappings(struct ms_profile *prof, struct ms_symbolizer *sym,
 		ms_profile_add_mapping(prof, &m);
 	}
 }
+
+const char *ms_rec_profile_main_module(const struct ms_modules *mods)
+{
+	const char *name = NULL;
+
+	for (size_t i = 0; mods && i < mods->n; i++) {
+		const char *slash = strrchr(mods->v[i].path, '/');
+
+		if (mods->v[i].is_exec)
+			name = slash ? slash + 1 : mods->v[i].path;
+	}
+	return name;
+}

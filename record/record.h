@@ -278,6 +278,8 @@ void ms_rec_profile_build_walk(struct ms_profile *alloc, struct ms_profile *all,
  */
 void ms_rec_profile_mappings(struct ms_profile *prof, struct ms_symbolizer *sym,
 			     const struct ms_modules *mods);
+/* The executable's name as frames give it (its file name), for pprof's main mapping; NULL if none. */
+const char *ms_rec_profile_main_module(const struct ms_modules *mods);
 
 /* ------------------------------ overhead budget ------------------------------ */
 
@@ -406,6 +408,35 @@ void ms_rec_budget_parts(const struct ms_rec_budget *b, const struct ms_rec_cost
  */
 #define MS_REC_IDLE_TARGET_CPU_NS 100000000.0
 #define MS_REC_IDLE_TARGET_SHARE  0.005
+
+/* ------------------------- the cost account (account.c) ------------------------- */
+
+/* What sampling cost from the budget's first reading to a later one, as the summaries say it. */
+struct ms_rec_account {
+	struct ms_rec_cost_parts parts;
+	double wall_ns;	      /* from the first reading to the later one */
+	double samples_per_s; /* over that time */
+	/* The target used enough CPU (MS_REC_IDLE_TARGET_*) for a share of it to say something. */
+	bool measurable;
+	double slowdown; /* parts.cost / parts.target_cpu when measurable, else 0 */
+};
+void ms_rec_account_read(const struct ms_rec_budget *b, const struct ms_rec_cost *to,
+			 struct ms_rec_account *out);
+
+/*
+ * Calls that are not sampled still pass through the probes' fast path (a
+ * countdown subtraction and two jumps). Not measured per run (timing each
+ * call would cost more than the call): about 1 ns per call, from the gap
+ * between the measured cost and bench/overhead.sh's tight malloc loop
+ * (1.10x slower where the measured parts came to ~2.4%).
+ */
+#define MS_REC_FAST_PATH_NS 1.0
+/*
+ * The calls that took the fast path, estimated from the table: the
+ * allocations not sampled and, when frees are followed, about as many frees
+ * (none of which is a sample).
+ */
+uint64_t ms_rec_unsampled_calls(const struct ms_rec_totals *tot, bool frees);
 
 /* ------------------------------ the cost meter (meter.c) ------------------------------ */
 
@@ -680,6 +711,8 @@ struct ms_rec_walk_account {
 };
 /* Time the target spent stopped, all stops (ns). */
 uint64_t ms_rec_walk_paused_ns(const struct ms_rec_walk_account *a);
+/* Stops with stacks per second had over the recording (end.wall_ns; 0 before it ends). */
+double ms_rec_walk_rate_had(const struct ms_rec_walk_account *a);
 
 struct ms_rec_walk_read {
 	struct ms_rec_walk_account *account;

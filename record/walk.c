@@ -105,6 +105,11 @@ uint64_t ms_rec_walk_paused_ns(const struct ms_rec_walk_account *a)
 	return a->stack_pauses.total_ns + a->heap_pauses.total_ns;
 }
 
+double ms_rec_walk_rate_had(const struct ms_rec_walk_account *a)
+{
+	return a->end.wall_ns ? (double)a->stack_ticks * 1e9 / (double)a->end.wall_ns : 0;
+}
+
 static void threads_reserve(struct ms_rec_walk *w, size_t n)
 {
 	size_t old = w->thr_cap;

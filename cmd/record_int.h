@@ -1,15 +1,56 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * memspy record, the command's side: record's loop as other commands run
- * it (memspy top), and the check after detach. The engine: record/record.h.
+ * memspy record, the command's side: its options as its files share them,
+ * the closing summary and the file's subtitle (record_summary.c), and
+ * record's loop as other commands run it (memspy top). The engine:
+ * record/record.h.
  */
 #ifndef MEMSPY_CMD_RECORD_INT_H
 #define MEMSPY_CMD_RECORD_INT_H
 
+#include "cmd/record_opts.h"
 #include "record/record.h"
 
 #include <stdio.h>
 #include <sys/types.h>
+
+/* ------------------------- record's options and summary ------------------------- */
+
+struct rec_opts {
+	const char *cmd; /* "record", or the command running record's loop (hooks) */
+	struct cli_rec_opts co; /* the options walk mode takes too */
+	bool live, count;
+	uint64_t sample_bytes;	    /* the mean to start with (0: exact) */
+	uint64_t min_sample_bytes; /* the narrowest the budget may pick */
+	double max_overhead; /* fraction of the target's CPU time; 0 = off */
+	bool max_overhead_given;
+	bool sample_bytes_given;
+	const char **probes;
+	size_t nprobes, probes_cap;
+	const char **probe_frees; /* --probe-free */
+	size_t nprobe_frees, probe_frees_cap;
+	uint64_t interval_ns; /* --interval: one file per interval (0: one file at the end) */
+	unsigned keep;	      /* --keep: files kept (0: all) */
+};
+
+struct ms_probes;
+struct cli_interval_files;
+/*
+ * The closing summary on stderr. pr: the probes (NULL if none went in);
+ * verify_note and verified_ok: the check after detach; ivf: --interval's
+ * files (NULL without).
+ */
+void rec_print_summary(const struct rec_opts *o, const struct ms_rec_table *t,
+		       struct ms_probes *pr, const struct ms_rec_counts *rec,
+		       const struct ms_rec_end *oc, const struct ms_rec_meter *m,
+		       const char *verify_note, int verified_ok,
+		       const struct cli_interval_files *ivf);
+/*
+ * The file's subtitle: the same totals as the summary, what they rest on,
+ * and a warning when that is few samples. Allocated.
+ */
+char *rec_file_subtitle(const struct rec_opts *o, const struct ms_rec_totals *tot,
+			uint64_t wall_ns, const struct ms_rec_budget *b);
 
 /* ------------------------- record's loop, for other commands ------------------------- */
 

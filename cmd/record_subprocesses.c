@@ -29,7 +29,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,7 +62,9 @@ struct sp_proc {
 	bool live;	  /* --live: samples counts the samples still live */
 	char mean[32];	  /* probe mode: its sampling mean at the end ("4.00 KiB") */
 	bool have_profile, have_timeline;
-	char *note; /* the recorder's line about its check of the code after detach */
+	uint64_t period; /* probe mode: the pprof period it wrote (-s, bytes; 0: exact) */
+	bool sampled;	 /* probe mode: its values are estimates from samples */
+	char *note;	 /* the recorder's line about its check of the code after detach */
 };
 
 struct sp {
@@ -386,10 +387,10 @@ static int spawn(struct sp *s, pid_t pid, unsigned gen, bool late)
 	p = &s->v[s->n++];
 	*p = (struct sp_proc){.pid = pid, .gen = gen, .late = late};
 	p->title = ms_proc_title(pid);
-	p->out = ms_xasprintf("%s/%d.%u.speedscope.json", s->dir, (int)pid, gen);
+	p->out = ms_xasprintf("%s/%d.%u.msprof", s->dir, (int)pid, gen);
 	p->log = ms_xasprintf("%s/%d.%u.log", s->dir, (int)pid, gen);
 	if (s->walk) {
-		p->all = ms_xasprintf("%s/%d.%u.all.speedscope.json", s->dir, (int)pid, gen);
+		p->all = ms_xasprintf("%s/%d.%u.all.msprof", s->dir, (int)pid, gen);
 		p->tl = timeline_name(s->tl_path, pid, gen);
 	}
 	p->image = image_id(pid);
@@ -424,7 +425,7 @@ static int spawn(struct sp *s, pid_t pid, unsigned gen, bool late)
 		argv[n++] = (char *)"-o";
 		argv[n++] = p->out;
 		argv[n++] = (char *)"-f";
-		argv[n++] = (char *)"speedscope";
+		argv[n++] = (char *)"msprof";
 		if (s->walk) {
 			argv[n++] = (char *)"--all-threads";
 			argv[n++] = p->all;
@@ -658,85 +659,78 @@ static void print_reasons(const struct sp_proc *p)
 	fclose(f);
 }
 
+struct merge_ctx {
+	struct ms_profile *prof;
+	const char *rootname;
+	struct ms_out_frame *fr;
+	size_t cap;
+	uint64_t *bytes, *count, *running;
+};
+
+static int merge_stack(void *ctx, const struct ms_msprof_stack *s)
+{
+	struct merge_ctx *m = ctx;
+	size_t n = 0;
+
+	ms_xgrow((void **)&m->fr, &m->cap, s->n + 1, sizeof(*m->fr));
+	m->fr[n++] = (struct ms_out_frame){.function = m->rootname};
+	memcpy(m->fr + n, s->frames, s->n * sizeof(*s->frames));
+	n += s->n;
+	if (s->bytes || s->count || s->samples)
+		ms_profile_add_sampled(m->prof, m->fr, n, s->bytes, s->count, s->samples);
+	if (s->alloc_bytes || s->alloc_count)
+		ms_profile_add_alloc(m->prof, m->fr, n, s->alloc_bytes, s->alloc_count);
+	*m->bytes += s->bytes;
+	*m->count += s->count;
+	/* Walk mode marks a sleeping thread's leaf "[asleep in ...]". */
+	if (m->running && !(s->n && s->frames[s->n - 1].function &&
+			    !strncmp(s->frames[s->n - 1].function, "[asleep in ", 11)))
+		*m->running += s->count;
+	return 0;
+}
+
 /*
- * Adds the profile a recorder wrote to path under a root frame "TITLE (PID)",
- * its totals to *bytes and *count, and (running != NULL: walk mode's
- * all-threads profile) its samples that are not asleep to *running. 0 or -EINVAL.
+ * Adds the profile a recorder wrote to path (memspy's own format: every
+ * frame with its address, the process's mappings) under a root frame
+ * "TITLE (PID)", in address space `space`, its totals to *bytes and *count,
+ * and (running != NULL: walk mode's all-threads profile) its samples that
+ * are not asleep to *running. 0 or -EINVAL.
  */
-static int merge_file(struct ms_profile *prof, const struct sp_proc *p, const char *path,
+static int merge_file(struct ms_profile *prof, struct sp_proc *p, uint32_t space, const char *path,
 		      uint64_t *bytes, uint64_t *count, uint64_t *running)
 {
-	json_error_t jerr;
-	json_t *doc = json_load_file(path, 0, &jerr), *frames, *profiles;
-	struct ms_out_frame *fr = NULL;
-	size_t cap = 0;
+	struct ms_error err = {0};
+	struct ms_msprof_head head;
+	struct merge_ctx m = {.prof = prof, .bytes = bytes, .count = count, .running = running};
 	char *rootname;
-	int ret = -EINVAL;
+	FILE *f = fopen(path, "re");
+	int ret;
 
-	if (!doc)
+	if (!f)
 		return -EINVAL;
-	frames = json_object_get(json_object_get(doc, "shared"), "frames");
-	profiles = json_object_get(doc, "profiles");
-	if (!json_is_array(frames) || !json_is_array(profiles) || json_array_size(profiles) < 2)
-		goto out;
 	rootname = ms_xasprintf("%s (%d)", p->title, (int)p->pid);
-	for (size_t k = 0; k < 2; k++) {
-		json_t *pr = json_array_get(profiles, k);
-		json_t *samples = json_object_get(pr, "samples"),
-		       *weights = json_object_get(pr, "weights");
-
-		if (!json_is_array(samples) || !json_is_array(weights) ||
-		    json_array_size(samples) != json_array_size(weights))
-			continue;
-		for (size_t i = 0; i < json_array_size(samples); i++) {
-			json_t *st = json_array_get(samples, i);
-			json_int_t w = json_integer_value(json_array_get(weights, i));
-			size_t n = 0;
-
-			if (!json_is_array(st) || w <= 0)
-				continue;
-			ms_xgrow((void **)&fr, &cap, json_array_size(st) + 1, sizeof(*fr));
-			fr[n++] = (struct ms_out_frame){.function = rootname};
-			for (size_t j = 0; j < json_array_size(st); j++) {
-				json_t *f = json_array_get(
-				    frames, (size_t)json_integer_value(json_array_get(st, j)));
-				const char *name = json_string_value(json_object_get(f, "name"));
-
-				fr[n++] = (struct ms_out_frame){
-				    .function = name ? name : "[unknown]",
-				    .file = json_string_value(json_object_get(f, "file")),
-				    .line = (int)json_integer_value(json_object_get(f, "line"))};
-			}
-			if (k == 0) {
-				ms_profile_add(prof, fr, n, (uint64_t)w, 0);
-				*bytes += (uint64_t)w;
-			} else {
-				ms_profile_add(prof, fr, n, 0, (uint64_t)w);
-				*count += (uint64_t)w;
-				/* Walk mode marks a sleeping thread's leaf "[asleep in ...]". */
-				if (running && strncmp(fr[n - 1].function, "[asleep in ", 11))
-					*running += (uint64_t)w;
-			}
-		}
+	m.rootname = rootname;
+	ret = ms_msprof_read(f, prof, space, &head, merge_stack, &m, &err);
+	if (!running && !ret) {
+		p->period = head.sample_period;
+		p->sampled = head.samples;
 	}
+	fclose(f);
+	free(m.fr);
 	free(rootname);
-	ret = 0;
-out:
-	free(fr);
-	json_decref(doc);
-	return ret;
+	return ret ? -EINVAL : 0;
 }
 
 /* Adds p's profiles (walk mode: both) to prof and all. 0 or -EINVAL. */
-static int merge(struct ms_profile *prof, struct ms_profile *all, struct sp_proc *p)
+static int merge(struct ms_profile *prof, struct ms_profile *all, struct sp_proc *p, uint32_t space)
 {
 	uint64_t ignored = 0;
 
-	if (merge_file(prof, p, p->out, &p->bytes, &p->count, NULL))
+	if (merge_file(prof, p, space, p->out, &p->bytes, &p->count, NULL))
 		return -EINVAL;
 	p->have_profile = true;
 	if (p->all && access(p->all, F_OK) == 0 &&
-	    merge_file(all, p, p->all, &ignored, &ignored, &p->running))
+	    merge_file(all, p, space, p->all, &ignored, &ignored, &p->running))
 		return -EINVAL;
 	p->have_timeline = p->tl && access(p->tl, F_OK) == 0;
 	return 0;
@@ -963,7 +957,8 @@ int cmd_record_subprocesses(int argc, char **argv)
 
 		if (p->log) {
 			read_note(p);
-			if (!p->have_profile && access(p->out, F_OK) == 0 && merge(prof, all, p))
+			if (!p->have_profile && access(p->out, F_OK) == 0 &&
+			    merge(prof, all, p, (uint32_t)i + 1))
 				ms_warn("record: the profile of pid %d could not be read back",
 					(int)p->pid);
 		}
@@ -972,8 +967,8 @@ int cmd_record_subprocesses(int argc, char **argv)
 		uint64_t bytes = 0, count = 0, run = 0;
 		size_t nproc = 0, ntl = 0;
 		unsigned early = 0, late = 0; /* processes the recording never reached */
-		uint64_t samples = 0;
-		bool exact = true, one_mean = true;
+		uint64_t samples = 0, period = 0;
+		bool exact = true, one_mean = true, sampled = false;
 		const char *mean = NULL;
 		char a[32], b[32], c[96], *subtitle, *how;
 		struct ms_out_opts wo;
@@ -988,6 +983,9 @@ int cmd_record_subprocesses(int argc, char **argv)
 				continue;
 			samples += s.v[i].samples;
 			exact &= s.v[i].exact;
+			/* every recorder had the same -s: pprof's period, as one process's */
+			period = s.v[i].period > period ? s.v[i].period : period;
+			sampled |= s.v[i].sampled;
 			if (!s.v[i].exact && s.v[i].mean[0]) {
 				one_mean &= !mean || !strcmp(mean, s.v[i].mean);
 				mean = s.v[i].mean;
@@ -1024,6 +1022,8 @@ int cmd_record_subprocesses(int argc, char **argv)
 		    .count_name = s.walk ? "sample" : NULL,
 		    .lines = s.lines,
 		    .live = s.live,
+		    .sample_period = period,
+		    .samples = sampled,
 		    .duration_ns = ms_now_ns() - start,
 		};
 		ret = ms_profile_write(prof, s.fmt, &wo, af.fp, &err);

@@ -26,6 +26,9 @@ struct ms_out_frame {
 			       * call for a return address); 0 = unknown. pprof locations
 			       * carry it so fleet tools can symbolise later; frames at
 			       * different addresses stay distinct in the profile */
+	uint32_t space;	      /* whose address space address is in when a profile holds
+			       * several processes' (--subprocesses): the mapping with the
+			       * same space places it; 0 for a single process */
 };
 
 /*
@@ -40,6 +43,7 @@ struct ms_out_mapping {
 	const char *path;      /* the file as the target mapped it */
 	const char *build_id;  /* GNU build id, lower-case hex; NULL or "" when none */
 	bool is_main;	       /* the executable: pprof's first mapping ("File:") */
+	uint32_t space;	       /* the process it is in (struct ms_out_frame.space) */
 };
 
 struct ms_profile; /* opaque aggregated stack tree */
@@ -81,6 +85,8 @@ enum ms_out_format {
 	MS_OUT_FOLDED,	   /* "a;b;c 1234" lines (flamegraph.pl / inferno input) */
 	MS_OUT_SPEEDSCOPE, /* speedscope.app JSON, one sampled profile per value */
 	MS_OUT_PPROF,	   /* gzip'd profile.proto, Go heap sample types */
+	MS_OUT_MSPROF,	   /* memspy's own, lossless (output/msprof.c): --subprocesses'
+			    * recorders hand their profiles to the coordinator in it */
 };
 
 /*
@@ -141,5 +147,31 @@ int ms_profile_write(const struct ms_profile *p, enum ms_out_format fmt,
  * line when a line is malformed (nothing after it is added).
  */
 int ms_folded_parse(FILE *in, struct ms_profile *p, struct ms_error *err);
+
+/* What a memspy profile (MS_OUT_MSPROF) says of itself. */
+struct ms_msprof_head {
+	uint64_t sample_period; /* ms_out_opts.sample_period it was written with */
+	bool samples;		/* its values are estimates from samples */
+};
+
+/* One stack of a memspy profile: frames root first (borrowed for the call). */
+struct ms_msprof_stack {
+	const struct ms_out_frame *frames;
+	size_t n;
+	uint64_t bytes, count;		   /* the view's values (live ones for --live) */
+	uint64_t alloc_bytes, alloc_count; /* ms_profile_add_alloc's, 0 without */
+	uint64_t samples;		   /* samples behind bytes/count, 0: not told */
+};
+typedef int (*ms_msprof_stack_fn)(void *ctx, const struct ms_msprof_stack *s);
+
+/*
+ * Reads a memspy profile from in: its mappings are added to maps, each
+ * stack is handed to fn (which returns 0, or a code that stops the read
+ * and is returned), every frame and mapping with the given space. 0, or
+ * -EINVAL with err filled for a file that is not one, malformed or cut
+ * short (what came before is already added).
+ */
+int ms_msprof_read(FILE *in, struct ms_profile *maps, uint32_t space, struct ms_msprof_head *head,
+		   ms_msprof_stack_fn fn, void *ctx, struct ms_error *err);
 
 #endif

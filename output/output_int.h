@@ -18,7 +18,7 @@ struct ms_tnode {
 	uint32_t depth; /* root = 0, first frame = 1 */
 	uint64_t self_bytes, self_count;
 	uint64_t total_bytes, total_count;
-	uint64_t alloc_bytes, alloc_count; /* self, ms_profile_add_alloc (profile tree only) */
+	uint64_t alloc_bytes, alloc_count;    /* self, ms_profile_add_alloc (profile tree only) */
 	uint64_t self_samples, total_samples; /* samples behind the values (0: not told) */
 };
 
@@ -51,6 +51,7 @@ struct ms_pframe {
 	uint64_t offset;
 	bool inlined;
 	uint64_t address;
+	uint32_t space;
 };
 
 /* A module mapping (strings owned). */
@@ -59,6 +60,7 @@ struct ms_pmapping {
 	char *path;
 	char *build_id; /* "" when none */
 	bool is_main;
+	uint32_t space;
 };
 
 struct ms_profile {
@@ -126,6 +128,8 @@ int ms_speedscope_write(const struct ms_profile *p, const struct ms_out_opts *o,
 			struct ms_error *err);
 int ms_pprof_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE *out,
 		   struct ms_error *err);
+int ms_msprof_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE *out,
+		    struct ms_error *err);
 
 /* Checks the stream after writing: 0, or -EIO/-errno with err filled. */
 int ms_out_check(FILE *out, const char *what, struct ms_error *err);

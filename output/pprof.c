@@ -10,6 +10,7 @@
 #include "output/output_int.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -289,7 +290,9 @@ struct map_out {
 	const struct ms_pmapping *pm; /* NULL: known only by the frames' module name */
 	const char *name;	      /* pm->path or the module name */
 	bool used, all_functions, all_filenames, all_lines;
-	bool placed; /* written */
+	bool placed;   /* written */
+	bool is_main;  /* a copy of it in another process is the executable */
+	size_t dup_of; /* the same mapping in another process (index + 1): written once */
 };
 
 struct maptab {
@@ -304,7 +307,8 @@ static size_t map_of(struct maptab *mt, const struct ms_pframe *f)
 		for (size_t i = 0; i < mt->n; i++) {
 			const struct ms_pmapping *pm = mt->v[i].pm;
 
-			if (pm && f->address >= pm->start && f->address < pm->limit)
+			if (pm && pm->space == f->space && f->address >= pm->start &&
+			    f->address < pm->limit)
 				return i + 1;
 		}
 	}
@@ -324,7 +328,7 @@ static bool is_main_mapping(const struct map_out *mo, const struct ms_out_opts *
 	const char *base;
 
 	if (mo->pm)
-		return mo->pm->is_main;
+		return mo->pm->is_main || mo->is_main;
 	if (!o->main_module)
 		return false;
 	base = strrchr(mo->name, '/');
@@ -508,6 +512,53 @@ int ms_pprof_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE
 			}
 		}
 	}
+	/*
+	 * Several processes (--subprocesses): a mapping the same in several of
+	 * them (workers forked from one master) is written once, resolved where
+	 * each of its copies was.
+	 */
+	{
+		struct strtab keys = {0};
+		size_t *first = ms_xcalloc(mt.n + 1, sizeof(*first));
+
+		for (size_t i = 0; i < mt.n; i++) {
+			struct map_out *mo = &mt.v[i], *c;
+			char *key;
+			uint64_t k;
+
+			if (!mo->pm)
+				continue;
+			key = ms_xasprintf("%" PRIx64 "-%" PRIx64 "-%" PRIx64 "%c%s%c%s",
+					   mo->pm->start, mo->pm->limit, mo->pm->file_offset, 1,
+					   mo->name, 1, mo->pm->build_id);
+			k = str_id(&keys, key);
+			free(key);
+			if (!first[k]) {
+				first[k] = i + 1;
+				continue;
+			}
+			c = &mt.v[first[k] - 1];
+			mo->dup_of = first[k];
+			if (!mo->used)
+				continue;
+			if (!c->used) {
+				c->all_functions = mo->all_functions;
+				c->all_filenames = mo->all_filenames;
+				c->all_lines = mo->all_lines;
+			} else {
+				c->all_functions &= mo->all_functions;
+				c->all_filenames &= mo->all_filenames;
+				c->all_lines &= mo->all_lines;
+			}
+			c->used = true;
+			c->is_main |= mo->pm->is_main;
+		}
+		for (size_t i = 0; i < keys.n; i++)
+			free(keys.s[i]);
+		free(keys.s);
+		free(keys.ht);
+		free(first);
+	}
 	/* pprof takes the first mapping for the main binary ("File:") */
 	{
 		size_t next_id = 1;
@@ -517,7 +568,8 @@ int ms_pprof_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE
 			for (size_t i = 0; i < mt.n; i++) {
 				struct map_out *mo = &mt.v[i];
 
-				if (mo->placed || (pass == 0 && !is_main_mapping(mo, o)) ||
+				if (mo->placed || mo->dup_of ||
+				    (pass == 0 && !is_main_mapping(mo, o)) ||
 				    (pass == 1 && !mo->used))
 					continue;
 				mo->placed = true;
@@ -525,6 +577,9 @@ int ms_pprof_write(const struct ms_profile *p, const struct ms_out_opts *o, FILE
 				put_mapping(&pb, &m, &st, next_id++, mo);
 			}
 		}
+		for (size_t i = 0; i < mt.n; i++)
+			if (mt.v[i].dup_of)
+				id_of[i + 1] = id_of[mt.v[i].dup_of];
 		for (size_t i = 0; i < lt.n; i++)
 			map_ids[i] = id_of[map_ids[i]];
 		free(id_of);

@@ -186,7 +186,8 @@ static uint64_t frame_hash(const struct ms_out_frame *f)
 
 	h = hash_str(h, f->file);
 	h = hash_str(h, f->module);
-	h = mix64(h ^ (uint64_t)(unsigned)f->line ^ ((uint64_t)f->inlined << 40));
+	h = mix64(h ^ (uint64_t)(unsigned)f->line ^ ((uint64_t)f->inlined << 40) ^
+		  ((uint64_t)f->space << 41));
 	if (!f->function)
 		h = mix64(h ^ f->offset);
 	return mix64(h ^ f->address);
@@ -196,7 +197,8 @@ static bool frame_eq(const struct ms_pframe *a, const struct ms_out_frame *b)
 {
 	return str_eq(a->function, b->function) && str_eq(a->file, b->file) && a->line == b->line &&
 	       str_eq(a->module, b->module) && a->inlined == b->inlined &&
-	       a->address == b->address && (b->function || a->offset == b->offset);
+	       a->address == b->address && a->space == b->space &&
+	       (b->function || a->offset == b->offset);
 }
 
 static void frames_rehash(struct ms_profile *p)
@@ -206,8 +208,8 @@ static void frames_rehash(struct ms_profile *p)
 
 	for (size_t i = 0; i < p->n_frames; i++) {
 		const struct ms_pframe *pf = &p->frames[i];
-		struct ms_out_frame f = {pf->function, pf->file,    pf->line,   pf->module,
-					 pf->offset,   pf->inlined, pf->address};
+		struct ms_out_frame f = {pf->function, pf->file,    pf->line,	 pf->module,
+					 pf->offset,   pf->inlined, pf->address, pf->space};
 		size_t s = frame_hash(&f) & (ncap - 1);
 
 		while (ht[s])
@@ -245,6 +247,7 @@ static uint32_t frame_intern(struct ms_profile *p, const struct ms_out_frame *in
 	pf->offset = f->function ? 0 : f->offset;
 	pf->inlined = f->inlined;
 	pf->address = f->address;
+	pf->space = f->space;
 	p->fht[s] = (uint32_t)p->n_frames + 1;
 	p->n_frames++;
 	if (p->n_frames * 2 > p->fht_cap)
@@ -308,6 +311,7 @@ void ms_profile_add_mapping(struct ms_profile *p, const struct ms_out_mapping *m
 	    .path = ms_xstrdup(m->path ? m->path : ""),
 	    .build_id = ms_xstrdup(m->build_id ? m->build_id : ""),
 	    .is_main = m->is_main,
+	    .space = m->space,
 	};
 }
 
@@ -521,6 +525,7 @@ static const struct {
     {"pb.gz", MS_OUT_PPROF},
     {"pb", MS_OUT_PPROF},
     {"prof", MS_OUT_PPROF},
+    {"msprof", MS_OUT_MSPROF},
 };
 
 int ms_out_format_from_name(const char *name, enum ms_out_format *out)
@@ -562,6 +567,8 @@ const char *ms_out_format_name(enum ms_out_format fmt)
 		return "speedscope";
 	case MS_OUT_PPROF:
 		return "pprof";
+	case MS_OUT_MSPROF:
+		return "msprof";
 	}
 	return "?";
 }
@@ -595,6 +602,8 @@ int ms_profile_write(const struct ms_profile *p, enum ms_out_format fmt,
 		return ms_speedscope_write(p, o, out, err);
 	case MS_OUT_PPROF:
 		return ms_pprof_write(p, o, out, err);
+	case MS_OUT_MSPROF:
+		return ms_msprof_write(p, o, out, err);
 	}
 	return ms_error_set(err, -EINVAL, "output: unknown format %d", (int)fmt);
 }

@@ -50,7 +50,8 @@ if(MS_CLANG)
     set(_fz_out_src ${_fz_dir}/fuzz_output.c ${PROJECT_SOURCE_DIR}/output/profile.c
                     ${PROJECT_SOURCE_DIR}/output/svg.c ${PROJECT_SOURCE_DIR}/output/folded.c
                     ${PROJECT_SOURCE_DIR}/output/speedscope.c
-                    ${PROJECT_SOURCE_DIR}/output/pprof.c ${PROJECT_SOURCE_DIR}/output/json_text.c)
+                    ${PROJECT_SOURCE_DIR}/output/pprof.c ${PROJECT_SOURCE_DIR}/output/json_text.c
+                    ${PROJECT_SOURCE_DIR}/output/msprof.c)
     add_custom_command(OUTPUT ${CMAKE_CURRENT_BINARY_DIR}/fuzz_output
       COMMAND ${MS_CLANG} ${_fz_flags} -o ${CMAKE_CURRENT_BINARY_DIR}/fuzz_output
               ${_fz_out_src} ${CMAKE_BINARY_DIR}/output/assets.c ${_fz_common}
@@ -72,6 +73,7 @@ if(MS_CLANG)
                     ${PROJECT_SOURCE_DIR}/output/timeline_svg.c ${PROJECT_SOURCE_DIR}/output/svg.c
                     ${PROJECT_SOURCE_DIR}/output/profile.c ${PROJECT_SOURCE_DIR}/output/folded.c
                     ${PROJECT_SOURCE_DIR}/output/speedscope.c ${PROJECT_SOURCE_DIR}/output/pprof.c
+                    ${PROJECT_SOURCE_DIR}/output/msprof.c
                     ${_fz_rep_hw})
     file(MAKE_DIRECTORY ${_fz_work}/report)
     add_custom_command(OUTPUT ${CMAKE_CURRENT_BINARY_DIR}/fuzz_report

@@ -553,6 +553,141 @@ def scen_walk(args, wd):
         kill(m)
         tree.kill_all()
 
+def go_pprof(*a):
+    r = subprocess.run(["go", "tool", "pprof", *a], capture_output=True, text=True,
+                       timeout=180)
+    if r.returncode != 0:
+        raise Fail(f"go tool pprof {' '.join(a)} failed: {r.stderr}")
+    return r.stdout + r.stderr
+
+
+def elf_build_id(path):
+    out = subprocess.run(["readelf", "-n", path], capture_output=True, text=True).stdout
+    m = re.search(r"Build ID: ([0-9a-f]+)", out)
+    if not m:
+        raise Fail(f"{path} has no GNU build id")
+    return m.group(1)
+
+
+def pprof_raw(path):
+    """go tool pprof -raw PATH: (sample types, [(values, [location ids])], {id: (address,
+    mapping id or None, function)}, [mapping lines]); function is the location's first line's."""
+    text = go_pprof("-raw", path)
+    sec, types, samples, locs, maps = None, [], [], {}, []
+    for line in text.splitlines():
+        if line in ("Samples:", "Locations", "Mappings"):
+            sec = line.rstrip(":")
+            continue
+        if sec == "Samples":
+            m = re.match(r"\s+([\d ]+): ([\d ]+)$", line)
+            if m:
+                samples.append(([int(v) for v in m.group(1).split()],
+                                [int(v) for v in m.group(2).split()]))
+            elif line.strip() and "bytes:[" not in line and not types:
+                types = [t.split("/")[0] for t in line.replace("[dflt]", "").split()]
+        elif sec == "Locations":
+            m = re.match(r"\s+(\d+): 0x([0-9a-f]+)(?: M=(\d+))? (.*) (\S*):(\d+) s=\d+$",
+                         line)
+            if m:
+                locs[int(m.group(1))] = (int(m.group(2), 16),
+                                         int(m.group(3)) if m.group(3) else None, m.group(4))
+            elif re.match(r"\s+\d+: ", line):
+                raise Fail(f"a location go tool pprof shows in an unexpected form: {line!r}")
+        elif sec == "Mappings" and line.strip():
+            maps.append(line)
+    return types, samples, locs, maps
+
+
+def scen_pprof(args, wd):
+    """--subprocesses to pprof: one process's pprof, per process.
+
+    Read by the real `go tool pprof`: every location but the processes' root
+    frames has its address inside its mapping; mappings carry range, path and
+    build id, the executable first, [FN] as resolved, a mapping the workers
+    share written once; a --live profile carries Go's four sample types and
+    its alloc_space per worker has the worker's own shares of its sites;
+    -top answers for each sample type; -diff_base compares two recordings.
+    """
+    if not shutil.which("go"):
+        raise Skip("go is not installed (Debian: apt install golang-go)")
+    tree = Tree(args.target, "busy", 2)
+    try:
+        files = {}
+        for name, extra in (("live", ["--live"]), ("a", []), ("b", [])):
+            files[name] = os.path.join(wd, name + ".pb.gz")
+            cmd = [args.memspy, "record", "--pid", str(tree.master), "--subprocesses",
+                   "-s", "1k", "-d", "2s", "-o", files[name], *extra]
+            print("$ " + " ".join(cmd), flush=True)
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+            print(r.stderr, flush=True)
+            if r.returncode != 0:
+                raise Fail(f"memspy exited {r.returncode}")
+        check_unharmed(tree.pids())
+        counts = tree.finish()
+    finally:
+        tree.kill_all()
+    exe = os.path.realpath(args.target)
+    want_roots = {f"prefork: master ({tree.master})"} | {
+        f"prefork: worker {k} ({pid})" for k, pid in tree.workers.items()}
+    types, samples, locs, maps = pprof_raw(files["live"])
+    if types != ["alloc_objects", "alloc_space", "inuse_objects", "inuse_space"]:
+        raise Fail(f"the --live profile's sample types are {types}, want Go's four")
+    # mappings: range, path, build id; the executable first and once
+    ranges = {}
+    for l in maps:
+        m = re.match(r"(\d+): 0x([0-9a-f]+)/0x([0-9a-f]+)/0x([0-9a-f]+) (\S+) ([0-9a-f]*) ?(\[.*\])?",
+                     l)
+        if not m:
+            raise Fail(f"a mapping go tool pprof shows in an unexpected form: {l!r}")
+        if not m.group(6) and os.path.exists(m.group(5)) and ".so" in m.group(5):
+            raise Fail(f"a mapping without its build id: {l!r}")
+        ranges[int(m.group(1))] = (int(m.group(2), 16), int(m.group(3), 16), m.group(5),
+                                   m.group(6), m.group(7) or "")
+    first = ranges.get(1)
+    if not first or os.path.realpath(first[2]) != exe or first[3] != elf_build_id(exe):
+        raise Fail(f"the first mapping is {first}, not {exe} with build id {elf_build_id(exe)}")
+    if "FN" not in first[4]:
+        raise Fail(f"the executable's functions were resolved, its mapping says {first[4]!r}")
+    if sum(1 for r in ranges.values() if os.path.realpath(r[2]) == exe) != 1:
+        raise Fail(f"the workers' shared executable mapping is not written once: {maps}")
+    print(f"mappings: {len(maps)}, first: {maps[0]}", flush=True)
+    roots = set()
+    for lid, (addr, mid, fn) in locs.items():
+        if mid is None:
+            if fn not in want_roots or addr:
+                raise Fail(f"location {lid} without a mapping: {addr:#x} {fn!r}")
+            roots.add(fn)
+            continue
+        lo, hi = ranges[mid][:2]
+        if not lo <= addr < hi:
+            raise Fail(f"location {lid} at {addr:#x} lies outside its mapping {mid} "
+                       f"[{lo:#x}, {hi:#x})")
+    workers = {f"prefork: worker {k} ({pid})" for k, pid in tree.workers.items()}
+    if not workers <= roots:
+        raise Fail(f"root frames {sorted(roots)}, want every worker's: {sorted(workers)}")
+    # each worker's shares of its sites from the alloc_space values (root first)
+    folded = []
+    for values, ids in samples:
+        if values[2] > values[0] or values[3] > values[1]:
+            raise Fail(f"a sample with more in use than allocated: {values}")
+        folded.append(([locs[i][2] for i in reversed(ids)], values[1]))
+    check_worker_shares(folded, counts)
+    totals = {}
+    for name in ("live", "a"):
+        for si in types if name == "live" else types[:2]:
+            top = go_pprof("-top", "-sample_index=" + si, files[name])
+            m = re.search(r"Total samples = ([^ \n]+)", top)
+            if not m or "File: memspy-prefork-target" not in top:
+                raise Fail(f"go tool pprof -top -sample_index={si} {name}.pb.gz:\n{top[:500]}")
+            totals[(name, si)] = m.group(1)
+    print(f"-top totals: {totals}", flush=True)
+    if totals[("live", "alloc_space")] in ("0", "0B") or totals[("a", "alloc_space")] in ("0", "0B"):
+        raise Fail(f"nothing allocated in the pprof files: {totals}")
+    diff = go_pprof("-top", "-diff_base", files["a"], files["b"])
+    if "Showing nodes" not in diff or "pf_site_" not in diff:
+        raise Fail("-diff_base a b shows no sites:\n" + diff[:600])
+    print("-diff_base: " + next((l for l in diff.splitlines() if "Total" in l), "?"), flush=True)
+
 
 SCENARIOS = {
     "record": scen_record,
@@ -562,6 +697,7 @@ SCENARIOS = {
     "hint": scen_hint,
     "dump": scen_dump,
     "nginx": scen_nginx,
+    "pprof": scen_pprof,
 }
 
 if __name__ == "__main__":

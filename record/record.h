@@ -821,4 +821,108 @@ int ms_rec_capture_walk(struct ms_rec_capture *c, struct ms_proc *proc, bool lea
 /* Frees what the capture holds; stops the guard. Idempotent. */
 void ms_rec_capture_free(struct ms_rec_capture *c);
 
+/* ---- record --subprocesses: a recorder per process of a tree (subprocesses.c) ---- */
+
+struct ms_profile;
+
+/* One recording of one process of the tree (a process that exec'd has one per image). */
+struct ms_sp_proc {
+	pid_t pid;
+	unsigned gen; /* recordings of this pid before this one (one per exec) */
+	char *title;
+	char *out, *log; /* the recorder's profile (memspy's own format) and its stderr */
+	char *all, *tl;	 /* walk mode: its all-threads profile, its timeline */
+	pid_t rec;	 /* its recorder while it runs, else 0 */
+	int status;	 /* the recorder's wait status once it ended */
+	bool late;	 /* appeared during the recording */
+	bool ready, ended, exec_seen, stop_sent;
+	uint64_t image; /* what identifies the image it ran when its recorder started */
+	uint64_t bytes, count;
+	uint64_t running; /* walk mode: running thread samples (all-threads profile) */
+	uint64_t samples; /* probe mode: the samples its figures rest on (its summary) */
+	bool exact;	  /* probe mode: every call seen (-s 0), no estimate */
+	bool live;	  /* --live: samples counts the samples still live */
+	char mean[32];	  /* probe mode: its sampling mean at the end ("4.00 KiB") */
+	uint64_t period;  /* probe mode: the pprof period it wrote (-s, bytes; 0: exact) */
+	bool sampled;	  /* probe mode: its values are estimates from samples */
+	bool have_profile, have_timeline;
+	bool unreadable; /* its profile exists but could not be read back */
+	char *note;	 /* the recorder's line about its check of the code after detach */
+};
+
+enum ms_sp_event {
+	MS_SP_STARTED, /* a recorder was forked for p */
+	MS_SP_READY,   /* p's recorder says it is recording (probes in) */
+};
+
+struct ms_sp_opts {
+	pid_t root;
+	bool walk;	     /* --mode walk: each recorder also writes all and tl */
+	const char *tl_path; /* walk: the timelines' name, {pid} for each process */
+	char **pass;	     /* options for each recorder, in the order given */
+	size_t npass;
+	uint64_t duration_ns; /* 0: until a stop signal or every process is gone */
+	/* runs one recorder in the fork (cmd_record); its return is the fork's exit code */
+	int (*record)(int argc, char **argv);
+	void (*event)(void *ctx, const struct ms_sp_proc *p, enum ms_sp_event ev);
+	void *ctx;
+};
+
+/* The processes' figures summed (ms_sp_merge). */
+struct ms_sp_totals {
+	uint64_t bytes, count, running, samples;
+	size_t nproc;	     /* processes with a profile */
+	size_t ntl;	     /* walk: processes with a heap timeline */
+	uint64_t period;     /* the recorders' pprof period (they all had the same -s) */
+	bool exact, sampled; /* every process exact; some values estimated */
+	const char *mean;    /* a process's mean ("4.00 KiB"), NULL for none */
+	bool one_mean;	     /* every estimated process had that mean */
+};
+
+struct ms_sp {
+	struct ms_sp_opts o;
+	char dir[64];	      /* temporary directory for the recorders' files */
+	struct ms_sp_proc *v; /* v[0] is the root */
+	size_t n, cap;
+	unsigned untraceable; /* descendants left out (traced by someone else) */
+	bool started;	      /* the first scan is done: what appears now is late */
+	const char *why;      /* why the recording ended */
+	uint64_t start_ns;
+};
+
+/*
+ * Starts following o->root's tree: a temporary directory, a recorder for
+ * the root and each descendant no one traces (a fork running o->record on
+ * it, writing memspy's own profile format, its stderr to a log). The
+ * signals are taken (ms_signals_init). 0, or a negative code with err filled.
+ */
+int ms_sp_start(struct ms_sp *s, const struct ms_sp_opts *o, struct ms_error *err);
+/*
+ * Follows the tree until the duration ends, a stop signal comes or every
+ * process is gone (new descendants and execs get recorders of their own),
+ * then stops every recorder (SIGINT) and waits for them; s->why says why.
+ * 0, or the root recorder's exit code when it failed before recording
+ * (nothing else was followed; its log is in s->v[0].log).
+ */
+int ms_sp_run(struct ms_sp *s);
+/*
+ * Reads each recording back (its summary line and note, its profile) and
+ * adds its profile to prof (walk mode: its all-threads one to all) under a
+ * root frame "TITLE (PID)", each process in an address space of its own;
+ * s->v sorted by pid after the root, *t the sums.
+ */
+void ms_sp_merge(struct ms_sp *s, struct ms_profile *prof, struct ms_profile *all,
+		 struct ms_sp_totals *t);
+/*
+ * A recording that never reached its process: 1 when it exited before its
+ * recorder could attach (a short-lived child), 2 when it appeared as the
+ * recording ended and its recorder was stopped before attaching; else 0.
+ * Neither is a failure: nothing of it was patched.
+ */
+int ms_sp_never_reached(const struct ms_sp_proc *p);
+/* The length of path without its extension (x.pb.gz and x.speedscope.json whole). */
+size_t ms_sp_stem_len(const char *path);
+/* Removes the recorders' files and the directory, frees s. */
+void ms_sp_close(struct ms_sp *s);
+
 #endif

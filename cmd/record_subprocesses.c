@@ -128,9 +128,22 @@ static int parse(struct sp *s, int argc, char **argv, bool *help)
 			*help = true;
 			return 0;
 		}
+		/*
+		 * Each recorder would cut its intervals on a grid from its own start,
+		 * and a process found late starts late: file n would hold different
+		 * minutes of different processes. Cutting together needs the
+		 * recorders to cut on the coordinator's grid (cmd/record.c and
+		 * record/interval.c), not done yet.
+		 */
 		if (is_opt(a, "--interval", NULL) || is_opt(a, "--keep", NULL))
-			return cli_usage_error(CMD, "%s is not available with --subprocesses yet",
-					       a);
+			return cli_usage_error(
+			    CMD,
+			    "%s is not available with --subprocesses yet: each process has "
+			    "a recorder of its own, started when memspy finds the process, so "
+			    "their intervals would not cover the same minutes. Meanwhile record "
+			    "the processes that matter one by one: memspy record --pid WORKER "
+			    "--interval 10m -o 'heap-{pid}-{n}.pb.gz'",
+			    a);
 		if (is_opt(a, "--pid", "-p")) {
 			if (!(v = opt_value(argc, argv, &i, "--pid", "-p")))
 				return cli_usage_error(CMD, "option '%s' needs a value", a);

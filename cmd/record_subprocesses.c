@@ -438,18 +438,19 @@ int cmd_record_subprocesses(int argc, char **argv)
 		if (s.o.walk)
 			subtitle = ms_xasprintf(
 			    "Allocator time: %s of %s running thread samples (%.1f%%) were inside "
-			    "malloc/free and friends, %zu processes (--subprocesses), stops at "
-			    "random "
-			    "instants, no probes",
+			    "malloc/free and friends, %zu process%s (--subprocesses), stops at "
+			    "random instants, no probes",
 			    ms_fmt_count(a, sizeof(a), t.count),
 			    ms_fmt_count(b, sizeof(b), t.running),
-			    t.running ? 100.0 * (double)t.count / (double)t.running : 0, t.nproc);
+			    t.running ? 100.0 * (double)t.count / (double)t.running : 0, t.nproc,
+			    t.nproc == 1 ? "" : "es");
 		else
 			subtitle = ms_xasprintf(
-			    "Total: %s %s in %s allocations, %zu processes (--subprocesses), %s",
+			    "Total: %s %s in %s allocations, %zu process%s (--subprocesses), %s",
 			    ms_fmt_bytes(a, sizeof(a), t.bytes),
 			    s.live ? "still live" : "allocated",
-			    ms_fmt_count(b, sizeof(b), t.count), t.nproc, how);
+			    ms_fmt_count(b, sizeof(b), t.count), t.nproc, t.nproc == 1 ? "" : "es",
+			    how);
 		wo = (struct ms_out_opts){
 		    .title = cli_command_line(),
 		    .subtitle = subtitle,
@@ -470,12 +471,12 @@ int cmd_record_subprocesses(int argc, char **argv)
 			if (ms_out_format_from_name(s.all_path, &all_fmt))
 				all_fmt = s.fmt;
 			subtitle = ms_xasprintf(
-			    "All threads: %s%s thread samples of %zu processes (--subprocesses), "
+			    "All threads: %s%s thread samples of %zu process%s (--subprocesses), "
 			    "stops at random instants, no probes%s",
 			    ms_fmt_count(a, sizeof(a),
 					 s.idle ? (ms_profile_totals(all, NULL, &nall), nall)
 						: t.running),
-			    s.idle ? "" : " running", t.nproc,
+			    s.idle ? "" : " running", t.nproc, t.nproc == 1 ? "" : "es",
 			    s.idle ? "" : " (--idle shows the sleeping ones)");
 			wo.subtitle = subtitle;
 			ret = ms_profile_write(all, all_fmt, &wo, af_all.fp, &err);

@@ -13,8 +13,6 @@
 #include <string.h>
 #include <zlib.h>
 
-
-
 struct mem {
 	char *d;
 	size_t n;
@@ -634,6 +632,90 @@ out:
 	ms_profile_free(p);
 }
 
+static int readd_stack(void *ctx, const struct ms_msprof_stack *s)
+{
+	struct ms_profile *q = ctx;
+
+	if (s->bytes || s->count || s->samples)
+		ms_profile_add_sampled(q, s->frames, s->n, s->bytes, s->count, s->samples);
+	if (s->alloc_bytes || s->alloc_count)
+		ms_profile_add_alloc(q, s->frames, s->n, s->alloc_bytes, s->alloc_count);
+	return 0;
+}
+
+/*
+ * memspy's own file (--subprocesses' recorders to the coordinator) keeps
+ * every field: read back, the profile writes the same pprof, folded and
+ * SVG bytes; a file cut short or not one is refused.
+ */
+static void test_msprof(void)
+{
+	struct ms_profile *p = ms_profile_new(), *q = ms_profile_new();
+	struct ms_out_mapping exe = {.start = 0x55550000,
+				     .limit = 0x55560000,
+				     .file_offset = 0x1000,
+				     .path = "/usr/bin/server",
+				     .build_id = "0123abcd",
+				     .is_main = true};
+	struct ms_out_mapping libc = {.start = 0x7f000000,
+				      .limit = 0x7f100000,
+				      .file_offset = 0x26000,
+				      .path = "/lib/libc.so.6",
+				      .build_id = "feed"};
+	struct ms_out_frame a[] = {
+	    {.function = "main",
+	     .file = "main.c",
+	     .line = 12,
+	     .module = "/usr/bin/server",
+	     .address = 0x55550100},
+	    {.function = "inl\xff",
+	     .file = "x.h",
+	     .line = 3,
+	     .inlined = true,
+	     .module = "/usr/bin/server",
+	     .address = 0x55550200},
+	    {.module = "/usr/bin/server", .offset = 0x2345, .address = 0x55552345},
+	    {.function = "malloc", .module = "/lib/libc.so.6", .address = 0x7f000010},
+	};
+	struct ms_out_opts o = {
+	    .live = true, .sample_period = 4096, .samples = true, .lines = true};
+	struct ms_msprof_head head;
+	struct ms_error err = {0};
+	struct mem m, x, y;
+	FILE *f;
+
+	ms_profile_add_mapping(p, &exe);
+	ms_profile_add_mapping(p, &libc);
+	ms_profile_add_sampled(p, a, 4, 300, 3, 2);
+	ms_profile_add_alloc(p, a, 4, 900, 9);
+	ms_profile_add_alloc(p, a, 2, 50, 1); /* allocated, none live */
+	ms_profile_add_sampled(p, NULL, 0, 7, 1, 1);
+	m = render(p, MS_OUT_MSPROF, &o);
+	f = fmemopen(m.d, m.n, "r");
+	CHECK(ms_msprof_read(f, q, 0, &head, readd_stack, q, &err) == 0);
+	fclose(f);
+	CHECK(head.sample_period == 4096 && head.samples);
+	for (int fmt = MS_OUT_SVG; fmt <= MS_OUT_PPROF; fmt++) {
+		x = render(p, (enum ms_out_format)fmt, &o);
+		y = render(q, (enum ms_out_format)fmt, &o);
+		CHECK(x.n == y.n && memcmp(x.d, y.d, x.n) == 0);
+		free(x.d);
+		free(y.d);
+	}
+	/* cut short anywhere, or not a memspy profile: refused */
+	for (size_t cut = 0; cut < m.n; cut += 7) {
+		struct ms_profile *r = ms_profile_new();
+
+		f = fmemopen(m.d, cut ? cut : 1, "r");
+		CHECK(ms_msprof_read(f, r, 0, &head, readd_stack, r, &err) == -EINVAL);
+		fclose(f);
+		ms_profile_free(r);
+	}
+	free(m.d);
+	ms_profile_free(p);
+	ms_profile_free(q);
+}
+
 int main(void)
 {
 	test_merge();
@@ -651,5 +733,6 @@ int main(void)
 	test_write_error();
 	test_pprof();
 	test_speedscope();
+	test_msprof();
 	return ms_test_result("test_output_tree");
 }

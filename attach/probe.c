@@ -756,7 +756,7 @@ int ms_probes_poll(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx)
 
 	if (!pr || pr->removed || !pr->ring)
 		return pr && pr->st.tampered ? -MS_E_TAMPERED : 0;
-	rc = probe_drain_all(pr, cb, ctx);
+	rc = probe_drain_quick(pr, cb, ctx);
 	if (rc == -ESRCH)
 		rc = 0; /* the target is gone: record sees MS_EV_EXITED */
 	if (pr->st.tampered) {
@@ -790,15 +790,19 @@ int ms_probes_set_sample_bytes(struct ms_probes *pr, uint64_t mean, ms_alloc_eve
 	pr->opts.sample_bytes = mean;
 	for (size_t r = 0; r < pr->nrg; r++) {
 		const struct region *rg = &pr->rg[r];
+		int64_t v[MS_STUB_NCNT];
+		struct iovec l = {v, sizeof(v)}, rv[MS_STUB_NCNT];
 
 		if (!probe_region_intact(pr, r))
 			continue;
+		/* Every countdown slot in one call (64 process_vm_writev calls before). */
 		for (int k = 0; k < MS_STUB_NCNT; k++) {
-			int64_t v = probe_draw_countdown(pr);
-
-			probe_write_remote(pr, rg->base + MS_STUB_CNT_OFF + (ms_raddr_t)k * 64, &v,
-				     sizeof(v));
+			v[k] = probe_draw_countdown(pr);
+			rv[k] = (struct iovec){(void *)(uintptr_t)(rg->base + MS_STUB_CNT_OFF +
+								   (ms_raddr_t)k * 64),
+					       sizeof(v[k])};
 		}
+		probe_ring_writev(pr, &l, 1, rv, MS_STUB_NCNT);
 		if (pr->ring)
 			probe_refill_draws(pr, rg, 0, MS_STUB_NDRAW);
 	}
@@ -949,7 +953,7 @@ struct ms_probes *ms_probes_fuzz_new(const struct ms_ring_io *io, ms_raddr_t bas
 		fuzz_hdrs = ms_xmalloc((size_t)MS_STUB_NHDR * MS_STUB_HDR_SIZE);
 		fuzz_data = ms_xmalloc((size_t)MS_STUB_NHDR * MS_STUB_DATA_SIZE);
 		fuzz_fring = ms_xmalloc((size_t)MS_STUB_NFRING * 16);
-		fuzz_pev = ms_xmalloc((MS_STUB_NHDR + MS_STUB_NFRING) * sizeof(*pr->pev));
+		fuzz_pev = ms_xmalloc(MS_PEV_SLOTS * sizeof(*pr->pev));
 	}
 	pr->hdrs = fuzz_hdrs;
 	pr->data = fuzz_data;

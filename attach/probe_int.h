@@ -398,6 +398,7 @@ struct region {
 	 * on), or NULL when the part is private and read by process_vm_readv.
 	 */
 	uint8_t *view;
+	uint64_t full_ns; /* when a drain last read the control page (the quick check: probe_ring.c) */
 };
 
 /* memspy's mirror of the in-target thread table (the same in every region). */
@@ -463,6 +464,7 @@ struct ms_probes {
 	struct pending_ev *pev;		      /* the drain's events, kept between drains */
 	uint64_t tsc0, ns0;		      /* for converting the stubs' rdtsc stamps */
 	uint64_t n_drains, drain_ns, drained; /* drain statistics (debug log at removal) */
+	uint64_t n_quiet; /* region drains the quick check left unread (probe_ring.c) */
 	uint64_t ticks[1024];		      /* in-target TSC ticks of the first samples */
 	size_t nticks;
 	uint64_t nested; /* allocations inside a sampled probed call: not reported */
@@ -491,6 +493,8 @@ struct pending_ev {
 	int slot;     /* a free: the stub slot that recorded it */
 	uint64_t ptr;
 };
+/* struct ms_probes' pev: a drain's events (at most a lap of each ring) and the sort's scratch. */
+#define MS_PEV_SLOTS (2 * (MS_STUB_NHDR + MS_STUB_NFRING))
 
 /* probe.c: helpers every job uses. */
 /* The stub kind (MS_SK_*) that probes fn. */
@@ -558,6 +562,8 @@ void probe_restart_lost_weight(struct ms_probes *pr);
 void probe_tamper(struct ms_probes *pr, size_t r, const char *why);
 uint64_t probe_size_of(const uint8_t *h, unsigned kind);
 int probe_drain_all(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx);
+/* The recording loop's drain: a shared ring with nothing new is left unread (probe_ring.c). */
+int probe_drain_quick(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx);
 
 /* probe_traps.c: stops at a stub's int3 and forked children. */
 const struct site *probe_site_for(const struct ms_probes *pr, size_t region, int slot);

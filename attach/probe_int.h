@@ -84,6 +84,7 @@
 
 /* Stack caps are whole multiples of this (64 of them up to MS_STUB_DATA_SIZE). */
 #define MS_CAP_STEP 256
+#define MS_CAP_LEARN 32 /* samples copied whole before the cap is learned (probe_ring.c) */
 
 /* A sample header (offsets). state: 0 free, 1 being written, 2 published. */
 #define MS_H_STATE 0
@@ -136,6 +137,7 @@ extern const uint32_t ms_stub_sig_handler;  /* offset of the SIGTRAP handler (`r
 extern const uint32_t ms_stub_sig_restorer; /* offset of `mov eax,15; syscall` */
 extern const uint32_t ms_stub_ring_ret;	    /* after the ring routine's call */
 extern const uint32_t ms_stub_rsys;	    /* the self-restoring remote-syscall trampoline */
+extern const uint32_t ms_stub_touch;	    /* the page toucher (ends in the trampoline) */
 
 /*
  * The manifest: what a region's memspy changed in the target, kept in the
@@ -346,6 +348,14 @@ void ms_remote_apply_restart(struct user_regs_struct *r);
  */
 int ms_remote_syscall_at(struct ms_proc *p, pid_t tid, ms_raddr_t tramp, long nr,
 			 const long args[6], long *ret);
+/*
+ * As ms_remote_syscall_at through the trampoline tramp, but the thread
+ * starts at entry, stub code that ends by jumping to tramp (the page
+ * toucher): the same frame, so a memspy death anywhere leaves it to finish
+ * and restore itself.
+ */
+int ms_remote_run_to_syscall(struct ms_proc *p, pid_t tid, ms_raddr_t entry, ms_raddr_t tramp,
+			     long nr, const long args[6], long *ret);
 
 /* ======================= the probe engine's own state (probe*.c) ======================= */
 

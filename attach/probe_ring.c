@@ -884,19 +884,18 @@ static int drain_region(struct ms_probes *pr, size_t r, ms_alloc_event_cb cb, vo
  * (10-30 us against ~0.5 us in a busy one), though the unwinder only reads
  * up to the outermost frame's CFA: the main thread's stack top also holds
  * argv, the environment and the auxiliary vector. So the stubs copy at most
- * a cap memspy keeps in the control page: the first CAP_LEARN samples copy
+ * a cap memspy keeps in the control page: the first MS_CAP_LEARN samples copy
  * up to 16 KiB, and then the cap is the deepest byte any unwinding read
  * plus a margin, raised as deeper reads come. A copy the cap cut short
  * where the unwinding asked for the bytes above it lost frames: it is
  * counted (stack_cut), the copies are whole again from the next drain on,
- * and the cap is learned anew from the next CAP_LEARN samples.
+ * and the cap is learned anew from the next MS_CAP_LEARN samples.
  *
  * The stub records the cap word it read in the header, and the check
  * (check_sample) accepts min(hi - sp, cap) for a cap memspy has written at
  * some point (caps_written): a thread can read the word just before memspy
  * changes it and publish much later.
  */
-#define CAP_LEARN 32
 
 /* The cap for a deepest read of used bytes: a quarter more and 1 KiB, in whole steps. */
 static uint64_t cap_for(uint64_t used)
@@ -934,8 +933,8 @@ void ms_probes_stack_use(struct ms_probes *pr, const struct ms_alloc_event *ev, 
 		pr->cap_learned = 0;
 		return;
 	}
-	if (pr->cap_learned < CAP_LEARN) {
-		if (++pr->cap_learned == CAP_LEARN)
+	if (pr->cap_learned < MS_CAP_LEARN) {
+		if (++pr->cap_learned == MS_CAP_LEARN)
 			pr->cap_want = cap_for(pr->cap_used_max);
 		return;
 	}

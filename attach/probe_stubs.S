@@ -569,6 +569,24 @@ ms_stub_image:
 	popfq
 	ret 128
 
+/*
+ * Page toucher (attach/probe_region.c, touch_ring): entered like .Lrsys,
+ * through the same frame, with rdi = first byte, rsi = end, rdx = stride.
+ * It rewrites one byte per stride with itself, then makes the call in rax
+ * (getpid) and returns through .Lrsys. Why the target's own code: on a VM
+ * with shadow page tables only a write from the process's user mode maps a
+ * page for good (a write by memspy, or a populating madvise, still leaves
+ * a 4-10 us fault to the stub's first write into each slot). It sits
+ * between .Lrsys and the signal handler: the watchdog lets a thread found
+ * anywhere in that span run on until it has returned.
+ */
+.Ltouch:
+	cmp rdi, rsi
+	jae .Lrsys
+	or byte ptr [rdi], 0
+	add rdi, rdx
+	jmp .Ltouch
+
 /* SIGTRAP while untraced (memspy died mid-sample): ignore it, go on after the int3. */
 .Lsig_handler:
 	ret
@@ -620,5 +638,8 @@ ms_stub_sig_restorer:
 	.globl ms_stub_rsys
 ms_stub_rsys:
 	.long .Lrsys - .Limg
+	.globl ms_stub_touch
+ms_stub_touch:
+	.long .Ltouch - .Limg
 
 	.section .note.GNU-stack, "", @progbits

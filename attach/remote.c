@@ -208,8 +208,8 @@ static int put_back(pid_t pid, pid_t tid, const struct user_regs_struct *saved, 
 	return -EAGAIN;
 }
 
-int ms_remote_syscall_at(struct ms_proc *p, pid_t tid, ms_raddr_t tramp, long nr,
-			 const long args[6], long *ret)
+static int remote_run(struct ms_proc *p, pid_t tid, ms_raddr_t entry, ms_raddr_t tramp, long nr,
+		      const long args[6], long *ret)
 {
 	struct user_regs_struct saved, regs;
 	int requeue[8], n_requeue = 0, rc, status;
@@ -251,7 +251,7 @@ int ms_remote_syscall_at(struct ms_proc *p, pid_t tid, ms_raddr_t tramp, long nr
 	regs.r10 = (unsigned long long)args[3];
 	regs.r8 = (unsigned long long)args[4];
 	regs.r9 = (unsigned long long)args[5];
-	regs.rip = insn;
+	regs.rip = entry ? entry : insn;
 	rc = ms_proc_set_regs(p, tid, &regs);
 	if (rc)
 		return rc;
@@ -311,6 +311,20 @@ restore:
 	for (int i = 0; i < n_requeue; i++)
 		syscall(SYS_tgkill, pid, tid, requeue[i]);
 	return rc;
+}
+
+int ms_remote_syscall_at(struct ms_proc *p, pid_t tid, ms_raddr_t tramp, long nr,
+			 const long args[6], long *ret)
+{
+	return remote_run(p, tid, 0, tramp, nr, args, ret);
+}
+
+int ms_remote_run_to_syscall(struct ms_proc *p, pid_t tid, ms_raddr_t entry, ms_raddr_t tramp,
+			     long nr, const long args[6], long *ret)
+{
+	if (!entry || !tramp)
+		return -EINVAL;
+	return remote_run(p, tid, entry, tramp, nr, args, ret);
 }
 
 int ms_proc_remote_syscall(struct ms_proc *p, pid_t tid, long nr, const long args[6], long *ret)

@@ -63,14 +63,15 @@ def scen_light(args, wd):
         raise Fail(f"only {got} of {total} live bytes are on the leaking stack")
     # How many sampled blocks the live view rests on: k samples estimate the
     # leak within about 1/sqrt(k) (relative standard deviation). The budget
-    # decides k: on this VM a sample in a mostly sleeping process costs it
-    # 10-30 us (every line the stub touches is cold), so 1% of its ~40 ms of
-    # CPU a second buys ~10-30 samples a second, of which ~2% hit the leak.
-    # Two is what the budget must give at least (one sample, as before the
-    # budget narrowed the mean, fails; on a machine loaded 8-16 deep the
-    # view rested on 3); the estimate must be within a
-    # factor of 1.5, or of 3 standard deviations where k is too small for 1.5
-    # to be a fair test.
+    # decides k. A sample costs a mostly sleeping process ~0.2 us once the
+    # ring's pages are its own (the install has the process touch them);
+    # before that, each first write into a slot's page cost it 4-10 us on
+    # this VM, 1% of its ~40 ms of CPU a second bought ~10-30 samples a
+    # second, and a run in CI got no live sample at all. Now the mean goes
+    # to its 4 KiB floor and the view rests on hundreds of samples; two is
+    # the least it must rest on, and the estimate must be within a factor
+    # of 1.5, or of 3 standard deviations where k is too small for 1.5 to be
+    # a fair test.
     m = [re.search(r"from [0-9,]+ samples? \(([0-9,]+) still live", l) for l in err]
     live = [int(x.group(1).replace(",", "")) for x in m if x]
     if not live and not any("no live sample" in l for l in err):

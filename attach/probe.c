@@ -713,6 +713,7 @@ static int install(struct ms_proc *p, const struct ms_modules *mods,
 	 * stubs, each first sample into a slot paid four page faults (hundreds
 	 * of microseconds on this VM) inside the target's malloc.
 	 */
+	probe_touch_rings(pr);
 	probe_prefault_ring(pr);
 	rc = probe_set_armed(pr, true);
 	if (rc) {

@@ -544,6 +544,7 @@ void probe_sweep_sites(struct ms_probes *pr, const struct ms_modules *mods,
 bool probe_in_reach(ms_raddr_t base, const struct ms_module *m);
 int probe_map_region(struct ms_probes *pr, const struct ms_module *m, struct ms_error *err);
 /* Drops memspy's mapping of a region's shared ring part; release: free its pages too. */
+void probe_touch_rings(struct ms_probes *pr);
 void probe_unshare_ring(struct region *rg, bool release);
 int probe_take_slot(struct region *r, int kind);
 int probe_build_regions(struct ms_probes *pr, struct ms_error *err);

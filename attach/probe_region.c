@@ -210,19 +210,16 @@ void probe_unshare_ring(struct region *rg, bool release)
  * writes first: the control pages, draws, freed ring and headers, the
  * whole slots of the first MS_CAP_LEARN samples (they copy whole stacks),
  * and the first page of the others (the learned cap mostly fits in it).
- * It runs in the install pause, through the page toucher (probe_stubs.S),
- * after a populating madvise that allocates the pages from the kernel.
- * Measured on this VM (shadow page tables): a first write into a page
- * cost the stub ~10 us, after a write from memspy or a populating madvise
- * still ~4 us, after a touch by the process itself 0.03 us. A light
- * process takes few samples and never left that first lap: its budget went
- * to faults, and the budget widened the mean to pay them. The pages are
- * the ring's 4.2 MiB, that probe_prefault_ring maps in the target anyway;
- * the touch costs about as much once, in the pause (a few ms here, far
- * less on hardware with nested paging). Best effort: a failure only
- * leaves the faults. MEMSPY_TOUCH_RING=0 leaves them all to the stubs.
+ * It runs through the page toucher (probe_stubs.S) on one thread, after a
+ * populating madvise that allocates the pages from the kernel. Measured on
+ * this VM (shadow page tables): a first write into a page cost the stub
+ * ~10 us, after a write from memspy or a populating madvise still ~4 us,
+ * after a touch by the process itself 0.03 us. A light process takes few
+ * samples and never left that first lap: its budget went to faults, and
+ * the budget widened the mean to pay them. The pages are the ring's 4.2
+ * MiB, which probe_prefault_ring maps in the target anyway.
  */
-static void touch_ring(struct ms_probes *pr, struct region *rg)
+static int touch_ring(struct ms_probes *pr, struct region *rg, pid_t tid)
 {
 	static const struct {
 		unsigned off, end, stride;
@@ -232,43 +229,68 @@ static void touch_ring(struct ms_probes *pr, struct region *rg)
 	    {MS_STUB_DATA_OFF + MS_CAP_LEARN * MS_STUB_DATA_SIZE, MS_STUB_REGION_SIZE,
 	     MS_STUB_DATA_SIZE},
 	};
-	const char *env = getenv("MEMSPY_TOUCH_RING");
-	uint64_t t0 = ms_now_ns(), t1;
 	long ret = 0;
-	pid_t tid;
+	int rc;
 
-	if (!pr->ring || pr->io || !rg->tramp || (env && !strcmp(env, "0")))
-		return;
-	tid = probe_any_thread(pr);
+	if (!rg->tramp || !probe_region_intact(pr, (size_t)(rg - pr->rg)))
+		return 0;
 	/* MADV_POPULATE_WRITE (Linux 5.14): older kernels refuse it, the touch does it all. */
-	probe_rsyscall(pr, SYS_madvise, (long)(rg->base + MS_STUB_CTRL_OFF),
-		       MS_STUB_REGION_SIZE - MS_STUB_CTRL_OFF, 23, 0, 0, 0, &ret);
-	t1 = ms_now_ns();
-	for (size_t i = 0; i < MS_ARRAY_SIZE(spans) && tid > 0; i++) {
+	rc = ms_remote_syscall_at(pr->p, tid, rg->base + ms_stub_rsys, SYS_madvise,
+				  (const long[6]){(long)(rg->base + MS_STUB_CTRL_OFF),
+						  MS_STUB_REGION_SIZE - MS_STUB_CTRL_OFF, 23},
+				  &ret);
+	for (size_t i = 0; i < MS_ARRAY_SIZE(spans) && !rc; i++) {
 		ms_raddr_t a = rg->base + spans[i].off, b = rg->base + spans[i].end;
 		const long args[6] = {(long)a, (long)b, (long)spans[i].stride, 0, 0, 0};
 		uint8_t probe;
-		int rc;
 
 		/* Both ends still mapped (a failed share may have lost the range). */
 		if (ms_mem_read_pid(pr->pid, a, &probe, 1) != 1 ||
-		    ms_mem_read_pid(pr->pid, b - 1, &probe, 1) != 1) {
-			ms_debug("probe: region %#llx: ring pages not touched (not readable)",
-				 (unsigned long long)rg->base);
-			return;
-		}
+		    ms_mem_read_pid(pr->pid, b - 1, &probe, 1) != 1)
+			return -EFAULT;
 		rc = ms_remote_run_to_syscall(pr->p, tid, rg->base + ms_stub_touch,
 					      rg->base + ms_stub_rsys, SYS_getpid, args, &ret);
-		if (rc) {
-			ms_debug("probe: region %#llx: touching the ring pages: %s",
-				 (unsigned long long)rg->base, ms_strerror(rc));
-			return;
-		}
 	}
-	ms_debug("probe: region %#llx: ring pages populated (%.2f ms) and touched by the target "
-		 "(%.2f ms)",
-		 (unsigned long long)rg->base, (double)(t1 - t0) / 1e6,
-		 (double)(ms_now_ns() - t1) / 1e6);
+	return rc;
+}
+
+/*
+ * After the install, before arming, with the target running: one thread
+ * is held while it touches every region's ring (a few ms here, far less on
+ * hardware with nested paging), the others run on. Best effort: a failure
+ * only leaves the faults to the stubs. MEMSPY_TOUCH_RING=0 leaves them all
+ * to the stubs (for comparisons).
+ */
+void probe_touch_rings(struct ms_probes *pr)
+{
+	const char *env = getenv("MEMSPY_TOUCH_RING");
+	uint64_t t0 = ms_now_ns();
+	bool held = false;
+	pid_t tid;
+	int rc = 0;
+
+	if (!pr->ring || pr->io || !pr->nrg || (env && !strcmp(env, "0")))
+		return;
+	tid = ms_proc_plain_stopped_thread(pr->p);
+	for (size_t i = 0; tid < 0 && i < ms_proc_nthreads(pr->p) && i < 4; i++) {
+		rc = ms_proc_stop_thread(pr->p, ms_proc_thread(pr->p, i));
+		held = true;
+		if (rc == -MS_E_TARGET_EXITED)
+			return;
+		tid = ms_proc_plain_stopped_thread(pr->p);
+	}
+	for (size_t r = 0; r < pr->nrg && tid > 0 && !rc; r++)
+		rc = touch_ring(pr, &pr->rg[r], tid);
+	if (held)
+		ms_proc_resume_all(pr->p);
+	pr->st.touch_hold_ns = ms_now_ns() - t0;
+	if (tid < 0 || rc)
+		ms_debug("probe: the ring pages were not touched by the target: %s",
+			 ms_strerror(tid < 0 ? -ESRCH : rc));
+	else
+		ms_debug("probe: ring pages of %zu regions touched by thread %d of the target "
+			 "(held %.2f ms)",
+			 pr->nrg, (int)tid, (double)pr->st.touch_hold_ns / 1e6);
 }
 
 int probe_map_region(struct ms_probes *pr, const struct ms_module *m, struct ms_error *err)
@@ -332,7 +354,6 @@ int probe_map_region(struct ms_probes *pr, const struct ms_module *m, struct ms_
 					    (unsigned long long)(rg->base + MS_STUB_CTRL_OFF),
 					    ms_strerror(rc));
 		share_ring(pr, rg);
-		touch_ring(pr, rg);
 		return 0;
 	}
 	return ms_error_set(err, -ENOMEM,

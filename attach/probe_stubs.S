@@ -572,7 +572,9 @@ ms_stub_image:
 /*
  * Page toucher (attach/probe_region.c, touch_ring): entered like .Lrsys,
  * through the same frame, with rdi = first byte, rsi = end, rdx = stride.
- * It rewrites one byte per stride with itself, then makes the call in rax
+ * It rewrites one byte per stride with itself (atomically: the other
+ * threads run, and their unarmed stubs update the countdown lines), then
+ * makes the call in rax
  * (getpid) and returns through .Lrsys. Why the target's own code: on a VM
  * with shadow page tables only a write from the process's user mode maps a
  * page for good (a write by memspy, or a populating madvise, still leaves
@@ -583,7 +585,7 @@ ms_stub_image:
 .Ltouch:
 	cmp rdi, rsi
 	jae .Lrsys
-	or byte ptr [rdi], 0
+	lock or byte ptr [rdi], 0	/* atomic: other threads' stubs run meanwhile */
 	add rdi, rdx
 	jmp .Ltouch
 

@@ -140,28 +140,21 @@ static void read_states(struct ms_rec_walk *w)
 
 /*
  * Was the i-th thread asleep at the stop? The state the kernel gave just
- * before it: 'S' or 'D' asleep, 'R' running or waiting for a CPU. For a
- * thread not seen then (born since), the registers: a wait the stop cut
- * short returns a restart code.
+ * before it, overruled by registers that prove it ran since
+ * (ms_rec_walk_asleep_at_stop); for a thread not seen then (born since),
+ * the registers alone.
  */
 static bool thread_asleep(struct ms_rec_walk *w, size_t i, struct thr *t)
 {
 	char st = 0;
-	bool by_regs = ms_rec_walk_regs_sleeping(&t->regs, &t->syscall_nr);
 
-	if ((long)t->regs.orig_rax >= 0)
-		t->syscall_nr = (int)t->regs.orig_rax;
 	if (i < w->npre && w->pre_tid[i] == t->tid)
 		st = w->pre_state[i];
 	else
 		for (size_t k = 0; k < w->npre && !st; k++)
 			if (w->pre_tid[k] == t->tid)
 				st = w->pre_state[k];
-	if (st == 'S' || st == 'D')
-		return true;
-	if (st == 'R')
-		return false;
-	return by_regs;
+	return ms_rec_walk_asleep_at_stop(st, &t->regs, &t->syscall_nr);
 }
 
 /*

@@ -83,6 +83,17 @@ bool ms_rec_walk_regs_sleeping(const struct user_regs_struct *regs, int *syscall
  * a sleep that ended while the stop was on its way from a thread that ran.
  */
 char ms_rec_walk_thread_state(pid_t pid, pid_t tid);
+/*
+ * Was a thread asleep at the stop? pre_state is its state letter read just
+ * before ('S' or 'D' asleep, 'R' running or waiting for a CPU, 0 unknown:
+ * then the registers decide). The registers overrule a stale letter where
+ * they prove the thread ran after it was read: stopped in user code
+ * (orig_rax = -1) or inside a system call that never waits (clock_gettime
+ * of a CPU-time clock, getpid, ...): the stack shown is then code it ran.
+ * *syscall_nr: the call it was in, or -1.
+ */
+bool ms_rec_walk_asleep_at_stop(char pre_state, const struct user_regs_struct *regs,
+				int *syscall_nr);
 
 /* The threads' run and run-delay times (schedstat) at the start of a window. */
 struct ms_rec_walk_sched {

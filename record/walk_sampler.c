@@ -112,6 +112,47 @@ bool ms_rec_walk_regs_sleeping(const struct user_regs_struct *regs, int *syscall
 	return true;
 }
 
+/*
+ * System calls that never wait: a thread found in one at the stop was
+ * running, whatever its state letter said a moment before.
+ */
+static bool never_waits(long nr)
+{
+	switch (nr) {
+	case SYS_clock_gettime: /* the CPU-time clocks are always a system call */
+	case SYS_clock_getres:
+	case SYS_gettimeofday:
+	case SYS_time:
+	case SYS_getpid:
+	case SYS_gettid:
+	case SYS_getrusage:
+	case SYS_times:
+	case SYS_getcpu:
+	case SYS_sched_yield:
+		return true;
+	default:
+		return false;
+	}
+}
+
+bool ms_rec_walk_asleep_at_stop(char pre_state, const struct user_regs_struct *regs,
+				int *syscall_nr)
+{
+	bool by_regs = ms_rec_walk_regs_sleeping(regs, syscall_nr);
+	long nr = (long)regs->orig_rax;
+
+	if (nr >= 0)
+		*syscall_nr = (int)nr;
+	/* Found running code: it woke between the state read and the stop. */
+	if (nr < 0 || never_waits(nr))
+		return false;
+	if (pre_state == 'S' || pre_state == 'D')
+		return true;
+	if (pre_state == 'R')
+		return false;
+	return by_regs;
+}
+
 const char *ms_rec_syscall_name(int nr)
 {
 	switch (nr) {

@@ -667,6 +667,7 @@ static int install(struct ms_proc *p, const struct ms_modules *mods,
 	rc = probe_build_regions(pr, err);
 	if (rc)
 		goto fail;
+	probe_touch_rings(pr);
 	/* Every thread is stopped: none is born between these two. */
 	ms_proc_set_thread_hook(p, probe_on_new_thread, pr);
 	probe_register_all_threads(pr);
@@ -713,7 +714,6 @@ static int install(struct ms_proc *p, const struct ms_modules *mods,
 	 * stubs, each first sample into a slot paid four page faults (hundreds
 	 * of microseconds on this VM) inside the target's malloc.
 	 */
-	probe_touch_rings(pr);
 	probe_prefault_ring(pr);
 	rc = probe_set_armed(pr, true);
 	if (rc) {

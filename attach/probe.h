@@ -112,7 +112,7 @@ struct ms_probe_stats {
 	size_t n_installed;      /* entry points patched */
 	uint64_t attach_pause_ns; /* install: all threads stopped for this long */
 	uint64_t remove_pause_ns; /* remove: idem */
-	uint64_t touch_hold_ns;	  /* one thread held while it touched the ring's pages */
+	uint64_t touch_ns;	  /* of attach_pause_ns: the process touching the ring's pages */
 };
 
 struct ms_probes; /* opaque */

@@ -314,12 +314,21 @@ void rec_print_summary(const struct rec_opts *o, const struct ms_rec_table *t,
 			"busy target was likely much slower than that%s\n",
 			st.stops * 1e9 / (double)oc->wall_ns,
 			o->sample_bytes ? "" : ": sample (the default) instead of --exact");
-	if (st.attach_pause_ns || st.remove_pause_ns)
-		fprintf(
-		    stderr,
-		    "  pauses of the whole target: %s to install the probes, %s to remove them\n",
-		    ms_fmt_duration(a, sizeof(a), (uint64_t)st.attach_pause_ns),
-		    ms_fmt_duration(b, sizeof(b), (uint64_t)st.remove_pause_ns));
+	if (st.attach_pause_ns || st.remove_pause_ns) {
+		char touch[32] = "";
+
+		if (st.touch_ns)
+			ms_fmt_duration(touch, sizeof(touch), (uint64_t)st.touch_ns);
+		fprintf(stderr,
+			"  pauses of the whole target: %s to install the probes%s%s%s, %s to remove "
+			"them\n",
+			ms_fmt_duration(a, sizeof(a), (uint64_t)st.attach_pause_ns),
+			st.touch_ns ? " (" : "", touch,
+			st.touch_ns ? " of it for the process to write into memspy's ring pages, so "
+				      "that its samples do not fault them in)"
+				    : "",
+			ms_fmt_duration(b, sizeof(b), (uint64_t)st.remove_pause_ns));
+	}
 	if (st.dropped)
 		fprintf(stderr,
 			"  %s sampled blocks could not be followed to their free (memspy's "

@@ -703,21 +703,20 @@ def scen_kill(ctx, wd, phase):
 # install, mmap of the region (libc's `syscall` instruction: no trampoline
 # exists yet), mprotect of its data pages, in ring mode memfd_create, mmap
 # of the memfd over the ring part and close of its descriptor (the ring
-# shared with memspy), madvise(WIPEONFORK), rt_sigaction(SIGTRAP); after the
-# install, on one held thread, in ring mode, madvise(POPULATE_WRITE) of the
-# ring and the page toucher's three runs, each ending in getpid (the thread
-# runs stub code before the trampoline: memspy may die while it loops); in
-# removal, rt_sigaction back, madvise(DONTNEED) of the ring. (name, syscall
-# number, k-th call of that number, at removal)
+# shared with memspy), madvise(WIPEONFORK), then in ring mode
+# madvise(POPULATE_WRITE) of the ring and the page toucher's three runs,
+# each ending in getpid (the thread runs stub code before the trampoline:
+# memspy may die while it loops), rt_sigaction(SIGTRAP); in removal,
+# rt_sigaction back, madvise(DONTNEED) of the ring. (name, syscall number,
+# k-th call of that number, at removal)
 RING_ONLY = ("madvise-dontneed", "memfd_create", "mmap-shared", "close-memfd",
              "madvise-populate", "touch-control", "touch-slots")
 RSYS_CALLS = [("mprotect", 10, 1, False), ("memfd_create", 319, 1, False),
               ("mmap-shared", 9, 2, False), ("close-memfd", 3, 1, False),
               ("madvise-wipeonfork", 28, 1, False),
-              ("rt_sigaction-install", 13, 1, False),
               ("madvise-populate", 28, 2, False), ("touch-control", 39, 1, False),
               ("touch-slots", 39, 3, False),
-              ("rt_sigaction-restore", 13, 2, True),
+              ("rt_sigaction-install", 13, 1, False), ("rt_sigaction-restore", 13, 2, True),
               ("madvise-dontneed", 28, 3, True)]
 RSYS_POINTS = ["set", "enter", "exit", "back"]
 

@@ -324,10 +324,11 @@ int ms_probes_remove(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx, stru
 		    "probe: %llu allocations nested in a sampled probed call were not reported",
 		    (unsigned long long)pr->nested);
 	if (pr->n_drains)
-		ms_debug("probe: %llu drains with events, %.1f us each, %.1f events each",
+		ms_debug("probe: %llu drains with events, %.1f us each, %.1f events each; %llu "
+			 "left unread by the quick check",
 			 (unsigned long long)pr->n_drains,
 			 pr->drain_ns / 1e3 / (double)pr->n_drains,
-			 (double)pr->drained / (double)pr->n_drains);
+			 (double)pr->drained / (double)pr->n_drains, (unsigned long long)pr->n_quiet);
 	if (pr->nticks) {
 		/* Median: the mean is dominated by samples whose thread was preempted. */
 		for (size_t i = 1; i < pr->nticks; i++)

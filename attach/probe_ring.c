@@ -610,13 +610,18 @@ static void give_back(struct ms_probes *pr, const struct region *rg, const struc
  * The quick check. A drain of an empty ring costs a process_vm_readv of the
  * control page (its counters are private: wiped on fork), and a light
  * process's recording is mostly such drains. Through memspy's own mapping
- * of a shared ring, two words tell whether anything came: the state of the
- * header slot the next ticket takes and the freed-ring entry the next free
- * takes (nonzero once a stub writes either). When both are 0 the drain
- * stops there, unless the control page was last read QUICK_MAX_NS ago: a
- * ticket claimed but not yet written (its thread preempted) while later
- * ones were published, the loss counters, the draws used by threads not in
- * the table and the tamper checks wait that long at most.
+ * of a shared ring, two words tell whether a ticket was claimed since the
+ * control page was last read: the state of the header slot of the first
+ * ticket not seen then (rg->head) and the freed-ring entry of the first
+ * free not seen then (rg->fhead); a stub makes either nonzero before it
+ * publishes anything, and a slot not yet given back (a full ring) is
+ * nonzero too. Not scan_from's slot: with a ticket in flight at the last
+ * drain the window stays there, on a slot already given back, while the
+ * ring fills. When both are 0 the drain stops there, unless the control
+ * page was last read QUICK_MAX_NS ago: a ticket claimed but whose slot is
+ * not yet written (its thread preempted), one in flight at the last drain,
+ * the loss counters, the draws used by threads outside the table and the
+ * tamper checks wait that long at most.
  */
 #define QUICK_MAX_NS 250000000ull
 
@@ -628,9 +633,9 @@ static bool ring_quiet(const struct region *rg, uint64_t now)
 	if (!rg->view || now - rg->full_ns >= QUICK_MAX_NS)
 		return false;
 	h = rg->view + (MS_STUB_HDR_OFF - MS_STUB_SHARED_OFF) +
-	    (size_t)(rg->scan_from % MS_STUB_NHDR) * MS_STUB_HDR_SIZE;
+	    (size_t)(rg->head % MS_STUB_NHDR) * MS_STUB_HDR_SIZE;
 	f = rg->view + (MS_STUB_FRING_OFF - MS_STUB_SHARED_OFF) +
-	    (size_t)(rg->fscan_from % MS_STUB_NFRING) * 16;
+	    (size_t)(rg->fhead % MS_STUB_NFRING) * 16;
 	st = __atomic_load_n((const uint64_t *)(const void *)(h + MS_H_STATE), __ATOMIC_ACQUIRE);
 	p = __atomic_load_n((const uint64_t *)(const void *)f, __ATOMIC_ACQUIRE);
 	return st == 0 && p == 0;

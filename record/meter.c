@@ -184,6 +184,7 @@ void ms_rec_meter_reading(struct ms_rec_meter *m, struct ms_probes *pr, struct m
 	    .target_cpu_ns = m->last_target_cpu,
 	    .run_delay_ns = m->last_delay,
 	    .busy_cpu_ns = machine_busy_cpu_ns(m->clk_tck),
+	    .ncpu = m->ncpu,
 	    .samples = st.samples,
 	    .lost = st.lost_samples,
 	    .polls = m->polls,
@@ -204,6 +205,7 @@ void ms_rec_meter_start(struct ms_rec_meter *m, pid_t pid, struct ms_probes *pr,
 
 	*m = (struct ms_rec_meter){.pid = pid, .wait_ms = POLL_MIN_MS};
 	m->clk_tck = sysconf(_SC_CLK_TCK);
+	m->ncpu = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? (uint64_t)sysconf(_SC_NPROCESSORS_ONLN) : 0;
 	if (m->clk_tck <= 0)
 		m->clk_tck = 100;
 	m->cpu0 = m->last_cpu = ms_rec_self_cpu_ns();

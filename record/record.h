@@ -295,6 +295,7 @@ struct ms_rec_cost {
 	uint64_t target_cpu_ns; /* target's utime + stime, whole process */
 	uint64_t run_delay_ns;	/* target threads' time waiting for a CPU (schedstat, summed) */
 	uint64_t busy_cpu_ns;	/* the machine's non-idle CPU time, all CPUs (/proc/stat) */
+	uint64_t ncpu;		/* CPUs online (0: unknown, the machine taken as saturated) */
 	uint64_t samples;	/* allocation samples delivered */
 	uint64_t lost;		/* sampled allocations lost: the in-target ring was full */
 	uint64_t polls;		/* iterations of record's loop */
@@ -472,6 +473,7 @@ bool ms_rec_baseline_measure(pid_t pid, struct ms_rec_baseline *bl);
 struct ms_rec_meter {
 	pid_t pid;
 	long clk_tck;
+	uint64_t ncpu; /* CPUs online, for ms_rec_cost (0: unknown) */
 	struct ms_rec_budget budget;
 	struct ms_rec_cost end;	    /* the last reading, when the loop ended */
 	uint64_t cpu0, last_cpu;    /* memspy's CPU at the start, at the last iteration */

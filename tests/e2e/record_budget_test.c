@@ -183,6 +183,17 @@ static void test_competing(void)
 							       .busy_cpu_ns = 1000 * MS},
 			    &pt);
 	CHECK(pt.competing > 1.99e6 && pt.competing < 2.01e6 && isnan(pt.extra_delay));
+	/*
+	 * The same on a 4-CPU machine busy 1 s out of 4 s: a quarter of it
+	 * competes (memspy's CPU displaces others only as far as CPUs are busy).
+	 */
+	ms_rec_budget_parts(&b, &b.win, &(struct ms_rec_cost){.wall_ns = 1000 * MS,
+							       .self_cpu_ns = 20 * MS,
+							       .target_cpu_ns = 100 * MS,
+							       .busy_cpu_ns = 1000 * MS,
+							       .ncpu = 4},
+			    &pt);
+	CHECK(pt.competing > 0.49e6 && pt.competing < 0.51e6);
 }
 
 static void test_self_guard_and_few_samples(void)

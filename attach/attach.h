@@ -267,6 +267,13 @@ int ms_proc_pass_trap(struct ms_proc *p, pid_t tid);
  * stop. 0 or -errno.
  */
 int ms_proc_wait(struct ms_proc *p, int timeout_ms, struct ms_event *ev);
+/*
+ * While held, ms_proc_wait does not report a stop request (Ctrl-C,
+ * SIGTERM): for the removal of the probes, which is what the request asked
+ * for and must not be cut short by it (its waits for a thread's trap
+ * returned at once after a Ctrl-C, so a queued SIGTRAP was never settled).
+ */
+void ms_proc_hold_stop_requests(struct ms_proc *p, bool hold);
 
 /*
  * The process's mapping table (borrowed; replaced by the refreshes below).

@@ -183,10 +183,13 @@ int ms_probes_remove(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx, stru
 		ms_probe_watchdog_stop(&pr->wd);
 		return 0;
 	}
+	/* The removal is what a Ctrl-C asked for: its waits are not cut short by it. */
+	ms_proc_hold_stop_requests(pr->p, true);
 	was_stopped = ms_proc_all_stopped(pr->p);
 	if (!was_stopped) {
 		rc = ms_proc_stop_all(pr->p);
 		if (rc == -MS_E_TARGET_EXITED) {
+			ms_proc_hold_stop_requests(pr->p, false);
 			ms_probe_watchdog_stop(&pr->wd);
 			return 0;
 		}
@@ -378,6 +381,7 @@ gone:
 	/* The target exited while we removed: nothing left to restore. */
 	ret = 0;
 out:
+	ms_proc_hold_stop_requests(pr->p, false);
 	free(held);
 	ms_probe_watchdog_stop(&pr->wd);
 	return ret;

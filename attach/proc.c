@@ -52,6 +52,7 @@ struct fork_child {
 
 struct ms_proc {
 	pid_t pid;
+	bool stop_requests_held; /* ms_proc_hold_stop_requests */
 	unsigned long options;
 	struct thread *t;
 	size_t nt, cap_t;
@@ -1004,6 +1005,11 @@ int ms_proc_park_thread(struct ms_proc *p, pid_t tid)
 
 /* ------------------------------- wait ------------------------------- */
 
+void ms_proc_hold_stop_requests(struct ms_proc *p, bool hold)
+{
+	p->stop_requests_held = hold;
+}
+
 int ms_proc_wait(struct ms_proc *p, int timeout_ms, struct ms_event *ev)
 {
 	uint64_t deadline = 0;
@@ -1016,7 +1022,7 @@ int ms_proc_wait(struct ms_proc *p, int timeout_ms, struct ms_event *ev)
 
 		if (pop_event(p, ev))
 			return 0;
-		if (ms_signals_stop_requested()) {
+		if (!p->stop_requests_held && ms_signals_stop_requested()) {
 			ev->kind = MS_EV_STOP_REQUEST;
 			return 0;
 		}

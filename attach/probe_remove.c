@@ -284,33 +284,14 @@ int ms_probes_remove(struct ms_probes *pr, ms_alloc_event_cb cb, void *ctx, stru
 		if (rc && !ret)
 			ret = rc;
 	}
-	/*
-	 * Every trap consumed, nothing queued, no one before an int3, text
-	 * restored. A SIGTRAP found queued here is consumed as settle_traps
-	 * does, up to three more times, before the `ret` handler is left in
-	 * place: once, in CI, an --exact recording removed under load kept
-	 * its handler ("traps kept arriving while removing"; not reproduced in
-	 * 54 trials since). The text is restored and no thread is before an
-	 * int3, so no new probe trap can follow.
-	 */
-	for (int again = 0; !settle; again++) {
-		pid_t queued = 0;
-
+	/* Every trap consumed, nothing queued, no one before an int3, text restored. */
+	for (size_t i = 0; i < ms_proc_nthreads(pr->p) && !settle; i++) {
 		/* Read right before: a SIGTRAP still queued would be fatal under SIG_DFL. */
-		for (size_t i = 0; i < ms_proc_nthreads(pr->p) && !queued; i++)
-			if (sigtrap_pending(pr->pid, ms_proc_thread(pr->p, i)))
-				queued = ms_proc_thread(pr->p, i);
-		if (!queued)
-			break;
-		ms_debug("probe: thread %d still has a SIGTRAP queued%s", (int)queued,
-			 again < 3 ? ": settling again" : "");
-		if (again == 3) {
+		if (sigtrap_pending(pr->pid, ms_proc_thread(pr->p, i))) {
+			ms_debug("probe: thread %d still has a SIGTRAP queued",
+				 (int)ms_proc_thread(pr->p, i));
 			settle = -EAGAIN;
-			break;
 		}
-		settle = settle_traps(pr, cb, ctx, &held, &nheld, &cap);
-		if (settle == 1)
-			goto gone;
 	}
 	if (settle || ret || !armed_cleared(pr)) {
 		ms_warn("probe: the stub region's `ret` SIGTRAP handler stays installed in process "

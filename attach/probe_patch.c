@@ -249,10 +249,11 @@ void probe_site_jmp(const struct ms_probes *pr, const struct site *s, uint8_t jm
 
 /*
  * Writes zeros over the sample ring (headers and stack copies) so its pages
- * are resident. Measured on this 6.18 VM kernel: after a remote write (or
- * MADV_POPULATE_WRITE) about half of the 16 KiB slots still cost the stub a
- * ~30 us fault on their first local write; only a write by the target itself
- * avoids that. It is paid once per slot, in the first 256 samples.
+ * are resident, and memspy's own view of a shared ring with them. On this
+ * VM (shadow page tables) a write from memspy still left the stub a 4-10 us
+ * fault on its first write into each page; the pages a sample writes first
+ * are touched by the target itself at install (probe_region.c,
+ * touch_ring), and this covers the rest of each slot.
  */
 void probe_prefault_ring(struct ms_probes *pr)
 {

@@ -32,6 +32,9 @@
 #ifndef MADV_WIPEONFORK
 #define MADV_WIPEONFORK 18
 #endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
 #ifndef MFD_CLOEXEC
 #define MFD_CLOEXEC 0x0001u
 #endif
@@ -234,10 +237,11 @@ static int touch_ring(struct ms_probes *pr, struct region *rg, pid_t tid)
 
 	if (!rg->tramp || !probe_region_intact(pr, (size_t)(rg - pr->rg)))
 		return 0;
-	/* MADV_POPULATE_WRITE (Linux 5.14): older kernels refuse it, the touch does it all. */
+	/* Older kernels refuse MADV_POPULATE_WRITE: the touch then does it all. */
 	rc = ms_remote_syscall_at(pr->p, tid, rg->base + ms_stub_rsys, SYS_madvise,
 				  (const long[6]){(long)(rg->base + MS_STUB_CTRL_OFF),
-						  MS_STUB_REGION_SIZE - MS_STUB_CTRL_OFF, 23},
+						  MS_STUB_REGION_SIZE - MS_STUB_CTRL_OFF,
+						  MADV_POPULATE_WRITE},
 				  &ret);
 	for (size_t i = 0; i < MS_ARRAY_SIZE(spans) && !rc; i++) {
 		ms_raddr_t a = rg->base + spans[i].off, b = rg->base + spans[i].end;

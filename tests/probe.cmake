@@ -23,7 +23,7 @@ ms_add_test(NAME probe_tracer_killed TIMEOUT 300
             COMMAND probe_driver killtest $<TARGET_FILE:probe_alloc> 3000 20 LABELS e2e)
 # Removal and detach while 4 threads allocate: target finishes, bytes restored.
 ms_add_test(NAME probe_remove_midrun TIMEOUT 300
-            COMMAND probe_driver midremove $<TARGET_FILE:probe_alloc> 10000 10 LABELS e2e)
+            COMMAND probe_driver midremove $<TARGET_FILE:probe_alloc> 30000 10 LABELS e2e)
 # A target whose threads block every signal: exact mode (a trap per call) is
 # refused with a clear message and the target left unharmed; ring mode records
 # it with no trap, even with the ring overflowing (slow drains at a 4 KiB mean:

@@ -89,6 +89,7 @@ struct ms_rec_walk {
 	pid_t *pre_tid; /* each thread's state letter just before the stop */
 	char *pre_state;
 	size_t npre, pre_cap;
+	struct ms_rec_walk_states states; /* their stat files, kept open */
 	uint64_t busy_until;	 /* when memspy's last stop (and its unwinding) ended */
 	struct ms_rec_walk_sched kernel0; /* the threads' schedstat when recording began */
 	bool threads_changed;	 /* a stop saw other threads than those */
@@ -133,8 +134,10 @@ static void read_states(struct ms_rec_walk *w)
 	}
 	for (size_t i = 0; i < n; i++) {
 		w->pre_tid[i] = ms_proc_thread(w->p, i);
-		w->pre_state[i] = ms_rec_walk_thread_state(ms_proc_pid(w->p), w->pre_tid[i]);
+		w->pre_state[i] =
+		    ms_rec_walk_states_read(&w->states, ms_proc_pid(w->p), w->pre_tid[i], i);
 	}
+	ms_rec_walk_states_prune(&w->states);
 	w->npre = n;
 }
 
@@ -326,9 +329,46 @@ static void heap_sample(struct ms_rec_walk *w, struct ms_tl_sample *s, struct ms
 		w->a.heap_inconsistent++;
 }
 
+/* pid's auxiliary vector into buf (at most cap bytes); its length, 0 when unreadable. */
+static size_t read_auxv(pid_t pid, unsigned char *buf, size_t cap)
+{
+	char path[64];
+	size_t n = 0;
+	ssize_t r;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/auxv", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	while (n < cap && (r = read(fd, buf + n, cap - n)) > 0)
+		n += (size_t)r;
+	close(fd);
+	return n;
+}
+
 /*
- * One stop. Returns 0, or -MS_E_TARGET_EXITED when the target is gone.
- * pause = from the first interrupt to the last resume.
+ * Has the target exec'd since the start? A seized tracee execs silently
+ * (no SIGTRAP without PTRACE_O_TRACEEXEC), and its stacks would then be
+ * named from the old program's modules.
+ */
+static bool execd(const struct ms_rec_walk *w)
+{
+	unsigned char now[sizeof(w->auxv)];
+	size_t n;
+
+	if (!w->auxv_len)
+		return false;
+	n = read_auxv(ms_proc_pid(w->p), now, sizeof(now));
+	return n && (n != w->auxv_len || memcmp(now, w->auxv, n));
+}
+
+/* tick(): the target exec'd; the stop took nothing. */
+#define TICK_EXECD 1
+
+/*
+ * One stop. Returns 0, TICK_EXECD, or -MS_E_TARGET_EXITED when the target
+ * is gone. pause = from the first interrupt to the last resume.
  */
 static int tick(struct ms_rec_walk *w, bool do_stack, bool do_heap, bool heap_read)
 {
@@ -357,6 +397,19 @@ static int tick(struct ms_rec_walk *w, bool do_stack, bool do_heap, bool heap_re
 			w->a.last_stop_error = rc;
 			pause_add(heap_read ? &w->a.heap_pauses : &w->a.stack_pauses, t1 - t0);
 			return 0;
+		}
+		/*
+		 * Checked while stopped, where no exec can follow: a stop after
+		 * an exec would take the new program's stacks and name them from
+		 * the old one's modules. Checked before the stop, it took ~35 us
+		 * of memspy's real-time hold, which threads woken meanwhile wait
+		 * for (doc/DESIGN.md, "Sampling instants").
+		 */
+		if (execd(w)) {
+			ms_proc_resume_all(w->p);
+			pause_add(heap_read ? &w->a.heap_pauses : &w->a.stack_pauses,
+				  ms_now_ns() - t0);
+			return TICK_EXECD;
 		}
 		grab_threads(w, do_stack);
 		if (heap_read) {
@@ -400,40 +453,6 @@ static int tick(struct ms_rec_walk *w, bool do_stack, bool do_heap, bool heap_re
 }
 
 /* ------------------------------ the session ------------------------------ */
-
-/* pid's auxiliary vector into buf (at most cap bytes); its length, 0 when unreadable. */
-static size_t read_auxv(pid_t pid, unsigned char *buf, size_t cap)
-{
-	char path[64];
-	size_t n = 0;
-	ssize_t r;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/auxv", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	while (n < cap && (r = read(fd, buf + n, cap - n)) > 0)
-		n += (size_t)r;
-	close(fd);
-	return n;
-}
-
-/*
- * Has the target exec'd since the start? A seized tracee execs silently
- * (no SIGTRAP without PTRACE_O_TRACEEXEC), and its stacks would then be
- * named from the old program's modules.
- */
-static bool execd(const struct ms_rec_walk *w)
-{
-	unsigned char now[sizeof(w->auxv)];
-	size_t n;
-
-	if (!w->auxv_len)
-		return false;
-	n = read_auxv(ms_proc_pid(w->p), now, sizeof(now));
-	return n && (n != w->auxv_len || memcmp(now, w->auxv, n));
-}
 
 int ms_rec_walk_open(struct ms_proc *p, const struct ms_rec_walk_opts *o, struct ms_rec_walk **out,
 		     struct ms_error *err)
@@ -622,13 +641,17 @@ int ms_rec_walk_step(struct ms_rec_walk *w)
 	}
 	if (!do_stack && !do_heap)
 		return 0;
-	/* Checked just before the stop: a stop after an exec would take the new program's stacks. */
-	if (execd(w)) {
+	/* A heap point without a stop: checked here (tick checks while stopped). */
+	if (!do_stack && !heap_read && execd(w)) {
 		oc->target_execd = true;
 		goto ended;
 	}
 	rc = tick(w, do_stack, do_heap, heap_read);
 	w->busy_until = ms_now_ns();
+	if (rc == TICK_EXECD) {
+		oc->target_execd = true;
+		goto ended;
+	}
 	if (rc == -MS_E_TARGET_EXITED) {
 		oc->target_exited = true;
 		ms_proc_exited(w->p, &oc->exit_status);
@@ -692,6 +715,7 @@ void ms_rec_walk_free(struct ms_rec_walk *w)
 	ms_timeline_free(w->a.tl);
 	ms_rec_walk_sched_free(&w->kernel0);
 	free(w->pre_tid);
+	ms_rec_walk_states_close(&w->states);
 	free(w->pre_state);
 	free(w->a.stack_pauses.us);
 	free(w->a.heap_pauses.us);

@@ -77,12 +77,25 @@ void ms_rec_walk_sleep_until(uint64_t due_ns);
  */
 bool ms_rec_walk_regs_sleeping(const struct user_regs_struct *regs, int *syscall_nr);
 /*
- * The thread's state letter in /proc/PID/task/TID/stat ('R' running or
- * waiting for a CPU, 'S' asleep, 'D' uninterruptible wait, ...), 0 when
- * unreadable. Read just before the stop: the registers after it cannot tell
- * a sleep that ended while the stop was on its way from a thread that ran.
+ * The threads' state letters in /proc/PID/task/TID/stat ('R' running or
+ * waiting for a CPU, 'S' asleep, 'D' uninterruptible wait, ...), read just
+ * before the stop: the registers after it cannot tell a sleep that ended
+ * while the stop was on its way from a thread that ran. They are read while
+ * memspy holds a CPU at real-time priority, which threads woken meanwhile
+ * wait for: each file stays open and is read with one pread (~3 us, against
+ * ~13 us to open, read and close it on this VM).
  */
-char ms_rec_walk_thread_state(pid_t pid, pid_t tid);
+struct ms_rec_walk_states {
+	pid_t *tid;
+	int *fd;
+	unsigned char *seen; /* read since the last prune */
+	size_t n, cap;
+};
+/* tid's state letter, 0 when unreadable; hint: where tid was last time. */
+char ms_rec_walk_states_read(struct ms_rec_walk_states *s, pid_t pid, pid_t tid, size_t hint);
+/* Closes the files of threads not read since the last prune (gone). */
+void ms_rec_walk_states_prune(struct ms_rec_walk_states *s);
+void ms_rec_walk_states_close(struct ms_rec_walk_states *s);
 /*
  * Was a thread asleep at the stop? pre_state is its state letter read just
  * before ('S' or 'D' asleep, 'R' running or waiting for a CPU, 0 unknown:

@@ -318,23 +318,86 @@ bool ms_rec_walk_prio_realtime(bool on)
 	return sched_setscheduler(0, on ? SCHED_FIFO | SCHED_RESET_ON_FORK : SCHED_OTHER, &sp) == 0;
 }
 
-char ms_rec_walk_thread_state(pid_t pid, pid_t tid)
+/* "tid (comm) S ...": the name may hold anything, ')' included; the last one ends it. */
+static char state_letter(char *buf, ssize_t got)
 {
-	char path[96], buf[512];
 	const char *close_paren;
-	ssize_t got;
-	int fd;
 
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	got = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
 	if (got <= 0)
 		return 0;
 	buf[got] = 0;
-	/* "tid (comm) S ...": the name may hold anything, ')' included; the last one ends it. */
 	close_paren = strrchr(buf, ')');
 	return close_paren && close_paren[1] == ' ' ? close_paren[2] : 0;
+}
+
+static int open_stat(pid_t pid, pid_t tid)
+{
+	char path[96];
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+	return open(path, O_RDONLY | O_CLOEXEC);
+}
+
+/*
+ * Past this many threads the files are opened for each read, as before:
+ * memspy's descriptors stay bounded whatever the target's thread count.
+ */
+#define STATES_MAX_OPEN 256
+
+char ms_rec_walk_states_read(struct ms_rec_walk_states *s, pid_t pid, pid_t tid, size_t hint)
+{
+	char buf[512];
+	size_t i = hint;
+	ssize_t got;
+	int fd;
+
+	if (i >= s->n || s->tid[i] != tid)
+		for (i = 0; i < s->n && s->tid[i] != tid; i++)
+			;
+	if (i == s->n) {
+		fd = open_stat(pid, tid);
+		if (fd < 0)
+			return 0;
+		if (s->n == STATES_MAX_OPEN) {
+			got = read(fd, buf, sizeof(buf) - 1);
+			close(fd);
+			return state_letter(buf, got);
+		}
+		ms_xgrow((void **)&s->tid, &s->cap, s->n + 1, sizeof(*s->tid));
+		s->fd = ms_xrealloc(s->fd, s->cap * sizeof(*s->fd));
+		s->seen = ms_xrealloc(s->seen, s->cap);
+		s->tid[s->n] = tid;
+		s->fd[s->n] = fd;
+		s->n++;
+	}
+	s->seen[i] = 1;
+	/* The kernel builds the file anew at each read from offset 0. */
+	got = pread(s->fd[i], buf, sizeof(buf) - 1, 0);
+	return state_letter(buf, got);
+}
+
+void ms_rec_walk_states_prune(struct ms_rec_walk_states *s)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < s->n; i++) {
+		if (!s->seen[i]) {
+			close(s->fd[i]); /* a thread gone since: its file reads nothing more */
+			continue;
+		}
+		s->tid[k] = s->tid[i];
+		s->fd[k] = s->fd[i];
+		s->seen[k++] = 0;
+	}
+	s->n = k;
+}
+
+void ms_rec_walk_states_close(struct ms_rec_walk_states *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		close(s->fd[i]);
+	free(s->tid);
+	free(s->fd);
+	free(s->seen);
+	memset(s, 0, sizeof(*s));
 }

@@ -2,7 +2,7 @@
 # against the self-checking targets of tests/targets/walk.cmake.
 find_package(Python3 COMPONENTS Interpreter)
 if(Python3_FOUND)
-  foreach(_s usage phases sites own target-exits fork-threads idle one-point)
+  foreach(_s usage phases sites own target-exits fork-threads idle one-point exec)
     ms_add_test(NAME walk_${_s} TIMEOUT 120 LABELS e2e walk
                 COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/e2e/walk_e2e.py
                         --memspy $<TARGET_FILE:memspy> --scenario ${_s}

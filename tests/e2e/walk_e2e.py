@@ -277,6 +277,39 @@ def scenario_target_exits(a):
     json.load(open(tl))
 
 
+def scenario_exec(a):
+    """The target execs a new program while recorded (bash, asleep in `read`,
+    becomes the busy sites program): memspy must notice at its next stop, end
+    there and keep only the old program's stacks."""
+    t = spawn(["bash", "-c", 'echo "READY pid=$$"; read line; exec "$0"', a.sites],
+              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    tout = Lines(t.stdout, "target")
+    pid = int(tout.until(lambda l: re.match(r"READY pid=(\d+)", l), "READY").group(1))
+    out = os.path.join(a.workdir, "exec.folded")
+    m, err = start_memspy(a, pid, ["-v", "--idle", "--rate", "200", "--max-pause-share", "20",
+                                   "--walk-interval", "50ms", "-d", "60", "-o", out])
+    err.until(lambda l: HEAP_RE.match(l), "the first heap read")
+    err.until(lambda l: HEAP_RE.match(l), "a second heap read")
+    send(t, "exec")
+    text = finish_memspy(m, err, (1,))
+    if "exec'd a new program" not in text:
+        fail("memspy did not say the target exec'd:\n" + text)
+    every = out.replace(".folded", ".all.folded")  # with the sleeping stacks
+    stacks = folded(every)
+    if not stacks:
+        fail("no stack before the exec in " + every)
+    # Every stop before the exec found bash in its read builtin (asleep, or
+    # just woken by the line); a stop after it would find the sites program,
+    # whose stacks hold no such frame.
+    other = [(s, v) for s, v in stacks if "read_builtin" not in s]
+    if other:
+        fail("stacks taken after the exec (the new program): %s" % other[:3])
+    send(t, "stop")
+    tout.until(lambda l: l.startswith("SITES"), "SITES from the exec'd program")
+    if t.wait(timeout=LINE_TIMEOUT) != 0:
+        fail("the exec'd program did not exit cleanly under memspy: %d" % t.returncode)
+
+
 def scenario_fork_threads(a):
     """The record target forks a child and spawns short-lived threads mid-recording."""
     t = spawn([a.rec, "forkthreads", "400"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -361,7 +394,7 @@ def main():
     fn = {"usage": scenario_usage, "phases": scenario_phases, "sites": scenario_sites,
           "own": scenario_own, "target-exits": scenario_target_exits,
           "fork-threads": scenario_fork_threads, "idle": scenario_idle,
-          "one-point": scenario_one_point}[a.scenario]
+          "one-point": scenario_one_point, "exec": scenario_exec}[a.scenario]
 
     def one():
         fn(a)

@@ -217,13 +217,12 @@ static const char *opt_name(int c)
 static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done,
 		      const struct ms_rec_hooks *h)
 {
-	bool exact = false, sample_given = false;
+	struct ms_rec_sampling_ask ask;
+	struct ms_rec_sampling pol;
 	int c, r;
 
-	*o = (struct rec_opts){
-	    .sample_bytes = MS_REC_BUDGET_START_MEAN,
-	    .min_sample_bytes = MS_REC_BUDGET_MIN_MEAN,
-	    .max_overhead = 0.01};
+	*o = (struct rec_opts){0};
+	ms_rec_sampling_ask_init(&ask);
 	cli_rec_opts_init(&o->co);
 	o->cmd = CMD;
 	*done = false;
@@ -252,20 +251,20 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done,
 			o->count = true;
 			break;
 		case 's':
-			if (cli_parse_bytes(optarg, &o->sample_bytes))
+			if (cli_parse_bytes(optarg, &ask.sample_bytes))
 				return cli_usage_error(CMD,
 						       "--sample-bytes: '%s' is not a byte count "
 						       "(e.g. 512k, 4M, 0 for every call)",
 						       optarg);
-			sample_given = true;
+			ask.sample_given = true;
 			break;
 		case OPT_EXACT:
-			exact = true;
+			ask.exact = true;
 			break;
 		case OPT_MAX_OVERHEAD:
-			if ((r = cli_opt_max_overhead(CMD, optarg, &o->max_overhead)))
+			if ((r = cli_opt_max_overhead(CMD, optarg, &ask.max_overhead)))
 				return r;
-			o->max_overhead_given = true;
+			ask.overhead_given = true;
 			break;
 		case OPT_INTERVAL:
 			if ((r = cli_interval_opt(CMD, optarg, &o->interval_ns)))
@@ -318,28 +317,19 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done,
 		free(example);
 		return r;
 	}
-	if (exact && sample_given && o->sample_bytes)
+	/* The sampling mean and the budget: record/policy.c. */
+	if (ms_rec_sampling_policy(&ask, &pol))
 		return cli_usage_error(CMD, "--exact and --sample-bytes %s contradict each other",
 				       "N > 0");
-	if (exact)
-		o->sample_bytes = 0;
-	/*
-	 * An explicit --sample-bytes asks for that precision: the budget never
-	 * narrows it, and widens it only when --max-overhead is given too.
-	 */
-	o->sample_bytes_given = sample_given;
-	if (sample_given)
-		o->min_sample_bytes = o->sample_bytes;
-	if (sample_given && !o->max_overhead_given)
-		o->max_overhead = 0;
-	if (!o->sample_bytes) {
-		/* Exact must stay exact: no budget may widen it. */
-		if (o->max_overhead_given && o->max_overhead > 0 && !o->co.quiet)
-			fprintf(stderr, "memspy record: note: --max-overhead is ignored with "
-					"--exact (every call is recorded; the cost is reported at "
-					"the end)\n");
-		o->max_overhead = 0;
-	}
+	o->sample_bytes = pol.sample_bytes;
+	o->min_sample_bytes = pol.min_sample_bytes;
+	o->max_overhead = pol.max_overhead;
+	o->sample_bytes_given = ask.sample_given;
+	o->max_overhead_given = ask.overhead_given;
+	if (pol.overhead_ignored && !o->co.quiet)
+		fprintf(stderr, "memspy %s: note: --max-overhead is ignored with --exact (every "
+				"call is recorded; the cost is reported at the end)\n",
+			CMD);
 	warn_probe_frees(o);
 	if (h)
 		return 0; /* no file */

@@ -410,6 +410,38 @@ void ms_rec_budget_parts(const struct ms_rec_budget *b, const struct ms_rec_cost
 #define MS_REC_IDLE_TARGET_CPU_NS 100000000.0
 #define MS_REC_IDLE_TARGET_SHARE  0.005
 
+/* ------------------------- the sampling policy (policy.c) ------------------------- */
+
+#define MS_REC_BUDGET_DEFAULT 0.01 /* --max-overhead when not given: 1% of the target's CPU */
+
+/* What the user asked of the sampling (record's and top's options). */
+struct ms_rec_sampling_ask {
+	bool exact;	     /* --exact */
+	bool sample_given;   /* --sample-bytes N (0: every call, as --exact) */
+	uint64_t sample_bytes;
+	bool overhead_given; /* --max-overhead (0: off) */
+	double max_overhead;
+};
+
+/* What the session is opened with (ms_rec_session_opts takes the three figures). */
+struct ms_rec_sampling {
+	uint64_t sample_bytes;	   /* the mean to start with (0: exact, every call) */
+	uint64_t min_sample_bytes; /* the narrowest the budget may pick */
+	double max_overhead;	   /* fraction of the target's CPU time; 0 = off */
+	bool overhead_ignored;	   /* --max-overhead given with --exact: exact stays exact */
+};
+
+/* Nothing asked: the defaults (the budget at MS_REC_BUDGET_DEFAULT). */
+void ms_rec_sampling_ask_init(struct ms_rec_sampling_ask *a);
+/*
+ * The policy for what was asked: by default the budget picks the mean,
+ * starting at 512 KiB, between 4 KiB and 1 GiB; --sample-bytes N fixes it
+ * (never narrower than N, wider only when --max-overhead is given too);
+ * --exact (or N = 0) records every call and no budget widens it. 0, or
+ * -EINVAL when --exact contradicts --sample-bytes N > 0.
+ */
+int ms_rec_sampling_policy(const struct ms_rec_sampling_ask *a, struct ms_rec_sampling *p);
+
 /* ------------------------- the cost account (account.c) ------------------------- */
 
 /* What sampling cost from the budget's first reading to a later one, as the summaries say it. */

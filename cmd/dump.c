@@ -109,25 +109,16 @@ int cmd_dump(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
-	struct ms_heap_locate_opts lopts = {0};
-	struct ms_rec_capture cap = {.guard = {.fd = -1, .pid = -1}};
-	struct ms_heap_report rep = {0};
-	struct ms_leak_report lrep = {0};
-	bool leaks = false, have_leaks = false;
-	ms_raddr_t explain = 0;
-	struct ms_heap_rss rss = {0};
-	struct ms_proc_mem_summary mem = {0};
-	struct ms_heap_meta meta = {0};
+	struct ms_rec_dump_opts dopts = {.use_snapshot = true};
+	struct ms_rec_dump *d = NULL;
 	struct ms_afile af = {0};
 	struct ms_error err = {0};
 	struct ms_proc *proc = NULL;
 	const char *out_path = NULL, *svg_path = NULL;
 	struct ms_afile svg_af = {0};
 	bool svg_main = false; /* -o FILE.svg: the SVG is the report */
-	char allocator[600], comm[64];
 	pid_t pid = 0;
-	bool json = false, have_rep = false, have_mem, use_snapshot = true, glibc;
-	struct ms_rec_capture_opts copts;
+	bool json = false;
 	uint64_t t_start = ms_now_ns();
 	FILE *out = stdout;
 	int c, r, ret = MS_EXIT_FAILED;
@@ -147,17 +138,17 @@ int cmd_dump(int argc, char **argv)
 			json = true;
 			break;
 		case 'l':
-			leaks = true;
+			dopts.leaks = true;
 			break;
 		case 'E': {
 			char *end;
 
 			errno = 0;
-			explain = strtoull(optarg, &end, 0);
-			if (errno || *end || !explain)
+			dopts.explain = strtoull(optarg, &end, 0);
+			if (errno || *end || !dopts.explain)
 				return cli_usage_error("dump", "--explain takes an address such as "
 							       "0x55d0c3a41e70");
-			leaks = true;
+			dopts.leaks = true;
 			break;
 		}
 		case 'o':
@@ -167,13 +158,13 @@ int cmd_dump(int argc, char **argv)
 			if (!*optarg)
 				return cli_usage_error("dump", "--svg: empty file name");
 			svg_path = optarg;
-			leaks = true;
+			dopts.leaks = true;
 			break;
 		case 'N':
-			lopts.no_debuginfo = true;
+			dopts.locate.no_debuginfo = true;
 			break;
 		case 'S':
-			use_snapshot = false;
+			dopts.use_snapshot = false;
 			break;
 		case 'v':
 			ms_log_verbosity++;
@@ -211,7 +202,7 @@ int cmd_dump(int argc, char **argv)
 						       "give -o a .txt or .json file",
 					       out_path, svg_path);
 		svg_main = true;
-		leaks = true;
+		dopts.leaks = true;
 	}
 	/* An unwritable output is found before anything is attached. */
 	if (svg_path && ms_afile_open(&svg_af, svg_path, &err) != 0) {
@@ -233,106 +224,33 @@ int cmd_dump(int argc, char **argv)
 		ret = r;
 		goto out;
 	}
-	meta.pid = pid;
-	meta.comm = ms_proc_comm(pid, comm, sizeof(comm));
-	have_mem = ms_proc_mem_summary(pid, &mem) == 0;
-	meta.mem = have_mem ? &mem : NULL;
-
-	/*
-	 * "Not glibc" is a verdict about the process: it rests on maps read with
-	 * every thread stopped, not on a read that raced with the target.
-	 */
-	glibc = ms_heap_detect_allocator(pid, ms_proc_maps(proc), allocator, sizeof(allocator));
-	if (!glibc) {
-		if (ms_proc_refresh_maps_stopped(proc, &err)) {
-			meta.fatal = err.msg;
-			goto report_without_walk;
-		}
-		glibc = ms_heap_detect_allocator(pid, ms_proc_maps(proc), allocator,
-						 sizeof(allocator));
-	}
-	if (!glibc) {
-		meta.allocator = allocator;
-		ms_error_set(&err, -MS_E_NO_GLIBC,
-			     "dump: process %d (%s) does not use glibc malloc: found %s", (int)pid,
-			     comm, allocator);
-		ms_error_hint(&err, "memspy dump walks glibc's ptmalloc only; the memory summary "
-				    "(RSS, anonymous mappings) below does not depend on the allocator; "
-				    "where memory is allocated and what of it stays live, by call "
-				    "stack: memspy record --pid %d --live (from its start on; it "
-				    "probes the malloc and free of %s)",
-			      (int)pid, allocator);
-		meta.fatal = err.msg;
-		goto report_without_walk;
-	}
-	meta.allocator = "glibc";
-
-	/* The pause: stop, let threads out of malloc, registers, snapshot, resume (record/capture.c). */
-	copts = (struct ms_rec_capture_opts){
-	    .use_snapshot = use_snapshot, .leaks = leaks, .locate = &lopts};
-	r = ms_rec_capture_take(proc, &copts, &cap, &err);
-	if (cap.snap_note[0])
-		meta.snapshot_fallback = cap.snap_note;
-	if (r) {
-		meta.fatal = err.msg;
-		goto report_without_walk;
-	}
-	meta.lock_retries = cap.tries;
-	meta.quiesce = &cap.qst;
-	meta.quiesce_available = cap.quiesce != NULL;
-	meta.loc = &cap.loc;
-	/* The walk (and the leak scan) of the snapshot while the target runs, or of it stopped. */
-	r = ms_rec_capture_walk(&cap, proc, leaks, explain, &rep, &lrep, &have_rep, &have_leaks);
-	meta.snapshot_ms = cap.snapshot_ms;
-	meta.walk_source = cap.walk_source;
-	ms_proc_detach(proc);
-	meta.pause_ms = cap.pause_ms;
-	if (!have_rep) {
-		ms_error_set(&err, r, "dump: walking the heap of process %d failed: %s", (int)pid,
-			     rep.nerrors ? rep.errors[0].msg : ms_strerror(r));
-		meta.fatal = err.msg;
-	}
-	meta.rep = have_rep ? &rep : NULL;
-	meta.leaks = have_leaks ? &lrep : NULL;
-	ms_heap_smaps(pid, have_rep ? &rep : NULL, &rss);
-	meta.rss = &rss;
-	if (!have_rep)
-		ret = MS_EXIT_FAILED;
-	else if (rep.nerrors || rep.partial || rep.inconsistent || (have_leaks && lrep.partial))
-		ret = MS_EXIT_PARTIAL;
-	else
-		ret = MS_EXIT_OK;
-	goto render;
-
-report_without_walk:
-	/* Nothing to walk, but the allocator-independent summary still helps. */
-	if (proc)
-		ms_proc_detach(proc);
-	ms_heap_smaps(pid, NULL, &rss);
-	meta.rss = &rss;
-	ret = MS_EXIT_FAILED;
-	cli_report(&err);
-
-render:
-	meta.exit_code = ret;
-	meta.total_ms = (double)(ms_now_ns() - t_start) / 1e6;
-	r = svg_main ? ms_heap_write_svg(out, &meta) :
-	    json     ? ms_heap_write_json(out, &meta) :
-		       ms_heap_write_text(out, &meta);
+	/* The verdict on the allocator, the pause, the walk, the detach (record/dump.c). */
+	d = ms_xcalloc(1, sizeof(*d));
+	r = ms_rec_dump_take(proc, &dopts, d);
+	ret = r == MS_REC_DUMP_COMPLETE ? MS_EXIT_OK
+	      : r == MS_REC_DUMP_PARTIAL ? MS_EXIT_PARTIAL
+					 : MS_EXIT_FAILED;
+	if (d->no_walk)
+		cli_report(&d->err);
+	d->meta.exit_code = ret;
+	d->meta.total_ms = (double)(ms_now_ns() - t_start) / 1e6;
+	r = svg_main ? ms_heap_write_svg(out, &d->meta) :
+	    json     ? ms_heap_write_json(out, &d->meta) :
+		       ms_heap_write_text(out, &d->meta);
 	if (r)
 		ms_error("dump: writing the report failed: %s", ms_strerror(r));
-	if (have_rep && ret == MS_EXIT_PARTIAL) {
+	if (d->have_rep && ret == MS_EXIT_PARTIAL) {
 		/* The cause the errors point to, not a guess (see ms_heap_verdict). */
 		struct ms_heap_verdict v;
+		size_t n = d->rep.nerrors + d->rep.errors_dropped;
 
-		ms_heap_verdict(&rep, &v);
+		ms_heap_verdict(&d->rep, &v);
 		fprintf(stderr, "memspy: dump: process %d: %zu heap anomal%s: %s (exit 1: partial); "
 				"see \"errors\" in the report\n",
-			(int)pid, rep.nerrors + rep.errors_dropped,
-			rep.nerrors + rep.errors_dropped == 1 ? "y" : "ies", v.text);
+			(int)pid, n, n == 1 ? "y" : "ies", v.text);
 	}
 	if (svg_path) {
-		r = ms_heap_write_svg(svg_af.fp, &meta);
+		r = ms_heap_write_svg(svg_af.fp, &d->meta);
 		if (r) {
 			ms_error("dump: writing %s failed: %s", svg_path, ms_strerror(r));
 			ms_afile_abort(&svg_af);
@@ -353,13 +271,14 @@ render:
 	}
 	out_path = NULL;
 out:
-	ms_rec_capture_free(&cap);
+	if (d) {
+		ms_rec_dump_free(d);
+		free(d);
+	}
 	if (out_path)
 		ms_afile_abort(&af);
 	if (svg_path)
 		ms_afile_abort(&svg_af);
 	ms_proc_free(proc);
-	ms_heap_report_free(&rep);
-	ms_leak_report_free(&lrep);
 	return ret;
 }

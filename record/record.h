@@ -17,6 +17,7 @@
 #include "unwind/unwind.h"
 #include "output/timeline.h"
 #include "heapwalk/heapwalk.h"
+#include "output/heap.h"
 
 #include <stdio.h>
 #include <sys/types.h>
@@ -854,6 +855,45 @@ int ms_rec_capture_walk(struct ms_rec_capture *c, struct ms_proc *proc, bool lea
 			 bool *have_rep, bool *have_leaks);
 /* Frees what the capture holds; stops the guard. Idempotent. */
 void ms_rec_capture_free(struct ms_rec_capture *c);
+
+/* ------------------------- the dump of one process (dump.c) ------------------------- */
+
+struct ms_rec_dump_opts {
+	bool use_snapshot; /* false: the walk reads the stopped target (--no-snapshot) */
+	bool leaks;	   /* the leak scan too */
+	ms_raddr_t explain; /* with leaks: the address to explain, 0 none */
+	struct ms_heap_locate_opts locate;
+};
+
+#define MS_REC_DUMP_COMPLETE 0
+#define MS_REC_DUMP_PARTIAL  1 /* walked, but with errors, partial or inconsistent */
+#define MS_REC_DUMP_FAILED   2 /* no walk: err says why */
+
+/* One process's dump: meta is what the report writers take (output/heap.h); all owned here. */
+struct ms_rec_dump {
+	struct ms_heap_meta meta; /* its pointers point into this struct; cmd/ sets exit_code, total_ms */
+	struct ms_error err;	  /* why there is no walk (meta.fatal is its message) */
+	bool no_walk; /* nothing was walked (not glibc, the pause failed): err is to be reported */
+	bool have_rep, have_leaks;
+	struct ms_heap_locate_opts locate;
+	struct ms_rec_capture cap;
+	struct ms_heap_report rep;
+	struct ms_leak_report lrep;
+	struct ms_heap_rss rss;
+	struct ms_proc_mem_summary mem;
+	char allocator[600], comm[64];
+};
+
+/*
+ * The dump of a seized process: its allocator (a verdict of "not glibc"
+ * rests on maps read with every thread stopped), the pause and the walk
+ * (ms_rec_capture_take, ms_rec_capture_walk), the detach, resident memory
+ * from smaps. The process is detached on every path. Returns
+ * MS_REC_DUMP_COMPLETE, _PARTIAL or _FAILED; d must be freed with
+ * ms_rec_dump_free either way.
+ */
+int ms_rec_dump_take(struct ms_proc *proc, const struct ms_rec_dump_opts *o, struct ms_rec_dump *d);
+void ms_rec_dump_free(struct ms_rec_dump *d);
 
 /* ---- record --subprocesses: a recorder per process of a tree (subprocesses.c) ---- */
 

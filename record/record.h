@@ -895,6 +895,50 @@ struct ms_rec_dump {
 int ms_rec_dump_take(struct ms_proc *proc, const struct ms_rec_dump_opts *o, struct ms_rec_dump *d);
 void ms_rec_dump_free(struct ms_rec_dump *d);
 
+/* ---- dump --subprocesses: a dump per process of a tree (dump_subprocesses.c) ---- */
+
+struct json_t;
+
+/* One process's dump, as the coordinator hands it to o->each. */
+struct ms_dump_sp_proc {
+	pid_t pid;
+	const char *title;
+	int code;	    /* its dump's exit code */
+	struct json_t *rep; /* its JSON report (doc/dump-json.md), or {pid, error, exit_code} */
+	bool walked;	    /* its heap was walked: it is in the sum */
+};
+
+struct ms_dump_sp_opts {
+	pid_t root;
+	char **pass; /* options for each dump, in the order given */
+	size_t npass;
+	/* runs one dump in the fork (cmd_dump); its return is the fork's exit code */
+	int (*dump)(int argc, char **argv);
+	/* after each process's dump, in order (root first) */
+	void (*each)(void *ctx, const struct ms_dump_sp_proc *p);
+	void *ctx;
+};
+
+struct ms_dump_sp {
+	struct json_t *reports;		   /* each process's report, in order */
+	struct json_t *mallinfo2, *totals; /* summed over the walked ones */
+	size_t nprocs, nwalked;
+	int worst;    /* the highest exit code of a dump (a stop request: at least partial) */
+	bool stopped; /* a stop request ended it before every process was dumped */
+};
+
+/*
+ * Dumps o->root and each of its descendants one after the other (a fork
+ * running o->dump each, its report in a temporary directory, read back),
+ * summing the walked ones. The signals are taken (ms_signals_init); a stop
+ * request ends it after the dump under way. 0, or a negative code with err
+ * filled (no temporary directory).
+ */
+int ms_dump_sp_run(const struct ms_dump_sp_opts *o, struct ms_dump_sp *s, struct ms_error *err);
+/* The JSON document: "processes" (each report, with its "title"), "sum", "exit_code". New reference. */
+struct json_t *ms_dump_sp_json(const struct ms_dump_sp *s, pid_t root);
+void ms_dump_sp_free(struct ms_dump_sp *s);
+
 /* ---- record --subprocesses: a recorder per process of a tree (subprocesses.c) ---- */
 
 struct ms_profile;

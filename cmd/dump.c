@@ -4,6 +4,7 @@
  * state from outside, resume, and report (text, or JSON per doc/dump-json.md).
  */
 #include "cmd/cmd.h"
+#include "cmd/record_opts.h"
 #include "cmd/subprocesses.h"
 #include "attach/attach.h"
 #include "heapwalk/heapwalk.h"
@@ -21,8 +22,8 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: memspy dump --pid PID [--leaks] [--explain ADDR] [--json] [-o FILE] [--svg FILE]\n"
-		"                   [--no-debuginfo] [--no-snapshot]\n"
+		"Usage: memspy dump --pid PID [--leaks] [--explain ADDR] [--json] [-o FILE]\n"
+		"                   [--svg FILE] [--no-debuginfo] [--no-snapshot]\n"
 		"\n"
 		"Walks the glibc malloc heap of a running process from outside and reports\n"
 		"in-use and free memory per arena, bins, caches, size classes, fragmentation\n"
@@ -39,36 +40,43 @@ static void usage(FILE *f)
 		"arena is read half updated (the report says how many, and for how long).\n"
 		"\n"
 		"What libc's debug info says about its structures is cached per libc build-id\n"
-		"in $XDG_CACHE_HOME/memspy (else ~/.cache/memspy); MEMSPY_NO_CACHE=1 disables it.\n"
+		"in $XDG_CACHE_HOME/memspy (else ~/.cache/memspy); MEMSPY_NO_CACHE=1 disables\n"
+		"it.\n"
 		"\n"
-		"Options:\n"
-		"  -p, --pid PID       process to inspect (required)\n"
-		"  -l, --leaks         also scan for leaks: which allocations no root (module data,\n"
-		"                      stacks, registers, TLS, other anonymous memory) reaches any\n"
-		"                      more, and what the heap is made of by C++ class (from vtable\n"
-		"                      pointers) or chunk size; runs on the snapshot, so the pause\n"
-		"                      does not grow\n"
-		"      --explain ADDR  with the leak scan: why the allocation holding ADDR is\n"
-		"                      reachable (the chain of references from a root: a thread's\n"
-		"                      register or stack slot, a module's data symbol, ...), or that\n"
-		"                      it is leaked and which leaked allocations point to it\n"
-		"      --svg FILE      with the leak scan (implied): also draw the heap as an\n"
-		"                      interactive SVG icicle: arenas, then C++ classes or chunk\n"
-		"                      sizes and free memory, then the leaked part of each (red);\n"
-		"                      hover for exact bytes and counts, click to zoom, Ctrl-F\n"
-		"                      to search (?s=^leaked$ in the URL shows the share leaked)\n"
-		"  -j, --json          JSON instead of text (schema: doc/dump-json.md)\n"
-		"  -o, --output FILE   write there instead of standard output; a FILE ending in\n"
-		"                      .svg (without --json) gets the SVG view (as --svg),\n"
-		"                      and one ending in .json is JSON (as --json)\n"
-		"      --no-debuginfo  ignore libc's debug symbols: use built-in layouts and\n"
-		"                      heuristics (what happens when libc6-dbg is missing)\n"
-		"      --subprocesses  the process and each of its descendants, one after the\n"
-		"                      other, then their sum (text or --json; not with --leaks)\n"
-		"      --no-snapshot   keep the process stopped for the whole walk (no clone()\n"
-		"                      in it, no copy-on-write memory)\n"
-		"  -v, --verbose       more diagnostics on standard error\n"
-		"  -h, --help          this text\n"
+		"Options:\n");
+	cli_help_shared(f, CLI_HELP_PID);
+	cli_help_opt(f, "-l, --leaks",
+		     "also scan for leaks: which allocations no root (module data, stacks, "
+		     "registers, TLS, other anonymous memory) reaches any more, and what the heap "
+		     "is made of by C++ class (from vtable pointers) or chunk size; runs on the "
+		     "snapshot, so the pause does not grow");
+	cli_help_opt(f, "--explain ADDR",
+		     "with the leak scan: why the allocation holding ADDR is reachable (the "
+		     "chain of references from a root: a thread's register or stack slot, a "
+		     "module's data symbol, ...), or that it is leaked and which leaked "
+		     "allocations point to it");
+	cli_help_opt(f, "--svg FILE",
+		     "with the leak scan (implied): also draw the heap as an interactive SVG "
+		     "icicle: arenas, then C++ classes or chunk sizes and free memory, then the "
+		     "leaked part of each (red); hover for exact bytes and counts, click to zoom, "
+		     "Ctrl-F to search (?s=^leaked$ in the URL shows the share leaked)");
+	cli_help_opt(f, "-j, --json", "JSON instead of text (schema: doc/dump-json.md)");
+	cli_help_opt(f, "-o, --output FILE",
+		     "write there instead of standard output; a FILE ending in .svg (without "
+		     "--json) gets the SVG view (as --svg), and one ending in .json is JSON (as "
+		     "--json)");
+	cli_help_opt(f, "--no-debuginfo",
+		     "ignore libc's debug symbols: use built-in layouts and heuristics (what "
+		     "happens when libc6-dbg is missing)");
+	cli_help_opt(f, "--subprocesses",
+		     "the process and each of its descendants, one after the other, then their "
+		     "sum (text or --json; not with --leaks)");
+	cli_help_opt(f, "--no-snapshot",
+		     "keep the process stopped for the whole walk (no clone() in it, no "
+		     "copy-on-write memory)");
+	cli_help_opt(f, "-v, --verbose", "more diagnostics on standard error");
+	cli_help_shared(f, CLI_HELP_HELP);
+	fprintf(f,
 		"\n"
 		"Examples:\n"
 		"  memspy dump --pid 4242\n"

@@ -35,72 +35,56 @@ static const char *cmd_name = "record";
 
 static void help(FILE *f)
 {
+	fprintf(f,
+		"Usage: memspy record --pid PID [-o FILE] [options]\n"
+		"\n"
+		"Attaches to a running process, probes its allocator (malloc, calloc, realloc,\n"
+		"posix_memalign, aligned_alloc, memalign, valloc, pvalloc, operator new; with\n"
+		"--live also free and operator delete), records the call stacks of sampled\n"
+		"allocations, removes every probe, detaches, and writes a flame graph of where\n"
+		"memory is allocated.\n"
+		"\n"
+		"Options:\n");
+	cli_help_shared(f, CLI_HELP_PID);
+	cli_help_opt(f, "-o, --output FILE",
+		     "output file (default: memspy-PID.svg); written atomically, also when the "
+		     "recording ends early");
+	cli_help_shared(f, CLI_HELP_FORMAT);
+	cli_help_shared(f, CLI_HELP_DURATION);
+	cli_help_opt(f, "--interval D",
+		     "one file per interval of D (1s or more), for long leak hunts: FILE is a "
+		     "pattern with {n} (1, 2, ...) or {time} (its end, UTC, 20261202T101500Z), and "
+		     "{pid}; each file holds what was allocated in its interval and what the "
+		     "recording sampled and is still live at its end (frees are followed, as "
+		     "with --live). Compare two with go tool pprof -diff_base A B. With --live "
+		     "the SVG, folded and speedscope files show the live view");
+	cli_help_opt(f, "--keep N", "with --interval: keep only the last N files");
+	cli_help_opt(f, "--live",
+		     "bytes allocated during the recording and still not freed at the end (the "
+		     "leak view)");
+	cli_help_opt(f, "--count", "allocation counts instead of bytes");
+	cli_help_shared(f, CLI_HELP_SAMPLE_BYTES);
+	cli_help_shared(f, CLI_HELP_MAX_OVERHEAD);
+	cli_help_shared(f, CLI_HELP_EXACT);
+	cli_help_shared(f, CLI_HELP_STACK_BYTES);
+	cli_help_shared(f, CLI_HELP_UNWINDER);
+	cli_help_shared(f, CLI_HELP_LINES);
+	cli_help_shared(f, CLI_HELP_PROBE);
+	cli_help_shared(f, CLI_HELP_PROBE_FREE);
+	cli_help_opt(f, "--subprocesses",
+		     "the process and all its descendants, those forked or exec'd during the "
+		     "recording too (one root frame per process): pre-forking servers (nginx, "
+		     "postgres, gunicorn, php-fpm) work in their children");
+	cli_help_opt(f, "--mode MODE",
+		     "probe (default: allocator probes, as above) or walk (no probes: periodic "
+		     "stops and heap reads; see 'memspy record --mode walk --help')");
+	cli_help_shared(f, CLI_HELP_QUIET);
+	cli_help_opt(f, "-v, --verbose",
+		     "say what memspy does (each change of the sampling mean); twice for "
+		     "debugging detail");
+	cli_help_shared(f, CLI_HELP_HELP);
 	fprintf(
 	    f,
-	    "Usage: memspy record --pid PID [-o FILE] [options]\n"
-	    "\n"
-	    "Attaches to a running process, probes its allocator (malloc, calloc, realloc,\n"
-	    "posix_memalign, aligned_alloc, memalign, valloc, pvalloc, operator new; with\n"
-	    "--live also free and operator delete), records the call stacks of sampled\n"
-	    "allocations, removes every probe, detaches, and writes a flame graph of where\n"
-	    "memory is allocated.\n"
-	    "\n"
-	    "Options:\n"
-	    "  -p, --pid PID          process to record (required)\n"
-	    "  -o, --output FILE      output file (default: memspy-PID.svg); written\n"
-	    "                         atomically, also when the recording ends early\n"
-	    "  -f, --format FMT       svg, folded, speedscope or pprof (default: from the\n"
-	    "                         extension of FILE: .svg .folded .txt .json .pb.gz)\n"
-	    "  -d, --duration D       stop after D (\"30\", \"30s\", \"500ms\", \"2m\"); default:\n"
-	    "                         until Ctrl-C (SIGINT/SIGTERM/SIGHUP) or the target exits\n"
-	    "      --interval D       one file per interval of D (1s or more), for long leak\n"
-	    "                         hunts: FILE is a pattern with {n} (1, 2, ...) or {time}\n"
-	    "                         (its end, UTC, 20261202T101500Z), and {pid}; each file\n"
-	    "                         holds what was allocated in its interval and what the\n"
-	    "                         recording sampled and is still live at its end (frees\n"
-	    "                         are followed, as with --live). Compare two with\n"
-	    "                         go tool pprof -diff_base A B. With --live the SVG,\n"
-	    "                         folded and speedscope files show the live view\n"
-	    "      --keep N           with --interval: keep only the last N files\n"
-	    "      --live             bytes allocated during the recording and still not\n"
-	    "                         freed at the end (the leak view)\n"
-	    "      --count            allocation counts instead of bytes\n"
-	    "  -s, --sample-bytes N   mean bytes between samples, fixed (k/M/G suffixes);\n"
-	    "                         0 = every call (same as --exact). Default: chosen by\n"
-	    "                         the budget, starting at 512k, between 4k and 1G\n"
-	    "      --max-overhead PCT budget of what sampling slows the target by, as a share\n"
-	    "                         of its CPU time (default 1%%; \"0.5%%\", \"off\"): the time\n"
-	    "                         its threads spend in the probes and stops, plus memspy's\n"
-	    "                         CPU where it delayed them (their run delay against a\n"
-	    "                         0.25 s baseline taken before attaching). memspy narrows\n"
-	    "                         the sampling mean (more samples) while the cost is under\n"
-	    "                         half the budget and widens it when over. With\n"
-	    "                         --sample-bytes N: never narrower than N. Off when\n"
-	    "                         --sample-bytes is given without it; not with --exact\n"
-	    "      --exact            record every call: exact counts, one stop (a trap) per\n"
-	    "                         call, for tests and low-rate programs; refused when a\n"
-	    "                         thread blocks SIGTRAP\n"
-	    "      --stack-bytes N    bytes of stack copied per sample (default 16k)\n"
-	    "      --unwinder U       elfutils (default), libunwind, or fp (frame pointers)\n"
-	    "      --lines            show file:line in frame names\n"
-	    "      --probe SYMBOL     also probe SYMBOL as a malloc-like allocator taking the\n"
-	    "                         size as first argument (repeatable)\n"
-	    "      --probe-free SYMBOL  with --live or --interval: also probe SYMBOL as a\n"
-	    "                         free-like function taking the pointer as first\n"
-	    "                         argument, the partner of --probe (repeatable): without\n"
-	    "                         it the blocks of a --probe allocator are never seen\n"
-	    "                         freed and all count as live\n"
-	    "      --subprocesses     the process and all its descendants, those forked or\n"
-	    "                         exec'd during the recording too (one root frame per\n"
-	    "                         process): pre-forking servers (nginx, postgres,\n"
-	    "                         gunicorn, php-fpm) work in their children\n"
-	    "      --mode MODE        probe (default: allocator probes, as above) or walk\n"
-	    "                         (no probes: periodic stops and heap reads; see\n"
-	    "                         'memspy record --mode walk --help')\n"
-	    "  -q, --quiet            no progress line and no summary; errors only\n"
-	    "  -v, --verbose          say what memspy does (each change of the sampling\n"
-	    "                         mean); twice for debugging detail\n"
-	    "  -h, --help             this help\n"
 	    "\n"
 	    "Examples:\n"
 	    "  memspy record --pid 4242 -o alloc.svg --duration 30s\n"
@@ -108,7 +92,7 @@ static void help(FILE *f)
 	    "  memspy record --pid 4242 --count -o calls.folded\n"
 	    "  memspy record --pid 4242 --exact --duration 5s -o all.speedscope.json\n"
 	    "  memspy record --pid 4242 --probe my_pool_alloc -o pool.svg\n"
-	    "  memspy record --pid 4242 --live --probe pool_get --probe-free pool_put -o live.svg\n"
+	    "  memspy record --pid 4242 --live --probe get_buf --probe-free put_buf -o live.svg\n"
 	    "  memspy record --pid 4242 --interval 10m --keep 12 -o 'heap-{n}.pb.gz'\n"
 	    "\n"
 	    "Symbols: separate debug files by build id under /usr/lib/debug (and the\n"
@@ -230,7 +214,8 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done,
 	opterr = 0; /* our own one-line messages, through cli_usage_error */
 	while ((c = getopt_long(argc, argv, CLI_REC_SHORT_OPTS "s:", long_opts, NULL)) != -1) {
 		if (h && (c == 'o' || c == 'f' || c == OPT_COUNT || c == CLI_OPT_LINES ||
-			  c == CLI_OPT_MODE || c == OPT_INTERVAL || c == OPT_KEEP))
+			  c == CLI_OPT_MODE || c == OPT_INTERVAL || c == OPT_KEEP ||
+			  c == OPT_SUBPROCESSES))
 			return cli_usage_error(CMD, "--%s is an option of memspy record, not of %s",
 					       opt_name(c), CMD);
 		if ((r = cli_rec_opt(CMD, c, optarg, &o->co)) != 1) {

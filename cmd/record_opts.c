@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: MIT
-/* The options shared by both recording modes: their validation, messages and defaults. */
+/*
+ * The options shared by both recording modes: their validation, messages
+ * and defaults; and the help lines of the options several commands take.
+ */
 #include "cmd/record_opts.h"
 
 #include <errno.h>
@@ -147,4 +150,85 @@ int cli_rec_opts_output(const char *cmd, struct cli_rec_opts *co, const char *in
 				       co->out_path);
 	}
 	return 0;
+}
+
+/* ------------------------------ help ------------------------------ */
+
+#define HELP_COL   25 /* where an option's text starts */
+#define HELP_WIDTH 80 /* lines end before this column */
+
+void cli_help_opt(FILE *f, const char *opt, const char *text)
+{
+	int col = fprintf(f, "  %s%s", opt[1] == '-' ? "    " : "", opt);
+
+	if (col + 1 > HELP_COL) {
+		fputc('\n', f);
+		col = 0;
+	}
+	fprintf(f, "%*s", HELP_COL - col, "");
+	col = HELP_COL;
+	while (*text) {
+		int w = (int)strcspn(text, " ");
+
+		if (col > HELP_COL && col + 1 + w >= HELP_WIDTH) {
+			fprintf(f, "\n%*s", HELP_COL, "");
+			col = HELP_COL;
+		} else if (col > HELP_COL) {
+			fputc(' ', f);
+			col++;
+		}
+		fwrite(text, 1, (size_t)w, f);
+		col += w;
+		text += w;
+		while (*text == ' ')
+			text++;
+	}
+	fputc('\n', f);
+}
+
+static const struct {
+	const char *opt, *text;
+} shared_help[] = {
+    [CLI_HELP_PID] = {"-p, --pid PID", "the process, by its pid (required)"},
+    [CLI_HELP_FORMAT] = {"-f, --format FMT",
+			 "svg, folded, speedscope or pprof (default: from the extension of "
+			 "the file's name: .svg .folded .txt .json .pb.gz)"},
+    [CLI_HELP_DURATION] = {"-d, --duration D",
+			   "stop after D (\"30\", \"30s\", \"500ms\", \"2m\"); default: until "
+			   "Ctrl-C (SIGINT/SIGTERM/SIGHUP) or the target exits"},
+    [CLI_HELP_SAMPLE_BYTES] = {"-s, --sample-bytes N",
+			       "mean bytes between samples, fixed (k/M/G suffixes); 0 means "
+			       "every call (as --exact). Default: chosen by the budget, starting "
+			       "at 512k, between 4k and 1G"},
+    [CLI_HELP_MAX_OVERHEAD] =
+	{"--max-overhead PCT",
+	 "budget of what sampling slows the target by, as a share of its CPU time (default "
+	 "1%; \"0.5%\", \"off\"): the time its threads spend in the probes and stops, plus "
+	 "memspy's CPU where it delayed them (their run delay against a 0.25 s baseline "
+	 "taken before attaching). memspy narrows the sampling mean (more samples) while the "
+	 "cost is under half the budget and widens it when over. With --sample-bytes N: "
+	 "never narrower than N. Off when --sample-bytes is given without it; not with "
+	 "--exact"},
+    [CLI_HELP_EXACT] = {"--exact",
+			"record every call: exact counts, one stop (a trap) per call, for "
+			"tests and low-rate programs; refused when a thread blocks SIGTRAP"},
+    [CLI_HELP_STACK_BYTES] = {"--stack-bytes N",
+			      "bytes of stack copied per thread sampled (default 16k, 256 to 1M)"},
+    [CLI_HELP_UNWINDER] = {"--unwinder U", "elfutils (default), libunwind, or fp (frame pointers)"},
+    [CLI_HELP_LINES] = {"--lines", "show file:line in frame names"},
+    [CLI_HELP_PROBE] = {"--probe SYMBOL",
+			"also probe SYMBOL as a malloc-like allocator taking the size as "
+			"first argument (repeatable)"},
+    [CLI_HELP_PROBE_FREE] = {"--probe-free SYMBOL",
+			     "with --live (or record's --interval): also probe SYMBOL as a "
+			     "free-like function taking the pointer as first argument, the "
+			     "partner of --probe (repeatable): without it the blocks of a --probe "
+			     "allocator are never seen freed and all count as live"},
+    [CLI_HELP_QUIET] = {"-q, --quiet", "no progress line and no summary; errors only"},
+    [CLI_HELP_HELP] = {"-h, --help", "this help"},
+};
+
+void cli_help_shared(FILE *f, enum cli_help_id id)
+{
+	cli_help_opt(f, shared_help[id].opt, shared_help[id].text);
 }

@@ -13,6 +13,7 @@
 #include "unwind/unwind.h"
 
 #include <getopt.h>
+#include <stdio.h>
 
 /*
  * The options both recording modes take, one table and one parser: each
@@ -69,6 +70,30 @@ int cli_rec_opts_need_pid(const char *cmd, const struct cli_rec_opts *co, const 
  * the file name's. 0 or an exit code.
  */
 int cli_rec_opts_output(const char *cmd, struct cli_rec_opts *co, const char *infix);
+
+/*
+ * Help: one line per option, for every command's --help (record, its walk
+ * mode, top, dump), in one layout: the option at column 2 ("--long" alone
+ * under "-x, --long"), its text from column 25 wrapped before column 80.
+ */
+void cli_help_opt(FILE *f, const char *opt, const char *text);
+/* The options several commands take, each with one text (cmd/record_opts.c's table). */
+enum cli_help_id {
+	CLI_HELP_PID,
+	CLI_HELP_FORMAT,
+	CLI_HELP_DURATION,
+	CLI_HELP_SAMPLE_BYTES,
+	CLI_HELP_MAX_OVERHEAD,
+	CLI_HELP_EXACT,
+	CLI_HELP_STACK_BYTES,
+	CLI_HELP_UNWINDER,
+	CLI_HELP_LINES,
+	CLI_HELP_PROBE,
+	CLI_HELP_PROBE_FREE,
+	CLI_HELP_QUIET,
+	CLI_HELP_HELP,
+};
+void cli_help_shared(FILE *f, enum cli_help_id id);
 
 int cli_opt_output(const char *cmd, const char *arg, const char **out);
 int cli_opt_format(const char *cmd, const char *arg, enum ms_out_format *out);

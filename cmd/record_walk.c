@@ -45,42 +45,45 @@ static void help(FILE *f)
 	    "  - a heap timeline (--timeline): in use, free, top, mmapped and RSS over time,\n"
 	    "    in total and per arena (glibc malloc only; RSS for other allocators).\n"
 	    "\n"
-	    "Options:\n"
-	    "  -p, --pid PID           process to record (required)\n"
-	    "      --mode walk         this mode (probes, the default of record, are the other)\n"
-	    "  -o, --output FILE       allocator-time flame graph (default memspy-PID.svg)\n"
-	    "  -f, --format FMT        svg, folded, speedscope or pprof (default: from FILE)\n"
-	    "      --all-threads FILE  all-threads flame graph (default: FILE with .all\n"
-	    "                          before the extension, e.g. memspy-PID.all.svg)\n"
-	    "      --timeline FILE     heap timeline, .svg or .json (default: beside -o, "
-	    "OUT.timeline.svg)\n"
-	    "  -d, --duration D        stop after D (\"30\", \"30s\", \"500ms\", \"2m\"); "
-	    "default:\n"
-	    "                          until Ctrl-C (SIGINT/SIGTERM/SIGHUP) or the target exits\n"
-	    "      --rate HZ           stops per second for stacks, on average (default 100;\n"
-	    "                          the instants are random, so that no periodic activity\n"
-	    "                          of the process is seen at one phase only)\n"
-	    "      --idle              also show the stacks of threads asleep in a system call\n"
-	    "                          (futex, epoll_wait, nanosleep, poll, read...) in the\n"
-	    "                          all-threads view; they are counted either way and\n"
-	    "                          never count as inside the allocator\n"
-	    "      --walk-interval D   time between heap reads (default 1s)\n"
-	    "      --full-walk         walk every chunk at each heap read (exact, but the pause\n"
-	    "                          grows with the heap) instead of the arena headers and\n"
-	    "                          free lists\n"
-	    "      --max-pause-share P the most the target may spend stopped, as a percentage\n"
-	    "                          of wall time (default 1%%); samples are skipped to stay\n"
-	    "                          under it\n"
-	    "      --stack-bytes N     bytes of stack copied per thread and stop (default 16k)\n"
-	    "      --unwinder U        elfutils (default), libunwind, or fp (frame pointers)\n"
-	    "      --lines             show file:line in frame names\n"
-	    "      --subprocesses      the process and all its descendants, those forked or\n"
-	    "                          exec'd during the recording too: one root frame per\n"
-	    "                          process, a heap timeline each ({pid} in --timeline)\n"
-	    "  -q, --quiet             no progress line and no summary; errors only\n"
-	    "  -v, --verbose           one line per heap read on stderr (index, time of the\n"
-	    "                          stop on CLOCK_MONOTONIC, in use, mmapped, RSS)\n"
-	    "  -h, --help              this help\n"
+	    "Options:\n");
+	cli_help_shared(f, CLI_HELP_PID);
+	cli_help_opt(f, "--mode walk", "this mode (probes, the default of record, are the other)");
+	cli_help_opt(f, "-o, --output FILE", "allocator-time flame graph (default memspy-PID.svg)");
+	cli_help_shared(f, CLI_HELP_FORMAT);
+	cli_help_opt(f, "--all-threads FILE",
+		     "all-threads flame graph (default: FILE with .all before the extension, "
+		     "e.g. memspy-PID.all.svg)");
+	cli_help_opt(f, "--timeline FILE",
+		     "heap timeline, .svg or .json (default: beside -o, OUT.timeline.svg)");
+	cli_help_shared(f, CLI_HELP_DURATION);
+	cli_help_opt(f, "--rate HZ",
+		     "stops per second for stacks, on average (default 100; the instants are "
+		     "random, so that no periodic activity of the process is seen at one phase "
+		     "only)");
+	cli_help_opt(f, "--idle",
+		     "also show the stacks of threads asleep in a system call (futex, "
+		     "epoll_wait, nanosleep, poll, read...) in the all-threads view; they are "
+		     "counted either way and never count as inside the allocator");
+	cli_help_opt(f, "--walk-interval D", "time between heap reads (default 1s)");
+	cli_help_opt(f, "--full-walk",
+		     "walk every chunk at each heap read (exact, but the pause grows with the "
+		     "heap) instead of the arena headers and free lists");
+	cli_help_opt(f, "--max-pause-share P",
+		     "the most the target may spend stopped, as a percentage of wall time "
+		     "(default 1%); samples are skipped to stay under it");
+	cli_help_shared(f, CLI_HELP_STACK_BYTES);
+	cli_help_shared(f, CLI_HELP_UNWINDER);
+	cli_help_shared(f, CLI_HELP_LINES);
+	cli_help_opt(f, "--subprocesses",
+		     "the process and all its descendants, those forked or exec'd during the "
+		     "recording too: one root frame per process, a heap timeline each ({pid} "
+		     "in --timeline)");
+	cli_help_shared(f, CLI_HELP_QUIET);
+	cli_help_opt(f, "-v, --verbose",
+		     "one line per heap read on stderr (index, time of the stop on "
+		     "CLOCK_MONOTONIC, in use, mmapped, RSS)");
+	cli_help_shared(f, CLI_HELP_HELP);
+	fprintf(f,
 	    "\n"
 	    "Examples:\n"
 	    "  memspy record --mode walk --pid 4242 --duration 60s\n"

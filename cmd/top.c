@@ -60,7 +60,8 @@ static void help(FILE *f)
 	    "refreshed every second, like py-spy top.\n"
 	    "\n"
 	    "Columns (rates over the last second):\n"
-	    "  OWN B/s, OWN ALLOCS/s      bytes and allocations the function asked for itself\n"
+	    "  OWN B/s, OWN ALLOCS/s      bytes and allocations the function asked for\n"
+	    "                             itself\n"
 	    "  TOTAL B/s, TOTAL ALLOCS/s  the same for it and everything it called\n"
 	    "  OWN LIVE, TOTAL LIVE       with --live: bytes allocated since memspy attached\n"
 	    "                             and not freed yet\n"
@@ -71,21 +72,21 @@ static void help(FILE *f)
 	    "When stdout is not a terminal: one plain text block per second, and a final\n"
 	    "block of the averages since the start.\n"
 	    "\n"
-	    "Options:\n"
-	    "  -p, --pid PID          process to watch (required)\n"
-	    "  -d, --duration D       stop after D (\"30s\", \"2m\"); default: until q, Ctrl-C,\n"
-	    "                         SIGTERM/SIGHUP or the target's exit\n"
-	    "      --live             also probe free: live bytes per function\n"
-	    "  -s, --sample-bytes N   mean bytes between samples, fixed (as memspy record)\n"
-	    "      --max-overhead PCT budget of what sampling slows the target by (default\n"
-	    "                         1%%; as memspy record)\n"
-	    "      --exact            every call (a trap each: for low-rate programs)\n"
-	    "      --stack-bytes N    bytes of stack copied per sample (default 16k)\n"
-	    "      --unwinder U       elfutils (default), libunwind, or fp\n"
-	    "      --probe SYMBOL     also probe SYMBOL as a malloc-like allocator\n"
-	    "  -q, --quiet            no summary at the end\n"
-	    "  -v, --verbose          say what memspy does\n"
-	    "  -h, --help             this help\n"
+	    "Options:\n");
+	cli_help_shared(f, CLI_HELP_PID);
+	cli_help_shared(f, CLI_HELP_DURATION);
+	cli_help_opt(f, "--live", "also probe free: live bytes per function");
+	cli_help_shared(f, CLI_HELP_SAMPLE_BYTES);
+	cli_help_shared(f, CLI_HELP_MAX_OVERHEAD);
+	cli_help_shared(f, CLI_HELP_EXACT);
+	cli_help_shared(f, CLI_HELP_STACK_BYTES);
+	cli_help_shared(f, CLI_HELP_UNWINDER);
+	cli_help_shared(f, CLI_HELP_PROBE);
+	cli_help_shared(f, CLI_HELP_PROBE_FREE);
+	cli_help_shared(f, CLI_HELP_QUIET);
+	cli_help_opt(f, "-v, --verbose", "say what memspy does (each change of the sampling mean)");
+	cli_help_shared(f, CLI_HELP_HELP);
+	fprintf(f,
 	    "\n"
 	    "The header shows the sampling mean, samples/s and what sampling cost the\n"
 	    "target so far, as memspy record's summary measures it; the same summary is\n"

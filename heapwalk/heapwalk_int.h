@@ -8,6 +8,7 @@
 #include <dwarf.h>
 #include <elfutils/libdw.h>
 #include <stdio.h>
+#include <string.h>
 
 /* x86_64 glibc constants that no version changed. */
 #define HW_SIZE_SZ 8u
@@ -52,5 +53,22 @@ int ms_heap_smaps_parse(FILE *f, const struct ms_heap_report *rep, struct ms_hea
 
 /* Parses "2.36" style versions. 0 or -EINVAL. */
 int hw_parse_version(const char *s, unsigned *major, unsigned *minor);
+
+/* Little-endian fields of a buffer read from the target (unaligned). */
+static inline uint64_t hw_rd64(const unsigned char *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+	return v;
+}
+
+static inline int32_t hw_rd32(const unsigned char *p)
+{
+	int32_t v;
+
+	memcpy(&v, p, 4);
+	return v;
+}
 
 #endif

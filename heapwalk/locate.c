@@ -397,22 +397,6 @@ static size_t libc_rw(const struct ms_maps *maps, const struct ms_map *libc,
 	return n;
 }
 
-static uint64_t rd64(const unsigned char *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return v;
-}
-
-static int32_t rd32(const unsigned char *p)
-{
-	int32_t v;
-
-	memcpy(&v, p, 4);
-	return v;
-}
-
 static bool rw_ptr(const struct ms_maps *maps, ms_raddr_t p)
 {
 	const struct ms_map *m = ms_maps_find(maps, p);
@@ -424,14 +408,14 @@ static bool arena_shape(const struct ms_heap_layout *l, const struct ms_maps *ma
 			const unsigned char *a, ms_raddr_t addr)
 {
 	unsigned selfref = 0;
-	ms_raddr_t top = rd64(a + l->ar_top);
+	ms_raddr_t top = hw_rd64(a + l->ar_top);
 
-	if ((uint32_t)rd32(a + l->ar_mutex) > 2 || (uint32_t)rd32(a + l->ar_flags) > 7)
+	if ((uint32_t)hw_rd32(a + l->ar_mutex) > 2 || (uint32_t)hw_rd32(a + l->ar_flags) > 7)
 		return false;
 	for (unsigned i = 1; i < HW_NBINS; i++) {
 		ms_raddr_t bin = addr + l->ar_bins + (i - 1) * 16 - 16;
-		ms_raddr_t fd = rd64(a + l->ar_bins + (i - 1) * 16);
-		ms_raddr_t bk = rd64(a + l->ar_bins + (i - 1) * 16 + 8);
+		ms_raddr_t fd = hw_rd64(a + l->ar_bins + (i - 1) * 16);
+		ms_raddr_t bk = hw_rd64(a + l->ar_bins + (i - 1) * 16 + 8);
 
 		if (fd == bin && bk == bin) {
 			selfref++;
@@ -444,7 +428,7 @@ static bool arena_shape(const struct ms_heap_layout *l, const struct ms_maps *ma
 		return false;
 	if (top != addr + l->ar_bins - 16 && ((top & 15) || !rw_ptr(maps, top)))
 		return false;
-	return rw_ptr(maps, rd64(a + l->ar_next));
+	return rw_ptr(maps, hw_rd64(a + l->ar_next));
 }
 
 static bool ring_returns(const struct ms_heap_layout *l, const struct ms_reader *r, ms_raddr_t s)
@@ -495,10 +479,10 @@ static ms_raddr_t scan_mp(const struct ms_heap_layout *l, const struct ms_maps *
 	for (size_t k = 0; k < nrw; k++)
 		for (size_t o = 0; o + l->mp_size <= rw[k].len; o += 8) {
 			const unsigned char *p = rw[k].buf + o;
-			uint64_t sbrk = rd64(p + l->mp_sbrk_base);
-			uint64_t mmapped = rd64(p + l->mp_mmapped_mem);
-			int32_t n_mmaps = rd32(p + l->mp_n_mmaps);
-			int32_t n_mmaps_max = rd32(p + l->mp_n_mmaps + 4);
+			uint64_t sbrk = hw_rd64(p + l->mp_sbrk_base);
+			uint64_t mmapped = hw_rd64(p + l->mp_mmapped_mem);
+			int32_t n_mmaps = hw_rd32(p + l->mp_n_mmaps);
+			int32_t n_mmaps_max = hw_rd32(p + l->mp_n_mmaps + 4);
 
 			if (heap_start && pass == 0 && sbrk != heap_start)
 				continue;
@@ -507,11 +491,11 @@ static ms_raddr_t scan_mp(const struct ms_heap_layout *l, const struct ms_maps *
 			if (!heap_start && sbrk && !rw_ptr(maps, sbrk))
 				continue;
 			if (n_mmaps < 0 || n_mmaps > n_mmaps_max || n_mmaps_max < 0 ||
-			    (mmapped & 0xfff) || rd64(p + l->mp_mmap_threshold) > (64u << 20))
+			    (mmapped & 0xfff) || hw_rd64(p + l->mp_mmap_threshold) > (64u << 20))
 				continue;
-			if (l->tc_sizeof && (rd64(p + l->mp_tcache_bins) > 64 ||
-					     rd64(p + l->mp_tcache_max_bytes) > 1032 ||
-					     rd64(p + l->mp_tcache_count) > 65535))
+			if (l->tc_sizeof && (hw_rd64(p + l->mp_tcache_bins) > 64 ||
+					     hw_rd64(p + l->mp_tcache_max_bytes) > 1032 ||
+					     hw_rd64(p + l->mp_tcache_count) > 65535))
 				continue;
 			if (!heap_start && !sbrk && n_mmaps_max != 65536)
 				continue;

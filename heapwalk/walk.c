@@ -138,22 +138,6 @@ static void err_add(struct walker *w, const char *kind, ms_raddr_t addr, int are
 	va_end(ap);
 }
 
-static uint64_t rd64(const unsigned char *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return v;
-}
-
-static int32_t rd32(const unsigned char *p)
-{
-	int32_t v;
-
-	memcpy(&v, p, 4);
-	return v;
-}
-
 /*
  * A range is mapped when a run of adjacent readable mappings covers it, not
  * one mapping: after a fork the kernel cannot merge memory that grows next
@@ -270,7 +254,7 @@ static void count(struct walker *w, size_t arena, enum ms_heap_kind k, uint64_t 
 
 static ms_raddr_t ar_u64(struct walker *w, size_t i, uint32_t off)
 {
-	return rd64(w->ab[i].b + off);
+	return hw_rd64(w->ab[i].b + off);
 }
 
 static ms_raddr_t bin_at(struct walker *w, size_t i, unsigned bin)
@@ -316,17 +300,17 @@ static int read_arenas(struct walker *w)
 		w->ab[w->rep->narenas].b = b;
 		ar->addr = a;
 		ar->is_main = a == w->loc->main_arena;
-		ar->mutex = rd32(b + l->ar_mutex);
-		ar->attached_threads = rd64(b + l->ar_attached_threads);
+		ar->mutex = hw_rd32(b + l->ar_mutex);
+		ar->attached_threads = hw_rd64(b + l->ar_attached_threads);
 		ar->on_free_list = !ar->is_main && ar->attached_threads == 0;
-		ar->system_mem = rd64(b + l->ar_system_mem);
+		ar->system_mem = hw_rd64(b + l->ar_system_mem);
 		if (ar->mutex) {
 			ar->inconsistent = true;
 			w->rep->inconsistent = true;
 			w->rep->locked_arenas++;
 		}
 		w->rep->narenas++;
-		next = rd64(b + l->ar_next);
+		next = hw_rd64(b + l->ar_next);
 		if (next == w->loc->main_arena)
 			return 0;
 		a = next;
@@ -395,7 +379,7 @@ static void arena_segments(struct walker *w, size_t i, uint64_t sbrk_base, uint6
 	if (ar->is_main) {
 		ms_raddr_t start = (sbrk_base + 15) & ~15ull, lo, hi;
 
-		if (!(rd32(w->ab[i].b + l->ar_flags) & HW_NONCONTIG_BIT) && sbrk_base &&
+		if (!(hw_rd32(w->ab[i].b + l->ar_flags) & HW_NONCONTIG_BIT) && sbrk_base &&
 		    sbrk_base <= top && top - sbrk_base < (1ull << 46)) {
 			seg_add(w, start, top + topsz, 0, i);
 			return;
@@ -430,9 +414,9 @@ static void arena_segments(struct walker *w, size_t i, uint64_t sbrk_base, uint6
 			ar->partial = w->rep->partial = true;
 			return;
 		}
-		ar_ptr = rd64(hi + l->hi_ar_ptr);
-		prev = rd64(hi + l->hi_prev);
-		size = rd64(hi + l->hi_size);
+		ar_ptr = hw_rd64(hi + l->hi_ar_ptr);
+		prev = hw_rd64(hi + l->hi_prev);
+		size = hw_rd64(hi + l->hi_size);
 		if (ar_ptr != ar->addr || size > hmax || size < l->hi_sizeof || (prev & (hmax - 1))) {
 			err_add(w, "bad_heap_info", h, (int)i,
 				"heap_info at 0x%" PRIx64 ": ar_ptr 0x%" PRIx64 " size 0x%" PRIx64
@@ -611,7 +595,7 @@ static ms_raddr_t resync(struct walker *w, ms_raddr_t c, ms_raddr_t hi, bool is_
 
 		if (!h)
 			return 0;
-		raw = rd64(h + 8);
+		raw = hw_rd64(h + 8);
 		if (!header_ok(raw, x, hi, is_main))
 			continue;
 		sz = raw & ~(uint64_t)HW_FLAGS;
@@ -620,7 +604,7 @@ static ms_raddr_t resync(struct walker *w, ms_raddr_t c, ms_raddr_t hi, bool is_
 		h = win_get(w, x + sz, 16, hi);
 		if (!h)
 			continue;
-		raw2 = rd64(h + 8);
+		raw2 = hw_rd64(h + 8);
 		if (header_ok(raw2, x + sz, hi, is_main) || (raw2 & ~(uint64_t)HW_FLAGS) == 0x10)
 			return x;
 	}
@@ -665,13 +649,13 @@ static void walk_segment(struct walker *w, const struct seg *s)
 		 */
 		while (c >= w->win_base && hi - c >= 32 && c + 32 - w->win_base <= w->win_len) {
 			h = w->win + (c - w->win_base);
-			raw = rd64(h + 8);
+			raw = hw_rd64(h + 8);
 			sz = raw & ~(uint64_t)HW_FLAGS;
 			if (c == top || !header_ok(raw, c, hi, ar->is_main) || (top > c && top < c + sz))
 				break;
 			settle(w, &p, raw & HW_PREV_INUSE, s->arena);
 			p = (struct pending){
-				.c = c, .sz = sz, .fd = rd64(h + 16), .bk = rd64(h + 24), .valid = true};
+				.c = c, .sz = sz, .fd = hw_rd64(h + 16), .bk = hw_rd64(h + 24), .valid = true};
 			w->rep->chunks_walked++;
 			walked += sz;
 			c += sz;
@@ -686,7 +670,7 @@ static void walk_segment(struct walker *w, const struct seg *s)
 			ar->partial = w->rep->partial = true;
 			break;
 		}
-		raw = rd64(h + 8);
+		raw = hw_rd64(h + 8);
 		sz = raw & ~(uint64_t)HW_FLAGS;
 		w->rep->chunks_walked++;
 		if (c == top) {
@@ -735,8 +719,8 @@ static void walk_segment(struct walker *w, const struct seg *s)
 		p.fd = p.bk = 0;
 		h = win_get(w, c + 16, 16, hi);
 		if (h) {
-			p.fd = rd64(h);
-			p.bk = rd64(h + 8);
+			p.fd = hw_rd64(h);
+			p.bk = hw_rd64(h + 8);
 		}
 		walked += sz;
 		c += sz;
@@ -935,7 +919,7 @@ static void walk_tcache(struct walker *w, size_t t)
 	for (unsigned b = 0; b < l->tc_nbins; b++) {
 		uint64_t cnt = l->tc_count_size == 2 ? *(uint16_t *)(tc + l->tc_counts + 2 * b) :
 						       tc[l->tc_counts + b];
-		ms_raddr_t mem = rd64(tc + l->tc_entries + 8 * b);
+		ms_raddr_t mem = hw_rd64(tc + l->tc_entries + 8 * b);
 		uint64_t n = 0;
 		bool broken = false; /* the list walk stopped at an error (reported) */
 
@@ -1571,19 +1555,19 @@ int ms_heap_walk_flags(const struct ms_heap_loc *loc, const struct ms_reader *co
 		ret = -EFAULT;
 		goto out;
 	}
-	sbrk_base = rd64(mp + l->mp_sbrk_base);
+	sbrk_base = hw_rd64(mp + l->mp_sbrk_base);
 	if (l->mp_has_hp_pagesize)
-		hp_pagesize = rd64(mp + l->mp_hp_pagesize);
+		hp_pagesize = hw_rd64(mp + l->mp_hp_pagesize);
 	if (hp_pagesize & (hp_pagesize - 1) || hp_pagesize > (1ull << 30)) {
 		err_add(&w, "bad_mp", loc->mp, -1, "mp_.hp_pagesize %" PRIu64 " is not a page size",
 			hp_pagesize);
 		hp_pagesize = 0;
 	}
-	rep->mp_n_mmaps = (uint64_t)(int64_t)rd32(mp + l->mp_n_mmaps);
-	rep->mp_mmapped_mem = rd64(mp + l->mp_mmapped_mem);
-	rep->mmap_threshold = rd64(mp + l->mp_mmap_threshold);
-	rep->tcache_count = l->tc_sizeof ? rd64(mp + l->mp_tcache_count) : 0;
-	tmax = l->tc_sizeof ? rd64(mp + l->mp_tcache_max_bytes) : 0;
+	rep->mp_n_mmaps = (uint64_t)(int64_t)hw_rd32(mp + l->mp_n_mmaps);
+	rep->mp_mmapped_mem = hw_rd64(mp + l->mp_mmapped_mem);
+	rep->mmap_threshold = hw_rd64(mp + l->mp_mmap_threshold);
+	rep->tcache_count = l->tc_sizeof ? hw_rd64(mp + l->mp_tcache_count) : 0;
+	tmax = l->tc_sizeof ? hw_rd64(mp + l->mp_tcache_max_bytes) : 0;
 	if (loc->global_max_fast)
 		ms_read_exact(r, loc->global_max_fast, &rep->global_max_fast, 8);
 	/* Whatever the variables say, no fastbin or tcache chunk can be larger than this. */

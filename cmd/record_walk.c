@@ -126,27 +126,13 @@ static void opts_free(struct walk_opts *o)
 	free(o->tl_default);
 }
 
-/* "a/b.svg" + ".all" -> "a/b.all.svg"; no extension: appended. */
-/* The length of path without its extension; a double extension of ours stays whole: x.speedscope.json, x.pb.gz. */
-static size_t stem_len(const char *path)
-{
-	const char *slash = strrchr(path, '/'), *dot = strrchr(path, '.');
-	size_t stem;
-	const char *inner;
-
-	if (!dot || (slash && dot < slash))
-		return strlen(path);
-	stem = (size_t)(dot - path);
-	inner = memrchr(path, '.', stem);
-	if (inner && (!slash || inner > slash) && (!strcmp(dot, ".gz") || !strcmp(dot, ".json")) &&
-	    (!strncmp(inner, ".pb.", 4) || !strncmp(inner, ".speedscope.", 12)))
-		stem = (size_t)(inner - path);
-	return stem;
-}
-
+/*
+ * "a/b.svg" + ".all" -> "a/b.all.svg" (x.pb.gz, x.speedscope.json: before
+ * both parts); no extension: appended.
+ */
 static char *with_infix(const char *path, const char *infix, const char *ext_if_none)
 {
-	size_t stem = stem_len(path);
+	size_t stem = ms_sp_stem_len(path);
 
 	if (!path[stem])
 		return ms_xasprintf("%s%s%s", path, infix, ext_if_none);
@@ -259,7 +245,7 @@ static int parse_opts(int argc, char **argv, struct walk_opts *o, bool *done)
 	}
 	if (!o->tl_path) {
 		/* Beside -o, as the all-threads graph: w.svg -> w.timeline.svg. */
-		o->tl_default = ms_xasprintf("%.*s.timeline.svg", (int)stem_len(o->co.out_path),
+		o->tl_default = ms_xasprintf("%.*s.timeline.svg", (int)ms_sp_stem_len(o->co.out_path),
 					     o->co.out_path);
 		o->tl_path = o->tl_default;
 	}

@@ -74,7 +74,8 @@ static void help(FILE *f)
 	cli_help_opt(f, "--subprocesses",
 		     "the process and all its descendants, those forked or exec'd during the "
 		     "recording too (one root frame per process): pre-forking servers (nginx, "
-		     "postgres, gunicorn, php-fpm) work in their children");
+		     "postgres, gunicorn, php-fpm) work in their children; with --interval, "
+		     "each file merges every process's interval");
 	cli_help_opt(f, "--mode MODE",
 		     "probe (default: allocator probes, as above) or walk (no probes: periodic "
 		     "stops and heap reads; see 'memspy record --mode walk --help')");
@@ -123,6 +124,7 @@ enum {
 	OPT_INTERVAL,
 	OPT_KEEP,
 	OPT_PROBE_FREE,
+	OPT_INTERVAL_ORIGIN,
 };
 
 static const struct option long_opts[] = {
@@ -137,6 +139,8 @@ static const struct option long_opts[] = {
     {"max-overhead", required_argument, NULL, OPT_MAX_OVERHEAD},
     {"interval", required_argument, NULL, OPT_INTERVAL},
     {"keep", required_argument, NULL, OPT_KEEP},
+    /* --subprocesses' recorders: the coordinator's grid (not in the help) */
+    {"interval-origin", required_argument, NULL, OPT_INTERVAL_ORIGIN},
     {NULL, 0, NULL, 0},
 };
 
@@ -257,6 +261,10 @@ static int parse_opts(int argc, char **argv, struct rec_opts *o, bool *done,
 			break;
 		case OPT_KEEP:
 			if ((r = cli_interval_opt_keep(CMD, optarg, &o->keep)))
+				return r;
+			break;
+		case OPT_INTERVAL_ORIGIN:
+			if ((r = cli_interval_opt_origin(CMD, optarg, &o->interval_origin_ns)))
 				return r;
 			break;
 		case OPT_PROBE:
@@ -380,8 +388,9 @@ static int write_profile(const struct rec_opts *o, const struct ms_rec_table *t,
 	int rc;
 
 	/* An interval's pprof file carries both views (alloc_* and inuse_*), as Go's heap
-	 * profiles do: -diff_base of two of them shows what grew. */
-	if (iv && o->co.fmt == MS_OUT_PPROF)
+	 * profiles do: -diff_base of two of them shows what grew. So does the msprof
+	 * file a --subprocesses recorder hands to the coordinator, which merges them. */
+	if (iv && (o->co.fmt == MS_OUT_PPROF || o->co.fmt == MS_OUT_MSPROF))
 		view.live = true;
 	ms_rec_profile_build(prof, t, sym, &view);
 	ms_rec_profile_mappings(prof, sym, mods);
@@ -553,7 +562,7 @@ int ms_rec_main(int argc, char **argv, const struct ms_rec_hooks *h)
 	}
 	ms_rec_session_read(rs, &r);
 	if (o.interval_ns) {
-		iv = ms_rec_interval_new(o.interval_ns, r.start_ns);
+		iv = ms_rec_interval_new(o.interval_ns, r.start_ns, o.interval_origin_ns);
 		ivf = cli_interval_files_new(o.co.out_path, o.keep, o.co.pid);
 	}
 	pg = (struct progress){.tty = !o.co.quiet && !h && isatty(STDERR_FILENO),

@@ -31,6 +31,7 @@ struct rec_opts {
 	size_t nprobe_frees, probe_frees_cap;
 	uint64_t interval_ns; /* --interval: one file per interval (0: one file at the end) */
 	unsigned keep;	      /* --keep: files kept (0: all) */
+	uint64_t interval_origin_ns; /* --interval-origin: the grid's (0: the start) */
 };
 
 struct ms_probes;

@@ -43,6 +43,22 @@ int cli_interval_opt(const char *cmd, const char *arg, uint64_t *ns)
 	return 0;
 }
 
+int cli_interval_opt_origin(const char *cmd, const char *arg, uint64_t *ns)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(arg, &end, 10);
+	if (!*arg || errno || *end || !v || *arg == '-')
+		return cli_usage_error(cmd,
+				       "--interval-origin: '%s' is not a CLOCK_MONOTONIC instant in "
+				       "ns (it is --subprocesses' own, for its recorders)",
+				       arg);
+	*ns = v;
+	return 0;
+}
+
 int cli_interval_opt_keep(const char *cmd, const char *arg, unsigned *keep)
 {
 	char *end;
@@ -206,53 +222,87 @@ static void fmt_clock(char *buf, size_t size, uint64_t real)
 }
 
 /* "interval 3, 10:14:00-10:15:00 UTC (60.0 s)" */
-static char *interval_label(const struct ms_rec_interval *iv, uint64_t now_ns)
+static char *interval_label(const struct cli_interval_fig *fig)
 {
-	uint64_t from_real, len;
 	char a[16], b[16];
 
-	ms_rec_interval_times(iv, now_ns, &from_real, &len);
-	fmt_clock(a, sizeof(a), from_real);
-	fmt_clock(b, sizeof(b), from_real + len);
-	return ms_xasprintf("interval %u, %s-%s UTC (%.1f s)", ms_rec_interval_number(iv), a, b,
-			    (double)len / 1e9);
+	fmt_clock(a, sizeof(a), fig->from_real_ns);
+	fmt_clock(b, sizeof(b), fig->from_real_ns + fig->duration_ns);
+	return ms_xasprintf("interval %u, %s-%s UTC (%.1f s)", fig->n, a, b,
+			    (double)fig->duration_ns / 1e9);
+}
+
+/* One process's current interval of iv, ending at now_ns, in t. */
+static void fig_of(struct cli_interval_fig *fig, const struct ms_rec_interval *iv,
+		   const struct ms_rec_table *t, uint64_t now_ns)
+{
+	struct ms_rec_totals in, all;
+
+	ms_rec_interval_totals(iv, t, &in);
+	ms_rec_table_totals(t, &all);
+	*fig = (struct cli_interval_fig){
+	    .n = ms_rec_interval_number(iv),
+	    .live_bytes = all.live_bytes,
+	    .live_count = (uint64_t)llround(all.live_count),
+	    .alloc_bytes = in.bytes,
+	    .alloc_count = (uint64_t)llround(in.count),
+	    .samples = in.samples,
+	    .unfollowed = all.untracked,
+	};
+	ms_rec_interval_times(iv, now_ns, &fig->from_real_ns, &fig->duration_ns);
+}
+
+char *cli_interval_fig_subtitle(const struct cli_interval_fig *fig, bool live, const char *how)
+{
+	char *label = interval_label(fig), *sub, *procs = NULL;
+	char a[32], b[32], c[32], d[32];
+
+	ms_fmt_bytes(a, sizeof(a), fig->alloc_bytes);
+	ms_fmt_count(b, sizeof(b), fig->alloc_count);
+	ms_fmt_bytes(c, sizeof(c), fig->live_bytes);
+	ms_fmt_count(d, sizeof(d), fig->live_count);
+	if (fig->nproc)
+		procs = ms_xasprintf(" of %zu process%s (--subprocesses)", fig->nproc,
+				     fig->nproc == 1 ? "" : "es");
+	if (live)
+		sub = ms_xasprintf("%s: %s still live in %s allocations%s since the recording "
+				   "began (%s allocated in %s allocations in this interval), %s",
+				   label, c, d, procs ? procs : "", a, b, how);
+	else
+		sub = ms_xasprintf("%s: %s allocated in %s allocations%s in this interval (%s "
+				   "still live since the recording began), %s",
+				   label, a, b, procs ? procs : "", c, how);
+	free(procs);
+	free(label);
+	return sub;
 }
 
 char *cli_interval_subtitle(const struct ms_rec_interval *iv, const struct ms_rec_table *t,
 			    uint64_t now_ns, bool live, uint64_t mean)
 {
-	struct ms_rec_totals in, all;
-	char *label = interval_label(iv, now_ns), *how, *sub;
-	char a[32], b[32], c[32], d[32], e[32];
+	struct cli_interval_fig fig;
+	char e[32], *how, *sub;
 
-	ms_rec_interval_totals(iv, t, &in);
-	ms_rec_table_totals(t, &all);
+	fig_of(&fig, iv, t, now_ns);
 	how = mean ? ms_xasprintf("estimated from samples, mean %s", ms_fmt_bytes(e, sizeof(e), mean))
 		   : ms_xstrdup("exact (every call)");
-	ms_fmt_bytes(a, sizeof(a), in.bytes);
-	ms_fmt_count(b, sizeof(b), (uint64_t)llround(in.count));
-	ms_fmt_bytes(c, sizeof(c), all.live_bytes);
-	ms_fmt_count(d, sizeof(d), (uint64_t)llround(all.live_count));
-	if (live)
-		sub = ms_xasprintf("%s: %s still live in %s allocations since the recording began "
-				   "(%s allocated in %s allocations in this interval), %s",
-				   label, c, d, a, b, how);
-	else
-		sub = ms_xasprintf("%s: %s allocated in %s allocations in this interval (%s still "
-				   "live since the recording began), %s",
-				   label, a, b, c, how);
+	sub = cli_interval_fig_subtitle(&fig, live, how);
 	free(how);
-	free(label);
 	return sub;
+}
+
+int cli_interval_files_open_n(struct cli_interval_files *f, unsigned n, struct ms_afile *af,
+			      struct ms_error *err)
+{
+	free(f->open_name);
+	f->open_name = cli_interval_name(f->pattern, n, time(NULL), f->pid);
+	return ms_afile_open(af, f->open_name, err);
 }
 
 int cli_interval_files_open(struct cli_interval_files *f, const struct ms_rec_interval *iv,
 			    struct ms_afile *af, struct ms_error *err)
 {
-	free(f->open_name);
-	f->open_name =
-	    cli_interval_name(f->pattern, ms_rec_interval_number(iv), time(NULL), f->pid);
-	return ms_afile_open(af, f->open_name, err);
+	return cli_interval_files_open_n(f, ms_rec_interval_number(iv), af, err);
 }
 
 /* Records a written file; beyond --keep, removes the oldest. Returns the removed name or NULL. */
@@ -293,13 +343,20 @@ void cli_interval_files_done(struct cli_interval_files *f, const struct ms_rec_i
 			     const struct ms_error *err, uint64_t cpu_ns, uint64_t dropped,
 			     bool quiet)
 {
+	struct cli_interval_fig fig;
+
+	fig_of(&fig, iv, t, now_ns);
+	fig.unfollowed += dropped;
+	cli_interval_files_note(f, &fig, written, err, cpu_ns, quiet);
+}
+
+void cli_interval_files_note(struct cli_interval_files *f, const struct cli_interval_fig *fig,
+			     bool written, const struct ms_error *err, uint64_t cpu_ns, bool quiet)
+{
 	uint64_t unfollowed;
-	struct ms_rec_totals in, all;
-	char *label = interval_label(iv, now_ns), *gone = NULL;
+	char *label = interval_label(fig), *gone = NULL;
 	char a[32], b[32], c[32];
 
-	ms_rec_interval_totals(iv, t, &in);
-	ms_rec_table_totals(t, &all);
 	f->cpu_ns += cpu_ns;
 	if (written) {
 		f->written++;
@@ -312,16 +369,22 @@ void cli_interval_files_done(struct cli_interval_files *f, const struct ms_rec_i
 	}
 	if (!quiet && written) {
 		fprintf(stderr, "memspy: %s -> %s: %s live", label, f->names[f->nnames - 1],
-			ms_fmt_bytes(a, sizeof(a), all.live_bytes));
+			ms_fmt_bytes(a, sizeof(a), fig->live_bytes));
 		if (f->have_prev)
 			fprintf(stderr, " (%s%s since the last file)",
-				all.live_bytes >= f->prev_live ? "+" : "-",
+				fig->live_bytes >= f->prev_live ? "+" : "-",
 				ms_fmt_bytes(b, sizeof(b),
-					     all.live_bytes >= f->prev_live
-						 ? all.live_bytes - f->prev_live
-						 : f->prev_live - all.live_bytes));
-		fprintf(stderr, ", %s allocated in it (%s samples)",
-			ms_fmt_bytes(c, sizeof(c), in.bytes), ms_fmt_count(b, sizeof(b), in.samples));
+					     fig->live_bytes >= f->prev_live
+						 ? fig->live_bytes - f->prev_live
+						 : f->prev_live - fig->live_bytes));
+		if (fig->nproc)
+			fprintf(stderr, ", %s allocated in it, %zu process%s",
+				ms_fmt_bytes(c, sizeof(c), fig->alloc_bytes), fig->nproc,
+				fig->nproc == 1 ? "" : "es");
+		else
+			fprintf(stderr, ", %s allocated in it (%s samples)",
+				ms_fmt_bytes(c, sizeof(c), fig->alloc_bytes),
+				ms_fmt_count(b, sizeof(b), fig->samples));
 		if (gone)
 			fprintf(stderr, "; removed %s (--keep %u)", gone, f->keep);
 		fprintf(stderr, "\n");
@@ -336,7 +399,7 @@ void cli_interval_files_done(struct cli_interval_files *f, const struct ms_rec_i
 	 * target, or memspy's bound on kept samples, was full) stay live in this
 	 * file and every later one: a diff would show them as growth.
 	 */
-	unfollowed = dropped + all.untracked;
+	unfollowed = fig->unfollowed;
 	if (!quiet && unfollowed > f->prev_unfollowed)
 		fprintf(stderr,
 			"memspy: WARNING: %s more sampled blocks could not be followed to their "
@@ -347,7 +410,7 @@ void cli_interval_files_done(struct cli_interval_files *f, const struct ms_rec_i
 	free(gone);
 	free(label);
 	if (written) {
-		f->prev_live = all.live_bytes;
+		f->prev_live = fig->live_bytes;
 		f->have_prev = true;
 	}
 }

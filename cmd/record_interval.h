@@ -19,6 +19,12 @@
 
 /* --interval D: 0 with *ns set, or a usage error printed and MS_EXIT_USAGE. */
 int cli_interval_opt(const char *cmd, const char *arg, uint64_t *ns);
+/*
+ * --interval-origin NS: the grid's origin, a CLOCK_MONOTONIC instant in ns
+ * (--subprocesses gives its recorders its own). 0 with *ns set, or a usage
+ * error printed and MS_EXIT_USAGE.
+ */
+int cli_interval_opt_origin(const char *cmd, const char *arg, uint64_t *ns);
 /* --keep N (N >= 1): 0 with *keep set, or a usage error printed and MS_EXIT_USAGE. */
 int cli_interval_opt_keep(const char *cmd, const char *arg, unsigned *keep);
 /*
@@ -42,6 +48,25 @@ char *cli_interval_name(const char *pattern, unsigned n, time_t t, pid_t pid);
  */
 int cli_interval_probe_dir(const char *pattern, pid_t pid, struct ms_error *err);
 
+/*
+ * What is said of one interval's file, one process's or the merged one of
+ * --subprocesses (nproc > 0: the processes in it). Plain data.
+ */
+struct cli_interval_fig {
+	unsigned n;			   /* its number on the grid */
+	uint64_t from_real_ns, duration_ns; /* its start (CLOCK_REALTIME) and length */
+	uint64_t live_bytes, live_count;   /* still live at its end, since the recording began */
+	uint64_t alloc_bytes, alloc_count; /* allocated in it */
+	uint64_t samples;		   /* one process: the samples allocated in it */
+	size_t nproc;			   /* --subprocesses: processes in the file, else 0 */
+	uint64_t unfollowed; /* sampled blocks not followed to their free, so far (0: unknown) */
+};
+/*
+ * The subtitle of fig's file: the interval (number, UTC times, length),
+ * what was allocated in it and what is live at its end; live: the file's
+ * single view is the live one; how: what the figures rest on. Allocated.
+ */
+char *cli_interval_fig_subtitle(const struct cli_interval_fig *fig, bool live, const char *how);
 /*
  * The file's subtitle: the interval (number, UTC times, length), what was
  * allocated in it and what is live at its end. live: the file's single
@@ -70,6 +95,9 @@ void cli_interval_files_free(struct cli_interval_files *f);
  */
 int cli_interval_files_open(struct cli_interval_files *f, const struct ms_rec_interval *iv,
 			    struct ms_afile *af, struct ms_error *err);
+/* The same for interval n (--subprocesses' merged files). */
+int cli_interval_files_open_n(struct cli_interval_files *f, unsigned n, struct ms_afile *af,
+			      struct ms_error *err);
 /*
  * iv's current interval ends at now_ns (before ms_rec_interval_next):
  * written says whether its file was committed (err says why not, when it
@@ -83,6 +111,9 @@ void cli_interval_files_done(struct cli_interval_files *f, const struct ms_rec_i
 			     const struct ms_rec_table *t, uint64_t now_ns, bool written,
 			     const struct ms_error *err, uint64_t cpu_ns, uint64_t dropped,
 			     bool quiet);
+/* The same from fig's figures (cli_interval_files_done's, for any file). */
+void cli_interval_files_note(struct cli_interval_files *f, const struct cli_interval_fig *fig,
+			     bool written, const struct ms_error *err, uint64_t cpu_ns, bool quiet);
 /*
  * For the summary: the files written, kept and removed, and failures, to
  * print after "memspy: wrote " (allocated).

@@ -130,15 +130,19 @@ void ms_rec_mark_totals(const struct ms_rec_mark *m, const struct ms_rec_table *
 struct ms_rec_interval; /* opaque */
 
 /*
- * A recording cut into intervals of every_ns, the first starting at
- * start_ns (CLOCK_MONOTONIC; the recording's start).
+ * A recording cut into intervals of every_ns on a grid from origin_ns (0:
+ * start_ns; CLOCK_MONOTONIC), the first starting at start_ns (the
+ * recording's start). Interval n covers [origin + (n-1) every, origin + n
+ * every): a start past the origin makes the first one partial, numbered
+ * where it lies on the grid.
  */
-struct ms_rec_interval *ms_rec_interval_new(uint64_t every_ns, uint64_t start_ns);
+struct ms_rec_interval *ms_rec_interval_new(uint64_t every_ns, uint64_t start_ns,
+					    uint64_t origin_ns);
 /* NULL is a no-op. */
 void ms_rec_interval_free(struct ms_rec_interval *iv);
 /* When the current interval ends (CLOCK_MONOTONIC ns). */
 uint64_t ms_rec_interval_end(const struct ms_rec_interval *iv);
-/* The current interval's number, from 1. */
+/* The current interval's number on the grid, from 1. */
 unsigned ms_rec_interval_number(const struct ms_rec_interval *iv);
 /*
  * Is the current interval over at now_ns, with the recording going on?
@@ -163,9 +167,9 @@ void ms_rec_interval_stack(const struct ms_rec_interval *iv, const struct ms_rec
 void ms_rec_interval_totals(const struct ms_rec_interval *iv, const struct ms_rec_table *t,
 			    struct ms_rec_totals *out);
 /*
- * Ends the current interval at now_ns and starts the next from t's figures;
- * the boundaries stay on the grid of the start (one that now_ns already
- * passed is skipped).
+ * Ends the current interval at now_ns and starts the next from t's figures:
+ * the grid's interval that holds now_ns (a boundary already passed is
+ * skipped, and its number with it).
  */
 void ms_rec_interval_next(struct ms_rec_interval *iv, const struct ms_rec_table *t,
 			  uint64_t now_ns);
@@ -966,11 +970,34 @@ struct ms_sp_proc {
 	bool have_profile, have_timeline;
 	bool unreadable; /* its profile exists but could not be read back */
 	char *note;	 /* the recorder's line about its check of the code after detach */
+	/* --interval */
+	uint64_t ready_ns;  /* when the coordinator saw it recording (CLOCK_MONOTONIC) */
+	unsigned iv_files;  /* its interval files merged */
+	unsigned iv_late;   /* its interval files that came after their interval was written */
 };
 
 enum ms_sp_event {
 	MS_SP_STARTED, /* a recorder was forked for p */
 	MS_SP_READY,   /* p's recorder says it is recording (probes in) */
+};
+
+/*
+ * --interval: interval n of every process, merged (ms_sp_opts.interval).
+ * Each process's recorder cut it on the coordinator's grid: it covers
+ * [start + (n-1) D, start + n D) in every process, from its recording's
+ * start for a process found during it. prof holds what each process
+ * allocated in it and (live view) what of its sampled allocations is still
+ * live at its end, under a root frame "TITLE (PID)"; a process that
+ * exited or exec'd in it has nothing live at its end.
+ */
+struct ms_sp_interval {
+	unsigned n;
+	uint64_t from_real_ns, duration_ns; /* CLOCK_REALTIME start, length */
+	struct ms_profile *prof;	    /* borrowed for the call */
+	uint64_t live_bytes, live_count, alloc_bytes, alloc_count;
+	size_t nproc;	 /* processes whose file is in it */
+	uint64_t period; /* the recorders' -s (pprof's period; 0 exact or the budget's) */
+	bool sampled;	 /* its values are estimates from samples */
 };
 
 struct ms_sp_opts {
@@ -980,6 +1007,17 @@ struct ms_sp_opts {
 	char **pass;	     /* options for each recorder, in the order given */
 	size_t npass;
 	uint64_t duration_ns; /* 0: until a stop signal or every process is gone */
+	/*
+	 * --interval D (interval_ns, interval_arg as given): each recorder cuts on
+	 * the coordinator's grid (--interval-origin) and interval(ctx, iv) gets
+	 * each interval merged, in order; its return is ignored. live_view: the
+	 * merged profile's values are the live ones with the allocated beside
+	 * them (pprof, --live), else the allocated ones alone.
+	 */
+	uint64_t interval_ns;
+	const char *interval_arg;
+	bool live_view;
+	void (*interval)(void *ctx, const struct ms_sp_interval *iv);
 	/* runs one recorder in the fork (cmd_record); its return is the fork's exit code */
 	int (*record)(int argc, char **argv);
 	void (*event)(void *ctx, const struct ms_sp_proc *p, enum ms_sp_event ev);
@@ -1005,7 +1043,11 @@ struct ms_sp {
 	unsigned untraceable; /* descendants left out (traced by someone else) */
 	bool started;	      /* the first scan is done: what appears now is late */
 	const char *why;      /* why the recording ended */
-	uint64_t start_ns;
+	uint64_t start_ns;    /* also the intervals' grid origin */
+	uint64_t start_real_ns; /* the same instant, CLOCK_REALTIME */
+	uint64_t stop_ns;	/* when the stop began (0: not yet) */
+	unsigned iv_n;		/* --interval: the next interval to merge */
+	uint64_t iv_wait_ns;	/* since when it waits for a late recorder's file */
 };
 
 /*
@@ -1027,7 +1069,9 @@ int ms_sp_run(struct ms_sp *s);
  * Reads each recording back (its summary line and note, its profile) and
  * adds its profile to prof (walk mode: its all-threads one to all) under a
  * root frame "TITLE (PID)", each process in an address space of its own;
- * s->v sorted by pid after the root, *t the sums.
+ * s->v sorted by pid after the root, *t the sums. With --interval the
+ * profiles went to the interval files: prof and all are not touched (may
+ * be NULL), each process's figures are what it allocated over its files.
  */
 void ms_sp_merge(struct ms_sp *s, struct ms_profile *prof, struct ms_profile *all,
 		 struct ms_sp_totals *t);
@@ -1040,6 +1084,12 @@ void ms_sp_merge(struct ms_sp *s, struct ms_profile *prof, struct ms_profile *al
 int ms_sp_never_reached(const struct ms_sp_proc *p);
 /* The length of path without its extension (x.pb.gz and x.speedscope.json whole). */
 size_t ms_sp_stem_len(const char *path);
+/*
+ * Calls fn on each line of p's recorder's log (its stderr), until fn
+ * returns false. false when there is no log to read.
+ */
+bool ms_sp_log_each(const struct ms_sp_proc *p, bool (*fn)(void *ctx, const char *line),
+		    void *ctx);
 /* Removes the recorders' files and the directory, frees s. */
 void ms_sp_close(struct ms_sp *s);
 

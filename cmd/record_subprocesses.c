@@ -5,6 +5,7 @@
  * the tree and reads their profiles back is record/subprocesses.c.
  */
 #include "cmd/cmd.h"
+#include "cmd/record_interval.h"
 #include "cmd/record_opts.h"
 #include "cmd/subprocesses.h"
 #include "attach/attach.h"
@@ -25,14 +26,15 @@
 /* The options: the coordinator's own; the rest go to every recorder. */
 struct sp {
 	struct ms_sp_opts o;
-	const char *out_path;
-	char *out_default;
-	bool idle;	      /* --idle */
-	const char *all_path; /* walk: the merged all-threads profile */
+	struct cli_rec_opts co; /* pid (the root), -o, -f, -q (-d is o.duration_ns) */
+	bool idle;		/* --idle */
+	const char *all_path;	/* walk: the merged all-threads profile */
 	char *all_default, *tl_default;
-	enum ms_out_format fmt;
-	bool fmt_given, quiet, count, live, lines;
+	bool count, live, lines;
 	int verbose;
+	unsigned keep;			/* --keep */
+	struct cli_interval_files *ivf; /* --interval: the merged files */
+	char *title;			/* the files' title: the command line */
 };
 
 bool cli_has_subprocesses(int argc, char **argv)
@@ -129,22 +131,25 @@ static int parse(struct sp *s, int argc, char **argv, bool *help)
 			return 0;
 		}
 		/*
-		 * Each recorder would cut its intervals on a grid from its own start,
-		 * and a process found late starts late: file n would hold different
-		 * minutes of different processes. Cutting together needs the
-		 * recorders to cut on the coordinator's grid (cmd/record.c and
-		 * record/interval.c), not done yet.
+		 * --interval: each recorder cuts on the coordinator's grid (the
+		 * coordinator gives it --interval-origin), the coordinator merges
+		 * each interval and keeps the files.
 		 */
-		if (is_opt(a, "--interval", NULL) || is_opt(a, "--keep", NULL))
-			return cli_usage_error(
-			    CMD,
-			    "%s is not available with --subprocesses yet: each process has "
-			    "a recorder of its own, started when memspy finds the process, so "
-			    "their intervals would not cover the same minutes. Meanwhile record "
-			    "the processes that matter one by one: memspy record --pid WORKER "
-			    "--interval 10m -o 'heap-{pid}-{n}.pb.gz'",
-			    a);
-		if (is_opt(a, "--pid", "-p")) {
+		if (is_opt(a, "--interval", NULL)) {
+			if (!(v = opt_value(argc, argv, &i, "--interval", NULL)))
+				return cli_usage_error(CMD, "option '%s' needs a value", a);
+			if ((r = cli_interval_opt(CMD, v, &s->o.interval_ns)))
+				return r;
+			s->o.interval_arg = v;
+		} else if (is_opt(a, "--keep", NULL)) {
+			if (!(v = opt_value(argc, argv, &i, "--keep", NULL)))
+				return cli_usage_error(CMD, "option '%s' needs a value", a);
+			if ((r = cli_interval_opt_keep(CMD, v, &s->keep)))
+				return r;
+		} else if (is_opt(a, "--interval-origin", NULL)) {
+			return cli_usage_error(CMD, "--interval-origin is memspy's own, for the "
+						    "recorders of --subprocesses");
+		} else if (is_opt(a, "--pid", "-p")) {
 			if (!(v = opt_value(argc, argv, &i, "--pid", "-p")))
 				return cli_usage_error(CMD, "option '%s' needs a value", a);
 			if ((r = cli_opt_pid(CMD, v, &s->o.root)))
@@ -152,21 +157,21 @@ static int parse(struct sp *s, int argc, char **argv, bool *help)
 		} else if (is_opt(a, "--output", "-o")) {
 			if (!(v = opt_value(argc, argv, &i, "--output", "-o")))
 				return cli_usage_error(CMD, "option '%s' needs a value", a);
-			if ((r = cli_opt_output(CMD, v, &s->out_path)))
+			if ((r = cli_opt_output(CMD, v, &s->co.out_path)))
 				return r;
 		} else if (is_opt(a, "--format", "-f")) {
 			if (!(v = opt_value(argc, argv, &i, "--format", "-f")))
 				return cli_usage_error(CMD, "option '%s' needs a value", a);
-			if ((r = cli_opt_format(CMD, v, &s->fmt)))
+			if ((r = cli_opt_format(CMD, v, &s->co.fmt)))
 				return r;
-			s->fmt_given = true;
+			s->co.fmt_given = true;
 		} else if (is_opt(a, "--duration", "-d")) {
 			if (!(v = opt_value(argc, argv, &i, "--duration", "-d")))
 				return cli_usage_error(CMD, "option '%s' needs a value", a);
 			if ((r = cli_opt_duration(CMD, v, &s->o.duration_ns)))
 				return r;
 		} else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
-			s->quiet = true;
+			s->co.quiet = true;
 		} else if (is_opt(a, "--all-threads", NULL)) {
 			if (!(v = opt_value(argc, argv, &i, "--all-threads", NULL)) || !*v)
 				return cli_usage_error(CMD, "--all-threads needs a file name");
@@ -207,22 +212,15 @@ static int parse(struct sp *s, int argc, char **argv, bool *help)
 		return cli_usage_error(CMD, "--pid is required (e.g. memspy record --pid "
 					    "$(pidof nginx | tr ' ' '\\n' | sort -n | head -1) "
 					    "--subprocesses -o alloc.svg)");
-	if (!s->out_path) {
-		s->out_default =
-		    ms_xasprintf("memspy-%d.%s", (int)s->o.root,
-				 !s->fmt_given		       ? "svg"
-				 : s->fmt == MS_OUT_PPROF      ? "pb.gz"
-				 : s->fmt == MS_OUT_SPEEDSCOPE ? "speedscope.json"
-							       : ms_out_format_name(s->fmt));
-		s->out_path = s->out_default;
-		if (!s->fmt_given)
-			s->fmt = MS_OUT_SVG;
-	} else if (!s->fmt_given && ms_out_format_from_name(s->out_path, &s->fmt)) {
-		return cli_usage_error(CMD,
-				       "cannot tell the format from the name '%s': use "
-				       "--format svg|folded|speedscope|pprof",
-				       s->out_path);
-	}
+	s->co.pid = s->o.root;
+	if ((r = cli_rec_opts_output(CMD, &s->co, s->o.interval_ns ? "-{n}" : "")))
+		return r;
+	if (s->o.walk && (s->o.interval_ns || s->keep))
+		return cli_usage_error(CMD, "--interval and --keep are probe mode's: walk mode "
+					    "writes one file at the end (and a heap timeline per "
+					    "process)");
+	if ((r = cli_interval_check(CMD, s->co.out_path, s->o.interval_ns, s->keep)))
+		return r;
 	if (!s->o.walk) {
 		if (s->all_path || s->o.tl_path)
 			return cli_usage_error(CMD, "--all-threads and --timeline are walk mode's "
@@ -231,54 +229,53 @@ static int parse(struct sp *s, int argc, char **argv, bool *help)
 	}
 	/* Walk mode's other files, named as it names them (memspy record --mode walk --help). */
 	if (!s->all_path) {
-		size_t st = ms_sp_stem_len(s->out_path);
+		size_t st = ms_sp_stem_len(s->co.out_path);
 
-		s->all_default = ms_xasprintf("%.*s.all%s", (int)st, s->out_path, s->out_path + st);
+		s->all_default =
+		    ms_xasprintf("%.*s.all%s", (int)st, s->co.out_path, s->co.out_path + st);
 		s->all_path = s->all_default;
 	}
 	if (!s->o.tl_path) {
 		s->tl_default = ms_xasprintf("%.*s.timeline-{pid}.svg",
-					     (int)ms_sp_stem_len(s->out_path), s->out_path);
+					     (int)ms_sp_stem_len(s->co.out_path), s->co.out_path);
 		s->o.tl_path = s->tl_default;
 	}
-	if (!strcmp(s->out_path, s->all_path))
+	if (!strcmp(s->co.out_path, s->all_path))
 		return cli_usage_error(CMD, "-o and --all-threads must name two different files");
 	return 0;
+}
+
+static bool log_line(void *ctx, const char *line)
+{
+	fprintf(stderr, "  [pid %d] %s", (int)((const struct ms_sp_proc *)ctx)->pid, line);
+	return true;
 }
 
 /* Prints the recorder's own output (what it said went wrong). */
 static void print_log(const struct ms_sp_proc *p)
 {
-	char buf[4096];
-	FILE *f = fopen(p->log, "re");
-
-	if (!f)
-		return;
-	while (fgets(buf, sizeof(buf), f))
-		fprintf(stderr, "  [pid %d] %s", (int)p->pid, buf);
-	fclose(f);
+	ms_sp_log_each(p, log_line, (void *)p);
 }
 
 /*
  * A partial recording: the recorder's own lines about why ("memspy: waiting
- * for pid ...", "WARNING: ..."), not its progress and summary (-v prints all).
+ * for pid ...", "WARNING: ..."), not its progress, its interval files and
+ * summary (-v prints all).
  */
+static bool reason_line(void *ctx, const char *buf)
+{
+	const char *t = buf + strspn(buf, " ");
+
+	if ((!strncmp(buf, "memspy: ", 8) && strncmp(buf, READY_LINE, strlen(READY_LINE)) &&
+	     strncmp(buf, "memspy: wrote ", 14) && strncmp(buf, "memspy: interval ", 17)) ||
+	    !strncmp(t, "WARNING: ", 9))
+		fprintf(stderr, "      [pid %d] %s", (int)((const struct ms_sp_proc *)ctx)->pid, t);
+	return true;
+}
+
 static void print_reasons(const struct ms_sp_proc *p)
 {
-	char buf[4096];
-	FILE *f = fopen(p->log, "re");
-
-	if (!f)
-		return;
-	while (fgets(buf, sizeof(buf), f)) {
-		const char *t = buf + strspn(buf, " ");
-
-		if ((!strncmp(buf, "memspy: ", 8) && strncmp(buf, READY_LINE, strlen(READY_LINE)) &&
-		     strncmp(buf, "memspy: wrote ", 14)) ||
-		    !strncmp(t, "WARNING: ", 9))
-			fprintf(stderr, "      [pid %d] %s", (int)p->pid, t);
-	}
-	fclose(f);
+	ms_sp_log_each(p, reason_line, (void *)p);
 }
 
 /* What p's figures rest on (probe mode), into buf: "estimated from 120 samples, mean 4 KiB". */
@@ -337,7 +334,7 @@ static void on_event(void *ctx, const struct ms_sp_proc *p, enum ms_sp_event ev)
 {
 	const struct sp *s = ctx;
 
-	if (s->quiet)
+	if (s->co.quiet)
 		return;
 	if (ev == MS_SP_STARTED && s->verbose)
 		fprintf(stderr, "memspy: process %d (%s): recorder %d started\n", (int)p->pid,
@@ -347,6 +344,51 @@ static void on_event(void *ctx, const struct ms_sp_proc *p, enum ms_sp_event ev)
 			p->gen	  ? ", probed again in its new image after exec"
 			: p->late ? ", forked during the recording"
 				  : "");
+}
+
+/* --interval: interval n of every process, merged: its file written, and said where. */
+static void on_interval(void *ctx, const struct ms_sp_interval *iv)
+{
+	struct sp *s = ctx;
+	struct cli_interval_fig fig = {
+	    .n = iv->n,
+	    .from_real_ns = iv->from_real_ns,
+	    .duration_ns = iv->duration_ns,
+	    .live_bytes = iv->live_bytes,
+	    .live_count = iv->live_count,
+	    .alloc_bytes = iv->alloc_bytes,
+	    .alloc_count = iv->alloc_count,
+	    .nproc = iv->nproc,
+	};
+	struct ms_afile af = {0};
+	struct ms_error err = {0};
+	uint64_t cpu = ms_rec_self_cpu_ns();
+	char *sub = cli_interval_fig_subtitle(
+	    &fig, s->live, iv->sampled ? "estimated from samples" : "exact (every call)");
+	struct ms_out_opts wo = {
+	    .title = s->title,
+	    .subtitle = sub,
+	    .value = s->count ? MS_VALUE_COUNT : MS_VALUE_BYTES,
+	    .lines = s->lines,
+	    .live = s->o.live_view,
+	    .sample_period = iv->period,
+	    /* the allocated view alone does not carry the samples behind each stack */
+	    .samples = iv->sampled && s->o.live_view,
+	    .time_ns = iv->from_real_ns,
+	    .duration_ns = iv->duration_ns,
+	};
+	int rc = cli_interval_files_open_n(s->ivf, iv->n, &af, &err);
+
+	if (!rc) {
+		rc = ms_profile_write(iv->prof, s->co.fmt, &wo, af.fp, &err);
+		if (rc)
+			ms_afile_abort(&af);
+		else
+			rc = ms_afile_commit(&af, &err);
+	}
+	cli_interval_files_note(s->ivf, &fig, rc == 0, &err, ms_rec_self_cpu_ns() - cpu,
+				s->co.quiet);
+	free(sub);
 }
 
 int cmd_record_subprocesses(int argc, char **argv)
@@ -360,6 +402,7 @@ int cmd_record_subprocesses(int argc, char **argv)
 	bool help = false, afile_open = false, failed = false, partial = false;
 	int ret, r;
 
+	cli_rec_opts_init(&s.co);
 	ret = parse(&s, argc, argv, &help);
 	if (help) {
 		char *h[] = {(char *)"record", (char *)"--mode", (char *)"walk", (char *)"--help",
@@ -381,13 +424,25 @@ int cmd_record_subprocesses(int argc, char **argv)
 		cli_report(&err);
 		goto out_opts;
 	}
-	if (ms_afile_open(&af, s.out_path, &err) ||
-	    (s.o.walk && ms_afile_open(&af_all, s.all_path, &err))) {
+	if (s.o.interval_ns) {
+		/* the first file can be written: found before anything is attached */
+		if (cli_interval_probe_dir(s.co.out_path, s.o.root, &err)) {
+			cli_report(&err);
+			goto out_opts;
+		}
+		s.ivf = cli_interval_files_new(s.co.out_path, s.keep, s.o.root);
+		s.title = ms_xstrdup(cli_command_line());
+		s.o.interval = on_interval;
+		/* pprof carries both views, as one process's interval files do */
+		s.o.live_view = s.live || s.co.fmt == MS_OUT_PPROF;
+	} else if (ms_afile_open(&af, s.co.out_path, &err) ||
+		   (s.o.walk && ms_afile_open(&af_all, s.all_path, &err))) {
 		cli_report(&err);
 		ms_afile_abort(&af);
 		goto out_opts;
+	} else {
+		afile_open = true;
 	}
-	afile_open = true;
 	s.o.record = cmd_record;
 	s.o.event = on_event;
 	s.o.ctx = &s;
@@ -395,25 +450,31 @@ int cmd_record_subprocesses(int argc, char **argv)
 		cli_report(&err);
 		goto out;
 	}
-	if (!s.quiet) {
+	if (!s.co.quiet) {
 		char d[32];
 
 		fprintf(stderr,
-			"memspy: recording pid %d and its descendants (--subprocesses) %s%s\n",
+			"memspy: recording pid %d and its descendants (--subprocesses) %s%s",
 			(int)s.o.root, s.o.duration_ns ? "for " : "until Ctrl-C or they all exit",
 			s.o.duration_ns ? ms_fmt_duration(d, sizeof(d), s.o.duration_ns) : "");
+		if (s.o.interval_ns)
+			fprintf(stderr, ", a file every %s merging every process's interval: %s",
+				ms_fmt_duration(d, sizeof(d), s.o.interval_ns), s.co.out_path);
+		fprintf(stderr, "\n");
 	}
 	if ((r = ms_sp_run(&sp))) {
 		print_log(&sp.v[0]);
 		ret = r;
 		goto out;
 	}
-	if (!s.quiet)
+	if (!s.co.quiet)
 		fprintf(stderr, "memspy: %s: %zu recording%s ended%s\n", sp.why, sp.n,
 			sp.n == 1 ? "" : "s", s.o.walk ? "" : ", probes removed");
 
-	prof = ms_profile_new();
-	all = ms_profile_new();
+	if (!s.o.interval_ns) {
+		prof = ms_profile_new();
+		all = ms_profile_new();
+	}
 	ms_sp_merge(&sp, prof, all, &t);
 	for (size_t i = 0; i < sp.n; i++)
 		if (sp.v[i].unreadable)
@@ -462,14 +523,14 @@ int cmd_record_subprocesses(int argc, char **argv)
 		    .samples = t.sampled,
 		    .duration_ns = ms_now_ns() - sp.start_ns,
 		};
-		ret = ms_profile_write(prof, s.fmt, &wo, af.fp, &err);
+		ret = s.o.interval_ns ? 0 : ms_profile_write(prof, s.co.fmt, &wo, af.fp, &err);
 		free(subtitle);
 		if (!ret && s.o.walk) {
 			enum ms_out_format all_fmt;
 			uint64_t nall = 0;
 
 			if (ms_out_format_from_name(s.all_path, &all_fmt))
-				all_fmt = s.fmt;
+				all_fmt = s.co.fmt;
 			subtitle = ms_xasprintf(
 			    "All threads: %s%s thread samples of %zu process%s (--subprocesses), "
 			    "stops at random instants, no probes%s",
@@ -482,7 +543,7 @@ int cmd_record_subprocesses(int argc, char **argv)
 			ret = ms_profile_write(all, all_fmt, &wo, af_all.fp, &err);
 			free(subtitle);
 		}
-		if (ret || ms_afile_commit(&af, &err) ||
+		if (ret || (afile_open && ms_afile_commit(&af, &err)) ||
 		    (s.o.walk && ms_afile_commit(&af_all, &err))) {
 			cli_report(&err);
 			ret = MS_EXIT_FAILED;
@@ -490,21 +551,32 @@ int cmd_record_subprocesses(int argc, char **argv)
 			goto out;
 		}
 		afile_open = false;
-		if (!s.quiet && s.o.walk)
+		if (!s.co.quiet && s.o.walk)
 			fprintf(stderr,
 				"memspy: wrote %s (%s, allocator time): %s of %s running thread "
 				"samples (%.1f%%) were inside the allocator, over %zu process%s "
 				"(stops at random instants: shares are estimates):\n",
-				s.out_path, ms_out_format_name(s.fmt),
+				s.co.out_path, ms_out_format_name(s.co.fmt),
 				ms_fmt_count(a, sizeof(a), t.count),
 				ms_fmt_count(b, sizeof(b), t.running),
 				t.running ? 100.0 * (double)t.count / (double)t.running : 0,
 				t.nproc, t.nproc == 1 ? "" : "es");
-		else if (!s.quiet)
+		else if (!s.co.quiet && s.ivf) {
+			char *files = cli_interval_files_summary(s.ivf);
+
+			fprintf(stderr,
+				"memspy: wrote %s (%s, each every process's interval): %s "
+				"allocated in %s allocations over %zu process%s (%s):\n",
+				files, ms_out_format_name(s.co.fmt),
+				ms_fmt_bytes(a, sizeof(a), t.bytes),
+				ms_fmt_count(b, sizeof(b), t.count), t.nproc,
+				t.nproc == 1 ? "" : "es", how);
+			free(files);
+		} else if (!s.co.quiet)
 			fprintf(stderr,
 				"memspy: wrote %s (%s): %s %s in %s allocations over %zu "
 				"process%s (%s):\n",
-				s.out_path, ms_out_format_name(s.fmt),
+				s.co.out_path, ms_out_format_name(s.co.fmt),
 				ms_fmt_bytes(a, sizeof(a), t.bytes),
 				s.live ? "still live" : "allocated",
 				ms_fmt_count(b, sizeof(b), t.count), t.nproc,
@@ -526,7 +598,7 @@ int cmd_record_subprocesses(int argc, char **argv)
 			}
 			failed |= f;
 			partial |= pa;
-			if (s.quiet && !f)
+			if (s.co.quiet && !f)
 				continue;
 			if (s.o.walk)
 				fprintf(stderr,
@@ -541,8 +613,13 @@ int cmd_record_subprocesses(int argc, char **argv)
 					(int)p->pid, p->title, ms_fmt_bytes(a, sizeof(a), p->bytes),
 					ms_fmt_count(b, sizeof(b), p->count),
 					estimate(p, c, sizeof(c)), w ? "; " : "", w ? w : "");
-			if (p->have_timeline && !s.quiet)
+			if (p->have_timeline && !s.co.quiet)
 				fprintf(stderr, "      heap timeline: %s\n", p->tl);
+			if (p->iv_late && !s.co.quiet)
+				fprintf(stderr,
+					"      %u of its interval files came after their interval "
+					"was written: what it allocated in %s is in no file\n",
+					p->iv_late, p->iv_late == 1 ? "that interval" : "those");
 			if (p->note && (s.verbose || f || strncmp(p->note, "verified", 8)))
 				fprintf(stderr, "      %s\n", p->note);
 			if ((f || (pa && s.verbose)) && p->log)
@@ -550,23 +627,23 @@ int cmd_record_subprocesses(int argc, char **argv)
 			else if (pa && p->log)
 				print_reasons(p);
 		}
-		if (early && !s.quiet)
+		if (early && !s.co.quiet)
 			fprintf(stderr,
 				"  %u process%s exited before memspy could attach to %s (it "
 				"takes ~1 s): what %s allocated is not in the profile\n",
 				early, early == 1 ? "" : "es", early == 1 ? "it" : "them",
 				early == 1 ? "it" : "they");
-		if (late && !s.quiet)
+		if (late && !s.co.quiet)
 			fprintf(stderr,
 				"  %u process%s appeared as the recording ended and %s not "
 				"recorded\n",
 				late, late == 1 ? "" : "es", late == 1 ? "was" : "were");
-		if (sp.untraceable && !s.quiet)
+		if (sp.untraceable && !s.co.quiet)
 			fprintf(stderr,
 				"  %u process%s of the tree could not be recorded (another "
 				"tracer holds them)\n",
 				sp.untraceable, sp.untraceable == 1 ? "" : "es");
-		if (s.o.walk && !s.quiet)
+		if (s.o.walk && !s.co.quiet)
 			fprintf(stderr,
 				"  all threads: wrote %s (%s); heap timelines: %zu, one per "
 				"process (above)\n",
@@ -578,6 +655,10 @@ int cmd_record_subprocesses(int argc, char **argv)
 		free(how);
 	}
 	ret = failed ? MS_EXIT_FAILED : partial ? MS_EXIT_PARTIAL : MS_EXIT_OK;
+	if (s.ivf && !cli_interval_files_written(s.ivf))
+		ret = MS_EXIT_FAILED;
+	else if (s.ivf && cli_interval_files_failed(s.ivf) && ret == MS_EXIT_OK)
+		ret = MS_EXIT_PARTIAL;
 out:
 	ms_sp_close(&sp);
 	if (afile_open) {
@@ -588,7 +669,9 @@ out:
 	ms_profile_free(all);
 out_opts:
 	free(s.o.pass);
-	free(s.out_default);
+	cli_rec_opts_free(&s.co);
+	cli_interval_files_free(s.ivf);
+	free(s.title);
 	free(s.all_default);
 	free(s.tl_default);
 	return ret;

@@ -19,14 +19,23 @@
  * takes 0.8-1.0 s there from launch to recording: the 0.25 s baseline,
  * opening every module for the unwinder and symboliser, the install).
  *
+ * With --interval D each recorder cuts its intervals on the coordinator's
+ * grid (--interval-origin: the coordinator's start), so that its file n
+ * covers the same minutes as every other's, a process found late having a
+ * partial first one; once interval n is over and every recorder that was
+ * recording before its end has written its file n, the coordinator merges
+ * them into one profile and hands it to cmd/ to write (see iv_step).
+ *
  * cmd/record_subprocesses.c holds the options and the summary.
  */
 #include "record/record.h"
 #include "attach/descendants.h"
 #include "output/output.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,12 +43,17 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define TICK_MS	   20	       /* the coordinator's pace: reaping, readiness, exec checks */
 #define SCAN_NS	   50000000ull /* the tree is scanned again this often */
 #define MAX_PROCS  4096
 #define READY_LINE "memspy: recording pid "
+/* --interval: how long interval n waits for a recorder's late file (at least) */
+#define IV_LATE_NS 10000000000ull
+/* a stop this soon after a boundary ends the interval before it (the cut there raced it) */
+#define IV_STOP_TOL_NS 500000000ull
 
 /*
  * The length of path without its extension; ours with two dots stay whole
@@ -80,6 +94,46 @@ static char *timeline_name(const char *pattern, pid_t pid, unsigned gen)
 		return ms_xasprintf("%.*s%s%s", (int)(at - pattern), pattern, id, at + 5);
 	return ms_xasprintf("%.*s-%s%s", (int)ms_sp_stem_len(pattern), pattern, id,
 			    pattern + ms_sp_stem_len(pattern));
+}
+
+bool ms_sp_log_each(const struct ms_sp_proc *p, bool (*fn)(void *ctx, const char *line), void *ctx)
+{
+	char buf[4096];
+	FILE *f = p->log ? fopen(p->log, "re") : NULL;
+
+	if (!f)
+		return false;
+	while (fgets(buf, sizeof(buf), f) && fn(ctx, buf))
+		;
+	fclose(f);
+	return true;
+}
+
+/*
+ * Removes the files of dir whose name starts with prefix followed by '.'
+ * or '-' (one recorder's: "PID.GEN"), or every file (prefix NULL).
+ */
+static void remove_files(const char *dir, const char *prefix)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	size_t len = prefix ? strlen(prefix) : 0;
+
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		char *path;
+
+		if (e->d_name[0] == '.' && (!e->d_name[1] || !strcmp(e->d_name, "..")))
+			continue;
+		if (prefix && (strncmp(e->d_name, prefix, len) ||
+			       (e->d_name[len] != '.' && e->d_name[len] != '-')))
+			continue;
+		path = ms_xasprintf("%s/%s", dir, e->d_name);
+		unlink(path);
+		free(path);
+	}
+	closedir(d);
 }
 
 static bool known(const struct ms_sp *s, pid_t pid)
@@ -134,13 +188,15 @@ static int spawn(struct ms_sp *s, pid_t pid, unsigned gen, bool late)
 {
 	struct ms_sp_proc *p;
 	pid_t self = getpid(), c;
-	char pidbuf[16];
+	char pidbuf[16], origin[32];
 
 	ms_xgrow((void **)&s->v, &s->cap, s->n + 1, sizeof(*s->v));
 	p = &s->v[s->n++];
 	*p = (struct ms_sp_proc){.pid = pid, .gen = gen, .late = late};
 	p->title = ms_proc_title(pid);
-	p->out = ms_xasprintf("%s/%d.%u.msprof", s->dir, (int)pid, gen);
+	/* --interval: one file per interval, "PID.GEN-N.msprof" (iv_scan reads the names) */
+	p->out = s->o.interval_ns ? ms_xasprintf("%s/%d.%u-{n}.msprof", s->dir, (int)pid, gen)
+				  : ms_xasprintf("%s/%d.%u.msprof", s->dir, (int)pid, gen);
 	p->log = ms_xasprintf("%s/%d.%u.log", s->dir, (int)pid, gen);
 	if (s->o.walk) {
 		p->all = ms_xasprintf("%s/%d.%u.all.msprof", s->dir, (int)pid, gen);
@@ -148,6 +204,7 @@ static int spawn(struct ms_sp *s, pid_t pid, unsigned gen, bool late)
 	}
 	p->image = image_id(pid);
 	snprintf(pidbuf, sizeof(pidbuf), "%d", (int)pid);
+	snprintf(origin, sizeof(origin), "%llu", (unsigned long long)s->start_ns);
 	fflush(stdout);
 	fflush(stderr);
 	c = fork();
@@ -157,7 +214,8 @@ static int spawn(struct ms_sp *s, pid_t pid, unsigned gen, bool late)
 		return -errno;
 	}
 	if (c == 0) {
-		char **argv = ms_xcalloc(s->o.npass + 14, sizeof(*argv));
+		char **argv = ms_xcalloc(s->o.npass + 18, sizeof(*argv));
+		char own[48];
 		size_t n = 0;
 		int fd;
 
@@ -179,6 +237,12 @@ static int spawn(struct ms_sp *s, pid_t pid, unsigned gen, bool late)
 		argv[n++] = p->out;
 		argv[n++] = (char *)"-f";
 		argv[n++] = (char *)"msprof";
+		if (s->o.interval_ns) {
+			argv[n++] = (char *)"--interval";
+			argv[n++] = (char *)s->o.interval_arg;
+			argv[n++] = (char *)"--interval-origin";
+			argv[n++] = origin;
+		}
 		if (s->o.walk) {
 			argv[n++] = (char *)"--all-threads";
 			argv[n++] = p->all;
@@ -189,10 +253,8 @@ static int spawn(struct ms_sp *s, pid_t pid, unsigned gen, bool late)
 		fd = s->o.record((int)n, argv);
 		/* The coordinator was killed: no one reads these files. */
 		if (getppid() != self) {
-			unlink(p->out);
-			unlink(p->log);
-			if (p->all)
-				unlink(p->all);
+			snprintf(own, sizeof(own), "%d.%u", (int)pid, gen);
+			remove_files(s->dir, own);
 			rmdir(s->dir); /* the last recorder to end removes it */
 		}
 		_exit(fd);
@@ -203,22 +265,22 @@ static int spawn(struct ms_sp *s, pid_t pid, unsigned gen, bool late)
 	return 0;
 }
 
+static bool ready_line(void *ctx, const char *line)
+{
+	bool *ready = ctx;
+
+	*ready = !strncmp(line, READY_LINE, strlen(READY_LINE));
+	return !*ready;
+}
+
 /* Has p's recorder said it is recording (probes installed)? */
 static void check_ready(struct ms_sp *s, struct ms_sp_proc *p)
 {
-	char buf[4096];
-	FILE *f;
-
 	if (p->ready || p->ended)
 		return;
-	f = fopen(p->log, "re");
-	if (!f)
-		return;
-	while (fgets(buf, sizeof(buf), f))
-		if (!strncmp(buf, READY_LINE, strlen(READY_LINE)))
-			p->ready = true;
-	fclose(f);
+	ms_sp_log_each(p, ready_line, &p->ready);
 	if (p->ready) {
+		p->ready_ns = ms_now_ns();
 		free(p->title); /* the name it has now, probes in: a worker renames itself */
 		p->title = ms_proc_title(p->pid);
 		if (s->o.event)
@@ -321,57 +383,54 @@ static size_t n_running(const struct ms_sp *s)
 	return n;
 }
 
-/* The recorder's line about the code after detach ("verified after detach: ..."). */
-static void read_note(struct ms_sp_proc *p)
+/*
+ * From the recorder's log: its summary's figures, and its line about the
+ * code after detach ("verified after detach: ...").
+ */
+static bool note_line(void *ctx, const char *buf)
 {
-	char buf[4096];
-	FILE *f = fopen(p->log, "re");
+	struct ms_sp_proc *p = ctx;
+	const char *t = buf + strspn(buf, " ");
 
-	if (!f)
-		return;
-	while (fgets(buf, sizeof(buf), f)) {
-		const char *t = buf + strspn(buf, " ");
+	/*
+	 * Probe mode's summary: "memspy: wrote F (...): ... over D, from N
+	 * samples (estimated, mean M)", or "(exact: every call)".
+	 */
+	if (!strncmp(buf, "memspy: wrote ", 14)) {
+		const char *from = strstr(buf, ", from "), *mean = strstr(buf, "mean ");
 
-		/*
-		 * Probe mode's summary: "memspy: wrote F (...): ... over D, from N
-		 * samples (estimated, mean M)", or "(exact: every call)".
-		 */
-		if (!strncmp(buf, "memspy: wrote ", 14)) {
-			const char *from = strstr(buf, ", from "), *mean = strstr(buf, "mean ");
-
-			p->exact = strstr(buf, "(exact: every call)") != NULL;
-			p->live = strstr(buf, "still live") != NULL;
-			if (from) {
-				p->samples = 0;
-				for (from += 7; *from && *from != ' '; from++)
-					if (*from >= '0' && *from <= '9')
-						p->samples =
-						    p->samples * 10 + (uint64_t)(*from - '0');
-			}
-			/* --live: the view rests on the samples still live, "(N still live; ". */
-			if (from && (from = strstr(from, " samples (")) &&
-			    strstr(from, " still live;")) {
-				p->samples = 0;
-				for (from += 10; *from && *from != ' '; from++)
-					if (*from >= '0' && *from <= '9')
-						p->samples =
-						    p->samples * 10 + (uint64_t)(*from - '0');
-			}
-			if (mean) {
-				mean += 5;
-				snprintf(p->mean, sizeof(p->mean), "%.*s",
-					 (int)strcspn(mean, ")\n"), mean);
-			}
+		p->exact = strstr(buf, "(exact: every call)") != NULL;
+		p->live = strstr(buf, "still live") != NULL;
+		if (from) {
+			p->samples = 0;
+			for (from += 7; *from && *from != ' '; from++)
+				if (*from >= '0' && *from <= '9')
+					p->samples = p->samples * 10 + (uint64_t)(*from - '0');
 		}
-
-		if (!strncmp(t, "verified after detach", 21) || !strncmp(t, "WARNING: ", 9) ||
-		    !strncmp(t, "could not verify", 16)) {
-			buf[strcspn(buf, "\n")] = '\0';
-			free(p->note);
-			p->note = ms_xstrdup(t);
+		/* --live: the view rests on the samples still live, "(N still live; ". */
+		if (from && (from = strstr(from, " samples (")) && strstr(from, " still live;")) {
+			p->samples = 0;
+			for (from += 10; *from && *from != ' '; from++)
+				if (*from >= '0' && *from <= '9')
+					p->samples = p->samples * 10 + (uint64_t)(*from - '0');
+		}
+		if (mean) {
+			mean += 5;
+			snprintf(p->mean, sizeof(p->mean), "%.*s", (int)strcspn(mean, ")\n"), mean);
 		}
 	}
-	fclose(f);
+
+	if (!strncmp(t, "verified after detach", 21) || !strncmp(t, "WARNING: ", 9) ||
+	    !strncmp(t, "could not verify", 16)) {
+		free(p->note);
+		p->note = ms_xasprintf("%.*s", (int)strcspn(t, "\n"), t);
+	}
+	return true;
+}
+
+static void read_note(struct ms_sp_proc *p)
+{
+	ms_sp_log_each(p, note_line, p);
 }
 
 struct merge_ctx {
@@ -380,7 +439,33 @@ struct merge_ctx {
 	struct ms_out_frame *fr;
 	size_t cap;
 	uint64_t *bytes, *count, *running;
+	/* --interval: what to take of an interval file (its values: live, alloc beside) */
+	struct ms_sp_interval *iv;
+	bool take_alloc, take_live, live_view;
 };
+
+/* An interval file's stack: its allocated values, its live ones, as asked. */
+static void merge_interval_stack(struct merge_ctx *m, const struct ms_msprof_stack *s, size_t n)
+{
+	if (m->take_live) {
+		if (m->live_view && (s->bytes || s->count || s->samples))
+			ms_profile_add_sampled(m->prof, m->fr, n, s->bytes, s->count, s->samples);
+		m->iv->live_bytes += s->bytes;
+		m->iv->live_count += s->count;
+	}
+	if (m->take_alloc) {
+		/* the allocated view alone: the samples behind it are not in the file */
+		if (!m->live_view && (s->alloc_bytes || s->alloc_count))
+			ms_profile_add_sampled(m->prof, m->fr, n, s->alloc_bytes, s->alloc_count,
+					       0);
+		else if (s->alloc_bytes || s->alloc_count)
+			ms_profile_add_alloc(m->prof, m->fr, n, s->alloc_bytes, s->alloc_count);
+		m->iv->alloc_bytes += s->alloc_bytes;
+		m->iv->alloc_count += s->alloc_count;
+		*m->bytes += s->alloc_bytes;
+		*m->count += s->alloc_count;
+	}
+}
 
 static int merge_stack(void *ctx, const struct ms_msprof_stack *s)
 {
@@ -391,6 +476,10 @@ static int merge_stack(void *ctx, const struct ms_msprof_stack *s)
 	m->fr[n++] = (struct ms_out_frame){.function = m->rootname};
 	memcpy(m->fr + n, s->frames, s->n * sizeof(*s->frames));
 	n += s->n;
+	if (m->iv) {
+		merge_interval_stack(m, s, n);
+		return 0;
+	}
 	if (s->bytes || s->count || s->samples)
 		ms_profile_add_sampled(m->prof, m->fr, n, s->bytes, s->count, s->samples);
 	if (s->alloc_bytes || s->alloc_count)
@@ -452,6 +541,260 @@ static int merge(struct ms_profile *prof, struct ms_profile *all, struct ms_sp_p
 	return 0;
 }
 
+/* ------------------------------ --interval ------------------------------ */
+
+/* One recorder's interval file in the directory: the recording (index in s->v), its number. */
+struct ivfile {
+	size_t i;
+	unsigned n;
+};
+
+/* Recorder p's file for interval n. Allocated. */
+static char *iv_path(const struct ms_sp *s, const struct ms_sp_proc *p, unsigned n)
+{
+	return ms_xasprintf("%s/%d.%u-%u.msprof", s->dir, (int)p->pid, p->gen, n);
+}
+
+/* The end of the grid's interval n (CLOCK_MONOTONIC). */
+static uint64_t grid_end(const struct ms_sp *s, unsigned n)
+{
+	return s->start_ns + (uint64_t)n * s->o.interval_ns;
+}
+
+/* The number of the grid's interval that holds t. */
+static unsigned grid_n(const struct ms_sp *s, uint64_t t)
+{
+	uint64_t k = t > s->start_ns ? (t - s->start_ns) / s->o.interval_ns : 0;
+
+	return k + 1 > UINT_MAX ? UINT_MAX : (unsigned)(k + 1);
+}
+
+/*
+ * The interval files the recorders have written (complete: a file being
+ * written has a temporary name), *count of them. Allocated.
+ */
+static struct ivfile *iv_scan(const struct ms_sp *s, size_t *count)
+{
+	DIR *d = opendir(s->dir);
+	struct dirent *e;
+	struct ivfile *v = NULL;
+	size_t n = 0, cap = 0;
+
+	*count = 0;
+	if (!d)
+		return NULL;
+	while ((e = readdir(d))) {
+		const char *c = e->d_name;
+		unsigned long gen, num;
+		long pid;
+		char *end;
+
+		if (*c < '0' || *c > '9')
+			continue;
+		pid = strtol(c, &end, 10);
+		if (*end != '.' || end[1] < '0' || end[1] > '9')
+			continue;
+		gen = strtoul(end + 1, &end, 10);
+		if (*end != '-' || end[1] < '0' || end[1] > '9')
+			continue;
+		num = strtoul(end + 1, &end, 10);
+		if (strcmp(end, ".msprof") || !num || num > UINT_MAX)
+			continue;
+		for (size_t i = 0; i < s->n; i++) {
+			if (s->v[i].pid != pid || s->v[i].gen != gen || !s->v[i].log)
+				continue;
+			ms_xgrow((void **)&v, &cap, n + 1, sizeof(*v));
+			v[n++] = (struct ivfile){.i = i, .n = (unsigned)num};
+			break;
+		}
+	}
+	closedir(d);
+	*count = n;
+	return v;
+}
+
+/* The highest number among recording i's files in [lo, hi]; 0 for none. */
+static unsigned iv_max(const struct ivfile *f, size_t nf, size_t i, unsigned lo, unsigned hi)
+{
+	unsigned top = 0;
+
+	for (size_t k = 0; k < nf; k++)
+		if (f[k].i == i && f[k].n >= lo && f[k].n <= hi && f[k].n > top)
+			top = f[k].n;
+	return top;
+}
+
+/*
+ * Adds recording i's interval file path to iv->prof under its root frame,
+ * in its own address space: what was allocated in it (alloc), what is live
+ * at its end (live). 0 or a negative code.
+ */
+static int iv_read(struct ms_sp *s, size_t i, const char *path, bool alloc, bool live,
+		   struct ms_sp_interval *iv)
+{
+	struct ms_sp_proc *p = &s->v[i];
+	struct ms_error err = {0};
+	struct ms_msprof_head head;
+	struct merge_ctx m = {.prof = iv->prof,
+			      .bytes = &p->bytes,
+			      .count = &p->count,
+			      .iv = iv,
+			      .take_alloc = alloc,
+			      .take_live = live,
+			      .live_view = s->o.live_view};
+	FILE *f = fopen(path, "re");
+	int ret;
+
+	if (!f)
+		return -errno;
+	m.rootname = ms_xasprintf("%s (%d)", p->title, (int)p->pid);
+	ret = ms_msprof_read(f, iv->prof, (uint32_t)i + 1, &head, merge_stack, &m, &err);
+	if (!ret) {
+		p->period = head.sample_period;
+		p->sampled = head.samples;
+		iv->period = head.sample_period > iv->period ? head.sample_period : iv->period;
+		iv->sampled |= head.samples;
+	}
+	fclose(f);
+	free(m.fr);
+	free((char *)m.rootname);
+	return ret ? -EINVAL : 0;
+}
+
+/*
+ * Merges interval n and hands it to o.interval. From each recording its
+ * file n; with last (the recording's last interval) also its files after n
+ * (a cut at the boundary raced the stop: their allocations are added, the
+ * live figures are the newest file's), and for a process stopped with the
+ * others whose last file came before n (its cut lagged), the live figures
+ * of that file: the last interval holds every process's live at the end.
+ * A process that exited or exec'd has nothing live after its last file.
+ * Unless keep, the files of n and before are removed: a file that comes
+ * after its interval was merged is late, its allocations in no file.
+ */
+static void iv_merge(struct ms_sp *s, unsigned n, bool last, bool keep)
+{
+	struct ms_sp_interval iv = {.n = n};
+	size_t nf;
+	struct ivfile *f = iv_scan(s, &nf);
+	uint64_t from = grid_end(s, n - 1), end = grid_end(s, n);
+	unsigned hi = last ? UINT_MAX : n;
+
+	if (last)
+		end = s->stop_ns ? s->stop_ns : ms_now_ns();
+	iv.from_real_ns = s->start_real_ns + (from - s->start_ns);
+	iv.duration_ns = end > from ? end - from : 0;
+	iv.prof = ms_profile_new();
+	for (size_t i = 0; i < s->n; i++) {
+		struct ms_sp_proc *p = &s->v[i];
+		unsigned top = iv_max(f, nf, i, n, hi), newest = iv_max(f, nf, i, 1, UINT_MAX);
+		bool gone = p->ended && (p->exec_seen || !p->stop_sent), took = false, bad = false;
+		char *path;
+
+		if (!p->log)
+			continue;
+		for (size_t k = 0; k < nf; k++) {
+			if (f[k].i != i || f[k].n < n || f[k].n > hi)
+				continue;
+			path = iv_path(s, p, f[k].n);
+			bad |= iv_read(s, i, path, true, f[k].n == top && !(gone && top == newest),
+				       &iv) != 0;
+			free(path);
+			took = true;
+		}
+		if (last && !top && newest && p->stop_sent && !p->exec_seen) {
+			path = iv_path(s, p, newest);
+			bad |= iv_read(s, i, path, false, true, &iv) != 0;
+			free(path);
+			took = true;
+		}
+		p->unreadable |= bad;
+		p->iv_files += took;
+		iv.nproc += took;
+	}
+	if (iv.nproc && s->o.interval)
+		s->o.interval(s->o.ctx, &iv);
+	ms_profile_free(iv.prof);
+	for (size_t k = 0; k < nf && !keep; k++) {
+		char *path;
+
+		if (f[k].n > n)
+			continue;
+		if (f[k].n < n)
+			s->v[f[k].i].iv_late++;
+		path = iv_path(s, &s->v[f[k].i], f[k].n);
+		unlink(path);
+		free(path);
+	}
+	free(f);
+}
+
+/*
+ * While the recording goes on: merges each interval that is over once
+ * every recorder that was recording before its end has written its file
+ * for it (or a later one: a cut that overran skips a number), or has
+ * ended; a recorder whose file is IV_LATE_NS (or an interval) late is left
+ * out of it. A recorder seen recording only after the end may have cut it
+ * too: its file is taken if it is there.
+ */
+static void iv_step(struct ms_sp *s, uint64_t now)
+{
+	uint64_t late = s->o.interval_ns > IV_LATE_NS ? s->o.interval_ns : IV_LATE_NS;
+
+	while (now >= grid_end(s, s->iv_n)) {
+		uint64_t b = grid_end(s, s->iv_n);
+		size_t nf;
+		struct ivfile *f = iv_scan(s, &nf);
+		bool wait = false;
+
+		for (size_t i = 0; i < s->n && !wait; i++) {
+			const struct ms_sp_proc *p = &s->v[i];
+
+			wait = p->log && !p->ended && p->ready && p->ready_ns <= b &&
+			       !iv_max(f, nf, i, s->iv_n, UINT_MAX);
+		}
+		free(f);
+		if (wait) {
+			if (!s->iv_wait_ns)
+				s->iv_wait_ns = now;
+			if (now - s->iv_wait_ns < late)
+				return;
+		}
+		iv_merge(s, s->iv_n++, false, false);
+		s->iv_wait_ns = 0;
+	}
+}
+
+/*
+ * Every recorder ended: the intervals not merged yet, the last one the
+ * interval that holds the stop (a stop within IV_STOP_TOL_NS, or a tenth
+ * of an interval, after a boundary ends the interval before it: a
+ * --duration of whole intervals ends on one).
+ */
+static void iv_final(struct ms_sp *s)
+{
+	uint64_t tol = s->o.interval_ns / 10, t;
+	size_t nf;
+	struct ivfile *f;
+	unsigned last;
+
+	if (!s->stop_ns)
+		s->stop_ns = ms_now_ns();
+	tol = tol < IV_STOP_TOL_NS ? tol : IV_STOP_TOL_NS;
+	t = s->stop_ns > s->start_ns + tol ? s->stop_ns - tol : s->start_ns;
+	last = grid_n(s, t);
+	if (last < s->iv_n)
+		last = s->iv_n;
+	f = iv_scan(s, &nf);
+	for (size_t k = 0; k < nf; k++)
+		if (f[k].n < s->iv_n)
+			s->v[f[k].i].iv_late++;
+	free(f);
+	for (unsigned n = s->iv_n; n <= last; n++)
+		iv_merge(s, n, n == last, true);
+	s->iv_n = last + 1;
+}
+
 static int cmp_proc(const void *a, const void *b)
 {
 	const struct ms_sp_proc *x = a, *y = b;
@@ -461,32 +804,33 @@ static int cmp_proc(const void *a, const void *b)
 	return (x->gen > y->gen) - (x->gen < y->gen);
 }
 
+/* Every file the recorders left (--interval: files no interval took too), and the directory. */
 static void remove_dir(struct ms_sp *s)
 {
-	for (size_t i = 0; i < s->n; i++) {
-		if (s->v[i].out)
-			unlink(s->v[i].out);
-		if (s->v[i].log)
-			unlink(s->v[i].log);
-		if (s->v[i].all)
-			unlink(s->v[i].all);
-	}
+	remove_files(s->dir, NULL);
 	rmdir(s->dir);
+}
+
+struct log_find {
+	const char *what;
+	bool found;
+};
+
+static bool find_line(void *ctx, const char *line)
+{
+	struct log_find *lf = ctx;
+
+	lf->found = strstr(line, lf->what) != NULL;
+	return !lf->found;
 }
 
 /* Does p's recorder's log hold a line containing what? */
 static bool log_has(const struct ms_sp_proc *p, const char *what)
 {
-	char buf[4096];
-	bool found = false;
-	FILE *f = p->log ? fopen(p->log, "re") : NULL;
+	struct log_find lf = {.what = what};
 
-	if (!f)
-		return false;
-	while (!found && fgets(buf, sizeof(buf), f))
-		found = strstr(buf, what) != NULL;
-	fclose(f);
-	return found;
+	ms_sp_log_each(p, find_line, &lf);
+	return lf.found;
 }
 
 /*
@@ -520,7 +864,14 @@ int ms_sp_start(struct ms_sp *s, const struct ms_sp_opts *o, struct ms_error *er
 				    strerror(e));
 	}
 	ms_signals_init();
-	s->start_ns = ms_now_ns();
+	{
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		s->start_ns = ms_now_ns();
+		s->start_real_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	}
+	s->iv_n = 1;
 	spawn(s, o->root, 0, false);
 	scan_tree(s);
 	s->started = true;
@@ -550,6 +901,7 @@ int ms_sp_run(struct ms_sp *s)
 				return WEXITSTATUS(s->v[0].status);
 			if (s->why) {
 				stopping = true;
+				s->stop_ns = now;
 				for (size_t i = 0; i < s->n; i++)
 					if (s->v[i].rec && !s->v[i].ended) {
 						kill(s->v[i].rec, SIGINT);
@@ -561,11 +913,15 @@ int ms_sp_run(struct ms_sp *s)
 					scan_tree(s);
 					last_scan = now;
 				}
+				if (s->o.interval_ns)
+					iv_step(s, now);
 			}
 		}
 		if (!n_running(s)) {
 			if (!s->why)
 				s->why = "every process exited";
+			if (s->o.interval_ns)
+				iv_final(s);
 			return 0;
 		}
 		ms_signals_wait(TICK_MS);
@@ -584,8 +940,10 @@ void ms_sp_merge(struct ms_sp *s, struct ms_profile *prof, struct ms_profile *al
 		if (!p->log)
 			continue; /* never had a recorder (another tracer holds it) */
 		read_note(p);
-		if (!p->have_profile && access(p->out, F_OK) == 0 &&
-		    merge(prof, all, p, (uint32_t)i + 1))
+		if (s->o.interval_ns) /* its figures: over the interval files merged */
+			p->have_profile = p->iv_files > 0;
+		else if (!p->have_profile && access(p->out, F_OK) == 0 &&
+			 merge(prof, all, p, (uint32_t)i + 1))
 			p->unreadable = true;
 		t->ntl += p->have_timeline;
 		if (!p->have_profile)

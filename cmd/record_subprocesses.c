@@ -285,6 +285,8 @@ static const char *estimate(const struct ms_sp_proc *p, char *buf, size_t size)
 
 	if (p->exact)
 		return "exact: every call";
+	if (!p->samples && p->bytes) /* --interval: from its files; its summary never came */
+		return "estimated; its own summary is missing";
 	if (!p->samples)
 		return p->live ? "no live sample" : "no sample";
 	snprintf(buf, size, "estimated from %s%s sample%s%s%s%s",

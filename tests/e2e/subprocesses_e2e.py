@@ -18,8 +18,9 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mstest import (Fail, LineReader, Skip, kill, parse_folded, scenario_main,  # noqa: E402
-                    text_check, tracer_of)
+from mstest import (Fail, LineReader, Skip, check_output_valid, kill,  # noqa: E402
+                    parse_folded, scenario_main, text_check, tracer_of)
+from interval_e2e import pprof_times, pprof_top, sampling_tolerance  # noqa: E402
 SIZES = {"pf_site_a": 4001, "pf_site_b": 2003, "pf_site_c": 1009}
 MIX = [(3, 1, 0), (0, 2, 2), (1, 1, 4), (2, 0, 1), (1, 3, 1), (0, 1, 3), (4, 1, 1), (1, 0, 2)]
 
@@ -689,8 +690,281 @@ def scen_pprof(args, wd):
     print("-diff_base: " + next((l for l in diff.splitlines() if "Total" in l), "?"), flush=True)
 
 
+# ------------------------------------------------------------ --interval
+
+LEAK = 96001  # PF_SIZE_LEAK: sampled nearly always at the mean below
+MEAN = 8192
+EVERY_NS = 2_000_000_000
+INTERVAL_LINE = re.compile(r"^memspy: interval (\d+), .* -> (\S+): ")
+# A file ends at a grid boundary and each recorder cuts there or just after
+# (after its drain): a batch that ended 2 ms before a file's end is in it.
+MARGIN = 2_000_000
+
+
+class IntervalFiles:
+    """memspy's interval lines as they come; each file copied at once (--keep removes it)."""
+
+    def __init__(self, err, copies):
+        self.err, self.copies, self.seen = err, copies, []
+        os.makedirs(copies, exist_ok=True)
+
+    def poll(self):
+        for l in list(self.err.lines):
+            m = INTERVAL_LINE.match(l)
+            if m and (int(m.group(1)), m.group(2)) not in [(n, p) for n, p, _ in self.seen]:
+                dst = os.path.join(self.copies, os.path.basename(m.group(2)))
+                shutil.copy(m.group(2), dst)
+                self.seen.append((int(m.group(1)), m.group(2), dst))
+
+    def next(self, timeout=60):
+        """Waits for the next file; returns (number, copy)."""
+        have, end = len(self.seen), time.monotonic() + timeout
+        while True:
+            self.poll()
+            if len(self.seen) > have:
+                return self.seen[have][0], self.seen[have][2]
+            if time.monotonic() > end or not self.err.t.is_alive():
+                raise Fail("no interval file came")
+            time.sleep(0.05)
+
+
+def leak_all(tree, ks):
+    """SIGUSR2 to workers ks: each leaks 10 (k + 1) blocks; returns the batches' last end."""
+    def n_lines(k):
+        return sum(1 for l in list(tree.out.lines) if l.startswith(f"leaked {k} "))
+    before = {k: n_lines(k) for k in ks}
+    for k in ks:
+        os.kill(tree.workers[k], signal.SIGUSR2)
+    end = time.monotonic() + 30
+    while any(n_lines(k) == before[k] for k in ks):
+        if time.monotonic() > end:
+            raise Fail("a worker did not answer SIGUSR2 with its leak batch")
+        time.sleep(0.02)
+    return max(int(l.split()[5]) for l in list(tree.out.lines) if l.startswith("leaked "))
+
+
+def leak_by_root(path):
+    """go tool pprof -raw: inuse_space on pf_site_leak under each process's root frame."""
+    types, samples, locs, _ = pprof_raw(path)
+    iu = types.index("inuse_space")
+    out = {}
+    for values, ids in samples:
+        if locs[ids[0]][2] == "pf_site_leak":
+            out[locs[ids[-1]][2]] = out.get(locs[ids[-1]][2], 0) + values[iu]
+    return out
+
+
+def check_grid(files):
+    """Merged files numbered on one grid: file n starts (n - first) intervals after the
+    first one, each starts where the one before ended, all but the last a whole interval."""
+    spans = [(n, path) + pprof_times(path) for n, _, path in files]
+    n0, _, t0, _ = spans[0]
+    for i, (n, path, start, end) in enumerate(spans):
+        name = os.path.basename(path)
+        if start - t0 != (n - n0) * EVERY_NS:
+            raise Fail(f"{name}: starts {(start - t0) / 1e9:.3f} s after file {n0}, not "
+                       f"{n - n0} intervals of 2 s")
+        if i and (n != spans[i - 1][0] + 1 or start != spans[i - 1][3]):
+            raise Fail(f"{name} does not follow file {spans[i - 1][0]}")
+        if i + 1 < len(spans) and end - start != EVERY_NS:
+            raise Fail(f"{name} lasts {(end - start) / 1e9:.3f} s, not 2 s")
+    print(f"files {n0}-{spans[-1][0]}: one 2-s grid, contiguous", flush=True)
+
+
+def leftovers(pids):
+    """The coordinator's temporary directories holding a file of one of pids' recorders."""
+    left = []
+    for d in os.listdir("/tmp"):
+        if not d.startswith("memspy-subprocesses-"):
+            continue
+        try:
+            names = os.listdir(os.path.join("/tmp", d))
+        except OSError:
+            continue
+        left += [os.path.join("/tmp", d, f) for f in names
+                 if f.split(".")[0] in {str(p) for p in pids}]
+    return left
+
+
+def scen_interval(args, wd):
+    """--interval 2s --keep 3 over a master and its workers, one forked during the recording.
+
+    Each worker K leaks 10 (K + 1) blocks of 96,001 B per SIGUSR2; all are
+    signalled at once, twice. The merged files are read by `go tool pprof`:
+    under each worker's root frame, the late one's included, inuse_space on
+    pf_site_leak grows by its own batch between the file before and the file
+    after it (the same files for every worker: one grid); -diff_base of the
+    first and last shows pf_site_leak grown by all six batches; the files lie
+    on one 2-s grid; --keep leaves the last 3; no recorder file is left.
+    """
+    if not shutil.which("go"):
+        raise Skip("go is not installed (Debian: apt install golang-go)")
+    tree = Tree(args.target, "busy", 2)
+    m = None
+    try:
+        pattern = os.path.join(wd, "heap-{n}-{pid}.pb.gz")
+        m, err = start_record(args, tree, pattern, ["-s", str(MEAN), "--interval", "2s",
+                                                    "--keep", "3"])
+        for pid in tree.pids():
+            wait_recording(err, pid)
+        tree.send("fork")
+        late = tree.wait_worker(2)
+        wait_recording(err, late, what="forked during the recording")
+        files = IntervalFiles(err, os.path.join(wd, "copies"))
+        ks = [0, 1, 2]
+        a = files.next()  # read before batch 1 was sent: holds none of it
+        t1 = leak_all(tree, ks)
+        while True:
+            mid = files.next()
+            if pprof_times(mid[1])[1] > t1 + MARGIN:
+                break
+        leak_all(tree, ks)  # batch 2, after mid was written
+        while len(files.seen) < 4:
+            files.next()
+        m.send_signal(signal.SIGINT)
+        rc = m.wait(timeout=180)
+        err.t.join(10)
+        files.poll()
+        if rc != 0:
+            raise Fail(f"memspy exited {rc}")
+        check_unharmed(tree.pids())
+        counts = tree.finish()
+        if sorted(counts) != ks:
+            raise Fail(f"counts from workers {sorted(counts)}, want {ks}")
+    finally:
+        kill(m)
+        tree.kill_all()
+    last = files.seen[-1][0], files.seen[-1][2]
+    print(f"files: a {a[0]}, mid {mid[0]}, last {last[0]} of {[n for n, _, _ in files.seen]}",
+          flush=True)
+    check_grid(files.seen)
+    # --keep 3: the last three, named with the root's pid; nothing temporary
+    left = sorted(f for f in os.listdir(wd) if f.startswith("heap-"))
+    want = sorted(os.path.basename(p) for _, p, _ in files.seen[-3:])
+    print(f"left: {left}", flush=True)
+    if left != want:
+        raise Fail(f"--keep 3 left {left}, want the last three written: {want}")
+    if any(f"-{tree.master}." not in f for f in left):
+        raise Fail(f"{{pid}} is not the root's pid {tree.master}: {left}")
+    stray = leftovers(tree.pids())
+    if stray:
+        raise Fail(f"recorders' files left behind: {stray}")
+    summary = [l for l in err.lines if l.startswith("memspy: wrote ")]
+    if not summary or "kept the last 3 (--keep 3)" not in summary[0]:
+        raise Fail(f"the summary does not say what --keep kept: {summary}")
+    # each worker's own batches, under its own root, in the same files
+    roots = {k: f"prefork: worker {k} ({tree.workers[k]})" for k in ks}
+    live = {name: leak_by_root(path) for name, path in (("a", a[1]), ("mid", mid[1]),
+                                                        ("last", last[1]))}
+    for x, y in (("a", "mid"), ("mid", "last")):
+        for k in ks:
+            blocks = 10 * (k + 1)
+            grown = live[y].get(roots[k], 0) - live[x].get(roots[k], 0)
+            tol = sampling_tolerance(blocks, LEAK, MEAN)
+            print(f"{x} -> {y}: worker {k}{' (forked late)' if k == 2 else ''}: "
+                  f"pf_site_leak +{grown} B, it leaked {blocks * LEAK} B (tolerance {tol:.0f} B)",
+                  flush=True)
+            if abs(grown - blocks * LEAK) > tol:
+                raise Fail(f"{x} -> {y}: worker {k} grew {grown} B on pf_site_leak, it leaked "
+                           f"{blocks * LEAK} B")
+        stray = set(live[y]) - set(roots.values())
+        if stray:
+            raise Fail(f"leaks under roots that never leaked: {stray}")
+    # go tool pprof -diff_base: what grew, over every process
+    rows = pprof_top(last[1], base=a[1])
+    flat, fn = max(rows, key=lambda r: r[0])
+    want_b = 2 * sum(10 * (k + 1) for k in ks)
+    tol = sampling_tolerance(want_b, LEAK, MEAN)
+    print(f"-diff_base a last: top {fn} +{flat} B, leaked {want_b * LEAK} B (tolerance "
+          f"{tol:.0f} B)", flush=True)
+    if fn != "pf_site_leak" or abs(flat - want_b * LEAK) > tol:
+        raise Fail(f"-diff_base shows {fn} +{flat} B, want pf_site_leak +{want_b * LEAK} B")
+    for si in ("alloc_objects", "alloc_space", "inuse_objects", "inuse_space"):
+        top = go_pprof("-top", "-sample_index=" + si, last[1])
+        if "File: memspy-prefork-target" not in top or "Total samples = " not in top:
+            raise Fail(f"go tool pprof -top -sample_index={si}:\n{top[:500]}")
+    # what each interval allocated: nothing on pf_site_leak up to file a (before the
+    # batches), all the batches over the files after it, each counted once
+    total = 0
+    for n, _, path in files.seen:
+        got = sum(f for f, fn in pprof_top(path, index="alloc_space") if fn == "pf_site_leak")
+        if got and n <= a[0]:
+            raise Fail(f"file {n} allocated {got} B on pf_site_leak before any batch")
+        total += got
+    print(f"alloc_space on pf_site_leak over the files: {total} B, leaked {want_b * LEAK} B",
+          flush=True)
+    if abs(total - want_b * LEAK) > tol:
+        raise Fail(f"the files' alloc_space on pf_site_leak adds up to {total} B, the workers "
+                   f"leaked {want_b * LEAK} B")
+
+
+def scen_interval_kill(args, wd):
+    """--interval with a recorder SIGKILLed mid-recording, then SIGTERM to memspy.
+
+    The worker whose recorder died is restored by its watchdog and runs on;
+    the merged files go on without it, on the same grid; memspy says the
+    recorder was killed (exit 2); every file of every recorder is removed.
+    """
+    tree = Tree(args.target, "busy", 2)
+    m = None
+    try:
+        pattern = os.path.join(wd, "k-{n}.folded")
+        m, err = start_record(args, tree, pattern, ["-s", str(MEAN), "--interval", "2s"])
+        for pid in tree.pids():
+            wait_recording(err, pid)
+        files = IntervalFiles(err, os.path.join(wd, "copies"))
+        files.next()
+        victim = tree.workers[1]
+        rec = tracer_of(victim)
+        if rec <= 0:
+            raise Fail(f"worker 1 (pid {victim}) has no tracer: {rec}")
+        print(f"SIGKILL to pid {victim}'s recorder {rec}", flush=True)
+        os.kill(rec, signal.SIGKILL)
+        n_kill = files.next()[0]
+        after = [files.next()[0] for _ in range(2)]
+        m.send_signal(signal.SIGTERM)
+        rc = m.wait(timeout=180)
+        err.t.join(10)
+        files.poll()
+        print(f"memspy exited {rc}; files {[n for n, _, _ in files.seen]}", flush=True)
+        if rc != 2:
+            raise Fail(f"memspy exited {rc} with a recorder killed, want 2")
+        if not any(f"pid {victim} " in l and "its recorder was killed" in l for l in err.lines):
+            raise Fail("the summary does not say that worker 1's recorder was killed")
+        check_unharmed(tree.pids(), wait_untraced=60)
+        for k, pid in tree.workers.items():
+            wait_ticks(tree, k, pid, 1)  # still working
+        counts = tree.finish()
+        if len(counts) != 2:
+            raise Fail(f"counts from {len(counts)} workers, want 2")
+    finally:
+        kill(m)
+        tree.kill_all()
+    ns = [n for n, _, _ in files.seen]
+    if ns != list(range(ns[0], ns[0] + len(ns))):
+        raise Fail(f"interval numbers {ns} are not consecutive")
+    for n, _, path in files.seen:
+        roots = {fr[0] for fr, _ in parse_folded(path)}
+        has = any(r.endswith(f"({victim})") for r in roots)
+        print(f"file {n}: roots {sorted(roots)}", flush=True)
+        if n > n_kill and has:
+            raise Fail(f"file {n}, after worker 1's recorder died, has its root frame")
+        if not any(r.endswith(f"({tree.workers[0]})") for r in roots):
+            raise Fail(f"file {n} lacks worker 0")
+        check_output_valid(path, "folded")
+    left = sorted(f for f in os.listdir(wd) if f.startswith("k-"))
+    if left != sorted(os.path.basename(p) for _, p, _ in files.seen):
+        raise Fail(f"files left {left}")
+    stray = leftovers(tree.pids())
+    if stray:
+        raise Fail(f"recorders' files left behind: {stray}")
+    del after
+
+
 SCENARIOS = {
     "record": scen_record,
+    "interval": scen_interval,
+    "interval-kill": scen_interval_kill,
     "walk": scen_walk,
     "sigterm": scen_sigterm,
     "sigkill": scen_sigkill,

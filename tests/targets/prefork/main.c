@@ -14,7 +14,11 @@
  *             and at EOF ends every worker and exits (0: all were fine).
  *             Each worker prints "worker K PID" when it starts, "tick K PID
  *             ROUNDS" every 100 rounds and "counts K PID a=.. b=.. c=..
- *             bad=.." when it ends (SIGTERM) or execs.
+ *             bad=.." when it ends (SIGTERM) or execs. On SIGUSR2 worker K
+ *             leaks 10 (K + 1) blocks of PF_SIZE_LEAK (pf_site_leak, kept
+ *             forever) and prints "leaked K PID BLOCKS T0 T1": its blocks
+ *             leaked so far, and CLOCK_REALTIME ns before the batch's
+ *             first block and after its last.
  *   quiet N   the same tree, but each process allocates a known set,
  *             prints "worker K PID" (workers), then
  *             "mallinfo NAME PID {mallinfo2 as JSON}" at a point
@@ -46,7 +50,7 @@ static const unsigned mix[8][3] = {{3, 1, 0}, {0, 2, 2}, {1, 1, 4}, {2, 0, 1},
 				   {1, 3, 1}, {0, 1, 3}, {4, 1, 1}, {1, 0, 2}};
 static char *title_area;
 static size_t title_len;
-static volatile sig_atomic_t stop_flag, exec_flag;
+static volatile sig_atomic_t stop_flag, exec_flag, leak_flag;
 static bool spin; /* spin mode: busy ~1.5 ms of every 10 ms */
 static pid_t workers[MAX_WORKERS];
 static void *kept[4096];
@@ -71,10 +75,18 @@ static void on_usr1(int sig)
 	exec_flag = 1;
 }
 
+static void on_usr2(int sig)
+{
+	(void)sig;
+	leak_flag = 1;
+}
+
 static void handlers(void)
 {
 	struct sigaction sa = {0};
 
+	sa.sa_handler = on_usr2;
+	sigaction(SIGUSR2, &sa, NULL);
 	sa.sa_handler = on_term;
 	sigaction(SIGTERM, &sa, NULL);
 	sa.sa_handler = on_usr1;
@@ -96,11 +108,32 @@ static uint64_t now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+static uint64_t real_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Worker k's leak batch (SIGUSR2): 10 (k + 1) blocks kept forever, announced. */
+static void leak_batch(unsigned k, unsigned long *leaked, unsigned long *bad)
+{
+	uint64_t t0 = real_ns(), t1;
+
+	for (unsigned i = 0; i < 10 * (k + 1); i++, ++*leaked)
+		*bad += !pf_site_leak(k * 31u + i);
+	t1 = real_ns();
+	printf("leaked %u %d %lu %llu %llu\n", k, (int)getpid(), *leaked, (unsigned long long)t0,
+	       (unsigned long long)t1);
+	fflush(stdout);
+}
+
 static void worker_loop(unsigned k)
 {
 	uint64_t busy_until = 0;
 	unsigned long cycles = 0;
-	unsigned long calls[3] = {0}, bad = 0, rounds = 0;
+	unsigned long calls[3] = {0}, bad = 0, rounds = 0, leaked = 0;
 	const unsigned *m = mix[k % 8];
 	unsigned seed = k * 7919u;
 	char t[64];
@@ -111,6 +144,10 @@ static void worker_loop(unsigned k)
 	printf("worker %u %d\n", k, (int)getpid());
 	fflush(stdout);
 	while (!stop_flag && !exec_flag) {
+		if (leak_flag) {
+			leak_flag = 0;
+			leak_batch(k, &leaked, &bad);
+		}
 		for (unsigned i = 0; i < m[0]; i++, calls[0]++)
 			bad += !pf_site_a(seed++);
 		for (unsigned i = 0; i < m[1]; i++, calls[1]++)

@@ -972,6 +972,7 @@ struct ms_sp_proc {
 	char *note;	 /* the recorder's line about its check of the code after detach */
 	/* --interval */
 	uint64_t ready_ns;  /* when the coordinator saw it recording (CLOCK_MONOTONIC) */
+	bool gone;	    /* when its recorder ended, the process had exited or exec'd */
 	unsigned iv_files;  /* its interval files merged */
 	unsigned iv_late;   /* its interval files that came after their interval was written */
 };

@@ -350,6 +350,8 @@ static void reap(struct ms_sp *s, bool stopping)
 
 				p->exec_seen = id && id != p->image;
 			}
+			/* --interval: nothing of it is live after its last file */
+			p->gone = p->exec_seen || ms_procfs_gone(p->pid);
 			if (p->exec_seen && !stopping && kill(p->pid, 0) == 0 && s->n < MAX_PROCS)
 				spawn(s, p->pid, p->gen + 1, true);
 			break;
@@ -688,7 +690,7 @@ static void iv_merge(struct ms_sp *s, unsigned n, bool last, bool keep)
 	for (size_t i = 0; i < s->n; i++) {
 		struct ms_sp_proc *p = &s->v[i];
 		unsigned top = iv_max(f, nf, i, n, hi), newest = iv_max(f, nf, i, 1, UINT_MAX);
-		bool gone = p->ended && (p->exec_seen || !p->stop_sent), took = false, bad = false;
+		bool gone = p->ended && p->gone, took = false, bad = false;
 		char *path;
 
 		if (!p->log)
@@ -702,7 +704,7 @@ static void iv_merge(struct ms_sp *s, unsigned n, bool last, bool keep)
 			free(path);
 			took = true;
 		}
-		if (last && !top && newest && p->stop_sent && !p->exec_seen) {
+		if (last && !top && newest && p->stop_sent && !gone) {
 			path = iv_path(s, p, newest);
 			bad |= iv_read(s, i, path, false, true, &iv) != 0;
 			free(path);

@@ -974,8 +974,32 @@ def scen_interval_kill(args, wd):
     del after
 
 
+def scen_interval_usage(args, wd):
+    """--subprocesses with --interval: patterns and options checked as without (exit 64)."""
+    me = str(os.getpid())
+    cases = [
+        (["--interval", "1s", "-o", "heap.pb.gz"], "needs {n}"),
+        (["--keep", "2", "-o", "heap.svg"], "--keep needs --interval"),
+        (["--interval", "0.5s", "-o", "heap-{n}.svg"], "1s or more"),
+        (["--interval", "1s", "-o", "heap-{x}.svg"], "unknown placeholder '{x}'"),
+        (["--mode", "walk", "--interval", "1s", "-o", "heap-{n}.svg"], "probe mode's"),
+        (["--interval-origin", "5", "--interval", "1s", "-o", "heap-{n}.svg"],
+         "memspy's own"),
+    ]
+    for opts, want in cases:
+        cmd = [args.memspy, "record", "--pid", me, "--subprocesses"] + opts
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=wd)
+        print(f"$ {' '.join(cmd)} -> {r.returncode}: {r.stderr.strip()}", flush=True)
+        if r.returncode != 64 or want not in r.stderr:
+            raise Fail(f"{opts}: exit {r.returncode}, want 64 saying {want!r}: {r.stderr!r}")
+    left = os.listdir(wd)
+    if left:
+        raise Fail(f"a usage error left files: {left}")
+
+
 SCENARIOS = {
     "record": scen_record,
+    "interval-usage": scen_interval_usage,
     "interval": scen_interval,
     "interval-kill": scen_interval_kill,
     "walk": scen_walk,

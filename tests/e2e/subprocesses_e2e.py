@@ -240,17 +240,23 @@ def scen_record(args, wd):
         tree.kill_all()
 
 
-def interrupted(args, wd, how):
+def interrupted(args, wd, how, interval=False):
     tree = Tree(args.target, "busy", 2)
     m = None
     try:
-        m, err = start_record(args, tree, os.path.join(wd, "x.folded"))
+        if interval:  # the recorders' interval files must go too
+            m, err = start_record(args, tree, os.path.join(wd, "x-{n}.folded"),
+                                  ("-s", "1k", "--interval", "1s"))
+        else:
+            m, err = start_record(args, tree, os.path.join(wd, "x.folded"))
         for pid in tree.pids():
             wait_recording(err, pid)
         tree.send("fork")
         late = tree.wait_worker(2)
         wait_recording(err, late)
         wait_ticks(tree, 2, late, 1)
+        if interval:
+            seen(err, lambda l: INTERVAL_LINE.match(l) is not None, 60, "an interval file")
         m.send_signal(how)
         rc = m.wait(timeout=120)
         print(f"memspy exited {rc} after signal {how}", flush=True)
@@ -263,9 +269,22 @@ def interrupted(args, wd, how):
         counts = tree.finish()
         if len(counts) != 3:
             raise Fail(f"counts from {len(counts)} workers, want 3")
+        # each recorder removes its own files once it has put its process back
+        end = time.monotonic() + 60
+        while leftovers(tree.pids()):
+            if time.monotonic() > end:
+                raise Fail(f"recorders' files left behind: {leftovers(tree.pids())}")
+            time.sleep(0.1)
+        if interval:
+            print(f"interval files: {sorted(os.listdir(wd))}; no recorder file left", flush=True)
     finally:
         kill(m)
         tree.kill_all()
+
+
+def scen_interval_sigkill(args, wd):
+    """--interval, memspy SIGKILLed: processes restored, no recorder file left."""
+    interrupted(args, wd, signal.SIGKILL, interval=True)
 
 
 def scen_sigterm(args, wd):
@@ -1000,6 +1019,7 @@ def scen_interval_usage(args, wd):
 SCENARIOS = {
     "record": scen_record,
     "interval-usage": scen_interval_usage,
+    "interval-sigkill": scen_interval_sigkill,
     "interval": scen_interval,
     "interval-kill": scen_interval_kill,
     "walk": scen_walk,

@@ -19,6 +19,12 @@ add_executable(record_table_test ${CMAKE_CURRENT_LIST_DIR}/e2e/record_table_test
 target_include_directories(record_table_test PRIVATE ${PROJECT_SOURCE_DIR})
 target_link_libraries(record_table_test PRIVATE ms_record ms_testlib)
 ms_add_test(NAME record_table TIMEOUT 60 LABELS unit record COMMAND record_table_test)
+
+# The sampling policy: --sample-bytes, --exact, --max-overhead to the mean and budget (no ptrace).
+add_executable(record_policy_test ${PROJECT_SOURCE_DIR}/tests/unit/test_record_policy.c)
+target_include_directories(record_policy_test PRIVATE ${PROJECT_SOURCE_DIR})
+target_link_libraries(record_policy_test PRIVATE ms_record ms_testlib)
+ms_add_test(NAME record_policy TIMEOUT 60 LABELS unit record COMMAND record_policy_test)
 # A target that exits the moment memspy detaches: a complete recording exits 0 and says
 # the code could not be read back (tests/e2e/exit_on_detach.py).
 find_package(Python3 COMPONENTS Interpreter)

@@ -418,4 +418,37 @@ int ms_leak_scan_mt(const struct ms_heap_report *rep, const struct ms_reader *co
 		    struct ms_leak_report *out);
 void ms_leak_report_free(struct ms_leak_report *lr);
 
+/* ---- the quick heap read (quick.c): arena headers and free-list sizes, no chunk walk ---- */
+
+/* One arena as read from its header and free lists. */
+struct ms_heap_quick_arena {
+	ms_raddr_t addr;
+	bool is_main;
+	int mutex;
+	uint64_t system_mem, top, fast, unsorted, small, large;
+	bool capped; /* a free list was longer than the read budget allowed */
+};
+
+/* What one cheap heap read found. */
+struct ms_heap_quick {
+	struct ms_heap_quick_arena *arenas;
+	size_t narenas, cap;
+	uint64_t mmapped_mem, n_mmaps;
+	uint64_t tcache;	   /* bytes in every thread's tcache (from the counts) */
+	bool tcache_known;	   /* the tcaches were located */
+	bool capped, inconsistent; /* some list cut short / some arena locked */
+	uint64_t reads;		   /* remote reads done */
+};
+
+/*
+ * Reads the arena ring (headers only: system_mem, top), the fastbin and bin
+ * lists (sizes summed, at most max_reads chunk reads in all), mp_'s mmapped
+ * counters, and the tcache counts of the threads in loc. The target must be
+ * stopped. 0, or a negative code when main_arena itself cannot be read.
+ * h is reset first and keeps its buffer between calls.
+ */
+int ms_heap_quick_read(const struct ms_heap_loc *loc, const struct ms_reader *r,
+		       struct ms_heap_quick *h, uint64_t max_reads);
+void ms_heap_quick_free(struct ms_heap_quick *h);
+
 #endif

@@ -76,7 +76,7 @@ struct ms_rec_walk {
 	/* heap */
 	struct ms_heap_loc loc;
 	struct ms_error heap_err; /* why glibc's state was not found */
-	struct ms_rec_walk_heap heap;
+	struct ms_heap_quick heap;
 	pid_t *tids;
 	ms_raddr_t *fsb;
 	size_t ntids_cap;
@@ -262,7 +262,7 @@ static void read_heap(struct ms_rec_walk *w, struct ms_tl_sample *s, struct ms_h
 		s->full_walk = true;
 		return;
 	}
-	rc = ms_rec_walk_heap_read(&w->loc, &r, &w->heap, w->o.max_reads);
+	rc = ms_heap_quick_read(&w->loc, &r, &w->heap, w->o.max_reads);
 	s->heap = rc == 0;
 }
 
@@ -297,11 +297,11 @@ static void heap_sample(struct ms_rec_walk *w, struct ms_tl_sample *s, struct ms
 		s->approximate = rep->partial;
 		s->inconsistent = rep->inconsistent;
 	} else {
-		struct ms_rec_walk_heap *h = &w->heap;
+		struct ms_heap_quick *h = &w->heap;
 
 		ms_xgrow((void **)&w->tla, &w->tla_cap, h->narenas + 1, sizeof(*w->tla));
 		for (size_t i = 0; i < h->narenas; i++) {
-			const struct ms_rec_walk_arena *a = &h->arenas[i];
+			const struct ms_heap_quick_arena *a = &h->arenas[i];
 			struct ms_tl_values *v = &w->tla[i].v;
 			uint64_t fr = a->fast + a->unsorted + a->small + a->large;
 
@@ -710,7 +710,7 @@ void ms_rec_walk_free(struct ms_rec_walk *w)
 	free(w->tids);
 	free(w->fsb);
 	free(w->tla);
-	ms_rec_walk_heap_free(&w->heap);
+	ms_heap_quick_free(&w->heap);
 	ms_heap_loc_free(&w->loc);
 	ms_timeline_free(w->a.tl);
 	ms_rec_walk_sched_free(&w->kernel0);

@@ -1,46 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * record, walk mode, private to record/walk*.c: the cheap heap read
- * (walk_heap.c) and the sampler's helpers (walk_sampler.c).
+ * record, walk mode, private to record/walk*.c: which frames are the
+ * allocator's (walk_allocator.c) and the sampler's helpers
+ * (walk_sampler.c). The heap read: heapwalk's quick read (heapwalk/quick.c).
  */
 #ifndef MEMSPY_RECORD_WALK_INT_H
 #define MEMSPY_RECORD_WALK_INT_H
 
 #include "record/record.h"
-
-
-struct ms_heap_loc;
-
-/* One arena as read from its header and free lists. */
-struct ms_rec_walk_arena {
-	ms_raddr_t addr;
-	bool is_main;
-	int mutex;
-	uint64_t system_mem, top, fast, unsorted, small, large;
-	bool capped; /* a free list was longer than the read budget allowed */
-};
-
-/* What one cheap heap read found. */
-struct ms_rec_walk_heap {
-	struct ms_rec_walk_arena *arenas;
-	size_t narenas, cap;
-	uint64_t mmapped_mem, n_mmaps;
-	uint64_t tcache;	   /* bytes in every thread's tcache (from the counts) */
-	bool tcache_known;	   /* the tcaches were located */
-	bool capped, inconsistent; /* some list cut short / some arena locked */
-	uint64_t reads;		   /* remote reads done */
-};
-
-/*
- * Reads the arena ring (headers only: system_mem, top), the fastbin and bin
- * lists (sizes summed, at most max_reads chunk reads in all), mp_'s mmapped
- * counters, and the tcache counts of the threads in loc. The target must be
- * stopped. 0, or a negative code when main_arena itself cannot be read.
- * h is reset first and keeps its buffer between calls.
- */
-int ms_rec_walk_heap_read(const struct ms_heap_loc *loc, const struct ms_reader *r,
-			  struct ms_rec_walk_heap *h, uint64_t max_reads);
-void ms_rec_walk_heap_free(struct ms_rec_walk_heap *h);
 
 /* Is this symbolised frame a part of an allocator (malloc and friends, their internals)? */
 bool ms_rec_frame_is_allocator(const char *function, const char *file, const char *module);

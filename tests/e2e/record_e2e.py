@@ -198,7 +198,7 @@ def scen_usage(args, wd):
         (["--pid", "1", "--duration", "soon"], "not a positive duration"),
         (["--pid", "1", "--sample-bytes", "lots"], "not a byte count"),
         (["--pid", "1", "--unwinder", "magic"], "unknown unwinder"),
-        (["--pid", "1", "--subprocesses", "--interval", "5s"], "not available with --subprocesses"),
+        (["--pid", "1", "--subprocesses", "--interval", "5s", "-o", "h.svg"], "needs {n}"),
         (["--pid", "1", "--subprocesses", "--duration", "soon"], "not a positive duration"),
         (["--pid", "1", "--subprocesses", "--timeline", "t.svg"], "are walk mode's"),
         (["--pid", "1", "--subprocesses", "--mode", "walk", "--timeline", "t.txt"],

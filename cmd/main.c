@@ -14,7 +14,7 @@ struct subcommand {
 
 static const struct subcommand subcommands[] = {
 	{.name = "record", .run = cmd_record,
-	 .summary = "sample allocation call stacks of a running process into a flame graph"},
+	 .summary = "where a running process allocates, by call stack, as a flame graph"},
 	{.name = "top", .run = cmd_top,
 	 .summary = "a live table of the functions that allocate, refreshed every second"},
 	{.name = "dump", .run = cmd_dump,

@@ -420,13 +420,48 @@ def scenario_usage(a):
                        text=True, timeout=30)
     if r.returncode != 64 or "--interval is an option of memspy record, not of top" not in r.stderr:
         raise Fail(f"--interval: status {r.returncode}, {r.stderr!r}")
+    r = subprocess.run([a.memspy, "top", "--pid", "1", "--subprocesses"], capture_output=True,
+                       text=True, timeout=30)
+    if (r.returncode != 64 or
+            "--subprocesses is an option of memspy record, not of top" not in r.stderr):
+        raise Fail(f"--subprocesses: status {r.returncode}, {r.stderr!r}")
     r = subprocess.run([a.memspy, "top"], capture_output=True, text=True, timeout=30)
     if r.returncode != 64 or "--pid is required (e.g. memspy top --pid" not in r.stderr:
         raise Fail(f"no --pid: status {r.returncode}, {r.stderr!r}")
     r = subprocess.run([a.memspy, "top", "--help"], capture_output=True, text=True, timeout=30)
     if r.returncode != 0 or "Usage: memspy top" not in r.stdout or "q or Ctrl-C" not in r.stdout:
         raise Fail(f"--help: status {r.returncode}")
-    log("usage: -o refused, --pid required, --help is top's")
+    top_help = r.stdout
+    rec_help = subprocess.run([a.memspy, "record", "--help"], capture_output=True, text=True,
+                              timeout=30).stdout
+    for line in top_help.splitlines():
+        if len(line) > 79:
+            raise Fail(f"--help: a line of {len(line)} columns: {line!r}")
+    # The options top shares with record are described by the same text in both helps.
+    for opt in ("-p, --pid PID", "-d, --duration D", "-s, --sample-bytes N",
+                "--max-overhead PCT", "--exact", "--stack-bytes N", "--unwinder U",
+                "--probe SYMBOL", "--probe-free SYMBOL", "-q, --quiet", "-h, --help"):
+        blocks = [help_block(h, opt) for h in (top_help, rec_help)]
+        if not blocks[0] or blocks[0] != blocks[1]:
+            raise Fail(f"--help: {opt} is described differently by top and record: {blocks!r}")
+    log("usage: -o and --subprocesses refused, --pid required, --help is top's, "
+        "its shared options described as record's")
+
+
+def help_block(text, opt):
+    """The lines that describe opt in a --help text: its line and the indented ones after it."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith(" " * 7):
+            continue  # a description's continuation, not an option's line
+        if line.strip().startswith(opt + " ") or line.strip() == opt:
+            block = [line]
+            for more in lines[i + 1:]:
+                if not more.startswith(" " * 25) or not more.strip():
+                    break
+                block.append(more)
+            return block
+    return None
 
 
 def main():

@@ -194,8 +194,9 @@ static const struct {
 			 "svg, folded, speedscope or pprof (default: from the extension of "
 			 "the file's name: .svg .folded .txt .json .pb.gz)"},
     [CLI_HELP_DURATION] = {"-d, --duration D",
-			   "stop after D (\"30\", \"30s\", \"500ms\", \"2m\"); default: until "
-			   "Ctrl-C (SIGINT/SIGTERM/SIGHUP) or the target exits"},
+			   "stop after D, in seconds or with a unit (\"30\", \"500ms\", \"2m\", "
+			   "\"1h\"); default: until Ctrl-C (SIGINT/SIGTERM/SIGHUP) or the target "
+			   "exits"},
     [CLI_HELP_SAMPLE_BYTES] = {"-s, --sample-bytes N",
 			       "mean bytes between samples, fixed (k/M/G suffixes); 0 means "
 			       "every call (as --exact). Default: chosen by the budget, starting "

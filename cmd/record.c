@@ -93,7 +93,7 @@ static void help(FILE *f)
 	    "  memspy record --pid 4242 --count -o calls.folded\n"
 	    "  memspy record --pid 4242 --exact --duration 5s -o all.speedscope.json\n"
 	    "  memspy record --pid 4242 --probe my_pool_alloc -o pool.svg\n"
-	    "  memspy record --pid 4242 --live --probe get_buf --probe-free put_buf -o live.svg\n"
+	    "  memspy record --pid 4242 --live --probe get_buf --probe-free put_buf\n"
 	    "  memspy record --pid 4242 --interval 10m --keep 12 -o 'heap-{n}.pb.gz'\n"
 	    "\n"
 	    "Symbols: separate debug files by build id under /usr/lib/debug (and the\n"

@@ -624,6 +624,8 @@ int cmd_record_subprocesses(int argc, char **argv)
 					p->iv_late, p->iv_late == 1 ? "that interval" : "those");
 			if (p->note && (s.verbose || f || strncmp(p->note, "verified", 8)))
 				fprintf(stderr, "      %s\n", p->note);
+			if (p->ring_note && !(f || (pa && s.verbose))) /* else in the log below */
+				fprintf(stderr, "      %s\n", p->ring_note);
 			if ((f || (pa && s.verbose)) && p->log)
 				print_log(p);
 			else if (pa && p->log)

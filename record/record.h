@@ -970,6 +970,7 @@ struct ms_sp_proc {
 	bool have_profile, have_timeline;
 	bool unreadable; /* its profile exists but could not be read back */
 	char *note;	 /* the recorder's line about its check of the code after detach */
+	char *ring_note; /* its line on samples dropped with the in-target ring full */
 	/* --interval */
 	uint64_t ready_ns;  /* when the coordinator saw it recording (CLOCK_MONOTONIC) */
 	bool gone;	    /* when its recorder ended, the process had exited or exec'd */

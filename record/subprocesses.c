@@ -422,6 +422,11 @@ static bool note_line(void *ctx, const char *buf)
 		}
 	}
 
+	/* samples lost under load: the figures rest on fewer, said per process */
+	if (strstr(t, " samples found the in-target ring full")) {
+		free(p->ring_note);
+		p->ring_note = ms_xasprintf("%.*s", (int)strcspn(t, "\n"), t);
+	}
 	if (!strncmp(t, "verified after detach", 21) || !strncmp(t, "WARNING: ", 9) ||
 	    !strncmp(t, "could not verify", 16)) {
 		free(p->note);
@@ -977,6 +982,7 @@ void ms_sp_close(struct ms_sp *s)
 		free(s->v[i].all);
 		free(s->v[i].tl);
 		free(s->v[i].note);
+		free(s->v[i].ring_note);
 	}
 	free(s->v);
 	s->v = NULL;

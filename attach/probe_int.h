@@ -409,6 +409,7 @@ struct region {
 	 */
 	uint8_t *view;
 	uint64_t full_ns; /* when a drain last read the control page (the quick check: probe_ring.c) */
+	bool populated; /* the target's MADV_POPULATE_WRITE over its data pages succeeded (touch_ring) */
 };
 
 /* memspy's mirror of the in-target thread table (the same in every region). */

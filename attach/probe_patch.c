@@ -26,6 +26,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+
 #define PATCH_RETRIES 50
 
 int probe_install_sigtrap(struct ms_probes *pr, struct ms_error *err)
@@ -248,20 +252,29 @@ void probe_site_jmp(const struct ms_probes *pr, const struct site *s, uint8_t jm
 }
 
 /*
- * Writes zeros over the sample ring (headers and stack copies) so its pages
- * are resident, and memspy's own view of a shared ring with them. On this
- * VM (shadow page tables) a write from memspy still left the stub a 4-10 us
+ * Makes the sample ring's pages (headers and stack copies) resident in the
+ * target, and memspy's own view of a shared ring with them. On this VM
+ * (shadow page tables) a write from memspy still left the stub a 4-10 us
  * fault on its first write into each page; the pages a sample writes first
  * are touched by the target itself at install (probe_region.c,
- * touch_ring), and this covers the rest of each slot.
+ * touch_ring), whose MADV_POPULATE_WRITE in the target made the rest of
+ * each slot resident. Where that call succeeded, only memspy's view is left
+ * to map (its own populating madvise, no copy); where it failed (older
+ * kernels, no touch), zeros are written over the ring, or a shared part's
+ * bytes copied onto themselves.
  */
 void probe_prefault_ring(struct ms_probes *pr)
 {
 	static const uint8_t zero[65536];
+	uint64_t t0 = ms_now_ns();
 
 	if (!pr->ring)
 		return;
 	for (size_t r = 0; r < pr->nrg; r++) {
+		if (pr->rg[r].populated &&
+		    (!pr->rg[r].view ||
+		     madvise(pr->rg[r].view, MS_STUB_SHARED_SIZE, MADV_POPULATE_WRITE) == 0))
+			continue;
 		/*
 		 * A shared part: its own bytes copied onto themselves from memspy's
 		 * mapping, which faults the pages in on both sides in one call (the
@@ -285,6 +298,7 @@ void probe_prefault_ring(struct ms_probes *pr)
 							MS_STUB_REGION_SIZE - off)))
 				break;
 	}
+	ms_debug("probe: ring pages made resident in %.2f ms", (double)(ms_now_ns() - t0) / 1e6);
 }
 
 int probe_set_armed(struct ms_probes *pr, bool on)

@@ -220,7 +220,8 @@ void probe_unshare_ring(struct region *rg, bool release)
  * after a touch by the process itself 0.03 us. A light process takes few
  * samples and never left that first lap: its budget went to faults, and
  * the budget widened the mean to pay them. The pages are the ring's 4.2
- * MiB, which probe_prefault_ring maps in the target anyway.
+ * MiB, all made resident by the madvise (probe_prefault_ring then only maps
+ * memspy's own view of them, or writes them itself where the madvise failed).
  */
 static int touch_ring(struct ms_probes *pr, struct region *rg, pid_t tid)
 {
@@ -243,6 +244,7 @@ static int touch_ring(struct ms_probes *pr, struct region *rg, pid_t tid)
 						  MS_STUB_REGION_SIZE - MS_STUB_CTRL_OFF,
 						  MADV_POPULATE_WRITE},
 				  &ret);
+	rg->populated = !rc && ret == 0;
 	for (size_t i = 0; i < MS_ARRAY_SIZE(spans) && !rc; i++) {
 		ms_raddr_t a = rg->base + spans[i].off, b = rg->base + spans[i].end;
 		const long args[6] = {(long)a, (long)b, (long)spans[i].stride, 0, 0, 0};

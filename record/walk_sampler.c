@@ -351,8 +351,8 @@ char ms_rec_walk_states_read(struct ms_rec_walk_states *s, pid_t pid, pid_t tid,
 	ssize_t got;
 	int fd;
 
-	if (i >= s->n || s->tid[i] != tid)
-		for (i = 0; i < s->n && s->tid[i] != tid; i++)
+	if (i >= s->n || s->f[i].tid != tid)
+		for (i = 0; i < s->n && s->f[i].tid != tid; i++)
 			;
 	if (i == s->n) {
 		fd = open_stat(pid, tid);
@@ -363,16 +363,12 @@ char ms_rec_walk_states_read(struct ms_rec_walk_states *s, pid_t pid, pid_t tid,
 			close(fd);
 			return state_letter(buf, got);
 		}
-		ms_xgrow((void **)&s->tid, &s->cap, s->n + 1, sizeof(*s->tid));
-		s->fd = ms_xrealloc(s->fd, s->cap * sizeof(*s->fd));
-		s->seen = ms_xrealloc(s->seen, s->cap);
-		s->tid[s->n] = tid;
-		s->fd[s->n] = fd;
-		s->n++;
+		ms_xgrow((void **)&s->f, &s->cap, s->n + 1, sizeof(*s->f));
+		s->f[s->n++] = (struct ms_rec_walk_state_file){.tid = tid, .fd = fd};
 	}
-	s->seen[i] = 1;
+	s->f[i].seen = true;
 	/* The kernel builds the file anew at each read from offset 0. */
-	got = pread(s->fd[i], buf, sizeof(buf) - 1, 0);
+	got = pread(s->f[i].fd, buf, sizeof(buf) - 1, 0);
 	return state_letter(buf, got);
 }
 
@@ -381,13 +377,12 @@ void ms_rec_walk_states_prune(struct ms_rec_walk_states *s)
 	size_t k = 0;
 
 	for (size_t i = 0; i < s->n; i++) {
-		if (!s->seen[i]) {
-			close(s->fd[i]); /* a thread gone since: its file reads nothing more */
+		if (!s->f[i].seen) {
+			close(s->f[i].fd); /* a thread gone since: its file reads nothing more */
 			continue;
 		}
-		s->tid[k] = s->tid[i];
-		s->fd[k] = s->fd[i];
-		s->seen[k++] = 0;
+		s->f[k] = s->f[i];
+		s->f[k++].seen = false;
 	}
 	s->n = k;
 }
@@ -395,9 +390,7 @@ void ms_rec_walk_states_prune(struct ms_rec_walk_states *s)
 void ms_rec_walk_states_close(struct ms_rec_walk_states *s)
 {
 	for (size_t i = 0; i < s->n; i++)
-		close(s->fd[i]);
-	free(s->tid);
-	free(s->fd);
-	free(s->seen);
+		close(s->f[i].fd);
+	free(s->f);
 	memset(s, 0, sizeof(*s));
 }

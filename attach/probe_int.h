@@ -7,6 +7,11 @@
 #ifndef MEMSPY_PROBE_INT_H
 #define MEMSPY_PROBE_INT_H
 
+/* Both the install's remote madvise (probe_region.c) and memspy's own (probe_patch.c). */
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+
 /*
  * Layout of one injected region (offsets from its start). Shared with
  * probe_stubs.S, which refers to the data pages RIP-relatively.

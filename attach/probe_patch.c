@@ -26,10 +26,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
-#endif
-
 #define PATCH_RETRIES 50
 
 int probe_install_sigtrap(struct ms_probes *pr, struct ms_error *err)

@@ -298,10 +298,10 @@ def scenario_exec(a):
     stacks = folded(every)
     if not stacks:
         fail("no stack before the exec in " + every)
-    # Every stop before the exec found bash in its read builtin (asleep, or
-    # just woken by the line); a stop after it would find the sites program,
-    # whose stacks hold no such frame.
-    other = [(s, v) for s, v in stacks if "read_builtin" not in s]
+    # Every stop before the exec found bash running its -c string (asleep in
+    # its read builtin, or woken by the line and executing `exec`); a stop
+    # after it would find the sites program, whose stacks hold no such frame.
+    other = [(s, v) for s, v in stacks if "parse_and_execute" not in s]
     if other:
         fail("stacks taken after the exec (the new program): %s" % other[:3])
     send(t, "stop")

@@ -981,8 +981,7 @@ struct ms_probes *ms_probes_fuzz_new(const struct ms_ring_io *io, ms_raddr_t bas
 		pr->rg[0].used[plan[i].slot] = true;
 	}
 	for (size_t i = 0; i < nthreads && i < 8; i++) {
-		struct thr *t =
-		    &pr->thr[(unsigned)((threads[i][0] >> 12) + i) & (MS_STUB_NTHR - 1)];
+		struct thr *t = &pr->thr[ms_thr_entry(threads[i][0], (unsigned)i)];
 
 		*t = (struct thr){.tp = threads[i][0], .lo = threads[i][1], .hi = threads[i][2],
 				  .tid = (pid_t)(1000 + i)};

@@ -68,6 +68,16 @@
 #define MS_STUB_TAB_WAYS    8 /* probe_stubs.S: PROBE_RDI, INSERT */
 #define MS_STUB_THR_OFF	    0x16000 /* thread table: 256 x {tp, hi, lo, tid} */
 #define MS_STUB_NTHR	    256
+#define MS_STUB_NTHR_BITS   8 /* log2(MS_STUB_NTHR) */
+/*
+ * A thread's first entry in the table: (tp >> 12) * 2654435761 (32-bit), top
+ * MS_STUB_NTHR_BITS bits; then up to 7 entries after it. Hashing the whole
+ * page number matters: the JVM makes its threads' stacks exactly 1 MiB with
+ * no guard page, so their thread pointers share bits 12-19 and indexing by
+ * those bits put them all on one entry (8 found room, the rest lost every
+ * sample). probe_stubs.S computes the same.
+ */
+#define MS_THR_HASH_MUL	    0x9E3779B1 /* 2654435761 */
 #define MS_STUB_DRAW_OFF    0x18000 /* 4096 pre-drawn countdowns */
 #define MS_STUB_NDRAW	    4096
 #define MS_STUB_FRING_OFF   0x20000 /* freed ring: 4096 x {ptr (0 free, 1 writing), tsc} */
@@ -374,6 +384,7 @@ int ms_remote_run_to_syscall(struct ms_proc *p, pid_t tid, ms_raddr_t entry, ms_
  */
 #include "attach/probe.h"
 
+_Static_assert(MS_STUB_NTHR == 1 << MS_STUB_NTHR_BITS, "the thread table's size is a power of two");
 _Static_assert(MS_STUB_TAB_BUCKETS * MS_STUB_TAB_WAYS == MS_PROBE_PTR_TABLE_SLOTS,
 	       "probe.h states the size of the sampled-pointer table");
 
@@ -423,6 +434,14 @@ struct thr {
 	uint64_t lo, hi; /* the stack bounds written for it: a slot's copy length must match */
 	pid_t tid;
 };
+
+/* The k-th entry (0-7) a thread with thread pointer tp may take, as the stubs look it up. */
+static inline unsigned ms_thr_entry(uint64_t tp, unsigned k)
+{
+	uint32_t h = (uint32_t)(tp >> 12) * MS_THR_HASH_MUL;
+
+	return ((h >> (32 - MS_STUB_NTHR_BITS)) + k) & (MS_STUB_NTHR - 1);
+}
 
 struct site {
 	enum ms_alloc_fn fn;

@@ -58,7 +58,7 @@ static void register_thread(struct ms_probes *pr, pid_t tid, const struct user_r
 		hi = tp;
 	for (int pass = 0; pass < 2 && slot < 0; pass++) {
 		for (unsigned k = 0; k < 8; k++) {
-			unsigned i = (unsigned)((tp >> 12) + k) & (MS_STUB_NTHR - 1);
+			unsigned i = ms_thr_entry(tp, k);
 			struct thr *t = &pr->thr[i];
 
 			if (t->tp == tp || !t->tp ||
@@ -92,7 +92,7 @@ static void register_thread(struct ms_probes *pr, pid_t tid, const struct user_r
 static const struct thr *thr_of(const struct ms_probes *pr, uint64_t tp)
 {
 	for (unsigned k = 0; k < 8 && tp; k++) {
-		const struct thr *t = &pr->thr[(unsigned)((tp >> 12) + k) & (MS_STUB_NTHR - 1)];
+		const struct thr *t = &pr->thr[ms_thr_entry(tp, k)];
 
 		if (t->tp == tp)
 			return t;

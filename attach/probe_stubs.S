@@ -392,7 +392,8 @@ ms_stub_image:
 	mov rax, fs:[0]
 	mov rcx, rax
 	shr rcx, 12
-	and ecx, MS_STUB_NTHR - 1
+	imul ecx, ecx, MS_THR_HASH_MUL	/* ms_thr_entry: the whole page number, hashed */
+	shr ecx, 32 - MS_STUB_NTHR_BITS
 	mov r12d, 8
 1:	mov rdx, rcx
 	shl rdx, 5

@@ -3,7 +3,8 @@
 find_package(Python3 COMPONENTS Interpreter)
 if(Python3_FOUND)
   set(_rec_drv ${CMAKE_CURRENT_LIST_DIR}/e2e/record_e2e.py)
-  foreach(_s usage unwritable mix-exact mix-sampled unwinders custom-probe leak sigint sigterm sighup kill-target
+  foreach(_s usage unwritable mix-exact mix-sampled spaced-stacks unwinders custom-probe leak sigint sigterm
+             sighup kill-target
              fork-threads)
     ms_add_test(NAME record_${_s} TIMEOUT 300 LABELS e2e record
                 COMMAND ${Python3_EXECUTABLE} ${_rec_drv} --memspy $<TARGET_FILE:memspy>

@@ -19,9 +19,10 @@ SITES = ["rec_site_a", "rec_site_b", "rec_site_c"]
 
 
 def run(args, mode, iters, memspy_opts, out, on_half=None, stop_after_done=signal.SIGINT,
-        expect_rc=0, check_text=True, target_survives=True):
+        expect_rc=0, check_text=True, target_survives=True, env=None):
     """One recording of args.target. Returns (target's expect lines, memspy's stderr lines)."""
-    r = record(args.memspy, [args.target, mode, str(iters)], memspy_opts, out, on_half=on_half,
+    r = record(args.memspy, [args.target, mode, str(iters)], memspy_opts, out, env=env,
+               on_half=on_half,
                stop=stop_after_done, expect_rc=(expect_rc,), check_text=check_text,
                target_survives=target_survives)
     return r.expect, r.err
@@ -87,9 +88,9 @@ def scen_custom_probe(args, wd):
         raise Fail("the summary does not list rec_pool_alloc among the probed entry points")
 
 
-def scen_mix_sampled(args, wd):
-    out = os.path.join(wd, "sampled.folded")
-    expect, err = run(args, "mix", args.iters or 4000, ["--sample-bytes", "16k"], out)
+def scen_mix_sampled(args, wd, env=None, name="sampled"):
+    out = os.path.join(wd, name + ".folded")
+    expect, err = run(args, "mix", args.iters or 4000, ["--sample-bytes", "16k"], out, env=env)
     folded = parse_folded(out)
     exp = expect_lines(expect, "expect-folded")
     # The shares rest on the samples delivered: a starved drain loses samples
@@ -114,6 +115,20 @@ def scen_mix_sampled(args, wd):
     print(f"estimated total {gsum} B vs actual {esum} B (ratio {ratio:.3f})", flush=True)
     if not 0.8 < ratio < 1.25:
         raise Fail(f"estimated total bytes off by more than 20%: {ratio:.3f}")
+    return err
+
+
+def scen_spaced_stacks(args, wd):
+    """24 workers whose stacks are exactly 1 MiB apart with no guard page, as
+    the JVM lays out its threads': their thread pointers then share the low
+    address bits that memspy's in-target thread table is indexed by. Before
+    the table hashed the whole pointer, 16 of the 24 found no entry and every
+    sample of theirs was lost ("could not enter in its thread table")."""
+    env = dict(os.environ, REC_WORKERS="24", REC_STACK_KIB="1024")
+    err = scen_mix_sampled(args, wd, env=env, name="spaced")
+    lost = [l for l in err if "thread table" in l]
+    if lost:
+        raise Fail("samples lost to a full thread table: " + lost[0].strip())
 
 
 def scen_leak(args, wd):
@@ -245,6 +260,7 @@ def scen_unwritable(args, wd):
 SCENARIOS = {
     "mix-exact": scen_mix_exact,
     "mix-sampled": scen_mix_sampled,
+    "spaced-stacks": scen_spaced_stacks,
     "unwinders": scen_unwinders,
     "custom-probe": scen_custom_probe,
     "leak": scen_leak,

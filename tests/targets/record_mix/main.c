@@ -21,7 +21,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define NWORKERS   4
+#define NWORKERS   4  /* the default; REC_WORKERS=N (1-32) sets another */
+#define MAXWORKERS 32
 #define LEAK_EVERY 8
 
 enum mode { MIX, LEAK, FORKTHREADS, POOL };
@@ -138,7 +139,9 @@ NOINLINE static void *rec_worker(void *arg)
 
 int main(int argc, char **argv)
 {
-	pthread_t t[NWORKERS];
+	pthread_t t[MAXWORKERS];
+	pthread_attr_t attr;
+	int nworkers = NWORKERS;
 	unsigned long long rounds;
 	long leaks = 0;
 	char line[64];
@@ -155,19 +158,34 @@ int main(int argc, char **argv)
 	iters = atol(argv[2]);
 	if (iters < 2)
 		return 2;
+	if (getenv("REC_WORKERS"))
+		nworkers = atoi(getenv("REC_WORKERS"));
+	if (nworkers < 1 || nworkers > MAXWORKERS)
+		return 2;
+	/*
+	 * REC_STACK_KIB=N: worker stacks of exactly N KiB with no guard page, as
+	 * the JVM makes its threads' (it keeps its own guard zones inside): the
+	 * thread pointers then lie exactly N KiB apart.
+	 */
+	pthread_attr_init(&attr);
+	if (getenv("REC_STACK_KIB")) {
+		if (pthread_attr_setstacksize(&attr, (size_t)atol(getenv("REC_STACK_KIB")) << 10) ||
+		    pthread_attr_setguardsize(&attr, 0))
+			return 2;
+	}
 	/* Threads exist before memspy attaches: their creation is not part of the mix. */
-	pthread_barrier_init(&start_barrier, NULL, NWORKERS + 1);
-	for (int i = 0; i < NWORKERS; i++)
-		if (pthread_create(&t[i], NULL, rec_worker, (void *)(uintptr_t)i))
+	pthread_barrier_init(&start_barrier, NULL, (unsigned)nworkers + 1);
+	for (int i = 0; i < nworkers; i++)
+		if (pthread_create(&t[i], &attr, rec_worker, (void *)(uintptr_t)i))
 			return 2;
 	hs_ready();
 	if (hs_wait_go())
 		fail("no 'go' on stdin");
 	pthread_barrier_wait(&start_barrier);
-	for (int i = 0; i < NWORKERS; i++)
+	for (int i = 0; i < nworkers; i++)
 		pthread_join(t[i], NULL);
 
-	rounds = (unsigned long long)iters * NWORKERS;
+	rounds = (unsigned long long)iters * (unsigned)nworkers;
 	/* Worker seeds are id*1e8 + i*8: every round leaks in leak mode. */
 	leaks = mode == LEAK ? (long)rounds : 0;
 	printf("expect-folded rec_worker;rec_round;rec_site_a %llu %llu\n", rounds * SITE_A_BYTES,

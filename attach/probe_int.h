@@ -66,9 +66,9 @@
 #define MS_STUB_TAB_OFF	    0x6000 /* sampled-pointer table: 1024 buckets x 8 ways */
 #define MS_STUB_TAB_BUCKETS 1024
 #define MS_STUB_TAB_WAYS    8 /* probe_stubs.S: PROBE_RDI, INSERT */
-#define MS_STUB_THR_OFF	    0x16000 /* thread table: 256 x {tp, hi, lo, tid} */
-#define MS_STUB_NTHR	    256
-#define MS_STUB_NTHR_BITS   8 /* log2(MS_STUB_NTHR) */
+#define MS_STUB_THR_OFF	    0x16000 /* thread table: 1024 x {tp, hi, lo, tid} */
+#define MS_STUB_NTHR	    1024 /* JVM services run hundreds of threads */
+#define MS_STUB_NTHR_BITS   10 /* log2(MS_STUB_NTHR) */
 /*
  * A thread's first entry in the table: (tp >> 12) * 2654435761 (32-bit), top
  * MS_STUB_NTHR_BITS bits; then up to 7 entries after it. Hashing the whole
@@ -78,16 +78,16 @@
  * sample). probe_stubs.S computes the same.
  */
 #define MS_THR_HASH_MUL	    0x9E3779B1 /* 2654435761 */
-#define MS_STUB_DRAW_OFF    0x18000 /* 4096 pre-drawn countdowns */
+#define MS_STUB_DRAW_OFF    0x1e000 /* 4096 pre-drawn countdowns */
 #define MS_STUB_NDRAW	    4096
-#define MS_STUB_FRING_OFF   0x20000 /* freed ring: 4096 x {ptr (0 free, 1 writing), tsc} */
+#define MS_STUB_FRING_OFF   0x26000 /* freed ring: 4096 x {ptr (0 free, 1 writing), tsc} */
 #define MS_STUB_NFRING	    4096
-#define MS_STUB_HDR_OFF	    0x30000 /* sample ring: 256 headers of 256 bytes */
+#define MS_STUB_HDR_OFF	    0x36000 /* sample ring: 256 headers of 256 bytes */
 #define MS_STUB_NHDR	    256
 #define MS_STUB_HDR_SIZE    256
-#define MS_STUB_DATA_OFF    0x40000 /* 256 stack copies of up to 16 KiB */
+#define MS_STUB_DATA_OFF    0x46000 /* 256 stack copies of up to 16 KiB */
 #define MS_STUB_DATA_SIZE   16384
-#define MS_STUB_REGION_SIZE 0x440000
+#define MS_STUB_REGION_SIZE 0x446000
 /*
  * [SHARED_OFF, REGION_SIZE): the draws and the rings, which only an armed
  * stub touches. In ring mode a memfd mapped both in the target and in

@@ -461,7 +461,7 @@ static const char *check_ctl(const struct ms_probes *pr, const struct region *rg
 	 * flight during the copy get a margin.
 	 */
 	if (drops > head || tabfull > head || fdrops > fhead ||
-	    head + nothread > draw + 4 * MS_STUB_NTHR)
+	    head + nothread > draw + 1024)
 		return "the counters disagree with each other";
 	return NULL;
 }

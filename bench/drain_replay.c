@@ -173,7 +173,7 @@ static struct ms_probes *engine(bool shared, const uint64_t (*t)[3], size_t nt,
 	memset(pr->thr, 0, sizeof(pr->thr));
 	for (size_t i = 0; i < nt; i++) {
 		for (unsigned k = 0; k < 8; k++) {
-			struct thr *e = &pr->thr[(unsigned)((t[i][0] >> 12) + k) & (MS_STUB_NTHR - 1)];
+			struct thr *e = &pr->thr[ms_thr_entry(t[i][0], k)];
 
 			if (!e->tp) {
 				*e = (struct thr){.tp = t[i][0], .lo = t[i][1], .hi = t[i][2],

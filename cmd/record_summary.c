@@ -152,7 +152,7 @@ static void print_ring_losses(const struct rec_opts *o, const struct ms_probe_st
 			ms_fmt_count(b, sizeof(b), st->ring_samples + full));
 	if (st->lost_nothread)
 		fprintf(stderr,
-			"  %s samples of threads memspy could not enter in its thread table (256 "
+			"  %s samples of threads memspy could not enter in its thread table (1,024 "
 			"entries) are missing: totals are low\n",
 			ms_fmt_count(a, sizeof(a), st->lost_nothread));
 	if (st->lost_frees && o->live)

@@ -88,9 +88,9 @@ def scen_custom_probe(args, wd):
         raise Fail("the summary does not list rec_pool_alloc among the probed entry points")
 
 
-def scen_mix_sampled(args, wd, env=None, name="sampled"):
+def scen_mix_sampled(args, wd, env=None, name="sampled", iters=4000):
     out = os.path.join(wd, name + ".folded")
-    expect, err = run(args, "mix", args.iters or 4000, ["--sample-bytes", "16k"], out, env=env)
+    expect, err = run(args, "mix", args.iters or iters, ["--sample-bytes", "16k"], out, env=env)
     folded = parse_folded(out)
     exp = expect_lines(expect, "expect-folded")
     # The shares rest on the samples delivered: a starved drain loses samples
@@ -119,13 +119,14 @@ def scen_mix_sampled(args, wd, env=None, name="sampled"):
 
 
 def scen_spaced_stacks(args, wd):
-    """24 workers whose stacks are exactly 1 MiB apart with no guard page, as
-    the JVM lays out its threads': their thread pointers then share the low
-    address bits that memspy's in-target thread table is indexed by. Before
-    the table hashed the whole pointer, 16 of the 24 found no entry and every
-    sample of theirs was lost ("could not enter in its thread table")."""
-    env = dict(os.environ, REC_WORKERS="24", REC_STACK_KIB="1024")
-    err = scen_mix_sampled(args, wd, env=env, name="spaced")
+    """300 workers whose stacks are exactly 1 MiB apart with no guard page, as
+    the JVM lays out its threads': their thread pointers share the low page
+    bits. Before memspy's in-target thread table hashed the whole pointer
+    (and had 1,024 entries, not 256), all but 8 of 24 such threads found no
+    entry and every sample of theirs was lost ("could not enter in its thread
+    table"); with 300 threads, 44 at least would have had none."""
+    env = dict(os.environ, REC_WORKERS="300", REC_STACK_KIB="1024")
+    err = scen_mix_sampled(args, wd, env=env, name="spaced", iters=60)
     lost = [l for l in err if "thread table" in l]
     if lost:
         raise Fail("samples lost to a full thread table: " + lost[0].strip())

@@ -21,8 +21,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define NWORKERS   4  /* the default; REC_WORKERS=N (1-32) sets another */
-#define MAXWORKERS 32
+#define NWORKERS   4  /* the default; REC_WORKERS=N (1-400) sets another */
+#define MAXWORKERS 400
 #define LEAK_EVERY 8
 
 enum mode { MIX, LEAK, FORKTHREADS, POOL };

@@ -189,18 +189,21 @@ def one_run(a, shape_name, run_no):
         # memspy's pause runs from its first interrupt to its last resume: a
         # thread is stopped for part of it only, so the kernel's share of
         # runnable time lies between (run + wait) / wall and (run + wait) /
-        # (wall - stopped). A thread found on a CPU must be classed running:
-        # the running share is at least the run share, always. For the
-        # CPU-bound shape (never asleep) it must be the runnable share; for
-        # the bursty ones it is printed against it, not checked: a
-        # real-time memspy holds one CPU for the moment it takes its
-        # instant, and threads woken meanwhile wait for one there
-        # (doc/DESIGN.md, "Running or asleep").
+        # (wall - stopped). For the CPU-bound shape (never asleep) the
+        # running share must be the runnable share. For the bursty ones a
+        # thread stopped inside its sleep call is asleep, even when it had
+        # been woken and waited for a CPU, or was running the call's own
+        # kernel code (on this VM that is more than the bursts' CPU time):
+        # the running share lies between the workers' CPU time in their
+        # bursts (their own code) and run + wait. The old sampler's running
+        # share was over the top: the interrupt that woke memspy also woke
+        # the target's sleepers whose timer slack had begun (doc/DESIGN.md,
+        # "Running or asleep").
         p_lo, p = min(1.0, (run + wait) / wall), min(1.0, (run + wait) / live)
         if period_us == 0:
             racc = accept(p_lo, p, n)
         else:
-            racc = (accept(run / live, run / live, n)[0], 1.0)
+            racc = accept(min(1.0, bcpu / live), p, n)
         row.update(running=robs, run_acc=racc, run_ok=racc[0] <= robs <= racc[1])
         line += "; running %5.1f%% (kernel: run+wait %5.1f-%5.1f%%; accept %5.1f-%5.1f%%) %s" % (
             100 * robs, 100 * p_lo, 100 * p, 100 * racc[0], 100 * racc[1],

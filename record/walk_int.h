@@ -68,10 +68,12 @@ void ms_rec_walk_states_close(struct ms_rec_walk_states *s);
 /*
  * Was a thread asleep at the stop? pre_state is its state letter read just
  * before ('S' or 'D' asleep, 'R' running or waiting for a CPU, 0 unknown:
- * then the registers decide). The registers overrule a stale letter where
- * they prove the thread ran after it was read: stopped in user code
- * (orig_rax = -1) or inside a system call that never waits (clock_gettime
- * of a CPU-time clock, getpid, ...): the stack shown is then code it ran.
+ * then the registers decide). The registers overrule the letter both ways:
+ * stopped in user code (orig_rax = -1) or inside a system call that never
+ * waits (clock_gettime of a CPU-time clock, getpid, ...), it ran after the
+ * read; stopped inside a call that only waits (nanosleep, a futex wait,
+ * poll, epoll_wait, ...), an 'R' is a wait that ended without the thread
+ * running since, most often ended by the interrupt that woke memspy.
  * *syscall_nr: the call it was in, or -1.
  */
 bool ms_rec_walk_asleep_at_stop(char pre_state, const struct user_regs_struct *regs,

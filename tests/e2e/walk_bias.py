@@ -8,10 +8,12 @@ window memspy records, two shares are checked, each within Z standard
 deviations of binomial counting error (sigma = sqrt(p (1 - p) / n), n = the
 worker samples), never a fixed percentage:
 
-  1. running: the share of worker samples memspy classed as running (on a CPU
-     or waiting for one) against the kernel's accounting of the same threads,
-     (run time + run delay) / time not stopped by memspy, from
-     /proc/PID/task/TID/schedstat fields 1 and 2;
+  1. running: the share of worker samples memspy classed as running (in
+     their own code, on a CPU or preempted) against the kernel's accounting
+     of the same threads: (run time + run delay) / time not stopped by
+     memspy, from /proc/PID/task/TID/schedstat fields 1 and 2, for the
+     CPU-bound shape; between the workers' CPU time in their bursts and
+     that for the bursty ones (a thread inside its sleep call is asleep);
   2. in the bursts: the share of worker samples whose stack holds
      burst_work() against the share of wall time the workers spent in it, as
      each measured with CLOCK_MONOTONIC around every burst (the 10 us
@@ -239,7 +241,9 @@ SHAPES = {"10us-200us": (10, 200, "6s"), "1ms-10ms": (1000, 10000, "6s"),
 # before each instant were measured and ruled out (doc/DESIGN.md, "Sampling
 # instants"). The bound keeps what the test is
 # for: the old sampler under-sampled this shape 5-20x (0.2-0.6% against
-# 2.8-6%), and an over-sampling beyond 1.75x fails.
+# 2.8-6%), and an over-sampling beyond 1.75x fails. Traced, the coalescing
+# wakes the target's sleepers with memspy but none of them reaches a burst
+# before its stop (0 of 315 samples).
 OVER = {"10us-200us": 1.75}
 
 

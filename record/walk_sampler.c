@@ -202,12 +202,12 @@ bool ms_rec_walk_asleep_at_stop(char pre_state, const struct user_regs_struct *r
 		return true;
 	/*
 	 * 'R' but stopped inside a call that only waits: woken, it had not run
-	 * since. Most were woken by memspy's own timer interrupt, which expires
-	 * with memspy's every sleep timer of that CPU whose slack window has
-	 * opened (traced: 0.2-0.6 of the target's wake-ups per memspy wake-up,
-	 * against 0.01 in 2 us at random instants); at the instant before it
-	 * they were asleep. The rest had woken and waited for a CPU: their stack
-	 * is the wait all the same.
+	 * since. Most were woken by memspy's own timer interrupt, which also
+	 * expires every sleep timer of that CPU whose slack window has opened
+	 * (traced: 0.2-0.6 of the target's wake-ups per memspy wake-up, against
+	 * 0.01 within 2 us of a random instant); the instant before it they
+	 * were asleep. The rest had woken and waited for a CPU: their stack is
+	 * the wait all the same.
 	 */
 	if (only_waits(nr, regs))
 		return true;

@@ -41,6 +41,8 @@ struct ms_symbolizer {
 	struct sym_entry *tab; /* open addressing, power-of-two size */
 	size_t tab_size, tab_used;
 	struct ms_sym_frame unknown_pc0; /* for pc 0 */
+	struct ms_perfmap *perfmap;	 /* names of code no file backs (JIT) */
+	unsigned long jit_unnamed;	 /* frames of those in no module (no perf-map name either) */
 	bool debuginfod;		 /* lookups may ask debuginfod */
 	char exe[4096];			 /* /proc/PID/exe at creation; "" unknown */
 	unsigned long frames, unnamed;	 /* ms_symbolize calls, and those without a name */
@@ -59,6 +61,7 @@ struct ms_symbolizer *ms_symbolizer_new(pid_t pid, struct ms_error *err)
 	s->tab_size = 1024;
 	s->tab = ms_xcalloc(s->tab_size, sizeof(*s->tab));
 	s->unknown_pc0 = (struct ms_sym_frame){.function = "??", .module = "??", .build_id = ""};
+	s->perfmap = ms_perfmap_new(pid);
 	{
 		char link[64];
 		ssize_t n;
@@ -100,6 +103,7 @@ void ms_symbolizer_free(struct ms_symbolizer *s)
 	free(s->mods);
 	free(s->pub);
 	free(s->tab);
+	ms_perfmap_free(s->perfmap);
 	dwfl_end(s->dwfl);
 	free(s);
 }
@@ -220,7 +224,11 @@ static void lookup(struct ms_symbolizer *s, ms_raddr_t pc, bool is_ra, struct fr
 
 	*mod_index = -1;
 	if (!mod) {
-		push_frame(b, NULL, pc, NULL, NULL, 0, false);
+		const char *jit = ms_perfmap_lookup(s->perfmap, addr);
+
+		push_frame(b, NULL, pc, jit ? ms_xstrdup(jit) : NULL, NULL, 0, false);
+		if (jit)
+			b->v[b->n - 1].module = ms_perfmap_module(s->perfmap);
 		return;
 	}
 	m = mod_info(s, mod);
@@ -336,6 +344,8 @@ int ms_symbolize(struct ms_symbolizer *s, ms_raddr_t pc, bool is_return_address,
 		s->unnamed++;
 		if (s->tab[h].mod >= 0)
 			s->mods[s->tab[h].mod].unnamed++;
+		else
+			s->jit_unnamed++;
 	}
 	*frames = s->tab[h].frames;
 	*n = s->tab[h].n;
@@ -406,6 +416,13 @@ char *ms_symbolizer_names_hint(struct ms_symbolizer *s)
 	for (size_t i = 0; i < s->nmods; i++)
 		if (s->mods[i].unnamed && (!worst || s->mods[i].unnamed > worst->unnamed))
 			worst = &s->mods[i];
+	if (s->jit_unnamed && (!worst || s->jit_unnamed > worst->unnamed))
+		return ms_xasprintf(
+		    "names: %lu%% of the frames are in code no file backs (generated at run time by a "
+		    "JIT) and have no name; memspy reads names for such code from the process's "
+		    "/tmp/perf-PID.map, which runtimes write when asked (node --perf-basic-prof, "
+		    "python3.12 -X perf, java with perf-map-agent)",
+		    s->jit_unnamed * 100 / s->frames);
 	if (!worst)
 		return NULL;
 	path = dwfl_module_info(worst->mod, NULL, NULL, NULL, NULL, NULL, NULL, NULL);

@@ -60,6 +60,18 @@ void ms_unwind_note_read(const struct ms_stack_copy *s, ms_raddr_t addr, bool in
 Dwfl *ms_unwind_dwfl_open(pid_t pid, bool add, Dwfl *existing, struct ms_error *err);
 
 /*
+ * perfmap.c: names of generated code from the process's /tmp/perf-PID.map
+ * (read as it grows; checks in perfmap.c). lookup returns the name of the
+ * latest line whose range holds pc, valid until the next lookup re-reads a
+ * replaced file or ms_perfmap_free; NULL when none (or no usable file).
+ */
+struct ms_perfmap;
+struct ms_perfmap *ms_perfmap_new(pid_t pid);
+const char *ms_perfmap_lookup(struct ms_perfmap *m, uint64_t pc);
+const char *ms_perfmap_module(const struct ms_perfmap *m); /* "perf-PID.map" */
+void ms_perfmap_free(struct ms_perfmap *m);
+
+/*
  * MEMSPY_UNWIND_DUMP=FILE (unwind_dump.c): the copies an unwinder is given,
  * written for bench/unwind_replay. open/close are no-ops without the variable.
  */

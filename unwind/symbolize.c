@@ -276,6 +276,22 @@ static void lookup(struct ms_symbolizer *s, ms_raddr_t pc, bool is_ra, struct fr
 		}
 	}
 	free(scopes);
+	if (!have_sub && !symname) {
+		/*
+		 * A module's range runs from its lowest to its highest mapping, and
+		 * node maps part of its text again near the top of the address
+		 * space: JIT code between falls in "node". A perf-map name wins
+		 * over no name.
+		 */
+		const char *jit = ms_perfmap_lookup(s->perfmap, addr);
+
+		if (jit) {
+			push_frame(b, NULL, pc, ms_xstrdup(jit), NULL, 0, false);
+			b->v[b->n - 1].module = ms_perfmap_module(s->perfmap);
+			*mod_index = -1;
+			return;
+		}
+	}
 	if (!have_sub)
 		push_frame(b, m, pc, symname ? demangle(symname) : NULL, file, line, false);
 }

@@ -73,6 +73,13 @@ int ms_code_page_get(struct ms_proc *p, ms_raddr_t *page, struct ms_error *err);
 
 /* Reads a small /proc file into buf (NUL-terminated; procfs.c). Bytes read or -errno. */
 ssize_t ms_proc_read_file(const char *path, char *buf, size_t size);
+/*
+ * Reads /proc/PID/status or /proc/PID/task/TID/status into buf like
+ * ms_proc_read_file, but to the file's end, keeping only whole lines of at
+ * most 1 KiB: a huge Groups line is left out instead of pushing the lines
+ * after it out of buf. Bytes kept or -errno.
+ */
+ssize_t ms_proc_read_status(const char *path, char *buf, size_t size);
 /* The value after "key:" in /proc status-like text, or NULL. Borrowed from text. */
 const char *ms_proc_status_field(const char *text, const char *key);
 /*

@@ -70,7 +70,7 @@ void ms_diag_gather(const char *proc_root, pid_t pid, pid_t self_pid, struct ms_
 	}
 	if (pid > 0) {
 		snprintf(path, sizeof(path), "%s/%d/status", proc_root, (int)pid);
-		if (ms_proc_read_file(path, buf, sizeof(buf)) > 0) {
+		if (ms_proc_read_status(path, buf, sizeof(buf)) > 0) {
 			f->exists = true;
 			copy_line(f->comm, sizeof(f->comm), ms_proc_status_field(buf, "Name"));
 			if ((v = ms_proc_status_field(buf, "State")))
@@ -89,12 +89,12 @@ void ms_diag_gather(const char *proc_root, pid_t pid, pid_t self_pid, struct ms_
 	}
 	if (f->tracer_pid > 0) {
 		snprintf(path, sizeof(path), "%s/%d/status", proc_root, (int)f->tracer_pid);
-		if (ms_proc_read_file(path, buf, sizeof(buf)) > 0)
+		if (ms_proc_read_status(path, buf, sizeof(buf)) > 0)
 			copy_line(f->tracer_comm, sizeof(f->tracer_comm),
 				  ms_proc_status_field(buf, "Name"));
 	}
 	snprintf(path, sizeof(path), "%s/self/status", proc_root);
-	if (ms_proc_read_file(path, buf, sizeof(buf)) > 0) {
+	if (ms_proc_read_status(path, buf, sizeof(buf)) > 0) {
 		read_uids(buf, f->self_uid);
 		if ((v = ms_proc_status_field(buf, "CapEff"))) {
 			f->self_cap_eff = strtoull(v, NULL, 16);

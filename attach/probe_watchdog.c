@@ -488,7 +488,7 @@ static bool traced(pid_t pid)
 		if (de->d_name[0] == '.')
 			continue;
 		snprintf(path, sizeof(path), "/proc/%d/task/%s/status", (int)pid, de->d_name);
-		if (ms_proc_read_file(path, buf, sizeof(buf)) <= 0)
+		if (ms_proc_read_status(path, buf, sizeof(buf)) <= 0)
 			continue;
 		t = strstr(buf, "TracerPid:");
 		any = t && atoi(t + 10) != 0;

@@ -181,7 +181,7 @@ static void task_ids(pid_t tid, pid_t *tgid, pid_t *tracer)
 	*tgid = -1;
 	*tracer = -1;
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
-	if (ms_proc_read_file(path, buf, sizeof(buf)) <= 0)
+	if (ms_proc_read_status(path, buf, sizeof(buf)) <= 0)
 		return;
 	if ((v = ms_proc_status_field(buf, "Tgid")))
 		*tgid = (pid_t)atoi(v);
@@ -1067,7 +1067,7 @@ static bool sigtrap_pending(pid_t pid, pid_t tid)
 	const char *v;
 
 	snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid, (int)tid);
-	if (ms_proc_read_file(path, buf, sizeof(buf)) <= 0)
+	if (ms_proc_read_status(path, buf, sizeof(buf)) <= 0)
 		return false;
 	v = ms_proc_status_field(buf, "SigPnd");
 	return v && (strtoull(v, NULL, 16) & (1ull << (SIGTRAP - 1)));
@@ -1311,7 +1311,7 @@ int ms_proc_mem_summary(pid_t pid, struct ms_proc_mem_summary *out)
 
 	memset(out, 0, sizeof(*out));
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	n = ms_proc_read_file(path, buf, sizeof(buf));
+	n = ms_proc_read_status(path, buf, sizeof(buf));
 	if (n < 0)
 		return (int)n;
 	for (size_t i = 0; i < MS_ARRAY_SIZE(fields); i++) {

@@ -50,6 +50,82 @@ ssize_t ms_proc_read_file(const char *path, char *buf, size_t size)
 	return (ssize_t)len;
 }
 
+/*
+ * status files have one line memspy never reads whose length the process
+ * chooses: Groups (up to NGROUPS_MAX = 65536 groups, ~450 KB). Read into a
+ * fixed buffer, it pushed every line after it (NSpid, Vm*, Threads, Sig*,
+ * Cap*, Seccomp) out, and they read as missing. So the file is read to its
+ * end through a small window, and only lines of at most MS_STATUS_LINE_MAX
+ * bytes are kept: every line memspy parses is far shorter (the longest,
+ * Name, is 15 escaped bytes; NSpid 32 numbers at most). A line that no
+ * longer fits is never kept in part: a number cut short would be read as
+ * another number.
+ */
+#define MS_STATUS_LINE_MAX 1024u
+
+ssize_t ms_proc_read_status(const char *path, char *buf, size_t size)
+{
+	char win[4096];
+	size_t have = 0, len = 0;
+	bool skipping = false; /* inside a line too long to keep */
+	int fd;
+
+	if (!size)
+		return -EINVAL;
+	buf[0] = '\0';
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	for (;;) {
+		ssize_t n = read(fd, win + have, sizeof(win) - have);
+		size_t start = 0;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int e = -errno;
+
+			close(fd);
+			return e;
+		}
+		if (n == 0 && have == 0)
+			break;
+		have += (size_t)n;
+		for (;;) {
+			char *nl = memchr(win + start, '\n', have - start);
+			size_t l;
+
+			if (!nl)
+				break;
+			l = (size_t)(nl - (win + start)) + 1;
+			if (!skipping && l <= MS_STATUS_LINE_MAX && len + l < size) {
+				memcpy(buf + len, win + start, l);
+				len += l;
+			}
+			skipping = false;
+			start += l;
+		}
+		/* What is left is the start of a line. */
+		memmove(win, win + start, have - start);
+		have -= start;
+		if (n == 0) {
+			/* A last line without a newline (never seen from the kernel). */
+			if (!skipping && have <= MS_STATUS_LINE_MAX && len + have < size) {
+				memcpy(buf + len, win, have);
+				len += have;
+			}
+			break;
+		}
+		if (have > MS_STATUS_LINE_MAX) {
+			skipping = true;
+			have = 0;
+		}
+	}
+	close(fd);
+	buf[len] = '\0';
+	return (ssize_t)len;
+}
+
 const char *ms_proc_status_field(const char *text, const char *key)
 {
 	size_t klen = strlen(key);
@@ -79,7 +155,7 @@ uint64_t ms_procfs_status_mask(pid_t pid, pid_t tid, const char *key)
 		snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid, (int)tid);
 	else
 		snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	if (ms_proc_read_file(path, buf, sizeof(buf)) <= 0)
+	if (ms_proc_read_status(path, buf, sizeof(buf)) <= 0)
 		return 0;
 	v = ms_proc_status_field(buf, key);
 	return v ? strtoull(v, NULL, 16) : 0;

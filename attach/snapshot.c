@@ -382,7 +382,7 @@ static int seccomp_mode(pid_t pid)
 	const char *v;
 
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	if (ms_proc_read_file(path, buf, sizeof(buf)) <= 0)
+	if (ms_proc_read_status(path, buf, sizeof(buf)) <= 0)
 		return -1;
 	v = ms_proc_status_field(buf, "Seccomp");
 	return v ? atoi(v) : -1;
@@ -396,7 +396,7 @@ static pid_t inner_pid(pid_t pid)
 	long last = -1;
 
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	if (ms_proc_read_file(path, buf, sizeof(buf)) <= 0)
+	if (ms_proc_read_status(path, buf, sizeof(buf)) <= 0)
 		return -1;
 	v = ms_proc_status_field(buf, "NSpid");
 	while (v && *v && *v != '\n') {

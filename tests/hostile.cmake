@@ -33,3 +33,9 @@ if(Python3_FOUND)
             --memspy $<TARGET_FILE:memspy> --target $<TARGET_FILE:memspy-rec-target>
             --scenario probed-names --workdir ${CMAKE_CURRENT_BINARY_DIR}/hostile-names)
 endif()
+
+# /proc/PID/status of a process with 65,536 supplementary groups (~450 KB):
+# the lines after Groups (NSpid, Vm*, Threads, Sig*, Seccomp) must still be read.
+add_executable(test_status_groups ${CMAKE_CURRENT_LIST_DIR}/unit/test_status_groups.c)
+target_link_libraries(test_status_groups PRIVATE ms_attach ms_common ms_testlib)
+ms_add_test(NAME status_groups TIMEOUT 60 LABELS attach unit hostile COMMAND test_status_groups)

@@ -96,6 +96,10 @@ struct ms_module {
 	uint8_t build_id[64];
 	size_t build_id_len; /* 0 when the file has no NT_GNU_BUILD_ID note */
 	bool is_exec;        /* the main executable (ET_EXEC or the PIE at /proc/PID/exe) */
+	/* open_path is /proc/PID/root + path: open it with ms_module_open, which checks
+	 * that it is still this mapping's inode. */
+	bool via_root;
+	struct ms_map id; /* the mapping read: its device and inode (path NULL) */
 };
 
 struct ms_modules {
@@ -110,6 +114,9 @@ struct ms_modules {
  */
 int ms_modules_load(pid_t pid, const struct ms_maps *maps, struct ms_modules *out);
 void ms_modules_free(struct ms_modules *mods);
+/* Opens m's file (open_path) for reading: ms_open_target_file, checked as
+ * ms_open_target_file_as when it is reached through /proc/PID/root. */
+int ms_module_open(const struct ms_module *m);
 /* The module whose mappings contain addr, or NULL. Borrowed. */
 const struct ms_module *ms_modules_find(const struct ms_modules *mods, ms_raddr_t addr);
 /* The first module whose file name (basename) starts with prefix ("libc.so.6",
@@ -126,6 +133,22 @@ const char *ms_module_build_id_hex(const struct ms_module *m, char *buf, size_t 
  * An fd, or -errno (-EINVAL when it is not a regular file).
  */
 int ms_open_target_file(const char *path);
+/*
+ * ms_open_target_file of a path that is not the mapping's own handle
+ * (/proc/PID/root + the path maps shows), checked to be the inode that m
+ * maps: a file replaced on disk (or renamed over, or a new file at a
+ * deleted one's path) is refused with a warning, once per mapping's inode,
+ * and -ESTALE.
+ */
+int ms_open_target_file_as(const char *path, const struct ms_map *m);
+/*
+ * Opens the file of mapping m: /proc/PID/map_files/START-END (the mapped
+ * file itself, whatever is on disk), else /proc/PID/root + its path
+ * (without CAP_SYS_ADMIN; " (deleted)" taken off) through
+ * ms_open_target_file_as. *via_root tells which, *path (malloc'd) is the
+ * path opened; either may be NULL. An fd or -errno.
+ */
+int ms_open_mapped_file(pid_t pid, const struct ms_map *m, bool *via_root, char **path);
 
 /* Has pid exited: gone from /proc, or a zombie (Z, X) its parent has not reaped? */
 bool ms_procfs_gone(pid_t pid);

@@ -5,10 +5,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <linux/magic.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -244,6 +249,119 @@ int ms_open_target_file(const char *path)
 		close(fd);
 		return -EINVAL;
 	}
+	return fd;
+}
+
+/*
+ * Is the file open at fd (st: its fstat) the inode maps names (maj:min
+ * inode)? Device and inode must be equal, except where stat cannot show
+ * the device maps prints: btrfs (stat shows a subvolume's anonymous device,
+ * maps the filesystem's) and overlayfs (stat shows the overlay's device,
+ * maps the layer's, and with xino the layer's number in the inode's top
+ * bits). There the inode number alone is compared, its low 48 bits on
+ * overlayfs.
+ */
+static bool same_inode(int fd, const struct stat *st, const struct ms_map *m)
+{
+	struct statfs sf;
+
+	if (major(st->st_dev) == m->dev_major && minor(st->st_dev) == m->dev_minor &&
+	    (uint64_t)st->st_ino == m->inode)
+		return true;
+	if (fstatfs(fd, &sf) != 0)
+		return false;
+	if ((uint32_t)sf.f_type == (uint32_t)BTRFS_SUPER_MAGIC)
+		return (uint64_t)st->st_ino == m->inode;
+	if ((uint32_t)sf.f_type == (uint32_t)OVERLAYFS_SUPER_MAGIC)
+		return ((uint64_t)st->st_ino & ((1ull << 48) - 1)) == m->inode;
+	return false;
+}
+
+/*
+ * Says once per mapped inode that the file at its path is another one: the
+ * symbols, unwind tables and code of that module would be the new file's.
+ * Up to 64 inodes are remembered; past that a module may be named again.
+ */
+static void warn_replaced(const char *path, const struct ms_map *m, const struct stat *st)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static struct {
+		uint32_t maj, min;
+		uint64_t ino;
+	} seen[64];
+	static size_t nseen;
+	bool said = false;
+
+	pthread_mutex_lock(&lock);
+	for (size_t i = 0; i < nseen && !said; i++)
+		said = seen[i].maj == m->dev_major && seen[i].min == m->dev_minor &&
+		       seen[i].ino == m->inode;
+	if (!said && nseen < MS_ARRAY_SIZE(seen)) {
+		seen[nseen].maj = m->dev_major;
+		seen[nseen].min = m->dev_minor;
+		seen[nseen++].ino = m->inode;
+	}
+	pthread_mutex_unlock(&lock);
+	if (said)
+		return;
+	ms_warn("%s is not the file the process mapped (replaced on disk since: the mapping is "
+		"device %u:%u inode %" PRIu64 ", the path now device %u:%u inode %" PRIu64
+		"); memspy does not read it, and the module's frames have no symbols",
+		path, m->dev_major, m->dev_minor, m->inode, major(st->st_dev), minor(st->st_dev),
+		(uint64_t)st->st_ino);
+}
+
+int ms_open_target_file_as(const char *path, const struct ms_map *m)
+{
+	struct stat st;
+	int fd = ms_open_target_file(path);
+
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &st) != 0) {
+		int e = -errno;
+
+		close(fd);
+		return e;
+	}
+	if (!same_inode(fd, &st, m)) {
+		warn_replaced(path, m, &st);
+		close(fd);
+		return -ESTALE;
+	}
+	return fd;
+}
+
+int ms_open_mapped_file(pid_t pid, const struct ms_map *m, bool *via_root, char **path)
+{
+	static const char deleted[] = " (deleted)";
+	char p[PATH_MAX + 64];
+	size_t n;
+	int fd;
+
+	if (via_root)
+		*via_root = false;
+	if (path)
+		*path = NULL;
+	snprintf(p, sizeof(p), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)pid, m->start,
+		 m->end);
+	fd = ms_open_target_file(p);
+	if (fd >= 0 && path)
+		*path = ms_xstrdup(p);
+	if (fd >= 0 || !m->path || m->path[0] != '/')
+		return fd >= 0 ? fd : -ENOENT;
+	if (via_root)
+		*via_root = true;
+	/* A deleted file's path names what is there now, if anything: checked as any other. */
+	n = strlen(m->path);
+	if (n > sizeof(deleted) - 1 && !strcmp(m->path + n - (sizeof(deleted) - 1), deleted))
+		n -= sizeof(deleted) - 1;
+	if (snprintf(p, sizeof(p), "/proc/%d/root%.*s", (int)pid, (int)n, m->path) >=
+	    (int)sizeof(p))
+		return -ENAMETOOLONG;
+	fd = ms_open_target_file_as(p, m);
+	if (fd >= 0 && path)
+		*path = ms_xstrdup(p);
 	return fd;
 }
 

@@ -27,26 +27,20 @@ static bool elf_ready(void)
 	return ok;
 }
 
-/* Opens path as an ELF file; NULL (and no fd) when it is not one. */
-static Elf *open_elf(const char *path, int *fdp)
+/* The ELF file open at fd; NULL (and fd closed) when it is not one. */
+static Elf *open_elf(int fd)
 {
-	int fd;
 	Elf *e;
 
-	*fdp = -1;
-	if (!elf_ready())
-		return NULL;
-	fd = ms_open_target_file(path);
 	if (fd < 0)
 		return NULL;
-	e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	e = elf_ready() ? elf_begin(fd, ELF_C_READ_MMAP, NULL) : NULL;
 	if (!e || elf_kind(e) != ELF_K_ELF) {
 		if (e)
 			elf_end(e);
 		close(fd);
 		return NULL;
 	}
-	*fdp = fd;
 	return e;
 }
 
@@ -133,31 +127,6 @@ static void read_build_id(Elf *e, struct ms_module *mod)
 	}
 }
 
-/* A path memspy can open for the file of mapping m, into a new string; NULL if none. */
-static char *openable_path(pid_t pid, const struct ms_map *m)
-{
-	char *p = ms_xasprintf("/proc/%d/map_files/%llx-%llx", (int)pid,
-			       (unsigned long long)m->start, (unsigned long long)m->end);
-	const char *suffix = " (deleted)";
-	size_t plen, slen = strlen(suffix);
-	char *path;
-
-	if (access(p, R_OK) == 0)
-		return p;
-	free(p);
-	/* Fallback: the target's root, for kernels or setups where map_files is closed. */
-	path = ms_xstrdup(m->path);
-	plen = strlen(path);
-	if (plen > slen && !strcmp(path + plen - slen, suffix))
-		path[plen - slen] = '\0';
-	p = ms_xasprintf("/proc/%d/root%s", (int)pid, path);
-	free(path);
-	if (access(p, R_OK) == 0)
-		return p;
-	free(p);
-	return NULL;
-}
-
 static int cmp_module(const void *a, const void *b)
 {
 	const struct ms_module *x = a, *y = b;
@@ -205,12 +174,18 @@ int ms_modules_load(pid_t pid, const struct ms_maps *maps, struct ms_modules *ou
 			if (!pick || (o->x && !pick->x))
 				pick = o;
 		}
-		mod.open_path = openable_path(pid, pick);
-		if (!mod.open_path) {
-			ms_debug("modules: cannot open %s of pid %d", m->path, (int)pid);
+		/* map_files, else the target's root, checked to hold the mapped inode. */
+		fd = ms_open_mapped_file(pid, pick, &mod.via_root, &mod.open_path);
+		if (fd < 0) {
+			ms_debug("modules: cannot open %s of pid %d: %s", m->path, (int)pid,
+				 ms_strerror(fd));
 			continue;
 		}
-		e = open_elf(mod.open_path, &fd);
+		mod.id = *pick;
+		mod.id.path = NULL;
+		e = open_elf(fd);
+		if (!e)
+			fd = -1;
 		if (!e || !gelf_getehdr(e, &eh) || (eh.e_type != ET_EXEC && eh.e_type != ET_DYN)) {
 			/* Fonts, locale archives, caches: mapped files that are not code. */
 			close_elf(e, fd);
@@ -259,6 +234,14 @@ void ms_modules_free(struct ms_modules *mods)
 	free(mods->v);
 	mods->v = NULL;
 	mods->n = 0;
+}
+
+int ms_module_open(const struct ms_module *m)
+{
+	if (!m->open_path)
+		return -ENOENT;
+	return m->via_root ? ms_open_target_file_as(m->open_path, &m->id)
+			   : ms_open_target_file(m->open_path);
 }
 
 const struct ms_module *ms_modules_find(const struct ms_modules *mods, ms_raddr_t addr)
@@ -346,8 +329,8 @@ static int find_in_symtab(Elf *e, Elf32_Word type, const char *name, const struc
 int ms_module_symbol(const struct ms_module *m, const char *name, ms_raddr_t *addr,
 		     uint64_t *size)
 {
-	int fd, r;
-	Elf *e = open_elf(m->open_path, &fd);
+	int fd = ms_module_open(m), r;
+	Elf *e = open_elf(fd);
 
 	if (!e)
 		return -MS_E_NOT_FOUND;

@@ -100,7 +100,9 @@ static int compare_with_file(struct ms_probes *pr, const struct site *s, struct 
 
 	if (!m || !m->path)
 		return 0;
-	fd = open(s->open_path, O_RDONLY | O_CLOEXEC);
+	/* Only a regular file, the mapped inode: a FIFO at a path the target
+	 * chose blocks open() for good, and another file is no reference. */
+	fd = ms_open_target_file_as(s->open_path, m);
 	if (fd < 0)
 		return 0; /* the file may be gone (upgraded); the read-back still held */
 	n = pread(fd, fb, sizeof(fb), (off_t)(m->offset + (s->entry - m->start)));

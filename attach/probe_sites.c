@@ -178,7 +178,7 @@ static bool is_site_entry(const struct ms_probes *pr, ms_raddr_t a)
  */
 static bool slot_symbol(const struct ms_module *m, ms_raddr_t slot, char *buf, size_t size)
 {
-	int fd = open(m->open_path ? m->open_path : m->path, O_RDONLY | O_CLOEXEC);
+	int fd = ms_module_open(m); /* never a plain open(): a FIFO there blocks it */
 	Elf *e;
 	Elf_Scn *scn = NULL;
 	bool found = false;

@@ -124,8 +124,27 @@ struct let {
 
 /* ---------------------------------------------------------- unwinding */
 
+/*
+ * Only libc is reported, with a descriptor memspy opened itself
+ * (ms_open_target_file): any other file libdwfl asks for is refused, never
+ * looked up by dwfl_linux_proc_find_elf, which opens the target's paths in
+ * memspy's mount namespace with a plain open() that a FIFO there blocks for
+ * good.
+ */
+static int find_elf_none(Dwfl_Module *mod, void **userdata, const char *name, Dwarf_Addr base,
+			 char **file_name, Elf **elfp)
+{
+	(void)mod;
+	(void)userdata;
+	(void)name;
+	(void)base;
+	*file_name = NULL;
+	*elfp = NULL;
+	return -1;
+}
+
 static const Dwfl_Callbacks callbacks = {
-    .find_elf = dwfl_linux_proc_find_elf,
+    .find_elf = find_elf_none,
     .find_debuginfo = ms_debuginfo_find, /* local only: quiesce never allows the network */
     .debuginfo_path = &ms_debuginfo_search_path,
 };
@@ -344,9 +363,10 @@ struct ms_quiesce *ms_quiesce_new(pid_t pid, const struct ms_maps *maps, struct 
 	/*
 	 * Opened here, not by libdwfl: a plain open() of a path the target
 	 * controls blocks for good on a FIFO (ms_open_target_file takes
-	 * regular files only). libdwfl consumes the descriptor on success.
+	 * regular files only; through the target's root, only the mapped
+	 * inode). libdwfl consumes the descriptor on success.
 	 */
-	fd = ms_open_target_file(m->open_path);
+	fd = ms_module_open(m);
 	if (fd < 0) {
 		ms_error_set(err, fd, "quiesce: opening %s: %s", m->open_path, strerror(-fd));
 		goto fail;

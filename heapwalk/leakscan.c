@@ -949,7 +949,7 @@ static char *class_name(const char *sym)
 static void module_vtables(const struct ms_module *m, struct vt **v, size_t *n, size_t *cap,
 			   struct names *nm)
 {
-	int fd = ms_open_target_file(m->open_path);
+	int fd = ms_module_open(m);
 	Elf *e;
 	Elf_Scn *scn = NULL;
 
@@ -1360,7 +1360,7 @@ static const char *const reg_names[] = {
 /* "name+0x18" for the data symbol of m holding a, or "". */
 static void data_symbol(const struct ms_module *m, ms_raddr_t a, char *buf, size_t size)
 {
-	int fd = ms_open_target_file(m->open_path);
+	int fd = ms_module_open(m);
 	Elf *e;
 	Elf_Scn *scn = NULL;
 
@@ -1408,7 +1408,7 @@ static uint64_t static_tls_size(const struct ms_modules *mods)
 	uint64_t sum = 0;
 
 	for (size_t i = 0; i < mods->n; i++) {
-		int fd = ms_open_target_file(mods->v[i].open_path);
+		int fd = ms_module_open(&mods->v[i]);
 		Elf *e;
 		size_t nph = 0;
 

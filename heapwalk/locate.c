@@ -52,20 +52,11 @@ static const struct ms_map *find_libc(const struct ms_maps *maps)
 /*
  * Opens a mapped file the way the target sees it: map_files finds the
  * mapped inode across chroots and mount namespaces; /proc/PID/root + path
- * is the fallback. -errno on failure.
+ * is the fallback, checked to hold that inode. -errno on failure.
  */
 static int open_mapped(pid_t pid, const struct ms_map *m)
 {
-	char p[4200];
-	int fd;
-
-	snprintf(p, sizeof(p), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)pid, m->start,
-		 m->end);
-	fd = ms_open_target_file(p);
-	if (fd >= 0)
-		return fd;
-	snprintf(p, sizeof(p), "/proc/%d/root%s", (int)pid, m->path ? m->path : "");
-	return ms_open_target_file(p);
+	return ms_open_mapped_file(pid, m, NULL, NULL);
 }
 
 /* Load bias from the PT_LOAD that maps file offset m->offset. */

@@ -94,7 +94,7 @@ int ms_rec_verify_text(pid_t pid, const struct ms_modules *mods, struct ms_probe
 
 		if (!m->path || !module_probed(m, names, nnames))
 			continue;
-		fd = ms_open_target_file(m->open_path);
+		fd = ms_module_open(m);
 		if (fd < 0) {
 			rc = fd;
 			*note = ms_xasprintf("could not verify %s after detach: open %s: %s",

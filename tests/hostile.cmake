@@ -39,3 +39,18 @@ endif()
 add_executable(test_status_groups ${CMAKE_CURRENT_LIST_DIR}/unit/test_status_groups.c)
 target_link_libraries(test_status_groups PRIVATE ms_attach ms_common ms_testlib)
 ms_add_test(NAME status_groups TIMEOUT 60 LABELS attach unit hostile COMMAND test_status_groups)
+
+# The module file a FIFO (tests/e2e/fifo_module.sh, record's variant in
+# tests/inputs.cmake): dump without CAP_SYS_ADMIN, the process stopped in place
+# (its quiesce unwinds threads with libdwfl) and its leaks scanned, ends by itself.
+ms_add_test(NAME dump_fifo_module TIMEOUT 120 LABELS heapwalk e2e hostile
+  COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/e2e/fifo_module.sh $<TARGET_FILE:memspy>
+          $<TARGET_FILE:fifo_module> dump)
+
+# A module replaced on disk while mapped, memspy without CAP_SYS_ADMIN (so it
+# opens files through /proc/PID/root): the other file is refused and named,
+# never read as the module (before memspy starts, and 1 s into recording).
+ms_add_test(NAME record_hostile_replaced TIMEOUT 300 LABELS record e2e hostile
+  COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/e2e/hostile_replaced.sh $<TARGET_FILE:memspy>
+          $<TARGET_FILE:memspy-hostile-replaced> $<TARGET_FILE:memspy-hostile-mod-original>
+          $<TARGET_FILE:memspy-hostile-mod-replaced>)

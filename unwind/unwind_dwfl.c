@@ -32,27 +32,20 @@ static __thread struct open_ctx *cur_open;
 
 static int open_module_file(const struct open_ctx *c, const char *name)
 {
-	char path[PATH_MAX + 64];
-	size_t i;
-	int fd;
-
 	/* map_files finds the mapped file itself, across chroots and mount
-	 * namespaces, and even after it was deleted or replaced on disk. */
-	for (i = 0; i < c->maps.n; i++) {
+	 * namespaces, and even after it was deleted or replaced on disk; the
+	 * target's root is checked to still hold the mapped inode. */
+	for (size_t i = 0; i < c->maps.n; i++) {
 		const struct ms_map *m = &c->maps.v[i];
+		int fd;
 
 		if (!m->path || strcmp(m->path, name) != 0)
 			continue;
-		snprintf(path, sizeof(path), "/proc/%d/map_files/%llx-%llx", (int)c->pid,
-			 (unsigned long long)m->start, (unsigned long long)m->end);
-		fd = ms_open_target_file(path);
-		if (fd >= 0)
-			return fd;
-		break;
+		fd = ms_open_mapped_file(c->pid, m, NULL, NULL);
+		return fd >= 0 ? fd : -1;
 	}
-	snprintf(path, sizeof(path), "/proc/%d/root%s", (int)c->pid, name);
-	fd = ms_open_target_file(path);
-	return fd >= 0 ? fd : -1;
+	/* Mapped after memspy read the maps: without its inode, nothing is opened. */
+	return -1;
 }
 
 static int find_elf(Dwfl_Module *mod, void **userdata, const char *name, Dwarf_Addr base,

@@ -118,6 +118,16 @@ static void test_tear(char **text, size_t *len)
 	(*text)[*len] = '\0';
 }
 
+/*
+ * The most one read of maps may take. The kernel caps a process at
+ * vm.max_map_count mappings (65,530 by default), but each line holds a path
+ * of up to PATH_MAX the process chose: ~270 MB in the worst case, read
+ * again every 2 s by record. 64 MiB is 1 KiB per line at the default
+ * count, and no real process comes near (65,530 mappings of 100-byte paths
+ * is 11 MB); a larger file is refused (-EFBIG), not read in part.
+ */
+#define MS_MAPS_MAX (64u << 20)
+
 /* One read of the kernel's file, whole: the text of a struct ms_maps_source. */
 static int read_proc(void *ctx, char **out)
 {
@@ -134,8 +144,13 @@ static int read_proc(void *ctx, char **out)
 	for (;;) {
 		ssize_t n;
 
-		ms_xgrow((void **)&text, &cap, len + 65536 + 1, 1);
-		n = read(fd, text + len, cap - len - 1);
+		if (len >= MS_MAPS_MAX) {
+			close(fd);
+			free(text);
+			return -EFBIG;
+		}
+		ms_xgrow((void **)&text, &cap, MS_MIN(len + 65536, (size_t)MS_MAPS_MAX) + 1, 1);
+		n = read(fd, text + len, MS_MIN(cap - len - 1, (size_t)MS_MAPS_MAX - len));
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -188,6 +203,15 @@ int ms_maps_read_from(pid_t pid, const struct ms_maps_source *src, struct ms_map
 			nanosleep(&ts, NULL);
 		}
 		r = src->read(src->ctx, &text);
+		if (r == -EFBIG) {
+			ms_error_set(err, r,
+				     "attach: /proc/%d/maps is larger than %u MiB, the most memspy "
+				     "reads: process %d has more mappings, or longer file paths, "
+				     "than memspy handles",
+				     (int)pid, MS_MAPS_MAX >> 20, (int)pid);
+			ms_error_hint(err, "count them with `wc -l /proc/%d/maps`", (int)pid);
+			return r;
+		}
 		if (r < 0) {
 			ms_error_set(err, r, "attach: reading /proc/%d/maps: %s", (int)pid,
 				     ms_strerror(r));

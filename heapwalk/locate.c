@@ -350,19 +350,37 @@ struct rwbuf {
 
 /* The most of one writable mapping of libc's file searched for main_arena. */
 #define LIBC_RW_MAX (64ull << 20)
+/*
+ * And all of them together: up to 8 are kept, each up to twice LIBC_RW_MAX
+ * with its anonymous neighbour, 1 GiB in all. The mappings that follow one
+ * of libc's own (its data after its RELRO page) are read first; the rest
+ * only while the total stays under this.
+ */
+#define LIBC_RW_TOTAL (128ull << 20)
 
 static size_t libc_rw(const struct ms_maps *maps, const struct ms_map *libc,
 		      const struct ms_reader *r, struct rwbuf *out, size_t max)
 {
-	size_t n = 0;
+	size_t n = 0, skipped = 0;
+	uint64_t total = 0;
 
-	for (size_t i = 0; i < maps->n && n < max; i++) {
-		const struct ms_map *m = &maps->v[i];
-		const struct ms_map *next = i + 1 < maps->n ? &maps->v[i + 1] : NULL;
+	/* Pass 0: mappings right after one of libc's own (its data after its
+	 * RELRO page); pass 1: the others, which the process may have added. */
+	for (size_t i = 0; i < 2 * maps->n && n < max; i++) {
+		size_t k = i % maps->n;
+		const struct ms_map *m = &maps->v[k];
+		const struct ms_map *next = k + 1 < maps->n ? &maps->v[k + 1] : NULL;
+		const struct ms_map *prev = k ? &maps->v[k - 1] : NULL;
+		bool own;
+		uint64_t len;
 		ssize_t got;
 
 		if (!m->path || m->inode != libc->inode || m->dev_major != libc->dev_major ||
 		    m->dev_minor != libc->dev_minor || !m->w || !m->r)
+			continue;
+		own = prev && prev->end == m->start && prev->inode == m->inode &&
+		      prev->dev_major == m->dev_major && prev->dev_minor == m->dev_minor;
+		if (own != (i < maps->n))
 			continue;
 		/*
 		 * libc's own writable data is tens of KiB; the process can map
@@ -371,11 +389,17 @@ static size_t libc_rw(const struct ms_maps *maps, const struct ms_map *libc,
 		 */
 		if (m->end - m->start > LIBC_RW_MAX)
 			continue;
-		out[n].start = m->start;
-		out[n].len = m->end - m->start;
+		len = m->end - m->start;
 		if (next && !next->path && next->start == m->end && next->w && next->r &&
 		    next->end - next->start < LIBC_RW_MAX)
-			out[n].len += next->end - next->start;
+			len += next->end - next->start;
+		if (total + len > LIBC_RW_TOTAL) {
+			skipped++;
+			continue;
+		}
+		total += len;
+		out[n].start = m->start;
+		out[n].len = len;
 		out[n].buf = ms_xmalloc(out[n].len);
 		got = r->read(r->ctx, out[n].start, out[n].buf, out[n].len);
 		if (got <= 0) {
@@ -385,6 +409,10 @@ static size_t libc_rw(const struct ms_maps *maps, const struct ms_map *libc,
 		out[n].len = (size_t)got;
 		n++;
 	}
+	if (skipped)
+		ms_debug("locate: %zu of libc's writable mappings not searched (more than %llu MiB "
+			 "in all)",
+			 skipped, (unsigned long long)(LIBC_RW_TOTAL >> 20));
 	return n;
 }
 

@@ -54,3 +54,8 @@ ms_add_test(NAME record_hostile_replaced TIMEOUT 300 LABELS record e2e hostile
   COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/e2e/hostile_replaced.sh $<TARGET_FILE:memspy>
           $<TARGET_FILE:memspy-hostile-replaced> $<TARGET_FILE:memspy-hostile-mod-original>
           $<TARGET_FILE:memspy-hostile-mod-replaced>)
+
+# A maps file over 64 MiB: dump refuses it, naming the bound.
+ms_add_test(NAME dump_hostile_maps TIMEOUT 300 LABELS heapwalk e2e hostile
+  COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/e2e/hostile_maps.sh $<TARGET_FILE:memspy>
+          $<TARGET_FILE:memspy-hostile-maps>)

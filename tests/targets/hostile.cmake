@@ -15,3 +15,6 @@ foreach(_v original replaced)
   target_compile_options(memspy-hostile-mod-${_v} PRIVATE -O2 -g -fno-omit-frame-pointer)
   target_compile_definitions(memspy-hostile-mod-${_v} PRIVATE MOD_FN=${_v}_allocator_fn)
 endforeach()
+
+# A maps file larger than memspy reads (tests/e2e/hostile_maps.sh).
+add_executable(memspy-hostile-maps ${CMAKE_CURRENT_LIST_DIR}/hostile/maps_flood.c)

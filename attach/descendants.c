@@ -208,5 +208,7 @@ char *ms_proc_title(pid_t pid)
 		k += 3;
 	}
 	t[k] = '\0';
+	/* C1 controls (CSI is U+009B) too: the title is printed on terminals. */
+	ms_terminal_clean(t);
 	return t;
 }

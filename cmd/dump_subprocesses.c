@@ -52,6 +52,15 @@ static void print_text(FILE *out, const char *what, json_t *mi, json_t *tot)
 		(long long)json_integer_value(json_object_get(mi, "keepcost")));
 }
 
+/* what, then label, then text, a line: what and text may quote what the target named. */
+static void print_clean(FILE *out, const char *what, const char *label, const char *text)
+{
+	ms_fputs_terminal(what, out);
+	fputs(label, out);
+	ms_fputs_terminal(text, out);
+	fputc('\n', out);
+}
+
 struct each_ctx {
 	FILE *out;
 	bool json;
@@ -72,10 +81,10 @@ static void print_each(void *ctx, const struct ms_dump_sp_proc *p)
 		print_text(e->out, what, json_object_get(p->rep, "mallinfo2"),
 			   json_object_get(p->rep, "totals"));
 	else
-		fprintf(e->out, "%s: not walked: %s\n", what, why ? why : "no report");
+		print_clean(e->out, what, ": not walked: ", why ? why : "no report");
 	if (p->code == MS_EXIT_PARTIAL)
-		fprintf(e->out, "  partial: %s\n",
-			cause ? cause : "see the report of this process alone");
+		print_clean(e->out, "", "  partial: ",
+			    cause ? cause : "see the report of this process alone");
 	free(what);
 }
 

@@ -656,8 +656,11 @@ summary:
 			ms_rec_table_totals(r.table, &tot);
 			ms_subprocess_hint(stderr, o.co.pid, tot.samples);
 		}
-		if (hint)
-			fprintf(stderr, "  %s\n", hint);
+		if (hint) { /* it names modules: their paths are the target's */
+			fputs("  ", stderr);
+			ms_fputs_terminal(hint, stderr);
+			fputc('\n', stderr);
+		}
 		free(hint);
 	}
 	if (ivf)

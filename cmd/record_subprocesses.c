@@ -245,9 +245,18 @@ static int parse(struct sp *s, int argc, char **argv, bool *help)
 	return 0;
 }
 
+static void print_note(const char *note)
+{
+	fputs("      ", stderr);
+	ms_fputs_terminal(note, stderr);
+	fputc('\n', stderr);
+}
+
 static bool log_line(void *ctx, const char *line)
 {
-	fprintf(stderr, "  [pid %d] %s", (int)((const struct ms_sp_proc *)ctx)->pid, line);
+	/* The recorder's lines quote module paths and names the target chose. */
+	fprintf(stderr, "  [pid %d] ", (int)((const struct ms_sp_proc *)ctx)->pid);
+	ms_fputs_terminal(line, stderr);
 	return true;
 }
 
@@ -269,7 +278,10 @@ static bool reason_line(void *ctx, const char *buf)
 	if ((!strncmp(buf, "memspy: ", 8) && strncmp(buf, READY_LINE, strlen(READY_LINE)) &&
 	     strncmp(buf, "memspy: wrote ", 14) && strncmp(buf, "memspy: interval ", 17)) ||
 	    !strncmp(t, "WARNING: ", 9))
-		fprintf(stderr, "      [pid %d] %s", (int)((const struct ms_sp_proc *)ctx)->pid, t);
+	{
+		fprintf(stderr, "      [pid %d] ", (int)((const struct ms_sp_proc *)ctx)->pid);
+		ms_fputs_terminal(t, stderr);
+	}
 	return true;
 }
 
@@ -622,10 +634,11 @@ int cmd_record_subprocesses(int argc, char **argv)
 					"      %u of its interval files came after their interval "
 					"was written: what it allocated in %s is in no file\n",
 					p->iv_late, p->iv_late == 1 ? "that interval" : "those");
+			/* Both may quote a module's path: the target's to choose. */
 			if (p->note && (s.verbose || f || strncmp(p->note, "verified", 8)))
-				fprintf(stderr, "      %s\n", p->note);
+				print_note(p->note);
 			if (p->ring_note && !(f || (pa && s.verbose))) /* else in the log below */
-				fprintf(stderr, "      %s\n", p->ring_note);
+				print_note(p->ring_note);
 			if ((f || (pa && s.verbose)) && p->log)
 				print_log(p);
 			else if (pa && p->log)

@@ -59,3 +59,9 @@ ms_add_test(NAME record_hostile_replaced TIMEOUT 300 LABELS record e2e hostile
 ms_add_test(NAME dump_hostile_maps TIMEOUT 300 LABELS heapwalk e2e hostile
   COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/e2e/hostile_maps.sh $<TARGET_FILE:memspy>
           $<TARGET_FILE:memspy-hostile-maps>)
+
+# A process title (its command line, rewritten in place) with C1 CSI, ESC and
+# BEL: ms_proc_title, which cmd/ prints on terminals, keeps none of them.
+add_executable(test_title_terminal ${CMAKE_CURRENT_LIST_DIR}/unit/test_title_terminal.c)
+target_link_libraries(test_title_terminal PRIVATE ms_attach ms_common ms_testlib)
+ms_add_test(NAME title_terminal TIMEOUT 30 LABELS attach unit hostile COMMAND test_title_terminal)

@@ -386,8 +386,8 @@ static void on_interval(void *ctx, const struct ms_sp_interval *iv)
 	    .lines = s->lines,
 	    .live = s->o.live_view,
 	    .sample_period = iv->period,
-	    /* the allocated view alone does not carry the samples behind each stack */
-	    .samples = iv->sampled && s->o.live_view,
+	    /* either view carries the samples behind each stack (msprof's alloc_samples) */
+	    .samples = iv->sampled,
 	    .time_ns = iv->from_real_ns,
 	    .duration_ns = iv->duration_ns,
 	};

@@ -8,14 +8,14 @@
  * samples behind them, so the merged profile is written as one process's
  * would be (pprof: mappings, addresses, build ids, alloc_* with inuse_*).
  *
- * The encoding: "memspy-profile 1\n", then records, each a tag byte and
+ * The encoding: "memspy-profile 2\n", then records, each a tag byte and
  * unsigned LEB128 varints; a string is its length + 1 (0: none) and its
  * bytes (names are any bytes: no text encoding is assumed).
  *   'H' sample_period, flags (1: estimates from samples)
  *   'M' start, limit, file_offset, path, build_id, is_main
  *   'F' function, file, line, module, offset, inlined, address
  *   'S' frames (count, ids root first), bytes, count, alloc_bytes,
- *       alloc_count, samples
+ *       alloc_count, samples, alloc_samples
  *   'E' the end (a file without it was cut short and is refused)
  */
 #include "output/output_int.h"
@@ -24,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAGIC	   "memspy-profile 1\n"
+#define MAGIC	   "memspy-profile 2\n"
 #define MAX_STRING (1u << 20)
 #define MAX_DEPTH  (1u << 16)
 
@@ -86,7 +86,7 @@ int ms_msprof_write(const struct ms_profile *p, const struct ms_out_opts *o, FIL
 		size_t depth = 0;
 
 		if (!nd->self_bytes && !nd->self_count && !nd->alloc_bytes && !nd->alloc_count &&
-		    !nd->self_samples)
+		    !nd->self_samples && !nd->alloc_samples)
 			continue;
 		for (uint32_t k = (uint32_t)i; k != MS_TREE_ROOT; k = t->nodes[k].parent) {
 			ms_xgrow((void **)&path, &cap, depth + 1, sizeof(*path));
@@ -101,6 +101,7 @@ int ms_msprof_write(const struct ms_profile *p, const struct ms_out_opts *o, FIL
 		put_v(out, nd->alloc_bytes);
 		put_v(out, nd->alloc_count);
 		put_v(out, nd->self_samples);
+		put_v(out, nd->alloc_samples);
 	}
 	putc('E', out);
 	free(path);
@@ -242,6 +243,7 @@ int ms_msprof_read(FILE *in, struct ms_profile *maps, uint32_t space, struct ms_
 			s.alloc_bytes = get_v(&r);
 			s.alloc_count = get_v(&r);
 			s.samples = get_v(&r);
+			s.alloc_samples = get_v(&r);
 			if (!r.bad)
 				ret = fn(ctx, &s);
 			break;

@@ -69,6 +69,13 @@ void ms_profile_add(struct ms_profile *p, const struct ms_out_frame *frames, siz
  */
 void ms_profile_add_alloc(struct ms_profile *p, const struct ms_out_frame *frames, size_t n,
 			  uint64_t bytes, uint64_t count);
+/*
+ * ms_profile_add_alloc for an estimate: samples is how many samples the
+ * allocated values rest on, kept in a memspy profile (output/msprof.c) so
+ * that a view of what was allocated, built from it, can say so.
+ */
+void ms_profile_add_alloc_sampled(struct ms_profile *p, const struct ms_out_frame *frames,
+				  size_t n, uint64_t bytes, uint64_t count, uint64_t samples);
 /* Records a module mapping (pprof mappings); locations are matched by address. */
 void ms_profile_add_mapping(struct ms_profile *p, const struct ms_out_mapping *m);
 /*
@@ -161,6 +168,7 @@ struct ms_msprof_stack {
 	uint64_t bytes, count;		   /* the view's values (live ones for --live) */
 	uint64_t alloc_bytes, alloc_count; /* ms_profile_add_alloc's, 0 without */
 	uint64_t samples;		   /* samples behind bytes/count, 0: not told */
+	uint64_t alloc_samples;		   /* samples behind alloc_*, 0: not told */
 };
 typedef int (*ms_msprof_stack_fn)(void *ctx, const struct ms_msprof_stack *s);
 

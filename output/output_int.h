@@ -19,6 +19,7 @@ struct ms_tnode {
 	uint64_t self_bytes, self_count;
 	uint64_t total_bytes, total_count;
 	uint64_t alloc_bytes, alloc_count;    /* self, ms_profile_add_alloc (profile tree only) */
+	uint64_t alloc_samples;		      /* samples behind alloc_* (0: not told) */
 	uint64_t self_samples, total_samples; /* samples behind the values (0: not told) */
 };
 

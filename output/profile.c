@@ -290,11 +290,18 @@ void ms_profile_add_sampled(struct ms_profile *p, const struct ms_out_frame *fra
 void ms_profile_add_alloc(struct ms_profile *p, const struct ms_out_frame *frames, size_t n,
 			  uint64_t bytes, uint64_t count)
 {
+	ms_profile_add_alloc_sampled(p, frames, n, bytes, count, 0);
+}
+
+void ms_profile_add_alloc_sampled(struct ms_profile *p, const struct ms_out_frame *frames,
+				  size_t n, uint64_t bytes, uint64_t count, uint64_t samples)
+{
 	uint32_t node = stack_node(p, frames, n); /* may move the nodes */
 	struct ms_tnode *nd = &p->tree.nodes[node];
 
 	nd->alloc_bytes = ms_sat_add(nd->alloc_bytes, bytes);
 	nd->alloc_count = ms_sat_add(nd->alloc_count, count);
+	nd->alloc_samples = ms_sat_add(nd->alloc_samples, samples);
 	p->has_alloc = true;
 }
 

@@ -55,8 +55,9 @@ void ms_rec_profile_build(struct ms_profile *prof, const struct ms_rec_table *t,
 		if (bytes || count || !o->live)
 			ms_profile_add_sampled(prof, frames, n, bytes, count,
 					       o->live ? s.live_samples : s.samples);
-		if (o->live)
-			ms_profile_add_alloc(prof, frames, n, s.bytes, alloc_count);
+		if (o->live) /* with its samples: an interval's allocated view says them */
+			ms_profile_add_alloc_sampled(prof, frames, n, s.bytes, alloc_count,
+						     s.samples);
 	}
 	free(frames);
 }

@@ -461,12 +461,13 @@ static void merge_interval_stack(struct merge_ctx *m, const struct ms_msprof_sta
 		m->iv->live_count += s->count;
 	}
 	if (m->take_alloc) {
-		/* the allocated view alone: the samples behind it are not in the file */
-		if (!m->live_view && (s->alloc_bytes || s->alloc_count))
+		/* the allocated view alone, with the samples it rests on */
+		if (!m->live_view && (s->alloc_bytes || s->alloc_count || s->alloc_samples))
 			ms_profile_add_sampled(m->prof, m->fr, n, s->alloc_bytes, s->alloc_count,
-					       0);
+					       s->alloc_samples);
 		else if (s->alloc_bytes || s->alloc_count)
-			ms_profile_add_alloc(m->prof, m->fr, n, s->alloc_bytes, s->alloc_count);
+			ms_profile_add_alloc_sampled(m->prof, m->fr, n, s->alloc_bytes,
+						     s->alloc_count, s->alloc_samples);
 		m->iv->alloc_bytes += s->alloc_bytes;
 		m->iv->alloc_count += s->alloc_count;
 		*m->bytes += s->alloc_bytes;

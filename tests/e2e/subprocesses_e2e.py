@@ -945,6 +945,76 @@ def scen_interval(args, wd):
                    f"leaked {want_b * LEAK} B")
 
 
+def titles_samples(path):
+    """An SVG's tooltips: [(frame name, samples it says the frame rests on, or None)]."""
+    with open(path) as f:
+        text = f.read()
+    out = []
+    for name, body in re.findall(r"<title>([^<\n]*)\n\(([^<]*)\)</title>", text):
+        m = re.search(r"estimated from ([0-9,]+) samples?\b", body)
+        out.append((name, int(m.group(1).replace(",", "")) if m else None))
+    return out
+
+
+def scen_interval_samples(args, wd):
+    """--interval without --live to SVG and speedscope: the samples behind each frame.
+
+    Issue 12: every estimate says the samples it rests on. Each interval
+    file's tooltips (SVG) and profile names (speedscope) must say how many,
+    the root's being the sum of the processes', and over the files no more
+    than the recorders took.
+    """
+    tree = Tree(args.target, "busy", 2)
+    runs = []
+    try:
+        for ext in ("svg", "speedscope.json"):
+            pattern = os.path.join(wd, "v-{n}." + ext)
+            cmd = [args.memspy, "record", "--pid", str(tree.master), "--subprocesses", "-s",
+                   str(MEAN), "--interval", "1s", "-d", "4", "-o", pattern]
+            print("$ " + " ".join(cmd), flush=True)
+            r = subprocess.run(cmd, stderr=subprocess.PIPE, text=True, timeout=300)
+            sys.stderr.write(r.stderr)
+            if r.returncode != 0:
+                raise Fail(f"memspy exited {r.returncode}")
+            files = [m.group(2) for m in map(INTERVAL_LINE.match, r.stderr.splitlines()) if m]
+            head = [l for l in r.stderr.splitlines() if l.startswith("memspy: wrote ")]
+            m = re.search(r"estimated from ([0-9,]+) samples", head[0] if head else "")
+            if not files or not m:
+                raise Fail(f"no interval file, or a summary without its samples: {head}")
+            runs.append((ext, files, int(m.group(1).replace(",", ""))))
+        check_unharmed(tree.pids())
+        tree.finish()
+    finally:
+        tree.kill_all()
+    for ext, files, total in runs:
+        got = 0
+        for path in files:
+            if ext == "svg":
+                tips = titles_samples(path)
+                roots = [(n, s) for n, s in tips if n.startswith("prefork: ")]
+                alls = [s for n, s in tips if n == "all"]
+                print(f"{os.path.basename(path)}: all {alls}, roots {roots}", flush=True)
+                if not alls or alls[0] is None or any(s is None for _, s in tips):
+                    raise Fail(f"{path}: a tooltip does not say the samples behind its frame: "
+                               f"{[n for n, s in tips if s is None][:5]}")
+                if not alls[0] or alls[0] != sum(s for _, s in roots):
+                    raise Fail(f"{path}: the root rests on {alls[0]} samples, the processes "
+                               f"on {sum(s for _, s in roots)}")
+                got += alls[0]
+            else:
+                with open(path) as f:
+                    names = [p["name"] for p in json.load(f)["profiles"]]
+                ns = {re.search(r"\(estimated from ([0-9,]+) samples?", n) for n in names}
+                print(f"{os.path.basename(path)}: {names}", flush=True)
+                if None in ns or len({n.group(1) for n in ns}) != 1:
+                    raise Fail(f"{path}: the profiles do not say the samples they rest on")
+                got += int(ns.pop().group(1).replace(",", ""))
+        print(f"{ext}: {got} samples over {len(files)} files, the recorders took {total}",
+              flush=True)
+        if not got or got > total:
+            raise Fail(f"{ext}: the files rest on {got} samples, the recorders took {total}")
+
+
 def scen_interval_kill(args, wd):
     """--interval with a recorder SIGKILLed mid-recording, then SIGTERM to memspy.
 
@@ -1039,6 +1109,7 @@ SCENARIOS = {
     "interval-sigkill": scen_interval_sigkill,
     "interval": scen_interval,
     "interval-kill": scen_interval_kill,
+    "interval-samples": scen_interval_samples,
     "walk": scen_walk,
     "sigterm": scen_sigterm,
     "sigkill": scen_sigkill,

@@ -595,6 +595,20 @@ int cmd_record_subprocesses(int argc, char **argv)
 				s.live ? "still live" : "allocated",
 				ms_fmt_count(b, sizeof(b), t.count), t.nproc,
 				t.nproc == 1 ? "" : "es", how);
+		/* many samples dropped: first, not only on each process's line below */
+		if (!s.co.quiet && t.ring_lost &&
+		    (double)t.ring_lost >= MS_REC_RING_LOSS_WARN * (double)t.ring_total)
+			fprintf(stderr,
+				"  WARNING: %.0f%% of the samples were lost: %s of %s samples, in "
+				"%zu process%s, found the in-target ring full (memspy drained it too "
+				"slowly: a loaded machine?) and were dropped rather than stop the "
+				"target; the %s drained were weighted up to stand for them, so the "
+				"figures are rougher than their sample count says\n",
+				100.0 * (double)t.ring_lost / (double)t.ring_total,
+				ms_fmt_count(a, sizeof(a), t.ring_lost),
+				ms_fmt_count(b, sizeof(b), t.ring_total), t.ring_nproc,
+				t.ring_nproc == 1 ? "" : "es",
+				ms_fmt_count(c, sizeof(c), t.ring_total - t.ring_lost));
 		for (size_t i = 0; i < sp.n; i++) {
 			struct ms_sp_proc *p = &sp.v[i];
 			bool f = false, pa = false;

@@ -138,18 +138,50 @@ static void print_cost(const struct rec_opts *o, const struct ms_probe_stats *st
  * stop a thread (a trap could kill a process whose thread blocks SIGTRAP):
  * say how many, and what that does to the figures.
  */
+static uint64_t ring_full(const struct ms_probe_stats *st)
+{
+	return st->lost_samples - st->lost_nothread;
+}
+
+/* Many samples dropped (MS_REC_RING_LOSS_WARN): said at the top, by print_ring_full. */
+static bool ring_loss_large(const struct ms_probe_stats *st)
+{
+	uint64_t full = ring_full(st);
+
+	return full && (double)full >= MS_REC_RING_LOSS_WARN * (double)(st->ring_samples + full);
+}
+
+/*
+ * "N of M samples found the in-target ring full": the words
+ * record/subprocesses.c and the tests read, with a WARNING and the share
+ * in front when it is large.
+ */
+static void print_ring_full(const struct ms_probe_stats *st)
+{
+	uint64_t full = ring_full(st), all = st->ring_samples + full;
+	char a[32], b[32], c[32];
+
+	if (ring_loss_large(st))
+		fprintf(stderr, "  WARNING: %.0f%% of the samples were lost: ",
+			100.0 * (double)full / (double)all);
+	else
+		fputs("  ", stderr);
+	fprintf(stderr,
+		"%s of %s samples found the in-target ring full (memspy drained it too slowly: "
+		"a loaded machine?) and were dropped rather than stop the target; the %s "
+		"drained were weighted up to stand for them, %s\n",
+		ms_fmt_count(a, sizeof(a), full), ms_fmt_count(b, sizeof(b), all),
+		ms_fmt_count(c, sizeof(c), st->ring_samples),
+		ring_loss_large(st) ? "so the figures are rougher than their sample count says"
+				    : "a little rougher figures");
+}
+
 static void print_ring_losses(const struct rec_opts *o, const struct ms_probe_stats *st)
 {
-	uint64_t full = st->lost_samples - st->lost_nothread;
 	char a[32], b[32];
 
-	if (full)
-		fprintf(stderr,
-			"  %s of %s samples found the in-target ring full (memspy drained it too "
-			"slowly) and were dropped rather than stop the target; the samples drained "
-			"with them were weighted up to stand for them\n",
-			ms_fmt_count(a, sizeof(a), full),
-			ms_fmt_count(b, sizeof(b), st->ring_samples + full));
+	if (ring_full(st) && !ring_loss_large(st)) /* else at the top */
+		print_ring_full(st);
 	if (st->lost_nothread)
 		fprintf(stderr,
 			"  %s samples of threads memspy could not enter in its thread table (1,024 "
@@ -303,6 +335,8 @@ void rec_print_summary(const struct rec_opts *o, const struct ms_rec_table *t,
 			fprintf(stderr, " (estimated, mean %s)\n",
 				ms_fmt_bytes(a, sizeof(a), m->budget.mean));
 	}
+	if (ring_loss_large(&st))
+		print_ring_full(&st);
 	print_few_samples(o, &tot, &m->budget);
 	if (tot.failed)
 		fprintf(stderr, "  %s sampled calls failed (returned NULL) and are not counted\n",

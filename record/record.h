@@ -971,6 +971,7 @@ struct ms_sp_proc {
 	bool unreadable; /* its profile exists but could not be read back */
 	char *note;	 /* the recorder's line about its check of the code after detach */
 	char *ring_note; /* its line on samples dropped with the in-target ring full */
+	uint64_t ring_lost, ring_total; /* that line's "N of M samples" */
 	/* --interval */
 	uint64_t ready_ns;  /* when the coordinator saw it recording (CLOCK_MONOTONIC) */
 	bool gone;	    /* when its recorder ended, the process had exited or exec'd */
@@ -1026,6 +1027,14 @@ struct ms_sp_opts {
 	void *ctx;
 };
 
+/*
+ * From this share of the samples dropped with the in-target ring full, a
+ * summary says so at its top, not among the details: the figures rest on
+ * far fewer samples than were taken. Not a partial result (exit 0): the
+ * samples kept are weighted up to stand for the dropped ones.
+ */
+#define MS_REC_RING_LOSS_WARN 0.10
+
 /* The processes' figures summed (ms_sp_merge). */
 struct ms_sp_totals {
 	uint64_t bytes, count, running, samples;
@@ -1035,6 +1044,8 @@ struct ms_sp_totals {
 	bool exact, sampled; /* every process exact; some values estimated */
 	const char *mean;    /* a process's mean ("4.00 KiB"), NULL for none */
 	bool one_mean;	     /* every estimated process had that mean */
+	uint64_t ring_lost, ring_total; /* samples dropped with a ring full, of all taken */
+	size_t ring_nproc;		/* processes that dropped some */
 };
 
 struct ms_sp {

@@ -389,6 +389,30 @@ static size_t n_running(const struct ms_sp *s)
  * From the recorder's log: its summary's figures, and its line about the
  * code after detach ("verified after detach: ...").
  */
+/* A count as the summaries print it ("1,207"), *s moved past it; false when none. */
+static bool read_count(const char **s, unsigned long long *v)
+{
+	const char *c = *s;
+
+	*v = 0;
+	if (*c < '0' || *c > '9')
+		return false;
+	for (; (*c >= '0' && *c <= '9') || (*c == ',' && c[1] >= '0' && c[1] <= '9'); c++)
+		if (*c != ',')
+			*v = *v * 10 + (unsigned long long)(*c - '0');
+	*s = c;
+	return true;
+}
+
+/* "N of M samples found the in-target ring full" at s: N and M. */
+static bool sscanf_counts(const char *s, unsigned long long *lost, unsigned long long *total)
+{
+	static const char tail[] = " samples found the in-target ring full";
+
+	return read_count(&s, lost) && !strncmp(s, " of ", 4) && (s += 4, read_count(&s, total)) &&
+	       !strncmp(s, tail, sizeof(tail) - 1);
+}
+
 static bool note_line(void *ctx, const char *buf)
 {
 	struct ms_sp_proc *p = ctx;
@@ -422,10 +446,22 @@ static bool note_line(void *ctx, const char *buf)
 		}
 	}
 
-	/* samples lost under load: the figures rest on fewer, said per process */
+	/*
+	 * Samples lost under load: the figures rest on fewer, said per process
+	 * and summed at the top ("[WARNING: ...: ]N of M samples found the ...").
+	 */
 	if (strstr(t, " samples found the in-target ring full")) {
+		const char *nm = t;
+		unsigned long long lost, total;
+
+		for (; *nm; nm++)
+			if (*nm >= '0' && *nm <= '9' && sscanf_counts(nm, &lost, &total))
+				break;
+		p->ring_lost = *nm ? lost : 0;
+		p->ring_total = *nm ? total : 0;
 		free(p->ring_note);
 		p->ring_note = ms_xasprintf("%.*s", (int)strcspn(t, "\n"), t);
+		return true;
 	}
 	if (!strncmp(t, "verified after detach", 21) || !strncmp(t, "WARNING: ", 9) ||
 	    !strncmp(t, "could not verify", 16)) {
@@ -961,6 +997,9 @@ void ms_sp_merge(struct ms_sp *s, struct ms_profile *prof, struct ms_profile *al
 		t->running += p->running;
 		t->nproc++;
 		t->samples += p->samples;
+		t->ring_lost += p->ring_lost;
+		t->ring_total += p->ring_total;
+		t->ring_nproc += p->ring_lost > 0;
 		t->exact &= p->exact;
 		/* every recorder had the same -s: pprof's period, as one process's */
 		t->period = p->period > t->period ? p->period : t->period;

@@ -1015,6 +1015,61 @@ def scen_interval_samples(args, wd):
             raise Fail(f"{ext}: the files rest on {got} samples, the recorders took {total}")
 
 
+def scen_ring_loss(args, wd):
+    """Many samples dropped with the in-target ring full: said first, and exit 0.
+
+    The worker's recorder is stopped (SIGSTOP) while the worker runs 500
+    rounds at -s 1k: its ring (256 samples) fills and the rest is dropped.
+    The summary must say so right under its first line, the share and the
+    counts, besides the worker's own line; the samples kept are weighted up,
+    so the result is not partial (exit 0, as for one process).
+    """
+    tree = Tree(args.target, "busy", 1)
+    m = None
+    try:
+        out = os.path.join(wd, "ring.folded")
+        m, err = start_record(args, tree, out, ["-s", "1k"])
+        for pid in tree.pids():
+            wait_recording(err, pid)
+        w = tree.workers[0]
+        wait_ticks(tree, 0, w, 1)
+        rec = tracer_of(w)
+        if not rec or rec <= 0:
+            raise Fail(f"worker 0 (pid {w}) has no tracer: {rec}")
+        print(f"SIGSTOP to pid {w}'s recorder {rec} for 5 of the worker's ticks", flush=True)
+        os.kill(rec, signal.SIGSTOP)
+        try:
+            wait_ticks(tree, 0, w, 5)
+        finally:
+            os.kill(rec, signal.SIGCONT)
+        wait_ticks(tree, 0, w, 1)
+        m.send_signal(signal.SIGINT)
+        rc = m.wait(timeout=120)
+        err.t.join(10)
+        if rc != 0:
+            raise Fail(f"memspy exited {rc}, want 0: dropped samples are weighted up, "
+                       f"the result is not partial")
+        check_unharmed(tree.pids())
+        tree.finish()
+    finally:
+        kill(m)
+        tree.kill_all()
+    lines = list(err.lines)
+    i = next((k for k, l in enumerate(lines) if l.startswith("memspy: wrote ")), None)
+    if i is None or i + 1 >= len(lines):
+        raise Fail("no summary")
+    top = lines[i + 1]
+    m = re.match(r"  WARNING: (\d+)% of the samples were lost: ([0-9,]+) of ([0-9,]+) samples, "
+                 r"in 1 process, found the in-target ring full", top)
+    if not m:
+        raise Fail(f"the summary's second line does not say that samples were lost: {top!r}")
+    lost, total = (int(x.replace(",", "")) for x in m.groups()[1:])
+    print(f"top: {m.group(1)}% lost, {lost} of {total}", flush=True)
+    if ring_drops(lines) != lost or lost < 1000:
+        raise Fail(f"the top line says {lost} lost, the worker's line {ring_drops(lines)}; "
+                   f"500 rounds at -s 1k drop thousands")
+
+
 def scen_interval_kill(args, wd):
     """--interval with a recorder SIGKILLed mid-recording, then SIGTERM to memspy.
 
@@ -1110,6 +1165,7 @@ SCENARIOS = {
     "interval": scen_interval,
     "interval-kill": scen_interval_kill,
     "interval-samples": scen_interval_samples,
+    "ring-loss": scen_ring_loss,
     "walk": scen_walk,
     "sigterm": scen_sigterm,
     "sigkill": scen_sigkill,

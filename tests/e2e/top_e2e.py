@@ -18,7 +18,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mstest import SKIP, Fail, log, text_check, tracer_of  # noqa: E402
+from mstest import SKIP, Fail, LineReader, log, text_check, tracer_of  # noqa: E402
 
 SITES = ["top_site_big", "top_site_mid", "top_site_small"]
 UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
@@ -346,12 +346,30 @@ def blocks(out):
 def scenario_pipe(a, live):
     t = Target(a.target, "leak" if live else "mix")
     try:
-        # 3 s of view from the moment the probes are in (SIGTERM: see the tty-sigterm test)
-        args = [a.memspy, "top", "--pid", str(t.pid), "-s", MEAN, "-d", "3s"] + \
+        # Until SIGTERM (as q in a terminal): it comes once two periodic blocks
+        # are out, whenever that is, so nothing here depends on the machine's speed.
+        args = [a.memspy, "top", "--pid", str(t.pid), "-s", MEAN] + \
             (["--live"] if live else [])
         m = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
-        out, err = m.communicate(timeout=120)
+        try:
+            stdout = LineReader(m.stdout, "top", echo=False)
+            stderr = LineReader(m.stderr, "top's stderr", echo=False)
+            end = time.monotonic() + 120  # a hang, not a slow machine
+            while sum(1 for l in list(stdout.lines) if l.startswith("memspy top: pid ")) < 3:
+                if time.monotonic() > end or m.poll() is not None:
+                    raise Fail("memspy top printed fewer than two periodic blocks")
+                time.sleep(0.05)
+            m.send_signal(signal.SIGTERM)
+            m.wait(timeout=120)
+            stdout.t.join(30)
+            stderr.t.join(30)
+        finally:
+            if m.poll() is None:
+                m.kill()
+                m.wait()
+        out = "".join(l + "\n" for l in stdout.lines)
+        err = "".join(l + "\n" for l in stderr.lines)
         log("memspy's stdout:\n" + out)
         log("memspy's stderr:\n" + err)
         if m.returncode != 0:
@@ -363,13 +381,16 @@ def scenario_pipe(a, live):
         final = [b for b in bl if "final, averages" in b.splitlines()[0]]
         if len(final) != 1 or bl[-1] is not final[0]:
             raise Fail(f"not exactly one final block, last: {len(final)} final blocks")
-        if not 2 <= len(periodic) <= 4:
-            raise Fail(f"{len(periodic)} periodic blocks in ~3 s (one a second expected)")
-        times = [parse_view(b)["elapsed"] for b in periodic]
+        if len(periodic) < 2:
+            raise Fail(f"{len(periodic)} periodic blocks before the final one, 2 were seen")
+        # Each block says how long the view has run: a periodic block later than
+        # the one before, the final one no earlier than the last (to 0.1 s, it
+        # may come at once). No bound on the gaps: the machine may stall.
+        times = [parse_view(b)["elapsed"] for b in bl]
         log(f"blocks at {times} s")
-        for x, y in zip(times, times[1:]):
-            if not 0.5 <= y - x <= 2.5:
-                raise Fail(f"blocks not about a second apart: {times}")
+        if None in times or any(y <= x for x, y in zip(times[:-1], times[1:-1])) or \
+                times[-1] < times[-2]:
+            raise Fail(f"the blocks' elapsed times do not grow: {times}")
         for b in periodic:
             v = parse_view(b)
             check_header(v, t.pid)

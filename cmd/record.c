@@ -572,12 +572,13 @@ int ms_rec_main(int argc, char **argv, const struct ms_rec_hooks *h)
 	if (!o.co.quiet && !h) {
 		const char **names;
 		char comm[64], d[32];
+		size_t nthr = ms_proc_nthreads(r.proc), nsites = ms_probes_sites(r.probes, &names);
 
 		fprintf(stderr,
-			"memspy: recording pid %d (%s, %zu threads, %zu entry points "
+			"memspy: recording pid %d (%s, %zu thread%s, %zu entry point%s "
 			"probed) %s%s",
-			(int)o.co.pid, ms_proc_comm(o.co.pid, comm, sizeof(comm)), ms_proc_nthreads(r.proc),
-			ms_probes_sites(r.probes, &names),
+			(int)o.co.pid, ms_proc_comm(o.co.pid, comm, sizeof(comm)), nthr,
+			nthr == 1 ? "" : "s", nsites, nsites == 1 ? "" : "s",
 			o.co.duration_ns ? "for " : "until Ctrl-C or its exit",
 			o.co.duration_ns ? ms_fmt_duration(d, sizeof(d), (uint64_t)o.co.duration_ns) : "");
 		if (iv)

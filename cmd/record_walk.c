@@ -358,9 +358,10 @@ int cmd_record_walk(int argc, char **argv)
 		char d[32], e[32];
 
 		fprintf(stderr,
-			"memspy: recording pid %d (%s, %zu threads) without probes: stacks at "
+			"memspy: recording pid %d (%s, %zu thread%s) without probes: stacks at "
 			"%g Hz, heap every %s (%s), %s%s\n",
 			(int)o.co.pid, ms_proc_comm(o.co.pid, comm, sizeof(comm)), ms_proc_nthreads(r.proc),
+			ms_proc_nthreads(r.proc) == 1 ? "" : "s",
 			o.rate, ms_fmt_duration(d, sizeof(d), (uint64_t)o.walk_ns),
 			!w->have_loc  ? "RSS only"
 			: o.full_walk ? "full walk"

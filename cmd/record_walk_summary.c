@@ -55,11 +55,12 @@ static void print_thread_states(struct ms_rec_walk_account *w, const struct ms_r
 	if (w->thread_samples && w->kernel_ok)
 		fprintf(stderr,
 			"  running share: %.1f%% of thread samples; the kernel's: %.1f%% of the "
-			"time of %zu threads on a CPU, %.1f%% with their wait for one "
+			"time of %zu thread%s on a CPU, %.1f%% with %s wait for one "
 			"(/proc/PID/task/*/schedstat)\n",
 			100.0 * (double)w->running_samples / (double)w->thread_samples,
-			100 * w->kernel_run, w->kernel_threads,
-			100 * (w->kernel_run + w->kernel_wait));
+			100 * w->kernel_run, w->kernel_threads, w->kernel_threads == 1 ? "" : "s",
+			100 * (w->kernel_run + w->kernel_wait),
+			w->kernel_threads == 1 ? "its" : "their");
 }
 
 /* The rate asked against the rate had, and why they differ. */
@@ -94,8 +95,9 @@ static void print_rate(const struct walk_opts *o, struct ms_rec_walk_account *w,
 		    ms_fmt_duration(b, sizeof(b), ms_rec_pauses_median_ns(&w->stack_pauses)));
 	if (w->skipped_busy)
 		WHY("%s%s instants came due while memspy was still busy with the stop before "
-		    "(stop, copy, unwind of %zu threads: %s each on average) and were skipped",
+		    "(stop, copy, unwind of %zu thread%s: %s each on average) and were skipped",
 		    len ? "; " : "", ms_fmt_count(a, sizeof(a), w->skipped_busy), w->nthr,
+		    w->nthr == 1 ? "" : "s",
 		    ms_fmt_duration(b, sizeof(b), (uint64_t)work));
 	if (late > 200000)
 		WHY("%smemspy woke %s late on average (%s: the machine's CPUs were busy)",

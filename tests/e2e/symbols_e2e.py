@@ -298,6 +298,47 @@ def scen_build_id_dir(args, wd):
         raise Fail("the hint still blames memspy-symtest:\n" + err1)
 
 
+def scen_build_id_system(args, wd):
+    """The debug file where a -dbgsym package puts it: /usr/lib/debug/.build-id/xx/yyyy.debug.
+
+    No MEMSPY_DEBUGINFO_PATH: the default root. Skips (77) unless that folder
+    can be written and holds no file for this build id; the file is removed
+    at the end.
+    """
+    exe = args.stripped
+    bid = build_id(exe)
+    d = os.path.join("/usr/lib/debug/.build-id", bid[:2])
+    path = os.path.join(d, bid[2:] + ".debug")
+    made = not os.path.isdir(d)
+    try:
+        os.makedirs(d, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except OSError as e:
+        print(f"SKIP: cannot place {path}: {e}")
+        sys.exit(SKIP)
+    try:
+        with os.fdopen(fd, "wb") as f, open(args.debug, "rb") as src:
+            shutil.copyfileobj(src, f)
+        env = dict(os.environ, DEBUGINFOD_URLS="")
+        env.pop("MEMSPY_DEBUGINFO_PATH", None)
+        with Target(exe) as t:
+            out = os.path.join(wd, "system.folded")
+            err = record(args, t.p.pid, out, env=env)
+        got, _ = names_in(out)
+        print(f"  with {path}: {got}")
+        if len(got) < 3:
+            raise Fail(f"{path} was not used:\n" + err)
+        if any("no function name" in l for l in err.splitlines() if "memspy-symtest" in l):
+            raise Fail("the hint still blames memspy-symtest:\n" + err)
+    finally:
+        os.unlink(path)
+        if made:
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -424,6 +465,7 @@ SCENARIOS = {
     "pprof": scen_pprof,
     "pprof-stripped": scen_pprof_stripped,
     "build-id-dir": scen_build_id_dir,
+    "build-id-system": scen_build_id_system,
     "debuginfod": scen_debuginfod,
     "debuginfod-silent": scen_debuginfod_silent,
     "minidebuginfo": scen_minidebuginfo,

@@ -638,8 +638,9 @@ static int readd_stack(void *ctx, const struct ms_msprof_stack *s)
 
 	if (s->bytes || s->count || s->samples)
 		ms_profile_add_sampled(q, s->frames, s->n, s->bytes, s->count, s->samples);
-	if (s->alloc_bytes || s->alloc_count)
-		ms_profile_add_alloc(q, s->frames, s->n, s->alloc_bytes, s->alloc_count);
+	if (s->alloc_bytes || s->alloc_count || s->alloc_samples)
+		ms_profile_add_alloc_sampled(q, s->frames, s->n, s->alloc_bytes, s->alloc_count,
+					     s->alloc_samples);
 	return 0;
 }
 
@@ -687,7 +688,7 @@ static void test_msprof(void)
 	ms_profile_add_mapping(p, &exe);
 	ms_profile_add_mapping(p, &libc);
 	ms_profile_add_sampled(p, a, 4, 300, 3, 2);
-	ms_profile_add_alloc(p, a, 4, 900, 9);
+	ms_profile_add_alloc_sampled(p, a, 4, 900, 9, 5);
 	ms_profile_add_alloc(p, a, 2, 50, 1); /* allocated, none live */
 	ms_profile_add_sampled(p, NULL, 0, 7, 1, 1);
 	m = render(p, MS_OUT_MSPROF, &o);
@@ -695,6 +696,10 @@ static void test_msprof(void)
 	CHECK(ms_msprof_read(f, q, 0, &head, readd_stack, q, &err) == 0);
 	fclose(f);
 	CHECK(head.sample_period == 4096 && head.samples);
+	/* every field back, the samples behind the allocated values too */
+	x = render(q, MS_OUT_MSPROF, &o);
+	CHECK(x.n == m.n && memcmp(x.d, m.d, m.n) == 0);
+	free(x.d);
 	for (int fmt = MS_OUT_SVG; fmt <= MS_OUT_PPROF; fmt++) {
 		x = render(p, (enum ms_out_format)fmt, &o);
 		y = render(q, (enum ms_out_format)fmt, &o);

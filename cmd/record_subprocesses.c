@@ -313,7 +313,8 @@ static const char *estimate(const struct ms_sp_proc *p, char *buf, size_t size)
 static const char *status_word(const struct ms_sp_proc *p, bool *failed, bool *partial)
 {
 	int st = p->status;
-	bool gone = ms_procfs_gone(p->pid); /* a zombie its parent has not reaped has exited too */
+	/* a zombie its parent has not reaped has exited too; a pid reused is gone */
+	bool gone = p->gone || ms_procfs_gone(p->pid);
 
 	if (WIFSIGNALED(st)) {
 		*failed = true;

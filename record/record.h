@@ -959,6 +959,7 @@ struct ms_sp_proc {
 	bool late;	 /* appeared during the recording */
 	bool ready, ended, exec_seen, stop_sent;
 	uint64_t image; /* what identifies the image it ran when its recorder started */
+	uint64_t started; /* when the process started (+1; 0 unknown): its pid may be reused */
 	uint64_t bytes, count;
 	uint64_t running; /* walk mode: running thread samples (all-threads profile) */
 	uint64_t samples; /* probe mode: the samples its figures rest on (its summary) */

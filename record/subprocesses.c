@@ -183,6 +183,44 @@ static uint64_t image_id(pid_t pid)
 	return h ? h : 1;
 }
 
+/*
+ * When pid started (/proc/PID/stat's starttime, clock ticks since boot), 0
+ * when gone: an exec keeps it, a pid reused by another process does not.
+ */
+static uint64_t start_time(pid_t pid)
+{
+	char path[64], buf[1024];
+	const char *c;
+	unsigned long long v = 0;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	c = strrchr(buf, ')'); /* the name may hold anything but ends there */
+	/* after ") ": state is field 3, starttime field 22 */
+	for (int field = 2; c && field < 22; field++)
+		c = strchr(c + 1, ' ');
+	if (!c || sscanf(c + 1, "%llu", &v) != 1)
+		return 0;
+	return v + 1;
+}
+
+/* Is p's pid still the process it was found as (maybe after an exec)? */
+static bool same_process(const struct ms_sp_proc *p)
+{
+	uint64_t t = start_time(p->pid);
+
+	return t && t == p->started;
+}
+
 /* Starts a recorder for pid: a fork of memspy that runs o.record on it. 0 or -errno. */
 static int spawn(struct ms_sp *s, pid_t pid, unsigned gen, bool late)
 {
@@ -203,6 +241,7 @@ static int spawn(struct ms_sp *s, pid_t pid, unsigned gen, bool late)
 		p->tl = timeline_name(s->o.tl_path, pid, gen);
 	}
 	p->image = image_id(pid);
+	p->started = start_time(pid);
 	snprintf(pidbuf, sizeof(pidbuf), "%d", (int)pid);
 	snprintf(origin, sizeof(origin), "%llu", (unsigned long long)s->start_ns);
 	fflush(stdout);
@@ -288,16 +327,36 @@ static void check_ready(struct ms_sp *s, struct ms_sp_proc *p)
 	}
 }
 
+static bool in_pids(const pid_t *v, size_t n, pid_t pid)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i] == pid)
+			return true;
+	return false;
+}
+
 /* New processes in the tree: a recorder for each that no one traces. */
 static void scan_tree(struct ms_sp *s)
 {
 	pid_t *seen = NULL, *desc = NULL;
 	size_t nseen = 0, ndesc;
 
+	/*
+	 * The search starts from the processes of the tree that still run the
+	 * image they were found with, not from every pid ever recorded: the pid
+	 * of a worker that exited is soon another program's (a shell, a
+	 * compiler), whose children are not the tree's. Seen in an hour on
+	 * nginx reloaded every 10 minutes: 12 strangers recorded.
+	 */
 	seen = ms_xcalloc(s->n + 1, sizeof(*seen));
-	for (size_t i = 0; i < s->n; i++)
-		seen[nseen++] = s->v[i].pid;
-	ndesc = ms_descendants(seen, nseen, getpid(), &desc);
+	for (size_t i = 0; i < s->n; i++) {
+		uint64_t id = s->v[i].image ? image_id(s->v[i].pid) : 0;
+
+		if (id && id == s->v[i].image && same_process(&s->v[i]) &&
+		    !in_pids(seen, nseen, s->v[i].pid))
+			seen[nseen++] = s->v[i].pid;
+	}
+	ndesc = nseen ? ms_descendants(seen, nseen, getpid(), &desc) : 0;
 	for (size_t i = 0; i < ndesc && s->n < MAX_PROCS; i++) {
 		pid_t d = desc[i], tracer;
 
@@ -319,6 +378,8 @@ static void scan_tree(struct ms_sp *s)
 		s->v[s->n++] = (struct ms_sp_proc){
 		    .pid = d,
 		    .title = ms_proc_title(d),
+		    .image = image_id(d), /* its children are the tree's */
+		    .started = start_time(d),
 		    .ended = true,
 		    .status = MS_EXIT_FAILED << 8,
 		    .note = ms_xasprintf("not recorded: traced by pid %d", (int)tracer)};
@@ -345,13 +406,13 @@ static void reap(struct ms_sp *s, bool stopping)
 			p->status = status;
 			p->rec = 0;
 			/* Walk mode's recorder ends by itself when it sees the exec. */
-			if (!p->exec_seen && p->image) {
+			if (!p->exec_seen && p->image && same_process(p)) {
 				uint64_t id = image_id(p->pid);
 
 				p->exec_seen = id && id != p->image;
 			}
 			/* --interval: nothing of it is live after its last file */
-			p->gone = p->exec_seen || ms_procfs_gone(p->pid);
+			p->gone = p->exec_seen || ms_procfs_gone(p->pid) || !same_process(p);
 			if (p->exec_seen && !stopping && kill(p->pid, 0) == 0 && s->n < MAX_PROCS)
 				spawn(s, p->pid, p->gen + 1, true);
 			break;
@@ -368,7 +429,7 @@ static void check_exec(struct ms_sp *s)
 		if (p->ended || p->exec_seen || !p->rec)
 			continue;
 		id = image_id(p->pid);
-		if (id && p->image && id != p->image) {
+		if (id && p->image && id != p->image && same_process(p)) {
 			p->exec_seen = true;
 			kill(p->rec, SIGINT);
 			p->stop_sent = true;

@@ -1070,6 +1070,70 @@ def scen_ring_loss(args, wd):
                    f"500 rounds at -s 1k drop thousands")
 
 
+def scen_pid_reuse(args, wd):
+    """A worker's pid, reused by another program after it exited, is not the tree's.
+
+    Worker 1 exits; a shell outside the tree is given its pid (ns_last_pid)
+    and starts a child. A worker forked after that is recorded: the scan
+    that found it saw the shell's child, which must not be recorded. Skips
+    (77) when ns_last_pid cannot be written or another process took the pid.
+    """
+    if not os.access("/proc/sys/kernel/ns_last_pid", os.W_OK):
+        raise Skip("/proc/sys/kernel/ns_last_pid cannot be written (not root)")
+    tree = Tree(args.target, "busy", 2)
+    m = stranger = child = None
+    try:
+        m, err = start_record(args, tree, os.path.join(wd, "reuse.folded"), ["-s", "64k"])
+        for pid in tree.pids():
+            wait_recording(err, pid)
+        old = tree.workers[1]
+        tree.send("stop 1")
+        seen(tree.out, lambda l: l.startswith("stopped 1 "), 30, "worker 1 to stop")
+        end = time.monotonic() + 30
+        while os.path.exists(f"/proc/{old}") and time.monotonic() < end:
+            time.sleep(0.05)
+        for _ in range(50):
+            with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+                f.write(str(old - 1))
+            s = subprocess.Popen(["sh", "-c", "sleep 600 & echo $!; wait"], stdout=subprocess.PIPE,
+                                 text=True)
+            if s.pid == old:
+                stranger = s
+                break
+            s.kill()
+            s.wait()
+        if not stranger:
+            raise Skip(f"pid {old} went to other processes 50 times")
+        child = int(stranger.stdout.readline())
+        print(f"pid {old} (worker 1, exited) is now a shell's, its child {child}", flush=True)
+        tree.send("fork")
+        late = tree.wait_worker(2)
+        wait_recording(err, late, what="forked during the recording")
+        m.send_signal(signal.SIGINT)
+        rc = m.wait(timeout=120)
+        err.t.join(10)
+        if rc != 0:
+            raise Fail(f"memspy exited {rc}")
+        strangers = [l for l in err.lines if re.match(rf"memspy: recording pid ({old}|{child}) ", l)
+                     and not l.startswith(f"memspy: recording pid {old} (prefork: worker 1)")]
+        if strangers:
+            raise Fail(f"memspy recorded processes outside the tree: {strangers}")
+        if tracer_of(child):
+            raise Fail(f"the shell's child {child} is traced by {tracer_of(child)}")
+        check_unharmed([p for k, p in tree.workers.items() if k != 1] + [tree.master])
+    finally:
+        kill(m)
+        if child:
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if stranger:
+            stranger.kill()
+            stranger.wait()
+        tree.kill_all()
+
+
 def scen_interval_kill(args, wd):
     """--interval with a recorder SIGKILLed mid-recording, then SIGTERM to memspy.
 
@@ -1166,6 +1230,7 @@ SCENARIOS = {
     "interval-kill": scen_interval_kill,
     "interval-samples": scen_interval_samples,
     "ring-loss": scen_ring_loss,
+    "pid-reuse": scen_pid_reuse,
     "walk": scen_walk,
     "sigterm": scen_sigterm,
     "sigkill": scen_sigkill,

@@ -107,5 +107,5 @@ rc=0
 wait "$mpid" || rc=$?
 mpid=
 echo "memspy exited $rc; files left: $(ls "$work" | grep '^heap-' | tr '\n' ' ')"
-grep -E '^memspy: (interval|wrote)' "$work/memspy.err" | tail -3
-grep -E 'process|sampling mean|memspy used|bound|could not|WARNING|ring|lost|dropped' "$work/memspy.err" | grep -v '^memspy: interval' | head -40 || true
+grep -E '^memspy: (recording|interval)' "$work/memspy.err" | tail -3
+sed -n '/^memspy: wrote /,$p' "$work/memspy.err"

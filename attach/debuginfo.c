@@ -10,6 +10,7 @@
 #include "attach/debuginfo.h"
 
 #include <dlfcn.h>
+#include <limits.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -223,6 +224,40 @@ static int fetch(const char *modname, const unsigned char *bits, int len, char *
 	return fd >= 0 ? fd : -1;
 }
 
+/*
+ * Whether libdwfl's search for a separate debug file may run for file_name:
+ * it opens the debuglink name (or the file's base name + ".debug") beside
+ * the module and in its ".debug" directory with a plain open(), in paths the
+ * process chose, and a FIFO there blocks that open until a writer comes. So
+ * each such candidate must be absent or a regular file. (A swap between this
+ * check and libdwfl's open is not excluded.)
+ */
+static bool local_candidates_safe(const char *file_name, const char *debuglink_file)
+{
+	const char *slash = file_name ? strrchr(file_name, '/') : NULL;
+	char name[512], path[PATH_MAX];
+	struct stat st;
+
+	if (!slash)
+		return true;
+	if (debuglink_file)
+		snprintf(name, sizeof(name), "%s", debuglink_file);
+	else
+		snprintf(name, sizeof(name), "%s.debug", slash + 1);
+	if (strchr(name, '/'))
+		return false; /* no tool writes a debuglink with a directory in it */
+	for (int dotdebug = 0; dotdebug < 2; dotdebug++) {
+		int n = snprintf(path, sizeof(path), "%.*s%s/%s", (int)(slash - file_name), file_name,
+				 dotdebug ? "/.debug" : "", name);
+
+		if (n < 0 || (size_t)n >= sizeof(path))
+			return false;
+		if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+			return false;
+	}
+	return true;
+}
+
 int ms_debuginfo_find(Dwfl_Module *mod, void **userdata, const char *modname, Dwarf_Addr base,
 		      const char *file_name, const char *debuglink_file, GElf_Word debuglink_crc,
 		      char **debuginfo_file_name)
@@ -232,6 +267,12 @@ int ms_debuginfo_find(Dwfl_Module *mod, void **userdata, const char *modname, Dw
 	int fd, len;
 
 	ms_debuginfo_init();
+	if (!local_candidates_safe(file_name, debuglink_file)) {
+		ms_warn("%s: a separate debug file named for it is not a regular file (a FIFO "
+			"there would block memspy), or its debuglink names a directory: its names "
+			"come from the module alone", modname);
+		return -1;
+	}
 	fd = dwfl_standard_find_debuginfo(mod, userdata, modname, base, file_name, debuglink_file,
 					  debuglink_crc, debuginfo_file_name);
 	if (fd >= 0 || !allow_network || !user_urls)

@@ -19,3 +19,8 @@ ms_add_test(NAME log_terminal TIMEOUT 30 LABELS unit COMMAND test_log_terminal)
 ms_add_test(NAME record_fifo_module TIMEOUT 120 LABELS record e2e
   COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/e2e/fifo_module.sh $<TARGET_FILE:memspy>
           $<TARGET_FILE:fifo_module>)
+
+# A stripped module's .gnu_debuglink names a FIFO beside it (tests/e2e/debuglink_fifo.sh).
+ms_add_test(NAME record_debuglink_fifo TIMEOUT 120 LABELS record e2e hostile
+  COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/e2e/debuglink_fifo.sh $<TARGET_FILE:memspy>
+          $<TARGET_FILE:debuglink_fifo> $<TARGET_FILE:ms_dl_alloc>)

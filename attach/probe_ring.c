@@ -202,6 +202,9 @@ static uint64_t rd64(const uint8_t *h, unsigned off)
 	return v;
 }
 
+/* The most one sample's stub work is counted as (see emit_ring_sample). */
+#define MS_STUB_MAX_WORK_NS 50000.0
+
 /* now and ns_per_tick: taken once per drain (clock reads cost in a VM). */
 /*
  * The factor by which the samples of one drain stand in for the ring-full
@@ -291,7 +294,21 @@ static void emit_ring_sample(struct ms_probes *pr, size_t r, int i, ms_alloc_eve
 	/* The stub's own work: the whole span minus the time inside the real function. */
 	stub_ticks = rd64(h, MS_H_TSC1) - rd64(h, MS_H_TSC0);
 	stub_ticks = rd64(h, MS_H_CALL) < stub_ticks ? stub_ticks - rd64(h, MS_H_CALL) : 0;
-	pr->st.target_ns += (uint64_t)((double)stub_ticks * ns_per_tick);
+	/*
+	 * A span longer than the stub's work can take was mostly spent off the
+	 * CPU: the thread was preempted inside it (on a loaded machine, one
+	 * time slice of a few ms). That would have befallen the process
+	 * anywhere, and one such span ate a light process's whole budget for a
+	 * window (1% of its ~30 ms of CPU a second): the mean swung between
+	 * 134 KiB and 875 KiB and the leak view rested on 6 samples. So a span
+	 * counts as at most MS_STUB_MAX_WORK_NS (a cold sample, every page it
+	 * writes faulted in, costs 10-30 us here).
+	 */
+	{
+		double ns = (double)stub_ticks * ns_per_tick;
+
+		pr->st.target_ns += (uint64_t)(ns < MS_STUB_MAX_WORK_NS ? ns : MS_STUB_MAX_WORK_NS);
+	}
 	if (pr->nticks < MS_ARRAY_SIZE(pr->ticks))
 		pr->ticks[pr->nticks++] = stub_ticks;
 	if (cb)

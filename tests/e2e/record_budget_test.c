@@ -77,19 +77,19 @@ static void test_narrow_and_hysteresis(void)
 	struct sim s = {0};
 	uint64_t m;
 
-	ms_rec_budget_init(&b, 0.01, 64 * KiB, 64 * KiB, MS_REC_BUDGET_MAX_MEAN);
+	ms_rec_budget_init(&b, 0.01, 64 * KiB, 16 * KiB, MS_REC_BUDGET_MAX_MEAN);
 	step(&b, &s, 0, 0, 0, 0);
-	m = step(&b, &s, 500, 100, 1000, 500); /* 10%: widen */
-	CHECK(m > 64 * KiB);
+	m = step(&b, &s, 500, 100, 1000, 500); /* 10%: widen (8x at most, the first step) */
+	CHECK(m == 512 * KiB);
 	/* Half the budget: inside the band, no change either way. */
 	CHECK(step(&b, &s, 1000, 10, 2000, 100) == 0);
 	CHECK(step(&b, &s, 1000, 18, 2000, 100) == 0);
-	/* Far under (0.05%): narrower, by at most 4x, never below the floor. */
+	/* Far under (0.05%): narrower, by at most 16x, never below the floor. */
 	m = b.mean;
-	CHECK(step(&b, &s, 1000, 1, 2000, 10) == m / 4);
+	CHECK(step(&b, &s, 1000, 1, 2000, 10) == m / 16);
 	for (int i = 0; i < 20; i++)
 		step(&b, &s, 1000, 0.01, 2000, 1);
-	CHECK(b.mean == 64 * KiB);
+	CHECK(b.mean == 16 * KiB);
 	CHECK(b.narrowed >= 2);
 }
 
@@ -105,7 +105,7 @@ static void test_both_ways(void)
 	step2(&b, &s, 0, 0, 0, 0, 0);
 	/* 50 ms of target CPU a second, 2 samples at 2 us in the stubs: far under 0.5 ms. */
 	m = step2(&b, &s, 500, 0.1, 0.004, 25, 2);
-	CHECK(m == 128 * KiB);
+	CHECK(m == 32 * KiB);
 	for (int i = 0; i < 10; i++)
 		step2(&b, &s, 1000, 0.1, 0.004, 50, 4);
 	CHECK(b.mean == 4 * KiB && b.narrowest_mean == 4 * KiB);
@@ -114,7 +114,7 @@ static void test_both_ways(void)
 	CHECK(m > 8 * KiB && m <= 12 * KiB && b.widened == 1);
 	/* A window without a single sample is no reason to stay wide: narrower again. */
 	m = b.mean;
-	CHECK(step2(&b, &s, 1000, 0, 0, 50, 0) == (m / 4 < 4 * KiB ? 4 * KiB : m / 4));
+	CHECK(step2(&b, &s, 1000, 0, 0, 50, 0) == (m / 16 < 4 * KiB ? 4 * KiB : m / 16));
 }
 
 static void test_idle_and_off(void)
@@ -133,7 +133,7 @@ static void test_idle_and_off(void)
 	 */
 	s.c.idle_polls = s.c.polls;
 	s.c.idle_cpu_ns = s.c.self_cpu_ns + 10 * MS;
-	CHECK(step(&b, &s, 1000, 10, 0, 0) == 128 * KiB);
+	CHECK(step(&b, &s, 1000, 10, 0, 0) == 32 * KiB);
 	CHECK(b.decisions == 1 && b.idle_windows == 1 && b.narrowed == 1);
 
 	/* Budget off: measure, never change. */
@@ -160,7 +160,8 @@ static void test_competing(void)
 	b.base_delay_per_cpu = 0.5;
 	step2(&b, &s, 0, 0, 0, 0, 0);
 	s.c.run_delay_ns += 250 * MS; /* 0.5 ns per ns of 500 ms CPU: the baseline */
-	CHECK(step2(&b, &s, 1000, 4, 0.5, 500, 200) == 128 * KiB);
+	/* 0.5 ms against 5 ms: narrower by 0.1 x 1.2 (512 KiB to ~61 KiB). */
+	CHECK(step2(&b, &s, 1000, 4, 0.5, 500, 200) / 1024 == 61);
 	/* 30 ms more delay than the baseline: 30 ms of memspy's 40 count, 6x the budget. */
 	s.c.run_delay_ns += 280 * MS;
 	ms_rec_budget_parts(&b, &b.win, &(struct ms_rec_cost){.wall_ns = s.c.wall_ns + 1000 * MS,
@@ -170,7 +171,7 @@ static void test_competing(void)
 							       .run_delay_ns = s.c.run_delay_ns},
 			    &pt);
 	CHECK(pt.extra_delay > 29.9e6 && pt.extra_delay < 30.1e6 && pt.competing == pt.extra_delay);
-	CHECK(step2(&b, &s, 1000, 40, 0, 500, 200) > 128 * KiB);
+	CHECK(step2(&b, &s, 1000, 40, 0, 500, 200) > 61 * KiB);
 
 	/* Without a baseline: by share. The target used 100 ms of 1 s of the machine's busy CPU. */
 	ms_rec_budget_init(&b, 0.01, 512 * KiB, 4 * KiB, MS_REC_BUDGET_MAX_MEAN);

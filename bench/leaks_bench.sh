@@ -61,20 +61,24 @@ for r in $(seq 1 "$RUNS"); do
 		[ -n "$MEMSPY_ARGS" ] && sed "s/^/  /" "$work/err"
 		read -r maxrss wall <"$work/time"
 		if [ $mode = plain ]; then
-			jq -r --arg rss "$maxrss" --arg wall "$wall" '"run \(env.r) \(env.who) dump:        walk \(.walk_ms|floor) ms, \(.totals.in_use_chunks) chunks in use, pause \(.pause_ms|floor) ms; wall \($wall) s, memspy peak RSS \($rss|tonumber/1024|floor) MiB"' "$work/d.json"
+			jq -r --arg rss "$maxrss" --arg wall "$wall" '"run \(env.r) \(env.who) dump:        walk \(.walk_ms|floor) ms (CPU \(.walk_cpu_ms // 0|floor)), \(.totals.in_use_chunks) chunks in use, pause \(.pause_ms|floor) ms; wall \($wall) s, memspy peak RSS \($rss|tonumber/1024|floor) MiB"' "$work/d.json"
 		else
-			jq -r --arg rss "$maxrss" --arg wall "$wall" '"run \(env.r) \(env.who) dump --leaks: walk \(.walk_ms|floor) ms, scan \(.leaks.scan_ms|floor) ms (mark \(.leaks.mark_ms|floor)), \(.leaks.roots.allocation_bytes_read/1048576|floor) MiB of allocations read, leaked \(.leaks.leaked.count) (\(.leaks.leaked.bytes) B), pause \(.pause_ms|floor) ms; wall \($wall) s, memspy peak RSS \($rss|tonumber/1024|floor) MiB"' "$work/d.json"
-			jq -r '"\(env.who) \(.leaks.scan_ms) \(.walk_ms)"' "$work/d.json" >>"$work/ratios"
+			jq -r --arg rss "$maxrss" --arg wall "$wall" '"run \(env.r) \(env.who) dump --leaks: walk \(.walk_ms|floor) ms (CPU \(.walk_cpu_ms // 0|floor)), scan \(.leaks.scan_ms|floor) ms (mark \(.leaks.mark_ms|floor); CPU \(.leaks.scan_cpu_ms // 0|floor)), \(.leaks.roots.allocation_bytes_read/1048576|floor) MiB of allocations read, leaked \(.leaks.leaked.count) (\(.leaks.leaked.bytes) B), pause \(.pause_ms|floor) ms; wall \($wall) s, memspy peak RSS \($rss|tonumber/1024|floor) MiB"' "$work/d.json"
+			jq -r '"\(env.who) \(.leaks.scan_ms) \(.walk_ms) \(.leaks.scan_cpu_ms // 0) \(.walk_cpu_ms // 0)"' "$work/d.json" >>"$work/ratios"
 		fi
 	done
 	done
 done
-# Medians of scan/walk in the same --leaks run (the walk is the yardstick the scan is held to).
+# Medians of scan/walk in the same --leaks run (the walk is the yardstick the scan is held to):
+# wall time, and memspy's CPU time (getrusage, all its threads; builds before walk_cpu_ms print 0).
 for who in this other; do
-	grep "^$who " "$work/ratios" 2>/dev/null | awk '{ printf "%.3f\n", $2 / $3 }' | sort -n >"$work/r-$who" || true
-	n=$(wc -l <"$work/r-$who")
-	[ "$n" = 0 ] && continue
-	echo "$who: scan/walk median $(sed -n "$(((n + 1) / 2))p" "$work/r-$who") over $n runs ($(paste -sd' ' "$work/r-$who"))"
+	for col in wall cpu; do
+		f=$([ $col = wall ] && echo '$2 / $3' || echo '($5 > 0 ? $4 / $5 : 0)')
+		grep "^$who " "$work/ratios" 2>/dev/null | awk "{ printf \"%.3f\\n\", $f }" | sort -n >"$work/r-$who" || true
+		n=$(wc -l <"$work/r-$who")
+		[ "$n" = 0 ] && continue
+		echo "$who: scan/walk ($col time) median $(sed -n "$(((n + 1) / 2))p" "$work/r-$who") over $n runs ($(paste -sd' ' "$work/r-$who"))"
+	done
 done
 # CPU samples by phase: a sample belongs to the scan when its stack passes through the scan's
 # entry or its helper thread, to the walk through the walk's entry or its worker thread

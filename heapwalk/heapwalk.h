@@ -210,6 +210,11 @@ struct ms_heap_report {
 				      normally (a thread stopped between the two updates) */
 	uint64_t bytes_read, chunks_walked;
 	double walk_ms;
+	/*
+	 * memspy's CPU time (user + system, every thread) while walking: on a
+	 * shared machine a steadier yardstick than walk_ms.
+	 */
+	double walk_cpu_ms;
 	/* Phases of the walk (ms): heaps walked, cache lists and bins checked, mmapped-chunk scan. */
 	double chunks_ms, lists_ms, mmap_ms;
 	uint64_t list_candidates; /* small chunks kept to check the tcache/fastbin lists against */
@@ -388,6 +393,7 @@ struct ms_leak_report {
 				      order, overlapping or outside malloc's segments (partial) */
 	size_t nvtables;         /* _ZTV symbols known */
 	double scan_ms, mark_ms, classify_ms, types_ms;
+	double scan_cpu_ms; /* memspy's CPU time while scanning (as walk_cpu_ms) */
 	bool partial;            /* interrupted or reads failed: see note */
 	char note[200];
 };

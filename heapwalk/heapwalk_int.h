@@ -6,9 +6,21 @@
 #include "heapwalk/heapwalk.h"
 
 #include <dwarf.h>
+#include <sys/resource.h>
 #include <elfutils/libdw.h>
 #include <stdio.h>
 #include <string.h>
+
+/* memspy's CPU time so far, in ms: user + system, all threads. */
+static inline double hw_cpu_ms(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru))
+		return 0;
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+}
 
 /* x86_64 glibc constants that no version changed. */
 #define HW_SIZE_SZ 8u

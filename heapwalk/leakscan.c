@@ -1574,6 +1574,7 @@ int ms_leak_scan_mt(const struct ms_heap_report *rep, const struct ms_reader *co
 	uint32_t *gtype = NULL;
 	bool *exu;
 	uint64_t t0 = ms_now_ns(), t1;
+	double cpu0 = hw_cpu_ms();
 	ms_raddr_t vt_end = 0;
 	int ret = 0;
 
@@ -1845,6 +1846,7 @@ int ms_leak_scan_mt(const struct ms_heap_report *rep, const struct ms_reader *co
 	free(s.win);
 	free(s.batch);
 	out->scan_ms = (double)(ms_now_ns() - t0) / 1e6;
+	out->scan_cpu_ms = hw_cpu_ms() - cpu0;
 	out->classify_ms = out->scan_ms - out->mark_ms - out->types_ms;
 	return ret;
 }

@@ -1552,6 +1552,7 @@ int ms_heap_walk_flags(const struct ms_heap_loc *loc, const struct ms_reader *co
 	uint64_t t0 = ms_now_ns(), t2, sbrk_base, hp_pagesize = 0, tmax, heap_bytes = 0;
 	size_t nheapsegs;
 	int ret = 0;
+	double cpu0 = hw_cpu_ms();
 
 	memset(rep, 0, sizeof(*rep));
 	rep->hist = ms_xcalloc(HIST_N, sizeof(*rep->hist));
@@ -1706,6 +1707,7 @@ out:
 	free(w.win);
 	free(mp);
 	rep->walk_ms = (double)(ms_now_ns() - t0) / 1e6;
+	rep->walk_cpu_ms = hw_cpu_ms() - cpu0;
 	return ret;
 }
 

@@ -120,6 +120,7 @@ int ms_heap_write_json(FILE *f, const struct ms_heap_meta *m)
 		uint64_t sys = rep->mi.arena;
 
 		json_object_set_new(root, "walk_ms", json_real(rep->walk_ms));
+		json_object_set_new(root, "walk_cpu_ms", json_real(rep->walk_cpu_ms));
 		json_object_set_new(root, "partial", json_boolean(rep->partial));
 		json_object_set_new(root, "inconsistent", json_boolean(rep->inconsistent));
 		{

@@ -95,9 +95,9 @@ void ms_heap_write_leaks_text(FILE *f, const struct ms_leak_report *lr)
 		fprintf(f, " (+ %s in %s only from several threads')", H(lr->multi_thread_bytes),
 			C(lr->multi_thread_count));
 	fputs("\n", f);
-	fprintf(f, "  Scan: %.0f ms; roots %s of module data, %s anonymous, %s of stacks; %s of "
+	fprintf(f, "  Scan: %.0f ms (CPU %.0f ms); roots %s of module data, %s anonymous, %s of stacks; %s of "
 		   "allocations read; %zu vtables known%s%s\n",
-		lr->scan_ms, H(lr->root_module_bytes), H(lr->root_anon_bytes),
+		lr->scan_ms, lr->scan_cpu_ms, H(lr->root_module_bytes), H(lr->root_anon_bytes),
 		H(lr->root_stack_bytes), H(lr->scanned_bytes), lr->nvtables,
 		!lr->partial && lr->note[0] ? "; " : "", !lr->partial ? lr->note : "");
 
@@ -241,6 +241,7 @@ void ms_heap_leaks_json(json_t *root, const struct ms_leak_report *lr)
 	json_object_set_new(lk, "vtables", u64(lr->nvtables));
 	json_object_set_new(lk, "scan_ms", json_real(lr->scan_ms));
 	json_object_set_new(lk, "mark_ms", json_real(lr->mark_ms));
+	json_object_set_new(lk, "scan_cpu_ms", json_real(lr->scan_cpu_ms));
 	if (lr->explain) {
 		const struct ms_leak_explain *e = lr->explain;
 		json_t *o = json_object(), *ch = json_array(), *refs = json_array();

@@ -1828,6 +1828,18 @@ int ms_leak_scan_mt(const struct ms_heap_report *rep, const struct ms_reader *co
 			 "%" PRIu64 " allocations from the walk overlap, are out of order or lie "
 			 "outside malloc's segments (a damaged heap): left out of the scan",
 			 out->dropped_chunks);
+	} else if (rep->nerrors || rep->errors_dropped || rep->partial) {
+		/*
+		 * The sets are only as good as the walk's list: allocations in a part
+		 * it skipped are in no set, and free chunks on a list it could not
+		 * follow look in use (leaked, most likely). Said, not hidden.
+		 */
+		out->partial = true;
+		snprintf(out->note, sizeof(out->note),
+			 "the walk found the heap damaged (%zu error(s), see errors): allocations "
+			 "it could not list are in no set, and free chunks on a list it could not "
+			 "follow may count as leaked",
+			 rep->nerrors + (size_t)rep->errors_dropped);
 	} else if (out->unreadable_bytes) {
 		char b[32];
 

@@ -9,6 +9,12 @@ must match within a few percent, nothing reachable may be reported leaked
 beyond a handful, and the target must finish its own self-check.
 
   leaks_e2e.py --memspy M --target T [--arg MEMSPY-ARG]...
+  leaks_e2e.py --memspy M --target heap_mallinfo --corrupt MODE
+
+With --corrupt, the target is tests/targets/heap_mallinfo, whose forked copy
+damages its own heap (MODE: size, fastcycle, tcachenext): the scan must end
+within the timeout in a partial report (exit 1, the walk's errors, a leak
+section marked partial that says why), and the copy must exit 0.
 """
 import argparse
 import json
@@ -17,7 +23,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mstest import Target, fail, main, run_ok  # noqa: E402
+from mstest import Target, fail, main, run, run_ok  # noqa: E402
 
 # Stale words in registers or live stack slots can keep a few leaked chunks
 # alive, and libc/libstdc++ may leak a few of their own: allowed either way.
@@ -156,13 +162,45 @@ def check_explain(memspy, pid, truth, extra, stripped):
                                             % len(e["leaked_referrers"])))
 
 
+def check_corrupt(memspy, target, mode):
+    """A damaged heap: a partial leak report in bounded time, never a hang."""
+    t = Target([target, "4", "2000", mode], ready=r'^\{"pid": (\d+)\}', echo=False)
+    fd, path = tempfile.mkstemp(suffix=".json")
+    os.close(fd)
+    r = run([memspy, "dump", "--pid", str(t.pid), "--leaks", "--json", "-o", path], timeout=90)
+    sys.stderr.write(r.stderr)
+    with open(path) as f:
+        d = json.load(f)
+    os.unlink(path)
+    lk = d.get("leaks") or fail("no leak section in the report of a damaged heap")
+    print("exit %d, %d walk error(s); leaks: partial %s, note %r, %d in use, %d leaked"
+          % (r.returncode, len(d.get("errors") or []), lk.get("partial"), lk.get("note"),
+             lk["in_use"]["count"], lk["leaked"]["count"]))
+    if r.returncode != 1:
+        fail("exit status %d, expected 1 (partial)" % r.returncode)
+    if not d.get("errors"):
+        fail("no errors[] for a damaged heap")
+    if not lk.get("partial") or "damage" not in (lk.get("note") or ""):
+        fail("the leak section does not say it is partial because of the damage")
+    if lk["in_use"]["count"] <= 0:
+        fail("no allocations scanned")
+    t.p.stdin.close()
+    if t.wait(30) != 0:
+        fail("the damaged copy did not exit 0 after the dump: %s" % t.p.returncode)
+    print("ok: %s: partial leak report, target unharmed (exit 0)" % mode)
+
+
 def check_all():
     ap = argparse.ArgumentParser()
     ap.add_argument("--memspy", required=True)
     ap.add_argument("--target", required=True)
     ap.add_argument("--arg", action="append", default=[])
     ap.add_argument("--stripped", action="store_true", help="the target has no symbol table")
+    ap.add_argument("--corrupt", help="heap_mallinfo's damage mode")
     a = ap.parse_args()
+    if a.corrupt:
+        check_corrupt(a.memspy, a.target, a.corrupt)
+        return
 
     t, truth = start_target([a.target])
     check(truth, run_memspy(a.memspy, t.pid, a.arg, True))

@@ -7,7 +7,8 @@
  * may land in the root region, making it a stack), and may shuffle the chunk
  * list the walk handed over (sizes, order, overlaps: what a buggy or raced
  * walk could produce). The walk and then the scan must end without a crash,
- * a hang or a read outside the image, with counts that add up.
+ * a hang or a read outside the image, with counts that add up, in a report
+ * marked partial whenever the walk met damage or the scan left chunks out.
  */
 #include "../unit/heap_synth.h"
 
@@ -89,6 +90,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		unsetenv("MEMSPY_TEST_SCAN_PLAIN");
 	ms_leak_scan_mt(&rep, rs, mode & 4 ? 2 : 1, &s.maps, 0, &th, 1, mode & 2 ? explain : 0,
 			&lr);
+	/* Damage the walk met, or chunks the scan left out: the leak report says it is partial. */
+	if ((rep.nerrors || rep.errors_dropped || rep.partial || lr.dropped_chunks) && !lr.partial) {
+		fprintf(stderr, "damaged heap (%zu walk errors, %llu chunks left out), report not partial\n",
+			rep.nerrors, (unsigned long long)lr.dropped_chunks);
+		__builtin_trap();
+	}
 	/* Every allocation in exactly one set. */
 	sum = lr.leaked_count + lr.thread_only_count + lr.multi_thread_count;
 	if (sum > lr.inuse_count || lr.unref_count > lr.leaked_count) {

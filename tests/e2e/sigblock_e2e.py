@@ -74,7 +74,10 @@ def scen_blocked(args, wd):
         rc, err = memspy(args, ["--pid", str(pid), "-d", "3", "-s", "16k", "-o", out])
         if rc != 0:
             raise Fail(f"memspy record exited {rc}, expected 0")
-        warnings = [l for l in err.splitlines() if "warning" in l.lower()]
+        # Samples lost to a full ring (a loaded machine, the ASan build) are
+        # another matter, warned about in their own words.
+        warnings = [l for l in err.splitlines()
+                    if "warning" in l.lower() and "in-target ring full" not in l]
         if warnings:
             raise Fail(f"warnings on an ordinary recording: {warnings}")
         target.check_alive()
